@@ -1,0 +1,59 @@
+# songmine — two commands do all set-up on a fresh machine:
+#   make demo   (virtualenv, install, demo music, main job)
+#   make test   (virtualenv with the dev extra, demo music, browser, pytest)
+# Caches (pip, demo music) live in the per-user cache dir, outside the clone.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MUSIC  ?=
+PYTEST_ARGS ?=
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test venv venv-dev demo-music browser clean help
+
+help:
+	@echo "make demo [MUSIC=folder]  - fetch the demo music (or use MUSIC) and run the main job"
+	@echo "make test                 - run the test suite (what CI runs)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+venv: $(VENV)/.installed
+venv-dev: $(VENV)/.installed-dev
+
+demo: venv
+ifeq ($(strip $(MUSIC)),)
+	$(BIN)/songmine demo-corpus
+	$(BIN)/songmine scan "$$($(BIN)/songmine demo-corpus --quiet)"
+else
+	$(BIN)/songmine scan "$(MUSIC)"
+endif
+
+demo-music: venv-dev
+	$(BIN)/songmine demo-corpus --quiet
+
+# Debian's Chromium for the browser tests (never `playwright install`).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)); \
+	  else echo "chromium missing and cannot be installed here: browser tests will skip (fail under CI=true)"; fi; }
+
+test: venv-dev demo-music browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

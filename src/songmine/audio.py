@@ -1,0 +1,360 @@
+"""Decode any audio file to mono float32 at the rate a method asks for.
+
+Every method in songmine starts here. Decoding goes through PyAV (FFmpeg's
+decoders: mp3, ogg/vorbis, opus, webm, flac, wav, m4a/aac, ...); resampling
+through soxr, streamed chunk by chunk so a long file never needs its full
+native-rate copy in memory.
+
+Stereo → mono rule: the plain mean of all channels (no ``1/√2`` gain, no
+channel weighting), applied per decoded frame before resampling. This is what
+librosa's ``to_mono`` does, so methods that reproduce librosa pipelines agree.
+
+Errors are :class:`~songmine.errors.DecodeError` with the file and a ``reason``
+(``missing``, ``empty``, ``not-audio``, ``no-audio-stream``, ``truncated``,
+``zero-length``, ``too-long``). Digital silence is valid audio, not an error.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Union
+
+from .errors import DecodeError, ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+_BLOCK = 1 << 16  # native-rate samples handed to the resampler at a time
+
+__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "Source", "load", "info", "is_audio_path"]
+
+#: File endings treated as audio when walking a folder.
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".ogg", ".oga", ".opus", ".webm", ".flac", ".wav", ".m4a", ".aac", ".mp4", ".wma", ".aiff", ".aif"}
+)
+
+#: A path, raw bytes, or a binary file object (e.g. an HTTP upload).
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioInfo:
+    """What a file's container says about it, without decoding the audio."""
+
+    duration_s: float
+    sr: int
+    channels: int
+    codec: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def is_audio_path(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` has one of :data:`AUDIO_EXTENSIONS` (case-insensitive)."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _name(source: Source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return getattr(source, "name", None) or "<in-memory audio>"
+
+
+def _open(source: Source):
+    """Open a container with PyAV, turning every failure into a typed DecodeError."""
+    import av
+
+    name = _name(source)
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if not p.exists():
+            raise DecodeError(f"{name}: no such file", path=name, reason="missing")
+        if p.is_dir():
+            raise DecodeError(f"{name}: is a directory, not an audio file", path=name, reason="not-audio")
+        if p.stat().st_size == 0:
+            raise DecodeError(f"{name}: file is empty (0 bytes)", path=name, reason="empty")
+        target: object = os.fspath(p)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise DecodeError(f"{name}: upload is empty (0 bytes)", path=None, reason="empty")
+        target = io.BytesIO(bytes(source))
+    else:
+        target = source
+    try:
+        container = av.open(target, mode="r", metadata_errors="ignore")
+    except PermissionError as exc:
+        raise DecodeError(f"{name}: permission denied", path=name, reason="missing") from exc
+    except (av.error.FFmpegError, OSError, ValueError, EOFError) as exc:
+        raise DecodeError(
+            f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
+        ) from exc
+    if not container.streams.audio:
+        container.close()
+        raise DecodeError(f"{name}: contains no audio stream", path=name, reason="no-audio-stream")
+    return container
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # PyAV messages look like "[Errno 1094995529] Invalid data found when processing input: 'x.mp3'"
+    if "]" in text:
+        text = text.split("]", 1)[1].strip()
+    return text.split(": '")[0]
+
+
+def info(source: Source) -> AudioInfo:
+    """Duration, native rate, channels, codec and tags, read from the container.
+
+    Raises
+    ------
+    DecodeError
+        When the file is missing, empty, not audio, or has no audio stream.
+    """
+    with _open(source) as container:
+        stream = container.streams.audio[0]
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        else:
+            duration = float("nan")
+        tags = {str(k).lower(): str(v) for k, v in {**container.metadata, **stream.metadata}.items()}
+        ctx = stream.codec_context
+        return AudioInfo(
+            duration_s=duration,
+            sr=int(ctx.sample_rate or 0),
+            channels=int(ctx.channels or 0),
+            codec=str(ctx.name),
+            tags=tags,
+        )
+
+
+def load(
+    source: Source,
+    *,
+    sr: int | None,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+    max_duration: float | None = None,
+) -> "np.ndarray":
+    """Decode ``source`` to float32 samples at ``sr`` Hz.
+
+    Parameters
+    ----------
+    source : path, bytes or binary file object
+        Any format FFmpeg decodes.
+    sr : int or None
+        Target rate in Hz; ``None`` keeps the file's native rate.
+    mono : bool
+        Mix channels down by their mean (the module's one rule). With
+        ``mono=False`` the result has shape ``(channels, n)``.
+    offset : float
+        Start reading this many seconds into the file (seeks; earlier audio is
+        not decoded where the container allows).
+    duration : float or None
+        Read at most this many seconds from ``offset``; ``None`` reads to the end.
+    max_duration : float or None
+        Refuse (``reason="too-long"``) sources longer than this many seconds
+        instead of decoding them — a guard for uploads and queries.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,) or (channels, n), dtype=float32]
+
+    Raises
+    ------
+    DecodeError
+        Missing, empty, not audio, no audio stream, truncated, zero-length, too long.
+    ParameterError
+        Bad ``sr``, ``offset`` or ``duration``.
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(path, np.zeros(22050, dtype="float32"), 22050)
+    >>> load(path, sr=11025).shape
+    (11025,)
+    """
+    import numpy as np
+
+    if sr is not None and (not isinstance(sr, (int, np.integer)) or sr <= 0):
+        raise ParameterError(f"sr={sr!r} must be a positive integer or None")
+    if offset < 0 or not np.isfinite(offset):
+        raise ParameterError(f"offset={offset!r} must be a finite number >= 0")
+    if duration is not None and (duration <= 0 or not np.isfinite(duration)):
+        raise ParameterError(f"duration={duration!r} must be a positive number or None")
+
+    name = _name(source)
+    with _open(source) as container:
+        stream = container.streams.audio[0]
+        native_sr = int(stream.codec_context.sample_rate or 0)
+        if native_sr <= 0:
+            raise DecodeError(f"{name}: audio stream has no sample rate", path=name, reason="not-audio")
+        declared = _declared_duration(container, stream)
+        if max_duration is not None and declared is not None and declared > max_duration + 0.5:
+            raise DecodeError(
+                f"{name}: audio is {declared:.1f} s long, more than the limit of {max_duration:g} s",
+                path=name,
+                reason="too-long",
+            )
+        sink = _Sink(native_sr, native_sr if sr is None else int(sr), mono)
+        n_native = _decode(container, stream, sink, offset, duration, max_duration, name)
+
+    y = sink.result()
+    if n_native == 0 or y.shape[-1] == 0:
+        raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
+    if declared is not None and offset == 0 and duration is None:
+        got = n_native / native_sr
+        if got < 0.9 * declared - 1.0:
+            raise DecodeError(
+                f"{name}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s",
+                path=name,
+                reason="truncated",
+            )
+    if not np.all(np.isfinite(y)):
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    return y
+
+
+def _stack(pending: list) -> "np.ndarray":
+    """Frames (lists of per-channel arrays) → one ``(channels, n)`` float32 block."""
+    import numpy as np
+
+    n_ch = min(len(f) for f in pending)
+    return np.stack([np.concatenate([f[c] for f in pending]) for c in range(n_ch)])
+
+
+def _declared_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        d = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        d = container.duration / 1_000_000
+    else:
+        return None
+    return d if d > 0 else None
+
+
+class _Sink:
+    """Collects decoded native-rate blocks: downmixes, then resamples as a stream.
+
+    Streaming through :class:`soxr.ResampleStream` keeps peak memory at the
+    output rate, whatever the length of the file.
+    """
+
+    def __init__(self, sr_in: int, sr_out: int, mono: bool):
+        self.sr_in, self.sr_out, self.mono = sr_in, sr_out, mono
+        self.blocks: list = []
+        self.stream = None
+        self.n_in = 0
+
+    def add(self, a) -> None:  # a: (channels, n) float32
+        import numpy as np
+        import soxr
+
+        if self.mono:
+            a = a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0]
+        self.n_in += a.shape[-1]
+        if self.sr_in == self.sr_out:
+            self.blocks.append(np.array(a, dtype=np.float32, copy=True))
+            return
+        if self.stream is None:
+            ch = 1 if a.ndim == 1 else a.shape[0]
+            self.stream = soxr.ResampleStream(self.sr_in, self.sr_out, ch, dtype="float32", quality="HQ")
+        x = np.ascontiguousarray(a if a.ndim == 1 else a.T, dtype=np.float32)
+        out = self.stream.resample_chunk(x)
+        if out.shape[0]:
+            self.blocks.append(out if out.ndim == 1 else out.T)
+
+    def result(self):
+        import numpy as np
+
+        if self.stream is not None:
+            ch = 1 if self.mono else self.blocks[0].shape[0] if self.blocks else 1
+            tail = self.stream.resample_chunk(
+                np.zeros((0,) if self.mono else (0, ch), dtype=np.float32), last=True
+            )
+            if tail.shape[0]:
+                self.blocks.append(tail if tail.ndim == 1 else tail.T)
+        if not self.blocks:
+            return np.zeros(0, dtype=np.float32)
+        y = np.concatenate(self.blocks, axis=-1)
+        # soxr's stream may differ from round(n * ratio) by a sample: make the length exact
+        want = int(round(self.n_in * self.sr_out / self.sr_in))
+        if y.shape[-1] > want:
+            y = y[..., :want]
+        elif y.shape[-1] < want:
+            pad = [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])]
+            y = np.pad(y, pad)
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name) -> int:
+    """Decode frames of ``[offset, offset+duration)`` into ``sink``; return native samples kept."""
+    import av
+    import numpy as np
+
+    native_sr = sink.sr_in
+    start = int(round(offset * native_sr))
+    stop = None if duration is None else start + int(round(duration * native_sr))
+    limit = None if max_duration is None else int(round(max_duration * native_sr)) + native_sr // 2
+    pos: int | None = 0  # native-rate index of the next decoded sample
+    if start > 0 and stream.time_base is not None:
+        try:
+            container.seek(int(offset / stream.time_base), stream=stream, backward=True)
+            pos = None  # known from the first frame's pts
+        except av.error.FFmpegError:
+            container.seek(0)
+            pos = 0
+    resampler = av.AudioResampler(format="fltp")  # any sample format -> planar float32
+    pending: list[list[np.ndarray]] = []  # small frames batched into blocks of ~_BLOCK samples
+    channels = max(int(stream.codec_context.channels or 1), 1)
+    n_pending = 0
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                if pos is None:
+                    t = frame.pts * stream.time_base if frame.pts is not None else 0
+                    pos = int(round(float(t) * native_sr))
+                outs = (frame,) if frame.format.name == "fltp" else resampler.resample(frame)
+                for out in outs:
+                    n = out.samples
+                    # planar float32: one buffer per channel, read without copies
+                    a = [np.frombuffer(plane, np.float32, n) for plane in out.planes[:channels]]
+                    lo, hi = max(start - pos, 0), n if stop is None else min(stop - pos, n)
+                    pos += n
+                    if hi > lo:
+                        pending.append([c[lo:hi] for c in a] if (lo, hi) != (0, n) else a)
+                        n_pending += hi - lo
+                        if n_pending >= _BLOCK:
+                            sink.add(_stack(pending))
+                            pending, n_pending = [], 0
+                if limit is not None and pos - start > limit:
+                    raise DecodeError(
+                        f"{name}: audio is longer than the limit of {max_duration:g} s",
+                        path=name,
+                        reason="too-long",
+                    )
+                if stop is not None and pos >= stop:
+                    break
+            else:
+                continue
+            break
+    except av.error.FFmpegError as exc:
+        if pending:
+            sink.add(_stack(pending))
+        if sink.n_in == 0:
+            raise DecodeError(
+                f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
+            ) from exc
+        raise DecodeError(
+            f"{name}: truncated or corrupt after {sink.n_in / native_sr:.1f} s ({_ffmpeg_reason(exc)})",
+            path=name,
+            reason="truncated",
+        ) from exc
+    if pending:
+        sink.add(_stack(pending))
+    return sink.n_in

@@ -1,0 +1,19 @@
+"""songmine's command line: thin verbs over the library (one module per noun).
+
+Each module below registers its verbs on :data:`app` when imported; a new verb
+group is one new module and one import line here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._app import EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, app, main as _main
+from . import corpus as _corpus  # noqa: F401  (demo-corpus, scan)
+
+__all__ = ["app", "main", "EXIT_OK", "EXIT_NO_MATCH", "EXIT_USAGE", "EXIT_INTERNAL"]
+
+
+def main() -> None:
+    """Entry point of the ``songmine`` console script."""
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,192 @@
+"""The typer app, its exit codes, and the helpers every verb shares.
+
+Exit codes (the contract, docs/interfaces.md): 0 ran (for ``identify``: at
+least one clip matched); 1 ``identify`` only: no clip matched; 2 usage or
+input error; 70 internal error (traceback in the crash log, one line shown).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from .. import __version__
+
+EXIT_OK = 0
+EXIT_NO_MATCH = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+app = typer.Typer(
+    name="songmine",
+    help="Mine a music collection: identify clips, find duplicates, cluster a catalogue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"songmine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details on stderr.")] = False,
+) -> None:
+    """Mine a music collection: identify clips, find duplicates, cluster a catalogue."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (dataclasses and pydantic models included)."""
+    typer.echo(json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False, default=str))
+
+
+def _plain(obj: Any) -> Any:
+    import dataclasses
+    import math
+
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _plain(obj.item())
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays
+        return _plain(obj.tolist())
+    return obj
+
+
+def err_console():
+    """A rich console on stderr (progress, tables that are not the result)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def out_console():
+    """A rich console on stdout (human-readable results)."""
+    from rich.console import Console
+
+    return Console()
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """Yield a ``callback(done, total)`` that drives a rich progress bar on stderr.
+
+    Disabled (a no-op callback) when ``enabled`` is false or stderr is not a
+    terminal, so JSON runs and logs stay clean.
+    """
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``message`` as one line on stderr and return the Exit to raise."""
+    typer.echo(f"songmine: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the app and map errors to exit codes."""
+    import click
+
+    from ..errors import SongmineError
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="songmine", standalone_mode=False)
+        code = rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        typer.echo("songmine: interrupted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_USAGE
+    except SongmineError as exc:
+        typer.echo(f"songmine: error: {_one_line(exc)}", err=True)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        typer.echo("songmine: interrupted", err=True)
+        code = 130
+    except BrokenPipeError:
+        code = EXIT_OK
+    except Exception as exc:  # a bug: keep the traceback, show one line
+        log_path = _write_crash_log()
+        typer.echo(
+            f"songmine: internal error: {type(exc).__name__}: {_one_line(exc)} (traceback in {log_path})",
+            err=True,
+        )
+        code = EXIT_INTERNAL
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _write_crash_log() -> str:
+    import datetime
+
+    from ..paths import cache_dir
+
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / "crash.log"
+        with open(path, "a") as fh:
+            fh.write(f"--- {datetime.datetime.now().isoformat()} songmine {__version__} argv={sys.argv!r}\n")
+            fh.write(traceback.format_exc())
+        return str(path)
+    except OSError:
+        traceback.print_exc()
+        return "<stderr>"

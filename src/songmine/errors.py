@@ -1,0 +1,64 @@
+"""One exception family for the whole library.
+
+The CLI maps every :class:`SongmineError` to a one-line message and exit code 2;
+the server maps them to 4xx JSON. Anything else escaping the library is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SongmineError",
+    "ParameterError",
+    "DecodeError",
+    "IndexFormatError",
+    "NotFittedError",
+    "DataError",
+    "EngineError",
+    "ConvergenceWarning",
+]
+
+
+class SongmineError(Exception):
+    """Base class of every error songmine raises on purpose."""
+
+
+class ParameterError(SongmineError, ValueError):
+    """An argument has a wrong value or type (``n_clusters=0``, ``sr=-1``...)."""
+
+
+class DecodeError(SongmineError):
+    """An audio file could not be decoded; the message names the file and why.
+
+    Attributes
+    ----------
+    path : str | None
+        The file that failed, if it came from a file.
+    reason : str
+        A short machine-friendly reason: ``missing``, ``empty``, ``not-audio``,
+        ``no-audio-stream``, ``truncated``, ``zero-length``, ``too-long``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str = "undecodable"):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class IndexFormatError(SongmineError):
+    """An index is missing, of another version, or was built with another config."""
+
+
+class NotFittedError(SongmineError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class DataError(SongmineError, ValueError):
+    """A table or data file is malformed: missing column, duplicate ids, NaNs..."""
+
+
+class EngineError(SongmineError, RuntimeError):
+    """A compute engine (e.g. Spark) could not be started or reached."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative algorithm stopped before converging, or met an empty cluster."""

@@ -1,0 +1,89 @@
+"""A music library on disk: find its audio files and check what is decodable.
+
+Shared by ``index``, ``features``, ``dedupe`` and ``scan``: one walking rule
+(recursive, sorted, hidden files skipped, audio recognised by extension) and
+one per-file error policy (an unreadable file is reported, never fatal).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio import AUDIO_EXTENSIONS, info
+from .errors import ParameterError, SongmineError
+
+__all__ = ["iter_audio_files", "ScanRow", "scan"]
+
+
+def iter_audio_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Audio files under ``paths`` (files are taken as given, folders walked recursively).
+
+    Files are yielded in sorted order per folder, so runs are reproducible;
+    hidden files and folders (``.name``) are skipped.
+
+    Raises
+    ------
+    ParameterError
+        When a path does not exist.
+    """
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ParameterError(f"{p}: no such file or directory")
+        if p.is_file():
+            yield p
+            continue
+        for dirpath, dirnames, filenames in os.walk(p):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                if not fn.startswith(".") and Path(fn).suffix.lower() in AUDIO_EXTENSIONS:
+                    yield Path(dirpath) / fn
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRow:
+    """What :func:`scan` learnt about one file (``error`` set when it is unreadable)."""
+
+    path: str
+    duration_s: float | None = None
+    sr: int | None = None
+    channels: int | None = None
+    codec: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def scan(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    decode: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ScanRow]:
+    """Describe every audio file under ``paths``; with ``decode=True`` decode each fully.
+
+    Decoding proves the file is readable to the end (and measures its true
+    duration); without it only the container is read, which is instant.
+    """
+    from .audio import load
+
+    files = list(iter_audio_files(paths))
+    rows: list[ScanRow] = []
+    for i, f in enumerate(files):
+        try:
+            meta = info(f)
+            duration = meta.duration_s
+            if decode:
+                y = load(f, sr=None)
+                duration = y.shape[-1] / meta.sr
+            rows.append(
+                ScanRow(str(f), round(duration, 3), meta.sr, meta.channels, meta.codec, meta.tags)
+            )
+        except SongmineError as exc:
+            rows.append(ScanRow(str(f), error=str(exc)))
+        if progress is not None:
+            progress(i + 1, len(files))
+    return rows
+
+
