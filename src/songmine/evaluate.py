@@ -230,7 +230,7 @@ class Identifier(Protocol):
 #: ``name -> factory(index_path, options)``, or a lazy ``"module:attribute"`` string.
 METHODS: dict[str, Any] = {
     "landmark": "songmine.evaluate:LandmarkIdentifier",
-    "seed": "songmine.seedmethod:SeedIdentifier",
+    "seed": "songmine.evaluate:SeedIdentifier",
     "sketch": "songmine.sketch:SketchIdentifier",
 }
 
@@ -284,6 +284,7 @@ class LandmarkIdentifier:
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
+        opts.pop("thresholds", None)
         self.config = FingerprintConfig(**opts)
         self.sr = int(getattr(self.config, "sr", 11025))
         self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix="songmine-eval-")
@@ -316,6 +317,55 @@ class LandmarkIdentifier:
             close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class SeedIdentifier:
+    """The brief's onset-peak MinHash/LSH method (:class:`songmine.seedmethod.SeedIndex`), in memory.
+
+    Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
+    ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked
+    at the lowest threshold so the sweep sees every candidate above it.
+    The reported index size is that of :meth:`SeedIndex.save` in a temp folder.
+    """
+
+    name = "seed"
+
+    def __init__(self, index_path: Path | None, options: Mapping[str, str]):
+        from .seedmethod import SeedConfig
+
+        opts = {k: _parse_value(v) for k, v in options.items()}
+        self.top = int(opts.pop("top", 5))
+        sweep = opts.pop("thresholds", None)
+        if sweep is not None and "threshold" not in opts:
+            opts["threshold"] = max(1e-6, min(float(t) for t in str(sweep).split(",") if t.strip()))
+        self.config = SeedConfig(**opts)
+        self.sr = int(self.config.sr)
+        self.index_path = index_path
+        self.index = None
+
+    def build(self, paths, *, jobs, progress):
+        from .audio import info
+        from .seedmethod import SeedIndex
+
+        t0 = time.perf_counter()
+        self.index = SeedIndex(self.config)
+        self.index.add_files(paths, progress=progress)
+        seconds = time.perf_counter() - t0
+        audio = sum(float(info(p).duration_s) for p in paths if str(p) not in dict(self.index.skipped))
+        with tempfile.TemporaryDirectory(prefix="songmine-eval-seed-") as tmp:
+            folder = Path(self.index_path) if self.index_path is not None else Path(tmp) / "seed"
+            self.index.save(folder)
+            size = _dir_bytes(folder)
+        return BuildStats(
+            n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
+            seconds=seconds, index_bytes=size,
+        )
+
+    def query(self, clip, *, name):
+        return self.index.query_audio(clip, query=name, top=self.top)
+
+    def close(self):
+        self.index = None
 
 
 def _parse_value(v: str) -> Any:

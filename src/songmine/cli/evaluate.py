@@ -68,6 +68,8 @@ def eval_cmd(
         if not eq or not k:
             raise fail(f"--option {kv!r}: expected KEY=VALUE")
         opts[k.strip()] = v.strip()
+    if thresholds:
+        opts.setdefault("thresholds", thresholds)
     try:
         config = EvalConfig(
             tracks=tracks,
