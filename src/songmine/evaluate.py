@@ -419,11 +419,16 @@ def _duration(path: Path) -> float | None:
 
 
 def split_library(
-    library: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], config: EvalConfig
+    library: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    config: EvalConfig,
+    *,
+    clamp_tracks: bool = False,
 ) -> tuple[list[Path], list[Path], dict[str, float]]:
     """Seeded split of the library's files into (indexed, held_out), plus each file's duration.
 
-    Files whose container cannot be read are left out (logged).
+    Files whose container cannot be read are left out (logged). With
+    ``clamp_tracks``, a library too small for ``config.tracks`` (plus one
+    held out) has three quarters of its files indexed instead (a warning).
 
     Raises
     ------
@@ -440,14 +445,18 @@ def split_library(
     durations = {str(p): d for p in files if (d := _duration(p)) is not None}
     files = [p for p in files if str(p) in durations]
     need = config.tracks + (1 if config.nonmember_queries else 0)
-    if len(files) < need:
+    n_index = config.tracks
+    if len(files) < need and clamp_tracks and len(files) >= 2:
+        n_index = max(1, len(files) - max(1, len(files) // 4))
+        log.warning("library has %d files: indexing %d instead of tracks=%d", len(files), n_index, config.tracks)
+    elif len(files) < need:
         raise ParameterError(
             f"library has {len(files)} readable audio files; tracks={config.tracks} needs at least {need}"
             + (" (one held out for non-member queries)" if config.nonmember_queries else "")
         )
     order = np.random.default_rng([config.seed, 1]).permutation(len(files))
-    indexed = sorted(files[i] for i in order[: config.tracks])
-    held = sorted(files[i] for i in order[config.tracks :])
+    indexed = sorted(files[i] for i in order[:n_index])
+    held = sorted(files[i] for i in order[n_index:])
     return indexed, held, durations
 
 
@@ -851,6 +860,7 @@ def evaluate(
     jobs: int = 1,
     build_progress: Callable[[int, int], None] | None = None,
     query_progress: Callable[[int, int], None] | None = None,
+    clamp_tracks: bool = False,
 ) -> EvalReport:
     """Split, build, query and summarise: one full evaluation of ``identifier`` on ``library``.
 
@@ -860,7 +870,7 @@ def evaluate(
     >>> rep = evaluate("music/", make_identifier("landmark"), EvalConfig(tracks=10))  # doctest: +SKIP
     """
     t_start = time.perf_counter()
-    indexed, held, durations = split_library(library, config)
+    indexed, held, durations = split_library(library, config, clamp_tracks=clamp_tracks)
     specs = plan_queries(indexed, held, durations, config)
     log.info("%d indexed, %d held out, %d queries", len(indexed), len(held), len(specs))
     with PeakMemory() as mem:
