@@ -129,6 +129,8 @@ def test_split_and_plan_are_deterministic_and_cover_every_cell(cuts_dir):
     assert all(s.track == str(a[1][0]) for s in specs if not s.member)
     with pytest.raises(ParameterError, match="needs at least"):
         split_library(cuts_dir, _config(tracks=3))
+    small = split_library(cuts_dir, _config(tracks=40), clamp_tracks=True)
+    assert len(small[0]) == 2 and len(small[1]) == 1
 
 
 @pytest.mark.corpus
