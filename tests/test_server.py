@@ -138,6 +138,11 @@ def test_truncated_or_corrupt_audio_is_4xx_with_a_message(client, tagged_cuts):
     assert r.status_code in (415, 422) and r.json()["detail"]
 
 
+def test_clip_too_short_is_422(client, tagged_cuts):
+    r = client.post("/api/identify", files={"file": ("blip.wav", clip(tagged_cuts[0], offset=3, duration=0.4))})
+    assert r.status_code == 422 and r.json()["reason"] == "too-short" and "at least 1 s" in r.json()["detail"]
+
+
 def test_wrong_content_type_and_empty_body(client):
     assert client.post("/api/identify", content=b"{}", headers={"content-type": "application/json"}).status_code == 415
     r = client.post("/api/identify", files={"file": ("empty.wav", b"")})

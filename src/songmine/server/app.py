@@ -407,9 +407,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         with request.app.state.slots:
             try:
-                y = load(upload.path, sr=_query_rate(index), max_duration=settings.max_query_s)
+                sr = _query_rate(index)
+                y = load(upload.path, sr=sr, max_duration=settings.max_query_s)
             except DecodeError as exc:
                 raise _decode_error(exc, what=upload.label) from None
+            if y.shape[0] < settings.min_query_s * sr:
+                raise HTTPException(
+                    422,
+                    f"{upload.label}: clip is {y.shape[0] / sr:.2f} s long; send at least "
+                    f"{settings.min_query_s:g} s of audio",
+                    headers={"X-Songmine-Reason": "too-short"},
+                )
             n_top = settings.top if top is None else min(top, settings.top)
             return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
 
