@@ -306,3 +306,30 @@ def test_missing_index_fails_at_start_and_serve_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no index" in err
     assert main(["serve", "--index", str(tmp_path), "--tls-cert", str(tmp_path / "c.pem")]) == 2
+
+
+def test_slow_body_is_408_and_oversized_declared_body_is_refused_unread(server_index, live_server):
+    """Over a real socket: a client that stalls mid-body gets 408; a huge Content-Length gets 413 at once."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    s = ServerSettings(index_path=server_index, upload_timeout_s=1.0, refresh_interval_s=0)
+    with live_server(create_app(s)) as url:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+
+        def exchange(head: bytes, body: bytes, wait: float) -> bytes:
+            with socket.create_connection((host, port), timeout=10) as sock:
+                sock.sendall(head + body)
+                time.sleep(wait)
+                return sock.recv(65536)
+
+        head = b"POST /api/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n"
+        t0 = time.monotonic()
+        answer = exchange(head, b"RIFF" + bytes(996), 2.0)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"within 1 s" in answer and time.monotonic() - t0 < 8
+
+        huge = b"POST /api/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 999999999\r\n\r\n"
+        answer = exchange(huge, b"", 0.3)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
