@@ -152,6 +152,12 @@ def tagged_cuts(real_cuts, tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="session")
 def server_index(tagged_cuts, tmp_path_factory) -> Path:
     """An index of the first five tagged cuts (the sixth stays out, to add over HTTP)."""
+    import importlib.util
+
+    need(
+        all(importlib.util.find_spec(m) is not None for m in ("songmine.index", "songmine.identify")),
+        "songmine.index / songmine.identify not available yet",
+    )
     from songmine.index import Index, index_files
 
     path = tmp_path_factory.mktemp("server") / "index"
