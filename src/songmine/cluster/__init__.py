@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .engines import Engine, LloydResult, LocalEngine, get_engine
+from .kmeans import KMeans, kmeans_plusplus
 
-__all__ = ["Engine", "LloydResult", "LocalEngine", "get_engine"]
+__all__ = ["KMeans", "kmeans_plusplus", "Engine", "LloydResult", "LocalEngine", "get_engine"]

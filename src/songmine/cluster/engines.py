@@ -101,19 +101,31 @@ class LocalEngine:
 
     Parameters
     ----------
+    algorithm : {"hamerly", "lloyd"}, default "hamerly"
+        ``"lloyd"`` computes all ``n × k`` distances every iteration.
+        ``"hamerly"`` (Hamerly 2010) keeps per point an upper bound on the
+        distance to its centre and a lower bound on the distance to the second
+        nearest, and recomputes distances only for points whose bounds no
+        longer prove the assignment; bounds carry a rounding margin, so a point
+        is skipped only when its centre is *strictly* nearest — the labels are
+        those of ``"lloyd"`` (same rules, same result up to rounding of exact
+        near-ties). Both follow the shared semantics above exactly.
     block_rows : int or None
         Rows per distance block; ``None`` sizes it from an 8 MB budget.
     """
 
     name = "local"
 
-    def __init__(self, *, block_rows: int | None = None):
+    def __init__(self, *, algorithm: str = "hamerly", block_rows: int | None = None):
+        if algorithm not in ("hamerly", "lloyd"):
+            raise ParameterError(f"algorithm={algorithm!r} must be 'hamerly' or 'lloyd'")
         if block_rows is not None and int(block_rows) < 1:
             raise ParameterError(f"block_rows={block_rows} must be >= 1")
+        self.algorithm = algorithm
         self.block_rows = block_rows
 
     def __repr__(self) -> str:
-        return f"LocalEngine(block_rows={self.block_rows})"
+        return f"LocalEngine(algorithm={self.algorithm!r}, block_rows={self.block_rows})"
 
     # -- public --------------------------------------------------------------------------
     def lloyd(self, X, centers: np.ndarray, *, max_iter: int, tol: float) -> LloydResult:
@@ -128,7 +140,8 @@ class LocalEngine:
             raise ParameterError(f"max_iter={max_iter} must be >= 0")
         if not tol >= 0:
             raise ParameterError(f"tol={tol} must be >= 0")
-        return _lloyd(X, centers, max_iter=int(max_iter), tol=float(tol), block_rows=self.block_rows)
+        run = _hamerly if self.algorithm == "hamerly" and centers.shape[0] > 1 else _lloyd
+        return run(X, centers, max_iter=int(max_iter), tol=float(tol), block_rows=self.block_rows)
 
 
 def get_engine(name: str, **options) -> Engine:
@@ -221,6 +234,107 @@ def inertia_of(X: np.ndarray, centers: np.ndarray, labels: np.ndarray, *, block_
         diff = X[start:start + block_rows] - centers[labels[start:start + block_rows]]
         total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
     return total
+
+
+def _update_centers(X, labels, centers, it, empty_seen):
+    k = centers.shape[0]
+    sums, counts = center_sums(X, labels, k)
+    new = centers.copy()
+    nz = counts > 0
+    new[nz] = sums[nz] / counts[nz, None].astype(X.dtype)
+    if not nz.all():
+        empty_seen[it + 1] = np.flatnonzero(~nz).tolist()
+    return new
+
+
+def _warn_empty(empty_seen):
+    if empty_seen:
+        first = next(iter(empty_seen))
+        warnings.warn(
+            f"{len(empty_seen)} iteration(s) had empty clusters (first: iteration {first}, "
+            f"clusters {empty_seen[first]}); empty clusters kept their previous centre",
+            ConvergenceWarning, stacklevel=4,
+        )
+
+
+def _assign_two(X, x_sq, centers, c_sq, block_rows):
+    """Nearest centre, an upper bound on its distance and a lower bound on the 2nd nearest (not squared).
+
+    Bounds include the rounding error of the expanded form ``||x||² − 2x·c + ||c||²``.
+    """
+    n, k = X.shape[0], centers.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    best = np.empty(n, dtype=np.float64)
+    second = np.empty(n, dtype=np.float64)
+    step = _block_rows(n, k, X.dtype.itemsize, block_rows)
+    ct2 = np.ascontiguousarray(-2.0 * centers.T, dtype=X.dtype)
+    rows = np.arange(min(n, step))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        D = X[start:stop] @ ct2
+        D += c_sq
+        lab = D.argmin(axis=1)
+        r = rows[: stop - start]
+        labels[start:stop] = lab
+        best[start:stop] = D[r, lab]
+        D[r, lab] = np.inf
+        second[start:stop] = D.min(axis=1)
+    err = 8 * np.finfo(X.dtype).eps * (x_sq.astype(np.float64) + float(c_sq.max(initial=0)))
+    best += x_sq
+    second += x_sq
+    upper = np.sqrt(np.maximum(best + err, 0))
+    lower = np.sqrt(np.maximum(second - err, 0))
+    return labels, upper, lower
+
+
+def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
+             block_rows: int | None) -> LloydResult:
+    """Lloyd with Hamerly's bounds; same iterations and results as :func:`_lloyd`."""
+    k = centers.shape[0]
+    rel = 4 * np.finfo(X.dtype).eps
+    x_sq = np.einsum("ij,ij->i", X, X)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    labels, upper, lower = _assign_two(X, x_sq, centers, c_sq, block_rows)
+    converged = False
+    n_iter = 0
+    empty_seen: dict[int, list[int]] = {}
+    for it in range(max_iter):
+        new = _update_centers(X, labels, centers, it, empty_seen)
+        diff = new - centers
+        delta_sq = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
+        shift = float(delta_sq.sum())
+        delta = np.sqrt(delta_sq) * (1 + rel)
+        centers = new
+        n_iter = it + 1
+        # Bounds after the move: upper grows by its centre's move, lower shrinks by the largest other move.
+        upper += delta[labels]
+        upper *= 1 + rel
+        order = np.argsort(delta)
+        far = order[-1]
+        lower -= np.where(labels == far, delta[order[-2]], delta[far])
+        lower *= 1 - rel
+        # s_j: half the distance from centre j to its nearest other centre.
+        c_sq = np.einsum("ij,ij->i", centers, centers)
+        cc = c_sq[:, None] - 2 * (centers @ centers.T).astype(np.float64) + c_sq[None, :]
+        np.fill_diagonal(cc, np.inf)
+        s = 0.5 * np.sqrt(np.maximum(cc.min(axis=1) - 8 * rel * c_sq.max(), 0))
+        bound = np.maximum(s[labels], lower)
+        cand = np.flatnonzero(upper >= bound)
+        if cand.size:
+            d = X[cand] - centers[labels[cand]]
+            upper[cand] = np.sqrt(np.einsum("ij,ij->i", d, d, dtype=np.float64)) * (1 + rel)
+            cand = cand[upper[cand] >= bound[cand]]
+        if cand.size:
+            lab, up, lo = _assign_two(X[cand], x_sq[cand], centers, c_sq, block_rows)
+            labels[cand] = lab
+            upper[cand] = up
+            lower[cand] = lo
+        if shift <= tol:
+            converged = True
+            break
+    _warn_empty(empty_seen)
+    inertia = inertia_of(X, centers, labels)
+    return LloydResult(centers=centers, labels=labels, inertia=inertia, n_iter=n_iter, converged=converged)
 
 
 def _lloyd(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
