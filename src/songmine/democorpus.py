@@ -43,15 +43,16 @@ class Package:
 
     name: str
     pattern: str
+    licence: str = ""  # SPDX-like short name, read off the package's copyright file
     raw_pcm_u8_sr: int | None = None  # headerless unsigned 8-bit mono PCM at this rate
 
 
 #: The demo library: 62 tracks, 3.6 hours, ~220 MB of .debs.
 DEFAULT_PACKAGES: tuple[Package, ...] = (
-    Package("wesnoth-1.16-music", r"/usr/share/.*/music/.*\.(ogg|mp3|flac|opus|wav)$"),
-    Package("singularity-music", r"/music/.*\.(ogg|mp3|flac)$"),
-    Package("asc-music", r"/music/.*\.(ogg|mp3|flac)$"),
-    Package("xblast-tnt-musics", r"/sounds/xbsng.*\.raw$", raw_pcm_u8_sr=22050),
+    Package("wesnoth-1.16-music", r"/usr/share/.*/music/.*\.(ogg|mp3|flac|opus|wav)$", "GPL-2+"),
+    Package("singularity-music", r"/music/.*\.(ogg|mp3|flac)$", "CC-BY-SA-3.0"),
+    Package("asc-music", r"/music/.*\.(ogg|mp3|flac)$", "GPL-2+"),
+    Package("xblast-tnt-musics", r"/sounds/xbsng.*\.raw$", "GPL-2", raw_pcm_u8_sr=22050),
 )
 
 MIN_DURATION_S = 20.0
@@ -81,7 +82,7 @@ def read_manifest(root: str | os.PathLike[str]) -> list[DemoTrack]:
 
 
 def _stamp_value(packages: Sequence[Package]) -> str:
-    spec = "\n".join(f"{p.name}|{p.pattern}|{p.raw_pcm_u8_sr}" for p in packages)
+    spec = "\n".join(f"{p.name}|{p.pattern}|{p.licence}|{p.raw_pcm_u8_sr}" for p in packages)
     return hashlib.sha1(f"{spec}\n{MIN_DURATION_S}".encode()).hexdigest()[:16]
 
 
@@ -160,11 +161,13 @@ def _apt_download(name: str, dest: Path) -> bool:
     return _run(["apt-get", "download", "-q", name], cwd=dest, check=False)
 
 
-def _licence(pkg_root: Path, name: str) -> str:
-    """The first ``License:`` short name in the package's DEP-5 copyright file."""
+def _licence(pkg_root: Path, pkg: Package) -> str:
+    """The package's declared licence, else the first DEP-5 ``License:`` short name."""
+    if pkg.licence:
+        return pkg.licence
     for f in pkg_root.glob("usr/share/doc/*/copyright"):
         for line in f.read_text(errors="replace").splitlines():
-            if line.lower().startswith("license:"):
+            if line.lower().startswith("license:") and line.split(":", 1)[1].strip():
                 return line.split(":", 1)[1].strip()
     return "see copyright file"
 
@@ -189,7 +192,7 @@ def _lay_out(root: Path, packages: Sequence[Package], say: Callable[[str], None]
     rows: list[DemoTrack] = []
     for pkg in packages:
         base = root / "extract" / pkg.name
-        licence = _licence(base, pkg.name)
+        licence = _licence(base, pkg)
         rx = re.compile(pkg.pattern)
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()

@@ -133,30 +133,35 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _click_exceptions():
+    """The click exception module typer uses (typer >= 0.26 vendors its own click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer: plain click
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and map errors to exit codes."""
-    import click
-
     from ..errors import SongmineError
 
+    click_errors = _click_exceptions()
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="songmine", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("songmine: interrupted", err=True)
         code = 130
-    except click.ClickException as exc:
+    except click_errors.ClickException as exc:
         exc.show()
-        code = EXIT_USAGE
+        code = exc.exit_code if exc.exit_code else EXIT_USAGE
     except SongmineError as exc:
         typer.echo(f"songmine: error: {_one_line(exc)}", err=True)
         code = EXIT_USAGE
-    except KeyboardInterrupt:
-        typer.echo("songmine: interrupted", err=True)
-        code = 130
     except BrokenPipeError:
         code = EXIT_OK
     except Exception as exc:  # a bug: keep the traceback, show one line

@@ -1,0 +1,240 @@
+"""songmine.audio: every format decodes, spans are exact, bad files give typed errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from songmine import audio
+from songmine.errors import DecodeError, ParameterError
+
+
+def encode_av(path: Path, y: np.ndarray, sr: int, codec: str, *, fmt: str | None = None, rate: int | None = None):
+    """Encode mono float32 ``y`` with PyAV (FFmpeg's encoders) — how browsers and phones make files."""
+    import av
+
+    rate = rate or sr
+    if rate != sr:
+        import soxr
+
+        y = soxr.resample(y, sr, rate).astype(np.float32)
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        fmt_name = stream.codec_context.codec.audio_formats[0].name
+        frame_size = stream.codec_context.frame_size or 1024
+        resampler = av.AudioResampler(format=fmt_name, layout="mono", rate=rate)
+        for i in range(0, len(y), frame_size):
+            frame = av.AudioFrame.from_ndarray(y[None, i : i + frame_size], format="flt", layout="mono")
+            frame.sample_rate = rate
+            for f in resampler.resample(frame):
+                for packet in stream.encode(f):
+                    out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def dominant_hz(y: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.argmax(spec) * sr / len(y))
+
+
+FORMATS = [
+    # (suffix, writer) — writer(path, y, sr)
+    (".wav", lambda p, y, sr: sf.write(p, y, sr, subtype="PCM_16")),
+    (".flac", lambda p, y, sr: sf.write(p, y, sr)),
+    (".ogg", lambda p, y, sr: sf.write(p, y, sr, format="OGG", subtype="VORBIS")),
+    (".mp3", lambda p, y, sr: encode_av(p, y, sr, "libmp3lame")),
+    (".opus", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="ogg", rate=48000)),
+    (".webm", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="webm", rate=48000)),
+    (".m4a", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="ipod")),
+]
+
+
+@pytest.mark.parametrize("suffix,write", FORMATS, ids=[f[0] for f in FORMATS])
+def test_every_format_decodes_to_the_same_tone(tmp_path, tone, suffix, write):
+    sr = 44100
+    y = tone(1000.0, sr, 3.0)
+    path = tmp_path / f"tone{suffix}"
+    write(path, y, sr)
+    out = audio.load(path, sr=11025)
+    assert out.dtype == np.float32 and out.ndim == 1
+    # codecs add priming/padding of at most a few tens of ms
+    assert abs(len(out) / 11025 - 3.0) < 0.1
+    assert abs(dominant_hz(out[2000:-2000], 11025) - 1000.0) < 5.0
+    assert 0.2 < np.sqrt(np.mean(out[2000:-2000] ** 2)) < 0.5  # 0.5-amplitude sine: rms 0.354
+
+
+def test_lossless_decode_is_exact(tmp_path, rng):
+    y = (rng.uniform(-0.5, 0.5, 22050) * 32767).round() / 32767
+    sf.write(tmp_path / "x.flac", y.astype(np.float32), 22050, subtype="PCM_16")
+    out = audio.load(tmp_path / "x.flac", sr=None)
+    np.testing.assert_allclose(out, y, atol=1.5 / 32768)
+
+
+def test_stereo_is_mixed_by_channel_mean(tmp_path):
+    sr = 8000
+    left = np.full(sr, 0.5, dtype=np.float32)
+    right = np.full(sr, -0.25, dtype=np.float32)
+    sf.write(tmp_path / "s.wav", np.stack([left, right], axis=1), sr, subtype="FLOAT")
+    mono = audio.load(tmp_path / "s.wav", sr=None)
+    np.testing.assert_allclose(mono, 0.125, atol=1e-6)
+    both = audio.load(tmp_path / "s.wav", sr=None, mono=False)
+    assert both.shape == (2, sr)
+
+
+def test_resampling_keeps_frequency_and_length(tmp_path, tone):
+    sf.write(tmp_path / "t.wav", tone(440.0, 48000, 2.0), 48000)
+    y = audio.load(tmp_path / "t.wav", sr=11025)
+    assert len(y) == 22050
+    assert abs(dominant_hz(y, 11025) - 440.0) < 2.0
+
+
+def test_offset_and_duration_read_the_exact_span(tmp_path, rng):
+    sr = 22050
+    y = rng.uniform(-0.5, 0.5, sr * 10).astype(np.float32)
+    sf.write(tmp_path / "n.wav", y, sr, subtype="FLOAT")
+    part = audio.load(tmp_path / "n.wav", sr=None, offset=3.5, duration=2.0)
+    np.testing.assert_array_equal(part, y[int(3.5 * sr) : int(5.5 * sr)])
+    tail = audio.load(tmp_path / "n.wav", sr=None, offset=9.0)
+    np.testing.assert_array_equal(tail, y[9 * sr :])
+
+
+def test_span_of_a_compressed_file_is_aligned(tmp_path, synth_music):
+    sr = 22050
+    y = synth_music(sr, 12.0, seed=3)
+    sf.write(tmp_path / "m.ogg", y, sr, format="OGG", subtype="VORBIS")
+    full = audio.load(tmp_path / "m.ogg", sr=None)
+    part = audio.load(tmp_path / "m.ogg", sr=None, offset=6.0, duration=3.0)
+    assert len(part) == 3 * sr
+    ref = full[6 * sr : 9 * sr]
+    lags = range(-200, 201)
+    corr = [np.dot(ref[300:-300], part[300 + k : len(ref) - 300 + k]) for k in lags]
+    assert abs(list(lags)[int(np.argmax(corr))]) <= 2
+
+
+def test_silence_is_valid_audio(tmp_path):
+    sf.write(tmp_path / "silence.wav", np.zeros(8000, dtype=np.float32), 8000)
+    y = audio.load(tmp_path / "silence.wav", sr=11025)
+    assert len(y) == 11025 and not np.any(y)
+
+
+def test_bytes_and_file_objects(tmp_path, tone):
+    sf.write(tmp_path / "t.flac", tone(440.0, 22050, 1.0), 22050)
+    data = (tmp_path / "t.flac").read_bytes()
+    a = audio.load(data, sr=11025)
+    b = audio.load(io.BytesIO(data), sr=11025)
+    c = audio.load(tmp_path / "t.flac", sr=11025)
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(b, c)
+
+
+def test_info_reads_container_without_decoding(tmp_path, tone):
+    sf.write(tmp_path / "t.flac", np.stack([tone(440, 32000, 2.5)] * 2, axis=1), 32000)
+    meta = audio.info(tmp_path / "t.flac")
+    assert meta.sr == 32000 and meta.channels == 2 and meta.codec == "flac"
+    assert abs(meta.duration_s - 2.5) < 1e-3
+
+
+# --- bad input: typed errors naming the file and the reason ------------------------------
+
+
+def _reason(exc_info) -> str:
+    return exc_info.value.reason
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DecodeError, match="no such file") as e:
+        audio.load(tmp_path / "nope.mp3", sr=11025)
+    assert _reason(e) == "missing" and "nope.mp3" in str(e.value)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    with pytest.raises(DecodeError, match="empty") as e:
+        audio.load(tmp_path / "empty.mp3", sr=11025)
+    assert _reason(e) == "empty"
+    with pytest.raises(DecodeError, match="empty"):
+        audio.load(b"", sr=11025)
+
+
+def test_text_file_named_mp3(tmp_path):
+    (tmp_path / "notes.mp3").write_text("these are not the songs you are looking for\n" * 50)
+    with pytest.raises(DecodeError) as e:
+        audio.load(tmp_path / "notes.mp3", sr=11025)
+    assert _reason(e) == "not-audio" and "notes.mp3" in str(e.value)
+
+
+def test_random_bytes_are_not_audio(rng):
+    with pytest.raises(DecodeError) as e:
+        audio.load(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(), sr=11025)
+    assert _reason(e) in {"not-audio", "zero-length", "truncated"}
+
+
+def test_file_with_only_video_has_no_audio_stream(tmp_path):
+    # a 2-frame 2x2 YUV4MPEG stream: valid media, no audio
+    frame = b"FRAME\n" + bytes(6)
+    (tmp_path / "video.y4m").write_bytes(b"YUV4MPEG2 W2 H2 F25:1 Ip A1:1 C420jpeg\n" + frame * 2)
+    with pytest.raises(DecodeError) as e:
+        audio.load(tmp_path / "video.y4m", sr=11025)
+    assert _reason(e) == "no-audio-stream"
+
+
+def test_zero_length_audio(tmp_path):
+    sf.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), 8000)
+    with pytest.raises(DecodeError) as e:
+        audio.load(tmp_path / "zero.wav", sr=11025)
+    assert _reason(e) == "zero-length"
+
+
+def test_truncated_file(tmp_path, synth_music):
+    sf.write(tmp_path / "full.flac", synth_music(22050, 10.0), 22050)
+    data = (tmp_path / "full.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 3])  # STREAMINFO still says 10 s
+    with pytest.raises(DecodeError, match="truncated") as e:
+        audio.load(tmp_path / "cut.flac", sr=11025)
+    assert _reason(e) == "truncated"
+
+
+def test_too_long_is_refused_before_decoding(tmp_path):
+    sf.write(tmp_path / "long.flac", np.zeros(8000 * 120, dtype=np.float32), 8000)
+    with pytest.raises(DecodeError, match="limit of 60 s") as e:
+        audio.load(tmp_path / "long.flac", sr=11025, max_duration=60)
+    assert _reason(e) == "too-long"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"sr": 0}, {"sr": -5}, {"sr": 11025, "offset": -1.0}, {"sr": 11025, "duration": 0.0}]
+)
+def test_bad_parameters(tmp_path, tone, kwargs):
+    sf.write(tmp_path / "t.wav", tone(), 22050)
+    with pytest.raises(ParameterError):
+        audio.load(tmp_path / "t.wav", **kwargs)
+
+
+# --- real music ------------------------------------------------------------------------------
+
+
+@pytest.mark.corpus
+def test_real_music_of_every_package_decodes(demo_corpus, demo_tracks):
+    seen = {}
+    for t in demo_tracks:
+        seen.setdefault(t.package, t)
+    assert len(seen) >= 4
+    for t in seen.values():
+        path = t.path(demo_corpus)
+        meta = audio.info(path)
+        assert abs(meta.duration_s - t.duration_s) < 0.5
+        y = audio.load(path, sr=11025, offset=10.0, duration=5.0)
+        assert len(y) == 5 * 11025 and np.isfinite(y).all()
+        assert np.sqrt(np.mean(y**2)) > 1e-3, f"{path.name} decoded to near silence"
+
+
+@pytest.mark.corpus
+def test_real_cut_full_decode_matches_its_length(real_cuts):
+    for p in real_cuts[:2]:
+        y = audio.load(p, sr=11025)
+        assert abs(len(y) / 11025 - 30.0) < 0.05

@@ -1,0 +1,59 @@
+"""Spectrogram and 2-D peak picking on synthetic signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from songmine.errors import ParameterError
+from songmine.spectral import _fast_db, find_peaks, log_spectrogram
+
+
+def test_fast_db_is_close_and_monotonic():
+    x = np.logspace(-14, 6, 20001).astype(np.float32)
+    db = _fast_db(x)
+    assert np.abs(db - 10 * np.log10(x.astype(np.float64))).max() < 0.27
+    assert np.all(np.diff(db) >= 0)
+
+
+def test_spectrogram_shape_and_sine_bin(tone):
+    sr, n_fft, hop = 11025, 512, 128
+    y = tone(1000.0, sr, 1.0)
+    S = log_spectrogram(y, n_fft=n_fft, hop_length=hop)
+    assert S.shape == (1 + (y.size - n_fft) // hop, n_fft // 2 + 1)
+    assert S.dtype == np.float32
+    assert np.all(S.argmax(axis=1) == round(1000.0 * n_fft / sr))
+
+
+def test_short_signal_gives_no_frames():
+    assert log_spectrogram(np.zeros(100, np.float32), n_fft=512, hop_length=128).shape == (0, 257)
+
+
+def test_spectrogram_rejects_stereo():
+    with pytest.raises(ParameterError, match="mono"):
+        log_spectrogram(np.zeros((2, 1000), np.float32))
+
+
+def test_peaks_of_a_sine_sit_on_its_bin(tone):
+    sr = 11025
+    # a tone switched on and off, so it has peaks in time as well
+    y = tone(2000.0, sr, 2.0) * (np.arange(2 * sr) % sr < sr // 3)
+    S = log_spectrogram(y.astype(np.float32))
+    t, f = find_peaks(S, block_frames=20, peaks_per_block=3)
+    assert t.size > 0
+    assert set(np.unique(f)) <= {round(2000 * 512 / sr) + d for d in (-1, 0, 1)}
+
+
+def test_density_cap_and_sort_order(rng):
+    S = rng.normal(size=(400, 128)).astype(np.float32) * 10
+    t, f = find_peaks(S, f_radius=2, t_radius=2, block_frames=40, peaks_per_block=5, min_prominence_db=0)
+    counts = np.bincount(t // 40)
+    assert counts.max() <= 5
+    key = t * 1000 + f
+    assert np.all(np.diff(key) > 0)
+
+
+def test_silence_has_no_peaks():
+    S = log_spectrogram(np.zeros(11025 * 2, np.float32))
+    t, f = find_peaks(S)
+    assert t.size == 0 and f.size == 0
