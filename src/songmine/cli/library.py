@@ -35,6 +35,9 @@ def index_cmd(
         Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: number of cores).")
     ] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Also drop tracks whose files are gone.")] = False,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Commit a segment every N new tracks (a crash loses at most N).")
+    ] = 50,
     json_out: JsonOption = False,
 ) -> None:
     """Fingerprint audio files into the index (created on first use), in parallel.
@@ -51,7 +54,7 @@ def index_cmd(
     with Index(path, create=True) as ix:
         with progress_bar("indexing", enabled=not json_out) as progress:
             try:
-                report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress)
+                report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
             except IndexingInterrupted as exc:
                 report, interrupted = exc.report, True
         summary = {
@@ -75,7 +78,7 @@ def index_cmd(
     else:
         con = err_console()
         for p, e in report.failed:
-            con.print(f"[yellow]skipped[/] {e if p in e else f'{p}: {e}'}", markup=True, highlight=False)
+            con.print(f"[yellow]skipped[/] {e if p in e else f'{p}: {e}'}", markup=True, highlight=False, soft_wrap=True)
         speed = (
             f" in {report.seconds:.1f} s ({report.audio_seconds / 3600:.2f} h of audio, "
             f"{report.realtime_factor:.0f}× real time)"
@@ -114,8 +117,9 @@ def tracks_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} tracks")
-    for col in ("id", "title", "artist", "album", "duration", "hashes", "path"):
+    for col in ("id", "title", "artist", "album", "duration", "hashes"):
         table.add_column(col, justify="right" if col in ("id", "duration", "hashes") else "left")
+    table.add_column("path", overflow="fold")
     for r in rows:
         table.add_row(
             str(r.track_id),
