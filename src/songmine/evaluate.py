@@ -230,7 +230,8 @@ class Identifier(Protocol):
 #: ``name -> factory(index_path, options)``, or a lazy ``"module:attribute"`` string.
 METHODS: dict[str, Any] = {
     "landmark": "songmine.evaluate:LandmarkIdentifier",
-    "seed": "songmine.seedmethod:SeedIdentifier",
+    "landmark-memory": "songmine.evaluate:MemoryLandmarkIdentifier",
+    "seed": "songmine.evaluate:SeedIdentifier",
     "sketch": "songmine.sketch:SketchIdentifier",
 }
 
@@ -268,24 +269,45 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _split_options(opts: dict[str, Any], *classes: type) -> list[dict[str, Any]]:
+    """Route ``key=value`` options to the dataclass that has a field of that name (first wins)."""
+    import dataclasses
+
+    out: list[dict[str, Any]] = [{} for _ in classes]
+    for k, v in opts.items():
+        for i, cls in enumerate(classes):
+            if cls is not None and k in {f.name for f in dataclasses.fields(cls)}:
+                out[i][k] = v
+                break
+        else:
+            known = sorted({f.name for c in classes if c is not None for f in dataclasses.fields(c)})
+            raise ParameterError(f"option {k!r} is unknown to this method; known: {', '.join(known)}, top")
+    return out
+
+
 class LandmarkIdentifier:
     """The landmark method through the durable index (``songmine.index`` + ``songmine.identify``).
 
-    Options: any field of ``FingerprintConfig`` (``key=value``, parsed as int,
-    float or string), plus ``top`` (matches asked per query, default 5).
-    Without ``index_path`` the index lives in a temporary directory removed by
-    :meth:`close`.
+    Options: any field of ``FingerprintConfig`` or of ``identify.SearchConfig``
+    (``key=value``, parsed as int, float, bool or string), plus ``top``
+    (matches asked per query, default 5). Without ``index_path`` the index
+    lives in a temporary directory removed by :meth:`close`.
     """
 
     name = "landmark"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
+        from . import identify as _identify
         from .landmarks import FingerprintConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
-        self.config = FingerprintConfig(**opts)
-        self.sr = int(getattr(self.config, "sr", 11025))
+        opts.pop("thresholds", None)
+        search_cls = getattr(_identify, "SearchConfig", None)
+        fp_opts, search_opts = _split_options(opts, FingerprintConfig, search_cls)
+        self.config = FingerprintConfig(**fp_opts)
+        self.search = search_cls(**search_opts) if search_cls is not None else None
+        self.sr = int(self.config.sr)
         self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix="songmine-eval-")
         self.path = Path(index_path) if index_path is not None else Path(self._tmp) / "index"
         self.index = None
@@ -297,6 +319,9 @@ class LandmarkIdentifier:
         t0 = time.perf_counter()
         rep = index_files(self.index, list(paths), jobs=jobs, progress=progress)
         seconds = time.perf_counter() - t0
+        reopen = getattr(self.index, "refresh", None)
+        if callable(reopen):
+            reopen()
         return BuildStats(
             n_tracks=int(rep.added) + int(rep.unchanged),
             n_failed=len(rep.failed) if hasattr(rep.failed, "__len__") else int(rep.failed),
@@ -308,6 +333,8 @@ class LandmarkIdentifier:
     def query(self, clip, *, name):
         from .identify import identify
 
+        if self.search is not None:
+            return identify(self.index, clip, top=self.top, name=name, config=self.search)
         return identify(self.index, clip, top=self.top, name=name)
 
     def close(self):
@@ -316,6 +343,76 @@ class LandmarkIdentifier:
             close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class MemoryLandmarkIdentifier(LandmarkIdentifier):
+    """The landmark method over ``identify.MemoryIndex`` (no disk, one process): for quick tuning.
+
+    Index size is the postings' bytes (12 per posting). ``jobs`` is ignored.
+    """
+
+    name = "landmark-memory"
+
+    def build(self, paths, *, jobs, progress):
+        from .identify import MemoryIndex
+
+        t0 = time.perf_counter()
+        self.index = MemoryIndex.from_files(list(paths), self.config, progress=progress)
+        seconds = time.perf_counter() - t0
+        return BuildStats(
+            n_tracks=int(self.index.n_tracks), n_failed=len(self.index.skipped),
+            audio_seconds=float(self.index.duration_s), seconds=seconds,
+            index_bytes=int(self.index.n_postings) * 12,
+        )
+
+
+class SeedIdentifier:
+    """The brief's onset-peak MinHash/LSH method (:class:`songmine.seedmethod.SeedIndex`), in memory.
+
+    Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
+    ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked
+    at the lowest threshold so the sweep sees every candidate above it.
+    The reported index size is that of :meth:`SeedIndex.save` in a temp folder.
+    """
+
+    name = "seed"
+
+    def __init__(self, index_path: Path | None, options: Mapping[str, str]):
+        from .seedmethod import SeedConfig
+
+        opts = {k: _parse_value(v) for k, v in options.items()}
+        self.top = int(opts.pop("top", 5))
+        sweep = opts.pop("thresholds", None)
+        if sweep is not None and "threshold" not in opts:
+            opts["threshold"] = max(1e-6, min(float(t) for t in str(sweep).split(",") if t.strip()))
+        self.config = SeedConfig(**opts)
+        self.sr = int(self.config.sr)
+        self.index_path = index_path
+        self.index = None
+
+    def build(self, paths, *, jobs, progress):
+        from .audio import info
+        from .seedmethod import SeedIndex
+
+        t0 = time.perf_counter()
+        self.index = SeedIndex(self.config)
+        self.index.add_files(paths, progress=progress)
+        seconds = time.perf_counter() - t0
+        audio = sum(float(info(p).duration_s) for p in paths if str(p) not in dict(self.index.skipped))
+        with tempfile.TemporaryDirectory(prefix="songmine-eval-seed-") as tmp:
+            folder = Path(self.index_path) if self.index_path is not None else Path(tmp) / "seed"
+            self.index.save(folder)
+            size = _dir_bytes(folder)
+        return BuildStats(
+            n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
+            seconds=seconds, index_bytes=size,
+        )
+
+    def query(self, clip, *, name):
+        return self.index.query_audio(clip, query=name, top=self.top)
+
+    def close(self):
+        self.index = None
 
 
 def _parse_value(v: str) -> Any:
@@ -369,11 +466,16 @@ def _duration(path: Path) -> float | None:
 
 
 def split_library(
-    library: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], config: EvalConfig
+    library: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    config: EvalConfig,
+    *,
+    clamp_tracks: bool = False,
 ) -> tuple[list[Path], list[Path], dict[str, float]]:
     """Seeded split of the library's files into (indexed, held_out), plus each file's duration.
 
-    Files whose container cannot be read are left out (logged).
+    Files whose container cannot be read are left out (logged). With
+    ``clamp_tracks``, a library too small for ``config.tracks`` (plus one
+    held out) has three quarters of its files indexed instead (a warning).
 
     Raises
     ------
@@ -390,14 +492,18 @@ def split_library(
     durations = {str(p): d for p in files if (d := _duration(p)) is not None}
     files = [p for p in files if str(p) in durations]
     need = config.tracks + (1 if config.nonmember_queries else 0)
-    if len(files) < need:
+    n_index = config.tracks
+    if len(files) < need and clamp_tracks and len(files) >= 2:
+        n_index = max(1, len(files) - max(1, len(files) // 4))
+        log.warning("library has %d files: indexing %d instead of tracks=%d", len(files), n_index, config.tracks)
+    elif len(files) < need:
         raise ParameterError(
             f"library has {len(files)} readable audio files; tracks={config.tracks} needs at least {need}"
             + (" (one held out for non-member queries)" if config.nonmember_queries else "")
         )
     order = np.random.default_rng([config.seed, 1]).permutation(len(files))
-    indexed = sorted(files[i] for i in order[: config.tracks])
-    held = sorted(files[i] for i in order[config.tracks :])
+    indexed = sorted(files[i] for i in order[:n_index])
+    held = sorted(files[i] for i in order[n_index:])
     return indexed, held, durations
 
 
@@ -524,7 +630,7 @@ def run_queries(
     queries: Iterator[Query | tuple[QuerySpec, str]],
     config: EvalConfig,
     *,
-    progress: Callable[[Query], None] | None = None,
+    progress: Callable[[Query | None], None] | None = None,
 ) -> list[Outcome]:
     """Ask ``identifier`` every query (resampled to its rate first), timing each ``query`` call.
 
@@ -544,6 +650,8 @@ def run_queries(
         if isinstance(q, tuple):
             s, err = q
             out.append(Outcome(s.qid, s.track, s.member, s.condition, s.duration_s, None, error=err))
+            if progress is not None:
+                progress(None)
             continue
         s = q.spec
         clip = _resample_for(identifier, q)
@@ -801,6 +909,7 @@ def evaluate(
     jobs: int = 1,
     build_progress: Callable[[int, int], None] | None = None,
     query_progress: Callable[[int, int], None] | None = None,
+    clamp_tracks: bool = False,
 ) -> EvalReport:
     """Split, build, query and summarise: one full evaluation of ``identifier`` on ``library``.
 
@@ -810,7 +919,7 @@ def evaluate(
     >>> rep = evaluate("music/", make_identifier("landmark"), EvalConfig(tracks=10))  # doctest: +SKIP
     """
     t_start = time.perf_counter()
-    indexed, held, durations = split_library(library, config)
+    indexed, held, durations = split_library(library, config, clamp_tracks=clamp_tracks)
     specs = plan_queries(indexed, held, durations, config)
     log.info("%d indexed, %d held out, %d queries", len(indexed), len(held), len(specs))
     with PeakMemory() as mem:
@@ -818,7 +927,7 @@ def evaluate(
     build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
     done = [0]
 
-    def tick(_q: Query) -> None:
+    def tick(_q: Query | None) -> None:
         done[0] += 1
         if query_progress is not None:
             query_progress(done[0], len(specs))

@@ -17,6 +17,12 @@
     if (message !== undefined) els.status.textContent = message;
   }
 
+  function displayTitle(m) {
+    if (m.title) return m.title;
+    const file = (m.path || "").split(/[\\/]/).pop();
+    return file.replace(/\.[A-Za-z0-9]{1,5}$/, "") || `track ${m.track_id}`;
+  }
+
   function fmtTime(s) {
     if (!Number.isFinite(s)) return "?";
     const sign = s < 0 ? "-" : "";
@@ -54,7 +60,7 @@
     rec.matches.forEach((m, i) => {
       const li = els.tpl.content.firstElementChild.cloneNode(true);
       li.querySelector(".rank").textContent = String(i + 1);
-      li.querySelector(".title").textContent = m.title || m.path.split(/[\\/]/).pop();
+      li.querySelector(".title").textContent = displayTitle(m);
       li.querySelector(".who").textContent = [m.artist, m.album].filter(Boolean).join(" · ") || "Unknown artist";
       const pct = Math.round(100 * m.confidence);
       li.querySelector(".fill").style.width = `${pct}%`;
@@ -65,7 +71,7 @@
       els.results.append(li);
     });
     const best = rec.matches[0];
-    setState("done", `Best match: ${best.title || "untitled"}${best.artist ? " — " + best.artist : ""}`);
+    setState("done", `Best match: ${displayTitle(best)}${best.artist ? " — " + best.artist : ""}`);
   }
 
   async function errorText(r) {
