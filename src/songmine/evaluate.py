@@ -630,7 +630,7 @@ def run_queries(
     queries: Iterator[Query | tuple[QuerySpec, str]],
     config: EvalConfig,
     *,
-    progress: Callable[[Query], None] | None = None,
+    progress: Callable[[Query | None], None] | None = None,
 ) -> list[Outcome]:
     """Ask ``identifier`` every query (resampled to its rate first), timing each ``query`` call.
 
@@ -650,6 +650,8 @@ def run_queries(
         if isinstance(q, tuple):
             s, err = q
             out.append(Outcome(s.qid, s.track, s.member, s.condition, s.duration_s, None, error=err))
+            if progress is not None:
+                progress(None)
             continue
         s = q.spec
         clip = _resample_for(identifier, q)
@@ -925,7 +927,7 @@ def evaluate(
     build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
     done = [0]
 
-    def tick(_q: Query) -> None:
+    def tick(_q: Query | None) -> None:
         done[0] += 1
         if query_progress is not None:
             query_progress(done[0], len(specs))
