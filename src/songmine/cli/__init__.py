@@ -10,6 +10,7 @@ import sys
 
 from ._app import EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, app, main as _main
 from . import corpus as _corpus  # noqa: F401  (demo-corpus, scan)
+from . import library as _library  # noqa: F401  (index, tracks, remove, compact)
 from . import evaluate as _evaluate  # noqa: F401  (eval)
 from . import catalog as _catalog  # noqa: F401  (catalog merge, features)
 from . import pairs as _pairs  # noqa: F401  (pairs)
