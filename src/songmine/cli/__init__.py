@@ -10,6 +10,7 @@ import sys
 
 from ._app import EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, app, main as _main
 from . import corpus as _corpus  # noqa: F401  (demo-corpus, scan)
+from . import cluster as _cluster  # noqa: F401  (cluster choose-k, cluster run)
 
 __all__ = ["app", "main", "EXIT_OK", "EXIT_NO_MATCH", "EXIT_USAGE", "EXIT_INTERNAL"]
 
