@@ -1,0 +1,364 @@
+"""Catalogue loaders and merge on the FMA samples (both layouts) and on corrupt inputs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from songmine.catalog import (
+    ECHONEST_COLUMNS,
+    FEATURE_COLUMNS,
+    TRACKS_COLUMNS,
+    load,
+    load_tables,
+    merge,
+)
+from songmine.catalog.merge import audio_feature_columns, merge_source
+from songmine.errors import DataError, ParameterError
+
+DATA = Path(__file__).parent / "data" / "fma"
+OFFICIAL = DATA / "official"
+FLAT = DATA / "flat"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SONGMINE_CACHE", str(tmp_path / "cache"))
+
+
+def reference_load(path: Path) -> pd.DataFrame:
+    """The FMA reference loader's documented semantics (FORMAT.md §6), written out plainly."""
+    name = path.name
+    if "features" in name or "echonest" in name:
+        return pd.read_csv(path, index_col=0, header=[0, 1, 2])
+    if "genres" in name:
+        return pd.read_csv(path, index_col=0)
+    t = pd.read_csv(path, index_col=0, header=[0, 1])
+    for c in [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"), ("track", "genres_all")]:
+        t[c] = t[c].map(ast.literal_eval)
+    for c in [("track", "date_created"), ("track", "date_recorded"), ("album", "date_created"),
+              ("album", "date_released"), ("artist", "date_created"), ("artist", "active_year_begin"),
+              ("artist", "active_year_end")]:
+        t[c] = pd.to_datetime(t[c])
+    t["set", "subset"] = t["set", "subset"].astype(pd.CategoricalDtype(["small", "medium", "large"], ordered=True))
+    for c in [("track", "genre_top"), ("track", "license"), ("album", "type"), ("album", "information"),
+              ("artist", "bio")]:
+        t[c] = t[c].astype("category")
+    return t
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def test_column_constants_match_the_published_headers():
+    assert len(FEATURE_COLUMNS) == 518 and len(set(FEATURE_COLUMNS)) == 518
+    assert list(FEATURE_COLUMNS) == sorted(FEATURE_COLUMNS)  # the file's sort_index(axis=1) order
+    assert len(TRACKS_COLUMNS) == 52 and len(ECHONEST_COLUMNS) == 249
+    ref = reference_load(OFFICIAL / "features.csv")
+    assert list(ref.columns) == list(FEATURE_COLUMNS)
+    assert list(reference_load(OFFICIAL / "tracks.csv").columns) == list(TRACKS_COLUMNS)
+    assert list(reference_load(OFFICIAL / "echonest.csv").columns) == list(ECHONEST_COLUMNS)
+
+
+def test_tracks_match_the_reference_loader():
+    ours = load(OFFICIAL / "tracks.csv")
+    ref = reference_load(OFFICIAL / "tracks.csv")
+    assert ours.shape == (20, 52)
+    assert list(ours.index) == list(ref.index) and ours.index.name == "track_id"
+    for c in ref.columns:
+        a, b = ours[c], ref[c]
+        if isinstance(b.dtype, pd.CategoricalDtype):
+            assert isinstance(a.dtype, pd.CategoricalDtype), c
+            assert a.dtype.ordered == b.dtype.ordered
+        if pd.api.types.is_numeric_dtype(b.dtype) and not isinstance(b.dtype, pd.CategoricalDtype):
+            np.testing.assert_array_equal(a.to_numpy(dtype=float), b.to_numpy(dtype=float), err_msg=str(c))
+        else:
+            assert [None if pd.isna(x) is True else x for x in a.astype(object)] == \
+                   [None if pd.isna(x) is True else x for x in b.astype(object)], c
+    assert ours["track", "genres"].loc[2] == [21]
+    assert ours["artist", "tags"].loc[2] == ["awol"]
+    assert str(ours["track", "date_created"].dtype).startswith("datetime64")
+    assert (ours["set", "subset"] <= "medium").sum() == 13  # small 7 + medium 6
+    assert ours["track", "genre_top"].isna().sum() == 5
+
+
+@pytest.mark.parametrize("table", ["features", "echonest"])
+def test_numeric_tables_match_the_reference_loader_in_float32(table):
+    ours = load(OFFICIAL / f"{table}.csv")
+    ref = reference_load(OFFICIAL / f"{table}.csv")
+    assert ours.shape == ref.shape
+    assert list(ours.columns) == list(ref.columns) and list(ours.index) == list(ref.index)
+    num = [c for c in ref.columns if pd.api.types.is_float_dtype(ref[c].dtype)]
+    np.testing.assert_allclose(ours[num].to_numpy(dtype=np.float64), ref[num].to_numpy(), rtol=1e-6, atol=1e-30)
+    if table == "features":
+        assert set(ours.dtypes) == {np.dtype("float32")}
+        assert ours.columns.names == ["feature", "statistics", "number"]
+        assert ours["mfcc", "mean"].shape == (20, 20)
+    else:
+        assert ours["echonest", "audio_features"].shape == (8, 8)
+        assert ours["echonest", "ranks"].isna().any().any()  # NaN allowed where the real file has them
+
+
+@pytest.mark.parametrize("table", ["tracks", "features", "echonest"])
+def test_flat_layout_loads_to_the_same_frame(table):
+    a = load(OFFICIAL / f"{table}.csv")
+    b = load(FLAT / f"{table}.csv")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
+
+
+def test_echonest_flat_with_the_echonest_prefix_too(tmp_path):
+    text = (FLAT / "echonest.csv").read_text()
+    head, rest = text.split("\n", 1)
+    cells = head.split(",")
+    head = ",".join([cells[0]] + ["echonest_" + c for c in cells[1:]])
+    p = tmp_path / "echonest.csv"
+    p.write_text(head + "\n" + rest)
+    pd.testing.assert_frame_equal(load(p), load(OFFICIAL / "echonest.csv"), check_exact=False, rtol=1e-6)
+
+
+def test_genres():
+    g = load(OFFICIAL / "genres.csv")
+    assert g.shape == (163, 4) and g.index.name == "genre_id"
+    assert (g["parent"] == 0).sum() == 16
+    pd.testing.assert_frame_equal(g, reference_load(OFFICIAL / "genres.csv"), check_dtype=False)
+
+
+def _zip(tmp_path: Path, prefix: str = "fma_metadata/") -> Path:
+    z = tmp_path / "fma_metadata.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in OFFICIAL.glob("*.csv"):
+            zf.write(f, prefix + f.name)
+    return z
+
+
+@pytest.mark.parametrize("prefix", ["fma_metadata/", ""])
+def test_zip_is_read_without_unpacking(tmp_path, prefix):
+    z = _zip(tmp_path, prefix)
+    for t in ("tracks", "features", "echonest", "genres"):
+        pd.testing.assert_frame_equal(load(z, t, cache=False), load(OFFICIAL / f"{t}.csv", cache=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "fma_metadata.zip"] or \
+        sorted(p.name for p in tmp_path.iterdir()) == ["fma_metadata.zip"]
+
+
+def test_truncated_zip_is_a_data_error(tmp_path):
+    z = _zip(tmp_path)
+    data = z.read_bytes()
+    bad = tmp_path / "cut.zip"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.zip"):
+        load(bad, "features")
+    # a damaged member (CRC) too
+    raw = bytearray(data)
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo("fma_metadata/features.csv")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 100
+    raw[start:start + 50] = bytes(50)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="broken.zip"):
+        load(broken, "features", cache=False)
+
+
+def test_parquet_cache_is_used_and_invalidated(tmp_path):
+    p = tmp_path / "features.csv"
+    shutil.copy(OFFICIAL / "features.csv", p)
+    first = load(p)
+    cached = list((tmp_path / "cache" / "catalog").glob("features-*.parquet"))
+    assert len(cached) == 1
+    second = load(p)
+    pd.testing.assert_frame_equal(first, second)
+    # a changed file is re-read, not served stale from the cache
+    df = pd.read_csv(p, index_col=0, header=[0, 1, 2])
+    df.iloc[0, 0] = 123.0
+    df.to_csv(p, float_format="%.10e")
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    assert load(p).iloc[0, 0] == np.float32(123.0)
+
+
+def test_tracks_cache_round_trip_keeps_types():
+    a = load(OFFICIAL / "tracks.csv")
+    b = load(OFFICIAL / "tracks.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert b["set", "subset"].dtype.ordered
+    assert b["track", "genres_all"].loc[20] == a["track", "genres_all"].loc[20]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _edit_header(src: Path, dst: Path, old: str, new: str, line: int) -> None:
+    lines = src.read_text().split("\n")
+    cells = lines[line].split(",")
+    cells[cells.index(old)] = new
+    lines[line] = ",".join(cells)
+    dst.write_text("\n".join(lines))
+
+
+def test_missing_file_in_the_set(tmp_path):
+    d = tmp_path / "meta"
+    d.mkdir()
+    shutil.copy(OFFICIAL / "tracks.csv", d)
+    shutil.copy(OFFICIAL / "features.csv", d)
+    with pytest.raises(DataError, match="missing echonest.csv"):
+        load_tables(d)
+    with pytest.raises(DataError, match="no such file"):
+        load(tmp_path / "nope" / "tracks.csv")
+    with pytest.raises(ParameterError):
+        load(d)  # a directory needs a table name
+
+
+def test_renamed_column_is_named(tmp_path):
+    p = tmp_path / "tracks.csv"
+    _edit_header(FLAT / "tracks.csv", p, "track_genre_top", "track_genre", 0)
+    with pytest.raises(DataError, match=r"missing column 'track_genre_top'.*unexpected column 'track_genre'"):
+        load(p)
+    p = tmp_path / "features.csv"
+    _edit_header(FLAT / "features.csv", p, "mfcc_mean_03", "mfcc_avg_03", 0)
+    with pytest.raises(DataError, match=r"features.csv: missing column 'mfcc_mean_03'"):
+        load(p)
+
+
+def test_missing_column_official_layout(tmp_path):
+    df = pd.read_csv(OFFICIAL / "features.csv", index_col=0, header=[0, 1, 2])
+    p = tmp_path / "features.csv"
+    df.drop(columns=[("zcr", "std", "01")]).to_csv(p, float_format="%.10e")
+    with pytest.raises(DataError, match=r"missing column \('zcr', 'std', '01'\)"):
+        load(p)
+
+
+def test_duplicate_track_ids(tmp_path):
+    df = pd.read_csv(OFFICIAL / "features.csv", index_col=0, header=[0, 1, 2])
+    df = df.rename(index={10: 5})
+    p = tmp_path / "features.csv"
+    df.to_csv(p, float_format="%.10e")
+    with pytest.raises(DataError, match=r"duplicate track_id 5 in data records \[3, 4\]"):
+        load(p)
+    t = tmp_path / "tracks.csv"
+    lines = (FLAT / "tracks.csv").read_text().split("\n")
+    t.write_text("\n".join(lines + [lines[1]]))
+    with pytest.raises(DataError, match="duplicate track_id 2"):
+        load(t)
+
+
+@pytest.mark.parametrize("value, shown", [("nan", "NaN"), ("inf", "inf"), ("-inf", "-inf")])
+def test_non_finite_features_name_column_and_row(tmp_path, value, shown):
+    df = pd.read_csv(OFFICIAL / "features.csv", index_col=0, header=[0, 1, 2])
+    df.loc[137, ("mfcc", "mean", "04")] = float(value)
+    p = tmp_path / "features.csv"
+    df.to_csv(p, float_format="%.10e")
+    with pytest.raises(DataError, match=rf"{shown}.*\('mfcc', 'mean', '04'\) at track_id=137 \(data record 12\)"):
+        load(p)
+    kept = load(p, nonfinite="keep")
+    assert kept.shape == (20, 518)
+    dropped = load(p, nonfinite="drop")
+    assert 137 not in dropped.index and dropped.shape == (19, 518)
+
+
+def test_ragged_row_and_garbage_value(tmp_path):
+    lines = (OFFICIAL / "features.csv").read_text().split("\n")
+    p = tmp_path / "features.csv"
+    p.write_text("\n".join(lines[:6] + [lines[6].rsplit(",", 1)[0]] + lines[7:]))
+    with pytest.raises(DataError, match="features.csv"):
+        load(p)
+    cells = lines[5].split(",")
+    cells[3] = "abc"
+    p.write_text("\n".join(lines[:5] + [",".join(cells)] + lines[6:]))
+    with pytest.raises(DataError, match=r"features.csv.*abc"):
+        load(p)
+
+
+def test_unknown_layout_and_name(tmp_path):
+    p = tmp_path / "features.csv"
+    p.write_text("id,a,b\n1,2,3\n")
+    with pytest.raises(DataError, match="unrecognised header"):
+        load(p)
+    q = tmp_path / "mystery.csv"
+    q.write_text("track_id,a\n1,2\n")
+    with pytest.raises(ParameterError, match="cannot tell which FMA table"):
+        load(q)
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def test_merge_counts_and_flat_names():
+    df, rep = merge_source(OFFICIAL)
+    assert df.shape == (8, 52 + 518 + 249)
+    assert [(c.table, c.rows, c.kept, c.dropped) for c in rep.inputs] == [
+        ("tracks", 20, 8, 12), ("features", 20, 8, 12), ("echonest", 8, 8, 0)]
+    assert "tracks.track.genre_top" in df.columns
+    assert "features.mfcc.mean.01" in df.columns
+    assert "echonest.audio_features.tempo" in df.columns
+    assert list(df.index) == [2, 3, 5, 10, 134, 139, 140, 141]
+    feats = audio_feature_columns(df)
+    assert len(feats) == 518 + 8 + 224
+    assert not any(c.startswith("tracks.") for c in feats)
+    df2, rep2 = merge_source(FLAT, echonest=False)
+    assert df2.shape == (20, 570) and rep2.inputs[1].dropped == 0
+
+
+def test_merge_is_by_id_not_position():
+    tables = load_tables(OFFICIAL)
+    shuffled = {t: df.sample(frac=1.0, random_state=7) for t, df in tables.items()}
+    shuffled["features"] = shuffled["features"].iloc[::-1]
+    a, _ = merge(tables)
+    b, _ = merge(shuffled)
+    pd.testing.assert_frame_equal(a, b)
+    # each merged row carries its own id's values
+    f = tables["features"]
+    for tid in a.index:
+        assert a.loc[tid, "features.mfcc.mean.01"] == f.loc[tid, ("mfcc", "mean", "01")]
+        assert a.loc[tid, "tracks.track.title"] == tables["tracks"].loc[tid, ("track", "title")]
+
+
+def test_merge_refuses_mixed_id_kinds_and_empty_joins():
+    t = load(OFFICIAL / "tracks.csv")
+    f = load(OFFICIAL / "features.csv")
+    g = f.copy()
+    g.index = pd.Index([f"music/{i}.mp3" for i in f.index], name="track_id")
+    with pytest.raises(DataError, match="track_id types differ"):
+        merge({"tracks": t, "features": g})
+    h = f.copy()
+    h.index = h.index + 10**6
+    with pytest.raises(DataError, match="share no track_id"):
+        merge({"tracks": t, "features": h})
+
+
+def test_cli_merge_json_and_outputs(tmp_path):
+    from songmine.cli._app import main
+
+    out = tmp_path / "m.parquet"
+    code = main(["catalog", "merge", str(OFFICIAL), "-o", str(out), "--json"])
+    assert code == 0
+    m = pd.read_parquet(out)
+    assert m.shape == (8, 819) and m.index.name == "track_id"
+    csv_out = tmp_path / "m.csv"
+    assert main(["catalog", "merge", str(_zip(tmp_path)), "--no-echonest", "-o", str(csv_out)]) == 0
+    c = pd.read_csv(csv_out, index_col=0)
+    assert c.shape == (20, 570)
+
+
+def test_cli_merge_json_summary(tmp_path, capsys):
+    from songmine.cli._app import main
+
+    assert main(["catalog", "merge", str(OFFICIAL), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["rows"] == 8 and [i["dropped"] for i in rec["inputs"]] == [12, 12, 0]
+
+
+def test_cli_merge_bad_input_exits_2(tmp_path, capsys):
+    from songmine.cli._app import main
+
+    d = tmp_path / "meta"
+    d.mkdir()
+    shutil.copy(OFFICIAL / "tracks.csv", d)
+    assert main(["catalog", "merge", str(d)]) == 2
+    assert "missing features.csv" in capsys.readouterr().err
