@@ -230,6 +230,7 @@ class Identifier(Protocol):
 #: ``name -> factory(index_path, options)``, or a lazy ``"module:attribute"`` string.
 METHODS: dict[str, Any] = {
     "landmark": "songmine.evaluate:LandmarkIdentifier",
+    "landmark-memory": "songmine.evaluate:MemoryLandmarkIdentifier",
     "seed": "songmine.evaluate:SeedIdentifier",
     "sketch": "songmine.sketch:SketchIdentifier",
 }
@@ -268,25 +269,45 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _split_options(opts: dict[str, Any], *classes: type) -> list[dict[str, Any]]:
+    """Route ``key=value`` options to the dataclass that has a field of that name (first wins)."""
+    import dataclasses
+
+    out: list[dict[str, Any]] = [{} for _ in classes]
+    for k, v in opts.items():
+        for i, cls in enumerate(classes):
+            if cls is not None and k in {f.name for f in dataclasses.fields(cls)}:
+                out[i][k] = v
+                break
+        else:
+            known = sorted({f.name for c in classes if c is not None for f in dataclasses.fields(c)})
+            raise ParameterError(f"option {k!r} is unknown to this method; known: {', '.join(known)}, top")
+    return out
+
+
 class LandmarkIdentifier:
     """The landmark method through the durable index (``songmine.index`` + ``songmine.identify``).
 
-    Options: any field of ``FingerprintConfig`` (``key=value``, parsed as int,
-    float or string), plus ``top`` (matches asked per query, default 5).
-    Without ``index_path`` the index lives in a temporary directory removed by
-    :meth:`close`.
+    Options: any field of ``FingerprintConfig`` or of ``identify.SearchConfig``
+    (``key=value``, parsed as int, float, bool or string), plus ``top``
+    (matches asked per query, default 5). Without ``index_path`` the index
+    lives in a temporary directory removed by :meth:`close`.
     """
 
     name = "landmark"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
+        from . import identify as _identify
         from .landmarks import FingerprintConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
         opts.pop("thresholds", None)
-        self.config = FingerprintConfig(**opts)
-        self.sr = int(getattr(self.config, "sr", 11025))
+        search_cls = getattr(_identify, "SearchConfig", None)
+        fp_opts, search_opts = _split_options(opts, FingerprintConfig, search_cls)
+        self.config = FingerprintConfig(**fp_opts)
+        self.search = search_cls(**search_opts) if search_cls is not None else None
+        self.sr = int(self.config.sr)
         self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix="songmine-eval-")
         self.path = Path(index_path) if index_path is not None else Path(self._tmp) / "index"
         self.index = None
@@ -298,6 +319,9 @@ class LandmarkIdentifier:
         t0 = time.perf_counter()
         rep = index_files(self.index, list(paths), jobs=jobs, progress=progress)
         seconds = time.perf_counter() - t0
+        reopen = getattr(self.index, "refresh", None)
+        if callable(reopen):
+            reopen()
         return BuildStats(
             n_tracks=int(rep.added) + int(rep.unchanged),
             n_failed=len(rep.failed) if hasattr(rep.failed, "__len__") else int(rep.failed),
@@ -309,6 +333,8 @@ class LandmarkIdentifier:
     def query(self, clip, *, name):
         from .identify import identify
 
+        if self.search is not None:
+            return identify(self.index, clip, top=self.top, name=name, config=self.search)
         return identify(self.index, clip, top=self.top, name=name)
 
     def close(self):
@@ -317,6 +343,27 @@ class LandmarkIdentifier:
             close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class MemoryLandmarkIdentifier(LandmarkIdentifier):
+    """The landmark method over ``identify.MemoryIndex`` (no disk, one process): for quick tuning.
+
+    Index size is the postings' bytes (12 per posting). ``jobs`` is ignored.
+    """
+
+    name = "landmark-memory"
+
+    def build(self, paths, *, jobs, progress):
+        from .identify import MemoryIndex
+
+        t0 = time.perf_counter()
+        self.index = MemoryIndex.from_files(list(paths), self.config, progress=progress)
+        seconds = time.perf_counter() - t0
+        return BuildStats(
+            n_tracks=int(self.index.n_tracks), n_failed=len(self.index.skipped),
+            audio_seconds=float(self.index.duration_s), seconds=seconds,
+            index_bytes=int(self.index.n_postings) * 12,
+        )
 
 
 class SeedIdentifier:
@@ -583,7 +630,7 @@ def run_queries(
     queries: Iterator[Query | tuple[QuerySpec, str]],
     config: EvalConfig,
     *,
-    progress: Callable[[Query], None] | None = None,
+    progress: Callable[[Query | None], None] | None = None,
 ) -> list[Outcome]:
     """Ask ``identifier`` every query (resampled to its rate first), timing each ``query`` call.
 
@@ -603,6 +650,8 @@ def run_queries(
         if isinstance(q, tuple):
             s, err = q
             out.append(Outcome(s.qid, s.track, s.member, s.condition, s.duration_s, None, error=err))
+            if progress is not None:
+                progress(None)
             continue
         s = q.spec
         clip = _resample_for(identifier, q)
@@ -878,7 +927,7 @@ def evaluate(
     build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
     done = [0]
 
-    def tick(_q: Query) -> None:
+    def tick(_q: Query | None) -> None:
         done[0] += 1
         if query_progress is not None:
             query_progress(done[0], len(specs))
