@@ -159,3 +159,47 @@ def test_memory_index_skips_unreadable_files(tmp_path, synth_music):
     assert idx.n_tracks == 1 and len(idx.skipped) == 1
     t = idx.track(0)
     assert isinstance(t, TrackInfo) and t.path == str(good) and t.duration_s == pytest.approx(8.0, abs=0.01)
+
+
+def test_cli_identify_exit_codes_and_json(tmp_path, synth_music, monkeypatch):
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from songmine.cli import app
+    from songmine.cli import identify as cli_identify
+
+    y = synth_music(SR, 30.0, seed=5)
+    idx = MemoryIndex()
+    idx.add(y, path="/music/song.ogg", title="Song", artist="Band")
+    monkeypatch.setattr(cli_identify, "open_index", lambda path: idx)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, y[10 * SR:16 * SR], SR)
+    other = tmp_path / "other.wav"
+    sf.write(other, np.zeros(6 * SR, np.float32), SR)  # silence: valid audio, no landmarks
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("not audio")
+    runner = CliRunner()
+
+    r = runner.invoke(app, ["identify", str(clip), str(bad), "--json"])
+    assert r.exit_code == 0, r.output
+    recs = json.loads(r.stdout)
+    assert [x["query"] for x in recs] == [str(clip), str(bad)]
+    assert recs[0]["matches"][0]["title"] == "Song" and abs(recs[0]["matches"][0]["offset_s"] - 10.0) < 0.05
+    assert recs[1]["matches"] == [] and "bad.mp3" in recs[1]["error"]
+
+    r = runner.invoke(app, ["identify", str(other), str(bad)])
+    assert r.exit_code == 1 and "no match" in r.stdout and "error" in r.stdout
+
+    r = runner.invoke(app, ["identify", str(clip)])
+    assert r.exit_code == 0 and "Song" in r.stdout and "0:10.0" in r.stdout
+
+    r = runner.invoke(app, ["identify", str(clip), "--method", "nope"])
+    assert r.exit_code == 2
+
+
+def test_cli_identify_missing_index_is_a_usage_error(tmp_path):
+    from songmine.cli._app import main
+
+    assert main(["identify", str(tmp_path / "x.wav"), "--index", str(tmp_path / "no-index")]) == 2
