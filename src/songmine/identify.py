@@ -86,7 +86,7 @@ class SearchConfig:
     dt_jitter: int = 1
     distinct: bool = True
     rescore: int = 10
-    overdispersion: float = 5.0
+    overdispersion: float = 6.0
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
