@@ -95,6 +95,7 @@ def find_peaks(
     block_frames: int = 43,
     min_bin: int = 1,
     max_bin: int | None = None,
+    level_weight: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D local maxima of a dB spectrogram, thinned to a fixed density.
 
@@ -141,7 +142,10 @@ def find_peaks(
     t, f = np.nonzero(cand)
     if t.size == 0:
         return t.astype(np.int64), f.astype(np.int64)
+    # rank: prominence, plus level_weight x the level relative to the spectrogram's maximum
     score = prominence[t, f]
+    if level_weight:
+        score = score + level_weight * (S[t, f] - S.max())
     # density control: rank peaks by prominence inside each time block
     block = t // block_frames
     order = np.lexsort((-score, block))

@@ -63,3 +63,179 @@ def merge_cmd(
     out_console().print(t)
     if written:
         typer.echo(f"wrote {written}")
+
+
+@app.command("features")
+def features_cmd(
+    directory: Annotated[
+        Optional[Path], typer.Argument(help="Music folder (walked recursively); track_id = path relative to it.")
+    ] = None,
+    index: Annotated[
+        Optional[Path], typer.Option("--index", help="Use the files of a songmine index (track_id = its ids).")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="features.csv to write (FMA 3-header layout); tracks.csv goes beside it.")
+    ] = Path("features.csv"),
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = max(1, (__import__("os").cpu_count() or 1)),
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Recompute everything instead of resuming from an existing output.")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Compute the 518 FMA audio features of every file (librosa-0.5.0-compatible), resumably.
+
+    Writes features.csv in the exact FMA layout and tracks.csv beside it (title,
+    artist, album, genre, year from the tags) so `songmine cluster run` can
+    interpret clusters. Files already in the output are skipped; unreadable
+    files are reported and skipped.
+    """
+    import time
+
+    from ..catalog.features import extract_folder, write_features_csv
+
+    if (directory is None) == (index is None):
+        raise fail("give a music folder DIR or --index P (one of them)")
+    items = _feature_inputs(directory, index)
+    if not items:
+        raise fail(f"no audio files found in {directory or index}")
+    tracks_path = output.with_name(output.name.replace("features", "tracks")
+                                   if "features" in output.name else "tracks.csv")
+    previous, prev_tags = (None, {}) if restart else _resume_state(output, tracks_path)
+
+    def checkpoint(df, tags):
+        write_features_csv(df, output)
+        _write_tracks_csv(df, {**prev_tags, **tags}, tracks_path)
+
+    t0 = time.perf_counter()
+    with progress_bar("features", enabled=not json_out) as progress:
+        df, failures = extract_folder(items, jobs=jobs, progress=progress, resume_from=previous,
+                                      with_tags=True, checkpoint=checkpoint)
+    elapsed = time.perf_counter() - t0
+    tags = {**prev_tags, **df.attrs.get("tags", {})}
+    write_features_csv(df, output)
+    _write_tracks_csv(df, tags, tracks_path)
+    n_prev = 0 if previous is None else int(previous.index.astype(str).isin(list(items)).sum())
+    durations = df.attrs.get("durations", {})
+    audio_s = float(sum(durations.values()))
+    summary = {
+        "output": str(output),
+        "tracks_csv": str(tracks_path),
+        "files": len(items),
+        "computed": len(durations),
+        "resumed": n_prev,
+        "failed": [{"track_id": f.track_id, "path": f.path, "error": f.error} for f in failures],
+        "rows": int(len(df)),
+        "audio_s": round(audio_s, 3),
+        "elapsed_s": round(elapsed, 3),
+        "x_realtime": round(audio_s / elapsed, 2) if elapsed > 0 and audio_s > 0 else None,
+        "jobs": jobs,
+    }
+    if json_out:
+        emit_json(summary)
+    else:
+        con = err_console()
+        for f in failures:
+            con.print(f"[yellow]skipped[/] {f.path}: {f.error}", markup=True, highlight=False)
+        rt = f", {summary['x_realtime']}× real time" if summary["x_realtime"] else ""
+        typer.echo(
+            f"{len(df)} tracks in {output} (+ {tracks_path.name}): {summary['computed']} computed, "
+            f"{n_prev} resumed, {len(failures)} failed; {audio_s / 60:.1f} min of audio in {elapsed:.1f} s{rt}"
+        )
+    if len(df) == 0:
+        raise fail("no file could be read", code=2)
+
+
+def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[str, str]:
+    """track_id → path: relative POSIX paths under DIR, or an index's integer ids."""
+    if directory is not None:
+        from ..library import iter_audio_files
+
+        root = directory.expanduser()
+        if not root.is_dir():
+            raise fail(f"{root}: not a directory")
+        return {Path(p).resolve().relative_to(root.resolve()).as_posix(): str(p) for p in iter_audio_files([root])}
+    try:
+        from ..index import Index  # type: ignore[attr-defined]
+    except ImportError:
+        raise fail("--index needs the songmine index module, which is not installed in this build") from None
+    with Index(index) as ix:
+        return {str(r.track_id): r.path for r in ix.tracks()}
+
+
+def _resume_state(output: Path, tracks_path: Path):
+    """Previous features (rows with every value) and tags, if the output already exists."""
+    if not output.exists():
+        return None, {}
+    from ..catalog.loaders import load
+    from ..errors import DataError
+
+    try:
+        prev = load(output, "features", cache=False, nonfinite="drop")
+    except DataError as exc:
+        raise fail(f"cannot resume from {output}: {exc} (use --restart to overwrite it)") from None
+    prev.index = prev.index.astype(str)
+    tags: dict = {}
+    if tracks_path.exists():
+        try:
+            t = load(tracks_path, "tracks", cache=False)
+            for tid, row in t.iterrows():
+                rec = {"title": row.get(("track", "title")), "artist": row.get(("artist", "name")),
+                       "album": row.get(("album", "title")), "genre": row.get(("track", "genre_top"))}
+                d = row.get(("album", "date_released"))
+                if d is not None and not _isna(d):
+                    rec["year"] = int(d.year)
+                dur = row.get(("track", "duration"))
+                if dur is not None and not _isna(dur):
+                    rec["_duration"] = int(dur)
+                tags[str(tid)] = {k: v for k, v in rec.items() if v is not None and not _isna(v)}
+        except DataError:
+            pass
+    return prev, tags
+
+
+def _isna(v) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _write_tracks_csv(df, tags: dict, path: Path) -> None:
+    """tracks.csv in the FMA layout (two header rows + track_id row) with the tag columns."""
+    import os
+
+    import pandas as pd
+
+    from ..catalog.loaders import USER_TRACKS_COLUMNS
+
+    ids = list(df.index)
+    durations = df.attrs.get("durations", {})
+    data = {}
+    for col in USER_TRACKS_COLUMNS:
+        vals = []
+        for tid in ids:
+            t = tags.get(str(tid), {})
+            if col == ("album", "date_released"):
+                vals.append(pd.Timestamp(year=t["year"], month=1, day=1) if t.get("year") else pd.NaT)
+            elif col == ("album", "title"):
+                vals.append(t.get("album"))
+            elif col == ("artist", "name"):
+                vals.append(t.get("artist"))
+            elif col == ("track", "duration"):
+                d = durations.get(tid, t.get("_duration"))
+                vals.append(int(round(d)) if d is not None else None)
+            elif col == ("track", "genre_top"):
+                vals.append(t.get("genre"))
+            elif col == ("track", "title"):
+                vals.append(t.get("title"))
+        data[col] = vals
+    out = pd.DataFrame(data, index=pd.Index(ids, name="track_id"))
+    out.columns = pd.MultiIndex.from_tuples(list(data))
+    out[("track", "duration")] = out[("track", "duration")].astype("Int64")
+    out = out.sort_index(axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    out.to_csv(tmp, date_format="%Y-%m-%d %H:%M:%S")
+    os.replace(tmp, path)

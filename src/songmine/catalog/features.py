@@ -1,0 +1,805 @@
+"""The 518 FMA audio features of one file, the way FMA computed them, several times faster.
+
+``features.csv`` of ``fma_metadata.zip`` was computed by mdeff/fma's
+``features.py`` on **librosa 0.5.0**. Today's librosa changed defaults (STFT
+padding, CQT filters and resampling, tuning histogram, chroma-from-CQT bin
+mapping, CENS window, RMS scaling, scipy's statistics of constant rows), so this
+module re-implements the 0.5.0 semantics explicitly (``docs/catalog.md`` lists
+each point) instead of calling librosa with today's defaults.
+
+Speed comes from sharing work across the eleven families: one decode, one STFT
+(magnitude reused by chroma_stft, rmse, the four spectral shapes, mfcc and both
+tuning estimates), one CQT (reused by chroma_cqt, chroma_cens and tonnetz), all
+vectorised over frames. Filter banks are built once per (rate, tuning) and
+cached per process.
+
+Public API
+----------
+* :func:`extract` — one file or array → ``np.ndarray[(518,), float32]`` in
+  :data:`FEATURE_COLUMNS` order (pure: safe to map over files in Spark).
+* :func:`extract_folder` — many files → (DataFrame, failures), parallel over
+  processes, resumable, with a progress callback.
+* :func:`write_features_csv` — the exact three-header ``features.csv`` layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import DataError, DecodeError, ParameterError
+from .loaders import FEATURE_COLUMNS, FEATURE_FAMILIES, FEATURE_STATISTICS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "N_FEATURES",
+    "Failure",
+    "decode",
+    "extract",
+    "extract_families",
+    "summarize",
+    "extract_folder",
+    "write_features_csv",
+]
+
+#: Number of feature columns (74 dimensions × 7 statistics).
+N_FEATURES = len(FEATURE_COLUMNS)
+
+N_FFT = 2048
+HOP = 512
+#: librosa 0.5.0's assumed rate for functions called without ``sr`` (FMA's quirk).
+QUIRK_SR = 22050
+_C1_HZ = 32.70319566257483
+_CQT_BINS = 84
+_BPO = 12
+_HANN_BANDWIDTH = 1.50018310546875  # librosa 0.5.0 WINDOW_BANDWIDTHS['hann']
+_ORDER = list(FEATURE_FAMILIES)  # family order of the 74 stacked dims (alphabetical)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Decode to mono float32 at the file's native rate, like ``librosa.load(sr=None)``.
+
+    libsndfile (``soundfile``) first — it reproduces librosa's float decoding
+    sample for sample, priming included — then PyAV for what libsndfile cannot
+    read (m4a/aac, wma, ...). Stereo → mono is the float32 channel mean.
+
+    Raises
+    ------
+    DecodeError
+        Missing, empty or undecodable file.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise DecodeError(f"{p}: no such file", path=str(p), reason="missing")
+    if p.is_file() and p.stat().st_size == 0:
+        raise DecodeError(f"{p}: file is empty (0 bytes)", path=str(p), reason="empty")
+    try:
+        y, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        y = y.T
+        y = np.mean(y, axis=0) if y.shape[0] > 1 else y[0]
+        return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        sf_error = exc
+    from ..audio import info, load
+
+    try:
+        sr = info(p).sr
+        return load(p, sr=sr, mono=True), int(sr)
+    except DecodeError:
+        raise
+    except Exception as exc:  # pragma: no cover - PyAV oddities
+        raise DecodeError(f"{p}: undecodable ({sf_error}; {exc})", path=str(p)) from exc
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def _frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Strided view [n_frames, frame_length] (librosa 0.5.0 frame count)."""
+    n = 1 + (len(y) - frame_length) // hop_length
+    return np.lib.stride_tricks.as_strided(
+        y, shape=(n, frame_length), strides=(hop_length * y.strides[0], y.strides[0]), writeable=False
+    )
+
+
+def _stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray | None, *, block: int = 4096) -> np.ndarray:
+    """Centred, reflect-padded STFT, frequency-major complex64 [1 + n_fft/2, n_frames].
+
+    Returns the complex conjugate of numpy's rfft, as librosa 0.5.0 did.
+    """
+    yp = np.pad(y, n_fft // 2, mode="reflect")
+    fr = _frames(yp, n_fft, hop_length)
+    out = np.empty((n_fft // 2 + 1, fr.shape[0]), dtype=np.complex64)
+    for s in range(0, fr.shape[0], block):  # blocks bound the float64 FFT scratch
+        seg = fr[s:s + block]
+        if window is not None:
+            seg = seg * window
+        out[:, s:s + block] = np.fft.rfft(seg, axis=1).T.conj()
+    return out
+
+
+def _stft_magnitude(y: np.ndarray) -> np.ndarray:
+    """|STFT| float32 [1025, n_frames] with a periodic Hann window (n_fft 2048, hop 512)."""
+    win = _hann(N_FFT)
+    yp = np.pad(y, N_FFT // 2, mode="reflect")
+    fr = _frames(yp, N_FFT, HOP)
+    out = np.empty((N_FFT // 2 + 1, fr.shape[0]), dtype=np.float32)
+    block = 2048
+    for s in range(0, fr.shape[0], block):
+        spec = np.fft.rfft(fr[s:s + block] * win, axis=1)
+        out[:, s:s + block] = np.abs(spec).T
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    """Periodic Hann window (scipy ``get_window('hann', n, fftbins=True)``), float32."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def _fft_frequencies(sr: float, n_fft: int = N_FFT) -> np.ndarray:
+    return np.linspace(0, float(sr) / 2, 1 + n_fft // 2, endpoint=True)
+
+
+def _normalize(S: np.ndarray, norm: float, threshold: float) -> np.ndarray:
+    """librosa 0.5.0 ``util.normalize`` along axis 0 with ``fill=None``."""
+    mag = np.abs(S).astype(np.float64)
+    if norm == np.inf:
+        length = mag.max(axis=0, keepdims=True)
+    elif norm == 1:
+        length = mag.sum(axis=0, keepdims=True)
+    elif norm == 2:
+        length = np.sqrt((mag**2).sum(axis=0, keepdims=True))
+    else:  # pragma: no cover - not used
+        raise ParameterError(f"norm={norm}")
+    length[length < threshold] = 1.0
+    return S / length
+
+
+def _tiny(x: np.ndarray) -> float:
+    return float(np.finfo(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32).tiny)
+
+
+# --------------------------------------------------------------------------- tuning (0.5.0)
+
+
+def _estimate_tuning(S: np.ndarray, sr: float) -> float:
+    """librosa 0.5.0 ``estimate_tuning(S=S, sr=sr)``: piptrack + a 99-bin residual histogram."""
+    n_fft = 2 * (S.shape[0] - 1)
+    fmin, fmax = 150.0, min(4000.0, float(sr) / 2)
+    freqs = _fft_frequencies(sr, n_fft)
+    fidx = np.flatnonzero((fmin <= freqs) & (freqs < fmax))
+    lo, hi = max(int(fidx[0]) - 1, 0), min(int(fidx[-1]) + 2, S.shape[0])
+    # only the bins inside [fmin, fmax) can yield pitches; work on that slab (+1 bin each side)
+    sub = S[lo:hi]
+    avg = 0.5 * (sub[2:] - sub[:-2])
+    shift = 2 * sub[1:-1] - sub[2:] - sub[:-2]
+    shift = avg / (shift + (np.abs(shift) < _tiny(shift)))
+    dskew = 0.5 * avg * shift
+    # local max along frequency with edge padding on the full S (rows lo+1 .. hi-2 of S)
+    thr = S * (S > 0.1 * S.max(axis=0))
+    rows = np.arange(lo + 1, hi - 1)
+    prev = thr[np.maximum(rows - 1, 0)]
+    nxt = thr[np.minimum(rows + 1, S.shape[0] - 1)]
+    cur = thr[rows]
+    lm = (cur > prev) & (cur >= nxt)
+    lm &= ((fmin <= freqs[rows]) & (freqs[rows] < fmax))[:, None]
+    r, c = np.nonzero(lm)
+    if r.size == 0:
+        return 0.0
+    pitch = (rows[r] + shift[r, c]) * float(sr) / n_fft
+    mag = S[rows[r], c] + dskew[r, c]
+    pos = pitch > 0
+    threshold = np.median(mag[pos]) if pos.any() else 0.0
+    f = pitch[(mag >= threshold) & pos]
+    f = f[f > 0]
+    if f.size == 0:
+        return 0.0
+    residual = np.mod(_BPO * np.log2(f / (440.0 / 16)), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    bins = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / 0.01)), endpoint=False)
+    counts, edges = np.histogram(residual, bins)
+    return float(edges[np.argmax(counts)])
+
+
+# --------------------------------------------------------------------------- CQT (0.5.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _cqt_basis(sr: float, fmin: float, tuning: float) -> tuple[np.ndarray, int]:
+    """0.5.0 ``__cqt_filter_fft`` for one octave (12 bins): dense complex128 [12, n_fft//2+1]."""
+    correction = 2.0 ** (tuning / _BPO)
+    f0 = correction * fmin
+    Q = 1.0 / (2.0 ** (1.0 / _BPO) - 1)
+    freq = f0 * 2.0 ** (np.arange(_BPO, dtype=float) / _BPO)
+    lengths = Q * sr / freq
+    freqs = Q * sr / lengths
+    max_len = int(2.0 ** np.ceil(np.log2(lengths.max())))
+    basis = np.zeros((_BPO, max_len), dtype=np.complex128)
+    for k, (ilen, fq) in enumerate(zip(lengths, freqs)):
+        n_min, n_max = int(np.floor(ilen)), int(np.ceil(ilen))
+        win = np.zeros(n_max)
+        win[:n_min] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_min) / n_min)
+        sig = np.exp(np.arange(n_max, dtype=float) * 1j * 2 * np.pi * fq / sr) * win
+        sig = sig / np.sum(np.abs(sig))
+        lpad = (max_len - n_max) // 2
+        basis[k, lpad:lpad + n_max] = sig
+    n_fft = max_len
+    basis *= lengths[:, None] / float(n_fft)
+    fb = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+    # sparsify rows: drop the smallest coefficients holding 1 % of each row's magnitude
+    mags = np.abs(fb)
+    srt = np.sort(mags, axis=1)
+    cum = np.cumsum(srt / mags.sum(axis=1, keepdims=True), axis=1)
+    j = np.argmin(cum < 0.01, axis=1)
+    keep = mags >= srt[np.arange(_BPO), j][:, None]
+    return np.where(keep, fb, 0), n_fft
+
+
+@functools.lru_cache(maxsize=8)
+def _decimation_filter(factor: int, res_type: str) -> np.ndarray:
+    """The FIR that resampy applies when downsampling by an integer ``factor``.
+
+    With ``t_out = n * factor`` every output falls on an input sample, so
+    resampy's interpolated-table loop reduces to a symmetric FIR whose taps are
+    ``(1/factor) * interp_win[|j| * precision / factor]`` — computed here once,
+    then applied with one ``np.convolve`` instead of a per-sample loop.
+    """
+    interp_win, precision, _ = _resampy_filter(res_type)
+    step = int(precision / factor)
+    if step * factor != precision:  # pragma: no cover - factors are powers of two <= 512
+        raise ParameterError(f"downsampling factor {factor} does not divide the filter precision {precision}")
+    half = (len(interp_win) // step) - 1
+    taps = interp_win[np.arange(half + 1) * step] / factor
+    return np.concatenate([taps[:0:-1], taps])  # h[-half..half]
+
+
+def _downsample(y: np.ndarray, factor: int, res_type: str) -> np.ndarray:
+    """librosa 0.5.0 ``resample(y, sr, sr/factor, res_type, scale=True)`` (resampy + fix_length + scale)."""
+    h = _decimation_filter(factor, res_type)
+    half = (len(h) - 1) // 2
+    n_res = int(len(y) / factor)  # resampy's output length
+    if n_res < 1:
+        raise ParameterError(f"audio too short ({len(y)} samples) to downsample by {factor}")
+    c = np.convolve(y.astype(np.float64), h)  # full: c[m + half] is the centred output at m
+    out = c[half:half + n_res * factor:factor]
+    n = int(np.ceil(len(y) / factor))  # librosa's fix_length
+    if len(out) < n:
+        out = np.pad(out, (0, n - len(out)))
+    return np.ascontiguousarray(out * np.sqrt(factor), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _resampy_filter(res_type: str) -> tuple[np.ndarray, int, float]:
+    """resampy's pre-computed filter (half window, precision, roll-off), read from its data file.
+
+    Read directly so that workers do not import resampy's numba kernels (≈1 s each).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("resampy")
+    if spec is None or not spec.submodule_search_locations:
+        raise ParameterError("the 'resampy' package (its filter tables) is required for FMA features")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"{res_type}.npz"
+    with np.load(path) as data:
+        return np.asarray(data["half_window"]), int(data["precision"]), float(data["rolloff"])
+
+
+def _bw(res_type: str) -> float:
+    return _resampy_filter(res_type)[2]
+
+
+def _num_twos(x: int) -> int:
+    n = 0
+    while x > 0 and x % 2 == 0:
+        n += 1
+        x //= 2
+    return n
+
+
+def _cqt(y: np.ndarray, sr: float, tuning: float) -> np.ndarray:
+    """|CQT| float64 [84, n_frames] with librosa 0.5.0's recursive algorithm (hop 512, 12 bins/oct, C1)."""
+    hop = HOP
+    n_octaves = _CQT_BINS // _BPO
+    freqs = _C1_HZ * 2.0 ** (np.arange(_CQT_BINS) / _BPO)
+    top = freqs[-_BPO:]
+    fmin_t, fmax_t = float(top.min()), float(top.max())
+    Q = 1.0 / (2.0 ** (1.0 / _BPO) - 1)
+    filter_cutoff = fmax_t * (1 + 0.5 * _HANN_BANDWIDTH / Q)
+    nyquist = sr / 2.0
+    res_type = "kaiser_fast" if filter_cutoff < _bw("kaiser_fast") * nyquist else "kaiser_best"
+    if filter_cutoff > nyquist:
+        raise ParameterError(f"sample rate {sr} Hz is too low for the 7-octave CQT (needs > {2 * filter_cutoff:.0f} Hz)")
+    # early downsampling
+    c1 = max(0, int(np.ceil(np.log2(_bw("kaiser_fast") * nyquist / filter_cutoff)) - 1) - 1)
+    c2 = max(0, _num_twos(hop) - n_octaves + 1)
+    count = min(c1, c2)
+    if count > 0 and res_type == "kaiser_fast":
+        factor = 2**count
+        hop //= factor
+        y = _downsample(y, factor, res_type)
+        sr = sr / factor
+    responses = []
+    if res_type != "kaiser_fast":
+        fb, n_fft = _cqt_basis(sr, fmin_t, tuning)
+        responses.append(np.abs(fb @ _stft(y, n_fft, hop, None)))
+        fmin_t /= 2
+        n_octaves -= 1
+        res_type = "kaiser_fast"
+    fb, n_fft = _cqt_basis(sr, fmin_t, tuning)
+    my_y, my_sr, my_hop = y, sr, hop
+    for i in range(n_octaves):
+        if i > 0:
+            if len(my_y) < 2:
+                raise ParameterError("audio too short for the 7-octave CQT")
+            my_y = np.sqrt(2) * _downsample(my_y, 2, res_type)
+            my_y = my_y.astype(np.float32)
+            my_sr /= 2.0
+            my_hop //= 2
+        D = _stft(my_y, n_fft, my_hop, None)
+        responses.append(np.abs(fb @ D))
+    n_cols = min(r.shape[1] for r in responses)
+    C = np.vstack([r[:, :n_cols] for r in responses][::-1])[-_CQT_BINS:]
+    correction = 2.0 ** (tuning / _BPO)
+    lengths = Q * sr / (correction * _C1_HZ * 2.0 ** (np.arange(_CQT_BINS, dtype=float) / _BPO))
+    return C / np.sqrt(lengths[:, None])
+
+
+# --------------------------------------------------------------------------- filter banks
+
+
+@functools.lru_cache(maxsize=16)
+def _chroma_fb(sr: float, tuning: float) -> np.ndarray:
+    """librosa 0.5.0 ``filters.chroma(sr, 2048, A440=440·2^(tuning/12))``, float64 [12, 1025]."""
+    n_chroma, n_fft = 12, N_FFT
+    A440 = 440.0 * 2.0 ** (tuning / n_chroma)
+    frequencies = np.linspace(0, sr, n_fft, endpoint=False)[1:]
+    frqbins = n_chroma * np.log2(frequencies / (A440 / 16))
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * n_chroma], frqbins))
+    binwidthbins = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1]))
+    D = np.subtract.outer(frqbins, np.arange(0, n_chroma, dtype="d")).T
+    half = np.round(float(n_chroma) / 2)
+    D = np.remainder(D + half + 10 * n_chroma, n_chroma) - half
+    wts = np.exp(-0.5 * (2 * D / np.tile(binwidthbins, (n_chroma, 1))) ** 2)
+    wts = _normalize(wts, 2, np.finfo(np.float64).tiny)
+    wts *= np.tile(np.exp(-0.5 * ((frqbins / n_chroma - 5.0) / 2) ** 2), (n_chroma, 1))
+    wts = np.roll(wts, -3, axis=0)
+    return np.ascontiguousarray(wts[:, : int(1 + n_fft / 2)])
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: float) -> np.ndarray:
+    """Slaney mel filter bank (128 bands, 0..sr/2, area-normalised), float64 [128, 1025]."""
+    n_mels = 128
+    fftfreqs = _fft_frequencies(sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
+    return weights * enorm[:, None]
+
+
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(f: float) -> float:
+    """Slaney's mel scale (linear below 1 kHz, logarithmic above), as librosa ``htk=False``."""
+    return f / _F_SP if f < _MIN_LOG_HZ else _MIN_LOG_MEL + np.log(f / _MIN_LOG_HZ) / _LOGSTEP
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
+
+
+@functools.lru_cache(maxsize=1)
+def _dct20() -> np.ndarray:
+    n = 128
+    basis = np.empty((20, n))
+    basis[0, :] = 1.0 / np.sqrt(n)
+    samples = np.arange(1, 2 * n, 2) * np.pi / (2.0 * n)
+    basis[1:, :] = np.cos(np.arange(1, 20)[:, None] * samples) * np.sqrt(2.0 / n)
+    return basis
+
+
+def _power_to_db(S: np.ndarray) -> np.ndarray:
+    log_spec = 10.0 * np.log10(np.maximum(1e-10, np.abs(S)))
+    return np.maximum(log_spec, log_spec.max() - 80.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _cens_window() -> np.ndarray:
+    n = 41 + 2
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic (sym=False) Hann
+    return win / win.sum()
+
+
+@functools.lru_cache(maxsize=1)
+def _tonnetz_phi() -> np.ndarray:
+    dim_map = np.linspace(0, 12, num=12, endpoint=False)
+    scale = np.asarray([7.0 / 6, 7.0 / 6, 3.0 / 2, 3.0 / 2, 2.0 / 3, 2.0 / 3])
+    V = np.multiply.outer(scale, dim_map)
+    V[::2] -= 0.5
+    R = np.array([1, 1, 1, 1, 0.5, 0.5])
+    return R[:, None] * np.cos(np.pi * V)
+
+
+# --------------------------------------------------------------------------- families
+
+
+def _zcr(y: np.ndarray) -> np.ndarray:
+    yp = np.pad(y, N_FFT // 2, mode="edge")
+    fr = _frames(yp, N_FFT, HOP)
+    sb = np.signbit(np.where(np.abs(fr) <= 1e-10, 0, fr))
+    crossings = (sb[:, 1:] != sb[:, :-1]).sum(axis=1)
+    return (crossings / N_FFT)[None, :]
+
+
+def _spectral(S: np.ndarray) -> dict[str, np.ndarray]:
+    """centroid, bandwidth, rolloff, contrast from |STFT| at the 22,050-Hz quirk rate."""
+    freq = _fft_frequencies(QUIRK_SR)
+    Sn = _normalize(S, 1, _tiny(S))
+    centroid = (freq[:, None] * Sn).sum(axis=0, keepdims=True)
+    bandwidth = np.sqrt((Sn * (freq[:, None] - centroid) ** 2).sum(axis=0, keepdims=True))
+    total = np.cumsum(S, axis=0, dtype=np.float32)
+    below = total < 0.85 * total[-1]
+    idx = below.sum(axis=0)  # first bin whose cumulative energy reaches 85 %
+    idx = np.minimum(idx, S.shape[0] - 1)
+    rolloff = freq[idx][None, :]
+    return {
+        "spectral_centroid": centroid,
+        "spectral_bandwidth": bandwidth,
+        "spectral_rolloff": rolloff,
+        "spectral_contrast": _contrast(S, freq),
+    }
+
+
+def _contrast(S: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: int = 6, quantile: float = 0.02):
+    octa = np.zeros(n_bands + 2)
+    octa[1:] = fmin * 2.0 ** np.arange(0, n_bands + 1)
+    valley = np.zeros((n_bands + 1, S.shape[1]))
+    peak = np.zeros_like(valley)
+    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):  # 7 bands, not frames
+        band = (freq >= f_low) & (freq <= f_high)
+        idx = np.flatnonzero(band)
+        if k > 0:
+            band[idx[0] - 1] = True
+        if k == n_bands:
+            band[idx[-1] + 1:] = True
+        sub = S[band]
+        if k < n_bands:
+            sub = sub[:-1]
+        q = int(max(np.rint(quantile * np.sum(band)), 1))
+        srt = np.sort(sub, axis=0)
+        valley[k] = np.mean(srt[:q], axis=0)
+        peak[k] = np.mean(srt[-q:], axis=0)
+    return _power_to_db(peak) - _power_to_db(valley)
+
+
+def extract_families(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """Frame-level values of the 11 FMA families (each ``[dims, n_frames]``), librosa 0.5.0 semantics.
+
+    One STFT magnitude ``S`` feeds chroma_stft (power, tuning estimated at the
+    22,050-Hz quirk rate), rmse, the spectral shapes (quirk rate), mfcc (true
+    rate) and the CQT's tuning estimate (true rate); one CQT feeds chroma_cqt,
+    chroma_cens and tonnetz (from chroma_cens, as FMA did).
+    """
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ParameterError(f"audio must be mono (1-D), got shape {y.shape}")
+    if len(y) < N_FFT:
+        raise ParameterError(f"audio too short: {len(y)} samples < {N_FFT} (one analysis frame)")
+    if not np.all(np.isfinite(y)):
+        raise ParameterError("audio buffer is not finite everywhere")
+    out: dict[str, np.ndarray] = {"zcr": _zcr(y)}
+    S = _stft_magnitude(y)
+    # CQT family (tuning from |STFT| at the true rate)
+    C = _cqt(y, float(sr), _estimate_tuning(S, float(sr)))
+    chroma = C.reshape(7, 12, -1).sum(axis=0)  # cq_to_chroma for C1-based 12 bins/octave
+    out["chroma_cqt"] = _normalize(chroma, np.inf, _tiny(chroma))
+    cn = _normalize(chroma, 1, _tiny(chroma))
+    quant = 0.25 * ((cn > 0.4).astype(np.float64) + (cn > 0.2) + (cn > 0.1) + (cn > 0.05))
+    cens = _smooth_time(quant, _cens_window())
+    cens = _normalize(cens, 2, _tiny(cens))
+    out["chroma_cens"] = cens
+    out["tonnetz"] = _tonnetz_phi() @ _normalize(cens, 1, _tiny(cens))
+    del C
+    # STFT family
+    P = S**2
+    tuning_stft = _estimate_tuning(P, float(QUIRK_SR))
+    raw = _chroma_fb(float(QUIRK_SR), tuning_stft) @ P
+    out["chroma_stft"] = _normalize(raw, np.inf, _tiny(raw))
+    out["rmse"] = np.sqrt(np.mean(S.astype(np.float32) ** 2, axis=0, keepdims=True))
+    out.update(_spectral(S))
+    mel = _mel_basis(float(sr)) @ P
+    out["mfcc"] = _dct20() @ _power_to_db(mel)
+    return out
+
+
+def _smooth_time(x: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """``scipy.signal.convolve2d(x, win[None, :], mode='same')`` (zero fill), vectorised per row."""
+    from scipy.ndimage import convolve1d
+
+    # convolve2d 'same' with an even-length kernel centres at index len//2; convolve1d with origin matches it
+    n = len(win)
+    origin = -1 if n % 2 == 0 else 0
+    return convolve1d(x, win, axis=1, mode="constant", cval=0.0, origin=origin)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summarize(families: dict[str, np.ndarray]) -> np.ndarray:
+    """The 7 statistics of every dimension → float32 [518] in :data:`FEATURE_COLUMNS` order.
+
+    mean, std, skew, kurtosis (Fisher, biased), median, min, max over frames,
+    with scipy 0.19's convention for constant rows: skew 0, kurtosis −3.
+    """
+    X = np.vstack([np.asarray(families[f], dtype=np.float64) for f in _ORDER])  # [74, T]
+    mean = X.mean(axis=1)
+    d = X - mean[:, None]
+    m2 = np.mean(d**2, axis=1)
+    m3 = np.mean(d**3, axis=1)
+    m4 = np.mean(d**4, axis=1)
+    const = m2 <= (np.finfo(np.float32).eps * np.maximum(np.abs(mean), 1e-30)) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = np.where(const, 0.0, m3 / m2**1.5)
+        kurt = np.where(const, 0.0, m4 / m2**2) - 3.0
+    stats = {
+        "kurtosis": kurt,
+        "max": X.max(axis=1),
+        "mean": mean,
+        "median": np.median(X, axis=1),
+        "min": X.min(axis=1),
+        "skew": skew,
+        "std": np.sqrt(m2),
+    }
+    # FEATURE_COLUMNS order: family, then statistic, then dimension
+    parts = []
+    start = 0
+    for fam in _ORDER:
+        dim = FEATURE_FAMILIES[fam]
+        for st in FEATURE_STATISTICS:
+            parts.append(stats[st][start:start + dim])
+        start += dim
+    return np.concatenate(parts).astype(np.float32)
+
+
+def extract(source: str | os.PathLike[str] | np.ndarray, *, sr: int | None = None) -> np.ndarray:
+    """The 518 FMA features of one file or signal.
+
+    Parameters
+    ----------
+    source : path or np.ndarray [shape=(n,)]
+        An audio file (decoded at its native rate, like FMA) or a mono signal.
+    sr : int, optional
+        Sample rate of ``source`` when it is an array (required then); ignored
+        for files.
+
+    Returns
+    -------
+    np.ndarray [shape=(518,), dtype=float32]
+        In :data:`FEATURE_COLUMNS` order (feature, statistics, number).
+
+    Raises
+    ------
+    DecodeError
+        The file cannot be decoded.
+    ParameterError
+        Array without ``sr``, not mono, shorter than one 2048-sample frame, non-finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(3 * 22050) / 22050
+    >>> v = extract((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr=22050)
+    >>> v.shape, v.dtype, bool(np.isfinite(v).all())
+    ((518,), dtype('float32'), True)
+    """
+    if isinstance(source, np.ndarray):
+        if sr is None or sr <= 0:
+            raise ParameterError(f"sr={sr!r}: a positive sample rate is required with an array")
+        y = source
+    else:
+        y, sr = decode(source)
+    return summarize(extract_families(y, int(sr)))
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A file that could not be processed, and why (one line)."""
+
+    track_id: str
+    path: str
+    error: str
+
+
+def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any]]:
+    """Worker: (track_id, path, with_tags) → (track_id, vector | None, error | None, duration_s, tags)."""
+    track_id, path, with_tags = args
+    from .tags import read_tags
+
+    tags: dict[str, Any] = {}
+    try:
+        y, sr = decode(path)
+        dur = len(y) / sr
+        vec = summarize(extract_families(y, sr))
+        if not np.all(np.isfinite(vec)):
+            bad = [FEATURE_COLUMNS[i] for i in np.flatnonzero(~np.isfinite(vec))[:3]]
+            raise DataError(f"non-finite features {bad}")
+        if with_tags:
+            tags = read_tags(path)
+        return track_id, vec, None, dur, tags
+    except (DecodeError, ParameterError, DataError) as exc:
+        return track_id, None, str(exc).splitlines()[0], 0.0, tags
+    except Exception as exc:  # one bad file never aborts the batch
+        return track_id, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 0.0, tags
+
+
+def extract_folder(
+    paths: Sequence[str | os.PathLike[str]] | dict[str, str | os.PathLike[str]],
+    *,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    resume_from: "pd.DataFrame | None" = None,
+    with_tags: bool = False,
+    checkpoint: Callable[["pd.DataFrame", dict[str, dict[str, Any]]], None] | None = None,
+    checkpoint_every_s: float = 30.0,
+) -> tuple["pd.DataFrame", list[Failure]]:
+    """Features of many files, in parallel processes, skipping those already done.
+
+    Parameters
+    ----------
+    paths : sequence of paths, or dict track_id → path
+        With a plain sequence, the track id is the path as given.
+    jobs : int
+        Worker processes (1 = in this process).
+    progress : callable(done, total), optional
+        Called after every file.
+    resume_from : DataFrame, optional
+        A previous result (same columns); rows whose ``track_id`` is in it are
+        not recomputed and are kept in the output.
+    with_tags : bool
+        Also read tags; they are returned in ``df.attrs["tags"]`` (id → dict)
+        with ``df.attrs["durations"]``.
+    checkpoint : callable(df, tags), optional
+        Called with the partial result at most every ``checkpoint_every_s``
+        seconds (used by the CLI to keep the output file resumable).
+
+    Returns
+    -------
+    (DataFrame, list[Failure])
+        Index ``track_id`` (sorted), the 518 :data:`FEATURE_COLUMNS` (3-level
+        MultiIndex ``feature, statistics, number``), float32; failures in input order.
+    """
+    import pandas as pd
+
+    if jobs < 1:
+        raise ParameterError(f"jobs={jobs} must be >= 1")
+    items = list(paths.items()) if isinstance(paths, dict) else [(os.fspath(p), os.fspath(p)) for p in paths]
+    items = [(str(k), os.fspath(v)) for k, v in items]
+    done_ids: set[str] = set()
+    rows: dict[str, np.ndarray] = {}
+    tags: dict[str, dict[str, Any]] = {}
+    durations: dict[str, float] = {}
+    if resume_from is not None and len(resume_from):
+        prev = resume_from.dropna(how="any")
+        for tid, vec in zip(prev.index.astype(str), prev.to_numpy(dtype=np.float32)):
+            rows[tid] = vec
+        done_ids = set(rows)
+        tags.update({k: v for k, v in resume_from.attrs.get("tags", {}).items()})
+    todo = [(k, v, with_tags) for k, v in items if k not in done_ids]
+    total = len(items)
+    done = total - len(todo)
+    failures: dict[str, Failure] = {}
+    if progress:
+        progress(done, total)
+    last_ckpt = time.monotonic()
+
+    def frame() -> "pd.DataFrame":
+        return _to_frame(rows, tags, durations)
+
+    def handle(res) -> None:
+        nonlocal done, last_ckpt
+        tid, vec, err, dur, tg = res
+        done += 1
+        if vec is None:
+            failures[tid] = Failure(tid, dict(items)[tid] if len(items) < 10000 else tid, err or "failed")
+            log.info("features: %s: %s", tid, err)
+        else:
+            rows[tid] = vec
+            durations[tid] = dur
+            if tg:
+                tags[tid] = tg
+        if progress:
+            progress(done, total)
+        if checkpoint and time.monotonic() - last_ckpt >= checkpoint_every_s:
+            checkpoint(frame(), tags)
+            last_ckpt = time.monotonic()
+
+    if jobs == 1 or len(todo) <= 1:
+        for it in todo:
+            handle(_work(it))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as ex:
+            futs = [ex.submit(_work, it) for it in sorted(todo, key=lambda it: -_size(it[1]))]
+            for f in as_completed(futs):
+                handle(f.result())
+    order = {k: i for i, (k, _) in enumerate(items)}
+    return frame(), sorted(failures.values(), key=lambda f: order.get(f.track_id, 0))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _init_worker() -> None:
+    # BLAS/FFT threads would fight the process pool for the same cores
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _to_frame(rows: dict[str, np.ndarray], tags: dict, durations: dict) -> "pd.DataFrame":
+    import pandas as pd
+
+    cols = pd.MultiIndex.from_tuples(FEATURE_COLUMNS, names=["feature", "statistics", "number"])
+    ids = sorted(rows)
+    data = np.vstack([rows[i] for i in ids]) if ids else np.zeros((0, N_FEATURES), np.float32)
+    df = pd.DataFrame(data, index=pd.Index(ids, name="track_id", dtype=object), columns=cols)
+    df.attrs["tags"] = {k: tags[k] for k in ids if k in tags}
+    df.attrs["durations"] = {k: durations[k] for k in ids if k in durations}
+    return df
+
+
+def write_features_csv(df: "pd.DataFrame", path: str | os.PathLike[str]) -> None:
+    """Write ``df`` in the exact FMA layout (3 header rows + ``track_id`` row, ``%.10e``), atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    out = df.sort_index(axis=0).sort_index(axis=1)
+    out.to_csv(tmp, float_format="%.10e")
+    os.replace(tmp, p)
+
+
+def iter_chunks(seq: Iterable, n: int):  # pragma: no cover - helper kept small
+    buf = []
+    for x in seq:
+        buf.append(x)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf

@@ -1,0 +1,174 @@
+"""``songmine eval``: the evaluation harness on any library (thin over :mod:`songmine.evaluate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import EXIT_USAGE, JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise fail(f"--{what} {text!r}: expected comma-separated numbers, e.g. 3,5,10", EXIT_USAGE) from None
+
+
+@app.command("eval")
+def eval_cmd(
+    library: Annotated[Path, typer.Argument(help="Folder of audio files (walked recursively).")],
+    index: Annotated[
+        Optional[Path], typer.Option("--index", help="Build into (or reuse) this index; default: a temporary one.")
+    ] = None,
+    method: Annotated[str, typer.Option("--method", help="Identification method: landmark, sketch, seed.")] = "landmark",
+    tracks: Annotated[int, typer.Option("--tracks", help="Tracks to index; the rest are held out (a smaller library: 3/4 of it).")] = 40,
+    durations: Annotated[str, typer.Option("--durations", help="Clip lengths in seconds, comma-separated.")] = "3,5,10",
+    conditions: Annotated[
+        Optional[str], typer.Option("--conditions", help="Comma-separated degradations (default: all 13).")
+    ] = None,
+    queries_per_cell: Annotated[
+        int, typer.Option("--queries-per-cell", help="Member queries per condition × duration.")
+    ] = 40,
+    nonmember_queries: Annotated[
+        int, typer.Option("--nonmember-queries", help="Queries from held-out tracks (false positives).")
+    ] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the split, offsets and noise.")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes for building the index.")] = 2,
+    sr: Annotated[int, typer.Option("--sr", help="Rate at which clips are cut and degraded, Hz.")] = 22050,
+    thresholds: Annotated[
+        Optional[str], typer.Option("--thresholds", help="Sweep: e.g. 0.2,0.4,0.6 (precision/recall/no-match).")
+    ] = None,
+    threshold_on: Annotated[
+        str, typer.Option("--threshold-on", help="What the thresholds apply to: score or confidence.")
+    ] = "score",
+    option: Annotated[
+        Optional[list[str]], typer.Option("--option", "-o", help="Method-specific KEY=VALUE (repeatable).")
+    ] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Measure a method: top-1 per condition × duration, false positives, calibration, speed, size.
+
+    Deterministic queries (seeded offsets, near-silent cuts re-drawn) from
+    TRACKS indexed tracks, degraded 13 ways, plus non-member queries from the
+    held-out tracks. Peers' best numbers (PEERS.md) are shown beside each cell.
+    """
+    from ..errors import SongmineError
+    from ..evaluate import EvalConfig, evaluate, make_identifier, report_markdown
+
+    if not library.exists():
+        raise fail(f"{library}: no such file or directory")
+    opts: dict[str, str] = {}
+    for kv in option or []:
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise fail(f"--option {kv!r}: expected KEY=VALUE")
+        opts[k.strip()] = v.strip()
+    if thresholds:
+        opts.setdefault("thresholds", thresholds)
+    try:
+        config = EvalConfig(
+            tracks=tracks,
+            durations=_floats(durations, "durations"),
+            conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()) if conditions else EvalConfig().conditions,
+            queries_per_cell=queries_per_cell,
+            nonmember_queries=nonmember_queries,
+            seed=seed,
+            sr=sr,
+            thresholds=_floats(thresholds, "thresholds") if thresholds else (),
+            threshold_on=threshold_on,
+        )
+        ident = make_identifier(method, index_path=index, options=opts)
+    except SongmineError as exc:
+        raise fail(str(exc)) from None
+    try:
+        with progress_bar("indexing", enabled=not json_out) as bp, progress_bar("querying", enabled=not json_out) as qp:
+            report = evaluate(
+                library, ident, config, jobs=jobs, build_progress=bp, query_progress=qp, clamp_tracks=True
+            )
+    except SongmineError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        ident.close()
+    if markdown is not None:
+        markdown.write_text(report_markdown(report))
+    if plot is not None:
+        from ..evaluate import plot_report
+
+        plot_report(report, plot)
+    if json_out:
+        emit_json(report)
+        return
+    _print(report)
+    if markdown is not None or plot is not None:
+        err_console().print(f"wrote {', '.join(str(p) for p in (markdown, plot) if p is not None)}")
+
+
+def _print(rep) -> None:
+    from rich.table import Table
+
+    from ..evaluate import _f
+
+    con = out_console()
+    durs = [float(d) for d in rep.config["durations"]]
+    t = Table(
+        title=f"songmine eval — {rep.method}: top-1 % (n) vs best peer; "
+        f"{rep.n_indexed} indexed, {rep.n_held_out} held out, seed {rep.config['seed']}"
+    )
+    t.add_column("condition")
+    for d in durs:
+        t.add_column(f"{d:g} s", justify="right")
+    for cond in rep.config["conditions"]:
+        row = []
+        for d in durs:
+            c = next(c for c in rep.cells if c.condition == cond and c.duration_s == d)
+            if c.peer_top1 is None:
+                row.append(f"{_f(c.top1)} ({c.n})")
+            else:
+                ok = c.top1 is not None and c.top1 >= c.peer_top1
+                row.append(f"[{'green' if ok else 'red'}]{_f(c.top1)}[/] ({c.n}) {c.peer_top1:.1f}")
+        t.add_row(cond, *row)
+    t.add_section()
+    t.add_row("pooled", *(f"[bold]{_f(p['top1'])}[/] ({p['n']}) {_f(p['peer_best_mean'])}" for p in rep.pooled.values()))
+    t.add_row("target", *(_f(p["target"]) for p in rep.pooled.values()))
+    t.add_row("FP rate %", *(f"{_f(p['fp_rate'])} ({p['fp_n']})" for p in rep.pooled.values()))
+    con.print(t)
+
+    fp = rep.false_positives
+    con.print(
+        f"false positives: {fp['false_positives']}/{fp['n']} non-member queries = {_f(fp['rate'], '{:.2f}')} %  "
+        f"(target ≤ 1 %); members answered with a wrong track: {fp['members_answered_wrong']} "
+        f"({_f(fp['members_answered_wrong_rate'], '{:.2f}')} %)"
+    )
+    r = Table(title="reliability of the confidence (answered queries)")
+    for col in ("bin", "n", "mean confidence", "observed accuracy %"):
+        r.add_column(col, justify="right")
+    for row in rep.reliability:
+        r.add_row(row["bin"], str(row["n"]), _f(row["mean_confidence"], "{:.3f}"), _f(row["accuracy"]))
+    con.print(r)
+    if rep.thresholds:
+        s = Table(title=f"threshold sweep on {rep.thresholds[0]['on']}")
+        for col in ("threshold", "accepted", "precision %", "recall %", "no-match %", "FP rate %"):
+            s.add_column(col, justify="right")
+        for row in rep.thresholds:
+            s.add_row(f"{row['threshold']:g}", str(row["accepted"]), _f(row["precision"]), _f(row["recall"]),
+                      _f(row["no_match_rate"]), _f(row["fp_rate"]))
+        con.print(s)
+    lat, b, off = rep.latency_ms, rep.build, rep.offset_error_s
+    per_dur = "; ".join(
+        f"{d:g} s {lat[f'{d:g}s']['median']:.1f}/{lat[f'{d:g}s']['p95']:.1f}" for d in durs if f"{d:g}s" in lat
+    )
+    con.print(
+        f"latency per query (in process): median {_f(lat.get('median'))} ms, p95 {_f(lat.get('p95'))} ms ({per_dur})\n"
+        f"build: {b['n_tracks']} tracks ({b['n_failed']} failed), {b['audio_hours']:.2f} h of audio in "
+        f"{b['seconds']:.1f} s = {_f(b['x_realtime'])} × real time\n"
+        f"index: {b['index_mb']:.2f} MB = {_f(b['mb_per_hour'], '{:.2f}')} MB per hour of audio; "
+        f"peak memory while building {_f(b['peak_rss_mb'], '{:.0f}')} MB ({b['peak_rss_how']})\n"
+        f"offsets of right answers: median |error| {_f(off.get('median_abs'), '{:.3f}')} s, "
+        f"{_f(off.get('within_tolerance'))} % within ±{rep.config['offset_tolerance_s']:g} s\n"
+        f"{rep.n_queries} queries, {rep.n_errors} errors, {rep.seconds:.0f} s in total"
+    )

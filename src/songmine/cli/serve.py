@@ -1,0 +1,112 @@
+"""``songmine serve``: run the web service and page over one index (uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import JsonOption, app, emit_json, fail
+
+
+@app.command("serve")
+def serve(
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind. 127.0.0.1 = this machine only; 0.0.0.0 = the whole network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0 = any free port).")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each opens the index).")] = 1,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve https (phones need it for the microphone).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest query upload, MB (larger → 413).")] = 20.0,
+    max_query_s: Annotated[float, typer.Option(min=0.1, help="Longest query clip, seconds (longer → 422).")] = 60.0,
+    top: Annotated[int, typer.Option(min=1, max=100, help="Matches returned per query.")] = 5,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Allow this origin cross-site (repeatable; off by default).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Serve the index over HTTP: the page at /, the API at /api, OpenAPI docs at /docs.
+
+    Editing the library over HTTP (POST/DELETE /api/tracks) is enabled only
+    when SONGMINE_TOKEN is set; clients send it as a bearer token.
+    """
+    import os
+
+    from ..paths import resolve_index_path
+    from ..server.settings import TOKEN_ENV, ServerSettings
+
+    try:
+        import uvicorn  # noqa: F401
+        import fastapi  # noqa: F401
+    except ImportError as exc:
+        raise fail(f"the web service needs the server extra: pip install 'songmine[server]' ({exc.name} missing)")
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("--tls-cert and --tls-key go together")
+    for p in (tls_cert, tls_key):
+        if p is not None and not p.is_file():
+            raise fail(f"{p}: no such file")
+    settings = ServerSettings(
+        index_path=resolve_index_path(index),
+        max_upload_bytes=int(max_upload_mb * (1 << 20)),
+        max_query_s=max_query_s,
+        max_track_upload_bytes=max(int(max_upload_mb * (1 << 20)), 500 << 20),
+        top=top,
+        token=os.environ.get(TOKEN_ENV) or None,
+        cors_origins=tuple(cors_origin or ()),
+    )
+    _check_index(settings.index_path)
+    scheme = "https" if tls_cert else "http"
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    url = f"{scheme}://{shown}:{port}/"
+    if json_out:
+        emit_json({"url": url, "index": str(settings.index_path), "workers": workers,
+                   "editing": settings.token is not None, "tls": tls_cert is not None})
+    else:
+        typer.echo(f"songmine: serving {settings.index_path} on {url} (API docs: {url}docs)", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
+            typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
+                       "(see --tls-cert in docs/server.md)", err=True)
+    _run(settings, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
+
+
+def _check_index(path: Path) -> None:
+    """Open the index once up front, so a wrong path fails here with a clear line (exit 2)."""
+    from ..index import Index
+
+    idx = Index(path)
+    close = getattr(idx, "close", None)
+    if callable(close):
+        close()
+
+
+def _run(settings, *, host: str, port: int, workers: int, tls_cert, tls_key) -> None:
+    import os
+
+    import uvicorn
+
+    common = dict(
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        timeout_keep_alive=5,
+        limit_concurrency=256,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+    if workers == 1:
+        from ..server.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    else:  # each worker process rebuilds the settings from the environment
+        os.environ.update(settings.to_env())
+        uvicorn.run("songmine.server.app:create_app_from_env", factory=True, workers=workers, **common)
