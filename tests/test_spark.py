@@ -223,3 +223,25 @@ def test_bad_parameters():
         SparkEngine(n_partitions=0)
     with pytest.raises(ParameterError, match="master"):
         SparkSettings(master="localhost[2]")
+
+
+def test_features_as_a_spark_job_match_local(spark, tmp_path, synth_music):
+    import soundfile as sf
+
+    from songmine.catalog.features import extract_folder
+    from songmine.catalog.spark import extract_folder_spark
+
+    paths = {}
+    for i in range(2):
+        p = tmp_path / f"t{i}.wav"
+        sf.write(p, synth_music(sr=22050, seconds=4.0, seed=i), 22050)
+        paths[f"t{i}.wav"] = str(p)
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    paths["bad.wav"] = str(tmp_path / "bad.wav")
+    local, local_fail = extract_folder(paths)
+    got, fails = extract_folder_spark(paths, n_partitions=2)
+    assert list(got.index) == list(local.index) == ["t0.wav", "t1.wav"]
+    assert got.shape == (2, 518)
+    np.testing.assert_allclose(got.to_numpy(), local.to_numpy(), rtol=1e-5, atol=1e-6)
+    assert [(f.track_id, f.error) for f in fails] == [(f.track_id, f.error) for f in local_fail]
+    assert fails[0].track_id == "bad.wav"

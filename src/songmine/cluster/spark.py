@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,7 @@ def _partials(blocks, centers: np.ndarray):
     from songmine.cluster.engines import assign, center_sums
 
     k = centers.shape[0]
-    for _, X in blocks:
+    for _, X, *_ in blocks:
         if X.shape[0] == 0:
             continue
         labels, mind = assign(X, centers)
@@ -82,7 +83,7 @@ def _partials_dense(blocks, centers: np.ndarray):
     sums = np.zeros_like(centers)
     counts = np.zeros(k, dtype=np.int64)
     sse = np.zeros(k, dtype=np.float64)
-    for _, X in blocks:
+    for _, X, *_ in blocks:
         if X.shape[0] == 0:
             continue
         labels, mind = assign(X, centers)
@@ -101,7 +102,7 @@ def _final_labels(blocks, centers: np.ndarray):
     """Labels against the final centres and the exact inertia per block."""
     from songmine.cluster.engines import assign, inertia_of
 
-    for key, X in blocks:
+    for key, X, *_ in blocks:
         labels, _ = assign(X, centers)
         yield key, labels, inertia_of(X, centers, labels)
 
@@ -109,7 +110,7 @@ def _final_labels(blocks, centers: np.ndarray):
 def _min_sq_dist(blocks, centers: np.ndarray):
     from songmine.cluster.engines import assign
 
-    for key, X in blocks:
+    for key, X, *_ in blocks:
         _, mind = assign(X, centers)
         yield key, mind.astype(np.float64)
 
@@ -122,7 +123,7 @@ def _cost(blocks, centers: np.ndarray):
 def _sample(blocks, centers: np.ndarray, ell: float, phi: float, seed: int, round_no: int):
     from songmine.cluster.engines import assign
 
-    for key, X in blocks:
+    for key, X, *_ in blocks:
         _, mind = assign(X, centers)
         rng = np.random.default_rng([seed, round_no, *_key_ints(key)])
         p = np.minimum(1.0, ell * mind.astype(np.float64) / phi)
@@ -135,7 +136,7 @@ def _weights(blocks, centers: np.ndarray):
     from songmine.cluster.engines import assign
 
     k = centers.shape[0]
-    for _, X in blocks:
+    for _, X, *_ in blocks:
         labels, _ = assign(X, centers)
         yield np.bincount(labels, minlength=k)
 
@@ -145,7 +146,7 @@ def _key_ints(key) -> tuple[int, ...]:
 
 
 def _rows(blocks, wanted: dict):
-    for key, X in blocks:
+    for key, X, *_ in blocks:
         rows = wanted.get(key)
         if rows:
             yield key, X[list(rows)]
@@ -174,6 +175,7 @@ class SparkBlocks:
     dtype: np.dtype
     sizes: dict
     ids: np.ndarray | None = None
+    col_sums: tuple | None = None  # (Σx, Σx²) per column, float64, when known
 
     def unpersist(self) -> None:
         try:
@@ -257,24 +259,33 @@ def blocks_from_dataframe(session, df, *, columns: list[str] | None = None, id_c
     if n_partitions:
         sel = sel.repartition(n_partitions)
     out = sel.mapInArrow(_arrow_to_blocks(columns, id_column, dtype), "part long, x binary, ids binary")
-    decoded = out.rdd.map(_decode_block).cache()  # (part, X, ids-bytes), read in parallel
-    rdd = decoded.map(lambda t: (t[0], t[1])).cache()
+    rdd = out.rdd.map(_decode_block).cache()  # (part, X, ids-bytes), read in parallel
+    # one job: materialise the cache and gather per block its size, bad rows, column sums, ids
+    stats = sorted(rdd.map(_block_stats).collect(), key=lambda s: s[0])
+    n = int(sum(s[1] for s in stats))
+    if n == 0:
+        rdd.unpersist()
+        raise DataError("the table has no rows")
+    n_bad = int(sum(s[2] for s in stats))
+    if n_bad:
+        rdd.unpersist()
+        raise DataError(f"{n_bad} rows have null/NaN/inf features; impute or drop them first")
     ids = None
     if id_column is not None:
         import pickle
 
-        got = sorted(decoded.map(lambda t: (t[0], t[2])).collect())
-        ids = np.concatenate([pickle.loads(b) for _, b in got]) if got else np.empty(0)
-    sizes = dict(rdd.map(lambda kv: (kv[0], kv[1].shape[0])).collect())
-    n = int(sum(sizes.values()))
-    if n == 0:
-        raise DataError("the table has no rows")
-    check = rdd.map(lambda kv: int((~np.isfinite(kv[1])).any(axis=1).sum())).sum()
-    decoded.unpersist()
-    if check:
-        rdd.unpersist()
-        raise DataError(f"{check} rows have null/NaN/inf features; impute or drop them first")
-    return SparkBlocks(rdd, n, len(columns), np.dtype(dtype), sizes, ids)
+        ids = np.concatenate([pickle.loads(s[5]) for s in stats])
+    blocks = SparkBlocks(rdd, n, len(columns), np.dtype(dtype), {s[0]: s[1] for s in stats}, ids)
+    blocks.col_sums = (sum(s[3] for s in stats), sum(s[4] for s in stats))
+    return blocks
+
+
+def _block_stats(block):
+    key, X, ids = block
+    bad = ~np.isfinite(X).all(axis=1)
+    Xf = X[~bad] if bad.any() else X
+    return (key, X.shape[0], int(bad.sum()), Xf.sum(axis=0, dtype=np.float64),
+            np.einsum("ij,ij->j", Xf, Xf, dtype=np.float64), ids)
 
 
 def read_parquet_blocks(session, path: str, *, columns: list[str] | None = None,
@@ -334,6 +345,7 @@ class SparkEngine:
         self.job_timeout_s = job_timeout_s
         self._session = session
         self.settings = settings
+        self._cached = None
 
     def __repr__(self) -> str:
         return f"SparkEngine(master={self.master!r}, n_partitions={self.n_partitions}, reducer={self.reducer!r})"
@@ -363,8 +375,25 @@ class SparkEngine:
         X = np.asarray(X)
         if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
             raise ParameterError(f"X must be a 2-D float32/float64 array, got shape={X.shape} dtype={X.dtype}")
+        # Repeated calls on the same array (n_init restarts, choose-k) reuse the cached blocks:
+        # shipping the data to Spark is the expensive part. The array must not be modified in between.
+        cached = self._cached
+        if cached is not None and cached[0]() is X and cached[1] == (X.shape, X.dtype, X.ctypes.data):
+            return cached[2], False
+        self.close()
         parts = self.n_partitions or 2 * self.session.sparkContext.defaultParallelism
-        return blocks_from_array(self.session.sparkContext, X, parts), True
+        blocks = blocks_from_array(self.session.sparkContext, X, parts)
+        try:
+            self._cached = (weakref.ref(X), (X.shape, X.dtype, X.ctypes.data), blocks)
+        except TypeError:  # not weak-referenceable: do not cache
+            return blocks, True
+        return blocks, False
+
+    def close(self) -> None:
+        """Drop the cached copy of the last numpy input from Spark's memory."""
+        if self._cached is not None:
+            self._cached[2].unpersist()
+            self._cached = None
 
     # -- Lloyd -------------------------------------------------------------------------------
     def lloyd(self, X, centers: np.ndarray, *, max_iter: int, tol: float) -> LloydResult:
@@ -571,11 +600,8 @@ def fit_parquet(path: str, n_clusters: int, *, columns: list[str] | None = None,
                                n_partitions=n_partitions)
     try:
         rng = check_random_state(random_state)
-        stats = engine._run(lambda: data.rdd.map(
-            lambda kv: (kv[1].shape[0], kv[1].sum(axis=0, dtype=np.float64),
-                        np.einsum("ij,ij->j", kv[1], kv[1], dtype=np.float64))
-        ).reduce(lambda a, b: (a[0] + b[0], a[1] + b[1], a[2] + b[2])), "feature variances")
-        n, s1, s2 = stats
+        s1, s2 = data.col_sums
+        n = data.n_rows
         var = np.maximum(s2 / n - (s1 / n) ** 2, 0)
         abs_tol = float(tol) * float(var.mean())
         if isinstance(init, str) and init == "k-means++":
