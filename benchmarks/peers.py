@@ -139,7 +139,7 @@ def run_songmine(method: str, indexed, rows, cfg: EvalConfig, jobs: int):
     try:
         with PeakMemory() as mem:
             build = ident.build(indexed, jobs=jobs, progress=None)
-        build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
+        build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
 
         def queries():
             for spec, offset, wav, err in rows:
@@ -158,7 +158,7 @@ def run_songmine(method: str, indexed, rows, cfg: EvalConfig, jobs: int):
 def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float]):
     with PeakMemory() as mem:
         build = peer.build(indexed, workdir)
-    build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
+    build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
     build.audio_seconds = sum(durations[str(p)] for p in indexed)
     wavs = [wav for _, _, wav, err in rows if err is None]
     t0 = time.perf_counter()
@@ -207,7 +207,8 @@ def side_by_side(reports: dict, cfg: EvalConfig) -> str:
         row("members answered wrong %", lambda r: fmt(r.false_positives["members_answered_wrong_rate"], "{:.2f}")),
         row("offset within ±0.5 s % of right", lambda r: fmt(r.offset_error_s.get("within_tolerance"))),
         row("query time median ms", lambda r: fmt(r.latency_ms.get("median"))),
-        row("build × real time", lambda r: fmt(r.build["x_realtime"])),
+        row("build × real time (wall)", lambda r: fmt(r.build["x_realtime"])),
+        row("build × real time per CPU s", lambda r: fmt(r.build["x_realtime_per_cpu"])),
         row("index MB per hour", lambda r: fmt(r.build["mb_per_hour"], "{:.2f}")),
         row("peak memory building MB", lambda r: fmt(r.build["peak_rss_mb"], "{:.0f}")),
     ]

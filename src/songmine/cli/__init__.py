@@ -17,6 +17,7 @@ from . import pairs as _pairs  # noqa: F401  (pairs)
 from . import serve as _serve  # noqa: F401  (serve)
 from . import identify as _identify  # noqa: F401  (identify)
 from . import dedupe as _dedupe  # noqa: F401  (dedupe)
+from . import cluster as _cluster  # noqa: F401  (cluster choose-k, cluster run)
 
 __all__ = ["app", "main", "EXIT_OK", "EXIT_NO_MATCH", "EXIT_USAGE", "EXIT_INTERNAL"]
 

@@ -547,17 +547,30 @@ class Index:
             conn.execute("ROLLBACK")
             raise
 
-    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[int]:
+    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
         """Commit fingerprinted files as one new segment; mark ``replace`` tracks removed.
 
         The segment file is durable on disk before the transaction that makes
-        it (and the tracks) visible commits. Returns the new track ids.
+        it (and the tracks) visible commits. Content that another writer
+        committed meanwhile is not added twice. Returns ``(track_id, created)``
+        per input track.
         """
         replace = list(replace)
         if not new and not replace:
             return []
         with self._writing():
+            live = self._live_shas()
+            out: list[tuple[int, bool]] = []
+            fresh: list[_NewTrack] = []
             first_id = int(self._setting("next_track_id"))
+            for t in new:
+                if t.sha256 in live:
+                    out.append((live[t.sha256], False))
+                else:
+                    live[t.sha256] = first_id + len(fresh)
+                    out.append((first_id + len(fresh), True))
+                    fresh.append(t)
+            new = fresh
             ids = list(range(first_id, first_id + len(new)))
             seg_file = None
             n_post = 0
@@ -601,7 +614,7 @@ class Index:
                 raise
             self.refresh()
             self._auto_merge()
-        return ids
+        return out
 
     def _update_paths(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
         """Record new (path, size, mtime_ns) of tracks whose file moved or was touched."""
