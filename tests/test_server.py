@@ -360,3 +360,14 @@ def test_tracks_added_by_another_writer_are_picked_up(server_index, tagged_cuts,
             time.sleep(0.1)
         best = c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"][0]
         assert Path(best["path"]).name == tagged_cuts[5].name
+
+
+def test_busy_server_answers_503_with_retry_after(server_index, tagged_cuts):
+    s = ServerSettings(index_path=server_index, max_concurrent_queries=1, queue_timeout_s=0.2, refresh_interval_s=0)
+    body = clip(tagged_cuts[0], offset=3, duration=5)
+    with TestClient(create_app(s)) as c:
+        slots = c.app.state.slots
+        with slots:  # another identification holds the only slot
+            r = c.post("/api/identify", files={"file": ("q.wav", body)})
+            assert r.status_code == 503 and r.headers["retry-after"] == "2" and "busy" in r.json()["detail"]
+        assert c.post("/api/identify", files={"file": ("q.wav", body)}).status_code == 200

@@ -155,6 +155,16 @@ class _Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a reader sees between two refreshes (replaced as a whole, never mutated)."""
+
+    generation: int
+    segments: tuple[_Segment, ...]
+    tracks: dict[int, TrackRecord]
+    dead: np.ndarray  # dead[track_id] is True for removed tracks (shorter arrays: the rest live)
+
+
+@dataclass(frozen=True, slots=True)
 class _NewTrack:
     """A fingerprinted file waiting to be committed (built by :mod:`songmine.index.build`)."""
 
@@ -209,10 +219,7 @@ class Index:
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._conn: sqlite3.Connection | None = None
-        self._segments: list[_Segment] = []
-        self._tracks: dict[int, TrackRecord] = {}
-        self._dead = np.zeros(0, dtype=bool)
-        self._generation = -1
+        self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
         self._config: Any = None
 
         exists = self._db_path.exists()
@@ -298,6 +305,23 @@ class Index:
             raise IndexFormatError(f"{self._db_path}: setting {key!r} is missing")
         return row[0]
 
+    # snapshot parts (see refresh)
+    @property
+    def _segments(self) -> tuple[_Segment, ...]:
+        return self._snap.segments
+
+    @property
+    def _tracks(self) -> dict[int, TrackRecord]:
+        return self._snap.tracks
+
+    @property
+    def _dead(self) -> np.ndarray:
+        return self._snap.dead
+
+    @property
+    def _generation(self) -> int:
+        return self._snap.generation
+
     # ----------------------------------------------------------- public state
     @property
     def config(self) -> Any:
@@ -376,7 +400,8 @@ class Index:
         tracks, times : np.ndarray [shape=(k,), dtype=uint32]
         """
         q = np.asarray(hashes, dtype=np.uint32).ravel()
-        segs = self._segments
+        snap = self._snap  # lookups read one immutable snapshot, even while another thread refreshes
+        segs = snap.segments
         if q.shape[0] == 0 or not segs:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
@@ -414,8 +439,8 @@ class Index:
             src = np.repeat(los[s][inv], c) + within
             out_tracks[dst] = seg.postings.tracks[src]
             out_times[dst] = seg.postings.times[src]
-        dead = self._dead
-        if dead.shape[0] and dead.any():
+        dead = snap.dead
+        if dead.shape[0]:
             inside = out_tracks < dead.shape[0]
             keep = np.ones(total, dtype=bool)
             keep[inside] = ~dead[out_tracks[inside]]
@@ -466,7 +491,7 @@ class Index:
                 removed = [tid for tid, r in tracks.items() if r.status != STATUS_OK]
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
-                self._segments, self._tracks, self._dead, self._generation = segs, tracks, dead, gen
+                self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
 
@@ -764,7 +789,7 @@ class Index:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._segments = []
+            self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
 
     def __enter__(self) -> "Index":
         return self
