@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo test venv venv-dev demo-music browser clean help
 
 help:
-	@echo "make demo [MUSIC=folder]  - fetch the demo music (or use MUSIC) and run the main job"
+	@echo "make demo [MUSIC=folder]  - fetch the demo music (or use MUSIC), index it, eval, print the table"
 	@echo "make test                 - run the test suite (what CI runs)"
 
 $(BIN)/python:
@@ -32,12 +32,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev
 
+# The demo: fetch the demo music (or take MUSIC), index a subset of it, ask
+# degraded clips of indexed and held-out tracks, print the eval table.
+# A few minutes on 2 cores; DEMO_EVAL overrides the subset (see docs/eval.md).
+DEMO_EVAL ?= --tracks 16 --durations 3,5,10 --queries-per-cell 8 --nonmember-queries 48
 demo: venv
 ifeq ($(strip $(MUSIC)),)
 	$(BIN)/songmine demo-corpus
-	$(BIN)/songmine scan "$$($(BIN)/songmine demo-corpus --quiet)"
+	$(BIN)/songmine eval "$$($(BIN)/songmine demo-corpus --quiet)" $(DEMO_EVAL) --markdown demo-eval.md --plot demo-eval.png
 else
-	$(BIN)/songmine scan "$(MUSIC)"
+	$(BIN)/songmine eval "$(MUSIC)" $(DEMO_EVAL) --markdown demo-eval.md --plot demo-eval.png
 endif
 
 demo-music: venv-dev

@@ -122,3 +122,78 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
             os.replace(tmp, dest)
         paths.append(dest)
     return paths
+
+
+# --- web service (issue 9): a tagged library, its index, a live uvicorn -----------------------
+
+
+@pytest.fixture(scope="session")
+def tagged_cuts(real_cuts, tmp_path_factory) -> list[Path]:
+    """The real cuts copied and tagged like a music library (title, artist, album)."""
+    import shutil
+
+    import mutagen
+
+    out = tmp_path_factory.mktemp("tagged-cuts")
+    paths = []
+    for i, src in enumerate(real_cuts):
+        dest = out / src.name
+        shutil.copyfile(src, dest)
+        package, _, stem = src.name.removesuffix(".30s.flac").partition("__")
+        f = mutagen.File(dest)
+        f["title"] = f"{stem.replace('_', ' ').title()} (cut {i})"
+        f["artist"] = package
+        f["album"] = "songmine test cuts"
+        f.save()
+        paths.append(dest)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def server_index(tagged_cuts, tmp_path_factory) -> Path:
+    """An index of the first five tagged cuts (the sixth stays out, to add over HTTP)."""
+    import importlib.util
+
+    need(
+        all(importlib.util.find_spec(m) is not None for m in ("songmine.index", "songmine.identify")),
+        "songmine.index / songmine.identify not available yet",
+    )
+    from songmine.index import Index, index_files
+
+    path = tmp_path_factory.mktemp("server") / "index"
+    with Index(path, create=True) as ix:
+        report = index_files(ix, tagged_cuts[:5], jobs=1)
+    assert report.added == 5 and not report.failed, report
+    return path
+
+
+@pytest.fixture
+def live_server():
+    """``with live_server(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread."""
+    import socket
+    import threading
+    import time
+    from contextlib import contextmanager
+
+    @contextmanager
+    def run(app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        t0 = time.monotonic()
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() - t0 > 30:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+
+    return run

@@ -194,6 +194,7 @@ class BuildStats:
     index_bytes: int = 0
     peak_rss_mb: float | None = None
     peak_rss_how: str = ""
+    cpu_seconds: float | None = None
 
     @property
     def x_realtime(self) -> float | None:
@@ -230,7 +231,8 @@ class Identifier(Protocol):
 #: ``name -> factory(index_path, options)``, or a lazy ``"module:attribute"`` string.
 METHODS: dict[str, Any] = {
     "landmark": "songmine.evaluate:LandmarkIdentifier",
-    "seed": "songmine.seedmethod:SeedIdentifier",
+    "landmark-memory": "songmine.evaluate:MemoryLandmarkIdentifier",
+    "seed": "songmine.evaluate:SeedIdentifier",
     "sketch": "songmine.sketch:SketchIdentifier",
 }
 
@@ -268,24 +270,45 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _split_options(opts: dict[str, Any], *classes: type) -> list[dict[str, Any]]:
+    """Route ``key=value`` options to the dataclass that has a field of that name (first wins)."""
+    import dataclasses
+
+    out: list[dict[str, Any]] = [{} for _ in classes]
+    for k, v in opts.items():
+        for i, cls in enumerate(classes):
+            if cls is not None and k in {f.name for f in dataclasses.fields(cls)}:
+                out[i][k] = v
+                break
+        else:
+            known = sorted({f.name for c in classes if c is not None for f in dataclasses.fields(c)})
+            raise ParameterError(f"option {k!r} is unknown to this method; known: {', '.join(known)}, top")
+    return out
+
+
 class LandmarkIdentifier:
     """The landmark method through the durable index (``songmine.index`` + ``songmine.identify``).
 
-    Options: any field of ``FingerprintConfig`` (``key=value``, parsed as int,
-    float or string), plus ``top`` (matches asked per query, default 5).
-    Without ``index_path`` the index lives in a temporary directory removed by
-    :meth:`close`.
+    Options: any field of ``FingerprintConfig`` or of ``identify.SearchConfig``
+    (``key=value``, parsed as int, float, bool or string), plus ``top``
+    (matches asked per query, default 5). Without ``index_path`` the index
+    lives in a temporary directory removed by :meth:`close`.
     """
 
     name = "landmark"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
+        from . import identify as _identify
         from .landmarks import FingerprintConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
-        self.config = FingerprintConfig(**opts)
-        self.sr = int(getattr(self.config, "sr", 11025))
+        opts.pop("thresholds", None)
+        search_cls = getattr(_identify, "SearchConfig", None)
+        fp_opts, search_opts = _split_options(opts, FingerprintConfig, search_cls)
+        self.config = FingerprintConfig(**fp_opts)
+        self.search = search_cls(**search_opts) if search_cls is not None else None
+        self.sr = int(self.config.sr)
         self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix="songmine-eval-")
         self.path = Path(index_path) if index_path is not None else Path(self._tmp) / "index"
         self.index = None
@@ -297,6 +320,9 @@ class LandmarkIdentifier:
         t0 = time.perf_counter()
         rep = index_files(self.index, list(paths), jobs=jobs, progress=progress)
         seconds = time.perf_counter() - t0
+        reopen = getattr(self.index, "refresh", None)
+        if callable(reopen):
+            reopen()
         return BuildStats(
             n_tracks=int(rep.added) + int(rep.unchanged),
             n_failed=len(rep.failed) if hasattr(rep.failed, "__len__") else int(rep.failed),
@@ -308,6 +334,8 @@ class LandmarkIdentifier:
     def query(self, clip, *, name):
         from .identify import identify
 
+        if self.search is not None:
+            return identify(self.index, clip, top=self.top, name=name, config=self.search)
         return identify(self.index, clip, top=self.top, name=name)
 
     def close(self):
@@ -316,6 +344,76 @@ class LandmarkIdentifier:
             close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class MemoryLandmarkIdentifier(LandmarkIdentifier):
+    """The landmark method over ``identify.MemoryIndex`` (no disk, one process): for quick tuning.
+
+    Index size is the postings' bytes (12 per posting). ``jobs`` is ignored.
+    """
+
+    name = "landmark-memory"
+
+    def build(self, paths, *, jobs, progress):
+        from .identify import MemoryIndex
+
+        t0 = time.perf_counter()
+        self.index = MemoryIndex.from_files(list(paths), self.config, progress=progress)
+        seconds = time.perf_counter() - t0
+        return BuildStats(
+            n_tracks=int(self.index.n_tracks), n_failed=len(self.index.skipped),
+            audio_seconds=float(self.index.duration_s), seconds=seconds,
+            index_bytes=int(self.index.n_postings) * 12,
+        )
+
+
+class SeedIdentifier:
+    """The brief's onset-peak MinHash/LSH method (:class:`songmine.seedmethod.SeedIndex`), in memory.
+
+    Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
+    ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked
+    at the lowest threshold so the sweep sees every candidate above it.
+    The reported index size is that of :meth:`SeedIndex.save` in a temp folder.
+    """
+
+    name = "seed"
+
+    def __init__(self, index_path: Path | None, options: Mapping[str, str]):
+        from .seedmethod import SeedConfig
+
+        opts = {k: _parse_value(v) for k, v in options.items()}
+        self.top = int(opts.pop("top", 5))
+        sweep = opts.pop("thresholds", None)
+        if sweep is not None and "threshold" not in opts:
+            opts["threshold"] = max(1e-6, min(float(t) for t in str(sweep).split(",") if t.strip()))
+        self.config = SeedConfig(**opts)
+        self.sr = int(self.config.sr)
+        self.index_path = index_path
+        self.index = None
+
+    def build(self, paths, *, jobs, progress):
+        from .audio import info
+        from .seedmethod import SeedIndex
+
+        t0 = time.perf_counter()
+        self.index = SeedIndex(self.config)
+        self.index.add_files(paths, progress=progress)
+        seconds = time.perf_counter() - t0
+        audio = sum(float(info(p).duration_s) for p in paths if str(p) not in dict(self.index.skipped))
+        with tempfile.TemporaryDirectory(prefix="songmine-eval-seed-") as tmp:
+            folder = Path(self.index_path) if self.index_path is not None else Path(tmp) / "seed"
+            self.index.save(folder)
+            size = _dir_bytes(folder)
+        return BuildStats(
+            n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
+            seconds=seconds, index_bytes=size,
+        )
+
+    def query(self, clip, *, name):
+        return self.index.query_audio(clip, query=name, top=self.top)
+
+    def close(self):
+        self.index = None
 
 
 def _parse_value(v: str) -> Any:
@@ -369,11 +467,16 @@ def _duration(path: Path) -> float | None:
 
 
 def split_library(
-    library: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], config: EvalConfig
+    library: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    config: EvalConfig,
+    *,
+    clamp_tracks: bool = False,
 ) -> tuple[list[Path], list[Path], dict[str, float]]:
     """Seeded split of the library's files into (indexed, held_out), plus each file's duration.
 
-    Files whose container cannot be read are left out (logged).
+    Files whose container cannot be read are left out (logged). With
+    ``clamp_tracks``, a library too small for ``config.tracks`` (plus one
+    held out) has three quarters of its files indexed instead (a warning).
 
     Raises
     ------
@@ -390,14 +493,18 @@ def split_library(
     durations = {str(p): d for p in files if (d := _duration(p)) is not None}
     files = [p for p in files if str(p) in durations]
     need = config.tracks + (1 if config.nonmember_queries else 0)
-    if len(files) < need:
+    n_index = config.tracks
+    if len(files) < need and clamp_tracks and len(files) >= 2:
+        n_index = max(1, len(files) - max(1, len(files) // 4))
+        log.warning("library has %d files: indexing %d instead of tracks=%d", len(files), n_index, config.tracks)
+    elif len(files) < need:
         raise ParameterError(
             f"library has {len(files)} readable audio files; tracks={config.tracks} needs at least {need}"
             + (" (one held out for non-member queries)" if config.nonmember_queries else "")
         )
     order = np.random.default_rng([config.seed, 1]).permutation(len(files))
-    indexed = sorted(files[i] for i in order[: config.tracks])
-    held = sorted(files[i] for i in order[config.tracks :])
+    indexed = sorted(files[i] for i in order[:n_index])
+    held = sorted(files[i] for i in order[n_index:])
     return indexed, held, durations
 
 
@@ -512,6 +619,7 @@ class Outcome:
     offset_error_s: float | None = None
     offset_ok: bool = False
     latency_s: float | None = None
+    cpu_s: float | None = None
     error: str | None = None
 
 
@@ -524,7 +632,7 @@ def run_queries(
     queries: Iterator[Query | tuple[QuerySpec, str]],
     config: EvalConfig,
     *,
-    progress: Callable[[Query], None] | None = None,
+    progress: Callable[[Query | None], None] | None = None,
 ) -> list[Outcome]:
     """Ask ``identifier`` every query (resampled to its rate first), timing each ``query`` call.
 
@@ -544,19 +652,23 @@ def run_queries(
         if isinstance(q, tuple):
             s, err = q
             out.append(Outcome(s.qid, s.track, s.member, s.condition, s.duration_s, None, error=err))
+            if progress is not None:
+                progress(None)
             continue
         s = q.spec
         clip = _resample_for(identifier, q)
         o = Outcome(s.qid, s.track, s.member, s.condition, s.duration_s, q.offset_s)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             res = identifier.query(clip, name=q.name)
         except SongmineError as exc:
             o.latency_s = time.perf_counter() - t0
+            o.cpu_s = time.thread_time() - c0
             o.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             out.append(o)
             continue
         o.latency_s = time.perf_counter() - t0
+        o.cpu_s = time.thread_time() - c0
         o.error = res.error
         if res.matches:
             m = res.matches[0]
@@ -589,13 +701,16 @@ class PeakMemory:
     ``ru_maxrss(self) + ru_maxrss(children)`` (an upper bound).
     """
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.peak_mb = 0.0
         self.how = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._proc = Path("/proc/self/stat").exists()
+        self.cpu_seconds: float | None = None
+        self._cpu0 = 0.0
+        self._sampler_cpu = 0.0
 
     @staticmethod
     def _tree_rss_bytes(root: int) -> int:
@@ -626,11 +741,20 @@ class PeakMemory:
         me = os.getpid()
         while not self._stop.is_set():
             self.peak_mb = max(self.peak_mb, self._tree_rss_bytes(me) / 1e6)
+            self._sampler_cpu = time.thread_time()  # the sampler's own CPU is not the build's
             self._stop.wait(self.interval)
 
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
     def __enter__(self) -> "PeakMemory":
+        self._cpu0 = self._cpu()
         if self._proc:
-            self.how = "sum of RSS over this process and its children, sampled every 50 ms"
+            self.how = f"sum of RSS over this process and its children, sampled every {self.interval * 1e3:.0f} ms"
             self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
             self._thread.start()
         return self
@@ -638,9 +762,12 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         import resource
 
+        cpu = self._cpu() - self._cpu0
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        self.cpu_seconds = max(0.0, cpu - self._sampler_cpu)
+        if self._thread is not None:
             self.peak_mb = max(self.peak_mb, self._tree_rss_bytes(os.getpid()) / 1e6)
         else:
             ru_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -753,6 +880,9 @@ def summarise(
     latency: dict[str, Any] = {"n": int(lat.size)}
     if lat.size:
         latency.update(median=float(np.median(lat)), p95=float(np.percentile(lat, 95)), mean=float(lat.mean()))
+    cpu = np.array([o.cpu_s for o in outcomes if o.cpu_s is not None]) * 1e3
+    if cpu.size:
+        latency.update(cpu_median=float(np.median(cpu)), cpu_p95=float(np.percentile(cpu, 95)))
     for dur in config.durations:
         d = np.array([o.latency_s for o in outcomes if o.latency_s is not None and o.duration_s == dur]) * 1e3
         if d.size:
@@ -782,6 +912,8 @@ def summarise(
         "n_tracks": build.n_tracks, "n_failed": build.n_failed, "audio_hours": build.audio_seconds / 3600,
         "seconds": build.seconds, "x_realtime": build.x_realtime, "index_mb": build.index_bytes / 1e6,
         "mb_per_hour": build.mb_per_hour, "peak_rss_mb": build.peak_rss_mb, "peak_rss_how": build.peak_rss_how,
+        "cpu_seconds": build.cpu_seconds,
+        "x_realtime_per_cpu": build.audio_seconds / build.cpu_seconds if build.cpu_seconds else None,
     }
     import dataclasses
 
@@ -801,6 +933,7 @@ def evaluate(
     jobs: int = 1,
     build_progress: Callable[[int, int], None] | None = None,
     query_progress: Callable[[int, int], None] | None = None,
+    clamp_tracks: bool = False,
 ) -> EvalReport:
     """Split, build, query and summarise: one full evaluation of ``identifier`` on ``library``.
 
@@ -810,15 +943,15 @@ def evaluate(
     >>> rep = evaluate("music/", make_identifier("landmark"), EvalConfig(tracks=10))  # doctest: +SKIP
     """
     t_start = time.perf_counter()
-    indexed, held, durations = split_library(library, config)
+    indexed, held, durations = split_library(library, config, clamp_tracks=clamp_tracks)
     specs = plan_queries(indexed, held, durations, config)
     log.info("%d indexed, %d held out, %d queries", len(indexed), len(held), len(specs))
     with PeakMemory() as mem:
         build = identifier.build(indexed, jobs=jobs, progress=build_progress)
-    build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
+    build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
     done = [0]
 
-    def tick(_q: Query) -> None:
+    def tick(_q: Query | None) -> None:
         done[0] += 1
         if query_progress is not None:
             query_progress(done[0], len(specs))
@@ -900,7 +1033,9 @@ def report_markdown(rep: EvalReport) -> str:
         *(f"| latency {d:g} s clips, median / p95 | {_f(lat[f'{d:g}s']['median'])} / {_f(lat[f'{d:g}s']['p95'])} ms |"
           for d in durs if f"{d:g}s" in lat),
         f"| build | {b['n_tracks']} tracks ({b['n_failed']} failed), {b['audio_hours']:.2f} h in {b['seconds']:.1f} s |",
-        f"| build speed | {_f(b['x_realtime'])} × real time |",
+        f"| build speed | {_f(b['x_realtime'])} × real time (wall); {_f(b.get('x_realtime_per_cpu'))} × per CPU second "
+        f"({_f(b.get('cpu_seconds'))} CPU s, this process + children) |",
+        f"| query CPU time, median / p95 | {_f(lat.get('cpu_median'))} / {_f(lat.get('cpu_p95'))} ms |",
         f"| index size | {b['index_mb']:.2f} MB = {_f(b['mb_per_hour'], '{:.2f}')} MB per hour of audio |",
         f"| peak memory while building | {_f(b['peak_rss_mb'], '{:.0f}')} MB ({b['peak_rss_how']}) |",
         f"| offset error of right answers, median / p95 | {_f(off.get('median_abs'), '{:.3f}')} / "

@@ -116,6 +116,7 @@ class FingerprintConfig:
     df_max: int = 64
     min_freq_hz: float = 80.0
     max_freq_hz: float = 5200.0
+    level_weight: float = 1.0
 
     def __post_init__(self) -> None:
         ints = ("sr", "n_fft", "hop_length", "f_radius", "t_radius", "fan_out", "query_fan_out",
@@ -125,7 +126,7 @@ class FingerprintConfig:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ParameterError(f"{name}={v!r} must be an integer")
         floats = ("background_s", "min_prominence_db", "block_s", "peaks_per_s", "query_peaks_per_s",
-                  "min_freq_hz", "max_freq_hz")
+                  "min_freq_hz", "max_freq_hz", "level_weight")
         for name in floats:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
@@ -134,7 +135,7 @@ class FingerprintConfig:
             raise ParameterError(f"sr={self.sr} must be > 0")
         if self.n_fft < 16:
             raise ParameterError(f"n_fft={self.n_fft} must be >= 16")
-        if self.n_fft // 2 >= (1 << F1_BITS):
+        if self.n_fft // 2 > (1 << F1_BITS):  # peaks use bins 1 .. n_fft // 2 - 1
             raise ParameterError(f"n_fft={self.n_fft} gives {self.n_fft // 2 + 1} bins; F1_BITS={F1_BITS} holds {1 << F1_BITS}")
         if not 1 <= self.hop_length <= self.n_fft:
             raise ParameterError(f"hop_length={self.hop_length} must be in [1, n_fft={self.n_fft}]")
@@ -264,7 +265,7 @@ def landmark_peaks(
     bg = max(int(round(c.background_s / c.hop_s)), 1)
     kw = dict(f_radius=c.f_radius, t_radius=c.t_radius, background_frames=bg,
               min_prominence_db=c.min_prominence_db, peaks_per_block=c.peaks_per_block(query),
-              block_frames=c.block_frames, min_bin=lo, max_bin=hi)
+              block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight)
     n_frames = 0 if y.shape[0] < c.n_fft else 1 + (y.shape[0] - c.n_fft) // c.hop_length
     if n_frames <= _CHUNK_FRAMES:
         return find_peaks(log_spectrogram(y, n_fft=c.n_fft, hop_length=c.hop_length), **kw)

@@ -265,6 +265,7 @@ class SeedIndex:
         self._sigs: list[np.ndarray] = []
         self._n_peaks: list[int] = []
         self._lsh: LSHIndex | None = None
+        self._null: float | None = None
         self.skipped: list[tuple[str, str]] = []
 
     # -- building ------------------------------------------------------
@@ -283,6 +284,7 @@ class SeedIndex:
         self._sigs.append(self.hasher.signature(peaks))
         self._n_peaks.append(int(np.asarray(peaks).size))
         self._lsh = None
+        self._null = None
 
     def add_file(self, track_id: int, path, **tags) -> None:
         """Decode, extract and add one file (raises DecodeError for a bad file)."""
@@ -326,7 +328,12 @@ class SeedIndex:
 
     # -- querying --------------------------------------------------------
     def null_jaccard(self) -> float:
-        """Mean estimated Jaccard between different indexed tracks (the chance level)."""
+        """Mean estimated Jaccard between different indexed tracks (the chance level; cached)."""
+        if self._null is None:
+            self._null = self._null_jaccard()
+        return self._null
+
+    def _null_jaccard(self) -> float:
         S = self.signatures
         n = S.shape[0]
         if n < 2:

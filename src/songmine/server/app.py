@@ -279,18 +279,10 @@ def _track_out(t: Any) -> TrackOut:
     )
 
 
-def _query_rate() -> int:
-    """The sample rate identification analyses at (one definition, in the library)."""
-    from .. import identify as ident
-
-    for name in ("QUERY_SR", "SR", "SAMPLE_RATE"):
-        v = getattr(ident, name, None)
-        if isinstance(v, int):
-            return v
-    cfg = getattr(ident, "FingerprintConfig", None)
-    if cfg is not None:
-        return int(cfg().sr)
-    return 11025
+def _query_rate(index: Any) -> int:
+    """The sample rate the index's fingerprints are computed at (queries are decoded to it)."""
+    cfg = getattr(index, "config", None)
+    return int(getattr(cfg, "sr", 11025))
 
 
 _EXT_BY_CODEC = {
@@ -363,7 +355,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if isinstance(exc, DecodeError):
             h = _decode_error(exc, what="upload")
             return JSONResponse({"detail": h.detail, "reason": exc.reason}, status_code=h.status_code)
-        return JSONResponse({"detail": str(exc).splitlines()[0], "reason": type(exc).__name__}, status_code=422)
+        status = 503 if type(exc).__name__ == "IndexLockedError" else 422  # another process is writing
+        return JSONResponse({"detail": str(exc).splitlines()[0], "reason": type(exc).__name__}, status_code=status)
 
     # -- page --------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -414,9 +407,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         with request.app.state.slots:
             try:
-                y = load(upload.path, sr=_query_rate(), max_duration=settings.max_query_s)
+                sr = _query_rate(index)
+                y = load(upload.path, sr=sr, max_duration=settings.max_query_s)
             except DecodeError as exc:
                 raise _decode_error(exc, what=upload.label) from None
+            if y.shape[0] < settings.min_query_s * sr:
+                raise HTTPException(
+                    422,
+                    f"{upload.label}: clip is {y.shape[0] / sr:.2f} s long; send at least "
+                    f"{settings.min_query_s:g} s of audio",
+                    headers={"X-Songmine-Reason": "too-short"},
+                )
             n_top = settings.top if top is None else min(top, settings.top)
             return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
 
@@ -427,8 +428,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> TrackPage:
         """The library's tracks in id order, ``limit`` at a time from ``offset``."""
-        tracks = list(index.tracks())
-        tracks.sort(key=lambda t: _track_out(t).id)
+        tracks = index.tracks()  # live tracks, by id
         page = [_track_out(t) for t in tracks[offset : offset + limit]]
         return TrackPage(total=len(tracks), offset=offset, limit=limit, tracks=page)
 
@@ -472,23 +472,26 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 f"{settings.max_track_s:g} s",
                 headers={"X-Songmine-Reason": "too-long"},
             )
-        dest = _store_track(upload, settings.track_dir, _EXT_BY_CODEC.get(meta.codec, _wav_or_bin(meta.codec)))
+        ext = _EXT_BY_CODEC.get(meta.codec) or (".wav" if meta.codec.startswith("pcm_") else ".webm")
+        sha, dest = _store_track(upload, settings.track_dir, ext)
         with holder.writing() as writer:
-            before = {_track_out(t).id for t in writer.tracks()}
-            report = index_files(writer, [dest])
-            after = list(writer.tracks())
-        errors = _report_errors(report)
-        match = [t for t in after if Path(_track_out(t).path) == dest]
-        if not match:
-            if dest.exists() and not any(_track_out(t).path == str(dest) for t in after):
-                dest.unlink(missing_ok=True)
-            msg = errors[0] if errors else "the file could not be indexed"
-            raise HTTPException(422, f"{upload.label}: {msg}")
-        out = _track_out(match[0])
-        created = out.id not in before
+            before = {t.track_id: t for t in writer.tracks()}
+            report = index_files(writer, [dest], jobs=1)
+            after = [t for t in writer.tracks() if t.sha256 == sha]
+        if not after:
+            dest.unlink(missing_ok=True)
+            failed = getattr(report, "failed", None) or []
+            msg = failed[0][1] if failed else "the file could not be indexed"
+            if dest.name in msg:
+                msg = msg.replace(str(dest), upload.label)
+            raise HTTPException(422, f"{upload.label}: {msg}" if upload.label not in msg else msg)
+        track = after[0]
+        if Path(track.path) != dest:  # the same audio was already in the library under another file
+            dest.unlink(missing_ok=True)
+        created = track.track_id not in before
         if not created:
             response.status_code = 200
-        return AddedTrack(track=out, created=created)
+        return AddedTrack(track=_track_out(track), created=created)
 
     @app.delete(
         "/api/tracks/{track_id}",
@@ -504,7 +507,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         with holder.writing() as writer:
             t = _lookup(writer, track_id)
             writer.remove([track_id])
-        stored = Path(_track_out(t).path)
+        stored = Path(t.path)
         try:
             if stored.parent.resolve() == settings.track_dir.resolve():
                 stored.unlink(missing_ok=True)
@@ -516,45 +519,27 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
 
 def _lookup(index: Any, track_id: int) -> Any:
+    """A live track by id, or 404 (removed tracks are gone for HTTP clients)."""
     try:
         t = index.track(track_id)
-    except (KeyError, LookupError):
+    except KeyError:
         t = None
-    except SongmineError:
-        t = None
-    if t is None:
+    if t is None or getattr(t, "status", "ok") != "ok":
         raise HTTPException(404, f"no track with id {track_id}")
     return t
 
 
-def _wav_or_bin(codec: str) -> str:
-    return ".wav" if codec.startswith("pcm_") else ".webm"
-
-
-def _store_track(upload: ReceivedUpload, folder: Path, ext: str) -> Path:
-    """Copy the upload to ``folder/<sha256[:24]><ext>`` (a server-chosen name)."""
+def _store_track(upload: ReceivedUpload, folder: Path, ext: str) -> tuple[str, Path]:
+    """Copy the upload to ``folder/<sha256[:24]><ext>`` (a server-chosen name); return (sha256, path)."""
     folder.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
     with open(upload.path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    dest = folder / (h.hexdigest()[:24] + ext)
+        sha = hashlib.file_digest(fh, "sha256").hexdigest()
+    dest = (folder / (sha[:24] + ext)).resolve()
     if not dest.exists():
-        tmp = dest.with_suffix(dest.suffix + ".part")
+        tmp = dest.with_name(dest.name + ".part")
         shutil.copyfile(upload.path, tmp)
         os.replace(tmp, dest)
-    return dest
-
-
-def _report_errors(report: Any) -> list[str]:
-    errs = getattr(report, "errors", None) or []
-    out = []
-    for e in errs:
-        if isinstance(e, tuple) and len(e) == 2:
-            out.append(str(e[1]))
-        else:
-            out.append(str(getattr(e, "message", None) or getattr(e, "error", None) or e))
-    return out
+    return sha, dest
 
 
 async def _refresher(holder: IndexHolder, every_s: float) -> None:
@@ -575,5 +560,3 @@ def create_app_from_env() -> FastAPI:
     return create_app(settings_from_env())
 
 
-def iter_static_names() -> Iterator[str]:  # used by tests and docs
-    yield from _STATIC

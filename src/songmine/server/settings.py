@@ -38,6 +38,8 @@ class ServerSettings:
         enforced while the body streams in.
     max_query_s : float
         Longest query clip; longer → 422.
+    min_query_s : float
+        Shortest query clip; shorter → 422 (too little audio to identify).
     max_track_upload_bytes : int
         Largest body for ``POST /api/tracks`` (adding a library track).
     max_track_s : float
@@ -65,6 +67,7 @@ class ServerSettings:
     index_path: Path
     max_upload_bytes: int = 20 * MB
     max_query_s: float = 60.0
+    min_query_s: float = 1.0
     max_track_upload_bytes: int = 500 * MB
     max_track_s: float = 3 * 3600.0
     top: int = 5
@@ -91,6 +94,10 @@ class ServerSettings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0 or v == float("inf"):
                 raise ParameterError(f"{name}={v!r} must be a finite number > 0")
+        if not 0 <= self.min_query_s < self.max_query_s:
+            raise ParameterError(
+                f"min_query_s={self.min_query_s!r} must be >= 0 and < max_query_s={self.max_query_s!r}"
+            )
         if not self.refresh_interval_s >= 0:
             raise ParameterError(f"refresh_interval_s={self.refresh_interval_s!r} must be >= 0")
         if self.max_track_upload_bytes < self.max_upload_bytes:

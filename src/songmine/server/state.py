@@ -32,6 +32,14 @@ class IndexHolder:
     ----------
     opener : callable
         ``opener()`` → a new index object (``songmine.index.Index(path)``).
+        The object must offer ``refresh() -> bool`` ("did the index change?").
+
+    Notes
+    -----
+    The writer handle is refreshed in place (under the lock) but never handed
+    to a query; readers are always fresh objects that nobody mutates. So a
+    query never sees a snapshot change under its feet, whatever the index
+    implementation does inside ``refresh``.
     """
 
     def __init__(self, opener: Callable[[], Any]):
@@ -47,40 +55,44 @@ class IndexHolder:
 
     @contextmanager
     def writing(self) -> Iterator[Any]:
-        """Exclusive writer handle; a fresh reader is swapped in after the block commits."""
+        """Exclusive writer handle; a fresh reader is swapped in after the block, even if it failed
+        half-way (whatever was committed becomes visible, all at once)."""
         with self._write_lock:
-            if self._writer is None:
-                self._writer = self._opener()
-            else:
-                _refresh(self._writer)
-            yield self._writer
-            self._swap()
+            writer = self._writer_handle()
+            try:
+                yield writer
+            finally:
+                self._swap()
 
     def refresh(self) -> bool:
         """Swap in a fresh reader if another process changed the index; True if swapped."""
         with self._write_lock:
-            fresh = self._opener()
-            if _fingerprint(fresh) == _fingerprint(self._reader):
-                _close(fresh)
-                return False
-            self._reader = fresh
-            self.generation += 1
-            return True
+            if self._writer is None:
+                self._writer = self._opener()  # opened now: compare against the reader below
+                changed = _generation(self._writer) != _generation(self._reader)
+            else:
+                changed = bool(self._writer.refresh())
+            if changed:
+                self._swap()
+            return changed
+
+    def _writer_handle(self) -> Any:
+        if self._writer is None:
+            self._writer = self._opener()
+        else:
+            self._writer.refresh()
+        return self._writer
 
     def _swap(self) -> None:
+        # old readers are not closed: queries may still hold them; they go with their last reference
         self._reader = self._opener()
         self.generation += 1
 
     def close(self) -> None:
-        for obj in (self._writer, self._reader):
-            _close(obj)
-        self._writer = None
-
-
-def _refresh(index: Any) -> None:
-    fn = getattr(index, "refresh", None)
-    if callable(fn):
-        fn()
+        with self._write_lock:
+            for obj in (self._writer, self._reader):
+                _close(obj)
+            self._writer = None
 
 
 def _close(index: Any) -> None:
@@ -92,11 +104,7 @@ def _close(index: Any) -> None:
             log.debug("closing an index failed", exc_info=True)
 
 
-def _fingerprint(index: Any) -> tuple:
-    """What identifies an index state: track count and segment list when exposed."""
-    segs = getattr(index, "segments", None)
-    try:
-        segs = tuple(str(s) for s in (segs() if callable(segs) else segs or ()))
-    except Exception:  # pragma: no cover
-        segs = ()
-    return (getattr(index, "n_tracks", None), segs)
+def _generation(index: Any) -> Any:
+    """The committed state an index object reflects (idx's catalogue generation when exposed)."""
+    g = getattr(index, "_generation", None)
+    return g if g is not None else (getattr(index, "n_tracks", None), getattr(index, "n_segments", None))

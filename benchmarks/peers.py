@@ -1,0 +1,341 @@
+"""songmine and peer fingerprinters side by side, on the same queries, in one run.
+
+The queries are those of ``songmine eval`` (same split, plan, offsets and
+degradations for the same options and seed), written once to temporary WAV
+files (float32, so nothing is re-quantised). Every system indexes the same
+tracks and answers the same files; the same :func:`songmine.evaluate.summarise`
+turns each one's answers into top-1 per cell, false positives and cost.
+
+Peers are never part of songmine: bring them yourself, outside the repository
+(see ``docs/eval.md``), and point this script at them:
+
+- ``audfprint`` (Dan Ellis, pure Python): ``--audfprint DIR`` is a checkout of
+  ``dpwe/audfprint``, run by ``--peer-python`` (a venv with numpy, scipy,
+  docopt, joblib, psutil; ffmpeg on PATH). Default settings (density 20,
+  11,025 Hz), one process; all queries of a batch go through one ``match``
+  call, so its time per query excludes process start-up (reported once).
+
+Adding a peer: subclass :class:`Peer` (``build(paths, workdir) -> BuildStats``
+and ``match(wavs) -> {wav: (track_path | None, offset_s, score)}``) and list it
+in :data:`PEERS`.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/peers.py LIBRARY [--tracks 40] [--durations 3,5,10]
+        [--queries-per-cell 40] [--nonmember-queries 200] [--seed 0]
+        [--peers songmine,audfprint] [--audfprint DIR] [--peer-python PY]
+        [--report saved.json]... [--markdown out.md] [--json out.json]
+
+``--report`` adds columns from saved runs with the same settings (a
+``songmine eval --save-json`` file, or this script's ``--json``), so a slow
+peer need not be re-run for every songmine change; ``--peers ''`` runs none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from songmine.evaluate import (
+    CONDITIONS,
+    BuildStats,
+    EvalConfig,
+    Outcome,
+    PeakMemory,
+    Query,
+    QuerySpec,
+    _dir_bytes,
+    _same_file,
+    cut_queries,
+    make_identifier,
+    plan_queries,
+    run_queries,
+    split_library,
+    summarise,
+)
+
+
+class Peer:
+    """A fingerprinter run as a program: index files, then match query files."""
+
+    name = "peer"
+
+    def build(self, paths: list[Path], workdir: Path) -> BuildStats:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def match(self, wavs: list[Path]) -> dict[str, tuple[str | None, float | None, float | None]]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class Audfprint(Peer):
+    """``dpwe/audfprint`` with its default settings."""
+
+    name = "audfprint"
+    _line = re.compile(r"^Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes")
+
+    def __init__(self, source: Path, python: str, batch: int = 100):
+        self.script = Path(source) / "audfprint.py"
+        if not self.script.exists():
+            raise SystemExit(f"audfprint: {self.script} not found (--audfprint DIR: a checkout of dpwe/audfprint)")
+        self.python = python
+        self.batch = batch
+        self.db: Path | None = None
+
+    def _run(self, args: list[str]) -> str:
+        res = subprocess.run([self.python, str(self.script), *args], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"audfprint {args[0]} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
+        return res.stdout
+
+    def build(self, paths, workdir):
+        self.db = workdir / "audfprint.pklz"
+        lst = workdir / "audfprint-tracks.txt"
+        lst.write_text("".join(f"{p}\n" for p in paths))
+        t0 = time.perf_counter()
+        self._run(["new", "--dbase", str(self.db), "--list", "--continue-on-error", str(lst)])
+        return BuildStats(n_tracks=len(paths), seconds=time.perf_counter() - t0, index_bytes=self.db.stat().st_size)
+
+    def match(self, wavs):
+        out: dict[str, tuple[str | None, float | None, float | None]] = {}
+        for i in range(0, len(wavs), self.batch):
+            chunk = wavs[i : i + self.batch]
+            text = self._run(["match", "--dbase", str(self.db), *map(str, chunk)])
+            for line in text.splitlines():
+                m = self._line.match(line)
+                if m:
+                    out.setdefault(m.group(1), (m.group(2), float(m.group(3)), float(m.group(4))))
+            print(f"  audfprint: {min(i + self.batch, len(wavs))}/{len(wavs)} queries", file=sys.stderr)
+        return out
+
+    def startup_seconds(self) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([self.python, str(self.script), "--version"], capture_output=True)
+        return time.perf_counter() - t0
+
+
+def write_queries(specs: list[QuerySpec], cfg: EvalConfig, folder: Path) -> list[tuple[QuerySpec, float | None, Path | None, str | None]]:
+    """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error)."""
+    rows = []
+    for q in cut_queries(specs, cfg):
+        if isinstance(q, tuple):
+            rows.append((q[0], None, None, q[1]))
+            continue
+        wav = folder / f"{q.name}.wav"
+        sf.write(wav, q.clip, q.sr, subtype="FLOAT")
+        rows.append((q.spec, q.offset_s, wav, None))
+    rows.sort(key=lambda r: r[0].qid)
+    return rows
+
+
+def run_songmine(method: str, indexed, rows, cfg: EvalConfig, jobs: int):
+    ident = make_identifier(method)
+    try:
+        with PeakMemory() as mem:
+            build = ident.build(indexed, jobs=jobs, progress=None)
+        build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
+
+        def queries():
+            for spec, offset, wav, err in rows:
+                if err is not None:
+                    yield (spec, err)
+                else:
+                    y, sr = sf.read(wav, dtype="float32")
+                    yield Query(spec, offset, y, sr)
+
+        outcomes = run_queries(ident, queries(), cfg)
+    finally:
+        ident.close()
+    return build, outcomes
+
+
+def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float]):
+    with PeakMemory() as mem:
+        build = peer.build(indexed, workdir)
+    build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
+    build.audio_seconds = sum(durations[str(p)] for p in indexed)
+    wavs = [wav for _, _, wav, err in rows if err is None]
+    t0, c0 = time.perf_counter(), PeakMemory._cpu()
+    answers = peer.match(wavs)
+    per_query = (time.perf_counter() - t0) / max(1, len(wavs))
+    cpu_per_query = (PeakMemory._cpu() - c0) / max(1, len(wavs))
+    outcomes = []
+    for spec, offset, wav, err in rows:
+        o = Outcome(spec.qid, spec.track, spec.member, spec.condition, spec.duration_s, offset, error=err)
+        if err is None:
+            o.latency_s, o.cpu_s = per_query, cpu_per_query
+            track, off, score = answers.get(str(wav), (None, None, None))
+            if track is not None:
+                o.answered, o.top_path, o.top_offset_s, o.score = True, track, off, score
+                o.correct = spec.member and _same_file(track, spec.track)
+                if o.correct:
+                    o.offset_error_s = off - offset
+                    o.offset_ok = abs(o.offset_error_s) <= cfg.offset_tolerance_s
+        outcomes.append(o)
+    return build, outcomes
+
+
+def _load_reports(path: Path, cfg: EvalConfig, library: Path) -> dict:
+    """``{label: EvalReport}`` from ``songmine eval --save-json`` or this script's ``--json``."""
+    d = json.loads(path.read_text())
+    if "method" in d:
+        return {f"songmine {d['method']}": _load_report(d, path, cfg, library)}
+    return {label: _load_report(r, path, cfg, library) for label, r in d.items()}
+
+
+def _load_report(d: dict, path: Path, cfg: EvalConfig, library: Path):
+    """One EvalReport from its JSON, refused unless made with the same settings."""
+    from songmine.evaluate import Cell, EvalReport
+
+    theirs, ours = d["config"], asdict(cfg)
+    keys = ("tracks", "durations", "conditions", "queries_per_cell", "nonmember_queries", "seed", "sr", "silence_dbfs")
+    diff = [k for k in keys if list(np.atleast_1d(theirs[k])) != list(np.atleast_1d(ours[k]))]
+    if diff or Path(d["library"]).resolve() != library.resolve():
+        raise SystemExit(f"{path}: made with other settings ({', '.join(diff) or 'library'}): not the same queries")
+    d["cells"] = [Cell(**c) for c in d["cells"]]
+    d["outcomes"] = [Outcome(**o) for o in d.get("outcomes", [])]
+    return EvalReport(**d)
+
+
+def side_by_side(reports: dict, cfg: EvalConfig) -> str:
+    names = list(reports)
+    durs = cfg.durations
+    head = "| condition | dur | " + " | ".join(names) + " | best peer (PEERS.md) |"
+    lines = [head, "|---|---:|" + "---:|" * (len(names) + 1)]
+    for cond in cfg.conditions:
+        for d in durs:
+            vals = []
+            for n in names:
+                c = next(c for c in reports[n].cells if c.condition == cond and c.duration_s == d)
+                vals.append("–" if c.top1 is None else f"{c.top1:.1f}")
+            c0 = next(c for c in reports[names[0]].cells if c.condition == cond and c.duration_s == d)
+            peer = "–" if c0.peer_top1 is None else f"{c0.peer_top1:.1f} {c0.peer}"
+            lines.append(f"| {cond} | {d:g} s | " + " | ".join(vals) + f" | {peer} |")
+    def row(label, f):
+        return f"| {label} | | " + " | ".join(f(reports[n]) for n in names) + " | |"
+
+    def fmt(v, spec="{:.1f}"):
+        return "–" if v is None else spec.format(v)
+
+    for d in durs:
+        lines.append(row(f"**pooled {d:g} s**", lambda r, d=d: fmt(r.pooled[f"{d:g}"]["top1"])))
+    lines += [
+        row("false positives % (n)", lambda r: f"{fmt(r.false_positives['rate'], '{:.2f}')} ({r.false_positives['n']})"),
+        row("members answered wrong %", lambda r: fmt(r.false_positives["members_answered_wrong_rate"], "{:.2f}")),
+        row("offset within ±0.5 s % of right", lambda r: fmt(r.offset_error_s.get("within_tolerance"))),
+        row("query time median ms (wall)", lambda r: fmt(r.latency_ms.get("median"))),
+        row("query CPU median ms", lambda r: fmt(r.latency_ms.get("cpu_median"))),
+        row("build × real time (wall)", lambda r: fmt(r.build["x_realtime"])),
+        row("build × real time per CPU s", lambda r: fmt(r.build["x_realtime_per_cpu"])),
+        row("index MB per hour", lambda r: fmt(r.build["mb_per_hour"], "{:.2f}")),
+        row("peak memory building MB", lambda r: fmt(r.build["peak_rss_mb"], "{:.0f}")),
+    ]
+    ref = names[0]
+    lines.append("")
+    for n in names[1:]:
+        ra, rb = reports[ref], reports[n]
+        a, b = ra.build.get("x_realtime_per_cpu"), rb.build.get("x_realtime_per_cpu")
+        what = "per CPU second"
+        if not (a and b):
+            a, b, what = ra.build["x_realtime"], rb.build["x_realtime"], "wall"
+        if a and b:
+            lines.append(f"build speed {ref} / {n} ({what}): {a / b:.2f} ×")
+        la, lb, what = ra.latency_ms.get("cpu_median"), rb.latency_ms.get("cpu_median"), "CPU"
+        if not (la and lb):
+            la, lb, what = ra.latency_ms.get("median"), rb.latency_ms.get("median"), "wall"
+        if la and lb:
+            lines.append(f"median query time {n} / {ref} ({what}): {lb / la:.2f} ×")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("library", type=Path)
+    ap.add_argument("--tracks", type=int, default=40)
+    ap.add_argument("--durations", default="3,5,10")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS))
+    ap.add_argument("--queries-per-cell", type=int, default=40)
+    ap.add_argument("--nonmember-queries", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sr", type=int, default=22050)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--peers", default="songmine,audfprint", help="songmine[:method] and/or audfprint")
+    ap.add_argument("--audfprint", type=Path, default=Path(os.environ.get("AUDFPRINT_DIR", "/work/dev/peers/audfprint")))
+    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/dev/peers/venv/bin/python"))
+    ap.add_argument("--report", type=Path, action="append", default=[],
+                    help="add saved reports as columns instead of re-running them: a `songmine eval "
+                         "--save-json` file or this script's --json; refused unless made with the same "
+                         "settings (same split, plan and clips)")
+    ap.add_argument("--markdown", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    cfg = EvalConfig(
+        tracks=args.tracks, durations=tuple(float(x) for x in args.durations.split(",")),
+        conditions=tuple(args.conditions.split(",")), queries_per_cell=args.queries_per_cell,
+        nonmember_queries=args.nonmember_queries, seed=args.seed, sr=args.sr,
+    )
+    t_all = time.perf_counter()
+    indexed, held, durations = split_library(args.library, cfg)
+    specs = plan_queries(indexed, held, durations, cfg)
+    reports = {}
+    notes = []
+    for js in args.report:
+        for label, rep_ in _load_reports(js, cfg, args.library).items():
+            reports[label] = rep_
+            notes.append(f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
+                         "separately, so compare CPU times rather than wall times)")
+    with tempfile.TemporaryDirectory(prefix="songmine-peers-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "q").mkdir()
+        t0 = time.perf_counter()
+        to_run = [n for n in args.peers.split(",") if n]
+        rows = write_queries(specs, cfg, tmp / "q") if to_run else []
+        print(f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
+              f"({len(indexed)} tracks indexed, {len(held)} held out)", file=sys.stderr)
+        for name in to_run:
+            t0 = time.perf_counter()
+            if name.startswith("songmine"):
+                method = name.partition(":")[2] or "landmark"
+                build, outcomes = run_songmine(method, indexed, rows, cfg, args.jobs)
+                label = f"songmine {method}"
+            elif name == "audfprint":
+                peer = Audfprint(args.audfprint, args.peer_python)
+                work = tmp / name
+                work.mkdir()
+                build, outcomes = run_peer(peer, indexed, rows, cfg, work, durations)
+                notes.append(f"audfprint process start-up {peer.startup_seconds():.2f} s (not in its query time; "
+                             "its queries ran in batches of 100 per process)")
+                label = name
+            else:
+                raise SystemExit(f"unknown peer {name!r}")
+            reports[label] = summarise(outcomes, cfg, build=build, method=label, library=str(args.library),
+                                       n_indexed=len(indexed), n_held_out=len(held))
+            reports[label].seconds = time.perf_counter() - t0
+            print(f"{label}: done in {reports[label].seconds:.0f} s", file=sys.stderr)
+    text = (f"# songmine vs peers — {len(indexed)} tracks indexed, {len(held)} held out, "
+            f"{len(specs)} queries, seed {cfg.seed} ({time.perf_counter() - t_all:.0f} s)\n\n"
+            "Top-1 % per condition × duration (same queries for every system).\n\n"
+            + side_by_side(reports, cfg) + "".join(f"\n{n}" for n in notes) + "\n")
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    if args.json:
+        from songmine.cli._app import _plain
+
+        args.json.write_text(json.dumps(_plain({k: asdict(v) for k, v in reports.items()}), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

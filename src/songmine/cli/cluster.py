@@ -1,0 +1,200 @@
+"""``songmine cluster choose-k`` and ``songmine cluster run``: thin verbs over :mod:`songmine.cluster`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import JsonOption, app, emit_json, err_console, out_console
+
+cluster_app = typer.Typer(
+    name="cluster",
+    help="Cluster a catalogue on its audio features: choose k, run k-means, write a report.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(cluster_app, name="cluster")
+
+TableArg = Annotated[Path, typer.Argument(
+    help="Table from `songmine catalog merge` (parquet/CSV) or an FMA-layout features.csv "
+         "(from `songmine features`; a tracks.csv beside it adds the metadata).",
+    show_default=False)]
+NoEchonest = Annotated[bool, typer.Option("--no-echonest", help="Ignore echonest audio/temporal features.")]
+Nonfinite = Annotated[str, typer.Option(
+    "--nonfinite", help="What to do with NaN/±inf feature values: error (report and stop), drop the rows, "
+                        "or impute column medians.")]
+Variance = Annotated[float, typer.Option("--variance", help="PCA keeps the fewest components retaining more than "
+                                                            "this share of the variance.")]
+Reduction = Annotated[str, typer.Option("--reduce", help="pca (default), svd (TruncatedSVD, no centring) or none.")]
+
+
+def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, method: str):
+    from ..cluster.data import clean_features, read_table
+    from ..cluster.reduce import ReduceConfig, reduce
+
+    df = read_table(table)
+    X, _, plan = clean_features(df, echonest=echonest, nonfinite=nonfinite)
+    Z, red = reduce(X, columns=[str(c) for c in plan.columns], config=ReduceConfig(method=method, variance=variance))
+    return df, Z, red, plan
+
+
+@cluster_app.command("choose-k")
+def choose_k_cmd(
+    table: TableArg,
+    k_range: Annotated[str, typer.Option("--k-range", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the k-selection plot (PNG) here.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
+    no_echonest: NoEchonest = False,
+    nonfinite: Nonfinite = "error",
+    variance: Variance = 0.70,
+    reduce_method: Reduction = "pca",
+    json_out: JsonOption = False,
+) -> None:
+    """Score every k in a range five ways (elbow, silhouette, Calinski-Harabasz, Davies-Bouldin, gap)
+    and recommend one, with the reason."""
+    from ..cluster.choose_k import ChooseKConfig, choose_k, parse_k_range
+
+    ks = tuple(parse_k_range(k_range))
+    _, Z, red, plan = _prepare(table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance,
+                               method=reduce_method)
+    if not json_out:
+        err_console().print(f"{plan.rows_used:,} tracks × {len(plan.columns)} audio features → "
+                            f"{red.n_components} PCA components ({100 * red.retained_variance:.1f} % variance)")
+    res = choose_k(Z, config=ChooseKConfig(k_values=ks, random_state=seed), engine=engine)
+    if plot is not None:
+        _write_choose_plot(res, plot)
+    if json_out:
+        emit_json({"table": str(table), "inputs": plan.summary(), "reduction": red.summary(), **res.to_dict(),
+                   "plot": str(plot) if plot else None})
+        return
+    from rich.table import Table
+
+    t = Table(title=f"choosing k for {table.name}")
+    for c in ("k", "inertia", "silhouette ↑", "Calinski-Harabasz ↑", "Davies-Bouldin ↓", "gap ± s"):
+        t.add_column(c, justify="right")
+    for r in res.table():
+        votes = [m for m, v in res.votes.items() if v == r["k"]]
+        t.add_row(f"{r['k']}" + (" ◀" if r["k"] == res.recommended_k else ""), f"{r['inertia']:,.0f}",
+                  f"{r['silhouette']:.3f}", f"{r['calinski_harabasz']:,.1f}", f"{r['davies_bouldin']:.3f}",
+                  f"{r['gap']:.3f} ± {r['gap_sd']:.3f}" + (f"  ({', '.join(votes)})" if votes else ""))
+    con = out_console()
+    con.print(t)
+    con.print(f"recommended k = {res.recommended_k}: {res.reason}")
+    if plot is not None:
+        con.print(f"plot: {plot}")
+
+
+def _write_choose_plot(res, path: Path) -> None:
+    import base64
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(_choose_png(res).split(",", 1)[1]))
+
+
+def _choose_png(res) -> str:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ..cluster.report import figures
+
+    red = SimpleNamespace(explained_variance_ratio=np.array([1.0]), n_components=1, variance_threshold=0.7,
+                          retained_variance=1.0)
+    fake = SimpleNamespace(reduction=red, choose=res, k=res.recommended_k,
+                           projection={"xy": np.zeros((0, 2)), "labels": np.zeros(0, int), "centers": None},
+                           sizes=[0] * res.recommended_k, variables=[], pivots={}, kmeans_comparison=None,
+                           echonest_comparison=None)
+    return figures(fake)["choose_k"]
+
+
+@cluster_app.command("run")
+def run_cmd(
+    table: TableArg,
+    k: Annotated[Optional[int], typer.Option("--k", help="Number of clusters (default: chosen by choose-k).")] = None,
+    k_range: Annotated[str, typer.Option("--k-range", help="k values tried when --k is not given.")] = "2..15",
+    engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
+    master: Annotated[Optional[str], typer.Option("--master", help="Spark master URL (with --engine spark).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the HTML report here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Write per-track assignments (track_id, cluster, distance): .parquet or .csv.")] = None,
+    compare: Annotated[Optional[Path], typer.Option(
+        "--compare", help="The catalogue's other variant (e.g. merged without echonest: all rows) for the "
+                          "with/without-echonest comparison.")] = None,
+    genre_column: Annotated[Optional[str], typer.Option("--genre-column", help="Column holding the genre.")] = None,
+    no_sklearn: Annotated[bool, typer.Option("--no-sklearn", help="Skip the scikit-learn comparison.")] = False,
+    no_echonest: NoEchonest = False,
+    nonfinite: Nonfinite = "error",
+    variance: Variance = 0.70,
+    reduce_method: Reduction = "pca",
+    planted: Annotated[Optional[Path], typer.Option(
+        "--planted", help="CSV/parquet of track_id → planted cluster (synthetic data): report the recovery.",
+        hidden=True)] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Cluster the catalogue on its audio features and explain the clusters (report, assignments, JSON)."""
+    import pandas as pd
+
+    from ..cluster.analysis import RunConfig, run
+    from ..cluster.choose_k import parse_k_range
+    from ..cluster.data import read_table
+    from ..cluster.reduce import ReduceConfig
+    from ..errors import ParameterError
+
+    if engine not in ("local", "spark"):
+        raise ParameterError(f"--engine {engine!r} must be 'local' or 'spark'")
+    eng: object = engine
+    if engine == "spark":
+        from ..cluster.engines import get_engine
+
+        eng = get_engine("spark", **({"master": master} if master else {}))
+    elif master:
+        raise ParameterError("--master is only meaningful with --engine spark")
+    cfg = RunConfig(k=k, k_values=tuple(parse_k_range(k_range)), seed=seed, engine=eng,
+                    echonest=not no_echonest, nonfinite=nonfinite,
+                    reduce=ReduceConfig(method=reduce_method, variance=variance), genre_column=genre_column,
+                    compare_sklearn=not no_sklearn)
+    df = read_table(table)
+    other = read_table(compare) if compare is not None else None
+    truth = None
+    if planted is not None:
+        t = pd.read_parquet(planted) if planted.suffix == ".parquet" else pd.read_csv(planted)
+        truth = t.set_index("track_id").iloc[:, 0]
+    console = err_console()
+    res = run(df, config=cfg, source=str(table), other=other, truth=truth,
+              progress=None if json_out else (lambda msg: console.print(f"[dim]… {msg}[/dim]")))
+    if out is not None:
+        a = res.assignments()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.name.endswith((".csv", ".csv.gz")):
+            a.to_csv(out, index=False)
+        else:
+            a.to_parquet(out, index=False)
+    if report is not None:
+        from ..cluster.report import write_report
+
+        write_report(res, report)
+    if json_out:
+        d = res.to_dict()
+        d["model"]["engine"] = engine
+        d.update({"report": str(report) if report else None, "assignments": str(out) if out else None})
+        emit_json(d)
+        return
+    con = out_console()
+    if res.choose:
+        con.print(f"k = {res.k}: {res.choose.reason}")
+    con.print(f"{res.n_rows:,} tracks, {len(res.plan.columns)} audio features → {res.reduction.n_components} "
+              f"components ({100 * res.reduction.retained_variance:.1f} % variance), k = {res.k}, "
+              f"inertia {res.model['inertia']:,.1f}")
+    for c, text in enumerate(res.descriptions):
+        con.print(f"[bold]{c}[/bold] {text}", highlight=False)
+    if res.truth:
+        con.print(f"planted clusters recovered: ARI {res.truth['ari']:.3f}, NMI {res.truth['nmi']:.3f}")
+    if report is not None:
+        con.print(f"report: {report}")
+    if out is not None:
+        con.print(f"assignments: {out}")

@@ -1,0 +1,179 @@
+"""Verbs over the fingerprint index: ``index``, ``tracks``, ``remove``, ``compact``.
+
+Thin: each verb is one call into :mod:`songmine.index`. A missing index is an
+:class:`~songmine.errors.IndexFormatError` → one line and exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import EXIT_USAGE, JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
+
+IndexOption = Annotated[
+    Optional[Path],
+    typer.Option("--index", help="Index directory (default: $SONGMINE_INDEX or the per-user data dir)."),
+]
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+@app.command("index")
+def index_cmd(
+    dirs: Annotated[list[Path], typer.Argument(help="Folders or files to index (folders walked recursively).")],
+    index: IndexOption = None,
+    jobs: Annotated[
+        Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: number of cores).")
+    ] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Also drop tracks whose files are gone.")] = False,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Commit a segment every N new tracks (a crash loses at most N).")
+    ] = 50,
+    json_out: JsonOption = False,
+    method: Annotated[
+        str, typer.Option("--method", help="landmark (default), or seed / sketch (built into <index>/seed, <index>/sketch).")
+    ] = "landmark",
+) -> None:
+    """Fingerprint audio files into the index (created on first use), in parallel.
+
+    Files already indexed (same content, by sha256) are skipped, so a rerun
+    after an interruption resumes. Unreadable files are listed and skipped.
+    Ctrl-C keeps everything fingerprinted so far.
+    """
+    if method != "landmark":
+        from ._altmethods import index_alt
+
+        return index_alt(method, dirs, index, json_out=json_out)
+    from ..index import Index, IndexingInterrupted, index_files
+    from ..paths import resolve_index_path
+
+    path = resolve_index_path(index)
+    interrupted = False
+    with Index(path, create=True) as ix:
+        with progress_bar("indexing", enabled=not json_out) as progress:
+            try:
+                report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
+            except IndexingInterrupted as exc:
+                report, interrupted = exc.report, True
+        summary = {
+            "index": str(path),
+            "added": report.added,
+            "unchanged": report.unchanged,
+            "failed": [{"path": p, "error": e} for p, e in report.failed],
+            "removed": report.removed,
+            "seconds": round(report.seconds, 3),
+            "audio_seconds": round(report.audio_seconds, 3),
+            "realtime_factor": round(report.realtime_factor, 1) if report.seconds > 0 else None,
+            "n_postings_added": report.n_postings,
+            "interrupted": interrupted,
+            "n_tracks": ix.n_tracks,
+            "n_postings": ix.n_postings,
+            "n_segments": ix.n_segments,
+            "size_bytes": ix.size_bytes,
+        }
+    if json_out:
+        emit_json(summary)
+    else:
+        con = err_console()
+        for p, e in report.failed:
+            con.print(f"[yellow]skipped[/] {e if p in e else f'{p}: {e}'}", markup=True, highlight=False, soft_wrap=True)
+        speed = (
+            f" in {report.seconds:.1f} s ({report.audio_seconds / 3600:.2f} h of audio, "
+            f"{report.realtime_factor:.0f}× real time)"
+            if report.added
+            else f" in {report.seconds:.1f} s"
+        )
+        typer.echo(
+            f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
+            f"pruned {report.removed}{speed}"
+        )
+        typer.echo(
+            f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
+            f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
+        )
+    if interrupted:
+        typer.echo("songmine: interrupted (work done so far is saved; rerun to resume)", err=True)
+        raise typer.Exit(130)
+    n_seen = report.added + report.unchanged + len(report.failed)
+    if n_seen == 0:
+        raise fail(f"no audio files found under {', '.join(map(str, dirs))}", EXIT_USAGE)
+    if report.added + report.unchanged == 0:
+        raise fail(f"none of the {len(report.failed)} audio file(s) could be read", EXIT_USAGE)
+
+
+@app.command("tracks")
+def tracks_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
+    """List the tracks of the index: id, title, artist, duration, path."""
+    from ..index import Index
+    from ..paths import resolve_index_path
+
+    with Index(resolve_index_path(index)) as ix:
+        rows = ix.tracks()
+    if json_out:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} tracks")
+    for col in ("id", "title", "artist", "album", "duration", "hashes"):
+        table.add_column(col, justify="right" if col in ("id", "duration", "hashes") else "left")
+    table.add_column("path", overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r.track_id),
+            r.title or "",
+            r.artist or "",
+            r.album or "",
+            f"{r.duration_s:.1f} s",
+            f"{r.n_hashes:,}",
+            r.path,
+        )
+    out_console().print(table)
+    hours = sum(r.duration_s for r in rows) / 3600
+    typer.echo(f"{len(rows)} tracks, {hours:.2f} h")
+
+
+@app.command("remove")
+def remove_cmd(
+    track_ids: Annotated[list[int], typer.Argument(help="Track ids (see `songmine tracks`).")],
+    index: IndexOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove tracks from the index (their postings go at the next `compact`)."""
+    from ..index import Index
+    from ..paths import resolve_index_path
+
+    with Index(resolve_index_path(index)) as ix:
+        n = ix.remove(track_ids)
+        left = ix.n_tracks
+    if json_out:
+        emit_json({"removed": n, "n_tracks": left})
+    else:
+        typer.echo(f"removed {n} track(s); {left} left")
+
+
+@app.command("compact")
+def compact_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
+    """Merge all segments into one and drop the postings of removed tracks."""
+    from ..index import Index
+    from ..paths import resolve_index_path
+
+    with Index(resolve_index_path(index)) as ix:
+        rep = ix.compact()
+    if json_out:
+        emit_json(rep)
+    else:
+        typer.echo(
+            f"{rep.segments_before} → {rep.segments_after} segment(s), {rep.postings_before:,} → "
+            f"{rep.postings_after:,} postings, {rep.tracks_purged} removed track(s) purged, "
+            f"{_human_bytes(rep.bytes_before)} → {_human_bytes(rep.bytes_after)} in {rep.seconds:.2f} s"
+        )

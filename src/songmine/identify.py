@@ -1,0 +1,491 @@
+"""Identify a clip: landmark lookup -> offset voting -> ranked matches with a confidence.
+
+The query is fingerprinted at the dense query density, its hashes are looked
+up in the index, and every hit votes for ``(track, offset = t_track - t_query)``.
+A true match piles its votes into one offset bin (±``tolerance`` frames); chance
+hits spread over all offsets of all tracks. ``confidence`` is the probability
+that no bin reached the winner's count by chance, under a Poisson null model
+of chance offset agreement (``docs/identify.md``); below ``min_confidence`` the
+answer is "no match".
+
+Speed changes (pitch and tempo together, ±5 %) are handled by a query-time
+multi-rate search: the clip is resampled by each factor of
+``SearchConfig.speeds`` and searched again; the search stops at the first
+factor whose best match is already certain (the common unmodified case costs
+one pass).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import DecodeError, ParameterError, SongmineError
+from .landmarks import FingerprintConfig, fingerprint
+from .postings import Postings
+from .records import Match, QueryResult
+
+__all__ = [
+    "SearchConfig",
+    "Candidate",
+    "TrackInfo",
+    "MemoryIndex",
+    "identify",
+    "search",
+    "vote",
+]
+
+log = logging.getLogger(__name__)
+
+#: Offsets are shifted by this before packing ``(track, offset)`` into one int64 key.
+_OFFSET_BIAS = 1 << 31
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """Knobs of the query side (they do not change the index).
+
+    Attributes
+    ----------
+    speeds : tuple of float
+        Playback-speed factors tried, in order (1.0 first). A clip played
+        ``s`` times faster is resampled by ``s`` before fingerprinting.
+    stop_confidence : float
+        Stop trying further speeds once a match reaches this confidence.
+    min_confidence : float
+        Matches below this confidence are not reported ("no match").
+    tolerance : int
+        Votes within ±``tolerance`` frames of an offset count for it.
+    max_per_hash : int or None
+        Query hashes with more postings than this are skipped.
+    dt_jitter : int
+        Each query hash is also looked up with its ``dt`` field moved by up to
+        ±``dt_jitter`` frames (a peak's frame depends on the grid phase).
+    distinct : bool
+        Score a bin by its distinct hash values rather than its hits.
+    rescore : int
+        Tracks (best bins) rescored by distinct hash values per speed.
+    overdispersion : float
+        Votes are divided by this before the Poisson tail: landmark hits come
+        in clusters (a peak takes part in several pairs), so raw counts
+        overstate the evidence. Calibrated on non-member clips.
+    """
+
+    speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
+    stop_confidence: float = 0.999
+    min_confidence: float = 0.5
+    tolerance: int = 1
+    max_per_hash: int | None = 2000
+    dt_jitter: int = 1
+    distinct: bool = True
+    rescore: int = 10
+    overdispersion: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
+            raise ParameterError(f"speeds={self.speeds!r} must be a non-empty tuple of factors in [0.5, 2]")
+        if not 0.0 <= self.min_confidence <= 1.0 or not 0.0 <= self.stop_confidence <= 1.0:
+            raise ParameterError(
+                f"min_confidence={self.min_confidence} and stop_confidence={self.stop_confidence} must be in [0, 1]")
+        if not isinstance(self.tolerance, int) or self.tolerance < 0:
+            raise ParameterError(f"tolerance={self.tolerance!r} must be an integer >= 0")
+        if self.max_per_hash is not None and self.max_per_hash < 1:
+            raise ParameterError(f"max_per_hash={self.max_per_hash} must be >= 1 or None")
+        if not isinstance(self.dt_jitter, int) or not 0 <= self.dt_jitter <= 3:
+            raise ParameterError(f"dt_jitter={self.dt_jitter!r} must be an integer in [0, 3]")
+        if not self.overdispersion >= 1.0:
+            raise ParameterError(f"overdispersion={self.overdispersion} must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """Catalogue entry of an indexed track (what ``index.track(id)`` returns)."""
+
+    track_id: int
+    path: str
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One (track, offset) hypothesis of a search, before catalogue look-up."""
+
+    track_id: int
+    offset: int  # frames, track time of the query's first frame
+    votes: int  # hits within ±tolerance of the offset
+    track_hits: int  # all hits of the query in this track
+    speed: float
+    confidence: float
+    expected: float = 0.0  # chance votes expected in the offset bin (null model's lambda, before phi)
+    n_tests: float = 1.0  # bins examined (multiple-comparison count)
+
+
+class IndexLike(Protocol):
+    """What :func:`identify` needs from an index (``songmine.index.Index`` or :class:`MemoryIndex`)."""
+
+    config: FingerprintConfig
+
+    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def track(self, track_id: int) -> Any: ...
+
+    @property
+    def n_tracks(self) -> int: ...
+
+
+# -- in-memory index -------------------------------------------------------
+
+class MemoryIndex:
+    """A small in-memory index (tests, tuning, quick experiments).
+
+    Parameters
+    ----------
+    config : FingerprintConfig
+
+    Examples
+    --------
+    >>> idx = MemoryIndex(FingerprintConfig())
+    >>> idx.n_tracks, idx.n_postings
+    (0, 0)
+    """
+
+    def __init__(self, config: FingerprintConfig = FingerprintConfig()):
+        self.config = config
+        self._tracks: list[TrackInfo] = []
+        self._parts: list[Postings] = []
+        self._postings: Postings | None = Postings.empty()
+        self.skipped: list[tuple[str, str]] = []  # (path, reason) of files that could not be added
+
+    @classmethod
+    def from_files(
+        cls,
+        paths: Iterable[str | os.PathLike[str]],
+        config: FingerprintConfig = FingerprintConfig(),
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> "MemoryIndex":
+        """Decode and fingerprint ``paths`` (files or folders); unreadable files go to ``skipped``."""
+        from .audio import info, load
+        from .library import iter_audio_files
+
+        files = list(iter_audio_files(paths))
+        idx = cls(config)
+        for i, p in enumerate(files):  # loop over files
+            try:
+                y = load(p, sr=config.sr)
+                tags = info(p).tags
+            except SongmineError as exc:
+                idx.skipped.append((str(p), str(exc)))
+                log.warning("skipped %s: %s", p, exc)
+                continue
+            idx.add(y, path=str(p), title=tags.get("title"), artist=tags.get("artist"), album=tags.get("album"))
+            if progress is not None:
+                progress(i + 1, len(files))
+        return idx
+
+    def add(self, y: np.ndarray, *, path: str, title: str | None = None, artist: str | None = None,
+            album: str | None = None) -> int:
+        """Fingerprint ``y`` (mono float32 at ``config.sr``) and add it; returns its track id."""
+        tid = len(self._tracks)
+        h, t = fingerprint(y, self.config)
+        self._parts.append(Postings.from_unsorted(h, np.full(h.shape, tid, np.uint32), t))
+        self._postings = None
+        self._tracks.append(TrackInfo(tid, path, title, artist, album, float(len(y) / self.config.sr)))
+        return tid
+
+    @property
+    def postings(self) -> Postings:
+        if self._postings is None:
+            self._postings = Postings.concat(self._parts)
+            self._parts = [self._postings]
+        return self._postings
+
+    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None):
+        return self.postings.lookup(hashes, max_per_hash=max_per_hash)
+
+    def track(self, track_id: int) -> TrackInfo:
+        return self._tracks[int(track_id)]
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self._tracks)
+
+    @property
+    def n_postings(self) -> int:
+        return len(self.postings)
+
+    @property
+    def duration_s(self) -> float:
+        return float(sum(t.duration_s for t in self._tracks))
+
+
+# -- voting and the null model --------------------------------------------
+
+def vote(
+    query_times: np.ndarray,
+    hit_qpos: np.ndarray,
+    hit_tracks: np.ndarray,
+    hit_times: np.ndarray,
+    *,
+    tolerance: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Best offset bin of every track that got hits.
+
+    Returns
+    -------
+    tracks, offsets, votes, track_hits : np.ndarray [shape=(k,)]
+        Per track with hits: its best offset (frames), the hits within
+        ±tolerance of it, and all its hits; sorted by ``votes`` descending.
+    n_tracks_hit : np.ndarray
+        Scalar array, number of distinct tracks with hits.
+    """
+    if hit_qpos.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z, z, np.int64(0)
+    offs = hit_times.astype(np.int64) - query_times[hit_qpos].astype(np.int64)
+    key = (hit_tracks.astype(np.int64) << 32) | (offs + _OFFSET_BIAS)
+    uniq, counts = np.unique(key, return_counts=True)
+    score = counts.copy()
+    for d in range(1, tolerance + 1):  # loop over the (tiny) tolerance window
+        for nb in (uniq - d, uniq + d):
+            pos = np.searchsorted(uniq, nb)
+            pos_c = np.minimum(pos, uniq.size - 1)
+            found = uniq[pos_c] == nb
+            score[found] += counts[pos_c[found]]
+    tr = uniq >> 32
+    # best bin per track: order by (track, -score), first of each track
+    order = np.lexsort((-score, tr))
+    tr_sorted = tr[order]
+    first = np.ones(order.size, bool)
+    first[1:] = tr_sorted[1:] != tr_sorted[:-1]
+    best = order[first]
+    track_hits = np.bincount(np.searchsorted(tr_sorted[first], tr), weights=counts).astype(np.int64)
+    tracks = tr[best]
+    offsets = (uniq[best] & 0xFFFFFFFF) - _OFFSET_BIAS
+    votes = score[best]
+    rank = np.argsort(-votes, kind="stable")
+    return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(best.size)
+
+
+def _poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """P(X >= k) for X ~ Poisson(lam), for real-valued k (regularised gamma)."""
+    from scipy.special import gammainc
+
+    k = np.asarray(k, dtype=np.float64)
+    lam = np.asarray(lam, dtype=np.float64)
+    return np.where(k <= 0, 1.0, gammainc(np.maximum(k, 1e-12), lam))
+
+
+def null_confidence(
+    votes: np.ndarray,
+    track_hits: np.ndarray,
+    span_frames: np.ndarray,
+    *,
+    n_tests: float,
+    width: int,
+    overdispersion: float,
+    min_rate: float,
+) -> np.ndarray:
+    """P(the best bin is not chance): ``exp(-n_tests * P(Poisson(lam) >= votes / phi))``.
+
+    Under the null, a track's other hits fall uniformly over the
+    ``span_frames`` possible offsets, so a ``width``-frame bin expects
+    ``lam = width * max(track_hits - votes, ...) / span_frames`` hits. Counts are
+    divided by ``phi = overdispersion`` (hits come in clusters); ``n_tests`` is
+    the number of bins looked at (all offsets of all hit tracks, all speeds).
+    """
+    lam = expected_votes(votes, track_hits, span_frames, width=width, min_rate=min_rate)
+    return confidence_from(votes, lam, n_tests=n_tests, overdispersion=overdispersion)
+
+
+def expected_votes(votes, track_hits, span_frames, *, width: int, min_rate: float) -> np.ndarray:
+    """Chance votes expected in one ``width``-frame offset bin of each track."""
+    other = np.maximum(np.asarray(track_hits) - np.asarray(votes), 0).astype(np.float64)
+    return np.maximum(width * other / np.maximum(span_frames, 1.0), min_rate)
+
+
+def confidence_from(votes, lam, *, n_tests: float, overdispersion: float) -> np.ndarray:
+    """``exp(-n_tests * P(Poisson(lam / phi) >= votes / phi))``."""
+    phi = overdispersion
+    p = _poisson_sf(np.asarray(votes, dtype=np.float64) / phi, np.asarray(lam, dtype=np.float64) / phi)
+    return np.exp(-n_tests * p)
+
+
+def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
+    """Candidates for mono audio ``y`` at ``index.config.sr``, best first (may be below min_confidence)."""
+    import soxr
+
+    fc: FingerprintConfig = index.config
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ParameterError(f"clip must be mono (1-D), got shape {y.shape}")
+    n_speeds = len(config.speeds)
+    best: list[Candidate] = []
+    width = 2 * config.tolerance + 1
+    n_tracks = max(int(index.n_tracks), 1)
+    durations: dict[int, float] = {}
+    for s in config.speeds:  # loop over a handful of speed factors
+        ys = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
+        h, t = _expand(*fingerprint(ys, fc, query=True), config.dt_jitter)
+        if h.size == 0:
+            continue
+        qpos, tr, tt = index.lookup(h, max_per_hash=config.max_per_hash)
+        tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
+        if tracks.size == 0:
+            continue
+        k = min(max(top, config.rescore), tracks.size)
+        if config.distinct:
+            votes = votes.copy()
+            votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
+            order = np.argsort(-votes[:k], kind="stable")
+            tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
+        q_frames = 1 + int(ys.shape[0] / fc.hop_length)
+        for tid in tracks[:k].tolist():
+            if tid not in durations:
+                durations[tid] = float(index.track(tid).duration_s)
+        span = np.array([durations[tid] / fc.hop_s + q_frames for tid in tracks[:k].tolist()])
+        # bins examined: every offset of every track that got hits, at every speed
+        mean_span = float(np.mean(span))
+        n_tests = float(n_hit) * mean_span / width * n_speeds
+        lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
+        conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
+        best.extend(Candidate(int(a), int(b), int(c), int(d), float(s), float(e), float(lm), n_tests)
+                    for a, b, c, d, e, lm in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam))
+        if conf.max() >= config.stop_confidence:
+            break
+    # one candidate per track: its best speed
+    best.sort(key=lambda c: (-c.confidence, -c.votes))
+    seen: set[int] = set()
+    out = []
+    for c in best:
+        if c.track_id not in seen:
+            seen.add(c.track_id)
+            out.append(c)
+    return out[:top]
+
+
+def distinct_votes(
+    h: np.ndarray, t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
+    tracks: np.ndarray, offsets: np.ndarray, *, tolerance: int = 1,
+) -> np.ndarray:
+    """For each candidate ``(tracks[i], offsets[i])``: distinct hash *values* among its votes.
+
+    A sustained tone or a repeated pattern makes one hash recur frame after
+    frame; against a similar passage of another track its repeats pile up in
+    one offset bin. A true match agrees on many *different* landmarks, so
+    counting distinct values separates the two.
+    """
+    order = np.argsort(tracks, kind="stable")
+    st = tracks[order].astype(np.int64)
+    ht = hit_tracks.astype(np.int64)
+    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
+    is_cand = st[pos] == ht
+    cand = order[pos[is_cand]]
+    offs = hit_times[is_cand].astype(np.int64) - t[qpos[is_cand]].astype(np.int64)
+    inside = np.abs(offs - offsets[cand]) <= tolerance
+    pairs = np.unique((cand[inside].astype(np.int64) << 32) | h[qpos[is_cand][inside]].astype(np.int64))
+    return np.bincount((pairs >> 32).astype(np.int64), minlength=tracks.size)
+
+
+def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query hashes plus their ``dt ± 1..jitter`` variants, deduplicated by (hash, time)."""
+    if jitter == 0 or h.size == 0:
+        return h, t
+    from .landmarks import DT_BITS, unpack_hashes
+
+    _, _, dt = unpack_hashes(h)
+    hs, ts = [h.astype(np.int64)], [t]
+    for d in range(1, jitter + 1):  # a couple of shifts
+        for sign in (-1, 1):
+            ok = (dt + sign * d >= 0) & (dt + sign * d < (1 << DT_BITS))
+            hs.append(h[ok].astype(np.int64) + sign * d)  # dt is the low field
+            ts.append(t[ok])
+    key = np.unique((np.concatenate(hs) << 32) | np.concatenate(ts).astype(np.int64))
+    return (key >> 32).astype(np.uint32), (key & 0xFFFFFFFF).astype(np.uint32)
+
+
+def _query_name(clip: Any, name: str | None) -> str:
+    if name is not None:
+        return name
+    if isinstance(clip, (str, os.PathLike)):
+        return os.fspath(clip)
+    if isinstance(clip, np.ndarray):
+        return "<array>"
+    return getattr(clip, "name", None) or "<upload>"
+
+
+def identify(
+    index: IndexLike,
+    clip: Any,
+    *,
+    top: int = 5,
+    name: str | None = None,
+    max_duration_s: float = 60.0,
+    config: SearchConfig = SearchConfig(),
+) -> QueryResult:
+    """Identify one clip against ``index``.
+
+    Parameters
+    ----------
+    index : songmine.index.Index or MemoryIndex
+    clip : path, bytes, binary file object, or np.ndarray
+        An array must be mono float32 at ``index.config.sr``.
+    top : int
+        Report at most this many matches.
+    name : str or None
+        The ``query`` field of the record (default: the path, or ``<array>``/``<upload>``).
+    max_duration_s : float
+        Longer clips are refused (``error``), not decoded.
+    config : SearchConfig
+        Query-side knobs.
+
+    Returns
+    -------
+    QueryResult
+        ``matches`` best first, ``[]`` for "no match"; ``error`` set when the clip
+        could not be decoded (never raises for bad audio).
+
+    Raises
+    ------
+    ParameterError
+        ``top < 1`` or a malformed array.
+    """
+    if not isinstance(top, int) or top < 1:
+        raise ParameterError(f"top={top!r} must be an integer >= 1")
+    qname = _query_name(clip, name)
+    fc: FingerprintConfig = index.config
+    if isinstance(clip, np.ndarray):
+        y = clip
+        if y.ndim != 1:
+            raise ParameterError(f"clip array must be mono (1-D), got shape {y.shape}")
+        if y.shape[0] > (max_duration_s + 0.5) * fc.sr:
+            return QueryResult(query=qname, error=f"clip is {y.shape[0] / fc.sr:.1f} s long, more than the limit of {max_duration_s:g} s")
+    else:
+        from .audio import load
+
+        try:
+            y = load(clip, sr=fc.sr, max_duration=max_duration_s)
+        except DecodeError as exc:
+            return QueryResult(query=qname, error=str(exc).strip().splitlines()[0])
+    cands = search(index, y, top=top, config=config)
+    matches = []
+    for c in cands:
+        if c.confidence < config.min_confidence:
+            continue
+        tr = index.track(c.track_id)
+        matches.append(Match(
+            track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
+            offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),
+            confidence=float(min(max(c.confidence, 0.0), 1.0)),
+        ))
+    return QueryResult(query=qname, matches=matches)

@@ -1,0 +1,108 @@
+"""On-disk layout of an index directory: the SQLite catalogue and the segment file format.
+
+An index is a directory::
+
+    <index>/
+      catalog.sqlite        tracks, segments, settings (WAL mode)
+      segments/seg-000042.sgm
+      write.lock            held (flock) by the single writer while it writes
+
+Everything about the format is here, in one place; ``docs/index.md`` explains it.
+
+Segment file (little-endian, one per commit, immutable once registered)::
+
+    offset 0   8 bytes  magic  b"SMSEGv01"
+    offset 8   uint64   n      number of postings
+    offset 16  uint32   n_tracks (distinct tracks inside, informative)
+    offset 20  44 bytes zero padding  (header is 64 bytes)
+    offset 64          hashes[n]  uint32, sorted ascending
+    offset 64 + 4n     tracks[n]  uint32
+    offset 64 + 8n     times[n]   uint32 (frames)
+
+so a segment is memory-mapped as one ``(3, n)`` uint32 array whose rows are
+:class:`songmine.postings.Postings`' three arrays.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CATALOG_NAME",
+    "SEGMENT_DIR",
+    "LOCK_NAME",
+    "SEGMENT_MAGIC",
+    "SEGMENT_HEADER",
+    "SEGMENT_HEADER_SIZE",
+    "STATUS_OK",
+    "STATUS_REMOVED",
+    "migrate",
+]
+
+#: Schema version, kept in ``PRAGMA user_version``. Bump it with a migration below.
+FORMAT_VERSION = 1
+
+CATALOG_NAME = "catalog.sqlite"
+SEGMENT_DIR = "segments"
+LOCK_NAME = "write.lock"
+
+SEGMENT_MAGIC = b"SMSEGv01"
+#: magic, n postings, n tracks, padding up to 64 bytes
+SEGMENT_HEADER = struct.Struct("<8sQI44x")
+SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
+assert SEGMENT_HEADER_SIZE == 64
+
+#: A track whose postings are live.
+STATUS_OK = "ok"
+#: A removed track: its postings stay in segments (filtered at lookup) until ``compact``.
+STATUS_REMOVED = "removed"
+
+_SCHEMA_V1 = """
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE tracks (
+    track_id   INTEGER PRIMARY KEY,
+    path       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    title      TEXT,
+    artist     TEXT,
+    album      TEXT,
+    n_hashes   INTEGER NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'removed')),
+    added      REAL NOT NULL
+);
+-- one live track per content hash (removed tracks may share it until compact)
+CREATE UNIQUE INDEX tracks_live_sha ON tracks(sha256) WHERE status = 'ok';
+CREATE INDEX tracks_path ON tracks(path);
+CREATE TABLE segments (
+    segment_id INTEGER PRIMARY KEY,
+    file       TEXT NOT NULL UNIQUE,
+    n_postings INTEGER NOT NULL,
+    n_tracks   INTEGER NOT NULL,
+    created    REAL NOT NULL
+)
+"""
+
+#: version -> DDL that brings a database from ``version - 1`` to ``version``
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+def migrate(conn: sqlite3.Connection, *, from_version: int) -> None:
+    """Apply the migrations after ``from_version`` and set ``user_version``.
+
+    The caller holds a write transaction (``BEGIN IMMEDIATE``) on an
+    autocommit connection; SQLite DDL is transactional, so a crash mid-way
+    leaves the old version.
+    """
+    for v in range(from_version + 1, FORMAT_VERSION + 1):
+        for stmt in _MIGRATIONS[v].split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+    conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")

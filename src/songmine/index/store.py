@@ -1,0 +1,819 @@
+"""The fingerprint index: a SQLite catalogue plus immutable memory-mapped posting segments.
+
+* Readers take a **snapshot** (segment list, track table, tombstones) when they
+  open and on :meth:`Index.refresh`; they never block on a writer and never see
+  a half-written segment (a segment becomes visible only through the SQLite
+  commit that registers it, after its file was fsynced and renamed).
+* One **writer** at a time (an ``flock`` on ``write.lock``): it writes a
+  segment file (tmp → fsync → rename → fsync dir), then registers the segment
+  and its tracks in one SQLite transaction. On taking the lock it deletes
+  segment files no committed transaction refers to (left by a crash).
+* Removing a track marks it ``removed`` (a tombstone filtered at lookup);
+  :meth:`Index.compact` rewrites the segments without it.
+* Small segments are merged automatically (size-tiered: when
+  :data:`MERGE_FANIN` segments share a size tier they become one), so the
+  number of segments stays logarithmic in the index size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexFormatError, ParameterError, SongmineError
+from ..postings import Postings
+from .schema import (
+    CATALOG_NAME,
+    FORMAT_VERSION,
+    LOCK_NAME,
+    SEGMENT_DIR,
+    STATUS_OK,
+    STATUS_REMOVED,
+    migrate,
+)
+from .segments import fsync_dir, merge_segments, open_segment, write_segment
+
+__all__ = [
+    "Index",
+    "TrackRecord",
+    "CompactReport",
+    "UnknownTrackError",
+    "IndexLockedError",
+    "register_method",
+    "MERGE_FANIN",
+]
+
+log = logging.getLogger(__name__)
+
+#: Segments in one size tier that trigger an automatic merge.
+MERGE_FANIN = 8
+#: Postings of the smallest tier (segments below this are all "tier 0").
+MERGE_BASE = 200_000
+
+#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``)
+_METHODS: dict[str, str] = {"landmarks": "songmine.landmarks:FingerprintConfig"}
+DEFAULT_METHOD = "landmarks"
+
+
+def register_method(name: str, config_class: type | str) -> None:
+    """Declare a fingerprint method whose config an index can store.
+
+    ``config_class`` is a class (or ``"module:Class"``) with ``to_dict()`` and
+    ``from_dict(d)``; the index stores ``name`` and the config as JSON.
+    """
+    if not isinstance(config_class, str):
+        config_class = f"{config_class.__module__}:{config_class.__qualname__}"
+    _METHODS[name] = config_class
+
+
+def _config_class(method: str) -> type:
+    try:
+        ref = _METHODS[method]
+    except KeyError:
+        raise IndexFormatError(f"unknown fingerprint method {method!r} (known: {sorted(_METHODS)})") from None
+    mod, _, cls = ref.partition(":")
+    try:
+        return getattr(import_module(mod), cls)
+    except (ImportError, AttributeError) as exc:
+        raise IndexFormatError(f"fingerprint method {method!r}: cannot import {ref} ({exc})") from exc
+
+
+def _method_of(config: Any) -> str:
+    ref = f"{type(config).__module__}:{type(config).__qualname__}"
+    for name, r in _METHODS.items():
+        if r == ref:
+            return name
+    raise ParameterError(f"config of type {ref} belongs to no registered method (known: {sorted(_METHODS)})")
+
+
+def _config_json(config: Any) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+class UnknownTrackError(ParameterError, KeyError):
+    """A track id that is not in the index."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class IndexLockedError(SongmineError):
+    """Another process is writing to the index."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRecord:
+    """One indexed file, as the catalogue knows it."""
+
+    track_id: int
+    path: str
+    sha256: str
+    duration_s: float
+    title: str | None
+    artist: str | None
+    album: str | None
+    n_hashes: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompactReport:
+    """What :meth:`Index.compact` did."""
+
+    segments_before: int
+    segments_after: int
+    postings_before: int
+    postings_after: int
+    tracks_purged: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    segment_id: int
+    file: str
+    n_postings: int
+    postings: Postings
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a reader sees between two refreshes (replaced as a whole, never mutated)."""
+
+    generation: int
+    segments: tuple[_Segment, ...]
+    tracks: dict[int, TrackRecord]
+    dead: np.ndarray  # dead[track_id] is True for removed tracks (shorter arrays: the rest live)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewTrack:
+    """A fingerprinted file waiting to be committed (built by :mod:`songmine.index.build`)."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    duration_s: float
+    title: str | None
+    artist: str | None
+    album: str | None
+    hashes: np.ndarray
+    times: np.ndarray
+
+
+_TRACK_COLS = "track_id, path, sha256, duration_s, title, artist, album, n_hashes, status"
+
+
+class Index:
+    """A fingerprint index directory (see the module docstring and ``docs/index.md``).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The index directory.
+    create : bool
+        Create the index when it does not exist (with ``config``). When it
+        exists and ``config`` is given, the stored config must be equal.
+    config : FingerprintConfig or None
+        Fingerprint configuration of a new index (default: the landmarks
+        method's defaults).
+
+    Raises
+    ------
+    IndexFormatError
+        Missing index (without ``create``), unknown format version, another
+        config than the stored one, or damaged files.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with Index(tempfile.mkdtemp() + "/ix", create=True, config=_DemoConfig()) as ix:
+    ...     ix.n_tracks, ix.n_postings
+    (0, 0)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None):
+        self.path = Path(path)
+        self._db_path = self.path / CATALOG_NAME
+        self._seg_dir = self.path / SEGMENT_DIR
+        self._mutex = threading.RLock()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._conn: sqlite3.Connection | None = None
+        self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
+        self._config: Any = None
+
+        exists = self._db_path.exists()
+        if not exists and not create:
+            if self.path.exists() and not self.path.is_dir():
+                raise IndexFormatError(f"{self.path}: not an index directory")
+            raise IndexFormatError(f"{self.path}: no index here (create one with `songmine index DIR --index {self.path}`)")
+        if not exists:
+            self._create(config)
+        self._conn = self._connect()
+        try:
+            self._check_version()
+            self.method = self._setting("method")
+            self._config_json = self._setting("config")
+            if config is not None and _config_json(config) != self._config_json:
+                raise IndexFormatError(
+                    f"{self.path}: index was built with another fingerprint config "
+                    f"({self.method} {self._config_json}); refusing {_config_json(config)}"
+                )
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ setup
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"{self._db_path}: not a songmine catalogue ({exc})") from exc
+        return conn
+
+    def _create(self, config: Any) -> None:
+        if config is None:
+            config = _config_class(DEFAULT_METHOD)()
+        method = _method_of(config)
+        if self.path.exists() and not self.path.is_dir():
+            raise IndexFormatError(f"{self.path}: exists and is not a directory")
+        self._seg_dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._db_path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # lost a creation race otherwise
+                migrate(conn, from_version=0)
+                settings = {
+                    "method": method,
+                    "config": _config_json(config),
+                    "format_version": str(FORMAT_VERSION),
+                    "generation": "0",
+                    "next_track_id": "1",
+                    "next_segment_id": "1",
+                    "created": repr(time.time()),
+                }
+                conn.executemany("INSERT INTO settings(key, value) VALUES (?, ?)", settings.items())
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        fsync_dir(self.path)
+
+    def _check_version(self) -> None:
+        try:
+            v = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"{self._db_path}: not a songmine catalogue ({exc})") from exc
+        if v == 0:
+            raise IndexFormatError(f"{self._db_path}: not a songmine catalogue (no schema version)")
+        if v > FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{self.path}: index format version {v} is newer than this songmine supports ({FORMAT_VERSION})"
+            )
+        if v < FORMAT_VERSION:
+            with self._writing():
+                self._conn.execute("BEGIN IMMEDIATE")
+                migrate(self._conn, from_version=v)
+                self._conn.execute("COMMIT")
+
+    def _setting(self, key: str) -> str:
+        row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise IndexFormatError(f"{self._db_path}: setting {key!r} is missing")
+        return row[0]
+
+    # snapshot parts (see refresh)
+    @property
+    def _segments(self) -> tuple[_Segment, ...]:
+        return self._snap.segments
+
+    @property
+    def _tracks(self) -> dict[int, TrackRecord]:
+        return self._snap.tracks
+
+    @property
+    def _dead(self) -> np.ndarray:
+        return self._snap.dead
+
+    @property
+    def _generation(self) -> int:
+        return self._snap.generation
+
+    # ----------------------------------------------------------- public state
+    @property
+    def config(self) -> Any:
+        """The fingerprint config stored in the index (queries must use the same)."""
+        if self._config is None:
+            self._config = _config_class(self.method).from_dict(json.loads(self._config_json))
+        return self._config
+
+    @property
+    def n_tracks(self) -> int:
+        """Live tracks (removed ones excluded)."""
+        return sum(1 for r in self._tracks.values() if r.status == STATUS_OK)
+
+    @property
+    def n_postings(self) -> int:
+        """Postings stored in the segments (removed tracks' postings count until ``compact``)."""
+        return sum(s.n_postings for s in self._segments)
+
+    @property
+    def n_segments(self) -> int:
+        return len(self._segments)
+
+    @property
+    def duration_s(self) -> float:
+        """Total audio of the live tracks, in seconds."""
+        return float(sum(r.duration_s for r in self._tracks.values() if r.status == STATUS_OK))
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on disk: catalogue (with its WAL) plus registered segments."""
+        total = 0
+        for p in [self._db_path, self._db_path.with_name(CATALOG_NAME + "-wal")]:
+            with contextlib.suppress(FileNotFoundError):
+                total += p.stat().st_size
+        for s in self._segments:
+            with contextlib.suppress(FileNotFoundError):
+                total += (self._seg_dir / s.file).stat().st_size
+        return total
+
+    def track(self, track_id: int) -> TrackRecord:
+        """The record of ``track_id`` (live or removed) in the current snapshot.
+
+        Raises
+        ------
+        UnknownTrackError
+            When the id is not in the index.
+        """
+        try:
+            return self._tracks[int(track_id)]
+        except KeyError:
+            raise UnknownTrackError(f"track_id={track_id} is not in the index {self.path}") from None
+
+    def tracks(self) -> list[TrackRecord]:
+        """Live tracks, by id."""
+        return [r for _, r in sorted(self._tracks.items()) if r.status == STATUS_OK]
+
+    # ----------------------------------------------------------------- lookup
+    def lookup(
+        self, hashes: np.ndarray, max_per_hash: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All live postings whose hash is in ``hashes``, over every segment.
+
+        Same semantics as :meth:`songmine.postings.Postings.lookup`: hits come
+        grouped by query position (ascending); ``max_per_hash`` skips query
+        hashes with more stored postings than that (counted over all segments).
+        Postings of removed tracks are filtered out.
+
+        Parameters
+        ----------
+        hashes : np.ndarray [shape=(m,), dtype=uint32]
+        max_per_hash : int or None
+
+        Returns
+        -------
+        query_pos : np.ndarray [shape=(k,), dtype=int64]
+        tracks, times : np.ndarray [shape=(k,), dtype=uint32]
+        """
+        q = np.asarray(hashes, dtype=np.uint32).ravel()
+        snap = self._snap  # lookups read one immutable snapshot, even while another thread refreshes
+        segs = snap.segments
+        if q.shape[0] == 0 or not segs:
+            z = np.zeros(0, dtype=np.uint32)
+            return np.zeros(0, dtype=np.int64), z, z
+        uq, inv = np.unique(q, return_inverse=True)  # sorted keys: searchsorted is cache-friendly
+        n_seg, n_u = len(segs), uq.shape[0]
+        los = np.empty((n_seg, n_u), dtype=np.int64)
+        cnts = np.empty((n_seg, n_u), dtype=np.int64)
+        for s, seg in enumerate(segs):
+            h = seg.postings.hashes
+            lo = np.searchsorted(h, uq, side="left")
+            los[s] = lo
+            cnts[s] = np.searchsorted(h, uq, side="right") - lo
+        per_u = cnts.sum(axis=0)
+        if max_per_hash is not None:
+            common = per_u > max_per_hash
+            cnts[:, common] = 0
+            per_u = np.where(common, 0, per_u)
+        per_q = per_u[inv]
+        total = int(per_q.sum())
+        if total == 0:
+            z = np.zeros(0, dtype=np.uint32)
+            return np.zeros(0, dtype=np.int64), z, z
+        query_pos = np.repeat(np.arange(q.shape[0], dtype=np.int64), per_q)
+        q_start = np.cumsum(per_q) - per_q  # where query i's block begins in the output
+        seg_off = np.cumsum(cnts, axis=0) - cnts  # where segment s's hits begin inside a block
+        out_tracks = np.empty(total, dtype=np.uint32)
+        out_times = np.empty(total, dtype=np.uint32)
+        for s, seg in enumerate(segs):
+            c = cnts[s][inv]
+            n_s = int(c.sum())
+            if n_s == 0:
+                continue
+            within = np.arange(n_s, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
+            dst = np.repeat(q_start + seg_off[s][inv], c) + within
+            src = np.repeat(los[s][inv], c) + within
+            out_tracks[dst] = seg.postings.tracks[src]
+            out_times[dst] = seg.postings.times[src]
+        dead = snap.dead
+        if dead.shape[0]:
+            inside = out_tracks < dead.shape[0]
+            keep = np.ones(total, dtype=bool)
+            keep[inside] = ~dead[out_tracks[inside]]
+            query_pos, out_tracks, out_times = query_pos[keep], out_tracks[keep], out_times[keep]
+        return query_pos, out_tracks, out_times
+
+    # ---------------------------------------------------------------- refresh
+    def refresh(self) -> bool:
+        """Pick up what other writers committed since the last snapshot.
+
+        Returns True when the snapshot changed. A reader keeps answering from
+        its old snapshot until it calls this (old segment files stay readable
+        through their memory maps even after a compaction unlinks them).
+        """
+        with self._mutex:
+            for attempt in range(20):
+                conn = self._conn
+                conn.execute("BEGIN")  # one read snapshot for all three reads
+                try:
+                    gen = int(self._setting("generation"))
+                    if gen == self._generation:
+                        return False
+                    seg_rows = conn.execute(
+                        "SELECT segment_id, file, n_postings FROM segments ORDER BY segment_id"
+                    ).fetchall()
+                    track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks").fetchall()
+                finally:
+                    conn.execute("COMMIT")
+                old = {s.file: s for s in self._segments}
+                try:
+                    segs = [
+                        old.get(f) or _Segment(sid, f, n, open_segment(self._seg_dir / f))
+                        for sid, f, n in seg_rows
+                    ]
+                except IndexFormatError:
+                    # a concurrent compaction unlinked a file after our read: read again
+                    if attempt < 19 and any(not (self._seg_dir / f).exists() for _, f, _ in seg_rows):
+                        time.sleep(0.05)
+                        continue
+                    raise
+                for s in segs:
+                    if len(s.postings) != s.n_postings:
+                        raise IndexFormatError(
+                            f"{self._seg_dir / s.file}: holds {len(s.postings)} postings, "
+                            f"the catalogue says {s.n_postings}"
+                        )
+                tracks = {r[0]: TrackRecord(*r) for r in track_rows}
+                removed = [tid for tid, r in tracks.items() if r.status != STATUS_OK]
+                dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
+                dead[removed] = True
+                self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
+                return True
+            raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
+
+    # ----------------------------------------------------------------- writer
+    @contextlib.contextmanager
+    def _writing(self, timeout: float = 30.0) -> Iterator[None]:
+        """Hold the index's single-writer lock (re-entrant within this object)."""
+        with self._mutex:
+            if self._lock_depth == 0:
+                fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as exc:
+                        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                            os.close(fd)
+                            raise
+                        if time.monotonic() > deadline:
+                            os.close(fd)
+                            raise IndexLockedError(
+                                f"{self.path}: another process is writing to this index (waited {timeout:g} s)"
+                            ) from None
+                        time.sleep(0.1)
+                self._lock_fd = fd
+                try:
+                    self._remove_orphans()
+                except BaseException:
+                    self._unlock()
+                    raise
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _remove_orphans(self) -> None:
+        """Delete segment files no committed transaction refers to (crash leftovers)."""
+        known = {r[0] for r in self._conn.execute("SELECT file FROM segments")}
+        removed = 0
+        for p in self._seg_dir.iterdir():
+            if p.name not in known:
+                p.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.info("removed %d unregistered segment file(s) from %s", removed, self._seg_dir)
+            fsync_dir(self._seg_dir)
+
+    def _next(self, key: str, n: int = 1) -> int:
+        """Allocate ``n`` ids from a monotonic counter (inside a write transaction)."""
+        first = int(self._setting(key))
+        self._conn.execute("UPDATE settings SET value = ? WHERE key = ?", (str(first + n), key))
+        return first
+
+    def _bump_generation(self) -> None:
+        self._conn.execute(
+            "UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'"
+        )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            self._bump_generation()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
+        """Commit fingerprinted files as one new segment; mark ``replace`` tracks removed.
+
+        The segment file is durable on disk before the transaction that makes
+        it (and the tracks) visible commits. Content that another writer
+        committed meanwhile is not added twice. Returns ``(track_id, created)``
+        per input track.
+        """
+        replace = list(replace)
+        if not new and not replace:
+            return []
+        with self._writing():
+            live = self._live_shas()
+            out: list[tuple[int, bool]] = []
+            fresh: list[_NewTrack] = []
+            first_id = int(self._setting("next_track_id"))
+            for t in new:
+                if t.sha256 in live:
+                    out.append((live[t.sha256], False))
+                else:
+                    live[t.sha256] = first_id + len(fresh)
+                    out.append((first_id + len(fresh), True))
+                    fresh.append(t)
+            new = fresh
+            ids = list(range(first_id, first_id + len(new)))
+            seg_file = None
+            n_post = 0
+            if new:
+                hashes = np.concatenate([t.hashes for t in new]).astype(np.uint32, copy=False)
+                times = np.concatenate([t.times for t in new]).astype(np.uint32, copy=False)
+                tr = np.repeat(np.asarray(ids, dtype=np.uint32), [t.hashes.shape[0] for t in new])
+                postings = Postings.from_unsorted(hashes, tr, times)
+                n_post = len(postings)
+                if n_post:
+                    seg_id = int(self._setting("next_segment_id"))
+                    seg_file = f"seg-{seg_id:06d}.sgm"
+                    write_segment(self._seg_dir / seg_file, postings)
+            try:
+                with self._transaction() as conn:
+                    if replace:
+                        conn.executemany(
+                            "UPDATE tracks SET status = ? WHERE track_id = ?",
+                            [(STATUS_REMOVED, int(i)) for i in replace],
+                        )
+                    now = time.time()
+                    conn.executemany(
+                        "INSERT INTO tracks(track_id, path, sha256, size, mtime_ns, duration_s, title, artist,"
+                        " album, n_hashes, status, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [
+                            (i, t.path, t.sha256, t.size, t.mtime_ns, float(t.duration_s), t.title, t.artist,
+                             t.album, int(t.hashes.shape[0]), STATUS_OK, now)
+                            for i, t in zip(ids, new)
+                        ],
+                    )
+                    self._next("next_track_id", len(new))
+                    if seg_file is not None:
+                        self._next("next_segment_id")
+                        conn.execute(
+                            "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created) VALUES (?,?,?,?,?)",
+                            (seg_id, seg_file, n_post, len(new), now),
+                        )
+            except BaseException:
+                if seg_file is not None:
+                    (self._seg_dir / seg_file).unlink(missing_ok=True)
+                raise
+            self.refresh()
+            self._auto_merge()
+        return out
+
+    def _update_paths(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
+        """Record new (path, size, mtime_ns) of tracks whose file moved or was touched."""
+        if not moves:
+            return
+        with self._writing(), self._transaction() as conn:
+            conn.executemany(
+                "UPDATE tracks SET path = ?, size = ?, mtime_ns = ? WHERE track_id = ?",
+                [(p, s, m, int(i)) for i, p, s, m in moves],
+            )
+        self.refresh()
+
+    def _file_table(self) -> dict[str, tuple[int, int, int, str]]:
+        """path -> (track_id, size, mtime_ns, sha256) of live tracks (for skipping unchanged files)."""
+        rows = self._conn.execute(
+            "SELECT path, track_id, size, mtime_ns, sha256 FROM tracks WHERE status = ?", (STATUS_OK,)
+        ).fetchall()
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def _live_shas(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT sha256, track_id FROM tracks WHERE status = ?", (STATUS_OK,))
+        return {r[0]: r[1] for r in rows}
+
+    def remove(self, track_ids: Iterable[int]) -> int:
+        """Remove tracks (tombstones; postings go at the next :meth:`compact`).
+
+        Returns the number of tracks newly removed (already removed ones count 0).
+
+        Raises
+        ------
+        UnknownTrackError
+            When an id is not in the index (nothing is changed then).
+        """
+        ids = sorted({int(i) for i in track_ids})
+        with self._writing():
+            self.refresh()
+            unknown = [i for i in ids if i not in self._tracks]
+            if unknown:
+                raise UnknownTrackError(
+                    f"track_id {', '.join(map(str, unknown))} not in the index {self.path}; nothing removed"
+                )
+            live = [i for i in ids if self._tracks[i].status == STATUS_OK]
+            if live:
+                with self._transaction() as conn:
+                    conn.executemany(
+                        "UPDATE tracks SET status = ? WHERE track_id = ?", [(STATUS_REMOVED, i) for i in live]
+                    )
+                self.refresh()
+        return len(live)
+
+    def compact(self) -> CompactReport:
+        """Rewrite all segments into one without removed tracks, and forget those tracks."""
+        t0 = time.perf_counter()
+        with self._writing():
+            self.refresh()
+            before = list(self._segments)
+            bytes_before = self.size_bytes
+            removed = [tid for tid, r in self._tracks.items() if r.status != STATUS_OK]
+            n_after = self._merge(before, purge=removed)
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return CompactReport(
+                segments_before=len(before),
+                segments_after=len(self._segments),
+                postings_before=sum(s.n_postings for s in before),
+                postings_after=n_after,
+                tracks_purged=len(removed),
+                bytes_before=bytes_before,
+                bytes_after=self.size_bytes,
+                seconds=time.perf_counter() - t0,
+            )
+
+    def _merge(self, segs: Sequence[_Segment], *, purge: Sequence[int] = ()) -> int:
+        """Replace ``segs`` by one merged segment (dropping ``purge`` tracks); caller holds the lock."""
+        if len(segs) <= 1 and not purge:
+            return sum(s.n_postings for s in segs)
+        dead = self._dead if len(purge) else None
+        seg_id = int(self._setting("next_segment_id"))
+        seg_file = f"seg-{seg_id:06d}.sgm"
+        n, n_tr = merge_segments(self._seg_dir / seg_file, [s.postings for s in segs], dead=dead) if segs else (0, 0)
+        try:
+            with self._transaction() as conn:
+                self._next("next_segment_id")
+                conn.executemany("DELETE FROM segments WHERE segment_id = ?", [(s.segment_id,) for s in segs])
+                if n:
+                    conn.execute(
+                        "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created) VALUES (?,?,?,?,?)",
+                        (seg_id, seg_file, n, n_tr, time.time()),
+                    )
+                if purge:
+                    conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
+        except BaseException:
+            (self._seg_dir / seg_file).unlink(missing_ok=True)
+            raise
+        if not n:
+            (self._seg_dir / seg_file).unlink(missing_ok=True)
+        for s in segs:  # readers that mapped them keep their maps; new snapshots don't list them
+            (self._seg_dir / s.file).unlink(missing_ok=True)
+        fsync_dir(self._seg_dir)
+        self.refresh()
+        return n
+
+    def _auto_merge(self) -> None:
+        """Size-tiered merging: while MERGE_FANIN segments share a tier, merge them."""
+        while True:
+            tiers: dict[int, list[_Segment]] = {}
+            for s in self._segments:
+                tier = 0 if s.n_postings <= MERGE_BASE else int(math.log(s.n_postings / MERGE_BASE, MERGE_FANIN)) + 1
+                tiers.setdefault(tier, []).append(s)
+            full = [segs for _, segs in sorted(tiers.items()) if len(segs) >= MERGE_FANIN]
+            if not full:
+                return
+            log.info("merging %d segments of tier size ~%d", len(full[0]), full[0][0].n_postings)
+            self._merge(full[0])
+
+    # ------------------------------------------------------------ consistency
+    def verify(self) -> list[str]:
+        """Check the catalogue against the segments; returns problems (empty when consistent).
+
+        Reads every posting once: meant for tests and ``doctor``-style checks.
+        """
+        problems = []
+        counts: dict[int, int] = {}
+        for s in self._segments:
+            p = s.postings
+            if len(p) > 1 and np.any(p.hashes[1:] < p.hashes[:-1]):
+                problems.append(f"{s.file}: hashes not sorted")
+            ids, c = np.unique(p.tracks, return_counts=True)
+            for i, k in zip(ids.tolist(), c.tolist()):
+                counts[i] = counts.get(i, 0) + k
+        for tid, r in self._tracks.items():
+            got = counts.pop(tid, 0)
+            if got != r.n_hashes:
+                problems.append(f"track {tid} ({r.path}): catalogue says {r.n_hashes} postings, segments hold {got}")
+        for tid, k in counts.items():
+            problems.append(f"segments hold {k} postings of track {tid}, which the catalogue does not know")
+        known = {s.file for s in self._segments}
+        for p in self._seg_dir.iterdir():
+            if p.name not in known and not p.name.startswith("."):
+                problems.append(f"{p.name}: segment file not in the catalogue")
+        return problems
+
+    # -------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Release the catalogue connection and the memory maps."""
+        with self._mutex:
+            self._unlock()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Index({str(self.path)!r}, method={getattr(self, 'method', '?')!r}, n_tracks={self.n_tracks}, "
+            f"n_postings={self.n_postings}, n_segments={self.n_segments})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _DemoConfig:
+    """A stand-in config for this module's doctest (registered as method ``"_demo"``)."""
+
+    def to_dict(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "_DemoConfig":
+        return cls()
+
+
+register_method("_demo", _DemoConfig)

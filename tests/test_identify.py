@@ -1,0 +1,205 @@
+"""identify: offset voting, the null model, and real-music matches through a MemoryIndex."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from songmine.identify import MemoryIndex, SearchConfig, TrackInfo, confidence_from, identify, search, vote
+from songmine.landmarks import FingerprintConfig
+from songmine.records import QueryResult
+
+SR = FingerprintConfig().sr
+
+
+def test_vote_toy_counts_by_hand():
+    # query anchors at frames 0..4; track 7 agrees on offset 100 (±1), track 3 is scattered
+    qt = np.array([0, 1, 2, 3, 4], np.uint32)
+    qpos = np.array([0, 1, 2, 3, 4, 0, 1, 2], np.int64)
+    tracks = np.array([7, 7, 7, 7, 7, 3, 3, 3], np.uint32)
+    times = np.array([100, 101, 103, 103, 104, 50, 90, 7], np.uint32)  # offsets 100,100,101,100,100 | 50,89,5
+    tr, off, votes, hits, n = vote(qt, qpos, tracks, times, tolerance=1)
+    assert tr.tolist() == [7, 3] and int(n) == 2
+    assert off[0] == 100 and votes[0] == 5 and hits[0] == 5
+    assert votes[1] == 1 and hits[1] == 3
+    tr0, off0, votes0, _, _ = vote(qt, qpos, tracks, times, tolerance=0)
+    assert votes0[0] == 4  # the offset-101 vote no longer counts
+
+
+def test_vote_empty():
+    z = np.zeros(0, np.uint32)
+    tr, off, votes, hits, n = vote(z, np.zeros(0, np.int64), z, z)
+    assert tr.size == 0 and int(n) == 0
+
+
+def test_confidence_grows_with_votes_and_falls_with_chance_rate():
+    votes = np.arange(1, 60)
+    c = confidence_from(votes, np.full(votes.shape, 0.05), n_tests=1e6, overdispersion=5.0)
+    assert np.all(np.diff(c) >= 0) and c[0] < 0.01 and c[-1] > 0.999
+    lo = confidence_from(np.array([30]), np.array([0.01]), n_tests=1e6, overdispersion=5.0)
+    hi = confidence_from(np.array([30]), np.array([1.0]), n_tests=1e6, overdispersion=5.0)
+    assert lo > hi
+
+
+def test_search_config_validation():
+    from songmine.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="speeds"):
+        SearchConfig(speeds=())
+    with pytest.raises(ParameterError, match="min_confidence"):
+        SearchConfig(min_confidence=2.0)
+
+
+@pytest.fixture(scope="module")
+def cuts_index(real_cuts):
+    """Five of the six real cuts indexed; the sixth is a non-member."""
+    return MemoryIndex.from_files(real_cuts[:5]), real_cuts
+
+
+def _noisy(y: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    n = g.standard_normal(y.size)
+    n *= np.sqrt(np.mean(y.astype(np.float64) ** 2) / 10 ** (snr_db / 10) / np.mean(n**2))
+    return (y + n).astype(np.float32)
+
+
+@pytest.mark.corpus
+def test_noisy_excerpt_matches_at_the_right_offset(cuts_index):
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    assert idx.n_tracks == 5 and idx.n_postings > 0 and not idx.skipped
+    for k in (0, 3):
+        y = load(cuts[k], sr=SR)
+        start = 12 * SR + 777  # not on the frame grid
+        clip = _noisy(y[start:start + 5 * SR], snr_db=5.0, seed=k)
+        r = identify(idx, clip, name="noisy")
+        assert r.error is None and r.query == "noisy"
+        assert r.matches, "no match for a 5 dB noisy excerpt"
+        m = r.matches[0]
+        assert m.path == str(cuts[k])
+        assert abs(m.offset_s - start / SR) <= 1.5 * idx.config.hop_s
+        assert m.confidence > 0.99 and m.score >= 10
+
+
+@pytest.mark.corpus
+def test_clip_from_unindexed_track_gives_no_match(cuts_index):
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    y = load(cuts[5], sr=SR)
+    for start_s in (2, 11, 20):
+        clip = y[start_s * SR:(start_s + 5) * SR]
+        r = identify(idx, clip)
+        assert r.matches == [] and r.error is None
+
+
+@pytest.mark.corpus
+def test_speed_change_of_three_percent_still_matches(cuts_index):
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    y = load(cuts[1], sr=SR)
+    seg = y[8 * SR:8 * SR + int(10 * SR * 1.03)]
+    fast = soxr.resample(seg, 1.03, 1.0).astype(np.float32)  # played 3 % faster: pitch and tempo
+    r = identify(idx, fast)
+    assert r.matches and r.matches[0].path == str(cuts[1])
+    assert abs(r.matches[0].offset_s - 8.0) < 0.1
+    cands = search(idx, fast, top=1)
+    assert abs(cands[0].speed - 1.03) <= 0.011
+
+
+@pytest.mark.corpus
+def test_path_bytes_and_file_object_queries(cuts_index, tmp_path):
+    import soundfile as sf
+
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    y = load(cuts[2], sr=SR)[5 * SR:10 * SR]
+    p = tmp_path / "q.wav"
+    sf.write(p, y, SR)
+    for clip, name in ((str(p), str(p)), (p.read_bytes(), "<upload>"), (open(p, "rb"), str(p))):
+        r = identify(idx, clip)
+        assert isinstance(r, QueryResult) and r.query == name
+        assert r.matches and r.matches[0].path == str(cuts[2])
+        if hasattr(clip, "close"):
+            clip.close()
+
+
+def test_bad_clips_go_into_error_never_raise(tmp_path):
+    idx = MemoryIndex()
+    bad = tmp_path / "notes.mp3"
+    bad.write_text("this is not audio\n")
+    r = identify(idx, str(bad))
+    assert r.matches == [] and r.error and "notes.mp3" in r.error
+    r = identify(idx, str(tmp_path / "missing.ogg"))
+    assert r.error and "no such file" in r.error
+    r = identify(idx, b"")
+    assert r.error
+    r = identify(idx, np.zeros(70 * SR, np.float32), max_duration_s=60)
+    assert r.error and "limit" in r.error
+
+
+def test_silence_and_empty_index_give_no_match(synth_music):
+    idx = MemoryIndex()
+    idx.add(synth_music(SR, 20.0, seed=1), path="a", title="A")
+    assert identify(idx, np.zeros(5 * SR, np.float32)).matches == []
+    assert identify(MemoryIndex(), synth_music(SR, 5.0)).matches == []
+
+
+def test_memory_index_skips_unreadable_files(tmp_path, synth_music):
+    import soundfile as sf
+
+    good = tmp_path / "good.wav"
+    sf.write(good, synth_music(SR, 8.0), SR)
+    (tmp_path / "bad.mp3").write_bytes(b"\x00" * 100)
+    idx = MemoryIndex.from_files([tmp_path])
+    assert idx.n_tracks == 1 and len(idx.skipped) == 1
+    t = idx.track(0)
+    assert isinstance(t, TrackInfo) and t.path == str(good) and t.duration_s == pytest.approx(8.0, abs=0.01)
+
+
+def test_cli_identify_exit_codes_and_json(tmp_path, synth_music, monkeypatch):
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from songmine.cli import app
+    from songmine.cli import identify as cli_identify
+
+    y = synth_music(SR, 30.0, seed=5)
+    idx = MemoryIndex()
+    idx.add(y, path="/music/song.ogg", title="Song", artist="Band")
+    monkeypatch.setattr(cli_identify, "open_index", lambda path: idx)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, y[10 * SR:16 * SR], SR)
+    other = tmp_path / "other.wav"
+    sf.write(other, np.zeros(6 * SR, np.float32), SR)  # silence: valid audio, no landmarks
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("not audio")
+    runner = CliRunner()
+
+    r = runner.invoke(app, ["identify", str(clip), str(bad), "--json"])
+    assert r.exit_code == 0, r.output
+    recs = json.loads(r.stdout)
+    assert [x["query"] for x in recs] == [str(clip), str(bad)]
+    assert recs[0]["matches"][0]["title"] == "Song" and abs(recs[0]["matches"][0]["offset_s"] - 10.0) < 0.05
+    assert recs[1]["matches"] == [] and "bad.mp3" in recs[1]["error"]
+
+    r = runner.invoke(app, ["identify", str(other), str(bad)])
+    assert r.exit_code == 1 and "no match" in r.stdout and "error" in r.stdout
+
+    r = runner.invoke(app, ["identify", str(clip)])
+    assert r.exit_code == 0 and "Song" in r.stdout and "0:10.0" in r.stdout
+
+    r = runner.invoke(app, ["identify", str(clip), "--method", "nope"])
+    assert r.exit_code == 2
+
+
+def test_cli_identify_missing_index_is_a_usage_error(tmp_path):
+    from songmine.cli._app import main
+
+    assert main(["identify", str(tmp_path / "x.wav"), "--index", str(tmp_path / "no-index")]) == 2

@@ -1,0 +1,214 @@
+"""`songmine index / tracks / remove / compact` end to end, including kill -9 and Ctrl-C mid-run.
+
+These run the real landmark fingerprint (the CLI's default config) on
+synthetic music files, in subprocesses, against a real index directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from songmine.cli._app import main
+from songmine.index import Index
+from songmine.index.schema import CATALOG_NAME
+
+SR = 22050
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture
+def folder(tmp_path, synth_music):
+    """40 short music files (flac, 22.05 kHz: decoded and resampled like real files)."""
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(40):
+        sf.write(root / f"song{i:02d}.flac", synth_music(sr=SR, seconds=6.0, seed=1000 + i), SR)
+    return root
+
+
+def songmine(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = "import sys; from songmine.cli import main; sys.argv[0] = 'songmine'; main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the signal reaches the workers too
+        **kw,
+    )
+
+
+def committed_tracks(ix: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{ix / CATALOG_NAME}?mode=ro", uri=True, timeout=5) as c:
+            return c.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def wait_for_commit(proc: subprocess.Popen, ix: Path, at_least: int, timeout: float = 180.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = committed_tracks(ix)
+        if n >= at_least:
+            return n
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"indexer ended early ({proc.returncode}) before a commit:\n{out}\n{err}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("no segment committed in time")
+
+
+def run_json(*args: str) -> dict:
+    proc = songmine(*args, "--json")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_leaves_a_usable_index_and_rerun_resumes(tmp_path, folder):
+    ix = tmp_path / "ix"
+    proc = songmine("index", str(folder), "--index", str(ix), "--jobs", "2", "--batch", "3", "--json")
+    wait_for_commit(proc, ix, at_least=3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+    with Index(ix) as index:  # opens (WAL recovery), consistent, has what was committed
+        assert index.verify() == []
+        n_done = index.n_tracks
+        assert 3 <= n_done < 40, "the kill should land mid-run"
+        assert index.n_postings > 0
+
+    summary = run_json("index", str(folder), "--index", str(ix), "--jobs", "2")
+    assert summary["unchanged"] == n_done and summary["added"] == 40 - n_done
+    assert summary["failed"] == [] and summary["n_tracks"] == 40
+    with Index(ix) as index:
+        assert index.verify() == []
+        assert sorted(Path(r.path).name for r in index.tracks()) == sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.slow
+def test_ctrl_c_commits_finished_work_and_exits_130(tmp_path, folder):
+    ix = tmp_path / "ix"
+    proc = songmine("index", str(folder), "--index", str(ix), "--jobs", "2", "--batch", "5")
+    n_seen = wait_for_commit(proc, ix, at_least=5)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert "added" in out
+    with Index(ix) as index:
+        assert index.verify() == [] and n_seen <= index.n_tracks <= 40
+        n_done = index.n_tracks
+    summary = run_json("index", str(folder), "--index", str(ix))
+    assert (summary["added"], summary["unchanged"], summary["n_tracks"]) == (40 - n_done, n_done, 40)
+
+
+def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys):
+    ix = str(tmp_path / "ix")
+    sub = folder / "few"
+    sub.mkdir()
+    for name in ("song00.flac", "song01.flac", "song02.flac"):
+        (folder / name).rename(sub / name)
+    (sub / "broken.mp3").write_text("not audio")
+
+    def run(*args):
+        code = main(list(args))
+        cap = capsys.readouterr()
+        return code, cap.out, cap.err
+
+    code, out, _ = run("index", str(sub), "--index", ix, "--jobs", "1", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["added"] == 3 and rep["n_tracks"] == 3
+    assert [f["path"] for f in rep["failed"]] == [str((sub / "broken.mp3").resolve())]
+
+    code, out, _ = run("index", str(sub), "--index", ix, "--jobs", "1")
+    assert code == 0 and "added 0, unchanged 3, failed 1" in out
+
+    code, out, _ = run("tracks", "--index", ix, "--json")
+    rows = json.loads(out)
+    assert code == 0 and [Path(r["path"]).name for r in rows] == ["song00.flac", "song01.flac", "song02.flac"]
+    assert all(r["status"] == "ok" and r["n_hashes"] > 0 and r["duration_s"] == pytest.approx(6, abs=0.01) for r in rows)
+    code, out, _ = run("tracks", "--index", ix)
+    assert code == 0 and "3 tracks, 0.01 h" in out
+
+    code, out, _ = run("remove", str(rows[0]["track_id"]), "--index", ix, "--json")
+    assert code == 0 and json.loads(out) == {"removed": 1, "n_tracks": 2}
+    code, _, err = run("remove", "12345", "--index", ix)
+    assert code == 2 and "12345" in err and len(err.strip().splitlines()) == 1
+
+    code, out, _ = run("compact", "--index", ix, "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["tracks_purged"] == 1 and rep["segments_after"] == 1
+    code, out, _ = run("compact", "--index", ix)
+    assert code == 0 and "segment" in out
+
+    (sub / "song01.flac").unlink()
+    code, out, _ = run("index", str(sub), "--index", ix, "--jobs", "1", "--prune", "--json")
+    rep = json.loads(out)  # song01 pruned; song00 (removed above, file still there) is indexed again
+    assert code == 0 and (rep["removed"], rep["added"], rep["n_tracks"]) == (1, 1, 2)
+
+    for verb in (["tracks"], ["remove", "1"], ["compact"]):
+        code, out, err = run(*verb, "--index", str(tmp_path / "missing"))
+        assert code == 2 and "no index here" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
+
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.ogg").write_bytes(b"\0" * 100)
+    code, _, err = run("index", str(only_bad), "--index", ix, "--jobs", "1")
+    assert code == 2 and "could be read" in err
+    code, _, err = run("index", str(tmp_path / "nope"), "--index", ix)
+    assert code == 2 and "no such file" in err
+
+
+def test_index_location_from_environment(tmp_path, folder, capsys, monkeypatch):
+    monkeypatch.setenv("SONGMINE_INDEX", str(tmp_path / "envix"))
+    assert main(["index", str(folder / "song05.flac"), "--jobs", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == str(tmp_path / "envix")
+    assert main(["tracks", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+@pytest.mark.corpus
+def test_real_music_cuts_index_and_excerpts_find_their_track(tmp_path, real_cuts):
+    """Real music through the real landmarks: a 5-s excerpt's hashes vote for its track at its offset."""
+    from songmine.audio import load
+    from songmine.index import index_files
+    from songmine.landmarks import FingerprintConfig, fingerprint
+
+    cfg = FingerprintConfig()
+    with Index(tmp_path / "ix", create=True, config=cfg) as ix:
+        rep = index_files(ix, real_cuts, jobs=2, batch_tracks=2)
+        assert rep.added == len(real_cuts) and rep.failed == []
+        assert ix.verify() == []
+        assert ix.duration_s == pytest.approx(30.0 * len(real_cuts), abs=0.5)
+        ids = {r.path: r.track_id for r in ix.tracks()}
+        for p in real_cuts:
+            y = load(p, sr=cfg.sr, offset=12.0, duration=5.0)
+            h, t = fingerprint(y, cfg, query=True)
+            qpos, tracks, times = ix.lookup(h, max_per_hash=1000)
+            delta = times.astype(np.int64) - t[qpos].astype(np.int64)
+            key = tracks.astype(np.int64) * 100_000 + (delta + 50_000)
+            votes = np.bincount(key)
+            tid = ids[str(Path(p).resolve())]
+            assert votes.argmax() // 100_000 == tid
+            # music repeats, so another offset may tie; the true one (±1 frame) is among the strongest
+            true = tid * 100_000 + 50_000 + int(round(12.0 / cfg.hop_s))
+            assert votes[true - 1 : true + 2].max() >= 0.5 * votes.max() >= 5
