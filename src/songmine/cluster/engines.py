@@ -312,17 +312,30 @@ def _assign_two(X, x_sq, centers, c_sq, block_rows):
 
 def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
              block_rows: int | None) -> LloydResult:
-    """Lloyd with Hamerly's bounds; same iterations and results as :func:`_lloyd`."""
+    """Lloyd with Hamerly's bounds; same iterations and results as :func:`_lloyd`.
+
+    Centre sums are kept (float64) and updated from the points that changed
+    cluster; they are recomputed from scratch whenever more than a quarter of
+    the points moved, and every 32 iterations (no drift).
+    """
+    n = X.shape[0]
     k = centers.shape[0]
     rel = 4 * np.finfo(X.dtype).eps
     x_sq = np.einsum("ij,ij->i", X, X)
     c_sq = np.einsum("ij,ij->i", centers, centers)
     labels, upper, lower = _assign_two(X, x_sq, centers, c_sq, block_rows)
+    sums, counts = center_sums(X, labels, k)
+    sums = sums.astype(np.float64)
     converged = False
     n_iter = 0
+    since_full = 0
     empty_seen: dict[int, list[int]] = {}
     for it in range(max_iter):
-        new = _update_centers(X, labels, centers, it, empty_seen)
+        new = centers.copy()
+        nz = counts > 0
+        new[nz] = (sums[nz] / counts[nz, None]).astype(X.dtype)
+        if not nz.all():
+            empty_seen[it + 1] = np.flatnonzero(~nz).tolist()
         diff = new - centers
         delta_sq = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
         shift = float(delta_sq.sum())
@@ -343,21 +356,46 @@ def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
         s = 0.5 * np.sqrt(np.maximum(cc.min(axis=1) - 8 * rel * c_sq.max(), 0))
         bound = np.maximum(s[labels], lower)
         cand = np.flatnonzero(upper >= bound)
-        if cand.size:
-            d = X[cand] - centers[labels[cand]]
-            upper[cand] = np.sqrt(np.einsum("ij,ij->i", d, d, dtype=np.float64)) * (1 + rel)
-            cand = cand[upper[cand] >= bound[cand]]
-        if cand.size:
-            lab, up, lo = _assign_two(X[cand], x_sq[cand], centers, c_sq, block_rows)
-            labels[cand] = lab
-            upper[cand] = up
-            lower[cand] = lo
+        old = labels.copy() if cand.size else labels
+        if cand.size > 0.4 * n:  # most bounds failed: one dense pass beats gathering rows
+            labels, upper, lower = _assign_two(X, x_sq, centers, c_sq, block_rows)
+        else:
+            if cand.size:
+                d = X[cand] - centers[labels[cand]]
+                upper[cand] = np.sqrt(np.einsum("ij,ij->i", d, d, dtype=np.float64)) * (1 + rel)
+                cand = cand[upper[cand] >= bound[cand]]
+            if cand.size:
+                lab, up, lo = _assign_two(X[cand], x_sq[cand], centers, c_sq, block_rows)
+                labels[cand] = lab
+                upper[cand] = up
+                lower[cand] = lo
         if shift <= tol:
             converged = True
             break
+        moved = np.flatnonzero(labels != old) if old is not labels else np.empty(0, dtype=np.int64)
+        since_full += 1
+        if moved.size > n // 4 or since_full >= 32:
+            sums, counts = center_sums(X, labels, k)
+            sums = sums.astype(np.float64)
+            since_full = 0
+        elif moved.size:
+            _move_sums(sums, counts, X[moved].astype(np.float64), old[moved], labels[moved])
     _warn_empty(empty_seen)
     inertia = inertia_of(X, centers, labels)
     return LloydResult(centers=centers, labels=labels, inertia=inertia, n_iter=n_iter, converged=converged)
+
+
+def _move_sums(sums: np.ndarray, counts: np.ndarray, rows: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
+    """Move ``rows`` from clusters ``src`` to ``dst`` in the running sums/counts (in place)."""
+    k = sums.shape[0]
+    m = rows.shape[0]
+    import scipy.sparse as sp
+
+    data = np.concatenate([np.ones(m), -np.ones(m)])
+    idx = np.concatenate([dst, src]).astype(np.int32)
+    onehot = sp.csr_matrix((data, (idx, np.concatenate([np.arange(m), np.arange(m)]))), shape=(k, m))
+    sums += onehot @ rows
+    counts += np.bincount(dst, minlength=k) - np.bincount(src, minlength=k)
 
 
 def _lloyd(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
