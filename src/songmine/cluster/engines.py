@@ -36,6 +36,7 @@ the same initial centres, centres agree to rounding and labels are identical
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -160,11 +161,20 @@ def _blas_limit(n: int | None):
 
     if n is None:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
+    ctl = _threadpool_controller()
+    if ctl is None:  # pragma: no cover
         return contextlib.nullcontext()
-    return threadpool_limits(limits=int(n), user_api="blas")
+    return ctl.limit(limits=int(n), user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _threadpool_controller():
+    """One controller for the process: building it scans the loaded libraries (~0.1 s), limiting is cheap."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
 
 
 def get_engine(name: str, **options) -> Engine:
