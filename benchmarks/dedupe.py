@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
 
-    from songmine.dedupe import DedupeConfig, dedupe, find_duplicates, fingerprint_file
+    from songmine.dedupe import DedupeConfig, find_duplicates
     from songmine.minhash import MinHasher
 
     out = Path(args.out)
@@ -189,8 +189,20 @@ def main(argv=None) -> int:
           f"{args.seconds:g} s each, built in {time.perf_counter() - t0:.0f} s")
 
     cfg = DedupeConfig()
+    from concurrent.futures import ProcessPoolExecutor
+
+    from songmine.dedupe import _fingerprint_job
+    from songmine.library import iter_audio_files
+
+    files = list(iter_audio_files([out]))
     t0 = time.perf_counter()
-    report = dedupe([out], cfg, jobs=args.jobs)
+    with ProcessPoolExecutor(max_workers=args.jobs) as ex:  # the same work dedupe(jobs=N) does
+        results = list(ex.map(_fingerprint_job, [(f, cfg, None) for f in files]))
+    t_fp = time.perf_counter() - t0
+    prints = [p for p, _ in results if p is not None]
+    skipped = [{"path": e[0], "error": e[1]} for _, e in results if e is not None]
+    report = find_duplicates(prints, cfg, skipped=skipped)
+    report.timings_s = {"fingerprint": round(t_fp, 2), **report.timings_s}
     wall = time.perf_counter() - t0
     want = pairs_of_groups(truth)
     got = pairs_of_groups([[m.path for m in g.members] for g in report.groups])
@@ -226,8 +238,6 @@ def main(argv=None) -> int:
         print(f"alignment example: {Path(example.b).name} starts {example.offset_s:.2f} s into {Path(example.a).name}")
 
     # ---- scaling of the matching stage
-    files = sorted(str(p) for g in truth for p in g)
-    prints = [fingerprint_file(f, config=cfg) for f in files[:]]
     fp_per_file = report.timings_s["fingerprint"] / max(report.n_files, 1)
     rng = np.random.default_rng(args.seed)
     ns = [int(x) for x in args.scaling.split(",")]

@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         lat: list[float] = []
         bad: list[tuple[int, int]] = []
         writes: list[tuple[float, int]] = []
+        writer_done = [float("nan")]
         stop = threading.Event()
         lock = threading.Lock()
 
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     t1 = time.perf_counter()
                     r = c.post(url + "/api/tracks", files={"file": (p.name, p.read_bytes())})
                     writes.append((time.perf_counter() - t1, r.status_code))
+            writer_done[0] = time.perf_counter() - t_start
 
         threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
         wthread = threading.Thread(target=writer_loop)
@@ -225,11 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(timeout=10) as c:
             n_final = c.get(url + "/api/health").json()["n_tracks"]
 
-        # RSS growth: compare the median of the second quarter with the last quarter (after warm-up)
+        # RSS: warm-up quarter, then the query-only phase after the writer finished (growth there = a leak)
         vals = [v for _, v in rss]
         q = max(len(vals) // 4, 1)
         rss_early = statistics.median(vals[q : 2 * q] or vals)
         rss_late = statistics.median(vals[-q:])
+        after = [(t, v) for t, v in rss if t >= writer_done[0]]
+        post_s = after[-1][0] - after[0][0] if len(after) > 1 else 0.0
+        post_growth = after[-1][1] - after[0][1] if len(after) > 1 else float("nan")
         res = {
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
             "machine": f"{platform.node()} {os.cpu_count()} cpu, load {os.getloadavg()[0]:.1f}",
@@ -239,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "single_p50_ms": _pct(single_ms, 50), "library_p50_ms": _pct(lib_ms, 50),
             "writes": [[round(s, 2), st] for s, st in writes], "n_tracks_end": n_final,
             "rss_mb_start": vals[0], "rss_mb_early": rss_early, "rss_mb_late": rss_late, "rss_mb_max": max(vals),
+            "writer_done_s": writer_done[0], "query_only_s": post_s, "query_only_rss_growth_mb": post_growth,
         }
         print()
         print(f"| measure | value |\n|---|---|")
@@ -254,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| throughput × one-client latency (≈ busy workers; 2 cores) | {res['throughput_rps'] * res['single_p50_ms'] / 1000:.2f} |")
         print(f"| writer: POST /api/tracks | " + ", ".join(f"{s:.1f} s ({st})" for s, st in writes) + " |")
         print(f"| server RSS start / 2nd quarter / last quarter / max | {vals[0]:.0f} / {rss_early:.0f} / {rss_late:.0f} / {max(vals):.0f} MB |")
+        if len(after) > 1:
+            print(f"| RSS over the query-only phase after the writer ({post_s:.0f} s) | {after[0][1]:.0f} → {after[-1][1]:.0f} MB ({post_growth:+.0f} MB) |")
         print()
         print(json.dumps(res))
         return 0 if not bad else 1

@@ -361,6 +361,28 @@ def _write_in_batches(path, files):
             index_files(ix, [f], jobs=1, extractor=toy_fp)
 
 
+def test_two_indexing_runs_at_once_add_each_file_once(tmp_path, library):
+    """Two processes index overlapping folders at the same time: no duplicate, nothing lost."""
+    import multiprocessing as mp
+
+    new_index(tmp_path).close()
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_index_folder, args=(tmp_path / "ix", str(d))) for d in (library, library / "sub")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    with Index(tmp_path / "ix") as ix:
+        assert ix.n_tracks == 6 and ix.verify() == []
+        assert len({r.sha256 for r in ix.tracks()}) == 6
+
+
+def _index_folder(path, folder):
+    with Index(path) as ix:
+        index_files(ix, [folder], jobs=1, extractor=toy_fp, batch_tracks=1)
+
+
 def test_second_writer_waits_then_gives_up(tmp_path):
     from songmine.index import IndexLockedError
 

@@ -111,3 +111,31 @@ def test_bad_file_is_skipped_not_fatal(tmp_path, synth_music):
 def test_missing_seed_index_is_a_clear_error(tmp_path):
     with pytest.raises(IndexFormatError, match="no seed index"):
         SeedIndex.load(tmp_path)
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["seed", "sketch"])
+def test_cli_index_and_identify_with_method(real_cuts, tmp_path, capsys, method):
+    import json
+
+    from songmine.audio import load
+    from songmine.cli._app import main
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for p in real_cuts[:3]:
+        (lib / p.name).symlink_to(p)
+    ix = tmp_path / "ix"
+    assert main(["index", str(lib), "--index", str(ix), "--method", method, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_tracks"] == 3 and (ix / method / "meta.json").exists()
+    # a clip cut where the seed method looks (1–11 s) — the only place it can work
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, load(real_cuts[1], sr=22050, offset=1.0, duration=10.0), 22050)
+    code = main(["identify", str(clip), "--index", str(ix), "--method", method, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out[0]["matches"][0]["path"].endswith(real_cuts[1].name)
+    if method == "seed":
+        assert out[0]["chosen"] == out[0]["matches"][0]["track_id"] and out[0]["candidates"]
+    assert main(["identify", str(clip), "--index", str(tmp_path / "nothing"), "--method", method]) == 2

@@ -338,3 +338,36 @@ def test_slow_body_is_408_and_oversized_declared_body_is_refused_unread(server_i
         huge = b"POST /api/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 999999999\r\n\r\n"
         answer = exchange(huge, b"", 0.3)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_tracks_added_by_another_writer_are_picked_up(server_index, tagged_cuts, tmp_path):
+    """A `songmine index` run beside the server (another handle, same files) shows up after a refresh."""
+    import time
+
+    from songmine.index import Index, index_files
+
+    path = tmp_path / "index"
+    shutil.copytree(server_index, path)
+    s = ServerSettings(index_path=path, refresh_interval_s=0.2)
+    with TestClient(create_app(s)) as c:
+        probe = clip(tagged_cuts[5], offset=6.0, duration=8.0, fmt="webm")
+        assert c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"] == []
+        with Index(path) as other:
+            index_files(other, [tagged_cuts[5]], jobs=1)
+        deadline = time.monotonic() + 20
+        while c.get("/api/health").json()["n_tracks"] != 6:
+            assert time.monotonic() < deadline, "the server never saw the other writer's track"
+            time.sleep(0.1)
+        best = c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"][0]
+        assert Path(best["path"]).name == tagged_cuts[5].name
+
+
+def test_busy_server_answers_503_with_retry_after(server_index, tagged_cuts):
+    s = ServerSettings(index_path=server_index, max_concurrent_queries=1, queue_timeout_s=0.2, refresh_interval_s=0)
+    body = clip(tagged_cuts[0], offset=3, duration=5)
+    with TestClient(create_app(s)) as c:
+        slots = c.app.state.slots
+        with slots:  # another identification holds the only slot
+            r = c.post("/api/identify", files={"file": ("q.wav", body)})
+            assert r.status_code == 503 and r.headers["retry-after"] == "2" and "busy" in r.json()["detail"]
+        assert c.post("/api/identify", files={"file": ("q.wav", body)}).status_code == 200

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.spectral import _fast_db, find_peaks, log_spectrogram
+from songmine.spectral import _fast_db, _max_filter, find_peaks, log_spectrogram
 
 
 def test_fast_db_is_close_and_monotonic():
@@ -57,3 +57,11 @@ def test_silence_has_no_peaks():
     S = log_spectrogram(np.zeros(11025 * 2, np.float32))
     t, f = find_peaks(S)
     assert t.size == 0 and f.size == 0
+
+
+@pytest.mark.parametrize("rt,rf", [(0, 0), (1, 3), (4, 6), (7, 2)])
+def test_max_filter_equals_scipy(rng, rt, rf):
+    from scipy.ndimage import maximum_filter
+
+    S = rng.normal(size=(57, 33)).astype(np.float32)
+    np.testing.assert_array_equal(_max_filter(S, rt, rf), maximum_filter(S, size=(2 * rt + 1, 2 * rf + 1), mode="nearest"))

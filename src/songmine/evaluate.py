@@ -194,6 +194,7 @@ class BuildStats:
     index_bytes: int = 0
     peak_rss_mb: float | None = None
     peak_rss_how: str = ""
+    cpu_seconds: float | None = None
 
     @property
     def x_realtime(self) -> float | None:
@@ -618,6 +619,7 @@ class Outcome:
     offset_error_s: float | None = None
     offset_ok: bool = False
     latency_s: float | None = None
+    cpu_s: float | None = None
     error: str | None = None
 
 
@@ -656,15 +658,17 @@ def run_queries(
         s = q.spec
         clip = _resample_for(identifier, q)
         o = Outcome(s.qid, s.track, s.member, s.condition, s.duration_s, q.offset_s)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             res = identifier.query(clip, name=q.name)
         except SongmineError as exc:
             o.latency_s = time.perf_counter() - t0
+            o.cpu_s = time.thread_time() - c0
             o.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             out.append(o)
             continue
         o.latency_s = time.perf_counter() - t0
+        o.cpu_s = time.thread_time() - c0
         o.error = res.error
         if res.matches:
             m = res.matches[0]
@@ -697,13 +701,16 @@ class PeakMemory:
     ``ru_maxrss(self) + ru_maxrss(children)`` (an upper bound).
     """
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.peak_mb = 0.0
         self.how = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._proc = Path("/proc/self/stat").exists()
+        self.cpu_seconds: float | None = None
+        self._cpu0 = 0.0
+        self._sampler_cpu = 0.0
 
     @staticmethod
     def _tree_rss_bytes(root: int) -> int:
@@ -734,11 +741,20 @@ class PeakMemory:
         me = os.getpid()
         while not self._stop.is_set():
             self.peak_mb = max(self.peak_mb, self._tree_rss_bytes(me) / 1e6)
+            self._sampler_cpu = time.thread_time()  # the sampler's own CPU is not the build's
             self._stop.wait(self.interval)
 
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
     def __enter__(self) -> "PeakMemory":
+        self._cpu0 = self._cpu()
         if self._proc:
-            self.how = "sum of RSS over this process and its children, sampled every 50 ms"
+            self.how = f"sum of RSS over this process and its children, sampled every {self.interval * 1e3:.0f} ms"
             self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
             self._thread.start()
         return self
@@ -746,9 +762,12 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         import resource
 
+        cpu = self._cpu() - self._cpu0
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        self.cpu_seconds = max(0.0, cpu - self._sampler_cpu)
+        if self._thread is not None:
             self.peak_mb = max(self.peak_mb, self._tree_rss_bytes(os.getpid()) / 1e6)
         else:
             ru_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -861,6 +880,9 @@ def summarise(
     latency: dict[str, Any] = {"n": int(lat.size)}
     if lat.size:
         latency.update(median=float(np.median(lat)), p95=float(np.percentile(lat, 95)), mean=float(lat.mean()))
+    cpu = np.array([o.cpu_s for o in outcomes if o.cpu_s is not None]) * 1e3
+    if cpu.size:
+        latency.update(cpu_median=float(np.median(cpu)), cpu_p95=float(np.percentile(cpu, 95)))
     for dur in config.durations:
         d = np.array([o.latency_s for o in outcomes if o.latency_s is not None and o.duration_s == dur]) * 1e3
         if d.size:
@@ -890,6 +912,8 @@ def summarise(
         "n_tracks": build.n_tracks, "n_failed": build.n_failed, "audio_hours": build.audio_seconds / 3600,
         "seconds": build.seconds, "x_realtime": build.x_realtime, "index_mb": build.index_bytes / 1e6,
         "mb_per_hour": build.mb_per_hour, "peak_rss_mb": build.peak_rss_mb, "peak_rss_how": build.peak_rss_how,
+        "cpu_seconds": build.cpu_seconds,
+        "x_realtime_per_cpu": build.audio_seconds / build.cpu_seconds if build.cpu_seconds else None,
     }
     import dataclasses
 
@@ -924,7 +948,7 @@ def evaluate(
     log.info("%d indexed, %d held out, %d queries", len(indexed), len(held), len(specs))
     with PeakMemory() as mem:
         build = identifier.build(indexed, jobs=jobs, progress=build_progress)
-    build.peak_rss_mb, build.peak_rss_how = mem.peak_mb, mem.how
+    build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
     done = [0]
 
     def tick(_q: Query | None) -> None:
@@ -1009,7 +1033,9 @@ def report_markdown(rep: EvalReport) -> str:
         *(f"| latency {d:g} s clips, median / p95 | {_f(lat[f'{d:g}s']['median'])} / {_f(lat[f'{d:g}s']['p95'])} ms |"
           for d in durs if f"{d:g}s" in lat),
         f"| build | {b['n_tracks']} tracks ({b['n_failed']} failed), {b['audio_hours']:.2f} h in {b['seconds']:.1f} s |",
-        f"| build speed | {_f(b['x_realtime'])} × real time |",
+        f"| build speed | {_f(b['x_realtime'])} × real time (wall); {_f(b.get('x_realtime_per_cpu'))} × per CPU second "
+        f"({_f(b.get('cpu_seconds'))} CPU s, this process + children) |",
+        f"| query CPU time, median / p95 | {_f(lat.get('cpu_median'))} / {_f(lat.get('cpu_p95'))} ms |",
         f"| index size | {b['index_mb']:.2f} MB = {_f(b['mb_per_hour'], '{:.2f}')} MB per hour of audio |",
         f"| peak memory while building | {_f(b['peak_rss_mb'], '{:.0f}')} MB ({b['peak_rss_how']}) |",
         f"| offset error of right answers, median / p95 | {_f(off.get('median_abs'), '{:.3f}')} / "

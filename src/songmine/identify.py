@@ -68,6 +68,10 @@ class SearchConfig:
     dt_jitter : int
         Each query hash is also looked up with its ``dt`` field moved by up to
         ±``dt_jitter`` frames (a peak's frame depends on the grid phase).
+    distinct : bool
+        Score a bin by its distinct hash values rather than its hits.
+    rescore : int
+        Tracks (best bins) rescored by distinct hash values per speed.
     overdispersion : float
         Votes are divided by this before the Poisson tail: landmark hits come
         in clusters (a peak takes part in several pairs), so raw counts
@@ -80,7 +84,9 @@ class SearchConfig:
     tolerance: int = 1
     max_per_hash: int | None = 2000
     dt_jitter: int = 1
-    overdispersion: float = 5.0
+    distinct: bool = True
+    rescore: int = 10
+    overdispersion: float = 6.0
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
@@ -337,7 +343,12 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
         if tracks.size == 0:
             continue
-        k = min(top, tracks.size)
+        k = min(max(top, config.rescore), tracks.size)
+        if config.distinct:
+            votes = votes.copy()
+            votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
+            order = np.argsort(-votes[:k], kind="stable")
+            tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
         q_frames = 1 + int(ys.shape[0] / fc.hop_length)
         for tid in tracks[:k].tolist():
             if tid not in durations:
@@ -361,6 +372,29 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             seen.add(c.track_id)
             out.append(c)
     return out[:top]
+
+
+def distinct_votes(
+    h: np.ndarray, t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
+    tracks: np.ndarray, offsets: np.ndarray, *, tolerance: int = 1,
+) -> np.ndarray:
+    """For each candidate ``(tracks[i], offsets[i])``: distinct hash *values* among its votes.
+
+    A sustained tone or a repeated pattern makes one hash recur frame after
+    frame; against a similar passage of another track its repeats pile up in
+    one offset bin. A true match agrees on many *different* landmarks, so
+    counting distinct values separates the two.
+    """
+    order = np.argsort(tracks, kind="stable")
+    st = tracks[order].astype(np.int64)
+    ht = hit_tracks.astype(np.int64)
+    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
+    is_cand = st[pos] == ht
+    cand = order[pos[is_cand]]
+    offs = hit_times[is_cand].astype(np.int64) - t[qpos[is_cand]].astype(np.int64)
+    inside = np.abs(offs - offsets[cand]) <= tolerance
+    pairs = np.unique((cand[inside].astype(np.int64) << 32) | h[qpos[is_cand][inside]].astype(np.int64))
+    return np.bincount((pairs >> 32).astype(np.int64), minlength=tracks.size)
 
 
 def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:

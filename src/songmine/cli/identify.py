@@ -9,7 +9,7 @@ import typer
 
 from ._app import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console
 
-METHODS = ("landmark",)
+METHODS = ("landmark", "seed", "sketch")
 
 
 def open_index(path: Optional[Path]):
@@ -35,7 +35,7 @@ def identify_cmd(
         Optional[Path], typer.Option("--index", help="Index directory (default: $SONGMINE_INDEX or the per-user one).")
     ] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Matches to show per clip.")] = 3,
-    method: Annotated[str, typer.Option("--method", help="Identification method: landmark.")] = "landmark",
+    method: Annotated[str, typer.Option("--method", help="Identification method: landmark, seed (the brief's) or sketch.")] = "landmark",
     json_out: JsonOption = False,
 ) -> None:
     """Identify short (possibly noisy, sped-up) clips against an indexed library.
@@ -47,6 +47,12 @@ def identify_cmd(
     """
     if method not in METHODS:
         raise fail(f"--method {method!r}: expected one of {', '.join(METHODS)}", EXIT_USAGE)
+    if method != "landmark":  # seed / sketch indexes live in <index>/seed, <index>/sketch
+        from ._altmethods import identify_alt
+
+        results = identify_alt(method, index, clips, top=top)
+        emit_json(results) if json_out else _print(results)
+        raise typer.Exit(EXIT_OK if any(r.matches for r in results) else EXIT_NO_MATCH)
     from ..identify import identify
     from ..landmarks import FingerprintConfig
 

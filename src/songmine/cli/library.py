@@ -39,6 +39,9 @@ def index_cmd(
         int, typer.Option("--batch", min=1, help="Commit a segment every N new tracks (a crash loses at most N).")
     ] = 50,
     json_out: JsonOption = False,
+    method: Annotated[
+        str, typer.Option("--method", help="landmark (default), or seed / sketch (built into <index>/seed, <index>/sketch).")
+    ] = "landmark",
 ) -> None:
     """Fingerprint audio files into the index (created on first use), in parallel.
 
@@ -46,6 +49,10 @@ def index_cmd(
     after an interruption resumes. Unreadable files are listed and skipped.
     Ctrl-C keeps everything fingerprinted so far.
     """
+    if method != "landmark":
+        from ._altmethods import index_alt
+
+        return index_alt(method, dirs, index, json_out=json_out)
     from ..index import Index, IndexingInterrupted, index_files
     from ..paths import resolve_index_path
 

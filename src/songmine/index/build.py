@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError, SongmineError
-from .store import Index, _NewTrack
+from .store import Index, UnknownTrackError, _NewTrack
 
 __all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file"]
 
@@ -217,45 +217,47 @@ def index_files(
     run = _Run(index, batch_tracks, batch_postings)
     gen = None
 
-    with index._writing():
-        index.refresh()
-        files = [str(Path(p).resolve()) for p in iter_audio_files(paths)]
-        by_path = index._file_table()
-        todo: list[str] = []
-        for f in files:
-            row = by_path.get(f)
-            try:
-                st = os.stat(f)
-            except OSError as exc:
-                run.failed.append((f, f"{f}: {exc.strerror or exc}"))
-                continue
-            if row is not None and row[1] == st.st_size and row[2] == st.st_mtime_ns:
-                run.unchanged += 1
-            else:
-                todo.append(f)
-        done = len(files) - len(todo)
-        if progress is not None:
-            progress(done, len(files))
-        run.known = index._live_shas()
-        run.by_path = by_path
-
+    # The write lock is taken per commit, not for the whole run, so another
+    # writer (the server adding a track) is never blocked for long; commits
+    # re-check content against what others committed meanwhile.
+    index.refresh()
+    files = [str(Path(p).resolve()) for p in iter_audio_files(paths)]
+    by_path = index._file_table()
+    todo: list[str] = []
+    for f in files:
+        row = by_path.get(f)
         try:
-            gen = _results(todo, jobs, config, extractor, frozenset(run.known))
-            for kind, path, value in gen:
-                run.take(kind, path, value)
-                done += 1
-                if progress is not None:
-                    progress(done, len(files))
-            gen.close()
-            run.flush()
-            if prune:
-                gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
-                run.removed = index.remove(gone) if gone else 0
-        except KeyboardInterrupt:
-            if gen is not None:
-                gen.close()  # stop the pool: workers finish their current file, queued ones are cancelled
-            run.flush()
-            raise IndexingInterrupted(run.report(t0, interrupted=True)) from None
+            st = os.stat(f)
+        except OSError as exc:
+            run.failed.append((f, f"{f}: {exc.strerror or exc}"))
+            continue
+        if row is not None and row[1] == st.st_size and row[2] == st.st_mtime_ns:
+            run.unchanged += 1
+        else:
+            todo.append(f)
+    done = len(files) - len(todo)
+    if progress is not None:
+        progress(done, len(files))
+    run.known = index._live_shas()
+    run.by_path = by_path
+
+    try:
+        gen = _results(todo, jobs, config, extractor, frozenset(run.known))
+        for kind, path, value in gen:
+            run.take(kind, path, value)
+            done += 1
+            if progress is not None:
+                progress(done, len(files))
+        gen.close()
+        run.flush()
+        if prune:
+            gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
+            run.removed = index.remove(gone) if gone else 0
+    except KeyboardInterrupt:
+        if gen is not None:
+            gen.close()  # stop the pool: workers finish their current file, queued ones are cancelled
+        run.flush()
+        raise IndexingInterrupted(run.report(t0, interrupted=True)) from None
     return run.report(t0)
 
 
@@ -286,7 +288,11 @@ class _Run:
             if tid is None:  # committed earlier in this run by another path: a duplicate file
                 self.unchanged += 1
                 return
-            old = ix.track(tid).path
+            try:
+                old = ix.track(tid).path
+            except UnknownTrackError:  # purged by another writer meanwhile
+                self.unchanged += 1
+                return
             if old == path or not os.path.exists(old):  # touched, or moved/renamed: same content
                 ix._update_paths([(tid, path, size, mtime_ns)])
             self.unchanged += 1
@@ -308,11 +314,14 @@ class _Run:
         if not self.batch and not self.replace:
             return
         ids = self.index._add_tracks(self.batch, replace=self.replace)
-        for tid, t in zip(ids, self.batch):
+        for (tid, created), t in zip(ids, self.batch):
             self.known[t.sha256] = tid
-            self.audio_seconds += t.duration_s
-            self.n_postings += t.hashes.shape[0]
-        self.added += len(ids)
+            if created:
+                self.added += 1
+                self.audio_seconds += t.duration_s
+                self.n_postings += t.hashes.shape[0]
+            else:  # another writer committed the same content meanwhile
+                self.unchanged += 1
         self.batch, self.batch_shas, self.replace, self.n_batch_postings = [], set(), [], 0
 
     def report(self, t0: float, *, interrupted: bool = False) -> IndexReport:

@@ -47,7 +47,7 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
-from .segments import fsync_dir, merge_segments, open_segment, write_segment
+from .segments import Segment, fsync_dir, merge_segments, open_segment, write_segment
 
 __all__ = [
     "Index",
@@ -151,7 +151,21 @@ class _Segment:
     segment_id: int
     file: str
     n_postings: int
-    postings: Postings
+    data: Segment
+
+    @property
+    def postings(self) -> Postings:
+        return self.data.postings
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a reader sees between two refreshes (replaced as a whole, never mutated)."""
+
+    generation: int
+    segments: tuple[_Segment, ...]
+    tracks: dict[int, TrackRecord]
+    dead: np.ndarray  # dead[track_id] is True for removed tracks (shorter arrays: the rest live)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +223,7 @@ class Index:
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._conn: sqlite3.Connection | None = None
-        self._segments: list[_Segment] = []
-        self._tracks: dict[int, TrackRecord] = {}
-        self._dead = np.zeros(0, dtype=bool)
-        self._generation = -1
+        self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
         self._config: Any = None
 
         exists = self._db_path.exists()
@@ -298,6 +309,23 @@ class Index:
             raise IndexFormatError(f"{self._db_path}: setting {key!r} is missing")
         return row[0]
 
+    # snapshot parts (see refresh)
+    @property
+    def _segments(self) -> tuple[_Segment, ...]:
+        return self._snap.segments
+
+    @property
+    def _tracks(self) -> dict[int, TrackRecord]:
+        return self._snap.tracks
+
+    @property
+    def _dead(self) -> np.ndarray:
+        return self._snap.dead
+
+    @property
+    def _generation(self) -> int:
+        return self._snap.generation
+
     # ----------------------------------------------------------- public state
     @property
     def config(self) -> Any:
@@ -376,7 +404,8 @@ class Index:
         tracks, times : np.ndarray [shape=(k,), dtype=uint32]
         """
         q = np.asarray(hashes, dtype=np.uint32).ravel()
-        segs = self._segments
+        snap = self._snap  # lookups read one immutable snapshot, even while another thread refreshes
+        segs = snap.segments
         if q.shape[0] == 0 or not segs:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
@@ -385,10 +414,9 @@ class Index:
         los = np.empty((n_seg, n_u), dtype=np.int64)
         cnts = np.empty((n_seg, n_u), dtype=np.int64)
         for s, seg in enumerate(segs):
-            h = seg.postings.hashes
-            lo = np.searchsorted(h, uq, side="left")
+            lo, hi = seg.data.bounds(uq)
             los[s] = lo
-            cnts[s] = np.searchsorted(h, uq, side="right") - lo
+            cnts[s] = hi - lo
         per_u = cnts.sum(axis=0)
         if max_per_hash is not None:
             common = per_u > max_per_hash
@@ -414,8 +442,8 @@ class Index:
             src = np.repeat(los[s][inv], c) + within
             out_tracks[dst] = seg.postings.tracks[src]
             out_times[dst] = seg.postings.times[src]
-        dead = self._dead
-        if dead.shape[0] and dead.any():
+        dead = snap.dead
+        if dead.shape[0]:
             inside = out_tracks < dead.shape[0]
             keep = np.ones(total, dtype=bool)
             keep[inside] = ~dead[out_tracks[inside]]
@@ -466,7 +494,7 @@ class Index:
                 removed = [tid for tid, r in tracks.items() if r.status != STATUS_OK]
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
-                self._segments, self._tracks, self._dead, self._generation = segs, tracks, dead, gen
+                self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
 
@@ -547,17 +575,30 @@ class Index:
             conn.execute("ROLLBACK")
             raise
 
-    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[int]:
+    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
         """Commit fingerprinted files as one new segment; mark ``replace`` tracks removed.
 
         The segment file is durable on disk before the transaction that makes
-        it (and the tracks) visible commits. Returns the new track ids.
+        it (and the tracks) visible commits. Content that another writer
+        committed meanwhile is not added twice. Returns ``(track_id, created)``
+        per input track.
         """
         replace = list(replace)
         if not new and not replace:
             return []
         with self._writing():
+            live = self._live_shas()
+            out: list[tuple[int, bool]] = []
+            fresh: list[_NewTrack] = []
             first_id = int(self._setting("next_track_id"))
+            for t in new:
+                if t.sha256 in live:
+                    out.append((live[t.sha256], False))
+                else:
+                    live[t.sha256] = first_id + len(fresh)
+                    out.append((first_id + len(fresh), True))
+                    fresh.append(t)
+            new = fresh
             ids = list(range(first_id, first_id + len(new)))
             seg_file = None
             n_post = 0
@@ -601,7 +642,7 @@ class Index:
                 raise
             self.refresh()
             self._auto_merge()
-        return ids
+        return out
 
     def _update_paths(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
         """Record new (path, size, mtime_ns) of tracks whose file moved or was touched."""
@@ -680,7 +721,7 @@ class Index:
         dead = self._dead if len(purge) else None
         seg_id = int(self._setting("next_segment_id"))
         seg_file = f"seg-{seg_id:06d}.sgm"
-        n, n_tr = merge_segments(self._seg_dir / seg_file, [s.postings for s in segs], dead=dead) if segs else (0, 0)
+        n, n_tr = merge_segments(self._seg_dir / seg_file, [s.data for s in segs], dead=dead) if segs else (0, 0)
         try:
             with self._transaction() as conn:
                 self._next("next_segment_id")
@@ -751,7 +792,7 @@ class Index:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._segments = []
+            self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
 
     def __enter__(self) -> "Index":
         return self

@@ -11,6 +11,7 @@
   };
   const limits = { maxUploadBytes: 20 * 1024 * 1024, maxQueryS: 60 };
   let busy = false;
+  let recorder = null; // the MediaRecorder while listening: a second click stops it early
 
   function setState(state, message) {
     document.body.dataset.state = state;
@@ -121,6 +122,7 @@
   }
 
   async function record() {
+    if (recorder && recorder.state === "recording") { recorder.stop(); return; }
     if (busy) return;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       setState("error", window.isSecureContext
@@ -131,6 +133,7 @@
     const mimeType = pickMimeType();
     if (mimeType === null) { setState("error", "This browser has no MediaRecorder: drop a file instead."); return; }
     let stream;
+    busy = true; // until the recording is over (a second click meanwhile stops it)
     try {
       // Processing meant for speech wrecks music: ask for the raw signal.
       stream = await navigator.mediaDevices.getUserMedia({
@@ -138,17 +141,17 @@
         video: false,
       });
     } catch (e) {
+      busy = false;
       setState("error", e && e.name === "NotAllowedError"
         ? "Microphone permission was refused. Allow it in the browser's site settings and try again."
         : `Could not open the microphone: ${e.message || e.name || e}`);
       return;
     }
-    busy = true;
-    els.record.disabled = true;
     clearResults();
     const seconds = Math.min(Number(els.seconds.value) || 8, limits.maxQueryS);
     const chunks = [];
     const rec = mimeType ? new MediaRecorder(stream, { mimeType }) : new MediaRecorder(stream);
+    recorder = rec;
     rec.ondataavailable = (ev) => { if (ev.data && ev.data.size) chunks.push(ev.data); };
 
     // level meter
@@ -174,7 +177,7 @@
     const done = new Promise((resolve) => { rec.onstop = resolve; });
     const t0 = performance.now();
     setState("recording", `Listening for ${seconds} s…`);
-    els.label.textContent = "Listening";
+    els.label.textContent = "Tap to stop";
     els.countdown.textContent = String(seconds);
     rec.start(250);
     const tick = setInterval(() => {
@@ -189,10 +192,11 @@
     stream.getTracks().forEach((t) => t.stop());
     if (ctx) ctx.close();
     els.label.textContent = "Listen";
+    recorder = null;
     busy = false;
     const type = rec.mimeType || mimeType || "audio/webm";
     const blob = new Blob(chunks, { type });
-    if (blob.size === 0) { setState("error", "The recording came out empty: check the microphone."); els.record.disabled = false; return; }
+    if (blob.size === 0) { setState("error", "The recording came out empty: check the microphone."); return; }
     await identify(blob, `microphone.${extensionFor(type)}`);
   }
 

@@ -1,0 +1,349 @@
+"""Index store benchmark: build speed, where time goes, memory, size, and lookup at 1,000 hours.
+
+Sections (each prints a table; ratios are against references measured in the same run):
+
+1. stages  — one core, in-process, on the first files of the library: sha256,
+   decode (songmine.audio.load at the index rate: the reference), fingerprint,
+   tags; × real time of each and its share of the work.
+2. build   — ``index_files`` with ``--jobs`` workers into a fresh index: wall
+   time, × real time against the single-core decode-only reference × jobs,
+   peak memory of all processes together (sum of PSS, and of RSS), per quarter
+   of the run (flat = does not grow with the files done), and index size
+   (MB per hour of audio).
+3. lookup  — a synthetic ``--hours``-hour index generated directly (no audio):
+   postings at the density measured in (2), hash fields drawn from their
+   marginals in the real index, written through the real commit path (so the
+   automatic merges run); then the lookup time of real 10-s query clips'
+   hashes (``fingerprint(query=True)``), before and after ``compact``.
+
+Run::
+
+    PYTHONPATH=src python benchmarks/index_build.py --library /work/dev/corpus/library --jobs 2 --hours 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------- memory sampler
+class TreeMemory:
+    """Samples the memory of this process and all its descendants (Linux /proc)."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.samples: list[tuple[float, float, float]] = []  # (t, pss MB, rss MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self) -> list[int]:
+        parent: dict[int, int] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as fh:
+                        parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        me, out, frontier = os.getpid(), [], [os.getpid()]
+        while frontier:
+            p = frontier.pop()
+            out.append(p)
+            frontier.extend(c for c, pp in parent.items() if pp == p)
+        return out
+
+    @staticmethod
+    def _mem(pid: int) -> tuple[float, float]:
+        pss = rss = 0.0
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        pss = int(line.split()[1]) / 1024
+                    elif line.startswith("Rss:"):
+                        rss = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return pss, rss
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        while not self._stop.is_set():
+            pss = rss = 0.0
+            for pid in self._tree():
+                a, b = self._mem(pid)
+                pss += a
+                rss += b
+            self.samples.append((time.perf_counter() - t0, pss, rss))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self) -> tuple[float, float]:
+        if not self.samples:
+            return float("nan"), float("nan")
+        return max(s[1] for s in self.samples), max(s[2] for s in self.samples)
+
+    def quarters(self) -> list[float]:
+        """Peak PSS in each quarter of the sampled time."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0] or 1.0
+        return [
+            max((s[1] for s in self.samples if q * end / 4 <= s[0] <= (q + 1) * end / 4), default=float("nan"))
+            for q in range(4)
+        ]
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+
+
+# ---------------------------------------------------------------------- sections
+def stages(files: list[Path], cfg) -> dict:
+    from songmine.audio import info, load
+    from songmine.landmarks import fingerprint
+
+    tot = {"sha256": 0.0, "decode": 0.0, "fingerprint": 0.0, "tags": 0.0}
+    audio = 0.0
+    for f in files:
+        t0 = time.perf_counter()
+        with open(f, "rb") as fh:
+            hashlib.file_digest(fh, "sha256")
+        t1 = time.perf_counter()
+        y = load(f, sr=cfg.sr)
+        t2 = time.perf_counter()
+        fingerprint(y, cfg)
+        t3 = time.perf_counter()
+        info(f)
+        t4 = time.perf_counter()
+        for k, dt in zip(tot, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            tot[k] += dt
+        audio += y.shape[0] / cfg.sr
+    total = sum(tot.values())
+    rows = [[k, f"{v:.2f}", f"{audio / v:,.0f}×", f"{100 * v / total:.0f} %"] for k, v in tot.items()]
+    rows.append(["all (one core)", f"{total:.2f}", f"{audio / total:,.0f}×", "100 %"])
+    table(
+        f"1. where the time goes — one core, {len(files)} files, {audio / 60:.1f} min of audio",
+        ["stage", "seconds", "× real time", "share"],
+        rows,
+    )
+    return {"files": len(files), "audio_s": audio, "seconds": tot, "decode_x": audio / tot["decode"],
+            "all_x": audio / total}
+
+
+def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
+    from songmine.index import Index, index_files
+    from songmine.landmarks import FingerprintConfig
+
+    path = workdir / "real.idx"
+    shutil.rmtree(path, ignore_errors=True)
+    with Index(path, create=True, config=FingerprintConfig()) as ix, TreeMemory() as mem:
+        rep = index_files(ix, files, jobs=jobs)
+    with Index(path) as ix:
+        seg_bytes = sum(p.stat().st_size for p in (path / "segments").iterdir())
+        cat_bytes = sum(p.stat().st_size for p in path.glob("catalog.sqlite*"))
+        n_post, n_seg, hours = ix.n_postings, ix.n_segments, ix.duration_s / 3600
+    pss, rss = mem.peak()
+    x = rep.realtime_factor
+    rows = [
+        ["files added / failed", f"{rep.added} / {len(rep.failed)}"],
+        ["audio", f"{rep.audio_seconds / 3600:.2f} h"],
+        ["wall time", f"{rep.seconds:.1f} s"],
+        [f"build speed, {jobs} workers", f"**{x:,.0f}× real time**"],
+        [f"reference: decode only, one core × {jobs}", f"{ref['decode_x'] * jobs:,.0f}× real time"],
+        [f"reference: decode+fingerprint+hash+tags, one core × {jobs}", f"{ref['all_x'] * jobs:,.0f}× real time"],
+        ["build / (all stages × jobs)", f"{x / (ref['all_x'] * jobs):.2f}"],
+        ["peak memory, all processes (sum of PSS)", f"**{pss:.0f} MB**"],
+        ["peak memory, all processes (sum of RSS, counts shared pages twice)", f"{rss:.0f} MB"],
+        ["peak PSS per quarter of the run", " / ".join(f"{q:.0f}" for q in mem.quarters()) + " MB"],
+        ["postings", f"{n_post:,} ({n_post / max(hours, 1e-9):,.0f} per hour, {n_post / max(rep.audio_seconds, 1e-9):.1f} per s)"],
+        ["segments after the run", n_seg],
+        ["segment bytes per hour of audio", f"**{seg_bytes / 1e6 / hours:.2f} MB/h**"],
+        ["catalogue bytes (SQLite)", f"{cat_bytes / 1e3:.0f} kB"],
+    ]
+    table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
+    return {"index": str(path), "added": rep.added, "failed": rep.failed, "audio_s": rep.audio_seconds,
+            "seconds": rep.seconds, "x_realtime": x, "peak_pss_mb": pss, "peak_rss_mb": rss,
+            "pss_quarters_mb": mem.quarters(), "postings": n_post, "postings_per_hour": n_post / hours,
+            "mb_per_hour": seg_bytes / 1e6 / hours, "segments": n_seg}
+
+
+def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir: Path, n_queries: int, seed: int) -> dict:
+    from songmine.audio import info, load
+    from songmine.index import Index
+    from songmine.index.store import _NewTrack
+    from songmine.landmarks import DF_BITS, DT_BITS, F1_BITS, fingerprint
+
+    rng = np.random.default_rng(seed)
+    with Index(real_index) as real:
+        cfg = real.config
+        seg_h = np.concatenate([np.asarray(s.postings.hashes) for s in real._segments])
+        per_hour = real.n_postings / (real.duration_s / 3600)
+    # marginals of the three hash fields in the real index
+    fields = []
+    for shift, bits in ((0, DT_BITS), (DT_BITS, DF_BITS), (DT_BITS + DF_BITS, F1_BITS)):
+        v = (seg_h >> np.uint32(shift)) & np.uint32((1 << bits) - 1)
+        p = np.bincount(v, minlength=1 << bits).astype(np.float64) + 0.01  # every value possible
+        fields.append((shift, p / p.sum()))
+    track_s = 240.0
+    n_tracks = int(hours * 3600 / track_s)
+    per_track = int(round(per_hour * track_s / 3600))
+    n_frames = int(track_s / cfg.hop_s)
+    path = workdir / "synthetic.idx"
+    shutil.rmtree(path, ignore_errors=True)
+    t0 = time.perf_counter()
+    batch = 250
+    with Index(path, create=True, config=cfg) as ix, TreeMemory(interval=0.5) as mem:
+        for start in range(0, n_tracks, batch):
+            k = min(batch, n_tracks - start)
+            h = np.zeros(k * per_track, dtype=np.uint32)
+            for shift, p in fields:
+                h |= rng.choice(p.shape[0], size=h.shape[0], p=p).astype(np.uint32) << np.uint32(shift)
+            t = rng.integers(0, n_frames, size=h.shape[0], dtype=np.uint32)
+            new = [
+                _NewTrack(f"/synthetic/{start + i}.ogg", f"{start + i:064x}", 0, 0, track_s, None, None, None,
+                          h[i * per_track:(i + 1) * per_track], np.sort(t[i * per_track:(i + 1) * per_track]))
+                for i in range(k)
+            ]
+            ix._add_tracks(new)
+        gen_s = time.perf_counter() - t0
+        n_post, n_seg = ix.n_postings, ix.n_segments
+        size_gb = ix.size_bytes / 1e9
+    gen_pss = mem.peak()[0]
+
+    # real 10-s query clips from the library
+    queries = []
+    for i in range(n_queries):
+        f = files[i % len(files)]
+        dur = info(f).duration_s
+        off = float(rng.uniform(0, max(dur - 11, 0.0)))
+        y = load(f, sr=cfg.sr, offset=off, duration=10.0)
+        queries.append(fingerprint(y, cfg, query=True)[0])
+    n_q = int(np.median([q.shape[0] for q in queries]))
+
+    def time_lookups(ix, mph, directory=True):
+        import dataclasses
+
+        from songmine.index.store import _Snapshot
+
+        if not directory:  # the reference: plain binary search over each segment (format v1 behaviour)
+            snap = ix._snap
+            segs = tuple(dataclasses.replace(s, data=dataclasses.replace(s.data, directory=None)) for s in snap.segments)
+            ix._snap = _Snapshot(snap.generation, segs, snap.tracks, snap.dead)
+        for q in queries[:3]:  # warm the page cache
+            ix.lookup(q, max_per_hash=mph)
+        ms, hits = [], []
+        for q in queries:
+            t = time.perf_counter()
+            qp, _, _ = ix.lookup(q, max_per_hash=mph)
+            ms.append(1000 * (time.perf_counter() - t))
+            hits.append(qp.shape[0])
+        if not directory:
+            ix._snap = snap
+        return float(np.median(ms)), float(np.percentile(ms, 95)), int(np.median(hits))
+
+    rows, out = [], {}
+
+    def measure(label: str, ix) -> None:
+        for mph in (2000, None):
+            ref = time_lookups(ix, mph, directory=False)
+            med, p95, hits = time_lookups(ix, mph)
+            rows.append([label, mph, f"{med:.1f}", f"{p95:.1f}", f"{ref[0]:.1f}", f"{ref[0] / med:.1f}×", f"{hits:,}"])
+            out[f"{label}_{mph}"] = (med, p95, hits, ref[0])
+
+    with Index(path) as ix:
+        measure(f"{n_seg} segments (as built)", ix)
+        t = time.perf_counter()
+        with TreeMemory(interval=0.5) as cmem:
+            rep = ix.compact()
+        compact_s = time.perf_counter() - t
+        measure("1 segment (after compact)", ix)
+    table(
+        f"3. lookup — synthetic {hours:,.0f} h index: {n_tracks:,} tracks, {n_post:,} postings "
+        f"({size_gb:.2f} GB), {n_queries} real 10-s query clips (median {n_q:,} hashes each)",
+        ["index", "max_per_hash", "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"],
+        rows,
+    )
+    print(
+        f"\ngenerated + committed in {gen_s:.0f} s (auto-merges included; peak PSS {gen_pss:.0f} MB); "
+        f"compact of {rep.segments_before} segments in {compact_s:.0f} s (peak PSS {cmem.peak()[0]:.0f} MB)"
+    )
+    shutil.rmtree(path, ignore_errors=True)
+    return {"hours": hours, "tracks": n_tracks, "postings": n_post, "segments": n_seg, "size_gb": size_gb,
+            "generate_s": gen_s, "generate_peak_pss_mb": gen_pss, "compact_s": compact_s,
+            "query_hashes_median": n_q, **{k: list(v) for k, v in out.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--limit", type=int, default=None, help="index only the first N files")
+    ap.add_argument("--stage-files", type=int, default=4, help="files timed stage by stage (section 1)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--hours", type=float, default=1000.0, help="size of the synthetic index (section 3)")
+    ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--skip-lookup", action="store_true")
+    ap.add_argument("--real-index", type=Path, default=None,
+                    help="skip sections 1-2 and take the hash distribution from this index")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    from songmine.landmarks import FingerprintConfig
+    from songmine.library import iter_audio_files
+
+    files = list(iter_audio_files([args.library]))[: args.limit]
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="songmine-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# index store benchmark — commit {_commit()}, {platform.node()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}, python {platform.python_version()}")
+    print(f"library {args.library}: {len(files)} files; work dir {work}")
+    res = {"commit": _commit(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
+    if args.real_index is None:
+        res["stages"] = stages(files[: args.stage_files], FingerprintConfig())
+        res["build"] = build(files, args.jobs, work, res["stages"])
+    if not args.skip_lookup:
+        real = args.real_index or Path(res["build"]["index"])
+        res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2, default=str))
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

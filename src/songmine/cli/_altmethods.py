@@ -1,0 +1,89 @@
+"""``index --method seed|sketch`` and ``identify --method seed|sketch`` (hooks called from
+``cli/library.py`` and ``cli/identify.py``).
+
+The seed and sketch indexes live in the index directory's ``seed/`` and
+``sketch/`` sub-folders (``.npy`` arrays + ``meta.json`` with the config and
+the tracks). ``index --method …`` rebuilds that sub-folder from the given
+folders (no incremental resume: these indexes are small and fast to rebuild).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import EXIT_USAGE, emit_json, err_console, fail, progress_bar
+
+ALT_METHODS = ("seed", "sketch")
+
+
+def _folder(index: Path | None, method: str) -> Path:
+    from ..paths import resolve_index_path
+    from ..seedmethod import SEED_DIRNAME
+    from ..sketch import SKETCH_DIRNAME
+
+    return resolve_index_path(index) / (SEED_DIRNAME if method == "seed" else SKETCH_DIRNAME)
+
+
+def index_alt(method: str, dirs: list[Path], index: Path | None, *, json_out: bool) -> None:
+    """Build the ``method`` index over ``dirs`` into ``<index>/<method>/``."""
+    import time
+
+    from ..library import iter_audio_files
+
+    if method not in ALT_METHODS:
+        raise fail(f"--method {method!r}: expected landmark, seed or sketch", EXIT_USAGE)
+    files = list(iter_audio_files(dirs))
+    if not files:
+        raise fail(f"no audio files found under {', '.join(map(str, dirs))}", EXIT_USAGE)
+    if method == "seed":
+        from ..seedmethod import SeedIndex
+
+        ix = SeedIndex()
+    else:
+        from ..sketch import SketchIndex
+
+        ix = SketchIndex()
+    t0 = time.perf_counter()
+    with progress_bar(f"indexing ({method})", enabled=not json_out) as progress:
+        added = ix.add_files(files, progress=progress)
+    if added == 0:
+        raise fail(f"none of the {len(files)} audio file(s) could be read", EXIT_USAGE)
+    folder = ix.save(_folder(index, method))
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    summary = {
+        "index": str(folder),
+        "method": method,
+        "added": added,
+        "failed": [{"path": p, "error": e} for p, e in ix.skipped],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "n_tracks": len(ix),
+        "size_bytes": size,
+    }
+    if json_out:
+        emit_json(summary)
+    else:
+        con = err_console()
+        for p, e in ix.skipped:
+            con.print(f"skipped {e if p in e else f'{p}: {e}'}", markup=False, highlight=False, soft_wrap=True)
+        typer.echo(f"{method} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s")
+
+
+def identify_alt(method: str, index: Path | None, clips: list[Path], *, top: int) -> list:
+    """Query every clip against the ``method`` index; per-clip errors go in the record."""
+    from ..errors import IndexFormatError
+
+    folder = _folder(index, method)
+    try:
+        if method == "seed":
+            from ..seedmethod import SeedIndex
+
+            ix = SeedIndex.load(folder)
+        else:
+            from ..sketch import SketchIndex
+
+            ix = SketchIndex.load(folder)
+    except IndexFormatError as exc:
+        raise fail(str(exc).splitlines()[0], EXIT_USAGE) from None
+    return [ix.query_file(str(c), top=top) for c in clips]  # loop over clips
