@@ -406,3 +406,12 @@ def test_json_of_records(tmp_path, library):
         rec = _plain(ix.tracks()[0])
     assert set(rec) == {"track_id", "path", "sha256", "duration_s", "title", "artist", "album", "n_hashes", "status"}
     json.dumps(rec)
+
+
+def test_default_config_is_the_landmark_method(tmp_path):
+    from songmine.landmarks import FingerprintConfig
+
+    with Index(tmp_path / "ix", create=True) as ix:
+        assert ix.method == "landmark" and ix.config == FingerprintConfig()
+    with Index(tmp_path / "ix", config=FingerprintConfig()) as ix:
+        assert ix.n_tracks == 0
