@@ -66,9 +66,13 @@ MERGE_FANIN = 8
 #: Postings of the smallest tier (segments below this are all "tier 0").
 MERGE_BASE = 200_000
 
-#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``)
-_METHODS: dict[str, str] = {"landmarks": "songmine.landmarks:FingerprintConfig"}
-DEFAULT_METHOD = "landmarks"
+#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``).
+#: "landmark" is the CLI's ``--method`` name; "landmarks" is read for indexes written before.
+_METHODS: dict[str, str] = {
+    "landmark": "songmine.landmarks:FingerprintConfig",
+    "landmarks": "songmine.landmarks:FingerprintConfig",
+}
+DEFAULT_METHOD = "landmark"
 
 
 def register_method(name: str, config_class: type | str) -> None:
