@@ -24,7 +24,11 @@ Usage::
     PYTHONPATH=src python benchmarks/peers.py LIBRARY [--tracks 40] [--durations 3,5,10]
         [--queries-per-cell 40] [--nonmember-queries 200] [--seed 0]
         [--peers songmine,audfprint] [--audfprint DIR] [--peer-python PY]
-        [--markdown out.md] [--json out.json]
+        [--report saved.json]... [--markdown out.md] [--json out.json]
+
+``--report`` adds columns from saved runs with the same settings (a
+``songmine eval --save-json`` file, or this script's ``--json``), so a slow
+peer need not be re-run for every songmine change; ``--peers ''`` runs none.
 """
 
 from __future__ import annotations
@@ -121,9 +125,22 @@ class Audfprint(Peer):
 
 
 def write_queries(specs: list[QuerySpec], cfg: EvalConfig, folder: Path) -> list[tuple[QuerySpec, float | None, Path | None, str | None]]:
-    """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error)."""
+    """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error).
+
+    A query whose WAV is already in ``folder`` (a ``--workdir`` of an earlier
+    run with the same settings) is reused; its offset is read back from the
+    name (to 0.01 s).
+    """
     rows = []
-    for q in cut_queries(specs, cfg):
+    have = {int(p.name[1:6]): p for p in folder.glob("q[0-9][0-9][0-9][0-9][0-9]_*.wav")}
+    todo = []
+    for spec in specs:
+        wav = have.get(spec.qid)
+        if wav is not None and wav.name.startswith(f"q{spec.qid:05d}_{spec.condition}_{spec.duration_s:g}s_"):
+            rows.append((spec, float(wav.stem.rpartition("@")[2]), wav, None))
+        else:
+            todo.append(spec)
+    for q in cut_queries(todo, cfg):
         if isinstance(q, tuple):
             rows.append((q[0], None, None, q[1]))
             continue
@@ -161,14 +178,15 @@ def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, duration
     build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
     build.audio_seconds = sum(durations[str(p)] for p in indexed)
     wavs = [wav for _, _, wav, err in rows if err is None]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), PeakMemory._cpu()
     answers = peer.match(wavs)
     per_query = (time.perf_counter() - t0) / max(1, len(wavs))
+    cpu_per_query = (PeakMemory._cpu() - c0) / max(1, len(wavs))
     outcomes = []
     for spec, offset, wav, err in rows:
         o = Outcome(spec.qid, spec.track, spec.member, spec.condition, spec.duration_s, offset, error=err)
         if err is None:
-            o.latency_s = per_query
+            o.latency_s, o.cpu_s = per_query, cpu_per_query
             track, off, score = answers.get(str(wav), (None, None, None))
             if track is not None:
                 o.answered, o.top_path, o.top_offset_s, o.score = True, track, off, score
@@ -178,6 +196,58 @@ def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, duration
                     o.offset_ok = abs(o.offset_error_s) <= cfg.offset_tolerance_s
         outcomes.append(o)
     return build, outcomes
+
+
+def _subset(specs: list[QuerySpec], per_cell: int | None, nonmember: int | None) -> list[QuerySpec]:
+    """The first ``per_cell`` member queries of every cell and the first ``nonmember`` others, by qid."""
+    seen: dict[tuple[str, float], int] = {}
+    out, n_other = [], 0
+    for s in specs:
+        if s.member:
+            k = (s.condition, s.duration_s)
+            if per_cell is None or seen.get(k, 0) < per_cell:
+                seen[k] = seen.get(k, 0) + 1
+                out.append(s)
+        elif nonmember is None or n_other < nonmember:
+            n_other += 1
+            out.append(s)
+    return out
+
+
+def _rescore(rep, keep: set[int], cfg: EvalConfig, label: str):
+    """Re-summarise a saved report on the queries in ``keep`` (its build numbers are kept)."""
+    b = rep.build
+    build = BuildStats(
+        n_tracks=b["n_tracks"], n_failed=b["n_failed"], audio_seconds=b["audio_hours"] * 3600,
+        seconds=b["seconds"], index_bytes=int(b["index_mb"] * 1e6), peak_rss_mb=b["peak_rss_mb"],
+        peak_rss_how=b["peak_rss_how"], cpu_seconds=b.get("cpu_seconds"),
+    )
+    out = summarise([o for o in rep.outcomes if o.qid in keep], cfg, build=build, method=rep.method,
+                    library=rep.library, n_indexed=rep.n_indexed, n_held_out=rep.n_held_out)
+    out.seconds = rep.seconds
+    return out
+
+
+def _load_reports(path: Path, cfg: EvalConfig, library: Path) -> dict:
+    """``{label: EvalReport}`` from ``songmine eval --save-json`` or this script's ``--json``."""
+    d = json.loads(path.read_text())
+    if "method" in d:
+        return {f"songmine {d['method']}": _load_report(d, path, cfg, library)}
+    return {label: _load_report(r, path, cfg, library) for label, r in d.items()}
+
+
+def _load_report(d: dict, path: Path, cfg: EvalConfig, library: Path):
+    """One EvalReport from its JSON, refused unless made with the same settings."""
+    from songmine.evaluate import Cell, EvalReport
+
+    theirs, ours = d["config"], asdict(cfg)
+    keys = ("tracks", "durations", "conditions", "queries_per_cell", "nonmember_queries", "seed", "sr", "silence_dbfs")
+    diff = [k for k in keys if list(np.atleast_1d(theirs[k])) != list(np.atleast_1d(ours[k]))]
+    if diff or Path(d["library"]).resolve() != library.resolve():
+        raise SystemExit(f"{path}: made with other settings ({', '.join(diff) or 'library'}): not the same queries")
+    d["cells"] = [Cell(**c) for c in d["cells"]]
+    d["outcomes"] = [Outcome(**o) for o in d.get("outcomes", [])]
+    return EvalReport(**d)
 
 
 def side_by_side(reports: dict, cfg: EvalConfig) -> str:
@@ -206,20 +276,28 @@ def side_by_side(reports: dict, cfg: EvalConfig) -> str:
         row("false positives % (n)", lambda r: f"{fmt(r.false_positives['rate'], '{:.2f}')} ({r.false_positives['n']})"),
         row("members answered wrong %", lambda r: fmt(r.false_positives["members_answered_wrong_rate"], "{:.2f}")),
         row("offset within ±0.5 s % of right", lambda r: fmt(r.offset_error_s.get("within_tolerance"))),
-        row("query time median ms", lambda r: fmt(r.latency_ms.get("median"))),
+        row("query time median ms (wall)", lambda r: fmt(r.latency_ms.get("median"))),
+        row("query CPU median ms", lambda r: fmt(r.latency_ms.get("cpu_median"))),
         row("build × real time (wall)", lambda r: fmt(r.build["x_realtime"])),
         row("build × real time per CPU s", lambda r: fmt(r.build["x_realtime_per_cpu"])),
         row("index MB per hour", lambda r: fmt(r.build["mb_per_hour"], "{:.2f}")),
         row("peak memory building MB", lambda r: fmt(r.build["peak_rss_mb"], "{:.0f}")),
     ]
     ref = names[0]
+    lines.append("")
     for n in names[1:]:
-        a, b = reports[ref].build["x_realtime"], reports[n].build["x_realtime"]
+        ra, rb = reports[ref], reports[n]
+        a, b = ra.build.get("x_realtime_per_cpu"), rb.build.get("x_realtime_per_cpu")
+        what = "per CPU second"
+        if not (a and b):
+            a, b, what = ra.build["x_realtime"], rb.build["x_realtime"], "wall"
         if a and b:
-            lines.append(f"\nbuild speed {ref} / {n}: {a / b:.2f} ×")
-        la, lb = reports[ref].latency_ms.get("median"), reports[n].latency_ms.get("median")
+            lines.append(f"build speed {ref} / {n} ({what}): {a / b:.2f} ×")
+        la, lb, what = ra.latency_ms.get("cpu_median"), rb.latency_ms.get("cpu_median"), "CPU"
+        if not (la and lb):
+            la, lb, what = ra.latency_ms.get("median"), rb.latency_ms.get("median"), "wall"
         if la and lb:
-            lines.append(f"query time {n} / {ref}: {lb / la:.2f} ×")
+            lines.append(f"median query time {n} / {ref} ({what}): {lb / la:.2f} ×")
     return "\n".join(lines) + "\n"
 
 
@@ -237,6 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="songmine,audfprint", help="songmine[:method] and/or audfprint")
     ap.add_argument("--audfprint", type=Path, default=Path(os.environ.get("AUDFPRINT_DIR", "/work/dev/peers/audfprint")))
     ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/dev/peers/venv/bin/python"))
+    ap.add_argument("--report", type=Path, action="append", default=[],
+                    help="add saved reports as columns instead of re-running them: a `songmine eval "
+                         "--save-json` file or this script's --json; refused unless made with the same "
+                         "settings (same split, plan and clips)")
+    ap.add_argument("--max-per-cell", type=int, default=None,
+                    help="run peers on only the first N member queries of each cell (and --max-nonmember); "
+                         "--report columns are re-scored on the same subset")
+    ap.add_argument("--max-nonmember", type=int, default=None)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the query WAVs here (and reuse those already there) instead of a temp dir")
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -249,16 +337,28 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     indexed, held, durations = split_library(args.library, cfg)
     specs = plan_queries(indexed, held, durations, cfg)
+    if args.max_per_cell is not None or args.max_nonmember is not None:
+        specs = _subset(specs, args.max_per_cell, args.max_nonmember)
+    keep = {s.qid for s in specs}
     reports = {}
     notes = []
+    for js in args.report:
+        for label, rep_ in _load_reports(js, cfg, args.library).items():
+            if len(keep) < rep_.n_queries:
+                rep_ = _rescore(rep_, keep, cfg, label)
+            reports[label] = rep_
+            notes.append(f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
+                         "separately, so compare CPU times rather than wall times)")
     with tempfile.TemporaryDirectory(prefix="songmine-peers-") as tmp:
         tmp = Path(tmp)
-        (tmp / "q").mkdir()
+        qdir = args.workdir / "q" if args.workdir else tmp / "q"
+        qdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        rows = write_queries(specs, cfg, tmp / "q")
+        to_run = [n for n in args.peers.split(",") if n]
+        rows = write_queries(specs, cfg, qdir) if to_run else []
         print(f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
               f"({len(indexed)} tracks indexed, {len(held)} held out)", file=sys.stderr)
-        for name in args.peers.split(","):
+        for name in to_run:
             t0 = time.perf_counter()
             if name.startswith("songmine"):
                 method = name.partition(":")[2] or "landmark"

@@ -80,6 +80,12 @@ def features_cmd(
     restart: Annotated[
         bool, typer.Option("--restart", help="Recompute everything instead of resuming from an existing output.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (process pool) or spark (a Spark job over the file list).")
+    ] = "local",
+    master: Annotated[
+        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Compute the 518 FMA audio features of every file (librosa-0.5.0-compatible), resumably.
@@ -107,9 +113,17 @@ def features_cmd(
         _write_tracks_csv(df, {**prev_tags, **tags}, tracks_path)
 
     t0 = time.perf_counter()
+    if engine not in ("local", "spark"):
+        raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
     with progress_bar("features", enabled=not json_out) as progress:
-        df, failures = extract_folder(items, jobs=jobs, progress=progress, resume_from=previous,
-                                      with_tags=True, checkpoint=checkpoint)
+        if engine == "spark":  # same output; see songmine.catalog.spark
+            from ..catalog.spark import extract_folder_spark
+
+            df, failures = extract_folder_spark(items, master=master or "local[*]", progress=progress,
+                                                resume_from=previous, with_tags=True)
+        else:
+            df, failures = extract_folder(items, jobs=jobs, progress=progress, resume_from=previous,
+                                          with_tags=True, checkpoint=checkpoint)
     elapsed = time.perf_counter() - t0
     tags = {**prev_tags, **df.attrs.get("tags", {})}
     write_features_csv(df, output)
