@@ -140,6 +140,8 @@ def test_bad_clips_go_into_error_never_raise(tmp_path):
     assert r.error
     r = identify(idx, np.zeros(70 * SR, np.float32), max_duration_s=60)
     assert r.error and "limit" in r.error
+    r = identify(idx, np.full(3 * SR, np.nan, np.float32))
+    assert r.error is None and r.matches == []
 
 
 def test_silence_and_empty_index_give_no_match(synth_music):

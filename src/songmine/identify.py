@@ -329,10 +329,11 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ParameterError(f"clip must be mono (1-D), got shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     n_speeds = len(config.speeds)
     best: list[Candidate] = []
     width = 2 * config.tolerance + 1
-    n_tracks = max(int(index.n_tracks), 1)
     durations: dict[int, float] = {}
     for s in config.speeds:  # loop over a handful of speed factors
         ys = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
