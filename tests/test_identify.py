@@ -205,3 +205,11 @@ def test_cli_identify_missing_index_is_a_usage_error(tmp_path):
     from songmine.cli._app import main
 
     assert main(["identify", str(tmp_path / "x.wav"), "--index", str(tmp_path / "no-index")]) == 2
+
+
+def test_package_level_identify_is_callable_even_after_submodule_import():
+    import songmine
+    import songmine.identify  # noqa: F401  (rebinds songmine.identify to the module)
+
+    r = songmine.identify(MemoryIndex(), np.zeros(3 * SR, np.float32), name="z")
+    assert isinstance(r, QueryResult) and r.query == "z" and r.matches == []
