@@ -35,7 +35,7 @@ venv-dev: $(VENV)/.installed-dev
 # The demo: fetch the demo music (or take MUSIC), index a subset of it, ask
 # degraded clips of indexed and held-out tracks, print the eval table.
 # A few minutes on 2 cores; DEMO_EVAL overrides the subset (see docs/eval.md).
-DEMO_EVAL ?= --tracks 16 --durations 3,5,10 --queries-per-cell 8 --nonmember-queries 48
+DEMO_EVAL ?= --tracks 12 --durations 3,5,10 --queries-per-cell 6 --nonmember-queries 24
 demo: venv
 ifeq ($(strip $(MUSIC)),)
 	$(BIN)/songmine demo-corpus

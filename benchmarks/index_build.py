@@ -254,7 +254,15 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
         queries.append(fingerprint(y, cfg, query=True)[0])
     n_q = int(np.median([q.shape[0] for q in queries]))
 
-    def time_lookups(ix, mph):
+    def time_lookups(ix, mph, directory=True):
+        import dataclasses
+
+        from songmine.index.store import _Snapshot
+
+        if not directory:  # the reference: plain binary search over each segment (format v1 behaviour)
+            snap = ix._snap
+            segs = tuple(dataclasses.replace(s, data=dataclasses.replace(s.data, directory=None)) for s in snap.segments)
+            ix._snap = _Snapshot(snap.generation, segs, snap.tracks, snap.dead)
         for q in queries[:3]:  # warm the page cache
             ix.lookup(q, max_per_hash=mph)
         ms, hits = [], []
@@ -263,30 +271,35 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
             qp, _, _ = ix.lookup(q, max_per_hash=mph)
             ms.append(1000 * (time.perf_counter() - t))
             hits.append(qp.shape[0])
+        if not directory:
+            ix._snap = snap
         return float(np.median(ms)), float(np.percentile(ms, 95)), int(np.median(hits))
 
     rows, out = [], {}
+
+    def measure(label: str, ix) -> None:
+        for mph in (2000, None):
+            ref = time_lookups(ix, mph, directory=False)
+            med, p95, hits = time_lookups(ix, mph)
+            rows.append([label, mph, f"{med:.1f}", f"{p95:.1f}", f"{ref[0]:.1f}", f"{ref[0] / med:.1f}×", f"{hits:,}"])
+            out[f"{label}_{mph}"] = (med, p95, hits, ref[0])
+
     with Index(path) as ix:
-        for mph in (2000, None):
-            med, p95, hits = time_lookups(ix, mph)
-            rows.append([f"{n_seg} segments (as built)", mph, f"{med:.1f}", f"{p95:.1f}", f"{hits:,}"])
-            out[f"as_built_{mph}"] = (med, p95, hits)
+        measure(f"{n_seg} segments (as built)", ix)
         t = time.perf_counter()
-        rep = ix.compact()
+        with TreeMemory(interval=0.5) as cmem:
+            rep = ix.compact()
         compact_s = time.perf_counter() - t
-        for mph in (2000, None):
-            med, p95, hits = time_lookups(ix, mph)
-            rows.append(["1 segment (after compact)", mph, f"{med:.1f}", f"{p95:.1f}", f"{hits:,}"])
-            out[f"compacted_{mph}"] = (med, p95, hits)
+        measure("1 segment (after compact)", ix)
     table(
         f"3. lookup — synthetic {hours:,.0f} h index: {n_tracks:,} tracks, {n_post:,} postings "
         f"({size_gb:.2f} GB), {n_queries} real 10-s query clips (median {n_q:,} hashes each)",
-        ["index", "max_per_hash", "median ms", "p95 ms", "median hits"],
+        ["index", "max_per_hash", "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"],
         rows,
     )
     print(
         f"\ngenerated + committed in {gen_s:.0f} s (auto-merges included; peak PSS {gen_pss:.0f} MB); "
-        f"compact of {rep.segments_before} segments in {compact_s:.0f} s"
+        f"compact of {rep.segments_before} segments in {compact_s:.0f} s (peak PSS {cmem.peak()[0]:.0f} MB)"
     )
     shutil.rmtree(path, ignore_errors=True)
     return {"hours": hours, "tracks": n_tracks, "postings": n_post, "segments": n_seg, "size_gb": size_gb,
@@ -303,6 +316,8 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=1000.0, help="size of the synthetic index (section 3)")
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--skip-lookup", action="store_true")
+    ap.add_argument("--real-index", type=Path, default=None,
+                    help="skip sections 1-2 and take the hash distribution from this index")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--seed", type=int, default=7)
@@ -318,10 +333,12 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}, python {platform.python_version()}")
     print(f"library {args.library}: {len(files)} files; work dir {work}")
     res = {"commit": _commit(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
-    res["stages"] = stages(files[: args.stage_files], FingerprintConfig())
-    res["build"] = build(files, args.jobs, work, res["stages"])
+    if args.real_index is None:
+        res["stages"] = stages(files[: args.stage_files], FingerprintConfig())
+        res["build"] = build(files, args.jobs, work, res["stages"])
     if not args.skip_lookup:
-        res["lookup"] = synthetic_lookup(Path(res["build"]["index"]), files, args.hours, work, args.queries, args.seed)
+        real = args.real_index or Path(res["build"]["index"])
+        res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     if args.workdir is None:

@@ -125,9 +125,22 @@ class Audfprint(Peer):
 
 
 def write_queries(specs: list[QuerySpec], cfg: EvalConfig, folder: Path) -> list[tuple[QuerySpec, float | None, Path | None, str | None]]:
-    """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error)."""
+    """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error).
+
+    A query whose WAV is already in ``folder`` (a ``--workdir`` of an earlier
+    run with the same settings) is reused; its offset is read back from the
+    name (to 0.01 s).
+    """
     rows = []
-    for q in cut_queries(specs, cfg):
+    have = {int(p.name[1:6]): p for p in folder.glob("q[0-9][0-9][0-9][0-9][0-9]_*.wav")}
+    todo = []
+    for spec in specs:
+        wav = have.get(spec.qid)
+        if wav is not None and wav.name.startswith(f"q{spec.qid:05d}_{spec.condition}_{spec.duration_s:g}s_"):
+            rows.append((spec, float(wav.stem.rpartition("@")[2]), wav, None))
+        else:
+            todo.append(spec)
+    for q in cut_queries(todo, cfg):
         if isinstance(q, tuple):
             rows.append((q[0], None, None, q[1]))
             continue
@@ -183,6 +196,36 @@ def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, duration
                     o.offset_ok = abs(o.offset_error_s) <= cfg.offset_tolerance_s
         outcomes.append(o)
     return build, outcomes
+
+
+def _subset(specs: list[QuerySpec], per_cell: int | None, nonmember: int | None) -> list[QuerySpec]:
+    """The first ``per_cell`` member queries of every cell and the first ``nonmember`` others, by qid."""
+    seen: dict[tuple[str, float], int] = {}
+    out, n_other = [], 0
+    for s in specs:
+        if s.member:
+            k = (s.condition, s.duration_s)
+            if per_cell is None or seen.get(k, 0) < per_cell:
+                seen[k] = seen.get(k, 0) + 1
+                out.append(s)
+        elif nonmember is None or n_other < nonmember:
+            n_other += 1
+            out.append(s)
+    return out
+
+
+def _rescore(rep, keep: set[int], cfg: EvalConfig, label: str):
+    """Re-summarise a saved report on the queries in ``keep`` (its build numbers are kept)."""
+    b = rep.build
+    build = BuildStats(
+        n_tracks=b["n_tracks"], n_failed=b["n_failed"], audio_seconds=b["audio_hours"] * 3600,
+        seconds=b["seconds"], index_bytes=int(b["index_mb"] * 1e6), peak_rss_mb=b["peak_rss_mb"],
+        peak_rss_how=b["peak_rss_how"], cpu_seconds=b.get("cpu_seconds"),
+    )
+    out = summarise([o for o in rep.outcomes if o.qid in keep], cfg, build=build, method=rep.method,
+                    library=rep.library, n_indexed=rep.n_indexed, n_held_out=rep.n_held_out)
+    out.seconds = rep.seconds
+    return out
 
 
 def _load_reports(path: Path, cfg: EvalConfig, library: Path) -> dict:
@@ -276,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="add saved reports as columns instead of re-running them: a `songmine eval "
                          "--save-json` file or this script's --json; refused unless made with the same "
                          "settings (same split, plan and clips)")
+    ap.add_argument("--max-per-cell", type=int, default=None,
+                    help="run peers on only the first N member queries of each cell (and --max-nonmember); "
+                         "--report columns are re-scored on the same subset")
+    ap.add_argument("--max-nonmember", type=int, default=None)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the query WAVs here (and reuse those already there) instead of a temp dir")
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -288,19 +337,25 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     indexed, held, durations = split_library(args.library, cfg)
     specs = plan_queries(indexed, held, durations, cfg)
+    if args.max_per_cell is not None or args.max_nonmember is not None:
+        specs = _subset(specs, args.max_per_cell, args.max_nonmember)
+    keep = {s.qid for s in specs}
     reports = {}
     notes = []
     for js in args.report:
         for label, rep_ in _load_reports(js, cfg, args.library).items():
+            if len(keep) < rep_.n_queries:
+                rep_ = _rescore(rep_, keep, cfg, label)
             reports[label] = rep_
             notes.append(f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
                          "separately, so compare CPU times rather than wall times)")
     with tempfile.TemporaryDirectory(prefix="songmine-peers-") as tmp:
         tmp = Path(tmp)
-        (tmp / "q").mkdir()
+        qdir = args.workdir / "q" if args.workdir else tmp / "q"
+        qdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         to_run = [n for n in args.peers.split(",") if n]
-        rows = write_queries(specs, cfg, tmp / "q") if to_run else []
+        rows = write_queries(specs, cfg, qdir) if to_run else []
         print(f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
               f"({len(indexed)} tracks indexed, {len(held)} held out)", file=sys.stderr)
         for name in to_run:

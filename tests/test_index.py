@@ -205,6 +205,22 @@ def test_bad_files_are_reported_and_skipped(tmp_path, library):
         assert ix.n_tracks == 6 and ix.verify() == []
 
 
+def toy_fp_dies_on_silence(y: np.ndarray, config: ToyConfig):
+    """Like a decoder crash or the OOM killer: the worker process vanishes on one file."""
+    if not np.any(y):
+        os._exit(9)
+    return toy_fp(y, config)
+
+
+def test_a_worker_dying_fails_only_its_file(tmp_path, library):
+    sf.write(library / "silence.wav", np.zeros(TOY_SR * 2, np.float32), TOY_SR)
+    with new_index(tmp_path) as ix:
+        rep = index_files(ix, [library], jobs=2, extractor=toy_fp_dies_on_silence)
+        assert rep.added == 6
+        assert [(Path(p).name, "worker process died" in e) for p, e in rep.failed] == [("silence.wav", True)]
+        assert ix.verify() == []
+
+
 def test_missing_path_is_a_parameter_error(tmp_path):
     with new_index(tmp_path) as ix, pytest.raises(ParameterError, match="no such file"):
         index_files(ix, [tmp_path / "nowhere"], extractor=toy_fp)
@@ -406,3 +422,12 @@ def test_json_of_records(tmp_path, library):
         rec = _plain(ix.tracks()[0])
     assert set(rec) == {"track_id", "path", "sha256", "duration_s", "title", "artist", "album", "n_hashes", "status"}
     json.dumps(rec)
+
+
+def test_default_config_is_the_landmark_method(tmp_path):
+    from songmine.landmarks import FingerprintConfig
+
+    with Index(tmp_path / "ix", create=True) as ix:
+        assert ix.method == "landmark" and ix.config == FingerprintConfig()
+    with Index(tmp_path / "ix", config=FingerprintConfig()) as ix:
+        assert ix.n_tracks == 0

@@ -121,38 +121,43 @@ def _frames(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
 
 
 def _stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray | None, *, block: int = 4096) -> np.ndarray:
-    """Centred, reflect-padded STFT, frequency-major complex64 [1 + n_fft/2, n_frames].
+    """Centred, reflect-padded STFT, **time-major** complex64 [n_frames, 1 + n_fft/2].
 
-    Returns the complex conjugate of numpy's rfft, as librosa 0.5.0 did.
+    Returns the complex conjugate of the FFT, as librosa 0.5.0's ``stft`` did.
     """
+    from scipy import fft as sfft
+
     yp = np.pad(y, n_fft // 2, mode="reflect")
     fr = _frames(yp, n_fft, hop_length)
-    out = np.empty((n_fft // 2 + 1, fr.shape[0]), dtype=np.complex64)
-    for s in range(0, fr.shape[0], block):  # blocks bound the float64 FFT scratch
+    out = np.empty((fr.shape[0], n_fft // 2 + 1), dtype=np.complex64)
+    for s in range(0, fr.shape[0], block):  # blocks bound the FFT scratch memory
         seg = fr[s:s + block]
         if window is not None:
             seg = seg * window
-        out[:, s:s + block] = np.fft.rfft(seg, axis=1).T.conj()
+        np.conjugate(sfft.rfft(seg, axis=1), out=out[s:s + block])
     return out
 
 
 def _stft_magnitude(y: np.ndarray) -> np.ndarray:
-    """|STFT| float32 [1025, n_frames] with a periodic Hann window (n_fft 2048, hop 512)."""
+    """|STFT| float32 [1025, n_frames] (a transposed view of a time-major array), periodic Hann,
+    n_fft 2048, hop 512, centred with reflect padding."""
+    from scipy import fft as sfft
+
     win = _hann(N_FFT)
     yp = np.pad(y, N_FFT // 2, mode="reflect")
     fr = _frames(yp, N_FFT, HOP)
-    out = np.empty((N_FFT // 2 + 1, fr.shape[0]), dtype=np.float32)
-    block = 2048
+    out = np.empty((fr.shape[0], N_FFT // 2 + 1), dtype=np.float32)
+    block = 256  # frames per FFT call: keeps the float64 scratch in cache
     for s in range(0, fr.shape[0], block):
-        spec = np.fft.rfft(fr[s:s + block] * win, axis=1)
-        out[:, s:s + block] = np.abs(spec).T
-    return out
+        # float64 FFT, as librosa 0.5.0 (float64 window × float32 frames): near-silent bins keep their digits
+        np.abs(sfft.rfft(fr[s:s + block] * win, axis=1), out=out[s:s + block])
+    return out.T
 
 
 @functools.lru_cache(maxsize=8)
 def _hann(n: int) -> np.ndarray:
-    """Periodic Hann window (scipy ``get_window('hann', n, fftbins=True)``), float32."""
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+    """Periodic Hann window (scipy ``get_window('hann', n, fftbins=True)``), float64."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
 
 
 def _fft_frequencies(sr: float, n_fft: int = N_FFT) -> np.ndarray:
@@ -188,25 +193,24 @@ def _estimate_tuning(S: np.ndarray, sr: float) -> float:
     freqs = _fft_frequencies(sr, n_fft)
     fidx = np.flatnonzero((fmin <= freqs) & (freqs < fmax))
     lo, hi = max(int(fidx[0]) - 1, 0), min(int(fidx[-1]) + 2, S.shape[0])
-    # only the bins inside [fmin, fmax) can yield pitches; work on that slab (+1 bin each side)
-    sub = S[lo:hi]
-    avg = 0.5 * (sub[2:] - sub[:-2])
-    shift = 2 * sub[1:-1] - sub[2:] - sub[:-2]
+    # only the bins inside [fmin, fmax) can yield pitches: work time-major on that slab (+1 bin
+    # each side, never at S's edges, so librosa's edge padding of localmax never applies)
+    St = S.T
+    sub = St[:, lo:hi]
+    avg = 0.5 * (sub[:, 2:] - sub[:, :-2])
+    shift = 2 * sub[:, 1:-1] - sub[:, 2:] - sub[:, :-2]
     shift = avg / (shift + (np.abs(shift) < _tiny(shift)))
     dskew = 0.5 * avg * shift
-    # local max along frequency with edge padding on the full S (rows lo+1 .. hi-2 of S)
-    thr = S * (S > 0.1 * S.max(axis=0))
+    thr = sub * (sub > 0.1 * St.max(axis=1, keepdims=True))
+    cur = thr[:, 1:-1]
+    lm = (cur > thr[:, :-2]) & (cur >= thr[:, 2:])
     rows = np.arange(lo + 1, hi - 1)
-    prev = thr[np.maximum(rows - 1, 0)]
-    nxt = thr[np.minimum(rows + 1, S.shape[0] - 1)]
-    cur = thr[rows]
-    lm = (cur > prev) & (cur >= nxt)
-    lm &= ((fmin <= freqs[rows]) & (freqs[rows] < fmax))[:, None]
-    r, c = np.nonzero(lm)
+    lm &= ((fmin <= freqs[rows]) & (freqs[rows] < fmax))[None, :]
+    c, r = np.nonzero(lm)
     if r.size == 0:
         return 0.0
-    pitch = (rows[r] + shift[r, c]) * float(sr) / n_fft
-    mag = S[rows[r], c] + dskew[r, c]
+    pitch = (rows[r] + shift[c, r]) * float(sr) / n_fft
+    mag = sub[c, r + 1] + dskew[c, r]
     pos = pitch > 0
     threshold = np.median(mag[pos]) if pos.any() else 0.0
     f = pitch[(mag >= threshold) & pos]
@@ -251,7 +255,7 @@ def _cqt_basis(sr: float, fmin: float, tuning: float) -> tuple[np.ndarray, int]:
     cum = np.cumsum(srt / mags.sum(axis=1, keepdims=True), axis=1)
     j = np.argmin(cum < 0.01, axis=1)
     keep = mags >= srt[np.arange(_BPO), j][:, None]
-    return np.where(keep, fb, 0), n_fft
+    return np.where(keep, fb, 0).astype(np.complex64), n_fft
 
 
 @functools.lru_cache(maxsize=8)
@@ -261,7 +265,7 @@ def _decimation_filter(factor: int, res_type: str) -> np.ndarray:
     With ``t_out = n * factor`` every output falls on an input sample, so
     resampy's interpolated-table loop reduces to a symmetric FIR whose taps are
     ``(1/factor) * interp_win[|j| * precision / factor]`` — computed here once,
-    then applied with one ``np.convolve`` instead of a per-sample loop.
+    then applied with one FFT convolution instead of a per-sample loop.
     """
     interp_win, precision, _ = _resampy_filter(res_type)
     step = int(precision / factor)
@@ -279,7 +283,11 @@ def _downsample(y: np.ndarray, factor: int, res_type: str) -> np.ndarray:
     n_res = int(len(y) / factor)  # resampy's output length
     if n_res < 1:
         raise ParameterError(f"audio too short ({len(y)} samples) to downsample by {factor}")
-    c = np.convolve(y.astype(np.float64), h)  # full: c[m + half] is the centred output at m
+    from scipy.signal import oaconvolve
+
+    # full convolution by overlap-add FFTs in float32 (resampy's own accumulator is float32):
+    # c[m + half] is the centred output at m; keep every factor-th
+    c = oaconvolve(y.astype(np.float32, copy=False), h.astype(np.float32))
     out = c[half:half + n_res * factor:factor]
     n = int(np.ceil(len(y) / factor))  # librosa's fix_length
     if len(out) < n:
@@ -340,7 +348,7 @@ def _cqt(y: np.ndarray, sr: float, tuning: float) -> np.ndarray:
     responses = []
     if res_type != "kaiser_fast":
         fb, n_fft = _cqt_basis(sr, fmin_t, tuning)
-        responses.append(np.abs(fb @ _stft(y, n_fft, hop, None)))
+        responses.append(np.abs(_stft(y, n_fft, hop, None) @ fb.T).T)
         fmin_t /= 2
         n_octaves -= 1
         res_type = "kaiser_fast"
@@ -354,8 +362,8 @@ def _cqt(y: np.ndarray, sr: float, tuning: float) -> np.ndarray:
             my_y = my_y.astype(np.float32)
             my_sr /= 2.0
             my_hop //= 2
-        D = _stft(my_y, n_fft, my_hop, None)
-        responses.append(np.abs(fb @ D))
+        D = _stft(my_y, n_fft, my_hop, None)  # [frames, bins]
+        responses.append(np.abs(D @ fb.T).T)
     n_cols = min(r.shape[1] for r in responses)
     C = np.vstack([r[:, :n_cols] for r in responses][::-1])[-_CQT_BINS:]
     correction = 2.0 ** (tuning / _BPO)
@@ -398,6 +406,11 @@ def _mel_basis(sr: float) -> np.ndarray:
     weights = np.maximum(0, np.minimum(lower, upper))
     enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
     return weights * enorm[:, None]
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis_f32(sr: float) -> np.ndarray:
+    return _mel_basis(sr).astype(np.float32)
 
 
 _F_SP = 200.0 / 3
@@ -451,36 +464,59 @@ def _tonnetz_phi() -> np.ndarray:
 
 
 def _zcr(y: np.ndarray) -> np.ndarray:
+    """librosa 0.5.0 zero_crossing_rate (edge-padded frames of 2048, hop 512, |x| <= 1e-10 counts as 0).
+
+    Sign changes are found once on the signal and counted per frame by a cumulative sum.
+    """
     yp = np.pad(y, N_FFT // 2, mode="edge")
-    fr = _frames(yp, N_FFT, HOP)
-    sb = np.signbit(np.where(np.abs(fr) <= 1e-10, 0, fr))
-    crossings = (sb[:, 1:] != sb[:, :-1]).sum(axis=1)
-    return (crossings / N_FFT)[None, :]
+    sb = np.signbit(np.where(np.abs(yp) <= 1e-10, 0, yp))
+    cs = np.concatenate(([0], np.cumsum(sb[1:] != sb[:-1], dtype=np.int64)))
+    starts = np.arange(1 + (len(yp) - N_FFT) // HOP) * HOP
+    return ((cs[starts + N_FFT - 1] - cs[starts]) / N_FFT)[None, :]
 
 
 def _spectral(S: np.ndarray) -> dict[str, np.ndarray]:
-    """centroid, bandwidth, rolloff, contrast from |STFT| at the 22,050-Hz quirk rate."""
+    """centroid, bandwidth, rolloff, contrast from |STFT| [1025, T] at the 22,050-Hz quirk rate.
+
+    ``S`` is best the transposed view of a time-major array (what :func:`_stft_magnitude`
+    returns): every reduction here runs along contiguous memory.
+    """
     freq = _fft_frequencies(QUIRK_SR)
-    Sn = _normalize(S, 1, _tiny(S))
-    centroid = (freq[:, None] * Sn).sum(axis=0, keepdims=True)
-    bandwidth = np.sqrt((Sn * (freq[:, None] - centroid) ** 2).sum(axis=0, keepdims=True))
-    total = np.cumsum(S, axis=0, dtype=np.float32)
-    below = total < 0.85 * total[-1]
-    idx = below.sum(axis=0)  # first bin whose cumulative energy reaches 85 %
+    St = S.T
+    # centroid and bandwidth from three spectral moments (one float64 product instead of a
+    # normalised copy of S): Σ S, Σ f S, Σ f² S per frame
+    # (float32 products on frequencies scaled to [0, 1]; the moments are then taken in float64)
+    m0, m1, m2 = (St @ _moment_basis().T).T.astype(np.float64)
+    nyq = QUIRK_SR / 2.0
+    length = np.where(m0 < _tiny(S), 1.0, m0)  # librosa's normalize(): tiny columns are left as they are
+    c = m1 / length
+    var = (m2 - 2 * c * m1 + c**2 * m0) / length  # Σ (S/length)(f − c)², f in Nyquist units
+    centroid = (c * nyq)[None, :]
+    bandwidth = (np.sqrt(np.maximum(var, 0.0)) * nyq)[None, :]
+    total = np.cumsum(St, axis=1, dtype=np.float32)
+    below = total < 0.85 * total[:, -1:]
+    idx = below.sum(axis=1)  # first bin whose cumulative energy reaches 85 %
     idx = np.minimum(idx, S.shape[0] - 1)
     rolloff = freq[idx][None, :]
     return {
         "spectral_centroid": centroid,
         "spectral_bandwidth": bandwidth,
         "spectral_rolloff": rolloff,
-        "spectral_contrast": _contrast(S, freq),
+        "spectral_contrast": _contrast(St, freq),
     }
 
 
-def _contrast(S: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: int = 6, quantile: float = 0.02):
+@functools.lru_cache(maxsize=1)
+def _moment_basis() -> np.ndarray:
+    f = _fft_frequencies(QUIRK_SR) / (QUIRK_SR / 2.0)
+    return np.stack([np.ones_like(f), f, f**2]).astype(np.float32)
+
+
+def _contrast(St: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: int = 6, quantile: float = 0.02):
+    """librosa 0.5.0 spectral_contrast on a time-major magnitude ``St`` [T, bins] → [7, T] (dB)."""
     octa = np.zeros(n_bands + 2)
     octa[1:] = fmin * 2.0 ** np.arange(0, n_bands + 1)
-    valley = np.zeros((n_bands + 1, S.shape[1]))
+    valley = np.zeros((n_bands + 1, St.shape[0]))
     peak = np.zeros_like(valley)
     for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):  # 7 bands, not frames
         band = (freq >= f_low) & (freq <= f_high)
@@ -489,13 +525,13 @@ def _contrast(S: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: int
             band[idx[0] - 1] = True
         if k == n_bands:
             band[idx[-1] + 1:] = True
-        sub = S[band]
+        cols = np.flatnonzero(band)
         if k < n_bands:
-            sub = sub[:-1]
+            cols = cols[:-1]
         q = int(max(np.rint(quantile * np.sum(band)), 1))
-        srt = np.sort(sub, axis=0)
-        valley[k] = np.mean(srt[:q], axis=0)
-        peak[k] = np.mean(srt[-q:], axis=0)
+        srt = np.sort(St[:, cols], axis=1)
+        valley[k] = np.mean(srt[:, :q], axis=1)
+        peak[k] = np.mean(srt[:, -q:], axis=1)
     return _power_to_db(peak) - _power_to_db(valley)
 
 
@@ -527,14 +563,14 @@ def extract_families(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     out["chroma_cens"] = cens
     out["tonnetz"] = _tonnetz_phi() @ _normalize(cens, 1, _tiny(cens))
     del C
-    # STFT family
-    P = S**2
-    tuning_stft = _estimate_tuning(P, float(QUIRK_SR))
-    raw = _chroma_fb(float(QUIRK_SR), tuning_stft) @ P
+    # STFT family (products written time-major: Pt [T, 1025] @ bank.T)
+    Pt = S.T * S.T
+    tuning_stft = _estimate_tuning(Pt.T, float(QUIRK_SR))
+    raw = (Pt @ _chroma_fb(float(QUIRK_SR), tuning_stft).astype(np.float32).T).T.astype(np.float64)
     out["chroma_stft"] = _normalize(raw, np.inf, _tiny(raw))
-    out["rmse"] = np.sqrt(np.mean(S.astype(np.float32) ** 2, axis=0, keepdims=True))
+    out["rmse"] = np.sqrt(np.mean(Pt, axis=1))[None, :]
     out.update(_spectral(S))
-    mel = _mel_basis(float(sr)) @ P
+    mel = (Pt @ _mel_basis_f32(float(sr)).T).T.astype(np.float64)
     out["mfcc"] = _dct20() @ _power_to_db(mel)
     return out
 
@@ -767,9 +803,15 @@ def _size(path: str) -> int:
 
 
 def _init_worker() -> None:
-    # BLAS/FFT threads would fight the process pool for the same cores
+    # BLAS threads would fight the process pool for the same cores: one per worker
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
 
 
 def _to_frame(rows: dict[str, np.ndarray], tags: dict, durations: dict) -> "pd.DataFrame":

@@ -143,7 +143,7 @@ _INT_COLUMNS = {("album", "comments"), ("album", "favorites"), ("album", "id"), 
 _FLOAT_COLUMNS = {("artist", "latitude"), ("artist", "longitude")}
 
 #: Bumped whenever the loaded representation changes (invalidates parquet caches).
-LOADER_VERSION = 1
+LOADER_VERSION = 2
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError)
 
@@ -197,6 +197,25 @@ class TableSource:
                 raise DataError(f"{self.name}: corrupt or truncated zip member: {exc}") from exc
             with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
                 yield fh
+
+    @contextmanager
+    def open_binary(self) -> Iterator[IO[bytes]]:
+        """Open for streaming binary reads (zip members decompress on the fly, CRC-checked at EOF)."""
+        if self.member is None:
+            try:
+                fh = open(self.path, "rb")
+            except OSError as exc:
+                raise DataError(f"{self.name}: cannot open: {exc.strerror or exc}") from exc
+            with fh:
+                yield fh
+            return
+        with _zip(self.path) as zf:
+            try:
+                raw = zf.open(self.member)
+            except _ZIP_ERRORS as exc:
+                raise DataError(f"{self.name}: corrupt or truncated zip member: {exc}") from exc
+            with raw:
+                yield raw
 
     def read_bytes(self) -> bytes:
         """The whole content (zip members are decompressed and CRC-checked)."""
@@ -392,15 +411,17 @@ def _arrow_read(src: TableSource, skip_rows: int, names: list[str], types: dict,
     import pyarrow as pa
     from pyarrow import csv as pacsv
 
-    data = src.read_bytes()
     try:
-        return pacsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(skip_rows=skip_rows, column_names=names, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                                 quoted_strings_can_be_null=False),
-        )
+        with src.open_binary() as fh:  # streamed: the file is never held in memory as a whole
+            return pacsv.read_csv(
+                fh,
+                read_options=pacsv.ReadOptions(skip_rows=skip_rows, column_names=names, block_size=1 << 22),
+                parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
+                convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                     quoted_strings_can_be_null=False),
+            )
+    except _ZIP_ERRORS as exc:
+        raise DataError(f"{src.name}: corrupt or truncated: {exc}") from exc
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(f"{src.name}: {_arrow_message(exc, names)}") from exc
 
@@ -452,7 +473,9 @@ def _check_finite(src: TableSource, df, columns, mode: NonFinite, *, nan_ok=froz
     if mode == "keep" or len(df) == 0:
         return df
     cols = [c for c in columns]
-    vals = df[cols].to_numpy()
+    vals = df.to_numpy(copy=False) if len(cols) == df.shape[1] else df[cols].to_numpy()
+    if not nan_ok and np.isfinite(vals).all():  # the common case, without building masks
+        return df
     bad_inf = ~np.isfinite(vals) & ~np.isnan(vals)
     nan_cols = np.array([c not in nan_ok for c in cols])
     bad = bad_inf | (np.isnan(vals) & nan_cols[None, :])
@@ -494,10 +517,24 @@ def _parse_numeric(src: TableSource, layout: Layout, cols: list[tuple], nonfinit
     ids = t.column(0).to_pandas()
     index = _index_from(src, ids)
     t = t.drop_columns(["track_id"])
-    df = t.to_pandas(split_blocks=False)
-    df.index = index
     mi_names = ["feature", "statistics", "number"] if table == "features" else [None, None, None]
-    df.columns = pd.MultiIndex.from_tuples(cols, names=mi_names)
+    columns = pd.MultiIndex.from_tuples(cols, names=mi_names)
+    if table == "features":
+        # one Fortran-ordered float32 array filled column by column while the Arrow columns are
+        # released: pandas adopts it as its single block without another copy
+        import numpy as np
+
+        arr = np.empty((t.num_rows, t.num_columns), dtype=np.float32, order="F")
+        for j in range(t.num_columns):
+            arr[:, j] = t.column(0).to_numpy()
+            t = t.remove_column(0)
+        del t
+        df = pd.DataFrame(arr, index=index, columns=columns, copy=False)
+    else:
+        df = t.to_pandas(split_blocks=False)
+        del t
+        df.index = index
+        df.columns = columns
     if table == "features":
         df = _check_finite(src, df, list(df.columns), nonfinite)
     else:
@@ -646,7 +683,11 @@ def _to_parquet(df, path: Path) -> None:
     flat.columns = ["\x1f".join(c) if levels > 1 else c for c in df.columns]
     t = pa.Table.from_pandas(flat, preserve_index=True)
     meta = dict(t.schema.metadata or {})
-    meta[b"songmine.catalog"] = json.dumps({"levels": levels, "names": names}).encode()
+    import numpy as np
+
+    all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
+    meta[b"songmine.catalog"] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
+                                            "columns": list(flat.columns)}).encode()
     t = t.replace_schema_metadata(meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -660,6 +701,22 @@ def _from_parquet(path: Path):
 
     t = pq.read_table(path)
     info = json.loads(t.schema.metadata[b"songmine.catalog"])
+    if info.get("float32"):
+        # all-float32 table (features): fill one Fortran-ordered array, releasing Arrow columns as we go
+        import numpy as np
+
+        index_name = [n for n in t.column_names if n not in info["columns"]]
+        idx = t.column(index_name[0]).to_pandas() if index_name else None
+        if index_name:
+            t = t.drop_columns(index_name)
+        arr = np.empty((t.num_rows, t.num_columns), dtype=np.float32, order="F")
+        names = t.column_names
+        for j in range(t.num_columns):
+            arr[:, j] = t.column(0).to_numpy()
+            t = t.remove_column(0)
+        cols = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in names], names=info["names"])
+        index = pd.Index(idx, name="track_id") if idx is not None else None
+        return pd.DataFrame(arr, index=index, columns=cols, copy=False)
     df = t.to_pandas()
     import pyarrow as pa
 

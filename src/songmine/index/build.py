@@ -337,6 +337,18 @@ class _Run:
         )
 
 
+_DIED = "{path}: the worker process died while processing this file (decoder crash or out of memory)"
+
+
+def _alone(path: str, initargs: tuple) -> tuple[str, Any] | None:
+    """Process one file in a fresh one-worker pool; None when that worker dies too."""
+    with cf.ProcessPoolExecutor(max_workers=1, initializer=_init_worker, initargs=initargs) as ex:
+        try:
+            return ex.submit(_work, path).result()
+        except cf.process.BrokenProcessPool:
+            return None
+
+
 def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str]):
     """Yield ``(kind, path, value)`` per file, in completion order, with at most 2×jobs in flight."""
     if not todo:
@@ -350,7 +362,8 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
     pending = iter(todo)
     max_inflight = 2 * jobs
     while True:  # one pass per pool; a pool that breaks (worker killed) is replaced
-        ex = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(config, extractor, known))
+        initargs = (config, extractor, known)
+        ex = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=initargs)
         inflight: dict[cf.Future, str] = {}
         broken = False
         try:
@@ -369,12 +382,17 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
                         kind, value = fut.result()
                     except cf.process.BrokenProcessPool:
                         broken = True
-                        kind, value = "failed", f"{path}: worker process died while processing this file"
+                        inflight[fut] = path  # a suspect like the others still in flight
+                        continue
                     yield kind, path, value
                 if broken:
-                    for fut, path in inflight.items():
-                        yield "failed", path, f"{path}: worker process died while processing this file"
+                    # a worker died (crash in a decoder, OOM killer): retry each file that was in
+                    # flight alone, so only the culprit is reported, then go on with a new pool
+                    suspects = list(inflight.values())
                     inflight.clear()
+                    for path in suspects:
+                        r = _alone(path, initargs)
+                        yield ("failed", path, _DIED.format(path=path)) if r is None else (r[0], path, r[1])
                     break
         finally:
             for fut in inflight:

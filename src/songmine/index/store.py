@@ -47,7 +47,7 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
-from .segments import fsync_dir, merge_segments, open_segment, write_segment
+from .segments import Segment, fsync_dir, merge_segments, open_segment, write_segment
 
 __all__ = [
     "Index",
@@ -66,9 +66,13 @@ MERGE_FANIN = 8
 #: Postings of the smallest tier (segments below this are all "tier 0").
 MERGE_BASE = 200_000
 
-#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``)
-_METHODS: dict[str, str] = {"landmarks": "songmine.landmarks:FingerprintConfig"}
-DEFAULT_METHOD = "landmarks"
+#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``).
+#: "landmark" is the CLI's ``--method`` name; "landmarks" is read for indexes written before.
+_METHODS: dict[str, str] = {
+    "landmark": "songmine.landmarks:FingerprintConfig",
+    "landmarks": "songmine.landmarks:FingerprintConfig",
+}
+DEFAULT_METHOD = "landmark"
 
 
 def register_method(name: str, config_class: type | str) -> None:
@@ -151,7 +155,11 @@ class _Segment:
     segment_id: int
     file: str
     n_postings: int
-    postings: Postings
+    data: Segment
+
+    @property
+    def postings(self) -> Postings:
+        return self.data.postings
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,10 +418,9 @@ class Index:
         los = np.empty((n_seg, n_u), dtype=np.int64)
         cnts = np.empty((n_seg, n_u), dtype=np.int64)
         for s, seg in enumerate(segs):
-            h = seg.postings.hashes
-            lo = np.searchsorted(h, uq, side="left")
+            lo, hi = seg.data.bounds(uq)
             los[s] = lo
-            cnts[s] = np.searchsorted(h, uq, side="right") - lo
+            cnts[s] = hi - lo
         per_u = cnts.sum(axis=0)
         if max_per_hash is not None:
             common = per_u > max_per_hash
@@ -718,7 +725,7 @@ class Index:
         dead = self._dead if len(purge) else None
         seg_id = int(self._setting("next_segment_id"))
         seg_file = f"seg-{seg_id:06d}.sgm"
-        n, n_tr = merge_segments(self._seg_dir / seg_file, [s.postings for s in segs], dead=dead) if segs else (0, 0)
+        n, n_tr = merge_segments(self._seg_dir / seg_file, [s.data for s in segs], dead=dead) if segs else (0, 0)
         try:
             with self._transaction() as conn:
                 self._next("next_segment_id")

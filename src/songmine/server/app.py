@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -355,8 +355,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if isinstance(exc, DecodeError):
             h = _decode_error(exc, what="upload")
             return JSONResponse({"detail": h.detail, "reason": exc.reason}, status_code=h.status_code)
-        status = 503 if type(exc).__name__ == "IndexLockedError" else 422  # another process is writing
-        return JSONResponse({"detail": str(exc).splitlines()[0], "reason": type(exc).__name__}, status_code=status)
+        from ..index import IndexLockedError
+
+        body = {"detail": (str(exc).strip().splitlines() or [type(exc).__name__])[0], "reason": type(exc).__name__}
+        if isinstance(exc, IndexLockedError):  # another process holds the index's write lock
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}", "reason": "internal"}, status_code=500)
 
     # -- page --------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)

@@ -1,0 +1,101 @@
+"""Segment files: directory lookups equal a plain binary search; merges equal an in-memory concat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from songmine.errors import IndexFormatError
+from songmine.index import segments as seg_mod
+from songmine.index.schema import SEGMENT_HEADER_V1, SEGMENT_MAGIC_V1
+from songmine.index.segments import directory_bits, merge_segments, open_segment, write_segment
+from songmine.postings import Postings
+
+
+def random_postings(rng, n: int, *, hash_bits: int = 25, skew: bool = True, n_tracks: int = 50) -> Postings:
+    if skew:  # a few very common hashes, like real landmarks
+        h = np.where(rng.random(n) < 0.3, rng.integers(0, 40, n), rng.integers(0, 1 << hash_bits, n))
+    else:
+        h = rng.integers(0, 1 << hash_bits, n)
+    return Postings.from_unsorted(
+        h.astype(np.uint32), rng.integers(0, n_tracks, n, dtype=np.uint32), rng.integers(0, 10_000, n, dtype=np.uint32)
+    )
+
+
+@pytest.mark.parametrize("n, hash_bits, skew", [(0, 25, False), (1, 25, False), (1000, 25, True),
+                                                 (50_000, 25, True), (20_000, 32, False), (5000, 8, True)])
+def test_directory_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bits, skew):
+    monkeypatch.setattr(seg_mod, "DIRECTORY_MIN", 0)  # use the directory at every size
+    monkeypatch.setattr(seg_mod, "WINDOW", 8)  # and exercise both the dense and the binary-search paths
+    p = random_postings(rng, n, hash_bits=hash_bits, skew=skew)
+    write_segment(tmp_path / "s.sgm", p)
+    seg = open_segment(tmp_path / "s.sgm")
+    assert seg.directory is not None and len(seg) == n
+    for a, b in zip((seg.postings.hashes, seg.postings.tracks, seg.postings.times), (p.hashes, p.tracks, p.times)):
+        assert np.array_equal(a, b)
+    present = p.hashes[rng.integers(0, n, 300)] if n else np.zeros(0, np.uint32)
+    keys = np.unique(np.concatenate([present, rng.integers(0, 1 << 32, 300, dtype=np.uint32),
+                                     np.array([0, 2**32 - 1, min(1 << hash_bits, 2**32 - 1)], dtype=np.uint32)]).astype(np.uint32))
+    lo, hi = seg.bounds(keys)
+    assert np.array_equal(lo, np.searchsorted(p.hashes, keys, "left"))
+    assert np.array_equal(hi, np.searchsorted(p.hashes, keys, "right"))
+
+
+def test_directory_size_is_a_few_percent(rng):
+    bits, shift = directory_bits(10_000_000, (1 << 25) - 1)
+    assert 10_000_000 / 16 <= 2**bits <= 10_000_000 / 8 and ((1 << 25) - 1) >> shift < 2**bits
+
+
+def test_version_1_segments_are_still_read(tmp_path, rng):
+    p = random_postings(rng, 3000)
+    path = tmp_path / "old.sgm"
+    with open(path, "wb") as fh:
+        fh.write(SEGMENT_HEADER_V1.pack(SEGMENT_MAGIC_V1, len(p), 50))
+        for a in (p.hashes, p.tracks, p.times):
+            fh.write(a.astype("<u4").tobytes())
+    seg = open_segment(path)
+    assert seg.directory is None
+    keys = np.unique(p.hashes[::7])
+    lo, hi = seg.bounds(keys)
+    assert np.array_equal(hi - lo, np.searchsorted(p.hashes, keys, "right") - np.searchsorted(p.hashes, keys))
+    write_segment(tmp_path / "new.sgm", random_postings(rng, 100))
+    n, _ = merge_segments(tmp_path / "m.sgm", [seg, open_segment(tmp_path / "new.sgm")])
+    assert n == 3100 and open_segment(tmp_path / "m.sgm").directory is not None
+
+
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_merge_equals_in_memory_concat(tmp_path, rng, monkeypatch, with_dead):
+    monkeypatch.setattr(seg_mod, "MERGE_CHUNK", 5000)  # many hash-range chunks
+    parts = [random_postings(rng, n) for n in (20_000, 7000, 0, 1, 13_000)]
+    segs = []
+    for i, p in enumerate(parts):
+        write_segment(tmp_path / f"{i}.sgm", p)
+        segs.append(open_segment(tmp_path / f"{i}.sgm"))
+    dead = np.zeros(30, dtype=bool)
+    if with_dead:
+        dead[[3, 7, 29]] = True
+    n, n_tracks = merge_segments(tmp_path / "m.sgm", segs, dead=dead)
+    ref = Postings.concat(parts).without_tracks(np.nonzero(dead)[0])
+    merged = open_segment(tmp_path / "m.sgm")
+    assert n == len(ref) == len(merged) and n_tracks == np.unique(ref.tracks).shape[0]
+    assert np.array_equal(merged.postings.hashes, ref.hashes)
+    # ties may be ordered differently: compare as multisets of (hash, track, time)
+    key = lambda p: np.sort(p.hashes.astype(np.uint64) << np.uint64(32) | p.tracks.astype(np.uint64) * 10_000 + p.times)
+    assert np.array_equal(key(merged.postings), key(ref))
+    keys = np.unique(ref.hashes[::11])
+    lo, hi = merged.bounds(keys)
+    assert np.array_equal(lo, np.searchsorted(ref.hashes, keys))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_truncated_and_foreign_files_are_format_errors(tmp_path, rng):
+    write_segment(tmp_path / "s.sgm", random_postings(rng, 100))
+    data = (tmp_path / "s.sgm").read_bytes()
+    (tmp_path / "t.sgm").write_bytes(data[:-1])
+    with pytest.raises(IndexFormatError, match="header says"):
+        open_segment(tmp_path / "t.sgm")
+    (tmp_path / "f.sgm").write_bytes(b"PK\x03\x04" + data[4:])
+    with pytest.raises(IndexFormatError, match="not a songmine segment"):
+        open_segment(tmp_path / "f.sgm")
+    with pytest.raises(IndexFormatError, match="missing"):
+        open_segment(tmp_path / "nothing.sgm")
