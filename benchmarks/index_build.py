@@ -168,10 +168,17 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
     from songmine.index import Index, index_files
     from songmine.landmarks import FingerprintConfig
 
+    import resource
+
     path = workdir / "real.idx"
     shutil.rmtree(path, ignore_errors=True)
+    cpu0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     with Index(path, create=True, config=FingerprintConfig()) as ix, TreeMemory() as mem:
         rep = index_files(ix, files, jobs=jobs)
+    cpu1 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    # CPU seconds of the parent and of the (finished) workers: independent of how loaded the machine is
+    cpu_parent = (cpu1[0].ru_utime + cpu1[0].ru_stime) - (cpu0[0].ru_utime + cpu0[0].ru_stime)
+    cpu_workers = (cpu1[1].ru_utime + cpu1[1].ru_stime) - (cpu0[1].ru_utime + cpu0[1].ru_stime)
     with Index(path) as ix:
         seg_bytes = sum(p.stat().st_size for p in (path / "segments").iterdir())
         cat_bytes = sum(p.stat().st_size for p in path.glob("catalog.sqlite*"))
@@ -186,6 +193,9 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
         [f"reference: decode only, one core × {jobs}", f"{ref['decode_x'] * jobs:,.0f}× real time"],
         [f"reference: decode+fingerprint+hash+tags, one core × {jobs}", f"{ref['all_x'] * jobs:,.0f}× real time"],
         ["build / (all stages × jobs)", f"{x / (ref['all_x'] * jobs):.2f}"],
+        ["CPU seconds: workers / parent (incl. the sampler)", f"{cpu_workers:.0f} / {cpu_parent:.1f}"],
+        ["audio per CPU second (load-independent speed)", f"{rep.audio_seconds / max(cpu_workers + cpu_parent, 1e-9):,.0f}× real time per core"],
+        [f"CPU use: (workers + parent) / (wall × {jobs})", f"{(cpu_workers + cpu_parent) / (rep.seconds * jobs):.0%}"],
         ["peak memory, all processes (sum of PSS)", f"**{pss:.0f} MB**"],
         ["peak memory, all processes (sum of RSS, counts shared pages twice)", f"{rss:.0f} MB"],
         ["peak PSS per quarter of the run", " / ".join(f"{q:.0f}" for q in mem.quarters()) + " MB"],
@@ -196,7 +206,7 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
     ]
     table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
     return {"index": str(path), "added": rep.added, "failed": rep.failed, "audio_s": rep.audio_seconds,
-            "seconds": rep.seconds, "x_realtime": x, "peak_pss_mb": pss, "peak_rss_mb": rss,
+            "seconds": rep.seconds, "x_realtime": x, "cpu_workers_s": cpu_workers, "cpu_parent_s": cpu_parent, "peak_pss_mb": pss, "peak_rss_mb": rss,
             "pss_quarters_mb": mem.quarters(), "postings": n_post, "postings_per_hour": n_post / hours,
             "mb_per_hour": seg_bytes / 1e6 / hours, "segments": n_seg}
 
