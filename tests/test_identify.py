@@ -140,6 +140,8 @@ def test_bad_clips_go_into_error_never_raise(tmp_path):
     assert r.error
     r = identify(idx, np.zeros(70 * SR, np.float32), max_duration_s=60)
     assert r.error and "limit" in r.error
+    r = identify(idx, np.full(3 * SR, np.nan, np.float32))
+    assert r.error is None and r.matches == []
 
 
 def test_silence_and_empty_index_give_no_match(synth_music):
@@ -203,3 +205,11 @@ def test_cli_identify_missing_index_is_a_usage_error(tmp_path):
     from songmine.cli._app import main
 
     assert main(["identify", str(tmp_path / "x.wav"), "--index", str(tmp_path / "no-index")]) == 2
+
+
+def test_package_level_identify_is_callable_even_after_submodule_import():
+    import songmine
+    import songmine.identify  # noqa: F401  (rebinds songmine.identify to the module)
+
+    r = songmine.identify(MemoryIndex(), np.zeros(3 * SR, np.float32), name="z")
+    assert isinstance(r, QueryResult) and r.query == "z" and r.matches == []

@@ -294,6 +294,7 @@ def find_duplicates(
     *,
     hop_s: float | None = None,
     skipped: list[dict] | None = None,
+    signatures: np.ndarray | None = None,
 ) -> DedupeReport:
     """Groups of prints that are the same recording.
 
@@ -303,6 +304,9 @@ def find_duplicates(
     config : DedupeConfig
     hop_s : float or None
         Seconds per landmark frame (default: the landmark config's).
+    signatures : np.ndarray [shape=(len(prints), n_perm), dtype=uint64] or None
+        Precomputed MinHash signatures of the prints' hash sets (same
+        ``n_perm`` and ``random_state``), e.g. kept from an earlier run.
 
     Returns
     -------
@@ -319,12 +323,17 @@ def find_duplicates(
     n = len(prints)
     b, r = config.bands
     t0 = time.perf_counter()
-    mh = MinHasher(config.n_perm, random_state=config.random_state)
-    sigs = (
-        np.stack([mh.signature(np.unique(p.hashes)) for p in prints])  # loop over files
-        if n
-        else np.zeros((0, config.n_perm), np.uint64)
-    )
+    if signatures is not None:
+        sigs = np.asarray(signatures, dtype=np.uint64)
+        if sigs.shape != (n, config.n_perm):
+            raise ParameterError(f"signatures shape {sigs.shape} != ({n}, n_perm={config.n_perm})")
+    else:
+        mh = MinHasher(config.n_perm, random_state=config.random_state)
+        sigs = (
+            np.stack([mh.signature(np.unique(p.hashes)) for p in prints])  # loop over files
+            if n
+            else np.zeros((0, config.n_perm), np.uint64)
+        )
     timings["signatures"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

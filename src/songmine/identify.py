@@ -18,6 +18,8 @@ one pass).
 from __future__ import annotations
 
 import logging
+import sys
+import types
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -329,10 +331,11 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ParameterError(f"clip must be mono (1-D), got shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     n_speeds = len(config.speeds)
     best: list[Candidate] = []
     width = 2 * config.tolerance + 1
-    n_tracks = max(int(index.n_tracks), 1)
     durations: dict[int, float] = {}
     for s in config.speeds:  # loop over a handful of speed factors
         ys = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
@@ -489,3 +492,18 @@ def identify(
             confidence=float(min(max(c.confidence, 0.0), 1.0)),
         ))
     return QueryResult(query=qname, matches=matches)
+
+
+class _CallableModule(types.ModuleType):
+    """``songmine.identify`` is both this module and the function (the documented API).
+
+    Importing the submodule rebinds the package attribute ``songmine.identify``
+    to the module; making the module callable keeps ``songmine.identify(index, clip)``
+    working either way.
+    """
+
+    def __call__(self, index: IndexLike, clip: Any, **kwargs: Any) -> QueryResult:
+        return identify(index, clip, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -15,12 +15,16 @@ positions). Pairs vote for ``(track, offset)`` with offset = index window start
 − query window start (rounded to ``hop_s``), weighted by their agreements;
 the best ``(track, offset)`` is the answer when it beats chance.
 
-``confidence`` (the contract's null model): under chance, a query-window /
-index-window pair agrees on each position with probability ``p0`` (measured
-at build time between windows of different tracks); the best bin's total
-agreements ``k`` over ``N = n_pairs·n_perm`` trials has the Binomial tail
-``P(K ≥ k)``, multiplied by the number of bins tried (Bonferroni);
-``confidence = 1 − min(1, that)``.
+``confidence`` (the contract's null model): the query's candidate pairs
+outside the best bin are taken as chance pairs, spread uniformly over the
+``3 × n_windows`` (track, offset) bins (Poisson with rate ``λ``); a bin
+collecting ``k`` pairs (query windows agreeing on one track *and* offset) by
+chance is expected ``n_bins · P(Poisson(λ) ≥ k)`` times, and
+``confidence = exp(−that)`` = P(no chance bin does as well). A single pair
+never reaches 0.5, so one coincidental window never answers. (A first
+version used a per-position binomial with the chance agreement between
+random windows, p₀ ≈ 0.0004: it said 1.0 for everything and let 11.7 % of
+non-member clips through.)
 
 Why windows, not whole tracks: a 3-s clip's set is a tiny part of a track's,
 so its Jaccard with the track is ~0.01 (containment, not similarity); with a
@@ -235,19 +239,23 @@ class SketchIndex:
         if wi.size == 0:
             return QueryResult(query=query)
         steps = int(round(c.hop_s / c.query_hop_s))
-        # offset in query hops: index window start (in hops) − query window start
-        off = self._win_start[wi].astype(np.int64) * steps - qi
-        tr = self._win_track[wi].astype(np.int64)
+        # offset in query hops: index window start (in hops) − query window start; each pair
+        # also votes for the two neighbouring offsets (a clip is rarely cut on the window grid)
+        off0 = self._win_start[wi].astype(np.int64) * steps - qi
+        off = np.concatenate([off0 - 1, off0, off0 + 1])
+        tr = np.tile(self._win_track[wi].astype(np.int64), 3)
+        ag = np.tile(agree, 3)
         key = tr * (1 << 32) + (off + (1 << 31))
         uk, inv = np.unique(key, return_inverse=True)
-        score = np.bincount(inv, weights=agree)
+        score = np.bincount(inv, weights=ag)
         npairs = np.bincount(inv)
-        order = np.argsort(-score, kind="stable")
-        from scipy.stats import binom
+        order = np.lexsort((-score, -npairs))
+        from scipy.stats import poisson
 
+        n_total = int(wi.shape[0])
+        n_bins = float(self._all.shape[0] * 3)  # (track, offset) bins a chance pair can land in
         matches = []
         seen = set()
-        n_bins = max(len(uk), 1)
         for b in order:  # loop over the best few bins
             if len(matches) >= max(1, top):
                 break
@@ -255,16 +263,17 @@ class SketchIndex:
             if track in seen:
                 continue
             seen.add(track)
-            k = int(score[b])
-            n_trials = int(npairs[b]) * c.n_perm
-            p = float(binom.sf(k - 1, n_trials, self.p0_)) * self._all.shape[0]  # Bonferroni over (track, offset) bins
-            conf = float(1.0 - min(1.0, p))
+            k = int(npairs[b])
+            # null: the query's other candidate pairs are chance pairs, spread uniformly over the
+            # bins; expected number of bins reaching k pairs by chance → P(none does)
+            lam = (max(n_total - k, 0) + 1) / n_bins
+            conf = float(np.exp(-n_bins * poisson.sf(k - 1, lam)))
             if conf < c.min_confidence:
                 break
             off_s = float((int(uk[b] & 0xFFFFFFFF) - (1 << 31)) * c.query_hop_s)
             t = self._tracks[track]
             matches.append(Match(track_id=t.track_id, path=t.path, title=t.title, artist=t.artist, album=t.album,
-                                 offset_s=max(0.0, off_s), score=float(k) / c.n_perm, confidence=conf))
+                                 offset_s=max(0.0, off_s), score=float(score[b]) / c.n_perm, confidence=conf))
         return QueryResult(query=query, matches=matches)
 
     def query_file(self, source, *, top: int = 1) -> QueryResult:

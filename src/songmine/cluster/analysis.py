@@ -129,11 +129,11 @@ class Variable:
 # (key, label, unit, kind, suffixes to look for)
 _CANDIDATES = [
     ("genre", "top genre", "", "categorical", ("track_genre_top", "genre_top", "genre")),
-    ("tempo", "tempo", "BPM", "numeric", ("audio_features_tempo",)),
-    ("energy", "energy", "", "numeric", ("audio_features_energy",)),
-    ("danceability", "danceability", "", "numeric", ("audio_features_danceability",)),
-    ("acousticness", "acousticness", "", "numeric", ("audio_features_acousticness",)),
-    ("valence", "valence (positiveness)", "", "numeric", ("audio_features_valence",)),
+    ("tempo", "tempo", "BPM", "numeric", ("audio_features_tempo", "tempo")),
+    ("energy", "energy", "", "numeric", ("audio_features_energy", "energy")),
+    ("danceability", "danceability", "", "numeric", ("audio_features_danceability", "danceability")),
+    ("acousticness", "acousticness", "", "numeric", ("audio_features_acousticness", "acousticness")),
+    ("valence", "valence (positiveness)", "", "numeric", ("audio_features_valence", "valence")),
     ("duration", "duration", "s", "numeric", ("track_duration", "duration_s", "duration")),
     ("listens", "listens", "", "numeric", ("track_listens", "listens")),
     ("year", "year created", "", "year", ("track_date_created", "album_date_released", "year", "date")),
@@ -173,7 +173,7 @@ def find_variables(df, *, genre_column: str | None = None, max_variables: int = 
     return out
 
 
-def quartiles(values) -> tuple[np.ndarray, list[str]]:
+def quartiles(values, *, integer: bool = False) -> tuple[np.ndarray, list[str]]:
     """Rank-based quartile codes 0–3 (−1 = missing) and labels with the value ranges.
 
     Ranks break ties by position, so a column of repeated values still splits into
@@ -194,7 +194,8 @@ def quartiles(values) -> tuple[np.ndarray, list[str]]:
     names = ("Q1 low", "Q2", "Q3", "Q4 high")
     for i in range(4):
         sel = v[ok][q == i]
-        labels.append(f"{names[i]} ({_fmt(sel.min())}–{_fmt(sel.max())})" if sel.size else names[i])
+        f = (lambda x: f"{x:.0f}") if integer else _fmt
+        labels.append(f"{names[i]} ({f(sel.min())}–{f(sel.max())})" if sel.size else names[i])
     return codes, labels
 
 
@@ -222,7 +223,7 @@ def categorize(df, var: Variable, *, max_categories: int = 12):
         else:
             s = pd.to_datetime(s, errors="coerce").dt.year.astype("float64")
     if var.kind in ("numeric", "year"):
-        codes, labels = quartiles(pd.to_numeric(s, errors="coerce"))
+        codes, labels = quartiles(pd.to_numeric(s, errors="coerce"), integer=var.kind == "year")
         cats = labels + [UNKNOWN]
         return pd.Series(pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
                          index=df.index, name=var.key)
@@ -369,6 +370,7 @@ def compare_kmeans(Z: np.ndarray, k: int, *, seed: int = 0, n_init: int = 1, max
     try:
         from sklearn.cluster import KMeans as SKMeans
 
+        SKMeans(1, n_init=1).fit(Z[:2])  # warm-up: first-call library probing is not k-means time
         t = time.perf_counter()
         sk = SKMeans(k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed,
                      algorithm="lloyd").fit(Z)
@@ -412,10 +414,15 @@ def compare_echonest(df, other, k: int, cfg: RunConfig, genre_col) -> dict | Non
     _, echo2 = feature_columns(other.columns) if other is not None else ([], [])
     with_e, without = (df, other) if echo else (other, df) if echo2 else (None, df if other is None else None)
     variants = {}
+
+    def has_fma(t):
+        return bool(feature_columns(t.columns)[0])
+
     if with_e is not None:
         variants[f"features + echonest ({len(with_e):,} rows)"] = (with_e, True)
-        variants[f"features only, same {len(with_e):,} rows"] = (with_e, False)
-    if without is not None and with_e is not None and without is not with_e:
+        if has_fma(with_e):
+            variants[f"features only, same {len(with_e):,} rows"] = (with_e, False)
+    if without is not None and with_e is not None and without is not with_e and has_fma(without):
         variants[f"features only, all {len(without):,} rows"] = (without, False)
     if len(variants) < 2:
         return None

@@ -37,7 +37,7 @@ STATS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
 ECHO_AUDIO = ("acousticness", "danceability", "energy", "instrumentalness", "liveness", "speechiness",
               "tempo", "valence")
 _FEATURE_RE = re.compile(rf"^(?:features_)?(?:{'|'.join(FAMILIES)})_(?:{'|'.join(STATS)})_\d+$")
-_ECHO_RE = re.compile(rf"^(?:echonest_)?(?:audio_features_(?:{'|'.join(ECHO_AUDIO)})|temporal_features_\d{{3}})$")
+_ECHO_RE = re.compile(rf"^(?:echonest_)?(?:(?:audio_features_)?(?:{'|'.join(ECHO_AUDIO)})|temporal_features_\d{{3}})$")
 _ECHO_AUDIO_RE = re.compile(rf"^(?:echonest_)?audio_features_(?:{'|'.join(ECHO_AUDIO)})$")
 
 
@@ -88,7 +88,7 @@ def _read_csv(path: Path):
         try:
             from ..catalog import load  # the catalogue's loader when present (validates the layout)
 
-            df = load(path, table=table) if "table" in load.__code__.co_varnames else load(path)
+            df = load(path, table=table, nonfinite="keep", cache=False)
         except Exception:  # noqa: BLE001  (fall back to plain pandas: the layout is simple)
             df = pd.read_csv(path, index_col=0, header=[0, 1, 2])
         df = _flatten(df)
@@ -96,7 +96,12 @@ def _read_csv(path: Path):
         df.index.name = "track_id"
         return df
     if head[0].startswith(",") and head[2].startswith("track_id"):  # tracks.csv layout
-        df = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
+        try:
+            from ..catalog import load
+
+            df = load(path, table="tracks", cache=False)
+        except Exception:  # noqa: BLE001
+            df = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
         df = _flatten(df)
         df.columns = [f"tracks.{c}" for c in df.columns]
         df.index.name = "track_id"

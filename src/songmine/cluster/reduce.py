@@ -149,14 +149,9 @@ def randomized_svd(A: np.ndarray, rank: int, *, n_oversamples: int = 10, n_iter:
 
 
 def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
+    from .engines import _blas_limit
 
-        return threadpool_limits(limits=1, user_api="blas")
-    except ImportError:  # pragma: no cover
-        import contextlib
-
-        return contextlib.nullcontext()
+    return _blas_limit(1)
 
 
 def _n_for(ratios: np.ndarray, threshold: float) -> int | None:

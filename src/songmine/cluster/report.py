@@ -328,8 +328,9 @@ def render_html(res, *, title: str = "songmine — catalogue clusters") -> str:
         if "echonest_comparison" in figs:
             parts.append(f"<img src='{figs['echonest_comparison']}'>")
     elif res.config.compare_echonest:
-        parts.append("<p class='note'>With/without echonest: this table has no echonest columns and no other "
-                     "variant was given (<code>--compare TABLE</code>), so there is nothing to compare.</p>")
+        parts.append("<p class='note'>With/without echonest: needs FMA feature columns and echonest columns in this "
+                     "table, or the other variant of the catalogue with <code>--compare TABLE</code>; "
+                     "not available here.</p>")
     parts.append("<h2>7. Settings</h2>")
     cfg = res.config
     parts.append(_table(["setting", "value"], [[e(a), e(str(b))] for a, b in [
