@@ -141,6 +141,8 @@ _CANDIDATES = [
     ("brightness", "brightness (spectral centroid)", "Hz", "numeric", ("spectral_centroid_mean_01",)),
     ("loudness", "loudness (RMS energy)", "", "numeric", ("rmse_mean_01",)),
     ("noisiness", "noisiness (zero-crossing rate)", "", "numeric", ("zcr_mean_01",)),
+    ("artist", "artist", "", "categorical", ("artist_name",)),
+    ("album", "album", "", "categorical", ("album_title",)),
 ]
 
 
