@@ -85,7 +85,7 @@ def speed(args) -> None:
     files = list(iter_audio_files([args.library]))[: args.files]
     name, ref = _load_reference(args.reference)
     extract(files[0]), ref(str(files[0]))  # warm-up (imports, filter banks)
-    rows = []
+    rows, ours_rows, ref_rows = [], {}, {}
     for p in files:
         info = sf.info(str(p))
         dur = info.frames / info.samplerate
@@ -95,8 +95,15 @@ def speed(args) -> None:
         t = time.process_time()
         theirs, _ = ref(str(p))
         t_ref = time.process_time() - t
+        ours_rows[Path(p).name], ref_rows[Path(p).name] = ours, np.asarray(theirs, np.float32)
         rows.append({"file": Path(p).name, "sr": info.samplerate, "audio_s": dur, "ours_s": t_ours, "ref_s": t_ref,
                      "max_rel_diff": float(np.nanmax(np.abs(ours - theirs) / (np.abs(theirs) + 1e-6)))})
+    if args.save_dir:
+        from songmine.catalog.features import _to_frame, write_features_csv
+
+        args.save_dir.mkdir(parents=True, exist_ok=True)
+        write_features_csv(_to_frame(ours_rows, {}, {}), args.save_dir / "ours_features.csv")
+        write_features_csv(_to_frame(ref_rows, {}, {}), args.save_dir / "reference_features.csv")
     tot = {k: sum(r[k] for r in rows) for k in ("audio_s", "ours_s", "ref_s")}
     result = {"reference": name, "files": rows, "audio_s": tot["audio_s"],
               "ours_x_realtime_per_core": tot["audio_s"] / tot["ours_s"],
@@ -129,6 +136,12 @@ def agree(args) -> None:
         az, bz = a - a.mean(0), b - b.mean(0)
         r = (az * bz).sum(0) / np.sqrt((az**2).sum(0) * (bz**2).sum(0))
         ratio = np.median(np.abs(a) / np.maximum(np.abs(b), 1e-12), axis=0)
+    # a column constant across tracks on both sides (e.g. chroma max = 1 after max-normalisation)
+    # has no correlation: count it as agreeing when the constants agree
+    const = (a.std(0) <= 1e-6 * (np.abs(a).mean(0) + 1e-12)) & (b.std(0) <= 1e-6 * (np.abs(b).mean(0) + 1e-12))
+    same = np.isclose(a.mean(0), b.mean(0), rtol=1e-4, atol=1e-6)
+    n_const = int((const & same).sum())
+    r = np.where(const & same, 1.0, r)
     fams = {}
     for (f, s, n), rv, q in zip(FEATURE_COLUMNS, r, ratio):
         d = fams.setdefault(f, {"n": 0, "ok": 0, "min_r": 1.0, "worst": None, "median_ratio": []})
@@ -140,6 +153,7 @@ def agree(args) -> None:
         d["median_ratio"].append(float(q))
     n_ok = int(np.sum(np.isfinite(r) & (r >= 0.99)))
     result = {"tracks": len(common), "columns": len(FEATURE_COLUMNS), "r_ge_0.99": n_ok,
+              "constant_and_equal": n_const,
               "fraction": n_ok / len(FEATURE_COLUMNS),
               "families": {f: {"columns": d["n"], "r_ge_0.99": d["ok"], "min_r": d["min_r"], "worst": d["worst"],
                                "median_abs_ratio_ours_over_ref": float(np.median(d["median_ratio"]))}
@@ -149,10 +163,11 @@ def agree(args) -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{len(common)} tracks in both files; per-column Pearson r across tracks")
+    print(f"{len(common)} tracks in both files; per-column Pearson r across tracks "
+          f"({n_const} columns constant and equal on both sides count as r = 1)")
     print(f"{'family':20} {'cols':>5} {'r≥0.99':>7} {'min r':>8} {'worst column':>16} {'|ours|/|ref|':>12}")
     for f, d in result["families"].items():
-        print(f"{f:20} {d['columns']:5d} {d['r_ge_0.99']:7d} {d['min_r']:8.4f} {d['worst']:>16} "
+        print(f"{f:20} {d['columns']:5d} {d['r_ge_0.99']:7d} {d['min_r']:8.4f} {d['worst'] or '-':>16} "
               f"{d['median_abs_ratio_ours_over_ref']:12.3f}")
     print(f"{'all':20} {len(FEATURE_COLUMNS):5d} {n_ok:7d}  → {100 * n_ok / len(FEATURE_COLUMNS):.1f} % of columns")
 
@@ -164,6 +179,7 @@ def main() -> None:
     sp.add_argument("library", type=Path)
     sp.add_argument("--files", type=int, default=None)
     sp.add_argument("--reference", default=None)
+    sp.add_argument("--save-dir", type=Path, default=None, help="Write both feature tables here (for `agree`).")
     sp.add_argument("--json", action="store_true")
     ag = sub.add_parser("agree")
     ag.add_argument("ours", type=Path)

@@ -54,7 +54,7 @@ class TreeMemory:
 
     def __init__(self, interval: float = 0.2):
         self.interval = interval
-        self.samples: list[tuple[float, float, float]] = []  # (t, pss MB, rss MB)
+        self.samples: list[tuple[float, float, float, float]] = []  # (t, pss MB, rss MB, anonymous MB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -75,8 +75,8 @@ class TreeMemory:
         return out
 
     @staticmethod
-    def _mem(pid: int) -> tuple[float, float]:
-        pss = rss = 0.0
+    def _mem(pid: int) -> tuple[float, float, float]:
+        pss = rss = anon = 0.0
         try:
             with open(f"/proc/{pid}/smaps_rollup") as fh:
                 for line in fh:
@@ -84,19 +84,22 @@ class TreeMemory:
                         pss = int(line.split()[1]) / 1024
                     elif line.startswith("Rss:"):
                         rss = int(line.split()[1]) / 1024
+                    elif line.startswith("Anonymous:"):
+                        anon = int(line.split()[1]) / 1024
         except OSError:
             pass
-        return pss, rss
+        return pss, rss, anon
 
     def _run(self) -> None:
         t0 = time.perf_counter()
         while not self._stop.is_set():
-            pss = rss = 0.0
+            pss = rss = anon = 0.0
             for pid in self._tree():
-                a, b = self._mem(pid)
+                a, b, c = self._mem(pid)
                 pss += a
                 rss += b
-            self.samples.append((time.perf_counter() - t0, pss, rss))
+                anon += c
+            self.samples.append((time.perf_counter() - t0, pss, rss, anon))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "TreeMemory":
@@ -107,10 +110,11 @@ class TreeMemory:
         self._stop.set()
         self._thread.join()
 
-    def peak(self) -> tuple[float, float]:
+    def peak(self) -> tuple[float, float, float]:
+        """Peak (PSS, RSS, anonymous) MB; mapped segment pages count in PSS/RSS, not in anonymous."""
         if not self.samples:
-            return float("nan"), float("nan")
-        return max(s[1] for s in self.samples), max(s[2] for s in self.samples)
+            return float("nan"), float("nan"), float("nan")
+        return tuple(max(s[i] for s in self.samples) for i in (1, 2, 3))
 
     def quarters(self) -> list[float]:
         """Peak PSS in each quarter of the sampled time."""
@@ -168,15 +172,22 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
     from songmine.index import Index, index_files
     from songmine.landmarks import FingerprintConfig
 
+    import resource
+
     path = workdir / "real.idx"
     shutil.rmtree(path, ignore_errors=True)
+    cpu0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     with Index(path, create=True, config=FingerprintConfig()) as ix, TreeMemory() as mem:
         rep = index_files(ix, files, jobs=jobs)
+    cpu1 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    # CPU seconds of the parent and of the (finished) workers: independent of how loaded the machine is
+    cpu_parent = (cpu1[0].ru_utime + cpu1[0].ru_stime) - (cpu0[0].ru_utime + cpu0[0].ru_stime)
+    cpu_workers = (cpu1[1].ru_utime + cpu1[1].ru_stime) - (cpu0[1].ru_utime + cpu0[1].ru_stime)
     with Index(path) as ix:
         seg_bytes = sum(p.stat().st_size for p in (path / "segments").iterdir())
         cat_bytes = sum(p.stat().st_size for p in path.glob("catalog.sqlite*"))
         n_post, n_seg, hours = ix.n_postings, ix.n_segments, ix.duration_s / 3600
-    pss, rss = mem.peak()
+    pss, rss, anon = mem.peak()
     x = rep.realtime_factor
     rows = [
         ["files added / failed", f"{rep.added} / {len(rep.failed)}"],
@@ -186,8 +197,12 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
         [f"reference: decode only, one core × {jobs}", f"{ref['decode_x'] * jobs:,.0f}× real time"],
         [f"reference: decode+fingerprint+hash+tags, one core × {jobs}", f"{ref['all_x'] * jobs:,.0f}× real time"],
         ["build / (all stages × jobs)", f"{x / (ref['all_x'] * jobs):.2f}"],
+        ["CPU seconds: workers / parent (incl. the sampler)", f"{cpu_workers:.0f} / {cpu_parent:.1f}"],
+        ["audio per CPU second (load-independent speed)", f"{rep.audio_seconds / max(cpu_workers + cpu_parent, 1e-9):,.0f}× real time per core"],
+        [f"CPU use: (workers + parent) / (wall × {jobs})", f"{(cpu_workers + cpu_parent) / (rep.seconds * jobs):.0%}"],
         ["peak memory, all processes (sum of PSS)", f"**{pss:.0f} MB**"],
         ["peak memory, all processes (sum of RSS, counts shared pages twice)", f"{rss:.0f} MB"],
+        ["peak anonymous memory, all processes (heap: no file pages)", f"{anon:.0f} MB"],
         ["peak PSS per quarter of the run", " / ".join(f"{q:.0f}" for q in mem.quarters()) + " MB"],
         ["postings", f"{n_post:,} ({n_post / max(hours, 1e-9):,.0f} per hour, {n_post / max(rep.audio_seconds, 1e-9):.1f} per s)"],
         ["segments after the run", n_seg],
@@ -196,12 +211,13 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
     ]
     table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
     return {"index": str(path), "added": rep.added, "failed": rep.failed, "audio_s": rep.audio_seconds,
-            "seconds": rep.seconds, "x_realtime": x, "peak_pss_mb": pss, "peak_rss_mb": rss,
+            "seconds": rep.seconds, "x_realtime": x, "cpu_workers_s": cpu_workers, "cpu_parent_s": cpu_parent, "peak_pss_mb": pss, "peak_rss_mb": rss,
             "pss_quarters_mb": mem.quarters(), "postings": n_post, "postings_per_hour": n_post / hours,
             "mb_per_hour": seg_bytes / 1e6 / hours, "segments": n_seg}
 
 
-def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir: Path, n_queries: int, seed: int) -> dict:
+def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir: Path, n_queries: int, seed: int,
+                     keep: bool = False, compact: bool = True) -> dict:
     from songmine.audio import info, load
     from songmine.index import Index
     from songmine.index.store import _NewTrack
@@ -242,7 +258,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
         gen_s = time.perf_counter() - t0
         n_post, n_seg = ix.n_postings, ix.n_segments
         size_gb = ix.size_bytes / 1e9
-    gen_pss = mem.peak()[0]
+    gen_pss, _, gen_anon = mem.peak()
 
     # real 10-s query clips from the library
     queries = []
@@ -259,9 +275,9 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
 
         from songmine.index.store import _Snapshot
 
-        if not directory:  # the reference: plain binary search over each segment (format v1 behaviour)
+        if not directory:  # the reference: plain np.searchsorted over each segment (no fences)
             snap = ix._snap
-            segs = tuple(dataclasses.replace(s, data=dataclasses.replace(s.data, directory=None)) for s in snap.segments)
+            segs = tuple(dataclasses.replace(s, data=dataclasses.replace(s.data, fences=None)) for s in snap.segments)
             ix._snap = _Snapshot(snap.generation, segs, snap.tracks, snap.dead)
         for q in queries[:3]:  # warm the page cache
             ix.lookup(q, max_per_hash=mph)
@@ -286,6 +302,10 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
 
     with Index(path) as ix:
         measure(f"{n_seg} segments (as built)", ix)
+        if not compact:
+            table(f"3. lookup — synthetic {hours:,.0f} h index, {n_post:,} postings", ["index", "max_per_hash",
+                  "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"], rows)
+            return out
         t = time.perf_counter()
         with TreeMemory(interval=0.5) as cmem:
             rep = ix.compact()
@@ -298,10 +318,13 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
         rows,
     )
     print(
-        f"\ngenerated + committed in {gen_s:.0f} s (auto-merges included; peak PSS {gen_pss:.0f} MB); "
-        f"compact of {rep.segments_before} segments in {compact_s:.0f} s (peak PSS {cmem.peak()[0]:.0f} MB)"
+        f"\ngenerated + committed in {gen_s:.0f} s (auto-merges included; peak PSS {gen_pss:.0f} MB, "
+        f"anonymous {gen_anon:.0f} MB); compact of {rep.segments_before} segments in {compact_s:.0f} s "
+        f"(peak PSS {cmem.peak()[0]:.0f} MB — mostly segment pages mapped by the lookups before — "
+        f"anonymous {cmem.peak()[2]:.0f} MB)"
     )
-    shutil.rmtree(path, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
     return {"hours": hours, "tracks": n_tracks, "postings": n_post, "segments": n_seg, "size_gb": size_gb,
             "generate_s": gen_s, "generate_peak_pss_mb": gen_pss, "compact_s": compact_s,
             "query_hashes_median": n_q, **{k: list(v) for k, v in out.items()}}
@@ -316,6 +339,8 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=1000.0, help="size of the synthetic index (section 3)")
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--skip-lookup", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the synthetic index in the work dir")
+    ap.add_argument("--no-compact", action="store_true", help="skip the compaction step of section 3")
     ap.add_argument("--real-index", type=Path, default=None,
                     help="skip sections 1-2 and take the hash distribution from this index")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -338,7 +363,8 @@ def main() -> None:
         res["build"] = build(files, args.jobs, work, res["stages"])
     if not args.skip_lookup:
         real = args.real_index or Path(res["build"]["index"])
-        res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed)
+        res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed,
+                                         keep=args.keep, compact=not args.no_compact)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     if args.workdir is None:

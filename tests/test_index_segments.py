@@ -1,4 +1,4 @@
-"""Segment files: directory lookups equal a plain binary search; merges equal an in-memory concat."""
+"""Segment files: fence lookups equal a plain binary search; merges equal an in-memory concat."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from songmine.errors import IndexFormatError
 from songmine.index import segments as seg_mod
 from songmine.index.schema import SEGMENT_HEADER_V1, SEGMENT_MAGIC_V1
-from songmine.index.segments import directory_bits, merge_segments, open_segment, write_segment
+from songmine.index.segments import merge_segments, open_segment, write_segment
 from songmine.postings import Postings
 
 
@@ -24,13 +24,14 @@ def random_postings(rng, n: int, *, hash_bits: int = 25, skew: bool = True, n_tr
 
 @pytest.mark.parametrize("n, hash_bits, skew", [(0, 25, False), (1, 25, False), (1000, 25, True),
                                                  (50_000, 25, True), (20_000, 32, False), (5000, 8, True)])
-def test_directory_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bits, skew):
-    monkeypatch.setattr(seg_mod, "DIRECTORY_MIN", 0)  # use the directory at every size
-    monkeypatch.setattr(seg_mod, "WINDOW", 8)  # and exercise both the dense and the binary-search paths
+def test_fence_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bits, skew):
+    monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)  # use the fences at every size
     p = random_postings(rng, n, hash_bits=hash_bits, skew=skew)
     write_segment(tmp_path / "s.sgm", p)
     seg = open_segment(tmp_path / "s.sgm")
-    assert seg.directory is not None and len(seg) == n
+    assert (seg.fences is not None) == (n > 0) and len(seg) == n
+    if n:
+        assert np.array_equal(seg.fences, p.hashes[:: seg.step])
     for a, b in zip((seg.postings.hashes, seg.postings.tracks, seg.postings.times), (p.hashes, p.tracks, p.times)):
         assert np.array_equal(a, b)
     present = p.hashes[rng.integers(0, n, 300)] if n else np.zeros(0, np.uint32)
@@ -41,9 +42,11 @@ def test_directory_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash
     assert np.array_equal(hi, np.searchsorted(p.hashes, keys, "right"))
 
 
-def test_directory_size_is_a_few_percent(rng):
-    bits, shift = directory_bits(10_000_000, (1 << 25) - 1)
-    assert 10_000_000 / 16 <= 2**bits <= 10_000_000 / 8 and ((1 << 25) - 1) >> shift < 2**bits
+def test_fences_cost_one_percent(tmp_path, rng):
+    p = random_postings(rng, 100_000)
+    size = write_segment(tmp_path / "s.sgm", p)
+    assert size == (tmp_path / "s.sgm").stat().st_size
+    assert 12 * len(p) < size <= 12 * len(p) * 1.011 + 64
 
 
 def test_version_1_segments_are_still_read(tmp_path, rng):
@@ -54,18 +57,19 @@ def test_version_1_segments_are_still_read(tmp_path, rng):
         for a in (p.hashes, p.tracks, p.times):
             fh.write(a.astype("<u4").tobytes())
     seg = open_segment(path)
-    assert seg.directory is None
+    assert seg.fences is None
     keys = np.unique(p.hashes[::7])
     lo, hi = seg.bounds(keys)
     assert np.array_equal(hi - lo, np.searchsorted(p.hashes, keys, "right") - np.searchsorted(p.hashes, keys))
     write_segment(tmp_path / "new.sgm", random_postings(rng, 100))
     n, _ = merge_segments(tmp_path / "m.sgm", [seg, open_segment(tmp_path / "new.sgm")])
-    assert n == 3100 and open_segment(tmp_path / "m.sgm").directory is not None
+    assert n == 3100 and open_segment(tmp_path / "m.sgm").fences is not None
 
 
 @pytest.mark.parametrize("with_dead", [False, True])
 def test_merge_equals_in_memory_concat(tmp_path, rng, monkeypatch, with_dead):
     monkeypatch.setattr(seg_mod, "MERGE_CHUNK", 5000)  # many hash-range chunks
+    monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)
     parts = [random_postings(rng, n) for n in (20_000, 7000, 0, 1, 13_000)]
     segs = []
     for i, p in enumerate(parts):
@@ -82,9 +86,11 @@ def test_merge_equals_in_memory_concat(tmp_path, rng, monkeypatch, with_dead):
     # ties may be ordered differently: compare as multisets of (hash, track, time)
     key = lambda p: np.sort(p.hashes.astype(np.uint64) << np.uint64(32) | p.tracks.astype(np.uint64) * 10_000 + p.times)
     assert np.array_equal(key(merged.postings), key(ref))
-    keys = np.unique(ref.hashes[::11])
+    assert np.array_equal(merged.fences, ref.hashes[:: merged.step])  # fences written chunk by chunk
+    keys = np.unique(np.concatenate([ref.hashes[::11], rng.integers(0, 2**32, 100, dtype=np.uint32)]))
     lo, hi = merged.bounds(keys)
     assert np.array_equal(lo, np.searchsorted(ref.hashes, keys))
+    assert np.array_equal(hi, np.searchsorted(ref.hashes, keys, "right"))
     assert not list(tmp_path.glob(".*.tmp"))
 
 

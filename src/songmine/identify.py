@@ -18,6 +18,8 @@ one pass).
 from __future__ import annotations
 
 import logging
+import sys
+import types
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -490,3 +492,18 @@ def identify(
             confidence=float(min(max(c.confidence, 0.0), 1.0)),
         ))
     return QueryResult(query=qname, matches=matches)
+
+
+class _CallableModule(types.ModuleType):
+    """``songmine.identify`` is both this module and the function (the documented API).
+
+    Importing the submodule rebinds the package attribute ``songmine.identify``
+    to the module; making the module callable keeps ``songmine.identify(index, clip)``
+    working either way.
+    """
+
+    def __call__(self, index: IndexLike, clip: Any, **kwargs: Any) -> QueryResult:
+        return identify(index, clip, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

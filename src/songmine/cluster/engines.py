@@ -398,13 +398,8 @@ def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
 def _move_sums(sums: np.ndarray, counts: np.ndarray, rows: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
     """Move ``rows`` from clusters ``src`` to ``dst`` in the running sums/counts (in place)."""
     k = sums.shape[0]
-    m = rows.shape[0]
-    import scipy.sparse as sp
-
-    data = np.concatenate([np.ones(m), -np.ones(m)])
-    idx = np.concatenate([dst, src]).astype(np.int32)
-    onehot = sp.csr_matrix((data, (idx, np.concatenate([np.arange(m), np.arange(m)]))), shape=(k, m))
-    sums += onehot @ rows
+    np.add.at(sums, dst, rows)  # few rows: unbuffered add is cheaper than building a sparse matrix
+    np.subtract.at(sums, src, rows)
     counts += np.bincount(dst, minlength=k) - np.bincount(src, minlength=k)
 
 

@@ -11,22 +11,22 @@ Everything about the format is here, in one place; ``docs/index.md`` explains it
 
 Segment file (little-endian, one per commit, immutable once registered)::
 
-    offset 0   8 bytes  magic  b"SMSEGv02"
+    offset 0   8 bytes  magic  b"SMSEGv03"
     offset 8   uint64   n      number of postings
     offset 16  uint32   n_tracks (distinct tracks inside, informative)
-    offset 20  uint32   bits   the directory has 2**bits + 1 entries
-    offset 24  uint32   shift  bucket of a hash = hash >> shift
-    offset 28  36 bytes zero padding  (header is 64 bytes)
-    offset 64          dir[2**bits + 1] uint32: dir[b] = first posting of bucket b; dir[-1] = n
-    D = 64 + 4 (2**bits + 1)
+    offset 20  uint32   step   fence step K (32)
+    offset 24  40 bytes zero padding  (header is 64 bytes)
+    offset 64          fences[ceil(n / K)] uint32: fences[j] = hashes[j K]
+    D = 64 + 4 ceil(n / K)
     offset D           hashes[n]  uint32, sorted ascending
     offset D + 4n      tracks[n]  uint32
     offset D + 8n      times[n]   uint32 (frames)
 
 so the postings are memory-mapped as one ``(3, n)`` uint32 array whose rows
-are :class:`songmine.postings.Postings`' three arrays. Version 1 files
-(magic ``SMSEGv01``: the same without ``bits``, ``shift`` and the directory,
-postings at offset 64) are still read; merges rewrite them as version 2.
+are :class:`songmine.postings.Postings`' three arrays. Versions 1 (magic
+``SMSEGv01``: no fences, postings at offset 64) and 2 (``SMSEGv02``: a
+hash-bucket directory, which skewed hash distributions defeat) are still read,
+with a plain binary search; merges rewrite them as version 3.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ __all__ = [
     "SEGMENT_HEADER_SIZE",
     "SEGMENT_MAGIC_V1",
     "SEGMENT_HEADER_V1",
+    "SEGMENT_MAGIC_V2",
+    "SEGMENT_HEADER_V2",
     "STATUS_OK",
     "STATUS_REMOVED",
     "migrate",
@@ -56,13 +58,16 @@ CATALOG_NAME = "catalog.sqlite"
 SEGMENT_DIR = "segments"
 LOCK_NAME = "write.lock"
 
-SEGMENT_MAGIC = b"SMSEGv02"
-#: magic, n postings, n tracks, directory bits, directory shift, padding up to 64 bytes
-SEGMENT_HEADER = struct.Struct("<8sQIII36x")
+SEGMENT_MAGIC = b"SMSEGv03"
+#: magic, n postings, n tracks, fence step, padding up to 64 bytes
+SEGMENT_HEADER = struct.Struct("<8sQII40x")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
+#: older segment versions, still read (looked up by plain binary search)
 SEGMENT_MAGIC_V1 = b"SMSEGv01"
 SEGMENT_HEADER_V1 = struct.Struct("<8sQI44x")
-assert SEGMENT_HEADER_SIZE == SEGMENT_HEADER_V1.size == 64
+SEGMENT_MAGIC_V2 = b"SMSEGv02"
+SEGMENT_HEADER_V2 = struct.Struct("<8sQIII36x")
+assert SEGMENT_HEADER_SIZE == SEGMENT_HEADER_V1.size == SEGMENT_HEADER_V2.size == 64
 
 #: A track whose postings are live.
 STATUS_OK = "ok"
