@@ -241,3 +241,29 @@ def test_end_to_end_with_the_landmark_method(cuts_dir):
     assert rep.false_positives["n"] == 4
     assert rep.build["n_tracks"] == 2 and rep.build["index_mb"] > 0 and rep.build["x_realtime"] > 0
     assert rep.latency_ms["n"] == 12
+
+
+def _peers_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    spec = importlib.util.spec_from_file_location("songmine_bench_peers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_peers_script_subsets_the_plan_and_parses_audfprint():
+    from songmine.evaluate import QuerySpec
+
+    peers = _peers_module()
+    specs = [QuerySpec(i, "t.ogg", True, c, 3.0) for i, c in enumerate(["clean", "clean", "clean", "white5"])]
+    specs += [QuerySpec(4 + i, "h.ogg", False, "clean", 3.0) for i in range(3)]
+    sub = peers._subset(specs, 2, 1)
+    assert [s.qid for s in sub] == [0, 1, 3, 4]
+    line = ("Matched /tmp/q/q00012_clean_5s_x@1.00.wav 5.0 sec 321 raw hashes as /music/a b.ogg at "
+            "  42.3 s with    17 of    40 common hashes at rank  0")
+    m = peers.Audfprint._line.match(line)
+    assert m and m.group(1).endswith("q00012_clean_5s_x@1.00.wav") and m.group(2) == "/music/a b.ogg"
+    assert float(m.group(3)) == 42.3 and int(m.group(4)) == 17
+    assert peers.Audfprint._line.match("NOMATCH /tmp/q/q00013.wav 5.0 sec 12 raw hashes") is None

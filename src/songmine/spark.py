@@ -222,6 +222,11 @@ def _precheck(settings: SparkSettings) -> None:
 
 
 def _start(settings: SparkSettings) -> "SparkSession":
+    import warnings
+
+    # pyspark warns on every DataFrame→pandas path that pandas 3 is "not fully supported";
+    # songmine's Spark code moves data through Arrow/numpy, not pandas.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     from pyspark.sql import SparkSession
     if is_local_master(settings.master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

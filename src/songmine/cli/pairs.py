@@ -57,13 +57,13 @@ def pairs_cmd(
         n = 0
         for block in blocks:
             if len(block):
-                out.write(("," if n else "") + ",".join(f"[{a},{b}]" for a, b in block.tolist()))
+                out.write(("," if n else "") + ",".join(map("[{},{}]".format, block[:, 0].tolist(), block[:, 1].tolist())))
                 n += len(block)
         out.write(f'], "count": {n}}}\n')
     else:
         for block in blocks:
             if len(block):
-                out.write("\n".join(f"{a} {b}" for a, b in block.tolist()))
+                out.write("\n".join(map("{} {}".format, block[:, 0].tolist(), block[:, 1].tolist())))
                 out.write("\n")
 
 
@@ -79,7 +79,10 @@ def _read_values(source: str | None):
     else:
         path = Path(source)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                head = fh.read(6)
+                # a .npy file is loaded straight from disk (no second copy in memory)
+                data = head if head == b"\x93NUMPY" else head + fh.read()
         except OSError as exc:
             raise DataError(f"cannot read {source}: {exc.strerror or exc}") from None
         name = source
@@ -87,7 +90,7 @@ def _read_values(source: str | None):
         import io
 
         try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
+            arr = np.load(io.BytesIO(data) if source in (None, "-") else source, allow_pickle=False)
         except ValueError as exc:
             raise DataError(f"{name}: not a readable .npy file: {exc}") from None
         if arr.ndim != 1 or arr.dtype.kind not in "iu":
