@@ -143,12 +143,12 @@ def synthetic_prints(real, n: int, rng: np.random.Generator):
     """Unrelated prints drawn from the real hash distribution (sizes like the real ones)."""
     from songmine.dedupe import prints_from_arrays
 
-    pool = np.concatenate([p.hashes for p in real])
+    pool = np.unique(np.concatenate([p.hashes for p in real]))  # distinct hashes, drawn uniformly
     sizes = np.array([p.hashes.size for p in real])
     out = []
     for i in range(n):  # loop over synthetic files
         m = int(rng.choice(sizes))
-        h = rng.choice(pool, size=m)
+        h = rng.choice(pool, size=m, replace=False)
         t = rng.integers(0, 13000, size=m).astype(np.uint32)
         out.append(prints_from_arrays(f"synthetic/{i}", h, t, duration_s=150.0))
     return out
@@ -184,6 +184,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     truth = build_library(Path(args.library), out, seconds=args.seconds, n_sources=args.sources,
                           n_variants=args.variants, seed=args.seed)
+    # truth from the file names: every file whose name starts with the same recording number is
+    # that recording (covers copies left in --out by earlier runs with other random choices)
+    by_rec: dict[str, list[str]] = {}
+    for f in sorted(out.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            by_rec.setdefault(f.name.split("_", 1)[0], []).append(str(f))
+    truth = list(by_rec.values())
     n_files = sum(len(g) for g in truth)
     print(f"library: {n_files} files ({len(truth)} recordings, {sum(len(g) > 1 for g in truth)} with copies), "
           f"{args.seconds:g} s each, built in {time.perf_counter() - t0:.0f} s")
@@ -200,6 +207,9 @@ def main(argv=None) -> int:
         results = list(ex.map(_fingerprint_job, [(f, cfg, None) for f in files]))
     t_fp = time.perf_counter() - t0
     prints = [p for p, _ in results if p is not None]
+    import pickle  # a local scratch cache of this run's prints, never part of the package
+
+    (out / ".prints.pkl").write_bytes(pickle.dumps(prints))
     skipped = [{"path": e[0], "error": e[1]} for _, e in results if e is not None]
     report = find_duplicates(prints, cfg, skipped=skipped)
     report.timings_s = {"fingerprint": round(t_fp, 2), **report.timings_s}

@@ -50,7 +50,7 @@ def test_pack_rejects_out_of_range():
 def test_config_round_trip_and_validation():
     c = FingerprintConfig()
     assert FingerprintConfig.from_dict(c.to_dict()) == c
-    assert c.hop_s == pytest.approx(128 / 11025)
+    assert c.hop_s == pytest.approx(c.hop_length / c.sr)
     with pytest.raises(ParameterError, match="dt_max=300"):
         FingerprintConfig(dt_max=300)
     with pytest.raises(ParameterError, match="query_fan_out"):

@@ -42,6 +42,10 @@ __all__ = [
     "identify",
     "search",
     "vote",
+    "distinct_votes",
+    "expected_votes",
+    "confidence_from",
+    "null_confidence",
 ]
 
 log = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ _DF_MASK = (1 << DF_BITS) - 1
 _F1_MASK = (1 << F1_BITS) - 1
 
 #: Frames of spectrogram processed at once (bounds memory for long tracks).
-_CHUNK_FRAMES = 8192
+_CHUNK_FRAMES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +100,10 @@ class FingerprintConfig:
     """
 
     sr: int = 11025
-    n_fft: int = 512
-    hop_length: int = 128
-    f_radius: int = 6
-    t_radius: int = 4
+    n_fft: int = 1024
+    hop_length: int = 256
+    f_radius: int = 12
+    t_radius: int = 2
     background_s: float = 1.0
     min_prominence_db: float = 3.0
     block_s: float = 0.5
@@ -112,8 +112,8 @@ class FingerprintConfig:
     fan_out: int = 4
     query_fan_out: int = 16
     dt_min: int = 1
-    dt_max: int = 63
-    df_max: int = 64
+    dt_max: int = 32
+    df_max: int = 127
     min_freq_hz: float = 80.0
     max_freq_hz: float = 5200.0
     level_weight: float = 1.0

@@ -446,7 +446,7 @@ def compare_echonest(df, other, k: int, cfg: RunConfig, genre_col) -> dict | Non
 
 
 def _describe(c: int, size: int, n: int, rep: dict, within: dict, variables: list[Variable]) -> str:
-    parts = [f"Cluster {c} holds {size:,} tracks ({100 * size / n:.1f} % of the catalogue)."]
+    parts = [f"Cluster {c} holds {size:,} track{'' if size == 1 else 's'} ({100 * size / n:.1f} % of the catalogue)."]
     if rep.get("genre"):
         parts.append(
             f"Its most characteristic genre is {rep['genre']}: {100 * rep['share']:.0f} % of its tracks with a "
