@@ -9,6 +9,7 @@ so CI never passes by skipping what it should exercise.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -167,33 +168,34 @@ def server_index(tagged_cuts, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def live_server():
-    """``with live_server(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread."""
+@contextmanager
+def run_uvicorn(app):
+    """``with run_uvicorn(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread."""
     import socket
     import threading
     import time
-    from contextlib import contextmanager
 
-    @contextmanager
-    def run(app):
-        import uvicorn
+    import uvicorn
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        t0 = time.monotonic()
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() - t0 > 30:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - t0 > 30:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
-    return run
+
+@pytest.fixture
+def live_server():
+    """``with live_server(app) as url:`` — :func:`run_uvicorn` as a fixture."""
+    return run_uvicorn

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import need, run_uvicorn
 
 pytest.importorskip("fastapi")
 
@@ -46,28 +46,11 @@ def _launch(chromium, *extra: str):
 @pytest.fixture(scope="module")
 def page_url(server_index):
     """The app on a live uvicorn (module-scoped: one server for both browser tests)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from songmine.server import ServerSettings, create_app
 
     app = create_app(ServerSettings(index_path=server_index, refresh_interval_s=0))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    t0 = time.monotonic()
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() - t0 < 30, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with run_uvicorn(app) as url:
+        yield f"{url}/"
 
 
 @pytest.fixture(scope="module")
