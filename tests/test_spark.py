@@ -153,6 +153,22 @@ def test_kmeans_parallel_init_is_good(spark, blobs, near_means):
     assert res.inertia == pytest.approx(best.inertia, rel=1e-6)
 
 
+def test_estimator_seeds_with_kmeans_parallel_on_spark(spark, blobs, near_means, monkeypatch):
+    from songmine.cluster import KMeans
+    from songmine.cluster.engines import LocalEngine
+    from songmine.cluster.spark import SparkEngine
+
+    X, _ = blobs
+    engine = SparkEngine(n_partitions=2)
+    calls = []
+    original = engine.init_centers
+    monkeypatch.setattr(engine, "init_centers", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    km = KMeans(4, init="k-means++", n_init=1, tol=0.0, random_state=0, engine=engine).fit(X)
+    assert calls == [1]  # k-means|| on Spark, not k-means++ on the driver
+    best = LocalEngine().lloyd(X, near_means, max_iter=100, tol=0.0)
+    assert km.inertia_ == pytest.approx(best.inertia, rel=1e-6)
+
+
 def test_parquet_table_read_by_spark(spark, blobs, tmp_path):
     import pandas as pd
 

@@ -266,6 +266,8 @@ class KMeans:
                 centers = init_array
             elif self.init == "random":
                 centers = random_init(X, self.n_clusters, rng)
+            elif hasattr(engine, "init_centers"):  # a distributed engine seeds itself (Spark: k-means||)
+                centers = engine.init_centers(X, self.n_clusters, random_state=rng)
             else:
                 centers, _ = kmeans_plusplus(X, self.n_clusters, random_state=rng, x_sq=x_sq)
             res = engine.lloyd(X, centers, max_iter=int(self.max_iter), tol=tol)
