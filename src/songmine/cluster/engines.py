@@ -405,19 +405,13 @@ def _move_sums(sums: np.ndarray, counts: np.ndarray, rows: np.ndarray, src: np.n
 
 def _lloyd(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
            block_rows: int | None) -> LloydResult:
-    k = centers.shape[0]
     x_sq = np.einsum("ij,ij->i", X, X)
     converged = False
     n_iter = 0
     empty_seen: dict[int, list[int]] = {}
     for it in range(max_iter):
         labels, _ = assign(X, centers, x_sq=x_sq, block_rows=block_rows)
-        sums, counts = center_sums(X, labels, k)
-        new = centers.copy()
-        nz = counts > 0
-        new[nz] = sums[nz] / counts[nz, None].astype(X.dtype)
-        if not nz.all():
-            empty_seen[it + 1] = np.flatnonzero(~nz).tolist()
+        new = _update_centers(X, labels, centers, it, empty_seen)
         shift = float(np.einsum("ij,ij->", new - centers, new - centers, dtype=np.float64))
         centers = new
         n_iter = it + 1
