@@ -22,7 +22,6 @@ and measured separately).
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import os
@@ -43,7 +42,7 @@ def encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None =
 
 
 def _encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None = None) -> None:
-    import av
+    from songmine.degrade import encode_mono
 
     if codec == "libvorbis":  # PyAV's FFmpeg has no libvorbis here: libsndfile writes Ogg Vorbis
         import soundfile as sf
@@ -53,26 +52,7 @@ def _encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None 
                 fh.write(y[start : start + int(sr)])
         return
     fmt = {".mp3": "mp3", ".ogg": "ogg", ".flac": "flac"}[path.suffix]
-    with av.open(str(path), mode="w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=int(sr), layout="mono")
-        if bitrate:
-            stream.bit_rate = int(bitrate)
-        sfmt = stream.codec_context.format.name
-        frame_len = stream.codec_context.frame_size or 1152
-        pcm = np.clip(y.astype(np.float32), -1.0, 1.0)
-        if sfmt.startswith("s16"):
-            pcm = np.round(pcm * 32767.0).astype(np.int16)
-        elif sfmt.startswith("s32"):
-            pcm = np.round(pcm.astype(np.float64) * 2147483647.0).astype(np.int32)
-        for start in range(0, pcm.size, frame_len):  # codec frames
-            chunk = np.ascontiguousarray(pcm[start : start + frame_len])
-            frame = av.AudioFrame.from_ndarray(chunk[None, :], format=sfmt, layout="mono")
-            frame.sample_rate = int(sr)
-            frame.pts = start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_mono(y, sr, path, container=fmt, codec=codec, bitrate=bitrate)
 
 
 VARIANTS = ["mp3_32", "mp3_64", "mp3_128", "mp3_320", "ogg", "flac_22k", "flac_48k", "trim", "pad", "gain"]

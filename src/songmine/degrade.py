@@ -48,6 +48,7 @@ Examples
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -58,6 +59,7 @@ __all__ = [
     "CONDITIONS",
     "RandomState",
     "degrade",
+    "encode_mono",
     "speed_factor",
     "source_seconds",
     "snr_db",
@@ -245,32 +247,28 @@ def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.zeros(n - x.size, dtype=x.dtype)])
 
 
-def mp3_reencode(y: np.ndarray, sr: int, *, bitrate: int = MP3_BITRATE) -> np.ndarray:
-    """Encode to MP3 at ``bitrate`` bit/s (LAME through PyAV, in memory) and decode back.
+def encode_mono(y: np.ndarray, sr: int, target, *, container: str, codec: str, bitrate: int | None = None) -> None:
+    """Encode mono float audio with an FFmpeg encoder (through PyAV) into ``target`` (path or binary file).
 
-    The result has the input's length and rate (encoder delay is trimmed by
-    the decoder; any remaining difference is padded or cut at the end).
+    Samples are clipped to [-1, 1] and converted to the encoder's sample
+    format; frames are fed at the codec's frame size.
     """
     import av
 
-    from .audio import load
-
-    y = _check(y, sr)
-    if y.size == 0:
-        return y.copy()
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp3") as out:
-        stream = out.add_stream("libmp3lame", rate=int(sr), layout="mono")
-        stream.bit_rate = int(bitrate)
+    with av.open(target if not isinstance(target, os.PathLike) else os.fspath(target), mode="w",
+                 format=container) as out:
+        stream = out.add_stream(codec, rate=int(sr), layout="mono")
+        if bitrate:
+            stream.bit_rate = int(bitrate)
         fmt = stream.codec_context.format.name  # s16p / fltp / s32p …
-        frame_len = 1152
+        frame_len = stream.codec_context.frame_size or 1152
         pcm = np.clip(y.astype(np.float32), -1.0, 1.0)
         if fmt.startswith("s16"):
             pcm = np.round(pcm * 32767.0).astype(np.int16)
         elif fmt.startswith("s32"):
             pcm = np.round(pcm.astype(np.float64) * 2147483647.0).astype(np.int32)
         for start in range(0, pcm.size, frame_len):  # loop over codec frames, not samples
-            chunk = pcm[start : start + frame_len]
+            chunk = np.ascontiguousarray(pcm[start : start + frame_len])
             frame = av.AudioFrame.from_ndarray(chunk[None, :], format=fmt, layout="mono")
             frame.sample_rate = int(sr)
             frame.pts = start
@@ -278,6 +276,21 @@ def mp3_reencode(y: np.ndarray, sr: int, *, bitrate: int = MP3_BITRATE) -> np.nd
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+def mp3_reencode(y: np.ndarray, sr: int, *, bitrate: int = MP3_BITRATE) -> np.ndarray:
+    """Encode to MP3 at ``bitrate`` bit/s (LAME through PyAV, in memory) and decode back.
+
+    The result has the input's length and rate (encoder delay is trimmed by
+    the decoder; any remaining difference is padded or cut at the end).
+    """
+    from .audio import load
+
+    y = _check(y, sr)
+    if y.size == 0:
+        return y.copy()
+    buf = io.BytesIO()
+    encode_mono(y, sr, buf, container="mp3", codec="libmp3lame", bitrate=bitrate)
     decoded = load(buf.getvalue(), sr=int(sr))
     return _fit_length(decoded, y.size).astype(y.dtype)
 

@@ -269,6 +269,17 @@ def inertia_of(X: np.ndarray, centers: np.ndarray, labels: np.ndarray, *, block_
     return total
 
 
+def warn_empty_clusters(empty_seen: dict[int, list[int]], *, stacklevel: int = 4) -> None:
+    """One ConvergenceWarning summarising the iterations that had empty clusters (every engine's rule)."""
+    if empty_seen:
+        first = next(iter(empty_seen))
+        warnings.warn(
+            f"{len(empty_seen)} iteration(s) had empty clusters (first: iteration {first}, "
+            f"clusters {empty_seen[first]}); empty clusters kept their previous centre",
+            ConvergenceWarning, stacklevel=stacklevel,
+        )
+
+
 def _update_centers(X, labels, centers, it, empty_seen):
     k = centers.shape[0]
     sums, counts = center_sums(X, labels, k)
@@ -418,13 +429,7 @@ def _lloyd(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
         if shift <= tol:
             converged = True
             break
-    if empty_seen:
-        first = next(iter(empty_seen))
-        warnings.warn(
-            f"{len(empty_seen)} iteration(s) had empty clusters (first: iteration {first}, "
-            f"clusters {empty_seen[first]}); empty clusters kept their previous centre",
-            ConvergenceWarning, stacklevel=3,
-        )
+    warn_empty_clusters(empty_seen)
     labels, _ = assign(X, centers, x_sq=x_sq, block_rows=block_rows)
     inertia = inertia_of(X, centers, labels)
     log.debug("lloyd: %d iterations, converged=%s, inertia=%.6g", n_iter, converged, inertia)

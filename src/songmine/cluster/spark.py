@@ -41,15 +41,14 @@ import io
 import logging
 import math
 import os
-import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConvergenceWarning, DataError, ParameterError
-from .engines import LloydResult
+from ..errors import DataError, ParameterError
+from .engines import LloydResult, warn_empty_clusters
 
 __all__ = ["SparkEngine", "SparkBlocks", "read_parquet_blocks", "kmeans_parallel_init"]
 
@@ -445,13 +444,7 @@ class SparkEngine:
             if shift <= tol:
                 converged = True
                 break
-        if empty_seen:
-            first = next(iter(empty_seen))
-            warnings.warn(
-                f"{len(empty_seen)} iteration(s) had empty clusters (first: iteration {first}, "
-                f"clusters {empty_seen[first]}); empty clusters kept their previous centre",
-                ConvergenceWarning, stacklevel=3,
-            )
+        warn_empty_clusters(empty_seen)
         bc = sc.broadcast(centers)
         try:
             out = self._run(lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value)).collect(),
