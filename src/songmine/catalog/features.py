@@ -707,9 +707,10 @@ class Failure:
     error: str
 
 
-def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any]]:
-    """Worker: (track_id, path, with_tags) → (track_id, vector | None, error | None, duration_s, tags)."""
+def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any], float]:
+    """Worker: (track_id, path, with_tags) → (track_id, vector | None, error | None, duration_s, tags, cpu_s)."""
     track_id, path, with_tags = args
+    t0 = time.process_time()
     from .tags import read_tags
 
     tags: dict[str, Any] = {}
@@ -722,11 +723,12 @@ def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | No
             raise DataError(f"non-finite features {bad}")
         if with_tags:
             tags = read_tags(path)
-        return track_id, vec, None, dur, tags
+        return track_id, vec, None, dur, tags, time.process_time() - t0
     except (DecodeError, ParameterError, DataError) as exc:
-        return track_id, None, str(exc).splitlines()[0], 0.0, tags
+        return track_id, None, str(exc).splitlines()[0], 0.0, tags, time.process_time() - t0
     except Exception as exc:  # one bad file never aborts the batch
-        return track_id, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 0.0, tags
+        err = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return track_id, None, err, 0.0, tags, time.process_time() - t0
 
 
 def extract_folder(
@@ -754,7 +756,8 @@ def extract_folder(
         not recomputed and are kept in the output.
     with_tags : bool
         Also read tags; they are returned in ``df.attrs["tags"]`` (id → dict)
-        with ``df.attrs["durations"]``.
+        with ``df.attrs["durations"]``. ``df.attrs["cpu_s"]`` always holds the CPU
+        seconds spent on each file computed in this call (by its worker).
     checkpoint : callable(df, tags), optional
         Called with the partial result at most every ``checkpoint_every_s``
         seconds (used by the CLI to keep the output file resumable).
@@ -775,6 +778,7 @@ def extract_folder(
     rows: dict[str, np.ndarray] = {}
     tags: dict[str, dict[str, Any]] = {}
     durations: dict[str, float] = {}
+    cpu_s: dict[str, float] = {}
     if resume_from is not None and len(resume_from):
         prev = resume_from.dropna(how="any")
         for tid, vec in zip(prev.index.astype(str), prev.to_numpy(dtype=np.float32)):
@@ -790,11 +794,14 @@ def extract_folder(
     last_ckpt = time.monotonic()
 
     def frame() -> "pd.DataFrame":
-        return _to_frame(rows, tags, durations)
+        df = _to_frame(rows, tags, durations)
+        df.attrs["cpu_s"] = dict(cpu_s)
+        return df
 
     def handle(res) -> None:
         nonlocal done, last_ckpt
-        tid, vec, err, dur, tg = res
+        tid, vec, err, dur, tg, cpu = res
+        cpu_s[tid] = cpu
         done += 1
         if vec is None:
             failures[tid] = Failure(tid, dict(items)[tid] if len(items) < 10000 else tid, err or "failed")
