@@ -104,6 +104,22 @@ class Peer:
         """Wall time of starting the peer's program once (not in its per-query time), or None."""
         return None
 
+    #: the largest maximum RSS (MB) of one peer process so far, when GNU time is there to tell it;
+    #: a process forked from this (large) script would inherit its RSS in ``ru_maxrss``, hence the wrapper
+    max_process_mb = 0.0
+    _gnu_time = "/usr/bin/time"
+
+    def run(self, cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+        if not Path(self._gnu_time).exists():
+            return subprocess.run(cmd, capture_output=True, text=True, env=env)
+        with tempfile.NamedTemporaryFile("r", suffix=".rss") as fh:
+            res = subprocess.run([self._gnu_time, "-q", "-f", "%M", "-o", fh.name, *cmd], capture_output=True,
+                                 text=True, env=env)
+            kb = fh.read().strip().splitlines()
+        if kb and kb[-1].isdigit():
+            self.max_process_mb = max(self.max_process_mb, int(kb[-1]) / 1e3)
+        return res
+
 
 class PeerMemory(PeakMemory):
     """Peak RSS summed over this script's child processes only (the peer), not this script itself."""
@@ -121,7 +137,8 @@ class PeerMemory(PeakMemory):
     def __enter__(self) -> "PeerMemory":
         super().__enter__()
         if self._thread is not None:
-            self.how = f"sum of RSS over the peer's processes, sampled every {self.interval * 1e3:.0f} ms"
+            self.how = (f"sum of RSS over the peer's processes, sampled every {self.interval * 1e3:.0f} ms, "
+                        "or the largest one's own maximum (GNU time) if more")
         return self
 
 
@@ -144,7 +161,7 @@ class Audfprint(Peer):
         self.db: Path | None = None
 
     def _run(self, args: list[str]) -> str:
-        res = subprocess.run([self.python, str(self.script), *args], capture_output=True, text=True)
+        res = self.run([self.python, str(self.script), *args])
         if res.returncode != 0:
             raise RuntimeError(f"audfprint {args[0]} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         return res.stdout
@@ -196,7 +213,7 @@ class Audfprint2(Audfprint):
             n = 2 if rest[0] == "--dbase" else 1
             (opts if rest[0].startswith("--") else files).extend(rest[:n])
             rest = rest[n:]
-        res = subprocess.run([self.exe, "-v", *opts, cmd, *files], capture_output=True, text=True)
+        res = self.run([self.exe, "-v", *opts, cmd, *files])
         if res.returncode != 0:
             raise RuntimeError(f"audfprint2 {cmd} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         return res.stdout + "\n" + res.stderr  # its log lines go to stderr
@@ -240,7 +257,7 @@ class Olaf(Peer):
 
     def _run(self, args: list[str]) -> str:
         env = dict(os.environ, HOME=str(self.home))
-        res = subprocess.run([self.exe, *args], capture_output=True, text=True, env=env)
+        res = self.run([self.exe, *args], env=env)
         if res.returncode != 0:
             raise RuntimeError(f"olaf {args[0]} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         return res.stdout
@@ -336,8 +353,7 @@ class Qfp(Peer):
         self.db: Path | None = None
 
     def _run(self, cmd: str, files: list) -> list[dict]:
-        res = subprocess.run([self.python, "-c", _QFP_DRIVER, cmd, str(self.db), *map(str, files)],
-                             capture_output=True, text=True)
+        res = self.run([self.python, "-c", _QFP_DRIVER, cmd, str(self.db), *map(str, files)])
         if res.returncode != 0:
             raise RuntimeError(f"qfp {cmd} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -415,9 +431,11 @@ def run_songmine(method: str, indexed, rows, cfg: EvalConfig, jobs: int):
 
 
 def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float]):
+    peer.max_process_mb = 0.0
     with PeerMemory() as mem:
         build = peer.build(indexed, workdir)
-    build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
+    build.peak_rss_mb = max(mem.peak_mb, peer.max_process_mb)
+    build.peak_rss_how, build.cpu_seconds = mem.how, mem.cpu_seconds
     build.audio_seconds = sum(durations[str(p)] for p in indexed)
     wavs = [wav for _, _, wav, err in rows if err is None]
     t0, c0 = time.perf_counter(), PeakMemory._cpu()
@@ -636,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                                        n_indexed=len(indexed), n_held_out=len(held))
             reports[label].seconds = time.perf_counter() - t0
             print(f"{label}: done in {reports[label].seconds:.0f} s", file=sys.stderr)
+    # songmine first: the ratios under the table are against the first column
+    reports = dict(sorted(reports.items(), key=lambda kv: not kv[0].startswith("songmine")))
     text = (f"# songmine vs peers — {len(indexed)} tracks indexed, {len(held)} held out, "
             f"{len(specs)} queries, seed {cfg.seed} ({time.perf_counter() - t_all:.0f} s)\n\n"
             "Top-1 % per condition × duration (same queries for every system).\n\n"
