@@ -378,7 +378,10 @@ def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
         upper *= 1 + rel
         order = np.argsort(delta)
         far = order[-1]
-        lower -= np.where(labels == far, delta[order[-2]], delta[far])
+        # the largest move of any *other* centre, per centre (k values, then one gather)
+        other = np.full(k, delta[far])
+        other[far] = delta[order[-2]]
+        lower -= other[labels]
         lower *= 1 - rel
         # s_j: half the distance from centre j to its nearest other centre.
         c_sq = np.einsum("ij,ij->i", centers, centers)
@@ -387,30 +390,35 @@ def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
         s = 0.5 * np.sqrt(np.maximum(cc.min(axis=1) - 8 * rel * c_sq.max(), 0))
         bound = np.maximum(s[labels], lower)
         cand = np.flatnonzero(upper >= bound)
-        old = labels.copy() if cand.size else labels
         if cand.size > 0.4 * n:  # most bounds failed: one dense pass beats gathering rows
+            old = labels
             labels, upper, lower = _assign_two(X, x_sq, centers, c_sq, block_rows)
+            moved = np.flatnonzero(labels != old)
+            old_of_moved = old[moved]
         else:
             if cand.size:
                 d = X[cand] - centers[labels[cand]]
                 upper[cand] = np.sqrt(np.einsum("ij,ij->i", d, d, dtype=np.float64)) * (1 + rel)
                 cand = cand[upper[cand] >= bound[cand]]
+            moved = old_of_moved = np.empty(0, dtype=np.int64)
             if cand.size:
                 lab, up, lo = _assign_two(X[cand], x_sq[cand], centers, c_sq, block_rows)
+                changed = lab != labels[cand]
+                moved = cand[changed]
+                old_of_moved = labels[moved]
                 labels[cand] = lab
                 upper[cand] = up
                 lower[cand] = lo
         if shift <= tol:
             converged = True
             break
-        moved = np.flatnonzero(labels != old) if old is not labels else np.empty(0, dtype=np.int64)
         since_full += 1
         if moved.size > n // 4 or since_full >= 32:
             sums, counts = center_sums(X, labels, k)
             sums = sums.astype(np.float64)
             since_full = 0
         elif moved.size:
-            _move_sums(sums, counts, X[moved].astype(np.float64), old[moved], labels[moved])
+            _move_sums(sums, counts, X[moved].astype(np.float64), old_of_moved, labels[moved])
     _warn_empty(empty_seen)
     inertia = inertia_of(X, centers, labels)
     return LloydResult(centers=centers, labels=labels, inertia=inertia, n_iter=n_iter, converged=converged)
