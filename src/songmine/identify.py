@@ -269,27 +269,28 @@ def vote(
         return z, z, z, z, np.int64(0)
     offs = hit_times.astype(np.int64) - query_times[hit_qpos].astype(np.int64)
     key = (hit_tracks.astype(np.int64) << 32) | (offs + _OFFSET_BIAS)
-    uniq, counts = np.unique(key, return_counts=True)
+    key.sort()
+    # distinct (track, offset) bins and their hits: sorted by track, then offset
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    uniq = key[starts]
+    counts = np.diff(np.append(starts, key.shape[0]))
     score = counts.copy()
     for d in range(1, tolerance + 1):  # loop over the (tiny) tolerance window
-        for nb in (uniq - d, uniq + d):
-            pos = np.searchsorted(uniq, nb)
-            pos_c = np.minimum(pos, uniq.size - 1)
-            found = uniq[pos_c] == nb
-            score[found] += counts[pos_c[found]]
+        for j in range(1, d + 1):  # bins i and i + j lie d apart
+            m = np.flatnonzero(uniq[j:] - uniq[:-j] == d)
+            score[m] += counts[m + j]
+            score[m + j] += counts[m]
     tr = uniq >> 32
-    # best bin per track: order by (track, -score), first of each track
-    order = np.lexsort((-score, tr))
-    tr_sorted = tr[order]
-    first = np.ones(order.size, bool)
-    first[1:] = tr_sorted[1:] != tr_sorted[:-1]
-    best = order[first]
-    track_hits = np.bincount(np.searchsorted(tr_sorted[first], tr), weights=counts).astype(np.int64)
-    tracks = tr[best]
-    offsets = (uniq[best] & 0xFFFFFFFF) - _OFFSET_BIAS
-    votes = score[best]
+    first = np.flatnonzero(np.concatenate(([True], tr[1:] != tr[:-1])))
+    # best bin per track in one pass: the highest score, then the lowest offset
+    low = np.int64(0xFFFFFFFF)
+    best = np.maximum.reduceat((score << 32) | (low - (uniq & low)), first)
+    tracks = tr[first]
+    offsets = (low - (best & low)) - _OFFSET_BIAS
+    votes = best >> 32
+    track_hits = np.add.reduceat(counts, first)
     rank = np.argsort(-votes, kind="stable")
-    return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(best.size)
+    return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(first.size)
 
 
 def _poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
