@@ -467,3 +467,14 @@ def test_planted_fma_csvs_are_in_the_exact_format(tmp_path):
                                rtol=1e-6)
     assert json.loads(p.files["planted_info"].read_text())["dominant_genre"] == {"0": "Rock", "1": "Electronic",
                                                                                  "2": "Hip-Hop"}
+
+
+def test_cached_list_columns_are_fresh_lists():
+    a = load(OFFICIAL / "tracks.csv")
+    b = load(OFFICIAL / "tracks.csv")  # from the parquet cache
+    for c in [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"), ("track", "genres_all")]:
+        assert all(type(x) is list for x in b[c]) and b[c].tolist() == a[c].tolist()
+    g = b["track", "genres"]
+    assert len({id(x) for x in g}) == len(g)  # equal lists are distinct objects: mutating one changes one row
+    g.iloc[0].append(999)
+    assert 999 not in g.iloc[1] and 999 not in load(OFFICIAL / "tracks.csv")["track", "genres"].iloc[0]
