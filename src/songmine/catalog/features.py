@@ -78,16 +78,19 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
     librosa 0.5.0 decoded through audioread, whose backends (FFmpeg, GStreamer)
     hand over **16-bit PCM**: every channel is rounded to 16 bits and clipped
     to [−1, 1) before the channel mean (``buf_to_float``: ``int16 / 32768``).
-    ``pcm16=True`` (the default) reproduces that from libsndfile's output:
-    float sources (Vorbis, MP3, Opus, float WAV) as FFmpeg converts float to
-    s16 (``lrintf(x · 32768)``, clipped), integer sources by keeping the top
-    16 bits (FFmpeg's s32 → s16 is ``>> 16``). Decoders' overshoot above full
+    ``pcm16=True`` (the default) reproduces that: float samples as FFmpeg
+    converts float to s16 (``lrintf(x · 32768)``, clipped), integer ones by
+    keeping the top 16 bits (FFmpeg's s32 → s16 is ``>> 16``). Decoders' overshoot above full
     scale — common in MP3s — is clipped as it was for FMA; near-silent
     passages keep the 16-bit noise floor that the chroma_cens/tonnetz minima
     depend on. ``pcm16=False`` keeps libsndfile's floats (today's
     ``librosa.load``).
 
-    libsndfile (``soundfile``) first; PyAV for what it cannot read (m4a/aac, wma...).
+    Decoders: uncompressed files (WAV, FLAC, AIFF: exact whatever the decoder) through
+    libsndfile; compressed ones (MP3, Vorbis, Opus, AAC...) through FFmpeg's own decoders
+    (PyAV), as audioread's FFmpeg backend did — libsndfile's libvorbis/mpg123 differ by one
+    LSB here and there and can start up to 128 samples later (priming), which shifts every
+    frame. With ``pcm16=False`` libsndfile (today's ``librosa.load``) reads what it can.
 
     Raises
     ------
@@ -101,20 +104,24 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
         raise DecodeError(f"{p}: no such file", path=str(p), reason="missing")
     if p.is_file() and p.stat().st_size == 0:
         raise DecodeError(f"{p}: file is empty (0 bytes)", path=str(p), reason="empty")
+    sf_error: Exception | None = None
     try:
         with sf.SoundFile(str(p)) as f:
             sr = int(f.samplerate)
             integer = f.subtype.startswith("PCM_") and pcm16
-            y = f.read(dtype="int32" if integer else "float32", always_2d=True)
+            if integer or f.subtype in ("FLOAT", "DOUBLE") or not pcm16:
+                y = f.read(dtype="int32" if integer else "float32", always_2d=True)
+            else:
+                y = None  # compressed: FFmpeg below
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        sf_error = exc
-    else:
+        sf_error, y = exc, None
+    if y is not None:
         if integer:  # full-scale int32 from libsndfile: the top 16 bits are FFmpeg's s16
             y >>= 16
-            return _mono_pcm16(y.astype(np.float32)), sr
+            return _mono_pcm16(y.astype(np.float32).T), sr
         if pcm16:
-            return _mono_pcm16(_round_pcm16(y)), sr
-        return _mono(y), sr
+            return _mono_pcm16(_round_pcm16(y).T), sr
+        return _mono(y.T), sr
     from ..audio import info, load
 
     try:
@@ -124,7 +131,7 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
         raise
     except Exception as exc:  # pragma: no cover - PyAV oddities
         raise DecodeError(f"{p}: undecodable ({sf_error}; {exc})", path=str(p)) from exc
-    y = np.ascontiguousarray(np.atleast_2d(y).T)  # [n, channels], as libsndfile returns it
+    y = np.atleast_2d(y)  # [channels, n]
     return (_mono_pcm16(_round_pcm16(y)) if pcm16 else _mono(y)), int(sr)
 
 
@@ -138,7 +145,7 @@ def _round_pcm16(y: np.ndarray) -> np.ndarray:
 
 
 def _mono_pcm16(q: np.ndarray) -> np.ndarray:
-    """[n, channels] 16-bit values → float32 [n]: librosa 0.5.0's ``int16 / 32768`` then channel mean.
+    """[channels, n] 16-bit values → float32 [n]: librosa 0.5.0's ``int16 / 32768`` then channel mean.
 
     The mean of integers is exact in float32 and scaling by 2^-15 commutes with it, so
     scaling once after the mean gives the same bits as scaling every channel first.
@@ -149,14 +156,14 @@ def _mono_pcm16(q: np.ndarray) -> np.ndarray:
 
 
 def _mono(y: np.ndarray) -> np.ndarray:
-    """[n, channels] → contiguous float32 [n], the channel mean (librosa's ``to_mono``)."""
-    if y.shape[1] == 1:
-        return np.ascontiguousarray(y[:, 0], dtype=np.float32)
-    if y.shape[1] == 2:
-        out = y[:, 0] + y[:, 1]
+    """[channels, n] (any strides) → contiguous float32 [n], the channel mean (librosa's ``to_mono``)."""
+    if y.shape[0] == 1:
+        return np.ascontiguousarray(y[0], dtype=np.float32)
+    if y.shape[0] == 2:
+        out = y[0] + y[1]
         out *= np.float32(0.5)  # (a + b) / 2, as numpy's float32 mean of two values
         return out
-    return np.ascontiguousarray(np.mean(y, axis=1, dtype=np.float32))
+    return np.ascontiguousarray(np.mean(y, axis=0, dtype=np.float32))
 
 
 # --------------------------------------------------------------------------- spectra
@@ -340,10 +347,22 @@ def _downsample(y: np.ndarray, factor: int, res_type: str) -> np.ndarray:
         raise ParameterError(f"audio too short ({len(y)} samples) to downsample by {factor}")
     from scipy.signal import oaconvolve
 
-    # full convolution by overlap-add FFTs in float32 (resampy's own accumulator is float32):
-    # c[m + half] is the centred output at m; keep every factor-th
-    c = oaconvolve(y.astype(np.float32, copy=False), h.astype(np.float32))
+    # full convolution by overlap-add FFTs: c[m + half] is the centred output at m; keep every
+    # factor-th. In float64: resampy sums in the time domain, so its error is relative to the
+    # *local* level, while an FFT's is relative to the block's loudest part — in float32 that
+    # is audible in fades to silence, where chroma's normalisation magnifies it.
+    c = oaconvolve(y.astype(np.float64), h)
     out = c[half:half + n_res * factor:factor]
+    # resampy sums products in the time domain: where the filter sees only zeros (digital silence,
+    # common once decoded to 16 bits) its output is exactly 0, while FFT round-off leaves ~1e-9 —
+    # which chroma's max-normalisation would blow up to 1. Zero those outputs as resampy does.
+    nz = y != 0
+    if not nz.all():
+        cs = np.zeros(len(y) + 1, dtype=np.int32)
+        np.cumsum(nz, dtype=np.int32, out=cs[1:])
+        centres = np.arange(n_res, dtype=np.int64) * factor
+        silent = cs[np.minimum(centres + half + 1, len(y))] == cs[np.maximum(centres - half, 0)]
+        out[silent] = 0.0
     n = int(np.ceil(len(y) / factor))  # librosa's fix_length
     if len(out) < n:
         out = np.pad(out, (0, n - len(out)))
