@@ -225,11 +225,12 @@ def run(args) -> None:
 # why a column can fall below r = 0.99 against librosa 0.5.0 (see docs/catalog.md): a column's
 # statistic and family decide which frames it depends on
 _REASONS = {
-    "min": "a minimum sits on one frame: near-silent frames (fade-in/out) where one 16-bit LSB of "
-           "decoder difference (libsndfile vs FFmpeg) is a large relative change",
-    "max": "a maximum sits on one frame (see min)",
-    "kurtosis": "4th moment dominated by a few extreme frames (see min)",
-    "skew": "3rd moment dominated by a few extreme frames (see min)",
+    "min": "one frame decides it: a fade to or from digital silence, where a 1-LSB difference "
+           "between FFmpeg builds (PyAV's vs audioread's ffmpeg CLI) is a large relative change "
+           "that max-normalised chroma magnifies",
+    "max": "one frame decides it (see min)",
+    "kurtosis": "4th moment dominated by a few near-silent frames (see min)",
+    "skew": "3rd moment dominated by a few near-silent frames (see min)",
 }
 
 
