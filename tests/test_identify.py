@@ -49,6 +49,10 @@ def test_search_config_validation():
         SearchConfig(speeds=())
     with pytest.raises(ParameterError, match="min_confidence"):
         SearchConfig(min_confidence=2.0)
+    with pytest.raises(ParameterError, match="max_hits"):
+        SearchConfig(max_hits=0)
+    with pytest.raises(ParameterError, match="refine_speeds"):
+        SearchConfig(refine_speeds=0)
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +217,37 @@ def test_package_level_identify_is_callable_even_after_submodule_import():
 
     r = songmine.identify(MemoryIndex(), np.zeros(3 * SR, np.float32), name="z")
     assert isinstance(r, QueryResult) and r.query == "z" and r.matches == []
+
+
+@pytest.mark.corpus
+def test_coarse_stage_answers_clean_clips_and_dense_stage_the_rest(cuts_index):
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    y = load(cuts[2], sr=SR)
+    clean = y[5 * SR:15 * SR]
+    coarse = search(idx, clean, top=1)
+    dense = search(idx, clean, top=1, config=SearchConfig(coarse=False))
+    assert coarse[0].track_id == dense[0].track_id and coarse[0].offset == dense[0].offset
+    assert coarse[0].confidence >= SearchConfig().stop_confidence
+    # the coarse stage looks up the index-density landmarks only: fewer votes, same answer
+    assert coarse[0].votes < dense[0].votes
+    # a non-member goes through both stages and still gets no match
+    other = load(cuts[5], sr=SR)[10 * SR:20 * SR]
+    assert identify(idx, other).matches == []
+    assert identify(idx, other, config=SearchConfig(refine_speeds=None)).matches == []
+
+
+@pytest.mark.corpus
+def test_a_tight_hit_budget_keeps_the_right_answer(cuts_index):
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    y = load(cuts[0], sr=SR)
+    clip = _noisy(y[3 * SR:13 * SR], snr_db=10.0)
+    full = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=None))
+    h, _ = __import__("songmine.landmarks", fromlist=["fingerprint"]).fingerprint(clip, idx.config, query=True)
+    budget = max(idx.lookup(h)[0].shape[0] // 4, 1)
+    tight = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=budget))
+    assert tight[0].track_id == full[0].track_id and abs(tight[0].offset - full[0].offset) <= 1
+    assert tight[0].votes <= full[0].votes
