@@ -23,6 +23,7 @@ import types
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ __all__ = [
     "expected_votes",
     "confidence_from",
     "null_confidence",
+    "margin_confidence",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,19 @@ class SearchConfig:
         Votes are divided by this before the Poisson tail: landmark hits come
         in clusters (a peak takes part in several pairs), so raw counts
         overstate the evidence. Calibrated on non-member clips.
+    margin_alpha : float
+        Tail index of the runner-up (margin) null model: by chance, the best
+        track out-votes the runner-up track by a factor ``>= r`` with
+        probability ``r ** -margin_alpha``. 0 turns the margin test off.
+    margin_tests : float
+        Multiplicity of the margin test: its confidence is
+        ``exp(-margin_tests * r ** -margin_alpha)``; at 0.5 it accepts a
+        chance top with probability ``ln 2 / margin_tests``.
+    margin_floor : int
+        The runner-up's votes count as at least this (small counts are noisy).
+    margin_min_tracks : int
+        The margin test needs at least this many tracks with hits (the
+        runner-up only estimates the chance maximum when many tracks compete).
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
@@ -93,6 +108,10 @@ class SearchConfig:
     distinct: bool = True
     rescore: int = 10
     overdispersion: float = 6.0
+    margin_alpha: float = 8.0
+    margin_tests: float = 140.0
+    margin_floor: int = 4
+    margin_min_tracks: int = 20
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
@@ -108,6 +127,14 @@ class SearchConfig:
             raise ParameterError(f"dt_jitter={self.dt_jitter!r} must be an integer in [0, 3]")
         if not self.overdispersion >= 1.0:
             raise ParameterError(f"overdispersion={self.overdispersion} must be >= 1")
+        if not (np.isfinite(self.margin_alpha) and self.margin_alpha >= 0):
+            raise ParameterError(f"margin_alpha={self.margin_alpha} must be a finite number >= 0")
+        if not (np.isfinite(self.margin_tests) and self.margin_tests >= 1):
+            raise ParameterError(f"margin_tests={self.margin_tests} must be a finite number >= 1")
+        if not isinstance(self.margin_floor, int) or self.margin_floor < 1:
+            raise ParameterError(f"margin_floor={self.margin_floor!r} must be an integer >= 1")
+        if not isinstance(self.margin_min_tracks, int) or self.margin_min_tracks < 2:
+            raise ParameterError(f"margin_min_tracks={self.margin_min_tracks!r} must be an integer >= 2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +368,7 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     best: list[Candidate] = []
     width = 2 * config.tolerance + 1
     durations: dict[int, float] = {}
+    max_tracks_hit = 0
     for s in config.speeds:  # loop over a handful of speed factors
         ys = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
         h, t = _expand(*fingerprint(ys, fc, query=True), config.dt_jitter)
@@ -350,6 +378,7 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
         if tracks.size == 0:
             continue
+        max_tracks_hit = max(max_tracks_hit, int(n_hit))
         k = min(max(top, config.rescore), tracks.size)
         if config.distinct:
             votes = votes.copy()
@@ -370,6 +399,8 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
                     for a, b, c, d, e, lm in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam))
         if conf.max() >= config.stop_confidence:
             break
+    if best and config.margin_alpha > 0 and max_tracks_hit >= config.margin_min_tracks:
+        best = _with_margin(best, config)
     # one candidate per track: its best speed
     best.sort(key=lambda c: (-c.confidence, -c.votes))
     seen: set[int] = set()
@@ -379,6 +410,39 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             seen.add(c.track_id)
             out.append(c)
     return out[:top]
+
+
+def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, floor: int = 1) -> float:
+    """Confidence from the margin of the best track over the runner-up track.
+
+    Under the null (the clip is in none of the tracks) every track's best bin
+    is a chance maximum, and the ratio of the largest to the second largest
+    of such counts has a Pareto tail, ``P(ratio >= r) = r ** -alpha`` (it
+    does for any sample with a power-law tail, whatever its size). The
+    confidence is ``exp(-n_tests * r ** -alpha)`` with ``r = v1 / max(v2, floor)``.
+
+    Examples
+    --------
+    >>> round(margin_confidence(20, 8, alpha=7.8, n_tests=300), 2)
+    0.79
+    >>> margin_confidence(20, 4, alpha=7.8, n_tests=300) > 0.99
+    True
+    """
+    r = float(v1) / float(max(v2, floor, 1e-12))
+    if r <= 1.0:
+        return 0.0
+    return float(np.exp(-n_tests * r ** -alpha))
+
+
+def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]:
+    """Raise the confidence of the most-voted track by the margin test when that says more."""
+    top = max(best, key=lambda c: c.votes)
+    v2 = max((c.votes for c in best if c.track_id != top.track_id), default=0)
+    conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
+                             floor=config.margin_floor)
+    if conf <= top.confidence:
+        return best
+    return [dataclasses.replace(c, confidence=conf) if c is top else c for c in best]
 
 
 def distinct_votes(
