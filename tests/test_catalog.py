@@ -362,3 +362,65 @@ def test_cli_merge_bad_input_exits_2(tmp_path, capsys):
     shutil.copy(OFFICIAL / "tracks.csv", d)
     assert main(["catalog", "merge", str(d)]) == 2
     assert "missing features.csv" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- features of an index
+
+
+def test_cli_features_of_an_index(tmp_path, synth_music, capsys):
+    """`songmine features --index P`: the index's integer ids, its live tracks only, resumable."""
+    import soundfile as sf
+    from mutagen.flac import FLAC
+
+    from songmine.cli._app import main
+    from songmine.index import Index, index_files
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(4):
+        sf.write(str(lib / f"s{i}.flac"), synth_music(22050, 2.5, 10 + i), 22050)
+    f = FLAC(str(lib / "s1.flac"))
+    f["title"], f["artist"], f["genre"], f["date"] = "Second", "Band", "Jazz", "2014"
+    f.save()
+    ix_path = tmp_path / "ix"
+    with Index(ix_path, create=True) as ix:
+        index_files(ix, [lib], jobs=1)
+        ids = {Path(r.path).name: r.track_id for r in ix.tracks()}
+        ix.remove([ids["s2.flac"]])  # a removed track is not a track of the index any more
+    (lib / "s3.flac").unlink()  # gone from disk: reported, not fatal
+    out = tmp_path / "out" / "features.csv"
+    assert main(["features", "--index", str(ix_path), "-o", str(out), "--jobs", "1", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["files"] == 3 and rec["computed"] == 2 and rec["rows"] == 2
+    assert rec["failed"] == [{"track_id": ids["s3.flac"], "path": str(lib / "s3.flac"),
+                              "error": rec["failed"][0]["error"]}]
+    assert "no such file" in rec["failed"][0]["error"]
+    feats = load(out, cache=False)
+    want = sorted([ids["s0.flac"], ids["s1.flac"]])
+    assert list(feats.index) == want and feats.index.dtype == np.int64 and feats.shape == (2, 518)
+    assert np.isfinite(feats.to_numpy()).all()
+    tracks = load(out.with_name("tracks.csv"), cache=False)
+    assert list(tracks.index) == want
+    s1 = tracks.loc[ids["s1.flac"]]
+    assert s1["track", "title"] == "Second" and s1["artist", "name"] == "Band" and s1["track", "genre_top"] == "Jazz"
+    assert s1["album", "date_released"].year == 2014 and s1["track", "duration"] == 2
+    # the two tables of an index merge like FMA's (integer ids on both sides)
+    merged, _ = merge({"tracks": tracks, "features": feats})
+    assert list(merged.index) == want
+    # resume after removing one more track: nothing recomputed, its row is not carried over
+    with Index(ix_path) as ix:
+        ix.remove([ids["s0.flac"]])
+    assert main(["features", "--index", str(ix_path), "-o", str(out), "--jobs", "1", "--json"]) == 0
+    rec2 = json.loads(capsys.readouterr().out)
+    assert rec2["computed"] == 0 and rec2["resumed"] == 1 and rec2["stale_dropped"] == 1
+    again = load(out, cache=False)
+    assert list(again.index) == [ids["s1.flac"]]
+    np.testing.assert_array_equal(again.to_numpy(), feats.loc[[ids["s1.flac"]]].to_numpy())
+    assert load(out.with_name("tracks.csv"), cache=False).loc[ids["s1.flac"], ("track", "title")] == "Second"
+
+
+def test_cli_features_missing_index_exits_2(tmp_path, capsys):
+    from songmine.cli._app import main
+
+    assert main(["features", "--index", str(tmp_path / "nope"), "-o", str(tmp_path / "f.csv")]) == 2
+    assert "no index" in capsys.readouterr().err

@@ -99,6 +99,45 @@ def test_silence_and_a_tone_give_finite_features(tone):
 # --------------------------------------------------------------------------- real music vs librosa
 
 
+DATA = Path(__file__).parent / "data" / "features"
+
+
+@pytest.mark.corpus
+def test_real_cuts_match_librosa_050(real_cuts):
+    """Every one of the 518 values of six real cuts equals what FMA's code computed on librosa 0.5.0."""
+    ref = load(DATA / "librosa050_real_cuts.csv", "features", cache=False)
+    by_name = {p.name: p for p in real_cuts}
+    common = [t for t in ref.index if t in by_name]
+    if not common:  # pragma: no cover - another demo corpus
+        pytest.skip("the reference cuts are not in this demo corpus")
+    for tid in common:
+        ours = extract(by_name[tid]).astype(np.float64)
+        theirs = ref.loc[tid, list(FEATURE_COLUMNS)].to_numpy(np.float64)
+        bad = ~np.isclose(ours, theirs, rtol=1e-3, atol=1e-4)
+        assert not bad.any(), (tid, [(FEATURE_COLUMNS[i], ours[i], theirs[i]) for i in np.flatnonzero(bad)[:5]])
+
+
+def test_decode_is_16_bit_pcm_like_librosa_050(tmp_path):
+    """audioread handed librosa 0.5.0 16-bit PCM: float sources rounded and clipped, 24-bit truncated."""
+    t = np.arange(4410) / 44100
+    left = 1.3 * np.sin(2 * np.pi * 220 * t)  # overshoots full scale, as MP3 decoders do
+    right = 1e-5 * np.sin(2 * np.pi * 330 * t)  # below one 16-bit step (3.05e-5)
+    stereo = np.stack([left, right], axis=1).astype(np.float32)
+    sf.write(tmp_path / "float.wav", stereo, 44100, subtype="FLOAT")
+    y, sr = decode(tmp_path / "float.wav")
+    q = np.clip(np.rint(stereo.astype(np.float64) * 32768), -32768, 32767) / 32768
+    assert sr == 44100 and y.dtype == np.float32
+    np.testing.assert_array_equal(y, q.mean(axis=1).astype(np.float32))
+    assert y.max() < 0.5 and np.all(np.rint(y * 65536) == y * 65536)
+    raw, _ = decode(tmp_path / "float.wav", pcm16=False)
+    np.testing.assert_allclose(raw, stereo.mean(axis=1), rtol=1e-6)
+    assert raw.max() > 0.6  # no clipping without pcm16
+    ints = (np.sin(2 * np.pi * 220 * t) * (2**23 - 1)).astype(np.int64) * 256  # 24-bit samples, int32 scale
+    sf.write(tmp_path / "deep.flac", ints.astype(np.int32), 44100, subtype="PCM_24")
+    y24, _ = decode(tmp_path / "deep.flac")
+    np.testing.assert_array_equal(y24, (np.floor(ints / 65536) / 32768).astype(np.float32))  # FFmpeg's >> 16
+
+
 @pytest.fixture(scope="module")
 def two_cuts(real_cuts):
     """Two real 30-s cuts at different native rates (one 22,050 Hz, one 44,100/48,000 Hz) when possible."""

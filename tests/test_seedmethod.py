@@ -22,7 +22,7 @@ def test_default_config_is_the_originals():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"n_bands": 7}, "must equal n_perm=100"),
+        ({"n_bands": 7}, "n_perm=100"),
         ({"threshold": 0.0}, "threshold"),
         ({"threshold": 1.2}, "threshold"),
         ({"post_max": 0}, "post_max"),

@@ -276,7 +276,14 @@ def test_health_openapi_and_page(client):
     spec = client.get("/openapi.json").json()
     assert {"/api/identify", "/api/tracks", "/api/tracks/{track_id}", "/api/health"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/api/identify"]["post"]["requestBody"]["content"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI works offline: its assets come from this server, not a CDN.
+    assert "cdn." not in docs.text and "https://" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/static-offline-docs/{asset}" in docs.text
+        r = client.get(f"/static-offline-docs/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000
     page = client.get("/")
     assert page.status_code == 200 and "songmine" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]

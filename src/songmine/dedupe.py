@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ParameterError, SongmineError
-from .minhash import LSHIndex, MinHasher, check_threshold, choose_bands
+from .minhash import LSHConfig, LSHIndex, MinHasher, check_threshold, choose_bands
 
 __all__ = [
     "DedupeConfig",
@@ -113,10 +113,8 @@ class DedupeConfig:
             raise ParameterError(f"n_perm={self.n_perm} must be >= 1")
         if (self.n_bands is None) != (self.n_rows is None):
             raise ParameterError("give both n_bands and n_rows, or neither")
-        if self.n_bands is not None and (self.n_bands < 1 or self.n_rows < 1 or self.n_bands * self.n_rows != self.n_perm):
-            raise ParameterError(
-                f"n_bands={self.n_bands} x n_rows={self.n_rows} must be positive and equal n_perm={self.n_perm}"
-            )
+        if self.n_bands is not None:
+            LSHConfig(self.n_bands, self.n_rows).check(self.n_perm)
         if self.min_votes < 1:
             raise ParameterError(f"min_votes={self.min_votes} must be >= 1")
         if not (0.0 <= self.min_vote_fraction <= 1.0):

@@ -73,6 +73,10 @@ class SearchConfig:
         Votes within ±``tolerance`` frames of an offset count for it.
     max_per_hash : int or None
         Query hashes with more postings than this are skipped.
+    max_hits : int or None
+        Hit budget of one lookup (per speed): the query's hashes are taken
+        rarest first while their postings fit; the commonest are skipped.
+        Bounds the work on a big index; a small one never reaches it.
     dt_jitter : int
         Each query hash is also looked up with its ``dt`` field moved by up to
         ±``dt_jitter`` frames (a peak's frame depends on the grid phase).
@@ -104,6 +108,7 @@ class SearchConfig:
     min_confidence: float = 0.5
     tolerance: int = 1
     max_per_hash: int | None = 2000
+    max_hits: int | None = None
     dt_jitter: int = 1
     distinct: bool = True
     rescore: int = 10
@@ -123,6 +128,8 @@ class SearchConfig:
             raise ParameterError(f"tolerance={self.tolerance!r} must be an integer >= 0")
         if self.max_per_hash is not None and self.max_per_hash < 1:
             raise ParameterError(f"max_per_hash={self.max_per_hash} must be >= 1 or None")
+        if self.max_hits is not None and (isinstance(self.max_hits, bool) or self.max_hits < 1):
+            raise ParameterError(f"max_hits={self.max_hits!r} must be >= 1 or None")
         if not isinstance(self.dt_jitter, int) or not 0 <= self.dt_jitter <= 3:
             raise ParameterError(f"dt_jitter={self.dt_jitter!r} must be an integer in [0, 3]")
         if not self.overdispersion >= 1.0:
@@ -168,7 +175,9 @@ class IndexLike(Protocol):
 
     config: FingerprintConfig
 
-    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def lookup(
+        self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
     def track(self, track_id: int) -> Any: ...
 
@@ -243,8 +252,8 @@ class MemoryIndex:
             self._parts = [self._postings]
         return self._postings
 
-    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None):
-        return self.postings.lookup(hashes, max_per_hash=max_per_hash)
+    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None):
+        return self.postings.lookup(hashes, max_per_hash=max_per_hash, max_hits=max_hits)
 
     def track(self, track_id: int) -> TrackInfo:
         return self._tracks[int(track_id)]
@@ -374,7 +383,7 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         h, t = _expand(*fingerprint(ys, fc, query=True), config.dt_jitter)
         if h.size == 0:
             continue
-        qpos, tr, tt = index.lookup(h, max_per_hash=config.max_per_hash)
+        qpos, tr, tt = index.lookup(h, max_per_hash=config.max_per_hash, max_hits=config.max_hits)
         tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
         if tracks.size == 0:
             continue

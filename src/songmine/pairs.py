@@ -205,7 +205,7 @@ def _as_int(x: object, what: str) -> int:
         raise ParameterError(f"{what}={x!r} is not an integer") from None
 
 
-def _prepare(values: Iterable[int] | np.ndarray, s: int, method: str) -> "_Prepared":
+def _prepare(values: Iterable[int] | np.ndarray, s: int, method: str) -> "_HashPrepared | _SortPrepared":
     if method not in _METHODS:
         raise ParameterError(f"method={method!r} must be one of {_METHODS}")
     s = _as_int(s, "s")

@@ -44,14 +44,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DecodeError, IndexFormatError, ParameterError, SongmineError
-from .minhash import EMPTY, LSHIndex, MinHasher, check_threshold, estimate_jaccard_many
+from .minhash import EMPTY, LSHConfig, LSHIndex, MinHasher, check_threshold, estimate_jaccard_many
 from .records import Match, QueryResult
 
 __all__ = [
@@ -111,13 +111,7 @@ class SeedConfig:
                 raise ParameterError(f"{name}={getattr(self, name)} must be > 0")
         if self.delta < 0:
             raise ParameterError(f"delta={self.delta} must be >= 0")
-        if self.n_perm < 1 or self.n_bands < 1 or self.n_rows < 1:
-            raise ParameterError(f"n_perm={self.n_perm}, n_bands={self.n_bands}, n_rows={self.n_rows} must be >= 1")
-        if self.n_bands * self.n_rows != self.n_perm:
-            raise ParameterError(
-                f"n_bands={self.n_bands} x n_rows={self.n_rows} = {self.n_bands * self.n_rows} "
-                f"must equal n_perm={self.n_perm}"
-            )
+        LSHConfig(self.n_bands, self.n_rows).check(self.n_perm)
         if self.variant not in ("permutation", "universal"):
             raise ParameterError(f"variant={self.variant!r} must be 'permutation' or 'universal'")
         check_threshold(self.threshold)

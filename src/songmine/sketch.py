@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DecodeError, IndexFormatError, ParameterError, SongmineError
-from .minhash import EMPTY, LSHIndex, MinHasher, check_threshold
+from .minhash import EMPTY, LSHConfig, LSHIndex, MinHasher, check_threshold
 from .records import Match, QueryResult
 
 __all__ = ["SketchConfig", "SketchIndex", "SketchIdentifier", "window_signatures", "SKETCH_DIRNAME"]
@@ -80,8 +80,7 @@ class SketchConfig:
                 raise ParameterError(f"{name}={v} must be a multiple of query_hop_s={self.query_hop_s}")
         if self.window_s < self.hop_s:
             raise ParameterError(f"window_s={self.window_s} must be >= hop_s={self.hop_s} (windows cover the track)")
-        if self.n_bands * self.n_rows != self.n_perm or self.n_bands < 1 or self.n_rows < 1:
-            raise ParameterError(f"n_bands={self.n_bands} x n_rows={self.n_rows} must equal n_perm={self.n_perm}")
+        LSHConfig(self.n_bands, self.n_rows).check(self.n_perm)
         if not self.shifts or any(s < 0 or s >= 4096 for s in self.shifts):
             raise ParameterError(f"shifts={self.shifts} must be sample offsets in [0, 4096)")
         check_threshold(self.min_pair_jaccard, "min_pair_jaccard")

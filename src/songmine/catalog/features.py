@@ -72,12 +72,22 @@ _ORDER = list(FEATURE_FAMILIES)  # family order of the 74 stacked dims (alphabet
 # --------------------------------------------------------------------------- decoding
 
 
-def decode(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Decode to mono float32 at the file's native rate, like ``librosa.load(sr=None)``.
+def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndarray, int]:
+    """Decode to mono float32 at the file's native rate, as FMA's ``librosa.load(sr=None)`` did.
 
-    libsndfile (``soundfile``) first — it reproduces librosa's float decoding
-    sample for sample, priming included — then PyAV for what libsndfile cannot
-    read (m4a/aac, wma, ...). Stereo → mono is the float32 channel mean.
+    librosa 0.5.0 decoded through audioread, whose backends (FFmpeg, GStreamer)
+    hand over **16-bit PCM**: every channel is rounded to 16 bits and clipped
+    to [−1, 1) before the channel mean (``buf_to_float``: ``int16 / 32768``).
+    ``pcm16=True`` (the default) reproduces that from libsndfile's output:
+    float sources (Vorbis, MP3, Opus, float WAV) as FFmpeg converts float to
+    s16 (``lrintf(x · 32768)``, clipped), integer sources by keeping the top
+    16 bits (FFmpeg's s32 → s16 is ``>> 16``). Decoders' overshoot above full
+    scale — common in MP3s — is clipped as it was for FMA; near-silent
+    passages keep the 16-bit noise floor that the chroma_cens/tonnetz minima
+    depend on. ``pcm16=False`` keeps libsndfile's floats (today's
+    ``librosa.load``).
+
+    libsndfile (``soundfile``) first; PyAV for what it cannot read (m4a/aac, wma...).
 
     Raises
     ------
@@ -92,21 +102,42 @@ def decode(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     if p.is_file() and p.stat().st_size == 0:
         raise DecodeError(f"{p}: file is empty (0 bytes)", path=str(p), reason="empty")
     try:
-        y, sr = sf.read(str(p), dtype="float32", always_2d=True)
-        y = y.T
-        y = np.mean(y, axis=0) if y.shape[0] > 1 else y[0]
-        return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+        with sf.SoundFile(str(p)) as f:
+            sr = int(f.samplerate)
+            integer = f.subtype.startswith("PCM_") and pcm16
+            y = f.read(dtype="int32" if integer else "float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         sf_error = exc
+    else:
+        if integer:  # full-scale int32 from libsndfile: the top 16 bits are FFmpeg's s16
+            y = (y >> 16).astype(np.float32) * np.float32(1 / 32768)
+        elif pcm16:
+            y = _to_pcm16(y)
+        return _mono(y.T), sr
     from ..audio import info, load
 
     try:
         sr = info(p).sr
-        return load(p, sr=sr, mono=True), int(sr)
+        y = load(p, sr=sr, mono=False)
     except DecodeError:
         raise
     except Exception as exc:  # pragma: no cover - PyAV oddities
         raise DecodeError(f"{p}: undecodable ({sf_error}; {exc})", path=str(p)) from exc
+    y = np.atleast_2d(y)
+    return _mono(_to_pcm16(y) if pcm16 else y), int(sr)
+
+
+def _to_pcm16(y: np.ndarray) -> np.ndarray:
+    """Float samples → the float32 values of their 16-bit PCM (FFmpeg's float → s16, then ``/ 32768``)."""
+    q = np.rint(y * np.float32(32768), dtype=np.float32)
+    np.clip(q, -32768, 32767, out=q)
+    return q * np.float32(1 / 32768)
+
+
+def _mono(y: np.ndarray) -> np.ndarray:
+    """[channels, n] → float32 [n], the channel mean (librosa's ``to_mono``)."""
+    y = np.mean(y, axis=0, dtype=np.float32) if y.shape[0] > 1 else y[0]
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- spectra
@@ -676,9 +707,10 @@ class Failure:
     error: str
 
 
-def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any]]:
-    """Worker: (track_id, path, with_tags) → (track_id, vector | None, error | None, duration_s, tags)."""
+def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any], float]:
+    """Worker: (track_id, path, with_tags) → (track_id, vector | None, error | None, duration_s, tags, cpu_s)."""
     track_id, path, with_tags = args
+    t0 = time.process_time()
     from .tags import read_tags
 
     tags: dict[str, Any] = {}
@@ -691,11 +723,12 @@ def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | No
             raise DataError(f"non-finite features {bad}")
         if with_tags:
             tags = read_tags(path)
-        return track_id, vec, None, dur, tags
+        return track_id, vec, None, dur, tags, time.process_time() - t0
     except (DecodeError, ParameterError, DataError) as exc:
-        return track_id, None, str(exc).splitlines()[0], 0.0, tags
+        return track_id, None, str(exc).splitlines()[0], 0.0, tags, time.process_time() - t0
     except Exception as exc:  # one bad file never aborts the batch
-        return track_id, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 0.0, tags
+        err = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return track_id, None, err, 0.0, tags, time.process_time() - t0
 
 
 def extract_folder(
@@ -723,7 +756,8 @@ def extract_folder(
         not recomputed and are kept in the output.
     with_tags : bool
         Also read tags; they are returned in ``df.attrs["tags"]`` (id → dict)
-        with ``df.attrs["durations"]``.
+        with ``df.attrs["durations"]``. ``df.attrs["cpu_s"]`` always holds the CPU
+        seconds spent on each file computed in this call (by its worker).
     checkpoint : callable(df, tags), optional
         Called with the partial result at most every ``checkpoint_every_s``
         seconds (used by the CLI to keep the output file resumable).
@@ -744,6 +778,7 @@ def extract_folder(
     rows: dict[str, np.ndarray] = {}
     tags: dict[str, dict[str, Any]] = {}
     durations: dict[str, float] = {}
+    cpu_s: dict[str, float] = {}
     if resume_from is not None and len(resume_from):
         prev = resume_from.dropna(how="any")
         for tid, vec in zip(prev.index.astype(str), prev.to_numpy(dtype=np.float32)):
@@ -759,11 +794,14 @@ def extract_folder(
     last_ckpt = time.monotonic()
 
     def frame() -> "pd.DataFrame":
-        return _to_frame(rows, tags, durations)
+        df = _to_frame(rows, tags, durations)
+        df.attrs["cpu_s"] = dict(cpu_s)
+        return df
 
     def handle(res) -> None:
         nonlocal done, last_ckpt
-        tid, vec, err, dur, tg = res
+        tid, vec, err, dur, tg, cpu = res
+        cpu_s[tid] = cpu
         done += 1
         if vec is None:
             failures[tid] = Failure(tid, dict(items)[tid] if len(items) < 10000 else tid, err or "failed")

@@ -95,7 +95,7 @@ def extract_folder_spark(
                           timeout_s=job_timeout_s, what=f"feature extraction of {len(todo)} files")
     failures: dict[str, Failure] = {}
     where = dict(items)
-    for tid, vec, err, dur, tg in results:
+    for tid, vec, err, dur, tg, _cpu in results:
         if vec is None:
             failures[tid] = Failure(tid, where.get(tid, tid), err or "failed")
         else:

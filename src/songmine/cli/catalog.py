@@ -107,6 +107,11 @@ def features_cmd(
     tracks_path = output.with_name(output.name.replace("features", "tracks")
                                    if "features" in output.name else "tracks.csv")
     previous, prev_tags = (None, {}) if restart else _resume_state(output, tracks_path)
+    n_stale = 0
+    if previous is not None:  # rows of files no longer in DIR / tracks no longer in the index: not carried over
+        live = previous.index.isin(list(items))
+        n_stale = int((~live).sum())
+        previous = previous[live]
 
     def checkpoint(df, tags):
         write_features_csv(df, output)
@@ -126,6 +131,12 @@ def features_cmd(
                                           with_tags=True, checkpoint=checkpoint)
     elapsed = time.perf_counter() - t0
     tags = {**prev_tags, **df.attrs.get("tags", {})}
+    if index is not None:  # an index's track ids are integers: sort and write them as such
+        import pandas as pd
+
+        attrs = dict(df.attrs)
+        df = df.set_axis(pd.Index(df.index.astype("int64"), name="track_id"), axis=0)
+        df.attrs = attrs
     write_features_csv(df, output)
     _write_tracks_csv(df, tags, tracks_path)
     n_prev = 0 if previous is None else int(previous.index.astype(str).isin(list(items)).sum())
@@ -137,7 +148,9 @@ def features_cmd(
         "files": len(items),
         "computed": len(durations),
         "resumed": n_prev,
-        "failed": [{"track_id": f.track_id, "path": f.path, "error": f.error} for f in failures],
+        "stale_dropped": n_stale,
+        "failed": [{"track_id": int(f.track_id) if index is not None else f.track_id, "path": f.path,
+                    "error": f.error} for f in failures],
         "rows": int(len(df)),
         "audio_s": round(audio_s, 3),
         "elapsed_s": round(elapsed, 3),
@@ -153,7 +166,9 @@ def features_cmd(
         rt = f", {summary['x_realtime']}× real time" if summary["x_realtime"] else ""
         typer.echo(
             f"{len(df)} tracks in {output} (+ {tracks_path.name}): {summary['computed']} computed, "
-            f"{n_prev} resumed, {len(failures)} failed; {audio_s / 60:.1f} min of audio in {elapsed:.1f} s{rt}"
+            f"{n_prev} resumed, {len(failures)} failed"
+            + (f", {n_stale} stale rows dropped" if n_stale else "")
+            + f"; {audio_s / 60:.1f} min of audio in {elapsed:.1f} s{rt}"
         )
     if len(df) == 0:
         raise fail("no file could be read", code=2)
@@ -238,7 +253,7 @@ def _write_tracks_csv(df, tags: dict, path: Path) -> None:
             elif col == ("artist", "name"):
                 vals.append(t.get("artist"))
             elif col == ("track", "duration"):
-                d = durations.get(tid, t.get("_duration"))
+                d = durations.get(str(tid), t.get("_duration"))
                 vals.append(int(round(d)) if d is not None else None)
             elif col == ("track", "genre_top"):
                 vals.append(t.get("genre"))

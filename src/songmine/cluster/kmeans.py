@@ -144,6 +144,13 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, *, random_state=None,
 _INITS = ("k-means++", "random")
 
 
+def _absolute_tol(X: np.ndarray, tol: float) -> float:
+    """``tol × mean(var(X, axis=0))`` (scikit-learn's scaling); 0 without a pass over ``X`` when ``tol == 0``."""
+    if tol == 0:
+        return 0.0
+    return tol * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
+
+
 class KMeans:
     """K-means clustering (Lloyd's algorithm) with scikit-learn's conventions.
 
@@ -258,8 +265,8 @@ class KMeans:
         n_init, init_array = self._check_params(X)
         engine = self._engine()
         rng = check_random_state(self.random_state)
-        tol = float(self.tol) * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
-        x_sq = np.einsum("ij,ij->i", X, X)
+        tol = _absolute_tol(X, float(self.tol))
+        x_sq = None
         best = None
         for run in range(n_init):
             if init_array is not None:
@@ -269,12 +276,14 @@ class KMeans:
             elif hasattr(engine, "init_centers"):  # a distributed engine seeds itself (Spark: k-means||)
                 centers = engine.init_centers(X, self.n_clusters, random_state=rng)
             else:
+                if x_sq is None:
+                    x_sq = np.einsum("ij,ij->i", X, X)
                 centers, _ = kmeans_plusplus(X, self.n_clusters, random_state=rng, x_sq=x_sq)
             res = engine.lloyd(X, centers, max_iter=int(self.max_iter), tol=tol)
             log.info("k-means run %d/%d: inertia=%.6g after %d iterations", run + 1, n_init, res.inertia, res.n_iter)
             if best is None or res.inertia < best.inertia:
                 best = res
-        n_distinct = np.unique(best.labels).size
+        n_distinct = int(np.count_nonzero(np.bincount(best.labels, minlength=self.n_clusters)))
         if n_distinct < self.n_clusters:
             warnings.warn(f"only {n_distinct} distinct clusters found for n_clusters={self.n_clusters} "
                           "(duplicate points or empty clusters)", ConvergenceWarning, stacklevel=2)

@@ -34,6 +34,7 @@ import anyio
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from .. import __version__
@@ -320,7 +321,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         holder.close()
         app.state.holder = None
 
-    app = FastAPI(
+    # Swagger UI and ReDoc served from the package, not a CDN: the service
+    # often runs where the browser has no internet.
+    app = FastAPIOffline(
         title="songmine",
         version=__version__,
         summary="Identify a song from a few seconds of audio; manage the indexed library.",
