@@ -66,16 +66,80 @@ from songmine.evaluate import (
 )
 
 
+Answer = tuple[str | None, float | None, float | None]  # (track path | None, offset s, score)
+
+
 class Peer:
-    """A fingerprinter run as a program: index files, then match query files."""
+    """A fingerprinter run as a program: index files, then match query files.
+
+    Subclasses define ``build`` and ``match_batch``; ``match`` runs the
+    batches over ``jobs`` concurrent processes (threads that each wait for
+    one child process), so the peer's own CPU time is still counted.
+    """
 
     name = "peer"
+    batch = 100
+    jobs = 1
 
     def build(self, paths: list[Path], workdir: Path) -> BuildStats:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def match(self, wavs: list[Path]) -> dict[str, tuple[str | None, float | None, float | None]]:
-        raise NotImplementedError  # pragma: no cover
+    def match_batch(self, wavs: list[Path]) -> dict[str, Answer]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def match(self, wavs: list[Path]) -> dict[str, Answer]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        chunks = [wavs[i : i + self.batch] for i in range(0, len(wavs), self.batch)]
+        out: dict[str, Answer] = {}
+        done = 0
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            for chunk, answers in zip(chunks, pool.map(self.match_batch, chunks)):
+                out.update(answers)
+                done += len(chunk)
+                print(f"  {self.name}: {done}/{len(wavs)} queries", file=sys.stderr, flush=True)
+        return out
+
+    def startup_seconds(self) -> float | None:
+        """Wall time of starting the peer's program once (not in its per-query time), or None."""
+        return None
+
+    #: the largest maximum RSS (MB) of one peer process so far, when GNU time is there to tell it;
+    #: a process forked from this (large) script would inherit its RSS in ``ru_maxrss``, hence the wrapper
+    max_process_mb = 0.0
+    _gnu_time = "/usr/bin/time"
+
+    def run(self, cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+        if not Path(self._gnu_time).exists():
+            return subprocess.run(cmd, capture_output=True, text=True, env=env)
+        with tempfile.NamedTemporaryFile("r", suffix=".rss") as fh:
+            res = subprocess.run([self._gnu_time, "-q", "-f", "%M", "-o", fh.name, *cmd], capture_output=True,
+                                 text=True, env=env)
+            kb = fh.read().strip().splitlines()
+        if kb and kb[-1].isdigit():
+            self.max_process_mb = max(self.max_process_mb, int(kb[-1]) / 1e3)
+        return res
+
+
+class PeerMemory(PeakMemory):
+    """Peak RSS summed over this script's child processes only (the peer), not this script itself."""
+
+    @staticmethod
+    def _tree_rss_bytes(root: int) -> int:
+        total = PeakMemory._tree_rss_bytes(root)
+        try:
+            with open(f"/proc/{root}/statm", "rb") as fh:
+                total -= int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+        return max(0, total)
+
+    def __enter__(self) -> "PeerMemory":
+        super().__enter__()
+        if self._thread is not None:
+            self.how = (f"sum of RSS over the peer's processes, sampled every {self.interval * 1e3:.0f} ms, "
+                        "or the largest one's own maximum (GNU time) if more")
+        return self
 
 
 class Audfprint(Peer):
@@ -84,16 +148,20 @@ class Audfprint(Peer):
     name = "audfprint"
     _line = re.compile(r"^Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes")
 
-    def __init__(self, source: Path, python: str, batch: int = 100):
+    def __init__(self, source: Path, python: str, batch: int = 100, jobs: int = 1):
         self.script = Path(source) / "audfprint.py"
         if not self.script.exists():
-            raise SystemExit(f"audfprint: {self.script} not found (--audfprint DIR: a checkout of dpwe/audfprint)")
+            raise SystemExit(f"audfprint: {self.script} not found (--audfprint DIR or AUDFPRINT_DIR: "
+                             "a checkout of dpwe/audfprint, outside this repository)")
+        if not Path(python).exists():
+            raise SystemExit(f"audfprint: interpreter {python} not found (--peer-python or PEER_PYTHON: "
+                             "a venv with numpy, scipy, docopt, joblib, psutil)")
         self.python = python
-        self.batch = batch
+        self.batch, self.jobs = batch, jobs
         self.db: Path | None = None
 
     def _run(self, args: list[str]) -> str:
-        res = subprocess.run([self.python, str(self.script), *args], capture_output=True, text=True)
+        res = self.run([self.python, str(self.script), *args])
         if res.returncode != 0:
             raise RuntimeError(f"audfprint {args[0]} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         return res.stdout
@@ -106,21 +174,211 @@ class Audfprint(Peer):
         self._run(["new", "--dbase", str(self.db), "--list", "--continue-on-error", str(lst)])
         return BuildStats(n_tracks=len(paths), seconds=time.perf_counter() - t0, index_bytes=self.db.stat().st_size)
 
-    def match(self, wavs):
-        out: dict[str, tuple[str | None, float | None, float | None]] = {}
-        for i in range(0, len(wavs), self.batch):
-            chunk = wavs[i : i + self.batch]
-            text = self._run(["match", "--dbase", str(self.db), *map(str, chunk)])
-            for line in text.splitlines():
-                m = self._line.match(line)
-                if m:
-                    out.setdefault(m.group(1), (m.group(2), float(m.group(3)), float(m.group(4))))
-            print(f"  audfprint: {min(i + self.batch, len(wavs))}/{len(wavs)} queries", file=sys.stderr)
+    def match_batch(self, wavs):
+        out: dict[str, Answer] = {}
+        text = self._run(["match", "--dbase", str(self.db), *map(str, wavs)])
+        for line in text.splitlines():
+            m = self._line.match(line)
+            if m:
+                out.setdefault(m.group(1), (m.group(2), float(m.group(3)), float(m.group(4))))
         return out
 
     def startup_seconds(self) -> float:
         t0 = time.perf_counter()
         subprocess.run([self.python, str(self.script), "--version"], capture_output=True)
+        return time.perf_counter() - t0
+
+
+class Audfprint2(Audfprint):
+    """``audfprint2`` from PyPI (a maintained fork of audfprint: HDF5 store), default settings.
+
+    Run as its console script ``audfprint`` from its own venv (``--audfprint2-bin``);
+    ``-v`` makes it print the offset and the hash counts of each match.
+    """
+
+    name = "audfprint2"
+    _line = re.compile(r"^(?:DEBUG:audfprint2:)?Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes")
+
+    def __init__(self, exe: str, batch: int = 100, jobs: int = 1):
+        if not Path(exe).exists():
+            raise SystemExit(f"audfprint2: {exe} not found (--audfprint2-bin or AUDFPRINT2_BIN: the `audfprint` "
+                             "script of a venv where `pip install audfprint2` ran)")
+        self.exe = exe
+        self.batch, self.jobs = batch, jobs
+        self.db = None
+
+    def _run(self, args: list[str]) -> str:
+        cmd, rest, opts, files = args[0], args[1:], [], []
+        while rest:  # its argparse wants the options before the command and the files after it
+            n = 2 if rest[0] == "--dbase" else 1
+            (opts if rest[0].startswith("--") else files).extend(rest[:n])
+            rest = rest[n:]
+        res = self.run([self.exe, "-v", *opts, cmd, *files])
+        if res.returncode != 0:
+            raise RuntimeError(f"audfprint2 {cmd} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
+        return res.stdout + "\n" + res.stderr  # its log lines go to stderr
+
+    def build(self, paths, workdir):
+        self.db = workdir / "audfprint2.hdf"  # it saves under .hdf whatever the name
+        lst = workdir / "audfprint2-tracks.txt"
+        lst.write_text("".join(f"{p}\n" for p in paths))
+        t0 = time.perf_counter()
+        self._run(["new", "--dbase", str(self.db), "--list", "--continue-on-error", str(lst)])
+        return BuildStats(n_tracks=len(paths), seconds=time.perf_counter() - t0, index_bytes=_dir_bytes(self.db))
+
+    def startup_seconds(self) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([self.exe, "--version"], capture_output=True)
+        return time.perf_counter() - t0
+
+
+class Olaf(Peer):
+    """``JorenSix/Olaf``'s C core (``olaf_c``/``olaf_core``), default configuration, LMDB store.
+
+    Olaf's C core reads raw mono float32 at 16 kHz; its own CLI transcodes with
+    ffmpeg first, here :func:`songmine.audio.load` does (tracks) and soxr
+    (query WAVs), inside the timed build and query loops. Its database lives
+    in ``$HOME/.olaf/db``, so ``HOME`` is set to a temp dir. One process per
+    query (results of several files in one call cannot be told apart); a
+    query's answer is its first result line (most aligned matches; Olaf
+    reports a match from 6 aligned hashes on).
+    """
+
+    name = "olaf"
+
+    def __init__(self, exe: str, batch: int = 20, jobs: int = 1):
+        if not Path(exe).exists():
+            raise SystemExit(f"olaf: {exe} not found (--olaf-bin or OLAF_BIN: the `olaf_c` binary of Olaf's C core, "
+                             "built outside this repository)")
+        self.exe = exe
+        self.batch, self.jobs = batch, jobs
+        self.home: Path | None = None
+        self.sr = 16000
+
+    def _run(self, args: list[str]) -> str:
+        env = dict(os.environ, HOME=str(self.home))
+        res = self.run([self.exe, *args], env=env)
+        if res.returncode != 0:
+            raise RuntimeError(f"olaf {args[0]} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
+        return res.stdout
+
+    def build(self, paths, workdir):
+        from songmine.audio import load
+
+        self.home = workdir / "olaf-home"
+        db = self.home / ".olaf" / "db"
+        db.mkdir(parents=True)
+        raw = workdir / "track.raw"
+        t0 = time.perf_counter()
+        failed = 0
+        for path in paths:
+            try:
+                load(path, sr=self.sr).astype("<f4").tofile(raw)
+                self._run(["store", str(raw), str(path)])
+            except Exception as e:  # one bad track never aborts the build
+                failed += 1
+                print(f"  olaf: {path}: {e}", file=sys.stderr)
+        raw.unlink(missing_ok=True)
+        return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
+                          index_bytes=_dir_bytes(db))
+
+    @staticmethod
+    def parse(text: str) -> Answer:
+        """The first result line ``count, q_start, q_stop, path, id, ref_start, ref_stop`` → (path, offset, count)."""
+        for line in text.splitlines():
+            f = line.split(", ")
+            if len(f) < 7 or not f[0].strip().isdigit() or int(f[0]) == 0:
+                continue
+            path = ", ".join(f[3:-3])  # a path may hold ", "
+            return path, float(f[-2]) - float(f[1]), float(f[0])
+        return None, None, None
+
+    def match_batch(self, wavs):
+        import soxr
+
+        out: dict[str, Answer] = {}
+        with tempfile.TemporaryDirectory(prefix="olaf-q-") as tmp:
+            raw = Path(tmp) / "q.raw"
+            for wav in wavs:
+                y, sr = sf.read(wav, dtype="float32")
+                soxr.resample(y, sr, self.sr).astype("<f4").tofile(raw)
+                out[str(wav)] = self.parse(self._run(["query", str(raw), str(wav)]))
+        return out
+
+    def startup_seconds(self) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([self.exe, "name_to_id", "x"], capture_output=True, env=dict(os.environ, HOME=str(self.home)))
+        return time.perf_counter() - t0
+
+
+_QFP_DRIVER = r"""
+import json, sys, time
+from qfp import QueryFingerprint, ReferenceFingerprint
+from qfp.db import QfpDB
+cmd, dbpath, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+db = QfpDB(dbpath)
+for f in files:
+    try:
+        if cmd == "store":
+            fp = ReferenceFingerprint(f); fp.create(); db.store(fp, f)
+            print(json.dumps({"file": f}), flush=True)
+        else:
+            fp = QueryFingerprint(f); fp.create(); db.query(fp)
+            best = max(fp.matches, key=lambda m: m.vScore, default=None)
+            print(json.dumps({"file": f, "record": best and best.record, "offset": best and float(best.offset),
+                              "score": best and float(best.vScore)}), flush=True)
+    except Exception as e:
+        print(json.dumps({"file": f, "error": repr(e)}), flush=True)
+"""
+
+
+class Qfp(Peer):
+    """``qfp`` from PyPI (quad-based fingerprints of Sonnleitner & Widmer, SQLite R-tree), default settings.
+
+    Driven through its Python API by a small driver run in its own venv
+    (``--qfp-python``); a query's answer is its match with the highest
+    verification score (qfp keeps those ≥ 0.5). Offsets are in its 4-ms STFT
+    hops (8 kHz / 32). qfp fingerprints only the first 15 s of a query.
+    """
+
+    name = "qfp"
+    hop_s = 32 / 8000
+
+    def __init__(self, python: str, batch: int = 50, jobs: int = 1):
+        if not Path(python).exists():
+            raise SystemExit(f"qfp: interpreter {python} not found (--qfp-python or QFP_PYTHON: a venv where "
+                             "`pip install qfp` ran)")
+        self.python = python
+        self.batch, self.jobs = batch, jobs
+        self.db: Path | None = None
+
+    def _run(self, cmd: str, files: list) -> list[dict]:
+        res = self.run([self.python, "-c", _QFP_DRIVER, cmd, str(self.db), *map(str, files)])
+        if res.returncode != 0:
+            raise RuntimeError(f"qfp {cmd} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
+        return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+    def build(self, paths, workdir):
+        self.db = workdir / "qfp.db"
+        t0 = time.perf_counter()
+        done = self._run("store", paths)
+        for d in done:
+            if "error" in d:
+                print(f"  qfp: {d['file']}: {d['error']}", file=sys.stderr)
+        failed = sum("error" in d for d in done) + len(paths) - len(done)
+        return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
+                          index_bytes=_dir_bytes(self.db))
+
+    def match_batch(self, wavs):
+        out: dict[str, Answer] = {}
+        for d in self._run("query", wavs):
+            if d.get("record"):
+                out[d["file"]] = (d["record"], d["offset"] * self.hop_s, d["score"])
+        return out
+
+    def startup_seconds(self) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([self.python, "-c", "import qfp.db, qfp.fingerprint"], capture_output=True)
         return time.perf_counter() - t0
 
 
@@ -173,14 +431,17 @@ def run_songmine(method: str, indexed, rows, cfg: EvalConfig, jobs: int):
 
 
 def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float]):
-    with PeakMemory() as mem:
+    peer.max_process_mb = 0.0
+    with PeerMemory() as mem:
         build = peer.build(indexed, workdir)
-    build.peak_rss_mb, build.peak_rss_how, build.cpu_seconds = mem.peak_mb, mem.how, mem.cpu_seconds
+    build.peak_rss_mb = max(mem.peak_mb, peer.max_process_mb)
+    build.peak_rss_how, build.cpu_seconds = mem.how, mem.cpu_seconds
     build.audio_seconds = sum(durations[str(p)] for p in indexed)
     wavs = [wav for _, _, wav, err in rows if err is None]
     t0, c0 = time.perf_counter(), PeakMemory._cpu()
     answers = peer.match(wavs)
-    per_query = (time.perf_counter() - t0) / max(1, len(wavs))
+    # wall time per query as one process would see it: the batches ran `jobs` at a time
+    per_query = (time.perf_counter() - t0) * max(1, peer.jobs) / max(1, len(wavs))
     cpu_per_query = (PeakMemory._cpu() - c0) / max(1, len(wavs))
     outcomes = []
     for spec, offset, wav, err in rows:
@@ -312,9 +573,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sr", type=int, default=22050)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--peers", default="songmine,audfprint", help="songmine[:method] and/or audfprint")
+    ap.add_argument("--peers", default="songmine,audfprint", help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp")
     ap.add_argument("--audfprint", type=Path, default=Path(os.environ.get("AUDFPRINT_DIR", "/work/dev/peers/audfprint")))
     ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/dev/peers/venv/bin/python"))
+    ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", "/work/dev/peers/audfprint2-venv/bin/audfprint"))
+    ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", "/work/dev/peers/olaf/bin/olaf_core"))
+    ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", "/work/dev/peers/qfp-venv/bin/python"))
+    ap.add_argument("--peer-jobs", type=int, default=1,
+                    help="match query batches in this many concurrent peer processes (indexing stays one process)")
     ap.add_argument("--report", type=Path, action="append", default=[],
                     help="add saved reports as columns instead of re-running them: a `songmine eval "
                          "--save-json` file or this script's --json; refused unless made with the same "
@@ -340,6 +606,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_per_cell is not None or args.max_nonmember is not None:
         specs = _subset(specs, args.max_per_cell, args.max_nonmember)
     keep = {s.qid for s in specs}
+    to_run = [n for n in args.peers.split(",") if n]
+    factories = {
+        "audfprint": lambda: Audfprint(args.audfprint, args.peer_python, jobs=args.peer_jobs),
+        "audfprint2": lambda: Audfprint2(args.audfprint2_bin, jobs=args.peer_jobs),
+        "olaf": lambda: Olaf(args.olaf_bin, jobs=args.peer_jobs),
+        "qfp": lambda: Qfp(args.qfp_python, jobs=args.peer_jobs),
+    }
+    unknown = [n for n in to_run if not n.startswith("songmine") and n not in factories]
+    if unknown:
+        raise SystemExit(f"unknown peer(s) {', '.join(unknown)}: choose from songmine[:method], {', '.join(factories)}")
+    peers = {n: factories[n]() for n in to_run if n in factories}  # a peer that is not installed stops us here
     reports = {}
     notes = []
     for js in args.report:
@@ -354,7 +631,6 @@ def main(argv: list[str] | None = None) -> int:
         qdir = args.workdir / "q" if args.workdir else tmp / "q"
         qdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        to_run = [n for n in args.peers.split(",") if n]
         rows = write_queries(specs, cfg, qdir) if to_run else []
         print(f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
               f"({len(indexed)} tracks indexed, {len(held)} held out)", file=sys.stderr)
@@ -364,13 +640,13 @@ def main(argv: list[str] | None = None) -> int:
                 method = name.partition(":")[2] or "landmark"
                 build, outcomes = run_songmine(method, indexed, rows, cfg, args.jobs)
                 label = f"songmine {method}"
-            elif name == "audfprint":
-                peer = Audfprint(args.audfprint, args.peer_python)
+            elif name in ("audfprint", "audfprint2", "olaf", "qfp"):
+                peer = peers[name]
                 work = tmp / name
                 work.mkdir()
                 build, outcomes = run_peer(peer, indexed, rows, cfg, work, durations)
-                notes.append(f"audfprint process start-up {peer.startup_seconds():.2f} s (not in its query time; "
-                             "its queries ran in batches of 100 per process)")
+                notes.append(f"{name}: process start-up {peer.startup_seconds():.2f} s; queries in batches of "
+                             f"{peer.batch} per process, {peer.jobs} process(es) at a time")
                 label = name
             else:
                 raise SystemExit(f"unknown peer {name!r}")
@@ -378,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
                                        n_indexed=len(indexed), n_held_out=len(held))
             reports[label].seconds = time.perf_counter() - t0
             print(f"{label}: done in {reports[label].seconds:.0f} s", file=sys.stderr)
+    # songmine first: the ratios under the table are against the first column
+    reports = dict(sorted(reports.items(), key=lambda kv: not kv[0].startswith("songmine")))
     text = (f"# songmine vs peers — {len(indexed)} tracks indexed, {len(held)} held out, "
             f"{len(specs)} queries, seed {cfg.seed} ({time.perf_counter() - t_all:.0f} s)\n\n"
             "Top-1 % per condition × duration (same queries for every system).\n\n"

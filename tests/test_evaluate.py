@@ -267,3 +267,22 @@ def test_peers_script_subsets_the_plan_and_parses_audfprint():
     assert m and m.group(1).endswith("q00012_clean_5s_x@1.00.wav") and m.group(2) == "/music/a b.ogg"
     assert float(m.group(3)) == 42.3 and int(m.group(4)) == 17
     assert peers.Audfprint._line.match("NOMATCH /tmp/q/q00013.wav 5.0 sec 12 raw hashes") is None
+
+
+def test_peers_script_parses_olaf_and_audfprint2_and_refuses_missing_peers(tmp_path):
+    peers = _peers_module()
+    out = ("12, 0.11, 4.26, /music/a, b.ogg, 2374722986, 10.11, 14.26\n"
+           "7, 0.50, 3.00, /music/c.ogg, 11, 90.00, 92.50\n")
+    path, offset, score = peers.Olaf.parse(out)
+    assert path == "/music/a, b.ogg" and abs(offset - 10.0) < 1e-9 and score == 12
+    assert peers.Olaf.parse("0, 0.00, 0.00, , 0, 0.00, 0.00\n") == (None, None, None)
+    line = ("DEBUG:audfprint2:Matched /tmp/q/q00001_clean_3s_x@2.00.wav 3.0 sec 96 raw hashes as /music/a.ogg "
+            "at   60.0 s with    21 of    21 common hashes at rank  0")
+    m = peers.Audfprint2._line.match(line)
+    assert m and m.group(2) == "/music/a.ogg" and float(m.group(3)) == 60.0
+    missing = str(tmp_path / "nope")
+    for make, flag in [(lambda: peers.Olaf(missing), "--olaf-bin"), (lambda: peers.Qfp(missing), "--qfp-python"),
+                       (lambda: peers.Audfprint2(missing), "--audfprint2-bin"),
+                       (lambda: peers.Audfprint(tmp_path, missing), "--audfprint")]:
+        with pytest.raises(SystemExit, match=flag):
+            make()

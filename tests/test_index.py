@@ -117,6 +117,10 @@ def test_add_lookup_round_trip_matches_in_memory_postings(tmp_path, library, rng
         q = np.concatenate([some, rng.integers(0, 2**32, 200, dtype=np.uint32), some[:5]])
         for mph in (None, 1, 3):
             assert same_hits(ix.lookup(q, max_per_hash=mph), ref.lookup(q, max_per_hash=mph))
+        for budget in (1, 20, 100, 10**9):  # the hit budget picks the same hashes over segments as in memory
+            got = ix.lookup(q, max_hits=budget)
+            assert same_hits(got, ref.lookup(q, max_hits=budget))
+            assert got[0].shape[0] <= budget
         # an excerpt's own hashes vote for its track at the right offset
         qp, tracks, times = ix.lookup(some)
         tid = {r.path: r.track_id for r in ix.tracks()}[str(files[2].resolve())]

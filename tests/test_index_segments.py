@@ -105,3 +105,27 @@ def test_truncated_and_foreign_files_are_format_errors(tmp_path, rng):
         open_segment(tmp_path / "f.sgm")
     with pytest.raises(IndexFormatError, match="missing"):
         open_segment(tmp_path / "nothing.sgm")
+
+
+def test_hit_budget_keeps_the_rarest_hashes_whole(rng):
+    from songmine.postings import rarest_within
+
+    # hash v has v postings (v = 1..40), in random order
+    h = np.repeat(np.arange(1, 41, dtype=np.uint32), np.arange(1, 41))
+    p = Postings.from_unsorted(h, rng.integers(0, 5, h.size, dtype=np.uint32), rng.integers(0, 99, h.size, dtype=np.uint32))
+    q = rng.permutation(np.arange(1, 41, dtype=np.uint32))
+    q = np.concatenate([q, q[:3]])  # repeats cost their postings again
+    full = p.lookup(q)
+    assert full[0].shape[0] == int(q.astype(np.int64).sum())
+    for budget in (0, 1, 10, 55, 300, 10**6):
+        qp, tr, t = p.lookup(q, max_hits=budget)
+        kept = np.unique(q[qp])
+        assert qp.shape[0] <= budget
+        # a prefix of the hashes by count (= value here), each with all its postings
+        assert kept.tolist() == list(range(1, kept.size + 1))
+        assert qp.shape[0] == int(q[np.isin(q, kept)].astype(np.int64).sum())
+        # the next-rarest hash would not have fitted
+        if kept.size < 40:
+            nxt = kept.size + 1
+            assert qp.shape[0] + nxt * int((q == nxt).sum()) > budget
+    assert rarest_within(np.array([5, 5, 1]), np.array([1, 1, 1]), 6).tolist() == [True, False, True]

@@ -220,14 +220,6 @@ def load(
     return y
 
 
-def _stack(pending: list) -> "np.ndarray":
-    """Frames (lists of per-channel arrays) → one ``(channels, n)`` float32 block."""
-    import numpy as np
-
-    n_ch = min(len(f) for f in pending)
-    return np.stack([np.concatenate([f[c] for f in pending]) for c in range(n_ch)])
-
-
 def _declared_duration(container, stream) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         d = float(stream.duration * stream.time_base)
@@ -251,12 +243,19 @@ class _Sink:
         self.stream = None
         self.n_in = 0
 
-    def add(self, a) -> None:  # a: (channels, n) float32
+    def add(self, chans) -> None:  # chans: one float32 array of n samples per channel
         import numpy as np
         import soxr
 
-        if self.mono:
-            a = a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0]
+        if not self.mono:
+            a = np.stack(chans)
+        elif len(chans) == 1:
+            a = chans[0]
+        elif len(chans) == 2:  # the common case, without the copy of a stack: same values as a mean
+            a = np.add(chans[0], chans[1])
+            a *= np.float32(0.5)
+        else:
+            a = np.stack(chans).mean(axis=0, dtype=np.float32)
         self.n_in += a.shape[-1]
         if self.sr_in == self.sr_out:
             self.blocks.append(np.array(a, dtype=np.float32, copy=True))
@@ -293,9 +292,15 @@ class _Sink:
 
 
 def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name) -> int:
-    """Decode frames of ``[offset, offset+duration)`` into ``sink``; return native samples kept."""
+    """Decode frames of ``[offset, offset+duration)`` into ``sink``; return native samples kept.
+
+    The per-frame Python work is kept to a minimum (decoders such as Vorbis
+    emit frames of a few hundred samples, so it is paid tens of thousands of
+    times per track): each frame goes into an :class:`av.AudioFifo` (a copy in
+    C), and the FIFO is read in blocks of ``_BLOCK`` samples, which are
+    converted to float32, trimmed and handed to the sink with numpy.
+    """
     import av
-    import numpy as np
 
     native_sr = sink.sr_in
     start = int(round(offset * native_sr))
@@ -309,29 +314,17 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
         except av.error.FFmpegError:
             container.seek(0)
             pos = 0
-    resampler = av.AudioResampler(format="fltp")  # any sample format -> planar float32
-    pending: list[list[np.ndarray]] = []  # small frames batched into blocks of ~_BLOCK samples
-    channels = max(int(stream.codec_context.channels or 1), 1)
-    n_pending = 0
+    blocks = _Blocks(sink)
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
                 if pos is None:
                     t = frame.pts * stream.time_base if frame.pts is not None else 0
                     pos = int(round(float(t) * native_sr))
-                outs = (frame,) if frame.format.name == "fltp" else resampler.resample(frame)
-                for out in outs:
-                    n = out.samples
-                    # planar float32: one buffer per channel, read without copies
-                    a = [np.frombuffer(plane, np.float32, n) for plane in out.planes[:channels]]
-                    lo, hi = max(start - pos, 0), n if stop is None else min(stop - pos, n)
-                    pos += n
-                    if hi > lo:
-                        pending.append([c[lo:hi] for c in a] if (lo, hi) != (0, n) else a)
-                        n_pending += hi - lo
-                        if n_pending >= _BLOCK:
-                            sink.add(_stack(pending))
-                            pending, n_pending = [], 0
+                if blocks.first is None:
+                    blocks.first = pos
+                pos += frame.samples
+                blocks.write(frame, start, stop)
                 if limit is not None and pos - start > limit:
                     raise DecodeError(
                         f"{name}: audio is longer than the limit of {max_duration:g} s",
@@ -344,8 +337,7 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
                 continue
             break
     except av.error.FFmpegError as exc:
-        if pending:
-            sink.add(_stack(pending))
+        blocks.flush(start, stop)
         if sink.n_in == 0:
             raise DecodeError(
                 f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
@@ -355,6 +347,68 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
             path=name,
             reason="truncated",
         ) from exc
-    if pending:
-        sink.add(_stack(pending))
+    blocks.flush(start, stop)
     return sink.n_in
+
+
+class _Blocks:
+    """Decoded frames → an :class:`av.AudioFifo` → ``(channels, n)`` float32 blocks for the sink.
+
+    ``first`` is the native-rate index of the first sample written; blocks are
+    trimmed to ``[start, stop)`` in absolute sample indices.
+    """
+
+    def __init__(self, sink: _Sink):
+        self.sink = sink
+        self.fifo = None
+        self.first: int | None = None  # absolute index of the FIFO's first sample
+        self.to_fltp = None
+
+    def write(self, frame, start: int, stop: int | None) -> None:
+        import av
+
+        frame.pts = None  # the FIFO checks pts continuity otherwise; positions are counted here
+        if self.fifo is None:
+            self.fifo = av.AudioFifo()
+        try:
+            self.fifo.write(frame)
+        except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
+            self.flush(start, stop)
+            self.fifo = av.AudioFifo()
+            self.fifo.write(frame)
+        if self.fifo.samples >= _BLOCK:
+            self._drain(start, stop, _BLOCK)
+
+    def flush(self, start: int, stop: int | None) -> None:
+        if self.fifo is not None and self.fifo.samples:
+            self._drain(start, stop, 0)
+        self.fifo = None
+        self.to_fltp = None
+
+    def _drain(self, start: int, stop: int | None, block: int) -> None:
+        import numpy as np
+
+        while self.fifo.samples and self.fifo.samples >= block:
+            n = self.fifo.samples if block == 0 else block
+            frame = self.fifo.read(n)
+            lo = self.first
+            self.first += n
+            a, b = max(start - lo, 0), n if stop is None else min(stop - lo, n)
+            if b <= a:
+                continue
+            self.sink.add([c[a:b] for c in self._float32(frame, np)])
+
+    def _float32(self, frame, np) -> list:
+        """One FIFO block as float32 arrays, one per channel (views of the frame's planes)."""
+        import av
+
+        if frame.format.name != "fltp":
+            if self.to_fltp is None:
+                self.to_fltp = av.AudioResampler(format="fltp")
+            frame.pts = None
+            outs = self.to_fltp.resample(frame)
+            if len(outs) != 1:
+                return list(np.concatenate([o.to_ndarray() for o in outs], axis=1))
+            frame = outs[0]
+        n = frame.samples
+        return [np.frombuffer(p, np.float32, n) for p in frame.planes]

@@ -5,8 +5,8 @@ dB. Frame ``k`` covers samples ``[k * hop_length, k * hop_length + n_fft)`` (no
 centre padding), so a frame index times ``hop_length / sr`` is the time of the
 frame's first sample — the convention the landmark times rely on.
 
-Everything is vectorised: framing is a strided view, local maxima come from
-:func:`scipy.ndimage.maximum_filter`, and the per-second density control is a
+Everything is vectorised: framing is a strided view, local maxima come from a
+separable running maximum (equal to :func:`scipy.ndimage.maximum_filter`), and the per-second density control is a
 sort plus a rank, never a loop over frames or peaks.
 """
 
@@ -87,20 +87,35 @@ def _fast_db(power: np.ndarray) -> np.ndarray:
 def _max_filter(S: np.ndarray, t_radius: int, f_radius: int) -> np.ndarray:
     """Running maximum over a ``(2 t_radius + 1) x (2 f_radius + 1)`` box, edges repeated.
 
-    Equal to ``scipy.ndimage.maximum_filter(S, size=..., mode="nearest")`` but
-    built from ``np.maximum`` over shifted views (one pass per offset of the
-    small box), which is 10-25x faster on spectrogram-sized float32 arrays.
+    Equal to ``scipy.ndimage.maximum_filter(S, size=..., mode="nearest")``
+    (exactly: a maximum has no rounding), separable, one axis at a time; each
+    axis by doubling spans (max of 2, 4, 8, ... then one overlapping pair), so
+    a box of width ``w`` costs ``~log2(w) + 1`` passes of ``np.maximum``
+    instead of ``w - 1`` — 25 bins wide: 5 passes, not 24.
     """
-    n_t, n_f = S.shape
-    padded = np.pad(S, ((t_radius, t_radius), (0, 0)), mode="edge")
-    out = padded[:n_t].copy()
-    for d in range(1, 2 * t_radius + 1):  # loop over box offsets, not frames
-        np.maximum(out, padded[d:d + n_t], out=out)
-    padded = np.pad(out, ((0, 0), (f_radius, f_radius)), mode="edge")
-    out = padded[:, :n_f].copy()
-    for d in range(1, 2 * f_radius + 1):
-        np.maximum(out, padded[:, d:d + n_f], out=out)
-    return out
+    out = S
+    if t_radius:
+        out = _running_max(np.pad(out, ((t_radius, t_radius), (0, 0)), mode="edge"), 2 * t_radius + 1, 0)
+    if f_radius:
+        out = _running_max(np.pad(out, ((0, 0), (f_radius, f_radius)), mode="edge"), 2 * f_radius + 1, 1)
+    return out if out is not S else S.copy()
+
+
+def _running_max(x: np.ndarray, w: int, axis: int) -> np.ndarray:
+    """``out[i] = max(x[i : i + w])`` along ``axis`` (``x`` is already padded: ``n + w - 1`` long)."""
+
+    def cut(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        return a[lo:hi] if axis == 0 else a[:, lo:hi]
+
+    n = x.shape[axis] - w + 1
+    cur, span = x, 1
+    while 2 * span <= w:  # cur[i] = max(x[i : i + span]); loop over log2(w) spans, not frames
+        m = cur.shape[axis]
+        cur = np.maximum(cut(cur, 0, m - span), cut(cur, span, m))
+        span *= 2
+    if span == w:
+        return cut(cur, 0, n)
+    return np.maximum(cut(cur, 0, n), cut(cur, w - span, w - span + n))
 
 
 def find_peaks(
@@ -151,18 +166,24 @@ def find_peaks(
         return z, z.copy()
     from scipy.ndimage import uniform_filter1d
 
-    local_max = _max_filter(S, t_radius, f_radius)
-    background = uniform_filter1d(S, size=max(int(background_frames), 1), axis=0, mode="reflect")
-    prominence = S - background
+    # The filters run on the transpose, bins x frames, so the time filters read contiguous
+    # rows, and only on the bins a peak may use plus the max filter's reach (the same values
+    # as on the whole spectrogram: edges are repeated only where the spectrogram ends).
+    b0, b1 = max(min_bin - f_radius, 0), min(hi + f_radius + 1, n_bins)
+    ST = np.ascontiguousarray(S[:, b0:b1].T)
+    local_max = _max_filter(ST, f_radius, t_radius)
+    background = uniform_filter1d(ST, size=max(int(background_frames), 1), axis=1, mode="reflect")
+    prominence = ST - background
     floor = 20 * np.log10(AMIN) + 1e-3
-    cand = (S == local_max) & (prominence >= min_prominence_db) & (S > floor)
-    cand[:, :min_bin] = False
-    cand[:, hi + 1 :] = False
-    t, f = np.nonzero(cand)
+    cand = (ST == local_max) & (prominence >= min_prominence_db) & (ST > floor)
+    cand[: max(min_bin - b0, 0)] = False
+    cand[hi + 1 - b0 :] = False
+    t, f = np.nonzero(cand.T)  # row-major over (frame, bin): sorted by time, then bin
     if t.size == 0:
         return t.astype(np.int64), f.astype(np.int64)
+    score = prominence[f, t]
+    f += b0
     # rank: prominence, plus level_weight x the level relative to the spectrogram's maximum
-    score = prominence[t, f]
     if level_weight:
         score = score + level_weight * (S[t, f] - S.max())
     # density control: rank peaks by prominence inside each time block

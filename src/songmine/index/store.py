@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexFormatError, ParameterError, SongmineError
-from ..postings import Postings
+from ..postings import Postings, rarest_within
 from .schema import (
     CATALOG_NAME,
     FORMAT_VERSION,
@@ -388,19 +388,23 @@ class Index:
 
     # ----------------------------------------------------------------- lookup
     def lookup(
-        self, hashes: np.ndarray, max_per_hash: int | None = None
+        self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All live postings whose hash is in ``hashes``, over every segment.
 
         Same semantics as :meth:`songmine.postings.Postings.lookup`: hits come
         grouped by query position (ascending); ``max_per_hash`` skips query
         hashes with more stored postings than that (counted over all segments).
-        Postings of removed tracks are filtered out.
+        Postings of removed tracks are filtered out. ``max_hits`` is a hit
+        budget filled with the rarest query hashes first
+        (:func:`songmine.postings.rarest_within`; counted over all segments,
+        before removed tracks are filtered).
 
         Parameters
         ----------
         hashes : np.ndarray [shape=(m,), dtype=uint32]
         max_per_hash : int or None
+        max_hits : int or None
 
         Returns
         -------
@@ -426,6 +430,11 @@ class Index:
             common = per_u > max_per_hash
             cnts[:, common] = 0
             per_u = np.where(common, 0, per_u)
+        mult = np.bincount(inv, minlength=n_u) if max_hits is not None else None
+        if max_hits is not None and int(per_u @ mult) > max_hits:
+            skip = ~rarest_within(per_u, mult, max_hits)
+            cnts[:, skip] = 0
+            per_u = np.where(skip, 0, per_u)
         per_q = per_u[inv]
         total = int(per_q.sum())
         if total == 0:

@@ -1,0 +1,293 @@
+"""End-to-end identify on a synthetic 1,000-hour index, against the real small index in the same run.
+
+1. real     — the eval split of the library (``--tracks`` indexed, the rest held
+   out), indexed for real with ``index_files`` (or ``--real-index`` reused, e.g.
+   the one ``songmine eval --index P`` built with the same seed and tracks).
+2. large    — a copy of that real index plus synthetic tracks up to ``--hours``
+   hours, written in the real format through the real commit path
+   (``--segments`` commits, automatic merges off, so it keeps that many
+   segments; ``compact`` makes one afterwards). Synthetic tracks are not
+   fingerprinted audio: each is a real member track's postings with the anchor
+   frequency field ``f1`` shifted by a random ±6..12 bins (wrapped
+   inside the fingerprint band) and its ~1-s blocks of time shuffled. ``df``,
+   ``dt``, the density and the structure within a second (repeats,
+   clustering) are real; the hash distribution is the real one smoothed by
+   ±12 bins along ``f1``. A shift of at most ``f_radius`` (12) bins can never
+   line up with the source track itself (two peaks that close at the same
+   frame are not both local maxima); the block shuffle keeps a replica from
+   passing for a sped-up (pitch-shifted) copy of its source for longer than a
+   second. So the planted real tracks stay the only right answers.
+3. queries  — deterministic clips as ``songmine eval`` cuts them (same seed
+   scheme): ``--queries`` member clips per condition of ``--duration`` s and
+   ``--nonmember`` clips from the held-out tracks, decoded and resampled to the
+   index rate first; then timed through the public API
+   ``songmine.identify(index, clip)`` on the real index (reference), the large
+   index as built (``--segments`` + 1 segments) and after ``compact``.
+
+The table gives per index × condition: top-1 (right track), wrong answers,
+false positives of non-members, median / p95 latency and the median's ratio to
+the same queries on the real index.
+
+Run::
+
+    PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \\
+        --real-index /tmp/dev40.idx --work /tmp/large
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------ real index
+def real_index(path: Path | None, indexed: list[Path], work: Path, jobs: int) -> Path:
+    from songmine.index import Index, index_files
+
+    if path is not None and (path / "catalog.sqlite").exists():
+        return path
+    path = path or work / "real.idx"
+    t0 = time.perf_counter()
+    with Index(path, create=True) as ix:
+        rep = index_files(ix, indexed, jobs=jobs)
+    print(f"real index: {rep.added} tracks in {time.perf_counter() - t0:.0f} s -> {path}")
+    return path
+
+
+# ------------------------------------------------------------- synthetic index
+#: Smallest f1 shift of a replica, bins: a shift of k bins at bin f mimics a pitch change of k/f, and
+#: k = 1..2 would pass for the residual of the multi-rate search's 1 % grid over most of the band.
+_SHIFT_MIN = 6
+#: Frames per block of time shuffled in a synthetic track (~1 s).
+_BLOCK = 43
+
+
+def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) -> dict:
+    """Copy ``real`` to ``dest`` and add synthetic tracks up to ``hours`` in ``segments`` commits."""
+    from songmine.index import Index
+    from songmine.index.store import _NewTrack
+    from songmine.landmarks import DF_BITS, DT_BITS, F1_BITS, pack_hashes, unpack_hashes
+
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(real, dest)
+    rng = np.random.default_rng([seed, 7])
+    t0 = time.perf_counter()
+    with Index(dest) as ix:
+        ix._auto_merge = lambda: None  # keep the commits as separate segments (a benchmark knob)
+        cfg = ix.config
+        lo, hi = cfg.bin_range
+        # the real postings, grouped by track
+        h = np.concatenate([np.asarray(s.postings.hashes) for s in ix._segments])
+        tr = np.concatenate([np.asarray(s.postings.tracks) for s in ix._segments])
+        t = np.concatenate([np.asarray(s.postings.times) for s in ix._segments])
+        order = np.argsort(tr, kind="stable")
+        h, tr, t = h[order], tr[order], t[order]
+        ids, starts, lens = np.unique(tr, return_index=True, return_counts=True)
+        f1, df, dt = unpack_hashes(h)
+        dur = np.array([ix.track(int(i)).duration_s for i in ids])
+        real_hours = ix.duration_s / 3600
+        target_s = max(hours - real_hours, 0.0) * 3600
+        # sources drawn until the synthetic audio reaches the target
+        n_syn = int(target_s / dur.mean() * 1.2) + 1
+        src = rng.integers(0, ids.size, size=n_syn)
+        src = src[: int(np.searchsorted(np.cumsum(dur[src]), target_s)) + 1]
+        n_syn = src.size
+        shift = rng.integers(_SHIFT_MIN, 13, size=n_syn) * rng.choice([-1, 1], size=n_syn)
+        frames = (dur[src] / cfg.hop_s).astype(np.int64) + 1
+        per_seg = -(-n_syn // segments)
+        width = hi - lo + 1
+        for b0 in range(0, n_syn, per_seg):  # loop over commits
+            b = np.arange(b0, min(b0 + per_seg, n_syn))
+            n = lens[src[b]]
+            first = np.cumsum(n) - n
+            idx = np.repeat(starts[src[b]] - first, n) + np.arange(int(n.sum()))
+            f1s = lo + (f1[idx] - lo + np.repeat(shift[b], n)) % width
+            hs = pack_hashes(f1s, df[idx], dt[idx])
+            # shuffle each replica's 1-s blocks of time: a random permutation of its blocks
+            nb = -(-frames[b] // _BLOCK)
+            owner = np.repeat(np.arange(b.size), nb)
+            perm = np.lexsort((rng.random(owner.size), owner))  # within each replica: a random order of its blocks
+            slot = np.empty(owner.size, dtype=np.int64)
+            slot[perm] = np.arange(owner.size) - np.repeat(np.cumsum(nb) - nb, nb)
+            blk0 = np.repeat(np.cumsum(nb) - nb, n)
+            tt = t[idx].astype(np.int64) % np.repeat(frames[b], n)
+            ts = (slot[blk0 + tt // _BLOCK] * _BLOCK + tt % _BLOCK).astype(np.uint32)
+            new = [
+                _NewTrack(f"/synthetic/{i:06d}.ogg", f"synthetic{i:055d}", 0, 0, float(dur[src[i]]), None, None, None,
+                          hs[a:a + k], ts[a:a + k])
+                for i, a, k in zip(b.tolist(), first.tolist(), n.tolist())
+            ]
+            ix._add_tracks(new)
+        out = {"hours": ix.duration_s / 3600, "tracks": ix.n_tracks, "postings": ix.n_postings,
+               "segments": ix.n_segments, "gb": ix.size_bytes / 1e9, "build_s": time.perf_counter() - t0}
+    return out
+
+
+def warm(path: Path) -> None:
+    """Read the segment files once so every index is measured with a warm page cache."""
+    for f in sorted((path / "segments").iterdir()):
+        with open(f, "rb") as fh:
+            while fh.read(1 << 26):
+                pass
+
+
+# --------------------------------------------------------------------- queries
+def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], duration: float, n_per: int,
+                 n_non: int, seed: int, sr: int):
+    import soxr
+
+    from songmine.evaluate import EvalConfig, cut_queries, plan_queries, split_library
+
+    ec = EvalConfig(tracks=tracks, durations=(duration,), conditions=conditions, queries_per_cell=n_per,
+                    nonmember_queries=n_non, seed=seed)
+    indexed, held, durations = split_library(library, ec)
+    specs = plan_queries(indexed, held, durations, ec)
+    qs = []
+    for q in cut_queries(specs, ec):
+        if isinstance(q, tuple):
+            continue
+        clip = soxr.resample(q.clip, q.sr, sr, quality="HQ").astype(np.float32)
+        qs.append((q.spec, q.offset_s, clip))
+    qs.sort(key=lambda x: x[0].qid)
+    return indexed, qs
+
+
+def run(index, queries, search) -> list[dict]:
+    import songmine
+
+    songmine.identify(index, queries[0][2], config=search)  # warm-up (imports, caches)
+    out = []
+    for spec, off, clip in queries:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        res = songmine.identify(index, clip, config=search)
+        ms, cpu = 1000 * (time.perf_counter() - t0), 1000 * (time.thread_time() - c0)
+        top = res.matches[0] if res.matches else None
+        right = top is not None and spec.member and os.path.realpath(top.path) == os.path.realpath(spec.track)
+        out.append({"cond": spec.condition if spec.member else "non-member", "member": spec.member, "ms": ms, "cpu": cpu,
+                    "answered": top is not None, "right": right})
+    return out
+
+
+def summarise(label: str, res: list[dict], ref: dict[str, float] | None) -> tuple[list[list], dict[str, float]]:
+    rows, med = [], {}  # med: CPU medians (the ratio's base)
+    conds = list(dict.fromkeys(r["cond"] for r in res)) + ["all"]
+    for c in conds:
+        rs = [r for r in res if c == "all" or r["cond"] == c]
+        ms = np.array([r["ms"] for r in rs])
+        cpu = np.array([r["cpu"] for r in rs])
+        mem = [r for r in rs if r["member"]]
+        non = [r for r in rs if not r["member"]]
+        med[c] = float(np.median(cpu))
+        ratio = f"{med[c] / ref[c]:.1f}×" if ref else "1.0×"
+        rows.append([
+            label, c, len(rs),
+            f"{100 * sum(r['right'] for r in mem) / len(mem):.1f}" if mem else "–",
+            sum(r["answered"] and not r["right"] for r in mem) if mem else "–",
+            f"{sum(r['answered'] for r in non)}/{len(non)}" if non else "–",
+            f"{np.median(ms):.1f}", f"{np.percentile(ms, 95):.1f}", f"{np.median(cpu):.1f}", f"{np.percentile(cpu, 95):.1f}",
+            ratio,
+        ])
+    return rows, med
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--real-index", type=Path, default=None,
+                    help="reuse this index of the eval split (built when missing)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/songmine-large"))
+    ap.add_argument("--hours", type=float, default=1000.0)
+    ap.add_argument("--segments", type=int, default=10, help="synthetic commits = segments (plus the real one)")
+    ap.add_argument("--tracks", type=int, default=40)
+    ap.add_argument("--conditions", default="clean,white5")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--queries", type=int, default=30, help="member queries per condition")
+    ap.add_argument("--nonmember", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--reuse", action="store_true", help="reuse a large index left in --work (as it is)")
+    ap.add_argument("--no-compact", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the large index in --work")
+    ap.add_argument("-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE (repeatable)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    from songmine.evaluate import _parse_value
+    from songmine.identify import SearchConfig
+    from songmine.index import Index
+
+    search = SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.option)})
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"songmine {_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
+          f"{search}")
+    conditions = tuple(args.conditions.split(","))
+    indexed, queries = make_queries(args.library, args.tracks, conditions, args.duration, args.queries,
+                                    args.nonmember, args.seed, 11025)
+    real = real_index(args.real_index, indexed, args.work, args.jobs)
+    large = args.work / "large.idx"
+    info = None
+    if not (args.reuse and (large / "catalog.sqlite").exists()):
+        info = build_large(real, large, args.hours, args.segments, args.seed)
+        print(f"large index: {info['tracks']:,} tracks, {info['hours']:,.0f} h, {info['postings']:,} postings, "
+              f"{info['segments']} segments, {info['gb']:.2f} GB, built in {info['build_s']:.0f} s")
+
+    rows, results = [], {}
+    with Index(real) as ix:
+        res = run(ix, queries, search)
+        r, ref = summarise(f"real ({ix.duration_s / 3600:.1f} h, {ix.n_segments} seg)", res, None)
+        rows += r
+        results["real"] = res
+    steps = [False] if args.no_compact else [False, True]
+    with Index(large) as ix:
+        for compacted in steps:
+            if compacted and ix.n_segments > 1:
+                t0 = time.perf_counter()
+                ix.compact()
+                print(f"compact: {time.perf_counter() - t0:.0f} s")
+            warm(large)
+            label = f"large ({ix.duration_s / 3600:,.0f} h, {ix.n_segments} seg)"
+            res = run(ix, queries, search)
+            r, _ = summarise(label, res, ref)
+            rows += r
+            results[label] = res
+    n_mem = sum(q[0].member for q in queries)
+    table(f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
+          f"ratio = CPU median / the real index's CPU median for the same queries",
+          ["index", "queries", "n", "top-1 %", "wrong", "FP", "median ms", "p95 ms", "CPU median ms", "CPU p95 ms",
+           "ratio"], rows)
+    if args.json:
+        args.json.write_text(json.dumps({"commit": _commit(), "search": str(search), "large": info,
+                                         "results": results}, indent=1))
+    if not args.keep and not args.reuse:
+        shutil.rmtree(large, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
