@@ -124,3 +124,27 @@ def test_run_recovers_planted_structure(catalog):
 
     page = render_html(res)
     assert page.count("data:image/png;base64,") >= 6 and "<script" not in page
+
+
+def test_dates_in_one_day_get_quartiles_labelled_by_time():
+    """Real FMA rows 2…932 were all uploaded within a few hours: quartiles must not read '2008–2008'."""
+    dt = pd.Series(pd.to_datetime(["2008-11-25 17:49:06", "2008-11-26 01:53:46", "2008-11-26 02:04:11",
+                                   "2008-11-26 02:12:14", None, "2008-11-26 02:24:40", "2008-11-26 01:50:00",
+                                   "2008-11-26 02:00:00", "2008-11-26 02:20:00"]))
+    df = pd.DataFrame({"tracks.track.date_created": dt})
+    (var,) = find_variables(df)
+    assert var.key == "year" and var.label == "upload date"
+    c = categorize(df, var)
+    assert c.iloc[4] == "unknown"
+    assert c.iloc[0] == "Q1 low (2008-11-25 17:49–2008-11-26 01:50)"
+    assert sorted(set(c.cat.codes[c != "unknown"])) == [0, 1, 2, 3]
+    years = pd.DataFrame({"d": pd.to_datetime([f"{y}-06-01" for y in range(2008, 2016)])})
+    assert categorize(years, Variable("year", "d", "release date", "year")).iloc[-1] == "Q4 high (2014–2015)"
+
+
+def test_constant_variables_are_left_out_with_a_note(catalog):
+    df = catalog.full.copy()
+    df["tracks.track.language_code"] = "en"  # every track: the pivot would only repeat the cluster sizes
+    res = run(df, config=RunConfig(k=4, seed=0, compare_sklearn=False))
+    assert "language" not in [v.key for v in res.variables] and "genre" in [v.key for v in res.variables]
+    assert any("language" in w and "same value (en)" in w for w in res.warnings)

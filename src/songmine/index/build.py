@@ -224,6 +224,7 @@ def index_files(
     files = [str(Path(p).resolve()) for p in iter_audio_files(paths)]
     by_path = index._file_table()
     todo: list[str] = []
+    sizes: dict[str, int] = {}
     for f in files:
         row = by_path.get(f)
         try:
@@ -235,6 +236,11 @@ def index_files(
             run.unchanged += 1
         else:
             todo.append(f)
+            sizes[f] = st.st_size
+    if jobs > 1:
+        # largest files first (size as a proxy for duration): the run does not end with
+        # one worker busy on a long track while the others are idle
+        todo.sort(key=sizes.__getitem__, reverse=True)
     done = len(files) - len(todo)
     if progress is not None:
         progress(done, len(files))
