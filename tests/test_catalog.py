@@ -424,3 +424,57 @@ def test_cli_features_missing_index_exits_2(tmp_path, capsys):
 
     assert main(["features", "--index", str(tmp_path / "nope"), "-o", str(tmp_path / "f.csv")]) == 2
     assert "no index" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- planted FMA files
+
+
+def test_planted_fma_csvs_are_in_the_exact_format(tmp_path):
+    from songmine.cluster.synthetic import FMA_ROOT_IDS, make_fma_like, write_fma_csvs
+
+    p = write_fma_csvs(tmp_path / "fma", 400, n_echonest=120, k=3, seed=1)
+    for table, n_header in (("tracks", 3), ("features", 4), ("echonest", 4), ("genres", 1)):
+        ours = (tmp_path / "fma" / f"{table}.csv").read_text().split("\n")[:n_header]
+        assert ours == (OFFICIAL / f"{table}.csv").read_text().split("\n")[:n_header], table
+    # the FMA reference loader and ours read the same thing
+    for table in ("tracks", "features", "echonest"):
+        ours, ref = load(p.files[table]), reference_load(p.files[table])
+        assert list(ours.columns) == list(ref.columns) and list(ours.index) == list(ref.index), table
+        if table == "tracks":
+            pd.testing.assert_frame_equal(ours, ref, check_dtype=False, check_categorical=False)
+        else:
+            num = [c for c in ref.columns if pd.api.types.is_float_dtype(ref[c].dtype)]
+            np.testing.assert_allclose(ours[num].to_numpy(np.float64), ref[num].to_numpy(), rtol=1e-6)
+    genres = load(p.files["genres"])
+    assert set(genres.loc[genres["parent"] == 0, "title"]) == set(FMA_ROOT_IDS)
+    tracks = load(p.files["tracks"])
+    assert tracks.shape == (400, 52) and tracks.index.is_monotonic_increasing
+    assert tracks["artist", "bio"].dropna().str.contains("\n").any()  # quoted newlines, as in FMA
+    # genre_top is set exactly when the genres have one root, and that root is genre_top
+    top_level = genres["top_level"].to_dict()
+    for g, lst in zip(tracks["track", "genre_top"], tracks["track", "genres"]):
+        roots = {top_level[x] for x in lst}
+        assert (roots == {FMA_ROOT_IDS[g]}) if isinstance(g, str) else len(roots) != 1
+    # echonest ids ⊂ tracks ids; merge counts; the truth is make_fma_like's
+    df, rep = merge_source(tmp_path / "fma")
+    assert [(c.rows, c.kept) for c in rep.inputs] == [(400, 120), (400, 120), (120, 120)]
+    assert merge_source(tmp_path / "fma", echonest=False)[1].rows == 400
+    truth = pd.read_csv(p.files["planted"], index_col="track_id")["planted_cluster"]
+    ref_cat = make_fma_like(400, n_echonest=120, k=3, seed=1, separation=3.0)
+    assert truth.equals(ref_cat.truth.rename("planted_cluster"))
+    np.testing.assert_allclose(load(p.files["features"]).to_numpy(),
+                               ref_cat.full[[f"features.{a}.{b}.{c}" for a, b, c in FEATURE_COLUMNS]].to_numpy(),
+                               rtol=1e-6)
+    assert json.loads(p.files["planted_info"].read_text())["dominant_genre"] == {"0": "Rock", "1": "Electronic",
+                                                                                 "2": "Hip-Hop"}
+
+
+def test_cached_list_columns_are_fresh_lists():
+    a = load(OFFICIAL / "tracks.csv")
+    b = load(OFFICIAL / "tracks.csv")  # from the parquet cache
+    for c in [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"), ("track", "genres_all")]:
+        assert all(type(x) is list for x in b[c]) and b[c].tolist() == a[c].tolist()
+    g = b["track", "genres"]
+    assert len({id(x) for x in g}) == len(g)  # equal lists are distinct objects: mutating one changes one row
+    g.iloc[0].append(999)
+    assert 999 not in g.iloc[1] and 999 not in load(OFFICIAL / "tracks.csv")["track", "genres"].iloc[0]

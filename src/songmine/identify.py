@@ -23,6 +23,7 @@ import types
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ __all__ = [
     "expected_votes",
     "confidence_from",
     "null_confidence",
+    "margin_confidence",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,16 @@ class SearchConfig:
     max_hits : int or None
         Hit budget of one lookup (per speed): the query's hashes are taken
         rarest first while their postings fit; the commonest are skipped.
-        Bounds the work on a big index; a small one never reaches it.
+        Bounds the work on a big index (a dense 10-s query hits ~1.3 M
+        postings at 1,000 hours); an index below ~300 hours never reaches it.
+    coarse : bool
+        First search every speed with the clip's landmarks at the *index*
+        density (``fingerprint(query=False)``: few hashes, most of them stored
+        for the right track), stopping when certain; only then the dense
+        query landmarks. Most clips end in the coarse stage.
+    refine_speeds : int or None
+        Speeds searched with the dense landmarks after an uncertain coarse
+        stage: those whose best coarse candidate had the most votes (None: all).
     dt_jitter : int
         Each query hash is also looked up with its ``dt`` field moved by up to
         ±``dt_jitter`` frames (a peak's frame depends on the grid phase).
@@ -86,6 +97,19 @@ class SearchConfig:
         Votes are divided by this before the Poisson tail: landmark hits come
         in clusters (a peak takes part in several pairs), so raw counts
         overstate the evidence. Calibrated on non-member clips.
+    margin_alpha : float
+        Tail index of the runner-up (margin) null model: by chance, the best
+        track out-votes the runner-up track by a factor ``>= r`` with
+        probability ``r ** -margin_alpha``. 0 turns the margin test off.
+    margin_tests : float
+        Multiplicity of the margin test: its confidence is
+        ``exp(-margin_tests * r ** -margin_alpha)``; at 0.5 it accepts a
+        chance top with probability ``ln 2 / margin_tests``.
+    margin_floor : int
+        The runner-up's votes count as at least this (small counts are noisy).
+    margin_min_tracks : int
+        The margin test needs at least this many tracks with hits (the
+        runner-up only estimates the chance maximum when many tracks compete).
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
@@ -93,11 +117,17 @@ class SearchConfig:
     min_confidence: float = 0.5
     tolerance: int = 1
     max_per_hash: int | None = 2000
-    max_hits: int | None = None
+    max_hits: int | None = 500_000
+    coarse: bool = True
+    refine_speeds: int | None = 3
     dt_jitter: int = 1
     distinct: bool = True
     rescore: int = 10
     overdispersion: float = 6.0
+    margin_alpha: float = 7.5
+    margin_tests: float = 140.0
+    margin_floor: int = 4
+    margin_min_tracks: int = 20
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
@@ -111,10 +141,20 @@ class SearchConfig:
             raise ParameterError(f"max_per_hash={self.max_per_hash} must be >= 1 or None")
         if self.max_hits is not None and (isinstance(self.max_hits, bool) or self.max_hits < 1):
             raise ParameterError(f"max_hits={self.max_hits!r} must be >= 1 or None")
+        if self.refine_speeds is not None and (isinstance(self.refine_speeds, bool) or self.refine_speeds < 1):
+            raise ParameterError(f"refine_speeds={self.refine_speeds!r} must be >= 1 or None")
         if not isinstance(self.dt_jitter, int) or not 0 <= self.dt_jitter <= 3:
             raise ParameterError(f"dt_jitter={self.dt_jitter!r} must be an integer in [0, 3]")
         if not self.overdispersion >= 1.0:
             raise ParameterError(f"overdispersion={self.overdispersion} must be >= 1")
+        if not (np.isfinite(self.margin_alpha) and self.margin_alpha >= 0):
+            raise ParameterError(f"margin_alpha={self.margin_alpha} must be a finite number >= 0")
+        if not (np.isfinite(self.margin_tests) and self.margin_tests >= 1):
+            raise ParameterError(f"margin_tests={self.margin_tests} must be a finite number >= 1")
+        if not isinstance(self.margin_floor, int) or self.margin_floor < 1:
+            raise ParameterError(f"margin_floor={self.margin_floor!r} must be an integer >= 1")
+        if not isinstance(self.margin_min_tracks, int) or self.margin_min_tracks < 2:
+            raise ParameterError(f"margin_min_tracks={self.margin_min_tracks!r} must be an integer >= 2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +181,7 @@ class Candidate:
     confidence: float
     expected: float = 0.0  # chance votes expected in the offset bin (null model's lambda, before phi)
     n_tests: float = 1.0  # bins examined (multiple-comparison count)
+    n_tracks_hit: int = 0  # tracks with any hit in the lookup that produced this candidate
 
 
 class IndexLike(Protocol):
@@ -269,27 +310,28 @@ def vote(
         return z, z, z, z, np.int64(0)
     offs = hit_times.astype(np.int64) - query_times[hit_qpos].astype(np.int64)
     key = (hit_tracks.astype(np.int64) << 32) | (offs + _OFFSET_BIAS)
-    uniq, counts = np.unique(key, return_counts=True)
+    key.sort()
+    # distinct (track, offset) bins and their hits: sorted by track, then offset
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    uniq = key[starts]
+    counts = np.diff(np.append(starts, key.shape[0]))
     score = counts.copy()
     for d in range(1, tolerance + 1):  # loop over the (tiny) tolerance window
-        for nb in (uniq - d, uniq + d):
-            pos = np.searchsorted(uniq, nb)
-            pos_c = np.minimum(pos, uniq.size - 1)
-            found = uniq[pos_c] == nb
-            score[found] += counts[pos_c[found]]
+        for j in range(1, d + 1):  # bins i and i + j lie d apart
+            m = np.flatnonzero(uniq[j:] - uniq[:-j] == d)
+            score[m] += counts[m + j]
+            score[m + j] += counts[m]
     tr = uniq >> 32
-    # best bin per track: order by (track, -score), first of each track
-    order = np.lexsort((-score, tr))
-    tr_sorted = tr[order]
-    first = np.ones(order.size, bool)
-    first[1:] = tr_sorted[1:] != tr_sorted[:-1]
-    best = order[first]
-    track_hits = np.bincount(np.searchsorted(tr_sorted[first], tr), weights=counts).astype(np.int64)
-    tracks = tr[best]
-    offsets = (uniq[best] & 0xFFFFFFFF) - _OFFSET_BIAS
-    votes = score[best]
+    first = np.flatnonzero(np.concatenate(([True], tr[1:] != tr[:-1])))
+    # best bin per track in one pass: the highest score, then the lowest offset
+    low = np.int64(0xFFFFFFFF)
+    best = np.maximum.reduceat((score << 32) | (low - (uniq & low)), first)
+    tracks = tr[first]
+    offsets = (low - (best & low)) - _OFFSET_BIAS
+    votes = best >> 32
+    track_hits = np.add.reduceat(counts, first)
     rank = np.argsort(-votes, kind="stable")
-    return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(best.size)
+    return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(first.size)
 
 
 def _poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -348,37 +390,50 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     n_speeds = len(config.speeds)
     best: list[Candidate] = []
-    width = 2 * config.tolerance + 1
     durations: dict[int, float] = {}
-    for s in config.speeds:  # loop over a handful of speed factors
-        ys = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
-        h, t = _expand(*fingerprint(ys, fc, query=True), config.dt_jitter)
-        if h.size == 0:
-            continue
-        qpos, tr, tt = index.lookup(h, max_per_hash=config.max_per_hash, max_hits=config.max_hits)
-        tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
-        if tracks.size == 0:
-            continue
-        k = min(max(top, config.rescore), tracks.size)
-        if config.distinct:
-            votes = votes.copy()
-            votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
-            order = np.argsort(-votes[:k], kind="stable")
-            tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
+    clips: dict[float, np.ndarray] = {}
+    dense_best: list[Candidate] = []
+
+    def at_speed(s: float) -> np.ndarray:
+        if s not in clips:
+            clips[s] = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
+        return clips[s]
+
+    def run(s: float, dense: bool) -> list[Candidate]:
+        ys = at_speed(s)
+        h, t = _expand(*fingerprint(ys, fc, query=dense), config.dt_jitter)
         q_frames = 1 + int(ys.shape[0] / fc.hop_length)
-        for tid in tracks[:k].tolist():
-            if tid not in durations:
-                durations[tid] = float(index.track(tid).duration_s)
-        span = np.array([durations[tid] / fc.hop_s + q_frames for tid in tracks[:k].tolist()])
-        # bins examined: every offset of every track that got hits, at every speed
-        mean_span = float(np.mean(span))
-        n_tests = float(n_hit) * mean_span / width * n_speeds
-        lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
-        conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
-        best.extend(Candidate(int(a), int(b), int(c), int(d), float(s), float(e), float(lm), n_tests)
-                    for a, b, c, d, e, lm in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam))
-        if conf.max() >= config.stop_confidence:
-            break
+        cands = _score(index, h, t, speed=s, q_frames=q_frames, n_speeds=n_speeds, top=top, config=config,
+                       durations=durations)
+        best.extend(cands)
+        if dense:
+            dense_best.extend(cands)
+        return cands
+
+    def certain(cands: list[Candidate]) -> bool:
+        return bool(cands) and max(c.confidence for c in cands) >= config.stop_confidence
+
+    # stage 1 (coarse): the index's own sparse landmarks, every speed; stop when certain
+    evidence: dict[float, int] = {}
+    done = False
+    if config.coarse:
+        for s in config.speeds:  # loop over a handful of speed factors
+            cands = run(s, dense=False)
+            evidence[s] = max((c.votes for c in cands), default=0)
+            if certain(cands):
+                done = True
+                break
+    # stage 2 (dense query landmarks) at the speeds that gathered the most coarse evidence
+    if not done:
+        speeds = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
+        if config.coarse and config.refine_speeds is not None:
+            speeds = speeds[: config.refine_speeds]
+        for s in speeds:  # loop over a handful of speed factors
+            if certain(run(s, dense=True)):
+                break
+    # stage 3: the runner-up (margin) test over the dense candidates of every speed searched
+    if not done and dense_best and config.margin_alpha > 0:
+        best.extend(_with_margin(dense_best, config))  # duplicates go with the one-per-track step
     # one candidate per track: its best speed
     best.sort(key=lambda c: (-c.confidence, -c.votes))
     seen: set[int] = set()
@@ -388,6 +443,77 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             seen.add(c.track_id)
             out.append(c)
     return out[:top]
+
+
+def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, floor: int = 1) -> float:
+    """Confidence from the margin of the best track over the runner-up track.
+
+    Under the null (the clip is in none of the tracks) every track's best bin
+    is a chance maximum, and the ratio of the largest to the second largest
+    of such counts has a Pareto tail, ``P(ratio >= r) = r ** -alpha`` (it
+    does for any sample with a power-law tail, whatever its size). The
+    confidence is ``exp(-n_tests * r ** -alpha)`` with ``r = v1 / max(v2, floor)``.
+
+    Examples
+    --------
+    >>> round(margin_confidence(20, 8, alpha=7.8, n_tests=300), 2)
+    0.79
+    >>> margin_confidence(20, 4, alpha=7.8, n_tests=300) > 0.99
+    True
+    """
+    r = float(v1) / float(max(v2, floor, 1e-12))
+    if r <= 1.0:
+        return 0.0
+    return float(np.exp(-n_tests * r ** -alpha))
+
+
+def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]:
+    """Raise the confidence of the most-voted track by the margin test when that says more.
+
+    ``best`` are candidates of comparable lookups (the dense query landmarks at
+    every speed searched); the test needs ``margin_min_tracks`` tracks hit.
+    """
+    if max(c.n_tracks_hit for c in best) < config.margin_min_tracks:
+        return best
+    top = max(best, key=lambda c: c.votes)
+    v2 = max((c.votes for c in best if c.track_id != top.track_id), default=0)
+    conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
+                             floor=config.margin_floor)
+    if conf <= top.confidence:
+        return best
+    return [dataclasses.replace(c, confidence=conf) if c is top else c for c in best]
+
+
+def _score(
+    index: IndexLike, h: np.ndarray, t: np.ndarray, *, speed: float, q_frames: int, n_speeds: int, top: int,
+    config: SearchConfig, durations: dict[int, float],
+) -> list[Candidate]:
+    """Look up one set of query hashes, vote, rescore and attach the null-model confidence."""
+    fc: FingerprintConfig = index.config
+    if h.size == 0:
+        return []
+    width = 2 * config.tolerance + 1
+    qpos, tr, tt = index.lookup(h, max_per_hash=config.max_per_hash, max_hits=config.max_hits)
+    tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
+    if tracks.size == 0:
+        return []
+    k = min(max(top, config.rescore), tracks.size)
+    if config.distinct:
+        votes = votes.copy()
+        votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
+        order = np.argsort(-votes[:k], kind="stable")
+        tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
+    for tid in tracks[:k].tolist():
+        if tid not in durations:
+            durations[tid] = float(index.track(tid).duration_s)
+    span = np.array([durations[tid] / fc.hop_s + q_frames for tid in tracks[:k].tolist()])
+    # bins examined: every offset of every track that got hits, at every speed
+    mean_span = float(np.mean(span))
+    n_tests = float(n_hit) * mean_span / width * n_speeds
+    lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
+    conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
+    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit))
+            for a, b, c, d, e, lm in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam)]
 
 
 def distinct_votes(

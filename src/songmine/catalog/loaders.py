@@ -144,7 +144,7 @@ _INT_COLUMNS = {("album", "comments"), ("album", "favorites"), ("album", "id"), 
 _FLOAT_COLUMNS = {("artist", "latitude"), ("artist", "longitude")}
 
 #: Bumped whenever the loaded representation changes (invalidates parquet caches).
-LOADER_VERSION = 3
+LOADER_VERSION = 4
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError)
 
@@ -619,7 +619,7 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
             out[c] = pd.Series(_parse_list(src, c, s), index=index, dtype=object)
         elif c in _DATE_COLUMNS:
             try:
-                out[c] = pd.to_datetime(s, format="ISO8601")
+                out[c] = pd.to_datetime(s, format="ISO8601").astype("datetime64[us]")  # one unit, whatever the data
             except (ValueError, TypeError):
                 bad = pd.to_datetime(s, errors="coerce", format="ISO8601").isna() & s.notna()
                 r = int(np.flatnonzero(bad.to_numpy())[0])
@@ -682,13 +682,19 @@ def _to_parquet(df, path: Path) -> None:
     levels = df.columns.nlevels
     names = list(df.columns.names)
     flat.columns = ["\x1f".join(c) if levels > 1 else c for c in df.columns]
+    list_codes = {}
+    for name in flat.columns:  # list columns: a code per row + the distinct lists (few: genres, tags)
+        if flat[name].dtype == object:
+            enc = _encode_lists(flat[name])
+            if enc is not None:
+                flat[name], list_codes[name] = enc
     t = pa.Table.from_pandas(flat, preserve_index=True)
     meta = dict(t.schema.metadata or {})
     import numpy as np
 
     all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
     meta[b"songmine.catalog"] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
-                                            "columns": list(flat.columns)}).encode()
+                                            "columns": list(flat.columns), "list_codes": list_codes}).encode()
     t = t.replace_schema_metadata(meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -726,11 +732,14 @@ def _from_parquet(path: Path):
         cols = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in names], names=info["names"])
         index = pd.Index(idx, name="track_id") if idx is not None else None
         return pd.DataFrame(arr, index=index, columns=cols, copy=False)
-    lists = [(j, f.name) for j, f in enumerate(t.schema) if pa.types.is_list(f.type) and f.name in info["columns"]]
+    coded = info.get("list_codes", {})
+    lists = [(j, f.name) for j, f in enumerate(t.schema)
+             if f.name in info["columns"] and (f.name in coded or pa.types.is_list(f.type))]
     gc_was_on = gc.isenabled()
     gc.disable()  # ~500K new lists that all stay alive: the cyclic collector would rescan them in vain
     try:
-        rebuilt = {name: _lists_from_arrow(t.column(name)) for _, name in lists}
+        rebuilt = {name: _decode_lists(t.column(name), coded[name]) if name in coded else
+                   _lists_from_arrow(t.column(name)) for _, name in lists}
     finally:
         if gc_was_on:
             gc.enable()
@@ -744,6 +753,30 @@ def _from_parquet(path: Path):
         df.columns = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in df.columns],
                                                names=info["names"])
     return df
+
+
+def _encode_lists(series):
+    """``(int32 codes, distinct lists)`` for a column of lists of ints/strings (JSON-exact), else None."""
+    import numpy as np
+    import pandas as pd
+
+    values = series.to_numpy()
+    if not len(values) or not all(type(v) is list for v in values):
+        return None
+    keys = [tuple(v) for v in values]
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    distinct = [list(u) for u in uniques]
+    if not all(type(x) in (int, str) for u in distinct for x in u) or len(distinct) > 2**31 - 1:
+        return None  # anything json would not give back exactly stays an Arrow list column
+    return pd.Series(codes.astype(np.int32), index=series.index), distinct
+
+
+def _decode_lists(col, distinct: list) -> "np.ndarray":
+    """Codes + distinct lists → an object array of fresh Python lists (one per row, never shared)."""
+    import numpy as np
+
+    codes = col.to_numpy().tolist()
+    return np.fromiter(map(list.copy, map(distinct.__getitem__, codes)), dtype=object, count=len(codes))
 
 
 def _lists_from_arrow(col) -> "np.ndarray":

@@ -34,6 +34,7 @@ from .kmeans import KMeans
 from .reduce import ReduceConfig, Reduction, reduce
 
 __all__ = ["RunConfig", "ClusterAnalysis", "Variable", "run", "quartiles", "categorize", "pivot_by_column",
+           "informative_variables",
            "representative_genres", "adjusted_rand_index", "normalized_mutual_info", "purity",
            "find_variables"]
 
@@ -168,6 +169,9 @@ def find_variables(df, *, genre_column: str | None = None, max_variables: int = 
             continue
         if key == "language" and df[col].notna().mean() < 0.01:
             continue
+        if key == "year":  # say which date it is: FMA's date_created is the upload to the archive
+            n = norm_name(col)
+            label = "upload date" if "date_created" in n else "release date" if "date_released" in n else label
         used.add(col)
         out.append(Variable(key, col, label, kind, unit))
         if len(out) >= max_variables:
@@ -223,7 +227,7 @@ def categorize(df, var: Variable, *, max_categories: int = 12):
         if np.issubdtype(np.asarray(s).dtype, np.number):
             s = pd.Series(np.asarray(s, dtype=float), index=df.index)
         else:
-            s = pd.to_datetime(s, errors="coerce").dt.year.astype("float64")
+            return _date_quartiles(pd.to_datetime(s, errors="coerce"), var)
     if var.kind in ("numeric", "year"):
         codes, labels = quartiles(pd.to_numeric(s, errors="coerce"), integer=var.kind == "year")
         cats = labels + [UNKNOWN]
@@ -236,6 +240,68 @@ def categorize(df, var: Variable, *, max_categories: int = 12):
     s = s.where(s.isin(keep) | (s == UNKNOWN), "other")
     cats = keep + (["other"] if (s == "other").any() else []) + [UNKNOWN]
     return pd.Series(pd.Categorical(s, categories=cats), index=df.index, name=var.key)
+
+
+def _date_quartiles(dt, var: Variable):
+    """Quartiles of dates ranked by the full timestamp, labelled at the resolution the span needs.
+
+    Years when the dates span four years or more, months when they span two
+    months or more, days when two days or more, minutes otherwise: a catalogue
+    uploaded within a few hours reads ``2008-11-26 01:53–2008-11-26 02:04``, not
+    ``2008–2008`` four times.
+    """
+    import pandas as pd
+
+    ok = dt.notna().to_numpy()
+    ts = np.full(len(dt), np.nan)
+    ts[ok] = dt[ok].to_numpy().astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    codes, _ = quartiles(ts)
+    labels = []
+    if ok.any():
+        known = dt[ok]
+        span_days = (known.max() - known.min()) / pd.Timedelta(days=1)
+        fmt = ("%Y" if known.dt.year.nunique() >= 4 else "%Y-%m" if span_days >= 60 else
+               "%Y-%m-%d" if span_days >= 2 else "%Y-%m-%d %H:%M")
+        names = ("Q1 low", "Q2", "Q3", "Q4 high")
+        for i in range(4):
+            sel = dt[codes == i]
+            if len(sel):
+                lo, hi = sel.min().strftime(fmt), sel.max().strftime(fmt)
+                labels.append(f"{names[i]} ({lo}–{hi})" if lo != hi else f"{names[i]} ({lo})")
+            else:
+                labels.append(names[i])
+    cats = labels + [UNKNOWN]
+    return pd.Series(pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
+                     index=dt.index, name=var.key)
+
+
+def informative_variables(df, variables: list[Variable]) -> tuple[list[Variable], list[str]]:
+    """Drop interpretation variables with fewer than two distinct known values (a pivot of them says nothing).
+
+    The genre is always kept (its absence is itself reported). Returns the kept
+    variables and one note per dropped one.
+    """
+    kept, notes = [], []
+    for v in variables:
+        if v.key == "genre":
+            kept.append(v)
+            continue
+        col = df[v.column]
+        known = col[col.notna()]
+        if known.dtype == object or str(known.dtype) in ("str", "string"):
+            known = known.astype(str).str.strip()
+            known = known[known != ""]
+        try:
+            distinct = int(known.nunique())
+        except TypeError:  # unhashable cells (lists): keep, categorize() copes
+            kept.append(v)
+            continue
+        if distinct >= 2:
+            kept.append(v)
+        else:
+            what = f"every track has the same value ({known.iloc[0]})" if distinct else "no track has a value"
+            notes.append(f"{v.label} ({v.column}) left out of the interpretation: {what}")
+    return kept, notes
 
 
 def pivot_by_column(labels, categories, *, k: int | None = None):
@@ -467,7 +533,8 @@ def _describe(c: int, size: int, n: int, rep: dict, within: dict, variables: lis
         best = max(cats, key=lambda x: row[x] - overall.get(x, 25.0))
         excess = row[best] - overall.get(best, 25.0)
         if excess >= 8:
-            level = "high" if best.startswith("Q4") else "low" if best.startswith("Q1") else "middling"
+            hi, lo = ("late", "early") if v.kind == "year" else ("high", "low")
+            level = hi if best.startswith("Q4") else lo if best.startswith("Q1") else "middling"
             rng = best[best.find("(") + 1: best.rfind(")")] if "(" in best else ""
             traits.append((excess, f"{level} {v.label} ({row[best]:.0f} % of its tracks in "
                                     f"{best.split(' (')[0]}{', ' + rng + (' ' + v.unit if v.unit else '') if rng else ''}; "
@@ -516,6 +583,8 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
     if plan.generic:
         warn_msgs.append("no FMA feature columns: clustered on every numeric non-metadata column")
     data = df.loc[keep] if not keep.all() else df
+    variables, notes = informative_variables(data, variables)
+    warn_msgs += notes
     n = len(X)
     if config.k is not None and config.k > n:
         raise ParameterError(f"k={config.k} must be <= the number of rows ({n})")
