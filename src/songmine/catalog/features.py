@@ -110,10 +110,11 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
         sf_error = exc
     else:
         if integer:  # full-scale int32 from libsndfile: the top 16 bits are FFmpeg's s16
-            y = (y >> 16).astype(np.float32) * np.float32(1 / 32768)
-        elif pcm16:
-            y = _to_pcm16(y)
-        return _mono(y.T), sr
+            y >>= 16
+            return _mono_pcm16(y.astype(np.float32)), sr
+        if pcm16:
+            return _mono_pcm16(_round_pcm16(y)), sr
+        return _mono(y), sr
     from ..audio import info, load
 
     try:
@@ -123,21 +124,39 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
         raise
     except Exception as exc:  # pragma: no cover - PyAV oddities
         raise DecodeError(f"{p}: undecodable ({sf_error}; {exc})", path=str(p)) from exc
-    y = np.atleast_2d(y)
-    return _mono(_to_pcm16(y) if pcm16 else y), int(sr)
+    y = np.ascontiguousarray(np.atleast_2d(y).T)  # [n, channels], as libsndfile returns it
+    return (_mono_pcm16(_round_pcm16(y)) if pcm16 else _mono(y)), int(sr)
 
 
-def _to_pcm16(y: np.ndarray) -> np.ndarray:
-    """Float samples → the float32 values of their 16-bit PCM (FFmpeg's float → s16, then ``/ 32768``)."""
-    q = np.rint(y * np.float32(32768), dtype=np.float32)
-    np.clip(q, -32768, 32767, out=q)
-    return q * np.float32(1 / 32768)
+def _round_pcm16(y: np.ndarray) -> np.ndarray:
+    """Float samples → 16-bit integer values (as float32, in place): FFmpeg's float → s16,
+    ``av_clip_int16(lrintf(x · 32768))``."""
+    y *= np.float32(32768)
+    np.rint(y, out=y)
+    np.clip(y, -32768, 32767, out=y)
+    return y
+
+
+def _mono_pcm16(q: np.ndarray) -> np.ndarray:
+    """[n, channels] 16-bit values → float32 [n]: librosa 0.5.0's ``int16 / 32768`` then channel mean.
+
+    The mean of integers is exact in float32 and scaling by 2^-15 commutes with it, so
+    scaling once after the mean gives the same bits as scaling every channel first.
+    """
+    y = _mono(q)
+    y *= np.float32(1 / 32768)
+    return y
 
 
 def _mono(y: np.ndarray) -> np.ndarray:
-    """[channels, n] → float32 [n], the channel mean (librosa's ``to_mono``)."""
-    y = np.mean(y, axis=0, dtype=np.float32) if y.shape[0] > 1 else y[0]
-    return np.ascontiguousarray(y, dtype=np.float32)
+    """[n, channels] → contiguous float32 [n], the channel mean (librosa's ``to_mono``)."""
+    if y.shape[1] == 1:
+        return np.ascontiguousarray(y[:, 0], dtype=np.float32)
+    if y.shape[1] == 2:
+        out = y[:, 0] + y[:, 1]
+        out *= np.float32(0.5)  # (a + b) / 2, as numpy's float32 mean of two values
+        return out
+    return np.ascontiguousarray(np.mean(y, axis=1, dtype=np.float32))
 
 
 # --------------------------------------------------------------------------- spectra
@@ -228,20 +247,25 @@ def _estimate_tuning(S: np.ndarray, sr: float) -> float:
     # each side, never at S's edges, so librosa's edge padding of localmax never applies)
     St = S.T
     sub = St[:, lo:hi]
-    avg = 0.5 * (sub[:, 2:] - sub[:, :-2])
-    shift = 2 * sub[:, 1:-1] - sub[:, 2:] - sub[:, :-2]
-    shift = avg / (shift + (np.abs(shift) < _tiny(shift)))
-    dskew = 0.5 * avg * shift
     thr = sub * (sub > 0.1 * St.max(axis=1, keepdims=True))
     cur = thr[:, 1:-1]
     lm = (cur > thr[:, :-2]) & (cur >= thr[:, 2:])
     rows = np.arange(lo + 1, hi - 1)
-    lm &= ((fmin <= freqs[rows]) & (freqs[rows] < fmax))[None, :]
+    in_range = (fmin <= freqs[rows]) & (freqs[rows] < fmax)
+    if not in_range.all():
+        lm &= in_range[None, :]
     c, r = np.nonzero(lm)
     if r.size == 0:
         return 0.0
-    pitch = (rows[r] + shift[c, r]) * float(sr) / n_fft
-    mag = sub[c, r + 1] + dskew[c, r]
+    # parabolic interpolation only at the local maxima (0.5.0 computed it for every bin, then picked
+    # these): the same float32 operations on the same three neighbours
+    left, mid, right = sub[c, r], sub[c, r + 1], sub[c, r + 2]
+    avg = 0.5 * (right - left)
+    shift = 2 * mid - right - left
+    shift = avg / (shift + (np.abs(shift) < _tiny(shift)))
+    dskew = 0.5 * avg * shift
+    pitch = (rows[r] + shift) * float(sr) / n_fft
+    mag = mid + dskew
     pos = pitch > 0
     threshold = np.median(mag[pos]) if pos.any() else 0.0
     f = pitch[(mag >= threshold) & pos]
@@ -497,13 +521,20 @@ def _tonnetz_phi() -> np.ndarray:
 def _zcr(y: np.ndarray) -> np.ndarray:
     """librosa 0.5.0 zero_crossing_rate (edge-padded frames of 2048, hop 512, |x| <= 1e-10 counts as 0).
 
-    Sign changes are found once on the signal and counted per frame by a cumulative sum.
+    Sign changes are found once on the signal (``x < −1e-10`` is 0.5.0's ``signbit`` after
+    zeroing small values), counted per 512-sample block, and a frame (4 blocks) is the sum of
+    its blocks less the one pair that straddles its end.
     """
-    yp = np.pad(y, N_FFT // 2, mode="edge")
-    sb = np.signbit(np.where(np.abs(yp) <= 1e-10, 0, yp))
-    cs = np.concatenate(([0], np.cumsum(sb[1:] != sb[:-1], dtype=np.int64)))
-    starts = np.arange(1 + (len(yp) - N_FFT) // HOP) * HOP
-    return ((cs[starts + N_FFT - 1] - cs[starts]) / N_FFT)[None, :]
+    neg = np.pad(y < -1e-10, N_FFT // 2, mode="edge")
+    n_frames = 1 + (len(neg) - N_FFT) // HOP
+    n_blocks = n_frames + N_FFT // HOP - 1
+    ch = np.zeros(n_blocks * HOP + 1, dtype=bool)  # ch[i]: sign differs between samples i and i + 1
+    m = min(len(neg) - 1, len(ch))
+    np.not_equal(neg[1:m + 1], neg[:m], out=ch[:m])
+    blocks = np.count_nonzero(ch[: n_blocks * HOP].reshape(n_blocks, HOP), axis=1)
+    per_frame = np.convolve(blocks, np.ones(N_FFT // HOP, dtype=np.int64), mode="valid")[:n_frames]
+    per_frame = per_frame - ch[np.arange(n_frames) * HOP + N_FFT - 1]  # a frame has 2047 pairs, not 2048
+    return (per_frame / N_FFT)[None, :]
 
 
 def _spectral(S: np.ndarray) -> dict[str, np.ndarray]:
@@ -556,11 +587,13 @@ def _contrast(St: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: in
             band[idx[0] - 1] = True
         if k == n_bands:
             band[idx[-1] + 1:] = True
-        cols = np.flatnonzero(band)
+        cols = np.flatnonzero(band)  # contiguous bins
         if k < n_bands:
             cols = cols[:-1]
         q = int(max(np.rint(quantile * np.sum(band)), 1))
-        srt = np.sort(St[:, cols], axis=1)
+        # sorted like 0.5.0, so the means add the same values in the same order (numpy's SIMD sort
+        # of float32 rows is as fast as a partition here)
+        srt = np.sort(St[:, cols[0]:cols[-1] + 1], axis=1)
         valley[k] = np.mean(srt[:, :q], axis=1)
         peak[k] = np.mean(srt[:, -q:], axis=1)
     return _power_to_db(peak) - _power_to_db(valley)
