@@ -52,7 +52,9 @@ def _cli(args: list[str], env: dict) -> tuple[dict, float]:
 def generate(work: Path, n: int, n_echonest: int, k: int, seed: int, separation: float) -> Path:
     from songmine.cluster.synthetic import write_fma_csvs
 
-    d = work / f"fma-{n}-{n_echonest}-k{k}-s{seed}-sep{separation:g}"
+    nuis = write_fma_csvs.__kwdefaults__  # the generator's defaults are part of what the files hold
+    d = work / (f"fma-{n}-{n_echonest}-k{k}-s{seed}-sep{separation:g}"
+                f"-nuis{nuis.get('n_nuisance', 0)}-noise{nuis.get('noise', 1.5):g}")
     if (d / "planted.json").exists():
         print(f"reusing {d}", file=sys.stderr)
         return d

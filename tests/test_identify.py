@@ -297,3 +297,31 @@ def test_a_tight_hit_budget_keeps_the_right_answer(cuts_index):
     tight = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=budget))
     assert tight[0].track_id == full[0].track_id and abs(tight[0].offset - full[0].offset) <= 1
     assert tight[0].votes <= full[0].votes
+
+
+@pytest.mark.corpus
+def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cuts):
+    """35 'tracks' (4-s pieces of five real cuts): enough for the runner-up test to run."""
+    from songmine.audio import load
+
+    idx = MemoryIndex()
+    ys = [load(p, sr=SR) for p in real_cuts]
+    for k, y in enumerate(ys[:5]):
+        for j in range(7):
+            idx.add(y[j * 4 * SR:(j + 1) * 4 * SR], path=f"cut{k}-{j}")
+    # dense landmarks at every speed, so the margin test runs on every clip
+    on, off = SearchConfig(coarse=False), SearchConfig(coarse=False, margin_alpha=0.0)
+    assert idx.n_tracks >= on.margin_min_tracks
+    n_hit = []
+    for k in range(5):  # members: 3-s clips inside piece 3, under 0 dB white noise
+        clip = _noisy(ys[k][12 * SR + 500:15 * SR + 500], snr_db=0.0, seed=k)
+        c_on, c_off = search(idx, clip, top=3, config=on), search(idx, clip, top=3, config=off)
+        assert c_on and c_off and c_on[0].confidence >= c_off[0].confidence
+        n_hit.append(max(c.n_tracks_hit for c in c_on))
+    assert max(n_hit) >= on.margin_min_tracks  # the test did run
+    for start_s in (2, 11, 20):  # the sixth cut is not indexed
+        for snr in (None, 5.0, 0.0):
+            y = ys[5][start_s * SR:(start_s + 3) * SR]
+            clip = y if snr is None else _noisy(y, snr_db=snr, seed=start_s)
+            assert identify(idx, clip).matches == []
+            assert identify(idx, clip, config=on).matches == []

@@ -351,6 +351,12 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
     return sink.n_in
 
 
+def _new_fifo():
+    import av
+
+    return av.AudioFifo()
+
+
 class _Blocks:
     """Decoded frames → an :class:`av.AudioFifo` → ``(channels, n)`` float32 blocks for the sink.
 
@@ -365,18 +371,18 @@ class _Blocks:
         self.to_fltp = None
 
     def write(self, frame, start: int, stop: int | None) -> None:
-        import av
-
+        # called once per decoded frame: no imports or repeated attribute look-ups here
         frame.pts = None  # the FIFO checks pts continuity otherwise; positions are counted here
-        if self.fifo is None:
-            self.fifo = av.AudioFifo()
+        fifo = self.fifo
+        if fifo is None:
+            fifo = self.fifo = _new_fifo()
         try:
-            self.fifo.write(frame)
+            fifo.write(frame)
         except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
             self.flush(start, stop)
-            self.fifo = av.AudioFifo()
-            self.fifo.write(frame)
-        if self.fifo.samples >= _BLOCK:
+            fifo = self.fifo = _new_fifo()
+            fifo.write(frame)
+        if fifo.samples >= _BLOCK:
             self._drain(start, stop, _BLOCK)
 
     def flush(self, start: int, stop: int | None) -> None:

@@ -180,7 +180,7 @@ def synthetic_genres() -> "pd.DataFrame":
 
 def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: int = 8, latent_dim: int = 8,
                    separation: float = 3.0, genre_strength: float = 0.7, missing_genre: float = 0.53,
-                   seed: int = 2026, progress=None) -> PlantedFMA:
+                   n_nuisance: int = 60, noise: float = 3.0, seed: int = 2026, progress=None) -> PlantedFMA:
     """Write a planted catalogue as FMA's four CSV files, in their exact published layouts.
 
     The data are :func:`make_fma_like`'s (same arguments → same planted
@@ -205,7 +205,7 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     ----------
     directory : path
         Created if needed; existing files of these names are overwritten.
-    n, n_echonest, k, latent_dim, separation, genre_strength, missing_genre, seed
+    n, n_echonest, k, latent_dim, separation, genre_strength, missing_genre, n_nuisance, noise, seed
         As :func:`make_fma_like` (``n_echonest`` ≤ ``n``).
     progress : callable(str) or None
         Told what is being written.
@@ -229,7 +229,8 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     out.mkdir(parents=True, exist_ok=True)
     say(f"planting {k} clusters in {n:,} tracks")
     cat = make_fma_like(n, n_echonest=n_echonest, k=k, latent_dim=latent_dim, separation=separation,
-                        genre_strength=genre_strength, missing_genre=missing_genre, seed=seed)
+                        genre_strength=genre_strength, missing_genre=missing_genre, n_nuisance=n_nuisance,
+                        noise=noise, seed=seed)
     rng = np.random.default_rng([seed, 1])
     ids = cat.full.index.to_numpy()
     files = {t: out / f"{t}.csv" for t in ("tracks", "features", "echonest", "genres", "planted")}
@@ -393,7 +394,7 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     files["planted_info"] = out / "planted.json"
     files["planted_info"].write_text(json.dumps({
         "n_tracks": n, "n_echonest": m, "k": k, "seed": seed, "separation": separation,
-        "genre_strength": genre_strength, "missing_genre": missing_genre,
+        "genre_strength": genre_strength, "missing_genre": missing_genre, "n_nuisance": n_nuisance, "noise": noise,
         "dominant_genre": {str(c): g for c, g in cat.dominant_genre.items()},
         "cluster_tempo": {str(c): t for c, t in cat.cluster_tempo.items()}}, indent=1) + "\n")
     say(f"wrote {', '.join(p.name for p in files.values())} to {out}")
