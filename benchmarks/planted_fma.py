@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--n-echonest", type=int, default=13_129)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--separation", type=float, default=3.0)
+    ap.add_argument("--separation", type=float, default=4.0)
     ap.add_argument("--variants", default="merged,all", help="merged (with echonest) and/or all (--no-echonest)")
     ap.add_argument("--cluster-args", default="", help="extra arguments for `songmine cluster run`")
     ap.add_argument("--json", action="store_true")

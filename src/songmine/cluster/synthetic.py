@@ -179,7 +179,7 @@ def synthetic_genres() -> "pd.DataFrame":
 
 
 def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: int = 8, latent_dim: int = 8,
-                   separation: float = 3.0, genre_strength: float = 0.7, missing_genre: float = 0.53,
+                   separation: float = 4.0, genre_strength: float = 0.7, missing_genre: float = 0.53,
                    n_nuisance: int = 60, noise: float = 3.0, seed: int = 2026, progress=None) -> PlantedFMA:
     """Write a planted catalogue as FMA's four CSV files, in their exact published layouts.
 
