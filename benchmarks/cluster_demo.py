@@ -26,7 +26,7 @@ def synthetic(out: Path, n: int = 106_574, n_echonest: int = 13_129) -> None:
     from songmine.cluster.synthetic import make_fma_like
 
     t = time.perf_counter()
-    cat = make_fma_like(n, n_echonest=n_echonest, k=8, seed=2026, separation=3.0)
+    cat = make_fma_like(n, n_echonest=n_echonest, k=8, seed=2026)
     cat.full.to_parquet(out / "full.parquet")
     cat.echonest.to_parquet(out / "echonest.parquet")
     cat.truth.reset_index().to_csv(out / "truth.csv", index=False)

@@ -197,9 +197,9 @@ def run(index, queries, search) -> list[dict]:
 
 def summarise(label: str, res: list[dict], ref: dict[str, float] | None) -> tuple[list[list], dict[str, float]]:
     rows, med = [], {}  # med: CPU medians (the ratio's base)
-    conds = list(dict.fromkeys(r["cond"] for r in res)) + ["all"]
+    conds = list(dict.fromkeys(r["cond"] for r in res)) + ["members", "all"]
     for c in conds:
-        rs = [r for r in res if c == "all" or r["cond"] == c]
+        rs = [r for r in res if c == "all" or r["cond"] == c or (c == "members" and r["member"])]
         ms = np.array([r["ms"] for r in rs])
         cpu = np.array([r["cpu"] for r in rs])
         mem = [r for r in rs if r["member"]]

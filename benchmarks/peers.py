@@ -312,19 +312,22 @@ class Olaf(Peer):
 
 
 _QFP_DRIVER = r"""
-import json, sys, time
+import json, sys
 from qfp import QueryFingerprint, ReferenceFingerprint
 from qfp.db import QfpDB
-cmd, dbpath, files = sys.argv[1], sys.argv[2], sys.argv[3:]
-db = QfpDB(dbpath)
+cmd, dbpaths, files = sys.argv[1], sys.argv[2].split("|"), sys.argv[3:]
+dbs = [QfpDB(p) for p in dbpaths]
 for f in files:
     try:
         if cmd == "store":
-            fp = ReferenceFingerprint(f); fp.create(); db.store(fp, f)
+            fp = ReferenceFingerprint(f); fp.create(); dbs[0].store(fp, f)
             print(json.dumps({"file": f}), flush=True)
         else:
-            fp = QueryFingerprint(f); fp.create(); db.query(fp)
-            best = max(fp.matches, key=lambda m: m.vScore, default=None)
+            fp = QueryFingerprint(f); fp.create()
+            matches = []
+            for db in dbs:  # shards of one library: candidates are per record, so this equals one db
+                db.query(fp); matches += fp.matches
+            best = max(matches, key=lambda m: m.vScore, default=None)
             print(json.dumps({"file": f, "record": best and best.record, "offset": best and float(best.offset),
                               "score": best and float(best.vScore)}), flush=True)
     except Exception as e:
@@ -338,7 +341,10 @@ class Qfp(Peer):
     Driven through its Python API by a small driver run in its own venv
     (``--qfp-python``); a query's answer is its match with the highest
     verification score (qfp keeps those ≥ 0.5). Offsets are in its 4-ms STFT
-    hops (8 kHz / 32). qfp fingerprints only the first 15 s of a query.
+    hops (8 kHz / 32). qfp fingerprints only the first 15 s of a query. With
+    ``jobs`` > 1 the library is stored in that many shards in parallel and
+    each query searches all of them (its candidates are per record, so the
+    answers are those of one database).
     """
 
     name = "qfp"
@@ -350,28 +356,34 @@ class Qfp(Peer):
                              "`pip install qfp` ran)")
         self.python = python
         self.batch, self.jobs = batch, jobs
-        self.db: Path | None = None
+        self.dbs: list[Path] = []
 
-    def _run(self, cmd: str, files: list) -> list[dict]:
-        res = self.run([self.python, "-c", _QFP_DRIVER, cmd, str(self.db), *map(str, files)])
+    def _run(self, cmd: str, files: list, dbs: list[Path]) -> list[dict]:
+        res = self.run([self.python, "-c", _QFP_DRIVER, cmd, "|".join(map(str, dbs)), *map(str, files)])
         if res.returncode != 0:
             raise RuntimeError(f"qfp {cmd} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
         return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
     def build(self, paths, workdir):
-        self.db = workdir / "qfp.db"
+        """``jobs`` processes each store every jobs-th track into a shard of their own (SQLite has one writer)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = max(1, min(self.jobs, len(paths)))
+        self.dbs = [workdir / f"qfp-{i}.db" for i in range(n)]
         t0 = time.perf_counter()
-        done = self._run("store", paths)
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            parts = list(pool.map(lambda i: self._run("store", paths[i::n], [self.dbs[i]]), range(n)))
+        done = [d for part in parts for d in part]
         for d in done:
             if "error" in d:
                 print(f"  qfp: {d['file']}: {d['error']}", file=sys.stderr)
         failed = sum("error" in d for d in done) + len(paths) - len(done)
         return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
-                          index_bytes=_dir_bytes(self.db))
+                          index_bytes=sum(_dir_bytes(db) for db in self.dbs))
 
     def match_batch(self, wavs):
         out: dict[str, Answer] = {}
-        for d in self._run("query", wavs):
+        for d in self._run("query", wavs, self.dbs):
             if d.get("record"):
                 out[d["file"]] = (d["record"], d["offset"] * self.hop_s, d["score"])
         return out

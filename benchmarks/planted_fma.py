@@ -52,7 +52,9 @@ def _cli(args: list[str], env: dict) -> tuple[dict, float]:
 def generate(work: Path, n: int, n_echonest: int, k: int, seed: int, separation: float) -> Path:
     from songmine.cluster.synthetic import write_fma_csvs
 
-    d = work / f"fma-{n}-{n_echonest}-k{k}-s{seed}-sep{separation:g}"
+    nuis = write_fma_csvs.__kwdefaults__  # the generator's defaults are part of what the files hold
+    d = work / (f"fma-{n}-{n_echonest}-k{k}-s{seed}-sep{separation:g}"
+                f"-nuis{nuis.get('n_nuisance', 0)}-noise{nuis.get('noise', 1.5):g}")
     if (d / "planted.json").exists():
         print(f"reusing {d}", file=sys.stderr)
         return d
@@ -92,7 +94,7 @@ def main() -> None:
     ap.add_argument("--n-echonest", type=int, default=13_129)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--separation", type=float, default=3.0)
+    ap.add_argument("--separation", type=float, default=4.0)
     ap.add_argument("--variants", default="merged,all", help="merged (with echonest) and/or all (--no-echonest)")
     ap.add_argument("--cluster-args", default="", help="extra arguments for `songmine cluster run`")
     ap.add_argument("--json", action="store_true")

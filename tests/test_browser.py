@@ -10,6 +10,7 @@ failure under ``CI=true``.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,21 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         yield p.chromium
+
+
+def _wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
+    """Poll a JS expression from Python until it is truthy.
+
+    Playwright's ``wait_for_function`` polls by ``eval`` inside the page, which
+    the page's own Content-Security-Policy (no 'unsafe-eval') forbids once the
+    first check fails; ``page.evaluate`` goes through the debugger protocol and
+    is allowed, so the page is tested under its real CSP.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for: {expression}")
+        time.sleep(0.05)
 
 
 def _launch(chromium, *extra: str):
@@ -78,16 +94,14 @@ def test_record_from_the_microphone_finds_the_song(browser, page_url, mic_wav, t
         answers = []
         page.on("response", lambda r: answers.append(r) if r.url.endswith("/api/identify") else None)
         page.goto(page_url)
-        page.wait_for_function("document.getElementById('library').textContent.includes('5 tracks')")
+        _wait_until(page, "document.getElementById('library').textContent.includes('5 tracks')")
         assert page.locator("#seconds").input_value() == "8"  # the default recording length
         page.select_option("#seconds", "5")
         page.click("#record")
         page.wait_for_selector("body[data-state='recording']", timeout=10_000)
         # the countdown runs and the level meter moves while recording
-        page.wait_for_function("document.getElementById('countdown').textContent !== ''")
-        page.wait_for_function(
-            "parseFloat(document.getElementById('level').style.width) > 5", timeout=10_000
-        )
+        _wait_until(page, "document.getElementById('countdown').textContent !== ''")
+        _wait_until(page, "parseFloat(document.getElementById('level').style.width) > 5", timeout_s=10.0)
         page.wait_for_selector("#results .match", timeout=60_000)
         best = page.locator("#results .match").first
         assert best.locator(".title").inner_text().endswith("(cut 3)")

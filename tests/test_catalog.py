@@ -460,7 +460,7 @@ def test_planted_fma_csvs_are_in_the_exact_format(tmp_path):
     assert [(c.rows, c.kept) for c in rep.inputs] == [(400, 120), (400, 120), (120, 120)]
     assert merge_source(tmp_path / "fma", echonest=False)[1].rows == 400
     truth = pd.read_csv(p.files["planted"], index_col="track_id")["planted_cluster"]
-    ref_cat = make_fma_like(400, n_echonest=120, k=3, seed=1, separation=3.0)
+    ref_cat = make_fma_like(400, n_echonest=120, k=3, seed=1)  # same defaults as write_fma_csvs
     assert truth.equals(ref_cat.truth.rename("planted_cluster"))
     np.testing.assert_allclose(load(p.files["features"]).to_numpy(),
                                ref_cat.full[[f"features.{a}.{b}.{c}" for a, b, c in FEATURE_COLUMNS]].to_numpy(),

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import soxr
 
-from songmine.identify import MemoryIndex, SearchConfig, TrackInfo, confidence_from, identify, search, vote
+from songmine.identify import (
+    Candidate, MemoryIndex, SearchConfig, TrackInfo, confidence_from, identify, margin_confidence, search, vote,
+)
 from songmine.landmarks import FingerprintConfig
 from songmine.records import QueryResult
 
@@ -49,10 +51,54 @@ def test_search_config_validation():
         SearchConfig(speeds=())
     with pytest.raises(ParameterError, match="min_confidence"):
         SearchConfig(min_confidence=2.0)
+    with pytest.raises(ParameterError, match="margin_alpha"):
+        SearchConfig(margin_alpha=-1.0)
+    with pytest.raises(ParameterError, match="margin_tests"):
+        SearchConfig(margin_tests=0.5)
+    with pytest.raises(ParameterError, match="margin_floor"):
+        SearchConfig(margin_floor=0)
+    with pytest.raises(ParameterError, match="margin_min_tracks"):
+        SearchConfig(margin_min_tracks=1)
+
     with pytest.raises(ParameterError, match="max_hits"):
         SearchConfig(max_hits=0)
     with pytest.raises(ParameterError, match="refine_speeds"):
         SearchConfig(refine_speeds=0)
+
+
+def test_margin_confidence_is_the_pareto_tail_of_the_ratio():
+    alpha, m = 7.8, 300.0
+    # 0.5 exactly where m * r**-alpha = ln 2
+    r_half = (m / np.log(2)) ** (1 / alpha)
+    assert margin_confidence(r_half * 10, 10, alpha=alpha, n_tests=m) == pytest.approx(0.5)
+    assert margin_confidence(10, 10, alpha=alpha, n_tests=m) == 0.0  # a tie is no evidence
+    assert margin_confidence(9, 10, alpha=alpha, n_tests=m) == 0.0
+    c = [margin_confidence(v, 8, alpha=alpha, n_tests=m) for v in range(8, 60)]
+    assert np.all(np.diff(c) >= 0) and c[-1] > 0.999
+    # the runner-up counts as at least `floor` votes: 9 against 1 is 9 against 4
+    assert margin_confidence(9, 1, alpha=alpha, n_tests=m, floor=4) == margin_confidence(9, 4, alpha=alpha, n_tests=m)
+
+
+def test_margin_only_raises_the_most_voted_track():
+    from songmine.identify import _with_margin
+
+    def cand(track, votes, conf, speed=1.0, n_hit=40):
+        return Candidate(track, 100, votes, 500, speed, conf, n_tracks_hit=n_hit)
+
+    sc = SearchConfig()
+    best = [cand(1, 30, 0.01), cand(2, 6, 0.0), cand(1, 20, 0.2, 0.98), cand(3, 5, 0.0, 0.98)]
+    out = _with_margin(best, sc)
+    assert out[0].confidence == pytest.approx(margin_confidence(30, 6, alpha=sc.margin_alpha, n_tests=sc.margin_tests))
+    assert out[0].confidence > 0.99 and out[1:] == best[1:]
+    # a close runner-up (another track at another speed) gives no margin; nothing changes
+    close = [cand(1, 30, 0.01), cand(2, 20, 0.0, 1.02)]
+    assert _with_margin(close, sc) == close
+    # already certain by the Poisson model: kept as it is
+    sure = [cand(1, 30, 1.0), cand(2, 6, 0.0)]
+    assert _with_margin(sure, sc) == sure
+    # too few tracks hit for the runner-up to say anything about chance
+    few = [cand(1, 30, 0.01, n_hit=5), cand(2, 6, 0.0, n_hit=5)]
+    assert _with_margin(few, sc) == few
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +297,31 @@ def test_a_tight_hit_budget_keeps_the_right_answer(cuts_index):
     tight = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=budget))
     assert tight[0].track_id == full[0].track_id and abs(tight[0].offset - full[0].offset) <= 1
     assert tight[0].votes <= full[0].votes
+
+
+@pytest.mark.corpus
+def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cuts):
+    """35 'tracks' (4-s pieces of five real cuts): enough for the runner-up test to run."""
+    from songmine.audio import load
+
+    idx = MemoryIndex()
+    ys = [load(p, sr=SR) for p in real_cuts]
+    for k, y in enumerate(ys[:5]):
+        for j in range(7):
+            idx.add(y[j * 4 * SR:(j + 1) * 4 * SR], path=f"cut{k}-{j}")
+    # dense landmarks at every speed, so the margin test runs on every clip
+    on, off = SearchConfig(coarse=False), SearchConfig(coarse=False, margin_alpha=0.0)
+    assert idx.n_tracks >= on.margin_min_tracks
+    n_hit = []
+    for k in range(5):  # members: 3-s clips inside piece 3, under 0 dB white noise
+        clip = _noisy(ys[k][12 * SR + 500:15 * SR + 500], snr_db=0.0, seed=k)
+        c_on, c_off = search(idx, clip, top=3, config=on), search(idx, clip, top=3, config=off)
+        assert c_on and c_off and c_on[0].confidence >= c_off[0].confidence
+        n_hit.append(max(c.n_tracks_hit for c in c_on))
+    assert max(n_hit) >= on.margin_min_tracks  # the test did run
+    for start_s in (2, 11, 20):  # the sixth cut is not indexed
+        for snr in (None, 5.0, 0.0):
+            y = ys[5][start_s * SR:(start_s + 3) * SR]
+            clip = y if snr is None else _noisy(y, snr_db=snr, seed=start_s)
+            assert identify(idx, clip).matches == []
+            assert identify(idx, clip, config=on).matches == []

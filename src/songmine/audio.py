@@ -243,12 +243,19 @@ class _Sink:
         self.stream = None
         self.n_in = 0
 
-    def add(self, a) -> None:  # a: (channels, n) float32
+    def add(self, chans) -> None:  # chans: one float32 array of n samples per channel
         import numpy as np
         import soxr
 
-        if self.mono:
-            a = a.mean(axis=0, dtype=np.float32) if a.shape[0] > 1 else a[0]
+        if not self.mono:
+            a = np.stack(chans)
+        elif len(chans) == 1:
+            a = chans[0]
+        elif len(chans) == 2:  # the common case, without the copy of a stack: same values as a mean
+            a = np.add(chans[0], chans[1])
+            a *= np.float32(0.5)
+        else:
+            a = np.stack(chans).mean(axis=0, dtype=np.float32)
         self.n_in += a.shape[-1]
         if self.sr_in == self.sr_out:
             self.blocks.append(np.array(a, dtype=np.float32, copy=True))
@@ -344,6 +351,12 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
     return sink.n_in
 
 
+def _new_fifo():
+    import av
+
+    return av.AudioFifo()
+
+
 class _Blocks:
     """Decoded frames → an :class:`av.AudioFifo` → ``(channels, n)`` float32 blocks for the sink.
 
@@ -358,18 +371,18 @@ class _Blocks:
         self.to_fltp = None
 
     def write(self, frame, start: int, stop: int | None) -> None:
-        import av
-
+        # called once per decoded frame: no imports or repeated attribute look-ups here
         frame.pts = None  # the FIFO checks pts continuity otherwise; positions are counted here
-        if self.fifo is None:
-            self.fifo = av.AudioFifo()
+        fifo = self.fifo
+        if fifo is None:
+            fifo = self.fifo = _new_fifo()
         try:
-            self.fifo.write(frame)
+            fifo.write(frame)
         except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
             self.flush(start, stop)
-            self.fifo = av.AudioFifo()
-            self.fifo.write(frame)
-        if self.fifo.samples >= _BLOCK:
+            fifo = self.fifo = _new_fifo()
+            fifo.write(frame)
+        if fifo.samples >= _BLOCK:
             self._drain(start, stop, _BLOCK)
 
     def flush(self, start: int, stop: int | None) -> None:
@@ -389,10 +402,10 @@ class _Blocks:
             a, b = max(start - lo, 0), n if stop is None else min(stop - lo, n)
             if b <= a:
                 continue
-            self.sink.add(self._float32(frame, np)[:, a:b])
+            self.sink.add([c[a:b] for c in self._float32(frame, np)])
 
-    def _float32(self, frame, np):
-        """One FIFO block as a ``(channels, n)`` float32 array."""
+    def _float32(self, frame, np) -> list:
+        """One FIFO block as float32 arrays, one per channel (views of the frame's planes)."""
         import av
 
         if frame.format.name != "fltp":
@@ -401,6 +414,7 @@ class _Blocks:
             frame.pts = None
             outs = self.to_fltp.resample(frame)
             if len(outs) != 1:
-                return np.concatenate([o.to_ndarray() for o in outs], axis=1)
+                return list(np.concatenate([o.to_ndarray() for o in outs], axis=1))
             frame = outs[0]
-        return frame.to_ndarray()
+        n = frame.samples
+        return [np.frombuffer(p, np.float32, n) for p in frame.planes]

@@ -23,6 +23,7 @@ import types
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ __all__ = [
     "expected_votes",
     "confidence_from",
     "null_confidence",
+    "margin_confidence",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,19 @@ class SearchConfig:
         Votes are divided by this before the Poisson tail: landmark hits come
         in clusters (a peak takes part in several pairs), so raw counts
         overstate the evidence. Calibrated on non-member clips.
+    margin_alpha : float
+        Tail index of the runner-up (margin) null model: by chance, the best
+        track out-votes the runner-up track by a factor ``>= r`` with
+        probability ``r ** -margin_alpha``. 0 turns the margin test off.
+    margin_tests : float
+        Multiplicity of the margin test: its confidence is
+        ``exp(-margin_tests * r ** -margin_alpha)``; at 0.5 it accepts a
+        chance top with probability ``ln 2 / margin_tests``.
+    margin_floor : int
+        The runner-up's votes count as at least this (small counts are noisy).
+    margin_min_tracks : int
+        The margin test needs at least this many tracks with hits (the
+        runner-up only estimates the chance maximum when many tracks compete).
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
@@ -109,6 +124,10 @@ class SearchConfig:
     distinct: bool = True
     rescore: int = 10
     overdispersion: float = 6.0
+    margin_alpha: float = 7.5
+    margin_tests: float = 140.0
+    margin_floor: int = 4
+    margin_min_tracks: int = 20
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
@@ -128,6 +147,14 @@ class SearchConfig:
             raise ParameterError(f"dt_jitter={self.dt_jitter!r} must be an integer in [0, 3]")
         if not self.overdispersion >= 1.0:
             raise ParameterError(f"overdispersion={self.overdispersion} must be >= 1")
+        if not (np.isfinite(self.margin_alpha) and self.margin_alpha >= 0):
+            raise ParameterError(f"margin_alpha={self.margin_alpha} must be a finite number >= 0")
+        if not (np.isfinite(self.margin_tests) and self.margin_tests >= 1):
+            raise ParameterError(f"margin_tests={self.margin_tests} must be a finite number >= 1")
+        if not isinstance(self.margin_floor, int) or self.margin_floor < 1:
+            raise ParameterError(f"margin_floor={self.margin_floor!r} must be an integer >= 1")
+        if not isinstance(self.margin_min_tracks, int) or self.margin_min_tracks < 2:
+            raise ParameterError(f"margin_min_tracks={self.margin_min_tracks!r} must be an integer >= 2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +181,7 @@ class Candidate:
     confidence: float
     expected: float = 0.0  # chance votes expected in the offset bin (null model's lambda, before phi)
     n_tests: float = 1.0  # bins examined (multiple-comparison count)
+    n_tracks_hit: int = 0  # tracks with any hit in the lookup that produced this candidate
 
 
 class IndexLike(Protocol):
@@ -364,6 +392,7 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     best: list[Candidate] = []
     durations: dict[int, float] = {}
     clips: dict[float, np.ndarray] = {}
+    dense_best: list[Candidate] = []
 
     def at_speed(s: float) -> np.ndarray:
         if s not in clips:
@@ -377,6 +406,8 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         cands = _score(index, h, t, speed=s, q_frames=q_frames, n_speeds=n_speeds, top=top, config=config,
                        durations=durations)
         best.extend(cands)
+        if dense:
+            dense_best.extend(cands)
         return cands
 
     def certain(cands: list[Candidate]) -> bool:
@@ -400,6 +431,9 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         for s in speeds:  # loop over a handful of speed factors
             if certain(run(s, dense=True)):
                 break
+    # stage 3: the runner-up (margin) test over the dense candidates of every speed searched
+    if not done and dense_best and config.margin_alpha > 0:
+        best.extend(_with_margin(dense_best, config))  # duplicates go with the one-per-track step
     # one candidate per track: its best speed
     best.sort(key=lambda c: (-c.confidence, -c.votes))
     seen: set[int] = set()
@@ -409,6 +443,45 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             seen.add(c.track_id)
             out.append(c)
     return out[:top]
+
+
+def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, floor: int = 1) -> float:
+    """Confidence from the margin of the best track over the runner-up track.
+
+    Under the null (the clip is in none of the tracks) every track's best bin
+    is a chance maximum, and the ratio of the largest to the second largest
+    of such counts has a Pareto tail, ``P(ratio >= r) = r ** -alpha`` (it
+    does for any sample with a power-law tail, whatever its size). The
+    confidence is ``exp(-n_tests * r ** -alpha)`` with ``r = v1 / max(v2, floor)``.
+
+    Examples
+    --------
+    >>> round(margin_confidence(20, 8, alpha=7.8, n_tests=300), 2)
+    0.79
+    >>> margin_confidence(20, 4, alpha=7.8, n_tests=300) > 0.99
+    True
+    """
+    r = float(v1) / float(max(v2, floor, 1e-12))
+    if r <= 1.0:
+        return 0.0
+    return float(np.exp(-n_tests * r ** -alpha))
+
+
+def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]:
+    """Raise the confidence of the most-voted track by the margin test when that says more.
+
+    ``best`` are candidates of comparable lookups (the dense query landmarks at
+    every speed searched); the test needs ``margin_min_tracks`` tracks hit.
+    """
+    if max(c.n_tracks_hit for c in best) < config.margin_min_tracks:
+        return best
+    top = max(best, key=lambda c: c.votes)
+    v2 = max((c.votes for c in best if c.track_id != top.track_id), default=0)
+    conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
+                             floor=config.margin_floor)
+    if conf <= top.confidence:
+        return best
+    return [dataclasses.replace(c, confidence=conf) if c is top else c for c in best]
 
 
 def _score(
@@ -439,7 +512,7 @@ def _score(
     n_tests = float(n_hit) * mean_span / width * n_speeds
     lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
     conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
-    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests)
+    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit))
             for a, b, c, d, e, lm in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam)]
 
 

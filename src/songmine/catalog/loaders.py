@@ -144,7 +144,7 @@ _INT_COLUMNS = {("album", "comments"), ("album", "favorites"), ("album", "id"), 
 _FLOAT_COLUMNS = {("artist", "latitude"), ("artist", "longitude")}
 
 #: Bumped whenever the loaded representation changes (invalidates parquet caches).
-LOADER_VERSION = 4
+LOADER_VERSION = 5
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError)
 
@@ -695,10 +695,24 @@ def _to_parquet(df, path: Path) -> None:
     all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
     meta[b"songmine.catalog"] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
                                             "columns": list(flat.columns), "list_codes": list_codes}).encode()
-    t = t.replace_schema_metadata(meta)
+    # Cheap to read back: floats keep NaN as a value (not null) in non-nullable columns, so parquet stores
+    # them REQUIRED with no definition levels to decode; floats are not dictionary-encoded (a fallback
+    # to plain anyway on real data); no statistics (nobody filters this file).
+    import pyarrow.compute as pc
+
+    fields, arrays = [], []
+    for f, col in zip(t.schema, t.columns):
+        if pa.types.is_floating(f.type):
+            if col.null_count:
+                col = pc.fill_null(col, pa.scalar(float("nan"), f.type))
+            f = f.with_nullable(False)
+        fields.append(f)
+        arrays.append(col)
+    t = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
+    dictionary = [f.name for f in fields if not pa.types.is_floating(f.type)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    pq.write_table(t, tmp)
+    pq.write_table(t, tmp, use_dictionary=dictionary, write_statistics=False)
     os.replace(tmp, path)
 
 
