@@ -130,7 +130,8 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
     except DecodeError:
         raise
     except Exception as exc:  # pragma: no cover - PyAV oddities
-        raise DecodeError(f"{p}: undecodable ({sf_error}; {exc})", path=str(p)) from exc
+        why = f"{sf_error}; {exc}" if sf_error is not None else str(exc)
+        raise DecodeError(f"{p}: undecodable ({why})", path=str(p)) from exc
     y = np.atleast_2d(y)  # [channels, n]
     return (_mono_pcm16(_round_pcm16(y)) if pcm16 else _mono(y)), int(sr)
 
