@@ -26,12 +26,13 @@ import itertools
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import git_commit
 
 
 def encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None = None) -> None:
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
           f"brute-force all-pairs ≈ {c_br * 1e8:.0f} s (n^2); fingerprinting ≈ {est_fp:.0f} s at {fp_per_file:.2f} s/file "
           f"with --jobs {args.jobs} (linear; ≈ {est_fp * 240 / args.seconds:.0f} s for 4-min tracks)")
     if args.json_out:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = git_commit()
         Path(args.json_out).write_text(json.dumps({
             "commit": commit, "machine": platform.node(), "precision": precision, "recall": recall,
             "n_files": report.n_files, "scaling": rows, "slope_total": slope_total,

@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,14 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import git_commit, markdown_table
 
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
 # ---------------------------------------------------------------- memory sampler
@@ -136,13 +129,6 @@ class TreeMemory:
         ]
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c) for c in r) + " |")
-
 
 # ---------------------------------------------------------------------- sections
 def _decode_only(path: Path) -> None:
@@ -211,7 +197,7 @@ def stages(files: list[Path], cfg) -> dict:
     total = sum(tot.values())
     rows = [[k, f"{v:.2f}", f"{audio / v:,.0f}×" if v > 0 else "-", f"{100 * v / total:.0f} %"] for k, v in tot.items()]
     rows.append(["**all (one core)**", f"{total:.2f}", f"**{audio / total:,.0f}×**", "100 %"])
-    table(
+    markdown_table(
         f"1. where the CPU goes — one core, {len(files)} files, {audio / 60:.1f} min of audio (CPU seconds)",
         ["stage", "CPU s", "× real time per CPU second", "share"],
         rows,
@@ -264,7 +250,7 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
         ["segment bytes per hour of audio", f"**{seg_bytes / 1e6 / hours:.2f} MB/h**"],
         ["catalogue bytes (SQLite)", f"{cat_bytes / 1e3:.0f} kB"],
     ]
-    table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
+    markdown_table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
     return {"index": str(path), "added": rep.added, "failed": rep.failed, "audio_s": rep.audio_seconds,
             "seconds": rep.seconds, "x_realtime": x, "x_realtime_per_cpu": per_cpu, "cpu_workers_s": cpu_workers, "cpu_parent_s": cpu_parent, "peak_pss_mb": pss, "peak_rss_mb": rss,
             "pss_quarters_mb": mem.quarters(), "postings": n_post, "postings_per_hour": n_post / hours,
@@ -358,7 +344,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
     with Index(path) as ix:
         measure(f"{n_seg} segments (as built)", ix)
         if not compact:
-            table(f"3. lookup — synthetic {hours:,.0f} h index, {n_post:,} postings", ["index", "max_per_hash",
+            markdown_table(f"3. lookup — synthetic {hours:,.0f} h index, {n_post:,} postings", ["index", "max_per_hash",
                   "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"], rows)
             return out
         t = time.perf_counter()
@@ -366,7 +352,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
             rep = ix.compact()
         compact_s = time.perf_counter() - t
         measure("1 segment (after compact)", ix)
-    table(
+    markdown_table(
         f"3. lookup — synthetic {hours:,.0f} h index: {n_tracks:,} tracks, {n_post:,} postings "
         f"({size_gb:.2f} GB), {n_queries} real 10-s query clips (median {n_q:,} hashes each)",
         ["index", "max_per_hash", "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"],
@@ -410,10 +396,10 @@ def main() -> None:
     files = list(iter_audio_files([args.library]))[: args.limit]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="songmine-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"# index store benchmark — commit {_commit()}, {platform.node()}, {os.cpu_count()} cores, "
+    print(f"# index store benchmark — commit {git_commit()}, {platform.node()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, python {platform.python_version()}")
     print(f"library {args.library}: {len(files)} files; work dir {work}")
-    res = {"commit": _commit(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
+    res = {"commit": git_commit(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
     if args.real_index is None:
         step = max(len(files) // max(args.stage_files, 1), 1)
         res["stages"] = stages(files[::step][: args.stage_files], FingerprintConfig())

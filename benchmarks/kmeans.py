@@ -28,11 +28,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 import warnings
 
 import numpy as np
+
+from _common import git_commit
 
 
 def data(n: int, d: int, seed: int):
@@ -120,10 +121,7 @@ def main() -> None:
               f"{r['cpu_s']:.2f} | {r['ms_per_iter']:.2f} | {r['per_iter_ratio_vs_sklearn']:.2f} | "
               f"{' '.join(f'{x:.2f}' for x in r['per_iter_ratios'])} | {r['fit_ratio_vs_sklearn']:.2f} | "
               f"{r['inertia_diff_pct']:+.5f} | {r['labels_equal_pct']:.2f} |")
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "?"
+    commit = git_commit()
     meta = {"commit": commit, "machine": platform.machine(), "cpus": os.cpu_count(),
             "load_avg": os.getloadavg(), "repeats": args.repeats, "n": args.n, "d": args.d}
     print(f"\n{meta}")

@@ -41,30 +41,14 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except OSError:
-        return "?"
+from _common import git_commit, markdown_table
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(c) for c in r) + " |")
-    sys.stdout.flush()
 
 
 # ------------------------------------------------------------------ real index
@@ -245,7 +229,7 @@ def main() -> None:
 
     search = SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.option)})
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"songmine {_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
+    print(f"songmine {git_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
           f"{search}")
     conditions = tuple(args.conditions.split(","))
     indexed, queries = make_queries(args.library, args.tracks, conditions, args.duration, args.queries,
@@ -278,12 +262,12 @@ def main() -> None:
             rows += r
             results[label] = res
     n_mem = sum(q[0].member for q in queries)
-    table(f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
+    markdown_table(f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
           f"ratio = CPU median / the real index's CPU median for the same queries",
           ["index", "queries", "n", "top-1 %", "wrong", "FP", "median ms", "p95 ms", "CPU median ms", "CPU p95 ms",
            "ratio"], rows)
     if args.json:
-        args.json.write_text(json.dumps({"commit": _commit(), "search": str(search), "large": info,
+        args.json.write_text(json.dumps({"commit": git_commit(), "search": str(search), "large": info,
                                          "results": results}, indent=1))
     if not args.keep and not args.reuse:
         shutil.rmtree(large, ignore_errors=True)

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import git_commit
+
 
 def _library(arg: str | None) -> Path:
     if arg:
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         post_s = after[-1][0] - after[0][0] if len(after) > 1 else 0.0
         post_growth = after[-1][1] - after[0][1] if len(after) > 1 else float("nan")
         res = {
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+            "commit": git_commit(),
             "machine": f"{platform.node()} {os.cpu_count()} cpu, load {os.getloadavg()[0]:.1f}",
             "tracks": len(tracks), "clients": args.clients, "seconds": round(wall, 1), "clip_s": args.clip_s,
             "requests": len(lat), "errors": len(bad), "throughput_rps": len(lat) / wall,
