@@ -784,6 +784,19 @@ def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | No
         return track_id, None, err, 0.0, tags, time.process_time() - t0
 
 
+def _record(res: tuple, *, where: dict, rows: dict, durations: dict, tags: dict, failures: dict) -> None:
+    """File one worker result ``(track_id, vector, error, duration, tags, cpu_s)`` into the run's tables."""
+    tid, vec, err, dur, tg, _cpu = res
+    if vec is None:
+        failures[tid] = Failure(tid, where.get(tid, tid), err or "failed")
+        log.info("features: %s: %s", tid, err)
+    else:
+        rows[tid] = vec
+        durations[tid] = dur
+        if tg:
+            tags[tid] = tg
+
+
 def extract_folder(
     paths: Sequence[str | os.PathLike[str]] | dict[str, str | os.PathLike[str]],
     *,
@@ -851,19 +864,13 @@ def extract_folder(
         df.attrs["cpu_s"] = dict(cpu_s)
         return df
 
+    where = dict(items)
+
     def handle(res) -> None:
         nonlocal done, last_ckpt
-        tid, vec, err, dur, tg, cpu = res
-        cpu_s[tid] = cpu
+        cpu_s[res[0]] = res[5]
         done += 1
-        if vec is None:
-            failures[tid] = Failure(tid, dict(items)[tid] if len(items) < 10000 else tid, err or "failed")
-            log.info("features: %s: %s", tid, err)
-        else:
-            rows[tid] = vec
-            durations[tid] = dur
-            if tg:
-                tags[tid] = tg
+        _record(res, where=where, rows=rows, durations=durations, tags=tags, failures=failures)
         if progress:
             progress(done, total)
         if checkpoint and time.monotonic() - last_ckpt >= checkpoint_every_s:

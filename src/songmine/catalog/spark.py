@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
-from .features import Failure, _to_frame, _work
+from .features import Failure, _record, _to_frame, _work
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -95,14 +95,8 @@ def extract_folder_spark(
                           timeout_s=job_timeout_s, what=f"feature extraction of {len(todo)} files")
     failures: dict[str, Failure] = {}
     where = dict(items)
-    for tid, vec, err, dur, tg, _cpu in results:
-        if vec is None:
-            failures[tid] = Failure(tid, where.get(tid, tid), err or "failed")
-        else:
-            rows[tid] = vec
-            durations[tid] = dur
-            if tg:
-                tags[tid] = tg
+    for res in results:
+        _record(res, where=where, rows=rows, durations=durations, tags=tags, failures=failures)
     if progress:
         progress(total, total)
     order = {k: i for i, (k, _) in enumerate(items)}
