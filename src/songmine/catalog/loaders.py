@@ -38,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from ..errors import DataError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -183,21 +184,8 @@ class TableSource:
     @contextmanager
     def open_text(self) -> Iterator[IO[str]]:
         """Open as UTF-8 text (zip members are streamed, not unpacked)."""
-        if self.member is None:
-            try:
-                fh = open(self.path, encoding="utf-8", newline="")
-            except OSError as exc:
-                raise DataError(f"{self.name}: cannot open: {exc.strerror or exc}") from exc
-            with fh:
-                yield fh
-            return
-        with _zip(self.path) as zf:
-            try:
-                raw = zf.open(self.member)
-            except _ZIP_ERRORS as exc:
-                raise DataError(f"{self.name}: corrupt or truncated zip member: {exc}") from exc
-            with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
-                yield fh
+        with self.open_binary() as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
+            yield fh
 
     @contextmanager
     def open_binary(self) -> Iterator[IO[bytes]]:
