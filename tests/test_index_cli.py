@@ -126,7 +126,8 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys):
     sub.mkdir()
     for name in ("song00.flac", "song01.flac", "song02.flac"):
         (folder / name).rename(sub / name)
-    (sub / "broken.mp3").write_text("not audio")
+    broken = sub / "broken [live] [b].mp3"  # brackets: must print as is, never as rich markup
+    broken.write_text("not audio")
 
     def run(*args):
         code = main(list(args))
@@ -136,10 +137,11 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys):
     code, out, _ = run("index", str(sub), "--index", ix, "--jobs", "1", "--json")
     rep = json.loads(out)
     assert code == 0 and rep["added"] == 3 and rep["n_tracks"] == 3
-    assert [f["path"] for f in rep["failed"]] == [str((sub / "broken.mp3").resolve())]
+    assert [f["path"] for f in rep["failed"]] == [str(broken.resolve())]
 
-    code, out, _ = run("index", str(sub), "--index", ix, "--jobs", "1")
+    code, out, err = run("index", str(sub), "--index", ix, "--jobs", "1")
     assert code == 0 and "added 0, unchanged 3, failed 1" in out
+    assert f"skipped {broken.resolve()}" in err.replace("\n", "")
 
     code, out, _ = run("tracks", "--index", ix, "--json")
     rows = json.loads(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import EXIT_USAGE, emit_json, err_console, fail, progress_bar
+from ._app import EXIT_USAGE, emit_json, fail, print_skipped, progress_bar
 
 ALT_METHODS = ("seed", "sketch")
 
@@ -64,9 +64,7 @@ def index_alt(method: str, dirs: list[Path], index: Path | None, *, json_out: bo
     if json_out:
         emit_json(summary)
     else:
-        con = err_console()
-        for p, e in ix.skipped:
-            con.print(f"skipped {e if p in e else f'{p}: {e}'}", markup=False, highlight=False, soft_wrap=True)
+        print_skipped(ix.skipped)
         typer.echo(f"{method} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s")
 
 

@@ -92,6 +92,21 @@ def err_console():
     return Console(stderr=True)
 
 
+def print_skipped(failed) -> None:
+    """One stderr line per ``(path, error)`` that a batch skipped.
+
+    The text is never read as rich markup: file names such as ``song [live].mp3``
+    or ``a[/b].ogg`` must print as they are, not vanish or raise.
+    """
+    from rich.text import Text
+
+    con = err_console()
+    for p, e in failed:
+        line = Text("skipped ", style="yellow")
+        line.append(e if p in e else f"{p}: {e}")
+        con.print(line, highlight=False, soft_wrap=True)
+
+
 def out_console():
     """A rich console on stdout (human-readable results)."""
     from rich.console import Console

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
+from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
 
 IndexOption = Annotated[
     Optional[Path],
@@ -83,9 +83,7 @@ def index_cmd(
     if json_out:
         emit_json(summary)
     else:
-        con = err_console()
-        for p, e in report.failed:
-            con.print(f"[yellow]skipped[/] {e if p in e else f'{p}: {e}'}", markup=True, highlight=False, soft_wrap=True)
+        print_skipped(report.failed)
         speed = (
             f" in {report.seconds:.1f} s ({report.audio_seconds / 3600:.2f} h of audio, "
             f"{report.realtime_factor:.0f}× real time)"
