@@ -120,12 +120,13 @@ def test_ctrl_c_commits_finished_work_and_exits_130(tmp_path, folder):
     assert (summary["added"], summary["unchanged"], summary["n_tracks"]) == (40 - n_done, n_done, 40)
 
 
-def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys):
+def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # rich tables on one line each, so names can be looked for
     ix = str(tmp_path / "ix")
     sub = folder / "few"
     sub.mkdir()
-    for name in ("song00.flac", "song01.flac", "song02.flac"):
-        (folder / name).rename(sub / name)
+    for name, new in (("song00.flac", "song00.flac"), ("song01.flac", "song01.flac"), ("song02.flac", "song02 [live].flac")):
+        (folder / name).rename(sub / new)
     broken = sub / "broken [live] [b].mp3"  # brackets: must print as is, never as rich markup
     broken.write_text("not audio")
 
@@ -145,10 +146,10 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys):
 
     code, out, _ = run("tracks", "--index", ix, "--json")
     rows = json.loads(out)
-    assert code == 0 and [Path(r["path"]).name for r in rows] == ["song00.flac", "song01.flac", "song02.flac"]
+    assert code == 0 and [Path(r["path"]).name for r in rows] == ["song00.flac", "song01.flac", "song02 [live].flac"]
     assert all(r["status"] == "ok" and r["n_hashes"] > 0 and r["duration_s"] == pytest.approx(6, abs=0.01) for r in rows)
     code, out, _ = run("tracks", "--index", ix)
-    assert code == 0 and "3 tracks, 0.01 h" in out
+    assert code == 0 and "3 tracks, 0.01 h" in out and "song02 [live].flac" in out  # not read as markup
 
     code, out, _ = run("remove", str(rows[0]["track_id"]), "--index", ix, "--json")
     assert code == 0 and json.loads(out) == {"removed": 1, "n_tracks": 2}

@@ -86,18 +86,19 @@ def _plain(obj: Any) -> Any:
 
 
 def err_console():
-    """A rich console on stderr (progress, tables that are not the result)."""
+    """A rich console on stderr (progress, tables that are not the result).
+
+    Markup is off (here and in :func:`out_console`): what we print is mostly
+    user data — paths, tags, genres — and ``Song [Live].mp3`` must print as it
+    is, not lose its brackets or raise. Styled text is built with ``rich.text.Text``.
+    """
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, markup=False)
 
 
 def print_skipped(failed) -> None:
-    """One stderr line per ``(path, error)`` that a batch skipped.
-
-    The text is never read as rich markup: file names such as ``song [live].mp3``
-    or ``a[/b].ogg`` must print as they are, not vanish or raise.
-    """
+    """One stderr line per ``(path, error)`` that a batch skipped ("skipped" in yellow)."""
     from rich.text import Text
 
     con = err_console()
@@ -108,10 +109,10 @@ def print_skipped(failed) -> None:
 
 
 def out_console():
-    """A rich console on stdout (human-readable results)."""
+    """A rich console on stdout (human-readable results); markup off, as in :func:`err_console`."""
     from rich.console import Console
 
-    return Console()
+    return Console(markup=False)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
+from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
 
 catalog_app = typer.Typer(
     help="FMA catalogue tables: load, validate, merge.",
@@ -160,9 +160,7 @@ def features_cmd(
     if json_out:
         emit_json(summary)
     else:
-        con = err_console()
-        for f in failures:
-            con.print(f"[yellow]skipped[/] {f.path}: {f.error}", markup=True, highlight=False)
+        print_skipped((f.path, f.error) for f in failures)
         rt = f", {summary['x_realtime']}× real time" if summary["x_realtime"] else ""
         typer.echo(
             f"{len(df)} tracks in {output} (+ {tracks_path.name}): {summary['computed']} computed, "

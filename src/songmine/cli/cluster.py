@@ -166,7 +166,7 @@ def run_cmd(
         truth = t.set_index("track_id").iloc[:, 0]
     console = err_console()
     res = run(df, config=cfg, source=str(table), other=other, truth=truth,
-              progress=None if json_out else (lambda msg: console.print(f"[dim]… {msg}[/dim]")))
+              progress=None if json_out else (lambda msg: console.print(f"… {msg}", style="dim")))
     if out is not None:
         a = res.assignments()
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,10 @@ def run_cmd(
     con.print(f"{res.n_rows:,} tracks, {len(res.plan.columns)} audio features → {res.reduction.n_components} "
               f"components ({100 * res.reduction.retained_variance:.1f} % variance), k = {res.k}, "
               f"inertia {res.model['inertia']:,.1f}")
+    from rich.text import Text
+
     for c, text in enumerate(res.descriptions):
-        con.print(f"[bold]{c}[/bold] {text}", highlight=False)
+        con.print(Text(str(c), style="bold").append(f" {text}"), highlight=False)
     if res.truth:
         con.print(f"planted clusters recovered: ARI {res.truth['ari']:.3f}, NMI {res.truth['nmi']:.3f}")
     if report is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_OK, JsonOption, app, emit_json, fail, out_console, progress_bar
+from ._app import EXIT_OK, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
 
 
 @app.command("dedupe")
@@ -97,5 +97,4 @@ def _print_human(report) -> None:
                 "" if m.keeper else f"{m.offset_s:+.2f} s in keeper",
             )
         con.print(t)
-    for s in report.skipped:
-        con.print(f"skipped {s['path']}: {s['error']}", style="yellow")
+    print_skipped((s["path"], s["error"]) for s in report.skipped)

@@ -120,6 +120,7 @@ def eval_cmd(
 
 def _print(rep) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from ..evaluate import _f
 
@@ -140,10 +141,11 @@ def _print(rep) -> None:
                 row.append(f"{_f(c.top1)} ({c.n})")
             else:
                 ok = c.top1 is not None and c.top1 >= c.peer_top1
-                row.append(f"[{'green' if ok else 'red'}]{_f(c.top1)}[/] ({c.n}) {c.peer_top1:.1f}")
+                row.append(Text(_f(c.top1), style="green" if ok else "red").append(f" ({c.n}) {c.peer_top1:.1f}"))
         t.add_row(cond, *row)
     t.add_section()
-    t.add_row("pooled", *(f"[bold]{_f(p['top1'])}[/] ({p['n']}) {_f(p['peer_best_mean'])}" for p in rep.pooled.values()))
+    t.add_row("pooled", *(Text(_f(p["top1"]), style="bold").append(f" ({p['n']}) {_f(p['peer_best_mean'])}")
+                          for p in rep.pooled.values()))
     t.add_row("target", *(_f(p["target"]) for p in rep.pooled.values()))
     t.add_row("FP rate %", *(f"{_f(p['fp_rate'])} ({p['fp_n']})" for p in rep.pooled.values()))
     con.print(t)

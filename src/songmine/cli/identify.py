@@ -78,7 +78,6 @@ def identify_cmd(
 
 
 def _print(results) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     console = out_console()
@@ -89,13 +88,13 @@ def _print(results) -> None:
         if not r.matches:
             typer.echo(f"{r.query}: no match")
             continue
-        table = Table(title=escape(r.query), title_justify="left")
+        table = Table(title=r.query, title_justify="left")
         for col in ("#", "title", "artist", "offset", "confidence", "score", "path"):
             table.add_column(col, justify="right" if col in ("#", "offset", "confidence", "score") else "left")
         for i, m in enumerate(r.matches, 1):
             title = m.title or Path(m.path).stem
-            table.add_row(str(i), escape(title), escape(m.artist or ""), _mmss(m.offset_s),
-                          f"{m.confidence:.3f}", f"{m.score:g}", escape(m.path))
+            table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s),
+                          f"{m.confidence:.3f}", f"{m.score:g}", m.path)
         console.print(table)
 
 
