@@ -500,7 +500,8 @@ class Chromaprint(Peer):
     track is the answer only when its margin over the runner-up track is at
     least ``margin`` (:func:`chromaprint_margin`; ``margin=0`` answers always,
     which is how the rule is calibrated). fpcalc gives ``(seconds * 8.07) - 21``
-    or so sub-fingerprints: 3 for a 3-s clip, none under about 2.7 s.
+    or so sub-fingerprints (8 per second, less a 2.6-s warm-up): 3 for a 3-s clip, 59 for 10 s,
+    none under 2.8 s (fpcalc: "Empty fingerprint"; such a clip gets no answer).
     """
 
     name = "chromaprint"
@@ -521,8 +522,9 @@ class Chromaprint(Peer):
     def fingerprint(self, path: Path | str) -> np.ndarray:
         """``fpcalc -raw -length 0 path`` → uint32 sub-fingerprints (RuntimeError when it printed none).
 
-        fpcalc exits non-zero on a decoding hiccup near the end of some MP3s while still
-        printing the whole fingerprint; the fingerprint is what counts.
+        fpcalc 1.5.1 exits with 3 ("Error decoding audio frame (End of file)") on every
+        file here, WAV included, while printing the whole fingerprint: the fingerprint is
+        what counts (a clip under 2.8 s gets "Empty fingerprint", exit 2).
         """
         res = self.run([self.exe, "-raw", "-length", "0", str(path)])
         fp = parse_fpcalc_raw(res.stdout)
