@@ -369,10 +369,11 @@ class _CountingIndex:
     """A MemoryIndex that records the hit budget of every lookup (one per speed and stage searched)."""
 
     def __init__(self, idx: MemoryIndex):
-        self.idx, self.config, self.budgets = idx, idx.config, []
+        self.idx, self.config, self.budgets, self.sizes = idx, idx.config, [], []
 
     def lookup(self, hashes, max_per_hash=None, max_hits=None):
         self.budgets.append(max_hits)
+        self.sizes.append(len(hashes))
         return self.idx.lookup(hashes, max_per_hash=max_per_hash, max_hits=max_hits)
 
     def track(self, track_id):
@@ -402,11 +403,16 @@ def test_search_control_stops_early_for_members_and_searches_everything_for_non_
         assert c[0].track_id == 3 and abs(c[0].speed - 1.05) <= 0.011 and c[0].confidence >= sc.stop_confidence
         assert abs(c[0].offset * idx.config.hop_s - (6 * SR + 100) / SR) < 0.1
         assert len(ci.budgets) < len(sc.speeds)  # found before the end of the coarse sweep
-    # a clip of a track that is not indexed: every speed coarse (within the coarse budget), then 3 dense
-    ci = _CountingIndex(idx)
+    # a clip of a track that is not indexed: every speed coarse (within the coarse budget), then a dense
+    # pass at the speed with the most coarse votes; no track leads anywhere, so nothing would be accepted
+    # and the other speeds' dense passes (the runner-up sample that could veto an answer) are skipped
     other = load(cuts[5], sr=SR)[10 * SR:20 * SR]
+    ci = _CountingIndex(idx)
     assert identify(ci, other, config=sc).matches == []
-    assert ci.budgets == [sc.coarse_max_hits] * len(sc.speeds) + [sc.max_hits] * sc.refine_speeds
+    assert ci.budgets == [sc.coarse_max_hits] * len(sc.speeds) + [sc.max_hits]
+    ci = _CountingIndex(idx)
+    assert identify(ci, other, config=_PLAIN).matches == []
+    assert ci.budgets == [None] * len(sc.speeds) + [sc.max_hits] * sc.refine_speeds
 
 
 @pytest.mark.corpus
@@ -456,3 +462,27 @@ def test_lead_ratio_and_grid_step():
     assert _lead_ratio([cand(2, 6), cand(1, 12)], 4) == 2.0
     assert _grid_step(SearchConfig().speeds) == pytest.approx(0.01)
     assert _grid_step((1.0,)) == 0.0
+
+
+@pytest.mark.corpus
+def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_index):
+    from songmine.audio import load
+    from songmine.identify import _expand
+    from songmine.landmarks import fingerprint
+
+    idx, cuts = cuts_index
+    clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
+    h, t = _expand(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
+    budget = idx.lookup(h)[0].shape[0] // 3  # binds: the commonest hashes are left out
+    never = dict(stop_confidence=1.0, margin_alpha=0.0, lead_margin=None)  # every stage runs
+    n = len(SearchConfig().speeds)
+    ci = _CountingIndex(idx)
+    c = search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=budget, **never))
+    assert c[0].track_id == 3
+    # every speed within the budget, then speed 1.00 (where track 3 leads) again: the same landmarks, in full
+    assert ci.budgets[: n + 1] == [budget] * n + [SearchConfig().max_hits]
+    assert ci.sizes[n] == ci.sizes[0]
+    # a budget that does not bind: no second look
+    ci = _CountingIndex(idx)
+    search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=10**9, **never))
+    assert all(size > 2 * ci.sizes[0] for b, size in zip(ci.budgets, ci.sizes) if b != 10**9)  # dense ones only

@@ -457,13 +457,19 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     evidence: dict[float, int] = {}  # most votes of a track, per speed probed
     lead: dict[float, float] = {}  # how far the most-voted track leads the runner-up, per speed probed
 
-    def probe(s: float) -> bool:
-        """Coarse landmarks at speed ``s``; True when that is certain."""
+    counter = _HitCounter(index)
+    truncated: dict[float, bool] = {}  # did the coarse hit budget cut the lookup at this speed?
+
+    def probe(s: float, budget: bool = True) -> bool:
+        """Coarse landmarks at speed ``s`` (within the coarse hit budget or not); True when that is certain."""
         h, t = _expand(*prints(s), config.dt_jitter)
         n = round(y.shape[0] * s) if config.warp else at_speed(s).shape[0]
-        cands = _score(index, h, t, speed=s, q_frames=1 + int(n / fc.hop_length), n_speeds=n_speeds, top=top,
-                       config=coarse_config, durations=durations)
+        cands = _score(counter, h, t, speed=s, q_frames=1 + int(n / fc.hop_length), n_speeds=n_speeds, top=top,
+                       config=coarse_config if budget else config, durations=durations)
         best.extend(cands)
+        limit = coarse_config.max_hits
+        # a hash left out had <= max_per_hash postings: a cut lookup is within that of the budget
+        truncated[s] = budget and limit is not None and counter.hits > limit - min(config.max_per_hash or limit, limit // 2)
         evidence[s] = max((c.votes for c in cands), default=0)
         lead[s] = _lead_ratio(cands, config.margin_floor)
         return certain(cands)
@@ -491,16 +497,29 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
                     break
                 s = top_s
             found = not done and refine(s)
+    # stage 1b: a speed where a track leads (by refine_margin) but whose lookup the coarse budget cut
+    # short is looked up again in full (on a big index the right votes may sit in common hashes)
+    if not done and not found and config.coarse:
+        led = sorted((s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin),
+                     key=lambda s: -evidence.get(s, 0))
+        for s in led[: config.refine_speeds]:  # loop over a handful of speed factors
+            if truncated.get(s) and probe(s, budget=False):
+                done = True
+                break
     # stage 2 (dense query landmarks): first the speeds where the coarse stage saw a track lead (by
-    # refine_margin), most votes first; then, as at chance the vote counts are noise, the configured order
+    # refine_margin), most votes first; then, as at chance the vote counts are noise, the configured order.
+    # A speed at chance is searched only while the best so far would be accepted: its dense pass is then
+    # the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
     if not done and not found:
+        led = [s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin]
         if config.coarse and config.refine_speeds is not None:
-            led = sorted((s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin),
-                         key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
+            led = sorted(led, key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
             speeds = (led + [s for s in config.speeds if s not in led])[: config.refine_speeds]
         else:
             speeds = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))
         for s in speeds:  # loop over a handful of speed factors
+            if config.coarse and refined and s not in led and not _accepted(best, dense_best, config):
+                break  # the rest are at chance too
             if refine(s):
                 break
     # stage 3: the runner-up (margin) test over the dense candidates of every speed searched
@@ -515,6 +534,34 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             seen.add(c.track_id)
             out.append(c)
     return out[:top]
+
+
+class _HitCounter:
+    """An index that remembers how many hits its last lookup returned."""
+
+    def __init__(self, index: IndexLike):
+        self._index, self.config, self.hits = index, index.config, 0
+
+    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None):
+        out = self._index.lookup(hashes, max_per_hash=max_per_hash, max_hits=max_hits)
+        self.hits = int(out[0].shape[0])
+        return out
+
+    def track(self, track_id: int) -> Any:
+        return self._index.track(track_id)
+
+    @property
+    def n_tracks(self) -> int:
+        return self._index.n_tracks
+
+
+def _accepted(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig) -> bool:
+    """Would the candidates so far give an answer (a confidence, or the margin test's, >= min_confidence)?"""
+    if any(c.confidence >= config.min_confidence for c in best):
+        return True
+    if not dense_best or config.margin_alpha <= 0:
+        return False
+    return any(c.confidence >= config.min_confidence for c in _with_margin(dense_best, config))
 
 
 def _grid_step(speeds: Sequence[float]) -> float:
