@@ -407,9 +407,43 @@ def confidence_from(votes, lam, *, n_tests: float, overdispersion: float) -> np.
     return np.exp(-n_tests * p)
 
 
+_heap_kept = False
+
+
+def _keep_heap() -> None:
+    """Once per searching process (glibc only): serve big temporaries from the heap and keep it.
+
+    A query on a big index allocates tens of MB of short-lived arrays (hits,
+    vote keys); by default glibc maps each array above 128 KB-32 MB freshly
+    and trims freed memory back to the OS, so every query pays page faults
+    and the kernel's zeroing again — at 1,000 hours half of a query's CPU
+    time (``docs/identify.md``). Raising the mmap and trim thresholds keeps
+    that memory in the process for the next query. Only processes that
+    search do this (indexing workers never call it); ``SONGMINE_KEEP_HEAP=0``
+    turns it off.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return
+    _heap_kept = True
+    if not sys.platform.startswith("linux") or os.environ.get("SONGMINE_KEEP_HEAP", "1") == "0":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's maximum, 32 MB
+    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
+
+
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
     """Candidates for mono audio ``y`` at ``index.config.sr``, best first (may be below min_confidence)."""
     import soxr
+
+    _keep_heap()
 
     fc: FingerprintConfig = index.config
     y = np.asarray(y, dtype=np.float32)
@@ -496,6 +530,8 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
                 if top_s == s:
                     break
                 s = top_s
+            if not done and truncated.get(s):  # the full coarse lookup first: cheaper than the dense one
+                done = probe(s, budget=False)
             found = not done and refine(s)
     # stage 1b: a speed where a track leads (by refine_margin) but whose lookup the coarse budget cut
     # short is looked up again in full (on a big index the right votes may sit in common hashes)

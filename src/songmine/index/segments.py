@@ -75,17 +75,22 @@ class Segment:
         if self.fences is None or n < FENCES_MIN:
             return np.searchsorted(h, keys, side="left"), np.searchsorted(h, keys, side="right")
         k = self.step
-        window = np.arange(k + 1)
         out = []
         for side in ("left", "right"):
             # fences[i-1] <(=) key <(=) fences[i]: the bound lies in [(i-1) k, i k]
             i = np.searchsorted(self.fences, keys, side=side)
-            start = np.maximum(i - 1, 0).astype(np.int64) * k
-            idx = np.minimum(start[:, None] + window, n - 1)
-            vals = h[idx]
-            below = (vals < keys[:, None]) if side == "left" else (vals <= keys[:, None])
-            below &= (start[:, None] + window) < n
-            out.append(start + below.sum(axis=1))
+            first = np.maximum(i - 1, 0).astype(np.int64) * k
+            count = np.minimum(first + k + 1, n) - first  # candidates: [first, first + count)
+            while True:  # a binary search in every window at once: ~log2(k + 1) reads per key, not k + 1
+                live = count > 0
+                if not live.any():
+                    break
+                step = count >> 1
+                v = h[np.minimum(first + step, n - 1)]
+                go = ((v < keys) if side == "left" else (v <= keys)) & live
+                first = np.where(go, first + step + 1, first)
+                count = np.where(go, count - step - 1, step)
+            out.append(first)
         return out[0], out[1]
 
 
