@@ -26,6 +26,7 @@ def random_postings(rng, n: int, *, hash_bits: int = 25, skew: bool = True, n_tr
                                                  (50_000, 25, True), (20_000, 32, False), (5000, 8, True)])
 def test_fence_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bits, skew):
     monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)  # use the fences at every size
+    monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)  # and for any number of keys
     p = random_postings(rng, n, hash_bits=hash_bits, skew=skew)
     write_segment(tmp_path / "s.sgm", p)
     seg = open_segment(tmp_path / "s.sgm")
@@ -70,6 +71,7 @@ def test_version_1_segments_are_still_read(tmp_path, rng):
 def test_merge_equals_in_memory_concat(tmp_path, rng, monkeypatch, with_dead):
     monkeypatch.setattr(seg_mod, "MERGE_CHUNK", 5000)  # many hash-range chunks
     monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)
+    monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
     parts = [random_postings(rng, n) for n in (20_000, 7000, 0, 1, 13_000)]
     segs = []
     for i, p in enumerate(parts):

@@ -9,10 +9,13 @@ of chance offset agreement (``docs/identify.md``); below ``min_confidence`` the
 answer is "no match".
 
 Speed changes (pitch and tempo together, ±5 %) are handled by a query-time
-multi-rate search: the clip is resampled by each factor of
-``SearchConfig.speeds`` and searched again; the search stops at the first
-factor whose best match is already certain (the common unmodified case costs
-one pass).
+multi-rate search over the factors of ``SearchConfig.speeds``, in stages
+(``docs/identify.md``, "Search stages and scale"): the clip's index-density
+landmarks at every speed (peaks picked once and moved to each speed, each
+lookup within a hit budget), stopping at the first certain answer; a speed
+where one track clearly leads is climbed to along the speed grid and searched
+at once with the dense query landmarks; otherwise the dense landmarks at the
+most promising speeds. The common unmodified case costs one pass.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ MERGE_CHUNK = 2_000_000
 FENCE_STEP = 32
 #: Segments smaller than this are searched with plain ``np.searchsorted`` (cache-resident, faster there).
 FENCES_MIN = 1 << 22
+#: Fewer keys than this are searched with plain ``np.searchsorted``: the fenced search's ~6 vectorised
+#: steps cost more in call overhead than they save (measured: 1,000 keys, 13 M / 128 M postings).
+FENCED_MIN_KEYS = 2048
 
 
 def fsync_dir(path: Path) -> None:
@@ -72,7 +75,7 @@ class Segment:
         """``searchsorted(hashes, keys, 'left')`` and ``'right'`` for sorted uint32 ``keys``."""
         h = self.postings.hashes
         n = len(h)
-        if self.fences is None or n < FENCES_MIN:
+        if self.fences is None or n < FENCES_MIN or keys.shape[0] < FENCED_MIN_KEYS:
             return np.searchsorted(h, keys, side="left"), np.searchsorted(h, keys, side="right")
         k = self.step
         out = []
