@@ -486,3 +486,47 @@ def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_i
     ci = _CountingIndex(idx)
     search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=10**9, **never))
     assert all(size > 2 * ci.sizes[0] for b, size in zip(ci.budgets, ci.sizes) if b != 10**9)  # dense ones only
+
+
+@pytest.mark.parametrize("big_ids", [False, True])
+def test_distinct_votes_equals_its_definition(rng, big_ids):
+    from songmine.identify import distinct_votes
+
+    n_q, n_hits = 300, 5000
+    h = rng.integers(0, 50, n_q).astype(np.uint32)  # few values: many repeats
+    t = rng.integers(0, 400, n_q).astype(np.uint32)
+    qpos = np.sort(rng.integers(0, n_q, n_hits))
+    base = (1 << 30) if big_ids else 0  # ids past the lookup table: the binary-search path
+    hit_tracks = (base + rng.integers(0, 40, n_hits)).astype(np.uint32)
+    hit_times = (t[qpos].astype(np.int64) + rng.integers(0, 6, n_hits)).astype(np.uint32)
+    tracks = np.array([base + 3, base + 17, base + 39, base + 5, base + 99], dtype=np.int64)  # 99: no hits
+    offsets = np.array([2, 0, 4, 1, 0], dtype=np.int64)
+    got = distinct_votes(h, t, qpos, hit_tracks, hit_times, tracks, offsets, tolerance=1)
+    offs = hit_times.astype(np.int64) - t[qpos].astype(np.int64)
+    want = [len({int(h[q]) for q, tr, o in zip(qpos, hit_tracks, offs) if tr == trk and abs(o - off) <= 1})
+            for trk, off in zip(tracks, offsets)]
+    assert got.tolist() == want and want[-1] == 0 and min(want[:-1]) > 0
+
+
+@pytest.mark.corpus
+def test_without_a_lead_on_a_cut_short_index_the_dense_long_shot_is_skipped(cuts_index):
+    """Probes cut short by the budget (as on a big index) and no track leading anywhere: one full coarse
+    look at the top speed, and no dense pass; with a budget that does not bind, the dense long shot runs."""
+    from songmine.audio import load
+    from songmine.identify import _expand
+    from songmine.landmarks import fingerprint
+
+    idx, cuts = cuts_index
+    # an indexed track played 25 % faster, outside the speed grid: chance hits only, but many of them
+    other = soxr.resample(load(cuts[0], sr=SR)[2 * SR:15 * SR], 1.25, 1.0).astype(np.float32)
+    h, _ = _expand(*fingerprint(other, idx.config), SearchConfig().dt_jitter)
+    assert idx.lookup(h)[0].shape[0] > 20
+    budget = 4  # cuts the lookups short
+    n = len(SearchConfig().speeds)
+    ci = _CountingIndex(idx)
+    assert identify(ci, other, config=SearchConfig(coarse_max_hits=budget)).matches == []
+    assert ci.budgets == [budget] * n + [SearchConfig().max_hits]
+    assert ci.sizes[n] in ci.sizes[:n]  # the coarse landmarks of one of the speeds, not the dense ones
+    ci = _CountingIndex(idx)
+    assert identify(ci, other, config=SearchConfig(coarse_max_hits=10**9)).matches == []
+    assert ci.budgets == [10**9] * n + [SearchConfig().max_hits] and ci.sizes[n] > 2 * max(ci.sizes[:n])

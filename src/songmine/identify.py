@@ -545,11 +545,22 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             if truncated.get(s) and probe(s, budget=False):
                 done = True
                 break
+    # stage 1c: no track leads anywhere. On a small index the dense pass below is the long shot for a
+    # clip whose coarse evidence is weak everywhere; where the coarse budget cut the probes short (a big
+    # index) a missing lead may only mean the votes sit in common hashes, so the top speed is looked up
+    # in full first, and without a lead there either the long shot is not taken (at 1,000 hours it cost
+    # a non-member clip half its time and found no member clip)
+    long_shot = True
+    if not done and not found and config.coarse and max(lead.values(), default=0.0) < config.refine_margin:
+        s0 = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))[0]
+        if truncated.get(s0):
+            done = probe(s0, budget=False)
+            long_shot = lead[s0] >= config.refine_margin
     # stage 2 (dense query landmarks): first the speeds where the coarse stage saw a track lead (by
     # refine_margin), most votes first; then, as at chance the vote counts are noise, the configured order.
     # A speed at chance is searched only while the best so far would be accepted: its dense pass is then
     # the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
-    if not done and not found:
+    if not done and not found and long_shot:
         led = [s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin]
         if config.coarse and config.refine_speeds is not None:
             led = sorted(led, key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
@@ -699,16 +710,34 @@ def distinct_votes(
     one offset bin. A true match agrees on many *different* landmarks, so
     counting distinct values separates the two.
     """
-    order = np.argsort(tracks, kind="stable")
-    st = tracks[order].astype(np.int64)
-    ht = hit_tracks.astype(np.int64)
-    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
-    is_cand = st[pos] == ht
-    cand = order[pos[is_cand]]
-    offs = hit_times[is_cand].astype(np.int64) - t[qpos[is_cand]].astype(np.int64)
+    tracks = np.asarray(tracks).astype(np.int64)
+    if tracks.size == 0 or hit_tracks.size == 0:
+        return np.zeros(tracks.size, dtype=np.int64)
+    top = int(tracks.max())
+    if 0 <= int(tracks.min()) and top < _LUT_MAX_TRACK:
+        # each hit's candidate (first occurrence in ``tracks``) through a table indexed by track id:
+        # one gather over the hits instead of a binary search per hit
+        lut = np.full(top + 2, -1, dtype=np.int64)
+        lut[tracks[::-1]] = np.arange(tracks.size - 1, -1, -1)
+        cand_all = lut[np.minimum(hit_tracks.astype(np.int64), top + 1)]
+        sel = np.flatnonzero(cand_all >= 0)
+        cand = cand_all[sel]
+    else:
+        order = np.argsort(tracks, kind="stable")
+        st = tracks[order]
+        ht = hit_tracks.astype(np.int64)
+        pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
+        sel = np.flatnonzero(st[pos] == ht)
+        cand = order[pos[sel]]
+    qp = qpos[sel]
+    offs = hit_times[sel].astype(np.int64) - t[qp].astype(np.int64)
     inside = np.abs(offs - offsets[cand]) <= tolerance
-    pairs = np.unique((cand[inside].astype(np.int64) << 32) | h[qpos[is_cand][inside]].astype(np.int64))
+    pairs = np.unique((cand[inside] << 32) | h[qp[inside]].astype(np.int64))
     return np.bincount((pairs >> 32).astype(np.int64), minlength=tracks.size)
+
+
+#: Candidate track ids below this are matched to hits through a lookup table (``distinct_votes``).
+_LUT_MAX_TRACK = 1 << 24
 
 
 def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:
