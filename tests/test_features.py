@@ -69,6 +69,31 @@ def test_downsampling_is_resampys_kaiser_fast(rng):
         np.testing.assert_allclose(_downsample(y, factor, "kaiser_fast"), ref, atol=1e-5)
 
 
+def test_downsampling_tails_into_digital_silence_are_resampys(rng):
+    """Where music stops dead, resampy's time-domain sums leave a tail of values down to ~1e-30.
+
+    FFT round-off (~1e-16 of the peak) used to swamp them; chroma's per-frame normalisation then
+    turned that noise into full-size chroma_cens/tonnetz vectors in the frames after the music.
+    Through six cascaded stages (the CQT's octaves) every tail value must keep resampy's digits.
+    """
+    resampy = pytest.importorskip("resampy")
+    y = np.zeros(40000, np.float32)
+    y[5000:21000] = 0.3 * rng.standard_normal(16000).astype(np.float32)
+    ours, ref = y, y
+    smallest = 1.0
+    for stage in range(6):
+        ours = _downsample(ours, 2, "kaiser_fast")
+        r = resampy.resample(ref, 2.0, 1.0, filter="kaiser_fast")
+        ref = np.pad(r, (0, int(np.ceil(len(ref) / 2)) - len(r))) * np.float32(np.sqrt(2))
+        nz = np.flatnonzero(ref)
+        assert np.array_equal(np.flatnonzero(ours), nz), stage  # exact zeros exactly where resampy's are
+        smallest = min(smallest, float(np.abs(ref[nz]).min()))
+        faint = nz[np.abs(ref[nz]) < 1e-6]  # the tails: resampy's own digits, relatively
+        np.testing.assert_allclose(ours[faint], ref[faint], rtol=1e-3, atol=0)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)  # the music (resampy sums in float32)
+    assert smallest < 1e-20  # the far tail really is far below FFT round-off
+
+
 def test_bad_arrays_and_files(tmp_path, tone):
     with pytest.raises(ParameterError, match="sr"):
         extract(tone())
