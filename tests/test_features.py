@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import need
 
 from songmine.catalog import FEATURE_COLUMNS, load
 from songmine.catalog.features import (
@@ -163,6 +164,44 @@ def test_decode_is_16_bit_pcm_like_librosa_050(tmp_path):
     np.testing.assert_array_equal(y24, (np.floor(ints / 65536) / 32768).astype(np.float32))  # FFmpeg's >> 16
 
 
+@pytest.mark.corpus
+def test_decoder_ffmpeg_program_is_audioreads_path(tmp_path, demo_corpus, demo_tracks, monkeypatch):
+    """``decoder="ffmpeg"`` pipes 16-bit PCM from the ffmpeg program, as audioread did for FMA's code.
+
+    Another FFmpeg build than PyAV's may round the last float bit differently, so the two decoders
+    may differ by one 16-bit step on a few samples — never more, and never in length or rate.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg program on PATH (an optional decoder)")
+    track = next((t for t in demo_tracks if Path(t.file).suffix.lower() in (".ogg", ".mp3")), None)
+    need(track is not None, "no compressed track in the demo corpus")
+    path = track.path(demo_corpus)
+    y_cli, sr_cli = decode(path, decoder="ffmpeg")
+    y_av, sr_av = decode(path)
+    assert sr_cli == sr_av and len(y_cli) == len(y_av) and y_cli.dtype == np.float32
+    steps = np.abs(y_cli.astype(np.float64) - y_av) * 65536  # half-steps: a stereo mean of 16-bit values
+    assert steps.max() <= 2 and np.mean(steps > 0) < 0.01
+    # the program's own s16le, channel-averaged exactly as librosa 0.5.0 did (int16 / 32768, then mean)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
+                         capture_output=True, check=True).stdout
+    from songmine.audio import info
+
+    q = np.frombuffer(raw, np.int16).reshape(-1, info(path).channels) / np.float32(32768)
+    np.testing.assert_array_equal(y_cli, q.mean(axis=1, dtype=np.float32))
+    # uncompressed files do not depend on the decoder; bad values and a missing program are clear errors
+    sf.write(tmp_path / "a.wav", (0.1 * np.sin(np.arange(5000) / 7)).astype(np.float32), 22050)
+    np.testing.assert_array_equal(decode(tmp_path / "a.wav", decoder="ffmpeg")[0], decode(tmp_path / "a.wav")[0])
+    with pytest.raises(ParameterError, match="decoder"):
+        decode(path, decoder="gstreamer")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(DecodeError, match="ffmpeg program") as err:
+        decode(path, decoder="ffmpeg")
+    assert err.value.reason == "no-ffmpeg"
+
+
 @pytest.fixture(scope="module")
 def two_cuts(real_cuts):
     """Two real 30-s cuts at different native rates (one 22,050 Hz, one 44,100/48,000 Hz) when possible."""
@@ -304,3 +343,6 @@ def test_cli_features_usage_errors(tmp_path, capsys):
     empty.mkdir()
     assert main(["features", str(empty), "-o", str(tmp_path / "f.csv")]) == 2
     assert "no audio files" in capsys.readouterr().err
+    (empty / "x.wav").write_bytes(b"")
+    assert main(["features", str(empty), "-o", str(tmp_path / "f.csv"), "--decoder", "gstreamer"]) == 2
+    assert "--decoder 'gstreamer'" in capsys.readouterr().err
