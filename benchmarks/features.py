@@ -225,12 +225,12 @@ def run(args) -> None:
 # why a column can fall below r = 0.99 against librosa 0.5.0 (see docs/catalog.md): a column's
 # statistic and family decide which frames it depends on
 _REASONS = {
-    "min": "one frame decides it: digital silence or a fade into it, where round-off (resampy "
-           "tails, 1e-16) or a 1-LSB FFmpeg-build difference becomes a full-size vector once "
-           "chroma is normalised per frame",
+    "min": "one frame decides it: a near-zero value (a spectral valley, a fade into silence) that "
+           "a 1-LSB decoder difference moves (another FFmpeg build than the reference's: compare "
+           "with --decoder ffmpeg)",
     "max": "one frame decides it (see min)",
-    "kurtosis": "4th moment dominated by a few near-silent frames (see min)",
-    "skew": "3rd moment dominated by a few near-silent frames (see min)",
+    "kurtosis": "4th moment dominated by a few extreme frames (see min)",
+    "skew": "3rd moment dominated by a few extreme frames (see min)",
 }
 
 
