@@ -15,6 +15,11 @@ Peers are never part of songmine: bring them yourself, outside the repository
   11,025 Hz), one process; all queries of a batch go through one ``match``
   call, so its time per query excludes process start-up (reported once).
 
+- ``chromaprint``: Chromaprint's ``fpcalc -raw`` (``--fpcalc``; Debian
+  ``libchromaprint-tools``), full-length fingerprints of the tracks, each clip
+  matched against every offset of every track by bit errors, answered only
+  with a margin over the runner-up track (``--chromaprint-margin``).
+
 Adding a peer: subclass :class:`Peer` (``build(paths, workdir) -> BuildStats``
 and ``match(wavs) -> {wav: (track_path | None, offset_s, score)}``) and list it
 in :data:`PEERS`.
@@ -394,6 +399,209 @@ class Qfp(Peer):
         return time.perf_counter() - t0
 
 
+#: Chromaprint's sub-fingerprint step: frames of 4,096 samples at 11,025 Hz with 2/3 overlap
+CHROMAPRINT_HOP_S = 4096 / 3 / 11025
+#: the margin (in null standard deviations, see :func:`chromaprint_margin`) below which no answer is given;
+#: calibrated on the 1,000 non-member clips of a seed-1 run (another split and other clips than the
+#: seed-0 evaluation): the smallest step of 0.5 that answers at most 0.5 % of them (5 of 1,000; 1.7 answers
+#: none), the false-positive budget of songmine's own margin test; docs/eval.md has the table
+CHROMAPRINT_MARGIN = 1.5
+
+
+def parse_fpcalc_raw(text: str) -> np.ndarray:
+    """The ``FINGERPRINT=`` line of ``fpcalc -raw`` (unsigned, comma-separated) → uint32 array (empty if none)."""
+    for line in text.splitlines():
+        if line.startswith("FINGERPRINT="):
+            body = line.partition("=")[2].strip()
+            return np.array(body.split(","), dtype=np.uint32) if body else np.zeros(0, np.uint32)
+    return np.zeros(0, np.uint32)
+
+
+def chromaprint_search(query: np.ndarray, ref: np.ndarray, bounds: np.ndarray, *, block: int = 1 << 22):
+    """Exhaustive bit-error search of a query fingerprint over every offset of every track.
+
+    Parameters
+    ----------
+    query : np.ndarray [shape=(m,), dtype=uint32]
+        The clip's sub-fingerprints.
+    ref : np.ndarray [shape=(n,), dtype=uint32]
+        Every track's sub-fingerprints, concatenated.
+    bounds : np.ndarray [shape=(n_tracks + 1,), dtype=int64]
+        Track ``t`` is ``ref[bounds[t]:bounds[t + 1]]`` (no empty track).
+    block : int
+        Offsets are scored ``block // m`` at a time (bounds the memory; each block is vectorised).
+
+    Returns
+    -------
+    errors : np.ndarray [shape=(n_tracks,), dtype=int64]
+        Per track, the fewest differing bits over its offsets (``32 * m + 1`` for a
+        track shorter than the query).
+    offsets : np.ndarray [shape=(n_tracks,), dtype=int64]
+        The offset, in sub-fingerprints, where each track's fewest occur.
+    spread : float
+        Standard deviation of the bit errors over every valid offset of every
+        track: the chance level's spread for this query (0 when fewer than 2).
+    """
+    m, n_tracks = len(query), len(bounds) - 1
+    worst = 32 * m + 1
+    errors = np.full(n_tracks, worst, dtype=np.int64)
+    offsets = np.zeros(n_tracks, dtype=np.int64)
+    n_starts = len(ref) - m + 1
+    if m == 0 or n_starts <= 0:
+        return errors, offsets, 0.0
+    windows = np.lib.stride_tricks.sliding_window_view(ref, m)
+    cost = np.empty(n_starts, dtype=np.int64)
+    step = max(1, block // m)
+    for lo in range(0, n_starts, step):  # blocks of offsets, each block vectorised
+        hi = min(n_starts, lo + step)
+        cost[lo:hi] = np.bitwise_count(windows[lo:hi] ^ query).sum(axis=1, dtype=np.int64)
+    # a start is valid when the whole query lies inside one track
+    lengths = np.diff(bounds)
+    track_of = np.repeat(np.arange(n_tracks), lengths)[:n_starts]
+    valid = np.arange(n_starts) + m <= bounds[track_of + 1]
+    if not valid.any():
+        return errors, offsets, 0.0
+    cost[~valid] = worst
+    firsts = bounds[:-1]
+    has = firsts < n_starts
+    errors[has] = np.minimum.reduceat(cost, firsts[has])
+    at_min = np.flatnonzero(cost == errors[track_of])
+    tracks, first = np.unique(track_of[at_min], return_index=True)
+    offsets[tracks] = at_min[first] - bounds[tracks]
+    errors[errors > 32 * m] = worst
+    spread = float(cost[valid].std()) if valid.sum() > 1 else 0.0
+    return errors, offsets, spread
+
+
+def chromaprint_margin(errors: np.ndarray, spread: float) -> tuple[int, float]:
+    """(best track, margin): the runner-up track's bit errors minus the best's, over the chance spread.
+
+    ``spread`` is the standard deviation of the query's bit errors over all
+    offsets (:func:`chromaprint_search`): measured per query rather than
+    assumed (adjacent sub-fingerprints share most of their audio, so their
+    bits are far from independent). A clip of an indexed track has one track
+    far below the rest; a clip of another track has a best and a runner-up
+    that are both chance minima, close together. 0 with one track.
+    """
+    order = np.argsort(errors, kind="stable")
+    if len(errors) < 2 or spread <= 0:
+        return int(order[0]), 0.0
+    return int(order[0]), float(errors[order[1]] - errors[order[0]]) / spread
+
+
+class Chromaprint(Peer):
+    """Chromaprint's ``fpcalc -raw`` (Debian ``libchromaprint-tools``), matched exhaustively.
+
+    Every indexed track is fingerprinted at full length (``-length 0``), one
+    ``fpcalc`` process per track; the fingerprints are concatenated into one
+    uint32 array (saved as the "index"). Each query clip gets its own ``fpcalc``
+    process; its sub-fingerprints are compared with every offset of every track
+    by the number of differing bits (:func:`chromaprint_search`), and the best
+    track is the answer only when its margin over the runner-up track is at
+    least ``margin`` (:func:`chromaprint_margin`; ``margin=0`` answers always,
+    which is how the rule is calibrated). fpcalc gives ``(seconds * 8.07) - 21``
+    or so sub-fingerprints (8 per second, less a 2.6-s warm-up): 3 for a 3-s clip, 59 for 10 s,
+    none under 2.8 s (fpcalc: "Empty fingerprint"; such a clip gets no answer).
+    """
+
+    name = "chromaprint"
+
+    def __init__(self, exe: str = "fpcalc", batch: int = 20, jobs: int = 1, margin: float = CHROMAPRINT_MARGIN):
+        import shutil
+
+        found = shutil.which(exe)
+        if found is None:
+            raise SystemExit(f"chromaprint: {exe} not found (--fpcalc or FPCALC: Chromaprint's `fpcalc`, e.g. "
+                             "Debian's `apt-get install libchromaprint-tools`; a dev-only peer, outside this repository)")
+        self.exe = found
+        self.batch, self.jobs, self.margin = batch, jobs, float(margin)
+        self.ref = np.zeros(0, np.uint32)
+        self.bounds = np.zeros(1, np.int64)
+        self.paths: list[str] = []
+
+    def fingerprint(self, path: Path | str) -> np.ndarray:
+        """``fpcalc -raw -length 0 path`` → uint32 sub-fingerprints (RuntimeError when it printed none).
+
+        fpcalc 1.5.1 exits with 3 ("Error decoding audio frame (End of file)") on every
+        file here, WAV included, while printing the whole fingerprint: the fingerprint is
+        what counts (a clip under 2.8 s gets "Empty fingerprint", exit 2).
+        """
+        res = self.run([self.exe, "-raw", "-length", "0", str(path)])
+        fp = parse_fpcalc_raw(res.stdout)
+        if not len(fp) and res.returncode != 0:
+            raise RuntimeError(f"fpcalc failed ({res.returncode}): {res.stderr.strip()[-300:]}")
+        return fp
+
+    def build(self, paths, workdir):
+        t0 = time.perf_counter()
+        fps, kept, failed = [], [], 0
+        for path in paths:
+            try:
+                fp = self.fingerprint(path)
+                if not len(fp):
+                    raise RuntimeError("no fingerprint (too short?)")
+            except Exception as e:  # one bad track never aborts the build
+                failed += 1
+                print(f"  chromaprint: {path}: {e}", file=sys.stderr)
+                continue
+            fps.append(fp)
+            kept.append(str(path))
+        self.paths = kept
+        self.ref = np.concatenate(fps) if fps else np.zeros(0, np.uint32)
+        self.bounds = np.r_[0, np.cumsum([len(f) for f in fps])].astype(np.int64)
+        idx = workdir / "chromaprint.npz"
+        np.savez(idx, fingerprints=self.ref, bounds=self.bounds)
+        return BuildStats(n_tracks=len(kept), n_failed=failed, seconds=time.perf_counter() - t0,
+                          index_bytes=idx.stat().st_size)
+
+    def answer(self, fp: np.ndarray) -> Answer:
+        """The best track, its offset (s) and margin, or ``(None, None, None)`` under ``self.margin``."""
+        if not len(fp) or not self.paths:
+            return None, None, None
+        errors, offsets, spread = chromaprint_search(fp, self.ref, self.bounds)
+        best, margin = chromaprint_margin(errors, spread)
+        if errors[best] > 32 * len(fp) or margin < self.margin:
+            return None, None, None
+        return self.paths[best], float(offsets[best] * CHROMAPRINT_HOP_S), margin
+
+    def match_batch(self, wavs):
+        out: dict[str, Answer] = {}
+        for wav in wavs:
+            try:
+                out[str(wav)] = self.answer(self.fingerprint(wav))
+            except RuntimeError as e:
+                print(f"  chromaprint: {wav}: {e}", file=sys.stderr)
+        return out
+
+    def startup_seconds(self) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([self.exe, "-version"], capture_output=True)
+        return time.perf_counter() - t0
+
+
+def margin_table(report, thresholds: list[float]) -> str:
+    """FP and top-1 per duration of a run made with ``margin=0``, had the answers needed ``score ≥ t``.
+
+    For calibrating :class:`Chromaprint`'s margin on a run that is not the one reported.
+    """
+    outs = [o for o in report.outcomes if o.error is None]
+    durs = sorted({o.duration_s for o in outs})
+    head = "| margin ≥ | " + " | ".join(f"FP {d:g} s | top-1 {d:g} s" for d in durs) + " | FP all (n) |"
+    lines = [head, "|---:|" + "---:|---:|" * len(durs) + "---:|"]
+    for t in thresholds:
+        row = []
+        for d in durs:
+            non = [o for o in outs if not o.member and o.duration_s == d]
+            mem = [o for o in outs if o.member and o.duration_s == d]
+            fp = sum(o.answered and o.score >= t for o in non)
+            ok = sum(o.correct and o.score >= t for o in mem)
+            row += [f"{100 * fp / max(1, len(non)):.1f}", f"{100 * ok / len(mem):.1f}" if mem else "–"]
+        non = [o for o in outs if not o.member]
+        fp = sum(o.answered and o.score >= t for o in non)
+        lines.append(f"| {t:g} | " + " | ".join(row) + f" | {100 * fp / max(1, len(non)):.2f} ({len(non)}) |")
+    return "\n".join(lines) + "\n"
+
+
 def write_queries(specs: list[QuerySpec], cfg: EvalConfig, folder: Path) -> list[tuple[QuerySpec, float | None, Path | None, str | None]]:
     """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error).
 
@@ -585,12 +793,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sr", type=int, default=22050)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--peers", default="songmine,audfprint", help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp")
+    ap.add_argument("--peers", default="songmine,audfprint", help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp, chromaprint")
     ap.add_argument("--audfprint", type=Path, default=Path(os.environ.get("AUDFPRINT_DIR", "/work/dev/peers/audfprint")))
     ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/dev/peers/venv/bin/python"))
     ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", "/work/dev/peers/audfprint2-venv/bin/audfprint"))
     ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", "/work/dev/peers/olaf/bin/olaf_core"))
     ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", "/work/dev/peers/qfp-venv/bin/python"))
+    ap.add_argument("--fpcalc", default=os.environ.get("FPCALC", "fpcalc"),
+                    help="Chromaprint's fpcalc (Debian: apt-get install libchromaprint-tools)")
+    ap.add_argument("--chromaprint-margin", type=float, default=CHROMAPRINT_MARGIN,
+                    help="answer only when the best track's bit errors beat the runner-up track's by this many "
+                         "null standard deviations (0: always answer, for calibrating; see --margin-table)")
+    ap.add_argument("--margin-table", default=None, metavar="T1,T2,...",
+                    help="also print, for every chromaprint column, false positives and top-1 per duration "
+                         "had its answers needed a margin >= each T (meaningful for a run made with margin 0)")
     ap.add_argument("--peer-jobs", type=int, default=1,
                     help="match query batches in this many concurrent peer processes (indexing stays one process)")
     ap.add_argument("--report", type=Path, action="append", default=[],
@@ -624,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
         "audfprint2": lambda: Audfprint2(args.audfprint2_bin, jobs=args.peer_jobs),
         "olaf": lambda: Olaf(args.olaf_bin, jobs=args.peer_jobs),
         "qfp": lambda: Qfp(args.qfp_python, jobs=args.peer_jobs),
+        "chromaprint": lambda: Chromaprint(args.fpcalc, jobs=args.peer_jobs, margin=args.chromaprint_margin),
     }
     unknown = [n for n in to_run if not n.startswith("songmine") and n not in factories]
     if unknown:
@@ -652,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
                 method = name.partition(":")[2] or "landmark"
                 build, outcomes = run_songmine(method, indexed, rows, cfg, args.jobs)
                 label = f"songmine {method}"
-            elif name in ("audfprint", "audfprint2", "olaf", "qfp"):
+            elif name in factories:
                 peer = peers[name]
                 work = tmp / name
                 work.mkdir()
@@ -672,6 +889,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(specs)} queries, seed {cfg.seed} ({time.perf_counter() - t_all:.0f} s)\n\n"
             "Top-1 % per condition × duration (same queries for every system).\n\n"
             + side_by_side(reports, cfg) + "".join(f"\n{n}" for n in notes) + "\n")
+    if args.margin_table:
+        ts = [float(x) for x in args.margin_table.split(",")]
+        for label, rep_ in reports.items():
+            if label.startswith("chromaprint"):
+                text += f"\n{label}: answers had they needed margin >= T (%)\n\n" + margin_table(rep_, ts)
     print(text)
     if args.markdown:
         args.markdown.write_text(text)

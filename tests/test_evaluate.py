@@ -286,3 +286,42 @@ def test_peers_script_parses_olaf_and_audfprint2_and_refuses_missing_peers(tmp_p
                        (lambda: peers.Audfprint(tmp_path, missing), "--audfprint")]:
         with pytest.raises(SystemExit, match=flag):
             make()
+
+
+def test_peers_chromaprint_search_finds_the_planted_offset_and_measures_the_margin(rng):
+    peers = _peers_module()
+    lengths = [500, 37, 800, 650]
+    ref = rng.integers(0, 2**32, sum(lengths), dtype=np.uint32)
+    bounds = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    m = 40
+    query = ref[bounds[2] + 123 : bounds[2] + 123 + m].copy()
+    flips = rng.random((m, 32)) < 0.15  # a 15 % bit-error rate
+    query ^= (flips * (np.uint32(1) << np.arange(32, dtype=np.uint32))).sum(axis=1).astype(np.uint32)
+    errors, offsets, spread = peers.chromaprint_search(query, ref, bounds, block=97)  # several blocks
+    assert offsets[2] == 123 and errors[2] == flips.sum()
+    assert errors[1] == 32 * m + 1  # shorter than the query: never a candidate
+    # the reference: every start inside a track, counted bit by bit
+    for t in (0, 3):
+        track = ref[bounds[t] : bounds[t + 1]]
+        want = [sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(track[o : o + m], query))
+                for o in range(len(track) - m + 1)]
+        assert errors[t] == min(want) and offsets[t] == int(np.argmin(want))
+    assert 10 < spread < 40  # about sqrt(32 m) / 2 = 17.9 for random bits
+    best, margin = peers.chromaprint_margin(errors, spread)
+    assert best == 2 and margin > 5
+    # a query from nowhere: the best and the runner-up are both chance minima
+    errors0, _, spread0 = peers.chromaprint_search(rng.integers(0, 2**32, m, dtype=np.uint32), ref, bounds)
+    assert peers.chromaprint_margin(errors0, spread0)[1] < 2
+    # a query spanning two tracks is not a match in either
+    errors2, _, _ = peers.chromaprint_search(ref[bounds[1] - 10 : bounds[1] + 30].copy(), ref, bounds)
+    assert errors2.min() > 0
+
+
+def test_peers_chromaprint_parses_fpcalc_and_refuses_a_missing_fpcalc(tmp_path):
+    peers = _peers_module()
+    fp = peers.parse_fpcalc_raw("DURATION=3\nFINGERPRINT=2584587964,3188565692,3205477036\n")
+    assert fp.dtype == np.uint32 and fp.tolist() == [2584587964, 3188565692, 3205477036]
+    assert peers.parse_fpcalc_raw("DURATION=1\nFINGERPRINT=\n").size == 0
+    assert peers.parse_fpcalc_raw("").size == 0
+    with pytest.raises(SystemExit, match="--fpcalc.*libchromaprint-tools"):
+        peers.Chromaprint(str(tmp_path / "no-fpcalc"))
