@@ -163,23 +163,28 @@ def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], durati
     return indexed, qs
 
 
-def run(index, queries, search) -> list[dict]:
+def run(index, queries, searches: dict[str, object]) -> dict[str, list[dict]]:
+    """Time every query with every search config, interleaved query by query (same load for each)."""
     import songmine
 
-    songmine.identify(index, queries[0][2], config=search)  # warm-up (imports, caches)
-    out = []
+    for search in searches.values():
+        songmine.identify(index, queries[0][2], config=search)  # warm-up (imports, caches)
+    out: dict[str, list[dict]] = {name: [] for name in searches}
     for spec, off, clip in queries:
-        t0, c0 = time.perf_counter(), time.thread_time()
-        res = songmine.identify(index, clip, config=search)
-        ms, cpu = 1000 * (time.perf_counter() - t0), 1000 * (time.thread_time() - c0)
-        top = res.matches[0] if res.matches else None
-        right = top is not None and spec.member and os.path.realpath(top.path) == os.path.realpath(spec.track)
-        out.append({"cond": spec.condition if spec.member else "non-member", "member": spec.member, "ms": ms, "cpu": cpu,
-                    "answered": top is not None, "right": right})
+        for name, search in searches.items():
+            t0, c0 = time.perf_counter(), time.thread_time()
+            res = songmine.identify(index, clip, config=search)
+            ms, cpu = 1000 * (time.perf_counter() - t0), 1000 * (time.thread_time() - c0)
+            top = res.matches[0] if res.matches else None
+            right = top is not None and spec.member and os.path.realpath(top.path) == os.path.realpath(spec.track)
+            out[name].append({"cond": spec.condition if spec.member else "non-member", "member": spec.member, "ms": ms,
+                              "cpu": cpu, "answered": top is not None, "right": right})
     return out
 
 
-def summarise(label: str, res: list[dict], ref: dict[str, float] | None) -> tuple[list[list], dict[str, float]]:
+def summarise(label: str, res: list[dict], ref: dict[str, float] | None,
+              before: dict[str, float] | None = None) -> tuple[list[list], dict[str, float]]:
+    """Rows per clip class; ratio = CPU median / ``ref``'s (the real index), and / ``before``'s when given."""
     rows, med = [], {}  # med: CPU medians (the ratio's base)
     conds = list(dict.fromkeys(r["cond"] for r in res)) + ["members", "all"]
     for c in conds:
@@ -197,7 +202,7 @@ def summarise(label: str, res: list[dict], ref: dict[str, float] | None) -> tupl
             f"{sum(r['answered'] for r in non)}/{len(non)}" if non else "–",
             f"{np.median(ms):.1f}", f"{np.percentile(ms, 95):.1f}", f"{np.median(cpu):.1f}", f"{np.percentile(cpu, 95):.1f}",
             ratio,
-        ])
+        ] + ([f"{med[c] / before[c]:.2f}×"] if before else []))
     return rows, med
 
 
@@ -220,6 +225,9 @@ def main() -> None:
     ap.add_argument("--no-compact", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the large index in --work")
     ap.add_argument("-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE (repeatable)")
+    ap.add_argument("--before", action="append", default=None, metavar="KEY=VALUE",
+                    help="also time a 'before' SearchConfig (these options; '' for the defaults) on the same "
+                         "queries, interleaved, and give the ratio after / before (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
@@ -228,6 +236,11 @@ def main() -> None:
     from songmine.index import Index
 
     search = SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.option)})
+    searches = {"after": search}
+    if args.before is not None:
+        searches = {"before": SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}),
+                    "after": search}
+        print(f"before: {searches['before']}")
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"songmine {git_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
           f"{search}")
@@ -244,10 +257,14 @@ def main() -> None:
 
     rows, results = [], {}
     with Index(real) as ix:
-        res = run(ix, queries, search)
-        r, ref = summarise(f"real ({ix.duration_s / 3600:.1f} h, {ix.n_segments} seg)", res, None)
-        rows += r
-        results["real"] = res
+        res = run(ix, queries, searches)
+        ref = {}
+        for name, rs in res.items():
+            tag = f" {name}" if len(res) > 1 else ""
+            r, ref[name] = summarise(f"real ({ix.duration_s / 3600:.1f} h, {ix.n_segments} seg){tag}", rs, None,
+                                     None if name == "before" or len(res) == 1 else ref["before"])
+            rows += [x + ["–"] for x in r] if name == "before" else r
+            results[f"real{tag}"] = rs
     steps = [False] if args.no_compact else [False, True]
     with Index(large) as ix:
         for compacted in steps:
@@ -257,15 +274,19 @@ def main() -> None:
                 print(f"compact: {time.perf_counter() - t0:.0f} s")
             warm(large)
             label = f"large ({ix.duration_s / 3600:,.0f} h, {ix.n_segments} seg)"
-            res = run(ix, queries, search)
-            r, _ = summarise(label, res, ref)
-            rows += r
-            results[label] = res
+            res = run(ix, queries, searches)
+            meds: dict[str, dict[str, float]] = {}
+            for name, rs in res.items():
+                tag = f" {name}" if len(res) > 1 else ""
+                r, meds[name] = summarise(label + tag, rs, ref[name],
+                                          None if name == "before" or len(res) == 1 else meds["before"])
+                rows += [x + ["–"] for x in r] if name == "before" else r
+                results[label + tag] = rs
     n_mem = sum(q[0].member for q in queries)
     markdown_table(f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
           f"ratio = CPU median / the real index's CPU median for the same queries",
           ["index", "queries", "n", "top-1 %", "wrong", "FP", "median ms", "p95 ms", "CPU median ms", "CPU p95 ms",
-           "ratio"], rows)
+           "ratio"] + (["after / before"] if len(searches) > 1 else []), rows)
     if args.json:
         args.json.write_text(json.dumps({"commit": git_commit(), "search": str(search), "large": info,
                                          "results": results}, indent=1))

@@ -68,6 +68,12 @@ def test_search_config_validation():
         SearchConfig(max_hits=0)
     with pytest.raises(ParameterError, match="refine_speeds"):
         SearchConfig(refine_speeds=0)
+    with pytest.raises(ParameterError, match="coarse_max_hits"):
+        SearchConfig(coarse_max_hits=0)
+    with pytest.raises(ParameterError, match="lead_margin"):
+        SearchConfig(lead_margin=0.5)
+    with pytest.raises(ParameterError, match="refine_margin"):
+        SearchConfig(refine_margin=float("nan"))
 
 
 def test_margin_confidence_is_the_pareto_tail_of_the_ratio():
@@ -362,3 +368,158 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
             assert identify(idx, clip).matches == []
             assert identify(idx, clip, config=on).matches == []
             assert identify(idx, clip, config=per_speed).matches == []
+
+
+def _best_votes(idx, h, t, track_id: int) -> int:
+    """Votes of ``track_id``'s best offset bin for query landmarks ``(h, t)``."""
+    from songmine.identify import _expand
+
+    h, t = _expand(h, t, 1)
+    tracks, _, votes, _, _ = vote(t, *idx.lookup(h), tolerance=1)
+    return int(votes[tracks == track_id][0]) if np.any(tracks == track_id) else 0
+
+
+@pytest.mark.corpus
+def test_moved_peaks_find_a_sped_up_clip_about_as_well_as_resampling(cuts_index):
+    """Peaks of a clip played 5 % faster, moved back by 1.05, vote for the right offset of the right track."""
+    from songmine.audio import load
+    from songmine.landmarks import fingerprint, pack_hashes, pair_peaks, landmark_peaks, speed_fingerprinter
+
+    idx, cuts = cuts_index
+    fc = idx.config
+    seg = load(cuts[1], sr=SR)[8 * SR + 333:8 * SR + 333 + int(10 * SR * 1.05)]
+    fast = soxr.resample(seg, 1.05, 1.0).astype(np.float32)  # pitch and tempo 5 % up
+    at = speed_fingerprinter(fast, fc)
+    resampled = _best_votes(idx, *fingerprint(soxr.resample(fast, 1.0, 1.05).astype(np.float32), fc), 1)
+    moved = _best_votes(idx, *at(1.05), 1)
+    assert _best_votes(idx, *at(1.0), 1) < 0.25 * moved  # unmoved, the sped-up landmarks mostly miss
+    assert moved >= 0.6 * resampled and moved >= 30  # moved back, most are found again
+    # the sub-bin offsets matter: moving whole bins finds clearly fewer
+    t, f = landmark_peaks(fast, fc)
+    tb, fb = np.rint(t * 1.05).astype(np.int64), np.rint(f / 1.05).astype(np.int64)
+    o = np.lexsort((fb, tb))
+    t1, f1, df, dt = pair_peaks(tb[o], fb[o], dt_min=fc.dt_min, dt_max=fc.dt_max, df_max=fc.df_max, fan_out=fc.fan_out)
+    assert _best_votes(idx, pack_hashes(f1, df, dt), t1.astype(np.uint32), 1) < 0.8 * moved
+
+
+class _CountingIndex:
+    """A MemoryIndex that records the hit budget of every lookup (one per speed and stage searched)."""
+
+    def __init__(self, idx: MemoryIndex):
+        self.idx, self.config, self.budgets, self.sizes = idx, idx.config, [], []
+
+    def lookup(self, hashes, max_per_hash=None, max_hits=None):
+        self.budgets.append(max_hits)
+        self.sizes.append(len(hashes))
+        return self.idx.lookup(hashes, max_per_hash=max_per_hash, max_hits=max_hits)
+
+    def track(self, track_id):
+        return self.idx.track(track_id)
+
+    @property
+    def n_tracks(self):
+        return self.idx.n_tracks
+
+
+#: The search control of before (every coarse speed resampled, no coarse budget, no early dense pass).
+_PLAIN = SearchConfig(warp=False, coarse_max_hits=None, lead_margin=None, refine_margin=0.0)
+
+
+@pytest.mark.corpus
+def test_search_control_stops_early_for_members_and_searches_everything_for_non_members(cuts_index):
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    sc = SearchConfig()
+    y = load(cuts[3], sr=SR)
+    seg = y[6 * SR + 100:6 * SR + 100 + int(10 * SR * 1.05)]
+    fast = soxr.resample(seg, 1.05, 1.0).astype(np.float32)  # played 5 % faster
+    for config in (sc, _PLAIN):
+        ci = _CountingIndex(idx)
+        c = search(ci, fast, top=1, config=config)
+        assert c[0].track_id == 3 and abs(c[0].speed - 1.05) <= 0.011 and c[0].confidence >= sc.stop_confidence
+        assert abs(c[0].offset * idx.config.hop_s - (6 * SR + 100) / SR) < 0.1
+        assert len(ci.budgets) < len(sc.speeds)  # found before the end of the coarse sweep
+    # a clip of a track that is not indexed: every speed coarse (within the coarse budget), then a dense
+    # pass at the speed with the most coarse votes; no track leads anywhere, so nothing would be accepted
+    # and the other speeds' dense passes (the runner-up sample that could veto an answer) are skipped
+    other = load(cuts[5], sr=SR)[10 * SR:20 * SR]
+    ci = _CountingIndex(idx)
+    assert identify(ci, other, config=sc).matches == []
+    assert ci.budgets == [sc.coarse_max_hits] * len(sc.speeds) + [sc.max_hits]
+    ci = _CountingIndex(idx)
+    assert identify(ci, other, config=_PLAIN).matches == []
+    assert ci.budgets == [None] * len(sc.speeds) + [sc.max_hits] * sc.refine_speeds
+
+
+@pytest.mark.corpus
+def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
+    """When the coarse stage is not certain but one track leads, the dense pass at that speed comes next."""
+    from songmine.audio import load
+
+    idx, cuts = cuts_index
+    clip = _noisy(load(cuts[4], sr=SR)[4 * SR:9 * SR], snr_db=5.0, seed=4)
+    n = len(SearchConfig().speeds)
+    never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0)  # nothing is ever certain: every stage runs
+    ci = _CountingIndex(idx)
+    search(ci, clip, top=1, config=SearchConfig(lead_margin=None, **never))
+    assert ci.budgets == [SearchConfig().coarse_max_hits] * n + [SearchConfig().max_hits] * 3
+    ci = _CountingIndex(idx)
+    c = search(ci, clip, top=1, config=SearchConfig(lead_margin=2.0, **never))
+    assert c[0].track_id == 4 and c[0].speed == 1.0
+    # the lead at speed 1.00: its grid neighbours 0.99 and 1.01 next (less lead), then 1.00 densely (once only)
+    assert ci.budgets[:4] == [SearchConfig().coarse_max_hits] * 3 + [SearchConfig().max_hits]
+    assert ci.budgets.count(SearchConfig().max_hits) == 3
+
+
+@pytest.mark.corpus
+def test_a_tight_coarse_budget_keeps_the_right_answer(cuts_index):
+    from songmine.audio import load
+    from songmine.landmarks import fingerprint
+
+    idx, cuts = cuts_index
+    clip = load(cuts[2], sr=SR)[11 * SR:21 * SR]
+    h, _ = fingerprint(clip, idx.config)
+    budget = max(idx.lookup(h)[0].shape[0] // 4, 1)
+    full = search(idx, clip, top=1, config=SearchConfig(coarse_max_hits=None))
+    tight = search(idx, clip, top=1, config=SearchConfig(coarse_max_hits=budget))
+    assert tight[0].track_id == full[0].track_id == 2 and tight[0].offset == full[0].offset
+    assert tight[0].votes <= full[0].votes
+
+
+def test_lead_ratio_and_grid_step():
+    from songmine.identify import _grid_step, _lead_ratio
+
+    def cand(tid, votes):
+        return Candidate(tid, 0, votes, votes, 1.0, 0.0)
+
+    assert _lead_ratio([], 4) == 0.0
+    assert _lead_ratio([cand(1, 12)], 4) == 3.0  # no runner-up: the floor
+    assert _lead_ratio([cand(1, 12), cand(2, 6)], 4) == 2.0
+    assert _lead_ratio([cand(2, 6), cand(1, 12)], 4) == 2.0
+    assert _grid_step(SearchConfig().speeds) == pytest.approx(0.01)
+    assert _grid_step((1.0,)) == 0.0
+
+
+@pytest.mark.corpus
+def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_index):
+    from songmine.audio import load
+    from songmine.identify import _expand
+    from songmine.landmarks import fingerprint
+
+    idx, cuts = cuts_index
+    clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
+    h, t = _expand(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
+    budget = idx.lookup(h)[0].shape[0] // 3  # binds: the commonest hashes are left out
+    never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0, lead_margin=None)  # every stage runs
+    n = len(SearchConfig().speeds)
+    ci = _CountingIndex(idx)
+    c = search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=budget, **never))
+    assert c[0].track_id == 3
+    # every speed within the budget, then speed 1.00 (where track 3 leads) again: the same landmarks, in full
+    assert ci.budgets[: n + 1] == [budget] * n + [SearchConfig().max_hits]
+    assert ci.sizes[n] == ci.sizes[0]
+    # a budget that does not bind: no second look
+    ci = _CountingIndex(idx)
+    search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=10**9, **never))
+    assert all(size > 2 * ci.sizes[0] for b, size in zip(ci.budgets, ci.sizes) if b != 10**9)  # dense ones only

@@ -17,6 +17,7 @@ from songmine.landmarks import (
     landmark_peaks,
     pack_hashes,
     pair_peaks,
+    speed_fingerprinter,
     unpack_hashes,
 )
 
@@ -126,3 +127,13 @@ def test_long_signal_chunking_matches_one_pass(synth_music):
         landmarks._CHUNK_FRAMES = old
     a, b = set(zip(t.tolist(), f.tolist())), set(zip(t2.tolist(), f2.tolist()))
     assert len(a ^ b) <= 0.01 * len(a)
+
+
+def test_speed_fingerprinter_at_1_is_fingerprint_also_for_long_signals(synth_music):
+    c = FingerprintConfig()
+    y = synth_music(c.sr, 40.0, seed=2)  # > 1024 frames: the chunked path
+    for query in (False, True):
+        h, t = fingerprint(y, c, query=query)
+        h1, t1 = speed_fingerprinter(y, c, query=query)(1.0)
+        np.testing.assert_array_equal(h, h1)
+        np.testing.assert_array_equal(t, t1)

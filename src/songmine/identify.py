@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import DecodeError, ParameterError, SongmineError
-from .landmarks import FingerprintConfig, fingerprint
+from .landmarks import FingerprintConfig, fingerprint, speed_fingerprinter
 from .postings import Postings
 from .records import Match, QueryResult
 
@@ -83,6 +83,25 @@ class SearchConfig:
         density (``fingerprint(query=False)``: few hashes, most of them stored
         for the right track), stopping when certain; only then the dense
         query landmarks. Most clips end in the coarse stage.
+    warp : bool
+        The coarse stage fingerprints the other speeds by moving the clip's
+        peaks (:func:`songmine.landmarks.fingerprint_speeds`: one STFT and
+        peak picking for all speeds) instead of resampling the clip and
+        fingerprinting it again per speed. The dense stage always resamples.
+    coarse_max_hits : int or None
+        Hit budget of one coarse lookup (rarest hashes first, as ``max_hits``).
+        Binds only on a big index (~150 hours and up): it bounds the cost of
+        each of the coarse stage's speeds, which a non-member clip all tries.
+    lead_margin : float or None
+        A coarse speed whose most-voted track has this many times the
+        runner-up's votes (``v1 / max(v2, margin_floor)``) is searched with the
+        dense landmarks at once, and the search stops if that is certain
+        (None: never; then the coarse stage always runs to its end).
+    refine_margin : float
+        After the first dense speed, the next ``refine_speeds`` speeds are
+        searched only if their coarse lead ratio reaches this: at a speed
+        where no track leads, the coarse votes are at chance and the dense
+        pass would only add chance candidates (0: always, as before).
     refine_speeds : int or None
         Speeds searched with the dense landmarks after an uncertain coarse
         stage: those whose best coarse candidate had the most votes (None: all).
@@ -121,6 +140,10 @@ class SearchConfig:
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
+    warp: bool = True
+    coarse_max_hits: int | None = 50_000
+    lead_margin: float | None = 4.0
+    refine_margin: float = 1.5
     stop_confidence: float = 0.999
     min_confidence: float = 0.5
     tolerance: int = 1
@@ -151,6 +174,12 @@ class SearchConfig:
             raise ParameterError(f"max_per_hash={self.max_per_hash} must be >= 1 or None")
         if self.max_hits is not None and (isinstance(self.max_hits, bool) or self.max_hits < 1):
             raise ParameterError(f"max_hits={self.max_hits!r} must be >= 1 or None")
+        if self.coarse_max_hits is not None and (isinstance(self.coarse_max_hits, bool) or self.coarse_max_hits < 1):
+            raise ParameterError(f"coarse_max_hits={self.coarse_max_hits!r} must be >= 1 or None")
+        if self.lead_margin is not None and not (np.isfinite(self.lead_margin) and self.lead_margin >= 1):
+            raise ParameterError(f"lead_margin={self.lead_margin} must be a finite number >= 1 or None")
+        if not (np.isfinite(self.refine_margin) and self.refine_margin >= 0):
+            raise ParameterError(f"refine_margin={self.refine_margin} must be a finite number >= 0")
         if self.refine_speeds is not None and (isinstance(self.refine_speeds, bool) or self.refine_speeds < 1):
             raise ParameterError(f"refine_speeds={self.refine_speeds!r} must be >= 1 or None")
         if not isinstance(self.dt_jitter, int) or not 0 <= self.dt_jitter <= 3:
@@ -427,23 +456,85 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     def certain(cands: list[Candidate]) -> bool:
         return bool(cands) and max(c.confidence for c in cands) >= config.stop_confidence
 
+    refined: set[float] = set()
+
+    def refine(s: float) -> bool:
+        """Dense landmarks at speed ``s`` (once); True when that is certain."""
+        if s in refined:
+            return False
+        refined.add(s)
+        return certain(run(s, dense=True))
+
     # stage 1 (coarse): the index's own sparse landmarks, every speed; stop when certain
-    evidence: dict[float, int] = {}
-    done = False
+    coarse_config = dataclasses.replace(config, max_hits=config.coarse_max_hits)
+    prints = speed_fingerprinter(y, fc) if config.warp else (lambda s: fingerprint(at_speed(s), fc))
+    evidence: dict[float, int] = {}  # most votes of a track, per speed probed
+    lead: dict[float, float] = {}  # how far the most-voted track leads the runner-up, per speed probed
+
+    counter = _HitCounter(index)
+    truncated: dict[float, bool] = {}  # did the coarse hit budget cut the lookup at this speed?
+
+    def probe(s: float, budget: bool = True) -> bool:
+        """Coarse landmarks at speed ``s`` (within the coarse hit budget or not); True when that is certain."""
+        h, t = _expand(*prints(s), config.dt_jitter)
+        n = round(y.shape[0] * s) if config.warp else at_speed(s).shape[0]
+        cands = _score(counter, h, t, speed=s, q_frames=1 + int(n / fc.hop_length), n_speeds=n_speeds, top=top,
+                       config=coarse_config if budget else config, durations=durations)
+        best.extend(cands)
+        limit = coarse_config.max_hits
+        # a hash left out had <= max_per_hash postings: a cut lookup is within that of the budget
+        truncated[s] = budget and limit is not None and counter.hits > limit - min(config.max_per_hash or limit, limit // 2)
+        evidence[s] = max((c.votes for c in cands), default=0)
+        lead[s] = _lead_ratio(cands, config.margin_floor)
+        return certain(cands)
+
+    done = found = False  # done: certain in the coarse stage; found: certain in a dense pass
     if config.coarse:
-        for s in config.speeds:  # loop over a handful of speed factors
-            cands = run(s, dense=False)
-            evidence[s] = max((c.votes for c in cands), default=0)
-            if certain(cands):
+        pending = list(config.speeds)
+        step = 1.5 * _grid_step(config.speeds)
+        while pending and not (done or found):  # loop over a handful of speed factors
+            s = pending.pop(0)
+            done = probe(s)
+            if done or config.lead_margin is None or lead[s] < config.lead_margin:
+                continue
+            # a track leads at s: the clip's speed is s or next to it. Probe the neighbours, climb to
+            # the speed with the clearest lead, and search it with the dense landmarks at once.
+            while not done:  # a step or two along the speed grid
+                near = [u for u in pending if abs(u - s) <= step]
+                for u in near:  # the (at most two) untried neighbours
+                    pending.remove(u)
+                    done = probe(u)
+                    if done:
+                        break
+                top_s = max([s, *near], key=lambda u: lead.get(u, 0.0))
+                if top_s == s:
+                    break
+                s = top_s
+            found = not done and refine(s)
+    # stage 1b: a speed where a track leads (by refine_margin) but whose lookup the coarse budget cut
+    # short is looked up again in full (on a big index the right votes may sit in common hashes)
+    if not done and not found and config.coarse:
+        led = sorted((s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin),
+                     key=lambda s: -evidence.get(s, 0))
+        for s in led[: config.refine_speeds]:  # loop over a handful of speed factors
+            if truncated.get(s) and probe(s, budget=False):
                 done = True
                 break
-    # stage 2 (dense query landmarks) at the speeds that gathered the most coarse evidence
-    if not done:
-        speeds = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
+    # stage 2 (dense query landmarks): first the speeds where the coarse stage saw a track lead (by
+    # refine_margin), most votes first; then, as at chance the vote counts are noise, the configured order.
+    # A speed at chance is searched only while the best so far would be accepted: its dense pass is then
+    # the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
+    if not done and not found:
+        led = [s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin]
         if config.coarse and config.refine_speeds is not None:
-            speeds = speeds[: config.refine_speeds]
+            led = sorted(led, key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
+            speeds = (led + [s for s in config.speeds if s not in led])[: config.refine_speeds]
+        else:
+            speeds = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))
         for s in speeds:  # loop over a handful of speed factors
-            if certain(run(s, dense=True)):
+            if config.coarse and refined and s not in led and not _accepted(best, dense_best, config):
+                break  # the rest are at chance too
+            if refine(s):
                 break
     # stage 3: the runner-up (margin) test over the dense candidates of every speed searched
     if not done and dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
@@ -457,6 +548,48 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             seen.add(c.track_id)
             out.append(c)
     return out[:top]
+
+
+class _HitCounter:
+    """An index that remembers how many hits its last lookup returned."""
+
+    def __init__(self, index: IndexLike):
+        self._index, self.config, self.hits = index, index.config, 0
+
+    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None):
+        out = self._index.lookup(hashes, max_per_hash=max_per_hash, max_hits=max_hits)
+        self.hits = int(out[0].shape[0])
+        return out
+
+    def track(self, track_id: int) -> Any:
+        return self._index.track(track_id)
+
+    @property
+    def n_tracks(self) -> int:
+        return self._index.n_tracks
+
+
+def _accepted(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig) -> bool:
+    """Would the candidates so far give an answer (a confidence, or the margin test's, >= min_confidence)?"""
+    if any(c.confidence >= config.min_confidence for c in best):
+        return True
+    if not dense_best or (config.margin_alpha <= 0 and config.speed_margin_alpha <= 0):
+        return False
+    return any(c.confidence >= config.min_confidence for c in _with_margin(dense_best, config))
+
+
+def _grid_step(speeds: Sequence[float]) -> float:
+    """Smallest gap between two distinct speed factors (0 for a single speed)."""
+    u = np.unique(np.asarray(speeds, dtype=np.float64))
+    return float(np.diff(u).min()) if u.size > 1 else 0.0
+
+
+def _lead_ratio(cands: list[Candidate], floor: int) -> float:
+    """How far the most-voted track leads the runner-up: ``v1 / max(v2, floor)`` (0 without candidates)."""
+    if not cands:
+        return 0.0
+    v = sorted((c.votes for c in cands), reverse=True)
+    return v[0] / max(v[1] if len(v) > 1 else 0, floor, 1)
 
 
 def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, floor: int = 1) -> float:

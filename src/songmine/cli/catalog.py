@@ -86,6 +86,11 @@ def features_cmd(
     master: Annotated[
         Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
+    decoder: Annotated[
+        str,
+        typer.Option("--decoder", help="Who decodes compressed files: pyav (in-process FFmpeg) or ffmpeg (the "
+                     "ffmpeg program on PATH, as FMA's code via audioread: same build, same samples)."),
+    ] = "pyav",
     json_out: JsonOption = False,
 ) -> None:
     """Compute the 518 FMA audio features of every file (librosa-0.5.0-compatible), resumably.
@@ -120,15 +125,17 @@ def features_cmd(
     t0 = time.perf_counter()
     if engine not in ("local", "spark"):
         raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
+    if decoder not in ("pyav", "ffmpeg"):
+        raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")
     with progress_bar("features", enabled=not json_out) as progress:
         if engine == "spark":  # same output; see songmine.catalog.spark
             from ..catalog.spark import extract_folder_spark
 
             df, failures = extract_folder_spark(items, master=master or "local[*]", progress=progress,
-                                                resume_from=previous, with_tags=True)
+                                                resume_from=previous, with_tags=True, decoder=decoder)
         else:
             df, failures = extract_folder(items, jobs=jobs, progress=progress, resume_from=previous,
-                                          with_tags=True, checkpoint=checkpoint)
+                                          with_tags=True, checkpoint=checkpoint, decoder=decoder)
     elapsed = time.perf_counter() - t0
     tags = {**prev_tags, **df.attrs.get("tags", {})}
     if index is not None:  # an index's track ids are integers: sort and write them as such
@@ -156,6 +163,7 @@ def features_cmd(
         "elapsed_s": round(elapsed, 3),
         "x_realtime": round(audio_s / elapsed, 2) if elapsed > 0 and audio_s > 0 else None,
         "jobs": jobs,
+        "decoder": decoder,
     }
     if json_out:
         emit_json(summary)
