@@ -5,7 +5,8 @@ Cuts extra non-member clips exactly as ``songmine eval`` cuts its queries
 query ids from ``--qid-base`` on, so they never coincide with the eval's own
 ids 0–1,759), searches each once with the default ``SearchConfig`` through the
 index that ``songmine eval --index P`` built, and records what the two margin
-tests saw over the dense candidates of every clip that reached the dense stage:
+tests saw (the dense candidates of their last call) for every clip that
+reached them:
 
 * pooled ratio ``r``: most-voted track / runner-up track over every speed
   searched (``margin_alpha``, ``margin_tests``);
@@ -62,41 +63,40 @@ def main(argv=None) -> int:
             specs.append(QuerySpec(base + k, others[(k // len(cells) + k) % len(others)], False, cond, dur))
     idx = Index(args.index)
 
-    dense: list[list] = []
-    orig = I._score
+    seen: list[list] = []
+    orig = I._with_margin
 
-    def spy(index, h, t, **kw):  # record every lookup's candidates (coarse and dense)
-        out = orig(index, h, t, **kw)
-        dense.append(out)
-        return out
+    def spy(best, config):  # the dense candidates the margin tests judge (the last call is the final one)
+        seen.append(list(best))
+        return orig(best, config)
 
-    rows = []  # (pooled r, per-speed r_s, answered, reached dense)
+    rows = []  # (pooled r, per-speed r_s, answered, reached the margin tests)
     t0 = time.perf_counter()
-    I._score = spy
+    I._with_margin = spy
     try:
         for q in cut_queries(specs, cfg):
             if isinstance(q, tuple):
                 print("skipped:", q[1], file=sys.stderr)
                 continue
-            dense.clear()
+            seen.clear()
             y = soxr.resample(q.clip, q.sr, idx.config.sr, quality="HQ").astype(np.float32)
             res = I.search(idx, y, top=5, config=sc)
             answered = bool(res) and res[0].confidence >= sc.min_confidence
-            n_coarse = len(sc.speeds) if sc.coarse else 0
-            cands = [c for out in dense[n_coarse:] for c in out]
-            if len(dense) <= n_coarse or not cands or max(c.n_tracks_hit for c in cands) < sc.margin_min_tracks:
-                rows.append((0.0, 0.0, answered, False))
+            cands = seen[-1] if seen else []
+            if not cands or max(c.n_tracks_hit for c in cands) < sc.margin_min_tracks:
+                rows.append((0.0, 0.0, answered, bool(cands)))
                 continue
             top = max(cands, key=lambda c: c.votes)
             v2 = max((c.votes for c in cands if c.track_id != top.track_id), default=0)
             v2s = max((c.votes for c in cands if c.speed == top.speed and c.track_id != top.track_id), default=0)
-            rows.append((top.votes / max(v2, sc.margin_floor), top.votes / max(v2s, sc.margin_floor), answered, True))
+            rs = top.votes / max(v2s, sc.margin_floor) if top.n_tracks_hit >= sc.margin_min_tracks else 0.0
+            rows.append((top.votes / max(v2, sc.margin_floor), rs, answered, True))
     finally:
-        I._score = orig
+        I._with_margin = orig
     a = np.array([r[:2] for r in rows])
     n = len(rows)
     print(f"songmine {git_commit()} · {n} non-member clips ({len(args.qid_base or [100000])} set(s), qid bases "
-          f"{args.qid_base or [100000]}), {sum(r[3] for r in rows)} reached the dense stage, {time.perf_counter() - t0:.0f} s")
+          f"{args.qid_base or [100000]}), {sum(r[3] for r in rows)} reached the margin tests, {time.perf_counter() - t0:.0f} s")
 
     def accept_at(alpha, m):
         return (m / np.log(2)) ** (1 / alpha)
