@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--qid-base", type=int, action="append", help="first query id of a set (repeatable)")
     ap.add_argument("--per-cell", type=int, default=20, help="clips per condition x duration per set")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE (e.g. speed_margin_alpha=0)")
     args = ap.parse_args(argv)
 
     import soxr
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     from songmine.index import Index
 
     cfg = EvalConfig(seed=args.seed)
-    sc = I.SearchConfig()
+    sc = I.SearchConfig(**{k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
     indexed, held, durs = split_library(args.library, cfg)
     longest = max(source_seconds(c, d) for c, d in cfg.cells) + 1.0
     others = [str(p) for p in held if durs[str(p)] >= longest]
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         I._with_margin = orig
     a = np.array([r[:2] for r in rows])
     n = len(rows)
-    print(f"songmine {git_commit()} · {n} non-member clips ({len(args.qid_base or [100000])} set(s), qid bases "
+    print(f"songmine {git_commit()} {' '.join(args.option)} · {n} non-member clips ({len(args.qid_base or [100000])} set(s), qid bases "
           f"{args.qid_base or [100000]}), {sum(r[3] for r in rows)} reached the margin tests, {time.perf_counter() - t0:.0f} s")
 
     def accept_at(alpha, m):
