@@ -1,4 +1,5 @@
-"""Catalogue verbs: ``catalog merge`` (FMA tables → one table) and ``features`` (audio → FMA features)."""
+"""Catalogue verbs: ``catalog merge`` (FMA tables → one table), ``catalog cache`` (the parquet cache)
+and ``features`` (audio → FMA features)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,51 @@ def merge_cmd(
     out_console().print(t)
     if written:
         typer.echo(f"wrote {written}")
+
+
+@catalog_app.command("cache")
+def cache_cmd(
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete the entries no load will read again (stale, orphan, old format).")
+    ] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Delete every entry (the next load re-reads the CSVs).")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """List the parquet cache of loaded FMA tables: where it is, each entry's table, size, source and status.
+
+    Status: current (source unchanged), stale (source changed since), orphan (source
+    gone), old-format / newer-format (another cache format), temp (a writer's temp
+    file). Loading already evicts the stale entries of the source it writes; --prune
+    deletes all that no load will read again, --clear deletes everything (a temp file
+    younger than an hour, which a running writer may own, excepted). Never touches
+    anything outside the cache directory.
+    """
+    from ..catalog.cache import cache_root, clear as clear_cache, entries, prune as prune_cache
+
+    if prune and clear:
+        raise fail("--prune and --clear: pick one")
+    deleted = clear_cache() if clear else prune_cache() if prune else []
+    kept = entries()
+    summary = {
+        "dir": str(cache_root()),
+        "entries": kept,
+        "size_bytes": sum(e.size_bytes for e in kept),
+        "deleted": [e.path for e in deleted],
+        "deleted_bytes": sum(e.size_bytes for e in deleted),
+    }
+    if json_out:
+        emit_json(summary)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{summary['dir']}: {len(kept)} file(s), {summary['size_bytes'] / 1e6:.1f} MB")
+    for col in ("file", "table", "MB", "status", "source"):
+        t.add_column(col, justify="right" if col == "MB" else "left")
+    for e in kept:
+        t.add_row(Path(e.path).name, e.table or "", f"{e.size_bytes / 1e6:.1f}", e.status, e.source or "")
+    out_console().print(t)
+    if deleted:
+        typer.echo(f"deleted {len(deleted)} file(s), {summary['deleted_bytes'] / 1e6:.1f} MB")
 
 
 @app.command("features")
