@@ -302,3 +302,21 @@ def test_chained_ogg_max_duration_counts_every_chain(tmp_path, tone):
     with pytest.raises(DecodeError, match="limit of 4 s") as e:
         audio.load(path, sr=11025, max_duration=4)
     assert _reason(e) == "too-long"
+
+
+def test_rate_change_inside_one_stream_is_resampled_not_misread(tmp_path, tone):
+    # concatenated ADTS/AAC: one stream whose frames change from 44.1 to 22.05 kHz (read at the first
+    # rate, the second part came out at half its length and twice its pitch)
+    encode_av(tmp_path / "a.aac", tone(440.0, 44100, 3.0), 44100, "aac", fmt="adts")
+    encode_av(tmp_path / "b.aac", tone(660.0, 22050, 2.0), 22050, "aac", fmt="adts")
+    path = tmp_path / "joined.aac"
+    path.write_bytes((tmp_path / "a.aac").read_bytes() + (tmp_path / "b.aac").read_bytes())
+    y = audio.load(path, sr=11025)
+    assert abs(len(y) / 11025 - 5.0) < 0.2  # + the AAC priming/padding of each part
+    assert abs(dominant_hz(y[11025 : 2 * 11025], 11025) - 440.0) < 2
+    assert abs(dominant_hz(y[-int(1.5 * 11025) :], 11025) - 660.0) < 2
+    native = audio.load(path, sr=None)
+    assert abs(len(native) / 44100 - 5.0) < 0.2
+    span = audio.load(path, sr=11025, offset=2.5, duration=1.0)  # across the change
+    assert len(span) == 11025
+    assert abs(dominant_hz(span[-4000:], 11025) - 660.0) < 5

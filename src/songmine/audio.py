@@ -15,7 +15,9 @@ and each chain is decoded on its own (FFmpeg's Ogg demuxer refuses a chain
 that changes rate or channels), resampled to the requested rate (``sr=None``:
 the first chain's rate) and appended; :func:`info` sums the chains' durations.
 With ``mono=False`` a chain whose channel count differs from the first chain's
-is mixed to mono (the mean) and copied to every output channel.
+is mixed to mono (the mean) and copied to every output channel. A single stream
+whose frames change rate mid-way (concatenated ADTS/AAC) is resampled likewise,
+segment by segment, instead of being read at the first rate.
 
 Errors are :class:`~songmine.errors.DecodeError` with the file and a ``reason``
 (``missing``, ``empty``, ``not-audio``, ``no-audio-stream``, ``truncated``,
@@ -228,8 +230,13 @@ def load(
     y = sink.result()
     if n_native == 0 or y.shape[-1] == 0:
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
+    if duration is not None and sink.n_switches:  # each rate segment's length is rounded: keep the span exact
+        want = int(round(duration * sink.sr_out))
+        if 0 < want - y.shape[-1] <= sink.n_switches:
+            y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
+        y = y[..., :want]
     if declared is not None and offset == 0 and duration is None:
-        got = n_native / native_sr
+        got = sink.seconds
         if got < 0.9 * declared - 1.0:
             raise DecodeError(
                 f"{name}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s",
@@ -255,14 +262,28 @@ class _Sink:
     """Collects decoded native-rate blocks: downmixes, then resamples as a stream.
 
     Streaming through :class:`soxr.ResampleStream` keeps peak memory at the
-    output rate, whatever the length of the file.
+    output rate, whatever the length of the file. A stream whose rate changes
+    mid-way (concatenated ADTS/AAC, say) is resampled in segments, one per
+    input rate (:meth:`switch`), each of exactly ``round(n · sr_out / sr_in)``
+    samples. With ``mono=False`` the first block's channel count is kept: a
+    block with another count is mixed to mono (the mean) and copied to each.
     """
 
     def __init__(self, sr_in: int, sr_out: int, mono: bool):
         self.sr_in, self.sr_out, self.mono = sr_in, sr_out, mono
         self.blocks: list = []
         self.stream = None
-        self.n_in = 0
+        self.channels: int | None = None
+        self.n_in = 0  # native samples of every segment
+        self._seg_n_in = 0  # ... of the current segment
+        self._seg_block = 0  # index in ``blocks`` where the current segment starts
+        self._done_s = 0.0  # seconds of the finished segments
+        self.n_switches = 0
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio received so far (all segments, each at its own rate)."""
+        return self._done_s + self._seg_n_in / self.sr_in
 
     def add(self, chans) -> None:  # chans: one float32 array of n samples per channel
         import numpy as np
@@ -270,6 +291,10 @@ class _Sink:
 
         if not self.mono:
             a = np.stack(chans)
+            if self.channels is None:
+                self.channels = a.shape[0]
+            elif a.shape[0] != self.channels:  # the layout changed mid-stream
+                a = np.repeat(a.mean(axis=0, dtype=np.float32)[None], self.channels, axis=0)
         elif len(chans) == 1:
             a = chans[0]
         elif len(chans) == 2:  # the common case, without the copy of a stack: same values as a mean
@@ -278,6 +303,7 @@ class _Sink:
         else:
             a = np.stack(chans).mean(axis=0, dtype=np.float32)
         self.n_in += a.shape[-1]
+        self._seg_n_in += a.shape[-1]
         if self.sr_in == self.sr_out:
             self.blocks.append(np.array(a, dtype=np.float32, copy=True))
             return
@@ -289,27 +315,42 @@ class _Sink:
         if out.shape[0]:
             self.blocks.append(out if out.ndim == 1 else out.T)
 
-    def result(self):
+    def switch(self, sr_in: int) -> None:
+        """The input rate changes to ``sr_in`` from the next block on."""
+        self._finish_segment()
+        self.sr_in = sr_in
+        self.n_switches += 1
+
+    def _finish_segment(self) -> None:
         import numpy as np
 
         if self.stream is not None:
-            ch = 1 if self.mono else self.blocks[0].shape[0] if self.blocks else 1
             tail = self.stream.resample_chunk(
-                np.zeros((0,) if self.mono else (0, ch), dtype=np.float32), last=True
+                np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
             )
             if tail.shape[0]:
                 self.blocks.append(tail if tail.ndim == 1 else tail.T)
+            self.stream = None
+        seg = self.blocks[self._seg_block :]
+        # soxr's stream may differ from round(n * ratio) by a sample: make the length exact
+        want = int(round(self._seg_n_in * self.sr_out / self.sr_in))
+        have = sum(b.shape[-1] for b in seg)
+        if seg and have != want:
+            y = np.concatenate(seg, axis=-1)[..., :want]
+            if y.shape[-1] < want:
+                y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
+            self.blocks[self._seg_block :] = [y]
+        self._done_s += self._seg_n_in / self.sr_in
+        self._seg_n_in = 0
+        self._seg_block = len(self.blocks)
+
+    def result(self):
+        import numpy as np
+
+        self._finish_segment()
         if not self.blocks:
             return np.zeros(0, dtype=np.float32)
-        y = np.concatenate(self.blocks, axis=-1)
-        # soxr's stream may differ from round(n * ratio) by a sample: make the length exact
-        want = int(round(self.n_in * self.sr_out / self.sr_in))
-        if y.shape[-1] > want:
-            y = y[..., :want]
-        elif y.shape[-1] < want:
-            pad = [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])]
-            y = np.pad(y, pad)
-        return np.ascontiguousarray(y, dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate(self.blocks, axis=-1), dtype=np.float32)
 
 
 def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name) -> int:
@@ -344,8 +385,27 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
                     pos = int(round(float(t) * native_sr))
                 if blocks.first is None:
                     blocks.first = pos
+                    if frame.sample_rate != native_sr:  # the header said otherwise: trust the frames
+                        r = frame.sample_rate / native_sr
+                        start, pos = int(round(start * r)), int(round(pos * r))
+                        stop = None if stop is None else int(round(stop * r))
+                        limit = None if limit is None else int(round(limit * r))
+                        native_sr, blocks.first = frame.sample_rate, pos
+                        sink.switch(native_sr)
                 pos += frame.samples
-                blocks.write(frame, start, stop)
+                try:
+                    blocks.write(frame, start, stop)
+                except _RateChange:  # resample the rest from the new rate; positions follow in seconds
+                    blocks.flush(start, stop)
+                    r = frame.sample_rate / native_sr
+                    before = int(round((pos - frame.samples) * r))
+                    start = int(round(start * r))
+                    stop = None if stop is None else int(round(stop * r))
+                    limit = None if limit is None else int(round(limit * r))
+                    native_sr = frame.sample_rate
+                    sink.switch(native_sr)
+                    pos, blocks.first = before + frame.samples, before
+                    blocks.write(frame, start, stop)
                 if limit is not None and pos - start > limit:
                     raise DecodeError(
                         f"{name}: audio is longer than the limit of {max_duration:g} s",
@@ -357,13 +417,6 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
             else:
                 continue
             break
-    except _RateChange as exc:
-        raise DecodeError(
-            f"{name}: sample rate changes mid-stream from {exc.args[0]} to {exc.args[1]} Hz "
-            f"after {sink.n_in / native_sr:.1f} s",
-            path=name,
-            reason="not-audio",
-        ) from None
     except av.error.FFmpegError as exc:
         blocks.flush(start, stop)
         if sink.n_in == 0:
@@ -371,7 +424,7 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
                 f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
             ) from exc
         raise DecodeError(
-            f"{name}: truncated or corrupt after {sink.n_in / native_sr:.1f} s ({_ffmpeg_reason(exc)})",
+            f"{name}: truncated or corrupt after {sink.seconds:.1f} s ({_ffmpeg_reason(exc)})",
             path=name,
             reason="truncated",
         ) from exc
@@ -407,7 +460,7 @@ class _Blocks:
         try:
             fifo.write(frame)
         except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
-            if frame.sample_rate != self.sink.sr_in:  # would be read at the wrong rate: refuse
+            if frame.sample_rate != self.sink.sr_in:  # the caller rescales positions and switches the sink
                 raise _RateChange(self.sink.sr_in, frame.sample_rate) from None
             self.flush(start, stop)
             fifo = self.fifo = _new_fifo()
@@ -451,7 +504,7 @@ class _Blocks:
 
 
 class _RateChange(Exception):
-    """A decoded frame arrived at another sample rate than the stream's first (internal)."""
+    """A decoded frame arrived at another sample rate than the sink's (internal: ``_decode`` switches)."""
 
 
 # --- chained Ogg ---------------------------------------------------------------------------------
@@ -644,11 +697,11 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
         limit = None if max_duration is None else max(max_duration - elapsed, 1e-3)
         sink = _Sink(native_sr, state["sr"], mono)
         n_native = _decode(container, stream, sink, local_offset, local_duration, limit, cname)
-    state["elapsed"] = elapsed + local_offset + n_native / native_sr
+    state["elapsed"] = elapsed + local_offset + sink.seconds
     if n_native == 0:
         return None
     if declared is not None and local_offset == 0 and local_duration is None:
-        got = n_native / native_sr
+        got = sink.seconds
         if got < 0.9 * declared - 1.0:
             raise DecodeError(
                 f"{cname}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s", reason="truncated"
