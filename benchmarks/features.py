@@ -192,7 +192,7 @@ def run(args) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     # ours: the product path (extract_folder, worker processes)
     t0 = time.perf_counter()
-    ours, failures = extract_folder(dict(zip(names, map(str, files))), jobs=args.jobs)
+    ours, failures = extract_folder(dict(zip(names, map(str, files))), jobs=args.jobs, decoder=args.decoder)
     wall_ours = time.perf_counter() - t0
     cpu_ours = sum(ours.attrs["cpu_s"].values())
     if failures:
@@ -201,7 +201,7 @@ def run(args) -> None:
     ref, wall_ref, cpu_ref = _reference_run(files, durations, args, out_dir)
     ref.index = ref.index.astype(str)
     write_features_csv(ref, out_dir / "reference_features.csv")
-    speed_res = {"files": len(files), "audio_s": audio_s, "jobs": args.jobs,
+    speed_res = {"files": len(files), "audio_s": audio_s, "jobs": args.jobs, "decoder": args.decoder,
                  "ours": {"wall_s": wall_ours, "cpu_s": cpu_ours, "x_realtime": audio_s / wall_ours,
                           "x_realtime_per_core_cpu": audio_s / cpu_ours},
                  "reference": {"wall_s": wall_ref, "cpu_s": sum(cpu_ref.values()), "x_realtime": audio_s / wall_ref,
@@ -212,7 +212,7 @@ def run(args) -> None:
         print(json.dumps({"speed": speed_res, "agreement": agree_res}, indent=2))
         return
     print(f"{len(files)} files, {audio_s / 60:.1f} min of audio, {args.jobs} processes per side, same run "
-          f"(reference: mdeff/fma features.py on librosa 0.5.0)")
+          f"(reference: mdeff/fma features.py on librosa 0.5.0; ours decodes with {args.decoder})")
     print(f"{'':10} {'wall s':>8} {'× real time':>12} {'CPU s':>8} {'× real time per core':>21}")
     for side in ("ours", "reference"):
         d = speed_res[side]
@@ -225,12 +225,12 @@ def run(args) -> None:
 # why a column can fall below r = 0.99 against librosa 0.5.0 (see docs/catalog.md): a column's
 # statistic and family decide which frames it depends on
 _REASONS = {
-    "min": "one frame decides it: digital silence or a fade into it, where round-off (resampy "
-           "tails, 1e-16) or a 1-LSB FFmpeg-build difference becomes a full-size vector once "
-           "chroma is normalised per frame",
+    "min": "one frame decides it: a near-zero value (a spectral valley, a fade into silence) that "
+           "a 1-LSB decoder difference moves (another FFmpeg build than the reference's: compare "
+           "with --decoder ffmpeg)",
     "max": "one frame decides it (see min)",
-    "kurtosis": "4th moment dominated by a few near-silent frames (see min)",
-    "skew": "3rd moment dominated by a few near-silent frames (see min)",
+    "kurtosis": "4th moment dominated by a few extreme frames (see min)",
+    "skew": "3rd moment dominated by a few extreme frames (see min)",
 }
 
 
@@ -323,6 +323,8 @@ def main() -> None:
     rp.add_argument("--files", type=int, default=None, help="at most N files (after --every)")
     rp.add_argument("--every", type=int, default=1, help="every K-th file of the sorted library")
     rp.add_argument("--jobs", type=int, default=2)
+    rp.add_argument("--decoder", choices=("pyav", "ffmpeg"), default="pyav",
+                    help="ours: decode compressed files in-process (pyav) or with the ffmpeg program like the reference")
     rp.add_argument("--out", type=Path, default=Path("bench-out/features"))
     rp.add_argument("--json", action="store_true")
     ag = sub.add_parser("agree")

@@ -238,3 +238,85 @@ def test_real_cut_full_decode_matches_its_length(real_cuts):
     for p in real_cuts[:2]:
         y = audio.load(p, sr=11025)
         assert abs(len(y) / 11025 - 30.0) < 0.05
+
+
+# --- chained Ogg ---------------------------------------------------------------------------------
+
+
+def _chained_ogg(tmp_path, tone, parts):
+    """``cat`` of Ogg files, one per (hz, sr, channels, seconds, subtype) — a chained Ogg stream."""
+    data = b""
+    for k, (hz, sr, channels, seconds, subtype) in enumerate(parts):
+        y = tone(hz, sr, seconds)
+        p = tmp_path / f"part{k}.ogg"
+        sf.write(p, np.stack([y] * channels, axis=1) if channels > 1 else y, sr, format="OGG", subtype=subtype)
+        data += p.read_bytes()
+    path = tmp_path / "chained.ogg"
+    path.write_bytes(data)
+    return path
+
+
+def test_chained_ogg_with_rate_and_channel_change_decodes_whole(tmp_path, tone):
+    # 3 s stereo at 44.1 kHz then 2 s mono at 22.05 kHz: FFmpeg's demuxer stops at the second chain
+    path = _chained_ogg(tmp_path, tone, [(440.0, 44100, 2, 3.0, "VORBIS"), (660.0, 22050, 1, 2.0, "VORBIS")])
+    meta = audio.info(path)
+    assert abs(meta.duration_s - 5.0) < 0.05 and meta.sr == 44100 and meta.channels == 2
+    y = audio.load(path, sr=11025)
+    assert abs(len(y) / 11025 - 5.0) < 0.05
+    assert abs(dominant_hz(y[: 2 * 11025], 11025) - 440.0) < 2
+    assert abs(dominant_hz(y[-int(1.5 * 11025) :], 11025) - 660.0) < 2  # the 2nd chain at the right pitch
+    native = audio.load(path, sr=None, mono=False)  # the first chain's rate and channels
+    assert native.shape[0] == 2 and abs(native.shape[1] / 44100 - 5.0) < 0.05
+    assert np.allclose(native[0, -44100:], native[1, -44100:])  # the mono chain copied to both channels
+    span = audio.load(path, sr=11025, offset=2.5, duration=1.0)  # across the chain boundary
+    assert len(span) == 11025 and np.sqrt(np.mean(span[-4000:] ** 2)) > 0.1
+    assert np.allclose(audio.load(path.read_bytes(), sr=11025), y)
+    with open(path, "rb") as f:
+        assert np.allclose(audio.load(f, sr=11025), y)
+
+
+def test_chained_vorbis_then_opus(tmp_path, tone):
+    y = tone(1000.0, 48000, 2.0)
+    encode_av(tmp_path / "b.opus", y, 48000, "libopus", fmt="ogg")
+    sf.write(tmp_path / "a.ogg", tone(500.0, 32000, 1.5), 32000, format="OGG", subtype="VORBIS")
+    path = tmp_path / "mixed.ogg"
+    path.write_bytes((tmp_path / "a.ogg").read_bytes() + (tmp_path / "b.opus").read_bytes())
+    assert abs(audio.info(path).duration_s - 3.5) < 0.05
+    out = audio.load(path, sr=16000)
+    assert abs(len(out) / 16000 - 3.5) < 0.05
+    assert abs(dominant_hz(out[-16000:], 16000) - 1000.0) < 3
+
+
+def test_chained_ogg_cut_inside_a_later_chain_is_truncated(tmp_path, tone):
+    path = _chained_ogg(tmp_path, tone, [(440.0, 44100, 1, 3.0, "VORBIS"), (660.0, 22050, 1, 2.0, "VORBIS")])
+    first = (tmp_path / "part0.ogg").stat().st_size
+    (tmp_path / "cut.ogg").write_bytes(path.read_bytes()[: first + 40])  # 2nd chain's headers cut
+    with pytest.raises(DecodeError, match=r"truncated or corrupt after 3\.0 s \(chain 2 of 2") as e:
+        audio.load(tmp_path / "cut.ogg", sr=11025)
+    assert _reason(e) == "truncated" and e.value.path == str(tmp_path / "cut.ogg")
+    assert abs(audio.info(tmp_path / "cut.ogg").duration_s - 3.0) < 0.05  # info reads what is there
+
+
+def test_chained_ogg_max_duration_counts_every_chain(tmp_path, tone):
+    path = _chained_ogg(tmp_path, tone, [(440.0, 44100, 1, 3.0, "VORBIS"), (660.0, 22050, 1, 3.0, "VORBIS")])
+    with pytest.raises(DecodeError, match="limit of 4 s") as e:
+        audio.load(path, sr=11025, max_duration=4)
+    assert _reason(e) == "too-long"
+
+
+def test_rate_change_inside_one_stream_is_resampled_not_misread(tmp_path, tone):
+    # concatenated ADTS/AAC: one stream whose frames change from 44.1 to 22.05 kHz (read at the first
+    # rate, the second part came out at half its length and twice its pitch)
+    encode_av(tmp_path / "a.aac", tone(440.0, 44100, 3.0), 44100, "aac", fmt="adts")
+    encode_av(tmp_path / "b.aac", tone(660.0, 22050, 2.0), 22050, "aac", fmt="adts")
+    path = tmp_path / "joined.aac"
+    path.write_bytes((tmp_path / "a.aac").read_bytes() + (tmp_path / "b.aac").read_bytes())
+    y = audio.load(path, sr=11025)
+    assert abs(len(y) / 11025 - 5.0) < 0.2  # + the AAC priming/padding of each part
+    assert abs(dominant_hz(y[11025 : 2 * 11025], 11025) - 440.0) < 2
+    assert abs(dominant_hz(y[-int(1.5 * 11025) :], 11025) - 660.0) < 2
+    native = audio.load(path, sr=None)
+    assert abs(len(native) / 44100 - 5.0) < 0.2
+    span = audio.load(path, sr=11025, offset=2.5, duration=1.0)  # across the change
+    assert len(span) == 11025
+    assert abs(dominant_hz(span[-4000:], 11025) - 660.0) < 5

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import need
 
 from songmine.catalog import FEATURE_COLUMNS, load
 from songmine.catalog.features import (
@@ -67,6 +68,31 @@ def test_downsampling_is_resampys_kaiser_fast(rng):
         m = int(np.ceil(n / factor))
         ref = np.pad(ref, (0, m - len(ref))) * np.sqrt(factor)
         np.testing.assert_allclose(_downsample(y, factor, "kaiser_fast"), ref, atol=1e-5)
+
+
+def test_downsampling_tails_into_digital_silence_are_resampys(rng):
+    """Where music stops dead, resampy's time-domain sums leave a tail of values down to ~1e-30.
+
+    FFT round-off (~1e-16 of the peak) used to swamp them; chroma's per-frame normalisation then
+    turned that noise into full-size chroma_cens/tonnetz vectors in the frames after the music.
+    Through six cascaded stages (the CQT's octaves) every tail value must keep resampy's digits.
+    """
+    resampy = pytest.importorskip("resampy")
+    y = np.zeros(40000, np.float32)
+    y[5000:21000] = 0.3 * rng.standard_normal(16000).astype(np.float32)
+    ours, ref = y, y
+    smallest = 1.0
+    for stage in range(6):
+        ours = _downsample(ours, 2, "kaiser_fast")
+        r = resampy.resample(ref, 2.0, 1.0, filter="kaiser_fast")
+        ref = np.pad(r, (0, int(np.ceil(len(ref) / 2)) - len(r))) * np.float32(np.sqrt(2))
+        nz = np.flatnonzero(ref)
+        assert np.array_equal(np.flatnonzero(ours), nz), stage  # exact zeros exactly where resampy's are
+        smallest = min(smallest, float(np.abs(ref[nz]).min()))
+        faint = nz[np.abs(ref[nz]) < 1e-6]  # the tails: resampy's own digits, relatively
+        np.testing.assert_allclose(ours[faint], ref[faint], rtol=1e-3, atol=0)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)  # the music (resampy sums in float32)
+    assert smallest < 1e-20  # the far tail really is far below FFT round-off
 
 
 def test_bad_arrays_and_files(tmp_path, tone):
@@ -136,6 +162,44 @@ def test_decode_is_16_bit_pcm_like_librosa_050(tmp_path):
     sf.write(tmp_path / "deep.flac", ints.astype(np.int32), 44100, subtype="PCM_24")
     y24, _ = decode(tmp_path / "deep.flac")
     np.testing.assert_array_equal(y24, (np.floor(ints / 65536) / 32768).astype(np.float32))  # FFmpeg's >> 16
+
+
+@pytest.mark.corpus
+def test_decoder_ffmpeg_program_is_audioreads_path(tmp_path, demo_corpus, demo_tracks, monkeypatch):
+    """``decoder="ffmpeg"`` pipes 16-bit PCM from the ffmpeg program, as audioread did for FMA's code.
+
+    Another FFmpeg build than PyAV's may round the last float bit differently, so the two decoders
+    may differ by one 16-bit step on a few samples — never more, and never in length or rate.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg program on PATH (an optional decoder)")
+    track = next((t for t in demo_tracks if Path(t.file).suffix.lower() in (".ogg", ".mp3")), None)
+    need(track is not None, "no compressed track in the demo corpus")
+    path = track.path(demo_corpus)
+    y_cli, sr_cli = decode(path, decoder="ffmpeg")
+    y_av, sr_av = decode(path)
+    assert sr_cli == sr_av and len(y_cli) == len(y_av) and y_cli.dtype == np.float32
+    steps = np.abs(y_cli.astype(np.float64) - y_av) * 65536  # half-steps: a stereo mean of 16-bit values
+    assert steps.max() <= 2 and np.mean(steps > 0) < 0.01
+    # the program's own s16le, channel-averaged exactly as librosa 0.5.0 did (int16 / 32768, then mean)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
+                         capture_output=True, check=True).stdout
+    from songmine.audio import info
+
+    q = np.frombuffer(raw, np.int16).reshape(-1, info(path).channels) / np.float32(32768)
+    np.testing.assert_array_equal(y_cli, q.mean(axis=1, dtype=np.float32))
+    # uncompressed files do not depend on the decoder; bad values and a missing program are clear errors
+    sf.write(tmp_path / "a.wav", (0.1 * np.sin(np.arange(5000) / 7)).astype(np.float32), 22050)
+    np.testing.assert_array_equal(decode(tmp_path / "a.wav", decoder="ffmpeg")[0], decode(tmp_path / "a.wav")[0])
+    with pytest.raises(ParameterError, match="decoder"):
+        decode(path, decoder="gstreamer")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(DecodeError, match="ffmpeg program") as err:
+        decode(path, decoder="ffmpeg")
+    assert err.value.reason == "no-ffmpeg"
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +343,6 @@ def test_cli_features_usage_errors(tmp_path, capsys):
     empty.mkdir()
     assert main(["features", str(empty), "-o", str(tmp_path / "f.csv")]) == 2
     assert "no audio files" in capsys.readouterr().err
+    (empty / "x.wav").write_bytes(b"")
+    assert main(["features", str(empty), "-o", str(tmp_path / "f.csv"), "--decoder", "gstreamer"]) == 2
+    assert "--decoder 'gstreamer'" in capsys.readouterr().err

@@ -59,6 +59,10 @@ def test_search_config_validation():
         SearchConfig(margin_floor=0)
     with pytest.raises(ParameterError, match="margin_min_tracks"):
         SearchConfig(margin_min_tracks=1)
+    with pytest.raises(ParameterError, match="speed_margin_alpha"):
+        SearchConfig(speed_margin_alpha=float("nan"))
+    with pytest.raises(ParameterError, match="speed_margin_tests"):
+        SearchConfig(speed_margin_tests=0.0)
 
     with pytest.raises(ParameterError, match="max_hits"):
         SearchConfig(max_hits=0)
@@ -96,15 +100,41 @@ def test_margin_only_raises_the_most_voted_track():
     out = _with_margin(best, sc)
     assert out[0].confidence == pytest.approx(margin_confidence(30, 6, alpha=sc.margin_alpha, n_tests=sc.margin_tests))
     assert out[0].confidence > 0.99 and out[1:] == best[1:]
-    # a close runner-up (another track at another speed) gives no margin; nothing changes
-    close = [cand(1, 30, 0.01), cand(2, 20, 0.0, 1.02)]
+    # a close runner-up (another track at another speed) gives no pooled margin; nothing changes
+    close = [cand(1, 30, 0.01), cand(2, 20, 0.0, 1.02), cand(3, 12, 0.0)]
     assert _with_margin(close, sc) == close
+    assert _with_margin(close, SearchConfig(speed_margin_alpha=0.0)) == close
     # already certain by the Poisson model: kept as it is
     sure = [cand(1, 30, 1.0), cand(2, 6, 0.0)]
     assert _with_margin(sure, sc) == sure
     # too few tracks hit for the runner-up to say anything about chance
     few = [cand(1, 30, 0.01, n_hit=5), cand(2, 6, 0.0, n_hit=5)]
     assert _with_margin(few, sc) == few
+
+
+def test_per_speed_margin_ignores_chance_maxima_at_other_speeds():
+    from songmine.identify import _with_margin
+
+    def cand(track, votes, conf, speed=1.0, n_hit=40):
+        return Candidate(track, 100, votes, 500, speed, conf, n_tracks_hit=n_hit)
+
+    pooled_only = SearchConfig(speed_margin_alpha=0.0)
+    sc = SearchConfig()
+    # 21 votes against 4 at its own speed; a chance 12 at speed 1.03 spoils the pooled ratio (1.75)
+    best = [cand(34, 21, 0.1), cand(24, 4, 0.0), cand(6, 12, 0.0, 1.03), cand(4, 9, 0.0, 1.03)]
+    assert _with_margin(best, pooled_only)[0].confidence < 0.5
+    out = _with_margin(best, sc)
+    expect = margin_confidence(21, 4, alpha=sc.speed_margin_alpha, n_tests=sc.speed_margin_tests, floor=sc.margin_floor)
+    assert out[0].confidence == pytest.approx(expect) and expect > 0.5
+    assert out[1:] == best[1:]
+    # the per-speed test needs a wide margin: 4x the runner-up of its speed is not enough at the defaults
+    assert _with_margin([cand(1, 16, 0.1), cand(2, 4, 0.0), cand(3, 12, 0.0, 1.03)], sc)[0].confidence < 0.5
+    # it judges the most-voted track only, at the speed where it was most voted
+    other = [cand(1, 21, 0.1), cand(2, 17, 0.0), cand(3, 20, 0.0, 0.98), cand(4, 2, 0.0, 0.98)]
+    assert _with_margin(other, sc) == other
+    # and only when that lookup hit enough tracks for its runner-up to mean anything
+    few = [cand(34, 21, 0.1, n_hit=8), cand(24, 4, 0.0, n_hit=8), cand(6, 12, 0.0, 1.03, n_hit=40)]
+    assert _with_margin(few, sc) == _with_margin(few, pooled_only)  # the pooled test alone (0.12)
 
 
 @pytest.fixture(scope="module")
@@ -316,13 +346,19 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
         for j in range(7):
             idx.add(y[j * 4 * SR:(j + 1) * 4 * SR], path=f"cut{k}-{j}")
     # dense landmarks at every speed, so the margin test runs on every clip
-    on, off = SearchConfig(coarse=False), SearchConfig(coarse=False, margin_alpha=0.0)
+    on, off = SearchConfig(coarse=False), SearchConfig(coarse=False, margin_alpha=0.0, speed_margin_alpha=0.0)
+    per_speed = SearchConfig(coarse=False, margin_alpha=0.0)  # the per-speed test alone
     assert idx.n_tracks >= on.margin_min_tracks
     n_hit = []
     for k in range(5):  # members: 3-s clips inside piece 3, under 0 dB white noise
         clip = _noisy(ys[k][12 * SR + 500:15 * SR + 500], snr_db=0.0, seed=k)
         c_on, c_off = search(idx, clip, top=3, config=on), search(idx, clip, top=3, config=off)
         assert c_on and c_off and c_on[0].confidence >= c_off[0].confidence
+        c_ps = search(idx, clip, top=3, config=per_speed)
+        assert c_ps[0].confidence >= c_off[0].confidence  # the per-speed test only raises, too
+        for c in (c_on[0], c_ps[0]):
+            if c.confidence >= on.min_confidence:
+                assert idx.track(c.track_id).path == f"cut{k}-3"
         n_hit.append(max(c.n_tracks_hit for c in c_on))
     assert max(n_hit) >= on.margin_min_tracks  # the test did run
     for start_s in (2, 11, 20):  # the sixth cut is not indexed
@@ -331,6 +367,7 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
             clip = y if snr is None else _noisy(y, snr_db=snr, seed=start_s)
             assert identify(idx, clip).matches == []
             assert identify(idx, clip, config=on).matches == []
+            assert identify(idx, clip, config=per_speed).matches == []
 
 
 def _best_votes(idx, h, t, track_id: int) -> int:
@@ -423,7 +460,7 @@ def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
     idx, cuts = cuts_index
     clip = _noisy(load(cuts[4], sr=SR)[4 * SR:9 * SR], snr_db=5.0, seed=4)
     n = len(SearchConfig().speeds)
-    never = dict(stop_confidence=1.0, margin_alpha=0.0)  # nothing is ever certain: every stage runs
+    never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0)  # nothing is ever certain: every stage runs
     ci = _CountingIndex(idx)
     search(ci, clip, top=1, config=SearchConfig(lead_margin=None, **never))
     assert ci.budgets == [SearchConfig().coarse_max_hits] * n + [SearchConfig().max_hits] * 3
@@ -474,7 +511,7 @@ def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_i
     clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
     h, t = _expand(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
     budget = idx.lookup(h)[0].shape[0] // 3  # binds: the commonest hashes are left out
-    never = dict(stop_confidence=1.0, margin_alpha=0.0, lead_margin=None)  # every stage runs
+    never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0, lead_margin=None)  # every stage runs
     n = len(SearchConfig().speeds)
     ci = _CountingIndex(idx)
     c = search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=budget, **never))

@@ -9,14 +9,31 @@ Stereo → mono rule: the plain mean of all channels (no ``1/√2`` gain, no
 channel weighting), applied per decoded frame before resampling. This is what
 librosa's ``to_mono`` does, so methods that reproduce librosa pipelines agree.
 
+Chained Ogg (logical streams one after another, e.g. ``cat a.ogg b.ogg``, as
+internet radio rips and some taggers make them) is split into its chains here
+and each chain is decoded on its own (FFmpeg's Ogg demuxer refuses a chain
+that changes rate or channels), resampled to the requested rate (``sr=None``:
+the first chain's rate) and appended; :func:`info` sums the chains' durations.
+With ``mono=False`` a chain whose channel count differs from the first chain's
+is mixed to mono (the mean) and copied to every output channel. A single stream
+whose frames change rate mid-way (concatenated ADTS/AAC) is resampled likewise,
+segment by segment, instead of being read at the first rate.
+
 Errors are :class:`~songmine.errors.DecodeError` with the file and a ``reason``
 (``missing``, ``empty``, ``not-audio``, ``no-audio-stream``, ``truncated``,
 ``zero-length``, ``too-long``). Digital silence is valid audio, not an error.
+
+Partial files are refused, never returned in part: a decode error after some
+audio, or a clean end well short of the declared length (less than
+``0.9 × declared − 1 s``), is ``reason="truncated"`` — for each chain of a
+chained Ogg alike. (An Ogg file cut mid-way declares only what it still holds,
+so it decodes as shorter audio: the container cannot tell.)
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +129,9 @@ def info(source: Source) -> AudioInfo:
     DecodeError
         When the file is missing, empty, not audio, or has no audio stream.
     """
+    chains = _ogg_chains(source)
+    if chains is not None:
+        return _info_chained(chains, _name(source))
     with _open(source) as container:
         stream = container.streams.audio[0]
         if stream.duration is not None and stream.time_base is not None:
@@ -189,6 +209,9 @@ def load(
         raise ParameterError(f"duration={duration!r} must be a positive number or None")
 
     name = _name(source)
+    chains = _ogg_chains(source)
+    if chains is not None:
+        return _load_chained(chains, name, sr, mono, offset, duration, max_duration)
     with _open(source) as container:
         stream = container.streams.audio[0]
         native_sr = int(stream.codec_context.sample_rate or 0)
@@ -207,8 +230,13 @@ def load(
     y = sink.result()
     if n_native == 0 or y.shape[-1] == 0:
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
+    if duration is not None and sink.n_switches:  # each rate segment's length is rounded: keep the span exact
+        want = int(round(duration * sink.sr_out))
+        if 0 < want - y.shape[-1] <= sink.n_switches:
+            y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
+        y = y[..., :want]
     if declared is not None and offset == 0 and duration is None:
-        got = n_native / native_sr
+        got = sink.seconds
         if got < 0.9 * declared - 1.0:
             raise DecodeError(
                 f"{name}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s",
@@ -234,14 +262,28 @@ class _Sink:
     """Collects decoded native-rate blocks: downmixes, then resamples as a stream.
 
     Streaming through :class:`soxr.ResampleStream` keeps peak memory at the
-    output rate, whatever the length of the file.
+    output rate, whatever the length of the file. A stream whose rate changes
+    mid-way (concatenated ADTS/AAC, say) is resampled in segments, one per
+    input rate (:meth:`switch`), each of exactly ``round(n · sr_out / sr_in)``
+    samples. With ``mono=False`` the first block's channel count is kept: a
+    block with another count is mixed to mono (the mean) and copied to each.
     """
 
     def __init__(self, sr_in: int, sr_out: int, mono: bool):
         self.sr_in, self.sr_out, self.mono = sr_in, sr_out, mono
         self.blocks: list = []
         self.stream = None
-        self.n_in = 0
+        self.channels: int | None = None
+        self.n_in = 0  # native samples of every segment
+        self._seg_n_in = 0  # ... of the current segment
+        self._seg_block = 0  # index in ``blocks`` where the current segment starts
+        self._done_s = 0.0  # seconds of the finished segments
+        self.n_switches = 0
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio received so far (all segments, each at its own rate)."""
+        return self._done_s + self._seg_n_in / self.sr_in
 
     def add(self, chans) -> None:  # chans: one float32 array of n samples per channel
         import numpy as np
@@ -249,6 +291,10 @@ class _Sink:
 
         if not self.mono:
             a = np.stack(chans)
+            if self.channels is None:
+                self.channels = a.shape[0]
+            elif a.shape[0] != self.channels:  # the layout changed mid-stream
+                a = np.repeat(a.mean(axis=0, dtype=np.float32)[None], self.channels, axis=0)
         elif len(chans) == 1:
             a = chans[0]
         elif len(chans) == 2:  # the common case, without the copy of a stack: same values as a mean
@@ -257,6 +303,7 @@ class _Sink:
         else:
             a = np.stack(chans).mean(axis=0, dtype=np.float32)
         self.n_in += a.shape[-1]
+        self._seg_n_in += a.shape[-1]
         if self.sr_in == self.sr_out:
             self.blocks.append(np.array(a, dtype=np.float32, copy=True))
             return
@@ -268,27 +315,42 @@ class _Sink:
         if out.shape[0]:
             self.blocks.append(out if out.ndim == 1 else out.T)
 
-    def result(self):
+    def switch(self, sr_in: int) -> None:
+        """The input rate changes to ``sr_in`` from the next block on."""
+        self._finish_segment()
+        self.sr_in = sr_in
+        self.n_switches += 1
+
+    def _finish_segment(self) -> None:
         import numpy as np
 
         if self.stream is not None:
-            ch = 1 if self.mono else self.blocks[0].shape[0] if self.blocks else 1
             tail = self.stream.resample_chunk(
-                np.zeros((0,) if self.mono else (0, ch), dtype=np.float32), last=True
+                np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
             )
             if tail.shape[0]:
                 self.blocks.append(tail if tail.ndim == 1 else tail.T)
+            self.stream = None
+        seg = self.blocks[self._seg_block :]
+        # soxr's stream may differ from round(n * ratio) by a sample: make the length exact
+        want = int(round(self._seg_n_in * self.sr_out / self.sr_in))
+        have = sum(b.shape[-1] for b in seg)
+        if seg and have != want:
+            y = np.concatenate(seg, axis=-1)[..., :want]
+            if y.shape[-1] < want:
+                y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
+            self.blocks[self._seg_block :] = [y]
+        self._done_s += self._seg_n_in / self.sr_in
+        self._seg_n_in = 0
+        self._seg_block = len(self.blocks)
+
+    def result(self):
+        import numpy as np
+
+        self._finish_segment()
         if not self.blocks:
             return np.zeros(0, dtype=np.float32)
-        y = np.concatenate(self.blocks, axis=-1)
-        # soxr's stream may differ from round(n * ratio) by a sample: make the length exact
-        want = int(round(self.n_in * self.sr_out / self.sr_in))
-        if y.shape[-1] > want:
-            y = y[..., :want]
-        elif y.shape[-1] < want:
-            pad = [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])]
-            y = np.pad(y, pad)
-        return np.ascontiguousarray(y, dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate(self.blocks, axis=-1), dtype=np.float32)
 
 
 def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name) -> int:
@@ -323,8 +385,27 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
                     pos = int(round(float(t) * native_sr))
                 if blocks.first is None:
                     blocks.first = pos
+                    if frame.sample_rate != native_sr:  # the header said otherwise: trust the frames
+                        r = frame.sample_rate / native_sr
+                        start, pos = int(round(start * r)), int(round(pos * r))
+                        stop = None if stop is None else int(round(stop * r))
+                        limit = None if limit is None else int(round(limit * r))
+                        native_sr, blocks.first = frame.sample_rate, pos
+                        sink.switch(native_sr)
                 pos += frame.samples
-                blocks.write(frame, start, stop)
+                try:
+                    blocks.write(frame, start, stop)
+                except _RateChange:  # resample the rest from the new rate; positions follow in seconds
+                    blocks.flush(start, stop)
+                    r = frame.sample_rate / native_sr
+                    before = int(round((pos - frame.samples) * r))
+                    start = int(round(start * r))
+                    stop = None if stop is None else int(round(stop * r))
+                    limit = None if limit is None else int(round(limit * r))
+                    native_sr = frame.sample_rate
+                    sink.switch(native_sr)
+                    pos, blocks.first = before + frame.samples, before
+                    blocks.write(frame, start, stop)
                 if limit is not None and pos - start > limit:
                     raise DecodeError(
                         f"{name}: audio is longer than the limit of {max_duration:g} s",
@@ -343,7 +424,7 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
                 f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
             ) from exc
         raise DecodeError(
-            f"{name}: truncated or corrupt after {sink.n_in / native_sr:.1f} s ({_ffmpeg_reason(exc)})",
+            f"{name}: truncated or corrupt after {sink.seconds:.1f} s ({_ffmpeg_reason(exc)})",
             path=name,
             reason="truncated",
         ) from exc
@@ -379,6 +460,8 @@ class _Blocks:
         try:
             fifo.write(frame)
         except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
+            if frame.sample_rate != self.sink.sr_in:  # the caller rescales positions and switches the sink
+                raise _RateChange(self.sink.sr_in, frame.sample_rate) from None
             self.flush(start, stop)
             fifo = self.fifo = _new_fifo()
             fifo.write(frame)
@@ -418,3 +501,212 @@ class _Blocks:
             frame = outs[0]
         n = frame.samples
         return [np.frombuffer(p, np.float32, n) for p in frame.planes]
+
+
+class _RateChange(Exception):
+    """A decoded frame arrived at another sample rate than the sink's (internal: ``_decode`` switches)."""
+
+
+# --- chained Ogg ---------------------------------------------------------------------------------
+
+_OGG_BOS = 0x02  # header_type flag: first page of a logical stream
+
+
+def _ogg_chain_spans(f) -> list[tuple[int, int]]:
+    """Byte spans ``[start, end)`` of the chains of the Ogg file ``f`` (seekable, at any position).
+
+    Only page headers are read (27 bytes + the segment table per page). A
+    chain starts at a run of beginning-of-stream pages that follows a
+    non-BOS page (the BOS pages of multiplexed logical streams come together,
+    so they stay in one chain). The walk stops at the first byte that is not a
+    page header (garbage, a truncated last page): the rest belongs to the last
+    chain, for the decoder to judge.
+    """
+    f.seek(0, io.SEEK_END)
+    size = f.tell()
+    starts = [0]
+    o, prev_bos = 0, True
+    while o + 27 <= size:
+        f.seek(o)
+        h = f.read(27 + 255)
+        if len(h) < 27 or h[:4] != b"OggS":
+            break
+        n_seg = h[26]
+        if len(h) < 27 + n_seg:
+            break
+        bos = bool(h[5] & _OGG_BOS)
+        if bos and not prev_bos:
+            starts.append(o)
+        prev_bos = bos
+        o += 27 + n_seg + sum(h[27 : 27 + n_seg])
+    return [(a, b) for a, b in zip(starts, starts[1:] + [size])]
+
+
+class _Chains:
+    """The chains of a chained Ogg source: their byte spans and a way to read each one."""
+
+    def __init__(self, f, spans: list[tuple[int, int]], close: bool):
+        self.f, self.spans, self.close = f, spans, close
+
+    def read(self, i: int) -> bytes:
+        a, b = self.spans[i]
+        self.f.seek(a)
+        return self.f.read(b - a)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.close:
+            self.f.close()
+
+
+def _ogg_chains(source: Source) -> _Chains | None:
+    """The chains of ``source`` when it is an Ogg file with more than one chain, else None.
+
+    Never raises: anything unreadable is left to the normal path's typed errors.
+    """
+    close = False
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            f = open(source, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below or by _Chains
+            close = True
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            f = io.BytesIO(source)  # shares the buffer of an immutable bytes object
+        elif hasattr(source, "seekable") and source.seekable():
+            f = source
+        else:
+            return None
+        pos = f.tell()
+        f.seek(0)
+        if f.read(4) != b"OggS":
+            spans = []
+        else:
+            spans = _ogg_chain_spans(f)
+        if len(spans) > 1:
+            return _Chains(f, spans, close)
+        f.seek(pos)
+    except (OSError, ValueError, TypeError):
+        pass
+    if close:
+        f.close()
+    return None
+
+
+def _chain_name(name: str, i: int, n: int) -> str:
+    return f"{name} (chain {i + 1} of {n})"
+
+
+def _info_chained(chains: _Chains, name: str) -> AudioInfo:
+    """:func:`info` of a chained Ogg: the first chain's rate, channels, codec and tags; the sum of the durations."""
+    first, total = None, 0.0
+    with chains:
+        for i in range(len(chains)):
+            try:
+                part = info(_Named(chains.read(i), _chain_name(name, i, len(chains))))
+            except DecodeError:
+                if first is None:
+                    raise
+                break  # a later chain cut short or corrupt: info reads, load judges (reason "truncated")
+            first = first or part
+            if math.isfinite(part.duration_s):
+                total += part.duration_s
+    return AudioInfo(duration_s=total, sr=first.sr, channels=first.channels, codec=first.codec, tags=first.tags)
+
+
+class _Named(io.BytesIO):
+    """Bytes of one chain as a file object whose ``name`` says which chain (for messages)."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+
+def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duration):
+    """:func:`load` of a chained Ogg: each chain decoded alone, resampled to ``sr``, then joined.
+
+    ``offset``/``duration`` are in seconds of the whole file; chains wholly
+    before ``offset`` are skipped from their declared length without decoding.
+    """
+    import numpy as np
+
+    parts: list = []
+    state = {"elapsed": 0.0, "sr": None if sr is None else int(sr), "channels": None}
+    end = None if duration is None else offset + duration
+    with chains:
+        for i in range(len(chains)):
+            if end is not None and state["elapsed"] >= end:
+                break
+            cname = _chain_name(name, i, len(chains))
+            try:
+                y = _load_chain(chains.read(i), cname, state, mono, offset, end, max_duration)
+            except DecodeError as exc:
+                if i > 0 and exc.reason in ("not-audio", "no-audio-stream"):  # audio before it: cut or corrupt
+                    raise DecodeError(
+                        f"{name}: truncated or corrupt after {state['elapsed']:.1f} s "
+                        f"(chain {i + 1} of {len(chains)}: {str(exc).removeprefix(cname + ': ')})",
+                        path=name,
+                        reason="truncated",
+                    ) from exc
+                exc.path = name  # the file, whichever chain failed (the message names the chain)
+                raise
+            if y is not None:
+                parts.append(y)
+    if not parts:
+        raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
+    y = np.concatenate(parts, axis=-1)
+    if end is not None:  # each chain's resampled length is rounded: keep the span exact
+        want = int(round(duration * state["sr"]))
+        short = want - y.shape[-1]
+        if 0 < short <= len(parts) - 1:  # a sample lost to rounding at each chain boundary crossed
+            y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, short)])
+        y = y[..., :want]
+    if not np.all(np.isfinite(y)):
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration):
+    """Decode one chain into the output rate (``state`` carries the first chain's rate and channels
+    and the seconds of audio before this chain); None when it holds nothing of the span."""
+    import numpy as np
+
+    elapsed = state["elapsed"]
+    with _open(_Named(data, cname)) as container:
+        stream = container.streams.audio[0]
+        native_sr = int(stream.codec_context.sample_rate or 0)
+        if native_sr <= 0:
+            raise DecodeError(f"{cname}: audio stream has no sample rate", reason="not-audio")
+        state["sr"] = state["sr"] or native_sr
+        state["channels"] = state["channels"] or int(stream.codec_context.channels or 1)
+        declared = _declared_duration(container, stream)
+        if max_duration is not None and declared is not None and elapsed + declared > max_duration + 0.5:
+            raise DecodeError(
+                f"{cname}: audio is at least {elapsed + declared:.1f} s long, "
+                f"more than the limit of {max_duration:g} s",
+                reason="too-long",
+            )
+        if declared is not None and elapsed + declared <= offset:
+            state["elapsed"] = elapsed + declared
+            return None
+        local_offset = max(offset - elapsed, 0.0)
+        local_duration = None if end is None else end - max(offset, elapsed)
+        limit = None if max_duration is None else max(max_duration - elapsed, 1e-3)
+        sink = _Sink(native_sr, state["sr"], mono)
+        n_native = _decode(container, stream, sink, local_offset, local_duration, limit, cname)
+    state["elapsed"] = elapsed + local_offset + sink.seconds
+    if n_native == 0:
+        return None
+    if declared is not None and local_offset == 0 and local_duration is None:
+        got = sink.seconds
+        if got < 0.9 * declared - 1.0:
+            raise DecodeError(
+                f"{cname}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s", reason="truncated"
+            )
+    y = sink.result()
+    if not mono and y.shape[0] != state["channels"]:
+        y = np.repeat(y.mean(axis=0, dtype=np.float32)[None], state["channels"], axis=0)
+    return y

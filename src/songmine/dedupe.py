@@ -13,7 +13,8 @@ How (see ``docs/minhash.md``):
    time, so a trimmed copy keeps most of them. A copy whose STFT frames fall
    half a hop away from the original's loses most landmarks (Jaccard ~0.1),
    so each file is fingerprinted at two phases (``shifts=(0, 64)`` samples)
-   and the sets united. Measured on the dev corpus: Jaccard ~0.3 between a
+   and the sets united. (This is why ``dedupe --index`` decodes the files
+   again: an index holds only the phase-0 landmarks.) Measured on the dev corpus: Jaccard ~0.3 between a
    track and a trimmed copy, 0.15–0.2 for a 32-kbps mp3, ~0.9 for a gain
    change; 0.000–0.01 between unrelated tracks.
 2. **Candidates in sub-quadratic time.** A MinHash signature per file

@@ -132,6 +132,14 @@ class SearchConfig:
     margin_min_tracks : int
         The margin test needs at least this many tracks with hits (the
         runner-up only estimates the chance maximum when many tracks compete).
+    speed_margin_alpha : float
+        Tail index of the *per-speed* margin test: at each speed of the dense
+        stage, the best track against the runner-up track *of that speed*
+        (a chance maximum at another speed does not count against it). The
+        most-voted track of the dense stage may get
+        ``exp(-speed_margin_tests * r ** -speed_margin_alpha)``. 0 turns it off.
+    speed_margin_tests : float
+        Multiplicity of the per-speed margin test (sets its false-positive budget).
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
@@ -154,6 +162,8 @@ class SearchConfig:
     margin_tests: float = 140.0
     margin_floor: int = 4
     margin_min_tracks: int = 20
+    speed_margin_alpha: float = 5.0
+    speed_margin_tests: float = 1280.0
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
@@ -187,6 +197,10 @@ class SearchConfig:
             raise ParameterError(f"margin_floor={self.margin_floor!r} must be an integer >= 1")
         if not isinstance(self.margin_min_tracks, int) or self.margin_min_tracks < 2:
             raise ParameterError(f"margin_min_tracks={self.margin_min_tracks!r} must be an integer >= 2")
+        if not (np.isfinite(self.speed_margin_alpha) and self.speed_margin_alpha >= 0):
+            raise ParameterError(f"speed_margin_alpha={self.speed_margin_alpha} must be a finite number >= 0")
+        if not (np.isfinite(self.speed_margin_tests) and self.speed_margin_tests >= 1):
+            raise ParameterError(f"speed_margin_tests={self.speed_margin_tests} must be a finite number >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,7 +587,7 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
             if refine(s):
                 break
     # stage 3: the runner-up (margin) test over the dense candidates of every speed searched
-    if not done and dense_best and config.margin_alpha > 0:
+    if not done and dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
         best.extend(_with_margin(dense_best, config))  # duplicates go with the one-per-track step
     # one candidate per track: its best speed
     best.sort(key=lambda c: (-c.confidence, -c.votes))
@@ -609,7 +623,7 @@ def _accepted(best: list[Candidate], dense_best: list[Candidate], config: Search
     """Would the candidates so far give an answer (a confidence, or the margin test's, >= min_confidence)?"""
     if any(c.confidence >= config.min_confidence for c in best):
         return True
-    if not dense_best or config.margin_alpha <= 0:
+    if not dense_best or (config.margin_alpha <= 0 and config.speed_margin_alpha <= 0):
         return False
     return any(c.confidence >= config.min_confidence for c in _with_margin(dense_best, config))
 
@@ -651,17 +665,31 @@ def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, flo
 
 
 def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]:
-    """Raise the confidence of the most-voted track by the margin test when that says more.
+    """Raise the confidence of the most-voted track by the margin tests when they say more.
 
     ``best`` are candidates of comparable lookups (the dense query landmarks at
-    every speed searched); the test needs ``margin_min_tracks`` tracks hit.
+    every speed searched). Two runner-up tests, each calibrated on non-member
+    clips (``docs/identify.md``), both for the most-voted track only:
+
+    * pooled: against the runner-up track over every speed searched
+      (``margin_alpha``, ``margin_tests``);
+    * per speed: at the speed where it was most voted, against the runner-up
+      track *of that speed* (``speed_margin_alpha``, ``speed_margin_tests``).
+
+    Only lookups with ``margin_min_tracks`` tracks hit take part.
     """
     if max(c.n_tracks_hit for c in best) < config.margin_min_tracks:
         return best
     top = max(best, key=lambda c: c.votes)
-    v2 = max((c.votes for c in best if c.track_id != top.track_id), default=0)
-    conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
-                             floor=config.margin_floor)
+    conf = 0.0
+    if config.margin_alpha > 0:
+        v2 = max((c.votes for c in best if c.track_id != top.track_id), default=0)
+        conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
+                                 floor=config.margin_floor)
+    if config.speed_margin_alpha > 0 and top.n_tracks_hit >= config.margin_min_tracks:
+        v2 = max((c.votes for c in best if c.speed == top.speed and c.track_id != top.track_id), default=0)
+        conf = max(conf, margin_confidence(top.votes, v2, alpha=config.speed_margin_alpha,
+                                           n_tests=config.speed_margin_tests, floor=config.margin_floor))
     if conf <= top.confidence:
         return best
     return [dataclasses.replace(c, confidence=conf) if c is top else c for c in best]

@@ -72,7 +72,7 @@ _ORDER = list(FEATURE_FAMILIES)  # family order of the 74 stacked dims (alphabet
 # --------------------------------------------------------------------------- decoding
 
 
-def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndarray, int]:
+def decode(path: str | os.PathLike[str], *, pcm16: bool = True, decoder: str = "pyav") -> tuple[np.ndarray, int]:
     """Decode to mono float32 at the file's native rate, as FMA's ``librosa.load(sr=None)`` did.
 
     librosa 0.5.0 decoded through audioread, whose backends (FFmpeg, GStreamer)
@@ -92,13 +92,23 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
     LSB here and there and can start up to 128 samples later (priming), which shifts every
     frame. With ``pcm16=False`` libsndfile (today's ``librosa.load``) reads what it can.
 
+    ``decoder`` picks who decodes compressed files: ``"pyav"`` (default: FFmpeg's decoders
+    in this process) or ``"ffmpeg"`` (the ``ffmpeg`` program on ``PATH``, piping 16-bit PCM —
+    literally what audioread handed librosa 0.5.0). FFmpeg builds differ in the last float
+    bit of their Vorbis/MP3 output, which flips ~0.04 % of 16-bit samples by one LSB; with the
+    same ``ffmpeg`` as FMA's code ran on, the samples, and so the 518 values, are the same.
+
     Raises
     ------
     DecodeError
-        Missing, empty or undecodable file.
+        Missing, empty or undecodable file; ``decoder="ffmpeg"`` without an ``ffmpeg`` program.
+    ParameterError
+        Unknown ``decoder``.
     """
     import soundfile as sf
 
+    if decoder not in DECODERS:
+        raise ParameterError(f"decoder={decoder!r}: expected one of {', '.join(DECODERS)}")
     p = Path(path)
     if not p.exists():
         raise DecodeError(f"{p}: no such file", path=str(p), reason="missing")
@@ -122,6 +132,8 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
         if pcm16:
             return _mono_pcm16(_round_pcm16(y).T), sr
         return _mono(y.T), sr
+    if decoder == "ffmpeg":
+        return _decode_ffmpeg_cli(p, pcm16)
     from ..audio import info, load
 
     try:
@@ -134,6 +146,37 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True) -> tuple[np.ndar
         raise DecodeError(f"{p}: undecodable ({why})", path=str(p)) from exc
     y = np.atleast_2d(y)  # [channels, n]
     return (_mono_pcm16(_round_pcm16(y)) if pcm16 else _mono(y)), int(sr)
+
+
+#: ``decode``'s decoders for compressed files: PyAV in-process, or the ``ffmpeg`` program.
+DECODERS = ("pyav", "ffmpeg")
+
+
+def _decode_ffmpeg_cli(p: Path, pcm16: bool) -> tuple[np.ndarray, int]:
+    """Decode through the ``ffmpeg`` program as audioread's FFmpeg backend did
+    (``ffmpeg -i FILE -f s16le -``: native rate and channels, 16-bit PCM), then the channel mean."""
+    import shutil
+    import subprocess
+
+    from ..audio import info
+
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise DecodeError(f"{p}: decoder='ffmpeg' needs the ffmpeg program on PATH", path=str(p), reason="no-ffmpeg")
+    meta = info(p)  # rate and channel count (raises DecodeError on a non-audio file)
+    fmt, dtype = ("s16le", np.int16) if pcm16 else ("f32le", np.float32)
+    proc = subprocess.run([exe, "-nostdin", "-v", "error", "-i", str(p), "-f", fmt, "-"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    why = proc.stderr.decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0 or not proc.stdout:
+        raise DecodeError(f"{p}: ffmpeg failed (exit {proc.returncode}: {why[-1] if why else 'no output'})",
+                          path=str(p))
+    ch = max(int(meta.channels), 1)
+    n = len(proc.stdout) // (ch * np.dtype(dtype).itemsize)
+    q = np.frombuffer(proc.stdout, dtype, count=n * ch).reshape(n, ch).T
+    if pcm16:
+        return _mono_pcm16(q.astype(np.float32)), int(meta.sr)
+    return _mono(q.astype(np.float32)), int(meta.sr)
 
 
 def _round_pcm16(y: np.ndarray) -> np.ndarray:
@@ -364,10 +407,42 @@ def _downsample(y: np.ndarray, factor: int, res_type: str) -> np.ndarray:
         centres = np.arange(n_res, dtype=np.int64) * factor
         silent = cs[np.minimum(centres + half + 1, len(y))] == cs[np.maximum(centres - half, 0)]
         out[silent] = 0.0
+        # the filter's tails where music meets digital silence: resampy's sums give values down
+        # to 1e-30 there, far below the FFT's round-off (~1e-16 of the loudest sample). In a
+        # frame that sees only such a tail, chroma's per-frame normalisation turns their *shape*
+        # into a full-size chroma/tonnetz vector, so these outputs are summed directly, in float64.
+        level = _TAIL_LEVEL * max(float(y.max()), -float(y.min()))
+        faint = np.flatnonzero((np.abs(out) < level) & ~silent)
+        if faint.size:
+            out[faint] = _direct_fir(y, h, faint * factor)
     n = int(np.ceil(len(y) / factor))  # librosa's fix_length
     if len(out) < n:
         out = np.pad(out, (0, n - len(out)))
     return np.ascontiguousarray(out * np.sqrt(factor), dtype=np.float32)
+
+
+#: Outputs of the FFT convolution below this fraction of the input's peak are recomputed by a
+#: direct sum: the FFT's absolute error is ~1e-16 of the peak, so above it the relative error is
+#: below ~1e-6, and below it (only filter tails at the edges of digital silence: 16-bit audio has
+#: no genuine level under 1.5e-5 of full scale) the direct sum gives resampy's values.
+_TAIL_LEVEL = 1e-10
+
+
+def _direct_fir(y: np.ndarray, h: np.ndarray, centres: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+    """``Σ_j h[half + j] · y[c − j]`` (zero outside ``y``) at every centre ``c``, in float64.
+
+    The time-domain sum resampy computes, for the few outputs where an FFT's round-off would
+    swamp the value (``h`` is symmetric, so orientation does not matter).
+    """
+    half = (len(h) - 1) // 2
+    taps = np.arange(-half, half + 1)
+    out = np.empty(len(centres))
+    for s in range(0, len(centres), chunk):  # chunks bound the [n, taps] gather
+        idx = centres[s:s + chunk, None] + taps
+        inside = (idx >= 0) & (idx < len(y))
+        vals = np.where(inside, y[np.clip(idx, 0, len(y) - 1)], 0.0)  # zero outside y; float64
+        out[s:s + chunk] = vals @ h
+    return out
 
 
 @functools.lru_cache(maxsize=2)
@@ -708,7 +783,7 @@ def summarize(families: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def extract(source: str | os.PathLike[str] | np.ndarray, *, sr: int | None = None) -> np.ndarray:
+def extract(source: str | os.PathLike[str] | np.ndarray, *, sr: int | None = None, decoder: str = "pyav") -> np.ndarray:
     """The 518 FMA features of one file or signal.
 
     Parameters
@@ -718,6 +793,8 @@ def extract(source: str | os.PathLike[str] | np.ndarray, *, sr: int | None = Non
     sr : int, optional
         Sample rate of ``source`` when it is an array (required then); ignored
         for files.
+    decoder : {"pyav", "ffmpeg"}
+        Who decodes a compressed file (:func:`decode`).
 
     Returns
     -------
@@ -744,7 +821,7 @@ def extract(source: str | os.PathLike[str] | np.ndarray, *, sr: int | None = Non
             raise ParameterError(f"sr={sr!r}: a positive sample rate is required with an array")
         y = source
     else:
-        y, sr = decode(source)
+        y, sr = decode(source, decoder=decoder)
     return summarize(extract_families(y, int(sr)))
 
 
@@ -760,15 +837,17 @@ class Failure:
     error: str
 
 
-def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any], float]:
-    """Worker: (track_id, path, with_tags) → (track_id, vector | None, error | None, duration_s, tags, cpu_s)."""
-    track_id, path, with_tags = args
-    t0 = time.process_time()
+def _work(args: tuple) -> tuple[str, np.ndarray | None, str | None, float, dict[str, Any], float]:
+    """Worker: (track_id, path, with_tags[, decoder]) → (track_id, vector | None, error | None, duration_s,
+    tags, cpu_s); cpu_s includes a decoder child process (``decoder="ffmpeg"``)."""
+    track_id, path, with_tags = args[:3]
+    decoder = args[3] if len(args) > 3 else "pyav"
+    t0 = _cpu_s()
     from .tags import read_tags
 
     tags: dict[str, Any] = {}
     try:
-        y, sr = decode(path)
+        y, sr = decode(path, decoder=decoder)
         dur = len(y) / sr
         vec = summarize(extract_families(y, sr))
         if not np.all(np.isfinite(vec)):
@@ -776,12 +855,20 @@ def _work(args: tuple[str, str, bool]) -> tuple[str, np.ndarray | None, str | No
             raise DataError(f"non-finite features {bad}")
         if with_tags:
             tags = read_tags(path)
-        return track_id, vec, None, dur, tags, time.process_time() - t0
+        return track_id, vec, None, dur, tags, _cpu_s() - t0
     except (DecodeError, ParameterError, DataError) as exc:
-        return track_id, None, str(exc).splitlines()[0], 0.0, tags, time.process_time() - t0
+        return track_id, None, str(exc).splitlines()[0], 0.0, tags, _cpu_s() - t0
     except Exception as exc:  # one bad file never aborts the batch
         err = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return track_id, None, err, 0.0, tags, time.process_time() - t0
+        return track_id, None, err, 0.0, tags, _cpu_s() - t0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (an ``ffmpeg`` decoder)."""
+    import resource
+
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + c.ru_utime + c.ru_stime
 
 
 def _record(res: tuple, *, where: dict, rows: dict, durations: dict, tags: dict, failures: dict) -> None:
@@ -806,6 +893,7 @@ def extract_folder(
     with_tags: bool = False,
     checkpoint: Callable[["pd.DataFrame", dict[str, dict[str, Any]]], None] | None = None,
     checkpoint_every_s: float = 30.0,
+    decoder: str = "pyav",
 ) -> tuple["pd.DataFrame", list[Failure]]:
     """Features of many files, in parallel processes, skipping those already done.
 
@@ -827,6 +915,8 @@ def extract_folder(
     checkpoint : callable(df, tags), optional
         Called with the partial result at most every ``checkpoint_every_s``
         seconds (used by the CLI to keep the output file resumable).
+    decoder : {"pyav", "ffmpeg"}
+        Who decodes compressed files (:func:`decode`).
 
     Returns
     -------
@@ -838,6 +928,8 @@ def extract_folder(
 
     if jobs < 1:
         raise ParameterError(f"jobs={jobs} must be >= 1")
+    if decoder not in DECODERS:
+        raise ParameterError(f"decoder={decoder!r}: expected one of {', '.join(DECODERS)}")
     items = list(paths.items()) if isinstance(paths, dict) else [(os.fspath(p), os.fspath(p)) for p in paths]
     items = [(str(k), os.fspath(v)) for k, v in items]
     done_ids: set[str] = set()
@@ -851,7 +943,7 @@ def extract_folder(
             rows[tid] = vec
         done_ids = set(rows)
         tags.update({k: v for k, v in resume_from.attrs.get("tags", {}).items()})
-    todo = [(k, v, with_tags) for k, v in items if k not in done_ids]
+    todo = [(k, v, with_tags, decoder) for k, v in items if k not in done_ids]
     total = len(items)
     done = total - len(todo)
     failures: dict[str, Failure] = {}

@@ -11,7 +11,8 @@ Sources: a CSV file, a directory holding the tables, or ``fma_metadata.zip``
 (read in place, never unpacked). Every loaded table is validated — the exact
 expected columns, unique ids, finite feature values — and cached as parquet in
 ``songmine.paths.cache_dir()/catalog`` keyed by the file's identity (path,
-size, mtime, zip member), so a second load is a parquet read.
+size, mtime, zip member), so a second load is a parquet read; writing an entry
+evicts the stale ones (:mod:`songmine.catalog.cache`).
 
 Errors are :class:`songmine.errors.DataError` naming the file, the column and
 the row where that applies.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import ast
 import csv
 import gc
-import hashlib
 import io
 import json
 import logging
@@ -654,15 +654,24 @@ def _parse_genres(src: TableSource):
 # --------------------------------------------------------------------------- cache + entry points
 
 
-def _cache_path(src: TableSource, nonfinite: NonFinite) -> Path:
-    from ..paths import cache_dir
+def _cache_path(src: TableSource, nonfinite: NonFinite) -> tuple[Path, dict]:
+    """The cache file of ``src`` (naming and eviction: :mod:`songmine.catalog.cache`) and the
+    source record stored in it (for ``songmine catalog cache``)."""
+    from .cache import entry_path
 
-    key = hashlib.sha1(f"{src.identity()}|v{LOADER_VERSION}|{nonfinite}".encode()).hexdigest()[:20]
-    return cache_dir() / "catalog" / f"{src.table}-{key}.parquet"
+    identity = src.identity()
+    source = f"{src.path.resolve()}|{src.member}|{nonfinite}"
+    record = {"table": src.table, "path": str(src.path.resolve()), "member": src.member,
+              "identity": identity, "nonfinite": nonfinite}
+    return entry_path(src.table, source, identity, LOADER_VERSION), record
 
 
-def _to_parquet(df, path: Path) -> None:
-    """Write with flattened string column names; the levels go in the file metadata."""
+def _to_parquet(df, path: Path, source: dict | None = None) -> None:
+    """Write with flattened string column names; the levels go in the file metadata.
+
+    Written to a temp name in the same directory, then renamed: readers see a whole
+    file or none. With ``source`` (a cache entry), stale entries are evicted after.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -682,7 +691,8 @@ def _to_parquet(df, path: Path) -> None:
 
     all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
     meta[b"songmine.catalog"] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
-                                            "columns": list(flat.columns), "list_codes": list_codes}).encode()
+                                            "columns": list(flat.columns), "list_codes": list_codes,
+                                            "source": source}).encode()
     # Cheap to read back: floats keep NaN as a value (not null) in non-nullable columns, so parquet stores
     # them REQUIRED with no definition levels to decode; floats are not dictionary-encoded (a fallback
     # to plain anyway on real data); no statistics (nobody filters this file).
@@ -698,10 +708,18 @@ def _to_parquet(df, path: Path) -> None:
         arrays.append(col)
     t = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
     dictionary = [f.name for f in fields if not pa.types.is_floating(f.type)]
+    from .cache import evict, temp_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    pq.write_table(t, tmp, use_dictionary=dictionary, write_statistics=False)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        pq.write_table(t, tmp, use_dictionary=dictionary, write_statistics=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if source is not None:
+        evict(path, LOADER_VERSION)
 
 
 def _from_parquet(path: Path):
@@ -848,19 +866,22 @@ def load(
         raise ParameterError(f"nonfinite={nonfinite!r} must be 'raise', 'drop' or 'keep'")
     src = resolve(source, table)
     cpath = None
+    record = None
     if cache:
         try:
-            cpath = _cache_path(src, nonfinite)
+            cpath, record = _cache_path(src, nonfinite)
             if cpath.exists():
                 return _from_parquet(cpath)
         except DataError:
             raise
+        except FileNotFoundError:  # evicted by another process between exists() and open: a miss
+            pass
         except Exception as exc:  # a broken cache file is never fatal
             log.warning("ignoring unreadable catalogue cache %s: %s", cpath, exc)
     df = _load_uncached(src, nonfinite)
     if cpath is not None:
         try:
-            _to_parquet(df, cpath)
+            _to_parquet(df, cpath, record)
         except Exception as exc:  # read-only cache dir, odd dtypes...: loading still worked
             log.warning("could not write catalogue cache %s: %s", cpath, exc)
     return df

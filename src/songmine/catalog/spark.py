@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
-from .features import Failure, _record, _to_frame, _work
+from .features import DECODERS, Failure, _record, _to_frame, _work
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -43,6 +43,7 @@ def extract_folder_spark(
     with_tags: bool = False,
     progress: Callable[[int, int], None] | None = None,
     job_timeout_s: float | None = None,
+    decoder: str = "pyav",
 ) -> tuple["pd.DataFrame", list[Failure]]:
     """Features of many files computed by a Spark job; same contract as ``extract_folder``.
 
@@ -62,6 +63,8 @@ def extract_folder_spark(
         Called before and after the job (a Spark job reports no per-file progress).
     job_timeout_s : float or None
         Bound on the whole job (:func:`songmine.spark.run_job`).
+    decoder : {"pyav", "ffmpeg"}
+        Who decodes compressed files (:func:`songmine.catalog.features.decode`).
     """
     import numpy as np
 
@@ -69,6 +72,8 @@ def extract_folder_spark(
 
     items = list(paths.items()) if isinstance(paths, dict) else [(os.fspath(p), os.fspath(p)) for p in paths]
     items = [(str(k), os.fspath(v)) for k, v in items]
+    if decoder not in DECODERS:
+        raise ParameterError(f"decoder={decoder!r}: expected one of {', '.join(DECODERS)}")
     if n_partitions is not None and n_partitions < 1:
         raise ParameterError(f"n_partitions={n_partitions} must be >= 1")
     rows: dict[str, np.ndarray] = {}
@@ -78,7 +83,7 @@ def extract_folder_spark(
         prev = resume_from.dropna(how="any")
         rows.update(zip(prev.index.astype(str), prev.to_numpy(dtype=np.float32)))
         tags.update(resume_from.attrs.get("tags", {}))
-    todo = [(k, v, with_tags) for k, v in items if k not in rows]
+    todo = [(k, v, with_tags, decoder) for k, v in items if k not in rows]
     total = len(items)
     if progress:
         progress(total - len(todo), total)

@@ -1,4 +1,5 @@
-"""Catalogue verbs: ``catalog merge`` (FMA tables → one table) and ``features`` (audio → FMA features)."""
+"""Catalogue verbs: ``catalog merge`` (FMA tables → one table), ``catalog cache`` (the parquet cache)
+and ``features`` (audio → FMA features)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,51 @@ def merge_cmd(
         typer.echo(f"wrote {written}")
 
 
+@catalog_app.command("cache")
+def cache_cmd(
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete the entries no load will read again (stale, orphan, old format).")
+    ] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Delete every entry (the next load re-reads the CSVs).")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """List the parquet cache of loaded FMA tables: where it is, each entry's table, size, source and status.
+
+    Status: current (source unchanged), stale (source changed since), orphan (source
+    gone), old-format / newer-format (another cache format), temp (a writer's temp
+    file). Loading already evicts the stale entries of the source it writes; --prune
+    deletes all that no load will read again, --clear deletes everything (a temp file
+    younger than an hour, which a running writer may own, excepted). Never touches
+    anything outside the cache directory.
+    """
+    from ..catalog.cache import cache_root, clear as clear_cache, entries, prune as prune_cache
+
+    if prune and clear:
+        raise fail("--prune and --clear: pick one")
+    deleted = clear_cache() if clear else prune_cache() if prune else []
+    kept = entries()
+    summary = {
+        "dir": str(cache_root()),
+        "entries": kept,
+        "size_bytes": sum(e.size_bytes for e in kept),
+        "deleted": [e.path for e in deleted],
+        "deleted_bytes": sum(e.size_bytes for e in deleted),
+    }
+    if json_out:
+        emit_json(summary)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{summary['dir']}: {len(kept)} file(s), {summary['size_bytes'] / 1e6:.1f} MB")
+    for col in ("file", "table", "MB", "status", "source"):
+        t.add_column(col, justify="right" if col == "MB" else "left")
+    for e in kept:
+        t.add_row(Path(e.path).name, e.table or "", f"{e.size_bytes / 1e6:.1f}", e.status, e.source or "")
+    out_console().print(t)
+    if deleted:
+        typer.echo(f"deleted {len(deleted)} file(s), {summary['deleted_bytes'] / 1e6:.1f} MB")
+
+
 @app.command("features")
 def features_cmd(
     directory: Annotated[
@@ -86,6 +132,11 @@ def features_cmd(
     master: Annotated[
         Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
+    decoder: Annotated[
+        str,
+        typer.Option("--decoder", help="Who decodes compressed files: pyav (in-process FFmpeg) or ffmpeg (the "
+                     "ffmpeg program on PATH, as FMA's code via audioread: same build, same samples)."),
+    ] = "pyav",
     json_out: JsonOption = False,
 ) -> None:
     """Compute the 518 FMA audio features of every file (librosa-0.5.0-compatible), resumably.
@@ -120,15 +171,17 @@ def features_cmd(
     t0 = time.perf_counter()
     if engine not in ("local", "spark"):
         raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
+    if decoder not in ("pyav", "ffmpeg"):
+        raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")
     with progress_bar("features", enabled=not json_out) as progress:
         if engine == "spark":  # same output; see songmine.catalog.spark
             from ..catalog.spark import extract_folder_spark
 
             df, failures = extract_folder_spark(items, master=master or "local[*]", progress=progress,
-                                                resume_from=previous, with_tags=True)
+                                                resume_from=previous, with_tags=True, decoder=decoder)
         else:
             df, failures = extract_folder(items, jobs=jobs, progress=progress, resume_from=previous,
-                                          with_tags=True, checkpoint=checkpoint)
+                                          with_tags=True, checkpoint=checkpoint, decoder=decoder)
     elapsed = time.perf_counter() - t0
     tags = {**prev_tags, **df.attrs.get("tags", {})}
     if index is not None:  # an index's track ids are integers: sort and write them as such
@@ -156,6 +209,7 @@ def features_cmd(
         "elapsed_s": round(elapsed, 3),
         "x_realtime": round(audio_s / elapsed, 2) if elapsed > 0 and audio_s > 0 else None,
         "jobs": jobs,
+        "decoder": decoder,
     }
     if json_out:
         emit_json(summary)

@@ -14,7 +14,11 @@ from ._app import EXIT_OK, JsonOption, app, emit_json, fail, out_console, print_
 def dedupe_cmd(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Folders or files to scan (recursively).")] = None,
     index: Annotated[
-        Optional[Path], typer.Option("--index", help="Check the tracks of this index instead of folders.")
+        Optional[Path], typer.Option(
+            "--index",
+            help="Check the tracks of this index instead of folders (their files are decoded again:"
+            " the index holds one STFT phase, dedupe needs two; docs/minhash.md).",
+        )
     ] = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Estimated Jaccard of landmark-hash sets that triggers a check, in (0, 1].")
