@@ -32,6 +32,12 @@ Run::
 
     PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \\
         --real-index /tmp/dev40.idx --work /tmp/large
+
+``--before KEY=VALUE`` (repeatable; ``--before ''`` for the defaults) also
+times a second SearchConfig on the same queries, interleaved query by query
+in the same process, and adds the column "after / before" (CPU medians), e.g.
+the search control of session 2: ``--before warp=False --before
+coarse_max_hits=None --before lead_margin=None --before refine_margin=0``.
 """
 
 from __future__ import annotations
