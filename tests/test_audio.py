@@ -320,3 +320,15 @@ def test_rate_change_inside_one_stream_is_resampled_not_misread(tmp_path, tone):
     span = audio.load(path, sr=11025, offset=2.5, duration=1.0)  # across the change
     assert len(span) == 11025
     assert abs(dominant_hz(span[-4000:], 11025) - 660.0) < 5
+
+
+def test_junk_after_the_audio_is_not_a_truncation(tmp_path, tone):
+    sf.write(tmp_path / "a.mp3", tone(440.0, 44100, 3.0), 44100, format="MP3")
+    data = (tmp_path / "a.mp3").read_bytes()
+    (tmp_path / "junk.mp3").write_bytes(data + bytes(10))  # a tagger's or downloader's padding
+    y = audio.load(tmp_path / "junk.mp3", sr=11025)
+    assert np.array_equal(y, audio.load(tmp_path / "a.mp3", sr=11025))
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2] + bytes(10))  # junk after a cut: still refused
+    with pytest.raises(DecodeError) as e:
+        audio.load(tmp_path / "cut.mp3", sr=11025)
+    assert _reason(e) == "truncated"

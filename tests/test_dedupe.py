@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -146,3 +147,80 @@ def test_cli_json_and_csv_output(tmp_path, synth_music, rng, capsys):
     assert main(["dedupe", str(tmp_path), "--csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("group,path,keeper") and len(lines) == 3
+
+
+# --------------------------------------------------------------------------- dedupe --index
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_library, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import songmine.audio
+    from songmine.dedupe import dedupe_index
+    from songmine.index import Index, index_files
+
+    root, truth, trims = dup_library
+    lib = tmp_path / "lib"
+    shutil.copytree(root, lib)
+    truth = [[str(lib / os.path.basename(p)) for p in g] for g in truth]
+    trims = {str(lib / os.path.basename(k)) for k in trims}
+    ix_path = tmp_path / "ix"
+    with Index(ix_path, create=True) as ix:
+        index_files(ix, [lib], jobs=1)
+
+    decoded = []
+    real_load = songmine.audio.load
+
+    def counting_load(source, **kw):
+        decoded.append(str(source))
+        return real_load(source, **kw)
+
+    monkeypatch.setattr(songmine.audio, "load", counting_load)
+    report = dedupe_index(ix_path)
+    assert decoded == [] and report.n_from_index == report.n_files == sum(len(g) for g in truth)
+    assert _pairs([[m.path for m in g.members] for g in report.groups]) == _pairs(truth)
+    for g in report.groups:
+        assert g.keeper.endswith("_orig.flac")
+        for m in g.members:
+            if m.path in trims:
+                assert m.offset_s == pytest.approx(4.0, abs=0.05)
+
+    from songmine.cli._app import main
+
+    assert main(["dedupe", "--index", str(ix_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_from_index"] == report.n_files and len(out["groups"]) == len(report.groups)
+    assert decoded == []
+
+    # a file changed since indexing is fingerprinted again (only it); a vanished one is reported
+    changed = next(p for p in truth[0] if p.endswith("_copy.mp3"))
+    with open(changed, "ab") as fh:
+        fh.write(b"\0" * 10)  # trailing junk: same audio, new sha256
+    gone = truth[1][1]
+    os.remove(gone)
+    report = dedupe_index(ix_path)
+    assert decoded == [changed]
+    assert [s["path"] for s in report.skipped] == [gone], report.skipped
+    want = _pairs([[p for p in g if p != gone] for g in truth])
+    assert _pairs([[m.path for m in g.members] for g in report.groups]) == want
+
+
+def test_index_mode_refuses_a_non_landmark_index(tmp_path):
+    from songmine.dedupe import dedupe_index
+    from songmine.index import Index, register_method
+
+    class OtherConfig:  # another method's postings are not landmark hashes
+        def to_dict(self):
+            return {}
+
+        @classmethod
+        def from_dict(cls, d):
+            return cls()
+
+    register_method("_other_for_dedupe_test", OtherConfig)
+    with Index(tmp_path / "ix", create=True, config=OtherConfig()):
+        pass
+    with pytest.raises(ParameterError, match="landmark index"):
+        dedupe_index(tmp_path / "ix")

@@ -25,7 +25,8 @@ Errors are :class:`~songmine.errors.DecodeError` with the file and a ``reason``
 
 Partial files are refused, never returned in part: a decode error after some
 audio, or a clean end well short of the declared length (less than
-``0.9 × declared − 1 s``), is ``reason="truncated"`` — for each chain of a
+``0.9 × declared − 1 s``), is ``reason="truncated"``; a decode error once the
+declared length is decoded is junk after the audio, and the audio is kept — for each chain of a
 chained Ogg alike. (An Ogg file cut mid-way declares only what it still holds,
 so it decodes as shorter audio: the container cannot tell.)
 """
@@ -33,6 +34,7 @@ so it decodes as shorter audio: the container cannot tell.)
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -45,6 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 _BLOCK = 1 << 16  # native-rate samples handed to the resampler at a time
+_END_SLACK_S = 0.5  # a decode error this close to the declared end is junk after the audio, not a cut
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "Source", "load", "info", "is_audio_path"]
 
@@ -225,7 +230,7 @@ def load(
                 reason="too-long",
             )
         sink = _Sink(native_sr, native_sr if sr is None else int(sr), mono)
-        n_native = _decode(container, stream, sink, offset, duration, max_duration, name)
+        n_native = _decode(container, stream, sink, offset, duration, max_duration, name, declared)
 
     y = sink.result()
     if n_native == 0 or y.shape[-1] == 0:
@@ -353,8 +358,12 @@ class _Sink:
         return np.ascontiguousarray(np.concatenate(self.blocks, axis=-1), dtype=np.float32)
 
 
-def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name) -> int:
+def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name, declared=None) -> int:
     """Decode frames of ``[offset, offset+duration)`` into ``sink``; return native samples kept.
+
+    An FFmpeg error once the ``declared`` length (seconds) has been decoded is
+    trailing junk after the audio (a broken tagger, a padded download), not a
+    truncation: the audio is kept.
 
     The per-frame Python work is kept to a minimum (decoders such as Vorbis
     emit frames of a few hundred samples, so it is paid tens of thousands of
@@ -419,6 +428,9 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
             break
     except av.error.FFmpegError as exc:
         blocks.flush(start, stop)
+        if sink.n_in and declared is not None and offset + sink.seconds >= declared - _END_SLACK_S:
+            log.debug("%s: ignoring data after the declared %.2f s of audio (%s)", name, declared, exc)
+            return sink.n_in
         if sink.n_in == 0:
             raise DecodeError(
                 f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
@@ -696,7 +708,7 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
         local_duration = None if end is None else end - max(offset, elapsed)
         limit = None if max_duration is None else max(max_duration - elapsed, 1e-3)
         sink = _Sink(native_sr, state["sr"], mono)
-        n_native = _decode(container, stream, sink, local_offset, local_duration, limit, cname)
+        n_native = _decode(container, stream, sink, local_offset, local_duration, limit, cname, declared)
     state["elapsed"] = elapsed + local_offset + sink.seconds
     if n_native == 0:
         return None

@@ -16,8 +16,8 @@ def dedupe_cmd(
     index: Annotated[
         Optional[Path], typer.Option(
             "--index",
-            help="Check the tracks of this index instead of folders (their files are decoded again:"
-            " the index holds one STFT phase, dedupe needs two; docs/minhash.md).",
+            help="Check the tracks of this landmark index from the landmarks it stores (only files changed"
+            " since indexing are decoded); with folders too, every file is decoded.",
         )
     ] = None,
     threshold: Annotated[
@@ -31,7 +31,7 @@ def dedupe_cmd(
 
     Exits 0 whatever it finds (also with --json / --csv); 2 on a usage error.
     """
-    from ..dedupe import DedupeConfig, dedupe
+    from ..dedupe import DedupeConfig, dedupe, dedupe_index
 
     if json_out and csv_out:
         raise fail("--json and --csv are exclusive")
@@ -39,12 +39,18 @@ def dedupe_cmd(
         raise fail(f"--jobs={jobs} must be >= 1")
     config = DedupeConfig(threshold=threshold)  # ParameterError → exit 2 with one line
     sources: list = list(paths or [])
-    if index is not None:
-        sources += _index_paths(index)
-    if not sources:
-        raise fail("give at least one folder or file, or --index P")
-    with progress_bar("fingerprinting", enabled=not (json_out or csv_out)) as cb:
-        report = dedupe(sources, config, jobs=jobs, progress=cb)
+    if index is not None and not sources:
+        from ..paths import resolve_index_path
+
+        with progress_bar("reading the index", enabled=not (json_out or csv_out)) as cb:
+            report = dedupe_index(resolve_index_path(index), config, jobs=jobs, progress=cb)
+    else:
+        if index is not None:
+            sources += _index_paths(index)
+        if not sources:
+            raise fail("give at least one folder or file, or --index P")
+        with progress_bar("fingerprinting", enabled=not (json_out or csv_out)) as cb:
+            report = dedupe(sources, config, jobs=jobs, progress=cb)
     if json_out:
         emit_json(report)
     elif csv_out:

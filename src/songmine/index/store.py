@@ -386,6 +386,26 @@ class Index:
         """Live tracks, by id."""
         return [r for _, r in sorted(self._tracks.items()) if r.status == STATUS_OK]
 
+    def landmarks(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{track_id: (hashes, times)}`` of every live track, read from the stored postings.
+
+        What the indexer stored (``uint32``, in no particular order), nothing
+        decoded; e.g. for :func:`songmine.dedupe.dedupe_index`.
+        """
+        snap = self._snap
+        if not snap.segments:
+            return {}
+        tr = np.concatenate([s.postings.tracks for s in snap.segments])
+        order = np.argsort(tr, kind="stable")
+        tr = tr[order]
+        h = np.concatenate([s.postings.hashes for s in snap.segments])[order]
+        t = np.concatenate([s.postings.times for s in snap.segments])[order]
+        ids, starts = np.unique(tr, return_index=True)
+        ends = np.append(starts[1:], tr.shape[0])
+        live = {k for k, r in snap.tracks.items() if r.status == STATUS_OK}
+        return {int(i): (h[a:b], t[a:b]) for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist())
+                if i in live}  # loop over tracks
+
     # ----------------------------------------------------------------- lookup
     def lookup(
         self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None
