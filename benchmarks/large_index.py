@@ -83,7 +83,7 @@ def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) 
     """Copy ``real`` to ``dest`` and add synthetic tracks up to ``hours`` in ``segments`` commits."""
     from songmine.index import Index
     from songmine.index.store import _NewTrack
-    from songmine.landmarks import DF_BITS, DT_BITS, F1_BITS, pack_hashes, unpack_hashes
+    from songmine.landmarks import pack_hashes, unpack_hashes
 
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(real, dest)
@@ -172,7 +172,9 @@ def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], durati
 def run(index, queries, searches: dict[str, object]) -> dict[str, list[dict]]:
     """Time every query with every search config, interleaved query by query (same load for each)."""
     import songmine
+    from songmine.identify import keep_heap
 
+    keep_heap()  # as `songmine identify` / `serve` do
     for search in searches.values():
         songmine.identify(index, queries[0][2], config=search)  # warm-up (imports, caches)
     out: dict[str, list[dict]] = {name: [] for name in searches}

@@ -332,8 +332,9 @@ class LandmarkIdentifier:
         )
 
     def query(self, clip, *, name):
-        from .identify import identify
+        from .identify import identify, keep_heap
 
+        keep_heap()  # this process now exists to search (indexing is over)
         if self.search is not None:
             return identify(self.index, clip, top=self.top, name=name, config=self.search)
         return identify(self.index, clip, top=self.top, name=name)

@@ -20,15 +20,13 @@ most promising speeds. The common unmodified case costs one pass.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import sys
 import types
-import math
-import os
 from collections.abc import Callable, Iterable, Sequence
-import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -427,17 +425,20 @@ def confidence_from(votes, lam, *, n_tests: float, overdispersion: float) -> np.
 _heap_kept = False
 
 
-def _keep_heap() -> None:
-    """Once per searching process (glibc only): serve big temporaries from the heap and keep it.
+def keep_heap() -> None:
+    """Tune this process's allocator for searching (glibc only; once; a no-op elsewhere).
 
     A query on a big index allocates tens of MB of short-lived arrays (hits,
     vote keys); by default glibc maps each array above 128 KB-32 MB freshly
     and trims freed memory back to the OS, so every query pays page faults
     and the kernel's zeroing again — at 1,000 hours half of a query's CPU
     time (``docs/identify.md``). Raising the mmap and trim thresholds keeps
-    that memory in the process for the next query. Only processes that
-    search do this (indexing workers never call it); ``SONGMINE_KEEP_HEAP=0``
-    turns it off.
+    that memory in the process for the next query (up to 256 MB).
+
+    It changes the whole process, so the library never calls it on its own:
+    the processes that exist to search do — ``songmine identify``, ``songmine
+    eval``, ``songmine serve`` and the benchmarks. An application embedding
+    :func:`search` may call it too. ``SONGMINE_KEEP_HEAP=0`` turns it off.
     """
     global _heap_kept
     if _heap_kept:
@@ -459,8 +460,6 @@ def _keep_heap() -> None:
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
     """Candidates for mono audio ``y`` at ``index.config.sr``, best first (may be below min_confidence)."""
     import soxr
-
-    _keep_heap()
 
     fc: FingerprintConfig = index.config
     y = np.asarray(y, dtype=np.float32)

@@ -53,9 +53,10 @@ def identify_cmd(
         results = identify_alt(method, index, clips, top=top)
         emit_json(results) if json_out else _print(results)
         raise typer.Exit(EXIT_OK if any(r.matches for r in results) else EXIT_NO_MATCH)
-    from ..identify import identify
+    from ..identify import identify, keep_heap
     from ..landmarks import FingerprintConfig
 
+    keep_heap()
     ix = open_index(index)
     try:
         if not isinstance(ix.config, FingerprintConfig):

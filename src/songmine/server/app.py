@@ -305,7 +305,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from ..identify import keep_heap
         from ..index import Index
+
+        keep_heap()  # the server process exists to search
 
         path = settings.index_path
         holder = await anyio.to_thread.run_sync(lambda: IndexHolder(lambda: Index(path)))
