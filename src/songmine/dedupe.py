@@ -413,8 +413,21 @@ def dedupe(
     prints: list[TrackPrint] = []
     skipped: list[dict] = []
     t0 = time.perf_counter()
+    _fingerprint_files(files, config, fpc, prints, skipped, jobs=jobs, progress=progress, total=len(files))
+    t_fp = time.perf_counter() - t0
+    report = find_duplicates(prints, config, hop_s=fpc.hop_s, skipped=skipped)
+    report.timings_s = {"fingerprint": round(t_fp, 4), **report.timings_s}
+    return report
+
+
+def _fingerprint_files(files, config, fpc, prints, skipped, *, jobs, progress, total) -> None:
+    """Fingerprint ``files`` (in ``jobs`` processes), appending to ``prints`` / ``skipped``.
+
+    ``progress(done, total)`` counts from what ``prints`` and ``skipped`` already hold.
+    """
     work = [(f, config, fpc) for f in files]
-    if jobs > 1 and len(files) > 1:
+    done = len(prints) + len(skipped)
+    if jobs > 1 and len(work) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs) as ex:
@@ -422,17 +435,12 @@ def dedupe(
             for k, (pr, err) in enumerate(results):
                 _collect(pr, err, prints, skipped)
                 if progress:
-                    progress(k + 1, len(files))
+                    progress(done + k + 1, total)
     else:
         for k, w in enumerate(work):  # loop over files
-            pr, err = _fingerprint_job(w)
-            _collect(pr, err, prints, skipped)
+            _collect(*_fingerprint_job(w), prints, skipped)
             if progress:
-                progress(k + 1, len(files))
-    t_fp = time.perf_counter() - t0
-    report = find_duplicates(prints, config, hop_s=fpc.hop_s, skipped=skipped)
-    report.timings_s = {"fingerprint": round(t_fp, 4), **report.timings_s}
-    return report
+                progress(done + k + 1, total)
 
 
 def _collect(pr, err, prints, skipped) -> None:
@@ -522,21 +530,7 @@ def dedupe_index(
     t0 = time.perf_counter()
     if redo:
         log.info("dedupe: %d file(s) changed since indexing: fingerprinting them again", len(redo))
-        work = [(f, cfg, fpc) for f in redo]
-        done = n_from_index + len(skipped)
-        if jobs > 1 and len(redo) > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=jobs) as ex:
-                for k, (pr, err) in enumerate(ex.map(_fingerprint_job, work, chunksize=1)):
-                    _collect(pr, err, prints, skipped)
-                    if progress:
-                        progress(done + k + 1, len(records))
-        else:
-            for k, w in enumerate(work):  # loop over files
-                _collect(*_fingerprint_job(w), prints, skipped)
-                if progress:
-                    progress(done + k + 1, len(records))
+        _fingerprint_files(redo, cfg, fpc, prints, skipped, jobs=jobs, progress=progress, total=len(records))
     t_fp = time.perf_counter() - t0
     report = find_duplicates(prints, cfg, hop_s=fpc.hop_s, skipped=skipped)
     report.timings_s = {"index_read": round(t_read, 4), "fingerprint": round(t_fp, 4), **report.timings_s}
