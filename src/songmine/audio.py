@@ -236,18 +236,34 @@ def load(
     if n_native == 0 or y.shape[-1] == 0:
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
     if duration is not None and sink.n_switches:  # each rate segment's length is rounded: keep the span exact
-        want = int(round(duration * sink.sr_out))
-        if 0 < want - y.shape[-1] <= sink.n_switches:
-            y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
-        y = y[..., :want]
+        y = _exact_span(y, int(round(duration * sink.sr_out)), sink.n_switches)
     if declared is not None and offset == 0 and duration is None:
-        got = sink.seconds
-        if got < 0.9 * declared - 1.0:
-            raise DecodeError(
-                f"{name}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s",
-                path=name,
-                reason="truncated",
-            )
+        _check_complete(sink.seconds, declared, name, path=name)
+    return _finite(y)
+
+
+def _exact_span(y, want: int, slack: int):
+    """``y`` cut to ``want`` samples; up to ``slack`` samples short (one lost to rounding at each
+    resampled piece's boundary) are padded with zeros."""
+    import numpy as np
+
+    if 0 < want - y.shape[-1] <= slack:
+        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
+    return y[..., :want]
+
+
+def _check_complete(got: float, declared: float, name: str, path: str | None = None) -> None:
+    """The truncation policy: a clean end short of 0.9 × declared − 1 s is a truncated file."""
+    if got < 0.9 * declared - 1.0:
+        raise DecodeError(
+            f"{name}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s", path=path, reason="truncated"
+        )
+
+
+def _finite(y):
+    """NaN and ±inf samples (a broken decoder's) as silence."""
+    import numpy as np
+
     if not np.all(np.isfinite(y)):
         y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     return y
@@ -671,14 +687,8 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
     y = np.concatenate(parts, axis=-1)
     if end is not None:  # each chain's resampled length is rounded: keep the span exact
-        want = int(round(duration * state["sr"]))
-        short = want - y.shape[-1]
-        if 0 < short <= len(parts) - 1:  # a sample lost to rounding at each chain boundary crossed
-            y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, short)])
-        y = y[..., :want]
-    if not np.all(np.isfinite(y)):
-        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.ascontiguousarray(y, dtype=np.float32)
+        y = _exact_span(y, int(round(duration * state["sr"])), len(parts) - 1)
+    return np.ascontiguousarray(_finite(y), dtype=np.float32)
 
 
 def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration):
@@ -713,11 +723,7 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
     if n_native == 0:
         return None
     if declared is not None and local_offset == 0 and local_duration is None:
-        got = sink.seconds
-        if got < 0.9 * declared - 1.0:
-            raise DecodeError(
-                f"{cname}: truncated: decoded {got:.1f} s of a declared {declared:.1f} s", reason="truncated"
-            )
+        _check_complete(sink.seconds, declared, cname)
     y = sink.result()
     if not mono and y.shape[0] != state["channels"]:
         y = np.repeat(y.mean(axis=0, dtype=np.float32)[None], state["channels"], axis=0)
