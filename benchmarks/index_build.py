@@ -239,9 +239,11 @@ def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Pat
     same = 0
     audio = 0.0
     for r in range(repeat):
-        for f in files:
+        for i, f in enumerate(files):
             out = {}
-            for name, impl in impls.items():
+            names = list(impls) if (r + i) % 2 == 0 else list(impls)[::-1]  # who goes first alternates
+            for name in names:
+                impl = impls[name]
                 sec, task_s, task = _stage_seconds(impl, f, cfg)
                 for k in KEYS:
                     best[k, name, f] = min(best[k, name, f], max(sec[k], 0.0))

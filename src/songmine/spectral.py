@@ -70,6 +70,28 @@ def log_spectrogram(y: np.ndarray, *, n_fft: int = 512, hop_length: int = 128) -
     return _fast_db(power)
 
 
+def _band_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int, b0: int, b1: int) -> tuple[np.ndarray, np.float32]:
+    """Bins ``b0:b1`` of :func:`log_spectrogram`, bins-major, and the maximum over all bins.
+
+    Returns ``S[:, b0:b1].T`` (C-contiguous) and ``S.max()`` for ``S =
+    log_spectrogram(y, ...)`` (``y`` validated, ``n >= n_fft``), the same
+    float32 values without the transposed copy: the FFT runs along axis 0
+    of the windowed frames' transpose (pocketfft computes each transform the
+    same way along either axis) and writes bins-major; ``S.max()`` is the dB
+    of the largest bit pattern (:func:`_fast_db` is monotonic in it).
+    """
+    from scipy.fft import rfft
+
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop_length]
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
+    XT = rfft((frames * window).T, axis=0)
+    power = XT.real * XT.real
+    power += XT.imag * XT.imag
+    np.maximum(power, np.float32(AMIN * AMIN), out=power)
+    bits = power.view(np.int32)
+    return _db_of_bits(bits[b0:b1]), _db_of_bits(bits.max(keepdims=True).reshape(1))[0]
+
+
 def _fast_db(power: np.ndarray) -> np.ndarray:
     """``10 log10(power)`` to within 0.26 dB, monotonic, from the float32 bit pattern.
 
@@ -77,7 +99,11 @@ def _fast_db(power: np.ndarray) -> np.ndarray:
     a piecewise-linear ``log2`` (exact at powers of two); about 10x cheaper than
     ``np.log10`` and peak picking only needs order and rough prominence.
     """
-    bits = np.ascontiguousarray(power, dtype=np.float32).view(np.int32)
+    return _db_of_bits(np.ascontiguousarray(power, dtype=np.float32).view(np.int32))
+
+
+def _db_of_bits(bits: np.ndarray) -> np.ndarray:
+    """:func:`_fast_db` of the float32 values whose bit patterns are ``bits`` (int32)."""
     S = bits.astype(np.float32)
     S -= np.float32(1065353216)  # bit pattern of 1.0
     S *= np.float32(10 * np.log10(2) / 8388608)  # 2**23 mantissa steps per octave
@@ -199,14 +225,39 @@ def find_peaks(
     if n_frames == 0 or hi <= min_bin:
         z = np.zeros(0, dtype=np.int64)
         return z, z.copy()
+    # The filters run on the transpose, bins x frames, so the time filters read contiguous
+    # rows, and only on the bins a peak may use plus the max filter's reach.
+    b0, b1 = max(min_bin - f_radius, 0), min(hi + f_radius + 1, n_bins)
+    return _band_peaks(
+        np.ascontiguousarray(S[:, b0:b1].T), b0=b0, n_bins=n_bins, s_max=S.max() if level_weight else None,
+        f_radius=f_radius, t_radius=t_radius, background_frames=background_frames,
+        min_prominence_db=min_prominence_db, peaks_per_block=peaks_per_block, block_frames=block_frames,
+        min_bin=min_bin, max_bin=hi, level_weight=level_weight,
+    )
+
+
+def _band_peaks(
+    ST: np.ndarray, *, b0: int, n_bins: int, s_max, f_radius: int, t_radius: int, background_frames: int,
+    min_prominence_db: float, peaks_per_block: int, block_frames: int, min_bin: int, max_bin: int,
+    level_weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`find_peaks` of a bins-major band ``ST = S[:, b0:b0 + len(ST)].T`` (no input validation).
+
+    The band must hold bins ``max(min_bin - f_radius, 0)`` to ``min(max_bin +
+    f_radius, n_bins - 1)``; ``s_max`` is ``S.max()`` (used when
+    ``level_weight``); ``max_bin <= n_bins - 1``.
+    """
     from scipy.ndimage import uniform_filter1d
 
-    # The filters run on the transpose, bins x frames, so the time filters read contiguous
-    # rows, and only on the bins a peak may use (rows r0:r1) plus the max filter's reach
-    # (the same values as on the whole spectrogram: edges are repeated only where it ends).
-    b0, b1 = max(min_bin - f_radius, 0), min(hi + f_radius + 1, n_bins)
-    ST = np.ascontiguousarray(S[:, b0:b1].T)
-    r0, r1 = min_bin - b0, hi + 1 - b0
+    hi, n_frames = max_bin, ST.shape[1]
+    if n_frames == 0 or hi <= min_bin:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z.copy()
+    # only the max filter's reach: its windows are clipped where this crop ends, which is where
+    # the spectrogram ends or beyond their reach (the same values as on the whole spectrogram)
+    a = max(min_bin - f_radius, 0)
+    ST = ST[a - b0 : min(hi + f_radius + 1, n_bins) - b0]
+    r0, r1 = min_bin - a, hi + 1 - a
     band = ST[r0:r1]
     # candidates: cells that are the maximum of their neighbourhood (~1 % of them); the
     # other tests only on those (same float32 values as on the whole array)
@@ -224,7 +275,7 @@ def find_peaks(
     score = prominence[ok][order]
     # rank: prominence, plus level_weight x the level relative to the spectrogram's maximum
     if level_weight:
-        score = score + level_weight * (level[ok][order] - S.max())
+        score = score + level_weight * (level[ok][order] - s_max)
     # density control: rank peaks by prominence inside each time block
     block = t // block_frames
     order = np.lexsort((-score, block))
