@@ -47,7 +47,7 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
-from .segments import Segment, fsync_dir, merge_segments, open_segment, write_segment
+from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, write_segment
 
 __all__ = [
     "Index",
@@ -438,19 +438,14 @@ class Index:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
         uq, inv = np.unique(q, return_inverse=True)  # sorted keys: searchsorted is cache-friendly
-        n_seg, n_u = len(segs), uq.shape[0]
-        los = np.empty((n_seg, n_u), dtype=np.int64)
-        cnts = np.empty((n_seg, n_u), dtype=np.int64)
-        for s, seg in enumerate(segs):
-            lo, hi = seg.data.bounds(uq)
-            los[s] = lo
-            cnts[s] = hi - lo
+        los, his = run_bounds([s.data for s in segs], uq)  # (segments, unique keys), all segments at once
+        cnts = his - los
         per_u = cnts.sum(axis=0)
         if max_per_hash is not None:
             common = per_u > max_per_hash
             cnts[:, common] = 0
             per_u = np.where(common, 0, per_u)
-        mult = np.bincount(inv, minlength=n_u) if max_hits is not None else None
+        mult = np.bincount(inv, minlength=uq.shape[0]) if max_hits is not None else None
         if max_hits is not None and int(per_u @ mult) > max_hits:
             skip = ~rarest_within(per_u, mult, max_hits)
             cnts[:, skip] = 0
@@ -461,20 +456,26 @@ class Index:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
         query_pos = np.repeat(np.arange(q.shape[0], dtype=np.int64), per_q)
-        q_start = np.cumsum(per_q) - per_q  # where query i's block begins in the output
-        seg_off = np.cumsum(cnts, axis=0) - cnts  # where segment s's hits begin inside a block
-        out_tracks = np.empty(total, dtype=np.uint32)
-        out_times = np.empty(total, dtype=np.uint32)
-        for s, seg in enumerate(segs):
-            c = cnts[s][inv]
-            n_s = int(c.sum())
-            if n_s == 0:
-                continue
-            within = np.arange(n_s, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-            dst = np.repeat(q_start + seg_off[s][inv], c) + within
-            src = np.repeat(los[s][inv], c) + within
-            out_tracks[dst] = seg.postings.tracks[src]
-            out_times[dst] = seg.postings.times[src]
+        # the hits segment by segment (each segment's query positions ascending), then put in their place:
+        # grouped by query position, segments in order within a group (a compacted index's order)
+        c = cnts[:, inv]  # (segments, query positions)
+        flat = c.ravel()
+        run0 = np.cumsum(flat) - flat  # where each (segment, query position) run begins, segment-major
+        ramp = np.arange(total, dtype=np.int64)
+        src = np.repeat(los[:, inv].ravel() - run0, flat) + ramp  # row of each hit in its segment
+        if len(segs) == 1:
+            out_tracks, out_times = segs[0].postings.tracks[src], segs[0].postings.times[src]
+        else:
+            # where each run goes in the output: its query position's block, after the earlier segments' hits
+            dst_run = (np.cumsum(per_q) - per_q) + (np.cumsum(c, axis=0) - c)
+            dst = np.repeat(dst_run.ravel() - run0, flat) + ramp
+            ends = np.cumsum(c.sum(axis=1)).tolist()
+            out_tracks = np.empty(total, dtype=np.uint32)
+            out_times = np.empty(total, dtype=np.uint32)
+            for seg, a, b in zip(segs, [0, *ends[:-1]], ends):  # loop over segments
+                if b > a:
+                    out_tracks[dst[a:b]] = seg.postings.tracks[src[a:b]]
+                    out_times[dst[a:b]] = seg.postings.times[src[a:b]]
         dead = snap.dead
         if dead.shape[0]:
             inside = out_tracks < dead.shape[0]
