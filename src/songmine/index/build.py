@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError, SongmineError
+from ..landmarks import FingerprintConfig
+from ..verify import profile, supported
 from .store import Index, UnknownTrackError, _NewTrack
 
 __all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file"]
@@ -118,6 +120,9 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
+    prof = None
+    if isinstance(config, FingerprintConfig) and supported(config.sr):  # landmark indexes keep a profile to verify uncertain answers
+        prof = profile(y, config.sr).to_bytes()
     return _NewTrack(
         path=path,
         sha256=sha,
@@ -129,6 +134,7 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
         album=tags.get("album") or None,
         hashes=np.asarray(hashes, dtype=np.uint32),
         times=np.asarray(times, dtype=np.uint32),
+        profile=prof,
     )
 
 
