@@ -174,10 +174,10 @@ class SearchConfig:
     speed_margin_alpha: float = 5.0
     speed_margin_tests: float = 1280.0
     verify_candidates: int = 5
-    verify_bands_at: float = float("inf")
+    verify_bands_at: float = 1.7
     verify_bands_scale: float = 0.1
-    verify_chroma_at: float = float("inf")
-    verify_chroma_scale: float = 0.3
+    verify_chroma_at: float = 9.0
+    verify_chroma_scale: float = 0.8
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
