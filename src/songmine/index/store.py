@@ -778,6 +778,26 @@ class Index:
         self.refresh()
         return n
 
+    def _merge_run(self, first_segment_id: int) -> int:
+        """Merge the segments committed since ``first_segment_id`` (one indexing run's) into one.
+
+        A run commits a segment every batch (a crash loses at most one batch; another writer can
+        commit in between), and the size tiers leave up to ``MERGE_FANIN - 1`` segments per tier,
+        so a one-shot run over a big library ends with several big segments; a lookup costs about
+        one search per segment and key (``docs/index.md``, "Lookup"). Rewriting the run's
+        postings once more at its end leaves one. Returns the number of segments merged (0 when
+        the run left fewer than two).
+        """
+        with self._writing():
+            self.refresh()
+            mine = [s for s in self._segments if s.segment_id >= first_segment_id]
+            if len(mine) < 2:
+                return 0
+            log.info("merging the %d segments of this run (%d postings)", len(mine), sum(s.n_postings for s in mine))
+            self._merge(mine)
+            self._auto_merge()
+        return len(mine)
+
     def _auto_merge(self) -> None:
         """Size-tiered merging: while MERGE_FANIN segments share a tier, merge them."""
         while True:
