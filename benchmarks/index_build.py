@@ -7,7 +7,12 @@ Sections (each prints a table; ratios are against references measured in the sam
    ``--stage-files`` files spread over the library: sha256, FFmpeg decode
    alone (the reference: the floor of any decoder-based indexer), the rest
    of ``audio.load`` (convert, mix to mono, resample), spectrogram, peak
-   picking, pairs + hashes, tags; × real time per CPU second and share.
+   picking, pairs + hashes, tags, and the whole worker task
+   (``fingerprint_file``); × real time per CPU second and share. With
+   ``--reference REV`` the same stages of revision REV's code run in the same
+   process, interleaved file by file (a before/now ratio per stage), and its
+   worker output must be identical (hashes, times, tags, duration);
+   ``--repeat N`` keeps each stage's best of N rounds (less noise).
 2. build   — ``index_files`` with ``--jobs`` workers into a fresh index: wall
    time and × real time; CPU seconds of workers and parent (the memory
    sampler's own CPU excluded) → × real time per CPU second, and that × jobs
@@ -25,6 +30,7 @@ Run::
 
     PYTHONPATH=src python benchmarks/index_build.py --library /work/dev/corpus/library --jobs 2 --hours 1000
     PYTHONPATH=src nice -n 10 python benchmarks/index_build.py --jobs 2 --skip-lookup   # sections 1-2 only
+    PYTHONPATH=src nice -n 10 python benchmarks/index_build.py --skip-build --reference 480d4f8 --repeat 3  # 1: before/now
 """
 
 from __future__ import annotations
@@ -152,59 +158,138 @@ def _chunks(y, c, chunk_frames: int):
     return [y[a * c.hop_length: (b - 1) * c.hop_length + c.n_fft] for a, b in spans]
 
 
-def stages(files: list[Path], cfg) -> dict:
+def reference_package(rev: str, workdir: Path) -> str:
+    """``src/songmine`` of git revision ``rev``, importable as ``songmine_ref`` (its imports are relative)."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parent.parent
+    tar = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "src/songmine"],
+                         capture_output=True, check=True).stdout
+    dest = workdir / f"reference-{rev}"
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        tf.extractall(dest, filter="data")
+    (dest / "src" / "songmine").rename(dest / "songmine_ref")
+    sys.path.insert(0, str(dest))
+    return "songmine_ref"
+
+
+def _implementation(package: str) -> dict:
+    import importlib
+
+    mod = {m: importlib.import_module(f"{package}.{m}") for m in ("audio", "spectral", "landmarks", "index.build")}
+    build = mod["index.build"]
+    build._preload(None)  # the imports a forked worker inherits, not timed
+    return {"audio": mod["audio"], "spectral": mod["spectral"], "landmarks": mod["landmarks"], "build": build}
+
+
+KEYS = ["sha256", "decode (FFmpeg)", "convert, mix, resample", "spectrogram", "peak picking", "pairs + hashes", "tags"]
+
+
+def _stage_seconds(impl: dict, f: Path, cfg) -> tuple[dict, float, object]:
+    """CPU seconds of each stage of one worker task on ``f``, with this implementation; and the task's output."""
+    audio, lm, spectral = impl["audio"], impl["landmarks"], impl["spectral"]
+    clock = time.process_time
+    t0 = clock()
+    with open(f, "rb") as fh:
+        hashlib.file_digest(fh, "sha256")
+    t1 = clock()
+    _decode_only(f)
+    t2 = clock()
+    y = audio.load(f, sr=cfg.sr)
+    t3 = clock()
+    for seg in _chunks(y, cfg, lm._CHUNK_FRAMES):  # the spectrogram alone, as landmark_peaks cuts it
+        spectral.log_spectrogram(seg, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    t4 = clock()
+    t, fb = lm.landmark_peaks(y, cfg)
+    t5 = clock()
+    c = cfg
+    t1_, f1, df, dt = lm.pair_peaks(t, fb, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max, fan_out=c.fan_out)
+    lm.pack_hashes(f1, df, dt)
+    t6 = clock()
+    audio.info(f)
+    t7 = clock()
+    task = impl["build"].fingerprint_file(f, cfg)  # the whole worker task, as one
+    t8 = clock()
+    spec = t4 - t3
+    sec = dict(zip(KEYS, (t1 - t0, t2 - t1, (t3 - t2) - (t2 - t1), spec, (t5 - t4) - spec, t6 - t5, t7 - t6)))
+    return sec, t8 - t7, task
+
+
+def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Path | None = None,
+           repeat: int = 1) -> dict:
     """CPU seconds per stage of what a worker does, one core, in-process (``time.process_time``).
 
     ``decode (FFmpeg)`` is a decode-only pass (the floor of any decoder-based
     indexer); ``convert, mix, resample`` is ``audio.load`` minus it;
     ``spectrogram`` is timed in a separate pass over the same chunks
     ``landmark_peaks`` uses and subtracted from it to give ``peak picking``.
-    """
-    from songmine import landmarks
-    from songmine.audio import info, load
-    from songmine.landmarks import landmark_peaks, pack_hashes, pair_peaks
-    from songmine.spectral import log_spectrogram
 
-    clock = time.process_time
-    keys = ["sha256", "decode (FFmpeg)", "convert, mix, resample", "spectrogram", "peak picking",
-            "pairs + hashes", "tags"]
-    tot = dict.fromkeys(keys, 0.0)
+    With ``reference`` (a git revision), the same stages of that revision's
+    code (imported as ``songmine_ref``) are timed in the same process,
+    interleaved file by file, and its worker output (hashes, times, tags,
+    duration) is compared with this checkout's. Each stage's time is the
+    minimum over ``repeat`` rounds (less noise on a shared machine).
+    """
+    impls = {"now": _implementation("songmine")}
+    if reference is not None:
+        impls = {"before": _implementation(reference_package(reference, workdir)), **impls}
+    best = {(k, name, f): float("inf") for k in KEYS + ["task"] for name in impls for f in files}
+    same = 0
     audio = 0.0
-    for f in files:
-        t0 = clock()
-        with open(f, "rb") as fh:
-            hashlib.file_digest(fh, "sha256")
-        t1 = clock()
-        _decode_only(f)
-        t2 = clock()
-        y = load(f, sr=cfg.sr)
-        t3 = clock()
-        for seg in _chunks(y, cfg, landmarks._CHUNK_FRAMES):  # the spectrogram alone, as landmark_peaks cuts it
-            log_spectrogram(seg, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
-        t4 = clock()
-        t, fb = landmark_peaks(y, cfg)
-        t5 = clock()
-        c = cfg
-        t1_, f1, df, dt = pair_peaks(t, fb, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max, fan_out=c.fan_out)
-        pack_hashes(f1, df, dt)
-        t6 = clock()
-        info(f)
-        t7 = clock()
-        spec = t4 - t3
-        for k, dt_ in zip(keys, (t1 - t0, t2 - t1, (t3 - t2) - (t2 - t1), spec, (t5 - t4) - spec, t6 - t5, t7 - t6)):
-            tot[k] += max(dt_, 0.0)
-        audio += y.shape[0] / cfg.sr
-    total = sum(tot.values())
-    rows = [[k, f"{v:.2f}", f"{audio / v:,.0f}×" if v > 0 else "-", f"{100 * v / total:.0f} %"] for k, v in tot.items()]
-    rows.append(["**all (one core)**", f"{total:.2f}", f"**{audio / total:,.0f}×**", "100 %"])
+    for r in range(repeat):
+        for i, f in enumerate(files):
+            out = {}
+            names = list(impls) if (r + i) % 2 == 0 else list(impls)[::-1]  # who goes first alternates
+            for name in names:
+                impl = impls[name]
+                sec, task_s, task = _stage_seconds(impl, f, cfg)
+                for k in KEYS:
+                    best[k, name, f] = min(best[k, name, f], max(sec[k], 0.0))
+                best["task", name, f] = min(best["task", name, f], task_s)
+                out[name] = task
+            if r == 0:
+                audio += out["now"].duration_s
+                if reference is not None:
+                    a, b = out["before"], out["now"]
+                    same += (np.array_equal(a.hashes, b.hashes) and np.array_equal(a.times, b.times)
+                             and (a.title, a.artist, a.album, a.duration_s) == (b.title, b.artist, b.album, b.duration_s))
+    tot = {name: {k: sum(best[k, name, f] for f in files) for k in KEYS + ["task"]} for name in impls}
+    now = tot["now"]
+    total = sum(now[k] for k in KEYS)
+
+    def row(label: str, k: str | None) -> list:
+        v = total if k is None else now[k]
+        cells = [label, f"{v:.2f}", f"{audio / v:,.0f}×" if v > 0 else "-",
+                 f"{100 * v / total:.0f} %" if k != "task" else "-"]
+        if reference is not None:
+            b = sum(tot["before"][j] for j in KEYS) if k is None else tot["before"][k]
+            cells[1:1] = [f"{b:.2f}"]
+            cells.append(f"{b / v:.2f}" if v > 0 else "-")
+        return cells
+
+    rows = [row(k, k) for k in KEYS]
+    rows.append(["**all stages (one core)**", *row("", None)[1:]])
+    rows.append(["whole worker task (`fingerprint_file`)", *row("", "task")[1:]])
+    header = ["stage", "CPU s", "× real time per CPU second", "share"]
+    if reference is not None:
+        header = ["stage", f"before ({reference}) CPU s", "now CPU s", "now × real time per CPU second", "now share",
+                  "before / now"]
     markdown_table(
-        f"1. where the CPU goes — one core, {len(files)} files, {audio / 60:.1f} min of audio (CPU seconds)",
-        ["stage", "CPU s", "× real time per CPU second", "share"],
+        f"1. where the CPU goes — one core, {len(files)} files, {audio / 60:.1f} min of audio "
+        f"(CPU seconds, best of {repeat})",
+        header,
         rows,
     )
-    decode = tot["decode (FFmpeg)"]
-    return {"files": len(files), "audio_s": audio, "cpu_seconds": tot, "decode_x": audio / decode,
-            "all_x": audio / total}
+    if reference is not None:
+        print(f"\nworker output (hashes, times, tags, duration) identical to {reference}'s: {same} / {len(files)} files\n")
+    decode = now["decode (FFmpeg)"]
+    res = {"files": len(files), "audio_s": audio, "cpu_seconds": now, "decode_x": audio / decode,
+           "all_x": audio / total, "task_x": audio / now["task"]}
+    if reference is not None:
+        res.update(reference=reference, reference_cpu_seconds=tot["before"], identical_files=same)
+    return res
 
 
 def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
@@ -377,6 +462,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="index only the first N files")
     ap.add_argument("--stage-files", type=int, default=8,
                     help="files timed stage by stage (section 1), spread evenly over the library")
+    ap.add_argument("--reference", default=None, metavar="REV",
+                    help="also time the stages of git revision REV's code in the same run (section 1) and "
+                         "check its worker output is identical")
+    ap.add_argument("--repeat", type=int, default=1, help="section 1: best of this many rounds per stage")
+    ap.add_argument("--skip-build", action="store_true", help="section 1 only")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--hours", type=float, default=1000.0, help="size of the synthetic index (section 3)")
     ap.add_argument("--queries", type=int, default=40)
@@ -402,9 +492,11 @@ def main() -> None:
     res = {"commit": git_commit(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
     if args.real_index is None:
         step = max(len(files) // max(args.stage_files, 1), 1)
-        res["stages"] = stages(files[::step][: args.stage_files], FingerprintConfig())
-        res["build"] = build(files, args.jobs, work, res["stages"])
-    if not args.skip_lookup:
+        res["stages"] = stages(files[::step][: args.stage_files], FingerprintConfig(), reference=args.reference,
+                               workdir=work, repeat=args.repeat)
+        if not args.skip_build:
+            res["build"] = build(files, args.jobs, work, res["stages"])
+    if not args.skip_lookup and (args.real_index is not None or not args.skip_build):
         real = args.real_index or Path(res["build"]["index"])
         res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed,
                                          keep=args.keep, compact=not args.no_compact)

@@ -332,3 +332,25 @@ def test_junk_after_the_audio_is_not_a_truncation(tmp_path, tone):
     with pytest.raises(DecodeError) as e:
         audio.load(tmp_path / "cut.mp3", sr=11025)
     assert _reason(e) == "truncated"
+
+
+@pytest.mark.parametrize("layouts", [(2, 2, 2), (2, 1, 2), (1, 2, 1)])
+def test_sink_resamples_the_exact_channel_mean(rng, layouts):
+    """Stereo blocks are resampled as their sum and halved after: the very values of resampling the mean,
+    also when the layout changes mid-stream (each block is brought to the stream's scale)."""
+    import soxr
+
+    from songmine.audio import _Sink
+
+    blocks = [[rng.uniform(-1, 1, 40_000 + 999 * i).astype(np.float32) for _ in range(k)] for i, k in enumerate(layouts)]
+    sink = _Sink(44100, 11025, mono=True)
+    for b in blocks:
+        sink.add(b)
+    y = sink.result()
+    ref = soxr.ResampleStream(44100, 11025, 1, dtype="float32", quality="HQ")
+    means = [b[0] if len(b) == 1 else (b[0] + b[1]) * np.float32(0.5) for b in blocks]
+    out = np.concatenate([ref.resample_chunk(m) for m in means] + [ref.resample_chunk(np.zeros(0, np.float32), last=True)])
+    want = round(sum(m.shape[0] for m in means) * 11025 / 44100)
+    out = np.pad(out[:want], (0, max(want - out.shape[0], 0)))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, out)

@@ -137,3 +137,22 @@ def test_speed_fingerprinter_at_1_is_fingerprint_also_for_long_signals(synth_mus
         h1, t1 = speed_fingerprinter(y, c, query=query)(1.0)
         np.testing.assert_array_equal(h, h1)
         np.testing.assert_array_equal(t, t1)
+
+
+@pytest.mark.parametrize("query", [False, True])
+def test_landmark_peaks_are_find_peaks_of_log_spectrogram(real_cuts, query):
+    """The fingerprint's fused path (bins-major band spectrogram) gives find_peaks(log_spectrogram(y)) exactly."""
+    from songmine.audio import load
+    from songmine.spectral import find_peaks, log_spectrogram
+
+    c = FingerprintConfig()
+    y = load(real_cuts[2], sr=c.sr, duration=20.0)  # < 1,024 frames: one chunk
+    lo, hi = c.bin_range
+    S = log_spectrogram(y, n_fft=c.n_fft, hop_length=c.hop_length)
+    t, f = find_peaks(S, f_radius=c.f_radius, t_radius=c.t_radius, background_frames=int(round(c.background_s / c.hop_s)),
+                      min_prominence_db=c.min_prominence_db, peaks_per_block=c.peaks_per_block(query),
+                      block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight)
+    t2, f2 = landmark_peaks(y, c, query=query)
+    assert t.size > 100
+    np.testing.assert_array_equal(t2, t)
+    np.testing.assert_array_equal(f2, f)

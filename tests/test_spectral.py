@@ -59,12 +59,18 @@ def test_silence_has_no_peaks():
     assert t.size == 0 and f.size == 0
 
 
-@pytest.mark.parametrize("rt,rf", [(0, 0), (1, 3), (4, 6), (7, 2)])
-def test_max_filter_equals_scipy(rng, rt, rf):
+@pytest.mark.parametrize("rt,rf", [(0, 0), (1, 3), (4, 6), (7, 2), (12, 2), (30, 40)])
+@pytest.mark.parametrize("shape", [(57, 33), (1, 9), (9, 1), (3, 70), (25, 5)])
+def test_max_filter_equals_scipy(rng, rt, rf, shape):
+    """Windows clipped at the ends (no padding), spans over the flattened rows: still scipy's "nearest"."""
     from scipy.ndimage import maximum_filter
 
-    S = rng.normal(size=(57, 33)).astype(np.float32)
-    np.testing.assert_array_equal(_max_filter(S, rt, rf), maximum_filter(S, size=(2 * rt + 1, 2 * rf + 1), mode="nearest"))
+    S = rng.normal(size=shape).astype(np.float32)
+    S[:, ::3] = np.round(S[:, ::3])  # ties (plateaus) too
+    ref = maximum_filter(S, size=(2 * rt + 1, 2 * rf + 1), mode="nearest")
+    np.testing.assert_array_equal(_max_filter(S, rt, rf), ref)
+    for lo, hi in [(0, 1), (shape[0] // 3, shape[0]), (shape[0] // 2, shape[0] // 2 + 1)]:
+        np.testing.assert_array_equal(_max_filter(S, rt, rf, rows=(lo, hi)), ref[lo:hi])
 
 
 def _find_peaks_reference(S, *, f_radius, t_radius, background_frames, min_prominence_db, peaks_per_block,
@@ -101,3 +107,17 @@ def test_find_peaks_equals_its_plain_definition(real_cuts, min_bin, max_bin, f_r
     assert t.size > 5
     np.testing.assert_array_equal(t, rt)
     np.testing.assert_array_equal(f, rf)
+
+
+def test_band_spectrogram_is_the_transposed_band_of_log_spectrogram(real_cuts):
+    """The bins-major band (FFT along axis 0, no transposed copy) has the very same float32 values."""
+    from songmine.audio import load
+    from songmine.spectral import _band_spectrogram
+
+    y = load(real_cuts[1], sr=11025, duration=8.0)
+    S = log_spectrogram(y, n_fft=1024, hop_length=256)
+    for b0, b1 in [(0, 513), (0, 495), (7, 500)]:
+        ST, s_max = _band_spectrogram(y, n_fft=1024, hop_length=256, b0=b0, b1=b1)
+        assert ST.flags.c_contiguous
+        np.testing.assert_array_equal(ST, S[:, b0:b1].T)
+        assert s_max == S.max()

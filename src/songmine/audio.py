@@ -264,7 +264,9 @@ def _finite(y):
     """NaN and ±inf samples (a broken decoder's) as silence."""
     import numpy as np
 
-    if not np.all(np.isfinite(y)):
+    # a sum over a NaN or an inf is not finite (a finite sum proves them all finite, without the
+    # boolean array of a full isfinite; a sum that overflows only sends us to the exact test)
+    if not np.isfinite(y.sum(dtype=np.float32)) and not np.all(np.isfinite(y)):
         y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     return y
 
@@ -300,6 +302,7 @@ class _Sink:
         self._seg_block = 0  # index in ``blocks`` where the current segment starts
         self._done_s = 0.0  # seconds of the finished segments
         self.n_switches = 0
+        self.doubled = False  # the resampler is fed the sum of two channels, not their mean
 
     @property
     def seconds(self) -> float:
@@ -310,6 +313,7 @@ class _Sink:
         import numpy as np
         import soxr
 
+        doubled = False
         if not self.mono:
             a = np.stack(chans)
             if self.channels is None:
@@ -318,22 +322,39 @@ class _Sink:
                 a = np.repeat(a.mean(axis=0, dtype=np.float32)[None], self.channels, axis=0)
         elif len(chans) == 1:
             a = chans[0]
-        elif len(chans) == 2:  # the common case, without the copy of a stack: same values as a mean
+        elif len(chans) == 2:  # the common case, without the copy of a stack: twice the mean
             a = np.add(chans[0], chans[1])
-            a *= np.float32(0.5)
+            doubled = True
         else:
             a = np.stack(chans).mean(axis=0, dtype=np.float32)
         self.n_in += a.shape[-1]
         self._seg_n_in += a.shape[-1]
         if self.sr_in == self.sr_out:
-            self.blocks.append(np.array(a, dtype=np.float32, copy=True))
+            if doubled:
+                a *= np.float32(0.5)
+                self.blocks.append(a)  # a new array already
+            else:
+                self.blocks.append(np.array(a, dtype=np.float32, copy=True))
             return
         if self.stream is None:
             ch = 1 if a.ndim == 1 else a.shape[0]
             self.stream = soxr.ResampleStream(self.sr_in, self.sr_out, ch, dtype="float32", quality="HQ")
+            # A stream that starts on a stereo block is fed the channels' sum and its output is
+            # halved, on 1/4 to 1/2 as many samples: the same values as resampling the mean,
+            # since soxr is linear and scaling by a power of two is exact in floating point.
+            self.doubled = doubled
+        if doubled != self.doubled:  # the layout changed mid-stream: feed the stream's scale (exact)
+            a = a * np.float32(2.0 if self.doubled else 0.5)
         x = np.ascontiguousarray(a if a.ndim == 1 else a.T, dtype=np.float32)
-        out = self.stream.resample_chunk(x)
+        self._append(self.stream.resample_chunk(x))
+
+    def _append(self, out) -> None:
+        """Append a block of resampled output (halved when the stream is fed the channels' sum)."""
+        import numpy as np
+
         if out.shape[0]:
+            if self.doubled:
+                out *= np.float32(0.5)
             self.blocks.append(out if out.ndim == 1 else out.T)
 
     def switch(self, sr_in: int) -> None:
@@ -346,11 +367,9 @@ class _Sink:
         import numpy as np
 
         if self.stream is not None:
-            tail = self.stream.resample_chunk(
+            self._append(self.stream.resample_chunk(
                 np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
-            )
-            if tail.shape[0]:
-                self.blocks.append(tail if tail.ndim == 1 else tail.T)
+            ))
             self.stream = None
         seg = self.blocks[self._seg_block :]
         # soxr's stream may differ from round(n * ratio) by a sample: make the length exact

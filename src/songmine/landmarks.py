@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IndexFormatError, ParameterError
-from .spectral import find_peaks, log_spectrogram
+from .spectral import _band_peaks, _band_spectrogram
 
 __all__ = [
     "FingerprintConfig",
@@ -279,10 +279,18 @@ def _peaks(
               block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight)
     n_frames = 0 if y.shape[0] < c.n_fft else 1 + (y.shape[0] - c.n_fft) // c.hop_length
 
+    n_bins = c.n_fft // 2 + 1
+    reach = max(c.f_radius, 1)  # the max filter's, and one bin either side for the sub-bin offsets
+    b0, b1 = max(lo - reach, 0), min(hi + reach + 1, n_bins)
+
     def chunk(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        S = log_spectrogram(seg, n_fft=c.n_fft, hop_length=c.hop_length)
-        t, f = find_peaks(S, **kw)
-        return t, f, (_subbin_offsets(S, t, f) if subbin else None)
+        # find_peaks(log_spectrogram(seg)), on the band the peaks need, computed bins-major
+        if seg.shape[0] < c.n_fft:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z.copy(), (np.zeros(0) if subbin else None)
+        ST, s_max = _band_spectrogram(seg, n_fft=c.n_fft, hop_length=c.hop_length, b0=b0, b1=b1)
+        t, f = _band_peaks(ST, b0=b0, n_bins=n_bins, s_max=s_max, **kw)
+        return t, f, (_subbin_offsets(ST, b0, n_bins, t, f) if subbin else None)
 
     if n_frames <= _CHUNK_FRAMES:
         return chunk(y)
@@ -302,12 +310,16 @@ def _peaks(
     return np.concatenate(ts), np.concatenate(fs), (np.concatenate(ds) if subbin else None)
 
 
-def _subbin_offsets(S: np.ndarray, t: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Parabolic interpolation of each peak's frequency on the dB spectrogram: offset in [-0.5, 0.5] bins."""
+def _subbin_offsets(ST: np.ndarray, b0: int, n_bins: int, t: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Parabolic interpolation of each peak's frequency on the dB spectrogram: offset in [-0.5, 0.5] bins.
+
+    ``ST`` is the bins-major band ``S[:, b0:b0 + len(ST)].T`` of a spectrogram of ``n_bins`` bins,
+    holding the bins either side of every peak's.
+    """
     if t.size == 0:
         return np.zeros(0)
-    fm, fp = np.maximum(f - 1, 0), np.minimum(f + 1, S.shape[1] - 1)
-    a, b, d = (S[t, j].astype(np.float64) for j in (fm, f, fp))
+    fm, fp = np.maximum(f - 1, 0), np.minimum(f + 1, n_bins - 1)
+    a, b, d = (ST[j - b0, t].astype(np.float64) for j in (fm, f, fp))
     curv = a - 2 * b + d  # < 0 at a strict maximum
     ok = curv < 0
     off = np.where(ok, 0.5 * (a - d) / np.where(ok, curv, -1.0), 0.0)

@@ -177,6 +177,7 @@ def index_files(
     extractor: Extractor | None = None,
     batch_tracks: int = BATCH_TRACKS,
     batch_postings: int = BATCH_POSTINGS,
+    merge: bool = True,
 ) -> IndexReport:
     """Add the audio files under ``paths`` to ``index`` (recursively, in parallel).
 
@@ -198,6 +199,10 @@ def index_files(
         must be picklable (a module-level function) when ``jobs > 1``.
     batch_tracks, batch_postings : int
         A segment is committed when the pending batch reaches either.
+    merge : bool
+        At the end (not after Ctrl-C), merge the segments this run committed
+        into one (``Index._merge_run``): a lookup costs about one search per
+        segment, and the run's postings are rewritten once more for it.
 
     Returns
     -------
@@ -227,6 +232,8 @@ def index_files(
     # writer (the server adding a track) is never blocked for long; commits
     # re-check content against what others committed meanwhile.
     index.refresh()
+    with index._mutex:
+        first_segment = int(index._setting("next_segment_id"))  # this run's segments get ids from here on
     files = [str(Path(p).resolve()) for p in iter_audio_files(paths)]
     by_path = index._file_table()
     todo: list[str] = []
@@ -265,6 +272,8 @@ def index_files(
         if prune:
             gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
             run.removed = index.remove(gone) if gone else 0
+        if merge:
+            index._merge_run(first_segment)
     except KeyboardInterrupt:
         if gen is not None:
             gen.close()  # stop the pool: workers finish their current file, queued ones are cancelled

@@ -3,8 +3,8 @@
 A segment is one file (layout in :mod:`songmine.index.schema`) holding a
 :class:`~songmine.postings.Postings` table sorted by hash, plus fences — every
 32nd hash — so a lookup binary-searches a 32× smaller, cache-friendlier array
-and then finishes with one dense compare of a 33-posting window per key
-(instead of ~27 dependent cache misses per query hash at 100 M postings).
+and then finishes with a branch-free binary search of a 32-posting window per
+key, in every segment at once (:func:`lower_bounds`).
 Fences follow the hash distribution, so common hashes cost no more than rare
 ones (a bucket directory over hash values does not: query hashes crowd into
 the same few huge buckets that the postings do).
@@ -36,7 +36,7 @@ from .schema import (
     SEGMENT_MAGIC_V2,
 )
 
-__all__ = ["Segment", "write_segment", "open_segment", "merge_segments", "fsync_dir"]
+__all__ = ["Segment", "write_segment", "open_segment", "merge_segments", "fsync_dir", "lower_bounds", "run_bounds"]
 
 #: Postings handled at a time while merging (x ~40 bytes while sorting: ~80 MB).
 MERGE_CHUNK = 2_000_000
@@ -44,9 +44,9 @@ MERGE_CHUNK = 2_000_000
 FENCE_STEP = 32
 #: Segments smaller than this are searched with plain ``np.searchsorted`` (cache-resident, faster there).
 FENCES_MIN = 1 << 22
-#: Fewer keys than this are searched with plain ``np.searchsorted``: the fenced search's ~6 vectorised
-#: steps cost more in call overhead than they save (measured: 1,000 keys, 13 M / 128 M postings).
-FENCED_MIN_KEYS = 2048
+#: Fewer keys than this are searched with plain ``np.searchsorted``: the fenced search's ~7 vectorised
+#: calls per segment cost more than they save (measured break-even: 64-256 keys, 12 M and 128 M postings).
+FENCED_MIN_KEYS = 128
 
 
 def fsync_dir(path: Path) -> None:
@@ -73,28 +73,95 @@ class Segment:
 
     def bounds(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``searchsorted(hashes, keys, 'left')`` and ``'right'`` for sorted uint32 ``keys``."""
-        h = self.postings.hashes
-        n = len(h)
-        if self.fences is None or n < FENCES_MIN or keys.shape[0] < FENCED_MIN_KEYS:
-            return np.searchsorted(h, keys, side="left"), np.searchsorted(h, keys, side="right")
-        k = self.step
-        out = []
-        for side in ("left", "right"):
-            # fences[i-1] <(=) key <(=) fences[i]: the bound lies in [(i-1) k, i k]
-            i = np.searchsorted(self.fences, keys, side=side)
-            first = np.maximum(i - 1, 0).astype(np.int64) * k
-            count = np.minimum(first + k + 1, n) - first  # candidates: [first, first + count)
-            while True:  # a binary search in every window at once: ~log2(k + 1) reads per key, not k + 1
-                live = count > 0
-                if not live.any():
-                    break
-                step = count >> 1
-                v = h[np.minimum(first + step, n - 1)]
-                go = ((v < keys) if side == "left" else (v <= keys)) & live
-                first = np.where(go, first + step + 1, first)
-                count = np.where(go, count - step - 1, step)
-            out.append(first)
-        return out[0], out[1]
+        lo, hi = run_bounds([self], keys)
+        return lo[0], hi[0]
+
+
+def lower_bounds(segments: Sequence[Segment], keys: np.ndarray) -> np.ndarray:
+    """``searchsorted(s.postings.hashes, keys, 'left')`` for every segment at once.
+
+    Segments of :data:`FENCES_MIN` postings or more (with fences, and at
+    least :data:`FENCED_MIN_KEYS` keys) are searched in two steps: a binary
+    search of the fences (32× smaller, so mostly in cache) puts each key in a
+    window of ``step`` postings, then one branch-free binary search runs in
+    every window of every such segment together: ``log2(step)`` rounds, each
+    one gather per segment and a few array operations over all segments and
+    keys. ``np.searchsorted`` over the full hashes, per segment, does
+    ``log2(n)`` dependent, mispredicted reads per key; over 11 segments of
+    12 M postings this is ~1.8x faster, and it does not grow with the number
+    of segments by more than one fence search and one gather per segment
+    (``benchmarks/segment_lookup.py``).
+
+    Parameters
+    ----------
+    segments : sequence of Segment
+    keys : np.ndarray [shape=(m,), dtype=uint32]
+        Sorted ascending.
+
+    Returns
+    -------
+    np.ndarray [shape=(len(segments), m), dtype=int64]
+    """
+    keys = np.asarray(keys, dtype=np.uint32)
+    m = keys.shape[0]
+    out = np.empty((len(segments), m), dtype=np.int64)
+    width = 1 << (max((seg.step for seg in segments), default=1) - 1).bit_length()  # a power of two >= step
+    fenced = []
+    for s, seg in enumerate(segments):  # loop over segments
+        n = len(seg)
+        if seg.fences is not None and n >= max(FENCES_MIN, width) and m >= FENCED_MIN_KEYS:
+            i = np.searchsorted(seg.fences, keys, side="left")  # fences[i-1] < key <= fences[i]
+            # the bound lies in [(i-1) step + 1, i step] (0 when i = 0), so inside [start, start + width):
+            # any start <= (i-1) step + 1 with start + width > the bound will do; this one keeps every read
+            # inside the segment (hashes past the window are >= key, so a window may overhang it)
+            np.clip(i * seg.step - (seg.step - 1), 0, n + 1 - width, out=out[s])
+            fenced.append(s)
+        else:
+            out[s] = np.searchsorted(seg.postings.hashes, keys, side="left")
+    if fenced:
+        rows = np.asarray(fenced)
+        lo = out[rows]
+        got = np.empty(lo.shape, dtype=np.uint32)
+        half = width >> 1
+        while half:  # log2(width) rounds, branch-free: the bound is in [lo, lo + 2 half)
+            probe = lo + (half - 1)
+            for r, s in enumerate(fenced):  # loop over segments: one gather each
+                got[r] = segments[s].postings.hashes[probe[r]]
+            lo += half * (got < keys)
+            half >>= 1
+        out[rows] = lo
+    return out
+
+
+def run_bounds(segments: Sequence[Segment], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each key's run of postings starts and ends in every segment.
+
+    ``searchsorted(hashes, keys, 'left')`` and ``'right'`` per segment, for
+    sorted unique uint32 ``keys``, from one :func:`lower_bounds` call: a
+    key's run ends where the next hash value's begins, so the keys and their
+    successors are searched together (landmark queries hold runs of
+    consecutive values — the dt jitter — so that is ~1.3 searches per key,
+    not 2).
+
+    Returns
+    -------
+    lo, hi : np.ndarray [shape=(len(segments), m), dtype=int64]
+    """
+    keys = np.asarray(keys, dtype=np.uint32)
+    m = keys.shape[0]
+    if m == 0:
+        z = np.zeros((len(segments), 0), dtype=np.int64)
+        return z, z
+    top = bool(keys[-1] == np.iinfo(np.uint32).max)  # its successor does not exist: its run ends at n
+    nxt = keys[:-1] + np.uint32(1) if top else keys + np.uint32(1)
+    both = np.union1d(keys, nxt)
+    found = lower_bounds(segments, both)
+    lo = found[:, np.searchsorted(both, keys)]
+    hi = np.empty_like(lo)
+    hi[:, : nxt.shape[0]] = found[:, np.searchsorted(both, nxt)]
+    if top:
+        hi[:, -1] = [len(s) for s in segments]
+    return lo, hi
 
 
 def _tmp_name(dest: Path) -> Path:

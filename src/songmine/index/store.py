@@ -48,7 +48,7 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
-from .segments import Segment, fsync_dir, merge_segments, open_segment, write_segment
+from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, write_segment
 
 __all__ = [
     "Index",
@@ -456,19 +456,14 @@ class Index:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
         uq, inv = np.unique(q, return_inverse=True)  # sorted keys: searchsorted is cache-friendly
-        n_seg, n_u = len(segs), uq.shape[0]
-        los = np.empty((n_seg, n_u), dtype=np.int64)
-        cnts = np.empty((n_seg, n_u), dtype=np.int64)
-        for s, seg in enumerate(segs):
-            lo, hi = seg.data.bounds(uq)
-            los[s] = lo
-            cnts[s] = hi - lo
+        los, his = run_bounds([s.data for s in segs], uq)  # (segments, unique keys), all segments at once
+        cnts = his - los
         per_u = cnts.sum(axis=0)
         if max_per_hash is not None:
             common = per_u > max_per_hash
             cnts[:, common] = 0
             per_u = np.where(common, 0, per_u)
-        mult = np.bincount(inv, minlength=n_u) if max_hits is not None else None
+        mult = np.bincount(inv, minlength=uq.shape[0]) if max_hits is not None else None
         if max_hits is not None and int(per_u @ mult) > max_hits:
             skip = ~rarest_within(per_u, mult, max_hits)
             cnts[:, skip] = 0
@@ -479,20 +474,26 @@ class Index:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
         query_pos = np.repeat(np.arange(q.shape[0], dtype=np.int64), per_q)
-        q_start = np.cumsum(per_q) - per_q  # where query i's block begins in the output
-        seg_off = np.cumsum(cnts, axis=0) - cnts  # where segment s's hits begin inside a block
-        out_tracks = np.empty(total, dtype=np.uint32)
-        out_times = np.empty(total, dtype=np.uint32)
-        for s, seg in enumerate(segs):
-            c = cnts[s][inv]
-            n_s = int(c.sum())
-            if n_s == 0:
-                continue
-            within = np.arange(n_s, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-            dst = np.repeat(q_start + seg_off[s][inv], c) + within
-            src = np.repeat(los[s][inv], c) + within
-            out_tracks[dst] = seg.postings.tracks[src]
-            out_times[dst] = seg.postings.times[src]
+        # the hits segment by segment (each segment's query positions ascending), then put in their place:
+        # grouped by query position, segments in order within a group (a compacted index's order)
+        c = cnts[:, inv]  # (segments, query positions)
+        flat = c.ravel()
+        run0 = np.cumsum(flat) - flat  # where each (segment, query position) run begins, segment-major
+        ramp = np.arange(total, dtype=np.int64)
+        src = np.repeat(los[:, inv].ravel() - run0, flat) + ramp  # row of each hit in its segment
+        if len(segs) == 1:
+            out_tracks, out_times = segs[0].postings.tracks[src], segs[0].postings.times[src]
+        else:
+            # where each run goes in the output: its query position's block, after the earlier segments' hits
+            dst_run = (np.cumsum(per_q) - per_q) + (np.cumsum(c, axis=0) - c)
+            dst = np.repeat(dst_run.ravel() - run0, flat) + ramp
+            ends = np.cumsum(c.sum(axis=1)).tolist()
+            out_tracks = np.empty(total, dtype=np.uint32)
+            out_times = np.empty(total, dtype=np.uint32)
+            for seg, a, b in zip(segs, [0, *ends[:-1]], ends):  # loop over segments
+                if b > a:
+                    out_tracks[dst[a:b]] = seg.postings.tracks[src[a:b]]
+                    out_times[dst[a:b]] = seg.postings.times[src[a:b]]
         dead = snap.dead
         if dead.shape[0]:
             inside = out_tracks < dead.shape[0]
@@ -799,6 +800,26 @@ class Index:
         fsync_dir(self._seg_dir)
         self.refresh()
         return n
+
+    def _merge_run(self, first_segment_id: int) -> int:
+        """Merge the segments committed since ``first_segment_id`` (one indexing run's) into one.
+
+        A run commits a segment every batch (a crash loses at most one batch; another writer can
+        commit in between), and the size tiers leave up to ``MERGE_FANIN - 1`` segments per tier,
+        so a one-shot run over a big library ends with several big segments; a lookup costs about
+        one search per segment and key (``docs/index.md``, "Lookup"). Rewriting the run's
+        postings once more at its end leaves one. Returns the number of segments merged (0 when
+        the run left fewer than two).
+        """
+        with self._writing():
+            self.refresh()
+            mine = [s for s in self._segments if s.segment_id >= first_segment_id]
+            if len(mine) < 2:
+                return 0
+            log.info("merging the %d segments of this run (%d postings)", len(mine), sum(s.n_postings for s in mine))
+            self._merge(mine)
+            self._auto_merge()
+        return len(mine)
 
     def _auto_merge(self) -> None:
         """Size-tiered merging: while MERGE_FANIN segments share a tier, merge them."""
