@@ -28,6 +28,7 @@ conditions and reports how many the votes miss and the profiles would take.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=0.001, help="chance rate of each threshold (per clip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2, help="processes to build the index with")
+    ap.add_argument("--timing", action="store_true",
+                    help="also time each non-member search without the stage and with it (CPU, same run)")
     ap.add_argument("--save", type=Path, help="write every clip's row as JSON lines here")
     ap.add_argument("-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE")
     args = ap.parse_args(argv)
@@ -88,6 +91,8 @@ def main(argv=None) -> int:
         specs.append(QuerySpec(900000 + k, members[(k // len(noisy) + k) % len(members)], True, cond, dur))
 
     rows = []  # (member, duration, answered by votes, answered, right, max z_bands, max z_chroma)
+    times: list[tuple[float, float]] = []  # CPU s of a non-member search without / with the stage
+    no_stage = dataclasses.replace(sc, verify_candidates=0)
     t0 = time.perf_counter()
     for q in cut_queries(specs, cfg):
         if isinstance(q, tuple):
@@ -95,6 +100,13 @@ def main(argv=None) -> int:
             continue
         y = soxr.resample(q.clip, q.sr, idx.config.sr, quality="HQ").astype(np.float32)
         res = I.search(idx, y, top=5, config=sc)
+        if args.timing and not q.spec.member:
+            pair = []
+            for c in (no_stage, sc):  # the two configs alternate, so load drifts hit both alike
+                t = time.process_time()
+                I.search(idx, y, top=5, config=c)
+                pair.append(time.process_time() - t)
+            times.append((pair[0], pair[1]))
         by_votes = bool(res) and np.isnan(res[0].z_bands) and res[0].confidence >= sc.min_confidence
         answered = bool(res) and res[0].confidence >= sc.min_confidence
         right = answered and Path(idx.track(res[0].track_id).path).name == Path(q.spec.track).name
@@ -136,6 +148,13 @@ def main(argv=None) -> int:
     fp_votes = sum(r[2] for r in non)
     print(f"\nnon-members answered: {fp} / {n} = {100 * fp / max(n, 1):.2f} % ({fp_votes} by the votes, "
           f"{fp - fp_votes} by the profiles)")
+    if times:
+        a = np.array(times) * 1000
+        markdown_table("CPU ms per non-member search, same run", ["", "without stage 4", "with stage 4", "ratio"],
+                       [[f"median of {len(a)}", f"{np.median(a[:, 0]):.2f}", f"{np.median(a[:, 1]):.2f}",
+                         f"{np.median(a[:, 1]) / np.median(a[:, 0]):.2f}"],
+                        ["p95", f"{np.quantile(a[:, 0], 0.95):.2f}", f"{np.quantile(a[:, 1], 0.95):.2f}",
+                         f"{np.quantile(a[:, 1], 0.95) / np.quantile(a[:, 0], 0.95):.2f}"]])
     mem = [r for r in rows if r[0]]
     if mem:
         missed = [r for r in mem if not r[2]]
