@@ -38,11 +38,19 @@ times a second SearchConfig on the same queries, interleaved query by query
 in the same process, and adds the column "after / before" (CPU medians), e.g.
 the search control of session 2: ``--before warp=False --before
 coarse_max_hits=None --before lead_margin=None --before refine_margin=0``.
+
+``--compare INDEX`` instead times a second large index on the same queries,
+interleaved query by query, and adds the column "large / compare" (CPU
+medians): e.g. the index as built (many segments) against its compacted copy::
+
+    PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \
+        --real-index /tmp/dev40.idx --work /tmp/L11 --reuse --no-compact --compare /tmp/L1/large.idx
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -169,24 +177,31 @@ def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], durati
     return indexed, qs
 
 
-def run(index, queries, searches: dict[str, object]) -> dict[str, list[dict]]:
-    """Time every query with every search config, interleaved query by query (same load for each)."""
+def run(index, queries, searches: dict[str, object], others: dict[str, object] | None = None) -> dict[str, list[dict]]:
+    """Time every query with every search config, interleaved query by query (same load for each).
+
+    ``others`` maps a name to another index searched with ``searches[name]``
+    (``--compare``): name -> (index, config) cells, all interleaved.
+    """
     import songmine
     from songmine.identify import keep_heap
 
     keep_heap()  # as `songmine identify` / `serve` do
-    for search in searches.values():
-        songmine.identify(index, queries[0][2], config=search)  # warm-up (imports, caches)
-    out: dict[str, list[dict]] = {name: [] for name in searches}
+    cells = {name: (index, search) for name, search in searches.items()}
+    cells.update({f"compare {name}": (ox, searches[name]) for name, ox in (others or {}).items()})
+    for ix, search in cells.values():
+        songmine.identify(ix, queries[0][2], config=search)  # warm-up (imports, caches)
+    out: dict[str, list[dict]] = {name: [] for name in cells}
     for spec, off, clip in queries:
-        for name, search in searches.items():
+        for name, (ix, search) in cells.items():
             t0, c0 = time.perf_counter(), time.thread_time()
-            res = songmine.identify(index, clip, config=search)
+            res = songmine.identify(ix, clip, config=search)
             ms, cpu = 1000 * (time.perf_counter() - t0), 1000 * (time.thread_time() - c0)
             top = res.matches[0] if res.matches else None
             right = top is not None and spec.member and os.path.realpath(top.path) == os.path.realpath(spec.track)
             out[name].append({"cond": spec.condition if spec.member else "non-member", "member": spec.member, "ms": ms,
-                              "cpu": cpu, "answered": top is not None, "right": right})
+                              "cpu": cpu, "answered": top is not None, "right": right,
+                              "answer": [[m.track_id, m.offset_s, m.score, m.confidence] for m in res.matches]})
     return out
 
 
@@ -236,8 +251,13 @@ def main() -> None:
     ap.add_argument("--before", action="append", default=None, metavar="KEY=VALUE",
                     help="also time a 'before' SearchConfig (these options; '' for the defaults) on the same "
                          "queries, interleaved, and give the ratio after / before (repeatable)")
+    ap.add_argument("--compare", type=Path, default=None, metavar="INDEX",
+                    help="also time this index (e.g. the large index compacted) on the same queries, interleaved "
+                         "query by query with the large one, and give the ratio large / compare (CPU medians)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
+    if args.compare is not None and args.before is not None:
+        ap.error("use --before or --compare, not both")
 
     from songmine.evaluate import _parse_value
     from songmine.identify import SearchConfig
@@ -271,30 +291,45 @@ def main() -> None:
             tag = f" {name}" if len(res) > 1 else ""
             r, ref[name] = summarise(f"real ({ix.duration_s / 3600:.1f} h, {ix.n_segments} seg){tag}", rs, None,
                                      None if name == "before" or len(res) == 1 else ref["before"])
-            rows += [x + ["–"] for x in r] if name == "before" else r
+            rows += [x + ["–"] for x in r] if name == "before" or args.compare else r
             results[f"real{tag}"] = rs
     steps = [False] if args.no_compact else [False, True]
-    with Index(large) as ix:
+    with Index(large) as ix, contextlib.ExitStack() as stack:
+        cx = stack.enter_context(Index(args.compare)) if args.compare else None
         for compacted in steps:
             if compacted and ix.n_segments > 1:
                 t0 = time.perf_counter()
                 ix.compact()
                 print(f"compact: {time.perf_counter() - t0:.0f} s")
             warm(large)
+            if cx is not None:
+                warm(args.compare)
             label = f"large ({ix.duration_s / 3600:,.0f} h, {ix.n_segments} seg)"
-            res = run(ix, queries, searches)
+            res = run(ix, queries, searches, {name: cx for name in searches} if cx is not None else None)
             meds: dict[str, dict[str, float]] = {}
-            for name, rs in res.items():
-                tag = f" {name}" if len(res) > 1 else ""
-                r, meds[name] = summarise(label + tag, rs, ref[name],
-                                          None if name == "before" or len(res) == 1 else meds["before"])
-                rows += [x + ["–"] for x in r] if name == "before" else r
-                results[label + tag] = rs
+            for name in sorted(res, key=lambda k: not k.startswith("compare")):  # the compare index first: the base
+                rs = res[name]
+                if name.startswith("compare"):
+                    lab = f"compare ({cx.duration_s / 3600:,.0f} h, {cx.n_segments} seg)"
+                    r, meds[name] = summarise(lab, rs, ref[name.split(" ", 1)[1]])
+                    rows += [x + ["1.00×"] for x in r]
+                else:
+                    lab = label + (f" {name}" if len(searches) > 1 else "")
+                    base = meds.get(f"compare {name}") if cx is not None else (
+                        None if name == "before" or len(res) == 1 else meds["before"])
+                    r, meds[name] = summarise(lab, rs, ref[name], base)
+                    rows += [x + ["–"] for x in r] if name == "before" else r
+                results[lab] = rs
+            if cx is not None:
+                for name in searches:
+                    same = sum(a["answer"] == b["answer"] for a, b in zip(res[name], res[f"compare {name}"]))
+                    print(f"{label}{' ' + name if len(searches) > 1 else ''}: the same matches (track, offset, "
+                          f"score, confidence) as the compare index for {same}/{len(queries)} queries")
     n_mem = sum(q[0].member for q in queries)
     markdown_table(f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
           f"ratio = CPU median / the real index's CPU median for the same queries",
           ["index", "queries", "n", "top-1 %", "wrong", "FP", "median ms", "p95 ms", "CPU median ms", "CPU p95 ms",
-           "ratio"] + (["after / before"] if len(searches) > 1 else []), rows)
+           "ratio"] + (["large / compare"] if args.compare else ["after / before"] if len(searches) > 1 else []), rows)
     if args.json:
         args.json.write_text(json.dumps({"commit": git_commit(), "search": str(search), "large": info,
                                          "results": results}, indent=1))

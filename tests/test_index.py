@@ -104,7 +104,7 @@ def same_hits(a, b) -> bool:
 def test_add_lookup_round_trip_matches_in_memory_postings(tmp_path, library, rng):
     files = sorted(library.rglob("*.*"))
     with new_index(tmp_path) as ix:
-        rep = index_files(ix, [library], jobs=2, extractor=toy_fp, batch_tracks=2)
+        rep = index_files(ix, [library], jobs=2, extractor=toy_fp, batch_tracks=2, merge=False)
         assert (rep.added, rep.unchanged, rep.failed, rep.removed) == (6, 0, [], 0)
         assert rep.audio_seconds == pytest.approx(24.0, abs=0.1)
         assert ix.n_tracks == 6 and ix.n_segments == 3
@@ -245,7 +245,7 @@ def test_prune_drops_tracks_whose_files_are_gone(tmp_path, library):
 def test_remove_then_compact(tmp_path, library):
     files = sorted(library.rglob("*.*"))
     with new_index(tmp_path) as ix:
-        index_files(ix, [library], jobs=1, extractor=toy_fp, batch_tracks=2)
+        index_files(ix, [library], jobs=1, extractor=toy_fp, batch_tracks=2, merge=False)
         fps = fingerprints(files)
         victim = ix.tracks()[1]
         q = np.concatenate([fps[victim.path][0], fps[ix.tracks()[0].path][0]])
@@ -280,7 +280,7 @@ def test_automatic_merge_keeps_segments_few(tmp_path, library, monkeypatch):
     monkeypatch.setattr(store_mod, "MERGE_FANIN", 3)
     files = sorted(library.rglob("*.*"))
     with new_index(tmp_path) as ix:
-        index_files(ix, [library], jobs=1, extractor=toy_fp, batch_tracks=1)
+        index_files(ix, [library], jobs=1, extractor=toy_fp, batch_tracks=1, merge=False)
         assert ix.n_segments < 3  # 6 commits, merged in threes
         ref = reference_postings(ix, fingerprints(files))
         q = ref.hashes[::7]

@@ -134,7 +134,7 @@ def test_identify_gives_the_same_candidates_on_segments_and_compacted(tmp_path, 
     monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)  # the fenced search in these small segments too
     monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
     with Index(tmp_path / "many", create=True) as many:
-        index_files(many, real_cuts[:5], jobs=1, batch_tracks=1)
+        index_files(many, real_cuts[:5], jobs=1, batch_tracks=1, merge=False)
         assert many.n_segments == 5
         shutil.copytree(tmp_path / "many", tmp_path / "one")
         with Index(tmp_path / "one") as one:
@@ -152,3 +152,56 @@ def test_identify_gives_the_same_candidates_on_segments_and_compacted(tmp_path, 
                     assert got == search(one, y, config=config)
                     if k < 5:  # members: found (so the equality is not between two empty answers)
                         assert got and got[0].track_id == ids[k] and got[0].confidence >= config.min_confidence
+
+
+def test_an_indexing_run_ends_with_one_segment(tmp_path, synth_music):
+    """index_files merges the segments it committed (not older ones, not with merge=False)."""
+    import soundfile as sf
+
+    from songmine.index import index_files
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(5):
+        sf.write(lib / f"a{i}.wav", synth_music(sr=11025, seconds=3.0, seed=10 + i), 11025)
+    with Index(tmp_path / "ix", create=True) as ix:
+        rep = index_files(ix, [lib], jobs=1, batch_tracks=1)
+        assert rep.added == 5 and ix.n_segments == 1 and ix.verify() == []
+        first = ix._segments[0].file
+        keys = np.unique(ix._segments[0].postings.hashes)
+        before = ix.lookup(keys)
+        for i in range(3):
+            sf.write(lib / f"b{i}.wav", synth_music(sr=11025, seconds=3.0, seed=20 + i), 11025)
+        rep = index_files(ix, [lib], jobs=1, batch_tracks=1)
+        assert (rep.added, rep.unchanged) == (3, 5)
+        assert ix.n_segments == 2 and ix._segments[0].file == first  # the older segment is left alone
+        assert ix.verify() == [] and ix.n_tracks == 8
+        sf.write(lib / "c.wav", synth_music(sr=11025, seconds=3.0, seed=30), 11025)
+        sf.write(lib / "d.wav", synth_music(sr=11025, seconds=3.0, seed=31), 11025)
+        index_files(ix, [lib], jobs=1, batch_tracks=1, merge=False)
+        assert ix.n_segments == 4 and ix.verify() == []
+        got = ix.lookup(keys)  # the first run's hits are all still there (and the new tracks' too)
+        old = np.isin(got[1], before[1])
+        assert np.array_equal(got[0][old], before[0]) and np.array_equal(got[2][old], before[2])
+
+
+def test_a_one_batch_run_does_not_merge_another_writers_segments(tmp_path, synth_music):
+    """A run that committed one batch (the server adding a file) merges nothing, even when another
+    writer committed several segments since it started."""
+    import soundfile as sf
+
+    from songmine.index import index_files
+
+    one, other = tmp_path / "one", tmp_path / "other"
+    one.mkdir()
+    other.mkdir()
+    sf.write(one / "x.wav", synth_music(sr=11025, seconds=3.0, seed=40), 11025)
+    for i in range(3):
+        sf.write(other / f"o{i}.wav", synth_music(sr=11025, seconds=3.0, seed=41 + i), 11025)
+    with Index(tmp_path / "ix", create=True) as ix, Index(tmp_path / "ix") as writer:
+        def meanwhile(done, total):  # another writer commits three segments during the run
+            if done == total and writer.n_tracks == 0:
+                index_files(writer, [other], jobs=1, batch_tracks=1, merge=False)
+        index_files(ix, [one], jobs=1, batch_tracks=1, progress=meanwhile)
+        ix.refresh()
+        assert ix.n_tracks == 4 and ix.n_segments == 4 and ix.verify() == []

@@ -138,6 +138,17 @@ class SearchConfig:
         ``exp(-speed_margin_tests * r ** -speed_margin_alpha)``. 0 turns it off.
     speed_margin_tests : float
         Multiplicity of the per-speed margin test (sets its false-positive budget).
+    verify_candidates : int
+        When no candidate is accepted, the best this many tracks are compared
+        with the index's stored spectral profile of the track at their voted
+        offset and speed (:mod:`songmine.verify`; 0: never). A candidate whose
+        profile agrees gets the confidence of that agreement.
+    verify_bands_at, verify_bands_scale : float
+        The band-change statistic ``z_bands`` gives confidence
+        ``0.5 ** exp(-(z_bands - at) / scale)``: 0.5 at ``at``, → 1 above.
+        Calibrated on non-member clips (``benchmarks/verify_null.py``).
+    verify_chroma_at, verify_chroma_scale : float
+        The same for the chroma statistic ``z_chroma``.
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
@@ -162,6 +173,11 @@ class SearchConfig:
     margin_min_tracks: int = 20
     speed_margin_alpha: float = 5.0
     speed_margin_tests: float = 1280.0
+    verify_candidates: int = 5
+    verify_bands_at: float = 1.7
+    verify_bands_scale: float = 0.1
+    verify_chroma_at: float = 9.0
+    verify_chroma_scale: float = 0.8
 
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
@@ -199,6 +215,15 @@ class SearchConfig:
             raise ParameterError(f"speed_margin_alpha={self.speed_margin_alpha} must be a finite number >= 0")
         if not (np.isfinite(self.speed_margin_tests) and self.speed_margin_tests >= 1):
             raise ParameterError(f"speed_margin_tests={self.speed_margin_tests} must be a finite number >= 1")
+        if isinstance(self.verify_candidates, bool) or not isinstance(self.verify_candidates, int) \
+                or self.verify_candidates < 0:
+            raise ParameterError(f"verify_candidates={self.verify_candidates!r} must be an integer >= 0")
+        for name in ("verify_bands_at", "verify_chroma_at"):
+            if np.isnan(getattr(self, name)):
+                raise ParameterError(f"{name} must be a number (inf: never accept), not NaN")
+        for name in ("verify_bands_scale", "verify_chroma_scale"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ParameterError(f"{name}={getattr(self, name)} must be a finite number > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +251,8 @@ class Candidate:
     expected: float = 0.0  # chance votes expected in the offset bin (null model's lambda, before phi)
     n_tests: float = 1.0  # bins examined (multiple-comparison count)
     n_tracks_hit: int = 0  # tracks with any hit in the lookup that produced this candidate
+    z_bands: float = float("nan")  # profile agreement at the voted offset (verify stage; NaN: not verified)
+    z_chroma: float = float("nan")
 
 
 class IndexLike(Protocol):
@@ -264,6 +291,7 @@ class MemoryIndex:
         self._tracks: list[TrackInfo] = []
         self._parts: list[Postings] = []
         self._postings: Postings | None = Postings.empty()
+        self._profiles: dict[int, Any] = {}
         self.skipped: list[tuple[str, str]] = []  # (path, reason) of files that could not be added
 
     @classmethod
@@ -296,8 +324,12 @@ class MemoryIndex:
     def add(self, y: np.ndarray, *, path: str, title: str | None = None, artist: str | None = None,
             album: str | None = None) -> int:
         """Fingerprint ``y`` (mono float32 at ``config.sr``) and add it; returns its track id."""
+        from .verify import profile, supported
+
         tid = len(self._tracks)
         h, t = fingerprint(y, self.config)
+        if supported(self.config.sr):
+            self._profiles[tid] = profile(y, self.config.sr)
         self._parts.append(Postings.from_unsorted(h, np.full(h.shape, tid, np.uint32), t))
         self._postings = None
         self._tracks.append(TrackInfo(tid, path, title, artist, album, float(len(y) / self.config.sr)))
@@ -315,6 +347,10 @@ class MemoryIndex:
 
     def track(self, track_id: int) -> TrackInfo:
         return self._tracks[int(track_id)]
+
+    def profile(self, track_id: int) -> Any:
+        """The track's :class:`songmine.verify.Profile` (None when its rate cannot have one)."""
+        return self._profiles.get(int(track_id))
 
     @property
     def n_tracks(self) -> int:
@@ -596,7 +632,52 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         if c.track_id not in seen:
             seen.add(c.track_id)
             out.append(c)
+    # stage 4: nothing accepted; the stored spectral profiles of the best tracks, at their offsets
+    if config.verify_candidates and out and out[0].confidence < config.min_confidence:
+        out = _verify(index, out, at_speed, config)
     return out[:top]
+
+
+def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float], np.ndarray],
+            config: SearchConfig) -> list[Candidate]:
+    """Compare the first ``verify_candidates`` candidates with their track's stored profile.
+
+    Each gets ``z_bands``/``z_chroma`` (:func:`songmine.verify.similarity` at
+    its voted offset, on the clip at its speed) and, when these say more, a
+    higher confidence. Indexes without profiles (a :class:`MemoryIndex`
+    without them, an index built before they existed) are left as they are.
+    """
+    from . import verify
+
+    get = getattr(index, "profile", None)
+    fc: FingerprintConfig = index.config
+    if get is None or not verify.supported(fc.sr):
+        return cands
+    hop = verify.hop_length(fc.sr)
+    clips: dict[tuple[float, int], Any] = {}
+    out = list(cands)
+    for i, c in enumerate(cands[: config.verify_candidates]):  # a handful of candidates
+        ref = get(c.track_id)
+        if ref is None:
+            continue
+        start = c.offset * fc.hop_length  # track sample of the clip's first sample (at the candidate's speed)
+        first = -(-start // hop)  # the clip's first whole profile frame of the track
+        key = (c.speed, first * hop - start)
+        if key not in clips:
+            clips[key] = verify.profile(at_speed(c.speed)[key[1]:], fc.sr)
+        zb, zc, _ = verify.similarity(clips[key], ref, first)
+        conf = max(_verify_confidence(zb, config.verify_bands_at, config.verify_bands_scale),
+                   _verify_confidence(zc, config.verify_chroma_at, config.verify_chroma_scale))
+        out[i] = dataclasses.replace(c, z_bands=zb, z_chroma=zc, confidence=max(c.confidence, conf))
+    out.sort(key=lambda c: (-c.confidence, -c.votes))
+    return out
+
+
+def _verify_confidence(z: float, at: float, scale: float) -> float:
+    """``0.5 ** exp(-(z - at) / scale)``: 0.5 at the threshold ``at``, → 1 above it, → 0 below."""
+    if not np.isfinite(z) or not np.isfinite(at):
+        return 0.0
+    return float(0.5 ** np.exp(min(-(z - at) / scale, 700.0)))
 
 
 class _HitCounter:

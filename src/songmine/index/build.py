@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError, SongmineError
+from ..landmarks import FingerprintConfig
+from ..verify import profile, supported
 from .store import Index, UnknownTrackError, _NewTrack
 
 __all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file"]
@@ -118,6 +120,9 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
+    prof = None
+    if isinstance(config, FingerprintConfig) and supported(config.sr):  # landmark indexes keep a profile to verify uncertain answers
+        prof = profile(y, config.sr).to_bytes()
     return _NewTrack(
         path=path,
         sha256=sha,
@@ -129,6 +134,7 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
         album=tags.get("album") or None,
         hashes=np.asarray(hashes, dtype=np.uint32),
         times=np.asarray(times, dtype=np.uint32),
+        profile=prof,
     )
 
 
@@ -171,6 +177,7 @@ def index_files(
     extractor: Extractor | None = None,
     batch_tracks: int = BATCH_TRACKS,
     batch_postings: int = BATCH_POSTINGS,
+    merge: bool = True,
 ) -> IndexReport:
     """Add the audio files under ``paths`` to ``index`` (recursively, in parallel).
 
@@ -192,6 +199,13 @@ def index_files(
         must be picklable (a module-level function) when ``jobs > 1``.
     batch_tracks, batch_postings : int
         A segment is committed when the pending batch reaches either.
+    merge : bool
+        At the end (not after Ctrl-C), when the run committed more than one
+        batch, merge the segments committed since it started into one
+        (``Index._merge_run``): a lookup costs about one search per segment,
+        and the run's postings are rewritten once more for it. A run of one
+        batch (the server adding a file) merges nothing, not even segments
+        another writer committed meanwhile.
 
     Returns
     -------
@@ -221,6 +235,8 @@ def index_files(
     # writer (the server adding a track) is never blocked for long; commits
     # re-check content against what others committed meanwhile.
     index.refresh()
+    with index._mutex:
+        first_segment = int(index._setting("next_segment_id"))  # this run's segments get ids from here on
     files = [str(Path(p).resolve()) for p in iter_audio_files(paths)]
     by_path = index._file_table()
     todo: list[str] = []
@@ -259,6 +275,8 @@ def index_files(
         if prune:
             gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
             run.removed = index.remove(gone) if gone else 0
+        if merge and run.commits > 1:  # (one commit: nothing of ours to merge, maybe another writer's)
+            index._merge_run(first_segment)
     except KeyboardInterrupt:
         if gen is not None:
             gen.close()  # stop the pool: workers finish their current file, queued ones are cancelled
@@ -279,6 +297,7 @@ class _Run:
         self.batch_shas: set[str] = set()
         self.replace: list[int] = []
         self.n_batch_postings = 0
+        self.commits = 0
         self.added = self.unchanged = self.removed = self.n_postings = 0
         self.audio_seconds = 0.0
         self.failed: list[tuple[str, str]] = []
@@ -320,6 +339,7 @@ class _Run:
         if not self.batch and not self.replace:
             return
         ids = self.index._add_tracks(self.batch, replace=self.replace)
+        self.commits += 1
         for (tid, created), t in zip(ids, self.batch):
             self.known[t.sha256] = tid
             if created:

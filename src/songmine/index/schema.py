@@ -3,7 +3,7 @@
 An index is a directory::
 
     <index>/
-      catalog.sqlite        tracks, segments, settings (WAL mode)
+      catalog.sqlite        tracks, segments, settings, profiles (WAL mode)
       segments/seg-000042.sgm
       write.lock            held (flock) by the single writer while it writes
 
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: Schema version, kept in ``PRAGMA user_version``. Bump it with a migration below.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 CATALOG_NAME = "catalog.sqlite"
 SEGMENT_DIR = "segments"
@@ -106,7 +106,17 @@ CREATE TABLE segments (
 """
 
 #: version -> DDL that brings a database from ``version - 1`` to ``version``
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# version 2: one spectral profile per track (songmine.verify), written with the track; tracks
+# indexed before have none (an uncertain answer about them is not verified)
+_SCHEMA_V2 = """
+CREATE TABLE profiles (
+    track_id INTEGER PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    data     BLOB NOT NULL
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 def migrate(conn: sqlite3.Connection, *, from_version: int) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import IndexFormatError, ParameterError, SongmineError
 from ..postings import Postings, rarest_within
+from ..verify import PROFILE_VERSION
 from .schema import (
     CATALOG_NAME,
     FORMAT_VERSION,
@@ -186,6 +187,7 @@ class _NewTrack:
     album: str | None
     hashes: np.ndarray
     times: np.ndarray
+    profile: bytes | None = None  # songmine.verify.Profile.to_bytes() (landmark indexes)
 
 
 _TRACK_COLS = "track_id, path, sha256, duration_s, title, artist, album, n_hashes, status"
@@ -385,6 +387,22 @@ class Index:
     def tracks(self) -> list[TrackRecord]:
         """Live tracks, by id."""
         return [r for _, r in sorted(self._tracks.items()) if r.status == STATUS_OK]
+
+    def profile(self, track_id: int) -> Any:
+        """The stored :class:`songmine.verify.Profile` of ``track_id``, or None.
+
+        None for a track indexed before profiles existed (or with another
+        profile version), and for indexes of other methods.
+        """
+        from ..verify import Profile, n_bands
+
+        with self._mutex:
+            row = self._conn.execute(
+                "SELECT data FROM profiles WHERE track_id = ? AND version = ?", (int(track_id), PROFILE_VERSION)
+            ).fetchone()
+        if row is None:
+            return None
+        return Profile.from_bytes(row[0], n_bands(self.config.sr))
 
     def landmarks(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{track_id: (hashes, times)}`` of every live track, read from the stored postings.
@@ -663,6 +681,10 @@ class Index:
                             for i, t in zip(ids, new)
                         ],
                     )
+                    conn.executemany(
+                        "INSERT INTO profiles(track_id, version, data) VALUES (?,?,?)",
+                        [(i, PROFILE_VERSION, t.profile) for i, t in zip(ids, new) if t.profile is not None],
+                    )
                     self._next("next_track_id", len(new))
                     if seg_file is not None:
                         self._next("next_segment_id")
@@ -767,6 +789,7 @@ class Index:
                     )
                 if purge:
                     conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
+                    conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(int(i),) for i in purge])
         except BaseException:
             (self._seg_dir / seg_file).unlink(missing_ok=True)
             raise
@@ -777,6 +800,26 @@ class Index:
         fsync_dir(self._seg_dir)
         self.refresh()
         return n
+
+    def _merge_run(self, first_segment_id: int) -> int:
+        """Merge the segments committed since ``first_segment_id`` (one indexing run's) into one.
+
+        A run commits a segment every batch (a crash loses at most one batch; another writer can
+        commit in between), and the size tiers leave up to ``MERGE_FANIN - 1`` segments per tier,
+        so a one-shot run over a big library ends with several big segments; a lookup costs about
+        one search per segment and key (``docs/index.md``, "Lookup"). Rewriting the run's
+        postings once more at its end leaves one. Returns the number of segments merged (0 when
+        the run left fewer than two).
+        """
+        with self._writing():
+            self.refresh()
+            mine = [s for s in self._segments if s.segment_id >= first_segment_id]
+            if len(mine) < 2:
+                return 0
+            log.info("merging the %d segments of this run (%d postings)", len(mine), sum(s.n_postings for s in mine))
+            self._merge(mine)
+            self._auto_merge()
+        return len(mine)
 
     def _auto_merge(self) -> None:
         """Size-tiered merging: while MERGE_FANIN segments share a tier, merge them."""
