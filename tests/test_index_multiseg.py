@@ -183,3 +183,25 @@ def test_an_indexing_run_ends_with_one_segment(tmp_path, synth_music):
         got = ix.lookup(keys)  # the first run's hits are all still there (and the new tracks' too)
         old = np.isin(got[1], before[1])
         assert np.array_equal(got[0][old], before[0]) and np.array_equal(got[2][old], before[2])
+
+
+def test_a_one_batch_run_does_not_merge_another_writers_segments(tmp_path, synth_music):
+    """A run that committed one batch (the server adding a file) merges nothing, even when another
+    writer committed several segments since it started."""
+    import soundfile as sf
+
+    from songmine.index import index_files
+
+    one, other = tmp_path / "one", tmp_path / "other"
+    one.mkdir()
+    other.mkdir()
+    sf.write(one / "x.wav", synth_music(sr=11025, seconds=3.0, seed=40), 11025)
+    for i in range(3):
+        sf.write(other / f"o{i}.wav", synth_music(sr=11025, seconds=3.0, seed=41 + i), 11025)
+    with Index(tmp_path / "ix", create=True) as ix, Index(tmp_path / "ix") as writer:
+        def meanwhile(done, total):  # another writer commits three segments during the run
+            if done == total and writer.n_tracks == 0:
+                index_files(writer, [other], jobs=1, batch_tracks=1, merge=False)
+        index_files(ix, [one], jobs=1, batch_tracks=1, progress=meanwhile)
+        ix.refresh()
+        assert ix.n_tracks == 4 and ix.n_segments == 4 and ix.verify() == []

@@ -200,9 +200,12 @@ def index_files(
     batch_tracks, batch_postings : int
         A segment is committed when the pending batch reaches either.
     merge : bool
-        At the end (not after Ctrl-C), merge the segments this run committed
-        into one (``Index._merge_run``): a lookup costs about one search per
-        segment, and the run's postings are rewritten once more for it.
+        At the end (not after Ctrl-C), when the run committed more than one
+        batch, merge the segments committed since it started into one
+        (``Index._merge_run``): a lookup costs about one search per segment,
+        and the run's postings are rewritten once more for it. A run of one
+        batch (the server adding a file) merges nothing, not even segments
+        another writer committed meanwhile.
 
     Returns
     -------
@@ -272,7 +275,7 @@ def index_files(
         if prune:
             gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
             run.removed = index.remove(gone) if gone else 0
-        if merge:
+        if merge and run.commits > 1:  # (one commit: nothing of ours to merge, maybe another writer's)
             index._merge_run(first_segment)
     except KeyboardInterrupt:
         if gen is not None:
@@ -294,6 +297,7 @@ class _Run:
         self.batch_shas: set[str] = set()
         self.replace: list[int] = []
         self.n_batch_postings = 0
+        self.commits = 0
         self.added = self.unchanged = self.removed = self.n_postings = 0
         self.audio_seconds = 0.0
         self.failed: list[tuple[str, str]] = []
@@ -335,6 +339,7 @@ class _Run:
         if not self.batch and not self.replace:
             return
         ids = self.index._add_tracks(self.batch, replace=self.replace)
+        self.commits += 1
         for (tid, created), t in zip(ids, self.batch):
             self.known[t.sha256] = tid
             if created:

@@ -87,10 +87,10 @@ def lower_bounds(segments: Sequence[Segment], keys: np.ndarray) -> np.ndarray:
     every window of every such segment together: ``log2(step)`` rounds, each
     one gather per segment and a few array operations over all segments and
     keys. ``np.searchsorted`` over the full hashes, per segment, does
-    ``log2(n)`` dependent, mispredicted reads per key; over 11 segments of
-    12 M postings this is ~1.8x faster, and it does not grow with the number
-    of segments by more than one fence search and one gather per segment
-    (``benchmarks/segment_lookup.py``).
+    ``log2(n)`` dependent, mostly mispredicted reads per key; this is 1.4-1.9x
+    faster on 11 segments of 12.7 M postings and ~1.3x on one of 128 M
+    (1,000-1,300 real query keys; ``docs/index.md``, "Lookup"). What is
+    left is about two cache misses per key and big segment.
 
     Parameters
     ----------
