@@ -179,9 +179,9 @@ class SearchConfig:
     speed_margin_tests: float = 1280.0
     verify_candidates: int = 5
     verify_offsets: int = 3
-    verify_bands_at: float = 1.8
+    verify_bands_at: float = 1.9
     verify_bands_scale: float = 0.1
-    verify_chroma_at: float = 9.0
+    verify_chroma_at: float = 9.5
     verify_chroma_scale: float = 0.8
 
     def __post_init__(self) -> None:
