@@ -26,3 +26,29 @@ def markdown_table(title: str, header: list[str], rows: list[list]) -> None:
     for r in rows:
         print("| " + " | ".join(str(c) for c in r) + " |")
     sys.stdout.flush()
+
+
+def fresh_clip_specs(library, seed: int, qid_bases, per_cell: int, *, tracks: str = "all"):
+    """Extra non-member clips planned as ``songmine eval`` plans its queries, for calibrating a test.
+
+    Same split and cells as the eval with ``seed``; ``per_cell`` clips per condition × duration
+    per set, query ids from each of ``qid_bases`` on (never the eval's own 0–1,759), round-robin
+    over the cells with the held-out tracks rotated; ``tracks`` = ``even``/``odd`` keeps one half
+    of those tracks (fit on one, check on the other). Returns ``(eval_config, specs, indexed,
+    durations)``: what ``cut_queries`` needs, and the eval's indexed tracks with every duration.
+    """
+    from songmine.evaluate import EvalConfig, QuerySpec, source_seconds, split_library
+
+    cfg = EvalConfig(seed=seed)
+    indexed, held, durs = split_library(library, cfg)
+    longest = max(source_seconds(c, d) for c, d in cfg.cells) + 1.0
+    others = [str(p) for p in held if durs[str(p)] >= longest]
+    if tracks != "all":
+        others = others[0 if tracks == "even" else 1::2]
+    cells = cfg.cells
+    specs = []
+    for base in qid_bases or [100000]:
+        for k in range(per_cell * len(cells)):  # round-robin over cells, tracks rotated
+            cond, dur = cells[k % len(cells)]
+            specs.append(QuerySpec(base + k, others[(k // len(cells) + k) % len(others)], False, cond, dur))
+    return cfg, specs, indexed, durs

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import fresh_clip_specs, git_commit, markdown_table
 
 
 def main(argv=None) -> int:
@@ -48,20 +48,11 @@ def main(argv=None) -> int:
     import soxr
 
     from songmine import identify as I
-    from songmine.evaluate import EvalConfig, QuerySpec, cut_queries, source_seconds, split_library
+    from songmine.evaluate import cut_queries
     from songmine.index import Index
 
-    cfg = EvalConfig(seed=args.seed)
     sc = I.SearchConfig(**{k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
-    indexed, held, durs = split_library(args.library, cfg)
-    longest = max(source_seconds(c, d) for c, d in cfg.cells) + 1.0
-    others = [str(p) for p in held if durs[str(p)] >= longest]
-    cells = cfg.cells
-    specs = []
-    for base in args.qid_base or [100000]:
-        for k in range(args.per_cell * len(cells)):  # round-robin over cells, tracks rotated
-            cond, dur = cells[k % len(cells)]
-            specs.append(QuerySpec(base + k, others[(k // len(cells) + k) % len(others)], False, cond, dur))
+    cfg, specs, _, _ = fresh_clip_specs(args.library, args.seed, args.qid_base, args.per_cell)
     idx = Index(args.index)
 
     seen: list[list] = []

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import fresh_clip_specs, git_commit, markdown_table
 
 
 def main(argv=None) -> int:
@@ -60,30 +60,23 @@ def main(argv=None) -> int:
     import soxr
 
     from songmine import identify as I
-    from songmine.evaluate import EvalConfig, QuerySpec, cut_queries, source_seconds, split_library
+    from songmine.evaluate import QuerySpec, cut_queries, source_seconds
     from songmine.index import Index
     from songmine.index.build import index_files
 
-    cfg = EvalConfig(seed=args.seed)
     opts = {"verify_bands_at": math.inf, "verify_chroma_at": math.inf}
     opts.update({k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
     sc = I.SearchConfig(**opts)
-    indexed, held, durs = split_library(args.library, cfg)
+    cfg, specs, indexed, durs = fresh_clip_specs(args.library, args.seed, args.qid_base, args.per_cell,
+                                                 tracks=args.tracks)
     if not args.index.exists():
         with Index(args.index, create=True) as ix:
             index_files(ix, indexed, jobs=args.jobs)
     idx = Index(args.index)
     I.keep_heap()
-    longest = max(source_seconds(c, d) for c, d in cfg.cells) + 1.0
-    others = [str(p) for p in held if durs[str(p)] >= longest]
-    if args.tracks != "all":
-        others = others[0 if args.tracks == "even" else 1::2]
     cells = cfg.cells
-    specs = []
-    for base in args.qid_base or [100000]:
-        for k in range(args.per_cell * len(cells)):  # round-robin over cells, tracks rotated
-            cond, dur = cells[k % len(cells)]
-            specs.append(QuerySpec(base + k, others[(k // len(cells) + k) % len(others)], False, cond, dur))
+    longest = max(source_seconds(c, d) for c, d in cells) + 1.0
+    others = {s.track for s in specs}
     noisy = [(c, d) for c, d in cells if c in ("white5", "white0", "pink5", "reverb_noise10")]
     members = [str(p) for p in indexed if durs[str(p)] >= longest]
     for k in range(args.members * len(noisy)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 
@@ -173,3 +174,38 @@ def test_stage_4_answers_what_the_votes_leave_and_never_a_non_member(real_cuts):
         for clip in (y, _noisy(y, 0.0, seed=start_s), _hum(y, 30, 6.0, seed=start_s)):
             res = search(idx, clip, top=2, config=on)
             assert not res or res[0].confidence < on.min_confidence
+
+
+def test_other_offsets_are_the_next_best_bins_a_clip_apart():
+    from songmine.identify import other_offsets
+
+    t = np.arange(200, dtype=np.uint32)  # query landmark times
+    # track 7: 60 hits at offset 1000, 40 at 3000, 30 at 1010 (too close to 1000), 20 at 5000; track 9: 10 at 0
+    offs = np.concatenate([np.full(60, 1000), np.full(40, 3000), np.full(30, 1010), np.full(20, 5000), np.full(10, 0)])
+    tracks = np.concatenate([np.full(150, 7), np.full(10, 9)]).astype(np.uint32)
+    qpos = np.arange(160) % 200
+    times = (offs + t[qpos]).astype(np.uint32)
+    got = other_offsets(t, qpos, tracks, times, np.array([7, 9]), np.array([1000, 0]), n=2, sep=50)
+    assert got == [(3000, 5000), ()]
+    assert other_offsets(t, qpos, tracks, times, np.array([7]), np.array([1000]), n=1, sep=50) == [(3000,)]
+
+
+@pytest.mark.corpus
+def test_stage_4_tries_the_other_offsets_and_reports_where_the_profiles_agree(real_cuts):
+    """A candidate voted at the wrong place of its track, with the right one among its other offsets."""
+    from songmine.audio import load
+    from songmine.identify import Candidate, MemoryIndex, SearchConfig, _verify
+
+    idx = MemoryIndex()
+    ys = [load(p, sr=SR) for p in real_cuts[:3]]
+    for k, y in enumerate(ys):
+        idx.add(y, path=f"cut{k}")
+    start = 12 * SR + 3000
+    clip = _noisy(ys[1][start:start + 8 * SR], 0.0, seed=3)
+    right = round(start / idx.config.hop_length)
+    wrong = right - 300  # 7 s earlier
+    c = Candidate(1, wrong, 9, 40, 1.0, 0.0, other_offsets=(right + 700, right))
+    only = _verify(idx, [dataclasses.replace(c, other_offsets=())], lambda s: clip, SearchConfig())[0]
+    both = _verify(idx, [c], lambda s: clip, SearchConfig())[0]
+    assert only.confidence < 0.5 and only.offset == wrong
+    assert both.confidence > 0.9 and both.offset == right and both.z_bands > only.z_bands

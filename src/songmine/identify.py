@@ -143,6 +143,10 @@ class SearchConfig:
         with the index's stored spectral profile of the track at their voted
         offset and speed (:mod:`songmine.verify`; 0: never). A candidate whose
         profile agrees gets the confidence of that agreement.
+    verify_offsets : int
+        Offsets of each candidate track compared in stage 4: its best bin and,
+        from the dense passes, the next best ones a clip length apart (a looped
+        piece repeats its passages; the votes may crown the wrong repeat).
     verify_bands_at, verify_bands_scale : float
         The band-change statistic ``z_bands`` gives confidence
         ``0.5 ** exp(-(z_bands - at) / scale)``: 0.5 at ``at``, → 1 above.
@@ -174,9 +178,10 @@ class SearchConfig:
     speed_margin_alpha: float = 5.0
     speed_margin_tests: float = 1280.0
     verify_candidates: int = 5
-    verify_bands_at: float = 1.7
+    verify_offsets: int = 3
+    verify_bands_at: float = 1.9
     verify_bands_scale: float = 0.1
-    verify_chroma_at: float = 9.0
+    verify_chroma_at: float = 9.5
     verify_chroma_scale: float = 0.8
 
     def __post_init__(self) -> None:
@@ -218,6 +223,9 @@ class SearchConfig:
         if isinstance(self.verify_candidates, bool) or not isinstance(self.verify_candidates, int) \
                 or self.verify_candidates < 0:
             raise ParameterError(f"verify_candidates={self.verify_candidates!r} must be an integer >= 0")
+        if isinstance(self.verify_offsets, bool) or not isinstance(self.verify_offsets, int) \
+                or self.verify_offsets < 1:
+            raise ParameterError(f"verify_offsets={self.verify_offsets!r} must be an integer >= 1")
         for name in ("verify_bands_at", "verify_chroma_at"):
             if np.isnan(getattr(self, name)):
                 raise ParameterError(f"{name} must be a number (inf: never accept), not NaN")
@@ -253,6 +261,7 @@ class Candidate:
     n_tracks_hit: int = 0  # tracks with any hit in the lookup that produced this candidate
     z_bands: float = float("nan")  # profile agreement at the voted offset (verify stage; NaN: not verified)
     z_chroma: float = float("nan")
+    other_offsets: tuple[int, ...] = ()  # the track's next best offset bins (dense passes; stage 4 tries them too)
 
 
 class IndexLike(Protocol):
@@ -519,7 +528,7 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         h, t = _expand(*fingerprint(ys, fc, query=dense), config.dt_jitter)
         q_frames = 1 + int(ys.shape[0] / fc.hop_length)
         cands = _score(index, h, t, speed=s, q_frames=q_frames, n_speeds=n_speeds, top=top, config=config,
-                       durations=durations)
+                       durations=durations, others=dense)
         best.extend(cands)
         if dense:
             dense_best.extend(cands)
@@ -642,9 +651,10 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
             config: SearchConfig) -> list[Candidate]:
     """Compare the first ``verify_candidates`` candidates with their track's stored profile.
 
-    Each gets ``z_bands``/``z_chroma`` (:func:`songmine.verify.similarity` at
-    its voted offset, on the clip at its speed) and, when these say more, a
-    higher confidence. Indexes without profiles (a :class:`MemoryIndex`
+    Each gets ``z_bands``/``z_chroma``: the largest :func:`songmine.verify.similarity`
+    statistics over its voted offset and its ``other_offsets``, on the clip at
+    its speed; when these say more, a higher confidence and the offset where
+    the profiles agree. Indexes without profiles (a :class:`MemoryIndex`
     without them, an index built before they existed) are left as they are.
     """
     from . import verify
@@ -660,15 +670,24 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
         ref = get(c.track_id)
         if ref is None:
             continue
-        start = c.offset * fc.hop_length  # track sample of the clip's first sample (at the candidate's speed)
-        first = -(-start // hop)  # the clip's first whole profile frame of the track
-        key = (c.speed, first * hop - start)
-        if key not in clips:
-            clips[key] = verify.profile(at_speed(c.speed)[key[1]:], fc.sr)
-        zb, zc, _ = verify.similarity(clips[key], ref, first)
-        conf = max(_verify_confidence(zb, config.verify_bands_at, config.verify_bands_scale),
-                   _verify_confidence(zc, config.verify_chroma_at, config.verify_chroma_scale))
-        out[i] = dataclasses.replace(c, z_bands=zb, z_chroma=zc, confidence=max(c.confidence, conf))
+        zb_max = zc_max = -np.inf
+        conf, at = 0.0, c.offset
+        for offset in (c.offset, *c.other_offsets):  # its best offset bin, then the next ones
+            start = offset * fc.hop_length  # track sample of the clip's first sample (at the candidate's speed)
+            first = -(-start // hop)  # the clip's first whole profile frame of the track
+            key = (c.speed, first * hop - start)
+            if key not in clips:
+                clips[key] = verify.profile(at_speed(c.speed)[key[1]:], fc.sr)
+            zb, zc, _ = verify.similarity(clips[key], ref, first)
+            zb_max, zc_max = max(zb_max, zb), max(zc_max, zc)
+            here = max(_verify_confidence(zb, config.verify_bands_at, config.verify_bands_scale),
+                       _verify_confidence(zc, config.verify_chroma_at, config.verify_chroma_scale))
+            if here > conf:
+                conf, at = here, offset
+        if conf > c.confidence:  # the profiles answer: report the offset where they agree
+            out[i] = dataclasses.replace(c, z_bands=zb_max, z_chroma=zc_max, confidence=conf, offset=at)
+        else:
+            out[i] = dataclasses.replace(c, z_bands=zb_max, z_chroma=zc_max)
     out.sort(key=lambda c: (-c.confidence, -c.votes))
     return out
 
@@ -777,9 +796,15 @@ def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]
 
 def _score(
     index: IndexLike, h: np.ndarray, t: np.ndarray, *, speed: float, q_frames: int, n_speeds: int, top: int,
-    config: SearchConfig, durations: dict[int, float],
+    config: SearchConfig, durations: dict[int, float], others: bool = False,
 ) -> list[Candidate]:
-    """Look up one set of query hashes, vote, rescore and attach the null-model confidence."""
+    """Look up one set of query hashes, vote, rescore and attach the null-model confidence.
+
+    With ``others``, each candidate also gets its track's next best offset bins
+    (``verify_offsets - 1`` of them, a clip length apart): in a looped piece the
+    votes may crown a repeat of the passage the clip is not from, and stage 4
+    compares the profiles at each.
+    """
     fc: FingerprintConfig = index.config
     if h.size == 0:
         return []
@@ -803,8 +828,55 @@ def _score(
     n_tests = float(n_hit) * mean_span / width * n_speeds
     lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
     conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
-    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit))
-            for a, b, c, d, e, lm in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam)]
+    alts = [()] * k
+    if others and config.verify_candidates and config.verify_offsets > 1:
+        alts = other_offsets(t, qpos, tr, tt, tracks[:k], offsets[:k], n=config.verify_offsets - 1, sep=q_frames,
+                             tolerance=config.tolerance)
+    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit),
+                      other_offsets=alt)
+            for a, b, c, d, e, lm, alt in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam, alts)]
+
+
+def other_offsets(
+    t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
+    tracks: np.ndarray, offsets: np.ndarray, *, n: int, sep: int, tolerance: int = 1,
+) -> list[tuple[int, ...]]:
+    """For each candidate ``(tracks[i], offsets[i])``: the ``n`` next best offsets of that track.
+
+    Bins are scored like :func:`vote` (hits within ±``tolerance``); each one
+    returned lies at least ``sep`` frames from the candidate's offset and from
+    the others (a different passage, not the same one's edge).
+    """
+    tracks = np.asarray(tracks).astype(np.int64)
+    if tracks.size == 0 or hit_tracks.size == 0 or n < 1:
+        return [()] * tracks.size
+    order = np.argsort(tracks, kind="stable")
+    st = tracks[order]
+    ht = hit_tracks.astype(np.int64)
+    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
+    sel = np.flatnonzero(st[pos] == ht)
+    cand = order[pos[sel]]
+    offs = hit_times[sel].astype(np.int64) - t[qpos[sel]].astype(np.int64)
+    key, counts = np.unique((cand << 32) | (offs + _OFFSET_BIAS), return_counts=True)
+    score = counts.copy()
+    for d in range(1, tolerance + 1):  # the (tiny) tolerance window, as in vote()
+        for j in range(1, d + 1):
+            m = np.flatnonzero(key[j:] - key[:-j] == d)
+            score[m] += counts[m + j]
+            score[m + j] += counts[m]
+    who = key >> 32
+    out = []
+    for i in range(tracks.size):  # a handful of candidates
+        a, b = np.searchsorted(who, [i, i + 1])
+        o = (key[a:b] & 0xFFFFFFFF) - _OFFSET_BIAS
+        chosen = [int(offsets[i])]
+        for j in np.argsort(-score[a:b], kind="stable")[: 64 * (n + 1)]:  # best bins first, a few dozen at most
+            if all(abs(int(o[j]) - c) >= sep for c in chosen):
+                chosen.append(int(o[j]))
+                if len(chosen) > n:
+                    break
+        out.append(tuple(chosen[1:]))
+    return out
 
 
 def distinct_votes(
