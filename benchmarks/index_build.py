@@ -292,13 +292,16 @@ def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Pat
     return res
 
 
-def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
-    from songmine.index import Index, index_files
-    from songmine.landmarks import FingerprintConfig
-
+def build(files: list[Path], jobs: int, workdir: Path, ref: dict, package: str = "songmine", quiet: bool = False) -> dict:
+    import importlib
     import resource
 
-    path = workdir / "real.idx"
+    Index, index_files = (getattr(importlib.import_module(f"{package}.index"), n) for n in ("Index", "index_files"))
+    FingerprintConfig = importlib.import_module(f"{package}.landmarks").FingerprintConfig
+    if package != "songmine":  # the reference package's own config class is that package's landmark method
+        importlib.import_module(f"{package}.index.store").register_method("landmark", FingerprintConfig)
+
+    path = workdir / ("real.idx" if package == "songmine" else f"{package}.idx")
     shutil.rmtree(path, ignore_errors=True)
     cpu0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     with Index(path, create=True, config=FingerprintConfig()) as ix, TreeMemory() as mem:
@@ -335,11 +338,54 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict) -> dict:
         ["segment bytes per hour of audio", f"**{seg_bytes / 1e6 / hours:.2f} MB/h**"],
         ["catalogue bytes (SQLite)", f"{cat_bytes / 1e3:.0f} kB"],
     ]
-    markdown_table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
+    if not quiet:
+        markdown_table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
     return {"index": str(path), "added": rep.added, "failed": rep.failed, "audio_s": rep.audio_seconds,
             "seconds": rep.seconds, "x_realtime": x, "x_realtime_per_cpu": per_cpu, "cpu_workers_s": cpu_workers, "cpu_parent_s": cpu_parent, "peak_pss_mb": pss, "peak_rss_mb": rss,
             "pss_quarters_mb": mem.quarters(), "postings": n_post, "postings_per_hour": n_post / hours,
             "mb_per_hour": seg_bytes / 1e6 / hours, "segments": n_seg}
+
+
+def build_against_reference(files: list[Path], jobs: int, workdir: Path, ref: dict, rounds: int) -> dict:
+    """``rounds`` × (the reference revision's build, this checkout's build), alternating: same run, same files."""
+    runs: dict[str, list[dict]] = {"before": [], "now": []}
+    for r in range(rounds):
+        order = [("before", "songmine_ref"), ("now", "songmine")]
+        for name, package in (order if r % 2 == 0 else order[::-1]):
+            runs[name].append(build(files, jobs, workdir, ref, package=package, quiet=True))
+
+    def best(name: str, key: str, f=max) -> float:
+        return f(b[key] for b in runs[name])
+
+    def cpu(name: str) -> float:
+        return min(b["cpu_workers_s"] + b["cpu_parent_s"] for b in runs[name])
+
+    rows = []
+    for label, key, fmt in [("wall clock, × real time (best)", "x_realtime", "{:,.0f}×"),
+                            ("per CPU second, × real time (best)", "x_realtime_per_cpu", "{:,.0f}×")]:
+        b, n = best("before", key), best("now", key)
+        rows.append([label, fmt.format(b), fmt.format(n), f"{n / b:.2f}"])
+    b, n = cpu("before"), cpu("now")
+    rows.append(["CPU seconds, workers + parent (least)", f"{b:.1f}", f"{n:.1f}", f"{b / n:.2f}"])
+    wb = [b["cpu_workers_s"] for b in runs["before"]]
+    wn = [b["cpu_workers_s"] for b in runs["now"]]
+    rows.append(["CPU seconds of the workers, each round", " / ".join(f"{v:.1f}" for v in wb),
+                 " / ".join(f"{v:.1f}" for v in wn), "-"])
+    pb = [b["cpu_parent_s"] for b in runs["before"]]
+    pn = [b["cpu_parent_s"] for b in runs["now"]]
+    rows.append(["CPU seconds of the parent, each round", " / ".join(f"{v:.2f}" for v in pb),
+                 " / ".join(f"{v:.2f}" for v in pn), "-"])
+    same = runs["before"][0]["postings"] == runs["now"][0]["postings"]
+    rows.append(["postings", f"{runs['before'][0]['postings']:,}", f"{runs['now'][0]['postings']:,}",
+                 "same" if same else "DIFFERENT"])
+    markdown_table(
+        f"2b. build, {ref.get('reference')} against this checkout — {len(files)} files, "
+        f"{runs['now'][0]['audio_s'] / 3600:.2f} h, jobs={jobs}, {rounds} round(s) each, alternating "
+        f"(load average {os.getloadavg()[0]:.1f})",
+        ["measure", f"before ({ref.get('reference')})", "now", "now / before (CPU: before / now)"],
+        rows,
+    )
+    return {"before": runs["before"], "now": runs["now"]}
 
 
 def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir: Path, n_queries: int, seed: int,
@@ -467,6 +513,9 @@ def main() -> None:
                          "check its worker output is identical")
     ap.add_argument("--repeat", type=int, default=1, help="section 1: best of this many rounds per stage")
     ap.add_argument("--skip-build", action="store_true", help="section 1 only")
+    ap.add_argument("--build-rounds", type=int, default=1,
+                    help="with --reference: also build with REV's code and this checkout's, alternating, this "
+                         "many times each (section 2b; 0: skip)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--hours", type=float, default=1000.0, help="size of the synthetic index (section 3)")
     ap.add_argument("--queries", type=int, default=40)
@@ -496,6 +545,9 @@ def main() -> None:
                                workdir=work, repeat=args.repeat)
         if not args.skip_build:
             res["build"] = build(files, args.jobs, work, res["stages"])
+            if args.reference is not None and args.build_rounds:
+                res["build_vs_reference"] = build_against_reference(files, args.jobs, work, res["stages"],
+                                                                    args.build_rounds)
     if not args.skip_lookup and (args.real_index is not None or not args.skip_build):
         real = args.real_index or Path(res["build"]["index"])
         res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed,
