@@ -105,11 +105,12 @@ def n_bands(sr: int) -> int:
     return int(_bands(sr)[1].size)
 
 
-_tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int, int]] = {}
+_tables: dict[int, tuple] = {}
 
 
 def _bands(sr: int):
-    """FFT bins in the band, the start of each semitone band among them, and each band's pitch class."""
+    """FFT bins in the band, the start of each semitone band among them, each band's pitch class,
+    the band's first and end bins, the window, and the bands-to-pitch-classes matrix (once per rate)."""
     if sr not in _tables:
         n_fft, _ = _frame_geometry(sr)
         f = np.fft.rfftfreq(n_fft, 1.0 / sr)
@@ -121,7 +122,9 @@ def _bands(sr: int):
         if starts.size > 64:
             raise ParameterError(f"sr={sr} gives {starts.size} semitone bands, more than the 64 a profile word holds")
         pc = semi[starts] % 12
-        _tables[sr] = (keep, starts, pc, keep[0], keep[-1] + 1)
+        to_pc = np.zeros((pc.size, 12), np.float32)
+        to_pc[np.arange(pc.size), pc] = 1.0
+        _tables[sr] = (keep, starts, pc, keep[0], keep[-1] + 1, np.hanning(n_fft).astype(np.float32), to_pc)
     return _tables[sr]
 
 
@@ -141,8 +144,7 @@ def profile(y: np.ndarray, sr: int = PROFILE_SR) -> Profile:
     n = 0 if y.shape[0] < n_fft else 1 + (y.shape[0] - n_fft) // hop
     if n == 0:
         return Profile(np.zeros(0, np.uint64), np.zeros((0, 12), np.int8), n_bands(sr))
-    keep, starts, pc, lo, hi = _bands(sr)
-    win = np.hanning(n_fft).astype(np.float32)
+    keep, starts, pc, lo, hi, win, to_pc = _bands(sr)
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop][:n]
     bits = np.empty(n, np.uint64)
     chroma = np.empty((n, 12), np.int8)
@@ -160,19 +162,12 @@ def profile(y: np.ndarray, sr: int = PROFILE_SR) -> Profile:
         prev = e[-1]
         d -= d.mean(axis=1, keepdims=True)
         bits[a:a + _CHUNK] = ((d > 0).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-        c = _pitch_classes(band, pc)
+        c = band @ to_pc  # the 12 pitch classes
         c = np.log1p(c / (np.median(c) + 1e-20))
         c -= c.mean(axis=1, keepdims=True)
         c /= np.linalg.norm(c, axis=1, keepdims=True) + 1e-9
         chroma[a:a + _CHUNK] = np.clip(np.round(c * _CHROMA_SCALE), -CHROMA_LEVELS, CHROMA_LEVELS)
     return Profile(bits, chroma, int(starts.size))
-
-
-def _pitch_classes(band: np.ndarray, pc: np.ndarray) -> np.ndarray:
-    """Sum semitone bands into the 12 pitch classes."""
-    m = np.zeros((pc.size, 12), np.float32)
-    m[np.arange(pc.size), pc] = 1.0
-    return band @ m
 
 
 def similarity(query: Profile, ref: Profile, start: int, *, slack: int = 1) -> tuple[float, float, int]:
@@ -194,18 +189,25 @@ def similarity(query: Profile, ref: Profile, start: int, *, slack: int = 1) -> t
     if query.n_bands != ref.n_bands:
         raise ParameterError(f"profiles of {query.n_bands} and {ref.n_bands} bands cannot be compared")
     nb = query.n_bands
+    # the reference frames any shift can touch, converted once
+    w0, w1 = max(start - slack, 0), min(start + slack + nq, len(ref))
+    if w1 - w0 < max(nq // 2, 1):
+        return best
+    qc = query.chroma.astype(np.float32)
+    qn = np.linalg.norm(qc, axis=1)
+    rc = ref.chroma[w0:w1].astype(np.float32)
+    rn = np.linalg.norm(rc, axis=1)
+    rbits = ref.bits[w0:w1]
     for k in range(-slack, slack + 1):  # a few shifts
         s = start + k
         a, b = max(s, 0), min(s + nq, len(ref))
         if b - a < max(nq // 2, 1):
             continue
-        qb, rb = query.bits[a - s:b - s], ref.bits[a:b]
-        agree = nb - np.bitwise_count(qb ^ rb).astype(np.float64)
-        r = float(np.mean(2.0 * agree / nb - 1.0))
-        qc, rc = query.chroma[a - s:b - s].astype(np.float32), ref.chroma[a:b].astype(np.float32)
-        cos = (qc * rc).sum(1) / (np.linalg.norm(qc, axis=1) * np.linalg.norm(rc, axis=1) + 1e-9)
-        c = float(np.clip(cos.mean(), -0.999, 0.999))
         n = b - a
+        flips = int(np.bitwise_count(query.bits[a - s:b - s] ^ rbits[a - w0:b - w0]).sum())
+        r = 1.0 - 2.0 * flips / (nb * n)
+        cos = (qc[a - s:b - s] * rc[a - w0:b - w0]).sum(1) / (qn[a - s:b - s] * rn[a - w0:b - w0] + 1e-9)
+        c = float(np.clip(cos.mean(), -0.999, 0.999))
         zb, zc = r * np.sqrt(n), float(np.arctanh(c)) * np.sqrt(n)
         best = (max(best[0], zb), max(best[1], zc), n if zb >= best[0] else best[2])
     return best
