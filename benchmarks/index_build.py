@@ -12,14 +12,16 @@ Sections (each prints a table; ratios are against references measured in the sam
    ``--reference REV`` the same stages of revision REV's code run in the same
    process, interleaved file by file (a before/now ratio per stage), and its
    worker output must be identical (hashes, times, tags, duration);
-   ``--repeat N`` keeps each stage's best of N rounds (less noise).
+   ``--repeat N`` keeps each timed call's best of N rounds (less noise).
 2. build   — ``index_files`` with ``--jobs`` workers into a fresh index: wall
    time and × real time; CPU seconds of workers and parent (the memory
    sampler's own CPU excluded) → × real time per CPU second, and that × jobs
    as the idle-machine estimate; ratio to the decode-only reference of (1);
    peak memory of all processes together (sum of PSS, and of RSS), per
    quarter of the run (flat = does not grow with the files done), and index
-   size (MB per hour of audio).
+   size (MB per hour of audio). With ``--reference REV`` (section 2b) the
+   library is also built ``--build-rounds`` times with REV's code and with
+   this checkout's, alternating: wall, CPU seconds and postings side by side.
 3. lookup  — a synthetic ``--hours``-hour index generated directly (no audio):
    postings at the density measured in (2), hash fields drawn from their
    marginals in the real index, written through the real commit path (so the
