@@ -404,12 +404,7 @@ def vote(
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
     uniq = key[starts]
     counts = np.diff(np.append(starts, key.shape[0]))
-    score = counts.copy()
-    for d in range(1, tolerance + 1):  # loop over the (tiny) tolerance window
-        for j in range(1, d + 1):  # bins i and i + j lie d apart
-            m = np.flatnonzero(uniq[j:] - uniq[:-j] == d)
-            score[m] += counts[m + j]
-            score[m + j] += counts[m]
+    score = _window_scores(uniq, counts, tolerance)
     tr = uniq >> 32
     first = np.flatnonzero(np.concatenate(([True], tr[1:] != tr[:-1])))
     # best bin per track in one pass: the highest score, then the lowest offset
@@ -421,6 +416,17 @@ def vote(
     track_hits = np.add.reduceat(counts, first)
     rank = np.argsort(-votes, kind="stable")
     return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(first.size)
+
+
+def _window_scores(keys: np.ndarray, counts: np.ndarray, tolerance: int) -> np.ndarray:
+    """Hits within ±``tolerance`` of each sorted ``(track << 32) | offset`` bin (its own and its neighbours')."""
+    score = counts.copy()
+    for d in range(1, tolerance + 1):  # loop over the (tiny) tolerance window
+        for j in range(1, d + 1):  # bins i and i + j lie d apart
+            m = np.flatnonzero(keys[j:] - keys[:-j] == d)
+            score[m] += counts[m + j]
+            score[m + j] += counts[m]
+    return score
 
 
 def _poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -850,20 +856,10 @@ def other_offsets(
     tracks = np.asarray(tracks).astype(np.int64)
     if tracks.size == 0 or hit_tracks.size == 0 or n < 1:
         return [()] * tracks.size
-    order = np.argsort(tracks, kind="stable")
-    st = tracks[order]
-    ht = hit_tracks.astype(np.int64)
-    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
-    sel = np.flatnonzero(st[pos] == ht)
-    cand = order[pos[sel]]
+    sel, cand = _hits_of(tracks, hit_tracks)
     offs = hit_times[sel].astype(np.int64) - t[qpos[sel]].astype(np.int64)
     key, counts = np.unique((cand << 32) | (offs + _OFFSET_BIAS), return_counts=True)
-    score = counts.copy()
-    for d in range(1, tolerance + 1):  # the (tiny) tolerance window, as in vote()
-        for j in range(1, d + 1):
-            m = np.flatnonzero(key[j:] - key[:-j] == d)
-            score[m] += counts[m + j]
-            score[m + j] += counts[m]
+    score = _window_scores(key, counts, tolerance)
     who = key >> 32
     out = []
     for i in range(tracks.size):  # a handful of candidates
@@ -893,22 +889,7 @@ def distinct_votes(
     tracks = np.asarray(tracks).astype(np.int64)
     if tracks.size == 0 or hit_tracks.size == 0:
         return np.zeros(tracks.size, dtype=np.int64)
-    top = int(tracks.max())
-    if 0 <= int(tracks.min()) and top < _LUT_MAX_TRACK:
-        # each hit's candidate (first occurrence in ``tracks``) through a table indexed by track id:
-        # one gather over the hits instead of a binary search per hit
-        lut = np.full(top + 2, -1, dtype=np.int64)
-        lut[tracks[::-1]] = np.arange(tracks.size - 1, -1, -1)
-        cand_all = lut[np.minimum(hit_tracks.astype(np.int64), top + 1)]
-        sel = np.flatnonzero(cand_all >= 0)
-        cand = cand_all[sel]
-    else:
-        order = np.argsort(tracks, kind="stable")
-        st = tracks[order]
-        ht = hit_tracks.astype(np.int64)
-        pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
-        sel = np.flatnonzero(st[pos] == ht)
-        cand = order[pos[sel]]
+    sel, cand = _hits_of(tracks, hit_tracks)
     qp = qpos[sel]
     offs = hit_times[sel].astype(np.int64) - t[qp].astype(np.int64)
     inside = np.abs(offs - offsets[cand]) <= tolerance
@@ -916,8 +897,30 @@ def distinct_votes(
     return np.bincount((pairs >> 32).astype(np.int64), minlength=tracks.size)
 
 
-#: Candidate track ids below this are matched to hits through a lookup table (``distinct_votes``).
+#: Candidate track ids below this are matched to hits through a lookup table (``_hits_of``).
 _LUT_MAX_TRACK = 1 << 24
+
+
+def _hits_of(tracks: np.ndarray, hit_tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hits of the candidate ``tracks`` (int64, non-empty): their positions, and each one's candidate index.
+
+    A track listed twice counts as its first occurrence.
+    """
+    top = int(tracks.max())
+    if 0 <= int(tracks.min()) and top < _LUT_MAX_TRACK:
+        # each hit's candidate through a table indexed by track id: one gather over the hits
+        # instead of a binary search per hit
+        lut = np.full(top + 2, -1, dtype=np.int64)
+        lut[tracks[::-1]] = np.arange(tracks.size - 1, -1, -1)
+        cand_all = lut[np.minimum(hit_tracks.astype(np.int64), top + 1)]
+        sel = np.flatnonzero(cand_all >= 0)
+        return sel, cand_all[sel]
+    order = np.argsort(tracks, kind="stable")
+    st = tracks[order]
+    ht = hit_tracks.astype(np.int64)
+    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
+    sel = np.flatnonzero(st[pos] == ht)
+    return sel, order[pos[sel]]
 
 
 def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:
