@@ -509,148 +509,191 @@ def keep_heap() -> None:
 
 
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
-    """Candidates for mono audio ``y`` at ``index.config.sr``, best first (may be below min_confidence)."""
-    import soxr
+    """Candidates for mono audio ``y`` at ``index.config.sr``, best first (may be below min_confidence).
 
-    fc: FingerprintConfig = index.config
+    The stages (``docs/identify.md``, "Search stages and scale"; each a method of
+    :class:`_Search`): 1 the coarse probes over the speed grid, 1b a full
+    look-up where a lead was cut short by the hit budget, 1c the rule for a
+    clip without a lead anywhere, 2 the dense query landmarks at the best
+    speeds, 3 the runner-up tests, 4 the spectral profiles when nothing was
+    accepted.
+    """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ParameterError(f"clip must be mono (1-D), got shape {y.shape}")
     if not np.all(np.isfinite(y)):
         y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-    n_speeds = len(config.speeds)
-    best: list[Candidate] = []
-    durations: dict[int, float] = {}
-    clips: dict[float, np.ndarray] = {}
-    dense_best: list[Candidate] = []
-
-    def at_speed(s: float) -> np.ndarray:
-        if s not in clips:
-            clips[s] = y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
-        return clips[s]
-
-    def run(s: float, dense: bool) -> list[Candidate]:
-        ys = at_speed(s)
-        h, t = _expand(*fingerprint(ys, fc, query=dense), config.dt_jitter)
-        q_frames = 1 + int(ys.shape[0] / fc.hop_length)
-        cands = _score(index, h, t, speed=s, q_frames=q_frames, n_speeds=n_speeds, top=top, config=config,
-                       durations=durations, others=dense)
-        best.extend(cands)
-        if dense:
-            dense_best.extend(cands)
-        return cands
-
-    def certain(cands: list[Candidate]) -> bool:
-        return bool(cands) and max(c.confidence for c in cands) >= config.stop_confidence
-
-    refined: set[float] = set()
-
-    def refine(s: float) -> bool:
-        """Dense landmarks at speed ``s`` (once); True when that is certain."""
-        if s in refined:
-            return False
-        refined.add(s)
-        return certain(run(s, dense=True))
-
-    # stage 1 (coarse): the index's own sparse landmarks, every speed; stop when certain
-    coarse_config = dataclasses.replace(config, max_hits=config.coarse_max_hits)
-    prints = speed_fingerprinter(y, fc) if config.warp else (lambda s: fingerprint(at_speed(s), fc))
-    evidence: dict[float, int] = {}  # most votes of a track, per speed probed
-    lead: dict[float, float] = {}  # how far the most-voted track leads the runner-up, per speed probed
-
-    counter = _HitCounter(index)
-    truncated: dict[float, bool] = {}  # did the coarse hit budget cut the lookup at this speed?
-
-    def probe(s: float, budget: bool = True) -> bool:
-        """Coarse landmarks at speed ``s`` (within the coarse hit budget or not); True when that is certain."""
-        h, t = _expand(*prints(s), config.dt_jitter)
-        n = round(y.shape[0] * s) if config.warp else at_speed(s).shape[0]
-        cands = _score(counter, h, t, speed=s, q_frames=1 + int(n / fc.hop_length), n_speeds=n_speeds, top=top,
-                       config=coarse_config if budget else config, durations=durations)
-        best.extend(cands)
-        limit = coarse_config.max_hits
-        # a hash left out had <= max_per_hash postings: a cut lookup is within that of the budget
-        truncated[s] = budget and limit is not None and counter.hits > limit - min(config.max_per_hash or limit, limit // 2)
-        evidence[s] = max((c.votes for c in cands), default=0)
-        lead[s] = _lead_ratio(cands, config.margin_floor)
-        return certain(cands)
-
-    done = found = False  # done: certain in the coarse stage; found: certain in a dense pass
+    run = _Search(index, y, top, config)
+    done = found = False  # done: certain in a coarse probe; found: certain in a dense pass
     if config.coarse:
+        done, found = run.coarse_probes()
+        if not (done or found):
+            done = run.full_lookups_where_cut()
+    long_shot = True
+    if config.coarse and not (done or found):
+        done, long_shot = run.without_a_lead()
+    if not (done or found) and long_shot:
+        run.dense_passes()
+    return run.answers(margin_tests=not done)[:top]
+
+
+class _Search:
+    """One search: the clip at each speed, the candidates so far, what the coarse probes saw."""
+
+    def __init__(self, index: IndexLike, y: np.ndarray, top: int, config: SearchConfig):
+        self.index, self.y, self.top, self.config = index, y, top, config
+        self.fc: FingerprintConfig = index.config
+        self.n_speeds = len(config.speeds)
+        self.best: list[Candidate] = []  # every candidate of every lookup
+        self.dense_best: list[Candidate] = []  # those of the dense passes
+        self.durations: dict[int, float] = {}
+        self.clips: dict[float, np.ndarray] = {}  # the clip resampled to each speed tried
+        self.refined: set[float] = set()  # speeds searched with the dense landmarks
+        self.coarse_config = dataclasses.replace(config, max_hits=config.coarse_max_hits)
+        self.prints = (speed_fingerprinter(y, self.fc) if config.warp
+                       else (lambda s: fingerprint(self.at_speed(s), self.fc)))
+        self.counter = _HitCounter(index)
+        self.evidence: dict[float, int] = {}  # most votes of a track, per speed probed
+        self.lead: dict[float, float] = {}  # how far the most-voted track leads the runner-up, per speed probed
+        self.truncated: dict[float, bool] = {}  # did the coarse hit budget cut the lookup at this speed?
+
+    def at_speed(self, s: float) -> np.ndarray:
+        if s not in self.clips:
+            import soxr
+
+            self.clips[s] = self.y if s == 1.0 else soxr.resample(self.y, 1.0, float(s), quality="LQ").astype(np.float32)
+        return self.clips[s]
+
+    def certain(self, cands: list[Candidate]) -> bool:
+        return bool(cands) and max(c.confidence for c in cands) >= self.config.stop_confidence
+
+    def refine(self, s: float) -> bool:
+        """Dense landmarks at speed ``s`` (once); True when that is certain."""
+        if s in self.refined:
+            return False
+        self.refined.add(s)
+        fc, ys = self.fc, self.at_speed(s)
+        h, t = _expand(*fingerprint(ys, fc, query=True), self.config.dt_jitter)
+        cands = _score(self.index, h, t, speed=s, q_frames=1 + int(ys.shape[0] / fc.hop_length),
+                       n_speeds=self.n_speeds, top=self.top, config=self.config, durations=self.durations,
+                       others=True)
+        self.best.extend(cands)
+        self.dense_best.extend(cands)
+        return self.certain(cands)
+
+    def probe(self, s: float, budget: bool = True) -> bool:
+        """Coarse landmarks at speed ``s`` (within the coarse hit budget or not); True when that is certain."""
+        config, fc = self.config, self.fc
+        h, t = _expand(*self.prints(s), config.dt_jitter)
+        n = round(self.y.shape[0] * s) if config.warp else self.at_speed(s).shape[0]
+        cands = _score(self.counter, h, t, speed=s, q_frames=1 + int(n / fc.hop_length), n_speeds=self.n_speeds,
+                       top=self.top, config=self.coarse_config if budget else config, durations=self.durations)
+        self.best.extend(cands)
+        limit = self.coarse_config.max_hits
+        # a hash left out had <= max_per_hash postings: a cut lookup is within that of the budget
+        self.truncated[s] = (budget and limit is not None
+                             and self.counter.hits > limit - min(config.max_per_hash or limit, limit // 2))
+        self.evidence[s] = max((c.votes for c in cands), default=0)
+        self.lead[s] = _lead_ratio(cands, config.margin_floor)
+        return self.certain(cands)
+
+    def coarse_probes(self) -> tuple[bool, bool]:
+        """Stage 1: the index's own sparse landmarks, every speed, until certain; ``(done, found)``.
+
+        Where a track leads the runner-up by ``lead_margin``, the clip's speed is
+        that one or next to it: the neighbours are probed, the clearest lead is
+        climbed to and searched with the dense landmarks at once (``found``).
+        """
+        config = self.config
+        done = found = False
         pending = list(config.speeds)
         step = 1.5 * _grid_step(config.speeds)
         while pending and not (done or found):  # loop over a handful of speed factors
             s = pending.pop(0)
-            done = probe(s)
-            if done or config.lead_margin is None or lead[s] < config.lead_margin:
+            done = self.probe(s)
+            if done or config.lead_margin is None or self.lead[s] < config.lead_margin:
                 continue
-            # a track leads at s: the clip's speed is s or next to it. Probe the neighbours, climb to
-            # the speed with the clearest lead, and search it with the dense landmarks at once.
             while not done:  # a step or two along the speed grid
                 near = [u for u in pending if abs(u - s) <= step]
                 for u in near:  # the (at most two) untried neighbours
                     pending.remove(u)
-                    done = probe(u)
+                    done = self.probe(u)
                     if done:
                         break
-                top_s = max([s, *near], key=lambda u: lead.get(u, 0.0))
+                top_s = max([s, *near], key=lambda u: self.lead.get(u, 0.0))
                 if top_s == s:
                     break
                 s = top_s
-            if not done and truncated.get(s):  # the full coarse lookup first: cheaper than the dense one
-                done = probe(s, budget=False)
-            found = not done and refine(s)
-    # stage 1b: a speed where a track leads (by refine_margin) but whose lookup the coarse budget cut
-    # short is looked up again in full (on a big index the right votes may sit in common hashes)
-    if not done and not found and config.coarse:
-        led = sorted((s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin),
-                     key=lambda s: -evidence.get(s, 0))
+            if not done and self.truncated.get(s):  # the full coarse lookup first: cheaper than the dense one
+                done = self.probe(s, budget=False)
+            found = not done and self.refine(s)
+        return done, found
+
+    def full_lookups_where_cut(self) -> bool:
+        """Stage 1b: a speed where a track leads (by refine_margin) but whose lookup the coarse budget
+        cut short is looked up again in full (on a big index the right votes may sit in common hashes)."""
+        config = self.config
+        led = sorted((s for s in config.speeds if self.lead.get(s, 0.0) >= config.refine_margin),
+                     key=lambda s: -self.evidence.get(s, 0))
         for s in led[: config.refine_speeds]:  # loop over a handful of speed factors
-            if truncated.get(s) and probe(s, budget=False):
-                done = True
-                break
-    # stage 1c: no track leads anywhere. On a small index the dense pass below is the long shot for a
-    # clip whose coarse evidence is weak everywhere; where the coarse budget cut the probes short (a big
-    # index) a missing lead may only mean the votes sit in common hashes, so the top speed is looked up
-    # in full first, and without a lead there either the long shot is not taken (at 1,000 hours it cost
-    # a non-member clip half its time and found no member clip)
-    long_shot = True
-    if not done and not found and config.coarse and max(lead.values(), default=0.0) < config.refine_margin:
-        s0 = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))[0]
-        if truncated.get(s0):
-            done = probe(s0, budget=False)
-            long_shot = lead[s0] >= config.refine_margin
-    # stage 2 (dense query landmarks): first the speeds where the coarse stage saw a track lead (by
-    # refine_margin), most votes first; then, as at chance the vote counts are noise, the configured order.
-    # A speed at chance is searched only while the best so far would be accepted: its dense pass is then
-    # the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
-    if not done and not found and long_shot:
-        led = [s for s in config.speeds if lead.get(s, 0.0) >= config.refine_margin]
+            if self.truncated.get(s) and self.probe(s, budget=False):
+                return True
+        return False
+
+    def without_a_lead(self) -> tuple[bool, bool]:
+        """Stage 1c: no track leads anywhere; ``(done, long_shot)``.
+
+        On a small index the dense passes are the long shot for a clip whose
+        coarse evidence is weak everywhere; where the coarse budget cut the
+        probes short (a big index) a missing lead may only mean the votes sit
+        in common hashes, so the top speed is looked up in full first, and
+        without a lead there either the long shot is not taken (at 1,000 hours
+        it cost a non-member clip half its time and found no member clip).
+        """
+        config = self.config
+        if max(self.lead.values(), default=0.0) >= config.refine_margin:
+            return False, True
+        s0 = sorted(config.speeds, key=lambda s: -self.evidence.get(s, 0))[0]
+        if not self.truncated.get(s0):
+            return False, True
+        done = self.probe(s0, budget=False)
+        return done, self.lead[s0] >= config.refine_margin
+
+    def dense_passes(self) -> None:
+        """Stage 2: the dense query landmarks, first at the speeds where a coarse probe saw a track lead
+        (by refine_margin), most votes first; then, as at chance the vote counts are noise, the configured
+        order. A speed at chance is searched only while the best so far would be accepted: its dense pass
+        is then the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
+        """
+        config = self.config
+        led = [s for s in config.speeds if self.lead.get(s, 0.0) >= config.refine_margin]
         if config.coarse and config.refine_speeds is not None:
-            led = sorted(led, key=lambda s: -evidence.get(s, 0))  # stable: the configured order on ties
+            led = sorted(led, key=lambda s: -self.evidence.get(s, 0))  # stable: the configured order on ties
             speeds = (led + [s for s in config.speeds if s not in led])[: config.refine_speeds]
         else:
-            speeds = sorted(config.speeds, key=lambda s: -evidence.get(s, 0))
+            speeds = sorted(config.speeds, key=lambda s: -self.evidence.get(s, 0))
         for s in speeds:  # loop over a handful of speed factors
-            if config.coarse and refined and s not in led and not _accepted(best, dense_best, config):
+            if config.coarse and self.refined and s not in led and not _accepted(self.best, self.dense_best, config):
                 break  # the rest are at chance too
-            if refine(s):
+            if self.refine(s):
                 break
-    # stage 3: the runner-up (margin) test over the dense candidates of every speed searched
-    if not done and dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
-        best.extend(_with_margin(dense_best, config))  # duplicates go with the one-per-track step
-    # one candidate per track: its best speed
-    best.sort(key=lambda c: (-c.confidence, -c.votes))
-    seen: set[int] = set()
-    out = []
-    for c in best:
-        if c.track_id not in seen:
-            seen.add(c.track_id)
-            out.append(c)
-    # stage 4: nothing accepted; the stored spectral profiles of the best tracks, at their offsets
-    if config.verify_candidates and out and out[0].confidence < config.min_confidence:
-        out = _verify(index, out, at_speed, config)
-    return out[:top]
+
+    def answers(self, margin_tests: bool) -> list[Candidate]:
+        """Stages 3 and 4: the runner-up tests over the dense candidates (unless a coarse probe was
+        certain), one candidate per track (its best speed), and the profiles when nothing is accepted."""
+        config, best = self.config, self.best
+        if margin_tests and self.dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
+            best.extend(_with_margin(self.dense_best, config))  # duplicates go with the one-per-track step
+        best.sort(key=lambda c: (-c.confidence, -c.votes))
+        seen: set[int] = set()
+        out = []
+        for c in best:
+            if c.track_id not in seen:
+                seen.add(c.track_id)
+                out.append(c)
+        if config.verify_candidates and out and out[0].confidence < config.min_confidence:
+            out = _verify(self.index, out, self.at_speed, config)
+        return out
 
 
 def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float], np.ndarray],
