@@ -878,7 +878,8 @@ def _score(
     lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
     conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
     alts = [()] * k
-    if others and config.verify_candidates and config.verify_offsets > 1:
+    # stage 4 runs only when no candidate anywhere reached min_confidence: a lookup with one never needs them
+    if others and config.verify_candidates and config.verify_offsets > 1 and conf.max() < config.min_confidence:
         alts = other_offsets(t, qpos, tr, tt, tracks[:k], offsets[:k], n=config.verify_offsets - 1, sep=q_frames,
                              tolerance=config.tolerance)
     return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit),

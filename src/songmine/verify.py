@@ -13,7 +13,7 @@ of ``PROFILE_HOP`` samples (0.19 s at 11,025 Hz), in 14 bytes:
 * ``chroma`` (12 × 4 bits): the frame's centred, normalised pitch-class
   profile — it holds where the music sustains and does not move.
 
-The index stores one profile per track (about 0.26 MB per hour of audio).
+The index stores one profile per track (about 0.27 MB per hour of audio).
 At query time :func:`similarity` compares the clip's profile with the
 track's at a candidate's voted offset and speed. Its two statistics are
 normalised so that their chance distribution does not depend on the clip's
@@ -102,15 +102,15 @@ def supported(sr: int) -> bool:
 
 def n_bands(sr: int) -> int:
     """Semitone bands of a profile at rate ``sr`` (the low bits of each word)."""
-    return int(_bands(sr)[1].size)
+    return int(_bands(sr)[2].size)
 
 
 _tables: dict[int, tuple] = {}
 
 
 def _bands(sr: int):
-    """FFT bins in the band, the start of each semitone band among them, each band's pitch class,
-    the band's first and end bins, the window, and the bands-to-pitch-classes matrix (once per rate)."""
+    """Per rate, once: the band's first and end FFT bins, where each semitone band starts among
+    them, the window, and the bands-to-pitch-classes matrix."""
     if sr not in _tables:
         n_fft, _ = _frame_geometry(sr)
         f = np.fft.rfftfreq(n_fft, 1.0 / sr)
@@ -124,7 +124,7 @@ def _bands(sr: int):
         pc = semi[starts] % 12
         to_pc = np.zeros((pc.size, 12), np.float32)
         to_pc[np.arange(pc.size), pc] = 1.0
-        _tables[sr] = (keep, starts, pc, keep[0], keep[-1] + 1, np.hanning(n_fft).astype(np.float32), to_pc)
+        _tables[sr] = (keep[0], keep[-1] + 1, starts, np.hanning(n_fft).astype(np.float32), to_pc)
     return _tables[sr]
 
 
@@ -144,7 +144,7 @@ def profile(y: np.ndarray, sr: int = PROFILE_SR) -> Profile:
     n = 0 if y.shape[0] < n_fft else 1 + (y.shape[0] - n_fft) // hop
     if n == 0:
         return Profile(np.zeros(0, np.uint64), np.zeros((0, 12), np.int8), n_bands(sr))
-    keep, starts, pc, lo, hi, win, to_pc = _bands(sr)
+    lo, hi, starts, win, to_pc = _bands(sr)
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop][:n]
     bits = np.empty(n, np.uint64)
     chroma = np.empty((n, 12), np.int8)
