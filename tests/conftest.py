@@ -97,11 +97,11 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
     """
     import soundfile as sf
 
+    from songmine.atomic import build_once
     from songmine.audio import info, load
     from songmine.paths import cache_dir
 
     out = cache_dir() / "test-cuts"
-    out.mkdir(parents=True, exist_ok=True)
     chosen, seen = [], set()
     for t in sorted(demo_tracks, key=lambda t: (t.package in seen, t.file)):
         if t.duration_s >= 75 and t.package not in seen:
@@ -112,20 +112,20 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
             break
         if t.duration_s >= 75 and t not in chosen:
             chosen.append(t)
-    paths = []
-    for t in chosen[:6]:
-        dest = out / (Path(t.file).stem + ".30s.flac")
-        if not dest.exists():
-            src = t.path(demo_corpus)
+    def cut(src: Path):
+        def write(tmp: Path) -> None:
             y = load(src, sr=None, mono=False, offset=30.0, duration=30.0)
-            tmp = dest.with_suffix(".tmp.flac")
             sf.write(tmp, y.T, info(src).sr, subtype="PCM_16")
-            os.replace(tmp, dest)
-        paths.append(dest)
-    return paths
+
+        return write
+
+    # several test processes start at once on a cold cache: each cut is built once, under a lock
+    return [
+        build_once(out / (Path(t.file).stem + ".30s.flac"), cut(t.path(demo_corpus))) for t in chosen[:6]
+    ]
 
 
-# --- web service (issue 9): a tagged library, its index, a live uvicorn -----------------------
+# --- web service: a tagged library, its index, a live uvicorn ----------------------------------
 
 
 @pytest.fixture(scope="session")

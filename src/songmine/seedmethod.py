@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from .minhash import EMPTY, LSHConfig, LSHIndex, MinHasher, check_threshold, estimate_jaccard_many
 from .records import Match, QueryResult
@@ -416,12 +417,8 @@ class SeedIndex:
         lsh = self._lsh_index()
         arrays = {"signatures": self.signatures, "lsh_keys": lsh.keys_, "lsh_ids": lsh.ids_}
         for name, arr in arrays.items():
-            tmp = folder / f".{name}.tmp.npy"
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / f"{name}.npy")
+            with atomic_path(folder / f"{name}.npy") as tmp:
+                np.save(tmp, arr)
         meta = {
             "format": "songmine-seed",
             "version": _FORMAT_VERSION,
@@ -429,9 +426,8 @@ class SeedIndex:
             "tracks": [asdict(t) for t in self._tracks],
             "n_peaks": self._n_peaks,
         }
-        tmp = folder / ".meta.tmp.json"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, folder / "meta.json")
+        with atomic_path(folder / "meta.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
         return folder
 
     @classmethod

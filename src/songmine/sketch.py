@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from .minhash import EMPTY, LSHConfig, LSHIndex, MinHasher, check_threshold
 from .records import Match, QueryResult
@@ -301,18 +302,13 @@ class SketchIndex:
             "lsh_ids": self._lsh.ids_.astype(np.int32),
         }
         for name, arr in arrays.items():
-            tmp = folder / f".{name}.tmp.npy"
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / f"{name}.npy")
+            with atomic_path(folder / f"{name}.npy") as tmp:
+                np.save(tmp, arr)
         meta = {"format": "songmine-sketch", "version": _FORMAT_VERSION, "config": asdict(self.config),
                 "fingerprint": self.fp_config.to_dict(), "p0": self.p0_,
                 "tracks": [asdict(t) for t in self._tracks], "n_windows": [int(s.shape[0]) for s in self._sigs]}
-        tmp = folder / ".meta.tmp.json"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, folder / "meta.json")
+        with atomic_path(folder / "meta.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
         return folder
 
     @classmethod

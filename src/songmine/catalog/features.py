@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError, DecodeError, ParameterError
 from .loaders import FEATURE_COLUMNS, FEATURE_FAMILIES, FEATURE_STATISTICS
 
@@ -924,7 +925,6 @@ def extract_folder(
         Index ``track_id`` (sorted), the 518 :data:`FEATURE_COLUMNS` (3-level
         MultiIndex ``feature, statistics, number``), float32; failures in input order.
     """
-    import pandas as pd
 
     if jobs < 1:
         raise ParameterError(f"jobs={jobs} must be >= 1")
@@ -1018,12 +1018,9 @@ def _to_frame(rows: dict[str, np.ndarray], tags: dict, durations: dict) -> "pd.D
 
 def write_features_csv(df: "pd.DataFrame", path: str | os.PathLike[str]) -> None:
     """Write ``df`` in the exact FMA layout (3 header rows + ``track_id`` row, ``%.10e``), atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
     out = df.sort_index(axis=0).sort_index(axis=1)
-    out.to_csv(tmp, float_format="%.10e")
-    os.replace(tmp, p)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, float_format="%.10e")
 
 
 def iter_chunks(seq: Iterable, n: int):  # pragma: no cover - helper kept small

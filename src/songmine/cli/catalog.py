@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..atomic import atomic_path
 from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
 
 catalog_app = typer.Typer(
@@ -285,7 +286,6 @@ def _isna(v) -> bool:
 
 def _write_tracks_csv(df, tags: dict, path: Path) -> None:
     """tracks.csv in the FMA layout (two header rows + track_id row) with the tag columns."""
-    import os
 
     import pandas as pd
 
@@ -316,7 +316,5 @@ def _write_tracks_csv(df, tags: dict, path: Path) -> None:
     out.columns = pd.MultiIndex.from_tuples(list(data))
     out[("track", "duration")] = out[("track", "duration")].astype("Int64")
     out = out.sort_index(axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    out.to_csv(tmp, date_format="%Y-%m-%d %H:%M:%S")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, date_format="%Y-%m-%d %H:%M:%S")
