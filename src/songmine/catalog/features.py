@@ -37,7 +37,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DataError, DecodeError, ParameterError
-from .loaders import FEATURE_COLUMNS, FEATURE_FAMILIES, FEATURE_STATISTICS
+from .schema import FEATURE_COLUMNS, FEATURE_FAMILIES, FEATURE_STATISTICS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -289,7 +289,7 @@ def _write_tracks_csv(df, tags: dict, path: Path) -> None:
 
     import pandas as pd
 
-    from ..catalog.loaders import USER_TRACKS_COLUMNS
+    from ..catalog.schema import USER_TRACKS_COLUMNS
 
     ids = list(df.index)
     durations = df.attrs.get("durations", {})
