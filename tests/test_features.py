@@ -12,11 +12,9 @@ import soundfile as sf
 from conftest import need, require
 
 from songmine.catalog import FEATURE_COLUMNS, load
+from songmine.catalog.librosa050 import _downsample, _estimate_tuning, _stft_magnitude
 from songmine.catalog.features import (
     N_FEATURES,
-    _downsample,
-    _estimate_tuning,
-    _stft_magnitude,
     decode,
     extract,
     extract_families,

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
-from ..catalog.features import DECODERS, Failure, _record, _to_frame, _work
+from ..catalog.batch import Failure, extract_one, file_result, results_frame
+from ..catalog.decoding import DECODERS
 from .session import get_session, run_job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +33,7 @@ def _work_partition(items):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     for it in items:
-        yield _work(it)
+        yield extract_one(it)
 
 
 def extract_folder_spark(
@@ -100,11 +101,11 @@ def extract_folder_spark(
     failures: dict[str, Failure] = {}
     where = dict(items)
     for res in results:
-        _record(res, where=where, rows=rows, durations=durations, tags=tags, failures=failures)
+        file_result(res, where=where, rows=rows, durations=durations, tags=tags, failures=failures)
     if progress:
         progress(total, total)
     order = {k: i for i, (k, _) in enumerate(items)}
-    return _to_frame(rows, tags, durations), sorted(failures.values(), key=lambda f: order.get(f.track_id, 0))
+    return results_frame(rows, tags, durations), sorted(failures.values(), key=lambda f: order.get(f.track_id, 0))
 
 
 def _size(path: str) -> int:
