@@ -233,7 +233,7 @@ METHODS: dict[str, Any] = {
     "landmark": "songmine.evaluate:LandmarkIdentifier",
     "landmark-memory": "songmine.evaluate:MemoryLandmarkIdentifier",
     "seed": "songmine.evaluate:SeedIdentifier",
-    "sketch": "songmine.sketch:SketchIdentifier",
+    "sketch": "songmine.minhash.sketch:SketchIdentifier",
 }
 
 
@@ -369,7 +369,7 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
 
 
 class SeedIdentifier:
-    """The brief's onset-peak MinHash/LSH method (:class:`songmine.seedmethod.SeedIndex`), in memory.
+    """The brief's onset-peak MinHash/LSH method (:class:`songmine.minhash.onset.SeedIndex`), in memory.
 
     Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
     ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked
@@ -380,7 +380,7 @@ class SeedIdentifier:
     name = "seed"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from .seedmethod import SeedConfig
+        from .minhash.onset import SeedConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
@@ -394,7 +394,7 @@ class SeedIdentifier:
 
     def build(self, paths, *, jobs, progress):
         from .audio import info
-        from .seedmethod import SeedIndex
+        from .minhash.onset import SeedIndex
 
         t0 = time.perf_counter()
         self.index = SeedIndex(self.config)

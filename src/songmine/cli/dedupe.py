@@ -31,7 +31,7 @@ def dedupe_cmd(
 
     Exits 0 whatever it finds (also with --json / --csv); 2 on a usage error.
     """
-    from ..dedupe import DedupeConfig, dedupe, dedupe_index
+    from ..minhash.dedupe import DedupeConfig, dedupe, dedupe_index
 
     if json_out and csv_out:
         raise fail("--json and --csv are exclusive")

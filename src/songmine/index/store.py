@@ -408,7 +408,7 @@ class Index:
         """``{track_id: (hashes, times)}`` of every live track, read from the stored postings.
 
         What the indexer stored (``uint32``, in no particular order), nothing
-        decoded; e.g. for :func:`songmine.dedupe.dedupe_index`.
+        decoded; e.g. for :func:`songmine.minhash.dedupe.dedupe_index`.
         """
         snap = self._snap
         if not snap.segments:

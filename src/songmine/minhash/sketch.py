@@ -1,7 +1,7 @@
 """A MinHash sketch index over short windows of landmark hashes — ``--method sketch``.
 
 Per track: landmark hashes (:func:`songmine.landmarks.fingerprint`, index
-density, at two STFT phases united as in :mod:`songmine.dedupe`); the track
+density, at two STFT phases united as in :mod:`songmine.minhash.dedupe`); the track
 is cut into overlapping windows (``window_s`` long every ``hop_s``) and each
 window's *set of distinct hashes* (time-free) gets a MinHash signature. LSH
 with one table per band over all windows. The index is fixed-size per hour
@@ -44,10 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import DecodeError, IndexFormatError, ParameterError, SongmineError
-from .minhash import EMPTY, LSHConfig, LSHIndex, MinHasher, check_threshold
-from .records import Match, QueryResult
+from ..atomic import atomic_path
+from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
+from .hashing import EMPTY, MinHasher
+from .lsh import LSHConfig, LSHIndex, check_threshold
+from ..records import Match, QueryResult
 
 __all__ = ["SketchConfig", "SketchIndex", "SketchIdentifier", "window_signatures", "SKETCH_DIRNAME"]
 
@@ -91,7 +92,7 @@ class SketchConfig:
 
 def _landmarks(y: np.ndarray, shifts: Sequence[int], fp_config) -> tuple[np.ndarray, np.ndarray]:
     """Hashes and anchor frames at each phase shift, united, sorted by time."""
-    from .landmarks import fingerprint
+    from ..landmarks import fingerprint
 
     parts = [fingerprint(y[int(s):], fp_config) for s in shifts]  # a couple of phases
     h = np.concatenate([p[0] for p in parts])
@@ -145,7 +146,7 @@ class SketchIndex:
     """Window signatures + per-band LSH tables; :meth:`save` / :meth:`load` as ``.npy`` files."""
 
     def __init__(self, config: SketchConfig | None = None, fp_config=None) -> None:
-        from .landmarks import FingerprintConfig
+        from ..landmarks import FingerprintConfig
 
         self.config = config or SketchConfig()
         self.fp_config = fp_config or FingerprintConfig()
@@ -181,7 +182,7 @@ class SketchIndex:
         self._lsh = None
 
     def add_files(self, paths: Iterable, *, progress: Callable[[int, int], None] | None = None) -> int:
-        from .audio import load
+        from ..audio import load
 
         paths = list(paths)
         added = 0
@@ -277,7 +278,7 @@ class SketchIndex:
         return QueryResult(query=query, matches=matches)
 
     def query_file(self, source, *, top: int = 1) -> QueryResult:
-        from .audio import load
+        from ..audio import load
 
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<clip>")
         try:
@@ -313,7 +314,7 @@ class SketchIndex:
 
     @classmethod
     def load(cls, folder) -> "SketchIndex":
-        from .landmarks import FingerprintConfig
+        from ..landmarks import FingerprintConfig
 
         folder = Path(folder)
         if not (folder / "meta.json").exists():
@@ -368,7 +369,7 @@ class SketchIdentifier:
     name = "sketch"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from .evaluate import _parse_value
+        from ..evaluate import _parse_value
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
@@ -383,7 +384,7 @@ class SketchIdentifier:
     def build(self, paths, *, jobs, progress):
         import tempfile
 
-        from .evaluate import BuildStats, _dir_bytes
+        from ..evaluate import BuildStats, _dir_bytes
 
         t0 = time.perf_counter()
         self.index.add_files(paths, progress=progress)

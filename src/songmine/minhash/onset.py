@@ -50,10 +50,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import DecodeError, IndexFormatError, ParameterError, SongmineError
-from .minhash import EMPTY, LSHConfig, LSHIndex, MinHasher, check_threshold, estimate_jaccard_many
-from .records import Match, QueryResult
+from ..atomic import atomic_path
+from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
+from .hashing import EMPTY, MinHasher, estimate_jaccard_many
+from .lsh import LSHConfig, LSHIndex, check_threshold
+from ..records import Match, QueryResult
 
 __all__ = [
     "SeedConfig",
@@ -189,7 +190,7 @@ def peak_vector(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.ndarray:
 
 def track_peak_frames(source, config: SeedConfig = SeedConfig(), *, query: bool = False) -> np.ndarray:
     """Decode ``source`` (path/bytes/file) as the method does and return its peak frames."""
-    from .audio import load
+    from ..audio import load
 
     offset = config.query_offset_s if query else config.offset_s
     try:

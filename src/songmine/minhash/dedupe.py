@@ -44,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError, SongmineError
-from .minhash import LSHConfig, LSHIndex, MinHasher, check_threshold, choose_bands
+from ..errors import ParameterError, SongmineError
+from .hashing import MinHasher
+from .lsh import LSHConfig, LSHIndex, check_threshold, choose_bands
 
 __all__ = [
     "DedupeConfig",
@@ -218,8 +219,8 @@ def prints_from_arrays(path: str, hashes: np.ndarray, times: np.ndarray, **meta)
 
 def fingerprint_file(path, *, config: DedupeConfig = DedupeConfig(), fp_config=None) -> TrackPrint:
     """Decode ``path`` at the landmark rate and fingerprint it, with quality metadata."""
-    from .audio import info, load
-    from .landmarks import FingerprintConfig, fingerprint
+    from ..audio import info, load
+    from ..landmarks import FingerprintConfig, fingerprint
 
     fpc = fp_config or FingerprintConfig()
     p = os.fspath(path)
@@ -320,7 +321,7 @@ def find_duplicates(
     from scipy.sparse.csgraph import connected_components
 
     if hop_s is None:
-        from .landmarks import FingerprintConfig
+        from ..landmarks import FingerprintConfig
 
         hop_s = FingerprintConfig().hop_s
     timings: dict[str, float] = {}
@@ -405,8 +406,8 @@ def dedupe(
 
     One unreadable file is reported in ``skipped`` and never aborts the run.
     """
-    from .landmarks import FingerprintConfig
-    from .library import iter_audio_files
+    from ..landmarks import FingerprintConfig
+    from ..library import iter_audio_files
 
     fpc = fp_config or FingerprintConfig()
     files = list(iter_audio_files(paths))
@@ -482,9 +483,9 @@ def dedupe_index(
     """
     from dataclasses import replace
 
-    from .audio import info
-    from .index import Index
-    from .index.build import _sha256
+    from ..audio import info
+    from ..index import Index
+    from ..index.build import _sha256
 
     own = not isinstance(index, Index)
     ix = Index(index) if own else index

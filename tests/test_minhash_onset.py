@@ -8,7 +8,7 @@ import soundfile as sf
 
 from songmine.errors import IndexFormatError, ParameterError
 from songmine.minhash import EMPTY
-from songmine.seedmethod import SeedConfig, SeedIndex, onset_peak_frames, peak_vector
+from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames, peak_vector
 
 
 def test_default_config_is_the_originals():

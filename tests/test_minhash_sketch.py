@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from songmine.errors import IndexFormatError, ParameterError
-from songmine.sketch import SketchConfig, SketchIndex
+from songmine.minhash.sketch import SketchConfig, SketchIndex
 
 
 @pytest.fixture(scope="module")

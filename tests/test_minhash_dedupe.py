@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from songmine.dedupe import DedupeConfig, dedupe, find_duplicates, offset_vote, prints_from_arrays
+from songmine.minhash.dedupe import DedupeConfig, dedupe, find_duplicates, offset_vote, prints_from_arrays
 from songmine.errors import ParameterError
 
 
@@ -158,7 +158,7 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
     import shutil
 
     import songmine.audio
-    from songmine.dedupe import dedupe_index
+    from songmine.minhash.dedupe import dedupe_index
     from songmine.index import Index, index_files
 
     root, truth, trims = dup_library
@@ -208,7 +208,7 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
 
 def test_index_mode_refuses_a_non_landmark_index(tmp_path):
-    from songmine.dedupe import dedupe_index
+    from songmine.minhash.dedupe import dedupe_index
     from songmine.index import Index, register_method
 
     class OtherConfig:  # another method's postings are not landmark hashes
