@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http
 import logging
 import os
 import shutil
@@ -32,14 +33,18 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import DecodeError, SongmineError
+from ..errors import DecodeError, IndexFormatError, SongmineError
 from ..records import QueryResult
+from .guards import HostAllowList, RequestGuard
 from .settings import ServerSettings
 from .state import IndexHolder
 from .uploads import ReceivedUpload, receive_upload
@@ -85,10 +90,10 @@ _PAGE_HEADERS = {
 
 
 class ErrorOut(BaseModel):
-    """Every 4xx/5xx body: ``detail`` is one human-readable line."""
+    """Every 4xx/5xx body: ``detail`` is one human-readable line, ``reason`` a stable machine-friendly word."""
 
     detail: str
-    reason: str | None = Field(None, description="Machine-friendly cause, e.g. 'not-audio', 'too-long'")
+    reason: str = Field(description="Machine-friendly cause, e.g. 'not-audio', 'too-long', 'busy'")
 
 
 class TrackOut(BaseModel):
@@ -133,6 +138,7 @@ _ERRORS = {
     413: {"model": ErrorOut, "description": "Upload larger than the limit"},
     415: {"model": ErrorOut, "description": "Not an audio upload / format not decodable"},
     422: {"model": ErrorOut, "description": "Audio unusable (corrupt, empty, too long or too short)"},
+    500: {"model": ErrorOut, "description": "Server-side fault, e.g. a damaged index (reason 'index-damaged')"},
     503: {"model": ErrorOut, "description": "Server busy; retry after the Retry-After delay"},
 }
 _AUTH_ERRORS = {
@@ -169,7 +175,7 @@ def get_settings(request: Request) -> ServerSettings:
 def get_holder(request: Request) -> IndexHolder:
     holder = getattr(request.app.state, "holder", None)
     if holder is None:  # pragma: no cover - lifespan not run
-        raise HTTPException(503, "the index is not open yet")
+        raise HTTPException(503, "the index is not open yet", headers={"X-Songmine-Reason": "starting"})
     return holder
 
 
@@ -192,11 +198,13 @@ def require_token(
     """Editing needs ``Authorization: Bearer <SONGMINE_TOKEN>``; refused when none is configured."""
     if settings.token is None:
         raise HTTPException(
-            403, "track editing is disabled: start the server with SONGMINE_TOKEN set to enable it"
+            403, "track editing is disabled: start the server with SONGMINE_TOKEN set to enable it",
+            headers={"X-Songmine-Reason": "editing-disabled"},
         )
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), settings.token.encode()):
         raise HTTPException(
-            401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="songmine"'}
+            401, "missing or wrong bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="songmine"', "X-Songmine-Reason": "unauthorized"},
         )
 
 
@@ -227,6 +235,37 @@ async def track_upload(
 # --- helpers -----------------------------------------------------------------------------------
 
 
+class _ServerFault(SongmineError):
+    """A library error that the request cannot have caused (mapped to 500, not 422)."""
+
+    def __init__(self, message: str, reason: str = "internal"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _status_reason(status: int) -> str:
+    """The default ``reason`` of an error: its status phrase as a slug (404 → ``not-found``)."""
+    try:
+        return http.HTTPStatus(status).phrase.lower().replace(" ", "-")
+    except ValueError:
+        return "error"
+
+
+def _validation_detail(errors: list[dict]) -> str:
+    """FastAPI's list of validation errors as one line: ``query parameter 'top': Input should be ...``."""
+    if not errors:
+        return "invalid request"
+    where = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body field"}
+    parts = []
+    for e in errors[:3]:
+        loc = [str(x) for x in e.get("loc", ())]
+        kind = where.get(loc[0], loc[0]) if loc else "request"
+        name = ".".join(loc[1:])
+        parts.append(f"{kind} {name!r}: {e.get('msg', 'invalid')}" if name else f"{kind}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
 def _decode_error(exc: DecodeError, *, what: str) -> HTTPException:
     status = _REASON_STATUS.get(exc.reason, 422)
     msg = str(exc)
@@ -248,7 +287,7 @@ class _Slots:
             raise HTTPException(
                 503,
                 f"server busy: no identification slot free within {self._timeout:g} s, retry shortly",
-                headers={"Retry-After": "2"},
+                headers={"Retry-After": "2", "X-Songmine-Reason": "busy"},
             )
 
     def __exit__(self, *exc: object) -> None:
@@ -350,11 +389,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # outermost of the app's own layers: a wrong Host or a full house is answered before anything else runs
+    app.add_middleware(
+        RequestGuard, hosts=HostAllowList(settings.allowed_hosts), max_requests=settings.max_requests
+    )
+
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, and the router's 404/405
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        reason = headers.pop("X-Songmine-Reason", None)
-        return JSONResponse({"detail": exc.detail, "reason": reason}, status_code=exc.status_code, headers=headers)
+        reason = headers.pop("X-Songmine-Reason", None) or _status_reason(exc.status_code)
+        return JSONResponse({"detail": str(exc.detail), "reason": reason}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        return JSONResponse(
+            {"detail": _validation_detail(errors), "reason": "invalid-parameter", "errors": errors}, status_code=422
+        )
 
     @app.exception_handler(SongmineError)
     async def _library_error(request: Request, exc: SongmineError) -> JSONResponse:
@@ -363,10 +414,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return JSONResponse({"detail": h.detail, "reason": exc.reason}, status_code=h.status_code)
         from ..index import IndexLockedError
 
-        body = {"detail": (str(exc).strip().splitlines() or [type(exc).__name__])[0], "reason": type(exc).__name__}
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, IndexLockedError):  # another process holds the index's write lock
-            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
-        return JSONResponse(body, status_code=422)
+            return JSONResponse({"detail": line, "reason": "index-locked"}, status_code=503, headers={"Retry-After": "5"})
+        if isinstance(exc, (IndexFormatError, _ServerFault)):  # the server's data, not the request: never a 4xx
+            log.error("server-side failure on %s %s: %s", request.method, request.url.path, line, exc_info=exc)
+            reason = "index-damaged" if isinstance(exc, IndexFormatError) else exc.reason
+            return JSONResponse({"detail": f"server error: {line}", "reason": reason}, status_code=500)
+        return JSONResponse({"detail": line, "reason": type(exc).__name__}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -434,7 +489,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     headers={"X-Songmine-Reason": "too-short"},
                 )
             n_top = settings.top if top is None else min(top, settings.top)
-            return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
+            try:
+                return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
+            except IndexFormatError:
+                raise
+            except SongmineError as exc:  # the clip decoded fine: what fails now is not the client's fault
+                from ..index import UnknownTrackError  # a posting names a track the catalogue lacks
+
+                reason = "index-damaged" if isinstance(exc, UnknownTrackError) else "internal"
+                raise _ServerFault(f"identification failed: {exc}", reason) from exc
 
     @app.get("/api/tracks", response_model=TrackPage, tags=["library"])
     def list_tracks(

@@ -71,18 +71,28 @@ def clean_filename(name: str | bytes | None) -> str | None:
     return name or None
 
 
+def _error(status: int, detail: str, reason: str) -> HTTPException:
+    """An HTTP error whose JSON body carries ``reason`` (the app's handler moves it from the header)."""
+    return HTTPException(status, detail, headers={"X-Songmine-Reason": reason})
+
+
 def _too_large(limit: int) -> HTTPException:
-    return HTTPException(
-        413, f"upload too large: the limit is {limit / (1 << 20):.0f} MB ({limit} bytes)"
+    return _error(
+        413, f"upload too large: the limit is {limit / (1 << 20):.0f} MB ({limit} bytes)", "too-large"
     )
+
+
+def _malformed(detail: str) -> HTTPException:
+    return _error(422, detail, "malformed-multipart")
 
 
 def _unsupported(ctype: str) -> HTTPException:
     shown = ctype or "none"
-    return HTTPException(
+    return _error(
         415,
         f"unsupported Content-Type {shown!r}: send multipart/form-data with a 'file' field, "
         "or the raw audio with an audio/* (or video/webm) Content-Type",
+        "unsupported-type",
     )
 
 
@@ -112,7 +122,7 @@ async def receive_upload(
         try:
             n_declared = int(declared)
         except ValueError:
-            raise HTTPException(400, f"bad Content-Length header {declared!r}") from None
+            raise _error(400, f"bad Content-Length header {declared!r}", "bad-request") from None
         if n_declared > body_limit:
             raise _too_large(max_bytes)
 
@@ -123,7 +133,7 @@ async def receive_upload(
             if multipart:
                 boundary = params.get(b"boundary")
                 if not boundary:
-                    raise HTTPException(422, "multipart body without a boundary parameter")
+                    raise _malformed("multipart body without a boundary parameter")
                 sink = _MultipartSink(out, boundary, max_bytes)
             else:
                 sink = _RawSink(out, max_bytes)
@@ -136,9 +146,7 @@ async def receive_upload(
                             raise _too_large(max_bytes)
                         sink.write(chunk)
             except TimeoutError:
-                raise HTTPException(
-                    408, f"request body not received within {timeout_s:g} s"
-                ) from None
+                raise _error(408, f"request body not received within {timeout_s:g} s", "timeout") from None
             sink.finish()
         upload.size = sink.n_file
         if multipart:
@@ -146,7 +154,7 @@ async def receive_upload(
             upload.filename = clean_filename(sink.filename)
             upload.fields = sink.fields
         if upload.size == 0:
-            raise HTTPException(422, "the upload is empty (0 bytes of audio)")
+            raise _error(422, "the upload is empty (0 bytes of audio)", "empty")
         return upload
     except BaseException:
         upload.discard()
@@ -206,7 +214,7 @@ class _MultipartSink:
         try:
             self.parser.write(chunk)
         except MultipartParseError as exc:
-            raise HTTPException(422, f"malformed multipart body: {exc}") from None
+            raise _malformed(f"malformed multipart body: {exc}") from None
 
     def finish(self) -> None:
         from python_multipart.exceptions import MultipartParseError
@@ -214,11 +222,11 @@ class _MultipartSink:
         try:
             self.parser.finalize()
         except MultipartParseError as exc:
-            raise HTTPException(422, f"malformed multipart body: {exc}") from None
+            raise _malformed(f"malformed multipart body: {exc}") from None
         if not self._ended:
-            raise HTTPException(422, "malformed multipart body: it ends before its closing boundary")
+            raise _malformed("malformed multipart body: it ends before its closing boundary")
         if self._n_files == 0:
-            raise HTTPException(422, "multipart body has no file part: send the audio in a 'file' field")
+            raise _malformed("multipart body has no file part: send the audio in a 'file' field")
 
     # -- parser callbacks ---------------------------------------------------------
     def _part_begin(self) -> None:
@@ -240,19 +248,19 @@ class _MultipartSink:
 
         disp, opts = parse_options_header(self._headers.get(b"content-disposition"))
         if disp.lower() != b"form-data" or b"name" not in opts:
-            raise HTTPException(422, "malformed multipart body: a part lacks Content-Disposition: form-data; name=…")
+            raise _malformed("malformed multipart body: a part lacks Content-Disposition: form-data; name=…")
         name = opts[b"name"].decode("utf-8", "replace")
         if b"filename" in opts or name == "file":
             self._n_files += 1
             if self._n_files > 1:
-                raise HTTPException(422, "send exactly one file per request")
+                raise _malformed("send exactly one file per request")
             self._kind = "file"
             self.filename = opts.get(b"filename")
             ptype, _ = parse_options_header(self._headers.get(b"content-type"))
             self.part_type = ptype.decode("latin-1").lower() or None
         else:
             if len(self.fields) >= _MAX_FIELDS:
-                raise HTTPException(422, f"too many form fields (at most {_MAX_FIELDS})")
+                raise _malformed(f"too many form fields (at most {_MAX_FIELDS})")
             self._kind = "field"
             self._fname = name
             self._fbuf = bytearray()
@@ -266,7 +274,7 @@ class _MultipartSink:
             self.out.write(data[start:end])
         elif self._kind == "field":
             if len(self._fbuf) + n > _MAX_FIELD_BYTES:
-                raise HTTPException(422, f"form field {self._fname!r} is longer than {_MAX_FIELD_BYTES} bytes")
+                raise _malformed(f"form field {self._fname!r} is longer than {_MAX_FIELD_BYTES} bytes")
             self._fbuf += data[start:end]
 
     def _part_end(self) -> None:
