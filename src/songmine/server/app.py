@@ -22,8 +22,6 @@ import hashlib
 import hmac
 import http
 import logging
-import os
-import shutil
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import DecodeError, IndexFormatError, SongmineError
 from ..records import QueryResult
+from . import trackstore
 from .guards import HostAllowList, RequestGuard
 from .settings import ServerSettings
 from .state import IndexHolder
@@ -222,9 +221,16 @@ async def query_upload(request: Request, settings: SettingsDep) -> AsyncIterator
 async def track_upload(
     request: Request, settings: SettingsDep, _auth: Annotated[None, Depends(require_token)]
 ) -> AsyncIterator[ReceivedUpload]:
-    """A library track upload (authorised first, then read within the larger track limits)."""
+    """A library track upload (authorised first, then read within the larger track limits).
+
+    It streams into the upload folder under a temporary name, locked for the
+    request's life (see :mod:`songmine.server.trackstore`).
+    """
+    folder = settings.track_dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     up = await receive_upload(
-        request, max_bytes=settings.max_track_upload_bytes, timeout_s=settings.upload_timeout_s * 10
+        request, max_bytes=settings.max_track_upload_bytes, timeout_s=settings.upload_timeout_s * 10,
+        tmp_dir=folder, prefix=trackstore.STAGE_PREFIX, suffix=trackstore.PART_SUFFIX, locked=True,
     )
     try:
         yield up
@@ -352,6 +358,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         path = settings.index_path
         holder = await anyio.to_thread.run_sync(lambda: IndexHolder(lambda: Index(path)))
         app.state.holder = holder
+        await anyio.to_thread.run_sync(_recover_uploads, holder, settings.track_dir)
         log.info("serving %s (%s tracks)", path, getattr(holder.snapshot(), "n_tracks", "?"))
         async with anyio.create_task_group() as tg:
             if settings.refresh_interval_s > 0:
@@ -534,7 +541,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         The audio is stored under the server's upload folder with a name made
         from its content hash; queries running meanwhile keep seeing the
-        library as it was until the new track is fully committed.
+        library as it was until the new track is fully committed. A crash at
+        any point is undone or finished at the next start.
         """
         from ..audio import info
         from ..index import index_files
@@ -551,21 +559,27 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 headers={"X-Songmine-Reason": "too-long"},
             )
         ext = _EXT_BY_CODEC.get(meta.codec) or (".wav" if meta.codec.startswith("pcm_") else ".webm")
-        sha, dest = _store_track(upload, settings.track_dir, ext)
+        with open(upload.path, "rb") as fh:
+            sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        staged = upload.path = trackstore.stage(upload.path, ext, upload.lock_fd)
         with holder.writing() as writer:
             before = {t.track_id: t for t in writer.tracks()}
-            report = index_files(writer, [dest], jobs=1)
+            report = index_files(writer, [staged], jobs=1)
             after = [t for t in writer.tracks() if t.sha256 == sha]
+            if after and Path(after[0].path) == staged:  # this file is the track's now: give it its name
+                upload.path = trackstore.publish(writer, staged, sha)
+                upload.keep()
+                after = [writer.track(after[0].track_id)]
         if not after:
-            dest.unlink(missing_ok=True)
             failed = getattr(report, "failed", None) or []
             msg = failed[0][1] if failed else "the file could not be indexed"
-            if dest.name in msg:
-                msg = msg.replace(str(dest), upload.label)
-            raise HTTPException(422, f"{upload.label}: {msg}" if upload.label not in msg else msg)
-        track = after[0]
-        if Path(track.path) != dest:  # the same audio was already in the library under another file
-            dest.unlink(missing_ok=True)
+            if staged.name in msg:
+                msg = msg.replace(str(staged), upload.label)
+            raise HTTPException(
+                422, f"{upload.label}: {msg}" if upload.label not in msg else msg,
+                headers={"X-Songmine-Reason": "not-indexed"},
+            )
+        track = after[0]  # (when the same audio was already in the library, the upload is discarded)
         created = track.track_id not in before
         if not created:
             response.status_code = 200
@@ -607,17 +621,12 @@ def _lookup(index: Any, track_id: int) -> Any:
     return t
 
 
-def _store_track(upload: ReceivedUpload, folder: Path, ext: str) -> tuple[str, Path]:
-    """Copy the upload to ``folder/<sha256[:24]><ext>`` (a server-chosen name); return (sha256, path)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(upload.path, "rb") as fh:
-        sha = hashlib.file_digest(fh, "sha256").hexdigest()
-    dest = (folder / (sha[:24] + ext)).resolve()
-    if not dest.exists():
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(upload.path, tmp)
-        os.replace(tmp, dest)
-    return sha, dest
+def _recover_uploads(holder: IndexHolder, folder: Path) -> None:
+    """Undo or finish adds a crash interrupted (best effort: serving does not depend on it)."""
+    try:
+        trackstore.recover(holder, folder)
+    except Exception:
+        log.warning("could not clean up the upload folder %s", folder, exc_info=True)
 
 
 async def _refresher(holder: IndexHolder, every_s: float) -> None:

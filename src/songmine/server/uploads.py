@@ -16,6 +16,7 @@ display label (sanitised); it never names a file on disk.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
@@ -47,6 +48,8 @@ class ReceivedUpload:
     content_type: str
     filename: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    lock_fd: int | None = field(default=None, repr=False)  # holds an flock on the file while it is ours
+    kept: bool = field(default=False, repr=False)  # handed over: discard() must not delete it
 
     @property
     def label(self) -> str:
@@ -54,10 +57,23 @@ class ReceivedUpload:
         return self.filename or "upload"
 
     def discard(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        """Delete the file (unless it was kept) and let go of it."""
+        if not self.kept:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.release()
+
+    def keep(self) -> None:
+        """The file now belongs elsewhere (e.g. the library): :meth:`discard` leaves it."""
+        self.kept = True
+
+    def release(self) -> None:
+        """Let go of the file without deleting it (its lock, if any, ends here)."""
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 def clean_filename(name: str | bytes | None) -> str | None:
@@ -97,9 +113,21 @@ def _unsupported(ctype: str) -> HTTPException:
 
 
 async def receive_upload(
-    request: Request, *, max_bytes: int, timeout_s: float, tmp_dir: str | None = None
+    request: Request,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    tmp_dir: str | os.PathLike[str] | None = None,
+    prefix: str = "songmine-upload-",
+    suffix: str = ".bin",
+    locked: bool = False,
 ) -> ReceivedUpload:
-    """Stream the request body into a new temp file.
+    """Stream the request body into a new temp file (``prefix``, ``suffix``, in ``tmp_dir``).
+
+    With ``locked``, the file carries an exclusive ``flock`` from its creation
+    until :meth:`ReceivedUpload.release` / :meth:`~ReceivedUpload.discard`
+    (or the death of the process): whoever cleans ``tmp_dir`` can tell a file
+    in use from a dead request's leftover.
 
     Raises
     ------
@@ -126,9 +154,12 @@ async def receive_upload(
         if n_declared > body_limit:
             raise _too_large(max_bytes)
 
-    fd, tmp = tempfile.mkstemp(prefix="songmine-upload-", suffix=".bin", dir=tmp_dir)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=tmp_dir)
     upload = ReceivedUpload(path=Path(tmp), size=0, content_type=mime_s)
     try:
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a fresh file: never waits
+            upload.lock_fd = os.dup(fd)  # the same open file: the lock outlives the writer's close
         with os.fdopen(fd, "wb") as out:
             if multipart:
                 boundary = params.get(b"boundary")
