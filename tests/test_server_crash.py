@@ -191,3 +191,34 @@ def test_leftovers_go_but_a_file_in_use_stays(setup, tagged_cuts):
         assert _files(folder) == [".upload-live.part", "notes.txt"]
     finally:
         os.close(fd)
+
+
+def test_a_second_server_starting_leaves_a_live_upload_alone(setup, tagged_cuts):
+    """Two processes on one index (``--workers 2``, or a restart beside a running one): the start-up
+    clean-up of the second skips the file the first is still receiving."""
+    index, folder, tmpdir, env = setup
+    body = tagged_cuts[5].read_bytes()
+    with songmine_serve(index, env=env) as (url, _):
+        u = urlsplit(url)
+        sock = socket.create_connection((u.hostname, u.port))
+        sock.sendall(
+            b"POST /api/tracks HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/flac\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        t0 = time.monotonic()
+        while not _files(folder):
+            assert time.monotonic() - t0 < 30
+            time.sleep(0.01)
+        receiving = _files(folder)
+        with songmine_serve(index, env=env):
+            assert _files(folder) == receiving
+        sock.sendall(body[len(body) // 2 :])
+        sock.settimeout(60)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    tracks = assert_consistent(index, tmpdir)
+    assert len(tracks) == 6
