@@ -24,7 +24,17 @@ def need(condition: bool, reason: str) -> None:
         return
     if IN_CI:
         pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str):
+    """Import ``module`` (an optional extra's package) or skip — fail under CI=true."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        need(False, f"{module} is not installed ({exc}); make test installs every extra")
 
 
 @pytest.fixture

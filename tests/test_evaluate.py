@@ -221,21 +221,14 @@ def test_peak_memory_sees_child_processes():
 @pytest.mark.corpus
 def test_end_to_end_with_the_landmark_method(cuts_dir):
     """The real method through the same harness: 3 real cuts, 2 conditions × 1 duration."""
-    pytest.importorskip("songmine.identify", reason="the landmark identify module is not on this branch yet")
-    try:
-        import songmine.index  # noqa: F401
-
-        method = "landmark"
-    except ImportError:
-        method = "landmark-memory"
     cfg = _config(durations=(5.0,), conditions=("clean", "white15"), queries_per_cell=4, thresholds=())
-    ident = make_identifier(method)
+    ident = make_identifier("landmark")
     try:
         rep = evaluate(cuts_dir, ident, cfg, jobs=1)
     finally:
         ident.close()
     cells = {c.condition: c for c in rep.cells}
-    assert rep.method == method and rep.n_queries == 12 and rep.n_errors == 0
+    assert rep.method == "landmark" and rep.n_queries == 12 and rep.n_errors == 0
     assert cells["clean"].n == 4 and cells["clean"].top1 >= 75.0
     assert cells["clean"].offset_ok == 100.0
     assert rep.false_positives["n"] == 4

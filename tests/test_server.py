@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require
+
+require("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 

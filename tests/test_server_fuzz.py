@@ -12,7 +12,9 @@ import json
 
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require  # noqa: E402
+
+require("fastapi")
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ParameterError
+from .random_state import check_random_state
 
 __all__ = [
     "MERSENNE_61",
@@ -56,7 +57,6 @@ __all__ = [
     "s_curve",
     "lsh_threshold",
     "choose_bands",
-    "check_random_state",
 ]
 
 #: The Mersenne prime 2⁶¹−1 (default modulus).
@@ -70,15 +70,6 @@ _P61 = np.uint64(MERSENNE_61)
 _MASK32 = np.uint64(0xFFFFFFFF)
 _MASK29 = np.uint64((1 << 29) - 1)
 _CHUNK = 4096  # elements hashed at a time: n_perm × 4096 uint64 scratch
-
-
-def check_random_state(random_state: int | np.random.Generator | None) -> np.random.Generator:
-    """Normalise ``random_state`` (int seed, Generator or None) to a Generator."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, (int, np.integer)):
-        return np.random.default_rng(random_state)
-    raise ParameterError(f"random_state={random_state!r} must be an int, a numpy Generator or None")
 
 
 # ----------------------------------------------------------------- arithmetic

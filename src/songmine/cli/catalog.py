@@ -175,8 +175,8 @@ def features_cmd(
     if decoder not in ("pyav", "ffmpeg"):
         raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")
     with progress_bar("features", enabled=not json_out) as progress:
-        if engine == "spark":  # same output; see songmine.catalog.spark
-            from ..catalog.spark import extract_folder_spark
+        if engine == "spark":  # same output; see songmine.spark.features
+            from ..spark.features import extract_folder_spark
 
             df, failures = extract_folder_spark(items, master=master or "local[*]", progress=progress,
                                                 resume_from=previous, with_tags=True, decoder=decoder)

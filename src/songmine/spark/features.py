@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
-from .features import DECODERS, Failure, _record, _to_frame, _work
+from ..catalog.features import DECODERS, Failure, _record, _to_frame, _work
+from .session import get_session, run_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -67,8 +68,6 @@ def extract_folder_spark(
         Who decodes compressed files (:func:`songmine.catalog.features.decode`).
     """
     import numpy as np
-
-    from ..spark import get_session, run_job
 
     items = list(paths.items()) if isinstance(paths, dict) else [(os.fspath(p), os.fspath(p)) for p in paths]
     items = [(str(k), os.fspath(v)) for k, v in items]

@@ -48,7 +48,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, ParameterError
-from .engines import LloydResult, warn_empty_clusters
+from ..cluster.engines import LloydResult, warn_empty_clusters
+from ..random_state import check_random_state
+from .session import describe_failure, get_session, run_job
 
 __all__ = ["SparkEngine", "SparkBlocks", "read_parquet_blocks", "kmeans_parallel_init"]
 
@@ -293,9 +295,7 @@ def read_parquet_blocks(session, path: str, *, columns: list[str] | None = None,
     try:
         df = session.read.parquet(str(path))
     except Exception as exc:  # noqa: BLE001  (AnalysisException: path does not exist, not parquet...)
-        from ..spark import _one_line
-
-        raise DataError(f"cannot read parquet {path}: {_one_line(exc)}") from None
+        raise DataError(f"cannot read parquet {path}: {describe_failure(exc)}") from None
     return blocks_from_dataframe(session, df, columns=columns, id_column=id_column, n_partitions=n_partitions)
 
 
@@ -353,14 +353,10 @@ class SparkEngine:
     @property
     def session(self):
         if self._session is None:
-            from ..spark import get_session
-
             self._session = get_session(self.master, settings=self.settings)
         return self._session
 
     def _run(self, action, what: str):
-        from ..spark import run_job
-
         return run_job(self.session, action, timeout_s=self.job_timeout_s, what=what)
 
     def blocks(self, X) -> tuple[SparkBlocks, bool]:
@@ -482,8 +478,6 @@ class SparkEngine:
 def kmeans_parallel_init(engine: SparkEngine, data: SparkBlocks, n_clusters: int, *, random_state=None,
                          oversampling: float = 2.0, n_rounds: int = 2) -> np.ndarray:
     """k-means|| (Bahmani et al. 2012) over Spark blocks → ``(n_clusters, d)`` centres."""
-    from .kmeans import check_random_state
-
     k = int(n_clusters)
     if not 1 <= k <= data.n_rows:
         raise ParameterError(f"n_clusters={k} must be in [1, n_samples={data.n_rows}]")
@@ -586,8 +580,6 @@ def fit_parquet(path: str, n_clusters: int, *, columns: list[str] | None = None,
     -------
     (LloydResult, ids) — ``ids`` from ``id_column`` in label order (None without one).
     """
-    from .kmeans import check_random_state
-
     engine = SparkEngine(master, n_partitions=n_partitions)
     data = read_parquet_blocks(engine.session, path, columns=columns, id_column=id_column,
                                n_partitions=n_partitions)

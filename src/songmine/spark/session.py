@@ -36,12 +36,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import EngineError, ParameterError
+from ..errors import EngineError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
-__all__ = ["SparkSettings", "get_session", "stop_session", "run_job", "find_java", "is_local_master"]
+__all__ = [
+    "SparkSettings", "get_session", "stop_session", "run_job", "find_java", "is_local_master", "describe_failure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +254,7 @@ def _start(settings: SparkSettings) -> "SparkSession":
             f"Spark did not start on master {settings.master} within {settings.start_timeout_s:g} s"
         )
     if "error" in box:
-        raise EngineError(f"Spark could not start on master {settings.master}: {_one_line(box['error'])}") from None
+        raise EngineError(f"Spark could not start on master {settings.master}: {describe_failure(box['error'])}") from None
     session = box["session"]
     session.sparkContext.setLogLevel("ERROR")
     # A one-task job proves that executors exist and run our Python.
@@ -298,7 +300,7 @@ def run_job(session, action: Callable[[], T], *, timeout_s: float | None, what: 
         exc = box["error"]
         if isinstance(exc, (EngineError, ParameterError)):
             raise exc
-        raise EngineError(f"{what} failed: {_one_line(exc)}") from exc
+        raise EngineError(f"{what} failed: {describe_failure(exc)}") from exc
     return box["result"]
 
 
@@ -324,7 +326,7 @@ def _try(fn: Callable[[], Any]) -> None:
         pass
 
 
-def _one_line(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
     """The most useful line of a (possibly Java-wrapped) exception message."""
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
