@@ -178,20 +178,43 @@ def server_index(tagged_cuts, tmp_path_factory) -> Path:
     return path
 
 
+#: Base URL for TestClient: the app answers only Host names on its allow-list (localhost by default).
+LOCAL = "http://localhost"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
-def run_uvicorn(app):
-    """``with run_uvicorn(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread."""
+def run_uvicorn(app, *, sndbuf: int | None = None):
+    """``with run_uvicorn(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread.
+
+    With the connection layer ``songmine serve`` uses (its protocol, deadlines and caps from the app's
+    settings). ``sndbuf`` fixes the kernel send buffer of every connection (a slow network in small).
+    """
     import socket
     import threading
     import time
 
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    from songmine.server.protocol import uvicorn_options
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf is not None:  # accepted connections inherit it (and lose the kernel's auto-tuning)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(app.state.settings))
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     t0 = time.monotonic()
     while not server.started:
@@ -203,9 +226,59 @@ def run_uvicorn(app):
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
 
 
 @pytest.fixture
 def live_server():
     """``with live_server(app) as url:`` — :func:`run_uvicorn` as a fixture."""
     return run_uvicorn
+
+
+@contextmanager
+def songmine_serve(index: Path, *args: str, env: dict | None = None):
+    """``with songmine_serve(index, "--header-timeout-s", "2") as (url, proc):`` — a real ``songmine serve``
+    child process on 127.0.0.1:<free port>, up once /api/health answers; stopped (SIGTERM) afterwards.
+
+    Its output goes to a temp file (a pipe nobody reads would block it), shown if it fails to start.
+    """
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+
+    exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
+    port = free_port()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(
+            [exe, "serve", "--index", str(index), "--port", str(port), *args],
+            env={**os.environ, **(env or {})}, stdout=out, stderr=out,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            t0 = time.monotonic()
+            while True:
+                if proc.poll() is not None:
+                    out.seek(0)
+                    raise RuntimeError(f"songmine serve exited with {proc.returncode}: {out.read()[-2000:]!r}")
+                try:
+                    with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError("songmine serve did not answer within 60 s")
+                time.sleep(0.1)
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

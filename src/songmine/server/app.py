@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http
 import logging
-import os
-import shutil
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,14 +31,19 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import DecodeError, SongmineError
+from ..errors import DecodeError, IndexFormatError, SongmineError
 from ..records import QueryResult
+from . import trackstore
+from .guards import HostAllowList, RequestGuard
 from .settings import ServerSettings
 from .state import IndexHolder
 from .uploads import ReceivedUpload, receive_upload
@@ -85,10 +89,10 @@ _PAGE_HEADERS = {
 
 
 class ErrorOut(BaseModel):
-    """Every 4xx/5xx body: ``detail`` is one human-readable line."""
+    """Every 4xx/5xx body: ``detail`` is one human-readable line, ``reason`` a stable machine-friendly word."""
 
     detail: str
-    reason: str | None = Field(None, description="Machine-friendly cause, e.g. 'not-audio', 'too-long'")
+    reason: str = Field(description="Machine-friendly cause, e.g. 'not-audio', 'too-long', 'busy'")
 
 
 class TrackOut(BaseModel):
@@ -133,6 +137,7 @@ _ERRORS = {
     413: {"model": ErrorOut, "description": "Upload larger than the limit"},
     415: {"model": ErrorOut, "description": "Not an audio upload / format not decodable"},
     422: {"model": ErrorOut, "description": "Audio unusable (corrupt, empty, too long or too short)"},
+    500: {"model": ErrorOut, "description": "Server-side fault, e.g. a damaged index (reason 'index-damaged')"},
     503: {"model": ErrorOut, "description": "Server busy; retry after the Retry-After delay"},
 }
 _AUTH_ERRORS = {
@@ -169,7 +174,7 @@ def get_settings(request: Request) -> ServerSettings:
 def get_holder(request: Request) -> IndexHolder:
     holder = getattr(request.app.state, "holder", None)
     if holder is None:  # pragma: no cover - lifespan not run
-        raise HTTPException(503, "the index is not open yet")
+        raise HTTPException(503, "the index is not open yet", headers={"X-Songmine-Reason": "starting"})
     return holder
 
 
@@ -192,11 +197,13 @@ def require_token(
     """Editing needs ``Authorization: Bearer <SONGMINE_TOKEN>``; refused when none is configured."""
     if settings.token is None:
         raise HTTPException(
-            403, "track editing is disabled: start the server with SONGMINE_TOKEN set to enable it"
+            403, "track editing is disabled: start the server with SONGMINE_TOKEN set to enable it",
+            headers={"X-Songmine-Reason": "editing-disabled"},
         )
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), settings.token.encode()):
         raise HTTPException(
-            401, "missing or wrong bearer token", headers={"WWW-Authenticate": 'Bearer realm="songmine"'}
+            401, "missing or wrong bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="songmine"', "X-Songmine-Reason": "unauthorized"},
         )
 
 
@@ -214,9 +221,16 @@ async def query_upload(request: Request, settings: SettingsDep) -> AsyncIterator
 async def track_upload(
     request: Request, settings: SettingsDep, _auth: Annotated[None, Depends(require_token)]
 ) -> AsyncIterator[ReceivedUpload]:
-    """A library track upload (authorised first, then read within the larger track limits)."""
+    """A library track upload (authorised first, then read within the larger track limits).
+
+    It streams into the upload folder under a temporary name, locked for the
+    request's life (see :mod:`songmine.server.trackstore`).
+    """
+    folder = settings.track_dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     up = await receive_upload(
-        request, max_bytes=settings.max_track_upload_bytes, timeout_s=settings.upload_timeout_s * 10
+        request, max_bytes=settings.max_track_upload_bytes, timeout_s=settings.upload_timeout_s * 10,
+        tmp_dir=folder, prefix=trackstore.STAGE_PREFIX, suffix=trackstore.PART_SUFFIX, locked=True,
     )
     try:
         yield up
@@ -225,6 +239,37 @@ async def track_upload(
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+class _ServerFault(SongmineError):
+    """A library error that the request cannot have caused (mapped to 500, not 422)."""
+
+    def __init__(self, message: str, reason: str = "internal"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _status_reason(status: int) -> str:
+    """The default ``reason`` of an error: its status phrase as a slug (404 → ``not-found``)."""
+    try:
+        return http.HTTPStatus(status).phrase.lower().replace(" ", "-")
+    except ValueError:
+        return "error"
+
+
+def _validation_detail(errors: list[dict]) -> str:
+    """FastAPI's list of validation errors as one line: ``query parameter 'top': Input should be ...``."""
+    if not errors:
+        return "invalid request"
+    where = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body field"}
+    parts = []
+    for e in errors[:3]:
+        loc = [str(x) for x in e.get("loc", ())]
+        kind = where.get(loc[0], loc[0]) if loc else "request"
+        name = ".".join(loc[1:])
+        parts.append(f"{kind} {name!r}: {e.get('msg', 'invalid')}" if name else f"{kind}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def _decode_error(exc: DecodeError, *, what: str) -> HTTPException:
@@ -248,7 +293,7 @@ class _Slots:
             raise HTTPException(
                 503,
                 f"server busy: no identification slot free within {self._timeout:g} s, retry shortly",
-                headers={"Retry-After": "2"},
+                headers={"Retry-After": "2", "X-Songmine-Reason": "busy"},
             )
 
     def __exit__(self, *exc: object) -> None:
@@ -313,6 +358,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         path = settings.index_path
         holder = await anyio.to_thread.run_sync(lambda: IndexHolder(lambda: Index(path)))
         app.state.holder = holder
+        await anyio.to_thread.run_sync(_recover_uploads, holder, settings.track_dir)
         log.info("serving %s (%s tracks)", path, getattr(holder.snapshot(), "n_tracks", "?"))
         async with anyio.create_task_group() as tg:
             if settings.refresh_interval_s > 0:
@@ -350,11 +396,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # outermost of the app's own layers: a wrong Host or a full house is answered before anything else runs
+    app.add_middleware(
+        RequestGuard, hosts=HostAllowList(settings.allowed_hosts), max_requests=settings.max_requests
+    )
+
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException, and the router's 404/405
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        reason = headers.pop("X-Songmine-Reason", None)
-        return JSONResponse({"detail": exc.detail, "reason": reason}, status_code=exc.status_code, headers=headers)
+        reason = headers.pop("X-Songmine-Reason", None) or _status_reason(exc.status_code)
+        return JSONResponse({"detail": str(exc.detail), "reason": reason}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        return JSONResponse(
+            {"detail": _validation_detail(errors), "reason": "invalid-parameter", "errors": errors}, status_code=422
+        )
 
     @app.exception_handler(SongmineError)
     async def _library_error(request: Request, exc: SongmineError) -> JSONResponse:
@@ -363,10 +421,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return JSONResponse({"detail": h.detail, "reason": exc.reason}, status_code=h.status_code)
         from ..index import IndexLockedError
 
-        body = {"detail": (str(exc).strip().splitlines() or [type(exc).__name__])[0], "reason": type(exc).__name__}
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, IndexLockedError):  # another process holds the index's write lock
-            return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
-        return JSONResponse(body, status_code=422)
+            return JSONResponse({"detail": line, "reason": "index-locked"}, status_code=503, headers={"Retry-After": "5"})
+        if isinstance(exc, (IndexFormatError, _ServerFault)):  # the server's data, not the request: never a 4xx
+            log.error("server-side failure on %s %s: %s", request.method, request.url.path, line, exc_info=exc)
+            reason = "index-damaged" if isinstance(exc, IndexFormatError) else exc.reason
+            return JSONResponse({"detail": f"server error: {line}", "reason": reason}, status_code=500)
+        return JSONResponse({"detail": line, "reason": type(exc).__name__}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -434,7 +496,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     headers={"X-Songmine-Reason": "too-short"},
                 )
             n_top = settings.top if top is None else min(top, settings.top)
-            return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
+            try:
+                return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
+            except IndexFormatError:
+                raise
+            except SongmineError as exc:  # the clip decoded fine: what fails now is not the client's fault
+                from ..index import UnknownTrackError  # a posting names a track the catalogue lacks
+
+                reason = "index-damaged" if isinstance(exc, UnknownTrackError) else "internal"
+                raise _ServerFault(f"identification failed: {exc}", reason) from exc
 
     @app.get("/api/tracks", response_model=TrackPage, tags=["library"])
     def list_tracks(
@@ -471,7 +541,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         The audio is stored under the server's upload folder with a name made
         from its content hash; queries running meanwhile keep seeing the
-        library as it was until the new track is fully committed.
+        library as it was until the new track is fully committed. A crash at
+        any point is undone or finished at the next start.
         """
         from ..audio import info
         from ..index import index_files
@@ -488,21 +559,27 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 headers={"X-Songmine-Reason": "too-long"},
             )
         ext = _EXT_BY_CODEC.get(meta.codec) or (".wav" if meta.codec.startswith("pcm_") else ".webm")
-        sha, dest = _store_track(upload, settings.track_dir, ext)
+        with open(upload.path, "rb") as fh:
+            sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        staged = upload.path = trackstore.stage(upload.path, ext, upload.lock_fd)
         with holder.writing() as writer:
             before = {t.track_id: t for t in writer.tracks()}
-            report = index_files(writer, [dest], jobs=1)
+            report = index_files(writer, [staged], jobs=1)
             after = [t for t in writer.tracks() if t.sha256 == sha]
+            if after and Path(after[0].path) == staged:  # this file is the track's now: give it its name
+                upload.path = trackstore.publish(writer, staged, sha)
+                upload.keep()
+                after = [writer.track(after[0].track_id)]
         if not after:
-            dest.unlink(missing_ok=True)
             failed = getattr(report, "failed", None) or []
             msg = failed[0][1] if failed else "the file could not be indexed"
-            if dest.name in msg:
-                msg = msg.replace(str(dest), upload.label)
-            raise HTTPException(422, f"{upload.label}: {msg}" if upload.label not in msg else msg)
-        track = after[0]
-        if Path(track.path) != dest:  # the same audio was already in the library under another file
-            dest.unlink(missing_ok=True)
+            if staged.name in msg:
+                msg = msg.replace(str(staged), upload.label)
+            raise HTTPException(
+                422, f"{upload.label}: {msg}" if upload.label not in msg else msg,
+                headers={"X-Songmine-Reason": "not-indexed"},
+            )
+        track = after[0]  # (when the same audio was already in the library, the upload is discarded)
         created = track.track_id not in before
         if not created:
             response.status_code = 200
@@ -544,17 +621,12 @@ def _lookup(index: Any, track_id: int) -> Any:
     return t
 
 
-def _store_track(upload: ReceivedUpload, folder: Path, ext: str) -> tuple[str, Path]:
-    """Copy the upload to ``folder/<sha256[:24]><ext>`` (a server-chosen name); return (sha256, path)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(upload.path, "rb") as fh:
-        sha = hashlib.file_digest(fh, "sha256").hexdigest()
-    dest = (folder / (sha[:24] + ext)).resolve()
-    if not dest.exists():
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(upload.path, tmp)
-        os.replace(tmp, dest)
-    return sha, dest
+def _recover_uploads(holder: IndexHolder, folder: Path) -> None:
+    """Undo or finish adds a crash interrupted (best effort: serving does not depend on it)."""
+    try:
+        trackstore.recover(holder, folder)
+    except Exception:
+        log.warning("could not clean up the upload folder %s", folder, exc_info=True)
 
 
 async def _refresher(holder: IndexHolder, every_s: float) -> None:
