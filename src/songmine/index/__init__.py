@@ -8,7 +8,7 @@ See ``docs/index.md`` for the on-disk format and the crash-safety argument.
 
 from __future__ import annotations
 
-from .build import IndexingInterrupted, IndexReport, fingerprint_file, index_files
+from .build import AddedFile, IndexingInterrupted, IndexReport, add_file, fingerprint_file, index_files
 from .store import CompactReport, Index, IndexLockedError, TrackRecord, UnknownTrackError, register_method
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "IndexLockedError",
     "UnknownTrackError",
     "index_files",
+    "add_file",
+    "AddedFile",
     "fingerprint_file",
     "register_method",
 ]

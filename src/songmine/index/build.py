@@ -34,9 +34,9 @@ import numpy as np
 from ..errors import ParameterError, SongmineError
 from ..landmarks import FingerprintConfig
 from ..verify import profile, supported
-from .store import Index, UnknownTrackError, _NewTrack
+from .store import Index, TrackRecord, UnknownTrackError, _NewTrack
 
-__all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file"]
+__all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "add_file", "AddedFile"]
 
 log = logging.getLogger(__name__)
 
@@ -448,3 +448,28 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
             for fut in inflight:
                 fut.cancel()
             ex.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AddedFile:
+    """What :func:`add_file` did: the track holding the file's audio, whether it is new, or why not."""
+
+    track: TrackRecord | None
+    created: bool
+    error: str | None = None
+
+
+def add_file(index: Index, path: str | os.PathLike[str]) -> AddedFile:
+    """Index one file and say which track holds its audio afterwards.
+
+    The same audio already indexed (by sha256) is not added again: the existing
+    track comes back with ``created=False``. A file that cannot be indexed gives
+    ``track=None`` and the reason.
+    """
+    sha = _sha256(os.fspath(path))
+    before = {t.track_id for t in index.tracks() if t.sha256 == sha}
+    report = index_files(index, [path], jobs=1)
+    after = [t for t in index.tracks() if t.sha256 == sha]
+    if not after:
+        return AddedFile(None, False, report.failed[0][1] if report.failed else "the file could not be indexed")
+    return AddedFile(after[0], after[0].track_id not in before)

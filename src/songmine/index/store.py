@@ -329,7 +329,8 @@ class Index:
         return self._snap.dead
 
     @property
-    def _generation(self) -> int:
+    def generation(self) -> int:
+        """The catalogue's commit counter as this object sees it: changes whenever another writer commits."""
         return self._snap.generation
 
     # ----------------------------------------------------------- public state
@@ -516,7 +517,7 @@ class Index:
                 conn.execute("BEGIN")  # one read snapshot for all three reads
                 try:
                     gen = int(self._setting("generation"))
-                    if gen == self._generation:
+                    if gen == self.generation:
                         return False
                     seg_rows = conn.execute(
                         "SELECT segment_id, file, n_postings FROM segments ORDER BY segment_id"

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAGE_PREFIX", "PART_SUFFIX", "Recovery", "publish", "recover", "stage", "stored_name"]
+__all__ = [
+    "STAGE_PREFIX", "PART_SUFFIX", "Recovery", "extension_for", "publish", "recover", "stage", "stored_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,17 @@ class Recovery:
     removed: int = 0
     published: int = 0
     busy: int = 0
+
+
+_EXT_BY_CODEC = {
+    "mp3": ".mp3", "mp3float": ".mp3", "flac": ".flac", "vorbis": ".ogg", "libvorbis": ".ogg",
+    "opus": ".opus", "libopus": ".opus", "aac": ".m4a", "alac": ".m4a", "wmav2": ".wma",
+}  # fmt: skip
+
+
+def extension_for(codec: str) -> str:
+    """The file extension a stored upload gets from its codec (what players expect of the name)."""
+    return _EXT_BY_CODEC.get(codec) or (".wav" if codec.startswith("pcm_") else ".webm")
 
 
 def stored_name(folder: Path, sha256: str, ext: str) -> Path:
