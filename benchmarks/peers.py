@@ -898,9 +898,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         args.markdown.write_text(text)
     if args.json:
-        from songmine.cli._app import _plain
+        from songmine.cli._app import jsonable
 
-        args.json.write_text(json.dumps(_plain({k: asdict(v) for k, v in reports.items()}), indent=1))
+        args.json.write_text(json.dumps(jsonable({k: asdict(v) for k, v in reports.items()}), indent=1))
     return 0
 
 

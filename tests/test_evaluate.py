@@ -174,9 +174,9 @@ def test_end_to_end_with_an_exact_copy_identifier(cuts_dir, tmp_path):
     assert [s["threshold"] for s in t] == [0.5, 0.9] and t[0]["accepted"] >= t[1]["accepted"]
     assert t[0]["accepted"] == len([o for o in answered if o.score >= 0.5])
     # renders: JSON-able, Markdown, PNG
-    from songmine.cli._app import _plain
+    from songmine.cli._app import jsonable
 
-    json.dumps(_plain(rep), allow_nan=False)
+    json.dumps(jsonable(rep), allow_nan=False)
     md = report_markdown(rep)
     assert "| clean | 100.0 (n=4; peer 97.5) |" in md
     plot_report(rep, tmp_path / "eval.png")

@@ -159,7 +159,7 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
     import songmine.audio
     from songmine.minhash.dedupe import dedupe_index
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     root, truth, trims = dup_library
     lib = tmp_path / "lib"
@@ -209,7 +209,7 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
 def test_index_mode_refuses_a_non_landmark_index(tmp_path):
     from songmine.minhash.dedupe import dedupe_index
-    from songmine.index import Index, register_method
+    from songmine.fingerprint.index import Index, register_method
 
     class OtherConfig:  # another method's postings are not landmark hashes
         def to_dict(self):

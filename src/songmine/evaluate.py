@@ -287,7 +287,7 @@ def _split_options(opts: dict[str, Any], *classes: type) -> list[dict[str, Any]]
 
 
 class LandmarkIdentifier:
-    """The landmark method through the durable index (``songmine.index`` + ``songmine.identify``).
+    """The landmark method through the durable index (:mod:`songmine.fingerprint.index` + :func:`songmine.identify`).
 
     Options: any field of ``FingerprintConfig`` or of ``identify.SearchConfig``
     (``key=value``, parsed as int, float, bool or string), plus ``top``
@@ -298,23 +298,22 @@ class LandmarkIdentifier:
     name = "landmark"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from . import identify as _identify
-        from .landmarks import FingerprintConfig
+        from .fingerprint.landmarks import FingerprintConfig
+        from .fingerprint.search import SearchConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
         opts.pop("thresholds", None)
-        search_cls = getattr(_identify, "SearchConfig", None)
-        fp_opts, search_opts = _split_options(opts, FingerprintConfig, search_cls)
+        fp_opts, search_opts = _split_options(opts, FingerprintConfig, SearchConfig)
         self.config = FingerprintConfig(**fp_opts)
-        self.search = search_cls(**search_opts) if search_cls is not None else None
+        self.search = SearchConfig(**search_opts)
         self.sr = int(self.config.sr)
         self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix="songmine-eval-")
         self.path = Path(index_path) if index_path is not None else Path(self._tmp) / "index"
         self.index = None
 
     def build(self, paths, *, jobs, progress):
-        from .index import Index, index_files
+        from .fingerprint.index import Index, index_files
 
         self.index = Index(self.path, create=True, config=self.config)
         t0 = time.perf_counter()
@@ -332,12 +331,11 @@ class LandmarkIdentifier:
         )
 
     def query(self, clip, *, name):
-        from .identify import identify, keep_heap
+        from .fingerprint.query import identify
+        from .fingerprint.heap import keep_heap
 
         keep_heap()  # this process now exists to search (indexing is over)
-        if self.search is not None:
-            return identify(self.index, clip, top=self.top, name=name, config=self.search)
-        return identify(self.index, clip, top=self.top, name=name)
+        return identify(self.index, clip, top=self.top, name=name, config=self.search)
 
     def close(self):
         close = getattr(self.index, "close", None)
@@ -356,7 +354,7 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
     name = "landmark-memory"
 
     def build(self, paths, *, jobs, progress):
-        from .identify import MemoryIndex
+        from .fingerprint.memory import MemoryIndex
 
         t0 = time.perf_counter()
         self.index = MemoryIndex.from_files(list(paths), self.config, progress=progress)

@@ -237,7 +237,7 @@ def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[st
             raise fail(f"{root}: not a directory")
         return {Path(p).resolve().relative_to(root.resolve()).as_posix(): str(p) for p in iter_audio_files([root])}
     try:
-        from ..index import Index  # type: ignore[attr-defined]
+        from ..fingerprint.index import Index  # type: ignore[attr-defined]
     except ImportError:
         raise fail("--index needs the songmine index module, which is not installed in this build") from None
     with Index(index) as ix:

@@ -102,9 +102,9 @@ def eval_cmd(
     if save_json is not None:
         import json
 
-        from ._app import _plain
+        from ._app import jsonable
 
-        save_json.write_text(json.dumps(_plain(report), indent=1, allow_nan=False, default=str))
+        save_json.write_text(json.dumps(jsonable(report), indent=1, allow_nan=False, default=str))
     if plot is not None:
         from ..evaluate import plot_report
 

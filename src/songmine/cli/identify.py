@@ -1,4 +1,4 @@
-"""``songmine identify``: which indexed track is each clip? (thin over :func:`songmine.identify.identify`)."""
+"""``songmine identify``: which indexed track is each clip? (thin over :func:`songmine.identify`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def open_index(path: Optional[Path]):
     from ..paths import resolve_index_path
 
     try:
-        from ..index import Index
+        from ..fingerprint.index import Index
     except ImportError as exc:  # the index store is not installed in this build
         raise fail(f"the index store is not available ({exc})", EXIT_USAGE) from None
     p = resolve_index_path(path)
@@ -53,8 +53,9 @@ def identify_cmd(
         results = identify_alt(method, index, clips, top=top)
         emit_json(results) if json_out else _print(results)
         raise typer.Exit(EXIT_OK if any(r.matches for r in results) else EXIT_NO_MATCH)
-    from ..identify import identify, keep_heap
-    from ..landmarks import FingerprintConfig
+    from ..fingerprint.query import identify
+    from ..fingerprint.heap import keep_heap
+    from ..fingerprint.landmarks import FingerprintConfig
 
     keep_heap()
     ix = open_index(index)

@@ -1,6 +1,6 @@
 """Verbs over the fingerprint index: ``index``, ``tracks``, ``remove``, ``compact``.
 
-Thin: each verb is one call into :mod:`songmine.index`. A missing index is an
+Thin: each verb is one call into :mod:`songmine.fingerprint.index`. A missing index is an
 :class:`~songmine.errors.IndexFormatError` → one line and exit 2.
 """
 
@@ -53,7 +53,7 @@ def index_cmd(
         from ._altmethods import index_alt
 
         return index_alt(method, dirs, index, json_out=json_out)
-    from ..index import Index, IndexingInterrupted, index_files
+    from ..fingerprint.index import Index, IndexingInterrupted, index_files
     from ..paths import resolve_index_path
 
     path = resolve_index_path(index)
@@ -111,7 +111,7 @@ def index_cmd(
 @app.command("tracks")
 def tracks_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     """List the tracks of the index: id, title, artist, duration, path."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -147,7 +147,7 @@ def remove_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Remove tracks from the index (their postings go at the next `compact`)."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -162,7 +162,7 @@ def remove_cmd(
 @app.command("compact")
 def compact_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     """Merge all segments into one and drop the postings of removed tracks."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:

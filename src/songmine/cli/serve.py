@@ -118,7 +118,7 @@ def _allowed_hosts(host: str, extra: tuple[str, ...] | list[str]) -> tuple[str, 
 
 def _check_index(path: Path) -> None:
     """Open the index once up front, so a wrong path fails here with a clear line (exit 2)."""
-    from ..index import Index
+    from ..fingerprint.index import Index
 
     idx = Index(path)
     close = getattr(idx, "close", None)

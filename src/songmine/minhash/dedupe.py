@@ -8,7 +8,7 @@ bitrate, then longer).
 How (see ``docs/minhash.md``):
 
 1. **Sets.** Each file is decoded at 11,025 Hz and fingerprinted with the
-   landmark method (:func:`songmine.landmarks.fingerprint`, index density).
+   landmark method (:func:`songmine.fingerprint.landmarks.fingerprint`, index density).
    Its set is its distinct 32-bit landmark hashes, which do not depend on
    time, so a trimmed copy keeps most of them. A copy whose STFT frames fall
    half a hop away from the original's loses most landmarks (Jaccard ~0.1),
@@ -220,7 +220,7 @@ def prints_from_arrays(path: str, hashes: np.ndarray, times: np.ndarray, **meta)
 def fingerprint_file(path, *, config: DedupeConfig = DedupeConfig(), fp_config=None) -> TrackPrint:
     """Decode ``path`` at the landmark rate and fingerprint it, with quality metadata."""
     from ..audio import info, load
-    from ..landmarks import FingerprintConfig, fingerprint
+    from ..fingerprint.landmarks import FingerprintConfig, fingerprint
 
     fpc = fp_config or FingerprintConfig()
     p = os.fspath(path)
@@ -321,7 +321,7 @@ def find_duplicates(
     from scipy.sparse.csgraph import connected_components
 
     if hop_s is None:
-        from ..landmarks import FingerprintConfig
+        from ..fingerprint.landmarks import FingerprintConfig
 
         hop_s = FingerprintConfig().hop_s
     timings: dict[str, float] = {}
@@ -406,7 +406,7 @@ def dedupe(
 
     One unreadable file is reported in ``skipped`` and never aborts the run.
     """
-    from ..landmarks import FingerprintConfig
+    from ..fingerprint.landmarks import FingerprintConfig
     from ..library import iter_audio_files
 
     fpc = fp_config or FingerprintConfig()
@@ -470,7 +470,7 @@ def dedupe_index(
 
     Parameters
     ----------
-    index : path or :class:`songmine.index.Index`
+    index : path or :class:`songmine.fingerprint.index.Index`
         A landmark index (``method="landmark"``).
     config : DedupeConfig
     jobs : int
@@ -484,8 +484,8 @@ def dedupe_index(
     from dataclasses import replace
 
     from ..audio import info
-    from ..index import Index
-    from ..index.build import _sha256
+    from ..fingerprint.index import Index
+    from ..library import file_sha256
 
     own = not isinstance(index, Index)
     ix = Index(index) if own else index
@@ -505,7 +505,7 @@ def dedupe_index(
     redo: list[str] = []
     for r in records:  # loop over files: a hash of each file, no decoding
         try:
-            if r.sha256 != _sha256(r.path):
+            if r.sha256 != file_sha256(r.path):
                 redo.append(r.path)
                 continue
             meta = info(r.path)

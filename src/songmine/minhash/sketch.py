@@ -1,6 +1,6 @@
 """A MinHash sketch index over short windows of landmark hashes — ``--method sketch``.
 
-Per track: landmark hashes (:func:`songmine.landmarks.fingerprint`, index
+Per track: landmark hashes (:func:`songmine.fingerprint.landmarks.fingerprint`, index
 density, at two STFT phases united as in :mod:`songmine.minhash.dedupe`); the track
 is cut into overlapping windows (``window_s`` long every ``hop_s``) and each
 window's *set of distinct hashes* (time-free) gets a MinHash signature. LSH
@@ -92,7 +92,7 @@ class SketchConfig:
 
 def _landmarks(y: np.ndarray, shifts: Sequence[int], fp_config) -> tuple[np.ndarray, np.ndarray]:
     """Hashes and anchor frames at each phase shift, united, sorted by time."""
-    from ..landmarks import fingerprint
+    from ..fingerprint.landmarks import fingerprint
 
     parts = [fingerprint(y[int(s):], fp_config) for s in shifts]  # a couple of phases
     h = np.concatenate([p[0] for p in parts])
@@ -146,7 +146,7 @@ class SketchIndex:
     """Window signatures + per-band LSH tables; :meth:`save` / :meth:`load` as ``.npy`` files."""
 
     def __init__(self, config: SketchConfig | None = None, fp_config=None) -> None:
-        from ..landmarks import FingerprintConfig
+        from ..fingerprint.landmarks import FingerprintConfig
 
         self.config = config or SketchConfig()
         self.fp_config = fp_config or FingerprintConfig()
@@ -314,7 +314,7 @@ class SketchIndex:
 
     @classmethod
     def load(cls, folder) -> "SketchIndex":
-        from ..landmarks import FingerprintConfig
+        from ..fingerprint.landmarks import FingerprintConfig
 
         folder = Path(folder)
         if not (folder / "meta.json").exists():

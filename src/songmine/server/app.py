@@ -28,8 +28,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
-from ..identify import keep_heap
-from ..index import Index
+from ..fingerprint.heap import keep_heap
+from ..fingerprint.index import Index
 from . import trackstore
 from .deps import QuerySlots
 from .errors import install_error_handlers

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..index import Index
+from ..fingerprint.index import Index
 from . import trackstore
 from .errors import reason_header
 from .settings import ServerSettings

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import DecodeError, IndexFormatError, SongmineError, one_line
-from ..index import IndexLockedError
+from ..fingerprint.index import IndexLockedError
 from .models import ErrorOut
 
 __all__ = [

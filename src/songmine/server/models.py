@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ..index import TrackRecord
+from ..fingerprint.index import TrackRecord
 
 __all__ = ["ErrorOut", "TrackOut", "TrackPage", "AddedTrack", "Health"]
 

@@ -31,7 +31,7 @@ class IndexHolder:
     Parameters
     ----------
     opener : callable
-        ``opener()`` → a new index object (``songmine.index.Index(path)``).
+        ``opener()`` → a new index object (``songmine.fingerprint.index.Index(path)``).
         The object must offer ``refresh() -> bool`` ("did the index change?").
 
     Notes

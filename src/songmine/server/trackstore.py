@@ -78,8 +78,8 @@ def stage(path: Path, ext: str, fd: int | None = None) -> Path:
 
 def publish(writer: Any, staged: Path, sha256: str) -> Path:
     """(2) → (3): rename the indexed file to its content name, then record that path in the index."""
-    from ..index import index_files
-    from ..index.segments import fsync_dir
+    from ..fingerprint.index import index_files
+    from ..fingerprint.index.segments import fsync_dir
 
     final = stored_name(staged.parent, sha256, staged.suffix)
     os.replace(staged, final)
@@ -116,7 +116,7 @@ def _try_lock(path: Path) -> int | None:
 
 def recover(holder: Any, folder: Path) -> Recovery:
     """Undo or finish the adds that died in ``folder`` (see the module docstring); needs the index's writer."""
-    from ..index import index_files
+    from ..fingerprint.index import index_files
 
     out = Recovery()
     folder = Path(folder).resolve()

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ...audio import load
 from ...errors import DecodeError, IndexFormatError, SongmineError
-from ...identify import identify
-from ...index import UnknownTrackError
+from ...fingerprint.query import identify
+from ...fingerprint.index import UnknownTrackError
 from ...records import QueryResult
 from ..deps import IndexDep, SettingsDep, SlotsDep, query_upload
 from ..errors import ERROR_RESPONSES, ServerFault, decode_error, reason_header

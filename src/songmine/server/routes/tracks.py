@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query,
 
 from ...audio import info
 from ...errors import DecodeError
-from ...index import Index, TrackRecord, add_file
+from ...fingerprint.index import Index, TrackRecord, add_file
 from .. import trackstore
 from ..deps import HolderDep, IndexDep, SettingsDep, require_token, track_upload
 from ..errors import AUTH_ERROR_RESPONSES, ERROR_RESPONSES, decode_error, reason_header

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexFormatError
+from ...errors import IndexFormatError
 from ..postings import Postings
 from .schema import (
     SEGMENT_HEADER,

@@ -19,7 +19,6 @@ skips content it already has, collects results and commits a new segment every
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import logging
 import os
 import signal
@@ -31,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError, SongmineError
+from ...errors import ParameterError, SongmineError
 from ..landmarks import FingerprintConfig
-from ..verify import profile, supported
-from .store import Index, TrackRecord, UnknownTrackError, _NewTrack
+from ..profiles import profile, supported
+from ...library import file_sha256
+from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
 __all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "add_file", "AddedFile"]
 
@@ -93,12 +93,7 @@ def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str]
     _W.update(config=config, extractor=extractor, known=known)
 
 
-def _sha256(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extractor | None = None) -> _NewTrack:
+def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extractor | None = None) -> NewTrack:
     """Hash, decode, fingerprint and tag one file (what a worker does).
 
     Raises
@@ -106,24 +101,24 @@ def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extra
     DecodeError
         When the file cannot be decoded.
     """
-    from ..audio import info, load
+    from ...audio import info, load
 
     if extractor is None:
         from ..landmarks import fingerprint as extractor
     path = os.fspath(path)
     st = os.stat(path)
-    sha = _sha256(path)
+    sha = file_sha256(path)
     return _fingerprint(path, sha, st, config, extractor, info, load)
 
 
-def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
+def _fingerprint(path, sha, st, config, extractor, info, load) -> NewTrack:
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
     prof = None
     if isinstance(config, FingerprintConfig) and supported(config.sr):  # landmark indexes keep a profile to verify uncertain answers
         prof = profile(y, config.sr).to_bytes()
-    return _NewTrack(
+    return NewTrack(
         path=path,
         sha256=sha,
         size=st.st_size,
@@ -139,12 +134,12 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
 
 
 def _work(path: str) -> tuple[str, Any]:
-    """Worker task: ``("known", (sha, size, mtime_ns))``, ``("ok", _NewTrack)`` or ``("failed", reason)``."""
-    from ..audio import info, load
+    """Worker task: ``("known", (sha, size, mtime_ns))``, ``("ok", NewTrack)`` or ``("failed", reason)``."""
+    from ...audio import info, load
 
     try:
         st = os.stat(path)
-        sha = _sha256(path)
+        sha = file_sha256(path)
         if sha in _W["known"]:
             return "known", (sha, st.st_size, st.st_mtime_ns)
         extractor = _W["extractor"]
@@ -218,7 +213,7 @@ def index_files(
     IndexingInterrupted
         On Ctrl-C, after committing the files already fingerprinted.
     """
-    from ..library import iter_audio_files
+    from ...library import iter_audio_files
 
     if jobs is None:
         jobs = os.cpu_count() or 1
@@ -293,7 +288,7 @@ class _Run:
         self.batch_tracks, self.batch_postings = batch_tracks, batch_postings
         self.known: dict[str, int] = {}
         self.by_path: dict[str, tuple[int, int, int, str]] = {}
-        self.batch: list[_NewTrack] = []
+        self.batch: list[NewTrack] = []
         self.batch_shas: set[str] = set()
         self.replace: list[int] = []
         self.n_batch_postings = 0
@@ -322,7 +317,7 @@ class _Run:
                 ix._update_paths([(tid, path, size, mtime_ns)])
             self.unchanged += 1
             return
-        t: _NewTrack = value
+        t: NewTrack = value
         if t.sha256 in self.known or t.sha256 in self.batch_shas:  # same content twice in this run
             self.unchanged += 1
             return
@@ -389,7 +384,7 @@ def _preload(extractor: Extractor | None) -> None:
     import av  # noqa: F401
     import soxr  # noqa: F401
 
-    from .. import audio  # noqa: F401
+    from ... import audio  # noqa: F401
 
     if extractor is None:
         import scipy.fft  # noqa: F401
@@ -466,7 +461,7 @@ def add_file(index: Index, path: str | os.PathLike[str]) -> AddedFile:
     track comes back with ``created=False``. A file that cannot be indexed gives
     ``track=None`` and the reason.
     """
-    sha = _sha256(os.fspath(path))
+    sha = file_sha256(os.fspath(path))
     before = {t.track_id for t in index.tracks() if t.sha256 == sha}
     report = index_files(index, [path], jobs=1)
     after = [t for t in index.tracks() if t.sha256 == sha]

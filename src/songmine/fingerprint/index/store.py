@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import json
@@ -36,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IndexFormatError, ParameterError, SongmineError
+from ...errors import IndexFormatError, ParameterError, SongmineError
 from ..postings import Postings, rarest_within
-from ..verify import PROFILE_VERSION
+from ..profiles import PROFILE_VERSION
 from .schema import (
     CATALOG_NAME,
     FORMAT_VERSION,
@@ -70,8 +69,8 @@ MERGE_BASE = 200_000
 #: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``).
 #: "landmark" is the CLI's ``--method`` name; "landmarks" is read for indexes written before.
 _METHODS: dict[str, str] = {
-    "landmark": "songmine.landmarks:FingerprintConfig",
-    "landmarks": "songmine.landmarks:FingerprintConfig",
+    "landmark": "songmine.fingerprint.landmarks:FingerprintConfig",
+    "landmarks": "songmine.fingerprint.landmarks:FingerprintConfig",
 }
 DEFAULT_METHOD = "landmark"
 
@@ -174,7 +173,7 @@ class _Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class _NewTrack:
+class NewTrack:
     """A fingerprinted file waiting to be committed (built by :mod:`songmine.index.build`)."""
 
     path: str
@@ -395,7 +394,7 @@ class Index:
         None for a track indexed before profiles existed (or with another
         profile version), and for indexes of other methods.
         """
-        from ..verify import Profile, n_bands
+        from ..profiles import Profile, n_bands
 
         with self._mutex:
             row = self._conn.execute(
@@ -628,7 +627,7 @@ class Index:
             conn.execute("ROLLBACK")
             raise
 
-    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
+    def _add_tracks(self, new: Sequence[NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
         """Commit fingerprinted files as one new segment; mark ``replace`` tracks removed.
 
         The segment file is durable on disk before the transaction that makes
@@ -642,7 +641,7 @@ class Index:
         with self._writing():
             live = self._live_shas()
             out: list[tuple[int, bool]] = []
-            fresh: list[_NewTrack] = []
+            fresh: list[NewTrack] = []
             first_id = int(self._setting("next_track_id"))
             for t in new:
                 if t.sha256 in live:
