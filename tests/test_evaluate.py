@@ -318,3 +318,40 @@ def test_peers_chromaprint_parses_fpcalc_and_refuses_a_missing_fpcalc(tmp_path):
     assert peers.parse_fpcalc_raw("").size == 0
     with pytest.raises(SystemExit, match="--fpcalc.*libchromaprint-tools"):
         peers.Chromaprint(str(tmp_path / "no-fpcalc"))
+
+
+def test_defaults_cover_every_condition_and_one_to_ten_seconds():
+    from songmine.degrade import CONDITIONS
+
+    cfg = EvalConfig()
+    assert cfg.conditions == CONDITIONS and len(CONDITIONS) == 22
+    assert cfg.durations == (1.0, 2.0, 3.0, 5.0, 10.0)
+
+
+@pytest.mark.corpus
+def test_real_world_clips_have_the_nominal_length_at_one_and_two_seconds(cuts_dir):
+    from songmine.degrade import REAL_WORLD_CONDITIONS
+
+    cfg = _config(conditions=REAL_WORLD_CONDITIONS, durations=(1.0, 2.0), queries_per_cell=1, nonmember_queries=2)
+    specs = plan_queries(*split_library(cuts_dir, cfg), cfg)
+    one = list(cut_queries(specs, cfg))
+    assert len(one) == len(specs) == 9 * 2 + 2
+    for q, q2 in zip(one, cut_queries(specs, cfg)):
+        assert q.clip.size == int(q.spec.duration_s * cfg.sr) and np.all(np.isfinite(q.clip))
+        assert np.array_equal(q.clip, q2.clip)
+
+
+@pytest.mark.corpus
+def test_cli_eval_stops_at_once_when_the_eval_extra_is_missing(cuts_dir, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from songmine.cli import app
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if songmine[eval] were not installed
+    res = CliRunner().invoke(app, ["eval", str(cuts_dir), "--tracks", "2", "--conditions", "clean,tempo+4",
+                                   "--durations", "3", "--queries-per-cell", "1", "--nonmember-queries", "1"])
+    assert res.exit_code == 2
+    assert "songmine[eval]" in res.output and "Traceback" not in res.output
+    assert "indexing" not in res.output  # refused before any work

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .degrade import CONDITIONS, degrade, source_seconds
+from .degrade import BASE_CONDITIONS, CONDITIONS, check_available, degrade, source_seconds
 from .errors import ParameterError, SongmineError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +137,7 @@ class EvalConfig:
     """
 
     tracks: int = 40
-    durations: tuple[float, ...] = (3.0, 5.0, 10.0)
+    durations: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 10.0)
     conditions: tuple[str, ...] = CONDITIONS
     queries_per_cell: int = 40
     nonmember_queries: int = 200
@@ -851,7 +851,7 @@ def summarise(
         fp = [o for o in others if o.duration_s == dur]
         pooled[f"{dur:g}"] = {
             "duration_s": dur, "n": n, "correct": k, "top1": _pct(k, n),
-            "peer_best_mean": PEER_POOLED.get(float(dur)) if len(config.conditions) == len(CONDITIONS) else None,
+            "peer_best_mean": PEER_POOLED.get(float(dur)) if tuple(config.conditions) == BASE_CONDITIONS else None,
             "target": TARGET_POOLED.get(float(dur)),
             "fp_n": len(fp), "fp_rate": _pct(sum(o.answered for o in fp), len(fp)),
         }
@@ -944,6 +944,7 @@ def evaluate(
     >>> rep = evaluate("music/", make_identifier("landmark"), EvalConfig(tracks=10))  # doctest: +SKIP
     """
     t_start = time.perf_counter()
+    check_available(config.conditions)  # before any work: a missing extra is one line, not a crash mid-run
     indexed, held, durations = split_library(library, config, clamp_tracks=clamp_tracks)
     specs = plan_queries(indexed, held, durations, config)
     log.info("%d indexed, %d held out, %d queries", len(indexed), len(held), len(specs))
