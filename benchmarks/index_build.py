@@ -310,10 +310,24 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict, package: str =
     import importlib
     import resource
 
-    Index, index_files = (getattr(importlib.import_module(f"{package}.index"), n) for n in ("Index", "index_files"))
-    FingerprintConfig = importlib.import_module(f"{package}.landmarks").FingerprintConfig
+    def first(*names: str):  # the module under this layout or an older one (a reference revision's)
+        for name in names:
+            try:
+                return importlib.import_module(f"{package}.{name}")
+            except ImportError:
+                continue
+        raise ImportError(f"none of {names} in {package}")
+
+    index_mod = first("fingerprint.index", "index")
+    Index, index_files = index_mod.Index, index_mod.index_files
+    FingerprintConfig = first("fingerprint.landmarks", "landmarks").FingerprintConfig
     if package != "songmine":  # the reference package's own config class is that package's landmark method
-        importlib.import_module(f"{package}.index.store").register_method("landmark", FingerprintConfig)
+        store = first("fingerprint.index.store", "index.store")
+        if hasattr(store, "register_method"):
+            store.register_method("landmark", FingerprintConfig)
+        else:
+            methods = importlib.import_module(f"{package}.methods")
+            methods.register_method(methods.Method("landmark", "landmark", FingerprintConfig, None))
 
     path = workdir / ("real.idx" if package == "songmine" else f"{package}.idx")
     shutil.rmtree(path, ignore_errors=True)

@@ -161,7 +161,8 @@ def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], durati
                  n_non: int, seed: int, sr: int):
     import soxr
 
-    from songmine.evaluate import EvalConfig, cut_queries, plan_queries, split_library
+    from songmine.evaluation.config import EvalConfig
+    from songmine.evaluation.queries import cut_queries, plan_queries, split_library
 
     ec = EvalConfig(tracks=tracks, durations=(duration,), conditions=conditions, queries_per_cell=n_per,
                     nonmember_queries=n_non, seed=seed)
@@ -259,14 +260,14 @@ def main() -> None:
     if args.compare is not None and args.before is not None:
         ap.error("use --before or --compare, not both")
 
-    from songmine.evaluate import _parse_value
+    from songmine.evaluation.identifiers import parse_option_value
     from songmine.fingerprint.search import SearchConfig
     from songmine.fingerprint.index import Index
 
-    search = SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.option)})
+    search = SearchConfig(**{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.option)})
     searches = {"after": search}
     if args.before is not None:
-        searches = {"before": SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}),
+        searches = {"before": SearchConfig(**{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}),
                     "after": search}
         print(f"before: {searches['before']}")
     args.work.mkdir(parents=True, exist_ok=True)

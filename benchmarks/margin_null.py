@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     import soxr
 
     from songmine.fingerprint import search as S
-    from songmine.evaluate import cut_queries
+    from songmine.evaluation.queries import cut_queries
     from songmine.fingerprint.index import Index
 
     sc = S.SearchConfig(**{k: float(v) for k, v in (o.split("=", 1) for o in args.option)})

@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     import soxr
 
     from songmine.fingerprint import heap, search as S
-    from songmine.evaluate import QuerySpec, cut_queries, source_seconds
+    from songmine.evaluation.queries import QuerySpec, cut_queries
+    from songmine.evaluation.degrade import source_seconds
     from songmine.fingerprint.index import Index
     from songmine.fingerprint.index.build import index_files
 

@@ -93,8 +93,8 @@ def demo_corpus() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_tracks(demo_corpus):
-    """Manifest rows of the demo corpus, as :class:`songmine.democorpus.DemoTrack`."""
-    from songmine.democorpus import read_manifest
+    """Manifest rows of the demo corpus, as :class:`songmine.evaluation.democorpus.DemoTrack`."""
+    from songmine.evaluation.democorpus import read_manifest
 
     return read_manifest(demo_corpus)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from songmine.degrade import (
+from songmine.evaluation.degrade import (
     BASE_CONDITIONS,
     CONDITIONS,
     REAL_WORLD_CONDITIONS,

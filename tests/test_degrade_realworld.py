@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from songmine.degrade import (
+from songmine.evaluation.degrade import (
     BROADCAST_MP3_BITRATE,
     PHONE_MIC_BAND_HZ,
     REAL_WORLD_CONDITIONS,

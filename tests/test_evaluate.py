@@ -16,20 +16,13 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.evaluate import (
-    BuildStats,
-    EvalConfig,
-    Identifier,
-    PeakMemory,
-    cut_queries,
-    evaluate,
-    make_identifier,
-    plan_queries,
-    plot_report,
-    register_method,
-    report_markdown,
-    split_library,
-)
+from songmine.evaluation.identifiers import BuildStats, Identifier
+from songmine.evaluation.config import EvalConfig
+from songmine.evaluation.resources import PeakMemory
+from songmine.evaluation.queries import cut_queries, plan_queries, split_library
+from songmine.evaluation.harness import evaluate
+from songmine.methods import Method, make_identifier, register_method
+from songmine.evaluation.report import plot_report, report_markdown
 from songmine.records import Match, QueryResult
 
 SR = 4000  # the toy identifier works on a coarse rate: fast, and enough for exact copies
@@ -189,7 +182,7 @@ def test_cli_eval_with_a_registered_method(cuts_dir, tmp_path):
 
     from songmine.cli import app
 
-    register_method("xcorr", XcorrIdentifier)
+    register_method(Method("xcorr", "exact cross-correlation (a test reference)", None, XcorrIdentifier, indexable=False))
     md = tmp_path / "r.md"
     res = CliRunner().invoke(app, [
         "eval", str(cuts_dir), "--method", "xcorr", "--tracks", "2", "--durations", "3",
@@ -247,7 +240,7 @@ def _peers_module():
 
 
 def test_peers_script_subsets_the_plan_and_parses_audfprint():
-    from songmine.evaluate import QuerySpec
+    from songmine.evaluation.queries import QuerySpec
 
     peers = _peers_module()
     specs = [QuerySpec(i, "t.ogg", True, c, 3.0) for i, c in enumerate(["clean", "clean", "clean", "white5"])]
@@ -321,7 +314,7 @@ def test_peers_chromaprint_parses_fpcalc_and_refuses_a_missing_fpcalc(tmp_path):
 
 
 def test_defaults_cover_every_condition_and_one_to_ten_seconds():
-    from songmine.degrade import CONDITIONS
+    from songmine.evaluation.degrade import CONDITIONS
 
     cfg = EvalConfig()
     assert cfg.conditions == CONDITIONS and len(CONDITIONS) == 22
@@ -330,7 +323,7 @@ def test_defaults_cover_every_condition_and_one_to_ten_seconds():
 
 @pytest.mark.corpus
 def test_real_world_clips_have_the_nominal_length_at_one_and_two_seconds(cuts_dir):
-    from songmine.degrade import REAL_WORLD_CONDITIONS
+    from songmine.evaluation.degrade import REAL_WORLD_CONDITIONS
 
     cfg = _config(conditions=REAL_WORLD_CONDITIONS, durations=(1.0, 2.0), queries_per_cell=1, nonmember_queries=2)
     specs = plan_queries(*split_library(cuts_dir, cfg), cfg)

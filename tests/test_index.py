@@ -19,10 +19,11 @@ import pytest
 import soundfile as sf
 
 from songmine.errors import IndexFormatError, ParameterError
-from songmine.fingerprint.index import Index, UnknownTrackError, index_files, register_method
+from songmine.fingerprint.index import Index, UnknownTrackError, index_files
 from songmine.fingerprint.index import store as store_mod
 from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_DIR
 from songmine.fingerprint.postings import Postings
+from songmine.methods import Method, register_method
 
 TOY_SR = 8000
 
@@ -42,7 +43,7 @@ class ToyConfig:
         return cls(**d)
 
 
-register_method("toy", ToyConfig)
+register_method(Method("toy", "a toy method of these tests", ToyConfig, None, indexable=False))
 
 
 def toy_fp(y: np.ndarray, config: ToyConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -127,7 +127,7 @@ def test_identify_gives_the_same_candidates_on_segments_and_compacted(tmp_path, 
     import soxr
 
     from songmine.audio import load
-    from songmine.degrade import degrade
+    from songmine.evaluation.degrade import degrade
     from songmine.fingerprint.search import SearchConfig, search
     from songmine.fingerprint.index import index_files
 

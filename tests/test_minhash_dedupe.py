@@ -209,7 +209,8 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
 def test_index_mode_refuses_a_non_landmark_index(tmp_path):
     from songmine.minhash.dedupe import dedupe_index
-    from songmine.fingerprint.index import Index, register_method
+    from songmine.fingerprint.index import Index
+    from songmine.methods import Method, register_method
 
     class OtherConfig:  # another method's postings are not landmark hashes
         def to_dict(self):
@@ -219,7 +220,7 @@ def test_index_mode_refuses_a_non_landmark_index(tmp_path):
         def from_dict(cls, d):
             return cls()
 
-    register_method("_other_for_dedupe_test", OtherConfig)
+    register_method(Method("_other_for_dedupe_test", "another method", OtherConfig, None, indexable=False))
     with Index(tmp_path / "ix", create=True, config=OtherConfig()):
         pass
     with pytest.raises(ParameterError, match="landmark index"):

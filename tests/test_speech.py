@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.speech import BANK_SR, N_TALKERS, TALKER_SECONDS, TALKERS, load_bank, make_bank
+from songmine.evaluation.speech import BANK_SR, N_TALKERS, TALKER_SECONDS, TALKERS, load_bank, make_bank
 
 from conftest import need
 

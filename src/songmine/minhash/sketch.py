@@ -37,8 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,11 +49,10 @@ from .hashing import EMPTY, MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold
 from ..records import Match, QueryResult
 
-__all__ = ["SketchConfig", "SketchIndex", "SketchIdentifier", "window_signatures", "SKETCH_DIRNAME"]
+__all__ = ["SketchConfig", "SketchIndex", "window_signatures"]
 
 log = logging.getLogger(__name__)
 
-SKETCH_DIRNAME = "sketch"
 _FORMAT_VERSION = 1
 _EMPTY32 = np.uint32(0xFFFFFFFF)
 
@@ -164,6 +162,11 @@ class SketchIndex:
         return len(self._tracks)
 
     @property
+    def duration_s(self) -> float:
+        """Seconds of audio indexed."""
+        return float(sum(t.duration_s for t in self._tracks))
+
+    @property
     def frames_per_s(self) -> float:
         return 1.0 / self.fp_config.hop_s
 
@@ -198,7 +201,8 @@ class SketchIndex:
                 progress(i + 1, len(paths))
         return added
 
-    def _ensure(self) -> None:
+    def prepare(self) -> None:
+        """Build the LSH tables now (otherwise the first query does)."""
         if self._lsh is not None:
             return
         c = self.config
@@ -215,7 +219,7 @@ class SketchIndex:
     # -- querying ----------------------------------------------------------
     def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1) -> QueryResult:
         """Answer one mono clip at ``fp_config.sr`` with the contract's record."""
-        self._ensure()
+        self.prepare()
         c = self.config
         y = np.asarray(y, np.float32)
         h, t = _landmarks(y, c.shifts, self.fp_config)
@@ -289,11 +293,11 @@ class SketchIndex:
 
     # -- persistence ---------------------------------------------------------
     def nbytes(self) -> int:
-        self._ensure()
+        self.prepare()
         return int(self._all.nbytes + self._lsh.keys_.nbytes + self._lsh.ids_.nbytes + self._win_track.nbytes)
 
     def save(self, folder) -> Path:
-        self._ensure()
+        self.prepare()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {
@@ -360,46 +364,3 @@ def _chance_agreement(sigs: np.ndarray, win_track: np.ndarray) -> float:
     return float(min(max(eq.mean(), 1e-4), 0.5))
 
 
-class SketchIdentifier:
-    """The sketch index as an eval-harness method (``songmine eval --method sketch``).
-
-    Options: any field of :class:`SketchConfig`, plus ``top``.
-    """
-
-    name = "sketch"
-
-    def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from ..evaluate import _parse_value
-
-        opts = {k: _parse_value(v) for k, v in options.items()}
-        self.top = int(opts.pop("top", 5))
-        opts.pop("thresholds", None)
-        if "shifts" in opts:
-            opts["shifts"] = tuple(int(x) for x in str(opts["shifts"]).split("+"))
-        self.config = SketchConfig(**opts)
-        self.index = SketchIndex(self.config)
-        self.sr = int(self.index.fp_config.sr)
-        self.index_path = index_path
-
-    def build(self, paths, *, jobs, progress):
-        import tempfile
-
-        from ..evaluate import BuildStats, _dir_bytes
-
-        t0 = time.perf_counter()
-        self.index.add_files(paths, progress=progress)
-        self.index._ensure()
-        seconds = time.perf_counter() - t0
-        audio = sum(t.duration_s for t in self.index._tracks)
-        with tempfile.TemporaryDirectory(prefix="songmine-eval-sketch-") as tmp:
-            folder = Path(self.index_path) / SKETCH_DIRNAME if self.index_path is not None else Path(tmp) / "sketch"
-            self.index.save(folder)
-            size = _dir_bytes(folder)
-        return BuildStats(n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
-                          seconds=seconds, index_bytes=size)
-
-    def query(self, clip, *, name):
-        return self.index.query_audio(clip, query=name, top=self.top)
-
-    def close(self):
-        self.index = None

@@ -9,7 +9,7 @@ See ``docs/index.md`` for the on-disk format and the crash-safety argument.
 from __future__ import annotations
 
 from .build import AddedFile, IndexingInterrupted, IndexReport, add_file, fingerprint_file, index_files
-from .store import CompactReport, Index, IndexLockedError, TrackRecord, UnknownTrackError, register_method
+from .store import CompactReport, Index, IndexLockedError, TrackRecord, UnknownTrackError
 
 __all__ = [
     "Index",
@@ -23,5 +23,4 @@ __all__ = [
     "add_file",
     "AddedFile",
     "fingerprint_file",
-    "register_method",
 ]

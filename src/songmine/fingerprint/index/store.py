@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...errors import IndexFormatError, ParameterError, SongmineError
+from ...methods import DEFAULT_METHOD, Method, get_method, method_of_config, register_method, resolve
 from ..postings import Postings, rarest_within
 from ..profiles import PROFILE_VERSION
 from .schema import (
@@ -55,7 +55,6 @@ __all__ = [
     "CompactReport",
     "UnknownTrackError",
     "IndexLockedError",
-    "register_method",
     "MERGE_FANIN",
 ]
 
@@ -66,44 +65,20 @@ MERGE_FANIN = 8
 #: Postings of the smallest tier (segments below this are all "tier 0").
 MERGE_BASE = 200_000
 
-#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``).
-#: "landmark" is the CLI's ``--method`` name; "landmarks" is read for indexes written before.
-_METHODS: dict[str, str] = {
-    "landmark": "songmine.fingerprint.landmarks:FingerprintConfig",
-    "landmarks": "songmine.fingerprint.landmarks:FingerprintConfig",
-}
-DEFAULT_METHOD = "landmark"
-
-
-def register_method(name: str, config_class: type | str) -> None:
-    """Declare a fingerprint method whose config an index can store.
-
-    ``config_class`` is a class (or ``"module:Class"``) with ``to_dict()`` and
-    ``from_dict(d)``; the index stores ``name`` and the config as JSON.
-    """
-    if not isinstance(config_class, str):
-        config_class = f"{config_class.__module__}:{config_class.__qualname__}"
-    _METHODS[name] = config_class
-
 
 def _config_class(method: str) -> type:
+    """The config class an index of ``method`` stores (:mod:`songmine.methods`)."""
     try:
-        ref = _METHODS[method]
-    except KeyError:
-        raise IndexFormatError(f"unknown fingerprint method {method!r} (known: {sorted(_METHODS)})") from None
-    mod, _, cls = ref.partition(":")
-    try:
-        return getattr(import_module(mod), cls)
-    except (ImportError, AttributeError) as exc:
-        raise IndexFormatError(f"fingerprint method {method!r}: cannot import {ref} ({exc})") from exc
+        m = get_method(method)
+        if m.config is None:
+            raise ParameterError(f"method {method!r} keeps no index")
+        return resolve(m.config)
+    except ParameterError as exc:
+        raise IndexFormatError(f"fingerprint method {method!r}: {exc}") from None
 
 
 def _method_of(config: Any) -> str:
-    ref = f"{type(config).__module__}:{type(config).__qualname__}"
-    for name, r in _METHODS.items():
-        if r == ref:
-            return name
-    raise ParameterError(f"config of type {ref} belongs to no registered method (known: {sorted(_METHODS)})")
+    return method_of_config(config).name
 
 
 def _config_json(config: Any) -> str:
@@ -896,4 +871,4 @@ class _DemoConfig:
         return cls()
 
 
-register_method("_demo", _DemoConfig)
+register_method(Method("_demo", "a stand-in for this module's doctest", _DemoConfig, None, indexable=False))

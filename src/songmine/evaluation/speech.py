@@ -23,7 +23,7 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import ParameterError, SongmineError
+from ..errors import ParameterError, SongmineError
 
 __all__ = ["BANK_SR", "N_TALKERS", "TALKER_SECONDS", "TALKERS", "load_bank", "make_bank", "synthesize"]
 
@@ -104,7 +104,7 @@ def load_bank() -> np.ndarray:
         import soundfile as sf
 
         try:
-            with resources.as_file(resources.files("songmine") / "data" / _BANK_FILE) as p:
+            with resources.as_file(resources.files("songmine.evaluation") / "data" / _BANK_FILE) as p:
                 y, sr = sf.read(os.fspath(p), dtype="float32", always_2d=True)
         except (FileNotFoundError, OSError, RuntimeError) as exc:
             raise SpeechUnavailable(f"the speech bank {_BANK_FILE} is missing from this installation: {exc}") from None

@@ -68,7 +68,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = [
     "CONDITIONS",
@@ -350,7 +350,7 @@ def mp3_reencode(y: np.ndarray, sr: int, *, bitrate: int = MP3_BITRATE) -> np.nd
     The result has the input's length and rate (encoder delay is trimmed by
     the decoder; any remaining difference is padded or cut at the end).
     """
-    from .audio import load
+    from ..audio import load
 
     y = _check(y, sr)
     if y.size == 0:
