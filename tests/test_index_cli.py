@@ -103,6 +103,48 @@ def test_kill_9_mid_run_leaves_a_usable_index_and_rerun_resumes(tmp_path, folder
         assert sorted(Path(r.path).name for r in index.tracks()) == sorted(p.name for p in folder.iterdir())
 
 
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (from /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker processes in /proc")
+def test_kill_9_of_the_indexer_ends_its_workers(tmp_path, folder):
+    ix = tmp_path / "ix"
+    proc = songmine("index", str(folder), "--index", str(ix), "--jobs", "2", "--batch", "3", "--json")
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = [p for p in children(proc.pid) if alive(p)]
+            time.sleep(0.01)
+        assert len(workers) == 2, f"expected two workers, saw {workers} (indexer ended: {proc.poll()})"
+        os.kill(proc.pid, signal.SIGKILL)  # the indexer alone, as the OOM killer or `kill -9 PID` does
+        proc.wait(timeout=10)  # (not communicate(): surviving workers would hold its pipes open)
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in workers if alive(p)], "workers still running 5 s after kill -9 of the indexer"
+    finally:
+        for p in [proc.pid, *workers]:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 @pytest.mark.slow
 def test_ctrl_c_commits_finished_work_and_exits_130(tmp_path, folder):
     # The whole run takes well under a second on an idle machine, so on a loaded one

@@ -13,7 +13,9 @@ skips content it already has, collects results and commits a new segment every
 * one bad file is a line in ``IndexReport.failed``, never an abort — a worker
   that dies (e.g. killed by the OOM killer) fails only its in-flight files;
 * memory is flat in library size: at most ``2 × jobs`` files in flight and
-  one batch of postings in the parent.
+  one batch of postings in the parent;
+* workers die with the parent, even one killed with ``kill -9``
+  (:func:`songmine.workers.pool`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 from ..errors import ParameterError, SongmineError
 from ..landmarks import FingerprintConfig
 from ..verify import profile, supported
+from ..workers import pool
 from .store import Index, UnknownTrackError, _NewTrack
 
 __all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file"]
@@ -368,7 +371,7 @@ _DIED = "{path}: the worker process died while processing this file (decoder cra
 
 def _alone(path: str, initargs: tuple) -> tuple[str, Any] | None:
     """Process one file in a fresh one-worker pool; None when that worker dies too."""
-    with cf.ProcessPoolExecutor(max_workers=1, initializer=_init_worker, initargs=initargs) as ex:
+    with pool(1, initializer=_init_worker, initargs=initargs) as ex:
         try:
             return ex.submit(_work, path).result()
         except cf.process.BrokenProcessPool:
@@ -413,7 +416,7 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
     max_inflight = 2 * jobs
     while True:  # one pass per pool; a pool that breaks (worker killed) is replaced
         initargs = (config, extractor, known)
-        ex = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=initargs)
+        ex = pool(jobs, initializer=_init_worker, initargs=initargs)
         inflight: dict[cf.Future, str] = {}
         broken = False
         try:
