@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import EXIT_USAGE, emit_json, fail, print_skipped, progress_bar
+from ._app import EXIT_USAGE, emit_json, fail, print_skipped, printable, progress_bar
 
 ALT_METHODS = ("seed", "sketch")
 
@@ -65,7 +65,7 @@ def index_alt(method: str, dirs: list[Path], index: Path | None, *, json_out: bo
         emit_json(summary)
     else:
         print_skipped(ix.skipped)
-        typer.echo(f"{method} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s")
+        typer.echo(printable(f"{method} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s"))
 
 
 def identify_alt(method: str, index: Path | None, clips: list[Path], *, top: int) -> list:

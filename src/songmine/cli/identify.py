@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console
+from ._app import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, printable
 
 METHODS = ("landmark", "seed", "sketch")
 
@@ -84,10 +84,10 @@ def _print(results) -> None:
     console = out_console()
     for r in results:
         if r.error:
-            typer.echo(f"{r.query}: error: {r.error}")
+            typer.echo(printable(f"{r.query}: error: {r.error}"))
             continue
         if not r.matches:
-            typer.echo(f"{r.query}: no match")
+            typer.echo(printable(f"{r.query}: no match"))
             continue
         table = Table(title=r.query, title_justify="left")
         for col in ("#", "title", "artist", "offset", "confidence", "score", "path"):

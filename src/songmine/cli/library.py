@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
 
 IndexOption = Annotated[
     Optional[Path],
@@ -94,10 +94,10 @@ def index_cmd(
             f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
             f"pruned {report.removed}{speed}"
         )
-        typer.echo(
+        typer.echo(printable(
             f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
             f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
-        )
+        ))
     if interrupted:
         typer.echo("songmine: interrupted (work done so far is saved; rerun to resume)", err=True)
         raise typer.Exit(130)
