@@ -68,8 +68,8 @@ def index_alt(method: str, dirs: list[Path], index: Path | None, *, json_out: bo
         typer.echo(printable(f"{method} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s"))
 
 
-def identify_alt(method: str, index: Path | None, clips: list[Path], *, top: int) -> list:
-    """Query every clip against the ``method`` index; per-clip errors go in the record."""
+def alt_index(method: str, index: Path | None):
+    """Load the ``method`` index (``seed`` or ``sketch``) under the index directory."""
     from ..errors import IndexFormatError
 
     folder = _folder(index, method)
@@ -77,11 +77,9 @@ def identify_alt(method: str, index: Path | None, clips: list[Path], *, top: int
         if method == "seed":
             from ..seedmethod import SeedIndex
 
-            ix = SeedIndex.load(folder)
-        else:
-            from ..sketch import SketchIndex
+            return SeedIndex.load(folder)
+        from ..sketch import SketchIndex
 
-            ix = SketchIndex.load(folder)
+        return SketchIndex.load(folder)
     except IndexFormatError as exc:
         raise fail(str(exc).splitlines()[0], EXIT_USAGE) from None
-    return [ix.query_file(str(c), top=top) for c in clips]  # loop over clips

@@ -1,8 +1,9 @@
 """The typer app, its exit codes, and the helpers every verb shares.
 
 Exit codes (the contract, docs/interfaces.md): 0 ran (for ``identify``: at
-least one clip matched); 1 ``identify`` only: no clip matched; 2 usage or
-input error; 70 internal error (traceback in the crash log, one line shown).
+least one clip matched, none failed); 1 ``identify`` only: no clip matched,
+none failed; 2 usage or input error (for ``identify``: a clip failed); 70
+internal error (traceback in the crash log, one line shown).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, printable
+from ._app import EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, printable
 
 METHODS = ("landmark", "seed", "sketch")
 
@@ -41,18 +41,23 @@ def identify_cmd(
     """Identify short (possibly noisy, sped-up) clips against an indexed library.
 
     Prints per clip the best matches (title, artist, offset in the track,
-    confidence) or "no match". A clip that cannot be decoded is reported and
-    the others go on. Exit 0 if at least one clip matched, 1 if none did,
-    2 for a missing index or usage error.
+    confidence) or "no match". A clip that fails (unreadable, not audio, too
+    long) gets its error in its record and the others go on. Exit 0 if at
+    least one clip matched and none failed, 1 if none matched and none
+    failed, 2 if a clip failed (every record is still printed) or for a
+    missing index or a usage error, 70 for an internal error.
     """
     if method not in METHODS:
         raise fail(f"--method {method!r}: expected one of {', '.join(METHODS)}", EXIT_USAGE)
     if method != "landmark":  # seed / sketch indexes live in <index>/seed, <index>/sketch
-        from ._altmethods import identify_alt
+        from ._altmethods import alt_index
 
-        results = identify_alt(method, index, clips, top=top)
+        ix = alt_index(method, index)
+        batch = _Batch(lambda c: ix.query_file(c, top=top))
+        results = batch.run(clips)
         emit_json(results) if json_out else _print(results)
-        raise typer.Exit(EXIT_OK if any(r.matches for r in results) else EXIT_NO_MATCH)
+        batch.report()
+        raise typer.Exit(batch.exit_code(results))
     from ..identify import identify, keep_heap
     from ..landmarks import FingerprintConfig
 
@@ -65,17 +70,60 @@ def identify_cmd(
                 f"({getattr(ix, 'method', type(ix.config).__name__)}), not landmark",
                 EXIT_USAGE,
             )
-        results = [identify(ix, str(c), top=top) for c in clips]  # per-clip errors land in the record
+        batch = _Batch(lambda c: identify(ix, c, top=top))
+        results = batch.run(clips)
     finally:
         close = getattr(ix, "close", None)
         if close is not None:
             close()
-    matched = any(r.matches for r in results)
     if json_out:
         emit_json(results)
     else:
         _print(results)
-    raise typer.Exit(EXIT_OK if matched else EXIT_NO_MATCH)
+    batch.report()
+    raise typer.Exit(batch.exit_code(results))
+
+
+class _Batch:
+    """Run one query per clip; whatever goes wrong with one clip lands in its record, the rest go on."""
+
+    def __init__(self, query):
+        self.query = query
+        self.damaged: str | None = None  # the first index-damage error met
+        self.crash_log: str | None = None  # set when a clip met a bug
+
+    def run(self, clips: list[Path]) -> list:
+        return [self._one(str(c)) for c in clips]  # loop over clips
+
+    def _one(self, clip: str):
+        from ..errors import IndexFormatError, SongmineError
+        from ..records import QueryResult
+        from ._app import _one_line, _write_crash_log
+
+        try:
+            return self.query(clip)
+        except IndexFormatError as exc:  # the index, not the clip: said once more at the end
+            self.damaged = self.damaged or _one_line(exc)
+            return QueryResult(query=clip, error=_one_line(exc))
+        except SongmineError as exc:
+            return QueryResult(query=clip, error=_one_line(exc))
+        except Exception as exc:  # a bug: keep the traceback, report the clip, go on
+            self.crash_log = _write_crash_log()
+            return QueryResult(query=clip, error=f"internal error: {type(exc).__name__}: {_one_line(exc)}")
+
+    def report(self) -> None:
+        if self.damaged:
+            typer.echo(f"songmine: error: {printable(self.damaged)}", err=True)
+        if self.crash_log:
+            typer.echo(f"songmine: internal error on some clips (traceback in {self.crash_log})", err=True)
+
+    def exit_code(self, results: list) -> int:
+        """70 a bug, 2 a clip failed (or the index is damaged), 0 something matched, 1 nothing did."""
+        if self.crash_log:
+            return EXIT_INTERNAL
+        if any(r.error for r in results):
+            return EXIT_USAGE
+        return EXIT_OK if any(r.matches for r in results) else EXIT_NO_MATCH
 
 
 def _print(results) -> None:
