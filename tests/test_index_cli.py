@@ -233,6 +233,36 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys, monkeypatch):
     assert code == 2 and "no such file" in err
 
 
+def test_a_first_run_that_adds_nothing_leaves_no_index(tmp_path, folder, capsys):
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.ogg").write_bytes(b"\0" * 100)
+    (only_bad / "y.mp3").write_text("not audio")
+    (only_bad / "z.wav").write_bytes(b"")
+    ix = tmp_path / "ix"
+    code = main(["index", str(only_bad), "--index", str(ix), "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "none of the 3 audio file(s) could be read" in err and "no index was created" in err
+    assert all(f"{only_bad / n}" in err for n in ("x.ogg", "y.mp3", "z.wav"))  # every failure listed
+    assert not ix.exists()
+    code = main(["index", str(only_bad), "--index", str(ix), "--jobs", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(json.loads(out)["failed"]) == 3 and not ix.exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty"), "--index", str(ix)]) == 2 and not ix.exists()
+    assert main(["index", str(tmp_path / "nope"), "--index", str(ix)]) == 2 and not ix.exists()
+    (tmp_path / "made").mkdir()  # a directory the user made for the index stays
+    assert main(["index", str(only_bad), "--index", str(tmp_path / "made"), "--jobs", "1"]) == 2
+    assert (tmp_path / "made").is_dir() and not list((tmp_path / "made").iterdir())
+    capsys.readouterr()
+
+    # an index that exists is never deleted, even when this run adds nothing
+    assert main(["index", str(folder / "song00.flac"), "--index", str(ix), "--jobs", "1"]) == 0
+    assert main(["index", str(only_bad), "--index", str(ix), "--jobs", "1"]) == 2
+    with Index(ix) as index:
+        assert index.n_tracks == 1
+
+
 def test_index_location_from_environment(tmp_path, folder, capsys, monkeypatch):
     monkeypatch.setenv("SONGMINE_INDEX", str(tmp_path / "envix"))
     assert main(["index", str(folder / "song05.flac"), "--jobs", "1", "--json"]) == 0

@@ -64,6 +64,9 @@ def index_cmd(
                 report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
             except IndexingInterrupted as exc:
                 report, interrupted = exc.report, True
+            except BaseException:  # e.g. a path that does not exist: a first run leaves no empty index
+                ix.discard_if_empty()
+                raise
         summary = {
             "index": str(path),
             "added": report.added,
@@ -80,6 +83,9 @@ def index_cmd(
             "n_segments": ix.n_segments,
             "size_bytes": ix.size_bytes,
         }
+        # a first run that could add nothing leaves no (empty) index behind
+        discarded = report.added + report.unchanged == 0 and ix.discard_if_empty()
+    not_created = f"; no index was created at {path}" if discarded else ""
     if json_out:
         emit_json(summary)
     else:
@@ -94,18 +100,19 @@ def index_cmd(
             f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
             f"pruned {report.removed}{speed}"
         )
-        typer.echo(printable(
-            f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
-            f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
-        ))
+        if not discarded:
+            typer.echo(printable(
+                f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
+                f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
+            ))
     if interrupted:
         typer.echo("songmine: interrupted (work done so far is saved; rerun to resume)", err=True)
         raise typer.Exit(130)
     n_seen = report.added + report.unchanged + len(report.failed)
     if n_seen == 0:
-        raise fail(f"no audio files found under {', '.join(map(str, dirs))}", EXIT_USAGE)
+        raise fail(f"no audio files found under {', '.join(map(str, dirs))}{not_created}", EXIT_USAGE)
     if report.added + report.unchanged == 0:
-        raise fail(f"none of the {len(report.failed)} audio file(s) could be read", EXIT_USAGE)
+        raise fail(f"none of the {len(report.failed)} audio file(s) could be read{not_created}", EXIT_USAGE)
 
 
 @app.command("tracks")

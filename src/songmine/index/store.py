@@ -233,12 +233,16 @@ class Index:
         self._config: Any = None
 
         exists = self._db_path.exists()
+        #: True when this object created the index (see :meth:`discard_if_empty`).
+        self.created = False
+        self._created_dir = not self.path.exists()
         if not exists and not create:
             if self.path.exists() and not self.path.is_dir():
                 raise IndexFormatError(f"{self.path}: not an index directory")
             raise IndexFormatError(f"{self.path}: no index here (create one with `songmine index DIR --index {self.path}`)")
         if not exists:
             self._create(config)
+            self.created = True
         self._conn = self._connect()
         try:
             self._check_version()
@@ -862,6 +866,35 @@ class Index:
         return problems
 
     # -------------------------------------------------------------- lifecycle
+    def discard_if_empty(self) -> bool:
+        """Delete the index this object created if it holds nothing, and close it.
+
+        For a first indexing run that could read no file: it must not leave an
+        empty index behind. Returns True when the index was deleted (False,
+        and nothing touched, when it holds a track or a segment, or existed
+        before this object opened it). The directory goes too when this
+        object made it.
+        """
+        if not self.created:
+            return False
+        with self._writing():
+            self.refresh()
+            if self._tracks or self._segments:
+                return False
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            for name in (CATALOG_NAME, CATALOG_NAME + "-wal", CATALOG_NAME + "-shm", CATALOG_NAME + "-journal"):
+                (self.path / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: someone put a file there
+                self._seg_dir.rmdir()
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self.close()
+        if self._created_dir:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+        return True
+
     def close(self) -> None:
         """Release the catalogue connection and the memory maps."""
         with self._mutex:
