@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import DecodeError, ParameterError, SongmineError
+from .errors import DecodeError, IndexCorruptError, ParameterError, SongmineError
 from .landmarks import FingerprintConfig, fingerprint, speed_fingerprinter
 from .postings import Postings
 from .records import Match, QueryResult
@@ -760,11 +760,24 @@ class _HitCounter:
         return out
 
     def track(self, track_id: int) -> Any:
-        return self._index.track(track_id)
+        return _known_track(self._index, track_id)
 
     @property
     def n_tracks(self) -> int:
         return self._index.n_tracks
+
+
+def _known_track(index: IndexLike, track_id: int) -> Any:
+    """``index.track(track_id)`` for a track id read from the postings: missing, the index is at fault, not the clip."""
+    try:
+        return index.track(track_id)
+    except KeyError:
+        path = getattr(index, "path", None)
+        raise IndexCorruptError(
+            f"{path or 'the index'}: postings name track {track_id}, which its catalogue does not know; "
+            f"`songmine verify{f' --index {path}' if path else ''}` checks it",
+            part=str(path) if path else None,
+        ) from None
 
 
 def _accepted(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig) -> bool:
@@ -1029,6 +1042,9 @@ def identify(
     ------
     ParameterError
         ``top < 1`` or a malformed array.
+    IndexCorruptError
+        The index is damaged (what the search reads fails its checksum, or
+        the postings and the catalogue disagree): never blamed on the clip.
     """
     if not isinstance(top, int) or top < 1:
         raise ParameterError(f"top={top!r} must be an integer >= 1")
@@ -1052,7 +1068,7 @@ def identify(
     for c in cands:
         if c.confidence < config.min_confidence:
             continue
-        tr = index.track(c.track_id)
+        tr = _known_track(index, c.track_id)
         matches.append(Match(
             track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
             offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),
