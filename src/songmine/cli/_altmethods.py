@@ -69,17 +69,12 @@ def index_alt(method: str, dirs: list[Path], index: Path | None, *, json_out: bo
 
 
 def alt_index(method: str, index: Path | None):
-    """Load the ``method`` index (``seed`` or ``sketch``) under the index directory."""
-    from ..errors import IndexFormatError
-
+    """Load the ``method`` index (``seed`` or ``sketch``) under the index directory (IndexFormatError if none)."""
     folder = _folder(index, method)
-    try:
-        if method == "seed":
-            from ..seedmethod import SeedIndex
+    if method == "seed":
+        from ..seedmethod import SeedIndex
 
-            return SeedIndex.load(folder)
-        from ..sketch import SketchIndex
+        return SeedIndex.load(folder)
+    from ..sketch import SketchIndex
 
-        return SketchIndex.load(folder)
-    except IndexFormatError as exc:
-        raise fail(str(exc).splitlines()[0], EXIT_USAGE) from None
+    return SketchIndex.load(folder)

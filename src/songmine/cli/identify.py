@@ -13,19 +13,27 @@ METHODS = ("landmark", "seed", "sketch")
 
 
 def open_index(path: Optional[Path]):
-    """Open the index at ``path`` (or the default location); a clear one-line error when missing."""
-    from ..errors import IndexFormatError
+    """Open the index at ``path`` (or the default location).
+
+    Raises IndexFormatError (missing, damaged, of another version): ``identify`` reports it.
+    """
     from ..paths import resolve_index_path
 
     try:
         from ..index import Index
     except ImportError as exc:  # the index store is not installed in this build
         raise fail(f"the index store is not available ({exc})", EXIT_USAGE) from None
-    p = resolve_index_path(path)
-    try:
-        return Index(p)
-    except IndexFormatError as exc:
-        raise fail(str(exc).splitlines()[0], EXIT_USAGE) from None
+    return Index(resolve_index_path(path))
+
+
+def _unusable(clips: list[Path], exc: Exception, json_out: bool) -> typer.Exit:
+    """No index to ask: with --json every clip still gets its record (the error), then one line, exit 2."""
+    from ..records import QueryResult
+    from ._app import _one_line
+
+    if json_out:
+        emit_json([QueryResult(query=str(c), error=_one_line(exc)) for c in clips])
+    return fail(_one_line(exc), EXIT_USAGE)
 
 
 @app.command("identify")
@@ -45,24 +53,33 @@ def identify_cmd(
     long) gets its error in its record and the others go on. Exit 0 if at
     least one clip matched and none failed, 1 if none matched and none
     failed, 2 if a clip failed (every record is still printed) or for a
-    missing index or a usage error, 70 for an internal error.
+    missing or damaged index (with --json every clip's record then carries
+    that error) or a usage error, 70 for an internal error.
     """
     if method not in METHODS:
         raise fail(f"--method {method!r}: expected one of {', '.join(METHODS)}", EXIT_USAGE)
     if method != "landmark":  # seed / sketch indexes live in <index>/seed, <index>/sketch
+        from ..errors import IndexFormatError
         from ._altmethods import alt_index
 
-        ix = alt_index(method, index)
+        try:
+            ix = alt_index(method, index)
+        except IndexFormatError as exc:
+            raise _unusable(clips, exc, json_out) from None
         batch = _Batch(lambda c: ix.query_file(c, top=top))
         results = batch.run(clips)
         emit_json(results) if json_out else _print(results)
         batch.report()
         raise typer.Exit(batch.exit_code(results))
+    from ..errors import IndexFormatError
     from ..identify import identify, keep_heap
     from ..landmarks import FingerprintConfig
 
     keep_heap()
-    ix = open_index(index)
+    try:
+        ix = open_index(index)
+    except IndexFormatError as exc:  # missing, damaged, of a newer format
+        raise _unusable(clips, exc, json_out) from None
     try:
         if not isinstance(ix.config, FingerprintConfig):
             raise fail(
