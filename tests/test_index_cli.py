@@ -106,8 +106,15 @@ def test_kill_9_mid_run_leaves_a_usable_index_and_rerun_resumes(tmp_path, folder
 def children(pid: int) -> list[int]:
     """Direct child processes of ``pid`` (from /proc)."""
     out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:  # the process is gone
+        return out
+    for task in tasks:  # threads come and go (the pool's manager and feeder threads)
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
     return out
 
 
