@@ -48,8 +48,8 @@ def cpu_ms(fn, repeats: int) -> float:
 def record_lookups(index_path: Path, clips: list[Path]) -> list[list[tuple]]:
     """The lookup calls ``identify.search`` makes per clip: ``[(hashes, max_per_hash, max_hits), ...]``."""
     from songmine.audio import load
-    from songmine.identify import search
-    from songmine.index import Index
+    from songmine.fingerprint.search import search
+    from songmine.fingerprint.index import Index
 
     per_clip = []
     with Index(index_path) as ix:
@@ -69,9 +69,9 @@ def record_lookups(index_path: Path, clips: list[Path]) -> list[list[tuple]]:
 
 def scaled_index(src: Path, dest: Path, scale: int) -> Path:
     """A copy of ``src`` whose one segment holds its postings ``scale`` times (other track ids)."""
-    from songmine.index import Index
-    from songmine.index.segments import segment_checksum, write_segment
-    from songmine.postings import Postings
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.segments import segment_checksum, write_segment
+    from songmine.fingerprint.postings import Postings
 
     if dest.exists():
         shutil.rmtree(dest)
@@ -105,8 +105,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
-    from songmine.index import Index
-    from songmine.index import segments as seg_mod
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index import segments as seg_mod
 
     clips = sorted(p for p in args.clips.iterdir() if p.is_file())
     calls = record_lookups(args.index, clips)

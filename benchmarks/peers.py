@@ -26,7 +26,7 @@ in :data:`PEERS`.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/peers.py LIBRARY [--tracks 40] [--durations 3,5,10]
+    PYTHONPATH=src python benchmarks/peers.py LIBRARY [--tracks 40] [--durations 1,2,3,5,10]
         [--queries-per-cell 40] [--nonmember-queries 200] [--seed 0]
         [--peers songmine,audfprint] [--audfprint DIR] [--peer-python PY]
         [--report saved.json]... [--markdown out.md] [--json out.json]
@@ -786,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)
     ap.add_argument("--tracks", type=int, default=40)
-    ap.add_argument("--durations", default="3,5,10")
+    ap.add_argument("--durations", default="1,2,3,5,10")
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--queries-per-cell", type=int, default=40)
     ap.add_argument("--nonmember-queries", type=int, default=200)
@@ -898,9 +898,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         args.markdown.write_text(text)
     if args.json:
-        from songmine.cli._app import _plain
+        from songmine.cli._app import jsonable
 
-        args.json.write_text(json.dumps(_plain({k: asdict(v) for k, v in reports.items()}), indent=1))
+        args.json.write_text(json.dumps(jsonable({k: asdict(v) for k, v in reports.items()}), indent=1))
     return 0
 
 

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from songmine.audio import load
     from songmine.degrade import degrade
     from songmine.library import iter_audio_files
-    from songmine.seedmethod import SeedConfig, SeedIndex, onset_peak_frames
+    from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames
 
     rng = np.random.default_rng(args.seed)
     files = sorted(iter_audio_files([args.library]))

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from songmine.audio import load
-from songmine.identify import MemoryIndex, SearchConfig, identify, search
-from songmine.landmarks import FingerprintConfig
+from songmine.fingerprint.memory import MemoryIndex
+from songmine.fingerprint.search import SearchConfig, search
+from songmine.fingerprint.query import identify
+from songmine.fingerprint.landmarks import FingerprintConfig
 
 SR = 11025
 CONDITIONS = ("clean", "white5", "white0", "pink5", "mp3_32k", "telephone", "speed+2", "speed-2", "speed+5", "speed-5")

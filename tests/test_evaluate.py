@@ -174,9 +174,9 @@ def test_end_to_end_with_an_exact_copy_identifier(cuts_dir, tmp_path):
     assert [s["threshold"] for s in t] == [0.5, 0.9] and t[0]["accepted"] >= t[1]["accepted"]
     assert t[0]["accepted"] == len([o for o in answered if o.score >= 0.5])
     # renders: JSON-able, Markdown, PNG
-    from songmine.cli._app import _plain
+    from songmine.cli._app import jsonable
 
-    json.dumps(_plain(rep), allow_nan=False)
+    json.dumps(jsonable(rep), allow_nan=False)
     md = report_markdown(rep)
     assert "| clean | 100.0 (n=4; peer 97.5) |" in md
     plot_report(rep, tmp_path / "eval.png")
@@ -221,21 +221,14 @@ def test_peak_memory_sees_child_processes():
 @pytest.mark.corpus
 def test_end_to_end_with_the_landmark_method(cuts_dir):
     """The real method through the same harness: 3 real cuts, 2 conditions × 1 duration."""
-    pytest.importorskip("songmine.identify", reason="the landmark identify module is not on this branch yet")
-    try:
-        import songmine.index  # noqa: F401
-
-        method = "landmark"
-    except ImportError:
-        method = "landmark-memory"
     cfg = _config(durations=(5.0,), conditions=("clean", "white15"), queries_per_cell=4, thresholds=())
-    ident = make_identifier(method)
+    ident = make_identifier("landmark")
     try:
         rep = evaluate(cuts_dir, ident, cfg, jobs=1)
     finally:
         ident.close()
     cells = {c.condition: c for c in rep.cells}
-    assert rep.method == method and rep.n_queries == 12 and rep.n_errors == 0
+    assert rep.method == "landmark" and rep.n_queries == 12 and rep.n_errors == 0
     assert cells["clean"].n == 4 and cells["clean"].top1 >= 75.0
     assert cells["clean"].offset_ok == 100.0
     assert rep.false_positives["n"] == 4
@@ -325,3 +318,40 @@ def test_peers_chromaprint_parses_fpcalc_and_refuses_a_missing_fpcalc(tmp_path):
     assert peers.parse_fpcalc_raw("").size == 0
     with pytest.raises(SystemExit, match="--fpcalc.*libchromaprint-tools"):
         peers.Chromaprint(str(tmp_path / "no-fpcalc"))
+
+
+def test_defaults_cover_every_condition_and_one_to_ten_seconds():
+    from songmine.degrade import CONDITIONS
+
+    cfg = EvalConfig()
+    assert cfg.conditions == CONDITIONS and len(CONDITIONS) == 22
+    assert cfg.durations == (1.0, 2.0, 3.0, 5.0, 10.0)
+
+
+@pytest.mark.corpus
+def test_real_world_clips_have_the_nominal_length_at_one_and_two_seconds(cuts_dir):
+    from songmine.degrade import REAL_WORLD_CONDITIONS
+
+    cfg = _config(conditions=REAL_WORLD_CONDITIONS, durations=(1.0, 2.0), queries_per_cell=1, nonmember_queries=2)
+    specs = plan_queries(*split_library(cuts_dir, cfg), cfg)
+    one = list(cut_queries(specs, cfg))
+    assert len(one) == len(specs) == 9 * 2 + 2
+    for q, q2 in zip(one, cut_queries(specs, cfg)):
+        assert q.clip.size == int(q.spec.duration_s * cfg.sr) and np.all(np.isfinite(q.clip))
+        assert np.array_equal(q.clip, q2.clip)
+
+
+@pytest.mark.corpus
+def test_cli_eval_stops_at_once_when_the_eval_extra_is_missing(cuts_dir, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from songmine.cli import app
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if songmine[eval] were not installed
+    res = CliRunner().invoke(app, ["eval", str(cuts_dir), "--tracks", "2", "--conditions", "clean,tempo+4",
+                                   "--durations", "3", "--queries-per-cell", "1", "--nonmember-queries", "1"])
+    assert res.exit_code == 2
+    assert "songmine[eval]" in res.output and "Traceback" not in res.output
+    assert "indexing" not in res.output  # refused before any work

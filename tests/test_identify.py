@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soxr
 
-from songmine.identify import (
-    Candidate, MemoryIndex, SearchConfig, TrackInfo, confidence_from, identify, margin_confidence, search, vote,
-)
-from songmine.landmarks import FingerprintConfig
+from songmine.fingerprint.search import Candidate, SearchConfig, search
+from songmine.fingerprint.memory import MemoryIndex, TrackInfo
+from songmine.fingerprint.scoring import confidence_from, margin_confidence, vote
+from songmine.fingerprint.query import identify
+from songmine.fingerprint.landmarks import FingerprintConfig
 from songmine.records import QueryResult
 
 SR = FingerprintConfig().sr
@@ -90,7 +91,7 @@ def test_margin_confidence_is_the_pareto_tail_of_the_ratio():
 
 
 def test_margin_only_raises_the_most_voted_track():
-    from songmine.identify import _with_margin
+    from songmine.fingerprint.search import _with_margin
 
     def cand(track, votes, conf, speed=1.0, n_hit=40):
         return Candidate(track, 100, votes, 500, speed, conf, n_tracks_hit=n_hit)
@@ -113,7 +114,7 @@ def test_margin_only_raises_the_most_voted_track():
 
 
 def test_per_speed_margin_ignores_chance_maxima_at_other_speeds():
-    from songmine.identify import _with_margin
+    from songmine.fingerprint.search import _with_margin
 
     def cand(track, votes, conf, speed=1.0, n_hit=40):
         return Candidate(track, 100, votes, 500, speed, conf, n_tracks_hit=n_hit)
@@ -333,17 +334,16 @@ def test_cli_identify_bad_inputs_exit_2_not_no_match(tmp_path, cli_index, capsys
 
 def test_cli_identify_a_bug_on_one_clip_keeps_the_batch(tmp_path, cli_index, capsys, monkeypatch):
     import json
-    import sys
 
     import soundfile as sf
 
+    import songmine.fingerprint.query as module
     from songmine.cli._app import main
 
     y, _ = cli_index
     monkeypatch.setenv("SONGMINE_CACHE", str(tmp_path / "cache"))
     for name in ("a.wav", "boom.wav", "c.wav"):
         sf.write(tmp_path / name, y[5 * SR:12 * SR], SR)
-    module = sys.modules["songmine.identify"]
     real = module.identify
 
     def flaky(index, clip, **kw):
@@ -367,9 +367,9 @@ def test_cli_identify_missing_index_is_a_usage_error(tmp_path):
     assert main(["identify", str(tmp_path / "x.wav"), "--index", str(tmp_path / "no-index")]) == 2
 
 
-def test_package_level_identify_is_callable_even_after_submodule_import():
+def test_package_level_identify_is_the_function_even_after_its_module_is_imported():
     import songmine
-    import songmine.identify  # noqa: F401  (rebinds songmine.identify to the module)
+    import songmine.fingerprint.query  # noqa: F401  (the module that defines it)
 
     r = songmine.identify(MemoryIndex(), np.zeros(3 * SR, np.float32), name="z")
     assert isinstance(r, QueryResult) and r.query == "z" and r.matches == []
@@ -402,7 +402,7 @@ def test_a_tight_hit_budget_keeps_the_right_answer(cuts_index):
     y = load(cuts[0], sr=SR)
     clip = _noisy(y[3 * SR:13 * SR], snr_db=10.0)
     full = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=None))
-    h, _ = __import__("songmine.landmarks", fromlist=["fingerprint"]).fingerprint(clip, idx.config, query=True)
+    h, _ = __import__("songmine.fingerprint.landmarks", fromlist=["fingerprint"]).fingerprint(clip, idx.config, query=True)
     budget = max(idx.lookup(h)[0].shape[0] // 4, 1)
     tight = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=budget))
     assert tight[0].track_id == full[0].track_id and abs(tight[0].offset - full[0].offset) <= 1
@@ -446,7 +446,7 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
 
 def _best_votes(idx, h, t, track_id: int) -> int:
     """Votes of ``track_id``'s best offset bin for query landmarks ``(h, t)``."""
-    from songmine.identify import _expand
+    from songmine.fingerprint.search import _expand
 
     h, t = _expand(h, t, 1)
     tracks, _, votes, _, _ = vote(t, *idx.lookup(h), tolerance=1)
@@ -457,7 +457,7 @@ def _best_votes(idx, h, t, track_id: int) -> int:
 def test_moved_peaks_find_a_sped_up_clip_about_as_well_as_resampling(cuts_index):
     """Peaks of a clip played 5 % faster, moved back by 1.05, vote for the right offset of the right track."""
     from songmine.audio import load
-    from songmine.landmarks import fingerprint, pack_hashes, pair_peaks, landmark_peaks, speed_fingerprinter
+    from songmine.fingerprint.landmarks import fingerprint, pack_hashes, pair_peaks, landmark_peaks, speed_fingerprinter
 
     idx, cuts = cuts_index
     fc = idx.config
@@ -489,6 +489,9 @@ class _CountingIndex:
 
     def track(self, track_id):
         return self.idx.track(track_id)
+
+    def profile(self, track_id):
+        return None  # like an index built before profiles: the search control alone decides
 
     @property
     def n_tracks(self):
@@ -549,7 +552,7 @@ def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
 @pytest.mark.corpus
 def test_a_tight_coarse_budget_keeps_the_right_answer(cuts_index):
     from songmine.audio import load
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     clip = load(cuts[2], sr=SR)[11 * SR:21 * SR]
@@ -562,7 +565,7 @@ def test_a_tight_coarse_budget_keeps_the_right_answer(cuts_index):
 
 
 def test_lead_ratio_and_grid_step():
-    from songmine.identify import _grid_step, _lead_ratio
+    from songmine.fingerprint.search import _grid_step, _lead_ratio
 
     def cand(tid, votes):
         return Candidate(tid, 0, votes, votes, 1.0, 0.0)
@@ -578,8 +581,8 @@ def test_lead_ratio_and_grid_step():
 @pytest.mark.corpus
 def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_index):
     from songmine.audio import load
-    from songmine.identify import _expand
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
@@ -601,7 +604,7 @@ def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_i
 
 @pytest.mark.parametrize("big_ids", [False, True])
 def test_distinct_votes_equals_its_definition(rng, big_ids):
-    from songmine.identify import distinct_votes
+    from songmine.fingerprint.scoring import distinct_votes
 
     n_q, n_hits = 300, 5000
     h = rng.integers(0, 50, n_q).astype(np.uint32)  # few values: many repeats
@@ -624,8 +627,8 @@ def test_without_a_lead_on_a_cut_short_index_the_dense_long_shot_is_skipped(cuts
     """Probes cut short by the budget (as on a big index) and no track leading anywhere: one full coarse
     look at the top speed, and no dense pass; with a budget that does not bind, the dense long shot runs."""
     from songmine.audio import load
-    from songmine.identify import _expand
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     # an indexed track played 25 % faster, outside the speed grid: chance hits only, but many of them

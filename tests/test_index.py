@@ -19,10 +19,10 @@ import pytest
 import soundfile as sf
 
 from songmine.errors import IndexFormatError, ParameterError
-from songmine.index import Index, UnknownTrackError, index_files, register_method
-from songmine.index import store as store_mod
-from songmine.index.schema import CATALOG_NAME, SEGMENT_DIR
-from songmine.postings import Postings
+from songmine.fingerprint.index import Index, UnknownTrackError, index_files, register_method
+from songmine.fingerprint.index import store as store_mod
+from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_DIR
+from songmine.fingerprint.postings import Postings
 
 TOY_SR = 8000
 
@@ -404,7 +404,7 @@ def _index_folder(path, folder):
 
 
 def test_second_writer_waits_then_gives_up(tmp_path):
-    from songmine.index import IndexLockedError
+    from songmine.fingerprint.index import IndexLockedError
 
     a = new_index(tmp_path)
     b = Index(tmp_path / "ix")
@@ -419,17 +419,17 @@ def test_second_writer_waits_then_gives_up(tmp_path):
 
 
 def test_json_of_records(tmp_path, library):
-    from songmine.cli._app import _plain
+    from songmine.cli._app import jsonable
 
     with new_index(tmp_path) as ix:
         index_files(ix, [library], jobs=1, extractor=toy_fp)
-        rec = _plain(ix.tracks()[0])
+        rec = jsonable(ix.tracks()[0])
     assert set(rec) == {"track_id", "path", "sha256", "duration_s", "title", "artist", "album", "n_hashes", "status"}
     json.dumps(rec)
 
 
 def test_default_config_is_the_landmark_method(tmp_path):
-    from songmine.landmarks import FingerprintConfig
+    from songmine.fingerprint.landmarks import FingerprintConfig
 
     with Index(tmp_path / "ix", create=True) as ix:
         assert ix.method == "landmark" and ix.config == FingerprintConfig()

@@ -20,8 +20,8 @@ import pytest
 import soundfile as sf
 
 from songmine.cli._app import main
-from songmine.index import Index
-from songmine.index.schema import CATALOG_NAME
+from songmine.fingerprint.index import Index
+from songmine.fingerprint.index.schema import CATALOG_NAME
 
 SR = 22050
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -282,8 +282,8 @@ def test_index_location_from_environment(tmp_path, folder, capsys, monkeypatch):
 def test_real_music_cuts_index_and_excerpts_find_their_track(tmp_path, real_cuts):
     """Real music through the real landmarks: a 5-s excerpt's hashes vote for its track at its offset."""
     from songmine.audio import load
-    from songmine.index import index_files
-    from songmine.landmarks import FingerprintConfig, fingerprint
+    from songmine.fingerprint.index import index_files
+    from songmine.fingerprint.landmarks import FingerprintConfig, fingerprint
 
     cfg = FingerprintConfig()
     with Index(tmp_path / "ix", create=True, config=cfg) as ix:

@@ -16,11 +16,11 @@ import soundfile as sf
 
 from songmine.cli._app import main
 from songmine.errors import IndexCorruptError
-from songmine.index import Index
-from songmine.index import segments as seg_mod
-from songmine.index import store as store_mod
-from songmine.index.schema import CATALOG_NAME, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
-from songmine.index.segments import open_segment, write_segment
+from songmine.fingerprint.index import Index
+from songmine.fingerprint.index import segments as seg_mod
+from songmine.fingerprint.index import store as store_mod
+from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
+from songmine.fingerprint.index.segments import open_segment, write_segment
 from test_index_integrity import damage, flip, layout, postings
 
 SR = 22050
@@ -137,7 +137,7 @@ def test_lazily_checked_damage_fails_the_clip_not_the_batch(ix, built, capsys, m
 
 def test_lazy_lookups_equal_checked_ones(ix, built, monkeypatch):
     from songmine.audio import load
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.landmarks import fingerprint
 
     with Index(ix) as eager:
         fc = eager.config

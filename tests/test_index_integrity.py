@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from songmine.errors import IndexCorruptError, IndexFormatError
-from songmine.index import segments as seg_mod
-from songmine.index.schema import BLOCK_SIZE, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
-from songmine.index.segments import _Summer, merge_segments, open_segment, write_segment
-from songmine.postings import Postings
+from songmine.fingerprint.index import segments as seg_mod
+from songmine.fingerprint.index.schema import BLOCK_SIZE, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
+from songmine.fingerprint.index.segments import _Summer, merge_segments, open_segment, write_segment
+from songmine.fingerprint.postings import Postings
 
 N = 60_000  # ~720 KB: 176 blocks
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_path, exclusive
 from .errors import SongmineError
 
 __all__ = ["DemoTrack", "Package", "DEFAULT_PACKAGES", "DemoCorpusError", "fetch", "read_manifest"]
@@ -102,9 +103,26 @@ def fetch(
     """
     root = Path(root).expanduser().resolve()
     say = progress or (lambda msg: log.info("%s", msg))
-    stamp = root / _STAMP
-    if stamp.exists() and stamp.read_text().strip() == _stamp_value(packages) and (root / "manifest.csv").exists():
+    if _complete(root, packages):
         return read_manifest(root)
+    # Another process may be fetching into the same folder (two test workers, make demo beside make
+    # test): the first one does the work, the others wait for it and read its result.
+    with exclusive(root / ".lock"):
+        if _complete(root, packages):
+            return read_manifest(root)
+        return _fetch(root, packages, say)
+
+
+def _complete(root: Path, packages: Sequence[Package]) -> bool:
+    stamp = root / _STAMP
+    try:
+        return stamp.read_text().strip() == _stamp_value(packages) and (root / "manifest.csv").exists()
+    except FileNotFoundError:
+        return False
+
+
+def _fetch(root: Path, packages: Sequence[Package], say: Callable[[str], None]) -> list[DemoTrack]:
+    (root / _STAMP).unlink(missing_ok=True)  # the layout below is about to change
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise DemoCorpusError(
@@ -141,12 +159,13 @@ def fetch(
             "use a folder of your own music instead (make demo MUSIC=path/to/folder)"
         )
     rows = _lay_out(root, got, say)
-    with open(root / "manifest.csv", "w", newline="") as fh:
+    with atomic_path(root / "manifest.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "package", "licence", "duration_s"])
         w.writerows((t.file, t.package, t.licence, f"{t.duration_s:.3f}") for t in rows)
     if len(got) == len(packages):
-        stamp.write_text(_stamp_value(packages))
+        with atomic_path(root / _STAMP) as tmp:
+            tmp.write_text(_stamp_value(packages))
     return rows
 
 

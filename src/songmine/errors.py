@@ -16,6 +16,7 @@ __all__ = [
     "DataError",
     "EngineError",
     "ConvergenceWarning",
+    "one_line",
 ]
 
 
@@ -84,3 +85,10 @@ class EngineError(SongmineError, RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative algorithm stopped before converging, or met an empty cluster."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when the message is empty): what a
+    one-line error report shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

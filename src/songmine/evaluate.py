@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .degrade import CONDITIONS, degrade, source_seconds
+from .degrade import BASE_CONDITIONS, CONDITIONS, check_available, degrade, source_seconds
 from .errors import ParameterError, SongmineError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +137,7 @@ class EvalConfig:
     """
 
     tracks: int = 40
-    durations: tuple[float, ...] = (3.0, 5.0, 10.0)
+    durations: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 10.0)
     conditions: tuple[str, ...] = CONDITIONS
     queries_per_cell: int = 40
     nonmember_queries: int = 200
@@ -233,7 +233,7 @@ METHODS: dict[str, Any] = {
     "landmark": "songmine.evaluate:LandmarkIdentifier",
     "landmark-memory": "songmine.evaluate:MemoryLandmarkIdentifier",
     "seed": "songmine.evaluate:SeedIdentifier",
-    "sketch": "songmine.sketch:SketchIdentifier",
+    "sketch": "songmine.minhash.sketch:SketchIdentifier",
 }
 
 
@@ -287,7 +287,7 @@ def _split_options(opts: dict[str, Any], *classes: type) -> list[dict[str, Any]]
 
 
 class LandmarkIdentifier:
-    """The landmark method through the durable index (``songmine.index`` + ``songmine.identify``).
+    """The landmark method through the durable index (:mod:`songmine.fingerprint.index` + :func:`songmine.identify`).
 
     Options: any field of ``FingerprintConfig`` or of ``identify.SearchConfig``
     (``key=value``, parsed as int, float, bool or string), plus ``top``
@@ -298,23 +298,22 @@ class LandmarkIdentifier:
     name = "landmark"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from . import identify as _identify
-        from .landmarks import FingerprintConfig
+        from .fingerprint.landmarks import FingerprintConfig
+        from .fingerprint.search import SearchConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
         opts.pop("thresholds", None)
-        search_cls = getattr(_identify, "SearchConfig", None)
-        fp_opts, search_opts = _split_options(opts, FingerprintConfig, search_cls)
+        fp_opts, search_opts = _split_options(opts, FingerprintConfig, SearchConfig)
         self.config = FingerprintConfig(**fp_opts)
-        self.search = search_cls(**search_opts) if search_cls is not None else None
+        self.search = SearchConfig(**search_opts)
         self.sr = int(self.config.sr)
         self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix="songmine-eval-")
         self.path = Path(index_path) if index_path is not None else Path(self._tmp) / "index"
         self.index = None
 
     def build(self, paths, *, jobs, progress):
-        from .index import Index, index_files
+        from .fingerprint.index import Index, index_files
 
         self.index = Index(self.path, create=True, config=self.config)
         t0 = time.perf_counter()
@@ -332,12 +331,11 @@ class LandmarkIdentifier:
         )
 
     def query(self, clip, *, name):
-        from .identify import identify, keep_heap
+        from .fingerprint.query import identify
+        from .fingerprint.heap import keep_heap
 
         keep_heap()  # this process now exists to search (indexing is over)
-        if self.search is not None:
-            return identify(self.index, clip, top=self.top, name=name, config=self.search)
-        return identify(self.index, clip, top=self.top, name=name)
+        return identify(self.index, clip, top=self.top, name=name, config=self.search)
 
     def close(self):
         close = getattr(self.index, "close", None)
@@ -356,7 +354,7 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
     name = "landmark-memory"
 
     def build(self, paths, *, jobs, progress):
-        from .identify import MemoryIndex
+        from .fingerprint.memory import MemoryIndex
 
         t0 = time.perf_counter()
         self.index = MemoryIndex.from_files(list(paths), self.config, progress=progress)
@@ -369,7 +367,7 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
 
 
 class SeedIdentifier:
-    """The brief's onset-peak MinHash/LSH method (:class:`songmine.seedmethod.SeedIndex`), in memory.
+    """The brief's onset-peak MinHash/LSH method (:class:`songmine.minhash.onset.SeedIndex`), in memory.
 
     Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
     ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked
@@ -380,7 +378,7 @@ class SeedIdentifier:
     name = "seed"
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from .seedmethod import SeedConfig
+        from .minhash.onset import SeedConfig
 
         opts = {k: _parse_value(v) for k, v in options.items()}
         self.top = int(opts.pop("top", 5))
@@ -394,7 +392,7 @@ class SeedIdentifier:
 
     def build(self, paths, *, jobs, progress):
         from .audio import info
-        from .seedmethod import SeedIndex
+        from .minhash.onset import SeedIndex
 
         t0 = time.perf_counter()
         self.index = SeedIndex(self.config)
@@ -853,7 +851,7 @@ def summarise(
         fp = [o for o in others if o.duration_s == dur]
         pooled[f"{dur:g}"] = {
             "duration_s": dur, "n": n, "correct": k, "top1": _pct(k, n),
-            "peer_best_mean": PEER_POOLED.get(float(dur)) if len(config.conditions) == len(CONDITIONS) else None,
+            "peer_best_mean": PEER_POOLED.get(float(dur)) if tuple(config.conditions) == BASE_CONDITIONS else None,
             "target": TARGET_POOLED.get(float(dur)),
             "fp_n": len(fp), "fp_rate": _pct(sum(o.answered for o in fp), len(fp)),
         }
@@ -946,6 +944,7 @@ def evaluate(
     >>> rep = evaluate("music/", make_identifier("landmark"), EvalConfig(tracks=10))  # doctest: +SKIP
     """
     t_start = time.perf_counter()
+    check_available(config.conditions)  # before any work: a missing extra is one line, not a crash mid-run
     indexed, held, durations = split_library(library, config, clamp_tracks=clamp_tracks)
     specs = plan_queries(indexed, held, durations, config)
     log.info("%d indexed, %d held out, %d queries", len(indexed), len(held), len(specs))

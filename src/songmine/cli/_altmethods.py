@@ -20,8 +20,8 @@ ALT_METHODS = ("seed", "sketch")
 
 def _folder(index: Path | None, method: str) -> Path:
     from ..paths import resolve_index_path
-    from ..seedmethod import SEED_DIRNAME
-    from ..sketch import SKETCH_DIRNAME
+    from ..minhash.onset import SEED_DIRNAME
+    from ..minhash.sketch import SKETCH_DIRNAME
 
     return resolve_index_path(index) / (SEED_DIRNAME if method == "seed" else SKETCH_DIRNAME)
 
@@ -38,11 +38,11 @@ def index_alt(method: str, dirs: list[Path], index: Path | None, *, json_out: bo
     if not files:
         raise fail(f"no audio files found under {', '.join(map(str, dirs))}", EXIT_USAGE)
     if method == "seed":
-        from ..seedmethod import SeedIndex
+        from ..minhash.onset import SeedIndex
 
         ix = SeedIndex()
     else:
-        from ..sketch import SketchIndex
+        from ..minhash.sketch import SketchIndex
 
         ix = SketchIndex()
     t0 = time.perf_counter()
@@ -72,9 +72,8 @@ def alt_index(method: str, index: Path | None):
     """Load the ``method`` index (``seed`` or ``sketch``) under the index directory (IndexFormatError if none)."""
     folder = _folder(index, method)
     if method == "seed":
-        from ..seedmethod import SeedIndex
+        from ..minhash.onset import SeedIndex
 
         return SeedIndex.load(folder)
-    from ..sketch import SketchIndex
-
+    from ..minhash.sketch import SketchIndex
     return SketchIndex.load(folder)

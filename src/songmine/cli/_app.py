@@ -62,27 +62,27 @@ def _root(
 
 def emit_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout (dataclasses and pydantic models included)."""
-    typer.echo(json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False, default=str))
+    typer.echo(json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False, default=str))
 
 
-def _plain(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     import dataclasses
     import math
 
     if hasattr(obj, "model_dump"):
         return obj.model_dump()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _plain(obj.item())
+        return jsonable(obj.item())
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays
-        return _plain(obj.tolist())
+        return jsonable(obj.tolist())
     return obj
 
 

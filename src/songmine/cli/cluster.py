@@ -96,19 +96,9 @@ def _write_choose_plot(res, path: Path) -> None:
 
 
 def _choose_png(res) -> str:
-    from types import SimpleNamespace
+    from ..cluster.report import choose_k_figure
 
-    import numpy as np
-
-    from ..cluster.report import figures
-
-    red = SimpleNamespace(explained_variance_ratio=np.array([1.0]), n_components=1, variance_threshold=0.7,
-                          retained_variance=1.0)
-    fake = SimpleNamespace(reduction=red, choose=res, k=res.recommended_k,
-                           projection={"xy": np.zeros((0, 2)), "labels": np.zeros(0, int), "centers": None},
-                           sizes=[0] * res.recommended_k, variables=[], pivots={}, kmeans_comparison=None,
-                           echonest_comparison=None)
-    return figures(fake)["choose_k"]
+    return choose_k_figure(res)
 
 
 @cluster_app.command("run")

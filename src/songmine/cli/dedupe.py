@@ -31,7 +31,7 @@ def dedupe_cmd(
 
     Exits 0 whatever it finds (also with --json / --csv); 2 on a usage error.
     """
-    from ..dedupe import DedupeConfig, dedupe, dedupe_index
+    from ..minhash.dedupe import DedupeConfig, dedupe, dedupe_index
 
     if json_out and csv_out:
         raise fail("--json and --csv are exclusive")
@@ -66,7 +66,7 @@ def _index_paths(index: Path) -> list[Path]:
 
     root = resolve_index_path(index)
     try:
-        from ..index import Index  # provided by the index module
+        from ..fingerprint.index import Index  # provided by the index module
     except ImportError as exc:  # pragma: no cover - until the index store lands
         raise fail(f"--index is not available in this build: {exc}") from None
     with Index(root) as ix:

@@ -25,9 +25,9 @@ def eval_cmd(
     ] = None,
     method: Annotated[str, typer.Option("--method", help="Identification method: landmark, sketch, seed.")] = "landmark",
     tracks: Annotated[int, typer.Option("--tracks", help="Tracks to index; the rest are held out (a smaller library: 3/4 of it).")] = 40,
-    durations: Annotated[str, typer.Option("--durations", help="Clip lengths in seconds, comma-separated.")] = "3,5,10",
+    durations: Annotated[str, typer.Option("--durations", help="Clip lengths in seconds, comma-separated.")] = "1,2,3,5,10",
     conditions: Annotated[
-        Optional[str], typer.Option("--conditions", help="Comma-separated degradations (default: all 13).")
+        Optional[str], typer.Option("--conditions", help="Comma-separated degradations (default: all 22; the last 9 need the eval extra).")
     ] = None,
     queries_per_cell: Annotated[
         int, typer.Option("--queries-per-cell", help="Member queries per condition × duration.")
@@ -57,7 +57,7 @@ def eval_cmd(
     """Measure a method: top-1 per condition × duration, false positives, calibration, speed, size.
 
     Deterministic queries (seeded offsets, near-silent cuts re-drawn) from
-    TRACKS indexed tracks, degraded 13 ways, plus non-member queries from the
+    TRACKS indexed tracks, degraded 22 ways, plus non-member queries from the
     held-out tracks. Peers' best numbers (PEERS.md) are shown beside each cell.
     """
     from ..errors import SongmineError
@@ -102,9 +102,9 @@ def eval_cmd(
     if save_json is not None:
         import json
 
-        from ._app import _plain
+        from ._app import jsonable
 
-        save_json.write_text(json.dumps(_plain(report), indent=1, allow_nan=False, default=str))
+        save_json.write_text(json.dumps(jsonable(report), indent=1, allow_nan=False, default=str))
     if plot is not None:
         from ..evaluate import plot_report
 

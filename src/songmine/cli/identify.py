@@ -1,4 +1,4 @@
-"""``songmine identify``: which indexed track is each clip? (thin over :func:`songmine.identify.identify`)."""
+"""``songmine identify``: which indexed track is each clip? (thin over :func:`songmine.identify`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def open_index(path: Optional[Path]):
     from ..paths import resolve_index_path
 
     try:
-        from ..index import Index
+        from ..fingerprint.index import Index
     except ImportError as exc:  # the index store is not installed in this build
         raise fail(f"the index store is not available ({exc})", EXIT_USAGE) from None
     return Index(resolve_index_path(path))
@@ -72,8 +72,9 @@ def identify_cmd(
         batch.report()
         raise typer.Exit(batch.exit_code(results))
     from ..errors import IndexFormatError
-    from ..identify import identify, keep_heap
-    from ..landmarks import FingerprintConfig
+    from ..fingerprint.heap import keep_heap
+    from ..fingerprint.landmarks import FingerprintConfig
+    from ..fingerprint.query import identify
 
     keep_heap()
     try:

@@ -1,6 +1,6 @@
 """Verbs over the fingerprint index: ``index``, ``tracks``, ``remove``, ``compact``, ``verify``.
 
-Thin: each verb is one call into :mod:`songmine.index`. A missing index is an
+Thin: each verb is one call into :mod:`songmine.fingerprint.index`. A missing index is an
 :class:`~songmine.errors.IndexFormatError` → one line and exit 2.
 """
 
@@ -54,7 +54,7 @@ def index_cmd(
         from ._altmethods import index_alt
 
         return index_alt(method, dirs, index, json_out=json_out)
-    from ..index import Index, IndexingInterrupted, index_files
+    from ..fingerprint.index import Index, IndexingInterrupted, index_files
     from ..paths import resolve_index_path
 
     path = resolve_index_path(index)
@@ -119,7 +119,7 @@ def index_cmd(
 @app.command("tracks")
 def tracks_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     """List the tracks of the index: id, title, artist, duration, path."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -155,7 +155,7 @@ def remove_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Remove tracks from the index (their postings go at the next `compact`)."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -170,7 +170,7 @@ def remove_cmd(
 @app.command("compact")
 def compact_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     """Merge all segments into one and drop the postings of removed tracks."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -203,8 +203,8 @@ def verify_cmd(
     With --repair, damaged segments are dropped, the tracks they held (and any
     with a damaged profile) are forgotten and their files indexed again.
     """
-    from ..index import Index, index_files
-    from ..index.integrity import verify_index
+    from ..fingerprint.index import Index, index_files
+    from ..fingerprint.index.integrity import verify_index
     from ..paths import resolve_index_path
 
     path = resolve_index_path(index)

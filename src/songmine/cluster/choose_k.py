@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError
-from .kmeans import KMeans, check_array, check_random_state
+from ..random_state import check_random_state
+from .kmeans import KMeans, check_array
 
 __all__ = ["ChooseKConfig", "ChooseKResult", "choose_k", "silhouette_score", "calinski_harabasz_score",
            "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range"]

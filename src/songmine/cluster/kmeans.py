@@ -16,24 +16,12 @@ import warnings
 import numpy as np
 
 from ..errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from ..random_state import check_random_state
 from .engines import Engine, assign, get_engine
 
-__all__ = ["KMeans", "kmeans_plusplus", "random_init", "check_random_state", "check_array"]
+__all__ = ["KMeans", "kmeans_plusplus", "random_init", "check_array"]
 
 log = logging.getLogger(__name__)
-
-
-def check_random_state(random_state) -> np.random.Generator:
-    """Normalise ``int | np.random.Generator | None`` to a Generator (never the global RNG)."""
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ParameterError(f"random_state={random_state} must be >= 0")
-        return np.random.default_rng(int(random_state))
-    raise ParameterError(f"random_state={random_state!r} must be an int, a numpy Generator or None")
 
 
 def check_array(X, *, name: str = "X") -> np.ndarray:

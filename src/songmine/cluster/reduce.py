@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, ParameterError
+from .engines import limit_blas_threads
 
 __all__ = ["ReduceConfig", "Reduction", "reduce", "randomized_svd"]
 
@@ -149,9 +150,7 @@ def randomized_svd(A: np.ndarray, rank: int, *, n_oversamples: int = 10, n_iter:
 
 
 def _one_blas_thread():
-    from .engines import _blas_limit
-
-    return _blas_limit(1)
+    return limit_blas_threads(1)
 
 
 def _n_for(ratios: np.ndarray, threshold: float) -> int | None:

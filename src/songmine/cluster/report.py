@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["render_html", "write_report", "figures"]
+__all__ = ["render_html", "write_report", "figures", "choose_k_figure"]
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -49,6 +49,40 @@ def _colors(k: int):
     return [cmap(i % cmap.N) for i in range(k)]
 
 
+def choose_k_figure(ch) -> str:
+    """The five k-selection criteria of a :class:`~songmine.cluster.choose_k.ChooseKResult`, as a PNG data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    ks = ch.k_values
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.6))
+    panels = [("inertia (elbow)", ch.inertia, "elbow"), ("silhouette ↑", ch.silhouette, "silhouette"),
+              ("Calinski-Harabasz ↑", ch.calinski_harabasz, "calinski_harabasz"),
+              ("Davies-Bouldin ↓", ch.davies_bouldin, "davies_bouldin"), ("gap statistic", ch.gap, "gap")]
+    for ax, (title, vals, key) in zip(axes.flat, panels):
+        if key == "gap":
+            ax.errorbar(ks, vals, yerr=ch.gap_sd, fmt="o-", ms=3, color="#1f4e79", capsize=2)
+        else:
+            ax.plot(ks, vals, "o-", ms=3, color="#1f4e79")
+        ax.axvline(ch.votes[key], color="#e67e22", ls="--", lw=1.2, label=f"votes k={ch.votes[key]}")
+        ax.axvline(ch.recommended_k, color="#c0392b", lw=1.5, alpha=.5)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(ks)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8, loc="best")
+    ax = axes.flat[5]
+    ax.axis("off")
+    ax.text(0, 0.95, f"recommended k = {ch.recommended_k}", fontsize=13, weight="bold", va="top")
+    import textwrap
+
+    ax.text(0, 0.75, "\n".join(textwrap.wrap(ch.reason, 42)), fontsize=8.5, va="top")
+    fig.suptitle("Choosing k (red line: recommendation; orange: each method's vote)", fontsize=11)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def figures(res) -> dict[str, str]:
     """The report's figures as PNG data URIs: variance, choose_k, projection, sizes, genre_heatmap, comparisons."""
     import matplotlib
@@ -77,32 +111,7 @@ def figures(res) -> dict[str, str]:
     out["variance"] = _png(fig)
 
     if res.choose is not None:
-        ch = res.choose
-        ks = ch.k_values
-        fig, axes = plt.subplots(2, 3, figsize=(11, 5.6))
-        panels = [("inertia (elbow)", ch.inertia, "elbow"), ("silhouette ↑", ch.silhouette, "silhouette"),
-                  ("Calinski-Harabasz ↑", ch.calinski_harabasz, "calinski_harabasz"),
-                  ("Davies-Bouldin ↓", ch.davies_bouldin, "davies_bouldin"), ("gap statistic", ch.gap, "gap")]
-        for ax, (title, vals, key) in zip(axes.flat, panels):
-            if key == "gap":
-                ax.errorbar(ks, vals, yerr=ch.gap_sd, fmt="o-", ms=3, color="#1f4e79", capsize=2)
-            else:
-                ax.plot(ks, vals, "o-", ms=3, color="#1f4e79")
-            ax.axvline(ch.votes[key], color="#e67e22", ls="--", lw=1.2, label=f"votes k={ch.votes[key]}")
-            ax.axvline(ch.recommended_k, color="#c0392b", lw=1.5, alpha=.5)
-            ax.set_title(title, fontsize=10)
-            ax.set_xticks(ks)
-            ax.tick_params(labelsize=8)
-            ax.legend(fontsize=8, loc="best")
-        ax = axes.flat[5]
-        ax.axis("off")
-        ax.text(0, 0.95, f"recommended k = {ch.recommended_k}", fontsize=13, weight="bold", va="top")
-        import textwrap
-
-        ax.text(0, 0.75, "\n".join(textwrap.wrap(ch.reason, 42)), fontsize=8.5, va="top")
-        fig.suptitle("Choosing k (red line: recommendation; orange: each method's vote)", fontsize=11)
-        fig.tight_layout()
-        out["choose_k"] = _png(fig)
+        out["choose_k"] = choose_k_figure(res.choose)
 
     k = res.k
     cols = _colors(k)
