@@ -429,7 +429,7 @@ def _fingerprint_files(files, config, fpc, prints, skipped, *, jobs, progress, t
     work = [(f, config, fpc) for f in files]
     done = len(prints) + len(skipped)
     if jobs > 1 and len(work) > 1:
-        from .workers import pool
+        from ..workers import pool
 
         with pool(jobs) as ex:
             results = ex.map(_fingerprint_job, work, chunksize=1)
