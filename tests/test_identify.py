@@ -272,20 +272,93 @@ def test_cli_identify_exit_codes_and_json(tmp_path, synth_music, monkeypatch):
     runner = CliRunner()
 
     r = runner.invoke(app, ["identify", str(clip), str(bad), "--json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2, r.output  # a clip failed: 2, and every record is printed
     recs = json.loads(r.stdout)
     assert [x["query"] for x in recs] == [str(clip), str(bad)]
     assert recs[0]["matches"][0]["title"] == "Song" and abs(recs[0]["matches"][0]["offset_s"] - 10.0) < 0.05
     assert recs[1]["matches"] == [] and "bad.mp3" in recs[1]["error"]
 
     r = runner.invoke(app, ["identify", str(other), str(bad)])
-    assert r.exit_code == 1 and "no match" in r.stdout and "error" in r.stdout
+    assert r.exit_code == 2 and "no match" in r.stdout and "error" in r.stdout
+
+    r = runner.invoke(app, ["identify", str(other)])
+    assert r.exit_code == 1 and "no match" in r.stdout
 
     r = runner.invoke(app, ["identify", str(clip)])
     assert r.exit_code == 0 and "Song" in r.stdout and ("0:10.0" in r.stdout or "0:09.9" in r.stdout)
 
     r = runner.invoke(app, ["identify", str(clip), "--method", "nope"])
     assert r.exit_code == 2
+
+
+@pytest.fixture
+def cli_index(tmp_path, synth_music, monkeypatch):
+    """``songmine identify`` answers from a one-song MemoryIndex; returns (song y, the index)."""
+    from songmine.cli import identify as cli_identify
+
+    y = synth_music(SR, 30.0, seed=5)
+    idx = MemoryIndex()
+    idx.add(y, path="/music/song.ogg", title="Song", artist="Band")
+    monkeypatch.setattr(cli_identify, "open_index", lambda path: idx)
+    return y, idx
+
+
+def test_cli_identify_bad_inputs_exit_2_not_no_match(tmp_path, cli_index, capsys):
+    import json
+
+    import soundfile as sf
+
+    from songmine.cli._app import main
+
+    y, _ = cli_index
+    good = tmp_path / "good.flac"
+    sf.write(good, y[5 * SR:12 * SR], SR)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.txt").write_text("hello\n" * 100)
+    data = good.read_bytes()
+    (tmp_path / "truncated.flac").write_bytes(data[: len(data) // 2])
+    bad = ["adir", "missing.wav", "empty.wav", "text.txt", "truncated.flac"]
+    for name in bad:
+        assert main(["identify", str(tmp_path / name)]) == 2, name
+        out = capsys.readouterr().out
+        assert "error" in out and name in out
+    # a batch: every record printed, in order, the good clip answered, exit 2
+    assert main(["identify", *(str(tmp_path / n) for n in ["good.flac", *bad]), "--json"]) == 2
+    recs = json.loads(capsys.readouterr().out)
+    assert [r["query"] for r in recs] == [str(tmp_path / n) for n in ["good.flac", *bad]]
+    assert recs[0]["matches"][0]["title"] == "Song" and recs[0]["error"] is None
+    assert all(r["error"] and r["matches"] == [] for r in recs[1:])
+    assert main(["identify", str(good)]) == 0
+
+
+def test_cli_identify_a_bug_on_one_clip_keeps_the_batch(tmp_path, cli_index, capsys, monkeypatch):
+    import json
+
+    import soundfile as sf
+
+    import songmine.fingerprint.query as module
+    from songmine.cli._app import main
+
+    y, _ = cli_index
+    monkeypatch.setenv("SONGMINE_CACHE", str(tmp_path / "cache"))
+    for name in ("a.wav", "boom.wav", "c.wav"):
+        sf.write(tmp_path / name, y[5 * SR:12 * SR], SR)
+    real = module.identify
+
+    def flaky(index, clip, **kw):
+        if clip.endswith("boom.wav"):
+            raise RuntimeError("boom")
+        return real(index, clip, **kw)
+
+    monkeypatch.setattr(module, "identify", flaky)
+    code = main(["identify", *(str(tmp_path / n) for n in ("a.wav", "boom.wav", "c.wav")), "--json"])
+    cap = capsys.readouterr()
+    assert code == 70
+    recs = json.loads(cap.out)
+    assert [bool(r["matches"]) for r in recs] == [True, False, True]
+    assert recs[1]["error"] == "internal error: RuntimeError: boom"
+    assert "traceback in" in cap.err and "RuntimeError: boom" in (tmp_path / "cache" / "crash.log").read_text()
 
 
 def test_cli_identify_missing_index_is_a_usage_error(tmp_path):

@@ -43,11 +43,13 @@ def test_fence_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bit
     assert np.array_equal(hi, np.searchsorted(p.hashes, keys, "right"))
 
 
-def test_fences_cost_one_percent(tmp_path, rng):
+def test_fences_and_checksums_cost_one_percent(tmp_path, rng):
     p = random_postings(rng, 100_000)
     size = write_segment(tmp_path / "s.sgm", p)
     assert size == (tmp_path / "s.sgm").stat().st_size
-    assert 12 * len(p) < size <= 12 * len(p) * 1.011 + 64
+    body = 4 * -(-len(p) // 32) + 12 * len(p)  # fences + postings
+    assert size == 64 + body + 4 * -(-body // 4096) + 16  # + a CRC per 4 KB block + footer
+    assert 12 * len(p) < size <= 12 * len(p) * 1.012 + 80
 
 
 def test_version_1_segments_are_still_read(tmp_path, rng):

@@ -11,6 +11,7 @@ __all__ = [
     "ParameterError",
     "DecodeError",
     "IndexFormatError",
+    "IndexCorruptError",
     "NotFittedError",
     "DataError",
     "EngineError",
@@ -47,6 +48,27 @@ class DecodeError(SongmineError):
 
 class IndexFormatError(SongmineError):
     """An index is missing, of another version, or was built with another config."""
+
+
+class IndexCorruptError(IndexFormatError):
+    """A part of an index is damaged: it fails its checksum, or the catalogue is unreadable.
+
+    Never the caller's fault: the server answers it with a 5xx, not a 4xx. The
+    message names the damaged part and how to recover (``songmine verify``).
+
+    Attributes
+    ----------
+    part : str | None
+        The damaged part: a segment file, ``"profile of track 12"``, the catalogue.
+    reason : str
+        ``"index-damaged"`` (the machine-friendly reason of an error body).
+    """
+
+    reason = "index-damaged"
+
+    def __init__(self, message: str, *, part: str | None = None):
+        super().__init__(message)
+        self.part = part
 
 
 class NotFittedError(SongmineError, AttributeError):

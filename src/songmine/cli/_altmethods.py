@@ -14,11 +14,11 @@ from pathlib import Path
 
 import typer
 
-from ..errors import IndexFormatError, SongmineError
+from ..errors import SongmineError
 from ..library import iter_audio_files
 from ..methods import Method, get_method, resolve
 from ..paths import resolve_index_path
-from ._app import EXIT_USAGE, emit_json, fail, print_skipped, progress_bar
+from ._app import EXIT_USAGE, emit_json, fail, print_skipped, printable, progress_bar
 
 
 def folder_method(name: str) -> Method:
@@ -63,14 +63,10 @@ def index_alt(name: str, dirs: list[Path], index: Path | None, *, json_out: bool
         emit_json(summary)
     else:
         print_skipped(ix.skipped)
-        typer.echo(f"{name} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s")
+        typer.echo(printable(f"{name} index {folder}: {len(ix)} tracks, {size / 1e6:.2f} MB, {summary['seconds']:.1f} s"))
 
 
-def identify_alt(name: str, index: Path | None, clips: list[Path], *, top: int) -> list:
-    """Query every clip against the ``name`` index; per-clip errors go in the record."""
+def alt_index(name: str, index: Path | None):
+    """Load the ``name`` folder index under the index directory (IndexFormatError if there is none)."""
     m = folder_method(name)
-    try:
-        ix = resolve(m.folder_index).load(_folder(index, m))
-    except IndexFormatError as exc:
-        raise fail(str(exc).splitlines()[0], EXIT_USAGE) from None
-    return [ix.query_file(str(c), top=top) for c in clips]  # loop over clips
+    return resolve(m.folder_index).load(_folder(index, m))

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..atomic import atomic_path
-from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
 
 catalog_app = typer.Typer(
     help="FMA catalogue tables: load, validate, merge.",
@@ -64,7 +64,7 @@ def merge_cmd(
         t.add_row(c.table, f"{c.rows:,}", f"{c.kept:,}", f"{c.dropped:,}", f"{c.columns:,}")
     out_console().print(t)
     if written:
-        typer.echo(f"wrote {written}")
+        typer.echo(printable(f"wrote {written}"))
 
 
 @catalog_app.command("cache")

@@ -16,7 +16,7 @@ from ..audio import load
 from ..errors import DecodeError, ParameterError, one_line
 from ..records import Match, QueryResult
 from .landmarks import FingerprintConfig
-from .search import IndexLike, SearchConfig, search
+from .search import IndexLike, SearchConfig, known_track, search
 
 __all__ = ["identify"]
 
@@ -66,6 +66,9 @@ def identify(
     ------
     ParameterError
         ``top < 1`` or a malformed array.
+    IndexCorruptError
+        The index is damaged (what the search reads fails its checksum, or
+        the postings and the catalogue disagree): never blamed on the clip.
     """
     if not isinstance(top, int) or top < 1:
         raise ParameterError(f"top={top!r} must be an integer >= 1")
@@ -87,7 +90,7 @@ def identify(
     for c in cands:
         if c.confidence < config.min_confidence:
             continue
-        tr = index.track(c.track_id)
+        tr = known_track(index, c.track_id)
         matches.append(Match(
             track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
             offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),

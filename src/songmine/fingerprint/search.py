@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import soxr
 
-from ..errors import ParameterError
+from ..errors import IndexCorruptError, ParameterError
 from . import profiles
 from .landmarks import DT_BITS, FingerprintConfig, fingerprint, speed_fingerprinter, unpack_hashes
 from .scoring import (
@@ -39,7 +39,7 @@ from .scoring import (
     vote,
 )
 
-__all__ = ["SearchConfig", "Candidate", "IndexLike", "search"]
+__all__ = ["SearchConfig", "Candidate", "IndexLike", "search", "known_track"]
 
 
 
@@ -503,11 +503,24 @@ class _HitCounter:
         return out
 
     def track(self, track_id: int) -> Any:
-        return self._index.track(track_id)
+        return known_track(self._index, track_id)
 
     @property
     def n_tracks(self) -> int:
         return self._index.n_tracks
+
+
+def known_track(index: IndexLike, track_id: int) -> Any:
+    """``index.track(track_id)`` for a track id read from the postings: missing, the index is at fault, not the clip."""
+    try:
+        return index.track(track_id)
+    except KeyError:
+        path = getattr(index, "path", None)
+        raise IndexCorruptError(
+            f"{path or 'the index'}: postings name track {track_id}, which its catalogue does not know; "
+            f"`songmine verify{f' --index {path}' if path else ''}` checks it",
+            part=str(path) if path else None,
+        ) from None
 
 
 def _accepted(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig) -> bool:

@@ -429,9 +429,9 @@ def _fingerprint_files(files, config, fpc, prints, skipped, *, jobs, progress, t
     work = [(f, config, fpc) for f in files]
     done = len(prints) + len(skipped)
     if jobs > 1 and len(work) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from ..workers import pool
 
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
+        with pool(jobs) as ex:
             results = ex.map(_fingerprint_job, work, chunksize=1)
             for k, (pr, err) in enumerate(results):
                 _collect(pr, err, prints, skipped)

@@ -13,7 +13,9 @@ skips content it already has, collects results and commits a new segment every
 * one bad file is a line in ``IndexReport.failed``, never an abort — a worker
   that dies (e.g. killed by the OOM killer) fails only its in-flight files;
 * memory is flat in library size: at most ``2 × jobs`` files in flight and
-  one batch of postings in the parent.
+  one batch of postings in the parent;
+* workers die with the parent, even one killed with ``kill -9``
+  (:func:`songmine.workers.pool`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ParameterError, SongmineError
+from ...errors import ParameterError, SongmineError, one_line
 from ..landmarks import FingerprintConfig
-from ..profiles import profile, supported
 from ...library import file_sha256
+from ...workers import pool
+from ..profiles import profile, supported
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
 __all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "add_file", "AddedFile"]
@@ -147,18 +150,13 @@ def _work(path: str) -> tuple[str, Any]:
             from ..landmarks import fingerprint as extractor
         return "ok", _fingerprint(path, sha, st, _W["config"], extractor, info, load)
     except SongmineError as exc:
-        return "failed", _one_line(exc)
+        return "failed", one_line(exc)
     except OSError as exc:
         return "failed", f"{path}: {exc.strerror or exc}"
     except MemoryError:
         return "failed", f"{path}: out of memory while decoding"
     except Exception as exc:  # an extractor bug must not abort a 10,000-file run
-        return "failed", f"{path}: {type(exc).__name__}: {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return "failed", f"{path}: {type(exc).__name__}: {one_line(exc)}"
 
 
 # ------------------------------------------------------------------ parent side
@@ -363,7 +361,7 @@ _DIED = "{path}: the worker process died while processing this file (decoder cra
 
 def _alone(path: str, initargs: tuple) -> tuple[str, Any] | None:
     """Process one file in a fresh one-worker pool; None when that worker dies too."""
-    with cf.ProcessPoolExecutor(max_workers=1, initializer=_init_worker, initargs=initargs) as ex:
+    with pool(1, initializer=_init_worker, initargs=initargs) as ex:
         try:
             return ex.submit(_work, path).result()
         except cf.process.BrokenProcessPool:
@@ -408,7 +406,7 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
     max_inflight = 2 * jobs
     while True:  # one pass per pool; a pool that breaks (worker killed) is replaced
         initargs = (config, extractor, known)
-        ex = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=initargs)
+        ex = pool(jobs, initializer=_init_worker, initargs=initargs)
         inflight: dict[cf.Future, str] = {}
         broken = False
         try:
