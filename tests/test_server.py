@@ -296,6 +296,8 @@ def test_health_openapi_and_page(client):
     for bad in ("/static/app.py", "/static/..%2fapp.py", "/static/%2e%2e/settings.py", "/etc/passwd"):
         assert client.get(bad).status_code == 404
     assert "access-control-allow-origin" not in client.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+    for r in (client.get("/api/health"), page, client.get("/api/tracks/999"), client.post("/api/identify")):
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
 
 
 def test_cors_when_configured(server_index):
@@ -371,6 +373,47 @@ def test_tracks_added_by_another_writer_are_picked_up(server_index, tagged_cuts,
             time.sleep(0.1)
         best = c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"][0]
         assert Path(best["path"]).name == tagged_cuts[5].name
+
+
+def test_a_commit_by_another_process_is_seen_by_the_next_request(server_index, tagged_cuts, tmp_path):
+    """No waiting for a periodic refresh (off here): every request checks the catalogue's commit counter
+    first, so a request that starts after another writer's commit sees its track."""
+    from songmine.fingerprint.index import Index, index_files
+
+    path = tmp_path / "index"
+    shutil.copytree(server_index, path)
+    s = ServerSettings(index_path=path, refresh_interval_s=0)
+    with TestClient(create_app(s), base_url=LOCAL) as c:
+        probe = clip(tagged_cuts[5], offset=6.0, duration=8.0, fmt="wav")
+        assert c.post("/api/identify", files={"file": ("p.wav", probe)}).json()["matches"] == []
+        before = c.app.state.holder.snapshot()
+        with Index(path) as other:
+            index_files(other, [tagged_cuts[5]], jobs=1)
+        best = c.post("/api/identify", files={"file": ("p.wav", probe)}).json()["matches"][0]
+        assert Path(best["path"]).name == tagged_cuts[5].name
+        assert c.get("/api/health").json()["n_tracks"] == 6
+        assert c.get("/api/tracks?limit=500").json()["total"] == 6
+        assert before.n_tracks == 5  # the old snapshot itself was left alone
+        now = c.app.state.holder.snapshot()
+        c.get("/api/health")
+        assert c.app.state.holder.snapshot() is now  # nothing changed since: the same reader
+
+
+def test_server_timing_reports_the_cpu_of_each_stage(server_index, tagged_cuts):
+    body = clip(tagged_cuts[1], offset=4.0, duration=10.0, fmt="wav")
+    s = ServerSettings(index_path=server_index, refresh_interval_s=0, server_timing=True)
+    with TestClient(create_app(s), base_url=LOCAL) as c:
+        r = c.post("/api/identify", files={"file": ("q.wav", body)})
+        assert r.status_code == 200 and Path(r.json()["matches"][0]["path"]).name == tagged_cuts[1].name
+        stages = {}
+        for part in r.headers["server-timing"].split(","):
+            name, _, dur = part.strip().partition(";dur=")
+            stages[name] = float(dur)
+        assert set(stages) == {"receive", "decode", "resample", "fingerprint", "search", "respond"}
+        assert all(v >= 0 for v in stages.values()) and stages["fingerprint"] > 0 and stages["decode"] > 0
+    with TestClient(create_app(ServerSettings(index_path=server_index, refresh_interval_s=0)), base_url=LOCAL) as c:
+        r = c.post("/api/identify", files={"file": ("q.wav", body)})
+        assert r.status_code == 200 and "server-timing" not in r.headers  # off by default
 
 
 def test_busy_server_answers_503_with_retry_after(server_index, tagged_cuts):

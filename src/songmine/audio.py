@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Union
 
 from .errors import DecodeError, ParameterError
+from .stages import stage
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -392,7 +393,8 @@ class _Sink:
         if doubled != self.doubled:  # the layout changed mid-stream: feed the stream's scale (exact)
             a = a * np.float32(2.0 if self.doubled else 0.5)
         x = np.ascontiguousarray(a if a.ndim == 1 else a.T, dtype=np.float32)
-        self._append(self.stream.resample_chunk(x))
+        with stage("resample"):
+            self._append(self.stream.resample_chunk(x))
 
     def _append(self, out) -> None:
         """Append a block of resampled output (halved when the stream is fed the channels' sum)."""
@@ -413,9 +415,10 @@ class _Sink:
         import numpy as np
 
         if self.stream is not None:
-            self._append(self.stream.resample_chunk(
-                np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
-            ))
+            with stage("resample"):
+                self._append(self.stream.resample_chunk(
+                    np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
+                ))
             self.stream = None
         seg = self.blocks[self._seg_block :]
         # soxr's stream may differ from round(n * ratio) by a sample: make the length exact

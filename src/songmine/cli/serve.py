@@ -50,6 +50,9 @@ def serve(
     send_timeout_s: Annotated[
         float, typer.Option(min=0.1, help="Seconds a client may read nothing of its response before it is dropped.")
     ] = 30.0,
+    server_timing: Annotated[
+        bool, typer.Option("--server-timing", help="Send each identification's CPU per stage in a Server-Timing header.")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Serve the index over HTTP: the page at /, the API at /api, OpenAPI docs at /docs.
@@ -86,6 +89,7 @@ def serve(
         header_timeout_s=header_timeout_s,
         keep_alive_s=keep_alive_s,
         send_timeout_s=send_timeout_s,
+        server_timing=server_timing,
     )
     _check_index(settings.index_path)
     scheme = "https" if tls_cert else "http"

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IndexFormatError, ParameterError
+from ..stages import stage
 from .spectral import band_peaks, band_spectrogram
 
 __all__ = [
@@ -359,6 +360,10 @@ def speed_fingerprinter(
     peaks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def at(s: float) -> tuple[np.ndarray, np.ndarray]:
+        with stage("fingerprint"):
+            return _at(s)
+
+    def _at(s: float) -> tuple[np.ndarray, np.ndarray]:
         if not peaks:
             t, f, off = _peaks(y, c, query=query, subbin=True)
             peaks.append((t, f, off if off is not None else np.zeros(t.shape)))
@@ -439,8 +444,9 @@ def fingerprint(
     >>> h.dtype, t.dtype, h.shape
     (dtype('uint32'), dtype('uint32'), (0,))
     """
-    t, f = landmark_peaks(y, config, query=query)
-    c = config
-    t1, f1, df, dt = pair_peaks(t, f, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max,
-                                fan_out=c.query_fan_out if query else c.fan_out)
-    return pack_hashes(f1, df, dt), t1.astype(np.uint32)
+    with stage("fingerprint"):
+        t, f = landmark_peaks(y, config, query=query)
+        c = config
+        t1, f1, df, dt = pair_peaks(t, f, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max,
+                                    fan_out=c.query_fan_out if query else c.fan_out)
+        return pack_hashes(f1, df, dt), t1.astype(np.uint32)

@@ -28,6 +28,7 @@ import numpy as np
 import soxr
 
 from ..errors import IndexCorruptError, ParameterError
+from ..stages import stage
 from . import profiles
 from .landmarks import DT_BITS, FingerprintConfig, fingerprint, speed_fingerprinter, unpack_hashes
 from .scoring import (
@@ -307,7 +308,8 @@ class _Search:
 
     def at_speed(self, s: float) -> np.ndarray:
         if s not in self.clips:
-            self.clips[s] = self.y if s == 1.0 else soxr.resample(self.y, 1.0, float(s), quality="LQ").astype(np.float32)
+            with stage("resample"):
+                self.clips[s] = self.y if s == 1.0 else soxr.resample(self.y, 1.0, float(s), quality="LQ").astype(np.float32)
         return self.clips[s]
 
     def certain(self, cands: list[Candidate]) -> bool:

@@ -41,11 +41,15 @@ class QuerySlots:
         self._sem.release()
 
 
-def get_settings(request: Request) -> ServerSettings:
+# The dependencies that only read app state are ``async``: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a hand-off that cost more CPU than the lookup itself, several times per request.
+
+
+async def get_settings(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 
-def get_holder(request: Request) -> IndexHolder:
+async def get_holder(request: Request) -> IndexHolder:
     holder = request.app.state.holder
     if holder is None:  # pragma: no cover - lifespan not run
         raise HTTPException(503, "the index is not open yet", headers=reason_header("starting"))
@@ -53,11 +57,12 @@ def get_holder(request: Request) -> IndexHolder:
 
 
 def get_index(holder: Annotated[IndexHolder, Depends(get_holder)]) -> Index:
-    """The reader snapshot for this request (fixed for the request's whole life)."""
-    return holder.snapshot()
+    """The reader snapshot for this request (fixed for the request's whole life; checked fresh first,
+    which reads the catalogue: a thread-pool dependency, off the event loop)."""
+    return holder.current()
 
 
-def get_slots(request: Request) -> QuerySlots:
+async def get_slots(request: Request) -> QuerySlots:
     return request.app.state.slots
 
 
@@ -69,7 +74,7 @@ SlotsDep = Annotated[QuerySlots, Depends(get_slots)]
 _bearer = HTTPBearer(auto_error=False, description="The server's SONGMINE_TOKEN")
 
 
-def require_token(
+async def require_token(
     settings: SettingsDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -112,7 +112,8 @@ class HostAllowList:
 
 
 class RequestGuard:
-    """Pure ASGI middleware: the Host check, then the cap on requests in progress."""
+    """Pure ASGI middleware: the Host check, then the cap on requests in progress; every response
+    it passes on carries ``X-Content-Type-Options: nosniff``."""
 
     def __init__(self, app: Any, *, hosts: HostAllowList, max_requests: int):
         self.app = app
@@ -136,9 +137,26 @@ class RequestGuard:
             return
         self.active += 1
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _NoSniff(send))
         finally:
             self.active -= 1
+
+
+class _NoSniff:
+    """``send`` with ``X-Content-Type-Options: nosniff`` added to the response head (unless set)."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send: Any):
+        self.send = send
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or ())
+            if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+        await self.send(message)
 
 
 def _header(scope: dict, name: bytes) -> str | None:

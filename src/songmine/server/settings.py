@@ -84,6 +84,10 @@ class ServerSettings:
         A client that reads none of its response for this long is dropped.
     max_header_bytes : int
         Largest request head (request line + headers); larger → 431.
+    server_timing : bool
+        Answer ``POST /api/identify`` with a ``Server-Timing`` header: the
+        CPU milliseconds of each stage (receive, decode, resample,
+        fingerprint, search, respond), as ``benchmarks/server_load.py`` reads them.
     """
 
     index_path: Path
@@ -107,6 +111,7 @@ class ServerSettings:
     keep_alive_s: float = 5.0
     send_timeout_s: float = 30.0
     max_header_bytes: int = 16 * 1024
+    server_timing: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_path", Path(self.index_path))

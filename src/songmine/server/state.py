@@ -1,21 +1,27 @@
 """The served index: readers get an immutable snapshot, writers are serialised.
 
-A query takes :meth:`IndexHolder.snapshot` once and uses that object for its
+A query takes :meth:`IndexHolder.current` once and uses that object for its
 whole life. A writer (``POST``/``DELETE /api/tracks``) runs under one lock on
 a separate writer handle; after it commits, a *fresh* reader is opened and
 swapped in with a single reference assignment (atomic in CPython). Queries
 already running keep the old snapshot, new queries see the new one — no query
 ever sees a half-applied write.
 
-With several worker processes, or a ``songmine index`` run beside the
-server, other writers commit too: :meth:`IndexHolder.refresh` (called
-periodically) swaps in a fresh reader when the catalogue changed.
+Other processes commit too: the other workers of ``songmine serve``, a
+``songmine index`` run beside it. :meth:`IndexHolder.current` reads the
+catalogue's commit counter (one SQLite read, a few µs) before handing out the
+reader, and opens a fresh reader first when it moved; so a request that
+starts after another worker answered an add sees the added track.
+:meth:`IndexHolder.refresh` (called periodically) does the same for a worker
+that gets no requests, so that it lets go of segment files a compaction
+replaced.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +29,9 @@ from typing import Any
 __all__ = ["IndexHolder"]
 
 log = logging.getLogger(__name__)
+
+#: After a failed attempt to open a fresh reader, the old one serves this long before the next attempt.
+RETRY_S = 1.0
 
 
 class IndexHolder:
@@ -32,7 +41,8 @@ class IndexHolder:
     ----------
     opener : callable
         ``opener()`` → a new index object (``songmine.fingerprint.index.Index(path)``).
-        The object must offer ``refresh() -> bool`` ("did the index change?").
+        The object offers ``generation`` (the commit its snapshot reflects),
+        ``committed_generation()`` (the latest commit) and ``refresh()``.
 
     Notes
     -----
@@ -47,11 +57,50 @@ class IndexHolder:
         self._reader = opener()
         self._writer: Any | None = None
         self._write_lock = threading.Lock()
+        self._swap_lock = threading.Lock()  # one fresh reader opened at a time
+        self._retry_at = 0.0
+        self._tracks: tuple[Any, list[Any]] | None = None  # (reader, its live tracks)
         self.generation = 0  # bumped at every swap (observability, tests)
 
     def snapshot(self) -> Any:
-        """The current reader; keep using this one object for a whole query."""
+        """The current reader, as it is (no check); keep using this one object for a whole query."""
         return self._reader
+
+    def current(self) -> Any:
+        """The reader a new request should use: a fresh one first if any process committed since.
+
+        Never raises: when the check or the fresh reader fails, the old
+        snapshot keeps serving (and the next attempt waits :data:`RETRY_S`).
+        """
+        reader = self._reader
+        try:
+            committed = reader.committed_generation()
+        except Exception:
+            if time.monotonic() >= self._retry_at:
+                self._retry_at = time.monotonic() + RETRY_S
+                log.warning("could not read the index's commit counter; serving the current snapshot", exc_info=True)
+            return reader
+        if committed <= reader.generation:
+            return reader
+        with self._swap_lock:
+            if self._reader.generation >= committed or time.monotonic() < self._retry_at:
+                return self._reader  # another request opened it meanwhile, or it just failed
+            try:
+                self._swap_locked()
+            except Exception:
+                self._retry_at = time.monotonic() + RETRY_S
+                log.warning("index changed on disk but a fresh reader could not be opened; "
+                            "still serving the previous snapshot", exc_info=True)
+            return self._reader
+
+    def live_tracks(self, reader: Any) -> list[Any]:
+        """``reader.tracks()`` (live tracks by id), computed once per snapshot rather than per request."""
+        cached = self._tracks
+        if cached is not None and cached[0] is reader:
+            return cached[1]
+        tracks = reader.tracks()
+        self._tracks = (reader, tracks)
+        return tracks
 
     @contextmanager
     def writing(self) -> Iterator[Any]:
@@ -65,16 +114,9 @@ class IndexHolder:
                 self._swap()
 
     def refresh(self) -> bool:
-        """Swap in a fresh reader if another process changed the index; True if swapped."""
-        with self._write_lock:
-            if self._writer is None:
-                self._writer = self._opener()  # opened now: compare against the reader below
-                changed = _generation(self._writer) != _generation(self._reader)
-            else:
-                changed = bool(self._writer.refresh())
-            if changed:
-                self._swap()
-            return changed
+        """Swap in a fresh reader if any process committed since the current one; True if swapped."""
+        before = self._reader
+        return self.current() is not before
 
     def _writer_handle(self) -> Any:
         if self._writer is None:
@@ -84,15 +126,24 @@ class IndexHolder:
         return self._writer
 
     def _swap(self) -> None:
+        with self._swap_lock:
+            self._swap_locked()
+
+    def _swap_locked(self) -> None:
         # old readers are not closed: queries may still hold them; they go with their last reference
-        self._reader = self._opener()
+        fresh = self._opener()
+        if fresh.generation < self._reader.generation:  # pragma: no cover - a later open sees no less
+            _close(fresh)
+            return
+        self._reader = fresh
         self.generation += 1
 
     def close(self) -> None:
-        with self._write_lock:
+        with self._write_lock, self._swap_lock:
             for obj in (self._writer, self._reader):
                 _close(obj)
             self._writer = None
+            self._tracks = None
 
 
 def _close(index: Any) -> None:
@@ -100,8 +151,3 @@ def _close(index: Any) -> None:
         index.close()
     except Exception:  # closing is best effort  # pragma: no cover
         log.debug("closing an index failed", exc_info=True)
-
-
-def _generation(index: Any) -> int:
-    """The committed catalogue state an index object reflects."""
-    return index.generation

@@ -401,6 +401,17 @@ class Index:
         """The catalogue's commit counter as this object sees it: changes whenever another writer commits."""
         return self._snap.generation
 
+    @_guarded
+    def committed_generation(self) -> int:
+        """The catalogue's commit counter now, in one read; this object's snapshot stays as it is.
+
+        Larger than :attr:`generation` when some writer committed since the
+        snapshot was taken: a server checks it per request (a few µs) to know
+        when to open a fresh reader.
+        """
+        with self._mutex:
+            return int(self._setting("generation"))
+
     # ----------------------------------------------------------- public state
     @property
     def config(self) -> Any:

@@ -29,11 +29,12 @@ TrackId = Annotated[int, PathParam(ge=0, le=2**32)]
 @router.get("/api/tracks", response_model=TrackPage)
 def list_tracks(
     index: IndexDep,
+    holder: HolderDep,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TrackPage:
     """The library's tracks in id order, ``limit`` at a time from ``offset``."""
-    tracks = index.tracks()  # live tracks, by id
+    tracks = holder.live_tracks(index)  # live tracks, by id (listed once per snapshot)
     page = [TrackOut.of(t) for t in tracks[offset : offset + limit]]
     return TrackPage(total=len(tracks), offset=offset, limit=limit, tracks=page)
 
