@@ -1,21 +1,42 @@
-"""Bounded load test of ``songmine serve`` on loopback: /api/identify under concurrency, with a writer.
+"""Load test of ``songmine serve`` on loopback: throughput, latency and where each request's CPU goes.
 
-    PYTHONPATH=src python benchmarks/server_load.py [--clients 16] [--seconds 60] [--tracks 10]
+    PYTHONPATH=src python benchmarks/server_load.py --library MUSIC [--tracks 10] [--clients 16]
+        [--seconds 60] [--clip-s 10] [--format wav] [--compare=--workers=1] [--rounds 2]
+    PYTHONPATH=src python benchmarks/server_load.py --library MUSIC --soak 600 [--writer-every 10]
+        [--plot rss.png]
 
-1. Builds an index of ``--tracks`` files of a library (default: the dev corpus,
-   else the demo corpus) in a temp dir; ``--writer-tracks`` more are kept
-   aside for the writer.
-2. Starts ``songmine serve`` in a subprocess on 127.0.0.1 (free port), with a token.
-3. Reference, same run: the library call ``identify(index, y)`` in-process on
-   the same clips (decoded once), then one HTTP client alone.
-4. Load: ``--clients`` concurrent clients POST 10-s WebM/Opus clips (random
-   offsets in indexed tracks) for ``--seconds``, while a writer POSTs the
-   aside tracks to /api/tracks one after another. Every answer is checked
-   (HTTP 200 and the right track first); RSS of the server is sampled.
+1. Indexes ``--tracks`` files of ``--library`` (a folder of audio, e.g.
+   ``"$(songmine demo-corpus --quiet)"``) into a temp dir and cuts
+   ``--n-clips`` query clips of ``--clip-s`` seconds at random offsets, encoded
+   as ``--format`` (WAV as a program sends it, or WebM/Opus as browsers do).
+2. Reference, same run: ``load()`` + ``identify()`` of the same clips in this
+   process — the CPU a request costs without HTTP.
+3. For each server configuration — ``songmine serve`` with its defaults, and
+   each ``--compare`` (extra ``songmine serve`` arguments, e.g.
+   ``--compare=--workers=1``), in turn, ``--rounds`` times (interleaved, so that
+   a change in the machine's load hits every configuration alike):
+   start it (its own session, as a service runs) with ``--server-timing``;
+   one client alone sends ``--single-requests`` clips; then ``--clients``
+   clients send clips back to back for ``--seconds``. Every answer is
+   checked (200 and the right track first). The clients are plain sockets
+   with prepared requests: the load generator's own CPU stays small (it is
+   printed), as the machine's cores are the server's.
+4. Prints, per configuration and phase: requests/s, p50/p95/p99 latency, the
+   server's cores used and CPU per request, split into the stages the server
+   measures (``Server-Timing``: receive, decode, resample, fingerprint,
+   search, respond) and the rest (HTTP parsing, framework, thread hand-offs:
+   the server processes' CPU less the stages); then a JSON line.
 
-Prints a table and a JSON line (with commit and machine). Timings on a shared
-machine are noisy; the ratios against the reference measured in the same run
-are the meaningful numbers.
+Soak (``--soak SECONDS``): the default server alone, ``--clients`` clients
+for the whole time while a writer adds one track every ``--writer-every``
+seconds (the library's other files; when all are in, it removes them and
+starts over). The RSS of every worker process is sampled every
+``--sample-every`` seconds: a table (and ``--plot`` PNG) of RSS over time per
+worker, with each worker's growth over the second half.
+
+Timings on a shared machine are noisy: compare configurations within a run,
+and CPU per request rather than requests/s; the machine's load average is
+printed with every table.
 """
 
 from __future__ import annotations
@@ -26,7 +47,9 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -34,30 +57,31 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit
+from _common import git_commit, markdown_table
+
+STAGES = ("receive", "decode", "resample", "fingerprint", "search", "respond")
+BOUNDARY = "songmine-load-7d1e"
 
 
-def _library(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    dev = Path("/work/dev/corpus/library")
-    if dev.is_dir():
-        return dev
-    from songmine.paths import demo_corpus_dir
-
-    return demo_corpus_dir() / "library"
+# --- clips ---------------------------------------------------------------------------------------
 
 
-def _webm(y: np.ndarray, sr: int) -> bytes:
+def _encode(y: np.ndarray, sr: int, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "wav":
+        import soundfile as sf
+
+        sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
     import av
     import soxr
 
     y48 = soxr.resample(y, sr, 48000).astype(np.float32)
-    buf = io.BytesIO()
     with av.open(buf, "w", format="webm") as c:
         s = c.add_stream("libopus", rate=48000)
         s.layout = "mono"
@@ -70,16 +94,79 @@ def _webm(y: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def _request(path: str, body: bytes, filename: str, ctype: str, host: str, extra: str = "") -> bytes:
+    """A complete HTTP/1.1 multipart POST, prepared once: sending it costs the client nothing."""
+    part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {ctype}\r\n\r\n").encode() + body + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(part)}\r\n\r\n")
+    return head.encode() + part
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+# --- a minimal keep-alive HTTP client ---------------------------------------------------------
+
+
+class Conn:
+    """One keep-alive connection; reconnects when the server closed it (``Connection: close``)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.sock: socket.socket | None = None
+        self.buf = b""
+        self.reconnects = 0
+
+    def exchange(self, request: bytes, timeout: float = 120.0) -> tuple[int, dict[str, str], bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+            self.buf = b""
+            self.reconnects += 1
+        try:
+            self.sock.sendall(request)
+            return self._response()
+        except OSError:
+            self.close()
+            raise
+
+    def _recv(self) -> None:
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buf += chunk
+
+    def _response(self) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            self._recv()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._recv()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, body
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+
+def _timing(header: str | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in (header or "").split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if dur:
+            out[name] = float(dur)
+    return out
+
+
+# --- the server ----------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -88,192 +175,410 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes: the supervisor's children running songmine (or the server itself)."""
+    kids = [p for p in _tree(pid) if p != pid]
+    out = []
+    for p in kids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if b"resource_tracker" not in cmd:
+            out.append(p)
+    return sorted(out) or [pid]
+
+
+class Server:
+    """``songmine serve`` in a child process (its own session), up once /api/health answers."""
+
+    def __init__(self, index: Path, args: list[str], token: str):
+        self.port = _free_port()
+        exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
+        self.log = tempfile.TemporaryFile()
+        env = {**os.environ, "SONGMINE_TOKEN": token}
+        self.proc = subprocess.Popen(
+            [exe, "serve", "--index", str(index), "--port", str(self.port), "--server-timing", *args],
+            env=env, stdout=self.log, stderr=self.log, start_new_session=True,
+        )
+        health = f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode()
+        t0 = time.monotonic()
+        while True:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise SystemExit(f"songmine serve {' '.join(args)} exited: {self.log.read()[-2000:]!r}")
+            try:
+                c = Conn(self.port)
+                if c.exchange(health, timeout=5)[0] == 200:
+                    c.close()
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - t0 > 180:
+                raise SystemExit("songmine serve did not answer within 180 s")
+            time.sleep(0.2)
+        time.sleep(1.0)  # every worker up (the first answer came from one of them)
+
+    def cpu_s(self) -> float:
+        return _cpu_s(_tree(self.proc.pid))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+# --- phases --------------------------------------------------------------------------------------
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def run_clients(server: Server, requests: list[tuple[int, bytes]], n_clients: int, *, seconds: float | None = None,
+                total: int | None = None, stop: threading.Event | None = None) -> dict:
+    """``n_clients`` clients send requests back to back (for ``seconds``, or ``total`` requests in all)."""
+    lat: list[float] = []
+    stages: dict[str, float] = defaultdict(float)
+    timed = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    halt = stop or threading.Event()
+    counter = iter(range(10**9))
+
+    def client(i: int) -> None:
+        conn = Conn(server.port)
+        k = i
+        while not halt.is_set():
+            if total is not None:
+                with lock:
+                    if next(counter) >= total:
+                        break
+            tid, req = requests[k % len(requests)]
+            k += n_clients
+            t1 = time.perf_counter()
+            try:
+                status, headers, body = conn.exchange(req)
+            except OSError as exc:
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.05)
+                continue
+            ms = 1000 * (time.perf_counter() - t1)
+            ok = status == 200
+            if ok:
+                m = json.loads(body)["matches"]
+                ok = bool(m) and m[0]["track_id"] == tid
+            with lock:
+                lat.append(ms)
+                if not ok:
+                    errors.append(f"{status} {body[:120]!r}")
+                st = _timing(headers.get("server-timing"))
+                if st:
+                    timed[0] += 1
+                    for name, v in st.items():
+                        stages[name] += v
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
+    cpu0, my0, t0 = server.cpu_s(), time.process_time(), time.perf_counter()
+    for t in threads:
+        t.start()
+    if seconds is not None:
+        halt.wait(seconds)
+        halt.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu, mine = server.cpu_s() - cpu0, time.process_time() - my0
+    n = len(lat)
+    per = {k: v / max(timed[0], 1) for k, v in stages.items()}
+    server_ms = 1000 * cpu / max(n, 1)
+    return {
+        "clients": n_clients, "requests": n, "errors": len(errors), "error_samples": errors[:3],
+        "seconds": round(wall, 1), "rps": n / wall, "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95),
+        "p99_ms": _pct(lat, 99), "server_cores": cpu / wall, "server_cpu_ms": server_ms,
+        "stages_ms": {k: per.get(k, 0.0) for k in STAGES}, "rest_ms": server_ms - sum(per.get(k, 0.0) for k in STAGES),
+        "client_cores": mine / wall, "load": os.getloadavg()[0],
+    }
+
+
+def _row(label: str, r: dict) -> list:
+    st = r["stages_ms"]
+    return [label, r["clients"], f"{r['rps']:.1f}", f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
+            f"{r['server_cores']:.2f}", f"{r['server_cpu_ms']:.1f}", *(f"{st[k]:.2f}" for k in STAGES),
+            f"{r['rest_ms']:.2f}", r["errors"], f"{r['client_cores']:.2f}", f"{r['load']:.1f}"]
+
+
+HEADER = ["server", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "server cores", "CPU ms/req",
+          *(f"{k} ms" for k in STAGES), "rest ms", "errors", "client cores", "load avg"]
+
+
+def _median_result(rs: list[dict]) -> dict:
+    """Medians over rounds, field by field."""
+    out = dict(rs[0])
+    for k in ("rps", "p50_ms", "p95_ms", "p99_ms", "server_cores", "server_cpu_ms", "rest_ms", "client_cores", "load"):
+        out[k] = statistics.median(r[k] for r in rs)
+    out["stages_ms"] = {s: statistics.median(r["stages_ms"][s] for r in rs) for s in STAGES}
+    out["requests"] = sum(r["requests"] for r in rs)
+    out["errors"] = sum(r["errors"] for r in rs)
+    return out
+
+
+# --- soak ----------------------------------------------------------------------------------------
+
+
+def soak(args, index: Path, requests, extra: list[Path], token: str) -> dict:
+    server = Server(index, [], token)
+    try:
+        stop = threading.Event()
+        samples: list[tuple[float, dict[int, float]]] = []
+        writes: list[tuple[float, str, int]] = []
+        result: dict = {}
+        auth = f"Authorization: Bearer {token}\r\n"
+        host = "localhost"
+
+        def writer() -> None:
+            conn = Conn(server.port)
+            added: list[int] = []
+            i = 0
+            while not stop.wait(args.writer_every):
+                if i == len(extra):  # all in: remove them, start over
+                    for tid in added:
+                        st = conn.exchange(f"DELETE /api/tracks/{tid} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode())[0]
+                        writes.append((time.perf_counter() - t0, "delete", st))
+                    added, i = [], 0
+                    continue
+                p = extra[i]
+                i += 1
+                req = _request("/api/tracks", p.read_bytes(), p.name, "application/octet-stream", host, auth)
+                st, _, body = conn.exchange(req, timeout=600)
+                writes.append((time.perf_counter() - t0, "add", st))
+                if st in (200, 201):
+                    added.append(json.loads(body)["track"]["id"])
+            conn.close()
+
+        def sampler() -> None:
+            while True:
+                samples.append((time.perf_counter() - t0, {w: _rss_mb(w) for w in _workers(server.proc.pid)}))
+                if stop.wait(args.sample_every):
+                    return
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=writer), threading.Thread(target=sampler)]
+        for t in threads:
+            t.start()
+        result = run_clients(server, requests, args.clients, seconds=args.soak, stop=stop)
+        stop.set()
+        for t in threads:
+            t.join()
+        samples.append((time.perf_counter() - t0, {w: _rss_mb(w) for w in _workers(server.proc.pid)}))
+    finally:
+        server.stop()
+    return {"load": result, "samples": samples, "writes": writes}
+
+
+def _print_soak(res: dict, args) -> None:
+    samples = res["samples"]
+    pids = sorted({p for _, d in samples for p in d})
+    names = {p: f"worker {i} ({p})" for i, p in enumerate(pids)}
+    step = max(1, len(samples) // 20)
+    rows = [[f"{t:.0f}", *(f"{d[p]:.0f}" if p in d else "—" for p in pids)] for t, d in samples[::step]]
+    if (len(samples) - 1) % step:
+        t, d = samples[-1]
+        rows.append([f"{t:.0f}", *(f"{d[p]:.0f}" if p in d else "—" for p in pids)])
+    markdown_table("RSS over time per worker (MB)", ["s", *(names[p] for p in pids)], rows)
+    half = samples[len(samples) // 2 :]
+    growth = []
+    for p in pids:
+        pts = [(t, d[p]) for t, d in half if p in d and d[p] == d[p]]
+        if len(pts) > 2:
+            ts, vs = np.array(pts).T
+            slope = np.polyfit(ts, vs, 1)[0] * 60
+            growth.append([names[p], f"{pts[0][1]:.0f}", f"{pts[-1][1]:.0f}", f"{slope:+.2f}",
+                           f"{max(v for _, v in pts):.0f}"])
+    markdown_table("RSS over the second half", ["worker", "start MB", "end MB", "trend MB/min", "max MB"], growth)
+    adds = sum(1 for _, k, s in res["writes"] if k == "add" and s in (200, 201))
+    dels = sum(1 for _, k, s in res["writes"] if k == "delete" and s == 204)
+    bad = [(k, s) for _, k, s in res["writes"] if s not in (200, 201, 204)]
+    print(f"\nwriter: {adds} adds, {dels} removals, {len(bad)} failed {bad[:3]}")
+    markdown_table("Load during the soak", HEADER, [_row("default (soak)", res["load"])])
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for p in pids:
+            pts = [(t / 60, d[p]) for t, d in samples if p in d]
+            ax.plot(*zip(*pts), label=names[p])
+        for t, k, s in res["writes"]:
+            ax.axvline(t / 60, color="0.85", lw=0.6, zorder=0)
+        ax.set_xlabel("minutes (grey: a track added or removed)")
+        ax.set_ylabel("RSS, MB")
+        ax.set_title(f"songmine serve, {args.clients} clients + a writer ({git_commit()})")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot: {args.plot}")
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library", help="folder of audio (default: dev corpus, else demo corpus)")
+    ap.add_argument("--library", required=True, help="a folder of audio files")
     ap.add_argument("--tracks", type=int, default=10, help="tracks indexed before the run")
-    ap.add_argument("--writer-tracks", type=int, default=4, help="tracks the writer adds during the run")
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of each load phase")
+    ap.add_argument("--single-requests", type=int, default=40, help="requests of the one-client phase")
     ap.add_argument("--clip-s", type=float, default=10.0)
+    ap.add_argument("--format", choices=("wav", "webm"), default="wav")
     ap.add_argument("--n-clips", type=int, default=24, help="distinct query clips (cycled)")
+    ap.add_argument("--compare", action="append", default=[],
+                    help="another server configuration: extra `songmine serve` arguments (repeatable)")
+    ap.add_argument("--rounds", type=int, default=1, help="each configuration this many times, interleaved")
+    ap.add_argument("--soak", type=float, default=0.0, help="seconds of soak (default server, a writer adding tracks)")
+    ap.add_argument("--writer-every", type=float, default=10.0, help="soak: seconds between two adds")
+    ap.add_argument("--sample-every", type=float, default=5.0, help="soak: seconds between two RSS samples")
+    ap.add_argument("--plot", help="soak: write the RSS plot to this PNG")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--jobs", type=int, default=None, help="processes for building the index")
     args = ap.parse_args(argv)
 
-    import httpx
-
     from songmine.audio import load
-    from songmine.fingerprint.query import identify
     from songmine.fingerprint.index import Index, index_files
+    from songmine.fingerprint.query import identify
     from songmine.library import iter_audio_files
 
     rng = random.Random(args.seed)
-    files = [Path(p) for p in iter_audio_files([_library(args.library)])]
+    files = sorted(Path(p) for p in iter_audio_files([Path(args.library)]))
+    if len(files) < args.tracks + (2 if args.soak else 0):
+        raise SystemExit(f"{args.library}: {len(files)} audio files, fewer than --tracks {args.tracks} (+2 for a soak)")
     rng.shuffle(files)
-    base, extra = files[: args.tracks], files[args.tracks : args.tracks + args.writer_tracks]
+    base, extra = files[: args.tracks], files[args.tracks :]
     work = Path(tempfile.mkdtemp(prefix="songmine-load-"))
-    proc = None
+    token = "load-test-token-0123456789"
     try:
         t0 = time.perf_counter()
-        ix = Index(work / "index", create=True)
-        rep = index_files(ix, base, jobs=1)
-        t_index = time.perf_counter() - t0
-        print(f"indexed {rep.added} tracks ({rep.audio_seconds / 60:.1f} min of audio) in {t_index:.1f} s", file=sys.stderr)
-        tracks = ix.tracks()
-        sr = ix.config.sr
-
-        # query clips: 10 s at random offsets, encoded as the browser would (WebM/Opus)
+        with Index(work / "index", create=True) as ix:
+            rep = index_files(ix, base, jobs=args.jobs)
+            tracks, sr = ix.tracks(), ix.config.sr
+        print(f"indexed {rep.added} tracks ({rep.audio_seconds / 60:.1f} min of audio) in "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        ctype = {"wav": "audio/wav", "webm": "audio/webm"}[args.format]
         clips = []
         for k in range(args.n_clips):
             t = tracks[k % len(tracks)]
             off = rng.uniform(0, max(t.duration_s - args.clip_s - 1, 0))
-            y = load(t.path, sr=22050, offset=off, duration=args.clip_s)
-            clips.append((t.track_id, _webm(y, 22050), load(io.BytesIO(_webm(y, 22050)), sr=sr)))
+            clips.append((t.track_id, _encode(load(t.path, sr=22050, offset=off, duration=args.clip_s), 22050, args.format)))
 
-        # reference 1: the library call in-process (decoded arrays, no HTTP, no decode)
-        lib_ms = []
-        for _ in range(2):
-            for tid, _, y in clips:
-                t1 = time.perf_counter()
-                res = identify(ix, y, top=5)
-                lib_ms.append(1000 * (time.perf_counter() - t1))
-                assert res.matches and res.matches[0].track_id == tid, res
-        ix.close()
+        # reference: the same clips decoded and identified in this process (no HTTP)
+        with Index(work / "index") as ix:
+            ref_ms = []
+            for rep_i in range(2):
+                for tid, body in clips:
+                    c0 = time.process_time()
+                    res = identify(ix, load(io.BytesIO(body), sr=sr, max_duration=60.0), top=5)
+                    if rep_i:
+                        ref_ms.append(1000 * (time.process_time() - c0))
+                    assert res.matches and res.matches[0].track_id == tid, res
+        ref = statistics.median(ref_ms)
 
-        port = _free_port()
-        token = "load-test-token"
-        env = {**os.environ, "SONGMINE_TOKEN": token, "PYTHONPATH": os.pathsep.join(sys.path)}
-        songmine = shutil.which("songmine") or str(Path(sys.executable).with_name("songmine"))
-        proc = subprocess.Popen(
-            [songmine, "serve", "--index", str(work / "index"), "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        url = f"http://127.0.0.1:{port}"
-        with httpx.Client(timeout=5) as c:
-            for _ in range(300):
-                try:
-                    if c.get(url + "/api/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit("server did not start: " + proc.stderr.read().decode()[-2000:])
+        requests = [(tid, _request("/api/identify", body, f"clip.{args.format}", ctype, "localhost"))
+                    for tid, body in clips]
 
-        def post(client: httpx.Client, k: int) -> tuple[float, bool, int]:
-            tid, body, _ = clips[k % len(clips)]
-            t1 = time.perf_counter()
-            r = client.post(url + "/api/identify", files={"file": ("clip.webm", body, "audio/webm")})
-            ms = 1000 * (time.perf_counter() - t1)
-            ok = r.status_code == 200 and bool(r.json()["matches"]) and r.json()["matches"][0]["track_id"] == tid
-            return ms, ok, r.status_code
-
-        # reference 2: one HTTP client alone (decode + identify + HTTP)
-        single_ms = []
-        with httpx.Client(timeout=60) as c:
-            for k in range(len(clips)):
-                ms, ok, st = post(c, k)
-                assert ok, st
-                single_ms.append(ms)
-
-        # load: N clients + a writer, for a fixed time
-        rss = [(0.0, _rss_mb(proc.pid))]
-        lat: list[float] = []
-        bad: list[tuple[int, int]] = []
-        writes: list[tuple[float, int]] = []
-        writer_done = [float("nan")]
-        stop = threading.Event()
-        lock = threading.Lock()
-
-        def client_loop(i: int) -> None:
-            k = i
-            with httpx.Client(timeout=120) as c:
-                while not stop.is_set():
-                    try:
-                        ms, ok, st = post(c, k)
-                    except httpx.HTTPError as exc:
-                        with lock:
-                            bad.append((-1, k))
-                        print(f"client {i}: {exc!r}", file=sys.stderr)
-                        continue
-                    with lock:
-                        lat.append(ms)
-                        if not ok:
-                            bad.append((st, k))
-                    k += args.clients
-
-        def writer_loop() -> None:
-            with httpx.Client(timeout=600, headers={"Authorization": f"Bearer {token}"}) as c:
-                for p in extra:
-                    if stop.is_set():
-                        return
-                    t1 = time.perf_counter()
-                    r = c.post(url + "/api/tracks", files={"file": (p.name, p.read_bytes())})
-                    writes.append((time.perf_counter() - t1, r.status_code))
-            writer_done[0] = time.perf_counter() - t_start
-
-        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
-        wthread = threading.Thread(target=writer_loop)
-        t_start = time.perf_counter()
-        for t in threads:
-            t.start()
-        wthread.start()
-        while time.perf_counter() - t_start < args.seconds:
-            time.sleep(1.0)
-            rss.append((time.perf_counter() - t_start, _rss_mb(proc.pid)))
-        stop.set()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t_start
-        wthread.join()
-        rss.append((time.perf_counter() - t_start, _rss_mb(proc.pid)))
-        with httpx.Client(timeout=10) as c:
-            n_final = c.get(url + "/api/health").json()["n_tracks"]
-
-        # RSS: warm-up quarter, then the query-only phase after the writer finished (growth there = a leak)
-        vals = [v for _, v in rss]
-        q = max(len(vals) // 4, 1)
-        rss_early = statistics.median(vals[q : 2 * q] or vals)
-        rss_late = statistics.median(vals[-q:])
-        after = [(t, v) for t, v in rss if t >= writer_done[0]]
-        post_s = after[-1][0] - after[0][0] if len(after) > 1 else 0.0
-        post_growth = after[-1][1] - after[0][1] if len(after) > 1 else float("nan")
-        res = {
-            "commit": git_commit(),
-            "machine": f"{platform.node()} {os.cpu_count()} cpu, load {os.getloadavg()[0]:.1f}",
-            "tracks": len(tracks), "clients": args.clients, "seconds": round(wall, 1), "clip_s": args.clip_s,
-            "requests": len(lat), "errors": len(bad), "throughput_rps": len(lat) / wall,
-            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "max_ms": max(lat) if lat else float("nan"),
-            "single_p50_ms": _pct(single_ms, 50), "library_p50_ms": _pct(lib_ms, 50),
-            "writes": [[round(s, 2), st] for s, st in writes], "n_tracks_end": n_final,
-            "rss_mb_start": vals[0], "rss_mb_early": rss_early, "rss_mb_late": rss_late, "rss_mb_max": max(vals),
-            "writer_done_s": writer_done[0], "query_only_s": post_s, "query_only_rss_growth_mb": post_growth,
+        header = {
+            "commit": git_commit(), "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
+            "load_start": os.getloadavg()[0], "tracks": len(tracks), "clip": f"{args.clip_s:g}-s {args.format}",
+            "reference_cpu_ms": ref,
         }
+        if args.soak:
+            res = soak(args, work / "index", requests, extra, token)
+            print(f"\nsoak: {args.soak:g} s, {args.clients} clients, a track added every {args.writer_every:g} s; "
+                  f"commit {header['commit']}; {header['machine']}, load average {os.getloadavg()[0]:.1f}")
+            _print_soak(res, args)
+            print()
+            print(json.dumps({**header, "soak": {**res, "samples": [[t, {str(k): v for k, v in d.items()}]
+                                                                   for t, d in res["samples"]]}}))
+            return 0 if res["load"]["errors"] == 0 else 1
+
+        configs = [("default", [])] + [(c, shlex.split(c)) for c in args.compare]
+        results: dict[str, dict[str, list[dict]]] = {name: {"one": [], "load": []} for name, _ in configs}
+        for rnd in range(args.rounds):
+            for name, extra_args in configs:
+                server = Server(work / "index", extra_args, token)
+                try:
+                    run_clients(server, requests, 1, total=6)  # warm the connection path
+                    one = run_clients(server, requests, 1, total=args.single_requests)
+                    many = run_clients(server, requests, args.clients, seconds=args.seconds)
+                finally:
+                    server.stop()
+                results[name]["one"].append(one)
+                results[name]["load"].append(many)
+                print(f"round {rnd + 1}, {name}: {many['rps']:.1f} req/s, p99 {many['p99_ms']:.0f} ms, "
+                      f"{many['server_cpu_ms']:.1f} ms CPU/req, load {many['load']:.1f}", file=sys.stderr)
+        rows = []
+        for name, _ in configs:
+            for phase in ("one", "load"):
+                rows.append(_row(name, _median_result(results[name][phase])))
+        print(f"\ncommit {header['commit']}; {header['machine']}; load average {header['load_start']:.1f} at start, "
+              f"{os.getloadavg()[0]:.1f} at end; index of {len(tracks)} tracks; {args.clip_s:g}-s {args.format} clips; "
+              f"{args.rounds} round(s) of {args.seconds:g} s per configuration (medians)")
+        print(f"reference: load() + identify() in one process, no HTTP: {ref:.1f} ms CPU per clip")
+        markdown_table("Requests (CPU per request: the server's processes; stages as the server measured them)",
+                       HEADER, rows)
         print()
-        print(f"| measure | value |\n|---|---|")
-        print(f"| machine | {res['machine']} |")
-        print(f"| index | {len(tracks)} tracks at start, {n_final} at end (writer added {sum(1 for _, s in writes if s in (200, 201))}) |")
-        print(f"| load | {args.clients} clients × {wall:.0f} s, {args.clip_s:g}-s WebM/Opus clips |")
-        print(f"| requests / errors | {len(lat)} / {len(bad)} |")
-        print(f"| throughput | {res['throughput_rps']:.2f} req/s |")
-        print(f"| latency p50 / p99 / max | {res['p50_ms']:.0f} / {res['p99_ms']:.0f} / {res['max_ms']:.0f} ms |")
-        print(f"| reference: library identify() p50 (in-process, pre-decoded) | {res['library_p50_ms']:.1f} ms |")
-        print(f"| reference: one HTTP client alone p50 (decode + identify + HTTP) | {res['single_p50_ms']:.1f} ms |")
-        print(f"| p50 under load / one client alone | {res['p50_ms'] / res['single_p50_ms']:.1f}× |")
-        print(f"| throughput × one-client latency (≈ busy workers; 2 cores) | {res['throughput_rps'] * res['single_p50_ms'] / 1000:.2f} |")
-        print(f"| writer: POST /api/tracks | " + ", ".join(f"{s:.1f} s ({st})" for s, st in writes) + " |")
-        print(f"| server RSS start / 2nd quarter / last quarter / max | {vals[0]:.0f} / {rss_early:.0f} / {rss_late:.0f} / {max(vals):.0f} MB |")
-        if len(after) > 1:
-            print(f"| RSS over the query-only phase after the writer ({post_s:.0f} s) | {after[0][1]:.0f} → {after[-1][1]:.0f} MB ({post_growth:+.0f} MB) |")
-        print()
-        print(json.dumps(res))
-        return 0 if not bad else 1
+        print(json.dumps({**header, "results": results}))
+        bad = sum(r["errors"] for v in results.values() for rs in v.values() for r in rs)
+        return 0 if bad == 0 else 1
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 

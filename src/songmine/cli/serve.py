@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import JsonOption, app, emit_json, fail, printable
+from ._app import EXIT_INTERNAL, JsonOption, app, emit_json, fail, printable
 
 
 @app.command("serve")
@@ -19,7 +19,10 @@ def serve(
         str, typer.Option(help="Address to bind. 127.0.0.1 = this machine only; 0.0.0.0 = the whole network.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0 = any free port).")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each opens the index).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="Worker processes sharing the index (default: one per CPU available)."),
+    ] = None,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", help="PEM certificate: serve https (phones need it for the microphone).")
     ] = None,
@@ -41,6 +44,9 @@ def serve(
     max_requests: Annotated[
         int, typer.Option(min=1, help="Requests in progress per process; more → 503 busy.")
     ] = 128,
+    max_concurrent_queries: Annotated[
+        int, typer.Option(min=1, help="Identifications running at once per process; others queue (up to 30 s).")
+    ] = 4,
     header_timeout_s: Annotated[
         float, typer.Option(min=0.1, help="Seconds a client has to send a whole request head (else 408 / closed).")
     ] = 10.0,
@@ -86,12 +92,15 @@ def serve(
         allowed_hosts=_allowed_hosts(host, allow_host or ()),
         max_connections=max_connections,
         max_requests=max_requests,
+        max_concurrent_queries=max_concurrent_queries,
         header_timeout_s=header_timeout_s,
         keep_alive_s=keep_alive_s,
         send_timeout_s=send_timeout_s,
         server_timing=server_timing,
     )
     _check_index(settings.index_path)
+    if workers is None:
+        workers = available_cpus()
     scheme = "https" if tls_cert else "http"
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     url = f"{scheme}://{shown}:{port}/"
@@ -104,6 +113,16 @@ def serve(
             typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
                        "(see --tls-cert in docs/server.md)", err=True)
     _run(settings, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the machine's count where that is unknown)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _allowed_hosts(host: str, extra: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -131,8 +150,6 @@ def _check_index(path: Path) -> None:
 
 
 def _run(settings, *, host: str, port: int, workers: int, tls_cert, tls_key) -> None:
-    import os
-
     import uvicorn
 
     from ..server.protocol import uvicorn_options
@@ -150,6 +167,8 @@ def _run(settings, *, host: str, port: int, workers: int, tls_cert, tls_key) -> 
         from ..server.app import create_app
 
         uvicorn.run(create_app(settings), **common)
-    else:  # each worker process rebuilds the settings from the environment
-        os.environ.update(settings.to_env())
-        uvicorn.run("songmine.server.app:create_app_from_env", factory=True, workers=workers, **common)
+        return
+    from ..server.supervisor import serve_workers
+
+    if serve_workers(settings, common, workers):
+        raise fail("a worker process failed to start (its error is in the log above)", EXIT_INTERNAL)

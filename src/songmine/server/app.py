@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import numpy as np
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
@@ -30,7 +31,9 @@ from fastapi_offline import FastAPIOffline
 from .. import __version__
 from ..fingerprint.heap import keep_heap
 from ..fingerprint.index import Index
+from ..fingerprint.query import identify
 from . import trackstore
+from .balance import Peers
 from .deps import QuerySlots
 from .errors import install_error_handlers
 from .guards import HostAllowList, RequestGuard
@@ -43,11 +46,13 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
+def create_app(settings: ServerSettings, *, peers: Peers | None = None) -> FastAPI:
     """Build the app for ``settings``; the index is opened in the lifespan (once).
 
     Use ``with fastapi.testclient.TestClient(create_app(s)) as client:`` in
     tests (the ``with`` runs the lifespan), or serve it with uvicorn.
+    ``peers``: this process's slot in the load table of a multi-worker server
+    (:mod:`songmine.server.balance`, :mod:`songmine.server.supervisor`).
     """
 
     @asynccontextmanager
@@ -57,7 +62,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         holder = await anyio.to_thread.run_sync(lambda: IndexHolder(lambda: Index(path)))
         app.state.holder = holder
         await anyio.to_thread.run_sync(_recover_uploads, holder, settings.track_dir)
+        await anyio.to_thread.run_sync(_warm_up, holder)
         log.info("serving %s (%d tracks)", path, holder.snapshot().n_tracks)
+        if peers is not None:
+            peers.serving()
         async with anyio.create_task_group() as tg:
             if settings.refresh_interval_s > 0:
                 tg.start_soon(_refresher, holder, settings.refresh_interval_s)
@@ -65,6 +73,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 yield
             finally:
                 tg.cancel_scope.cancel()
+                if peers is not None:
+                    peers.stopped()
         holder.close()
         app.state.holder = None
 
@@ -91,7 +101,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     # it also adds X-Content-Type-Options to every response (a pure ASGI layer: Starlette's
     # BaseHTTPMiddleware would wrap each request in a task group and memory streams)
     app.add_middleware(
-        RequestGuard, hosts=HostAllowList(settings.allowed_hosts), max_requests=settings.max_requests
+        RequestGuard, hosts=HostAllowList(settings.allowed_hosts), max_requests=settings.max_requests, peers=peers
     )
     install_error_handlers(app)
     for module in (page, service, identify, tracks):
@@ -105,6 +115,17 @@ def _recover_uploads(holder: IndexHolder, folder: Path) -> None:
         trackstore.recover(holder, folder)
     except Exception:
         log.warning("could not clean up the upload folder %s", folder, exc_info=True)
+
+
+def _warm_up(holder: IndexHolder) -> None:
+    """Identify two seconds of noise once, so that the first real query does not pay for what a process
+    loads on first use (modules imported lazily, FFT plans, allocator arenas): about 0.5 s of CPU."""
+    index = holder.snapshot()
+    noise = np.random.default_rng(0).standard_normal(2 * index.config.sr).astype(np.float32) * 0.1
+    try:
+        identify(index, noise, top=1)
+    except Exception:  # serving does not depend on it
+        log.debug("warm-up identification failed", exc_info=True)
 
 
 async def _refresher(holder: IndexHolder, every_s: float) -> None:

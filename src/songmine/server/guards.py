@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
+
+from .balance import Peers
 
 __all__ = ["HostAllowList", "RequestGuard", "is_address", "parse_host"]
 
@@ -113,13 +116,20 @@ class HostAllowList:
 
 class RequestGuard:
     """Pure ASGI middleware: the Host check, then the cap on requests in progress; every response
-    it passes on carries ``X-Content-Type-Options: nosniff``."""
+    it passes on carries ``X-Content-Type-Options: nosniff``.
 
-    def __init__(self, app: Any, *, hosts: HostAllowList, max_requests: int):
+    With ``peers`` (one of several workers, :mod:`songmine.server.balance`) it
+    publishes how many client connections sent it a request lately, and closes
+    the connection after a response when another worker has clearly fewer.
+    """
+
+    def __init__(self, app: Any, *, hosts: HostAllowList, max_requests: int, peers: Peers | None = None):
         self.app = app
         self.hosts = hosts
         self.max_requests = max_requests
+        self.peers = peers
         self.active = 0  # one event loop per process: no lock needed
+        self._recent: dict[Any, float] = {}  # client (host, port) → when its last request started
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -136,26 +146,47 @@ class RequestGuard:
                         [(b"retry-after", b"1")])
             return
         self.active += 1
+        if self.peers is not None:
+            self._recent[scope.get("client")] = time.monotonic()
+            self.peers.serving(self._clients())
         try:
-            await self.app(scope, receive, _NoSniff(send))
+            await self.app(scope, receive, _Send(send, self, scope.get("client")))
         finally:
             self.active -= 1
 
+    def _clients(self) -> int:
+        """Client connections that started a request within the last :data:`RECENT_S` seconds."""
+        horizon = time.monotonic() - RECENT_S
+        if len(self._recent) > 1:
+            self._recent = {c: t for c, t in self._recent.items() if t >= horizon}
+        return len(self._recent)
 
-class _NoSniff:
-    """``send`` with ``X-Content-Type-Options: nosniff`` added to the response head (unless set)."""
+    def head_headers(self, headers: list, client: Any) -> list:
+        """The response head's headers as this layer sends them (nosniff; ``connection: close`` to shed)."""
+        if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+            headers.append((b"x-content-type-options", b"nosniff"))
+        if self.peers is not None and self.peers.should_shed(self._clients()):
+            headers.append((b"connection", b"close"))
+            self._recent.pop(client, None)
+            self.peers.serving(len(self._recent))
+        return headers
 
-    __slots__ = ("send",)
 
-    def __init__(self, send: Any):
-        self.send = send
+#: A client connection counts as this worker's load for this long after its last request started.
+RECENT_S = 2.0
+
+
+class _Send:
+    """``send`` with the guard's headers added to the response head."""
+
+    __slots__ = ("send", "guard", "client")
+
+    def __init__(self, send: Any, guard: RequestGuard, client: Any):
+        self.send, self.guard, self.client = send, guard, client
 
     async def __call__(self, message: dict) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers") or ())
-            if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message = {**message, "headers": headers}
+            message = {**message, "headers": self.guard.head_headers(list(message.get("headers") or ()), self.client)}
         await self.send(message)
 
 
