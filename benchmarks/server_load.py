@@ -116,15 +116,19 @@ class Conn:
         self.reconnects = 0
 
     def exchange(self, request: bytes, timeout: float = 120.0) -> tuple[int, dict[str, str], bytes]:
+        reused = self.sock is not None
         if self.sock is None:
             self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
             self.buf = b""
             self.reconnects += 1
+        self.sock.settimeout(timeout)
         try:
             self.sock.sendall(request)
             return self._response()
-        except OSError:
+        except OSError as exc:
             self.close()
+            if reused and not isinstance(exc, TimeoutError):  # the server closed an idle connection: once more
+                return self.exchange(request, timeout)
             raise
 
     def _recv(self) -> None:
@@ -324,7 +328,7 @@ def run_clients(server: Server, requests: list[tuple[int, bytes]], n_clients: in
                         stages[name] += v
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(n_clients)]
     cpu0, my0, t0 = server.cpu_s(), time.process_time(), time.perf_counter()
     for t in threads:
         t.start()
@@ -409,7 +413,7 @@ def soak(args, index: Path, requests, extra: list[Path], token: str) -> dict:
                     return
 
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=writer), threading.Thread(target=sampler)]
+        threads = [threading.Thread(target=writer, daemon=True), threading.Thread(target=sampler, daemon=True)]
         for t in threads:
             t.start()
         result = run_clients(server, requests, args.clients, seconds=args.soak, stop=stop)

@@ -222,3 +222,38 @@ def test_a_second_server_starting_leaves_a_live_upload_alone(setup, tagged_cuts)
         assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     tracks = assert_consistent(index, tmpdir)
     assert len(tracks) == 6
+
+
+def test_a_clean_up_between_an_uploads_creation_and_its_lock_loses_nothing(setup, tagged_cuts, monkeypatch):
+    """A worker starting (its clean-up) while another creates an upload's temp file: the clean-up can
+    find the new file not yet locked and delete it. The upload then starts over with a new file, and
+    the add goes through."""
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from conftest import LOCAL
+    from songmine.server import ServerSettings, create_app
+    from songmine.server import trackstore
+    from songmine.server.state import IndexHolder
+
+    index, folder, tmpdir, env = setup
+    real_mkstemp = tempfile.mkstemp
+    cleaned = []
+
+    def mkstemp_then_another_workers_clean_up(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        if Path(name).parent == folder.resolve() and not cleaned:  # the first upload file, before its lock
+            other = IndexHolder(lambda: Index(index))
+            cleaned.append(trackstore.recover(other, folder))
+            other.close()
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_another_workers_clean_up)
+    s = ServerSettings(index_path=index, token=TOKEN, refresh_interval_s=0)
+    with TestClient(create_app(s), base_url=LOCAL) as c:
+        r = c.post("/api/tracks", files={"file": ("new.flac", tagged_cuts[5].read_bytes())}, headers=AUTH)
+    assert cleaned and cleaned[0].removed == 1  # the clean-up did take the fresh file
+    assert r.status_code == 201, r.text
+    tracks = assert_consistent(index, tmpdir)
+    assert len(tracks) == 6

@@ -12,6 +12,7 @@ import selectors
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
@@ -61,6 +62,22 @@ def _settings(index, **kw) -> ServerSettings:
     return ServerSettings(index_path=index, refresh_interval_s=0, **kw)
 
 
+#: How a test serves the app: uvicorn in this process, or `songmine serve` with two worker processes.
+MODES = ["in-process", "two-workers"]
+
+
+@contextmanager
+def serving(index, mode: str, **kw):
+    """``with serving(index, mode, header_timeout_s=0.5) as url:`` — the app with those settings."""
+    if mode == "in-process":
+        with run_uvicorn(create_app(_settings(index, **kw))) as url:
+            yield url
+        return
+    args = [a for k, v in kw.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    with songmine_serve(index, "--workers", "2", *args) as (url, _):
+        yield url
+
+
 # --- the probe: idle and slow clients do not starve real ones --------------------------------------
 
 
@@ -72,7 +89,7 @@ def test_idle_and_slow_header_connections_do_not_starve_clients(server_index, ta
 
     clips = [(i, clip(tagged_cuts[i], offset=4.0 + i, duration=6.0, fmt="wav")) for i in range(3)]
     deadline_s = 3.0
-    with songmine_serve(server_index, "--header-timeout-s", str(deadline_s)) as (url, proc):
+    with songmine_serve(server_index, "--workers", "2", "--header-timeout-s", str(deadline_s)) as (url, proc):
         addr = _addr(url)
         t_open = time.monotonic()
         idle = [socket.create_connection(addr) for _ in range(300)]
@@ -151,9 +168,9 @@ def test_idle_and_slow_header_connections_do_not_starve_clients(server_index, ta
 # --- the connection layer, piece by piece ---------------------------------------------------------
 
 
-def test_protocol_errors_and_deadlines_are_json(server_index):
-    s = _settings(server_index, header_timeout_s=0.5, keep_alive_s=5.0)
-    with run_uvicorn(create_app(s)) as url:
+@pytest.mark.parametrize("mode", MODES)
+def test_protocol_errors_and_deadlines_are_json(server_index, mode):
+    with serving(server_index, mode, header_timeout_s=0.5, keep_alive_s=5.0) as url:
         addr = _addr(url)
 
         def exchange(data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
@@ -303,9 +320,10 @@ def test_host_allow_list_parsing():
         HostAllowList(["ev*l.example"])
 
 
-def test_wrong_host_is_refused_as_json(server_index):
+@pytest.mark.parametrize("mode", MODES)
+def test_wrong_host_is_refused_as_json(server_index, mode):
     """A DNS-rebinding page (its own name pointed at 127.0.0.1) cannot read the library."""
-    with run_uvicorn(create_app(_settings(server_index))) as url:
+    with serving(server_index, mode) as url:
         with httpx.Client(timeout=10) as c:
             for host in ("evil.example", "evil.example:8000", "localhost.evil.example"):
                 r = c.get(url + "/api/tracks", headers={"Host": host})
@@ -313,6 +331,8 @@ def test_wrong_host_is_refused_as_json(server_index):
                 assert "tracks" not in r.json()
             for host in ("localhost", f"localhost:{_addr(url)[1]}", "127.0.0.1", "[::1]:8000"):
                 assert c.get(url + "/api/tracks", headers={"Host": host}).status_code == 200, host
+    if mode != "in-process":
+        return  # --allow-host through `songmine serve`: test_serve_allow_host_option
     s = _settings(server_index, allowed_hosts=("localhost", "music.example.org"))
     with run_uvicorn(create_app(s)) as url:
         with httpx.Client(timeout=10) as c:
@@ -329,7 +349,7 @@ def test_serve_allow_host_option(server_index):
     assert _allowed_hosts("0.0.0.0", ["music.example.org"]) == ("localhost", "music.example.org")
     assert _allowed_hosts("myhost.lan", []) == ("localhost", "myhost.lan")
     assert main(["serve", "--index", str(server_index), "--allow-host", "bad host!"]) == 2
-    with songmine_serve(server_index, "--allow-host", "music.example.org") as (url, _):
+    with songmine_serve(server_index, "--workers", "2", "--allow-host", "music.example.org") as (url, _):
         with httpx.Client(timeout=10) as c:
             assert c.get(url + "/api/health", headers={"Host": "music.example.org"}).status_code == 200
             assert c.get(url + "/api/health", headers={"Host": "other.example.org"}).status_code == 400
@@ -338,9 +358,9 @@ def test_serve_allow_host_option(server_index):
 # --- every error body is {detail: str, reason: str} ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def live(server_index):
-    with run_uvicorn(create_app(_settings(server_index))) as url:
+@pytest.fixture(scope="module", params=MODES)
+def live(server_index, request):
+    with serving(server_index, request.param) as url:
         with httpx.Client(base_url=url, timeout=30) as c:
             yield c
 

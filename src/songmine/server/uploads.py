@@ -176,12 +176,11 @@ async def receive_upload(
             raise _too_large(max_bytes)
 
     cpu0 = time.thread_time()
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=tmp_dir)
+    fd, tmp = _new_file(prefix, suffix, tmp_dir, locked)
     upload = ReceivedUpload(path=Path(tmp), size=0, content_type=mime_s)
     cpu = time.thread_time() - cpu0  # the CPU of this request only: the awaits below run other requests
     try:
         if locked:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # a fresh file: never waits
             upload.lock_fd = os.dup(fd)  # the same open file: the lock outlives the writer's close
         with os.fdopen(fd, "wb") as out:
             if multipart:
@@ -218,6 +217,25 @@ async def receive_upload(
     except BaseException:
         upload.discard()
         raise
+
+
+def _new_file(prefix: str, suffix: str, folder, locked: bool) -> tuple[int, str]:
+    """``tempfile.mkstemp``, and with ``locked`` the file's ``flock`` taken before it is used.
+
+    Between the file's creation and its lock, another process's start-up
+    clean-up (:func:`songmine.server.trackstore.recover`, run by each worker
+    that starts) may see an unlocked temp file, take it for a dead add's
+    leftover and delete it. The lock is then ours but the name is gone: start
+    again with a new file.
+    """
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+        if not locked:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a clean-up holds it, an instant
+        if os.fstat(fd).st_nlink > 0:
+            return fd, tmp
+        os.close(fd)
 
 
 class _RawSink:
