@@ -4,6 +4,7 @@
         [--seconds 60] [--clip-s 10] [--format wav] [--compare=--workers=1] [--rounds 2]
     PYTHONPATH=src python benchmarks/server_load.py --library MUSIC --soak 600 [--writer-every 10]
         [--plot rss.png]
+    ... --baseline OLD/src [--baseline-args=--workers=2]   (an older revision in the same run)
 
 1. Indexes ``--tracks`` files of ``--library`` (a folder of audio, e.g.
    ``"$(songmine demo-corpus --quiet)"``) into a temp dir and cuts
@@ -13,7 +14,8 @@
    process — the CPU a request costs without HTTP.
 3. For each server configuration — ``songmine serve`` with its defaults, and
    each ``--compare`` (extra ``songmine serve`` arguments, e.g.
-   ``--compare=--workers=1``), in turn, ``--rounds`` times (interleaved, so that
+   ``--compare=--workers=1``), and the server of ``--baseline`` (another
+   source tree) with each ``--baseline-args``, in turn, ``--rounds`` times (interleaved, so that
    a change in the machine's load hits every configuration alike):
    start it (its own session, as a service runs) with ``--server-timing``;
    one client alone sends ``--single-requests`` clips; then ``--clients``
@@ -235,15 +237,18 @@ def _workers(pid: int) -> list[int]:
 class Server:
     """``songmine serve`` in a child process (its own session), up once /api/health answers."""
 
-    def __init__(self, index: Path, args: list[str], token: str):
+    def __init__(self, index: Path, args: list[str], token: str, src: str | None = None):
         self.port = _free_port()
-        exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
         self.log = tempfile.TemporaryFile()
         env = {**os.environ, "SONGMINE_TOKEN": token}
-        self.proc = subprocess.Popen(
-            [exe, "serve", "--index", str(index), "--port", str(self.port), "--server-timing", *args],
-            env=env, stdout=self.log, stderr=self.log, start_new_session=True,
-        )
+        if src is None:  # this checkout, which reports its stages
+            exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
+            cmd = [exe, "serve", "--index", str(index), "--port", str(self.port), "--server-timing", *args]
+        else:  # another source tree (an older revision): no stages
+            env["PYTHONPATH"] = str(Path(src).resolve())
+            cmd = [sys.executable, "-c", "import sys; from songmine.cli import main; sys.exit(main())",
+                   "serve", "--index", str(index), "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
         health = f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode()
         t0 = time.monotonic()
         while True:
@@ -487,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-clips", type=int, default=24, help="distinct query clips (cycled)")
     ap.add_argument("--compare", action="append", default=[],
                     help="another server configuration: extra `songmine serve` arguments (repeatable)")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also serve from this source folder (e.g. an older revision exported with `git archive`)")
+    ap.add_argument("--baseline-args", action="append", default=[],
+                    help="a configuration of the --baseline server: its extra arguments (repeatable; default: none)")
     ap.add_argument("--rounds", type=int, default=1, help="each configuration this many times, interleaved")
     ap.add_argument("--soak", type=float, default=0.0, help="seconds of soak (default server, a writer adding tracks)")
     ap.add_argument("--writer-every", type=float, default=10.0, help="soak: seconds between two adds")
@@ -553,11 +562,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                    for t, d in res["samples"]]}}))
             return 0 if res["load"]["errors"] == 0 else 1
 
-        configs = [("default", [])] + [(c, shlex.split(c)) for c in args.compare]
-        results: dict[str, dict[str, list[dict]]] = {name: {"one": [], "load": []} for name, _ in configs}
+        configs = [("default", [], None)] + [(c, shlex.split(c), None) for c in args.compare]
+        if args.baseline:
+            configs += [(f"baseline {c}".strip(), shlex.split(c), args.baseline) for c in args.baseline_args or [""]]
+        results: dict[str, dict[str, list[dict]]] = {name: {"one": [], "load": []} for name, _, _ in configs}
         for rnd in range(args.rounds):
-            for name, extra_args in configs:
-                server = Server(work / "index", extra_args, token)
+            for name, extra_args, src in configs:
+                server = Server(work / "index", extra_args, token, src)
                 try:
                     run_clients(server, requests, 1, total=6)  # warm the connection path
                     one = run_clients(server, requests, 1, total=args.single_requests)
@@ -569,13 +580,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {rnd + 1}, {name}: {many['rps']:.1f} req/s, p99 {many['p99_ms']:.0f} ms, "
                       f"{many['server_cpu_ms']:.1f} ms CPU/req, load {many['load']:.1f}", file=sys.stderr)
         rows = []
-        for name, _ in configs:
+        for name, _, _ in configs:
             for phase in ("one", "load"):
                 rows.append(_row(name, _median_result(results[name][phase])))
         print(f"\ncommit {header['commit']}; {header['machine']}; load average {header['load_start']:.1f} at start, "
               f"{os.getloadavg()[0]:.1f} at end; index of {len(tracks)} tracks; {args.clip_s:g}-s {args.format} clips; "
               f"{args.rounds} round(s) of {args.seconds:g} s per configuration (medians)")
         print(f"reference: load() + identify() in one process, no HTTP: {ref:.1f} ms CPU per clip")
+        if args.baseline:
+            print(f"baseline: the server of {args.baseline} (reports no stages: their columns are 0)")
         markdown_table("Requests (CPU per request: the server's processes; stages as the server measured them)",
                        HEADER, rows)
         print()
