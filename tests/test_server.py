@@ -425,3 +425,21 @@ def test_busy_server_answers_503_with_retry_after(server_index, tagged_cuts):
             r = c.post("/api/identify", files={"file": ("q.wav", body)})
             assert r.status_code == 503 and r.headers["retry-after"] == "2" and "busy" in r.json()["detail"]
         assert c.post("/api/identify", files={"file": ("q.wav", body)}).status_code == 200
+
+
+def test_a_replaced_snapshot_is_let_go(writable, tagged_cuts):
+    """After a write, nothing of the server keeps the old reader (it maps segment files a merge may
+    have deleted): the per-snapshot track list went with it."""
+    import gc
+    import weakref
+
+    c, _ = writable
+    holder = c.app.state.holder
+    assert c.get("/api/health").json()["n_tracks"] == 5  # lists the tracks of the current reader
+    old = weakref.ref(holder.snapshot())
+    r = c.post("/api/tracks", files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
+               headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 201
+    gc.collect()
+    assert old() is None
+    assert c.get("/api/health").json()["n_tracks"] == 6

@@ -6,7 +6,7 @@ import ctypes
 import os
 import sys
 
-__all__ = ["keep_heap"]
+__all__ = ["keep_heap", "release_heap"]
 
 
 _heap_kept = False
@@ -40,3 +40,20 @@ def keep_heap() -> None:
         return
     mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's maximum, 32 MB
     mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
+
+
+def release_heap() -> None:
+    """Give the memory freed since back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    With :func:`keep_heap`, a one-off big job in a search process — a server
+    adding a track decodes and fingerprints all of it — would leave its peak
+    in the heap for good, in the allocator arena of whichever thread ran it:
+    a server's memory then grew with every track added over HTTP. Calling this
+    after such a job keeps the process at its query-time size.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

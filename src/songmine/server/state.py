@@ -136,6 +136,7 @@ class IndexHolder:
             _close(fresh)
             return
         self._reader = fresh
+        self._tracks = None  # (it held the old reader, and with it segment files a merge may have replaced)
         self.generation += 1
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query,
 
 from ...audio import info
 from ...errors import DecodeError
+from ...fingerprint.heap import release_heap
 from ...fingerprint.index import Index, TrackRecord, add_file
 from .. import trackstore
 from ..deps import HolderDep, IndexDep, SettingsDep, require_token, track_upload
@@ -77,13 +78,16 @@ def add_track(
             headers=reason_header("too-long"),
         )
     staged = upload.path = trackstore.stage(upload.path, trackstore.extension_for(meta.codec), upload.lock_fd)
-    with holder.writing() as writer:
-        added = add_file(writer, staged)
-        track = added.track
-        if track is not None and Path(track.path) == staged:  # this file is the track's now: give it its name
-            upload.path = trackstore.publish(writer, staged, track.sha256)
-            upload.keep()
-            track = writer.track(track.track_id)
+    try:
+        with holder.writing() as writer:
+            added = add_file(writer, staged)
+            track = added.track
+            if track is not None and Path(track.path) == staged:  # this file is the track's now: give it its name
+                upload.path = trackstore.publish(writer, staged, track.sha256)
+                upload.keep()
+                track = writer.track(track.track_id)
+    finally:
+        release_heap()  # the whole track was decoded here: do not keep that peak (see keep_heap)
     if track is None:
         msg = (added.error or "the file could not be indexed").replace(str(staged), upload.label)
         raise HTTPException(
