@@ -22,6 +22,14 @@ def keep_heap() -> None:
     time (``docs/identify.md``). Raising the mmap and trim thresholds keeps
     that memory in the process for the next query (up to 256 MB).
 
+    glibc gives threads that allocate at the same time arenas of their own
+    (up to 8 per core), and each arena keeps its own free memory: a server
+    whose thread pool ran queries on a dozen threads kept a dozen query
+    peaks — measured, two workers grew from 85 to 370–410 MB over a 10-minute
+    soak and were still growing. So the arenas are capped at two (the
+    threads share them; a query's few large allocations hardly contend):
+    the same soak stays at about 180 MB.
+
     It changes the whole process, so the library never calls it on its own:
     the processes that exist to search do — ``songmine identify``, ``songmine
     eval``, ``songmine serve`` and the benchmarks. An application embedding
@@ -40,6 +48,7 @@ def keep_heap() -> None:
         return
     mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's maximum, 32 MB
     mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
+    mallopt(-8, 2)  # M_ARENA_MAX: threads share two arenas, each keeping free memory as above
 
 
 def release_heap() -> None:
