@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, ParameterError
-from .choose_k import ChooseKConfig, ChooseKResult, choose_k, silhouette_score
+from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score
 from .data import clean_features, feature_columns, find_column, norm_name
 from .kmeans import KMeans
 from .reduce import ReduceConfig, Reduction, reduce
@@ -598,9 +598,12 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
     chooser = None
     k = config.k
     if k is None:
-        ks = tuple(x for x in config.k_values if x <= n)
-        step(f"choosing k among {ks[0]}..{ks[-1]}")
+        ks, note = narrow_k_values(config.k_values, n)
+        if note:
+            warn_msgs.append(note)
+        step(f"choosing k among {ks[0]}..{ks[-1]}" + (f" ({note})" if note else ""))
         chooser = choose_k(Z, config=ChooseKConfig(k_values=ks, random_state=config.seed), engine=config.engine)
+        chooser.note = note
         k = chooser.recommended_k
     step(f"k-means with k={k} on {config.engine}")
     km, secs = _fit(Z, k, init="k-means++", seed=config.seed, n_init=config.n_init, max_iter=config.max_iter,

@@ -46,7 +46,7 @@ from ..random_state import check_random_state
 from .kmeans import KMeans, check_array
 
 __all__ = ["ChooseKConfig", "ChooseKResult", "choose_k", "silhouette_score", "calinski_harabasz_score",
-           "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range"]
+           "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range", "narrow_k_values"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class ChooseKResult:
     gap_one_sd: float = float("nan")
     evidence: str = "clear"
     rule: str = "gap"
+    note: str | None = None
 
     def table(self) -> list[dict]:
         return [
@@ -155,7 +156,8 @@ class ChooseKResult:
     def to_dict(self) -> dict:
         return {"k_values": self.k_values, "table": self.table(), "votes": self.votes,
                 "recommended_k": self.recommended_k, "evidence": self.evidence, "rule": self.rule,
-                "gap_k1": {"gap": self.gap_one, "gap_sd": self.gap_one_sd}, "reason": self.reason}
+                "gap_k1": {"gap": self.gap_one, "gap_sd": self.gap_one_sd}, "reason": self.reason,
+                "k_range_note": self.note}
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -281,6 +283,28 @@ def gap_statistic(X: np.ndarray, k_values, *, n_references: int = 5, n_init: int
 
 
 # -- the procedure ----------------------------------------------------------------------------------
+def narrow_k_values(k_values, n: int) -> tuple[tuple[int, ...], str | None]:
+    """The k values a table of ``n`` rows can score (``k <= n − 1``), and a note when some were dropped.
+
+    ``k = n`` puts every row alone (silhouette and Calinski-Harabasz are undefined
+    there), so it is never scored. At least three values must remain.
+
+    Raises
+    ------
+    ParameterError
+        Fewer than three values of k left.
+    """
+    ks = tuple(int(k) for k in k_values)
+    kept = tuple(k for k in ks if k <= n - 1)
+    if len(kept) < 3:
+        raise ParameterError(f"k range {ks[0]}..{ks[-1]} leaves {len(kept)} value(s) of k <= n_samples−1 = {n - 1} "
+                             f"(n_samples={n}); at least 3 are needed to compare them")
+    if kept == ks:
+        return ks, None
+    return kept, (f"k range narrowed to {kept[0]}..{kept[-1]}: the table has {n} rows, "
+                  f"and k must be at most n − 1 = {n - 1}")
+
+
 def gap_choice(k_values, gap, gap_sd) -> int:
     """Tibshirani's 1-SE rule: the smallest k with ``gap(k) >= gap(k+1) − s(k+1)`` (else the largest k)."""
     for i in range(len(k_values) - 1):
@@ -319,16 +343,20 @@ def choose_k(X, *, config: ChooseKConfig = ChooseKConfig(), engine="local", prog
         Usually the PCA-reduced features.
     progress : callable(done, total) or None
 
+    The range is narrowed to ``k <= n − 1`` when the table is smaller
+    (:func:`narrow_k_values`); the result's ``note`` says so.
+
     Raises
     ------
     ParameterError
-        A k larger than the number of rows.
+        Fewer than three values of k at most ``n − 1``.
     """
     X = check_array(X)
-    ks = list(config.k_values)
     n = len(X)
-    if ks[-1] > n:
-        raise ParameterError(f"k={ks[-1]} must be <= n_samples={n}")
+    narrowed, note = narrow_k_values(config.k_values, n)
+    if note:
+        log.warning(note)
+    ks = list(narrowed)
     rng = check_random_state(config.random_state)
     sub_sil = rng.choice(n, min(n, config.silhouette_sample), replace=False)
     sub_gap = rng.choice(n, min(n, config.gap_sample), replace=False)
@@ -376,7 +404,8 @@ def choose_k(X, *, config: ChooseKConfig = ChooseKConfig(), engine="local", prog
         rec, evidence, reason = _gap_rule(votes, gap_ks, gaps, sds, ks)
     log.info(reason)
     return ChooseKResult(ks, inertia, sil, ch, db, gap.tolist(), gap_sd.tolist(), votes, rec, reason, labels,
-                         gap_one=float(gaps[0]), gap_one_sd=float(sds[0]), evidence=evidence, rule=config.rule)
+                         gap_one=float(gaps[0]), gap_one_sd=float(sds[0]), evidence=evidence, rule=config.rule,
+                         note=note)
 
 
 _NAMES = {"elbow": "elbow", "silhouette": "silhouette", "calinski_harabasz": "Calinski-Harabasz",
