@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn import metrics
 
 from ..errors import DataError, ParameterError
 from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score
@@ -72,46 +73,19 @@ class RunConfig:
 
 
 # -- metrics on labelings --------------------------------------------------------------------------
-def _contingency(a, b) -> np.ndarray:
-    _, ia = np.unique(np.asarray(a), return_inverse=True)
-    _, ib = np.unique(np.asarray(b), return_inverse=True)
-    C = np.zeros((ia.max() + 1, ib.max() + 1))
-    np.add.at(C, (ia, ib), 1)
-    return C
-
-
 def adjusted_rand_index(a, b) -> float:
-    """Adjusted Rand index of two labelings (Hubert & Arabie 1985)."""
-    C = _contingency(a, b)
-    n = C.sum()
-
-    def comb2(x):
-        return (x * (x - 1) / 2).sum()
-
-    idx = comb2(C)
-    ra, rb = comb2(C.sum(axis=1)), comb2(C.sum(axis=0))
-    expected = ra * rb / (n * (n - 1) / 2) if n > 1 else 0.0
-    top = (ra + rb) / 2
-    return 1.0 if top == expected else float((idx - expected) / (top - expected))
+    """Adjusted Rand index of two labelings (scikit-learn's ``adjusted_rand_score``)."""
+    return float(metrics.adjusted_rand_score(np.asarray(a), np.asarray(b)))
 
 
 def normalized_mutual_info(a, b) -> float:
     """Mutual information normalised by the arithmetic mean of the entropies (scikit-learn's default)."""
-    C = _contingency(a, b)
-    n = C.sum()
-    P = C / n
-    pa, pb = P.sum(axis=1), P.sum(axis=0)
-    nz = P > 0
-    mi = float((P[nz] * np.log(P[nz] / np.outer(pa, pb)[nz])).sum())
-    ha = -float((pa[pa > 0] * np.log(pa[pa > 0])).sum())
-    hb = -float((pb[pb > 0] * np.log(pb[pb > 0])).sum())
-    denom = (ha + hb) / 2
-    return 1.0 if denom == 0 else max(0.0, mi / denom)
+    return float(metrics.normalized_mutual_info_score(np.asarray(a), np.asarray(b)))
 
 
 def purity(clusters, classes) -> float:
     """Share of tracks whose cluster's majority class is their class."""
-    C = _contingency(clusters, classes)
+    C = metrics.cluster.contingency_matrix(np.asarray(clusters), np.asarray(classes))
     return float(C.max(axis=1).sum() / C.sum())
 
 

@@ -29,8 +29,9 @@ at k = 1 the evidence is ``"none"``: the smallest k of the range is returned and
 the reason says the partition is of a continuum, not of groups. ``rule=
 "majority"`` keeps the earlier vote (most votes, ties to the smaller k).
 
-All metrics are computed here with numpy (scikit-learn's are the reference in
-the tests).
+Silhouette, Calinski-Harabasz and Davies-Bouldin are scikit-learn's
+(``sklearn.metrics``); the wrappers here only return NaN where a k cannot be
+scored (fewer than 2 or as many clusters as points), so a table keeps its row.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn import metrics
 
 from ..errors import ParameterError
 from ..random_state import check_random_state
@@ -161,79 +163,35 @@ class ChooseKResult:
 
 
 # -- metrics --------------------------------------------------------------------------------------
-def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    D = A @ B.T
-    D *= -2
-    D += np.einsum("ij,ij->i", A, A)[:, None]
-    D += np.einsum("ij,ij->i", B, B)[None, :]
-    return np.maximum(D, 0, out=D)
+def _scorable(labels: np.ndarray, n: int) -> bool:
+    """scikit-learn's metrics need 2 <= number of clusters <= n − 1."""
+    return 2 <= np.unique(labels).size <= n - 1
 
 
 def silhouette_score(X: np.ndarray, labels: np.ndarray, *, sample_size: int | None = None,
                      random_state=0) -> float:
-    """Mean silhouette coefficient (Rousseeuw 1987); on a random sample if ``sample_size`` is set.
+    """Mean silhouette coefficient (scikit-learn's); on a random sample of rows if ``sample_size`` is set.
 
-    Points alone in their cluster score 0 (as scikit-learn).
+    NaN when the (sampled) labels have fewer than 2 or more than ``n − 1`` clusters.
     """
     X = np.asarray(X, dtype=np.float64)
     labels = np.asarray(labels)
     if sample_size is not None and sample_size < len(X):
         idx = check_random_state(random_state).choice(len(X), sample_size, replace=False)
         X, labels = X[idx], labels[idx]
-    uniq, lab = np.unique(labels, return_inverse=True)
-    k = len(uniq)
-    if not 2 <= k <= len(X) - 1:
-        return float("nan")
-    D = np.sqrt(_sq_dists(X, X))
-    onehot = np.zeros((len(X), k))
-    onehot[np.arange(len(X)), lab] = 1
-    sums = D @ onehot  # (m, k): total distance from each point to each cluster
-    counts = onehot.sum(axis=0)
-    own = counts[lab]
-    a = sums[np.arange(len(X)), lab] / np.maximum(own - 1, 1)
-    mean_other = sums / counts
-    mean_other[np.arange(len(X)), lab] = np.inf
-    b = mean_other.min(axis=1)
-    s = (b - a) / np.maximum(a, b)
-    s[own <= 1] = 0.0
-    return float(np.nan_to_num(s).mean())
+    return float(metrics.silhouette_score(X, labels)) if _scorable(labels, len(X)) else float("nan")
 
 
 def calinski_harabasz_score(X: np.ndarray, labels: np.ndarray) -> float:
-    """Between- over within-cluster dispersion, each divided by its degrees of freedom."""
-    X = np.asarray(X, dtype=np.float64)
-    uniq, lab = np.unique(labels, return_inverse=True)
-    n, k = len(X), len(uniq)
-    if k < 2 or k >= n:
-        return float("nan")
-    counts = np.bincount(lab, minlength=k).astype(float)
-    centroids = np.zeros((k, X.shape[1]))
-    np.add.at(centroids, lab, X)
-    centroids /= counts[:, None]
-    mean = X.mean(axis=0)
-    between = float((counts * ((centroids - mean) ** 2).sum(axis=1)).sum())
-    within = float(((X - centroids[lab]) ** 2).sum())
-    return float("inf") if within == 0 else between * (n - k) / (within * (k - 1))
+    """Between- over within-cluster dispersion (scikit-learn's); NaN when it is undefined."""
+    labels = np.asarray(labels)
+    return float(metrics.calinski_harabasz_score(X, labels)) if _scorable(labels, len(labels)) else float("nan")
 
 
 def davies_bouldin_score(X: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over clusters of the worst ``(s_i + s_j) / d(c_i, c_j)`` (lower is better)."""
-    X = np.asarray(X, dtype=np.float64)
-    uniq, lab = np.unique(labels, return_inverse=True)
-    k = len(uniq)
-    if k < 2:
-        return float("nan")
-    counts = np.bincount(lab, minlength=k).astype(float)
-    centroids = np.zeros((k, X.shape[1]))
-    np.add.at(centroids, lab, X)
-    centroids /= counts[:, None]
-    spread = np.bincount(lab, weights=np.linalg.norm(X - centroids[lab], axis=1), minlength=k) / counts
-    cd = np.sqrt(_sq_dists(centroids, centroids))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        R = (spread[:, None] + spread[None, :]) / cd
-    np.fill_diagonal(R, -np.inf)
-    R[~np.isfinite(R) & (R != -np.inf)] = 0.0
-    return float(R.max(axis=1).mean())
+    """Mean worst similarity of each cluster to another (scikit-learn's; lower is better); NaN when undefined."""
+    labels = np.asarray(labels)
+    return float(metrics.davies_bouldin_score(X, labels)) if _scorable(labels, len(labels)) else float("nan")
 
 
 def knee(x, y) -> int:
