@@ -1,6 +1,6 @@
 # songmine — two commands do all set-up on a fresh machine:
 #   make demo   (virtualenv, install, demo music, main job)
-#   make test   (virtualenv with the dev extra, demo music, chromium + ffmpeg, pytest)
+#   make test   (virtualenv with the dev extra, demo music, chromium + ffmpeg + espeak-ng, pytest)
 # Caches (pip, demo music) live in the per-user cache dir, outside the clone.
 
 PYTHON ?= python3
@@ -21,8 +21,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall whenever pyproject.toml changes.
+# (the eval extra too: the demo runs `songmine eval`, whose real-world conditions need it)
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[eval]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -47,9 +48,10 @@ endif
 demo-music: venv-dev
 	$(BIN)/songmine demo-corpus --quiet
 
-# Debian's Chromium for the browser tests (never `playwright install`) and the ffmpeg program
-# (an optional decoder the tests compare with PyAV's), installed with apt-get when missing.
-SYSTEM_TOOLS := chromium:chromium ffmpeg:ffmpeg
+# Debian's Chromium for the browser tests (never `playwright install`), the ffmpeg program (an
+# optional decoder the tests compare with PyAV's) and espeak-ng (the test that remakes the shipped
+# speech bank), installed with apt-get when missing.
+SYSTEM_TOOLS := chromium:chromium ffmpeg:ffmpeg espeak-ng:espeak-ng
 system-tools:
 	@for pair in $(SYSTEM_TOOLS); do \
 	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \

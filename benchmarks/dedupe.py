@@ -43,7 +43,7 @@ def encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None =
 
 
 def _encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None = None) -> None:
-    from songmine.degrade import encode_mono
+    from songmine.evaluation.degrade import encode_mono
 
     if codec == "libvorbis":  # PyAV's FFmpeg has no libvorbis here: libsndfile writes Ogg Vorbis
         import soundfile as sf

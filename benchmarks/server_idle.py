@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from songmine.audio import load
-    from songmine.index import Index
+    from songmine.fingerprint.index import Index
 
     rng = random.Random(args.seed)
     with Index(args.index) as ix:

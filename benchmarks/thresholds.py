@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from songmine.audio import load
-    from songmine.degrade import degrade
+    from songmine.evaluation.degrade import degrade
     from songmine.library import iter_audio_files
     from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames
 

@@ -93,8 +93,8 @@ def demo_corpus() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_tracks(demo_corpus):
-    """Manifest rows of the demo corpus, as :class:`songmine.democorpus.DemoTrack`."""
-    from songmine.democorpus import read_manifest
+    """Manifest rows of the demo corpus, as :class:`songmine.evaluation.democorpus.DemoTrack`."""
+    from songmine.evaluation.democorpus import read_manifest
 
     return read_manifest(demo_corpus)
 
@@ -166,10 +166,10 @@ def server_index(tagged_cuts, tmp_path_factory) -> Path:
     import importlib.util
 
     need(
-        all(importlib.util.find_spec(m) is not None for m in ("songmine.index", "songmine.identify")),
-        "songmine.index / songmine.identify not available yet",
+        importlib.util.find_spec("songmine.fingerprint.index") is not None,
+        "songmine.fingerprint.index not available",
     )
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     path = tmp_path_factory.mktemp("server") / "index"
     with Index(path, create=True) as ix:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from songmine.democorpus import DemoCorpusError, Package, fetch, read_manifest
+from songmine.evaluation.democorpus import DemoCorpusError, Package, fetch, read_manifest
 from conftest import need
 
 
@@ -114,7 +114,7 @@ def test_the_real_demo_corpus(demo_tracks):
 
 _FETCH_IN_A_CHILD = """
 import json, sys
-from songmine.democorpus import Package, fetch
+from songmine.evaluation.democorpus import Package, fetch
 said = []
 packages = (Package("fake-music", r"/music/.*\\.ogg$"),
             Package("fake-raw", r"/sounds/xbsng.*\\.raw$", "GPL-2", raw_pcm_u8_sr=22050))

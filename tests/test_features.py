@@ -283,6 +283,19 @@ def test_extract_folder_resumes_and_reports_bad_files(tmp_path, synth_music):
     np.testing.assert_allclose(df2.loc["b.flac"].to_numpy(), extract(b), rtol=1e-6)
 
 
+def test_extract_folder_in_worker_processes_equals_one_process(tmp_path, synth_music):
+    a, b, bad = tmp_path / "a.flac", tmp_path / "b.flac", tmp_path / "bad.ogg"
+    _write_song(a, synth_music, seed=1)
+    _write_song(b, synth_music, seed=2)
+    bad.write_bytes(b"OggS" + b"\x00" * 100)
+    items = {"a.flac": str(a), "b.flac": str(b), "bad.ogg": str(bad)}
+    one, f1 = extract_folder(items, jobs=1)
+    two, f2 = extract_folder(items, jobs=2)
+    assert list(two.index) == list(one.index) == ["a.flac", "b.flac"]
+    np.testing.assert_allclose(two.to_numpy(), one.to_numpy(), rtol=1e-5, atol=1e-7)  # (one BLAS thread per worker)
+    assert [f.track_id for f in f2] == [f.track_id for f in f1] == ["bad.ogg"]
+
+
 def test_features_csv_round_trip(tmp_path, synth_music):
     a = tmp_path / "a.flac"
     _write_song(a, synth_music)

@@ -106,6 +106,18 @@ def test_silence_short_and_broken_files_never_crash(tmp_path, synth_music):
     assert report.n_files == 3
 
 
+def test_worker_processes_find_what_one_process_finds(tmp_path, synth_music, rng):
+    y = synth_music(11025, 30.0, seed=5)
+    sf.write(tmp_path / "a.wav", y, 11025)
+    sf.write(tmp_path / "b.flac", y[11025 * 3:], 11025)
+    sf.write(tmp_path / "c.wav", (0.1 * rng.standard_normal(11025 * 30)).astype(np.float32), 11025)
+    (tmp_path / "broken.mp3").write_bytes(b"\x00garbage")
+    one, two = dedupe([tmp_path], jobs=1), dedupe([tmp_path], jobs=2)
+    members = lambda r: [sorted(m.path for m in g.members) for g in r.groups]
+    assert members(two) == members(one) and len(members(one)) == 1
+    assert [s["path"] for s in two.skipped] == [s["path"] for s in one.skipped] == [str(tmp_path / "broken.mp3")]
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"threshold": 0.0}, "threshold"), ({"threshold": 1.5}, "threshold"),
@@ -159,7 +171,7 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
     import songmine.audio
     from songmine.minhash.dedupe import dedupe_index
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     root, truth, trims = dup_library
     lib = tmp_path / "lib"
@@ -218,7 +230,8 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
 def test_index_mode_refuses_a_non_landmark_index(tmp_path):
     from songmine.minhash.dedupe import dedupe_index
-    from songmine.index import Index, register_method
+    from songmine.fingerprint.index import Index
+    from songmine.methods import Method, register_method
 
     class OtherConfig:  # another method's postings are not landmark hashes
         def to_dict(self):
@@ -228,7 +241,7 @@ def test_index_mode_refuses_a_non_landmark_index(tmp_path):
         def from_dict(cls, d):
             return cls()
 
-    register_method("_other_for_dedupe_test", OtherConfig)
+    register_method(Method("_other_for_dedupe_test", "another method", OtherConfig, None, indexable=False))
     with Index(tmp_path / "ix", create=True, config=OtherConfig()):
         pass
     with pytest.raises(ParameterError, match="landmark index"):

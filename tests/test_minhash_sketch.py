@@ -23,7 +23,7 @@ def sketch_and_audio(real_cuts):
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_clips_found_at_their_offset_and_non_member_refused(sketch_and_audio, tmp_path):
-    from songmine.degrade import degrade
+    from songmine.evaluation.degrade import degrade
 
     idx, audio = sketch_and_audio
     rng = np.random.default_rng(1)

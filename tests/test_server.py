@@ -311,7 +311,7 @@ def test_missing_index_fails_at_start_and_serve_says_so(tmp_path, capsys):
 
     from conftest import need
 
-    need(importlib.util.find_spec("songmine.index") is not None, "songmine.index not available yet")
+    need(importlib.util.find_spec("songmine.fingerprint.index") is not None, "songmine.fingerprint.index not available yet")
     from songmine.cli import main as _  # noqa: F401
     from songmine.cli._app import main
 
@@ -355,7 +355,7 @@ def test_tracks_added_by_another_writer_are_picked_up(server_index, tagged_cuts,
     """A `songmine index` run beside the server (another handle, same files) shows up after a refresh."""
     import time
 
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     path = tmp_path / "index"
     shutil.copytree(server_index, path)

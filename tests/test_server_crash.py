@@ -30,7 +30,7 @@ pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 
 from conftest import songmine_serve  # noqa: E402
-from songmine.index import Index, index_files  # noqa: E402
+from songmine.fingerprint.index import Index, index_files  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 

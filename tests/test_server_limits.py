@@ -396,7 +396,7 @@ def test_damaged_postings_are_a_500_not_the_uploads_fault(server_index, tagged_c
 
     import numpy as np
 
-    from songmine.index.schema import SEGMENT_HEADER, SEGMENT_HEADER_SIZE
+    from songmine.fingerprint.index.schema import SEGMENT_HEADER, SEGMENT_HEADER_SIZE
     from test_server import clip
 
     index = tmp_path / "index"

@@ -174,10 +174,12 @@ def extract_folder(
             handle(extract_one(it))
     else:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
+
+        from ..workers import pool
 
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as ex:
+        with pool(jobs, mp_context=ctx, initializer=_init_worker) as ex:
             futs = [ex.submit(extract_one, it) for it in sorted(todo, key=lambda it: -_size(it[1]))]
             for f in as_completed(futs):
                 handle(f.result())

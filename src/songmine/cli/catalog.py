@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..atomic import atomic_path
-from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
 
 catalog_app = typer.Typer(
     help="FMA catalogue tables: load, validate, merge.",
@@ -64,7 +64,7 @@ def merge_cmd(
         t.add_row(c.table, f"{c.rows:,}", f"{c.kept:,}", f"{c.dropped:,}", f"{c.columns:,}")
     out_console().print(t)
     if written:
-        typer.echo(f"wrote {written}")
+        typer.echo(printable(f"wrote {written}"))
 
 
 @catalog_app.command("cache")
@@ -237,7 +237,7 @@ def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[st
             raise fail(f"{root}: not a directory")
         return {Path(p).resolve().relative_to(root.resolve()).as_posix(): str(p) for p in iter_audio_files([root])}
     try:
-        from ..index import Index  # type: ignore[attr-defined]
+        from ..fingerprint.index import Index  # type: ignore[attr-defined]
     except ImportError:
         raise fail("--index needs the songmine index module, which is not installed in this build") from None
     with Index(index) as ix:

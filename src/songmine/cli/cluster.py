@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import JsonOption, app, emit_json, err_console, out_console
+from ._app import JsonOption, app, emit_json, err_console, out_console, printable
 
 cluster_app = typer.Typer(
     name="cluster",
@@ -189,7 +189,7 @@ def run_cmd(
     from rich.text import Text
 
     for c, text in enumerate(res.descriptions):
-        con.print(Text(str(c), style="bold").append(f" {text}"), highlight=False)
+        con.print(Text(str(c), style="bold").append(" " + printable(text, lines=True)), highlight=False)
     if res.truth:
         con.print(f"planted clusters recovered: ARI {res.truth['ari']:.3f}, NMI {res.truth['nmi']:.3f}")
     if report is not None:

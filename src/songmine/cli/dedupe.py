@@ -69,7 +69,7 @@ def _index_paths(index: Path) -> list[Path]:
 
     root = resolve_index_path(index)
     try:
-        from ..index import Index  # provided by the index module
+        from ..fingerprint.index import Index  # provided by the index module
     except ImportError as exc:  # pragma: no cover - until the index store lands
         raise fail(f"--index is not available in this build: {exc}") from None
     with Index(root) as ix:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import JsonOption, app, emit_json, fail
+from ._app import JsonOption, app, emit_json, fail, printable
 
 
 @app.command("serve")
@@ -95,7 +95,7 @@ def serve(
         emit_json({"url": url, "index": str(settings.index_path), "workers": workers,
                    "editing": settings.token is not None, "tls": tls_cert is not None})
     else:
-        typer.echo(f"songmine: serving {settings.index_path} on {url} (API docs: {url}docs)", err=True)
+        typer.echo(printable(f"songmine: serving {settings.index_path} on {url} (API docs: {url}docs)"), err=True)
         if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
             typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
                        "(see --tls-cert in docs/server.md)", err=True)
@@ -118,7 +118,7 @@ def _allowed_hosts(host: str, extra: tuple[str, ...] | list[str]) -> tuple[str, 
 
 def _check_index(path: Path) -> None:
     """Open the index once up front, so a wrong path fails here with a clear line (exit 2)."""
-    from ..index import Index
+    from ..fingerprint.index import Index
 
     idx = Index(path)
     close = getattr(idx, "close", None)

@@ -11,7 +11,7 @@ bitrate), then lossless, higher bitrate, longer, higher rate.
 How (see ``docs/minhash.md``):
 
 1. **Sets.** Each file is decoded at 11,025 Hz and fingerprinted with the
-   landmark method (:func:`songmine.landmarks.fingerprint`, index density).
+   landmark method (:func:`songmine.fingerprint.landmarks.fingerprint`, index density).
    Its set is its distinct 32-bit landmark hashes, which do not depend on
    time, so a trimmed copy keeps most of them. A copy whose STFT frames fall
    half a hop away from the original's loses most landmarks (Jaccard ~0.1),
@@ -236,7 +236,7 @@ def prints_from_arrays(path: str, hashes: np.ndarray, times: np.ndarray, **meta)
 def fingerprint_file(path, *, config: DedupeConfig = DedupeConfig(), fp_config=None) -> TrackPrint:
     """Decode ``path`` at the landmark rate and fingerprint it, with quality metadata."""
     from ..audio import info, load
-    from ..landmarks import FingerprintConfig, fingerprint
+    from ..fingerprint.landmarks import FingerprintConfig, fingerprint
 
     fpc = fp_config or FingerprintConfig()
     p = os.fspath(path)
@@ -399,7 +399,7 @@ def find_duplicates(
     from scipy.sparse.csgraph import connected_components
 
     if hop_s is None:
-        from ..landmarks import FingerprintConfig
+        from ..fingerprint.landmarks import FingerprintConfig
 
         hop_s = FingerprintConfig().hop_s
     timings: dict[str, float] = {}
@@ -488,7 +488,7 @@ def dedupe(
 
     One unreadable file is reported in ``skipped`` and never aborts the run.
     """
-    from ..landmarks import FingerprintConfig
+    from ..fingerprint.landmarks import FingerprintConfig
     from ..library import iter_audio_files
 
     fpc = fp_config or FingerprintConfig()
@@ -511,9 +511,9 @@ def _fingerprint_files(files, config, fpc, prints, skipped, *, jobs, progress, t
     work = [(f, config, fpc) for f in files]
     done = len(prints) + len(skipped)
     if jobs > 1 and len(work) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from ..workers import pool
 
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
+        with pool(jobs) as ex:
             results = ex.map(_fingerprint_job, work, chunksize=1)
             for k, (pr, err) in enumerate(results):
                 _collect(pr, err, prints, skipped)
@@ -552,7 +552,7 @@ def dedupe_index(
 
     Parameters
     ----------
-    index : path or :class:`songmine.index.Index`
+    index : path or :class:`songmine.fingerprint.index.Index`
         A landmark index (``method="landmark"``).
     config : DedupeConfig
     jobs : int
@@ -566,8 +566,8 @@ def dedupe_index(
     from dataclasses import replace
 
     from ..audio import info
-    from ..index import Index
-    from ..index.build import _sha256
+    from ..fingerprint.index import Index
+    from ..library import file_sha256
 
     own = not isinstance(index, Index)
     ix = Index(index) if own else index
@@ -587,7 +587,7 @@ def dedupe_index(
     redo: list[str] = []
     for r in records:  # loop over files: a hash of each file, no decoding
         try:
-            if r.sha256 != _sha256(r.path):
+            if r.sha256 != file_sha256(r.path):
                 redo.append(r.path)
                 continue
             meta = info(r.path)

@@ -64,13 +64,10 @@ __all__ = [
     "onset_peak_frames",
     "peak_vector",
     "track_peak_frames",
-    "SEED_DIRNAME",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Sub-folder of an index directory that holds a seed index.
-SEED_DIRNAME = "seed"
 _FORMAT_VERSION = 1
 
 

@@ -1,6 +1,6 @@
 """A MinHash sketch index over short windows of landmark hashes — ``--method sketch``.
 
-Per track: landmark hashes (:func:`songmine.landmarks.fingerprint`, index
+Per track: landmark hashes (:func:`songmine.fingerprint.landmarks.fingerprint`, index
 density, at two STFT phases united as in :mod:`songmine.minhash.dedupe`); the track
 is cut into overlapping windows (``window_s`` long every ``hop_s``) and each
 window's *set of distinct hashes* (time-free) gets a MinHash signature. LSH
@@ -37,8 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,11 +49,10 @@ from .hashing import EMPTY, MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold
 from ..records import Match, QueryResult
 
-__all__ = ["SketchConfig", "SketchIndex", "SketchIdentifier", "window_signatures", "SKETCH_DIRNAME"]
+__all__ = ["SketchConfig", "SketchIndex", "window_signatures"]
 
 log = logging.getLogger(__name__)
 
-SKETCH_DIRNAME = "sketch"
 _FORMAT_VERSION = 1
 _EMPTY32 = np.uint32(0xFFFFFFFF)
 
@@ -92,7 +90,7 @@ class SketchConfig:
 
 def _landmarks(y: np.ndarray, shifts: Sequence[int], fp_config) -> tuple[np.ndarray, np.ndarray]:
     """Hashes and anchor frames at each phase shift, united, sorted by time."""
-    from ..landmarks import fingerprint
+    from ..fingerprint.landmarks import fingerprint
 
     parts = [fingerprint(y[int(s):], fp_config) for s in shifts]  # a couple of phases
     h = np.concatenate([p[0] for p in parts])
@@ -146,7 +144,7 @@ class SketchIndex:
     """Window signatures + per-band LSH tables; :meth:`save` / :meth:`load` as ``.npy`` files."""
 
     def __init__(self, config: SketchConfig | None = None, fp_config=None) -> None:
-        from ..landmarks import FingerprintConfig
+        from ..fingerprint.landmarks import FingerprintConfig
 
         self.config = config or SketchConfig()
         self.fp_config = fp_config or FingerprintConfig()
@@ -162,6 +160,11 @@ class SketchIndex:
 
     def __len__(self) -> int:
         return len(self._tracks)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of audio indexed."""
+        return float(sum(t.duration_s for t in self._tracks))
 
     @property
     def frames_per_s(self) -> float:
@@ -198,7 +201,8 @@ class SketchIndex:
                 progress(i + 1, len(paths))
         return added
 
-    def _ensure(self) -> None:
+    def prepare(self) -> None:
+        """Build the LSH tables now (otherwise the first query does)."""
         if self._lsh is not None:
             return
         c = self.config
@@ -215,7 +219,7 @@ class SketchIndex:
     # -- querying ----------------------------------------------------------
     def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1) -> QueryResult:
         """Answer one mono clip at ``fp_config.sr`` with the contract's record."""
-        self._ensure()
+        self.prepare()
         c = self.config
         y = np.asarray(y, np.float32)
         h, t = _landmarks(y, c.shifts, self.fp_config)
@@ -289,11 +293,11 @@ class SketchIndex:
 
     # -- persistence ---------------------------------------------------------
     def nbytes(self) -> int:
-        self._ensure()
+        self.prepare()
         return int(self._all.nbytes + self._lsh.keys_.nbytes + self._lsh.ids_.nbytes + self._win_track.nbytes)
 
     def save(self, folder) -> Path:
-        self._ensure()
+        self.prepare()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {
@@ -314,7 +318,7 @@ class SketchIndex:
 
     @classmethod
     def load(cls, folder) -> "SketchIndex":
-        from ..landmarks import FingerprintConfig
+        from ..fingerprint.landmarks import FingerprintConfig
 
         folder = Path(folder)
         if not (folder / "meta.json").exists():
@@ -360,46 +364,3 @@ def _chance_agreement(sigs: np.ndarray, win_track: np.ndarray) -> float:
     return float(min(max(eq.mean(), 1e-4), 0.5))
 
 
-class SketchIdentifier:
-    """The sketch index as an eval-harness method (``songmine eval --method sketch``).
-
-    Options: any field of :class:`SketchConfig`, plus ``top``.
-    """
-
-    name = "sketch"
-
-    def __init__(self, index_path: Path | None, options: Mapping[str, str]):
-        from ..evaluate import _parse_value
-
-        opts = {k: _parse_value(v) for k, v in options.items()}
-        self.top = int(opts.pop("top", 5))
-        opts.pop("thresholds", None)
-        if "shifts" in opts:
-            opts["shifts"] = tuple(int(x) for x in str(opts["shifts"]).split("+"))
-        self.config = SketchConfig(**opts)
-        self.index = SketchIndex(self.config)
-        self.sr = int(self.index.fp_config.sr)
-        self.index_path = index_path
-
-    def build(self, paths, *, jobs, progress):
-        import tempfile
-
-        from ..evaluate import BuildStats, _dir_bytes
-
-        t0 = time.perf_counter()
-        self.index.add_files(paths, progress=progress)
-        self.index._ensure()
-        seconds = time.perf_counter() - t0
-        audio = sum(t.duration_s for t in self.index._tracks)
-        with tempfile.TemporaryDirectory(prefix="songmine-eval-sketch-") as tmp:
-            folder = Path(self.index_path) / SKETCH_DIRNAME if self.index_path is not None else Path(tmp) / "sketch"
-            self.index.save(folder)
-            size = _dir_bytes(folder)
-        return BuildStats(n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
-                          seconds=seconds, index_bytes=size)
-
-    def query(self, clip, *, name):
-        return self.index.query_audio(clip, query=name, top=self.top)
-
-    def close(self):
-        self.index = None

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAGE_PREFIX", "PART_SUFFIX", "Recovery", "publish", "recover", "stage", "stored_name"]
+__all__ = [
+    "STAGE_PREFIX", "PART_SUFFIX", "Recovery", "extension_for", "publish", "recover", "stage", "stored_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,17 @@ class Recovery:
     busy: int = 0
 
 
+_EXT_BY_CODEC = {
+    "mp3": ".mp3", "mp3float": ".mp3", "flac": ".flac", "vorbis": ".ogg", "libvorbis": ".ogg",
+    "opus": ".opus", "libopus": ".opus", "aac": ".m4a", "alac": ".m4a", "wmav2": ".wma",
+}  # fmt: skip
+
+
+def extension_for(codec: str) -> str:
+    """The file extension a stored upload gets from its codec (what players expect of the name)."""
+    return _EXT_BY_CODEC.get(codec) or (".wav" if codec.startswith("pcm_") else ".webm")
+
+
 def stored_name(folder: Path, sha256: str, ext: str) -> Path:
     """Where the audio with this content is published: ``<folder>/<sha256[:24]><ext>``."""
     return folder / f"{sha256[:24]}{ext}"
@@ -65,8 +78,8 @@ def stage(path: Path, ext: str, fd: int | None = None) -> Path:
 
 def publish(writer: Any, staged: Path, sha256: str) -> Path:
     """(2) → (3): rename the indexed file to its content name, then record that path in the index."""
-    from ..index import index_files
-    from ..index.segments import fsync_dir
+    from ..fingerprint.index import index_files
+    from ..fingerprint.index.segments import fsync_dir
 
     final = stored_name(staged.parent, sha256, staged.suffix)
     os.replace(staged, final)
@@ -103,7 +116,7 @@ def _try_lock(path: Path) -> int | None:
 
 def recover(holder: Any, folder: Path) -> Recovery:
     """Undo or finish the adds that died in ``folder`` (see the module docstring); needs the index's writer."""
-    from ..index import index_files
+    from ..fingerprint.index import index_files
 
     out = Recovery()
     folder = Path(folder).resolve()

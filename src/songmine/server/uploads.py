@@ -26,7 +26,26 @@ from pathlib import Path
 import anyio
 from fastapi import HTTPException, Request
 
-__all__ = ["ReceivedUpload", "receive_upload", "RAW_AUDIO_TYPES"]
+__all__ = ["ReceivedUpload", "receive_upload", "RAW_AUDIO_TYPES", "UPLOAD_BODY"]
+
+#: The two request shapes, for the OpenAPI document of the upload routes.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "audio/*": {"schema": {"type": "string", "format": "binary"}},
+            "video/webm": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 #: Raw-body content types accepted as audio (besides every ``audio/*``).
 RAW_AUDIO_TYPES = frozenset(

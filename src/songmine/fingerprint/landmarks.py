@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexFormatError, ParameterError
-from .spectral import _band_peaks, _band_spectrogram
+from ..errors import IndexFormatError, ParameterError
+from .spectral import band_peaks, band_spectrogram
 
 __all__ = [
     "FingerprintConfig",
@@ -288,8 +288,8 @@ def _peaks(
         if seg.shape[0] < c.n_fft:
             z = np.zeros(0, dtype=np.int64)
             return z, z.copy(), (np.zeros(0) if subbin else None)
-        ST, s_max = _band_spectrogram(seg, n_fft=c.n_fft, hop_length=c.hop_length, b0=b0, b1=b1)
-        t, f = _band_peaks(ST, b0=b0, n_bins=n_bins, s_max=s_max, **kw)
+        ST, s_max = band_spectrogram(seg, n_fft=c.n_fft, hop_length=c.hop_length, b0=b0, b1=b1)
+        t, f = band_peaks(ST, b0=b0, n_bins=n_bins, s_max=s_max, **kw)
         return t, f, (_subbin_offsets(ST, b0, n_bins, t, f) if subbin else None)
 
     if n_frames <= _CHUNK_FRAMES:

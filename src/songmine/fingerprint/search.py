@@ -1,60 +1,46 @@
-"""Identify a clip: landmark lookup -> offset voting -> ranked matches with a confidence.
+"""The search: a clip's landmarks looked up at each speed, in stages, until an answer is certain.
 
-The query is fingerprinted at the dense query density, its hashes are looked
-up in the index, and every hit votes for ``(track, offset = t_track - t_query)``.
-A true match piles its votes into one offset bin (±``tolerance`` frames); chance
-hits spread over all offsets of all tracks. ``confidence`` is the probability
-that no bin reached the winner's count by chance, under a Poisson null model
-of chance offset agreement (``docs/identify.md``); below ``min_confidence`` the
-answer is "no match".
+The query is fingerprinted, its hashes are looked up in the index, and every
+hit votes for ``(track, offset = t_track - t_query)`` (:mod:`~songmine.fingerprint.scoring`).
+A true match piles its votes into one offset bin; chance hits spread over all
+offsets of all tracks.
 
 Speed changes (pitch and tempo together, ±5 %) are handled by a query-time
 multi-rate search over the factors of ``SearchConfig.speeds``, in stages
-(``docs/identify.md``, "Search stages and scale"): the clip's index-density
-landmarks at every speed (peaks picked once and moved to each speed, each
-lookup within a hit budget), stopping at the first certain answer; a speed
-where one track clearly leads is climbed to along the speed grid and searched
-at once with the dense query landmarks; otherwise the dense landmarks at the
-most promising speeds. The common unmodified case costs one pass.
+(``docs/identify.md``, "Search stages"): the clip's index-density landmarks at
+every speed (peaks picked once and moved to each speed, each lookup within a
+hit budget), stopping at the first certain answer; a speed where one track
+clearly leads is climbed to along the speed grid and searched at once with the
+dense query landmarks; otherwise the dense landmarks at the most promising
+speeds. Candidates left unanswered are compared with their track's spectral
+profile (:mod:`~songmine.fingerprint.profiles`). The common unmodified case costs
+one pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
-import sys
-import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import soxr
 
-from .errors import DecodeError, ParameterError, SongmineError
-from .landmarks import FingerprintConfig, fingerprint, speed_fingerprinter
-from .postings import Postings
-from .records import Match, QueryResult
+from ..errors import IndexCorruptError, ParameterError
+from . import profiles
+from .landmarks import DT_BITS, FingerprintConfig, fingerprint, speed_fingerprinter, unpack_hashes
+from .scoring import (
+    confidence_from,
+    distinct_votes,
+    expected_votes,
+    margin_confidence,
+    other_offsets,
+    vote,
+)
 
-__all__ = [
-    "SearchConfig",
-    "Candidate",
-    "TrackInfo",
-    "MemoryIndex",
-    "identify",
-    "search",
-    "vote",
-    "distinct_votes",
-    "expected_votes",
-    "confidence_from",
-    "null_confidence",
-    "margin_confidence",
-]
+__all__ = ["SearchConfig", "Candidate", "IndexLike", "search", "known_track"]
 
-log = logging.getLogger(__name__)
-
-#: Offsets are shifted by this before packing ``(track, offset)`` into one int64 key.
-_OFFSET_BIAS = 1 << 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,18 +221,6 @@ class SearchConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackInfo:
-    """Catalogue entry of an indexed track (what ``index.track(id)`` returns)."""
-
-    track_id: int
-    path: str
-    title: str | None = None
-    artist: str | None = None
-    album: str | None = None
-    duration_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class Candidate:
     """One (track, offset) hypothesis of a search, before catalogue look-up."""
 
@@ -265,7 +239,8 @@ class Candidate:
 
 
 class IndexLike(Protocol):
-    """What :func:`identify` needs from an index (``songmine.index.Index`` or :class:`MemoryIndex`)."""
+    """What a search needs from an index (:class:`~songmine.fingerprint.index.Index` or
+    :class:`~songmine.fingerprint.memory.MemoryIndex`)."""
 
     config: FingerprintConfig
 
@@ -275,237 +250,10 @@ class IndexLike(Protocol):
 
     def track(self, track_id: int) -> Any: ...
 
+    def profile(self, track_id: int) -> profiles.Profile | None: ...
+
     @property
     def n_tracks(self) -> int: ...
-
-
-# -- in-memory index -------------------------------------------------------
-
-class MemoryIndex:
-    """A small in-memory index (tests, tuning, quick experiments).
-
-    Parameters
-    ----------
-    config : FingerprintConfig
-
-    Examples
-    --------
-    >>> idx = MemoryIndex(FingerprintConfig())
-    >>> idx.n_tracks, idx.n_postings
-    (0, 0)
-    """
-
-    def __init__(self, config: FingerprintConfig = FingerprintConfig()):
-        self.config = config
-        self._tracks: list[TrackInfo] = []
-        self._parts: list[Postings] = []
-        self._postings: Postings | None = Postings.empty()
-        self._profiles: dict[int, Any] = {}
-        self.skipped: list[tuple[str, str]] = []  # (path, reason) of files that could not be added
-
-    @classmethod
-    def from_files(
-        cls,
-        paths: Iterable[str | os.PathLike[str]],
-        config: FingerprintConfig = FingerprintConfig(),
-        *,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> "MemoryIndex":
-        """Decode and fingerprint ``paths`` (files or folders); unreadable files go to ``skipped``."""
-        from .audio import info, load
-        from .library import iter_audio_files
-
-        files = list(iter_audio_files(paths))
-        idx = cls(config)
-        for i, p in enumerate(files):  # loop over files
-            try:
-                y = load(p, sr=config.sr)
-                tags = info(p).tags
-            except SongmineError as exc:
-                idx.skipped.append((str(p), str(exc)))
-                log.warning("skipped %s: %s", p, exc)
-                continue
-            idx.add(y, path=str(p), title=tags.get("title"), artist=tags.get("artist"), album=tags.get("album"))
-            if progress is not None:
-                progress(i + 1, len(files))
-        return idx
-
-    def add(self, y: np.ndarray, *, path: str, title: str | None = None, artist: str | None = None,
-            album: str | None = None) -> int:
-        """Fingerprint ``y`` (mono float32 at ``config.sr``) and add it; returns its track id."""
-        from .verify import profile, supported
-
-        tid = len(self._tracks)
-        h, t = fingerprint(y, self.config)
-        if supported(self.config.sr):
-            self._profiles[tid] = profile(y, self.config.sr)
-        self._parts.append(Postings.from_unsorted(h, np.full(h.shape, tid, np.uint32), t))
-        self._postings = None
-        self._tracks.append(TrackInfo(tid, path, title, artist, album, float(len(y) / self.config.sr)))
-        return tid
-
-    @property
-    def postings(self) -> Postings:
-        if self._postings is None:
-            self._postings = Postings.concat(self._parts)
-            self._parts = [self._postings]
-        return self._postings
-
-    def lookup(self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None):
-        return self.postings.lookup(hashes, max_per_hash=max_per_hash, max_hits=max_hits)
-
-    def track(self, track_id: int) -> TrackInfo:
-        return self._tracks[int(track_id)]
-
-    def profile(self, track_id: int) -> Any:
-        """The track's :class:`songmine.verify.Profile` (None when its rate cannot have one)."""
-        return self._profiles.get(int(track_id))
-
-    @property
-    def n_tracks(self) -> int:
-        return len(self._tracks)
-
-    @property
-    def n_postings(self) -> int:
-        return len(self.postings)
-
-    @property
-    def duration_s(self) -> float:
-        return float(sum(t.duration_s for t in self._tracks))
-
-
-# -- voting and the null model --------------------------------------------
-
-def vote(
-    query_times: np.ndarray,
-    hit_qpos: np.ndarray,
-    hit_tracks: np.ndarray,
-    hit_times: np.ndarray,
-    *,
-    tolerance: int = 1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Best offset bin of every track that got hits.
-
-    Returns
-    -------
-    tracks, offsets, votes, track_hits : np.ndarray [shape=(k,)]
-        Per track with hits: its best offset (frames), the hits within
-        ±tolerance of it, and all its hits; sorted by ``votes`` descending.
-    n_tracks_hit : np.ndarray
-        Scalar array, number of distinct tracks with hits.
-    """
-    if hit_qpos.size == 0:
-        z = np.zeros(0, np.int64)
-        return z, z, z, z, np.int64(0)
-    offs = hit_times.astype(np.int64) - query_times[hit_qpos].astype(np.int64)
-    key = (hit_tracks.astype(np.int64) << 32) | (offs + _OFFSET_BIAS)
-    key.sort()
-    # distinct (track, offset) bins and their hits: sorted by track, then offset
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    uniq = key[starts]
-    counts = np.diff(np.append(starts, key.shape[0]))
-    score = _window_scores(uniq, counts, tolerance)
-    tr = uniq >> 32
-    first = np.flatnonzero(np.concatenate(([True], tr[1:] != tr[:-1])))
-    # best bin per track in one pass: the highest score, then the lowest offset
-    low = np.int64(0xFFFFFFFF)
-    best = np.maximum.reduceat((score << 32) | (low - (uniq & low)), first)
-    tracks = tr[first]
-    offsets = (low - (best & low)) - _OFFSET_BIAS
-    votes = best >> 32
-    track_hits = np.add.reduceat(counts, first)
-    rank = np.argsort(-votes, kind="stable")
-    return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(first.size)
-
-
-def _window_scores(keys: np.ndarray, counts: np.ndarray, tolerance: int) -> np.ndarray:
-    """Hits within ±``tolerance`` of each sorted ``(track << 32) | offset`` bin (its own and its neighbours')."""
-    score = counts.copy()
-    for d in range(1, tolerance + 1):  # loop over the (tiny) tolerance window
-        for j in range(1, d + 1):  # bins i and i + j lie d apart
-            m = np.flatnonzero(keys[j:] - keys[:-j] == d)
-            score[m] += counts[m + j]
-            score[m + j] += counts[m]
-    return score
-
-
-def _poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """P(X >= k) for X ~ Poisson(lam), for real-valued k (regularised gamma)."""
-    from scipy.special import gammainc
-
-    k = np.asarray(k, dtype=np.float64)
-    lam = np.asarray(lam, dtype=np.float64)
-    return np.where(k <= 0, 1.0, gammainc(np.maximum(k, 1e-12), lam))
-
-
-def null_confidence(
-    votes: np.ndarray,
-    track_hits: np.ndarray,
-    span_frames: np.ndarray,
-    *,
-    n_tests: float,
-    width: int,
-    overdispersion: float,
-    min_rate: float,
-) -> np.ndarray:
-    """P(the best bin is not chance): ``exp(-n_tests * P(Poisson(lam) >= votes / phi))``.
-
-    Under the null, a track's other hits fall uniformly over the
-    ``span_frames`` possible offsets, so a ``width``-frame bin expects
-    ``lam = width * max(track_hits - votes, ...) / span_frames`` hits. Counts are
-    divided by ``phi = overdispersion`` (hits come in clusters); ``n_tests`` is
-    the number of bins looked at (all offsets of all hit tracks, all speeds).
-    """
-    lam = expected_votes(votes, track_hits, span_frames, width=width, min_rate=min_rate)
-    return confidence_from(votes, lam, n_tests=n_tests, overdispersion=overdispersion)
-
-
-def expected_votes(votes, track_hits, span_frames, *, width: int, min_rate: float) -> np.ndarray:
-    """Chance votes expected in one ``width``-frame offset bin of each track."""
-    other = np.maximum(np.asarray(track_hits) - np.asarray(votes), 0).astype(np.float64)
-    return np.maximum(width * other / np.maximum(span_frames, 1.0), min_rate)
-
-
-def confidence_from(votes, lam, *, n_tests: float, overdispersion: float) -> np.ndarray:
-    """``exp(-n_tests * P(Poisson(lam / phi) >= votes / phi))``."""
-    phi = overdispersion
-    p = _poisson_sf(np.asarray(votes, dtype=np.float64) / phi, np.asarray(lam, dtype=np.float64) / phi)
-    return np.exp(-n_tests * p)
-
-
-_heap_kept = False
-
-
-def keep_heap() -> None:
-    """Tune this process's allocator for searching (glibc only; once; a no-op elsewhere).
-
-    A query on a big index allocates tens of MB of short-lived arrays (hits,
-    vote keys); by default glibc maps each array above 128 KB-32 MB freshly
-    and trims freed memory back to the OS, so every query pays page faults
-    and the kernel's zeroing again — at 1,000 hours half of a query's CPU
-    time (``docs/identify.md``). Raising the mmap and trim thresholds keeps
-    that memory in the process for the next query (up to 256 MB).
-
-    It changes the whole process, so the library never calls it on its own:
-    the processes that exist to search do — ``songmine identify``, ``songmine
-    eval``, ``songmine serve`` and the benchmarks. An application embedding
-    :func:`search` may call it too. ``SONGMINE_KEEP_HEAP=0`` turns it off.
-    """
-    global _heap_kept
-    if _heap_kept:
-        return
-    _heap_kept = True
-    if not sys.platform.startswith("linux") or os.environ.get("SONGMINE_KEEP_HEAP", "1") == "0":
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's maximum, 32 MB
-    mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
 
 
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
@@ -559,8 +307,6 @@ class _Search:
 
     def at_speed(self, s: float) -> np.ndarray:
         if s not in self.clips:
-            import soxr
-
             self.clips[s] = self.y if s == 1.0 else soxr.resample(self.y, 1.0, float(s), quality="LQ").astype(np.float32)
         return self.clips[s]
 
@@ -700,23 +446,20 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
             config: SearchConfig) -> list[Candidate]:
     """Compare the first ``verify_candidates`` candidates with their track's stored profile.
 
-    Each gets ``z_bands``/``z_chroma``: the largest :func:`songmine.verify.similarity`
+    Each gets ``z_bands``/``z_chroma``: the largest :func:`songmine.profiles.similarity`
     statistics over its voted offset and its ``other_offsets``, on the clip at
     its speed; when these say more, a higher confidence and the offset where
     the profiles agree. Indexes without profiles (a :class:`MemoryIndex`
     without them, an index built before they existed) are left as they are.
     """
-    from . import verify
-
-    get = getattr(index, "profile", None)
     fc: FingerprintConfig = index.config
-    if get is None or not verify.supported(fc.sr):
+    if not profiles.supported(fc.sr):
         return cands
-    hop = verify.hop_length(fc.sr)
+    hop = profiles.hop_length(fc.sr)
     clips: dict[tuple[float, int], Any] = {}
     out = list(cands)
     for i, c in enumerate(cands[: config.verify_candidates]):  # a handful of candidates
-        ref = get(c.track_id)
+        ref = index.profile(c.track_id)
         if ref is None:
             continue
         zb_max = zc_max = -np.inf
@@ -726,8 +469,8 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
             first = -(-start // hop)  # the clip's first whole profile frame of the track
             key = (c.speed, first * hop - start)
             if key not in clips:
-                clips[key] = verify.profile(at_speed(c.speed)[key[1]:], fc.sr)
-            zb, zc, _ = verify.similarity(clips[key], ref, first)
+                clips[key] = profiles.profile(at_speed(c.speed)[key[1]:], fc.sr)
+            zb, zc, _ = profiles.similarity(clips[key], ref, first)
             zb_max, zc_max = max(zb_max, zb), max(zc_max, zc)
             here = max(_verify_confidence(zb, config.verify_bands_at, config.verify_bands_scale),
                        _verify_confidence(zc, config.verify_chroma_at, config.verify_chroma_scale))
@@ -760,11 +503,24 @@ class _HitCounter:
         return out
 
     def track(self, track_id: int) -> Any:
-        return self._index.track(track_id)
+        return known_track(self._index, track_id)
 
     @property
     def n_tracks(self) -> int:
         return self._index.n_tracks
+
+
+def known_track(index: IndexLike, track_id: int) -> Any:
+    """``index.track(track_id)`` for a track id read from the postings: missing, the index is at fault, not the clip."""
+    try:
+        return index.track(track_id)
+    except KeyError:
+        path = getattr(index, "path", None)
+        raise IndexCorruptError(
+            f"{path or 'the index'}: postings name track {track_id}, which its catalogue does not know; "
+            f"`songmine verify{f' --index {path}' if path else ''}` checks it",
+            part=str(path) if path else None,
+        ) from None
 
 
 def _accepted(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig) -> bool:
@@ -788,28 +544,6 @@ def _lead_ratio(cands: list[Candidate], floor: int) -> float:
         return 0.0
     v = sorted((c.votes for c in cands), reverse=True)
     return v[0] / max(v[1] if len(v) > 1 else 0, floor, 1)
-
-
-def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, floor: int = 1) -> float:
-    """Confidence from the margin of the best track over the runner-up track.
-
-    Under the null (the clip is in none of the tracks) every track's best bin
-    is a chance maximum, and the ratio of the largest to the second largest
-    of such counts has a Pareto tail, ``P(ratio >= r) = r ** -alpha`` (it
-    does for any sample with a power-law tail, whatever its size). The
-    confidence is ``exp(-n_tests * r ** -alpha)`` with ``r = v1 / max(v2, floor)``.
-
-    Examples
-    --------
-    >>> round(margin_confidence(20, 8, alpha=7.8, n_tests=300), 2)
-    0.79
-    >>> margin_confidence(20, 4, alpha=7.8, n_tests=300) > 0.99
-    True
-    """
-    r = float(v1) / float(max(v2, floor, 1e-12))
-    if r <= 1.0:
-        return 0.0
-    return float(np.exp(-n_tests * r ** -alpha))
 
 
 def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]:
@@ -887,92 +621,10 @@ def _score(
             for a, b, c, d, e, lm, alt in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam, alts)]
 
 
-def other_offsets(
-    t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
-    tracks: np.ndarray, offsets: np.ndarray, *, n: int, sep: int, tolerance: int = 1,
-) -> list[tuple[int, ...]]:
-    """For each candidate ``(tracks[i], offsets[i])``: the ``n`` next best offsets of that track.
-
-    Bins are scored like :func:`vote` (hits within ±``tolerance``); each one
-    returned lies at least ``sep`` frames from the candidate's offset and from
-    the others (a different passage, not the same one's edge).
-    """
-    tracks = np.asarray(tracks).astype(np.int64)
-    if tracks.size == 0 or hit_tracks.size == 0 or n < 1:
-        return [()] * tracks.size
-    sel, cand = _hits_of(tracks, hit_tracks)
-    offs = hit_times[sel].astype(np.int64) - t[qpos[sel]].astype(np.int64)
-    key, counts = np.unique((cand << 32) | (offs + _OFFSET_BIAS), return_counts=True)
-    score = _window_scores(key, counts, tolerance)
-    who = key >> 32
-    out = []
-    for i in range(tracks.size):  # a handful of candidates
-        a, b = np.searchsorted(who, [i, i + 1])
-        o = (key[a:b] & 0xFFFFFFFF) - _OFFSET_BIAS
-        chosen = [int(offsets[i])]
-        for j in np.argsort(-score[a:b], kind="stable")[: 64 * (n + 1)]:  # best bins first, a few dozen at most
-            if all(abs(int(o[j]) - c) >= sep for c in chosen):
-                chosen.append(int(o[j]))
-                if len(chosen) > n:
-                    break
-        out.append(tuple(chosen[1:]))
-    return out
-
-
-def distinct_votes(
-    h: np.ndarray, t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
-    tracks: np.ndarray, offsets: np.ndarray, *, tolerance: int = 1,
-) -> np.ndarray:
-    """For each candidate ``(tracks[i], offsets[i])``: distinct hash *values* among its votes.
-
-    A sustained tone or a repeated pattern makes one hash recur frame after
-    frame; against a similar passage of another track its repeats pile up in
-    one offset bin. A true match agrees on many *different* landmarks, so
-    counting distinct values separates the two.
-    """
-    tracks = np.asarray(tracks).astype(np.int64)
-    if tracks.size == 0 or hit_tracks.size == 0:
-        return np.zeros(tracks.size, dtype=np.int64)
-    sel, cand = _hits_of(tracks, hit_tracks)
-    qp = qpos[sel]
-    offs = hit_times[sel].astype(np.int64) - t[qp].astype(np.int64)
-    inside = np.abs(offs - offsets[cand]) <= tolerance
-    pairs = np.unique((cand[inside] << 32) | h[qp[inside]].astype(np.int64))
-    return np.bincount((pairs >> 32).astype(np.int64), minlength=tracks.size)
-
-
-#: Candidate track ids below this are matched to hits through a lookup table (``_hits_of``).
-_LUT_MAX_TRACK = 1 << 24
-
-
-def _hits_of(tracks: np.ndarray, hit_tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The hits of the candidate ``tracks`` (int64, non-empty): their positions, and each one's candidate index.
-
-    A track listed twice counts as its first occurrence.
-    """
-    top = int(tracks.max())
-    if 0 <= int(tracks.min()) and top < _LUT_MAX_TRACK:
-        # each hit's candidate through a table indexed by track id: one gather over the hits
-        # instead of a binary search per hit
-        lut = np.full(top + 2, -1, dtype=np.int64)
-        lut[tracks[::-1]] = np.arange(tracks.size - 1, -1, -1)
-        cand_all = lut[np.minimum(hit_tracks.astype(np.int64), top + 1)]
-        sel = np.flatnonzero(cand_all >= 0)
-        return sel, cand_all[sel]
-    order = np.argsort(tracks, kind="stable")
-    st = tracks[order]
-    ht = hit_tracks.astype(np.int64)
-    pos = np.minimum(np.searchsorted(st, ht), st.size - 1)
-    sel = np.flatnonzero(st[pos] == ht)
-    return sel, order[pos[sel]]
-
-
 def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:
     """Query hashes plus their ``dt ± 1..jitter`` variants, deduplicated by (hash, time)."""
     if jitter == 0 or h.size == 0:
         return h, t
-    from .landmarks import DT_BITS, unpack_hashes
-
     _, _, dt = unpack_hashes(h)
     hs, ts = [h.astype(np.int64)], [t]
     for d in range(1, jitter + 1):  # a couple of shifts
@@ -982,95 +634,3 @@ def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.n
             ts.append(t[ok])
     key = np.unique((np.concatenate(hs) << 32) | np.concatenate(ts).astype(np.int64))
     return (key >> 32).astype(np.uint32), (key & 0xFFFFFFFF).astype(np.uint32)
-
-
-def _query_name(clip: Any, name: str | None) -> str:
-    if name is not None:
-        return name
-    if isinstance(clip, (str, os.PathLike)):
-        return os.fspath(clip)
-    if isinstance(clip, np.ndarray):
-        return "<array>"
-    return getattr(clip, "name", None) or "<upload>"
-
-
-def identify(
-    index: IndexLike,
-    clip: Any,
-    *,
-    top: int = 5,
-    name: str | None = None,
-    max_duration_s: float = 60.0,
-    config: SearchConfig = SearchConfig(),
-) -> QueryResult:
-    """Identify one clip against ``index``.
-
-    Parameters
-    ----------
-    index : songmine.index.Index or MemoryIndex
-    clip : path, bytes, binary file object, or np.ndarray
-        An array must be mono float32 at ``index.config.sr``.
-    top : int
-        Report at most this many matches.
-    name : str or None
-        The ``query`` field of the record (default: the path, or ``<array>``/``<upload>``).
-    max_duration_s : float
-        Longer clips are refused (``error``), not decoded.
-    config : SearchConfig
-        Query-side knobs.
-
-    Returns
-    -------
-    QueryResult
-        ``matches`` best first, ``[]`` for "no match"; ``error`` set when the clip
-        could not be decoded (never raises for bad audio).
-
-    Raises
-    ------
-    ParameterError
-        ``top < 1`` or a malformed array.
-    """
-    if not isinstance(top, int) or top < 1:
-        raise ParameterError(f"top={top!r} must be an integer >= 1")
-    qname = _query_name(clip, name)
-    fc: FingerprintConfig = index.config
-    if isinstance(clip, np.ndarray):
-        y = clip
-        if y.ndim != 1:
-            raise ParameterError(f"clip array must be mono (1-D), got shape {y.shape}")
-        if y.shape[0] > (max_duration_s + 0.5) * fc.sr:
-            return QueryResult(query=qname, error=f"clip is {y.shape[0] / fc.sr:.1f} s long, more than the limit of {max_duration_s:g} s")
-    else:
-        from .audio import load
-
-        try:
-            y = load(clip, sr=fc.sr, max_duration=max_duration_s)
-        except DecodeError as exc:
-            return QueryResult(query=qname, error=str(exc).strip().splitlines()[0])
-    cands = search(index, y, top=top, config=config)
-    matches = []
-    for c in cands:
-        if c.confidence < config.min_confidence:
-            continue
-        tr = index.track(c.track_id)
-        matches.append(Match(
-            track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
-            offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),
-            confidence=float(min(max(c.confidence, 0.0), 1.0)),
-        ))
-    return QueryResult(query=qname, matches=matches)
-
-
-class _CallableModule(types.ModuleType):
-    """``songmine.identify`` is both this module and the function (the documented API).
-
-    Importing the submodule rebinds the package attribute ``songmine.identify``
-    to the module; making the module callable keeps ``songmine.identify(index, clip)``
-    working either way.
-    """
-
-    def __call__(self, index: IndexLike, clip: Any, **kwargs: Any) -> QueryResult:
-        return identify(index, clip, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

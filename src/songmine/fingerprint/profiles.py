@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import IndexFormatError, ParameterError
+from ..errors import IndexFormatError, ParameterError
 
 __all__ = ["PROFILE_VERSION", "Profile", "profile", "similarity", "hop_length", "n_bands", "supported"]
 

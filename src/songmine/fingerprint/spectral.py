@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = ["log_spectrogram", "find_peaks"]
 
@@ -70,7 +70,7 @@ def log_spectrogram(y: np.ndarray, *, n_fft: int = 512, hop_length: int = 128) -
     return _fast_db(power)
 
 
-def _band_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int, b0: int, b1: int) -> tuple[np.ndarray, np.float32]:
+def band_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int, b0: int, b1: int) -> tuple[np.ndarray, np.float32]:
     """Bins ``b0:b1`` of :func:`log_spectrogram`, bins-major, and the maximum over all bins.
 
     Returns ``S[:, b0:b1].T`` (C-contiguous) and ``S.max()`` for ``S =
@@ -228,7 +228,7 @@ def find_peaks(
     # The filters run on the transpose, bins x frames, so the time filters read contiguous
     # rows, and only on the bins a peak may use plus the max filter's reach.
     b0, b1 = max(min_bin - f_radius, 0), min(hi + f_radius + 1, n_bins)
-    return _band_peaks(
+    return band_peaks(
         np.ascontiguousarray(S[:, b0:b1].T), b0=b0, n_bins=n_bins, s_max=S.max() if level_weight else None,
         f_radius=f_radius, t_radius=t_radius, background_frames=background_frames,
         min_prominence_db=min_prominence_db, peaks_per_block=peaks_per_block, block_frames=block_frames,
@@ -236,7 +236,7 @@ def find_peaks(
     )
 
 
-def _band_peaks(
+def band_peaks(
     ST: np.ndarray, *, b0: int, n_bins: int, s_max, f_radius: int, t_radius: int, background_frames: int,
     min_prominence_db: float, peaks_per_block: int, block_frames: int, min_bin: int, max_bin: int,
     level_weight: float,

@@ -13,13 +13,14 @@ skips content it already has, collects results and commits a new segment every
 * one bad file is a line in ``IndexReport.failed``, never an abort — a worker
   that dies (e.g. killed by the OOM killer) fails only its in-flight files;
 * memory is flat in library size: at most ``2 × jobs`` files in flight and
-  one batch of postings in the parent.
+  one batch of postings in the parent;
+* workers die with the parent, even one killed with ``kill -9``
+  (:func:`songmine.workers.pool`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import logging
 import os
 import signal
@@ -31,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError, SongmineError
+from ...errors import ParameterError, SongmineError, one_line
 from ..landmarks import FingerprintConfig
-from ..verify import profile, supported
-from .store import Index, UnknownTrackError, _NewTrack
+from ...library import file_sha256
+from ...workers import pool
+from ..profiles import profile, supported
+from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
-__all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file"]
+__all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "add_file", "AddedFile"]
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +96,7 @@ def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str]
     _W.update(config=config, extractor=extractor, known=known)
 
 
-def _sha256(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extractor | None = None) -> _NewTrack:
+def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extractor | None = None) -> NewTrack:
     """Hash, decode, fingerprint and tag one file (what a worker does).
 
     Raises
@@ -106,24 +104,24 @@ def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extra
     DecodeError
         When the file cannot be decoded.
     """
-    from ..audio import info, load
+    from ...audio import info, load
 
     if extractor is None:
         from ..landmarks import fingerprint as extractor
     path = os.fspath(path)
     st = os.stat(path)
-    sha = _sha256(path)
+    sha = file_sha256(path)
     return _fingerprint(path, sha, st, config, extractor, info, load)
 
 
-def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
+def _fingerprint(path, sha, st, config, extractor, info, load) -> NewTrack:
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
     prof = None
     if isinstance(config, FingerprintConfig) and supported(config.sr):  # landmark indexes keep a profile to verify uncertain answers
         prof = profile(y, config.sr).to_bytes()
-    return _NewTrack(
+    return NewTrack(
         path=path,
         sha256=sha,
         size=st.st_size,
@@ -139,12 +137,12 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> _NewTrack:
 
 
 def _work(path: str) -> tuple[str, Any]:
-    """Worker task: ``("known", (sha, size, mtime_ns))``, ``("ok", _NewTrack)`` or ``("failed", reason)``."""
-    from ..audio import info, load
+    """Worker task: ``("known", (sha, size, mtime_ns))``, ``("ok", NewTrack)`` or ``("failed", reason)``."""
+    from ...audio import info, load
 
     try:
         st = os.stat(path)
-        sha = _sha256(path)
+        sha = file_sha256(path)
         if sha in _W["known"]:
             return "known", (sha, st.st_size, st.st_mtime_ns)
         extractor = _W["extractor"]
@@ -152,18 +150,13 @@ def _work(path: str) -> tuple[str, Any]:
             from ..landmarks import fingerprint as extractor
         return "ok", _fingerprint(path, sha, st, _W["config"], extractor, info, load)
     except SongmineError as exc:
-        return "failed", _one_line(exc)
+        return "failed", one_line(exc)
     except OSError as exc:
         return "failed", f"{path}: {exc.strerror or exc}"
     except MemoryError:
         return "failed", f"{path}: out of memory while decoding"
     except Exception as exc:  # an extractor bug must not abort a 10,000-file run
-        return "failed", f"{path}: {type(exc).__name__}: {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return "failed", f"{path}: {type(exc).__name__}: {one_line(exc)}"
 
 
 # ------------------------------------------------------------------ parent side
@@ -218,7 +211,7 @@ def index_files(
     IndexingInterrupted
         On Ctrl-C, after committing the files already fingerprinted.
     """
-    from ..library import iter_audio_files
+    from ...library import iter_audio_files
 
     if jobs is None:
         jobs = os.cpu_count() or 1
@@ -293,7 +286,7 @@ class _Run:
         self.batch_tracks, self.batch_postings = batch_tracks, batch_postings
         self.known: dict[str, int] = {}
         self.by_path: dict[str, tuple[int, int, int, str]] = {}
-        self.batch: list[_NewTrack] = []
+        self.batch: list[NewTrack] = []
         self.batch_shas: set[str] = set()
         self.replace: list[int] = []
         self.n_batch_postings = 0
@@ -322,7 +315,7 @@ class _Run:
                 ix._update_paths([(tid, path, size, mtime_ns)])
             self.unchanged += 1
             return
-        t: _NewTrack = value
+        t: NewTrack = value
         if t.sha256 in self.known or t.sha256 in self.batch_shas:  # same content twice in this run
             self.unchanged += 1
             return
@@ -368,7 +361,7 @@ _DIED = "{path}: the worker process died while processing this file (decoder cra
 
 def _alone(path: str, initargs: tuple) -> tuple[str, Any] | None:
     """Process one file in a fresh one-worker pool; None when that worker dies too."""
-    with cf.ProcessPoolExecutor(max_workers=1, initializer=_init_worker, initargs=initargs) as ex:
+    with pool(1, initializer=_init_worker, initargs=initargs) as ex:
         try:
             return ex.submit(_work, path).result()
         except cf.process.BrokenProcessPool:
@@ -389,7 +382,7 @@ def _preload(extractor: Extractor | None) -> None:
     import av  # noqa: F401
     import soxr  # noqa: F401
 
-    from .. import audio  # noqa: F401
+    from ... import audio  # noqa: F401
 
     if extractor is None:
         import scipy.fft  # noqa: F401
@@ -413,7 +406,7 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
     max_inflight = 2 * jobs
     while True:  # one pass per pool; a pool that breaks (worker killed) is replaced
         initargs = (config, extractor, known)
-        ex = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=initargs)
+        ex = pool(jobs, initializer=_init_worker, initargs=initargs)
         inflight: dict[cf.Future, str] = {}
         broken = False
         try:
@@ -448,3 +441,28 @@ def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor |
             for fut in inflight:
                 fut.cancel()
             ex.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AddedFile:
+    """What :func:`add_file` did: the track holding the file's audio, whether it is new, or why not."""
+
+    track: TrackRecord | None
+    created: bool
+    error: str | None = None
+
+
+def add_file(index: Index, path: str | os.PathLike[str]) -> AddedFile:
+    """Index one file and say which track holds its audio afterwards.
+
+    The same audio already indexed (by sha256) is not added again: the existing
+    track comes back with ``created=False``. A file that cannot be indexed gives
+    ``track=None`` and the reason.
+    """
+    sha = file_sha256(os.fspath(path))
+    before = {t.track_id for t in index.tracks() if t.sha256 == sha}
+    report = index_files(index, [path], jobs=1)
+    after = [t for t in index.tracks() if t.sha256 == sha]
+    if not after:
+        return AddedFile(None, False, report.failed[0][1] if report.failed else "the file could not be indexed")
+    return AddedFile(after[0], after[0].track_id not in before)

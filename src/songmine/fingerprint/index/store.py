@@ -13,14 +13,19 @@
 * Small segments are merged automatically (size-tiered: when
   :data:`MERGE_FANIN` segments share a size tier they become one), so the
   number of segments stays logarithmic in the index size.
+* Damage is refused, never answered from: segments and profiles carry
+  checksums (:mod:`songmine.fingerprint.index.segments`), a damaged catalogue page is
+  caught where SQLite reports it; both raise
+  :class:`~songmine.errors.IndexCorruptError`, whose message names the part
+  and how to recover (``songmine verify``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -28,17 +33,18 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import IndexFormatError, ParameterError, SongmineError
+from ...errors import IndexCorruptError, IndexFormatError, ParameterError, SongmineError
+from ...methods import DEFAULT_METHOD, Method, get_method, method_of_config, register_method, resolve
 from ..postings import Postings, rarest_within
-from ..verify import PROFILE_VERSION
+from ..profiles import PROFILE_VERSION
 from .schema import (
     CATALOG_NAME,
     FORMAT_VERSION,
@@ -48,15 +54,15 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
-from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, write_segment
+from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, segment_checksum, write_segment
 
 __all__ = [
     "Index",
     "TrackRecord",
     "CompactReport",
+    "Finding",
     "UnknownTrackError",
     "IndexLockedError",
-    "register_method",
     "MERGE_FANIN",
 ]
 
@@ -67,48 +73,65 @@ MERGE_FANIN = 8
 #: Postings of the smallest tier (segments below this are all "tier 0").
 MERGE_BASE = 200_000
 
-#: method name -> "module:ConfigClass" (the class has ``to_dict`` / ``from_dict``).
-#: "landmark" is the CLI's ``--method`` name; "landmarks" is read for indexes written before.
-_METHODS: dict[str, str] = {
-    "landmark": "songmine.landmarks:FingerprintConfig",
-    "landmarks": "songmine.landmarks:FingerprintConfig",
-}
-DEFAULT_METHOD = "landmark"
-
-
-def register_method(name: str, config_class: type | str) -> None:
-    """Declare a fingerprint method whose config an index can store.
-
-    ``config_class`` is a class (or ``"module:Class"``) with ``to_dict()`` and
-    ``from_dict(d)``; the index stores ``name`` and the config as JSON.
-    """
-    if not isinstance(config_class, str):
-        config_class = f"{config_class.__module__}:{config_class.__qualname__}"
-    _METHODS[name] = config_class
-
 
 def _config_class(method: str) -> type:
+    """The config class an index of ``method`` stores (:mod:`songmine.methods`)."""
     try:
-        ref = _METHODS[method]
-    except KeyError:
-        raise IndexFormatError(f"unknown fingerprint method {method!r} (known: {sorted(_METHODS)})") from None
-    mod, _, cls = ref.partition(":")
-    try:
-        return getattr(import_module(mod), cls)
-    except (ImportError, AttributeError) as exc:
-        raise IndexFormatError(f"fingerprint method {method!r}: cannot import {ref} ({exc})") from exc
+        m = get_method(method)
+        if m.config is None:
+            raise ParameterError(f"method {method!r} keeps no index")
+        return resolve(m.config)
+    except ParameterError as exc:
+        raise IndexFormatError(f"fingerprint method {method!r}: {exc}") from None
 
 
 def _method_of(config: Any) -> str:
-    ref = f"{type(config).__module__}:{type(config).__qualname__}"
-    for name, r in _METHODS.items():
-        if r == ref:
-            return name
-    raise ParameterError(f"config of type {ref} belongs to no registered method (known: {sorted(_METHODS)})")
+    return method_of_config(config).name
 
 
 def _config_json(config: Any) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
+
+
+#: SQLite's primary result codes for a damaged database file.
+_SQLITE_DAMAGED = {11: "SQLITE_CORRUPT", 26: "SQLITE_NOTADB"}
+
+
+def _catalogue_damaged(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_DAMAGED
+    return "malformed" in str(exc) or "not a database" in str(exc)
+
+
+def _guarded(fn):
+    """Turn damage met inside an :class:`Index` method into one IndexCorruptError that says how to recover.
+
+    A damaged catalogue page surfaces as ``sqlite3.DatabaseError`` wherever
+    SQLite reads it; a segment's as IndexCorruptError from the segment. Both
+    leave here with the index's recovery advice appended (once).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except IndexCorruptError as exc:
+            if getattr(exc, "advised", False):
+                raise
+            raise self._advise(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            if not _catalogue_damaged(exc):
+                raise
+            raise self._advise(IndexCorruptError(
+                f"{self._db_path}: the catalogue is damaged ({exc})", part=str(self._db_path)
+            )) from exc
+
+    return wrapper
+
+
+#: Segment files already warned about (no checksums): once per process each.
+_WARNED_UNCHECKED: set[str] = set()
 
 
 class UnknownTrackError(ParameterError, KeyError):
@@ -152,6 +175,29 @@ class CompactReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem :meth:`Index.verify` found.
+
+    ``kind``: ``catalogue`` (SQLite finds the catalogue damaged), ``segment``
+    (a segment file fails a check), ``profile`` (a profile fails its
+    checksum), ``track`` (the catalogue and the segments disagree about a
+    track), ``lost`` (tracks whose postings were in damaged segments),
+    ``orphan`` (a segment file nobody registered). ``tracks``: the track ids
+    concerned.
+    """
+
+    part: str
+    problem: str
+    kind: str
+    tracks: tuple[int, ...] = ()
+
+
+def _detail(message: str, path: Path) -> str:
+    """A segment error's message without the path it starts with (the finding names the part)."""
+    return message.removeprefix(f"{path}: ").removeprefix(f"{path}")
+
+
+@dataclass(frozen=True, slots=True)
 class _Segment:
     segment_id: int
     file: str
@@ -174,7 +220,7 @@ class _Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class _NewTrack:
+class NewTrack:
     """A fingerprinted file waiting to be committed (built by :mod:`songmine.index.build`)."""
 
     path: str
@@ -221,8 +267,13 @@ class Index:
     (0, 0)
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None):
+    @_guarded
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None,
+                 _salvage: bool = False):
         self.path = Path(path)
+        # salvage (songmine verify): damaged segments are left out of the snapshot and listed here
+        self._salvage = _salvage
+        self.damaged: dict[str, str] = {}
         self._db_path = self.path / CATALOG_NAME
         self._seg_dir = self.path / SEGMENT_DIR
         self._mutex = threading.RLock()
@@ -233,12 +284,16 @@ class Index:
         self._config: Any = None
 
         exists = self._db_path.exists()
+        #: True when this object created the index (see :meth:`discard_if_empty`).
+        self.created = False
+        self._created_dir = not self.path.exists()
         if not exists and not create:
             if self.path.exists() and not self.path.is_dir():
                 raise IndexFormatError(f"{self.path}: not an index directory")
             raise IndexFormatError(f"{self.path}: no index here (create one with `songmine index DIR --index {self.path}`)")
         if not exists:
             self._create(config)
+            self.created = True
         self._conn = self._connect()
         try:
             self._check_version()
@@ -309,11 +364,24 @@ class Index:
                 migrate(self._conn, from_version=v)
                 self._conn.execute("COMMIT")
 
+    @_guarded
     def _setting(self, key: str) -> str:
         row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise IndexFormatError(f"{self._db_path}: setting {key!r} is missing")
         return row[0]
+
+    def _advise(self, exc: IndexCorruptError) -> IndexCorruptError:
+        """``exc`` with how to recover appended (marked, so that it is appended once)."""
+        if exc.part == str(self._db_path):
+            how = (f"rebuild the index: move {self.path} away and run `songmine index <music folders> --index "
+                   f"{self.path}` (`songmine verify --index {self.path}` shows what is damaged)")
+        else:
+            how = (f"run `songmine verify --index {self.path} --repair`, then `songmine index <music folders> "
+                   f"--index {self.path}` to index again what the damaged part held (or rebuild the index)")
+        new = IndexCorruptError(f"{exc}; to recover, {how}", part=exc.part)
+        new.advised = True
+        return new
 
     # snapshot parts (see refresh)
     @property
@@ -329,7 +397,8 @@ class Index:
         return self._snap.dead
 
     @property
-    def _generation(self) -> int:
+    def generation(self) -> int:
+        """The catalogue's commit counter as this object sees it: changes whenever another writer commits."""
         return self._snap.generation
 
     # ----------------------------------------------------------- public state
@@ -388,22 +457,35 @@ class Index:
         """Live tracks, by id."""
         return [r for _, r in sorted(self._tracks.items()) if r.status == STATUS_OK]
 
+    @_guarded
     def profile(self, track_id: int) -> Any:
         """The stored :class:`songmine.verify.Profile` of ``track_id``, or None.
 
         None for a track indexed before profiles existed (or with another
         profile version), and for indexes of other methods.
+
+        Raises
+        ------
+        IndexCorruptError
+            When the stored profile fails its checksum.
         """
-        from ..verify import Profile, n_bands
+        from ..profiles import Profile, n_bands
 
         with self._mutex:
             row = self._conn.execute(
-                "SELECT data FROM profiles WHERE track_id = ? AND version = ?", (int(track_id), PROFILE_VERSION)
+                "SELECT data, checksum FROM profiles WHERE track_id = ? AND version = ?", (int(track_id), PROFILE_VERSION)
             ).fetchone()
         if row is None:
             return None
-        return Profile.from_bytes(row[0], n_bands(self.config.sr))
+        data, checksum = row
+        if checksum is not None and zlib.crc32(data) != checksum:  # None: stored before profiles had checksums
+            raise IndexCorruptError(
+                f"{self._db_path}: the profile of track {int(track_id)} is damaged (fails its checksum)",
+                part=f"profile of track {int(track_id)}",
+            )
+        return Profile.from_bytes(data, n_bands(self.config.sr))
 
+    @_guarded
     def landmarks(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{track_id: (hashes, times)}`` of every live track, read from the stored postings.
 
@@ -413,6 +495,8 @@ class Index:
         snap = self._snap
         if not snap.segments:
             return {}
+        for s in snap.segments:  # everything is read: everything is checked
+            s.data.check_all()
         tr = np.concatenate([s.postings.tracks for s in snap.segments])
         order = np.argsort(tr, kind="stable")
         tr = tr[order]
@@ -425,6 +509,7 @@ class Index:
                 if i in live}  # loop over tracks
 
     # ----------------------------------------------------------------- lookup
+    @_guarded
     def lookup(
         self, hashes: np.ndarray, max_per_hash: int | None = None, max_hits: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -436,7 +521,9 @@ class Index:
         Postings of removed tracks are filtered out. ``max_hits`` is a hit
         budget filled with the rarest query hashes first
         (:func:`songmine.postings.rarest_within`; counted over all segments,
-        before removed tracks are filtered).
+        before removed tracks are filtered). What a lookup reads of a segment
+        not checked whole yet is checked first (:meth:`Segment.check_bounds`,
+        :meth:`Segment.check_runs`): damage raises IndexCorruptError.
 
         Parameters
         ----------
@@ -456,7 +543,11 @@ class Index:
             z = np.zeros(0, dtype=np.uint32)
             return np.zeros(0, dtype=np.int64), z, z
         uq, inv = np.unique(q, return_inverse=True)  # sorted keys: searchsorted is cache-friendly
-        los, his = run_bounds([s.data for s in segs], uq)  # (segments, unique keys), all segments at once
+        datas = [s.data for s in segs]
+        los, his = run_bounds(datas, uq)  # (segments, unique keys), all segments at once
+        unchecked = [s for s, d in enumerate(datas) if not d.checked]
+        for s in unchecked:  # loop over segments
+            datas[s].check_bounds(uq, los[s], his[s])
         cnts = his - los
         per_u = cnts.sum(axis=0)
         if max_per_hash is not None:
@@ -468,6 +559,9 @@ class Index:
             skip = ~rarest_within(per_u, mult, max_hits)
             cnts[:, skip] = 0
             per_u = np.where(skip, 0, per_u)
+        for s in unchecked:  # loop over segments: what is read below
+            used = cnts[s] > 0
+            datas[s].check_runs(los[s][used], his[s][used])
         per_q = per_u[inv]
         total = int(per_q.sum())
         if total == 0:
@@ -503,12 +597,19 @@ class Index:
         return query_pos, out_tracks, out_times
 
     # ---------------------------------------------------------------- refresh
+    @_guarded
     def refresh(self) -> bool:
         """Pick up what other writers committed since the last snapshot.
 
         Returns True when the snapshot changed. A reader keeps answering from
         its old snapshot until it calls this (old segment files stay readable
         through their memory maps even after a compaction unlinks them).
+
+        Raises
+        ------
+        IndexCorruptError
+            A segment is missing, cut short, fails a checksum, or is not the
+            one the catalogue registered.
         """
         with self._mutex:
             for attempt in range(20):
@@ -516,32 +617,23 @@ class Index:
                 conn.execute("BEGIN")  # one read snapshot for all three reads
                 try:
                     gen = int(self._setting("generation"))
-                    if gen == self._generation:
+                    if gen == self.generation:
                         return False
                     seg_rows = conn.execute(
-                        "SELECT segment_id, file, n_postings FROM segments ORDER BY segment_id"
+                        "SELECT segment_id, file, n_postings, checksum FROM segments ORDER BY segment_id"
                     ).fetchall()
                     track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks").fetchall()
                 finally:
                     conn.execute("COMMIT")
                 old = {s.file: s for s in self._segments}
                 try:
-                    segs = [
-                        old.get(f) or _Segment(sid, f, n, open_segment(self._seg_dir / f))
-                        for sid, f, n in seg_rows
-                    ]
+                    segs = self._open_segments(seg_rows, old)
                 except IndexFormatError:
                     # a concurrent compaction unlinked a file after our read: read again
-                    if attempt < 19 and any(not (self._seg_dir / f).exists() for _, f, _ in seg_rows):
+                    if attempt < 19 and any(not (self._seg_dir / r[1]).exists() for r in seg_rows):
                         time.sleep(0.05)
                         continue
                     raise
-                for s in segs:
-                    if len(s.postings) != s.n_postings:
-                        raise IndexFormatError(
-                            f"{self._seg_dir / s.file}: holds {len(s.postings)} postings, "
-                            f"the catalogue says {s.n_postings}"
-                        )
                 tracks = {r[0]: TrackRecord(*r) for r in track_rows}
                 removed = [tid for tid, r in tracks.items() if r.status != STATUS_OK]
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
@@ -549,6 +641,53 @@ class Index:
                 self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
+
+    def _reload(self) -> None:
+        """Forget the snapshot (and the damage noted) and take a fresh one, every segment opened again."""
+        with self._mutex:
+            self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
+            self.damaged = {}
+            self.refresh()
+
+    def _open_segments(self, rows: Sequence[tuple], old: dict[str, _Segment]) -> list[_Segment]:
+        """Open the registered segments (those of ``old`` are kept), checking each against the catalogue.
+
+        In salvage mode a damaged segment is left out and noted in :attr:`damaged`.
+        """
+        segs = []
+        for sid, f, n, checksum in rows:  # loop over segments
+            if f in old:
+                segs.append(old[f])
+                continue
+            path = self._seg_dir / f
+            try:
+                try:
+                    data = open_segment(path)
+                except IndexCorruptError:
+                    raise
+                except IndexFormatError as exc:  # a registered file missing, or not a segment: damage
+                    raise IndexCorruptError(str(exc), part=str(path)) from exc
+                if len(data) != n:
+                    raise IndexCorruptError(
+                        f"{path}: holds {len(data)} postings, the catalogue says {n}", part=str(path)
+                    )
+                if checksum is not None and (data.sums is None or data.sums.checksum != checksum):
+                    raise IndexCorruptError(
+                        f"{path}: is not the segment the catalogue registered (checksum "
+                        f"{'none' if data.sums is None else data.sums.checksum}, the catalogue says {checksum})",
+                        part=str(path),
+                    )
+            except IndexCorruptError as exc:  # (a missing file may be a concurrent compaction: refresh reads again)
+                if not self._salvage:
+                    raise
+                self.damaged[f] = str(exc)
+                continue
+            if data.sums is None and str(path) not in _WARNED_UNCHECKED:
+                _WARNED_UNCHECKED.add(str(path))
+                log.warning("%s: written by an older songmine, without checksums (read unchecked); "
+                            "`songmine compact --index %s` rewrites it with them", path, self.path)
+            segs.append(_Segment(sid, f, n, data))
+        return segs
 
     # ----------------------------------------------------------------- writer
     @contextlib.contextmanager
@@ -627,7 +766,8 @@ class Index:
             conn.execute("ROLLBACK")
             raise
 
-    def _add_tracks(self, new: Sequence[_NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
+    @_guarded
+    def _add_tracks(self, new: Sequence[NewTrack], *, replace: Iterable[int] = ()) -> list[tuple[int, bool]]:
         """Commit fingerprinted files as one new segment; mark ``replace`` tracks removed.
 
         The segment file is durable on disk before the transaction that makes
@@ -641,7 +781,7 @@ class Index:
         with self._writing():
             live = self._live_shas()
             out: list[tuple[int, bool]] = []
-            fresh: list[_NewTrack] = []
+            fresh: list[NewTrack] = []
             first_id = int(self._setting("next_track_id"))
             for t in new:
                 if t.sha256 in live:
@@ -682,15 +822,17 @@ class Index:
                         ],
                     )
                     conn.executemany(
-                        "INSERT INTO profiles(track_id, version, data) VALUES (?,?,?)",
-                        [(i, PROFILE_VERSION, t.profile) for i, t in zip(ids, new) if t.profile is not None],
+                        "INSERT INTO profiles(track_id, version, data, checksum) VALUES (?,?,?,?)",
+                        [(i, PROFILE_VERSION, t.profile, zlib.crc32(t.profile))
+                         for i, t in zip(ids, new) if t.profile is not None],
                     )
                     self._next("next_track_id", len(new))
                     if seg_file is not None:
                         self._next("next_segment_id")
                         conn.execute(
-                            "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created) VALUES (?,?,?,?,?)",
-                            (seg_id, seg_file, n_post, len(new), now),
+                            "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created, checksum)"
+                            " VALUES (?,?,?,?,?,?)",
+                            (seg_id, seg_file, n_post, len(new), now, segment_checksum(self._seg_dir / seg_file)),
                         )
             except BaseException:
                 if seg_file is not None:
@@ -700,6 +842,7 @@ class Index:
             self._auto_merge()
         return out
 
+    @_guarded
     def _update_paths(self, moves: Sequence[tuple[int, str, int, int]]) -> None:
         """Record new (path, size, mtime_ns) of tracks whose file moved or was touched."""
         if not moves:
@@ -711,6 +854,7 @@ class Index:
             )
         self.refresh()
 
+    @_guarded
     def _file_table(self) -> dict[str, tuple[int, int, int, str]]:
         """path -> (track_id, size, mtime_ns, sha256) of live tracks (for skipping unchanged files)."""
         rows = self._conn.execute(
@@ -718,10 +862,12 @@ class Index:
         ).fetchall()
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
+    @_guarded
     def _live_shas(self) -> dict[str, int]:
         rows = self._conn.execute("SELECT sha256, track_id FROM tracks WHERE status = ?", (STATUS_OK,))
         return {r[0]: r[1] for r in rows}
 
+    @_guarded
     def remove(self, track_ids: Iterable[int]) -> int:
         """Remove tracks (tombstones; postings go at the next :meth:`compact`).
 
@@ -749,15 +895,21 @@ class Index:
                 self.refresh()
         return len(live)
 
+    @_guarded
     def compact(self) -> CompactReport:
-        """Rewrite all segments into one without removed tracks, and forget those tracks."""
+        """Rewrite all segments into one without removed tracks, and forget those tracks.
+
+        A segment written by an older songmine (without checksums) is rewritten even when alone, and
+        profiles stored without checksums get theirs.
+        """
         t0 = time.perf_counter()
         with self._writing():
             self.refresh()
             before = list(self._segments)
             bytes_before = self.size_bytes
             removed = [tid for tid, r in self._tracks.items() if r.status != STATUS_OK]
-            n_after = self._merge(before, purge=removed)
+            n_after = self._merge(before, purge=removed, force=any(s.data.sums is None for s in before))
+            self._sum_old_profiles()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return CompactReport(
                 segments_before=len(before),
@@ -770,9 +922,20 @@ class Index:
                 seconds=time.perf_counter() - t0,
             )
 
-    def _merge(self, segs: Sequence[_Segment], *, purge: Sequence[int] = ()) -> int:
-        """Replace ``segs`` by one merged segment (dropping ``purge`` tracks); caller holds the lock."""
-        if len(segs) <= 1 and not purge:
+    def _sum_old_profiles(self) -> None:
+        """Give the profiles stored before checksums existed theirs (from here on, damage to them is seen)."""
+        rows = self._conn.execute("SELECT track_id, data FROM profiles WHERE checksum IS NULL").fetchall()
+        if rows:
+            with self._transaction() as conn:
+                conn.executemany("UPDATE profiles SET checksum = ? WHERE track_id = ?",
+                                 [(zlib.crc32(data), tid) for tid, data in rows])
+
+    def _merge(self, segs: Sequence[_Segment], *, purge: Sequence[int] = (), force: bool = False) -> int:
+        """Replace ``segs`` by one merged segment (dropping ``purge`` tracks); caller holds the lock.
+
+        One segment and nothing to purge is left as it is, unless ``force``.
+        """
+        if len(segs) <= 1 and not purge and not force:
             return sum(s.n_postings for s in segs)
         dead = self._dead if len(purge) else None
         seg_id = int(self._setting("next_segment_id"))
@@ -784,8 +947,9 @@ class Index:
                 conn.executemany("DELETE FROM segments WHERE segment_id = ?", [(s.segment_id,) for s in segs])
                 if n:
                     conn.execute(
-                        "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created) VALUES (?,?,?,?,?)",
-                        (seg_id, seg_file, n, n_tr, time.time()),
+                        "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created, checksum)"
+                        " VALUES (?,?,?,?,?,?)",
+                        (seg_id, seg_file, n, n_tr, time.time(), segment_checksum(self._seg_dir / seg_file)),
                     )
                 if purge:
                     conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
@@ -801,6 +965,7 @@ class Index:
         self.refresh()
         return n
 
+    @_guarded
     def _merge_run(self, first_segment_id: int) -> int:
         """Merge the segments committed since ``first_segment_id`` (one indexing run's) into one.
 
@@ -836,32 +1001,100 @@ class Index:
 
     # ------------------------------------------------------------ consistency
     def verify(self) -> list[str]:
-        """Check the catalogue against the segments; returns problems (empty when consistent).
+        """Check everything; returns the problems, one line each (empty when all is well).
 
-        Reads every posting once: meant for tests and ``doctor``-style checks.
+        Every block of every segment against its checksum, every profile
+        against its own, the catalogue (SQLite's ``integrity_check``), and the
+        catalogue against the segments (postings per track). Reads the whole
+        index once; ``songmine verify`` runs it and can repair what it finds.
         """
-        problems = []
+        return [f"{f.part}: {f.problem}" for f in self._check()]
+
+    def _check(self) -> list[Finding]:
+        findings: list[Finding] = []
+        try:
+            rows = self._conn.execute("PRAGMA integrity_check(20)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            rows = [(str(exc),)]
+        if rows != [("ok",)]:
+            return [Finding(CATALOG_NAME, f"SQLite finds it damaged: {r[0]}", "catalogue") for r in rows]
+        bad: set[str] = set()
+        for f, msg in self.damaged.items():  # salvage mode: segments that could not even be opened
+            findings.append(Finding(f"{SEGMENT_DIR}/{f}", _detail(msg, self._seg_dir / f), "segment"))
+            bad.add(f)
         counts: dict[int, int] = {}
-        for s in self._segments:
+        for s in self._segments:  # loop over segments
+            try:
+                s.data.check_all()
+            except IndexCorruptError as exc:
+                findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", _detail(str(exc), self._seg_dir / s.file), "segment"))
+                bad.add(s.file)
+                continue
             p = s.postings
-            if len(p) > 1 and np.any(p.hashes[1:] < p.hashes[:-1]):
-                problems.append(f"{s.file}: hashes not sorted")
+            if s.data.sums is None and len(p) > 1 and np.any(p.hashes[1:] < p.hashes[:-1]):  # unchecked files
+                findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", "hashes not sorted", "segment"))
+                bad.add(s.file)
+                continue
             ids, c = np.unique(p.tracks, return_counts=True)
             for i, k in zip(ids.tolist(), c.tolist()):
                 counts[i] = counts.get(i, 0) + k
-        for tid, r in self._tracks.items():
+        for tid, data, checksum in self._conn.execute("SELECT track_id, data, checksum FROM profiles"):
+            if checksum is not None and zlib.crc32(data) != checksum:
+                findings.append(Finding(f"profile of track {tid}", "fails its checksum", "profile", (tid,)))
+        lost = []
+        for tid, r in sorted(self._tracks.items()):
             got = counts.pop(tid, 0)
-            if got != r.n_hashes:
-                problems.append(f"track {tid} ({r.path}): catalogue says {r.n_hashes} postings, segments hold {got}")
+            if got == r.n_hashes:
+                continue
+            if got == 0 and bad:  # its postings were in a damaged segment (a track's postings share one)
+                lost.append(tid)
+            else:
+                findings.append(Finding(f"track {tid}", f"({r.path}): catalogue says {r.n_hashes} postings, "
+                                        f"segments hold {got}", "track", (tid,)))
+        if lost:
+            ids = ", ".join(map(str, lost[:20])) + (", …" if len(lost) > 20 else "")
+            findings.append(Finding("tracks", f"{len(lost)} track(s) had their postings in the damaged "
+                                    f"segment(s): {ids}", "lost", tuple(lost)))
         for tid, k in counts.items():
-            problems.append(f"segments hold {k} postings of track {tid}, which the catalogue does not know")
-        known = {s.file for s in self._segments}
+            findings.append(Finding(f"track {tid}", f"segments hold {k} postings of it, the catalogue does not "
+                                    "know it", "track"))
+        known = {s.file for s in self._segments} | bad
         for p in self._seg_dir.iterdir():
             if p.name not in known and not p.name.startswith("."):
-                problems.append(f"{p.name}: segment file not in the catalogue")
-        return problems
+                findings.append(Finding(f"{SEGMENT_DIR}/{p.name}", "segment file not in the catalogue", "orphan"))
+        return findings
 
     # -------------------------------------------------------------- lifecycle
+    @_guarded
+    def discard_if_empty(self) -> bool:
+        """Delete the index this object created if it holds nothing, and close it.
+
+        For a first indexing run that could read no file: it must not leave an
+        empty index behind. Returns True when the index was deleted (False,
+        and nothing touched, when it holds a track or a segment, or existed
+        before this object opened it). The directory goes too when this
+        object made it.
+        """
+        if not self.created:
+            return False
+        with self._writing():
+            self.refresh()
+            if self._tracks or self._segments:
+                return False
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            for name in (CATALOG_NAME, CATALOG_NAME + "-wal", CATALOG_NAME + "-shm", CATALOG_NAME + "-journal"):
+                (self.path / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: someone put a file there
+                self._seg_dir.rmdir()
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self.close()
+        if self._created_dir:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+        return True
+
     def close(self) -> None:
         """Release the catalogue connection and the memory maps."""
         with self._mutex:
@@ -896,4 +1129,4 @@ class _DemoConfig:
         return cls()
 
 
-register_method("_demo", _DemoConfig)
+register_method(Method("_demo", "a stand-in for this module's doctest", _DemoConfig, None, indexable=False))

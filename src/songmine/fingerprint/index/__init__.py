@@ -8,8 +8,8 @@ See ``docs/index.md`` for the on-disk format and the crash-safety argument.
 
 from __future__ import annotations
 
-from .build import IndexingInterrupted, IndexReport, fingerprint_file, index_files
-from .store import CompactReport, Index, IndexLockedError, TrackRecord, UnknownTrackError, register_method
+from .build import AddedFile, IndexingInterrupted, IndexReport, add_file, fingerprint_file, index_files
+from .store import CompactReport, Index, IndexLockedError, TrackRecord, UnknownTrackError
 
 __all__ = [
     "Index",
@@ -20,6 +20,7 @@ __all__ = [
     "IndexLockedError",
     "UnknownTrackError",
     "index_files",
+    "add_file",
+    "AddedFile",
     "fingerprint_file",
-    "register_method",
 ]

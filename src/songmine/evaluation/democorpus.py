@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_path, exclusive
-from .errors import SongmineError
+from ..atomic import atomic_path, exclusive
+from ..errors import SongmineError
 
 __all__ = ["DemoTrack", "Package", "DEFAULT_PACKAGES", "DemoCorpusError", "fetch", "read_manifest"]
 
@@ -199,7 +199,7 @@ def _lay_out(root: Path, packages: Sequence[Package], say: Callable[[str], None]
     import numpy as np
     import soundfile as sf
 
-    from .audio import info
+    from ..audio import info
 
     lib = root / "library"
     tmp = root / ".tmp"
