@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -105,3 +106,17 @@ def test_choose_k_narrows_the_range_on_a_small_table(tables, capsys, tmp_path):
     cat.full.iloc[:4].to_parquet(tmp_path / "four.parquet")
     code, _, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "four.parquet"))
     assert code == 2 and "leaves 2 value(s) of k <= n_samples−1 = 3" in err and err.count("\n") == 1
+
+
+def test_choose_k_reports_dropped_constant_columns_as_a_note(tables, capsys, tmp_path):
+    _, cat = tables
+    df = cat.full.iloc[:200].copy()
+    df["features.mfcc.mean.01"] = 1.0
+    df.to_parquet(tmp_path / "const.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stray Python warning would be printed raw on stderr
+        code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4")
+    assert code == 0 and "note: 1 constant column(s) dropped: ['features.mfcc.mean.01']" in err
+    code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4",
+                             "--json")
+    assert code == 0 and err == "" and json.loads(out)["reduction"]["dropped_constant"] == ["features.mfcc.mean.01"]

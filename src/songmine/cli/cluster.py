@@ -31,13 +31,22 @@ Variance = Annotated[float, typer.Option("--variance", help="PCA keeps the fewes
 Reduction = Annotated[str, typer.Option("--reduce", help="pca (default), svd (TruncatedSVD, no centring) or none.")]
 
 
-def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, method: str):
+def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, method: str, quiet: bool = False):
+    """Read, clean and reduce the table; the reduction's warnings (constant columns dropped) as one line each."""
+    import warnings
+
     from ..cluster.data import clean_features, read_table
     from ..cluster.reduce import ReduceConfig, reduce
 
     df = read_table(table)
     X, _, plan = clean_features(df, echonest=echonest, nonfinite=nonfinite)
-    Z, red = reduce(X, columns=[str(c) for c in plan.columns], config=ReduceConfig(method=method, variance=variance))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Z, red = reduce(X, columns=[str(c) for c in plan.columns],
+                        config=ReduceConfig(method=method, variance=variance))
+    if not quiet:
+        for w in caught:
+            err_console().print(f"note: {w.message}")
     return df, Z, red, plan
 
 
@@ -60,7 +69,7 @@ def choose_k_cmd(
 
     ks = tuple(parse_k_range(k_range))
     _, Z, red, plan = _prepare(table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance,
-                               method=reduce_method)
+                               method=reduce_method, quiet=json_out)
     ks, note = narrow_k_values(ks, len(Z))
     if not json_out:
         err_console().print(f"{plan.rows_used:,} tracks × {len(plan.columns)} audio features → "
