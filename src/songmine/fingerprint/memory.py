@@ -116,6 +116,9 @@ class MemoryIndex:
     def n_postings(self) -> int:
         return len(self.postings)
 
+    def close(self) -> None:
+        """Nothing to release (the on-disk :class:`~songmine.fingerprint.index.Index` has files to close)."""
+
     @property
     def duration_s(self) -> float:
         return float(sum(t.duration_s for t in self._tracks))
