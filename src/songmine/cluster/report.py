@@ -21,6 +21,8 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from ..atomic import atomic_path
+
 __all__ = ["render_html", "write_report", "figures", "choose_k_figure", "context", "point_size"]
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("songmine.cluster", "templates"),
@@ -320,11 +322,7 @@ def render_html(res, *, title: str = "songmine — catalogue clusters") -> str:
 
 def write_report(res, path) -> str:
     """Write :func:`render_html` to ``path`` (atomically); returns the path."""
-    import os
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(render_html(res), encoding="utf-8")
-    os.replace(tmp, p)
-    return str(p)
+    html = render_html(res)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return str(Path(path))
