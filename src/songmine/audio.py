@@ -420,7 +420,7 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
         except av.error.FFmpegError:
             container.seek(0)
             pos = 0
-    blocks = _Blocks(sink)
+    blocks = _Blocks(sink, name)
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
@@ -492,11 +492,10 @@ class _Blocks:
     trimmed to ``[start, stop)`` in absolute sample indices.
     """
 
-    def __init__(self, sink: _Sink):
-        self.sink = sink
+    def __init__(self, sink: _Sink, name: str):
+        self.sink, self.name = sink, name
         self.fifo = None
         self.first: int | None = None  # absolute index of the FIFO's first sample
-        self.to_fltp = None
 
     def write(self, frame, start: int, stop: int | None) -> None:
         # called once per decoded frame: no imports or repeated attribute look-ups here
@@ -519,7 +518,6 @@ class _Blocks:
         if self.fifo is not None and self.fifo.samples:
             self._drain(start, stop, 0)
         self.fifo = None
-        self.to_fltp = None
 
     def _drain(self, start: int, stop: int | None, block: int) -> None:
         import numpy as np
@@ -535,19 +533,48 @@ class _Blocks:
             self.sink.add([c[a:b] for c in self._float32(frame, np)])
 
     def _float32(self, frame, np) -> list:
-        """One FIFO block as float32 arrays, one per channel (views of the frame's planes)."""
-        import av
+        """One FIFO block as float32 arrays, one per channel.
 
-        if frame.format.name != "fltp":
-            if self.to_fltp is None:
-                self.to_fltp = av.AudioResampler(format="fltp")
-            frame.pts = None
-            outs = self.to_fltp.resample(frame)
-            if len(outs) != 1:
-                return list(np.concatenate([o.to_ndarray() for o in outs], axis=1))
-            frame = outs[0]
-        n = frame.samples
-        return [np.frombuffer(p, np.float32, n) for p in frame.planes]
+        The buffers are read by count — one per channel for a planar format, one
+        interleaved buffer for a packed one — never through ``frame.planes``, which
+        counts pointers up to the first null one: with 8 or more channels it runs
+        past the frame's pointer array and yields planes that do not exist (reading
+        them crashes the process). The conversion to float32 is FFmpeg's own
+        (integers scaled by a power of two, exact; ``u8`` centred on 128).
+        """
+        from av.audio.plane import AudioPlane
+
+        fmt = frame.format
+        kind = fmt.name.removesuffix("p")
+        dtype = _SAMPLE_DTYPES.get(kind)
+        n, ch = frame.samples, frame.layout.nb_channels
+        if dtype is None or ch < 1:
+            raise DecodeError(
+                f"{self.name}: cannot read decoded frames of {ch} channels in sample format {fmt.name!r}",
+                path=self.name,
+                reason="not-audio",
+            )
+        if fmt.is_planar:
+            return [_as_float32(np.frombuffer(AudioPlane(frame, i), dtype, n), kind, np) for i in range(ch)]
+        x = _as_float32(np.frombuffer(AudioPlane(frame, 0), dtype, n * ch), kind, np).reshape(n, ch)
+        return [x[:, i] for i in range(ch)]
+
+
+#: numpy dtypes of FFmpeg's sample formats (planar or packed; native byte order).
+_SAMPLE_DTYPES = {"u8": "=u1", "s16": "=i2", "s32": "=i4", "s64": "=i8", "flt": "=f4", "dbl": "=f8"}
+
+
+def _as_float32(x, kind: str, np):
+    """Samples of FFmpeg sample format ``kind`` as float32 in [-1, 1], as FFmpeg converts them."""
+    if kind == "flt":
+        return x
+    y = x.astype(np.float32)
+    if kind == "u8":
+        y -= np.float32(128.0)
+        y *= np.float32(1 / 128)
+    elif kind != "dbl":
+        y *= np.float32(2.0 ** (1 - 8 * x.itemsize))
+    return y
 
 
 class _RateChange(Exception):

@@ -1,0 +1,109 @@
+"""songmine.audio keeps every channel of 1–16-channel audio, packed or planar, in any layout.
+
+Each file is decoded in a child process (``decode_in_child``): reading a plane that is not there
+crashes the process, and a crash must fail the test, not end pytest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import encode_av_frames
+
+SR = 48000
+CHANNELS = list(range(1, 17))
+
+
+def pcm16_noise(ch: int, n: int, seed: int) -> np.ndarray:
+    """``(ch, n)`` float32 noise on the 16-bit grid: every lossless path reproduces it exactly."""
+    g = np.random.default_rng(seed)
+    return (np.round(g.normal(0, 0.1, (ch, n)) * 32768).clip(-32768, 32767) / 32768).astype(np.float32)
+
+
+def tones(ch: int, n: int, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """One low tone per channel (50, 55, 60 ... Hz: below any codec's LFE cut-off), and their frequencies."""
+    freqs = 50.0 + 5.0 * np.arange(ch)
+    t = np.arange(n) / sr
+    return (0.3 * np.sin(2 * np.pi * freqs[:, None] * t)).astype(np.float32), freqs
+
+
+def dominant_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spec) * sr / x.size)
+
+
+ALAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1(back)", 8: "7.1(wide)"}
+
+# (name, writer(path, y (ch, n), sr), channel counts, exact): how each layout/format reaches the decoder
+LOSSLESS = [
+    # packed sample formats: s16, s32, flt, dbl, u8 — one interleaved buffer
+    ("wav-pcm16", ".wav", lambda p, y, sr: sf.write(p, y.T, sr, subtype="PCM_16"), CHANNELS),
+    ("wav-pcm24", ".wav", lambda p, y, sr: sf.write(p, y.T, sr, subtype="PCM_24"), [1, 2, 8, 9, 16]),
+    ("wav-float", ".wav", lambda p, y, sr: sf.write(p, y.T, sr, subtype="FLOAT"), [1, 2, 8, 9, 16]),
+    ("wav-double", ".wav", lambda p, y, sr: sf.write(p, y.T, sr, subtype="DOUBLE"), [1, 2, 8, 9, 16]),
+    ("aiff-pcm16", ".aiff", lambda p, y, sr: sf.write(p, y.T, sr, subtype="PCM_16"), [1, 3, 8, 11, 16]),
+    ("flac", ".flac", lambda p, y, sr: sf.write(p, y.T, sr), list(range(1, 9))),
+    # planar sample formats: one buffer per channel (s16p from ALAC and WavPack)
+    ("alac-m4a", ".m4a", lambda p, y, sr: encode_av_frames(
+        p, y, sr, "alac", fmt="ipod", sample_fmt="s16p", layout=ALAC_LAYOUTS[y.shape[0]]), list(range(1, 9))),
+    ("wavpack-mka", ".mka", lambda p, y, sr: encode_av_frames(
+        p, y, sr, "wavpack", fmt="matroska", sample_fmt="s16p"), CHANNELS),
+]
+
+
+@pytest.mark.parametrize("name,suffix,write,counts", LOSSLESS, ids=[c[0] for c in LOSSLESS])
+def test_lossless_multichannel_decodes_exactly(tmp_path, decode_in_child, name, suffix, write, counts):
+    n = 2205
+    sources, jobs = {}, []
+    for ch in counts:
+        y = pcm16_noise(ch, n, seed=ch)
+        if name == "wav-pcm16" and ch > 8:
+            y = y[::-1].copy()  # channel order matters: the reversed stack differs from any prefix
+        path = tmp_path / f"{ch}ch{suffix}"
+        write(path, y, SR)
+        sources[ch] = y
+        jobs += [(path, {"sr": None, "mono": False}), (path, {"sr": None}), (path, {"sr": 8000, "mono": False})]
+    out = decode_in_child(jobs)
+    for k, ch in enumerate(counts):
+        y = sources[ch]
+        kept, mono, resampled = out[3 * k : 3 * k + 3]
+        assert kept.shape == y.shape and kept.dtype == np.float32, (ch, kept.shape)
+        np.testing.assert_array_equal(kept, y, err_msg=f"{name}, {ch} channels")
+        np.testing.assert_allclose(mono, y.mean(axis=0), atol=1e-6, err_msg=f"{name}, {ch} channels")
+        want = (ch, int(round(n * 8000 / SR)))
+        assert resampled.shape == want, (ch, resampled.shape)
+        assert np.isfinite(resampled).all()
+
+
+LOSSY = [
+    # planar float (fltp) from every multichannel lossy decoder; odd and unordered layouts
+    ("opus-ogg", ".opus", lambda p, y, sr: encode_av_frames(
+        p, y, sr, "libopus", fmt="ogg", options={"mapping_family": "255" if y.shape[0] > 2 else "0"}), CHANNELS),
+    ("opus-webm", ".webm", lambda p, y, sr: encode_av_frames(
+        p, y, sr, "libopus", fmt="webm", options={"mapping_family": "255" if y.shape[0] > 2 else "0"}), [8, 9, 16]),
+    ("vorbis-ogg", ".ogg", lambda p, y, sr: sf.write(p, y.T, sr, format="OGG", subtype="VORBIS"), CHANNELS),
+    ("aac-m4a", ".m4a", lambda p, y, sr: encode_av_frames(
+        p, y, sr, "aac", fmt="ipod", layout={6: "5.1", 8: "7.1"}.get(y.shape[0])), [1, 2, 6, 8]),
+]
+
+
+@pytest.mark.parametrize("name,suffix,write,counts", LOSSY, ids=[c[0] for c in LOSSY])
+def test_lossy_multichannel_keeps_every_channel(tmp_path, decode_in_child, name, suffix, write, counts):
+    n = SR  # one second: tones 5 Hz apart are resolved
+    sources, jobs = {}, []
+    for ch in counts:
+        y, freqs = tones(ch, n, SR)
+        path = tmp_path / f"{ch}ch{suffix}"
+        write(path, y, SR)
+        sources[ch] = freqs
+        jobs += [(path, {"sr": None, "mono": False}), (path, {"sr": 16000})]
+    out = decode_in_child(jobs)
+    for k, ch in enumerate(counts):
+        kept, mono = out[2 * k : 2 * k + 2]
+        assert kept.shape[0] == ch and abs(kept.shape[1] - n) <= 0.05 * n, (name, ch, kept.shape)
+        assert kept.dtype == np.float32 and np.isfinite(kept).all()
+        # decoders may reorder channels into FFmpeg's order: every tone is there, each once
+        found = sorted(dominant_hz(c, SR) for c in kept)
+        np.testing.assert_allclose(found, sources[ch], atol=1.5, err_msg=f"{name}, {ch} channels")
+        assert mono.ndim == 1 and abs(mono.shape[0] - 16000) <= 800 and np.isfinite(mono).all()
