@@ -107,3 +107,27 @@ def test_lossy_multichannel_keeps_every_channel(tmp_path, decode_in_child, name,
         found = sorted(dominant_hz(c, SR) for c in kept)
         np.testing.assert_allclose(found, sources[ch], atol=1.5, err_msg=f"{name}, {ch} channels")
         assert mono.ndim == 1 and abs(mono.shape[0] - 16000) <= 800 and np.isfinite(mono).all()
+
+
+@pytest.mark.parametrize("first,second", [(2, 1), (1, 2), (6, 2), (8, 1)])
+def test_channel_count_change_inside_one_stream(tmp_path, decode_in_child, first, second):
+    # concatenated ADTS/AAC at one rate whose channel count changes: the FIFO of decoded frames
+    # keeps the first frame's count, so a frame with fewer planes was read past its pointers
+    # (a crash) and one with more lost its extra channels from the mono mix
+    n = SR
+    a, _ = tones(first, 2 * n, SR)
+    fb = 250.0 + 10.0 * np.arange(second)  # the second part's tones, apart from the first's
+    b = (0.3 * np.sin(2 * np.pi * fb[:, None] * np.arange(n) / SR)).astype(np.float32)
+    for name, y in (("a", a), ("b", b)):
+        encode_av_frames(tmp_path / f"{name}.aac", y, SR, "aac", fmt="adts",
+                         layout={6: "5.1", 8: "7.1"}.get(y.shape[0]))
+    path = tmp_path / "joined.aac"
+    path.write_bytes((tmp_path / "a.aac").read_bytes() + (tmp_path / "b.aac").read_bytes())
+    mono, kept = decode_in_child([(path, {"sr": None}), (path, {"sr": None, "mono": False})])
+    assert mono.ndim == 1 and abs(mono.shape[0] - 3 * n) < 0.05 * 3 * n and np.isfinite(mono).all()
+    assert kept.shape == (first, mono.shape[0]) and np.isfinite(kept).all()
+    # every channel of the second part reaches the mix, at 1/second of its level
+    tail = mono[-n // 2 :]
+    spec = np.abs(np.fft.rfft(tail * np.hanning(tail.size))) / (tail.size / 4)
+    level = [spec[int(round(f * tail.size / SR))] for f in fb]
+    np.testing.assert_allclose(level, 0.3 / second, rtol=0.25)

@@ -495,14 +495,24 @@ class _Blocks:
     def __init__(self, sink: _Sink, name: str):
         self.sink, self.name = sink, name
         self.fifo = None
+        self.channels = 0  # of the frames in the FIFO
         self.first: int | None = None  # absolute index of the FIFO's first sample
 
     def write(self, frame, start: int, stop: int | None) -> None:
         # called once per decoded frame: no imports or repeated attribute look-ups here
         frame.pts = None  # the FIFO checks pts continuity otherwise; positions are counted here
         fifo = self.fifo
+        channels = frame.layout.nb_channels
+        if fifo is not None and channels != self.channels:
+            # the stream changed its channel count mid-way; AudioFifo checks format and rate, not
+            # the layout, and would copy the first frame's count of planes from this one
+            if frame.sample_rate != self.sink.sr_in:
+                raise _RateChange(self.sink.sr_in, frame.sample_rate)
+            self.flush(start, stop)
+            fifo = None
         if fifo is None:
             fifo = self.fifo = _new_fifo()
+            self.channels = channels
         try:
             fifo.write(frame)
         except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
@@ -510,6 +520,7 @@ class _Blocks:
                 raise _RateChange(self.sink.sr_in, frame.sample_rate) from None
             self.flush(start, stop)
             fifo = self.fifo = _new_fifo()
+            self.channels = channels
             fifo.write(frame)
         if fifo.samples >= _BLOCK:
             self._drain(start, stop, _BLOCK)
