@@ -103,6 +103,16 @@ def test_offset_and_duration_read_the_exact_span(tmp_path, rng):
     np.testing.assert_array_equal(tail, y[9 * sr :])
 
 
+@pytest.mark.parametrize("native,out", [(176400, 22050), (8000, 22050), (44100, 11025), (48000, 44100)])
+def test_span_has_its_exact_length_at_any_rate(tmp_path, rng, native, out):
+    # the span's native samples were rounded, then their resampled count: one sample off, or more
+    # when upsampling (0.309 s at 176.4 kHz read at 22,050 Hz gave 6,814 samples, not 6,813)
+    sf.write(tmp_path / "n.wav", rng.uniform(-0.5, 0.5, 2 * native).astype(np.float32), native, subtype="FLOAT")
+    for offset, duration in [(0.838, 0.309), (0.1, 0.0123), (1.0, 0.4567), (0.0, 1.2345)]:
+        part = audio.load(tmp_path / "n.wav", sr=out, offset=offset, duration=duration)
+        assert part.shape == (round(duration * out),), (offset, duration)
+
+
 def test_span_of_a_compressed_file_is_aligned(tmp_path, synth_music):
     sr = 22050
     y = synth_music(sr, 12.0, seed=3)

@@ -235,7 +235,7 @@ def load(
     y = sink.result()
     if n_native == 0 or y.shape[-1] == 0:
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
-    if duration is not None and sink.n_switches:  # each rate segment's length is rounded: keep the span exact
+    if duration is not None:  # native and resampled lengths are rounded: keep the span exact
         y = _exact_span(y, int(round(duration * sink.sr_out)), sink.n_switches)
     if declared is not None and offset == 0 and duration is None:
         _check_complete(sink.seconds, declared, name, path=name)
@@ -410,7 +410,10 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
 
     native_sr = sink.sr_in
     start = int(round(offset * native_sr))
-    stop = None if duration is None else start + int(round(duration * native_sr))
+    stop = None
+    if duration is not None:  # enough native samples for round(duration * sr_out) resampled ones
+        want = int(round(duration * sink.sr_out))
+        stop = start + max(int(round(duration * native_sr)), math.ceil(want * native_sr / sink.sr_out))
     limit = None if max_duration is None else int(round(max_duration * native_sr)) + native_sr // 2
     pos: int | None = 0  # native-rate index of the next decoded sample
     if start > 0 and stream.time_base is not None:
