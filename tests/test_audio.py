@@ -113,6 +113,23 @@ def test_span_has_its_exact_length_at_any_rate(tmp_path, rng, native, out):
         assert part.shape == (round(duration * out),), (offset, duration)
 
 
+def test_span_of_a_flac_cut_inside_its_first_frame(tmp_path, rng):
+    # FFmpeg's FLAC demuxer refuses to seek in a file cut before its first whole frame, then
+    # refuses a seek back to 0 too: an untyped PermissionError escaped
+    sr = 16000
+    y = (rng.normal(0, 0.1, (4 * sr, 2)) * 32768).round().clip(-32768, 32767).astype(np.int16)
+    sf.write(tmp_path / "full.flac", y, sr)
+    data = (tmp_path / "full.flac").read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 25])
+    for kwargs in ({}, {"offset": 0.1, "duration": 0.05}, {"offset": 3.5}):
+        with pytest.raises(DecodeError) as exc:
+            audio.load(cut, sr=None, **kwargs)
+        assert _reason(exc) == "not-audio", kwargs
+    part = audio.load(tmp_path / "full.flac", sr=None, mono=False, offset=0.1, duration=0.05)
+    np.testing.assert_array_equal(part, y[1600:2400].T / np.float32(32768))
+
+
 def test_span_of_a_compressed_file_is_aligned(tmp_path, synth_music):
     sr = 22050
     y = synth_music(sr, 12.0, seed=3)

@@ -421,7 +421,15 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
             container.seek(int(offset / stream.time_base), stream=stream, backward=True)
             pos = None  # known from the first frame's pts
         except av.error.FFmpegError:
-            container.seek(0)
+            try:
+                container.seek(0)
+            except av.error.FFmpegError as exc:  # e.g. FFmpeg's FLAC demuxer on a cut file holding no whole frame
+                raise DecodeError(
+                    f"{name}: not a readable audio file (cannot seek to {offset:g} s, nor back to its start: "
+                    f"{_ffmpeg_reason(exc)})",
+                    path=name,
+                    reason="not-audio",
+                ) from exc
             pos = 0
     blocks = _Blocks(sink, name)
     try:
