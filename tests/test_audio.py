@@ -195,6 +195,25 @@ def test_text_file_named_mp3(tmp_path):
     assert _reason(e) == "not-audio" and "notes.mp3" in str(e.value)
 
 
+@pytest.mark.parametrize("suffix", sorted(audio.AUDIO_EXTENSIONS))
+def test_info_refuses_text_and_noise_named_as_audio(tmp_path, suffix):
+    # FFmpeg's probe trusts the name: text or noise named .flac/.mp3/.aac came back from info() as
+    # an audio stream of 0 Hz and 0 channels (load refused them; scan without decoding listed them)
+    from songmine.library import scan
+
+    g = np.random.default_rng(sum(map(ord, suffix)))
+    files = {"text": b"these are not the songs you are looking for\n" * 50,
+             "noise": g.integers(0, 256, 150_000, dtype=np.uint8).tobytes()}
+    for kind, data in files.items():
+        path = tmp_path / f"{kind}{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(DecodeError) as e:
+            audio.info(path)
+        assert _reason(e) in {"not-audio", "no-audio-stream"}, (kind, suffix)
+        (row,) = scan([path], decode=False)
+        assert row.error and row.sr is None, (kind, suffix)
+
+
 def test_random_bytes_are_not_audio(rng):
     with pytest.raises(DecodeError) as e:
         audio.load(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(), sr=11025)

@@ -147,13 +147,15 @@ def info(source: Source) -> AudioInfo:
             duration = float("nan")
         tags = {str(k).lower(): str(v) for k, v in {**container.metadata, **stream.metadata}.items()}
         ctx = stream.codec_context
-        return AudioInfo(
-            duration_s=duration,
-            sr=int(ctx.sample_rate or 0),
-            channels=int(ctx.channels or 0),
-            codec=str(ctx.name),
-            tags=tags,
-        )
+        sr, channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
+        if sr <= 0 or channels <= 0:  # what FFmpeg's probe makes of text or noise named .flac/.mp3/.aac
+            name = _name(source)
+            raise DecodeError(
+                f"{name}: not a readable audio file (an audio stream of {sr} Hz, {channels} channels)",
+                path=name,
+                reason="not-audio",
+            )
+        return AudioInfo(duration_s=duration, sr=sr, channels=channels, codec=str(ctx.name), tags=tags)
 
 
 def load(
