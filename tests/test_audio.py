@@ -400,3 +400,61 @@ def test_sink_resamples_the_exact_channel_mean(rng, layouts):
     out = np.pad(out[:want], (0, max(want - out.shape[0], 0)))
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, out)
+
+
+# --- decoded_duration: load's whole decode, keeping no samples ---------------------------
+
+
+def test_decoded_duration_is_what_load_decodes(tmp_path, tone, synth_music):
+    sr = 22050
+    paths = []
+    for suffix, write in FORMATS:
+        p = tmp_path / f"m{suffix}"
+        write(p, synth_music(sr, 3.0, seed=1), sr)
+        paths.append(p)
+    paths.append(_chained_ogg(tmp_path, tone, [(440.0, 44100, 2, 1.5, "VORBIS"), (660.0, 22050, 1, 1.0, "VORBIS")]))
+    for p in paths:
+        y = audio.load(p, sr=None)
+        rate = audio.info(p).sr
+        assert abs(audio.decoded_duration(p) - y.shape[-1] / rate) < 1e-4, p  # chained: resampled, rounded
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes((tmp_path / "m.flac").read_bytes()[:-20000])
+    for call in (lambda: audio.load(cut, sr=None), lambda: audio.decoded_duration(cut)):
+        with pytest.raises(DecodeError) as e:
+            call()
+        assert _reason(e) == "truncated"
+    with pytest.raises(DecodeError) as e:
+        audio.decoded_duration(tmp_path / "m.flac", max_duration=1.0)
+    assert _reason(e) == "too-long"
+
+
+_SCAN_PEAK = r"""
+import json, sys
+from songmine import library
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+before = peak_mb()
+(row,) = library.scan([sys.argv[1]], decode=True)
+print(json.dumps({"duration": row.duration_s, "error": row.error, "grew_mb": peak_mb() - before}))
+"""
+
+
+@pytest.mark.slow
+def test_scan_decodes_three_hours_of_silence_in_constant_memory(tmp_path):
+    # 3 hours of 8-kHz silence is 270 KB of FLAC; `scan` decoded it into 345 MB of samples
+    # (and a 3-hour 48-kHz Opus file into 2 GB) only to divide their count by the rate
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "silence-3h.flac"
+    with sf.SoundFile(path, "w", 8000, 1, "PCM_16", format="FLAC") as f:
+        for _ in range(180):  # one minute at a time
+            f.write(np.zeros(60 * 8000, np.int16))
+    assert path.stat().st_size < 1_000_000
+    proc = subprocess.run([sys.executable, "-c", _SCAN_PEAK, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["error"] is None and out["duration"] == 3 * 3600.0
+    assert out["grew_mb"] < 60, out

@@ -51,7 +51,7 @@ _END_SLACK_S = 0.5  # a decode error this close to the declared end is junk afte
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "Source", "load", "info", "is_audio_path"]
+__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "Source", "load", "info", "decoded_duration", "is_audio_path"]
 
 #: File endings treated as audio when walking a folder.
 AUDIO_EXTENSIONS = frozenset(
@@ -215,10 +215,29 @@ def load(
     if duration is not None and (duration <= 0 or not np.isfinite(duration)):
         raise ParameterError(f"duration={duration!r} must be a positive number or None")
 
+    return _read(source, sr, mono, offset, duration, max_duration)[0]
+
+
+def decoded_duration(source: Source, *, max_duration: float | None = None) -> float:
+    """Seconds of audio ``source`` really holds, decoding all of it but keeping no samples.
+
+    What ``load(source, sr=None)`` returns, divided by the rate, in constant memory: proving a
+    file readable to its end (``songmine scan``) never holds hours of samples.
+
+    Raises
+    ------
+    DecodeError
+        As :func:`load` (missing, not audio, truncated, zero-length, too long...).
+    """
+    return _read(source, None, True, 0.0, None, max_duration, keep=False)[1]
+
+
+def _read(source: Source, sr, mono, offset, duration, max_duration, keep: bool = True):
+    """:func:`load`'s work: ``(samples, seconds decoded)``; ``keep=False`` keeps no samples (an empty array)."""
     name = _name(source)
     chains = _ogg_chains(source)
     if chains is not None:
-        return _load_chained(chains, name, sr, mono, offset, duration, max_duration)
+        return _load_chained(chains, name, sr, mono, offset, duration, max_duration, keep)
     with _open(source) as container:
         stream = container.streams.audio[0]
         native_sr = int(stream.codec_context.sample_rate or 0)
@@ -231,17 +250,17 @@ def load(
                 path=name,
                 reason="too-long",
             )
-        sink = _Sink(native_sr, native_sr if sr is None else int(sr), mono)
+        sink = _Sink(native_sr, native_sr if sr is None else int(sr), mono, keep)
         n_native = _decode(container, stream, sink, offset, duration, max_duration, name, declared)
 
     y = sink.result()
-    if n_native == 0 or y.shape[-1] == 0:
+    if n_native == 0 or (keep and y.shape[-1] == 0):
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
-    if duration is not None:  # native and resampled lengths are rounded: keep the span exact
+    if keep and duration is not None:  # native and resampled lengths are rounded: keep the span exact
         y = _exact_span(y, int(round(duration * sink.sr_out)), sink.n_switches)
     if declared is not None and offset == 0 and duration is None:
         _check_complete(sink.seconds, declared, name, path=name)
-    return _finite(y)
+    return _finite(y), sink.seconds
 
 
 def _exact_span(y, want: int, slack: int):
@@ -292,10 +311,11 @@ class _Sink:
     input rate (:meth:`switch`), each of exactly ``round(n · sr_out / sr_in)``
     samples. With ``mono=False`` the first block's channel count is kept: a
     block with another count is mixed to mono (the mean) and copied to each.
+    With ``keep=False`` samples are only counted.
     """
 
-    def __init__(self, sr_in: int, sr_out: int, mono: bool):
-        self.sr_in, self.sr_out, self.mono = sr_in, sr_out, mono
+    def __init__(self, sr_in: int, sr_out: int, mono: bool, keep: bool = True):
+        self.sr_in, self.sr_out, self.mono, self.keep = sr_in, sr_out, mono, keep
         self.blocks: list = []
         self.stream = None
         self.channels: int | None = None
@@ -315,6 +335,10 @@ class _Sink:
         import numpy as np
         import soxr
 
+        if not self.keep:
+            self.n_in += chans[0].shape[-1]
+            self._seg_n_in += chans[0].shape[-1]
+            return
         doubled = False
         if not self.mono:
             a = np.stack(chans)
@@ -723,7 +747,7 @@ class _Named(io.BytesIO):
         self.name = name
 
 
-def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duration):
+def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duration, keep=True):
     """:func:`load` of a chained Ogg: each chain decoded alone, resampled to ``sr``, then joined.
 
     ``offset``/``duration`` are in seconds of the whole file; chains wholly
@@ -740,7 +764,7 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
                 break
             cname = _chain_name(name, i, len(chains))
             try:
-                y = _load_chain(chains.read(i), cname, state, mono, offset, end, max_duration)
+                y = _load_chain(chains.read(i), cname, state, mono, offset, end, max_duration, keep)
             except DecodeError as exc:
                 if i > 0 and exc.reason in ("not-audio", "no-audio-stream"):  # audio before it: cut or corrupt
                     raise DecodeError(
@@ -756,12 +780,12 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
     if not parts:
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
     y = np.concatenate(parts, axis=-1)
-    if end is not None:  # each chain's resampled length is rounded: keep the span exact
+    if keep and end is not None:  # each chain's resampled length is rounded: keep the span exact
         y = _exact_span(y, int(round(duration * state["sr"])), len(parts) - 1)
-    return np.ascontiguousarray(_finite(y), dtype=np.float32)
+    return np.ascontiguousarray(_finite(y), dtype=np.float32), state["elapsed"] - offset
 
 
-def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration):
+def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration, keep=True):
     """Decode one chain into the output rate (``state`` carries the first chain's rate and channels
     and the seconds of audio before this chain); None when it holds nothing of the span."""
     import numpy as np
@@ -787,7 +811,7 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
         local_offset = max(offset - elapsed, 0.0)
         local_duration = None if end is None else end - max(offset, elapsed)
         limit = None if max_duration is None else max(max_duration - elapsed, 1e-3)
-        sink = _Sink(native_sr, state["sr"], mono)
+        sink = _Sink(native_sr, state["sr"], mono, keep)
         n_native = _decode(container, stream, sink, local_offset, local_duration, limit, cname, declared)
     state["elapsed"] = elapsed + local_offset + sink.seconds
     if n_native == 0:
