@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
+from conftest import encode_av_frames
 
 from songmine import audio
 from songmine.errors import DecodeError, ParameterError
@@ -141,6 +143,38 @@ def test_span_of_a_compressed_file_is_aligned(tmp_path, synth_music):
     lags = range(-200, 201)
     corr = [np.dot(ref[300:-300], part[300 + k : len(ref) - 300 + k]) for k in lags]
     assert abs(list(lags)[int(np.argmax(corr))]) <= 2
+
+
+SPAN_FORMATS = [
+    # (id, writer(path, y, sr), suffix, lag allowed in samples at 22,050 Hz)
+    ("mp3-lame", lambda p, y, sr: encode_av(p, y, sr, "libmp3lame"), ".mp3", 2),  # first pts: the 25-ms delay
+    ("opus-ogg", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="ogg", rate=48000), ".opus", 2),  # pre-skip
+    ("aac-m4a", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="ipod"), ".m4a", 2),
+    ("aac-adts", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="adts"), ".aac", 2),
+    ("vorbis-9ch-16k", lambda p, y, sr: sf.write(p, np.stack([soxr.resample(y, sr, 16000)] * 9, axis=1), 16000,
+                                                 format="OGG", subtype="VORBIS"), ".ogg", 2),  # seeks land late
+    ("opus-webm", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="webm", rate=48000), ".webm", 23),  # ms pts
+    ("wma", lambda p, y, sr: encode_av_frames(p, y[None], sr, "wmav2", fmt="asf", bit_rate=128000), ".wma", 23),
+]  # WMA: ms pts, a 93-ms first pts
+
+
+@pytest.mark.parametrize("name,write,suffix,max_lag", SPAN_FORMATS, ids=[f[0] for f in SPAN_FORMATS])
+def test_span_is_aligned_with_the_whole_decode(tmp_path, synth_music, name, write, suffix, max_lag):
+    # a span's position came from its first frame's pts as if the stream's first pts were 0
+    # (MP3 spans read 25 ms late), and a seek landing after the target gave a late, short span
+    sr = 22050
+    path = tmp_path / f"m{suffix}"
+    write(path, synth_music(sr, 12.0, seed=3), sr)
+    full = audio.load(path, sr=sr)
+    for offset in (1.2, 2.1, 6.3):
+        part = audio.load(path, sr=sr, offset=offset, duration=3.0)
+        assert part.shape == (3 * sr,), offset
+        ref = full[int(offset * sr) : int((offset + 3.0) * sr)]
+        lags = np.arange(-3000, 3001)
+        core = ref[3000:-3000]
+        corr = [np.dot(core, part[3000 + k : 3000 + k + core.size]) for k in lags]
+        lag = int(lags[int(np.argmax(corr))])
+        assert abs(lag) <= max_lag, (offset, lag)
 
 
 def test_silence_is_valid_audio(tmp_path):

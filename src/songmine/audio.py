@@ -441,63 +441,44 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
         want = int(round(duration * sink.sr_out))
         stop = start + max(int(round(duration * native_sr)), math.ceil(want * native_sr / sink.sr_out))
     limit = None if max_duration is None else int(round(max_duration * native_sr)) + native_sr // 2
-    pos: int | None = 0  # native-rate index of the next decoded sample
     if start > 0 and stream.time_base is not None:
-        try:
-            container.seek(int(offset / stream.time_base), stream=stream, backward=True)
-            pos = None  # known from the first frame's pts
-        except av.error.FFmpegError:
-            try:
-                container.seek(0)
-            except av.error.FFmpegError as exc:  # e.g. FFmpeg's FLAC demuxer on a cut file holding no whole frame
-                raise DecodeError(
-                    f"{name}: not a readable audio file (cannot seek to {offset:g} s, nor back to its start: "
-                    f"{_ffmpeg_reason(exc)})",
-                    path=name,
-                    reason="not-audio",
-                ) from exc
-            pos = 0
+        frames, pos = _seek(container, stream, offset, start, native_sr, name)
+    else:
+        frames, pos = _frames(container, stream), 0  # pos: native-rate index of the next decoded sample
     blocks = _Blocks(sink, name)
     try:
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                if pos is None:
-                    t = frame.pts * stream.time_base if frame.pts is not None else 0
-                    pos = int(round(float(t) * native_sr))
-                if blocks.first is None:
-                    blocks.first = pos
-                    if frame.sample_rate != native_sr:  # the header said otherwise: trust the frames
-                        r = frame.sample_rate / native_sr
-                        start, pos = int(round(start * r)), int(round(pos * r))
-                        stop = None if stop is None else int(round(stop * r))
-                        limit = None if limit is None else int(round(limit * r))
-                        native_sr, blocks.first = frame.sample_rate, pos
-                        sink.switch(native_sr)
-                pos += frame.samples
-                try:
-                    blocks.write(frame, start, stop)
-                except _RateChange:  # resample the rest from the new rate; positions follow in seconds
-                    blocks.flush(start, stop)
+        for frame in frames:
+            if blocks.first is None:
+                blocks.first = pos
+                if frame.sample_rate != native_sr:  # the header said otherwise: trust the frames
                     r = frame.sample_rate / native_sr
-                    before = int(round((pos - frame.samples) * r))
-                    start = int(round(start * r))
+                    start, pos = int(round(start * r)), int(round(pos * r))
                     stop = None if stop is None else int(round(stop * r))
                     limit = None if limit is None else int(round(limit * r))
-                    native_sr = frame.sample_rate
+                    native_sr, blocks.first = frame.sample_rate, pos
                     sink.switch(native_sr)
-                    pos, blocks.first = before + frame.samples, before
-                    blocks.write(frame, start, stop)
-                if limit is not None and pos - start > limit:
-                    raise DecodeError(
-                        f"{name}: audio is longer than the limit of {max_duration:g} s",
-                        path=name,
-                        reason="too-long",
-                    )
-                if stop is not None and pos >= stop:
-                    break
-            else:
-                continue
-            break
+            pos += frame.samples
+            try:
+                blocks.write(frame, start, stop)
+            except _RateChange:  # resample the rest from the new rate; positions follow in seconds
+                blocks.flush(start, stop)
+                r = frame.sample_rate / native_sr
+                before = int(round((pos - frame.samples) * r))
+                start = int(round(start * r))
+                stop = None if stop is None else int(round(stop * r))
+                limit = None if limit is None else int(round(limit * r))
+                native_sr = frame.sample_rate
+                sink.switch(native_sr)
+                pos, blocks.first = before + frame.samples, before
+                blocks.write(frame, start, stop)
+            if limit is not None and pos - start > limit:
+                raise DecodeError(
+                    f"{name}: audio is longer than the limit of {max_duration:g} s",
+                    path=name,
+                    reason="too-long",
+                )
+            if stop is not None and pos >= stop:
+                break
     except av.error.FFmpegError as exc:
         blocks.flush(start, stop)
         if sink.n_in and declared is not None and offset + sink.seconds >= declared - _END_SLACK_S:
@@ -514,6 +495,65 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
         ) from exc
     blocks.flush(start, stop)
     return sink.n_in
+
+
+def _frames(container, stream):
+    """The decoded frames of ``stream`` from the demuxer's position on."""
+    for packet in container.demux(stream):
+        yield from packet.decode()
+
+
+def _seek(container, stream, offset: float, start: int, sr: int, name: str):
+    """Decoded frames from a point at or before native sample ``start``: ``(frames, index of the first)``.
+
+    A frame's index is its pts relative to the stream's first decoded frame, whose pts is not 0
+    everywhere (MP3's encoder delay, Opus's pre-skip, ASF's preroll: 25, 6.5, 93 ms — spans read
+    that much late). A seek that lands after ``start`` (FFmpeg's Ogg demuxer with long Vorbis
+    blocks) is retried 1, 2, 4 ... s earlier; a seek that fails, or whose first frame has no pts
+    or does not decode, falls back to decoding from the start of the stream.
+    """
+    import itertools
+
+    import av
+
+    tb = stream.time_base
+    origin = _first_pts(container, stream)
+    target = offset
+    while origin is not None and target > 0:
+        try:
+            container.seek(int(target / tb), stream=stream, backward=True)
+            frames = _frames(container, stream)
+            first = next(frames, None)
+        except av.error.FFmpegError:
+            break
+        if first is None or first.pts is None:
+            break
+        pos = int(round(float((first.pts - origin) * tb) * sr))
+        if pos <= start:
+            return itertools.chain([first], frames), pos
+        target = max(offset - 2 * max(offset - target, 0.5), 0.0)
+    try:
+        container.seek(0)
+    except av.error.FFmpegError as exc:  # e.g. FFmpeg's FLAC demuxer on a cut file holding no whole frame
+        raise DecodeError(
+            f"{name}: not a readable audio file (cannot seek to {offset:g} s, nor back to its start: "
+            f"{_ffmpeg_reason(exc)})",
+            path=name,
+            reason="not-audio",
+        ) from exc
+    return _frames(container, stream), 0
+
+
+def _first_pts(container, stream):
+    """The pts of the first frame a decode from the start gives (None if it gives none with a pts)."""
+    import av
+
+    try:
+        for frame in _frames(container, stream):
+            return frame.pts
+    except av.error.FFmpegError:
+        pass
+    return None
 
 
 def _new_fifo():
