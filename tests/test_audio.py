@@ -263,6 +263,22 @@ def test_file_with_only_video_has_no_audio_stream(tmp_path):
     assert _reason(e) == "no-audio-stream"
 
 
+def test_audio_stream_of_an_unknown_codec(tmp_path, tone):
+    # an M4A whose sample entry and decoder config name no codec FFmpeg knows: PyAV gives the
+    # stream no codec context, and info/load failed on None with an AttributeError
+    encode_av(tmp_path / "a.m4a", tone(440, 32000, 1.0), 32000, "aac", fmt="ipod")
+    data = bytearray((tmp_path / "a.m4a").read_bytes())
+    k = data.index(b"\x04", data.index(b"esds") + 8) + 1  # DecoderConfigDescriptor: length, then the object type
+    while data[k] & 0x80:
+        k += 1
+    data[k + 1] = 0xFE
+    (tmp_path / "x.m4a").write_bytes(bytes(data).replace(b"mp4a", b"zzzz"))
+    for call in (audio.info, lambda p: audio.load(p, sr=11025)):
+        with pytest.raises(DecodeError) as e:
+            call(tmp_path / "x.m4a")
+        assert _reason(e) == "not-audio"
+
+
 def test_zero_length_audio(tmp_path):
     sf.write(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32), 8000)
     with pytest.raises(DecodeError) as e:

@@ -115,6 +115,9 @@ def _open(source: Source):
     if not container.streams.audio:
         container.close()
         raise DecodeError(f"{name}: contains no audio stream", path=name, reason="no-audio-stream")
+    if container.streams.audio[0].codec_context is None:  # FFmpeg knows no decoder for it (a damaged codec tag)
+        container.close()
+        raise DecodeError(f"{name}: not a readable audio file (unknown audio codec)", path=name, reason="not-audio")
     return container
 
 
