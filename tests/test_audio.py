@@ -263,6 +263,21 @@ def test_file_with_only_video_has_no_audio_stream(tmp_path):
     assert _reason(e) == "no-audio-stream"
 
 
+def test_damaged_header_is_not_a_permission_error(tmp_path, tone):
+    # FFmpeg's ASF demuxer answers a header cut short with EPERM, which PyAV raises as a
+    # PermissionError: it was reported as "permission denied" (reason "missing")
+    encode_av_frames(tmp_path / "a.wma", tone(440, 16000, 1.0)[None], 16000, "wmav2", fmt="asf", bit_rate=64000)
+    data = (tmp_path / "a.wma").read_bytes()
+    reasons = []
+    for n in range(100, 1000, 3):
+        (tmp_path / "cut.wma").write_bytes(data[:n])
+        try:
+            audio.info(tmp_path / "cut.wma")
+        except DecodeError as exc:
+            reasons.append(exc.reason)
+    assert "missing" not in reasons and "not-audio" in reasons
+
+
 def test_audio_stream_of_an_unknown_codec(tmp_path, tone):
     # an M4A whose sample entry and decoder config name no codec FFmpeg knows: PyAV gives the
     # stream no codec context, and info/load failed on None with an AttributeError

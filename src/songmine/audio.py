@@ -33,6 +33,7 @@ so it decodes as shorter audio: the container cannot tell.)
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import math
@@ -107,7 +108,12 @@ def _open(source: Source):
     try:
         container = av.open(target, mode="r", metadata_errors="ignore")
     except PermissionError as exc:
-        raise DecodeError(f"{name}: permission denied", path=name, reason="missing") from exc
+        if not isinstance(exc, av.error.FFmpegError) or exc.errno == errno.EACCES:
+            raise DecodeError(f"{name}: permission denied", path=name, reason="missing") from exc
+        # EPERM is also what FFmpeg demuxers return on input they refuse (an ASF header cut short)
+        raise DecodeError(
+            f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
+        ) from exc
     except (av.error.FFmpegError, OSError, ValueError, EOFError) as exc:
         raise DecodeError(
             f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
