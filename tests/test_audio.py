@@ -433,6 +433,41 @@ def test_rate_change_inside_one_stream_is_resampled_not_misread(tmp_path, tone):
     assert abs(dominant_hz(span[-4000:], 11025) - 660.0) < 5
 
 
+def _mpeg_frames(data: bytes, header: bool) -> bytes:
+    """An MP3 file's frames without its ID3v2 tag, and without its Xing/Info frame unless ``header``."""
+    if data[:3] == b"ID3":
+        data = data[10 + (data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]) :]
+    if header:
+        return data
+    k = data.index(b"\xff", data.index(b"Info"))  # the next frame's sync
+    while data[k + 1] & 0xE0 != 0xE0:
+        k = data.index(b"\xff", k + 1)
+    return data[k:]
+
+
+def test_a_length_guessed_from_the_bitrate_is_not_a_declared_length(tmp_path, rng):
+    # FFmpeg guesses the length of raw ADTS, and of MP3 without a Xing header, from the first
+    # frames' bitrate: after a quiet intro, 22-25 s of audio "declared" 200-400 s and were refused
+    # as truncated, and by max_duration=60 as too long
+    sr = 44100
+    intro, loud = np.zeros(5 * sr, np.float32), (0.3 * rng.standard_normal(20 * sr)).astype(np.float32)
+    encode_av(tmp_path / "q.aac", np.concatenate([intro, loud]), sr, "aac", fmt="adts")
+    parts = []
+    for y, rate in ((intro[: 2 * sr], 32000), (loud, 320000)):  # VBR without a Xing header in front
+        encode_av_frames(tmp_path / "p.mp3", y[None], sr, "libmp3lame", fmt="mp3", bit_rate=rate)
+        parts.append(_mpeg_frames((tmp_path / "p.mp3").read_bytes(), header=bool(parts)))
+    (tmp_path / "q.mp3").write_bytes(b"".join(parts))
+    for name, seconds in (("q.aac", 25.0), ("q.mp3", 22.0)):
+        assert audio.info(tmp_path / name).duration_s > 150  # what FFmpeg guesses
+        y = audio.load(tmp_path / name, sr=11025)
+        assert abs(y.size / 11025 - seconds) < 0.2, name
+        assert audio.load(tmp_path / name, sr=11025, max_duration=60).size == y.size
+    (tmp_path / "cut.aac").write_bytes((tmp_path / "q.aac").read_bytes()[:-100_001])  # still refused: its last
+    with pytest.raises(DecodeError) as e:  # frame is cut short (a cut between frames decodes as shorter audio)
+        audio.load(tmp_path / "cut.aac", sr=11025)
+    assert _reason(e) == "truncated"
+
+
 def test_junk_after_the_audio_is_not_a_truncation(tmp_path, tone):
     sf.write(tmp_path / "a.mp3", tone(440.0, 44100, 3.0), 44100, format="MP3")
     data = (tmp_path / "a.mp3").read_bytes()

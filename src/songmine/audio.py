@@ -28,7 +28,9 @@ audio, or a clean end well short of the declared length (less than
 ``0.9 × declared − 1 s``), is ``reason="truncated"``; a decode error once the
 declared length is decoded is junk after the audio, and the audio is kept — for each chain of a
 chained Ogg alike. (An Ogg file cut mid-way declares only what it still holds,
-so it decodes as shorter audio: the container cannot tell.)
+so it decodes as shorter audio: the container cannot tell. Nor can raw ADTS/AAC
+or MPEG audio without a Xing header, whose length FFmpeg only guesses from the
+first frames' bitrate: a guess is not a declared length.)
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def _read(source: Source, sr, mono, offset, duration, max_duration, keep: bool =
         native_sr = int(stream.codec_context.sample_rate or 0)
         if native_sr <= 0:
             raise DecodeError(f"{name}: audio stream has no sample rate", path=name, reason="not-audio")
-        declared = _declared_duration(container, stream)
+        declared = _declared_duration(container, stream, source)
         if max_duration is not None and declared is not None and declared > max_duration + 0.5:
             raise DecodeError(
                 f"{name}: audio is {declared:.1f} s long, more than the limit of {max_duration:g} s",
@@ -301,7 +303,21 @@ def _finite(y):
     return y
 
 
-def _declared_duration(container, stream) -> float | None:
+#: FFmpeg demuxers of raw elementary streams: their duration is a guess from the first frames' bitrate.
+_GUESSED_DURATION = frozenset({"aac", "ac3", "eac3", "dts", "loas", "truehd", "mlp"})
+
+
+def _declared_duration(container, stream, source: Source) -> float | None:
+    """The length the container states, in seconds; None when it states none, or only a guess.
+
+    FFmpeg guesses the length of raw ADTS/AAC, AC-3 or DTS, and of MPEG audio without a
+    Xing/Info/VBRI header, from the bitrate of the first frames: a quiet intro made a 22-s file
+    "declare" 200-400 s, refused as truncated (and as too long by ``max_duration``). Such files
+    are judged by what they decode to, as a cut Ogg file is.
+    """
+    fmt = container.format.name
+    if fmt in _GUESSED_DURATION or (fmt == "mp3" and not _has_mpeg_length_header(source)):
+        return None
     if stream.duration is not None and stream.time_base is not None:
         d = float(stream.duration * stream.time_base)
     elif container.duration is not None:
@@ -309,6 +325,43 @@ def _declared_duration(container, stream) -> float | None:
     else:
         return None
     return d if d > 0 else None
+
+
+def _has_mpeg_length_header(source: Source) -> bool:
+    """True when the first MPEG audio frame (after an ID3v2 tag) is a Xing, Info or VBRI header."""
+    head = _read_at(source, 0, 10)
+    skip = 0
+    if len(head) == 10 and head[:3] == b"ID3":  # syncsafe size, plus a footer when flagged
+        skip = 10 + (head[6] & 0x7F) * 2**21 + (head[7] & 0x7F) * 2**14 + (head[8] & 0x7F) * 2**7 + (head[9] & 0x7F)
+        skip += 10 if head[5] & 0x10 else 0
+    data = _read_at(source, skip, 8192)
+    i = data.find(b"\xff")
+    while 0 <= i < len(data) - 1 and data[i + 1] & 0xE0 != 0xE0:  # the first frame sync
+        i = data.find(b"\xff", i + 1)
+    if i < 0:
+        return False
+    first = data[i : i + 64]
+    return b"Xing" in first or b"Info" in first or first[36:40] == b"VBRI"
+
+
+def _read_at(source: Source, offset: int, n: int) -> bytes:
+    """Up to ``n`` bytes of ``source`` from ``offset`` (b"" when it cannot be read); a file object's
+    position is kept."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                f.seek(offset)
+                return f.read(n)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return bytes(source[offset : offset + n])
+        pos = source.tell()
+        try:
+            source.seek(offset)
+            return source.read(n)
+        finally:
+            source.seek(pos)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return b""
 
 
 class _Sink:
@@ -847,7 +900,7 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
             raise DecodeError(f"{cname}: audio stream has no sample rate", reason="not-audio")
         state["sr"] = state["sr"] or native_sr
         state["channels"] = state["channels"] or int(stream.codec_context.channels or 1)
-        declared = _declared_duration(container, stream)
+        declared = _declared_duration(container, stream, data)
         if max_duration is not None and declared is not None and elapsed + declared > max_duration + 0.5:
             raise DecodeError(
                 f"{cname}: audio is at least {elapsed + declared:.1f} s long, "
