@@ -310,6 +310,19 @@ def test_truncated_file(tmp_path, synth_music):
     assert _reason(e) == "truncated"
 
 
+def test_span_after_the_cut_of_a_truncated_file_is_truncated(tmp_path, rng):
+    # an ADTS file whose last frame is cut short: read from past the cut, no sample was kept
+    # before the decode error, and the file was called "not a readable audio file"
+    encode_av(tmp_path / "a.aac", (0.3 * rng.standard_normal(3 * 44100)).astype(np.float32), 44100, "aac",
+              fmt="adts")
+    data = (tmp_path / "a.aac").read_bytes()
+    (tmp_path / "cut.aac").write_bytes(data[: int(len(data) * 0.7) + 1])
+    for kwargs in ({}, {"offset": 2.5}, {"offset": 1.0, "duration": 2.0}):
+        with pytest.raises(DecodeError, match=r"truncated or corrupt after (1\.9|2\.0|2\.1) s") as e:
+            audio.load(tmp_path / "cut.aac", sr=11025, **kwargs)
+        assert _reason(e) == "truncated", kwargs
+
+
 def test_too_long_is_refused_before_decoding(tmp_path):
     sf.write(tmp_path / "long.flac", np.zeros(8000 * 120, dtype=np.float32), 8000)
     with pytest.raises(DecodeError, match="limit of 60 s") as e:

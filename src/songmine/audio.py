@@ -546,12 +546,13 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
         if sink.n_in and declared is not None and offset + sink.seconds >= declared - _END_SLACK_S:
             log.debug("%s: ignoring data after the declared %.2f s of audio (%s)", name, declared, exc)
             return sink.n_in
-        if sink.n_in == 0:
+        if blocks.first is None:  # not one frame decoded (audio before ``offset`` counts as audio)
             raise DecodeError(
                 f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
             ) from exc
+        at = sink.seconds if offset == 0 else pos / native_sr
         raise DecodeError(
-            f"{name}: truncated or corrupt after {sink.seconds:.1f} s ({_ffmpeg_reason(exc)})",
+            f"{name}: truncated or corrupt after {at:.1f} s ({_ffmpeg_reason(exc)})",
             path=name,
             reason="truncated",
         ) from exc
