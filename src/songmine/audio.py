@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 _BLOCK = 1 << 16  # native-rate samples handed to the resampler at a time
+_PREROLL = 0.5  # seconds decoded and dropped before a seek target: the decoder's warm-up
 _END_SLACK_S = 0.5  # a decode error this close to the declared end is junk after the audio, not a cut
 
 log = logging.getLogger(__name__)
@@ -571,17 +572,20 @@ def _seek(container, stream, offset: float, start: int, sr: int, name: str):
 
     A frame's index is its pts relative to the stream's first decoded frame, whose pts is not 0
     everywhere (MP3's encoder delay, Opus's pre-skip, ASF's preroll: 25, 6.5, 93 ms — spans read
-    that much late). A seek that lands after ``start`` (FFmpeg's Ogg demuxer with long Vorbis
+    that much late). The seek aims :data:`_PREROLL` s early: the first frames after a seek decode
+    wrong (AAC's and MP3's overlap and bit reservoir, Opus's 80 ms) and are dropped with the rest
+    before ``start``. A seek that lands after ``start`` (FFmpeg's Ogg demuxer with long Vorbis
     blocks) is retried 1, 2, 4 ... s earlier; a seek that fails, or whose first frame has no pts
-    or does not decode, falls back to decoding from the start of the stream.
+    or does not decode, falls back to decoding from the start of the stream, as do raw streams
+    (ADTS, AC-3...), whose pts after a seek are guessed from the bitrate.
     """
     import itertools
 
     import av
 
     tb = stream.time_base
-    origin = _first_pts(container, stream)
-    target = offset
+    origin = None if container.format.name in _GUESSED_DURATION else _first_pts(container, stream)
+    target = offset - _PREROLL
     while origin is not None and target > 0:
         try:
             container.seek(int(target / tb), stream=stream, backward=True)
@@ -594,7 +598,9 @@ def _seek(container, stream, offset: float, start: int, sr: int, name: str):
         pos = int(round(float((first.pts - origin) * tb) * sr))
         if pos <= start:
             return itertools.chain([first], frames), pos
-        target = max(offset - 2 * max(offset - target, 0.5), 0.0)
+        target = max(offset - 2 * max(offset - target, 0.5), 0.0)  # 1, 2, 4 ... s before offset
+    if origin is None and container.format.name in _GUESSED_DURATION:
+        return _frames(container, stream), 0  # nothing read yet: decode from here, the start
     try:
         container.seek(0)
     except av.error.FFmpegError as exc:  # e.g. FFmpeg's FLAC demuxer on a cut file holding no whole frame
@@ -604,7 +610,17 @@ def _seek(container, stream, offset: float, start: int, sr: int, name: str):
             path=name,
             reason="not-audio",
         ) from exc
-    return _frames(container, stream), 0
+    frames = _frames(container, stream)
+    if origin is None:
+        return frames, 0
+    try:  # after a seek to 0 the start is not trimmed as on opening (Opus's pre-skip): pts tell
+        first = next(frames, None)
+    except av.error.FFmpegError:
+        first = None
+    if first is None or first.pts is None:
+        container.seek(0)
+        return _frames(container, stream), 0
+    return itertools.chain([first], frames), int(round(float((first.pts - origin) * tb) * sr))
 
 
 def _first_pts(container, stream):
