@@ -53,6 +53,7 @@ CHANNELS = tuple(range(1, 17))
 DAMAGES = ("none", "cut", "garbage", "overwrite", "cut+garbage")
 CALLS = ("info", "load-native", "load-11k", "load-limit", "load-span", "scan")
 LIMIT_S = 60.0  # max_duration of the "load-limit" call: the server's and identify's default
+MAX_LAG = 25  # samples at 22,050 Hz a span may sit off the whole decode: ms timestamps (WebM, ASF)
 
 # ------------------------------------------------------------------------------- formats
 # Each format: suffix, writer (how the worker encodes it), channel counts and rates the
@@ -81,8 +82,9 @@ FORMATS: dict[str, Fmt] = {
     "wav-f64": Fmt(".wav", "sf:WAV:DOUBLE"),
     "wav-u8": Fmt(".wav", "sf:WAV:PCM_U8"),
     "wav-ulaw": Fmt(".wav", "sf:WAV:ULAW"),
-    "wav-imaadpcm": Fmt(".wav", "sf:WAV:IMA_ADPCM", channels=(1, 2), slack_frames=2048),
-    "wav-msadpcm": Fmt(".wav", "sf:WAV:MS_ADPCM", channels=(1, 2), slack_frames=2048),
+    # ADPCM: libsndfile pads the last block, whose length only the 'fact' chunk tells (FFmpeg ignores it)
+    "wav-imaadpcm": Fmt(".wav", "sf:WAV:IMA_ADPCM", channels=(1, 2), slack_frames=4096),
+    "wav-msadpcm": Fmt(".wav", "sf:WAV:MS_ADPCM", channels=(1, 2), slack_frames=4096),
     "wav-layout": Fmt(".wav", "av:pcm_s16le:wav", layouts="any"),
     "aiff": Fmt(".aiff", "sf:AIFF:PCM_16"),
     "aif-s24": Fmt(".aif", "sf:AIFF:PCM_24"),
@@ -215,12 +217,14 @@ def _mix(*parts) -> int:
 
 # ------------------------------------------------------------------------- worker side
 def _signal(ch: int, n: int, sr: int, rng) -> "np.ndarray":
-    """``(ch, n)`` float32: a quiet noise bed and one tone per channel (so no channel is silent)."""
+    """``(ch, n)`` float32: a quiet noise bed and one chirp per channel (no channel silent; a span
+    is located in the whole decode without the ambiguity of a periodic tone)."""
     import numpy as np
 
     t = np.arange(n) / sr
-    f = rng.uniform(50, min(4000, sr / 3), size=ch)
-    y = 0.05 * rng.standard_normal((ch, n)) + 0.25 * np.sin(2 * np.pi * f[:, None] * t)
+    f0 = rng.uniform(100, min(2000, sr / 6), size=(ch, 1))
+    sweep = rng.uniform(-0.4, 0.4, size=(ch, 1)) * f0  # Hz per second
+    y = 0.02 * rng.standard_normal((ch, n)) + 0.25 * np.sin(2 * np.pi * (f0 * t + 0.5 * sweep * t * t))
     return np.clip(y, -1, 1).astype(np.float32)
 
 
@@ -574,8 +578,12 @@ def _reset_hwm() -> None:
         pass
 
 
-def do_call(call: str, path: str, span: tuple[float, float]):
-    """Run one of :data:`CALLS`; returns a JSON-able description of what came back."""
+def do_call(call: str, path: str, span: tuple[float, float], align: bool = False):
+    """Run one of :data:`CALLS`; returns a JSON-able description of what came back.
+
+    With ``align``, a span is also located in the whole decode: ``lag`` is how many samples
+    (at 22,050 Hz) it starts after where it should.
+    """
     import numpy as np
 
     from songmine import audio, library
@@ -592,8 +600,27 @@ def do_call(call: str, path: str, span: tuple[float, float]):
           "load-span": {"sr": 22050, "offset": span[0], "duration": span[1]}}[call]
     y = audio.load(path, **kw)
     sr = kw["sr"] or audio.info(path).sr
-    return {"kind": "audio", "dtype": str(y.dtype), "shape": list(y.shape), "sr": sr,
-            "finite": bool(np.isfinite(y).all()), "type": type(y).__name__}
+    out = {"kind": "audio", "dtype": str(y.dtype), "shape": list(y.shape), "sr": sr,
+           "finite": bool(np.isfinite(y).all()), "type": type(y).__name__}
+    if call == "load-span" and align and y.ndim == 1 and y.size >= 4000:
+        out["lag"] = _lag(y, audio.load(path, sr=sr), int(round(span[0] * sr)))
+    return out
+
+
+def _lag(part, full, at: int, reach: int = 2000) -> int:
+    """Where ``part`` (its middle: edges are resampled differently) best matches ``full`` near ``at``."""
+    import numpy as np
+    from scipy.signal import correlate
+
+    core = part[300:-300].astype(np.float64)
+    lo = max(at + 300 - reach, 0)
+    ref = full[lo : at + 300 + core.size + reach].astype(np.float64)
+    if ref.size < core.size:
+        return 0
+    c = correlate(ref, core, mode="valid", method="fft")
+    e = np.cumsum(np.concatenate([[0.0], ref * ref]))
+    energy = e[core.size :] - e[: -core.size]  # of each window of ref the core is laid on
+    return int(lo + int(np.argmax(c / np.sqrt(np.maximum(energy, 1e-12)))) - (at + 300))
 
 
 def worker_main(memory_mb: int) -> None:
@@ -626,7 +653,7 @@ def worker_main(memory_mb: int) -> None:
             _reset_hwm()
             t0 = time.perf_counter()
             try:
-                res = {"ok": do_call(req["call"], req["path"], tuple(req["span"]))}
+                res = {"ok": do_call(req["call"], req["path"], tuple(req["span"]), req.get("align", False))}
             except DecodeError as exc:
                 res = {"error": exc.reason, "message": str(exc)[:300]}
             except MemoryError as exc:
@@ -732,6 +759,8 @@ def judge(call: str, answer: dict, truth: dict, span: tuple[float, float]) -> tu
     if call == "load-limit" and got > LIMIT_S + 0.5 + 1 / sr:
         return "bad-audio", f"{got:.2f} s decoded past max_duration={LIMIT_S:g}"
     if call == "load-span":
+        if abs(a.get("lag", 0)) > MAX_LAG:
+            return "bad-audio", f"span {a['lag']} samples late (at {sr} Hz)"
         want = round(span[1] * sr)
         if shape[-1] > want or (truth["whole"] and truth["seconds"] and span[0] + span[1] <= truth["seconds"] - slack
                                 and shape[-1] != want):
@@ -752,7 +781,9 @@ def run_case(case: Case, worker: Worker, folder: Path, timeout: float, keep: Pat
     span = _span(case.seed)
     results = []
     for call in case.calls:
-        status, answer = worker.ask({"op": "call", "call": call, "path": truth["path"], "span": span}, timeout)
+        align = truth["whole"] and truth["seconds"] is not None and truth["seconds"] < 30
+        status, answer = worker.ask({"op": "call", "call": call, "path": truth["path"], "span": span,
+                                     "align": align}, timeout)
         if status == "ok":
             outcome, detail = judge(call, answer, truth, span)
             results.append(Outcome(case.label, case.fmt, call, outcome, detail, answer["wall_s"], answer["rss_mb"]))
