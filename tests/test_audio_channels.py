@@ -131,3 +131,64 @@ def test_channel_count_change_inside_one_stream(tmp_path, decode_in_child, first
     spec = np.abs(np.fft.rfft(tail * np.hanning(tail.size))) / (tail.size / 4)
     level = [spec[int(round(f * tail.size / SR))] for f in fb]
     np.testing.assert_allclose(level, 0.3 / second, rtol=0.25)
+
+
+@pytest.mark.slow
+def test_eight_channel_audio_through_index_identify_scan_and_serve(tmp_path, synth_music):
+    # the commands each ran in their own process; an 8-channel WAV killed every one (exit 139,
+    # the server until restarted)
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    songmine = [sys.executable, "-c", "import sys; from songmine.cli import main; sys.exit(main())"]
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    tracks = [synth_music(22050, 20.0, seed=k) for k in range(3)]
+    for k, y in enumerate(tracks):
+        sf.write(lib / f"t{k}.flac", y, 22050)
+    sf.write(lib / "t1-8ch.wav", np.stack([tracks[1]] * 8, axis=1), 22050, subtype="PCM_16")
+    query = tmp_path / "q8.wav"
+    sf.write(query, np.stack([tracks[2][5 * 22050 : 12 * 22050]] * 8, axis=1), 22050, subtype="PCM_16")
+    index = tmp_path / "ix"
+
+    def run(*args):
+        return subprocess.run([*songmine, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    r = run("index", lib, "--index", index, "--jobs", "1", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["added"] == 4
+    r = run("identify", query, "--index", index, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (record,) = json.loads(r.stdout)
+    assert record["matches"][0]["path"].endswith("t2.flac") and abs(record["matches"][0]["offset_s"] - 5.0) < 0.1
+    r = run("scan", lib, query, "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(row["channels"] for row in json.loads(r.stdout)) == [1, 1, 1, 8, 8]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([*songmine, "serve", "--index", str(index), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.monotonic()
+        while True:
+            try:
+                httpx.get(f"{url}/api/tracks", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() - t0 < 60, "the server did not start"
+                time.sleep(0.2)
+        r = httpx.post(f"{url}/api/identify", files={"file": ("q8.wav", query.read_bytes(), "audio/wav")}, timeout=60)
+        assert r.status_code == 200 and r.json()["matches"][0]["path"].endswith("t2.flac"), r.text
+        assert httpx.get(f"{url}/api/tracks", timeout=10).json()["total"] == 4  # still serving
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
