@@ -615,12 +615,17 @@ def _seek(container, stream, offset: float, start: int, sr: int, name: str):
         return frames, 0
     try:  # after a seek to 0 the start is not trimmed as on opening (Opus's pre-skip): pts tell
         first = next(frames, None)
-    except av.error.FFmpegError:
-        first = None
+    except av.error.FFmpegError as exc:
+        return _raising(exc), 0  # the decode loop reports it
     if first is None or first.pts is None:
-        container.seek(0)
-        return _frames(container, stream), 0
+        return itertools.chain([first] if first is not None else [], frames), 0
     return itertools.chain([first], frames), int(round(float((first.pts - origin) * tb) * sr))
+
+
+def _raising(exc: BaseException):
+    """Frames that are an error: ``exc`` raised where the decode loop reads the first one."""
+    raise exc
+    yield  # noqa: unreachable - makes this a generator
 
 
 def _first_pts(container, stream):
