@@ -343,7 +343,7 @@ def make_input(case: Case, folder: Path) -> dict:
     if case.fmt in SPECIALS:
         return _make_special(case, folder, rng)
     fmt = FORMATS[case.fmt]
-    seconds = float(rng.uniform(0.3, 2.5))
+    seconds = min(float(rng.uniform(0.3, 2.5)), 400_000 / case.rate)  # at most 1 s at 384 kHz
     n = int(seconds * case.rate)
     path = folder / f"{case.label.replace(':', '_')}{fmt.suffix}"
     y = _signal(case.channels, n, case.rate, rng)
@@ -439,13 +439,13 @@ def _make_special(case: Case, folder: Path, rng) -> dict:
             (word,) = struct.unpack_from(">Q", data, 8 + 10)
             struct.pack_into(">Q", data, 8 + 10, (word & ~((1 << 36) - 1)) | 8000)
             truth.update(seconds=3 * 3600.0)
-        else:  # 10 minutes of quiet noise whose LAME header counts 8 frames
+        else:  # 3 minutes of quiet noise whose LAME header counts 8 frames
             path = path.with_suffix(".mp3")
-            write_av(path, _signal(1, 600 * 8000, 8000, rng) * 0.01, 8000, "libmp3lame", "mp3")
+            write_av(path, _signal(1, 180 * 8000, 8000, rng) * 0.01, 8000, "libmp3lame", "mp3")
             data = bytearray(path.read_bytes())
             i = max(data.find(b"Xing"), data.find(b"Info"))
             struct.pack_into(">I", data, i + 8, 8)
-            truth.update(seconds=600.0)
+            truth.update(seconds=180.0)
         path.write_bytes(bytes(data))
         truth.update(channels=1, slack_s=0.2, whole=False)
     elif case.fmt == "rate-1hz":  # 20,000 samples at 1 Hz: 5.6 hours declared in 40 KB
