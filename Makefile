@@ -1,6 +1,6 @@
 # songmine — two commands do all set-up on a fresh machine:
 #   make demo   (virtualenv, install, demo music, main job)
-#   make test   (virtualenv with the dev extra, demo music, browser, pytest)
+#   make test   (virtualenv with the dev extra, demo music, chromium + ffmpeg + espeak-ng, pytest)
 # Caches (pip, demo music) live in the per-user cache dir, outside the clone.
 
 PYTHON ?= python3
@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test venv venv-dev demo-music browser clean help
+.PHONY: demo test venv venv-dev demo-music system-tools clean help
 
 help:
 	@echo "make demo [MUSIC=folder]  - fetch the demo music (or use MUSIC), index it, eval, print the table"
@@ -21,8 +21,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall whenever pyproject.toml changes.
+# (the eval extra too: the demo runs `songmine eval`, whose real-world conditions need it)
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[eval]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -47,16 +48,22 @@ endif
 demo-music: venv-dev
 	$(BIN)/songmine demo-corpus --quiet
 
-# Debian's Chromium for the browser tests (never `playwright install`).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian's Chromium for the browser tests (never `playwright install`), the ffmpeg program (an
+# optional decoder the tests compare with PyAV's) and espeak-ng (the test that remakes the shipped
+# speech bank), installed with apt-get when missing.
+SYSTEM_TOOLS := chromium:chromium ffmpeg:ffmpeg espeak-ng:espeak-ng
+system-tools:
+	@for pair in $(SYSTEM_TOOLS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the browser tests"; \
-	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)); \
-	  else echo "chromium missing and cannot be installed here: browser tests will skip (fail under CI=true)"; fi; }
+	    echo "installing Debian's $$pkg for the tests"; \
+	    (apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null)); \
+	  else echo "$$cmd missing and cannot be installed here: tests that need it skip (fail under CI=true)"; fi; \
+	done
 
-test: venv-dev demo-music browser
+test: venv-dev demo-music system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

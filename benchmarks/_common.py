@@ -37,7 +37,9 @@ def fresh_clip_specs(library, seed: int, qid_bases, per_cell: int, *, tracks: st
     of those tracks (fit on one, check on the other). Returns ``(eval_config, specs, indexed,
     durations)``: what ``cut_queries`` needs, and the eval's indexed tracks with every duration.
     """
-    from songmine.evaluate import EvalConfig, QuerySpec, source_seconds, split_library
+    from songmine.evaluation.config import EvalConfig
+    from songmine.evaluation.queries import QuerySpec, split_library
+    from songmine.evaluation.degrade import source_seconds
 
     cfg = EvalConfig(seed=seed)
     indexed, held, durs = split_library(library, cfg)

@@ -5,7 +5,7 @@ Builds a library from the dev corpus: every track cut to ``--seconds`` (from
 them, generated duplicates — PyAV re-encodes (mp3 at 32/64/128/320 kbps,
 ogg/vorbis (libsndfile), flac at 22,050 or 48,000 Hz), copies trimmed by up to 10 s or
 padded with up to 10 s of silence, and gain changes (−12…+6 dB); the other
-tracks have no copy (unrelated). Then runs ``songmine.dedupe.dedupe`` and
+tracks have no copy (unrelated). Then runs ``songmine.minhash.dedupe.dedupe`` and
 scores the predicted pairs (all pairs inside a predicted group) against the
 truth.
 
@@ -43,7 +43,7 @@ def encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None =
 
 
 def _encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None = None) -> None:
-    from songmine.degrade import encode_mono
+    from songmine.evaluation.degrade import encode_mono
 
     if codec == "libvorbis":  # PyAV's FFmpeg has no libvorbis here: libsndfile writes Ogg Vorbis
         import soundfile as sf
@@ -122,7 +122,7 @@ def pairs_of_groups(groups) -> set[tuple[str, str]]:
 
 def synthetic_prints(real, n: int, rng: np.random.Generator):
     """Unrelated prints drawn from the real hash distribution (sizes like the real ones)."""
-    from songmine.dedupe import prints_from_arrays
+    from songmine.minhash.dedupe import prints_from_arrays
 
     pool = np.unique(np.concatenate([p.hashes for p in real]))  # distinct hashes, drawn uniformly
     sizes = np.array([p.hashes.size for p in real])
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
 
-    from songmine.dedupe import DedupeConfig, find_duplicates
+    from songmine.minhash.dedupe import DedupeConfig, find_duplicates
     from songmine.minhash import MinHasher
 
     out = Path(args.out)
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     cfg = DedupeConfig()
     from concurrent.futures import ProcessPoolExecutor
 
-    from songmine.dedupe import _fingerprint_job
+    from songmine.minhash.dedupe import _fingerprint_job
     from songmine.library import iter_audio_files
 
     files = list(iter_audio_files([out]))

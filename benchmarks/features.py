@@ -105,11 +105,11 @@ def speed(args) -> None:
         rows.append({"file": Path(p).name, "sr": info.samplerate, "audio_s": dur, "ours_s": t_ours, "ref_s": t_ref,
                      "max_rel_diff": float(np.nanmax(np.abs(ours - theirs) / (np.abs(theirs) + 1e-6)))})
     if args.save_dir:
-        from songmine.catalog.features import _to_frame, write_features_csv
+        from songmine.catalog.batch import results_frame, write_features_csv
 
         args.save_dir.mkdir(parents=True, exist_ok=True)
-        write_features_csv(_to_frame(ours_rows, {}, {}), args.save_dir / "ours_features.csv")
-        write_features_csv(_to_frame(ref_rows, {}, {}), args.save_dir / "reference_features.csv")
+        write_features_csv(results_frame(ours_rows, {}, {}), args.save_dir / "ours_features.csv")
+        write_features_csv(results_frame(ref_rows, {}, {}), args.save_dir / "reference_features.csv")
     tot = {k: sum(r[k] for r in rows) for k in ("audio_s", "ours_s", "ref_s")}
     result = {"reference": name, "files": rows, "audio_s": tot["audio_s"],
               "ours_x_realtime_per_core": tot["audio_s"] / tot["ours_s"],

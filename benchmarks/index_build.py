@@ -310,10 +310,24 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict, package: str =
     import importlib
     import resource
 
-    Index, index_files = (getattr(importlib.import_module(f"{package}.index"), n) for n in ("Index", "index_files"))
-    FingerprintConfig = importlib.import_module(f"{package}.landmarks").FingerprintConfig
+    def first(*names: str):  # the module under this layout or an older one (a reference revision's)
+        for name in names:
+            try:
+                return importlib.import_module(f"{package}.{name}")
+            except ImportError:
+                continue
+        raise ImportError(f"none of {names} in {package}")
+
+    index_mod = first("fingerprint.index", "index")
+    Index, index_files = index_mod.Index, index_mod.index_files
+    FingerprintConfig = first("fingerprint.landmarks", "landmarks").FingerprintConfig
     if package != "songmine":  # the reference package's own config class is that package's landmark method
-        importlib.import_module(f"{package}.index.store").register_method("landmark", FingerprintConfig)
+        store = first("fingerprint.index.store", "index.store")
+        if hasattr(store, "register_method"):
+            store.register_method("landmark", FingerprintConfig)
+        else:
+            methods = importlib.import_module(f"{package}.methods")
+            methods.register_method(methods.Method("landmark", "landmark", FingerprintConfig, None))
 
     path = workdir / ("real.idx" if package == "songmine" else f"{package}.idx")
     shutil.rmtree(path, ignore_errors=True)
@@ -405,9 +419,9 @@ def build_against_reference(files: list[Path], jobs: int, workdir: Path, ref: di
 def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir: Path, n_queries: int, seed: int,
                      keep: bool = False, compact: bool = True) -> dict:
     from songmine.audio import info, load
-    from songmine.index import Index
-    from songmine.index.store import _NewTrack
-    from songmine.landmarks import DF_BITS, DT_BITS, F1_BITS, fingerprint
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.store import NewTrack
+    from songmine.fingerprint.landmarks import DF_BITS, DT_BITS, F1_BITS, fingerprint
 
     rng = np.random.default_rng(seed)
     with Index(real_index) as real:
@@ -436,7 +450,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
                 h |= rng.choice(p.shape[0], size=h.shape[0], p=p).astype(np.uint32) << np.uint32(shift)
             t = rng.integers(0, n_frames, size=h.shape[0], dtype=np.uint32)
             new = [
-                _NewTrack(f"/synthetic/{start + i}.ogg", f"{start + i:064x}", 0, 0, track_s, None, None, None,
+                NewTrack(f"/synthetic/{start + i}.ogg", f"{start + i:064x}", 0, 0, track_s, None, None, None,
                           h[i * per_track:(i + 1) * per_track], np.sort(t[i * per_track:(i + 1) * per_track]))
                 for i in range(k)
             ]
@@ -459,7 +473,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
     def time_lookups(ix, mph, directory=True):
         import dataclasses
 
-        from songmine.index.store import _Snapshot
+        from songmine.fingerprint.index.store import _Snapshot
 
         if not directory:  # the reference: plain np.searchsorted over each segment (no fences)
             snap = ix._snap
@@ -543,7 +557,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
 
-    from songmine.landmarks import FingerprintConfig
+    from songmine.fingerprint.landmarks import FingerprintConfig
     from songmine.library import iter_audio_files
 
     files = list(iter_audio_files([args.library]))[: args.limit]

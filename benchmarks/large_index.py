@@ -67,7 +67,7 @@ from _common import git_commit, markdown_table
 
 # ------------------------------------------------------------------ real index
 def real_index(path: Path | None, indexed: list[Path], work: Path, jobs: int) -> Path:
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     if path is not None and (path / "catalog.sqlite").exists():
         return path
@@ -89,9 +89,9 @@ _BLOCK = 43
 
 def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) -> dict:
     """Copy ``real`` to ``dest`` and add synthetic tracks up to ``hours`` in ``segments`` commits."""
-    from songmine.index import Index
-    from songmine.index.store import _NewTrack
-    from songmine.landmarks import pack_hashes, unpack_hashes
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.store import NewTrack
+    from songmine.fingerprint.landmarks import pack_hashes, unpack_hashes
 
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(real, dest)
@@ -138,7 +138,7 @@ def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) 
             tt = t[idx].astype(np.int64) % np.repeat(frames[b], n)
             ts = (slot[blk0 + tt // _BLOCK] * _BLOCK + tt % _BLOCK).astype(np.uint32)
             new = [
-                _NewTrack(f"/synthetic/{i:06d}.ogg", f"synthetic{i:055d}", 0, 0, float(dur[src[i]]), None, None, None,
+                NewTrack(f"/synthetic/{i:06d}.ogg", f"synthetic{i:055d}", 0, 0, float(dur[src[i]]), None, None, None,
                           hs[a:a + k], ts[a:a + k])
                 for i, a, k in zip(b.tolist(), first.tolist(), n.tolist())
             ]
@@ -161,7 +161,8 @@ def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], durati
                  n_non: int, seed: int, sr: int):
     import soxr
 
-    from songmine.evaluate import EvalConfig, cut_queries, plan_queries, split_library
+    from songmine.evaluation.config import EvalConfig
+    from songmine.evaluation.queries import cut_queries, plan_queries, split_library
 
     ec = EvalConfig(tracks=tracks, durations=(duration,), conditions=conditions, queries_per_cell=n_per,
                     nonmember_queries=n_non, seed=seed)
@@ -184,7 +185,7 @@ def run(index, queries, searches: dict[str, object], others: dict[str, object] |
     (``--compare``): name -> (index, config) cells, all interleaved.
     """
     import songmine
-    from songmine.identify import keep_heap
+    from songmine.fingerprint.heap import keep_heap
 
     keep_heap()  # as `songmine identify` / `serve` do
     cells = {name: (index, search) for name, search in searches.items()}
@@ -259,14 +260,14 @@ def main() -> None:
     if args.compare is not None and args.before is not None:
         ap.error("use --before or --compare, not both")
 
-    from songmine.evaluate import _parse_value
-    from songmine.identify import SearchConfig
-    from songmine.index import Index
+    from songmine.evaluation.identifiers import parse_option_value
+    from songmine.fingerprint.search import SearchConfig
+    from songmine.fingerprint.index import Index
 
-    search = SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.option)})
+    search = SearchConfig(**{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.option)})
     searches = {"after": search}
     if args.before is not None:
-        searches = {"before": SearchConfig(**{k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}),
+        searches = {"before": SearchConfig(**{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}),
                     "after": search}
         print(f"before: {searches['before']}")
     args.work.mkdir(parents=True, exist_ok=True)

@@ -47,16 +47,16 @@ def main(argv=None) -> int:
 
     import soxr
 
-    from songmine import identify as I
-    from songmine.evaluate import cut_queries
-    from songmine.index import Index
+    from songmine.fingerprint import search as S
+    from songmine.evaluation.queries import cut_queries
+    from songmine.fingerprint.index import Index
 
-    sc = I.SearchConfig(**{k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
+    sc = S.SearchConfig(**{k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
     cfg, specs, _, _ = fresh_clip_specs(args.library, args.seed, args.qid_base, args.per_cell)
     idx = Index(args.index)
 
     seen: list[list] = []
-    orig = I._with_margin
+    orig = S._with_margin
 
     def spy(best, config):  # the dense candidates the margin tests judge (the last call is the final one)
         seen.append(list(best))
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
 
     rows = []  # (pooled r, per-speed r_s, answered, reached the margin tests)
     t0 = time.perf_counter()
-    I._with_margin = spy
+    S._with_margin = spy
     try:
         for q in cut_queries(specs, cfg):
             if isinstance(q, tuple):
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                 continue
             seen.clear()
             y = soxr.resample(q.clip, q.sr, idx.config.sr, quality="HQ").astype(np.float32)
-            res = I.search(idx, y, top=5, config=sc)
+            res = S.search(idx, y, top=5, config=sc)
             answered = bool(res) and res[0].confidence >= sc.min_confidence
             cands = seen[-1] if seen else []
             if not cands or max(c.n_tracks_hit for c in cands) < sc.margin_min_tracks:
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             rs = top.votes / max(v2s, sc.margin_floor) if top.n_tracks_hit >= sc.margin_min_tracks else 0.0
             rows.append((top.votes / max(v2, sc.margin_floor), rs, answered, True))
     finally:
-        I._with_margin = orig
+        S._with_margin = orig
     a = np.array([r[:2] for r in rows])
     n = len(rows)
     print(f"songmine {git_commit()} {' '.join(args.option)} · {n} non-member clips ({len(args.qid_base or [100000])} set(s), qid bases "

@@ -26,7 +26,7 @@ in :data:`PEERS`.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/peers.py LIBRARY [--tracks 40] [--durations 3,5,10]
+    PYTHONPATH=src python benchmarks/peers.py LIBRARY [--tracks 40] [--durations 1,2,3,5,10]
         [--queries-per-cell 40] [--nonmember-queries 200] [--seed 0]
         [--peers songmine,audfprint] [--audfprint DIR] [--peer-python PY]
         [--report saved.json]... [--markdown out.md] [--json out.json]
@@ -52,23 +52,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from songmine.evaluate import (
-    CONDITIONS,
-    BuildStats,
-    EvalConfig,
-    Outcome,
-    PeakMemory,
-    Query,
-    QuerySpec,
-    _dir_bytes,
-    _same_file,
-    cut_queries,
-    make_identifier,
-    plan_queries,
-    run_queries,
-    split_library,
-    summarise,
-)
+from songmine.evaluation.degrade import CONDITIONS
+from songmine.evaluation.identifiers import BuildStats, dir_bytes
+from songmine.evaluation.config import EvalConfig
+from songmine.evaluation.queries import Outcome, Query, QuerySpec, cut_queries, plan_queries, split_library
+from songmine.evaluation.resources import PeakMemory
+from songmine.evaluation.harness import same_file, run_queries
+from songmine.methods import make_identifier
+from songmine.evaluation.report import summarise
 
 
 Answer = tuple[str | None, float | None, float | None]  # (track path | None, offset s, score)
@@ -229,7 +220,7 @@ class Audfprint2(Audfprint):
         lst.write_text("".join(f"{p}\n" for p in paths))
         t0 = time.perf_counter()
         self._run(["new", "--dbase", str(self.db), "--list", "--continue-on-error", str(lst)])
-        return BuildStats(n_tracks=len(paths), seconds=time.perf_counter() - t0, index_bytes=_dir_bytes(self.db))
+        return BuildStats(n_tracks=len(paths), seconds=time.perf_counter() - t0, index_bytes=dir_bytes(self.db))
 
     def startup_seconds(self) -> float:
         t0 = time.perf_counter()
@@ -285,7 +276,7 @@ class Olaf(Peer):
                 print(f"  olaf: {path}: {e}", file=sys.stderr)
         raw.unlink(missing_ok=True)
         return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
-                          index_bytes=_dir_bytes(db))
+                          index_bytes=dir_bytes(db))
 
     @staticmethod
     def parse(text: str) -> Answer:
@@ -384,7 +375,7 @@ class Qfp(Peer):
                 print(f"  qfp: {d['file']}: {d['error']}", file=sys.stderr)
         failed = sum("error" in d for d in done) + len(paths) - len(done)
         return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
-                          index_bytes=sum(_dir_bytes(db) for db in self.dbs))
+                          index_bytes=sum(dir_bytes(db) for db in self.dbs))
 
     def match_batch(self, wavs):
         out: dict[str, Answer] = {}
@@ -671,7 +662,7 @@ def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, duration
             track, off, score = answers.get(str(wav), (None, None, None))
             if track is not None:
                 o.answered, o.top_path, o.top_offset_s, o.score = True, track, off, score
-                o.correct = spec.member and _same_file(track, spec.track)
+                o.correct = spec.member and same_file(track, spec.track)
                 if o.correct:
                     o.offset_error_s = off - offset
                     o.offset_ok = abs(o.offset_error_s) <= cfg.offset_tolerance_s
@@ -719,7 +710,7 @@ def _load_reports(path: Path, cfg: EvalConfig, library: Path) -> dict:
 
 def _load_report(d: dict, path: Path, cfg: EvalConfig, library: Path):
     """One EvalReport from its JSON, refused unless made with the same settings."""
-    from songmine.evaluate import Cell, EvalReport
+    from songmine.evaluation.report import Cell, EvalReport
 
     theirs, ours = d["config"], asdict(cfg)
     keys = ("tracks", "durations", "conditions", "queries_per_cell", "nonmember_queries", "seed", "sr", "silence_dbfs")
@@ -786,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)
     ap.add_argument("--tracks", type=int, default=40)
-    ap.add_argument("--durations", default="3,5,10")
+    ap.add_argument("--durations", default="1,2,3,5,10")
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--queries-per-cell", type=int, default=40)
     ap.add_argument("--nonmember-queries", type=int, default=200)
@@ -898,9 +889,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         args.markdown.write_text(text)
     if args.json:
-        from songmine.cli._app import _plain
+        from songmine.cli._app import jsonable
 
-        args.json.write_text(json.dumps(_plain({k: asdict(v) for k, v in reports.items()}), indent=1))
+        args.json.write_text(json.dumps(jsonable({k: asdict(v) for k, v in reports.items()}), indent=1))
     return 0
 
 

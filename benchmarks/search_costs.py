@@ -8,9 +8,9 @@ Reproduces the figures of docs/identify.md ("Search stages and scale", the
   window) vs plain ``np.searchsorted`` on the largest segment, for the
   unique hashes of one dense 10-s query;
 * **distinct_votes**: the track-id table vs the binary search per hit it
-  replaced (``identify._LUT_MAX_TRACK = 0`` takes that branch), same hits;
+  replaced (``scoring._LUT_MAX_TRACK = 0`` takes that branch), same hits;
 * **heap**: one dense lookup + ``vote`` in a process that called
-  ``identify.keep_heap()`` vs one that did not (``SONGMINE_KEEP_HEAP=0``);
+  ``keep_heap()`` vs one that did not (``SONGMINE_KEEP_HEAP=0``);
   each in its own child process, since the setting is process-wide.
 
 Every pair gives the same results (checked here); the times are medians of
@@ -46,14 +46,14 @@ def _median_ms(fn, repeats: int) -> float:
 
 def _query(index, clip: str, offset: float, seconds: float):
     from songmine import audio
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.landmarks import fingerprint
 
     y = audio.load(clip, sr=index.config.sr, offset=offset, duration=seconds)
     return fingerprint(y, index.config, query=True)
 
 
 def _lookup_and_vote(index, h, t, max_hits: int):
-    from songmine.identify import vote
+    from songmine.fingerprint.scoring import vote
 
     qpos, tr, tt = index.lookup(h, max_hits=max_hits)
     return vote(t, qpos, tr, tt), (qpos, tr, tt)
@@ -61,8 +61,8 @@ def _lookup_and_vote(index, h, t, max_hits: int):
 
 def child(args) -> None:
     """One heap mode in this process: the median CPU ms of a dense lookup + vote."""
-    from songmine.identify import keep_heap
-    from songmine.index import Index
+    from songmine.fingerprint.heap import keep_heap
+    from songmine.fingerprint.index import Index
 
     if os.environ.get("SONGMINE_KEEP_HEAP") != "0":
         keep_heap()
@@ -86,9 +86,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from songmine import identify
-    from songmine.identify import distinct_votes, vote
-    from songmine.index import Index
+    from songmine.fingerprint import scoring
+    from songmine.fingerprint.scoring import distinct_votes, vote
+    from songmine.fingerprint.index import Index
 
     rows = []
     with Index(args.index) as index:
@@ -107,13 +107,13 @@ def main() -> None:
         cand = np.argsort(-votes, kind="stable")[:10]  # the 10 most-voted tracks
         dv = lambda: distinct_votes(h, t, qpos, tr, tt, tracks[cand], offsets[cand])  # noqa: E731
         with_table = dv()
-        saved = identify._LUT_MAX_TRACK
-        identify._LUT_MAX_TRACK = 0  # the binary search per hit
+        saved = scoring._LUT_MAX_TRACK
+        scoring._LUT_MAX_TRACK = 0  # the binary search per hit
         try:
             assert np.array_equal(dv(), with_table), "distinct_votes differs between its two branches"
             ref = _median_ms(dv, args.repeats)
         finally:
-            identify._LUT_MAX_TRACK = saved
+            scoring._LUT_MAX_TRACK = saved
         new = _median_ms(dv, args.repeats)
         rows.append([f"distinct_votes, {qpos.size:,} hits, 10 candidates", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"])
 

@@ -65,7 +65,7 @@ def _reference_bounds(seg, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _reference_lookup(index, hashes, max_per_hash=None, max_hits=None):
     """Session 3's ``Index.lookup`` (no removed tracks in these indexes)."""
-    from songmine.postings import rarest_within
+    from songmine.fingerprint.postings import rarest_within
 
     q = np.asarray(hashes, dtype=np.uint32).ravel()
     segs = index._snap.segments
@@ -122,8 +122,8 @@ def _same_hits(a, b) -> bool:
 def queries(files: list[Path], config, n_clips: int, seconds: float, seed: int):
     """(kind, hashes, max_per_hash, max_hits) of every lookup identify makes for a non-member clip."""
     from songmine import audio
-    from songmine.identify import SearchConfig, _expand
-    from songmine.landmarks import fingerprint, speed_fingerprinter
+    from songmine.fingerprint.search import SearchConfig, _expand
+    from songmine.fingerprint.landmarks import fingerprint, speed_fingerprinter
 
     sc = SearchConfig()
     rng = np.random.default_rng(seed)
@@ -151,8 +151,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from songmine.identify import keep_heap
-    from songmine.index import Index
+    from songmine.fingerprint.heap import keep_heap
+    from songmine.fingerprint.index import Index
     from songmine.library import iter_audio_files
 
     keep_heap()  # as identify's processes do

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from songmine.audio import load
-    from songmine.identify import identify
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.query import identify
+    from songmine.fingerprint.index import Index, index_files
     from songmine.library import iter_audio_files
 
     rng = random.Random(args.seed)

@@ -93,7 +93,7 @@ def run_engine(engine: str, n: int, ks: list[int], max_iter: int, tol_rel: float
             r = LocalEngine().lloyd(X, C0, max_iter=max_iter, tol=tol)
             row = {"n_iter": r.n_iter, "inertia": r.inertia}
         elif engine == "spark":
-            from songmine.cluster.spark import SparkEngine, blocks_from_array
+            from songmine.spark.kmeans import SparkEngine, blocks_from_array
 
             blocks = blocks_from_array(session.sparkContext, X, partitions)
             blocks.rdd.count()

@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from songmine.audio import load
-    from songmine.degrade import degrade
+    from songmine.evaluation.degrade import degrade
     from songmine.library import iter_audio_files
-    from songmine.seedmethod import SeedConfig, SeedIndex, onset_peak_frames
+    from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames
 
     rng = np.random.default_rng(args.seed)
     files = sorted(iter_audio_files([args.library]))

@@ -7,7 +7,7 @@ and prints top-1 accuracy, the false-positive rate, latency and index size.
 
     PYTHONPATH=src python benchmarks/tune_identify.py --tracks 30 --n 40
 
-Degradations (kept deliberately small and independent of songmine.degrade):
+Degradations (kept deliberately small and independent of songmine.evaluation.degrade):
 white noise at 5 / 0 dB SNR and pink noise at 5 dB (SNR on the clip's own
 power), speed ±2 / ±5 % (resampling: pitch and tempo together), mp3 at
 32 kbps (PyAV, 22.05 kHz mono), telephone band (300-3400 Hz via 8 kHz).
@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from songmine.audio import load
-from songmine.identify import MemoryIndex, SearchConfig, identify, search
-from songmine.landmarks import FingerprintConfig
+from songmine.fingerprint.memory import MemoryIndex
+from songmine.fingerprint.search import SearchConfig, search
+from songmine.fingerprint.query import identify
+from songmine.fingerprint.landmarks import FingerprintConfig
 
 SR = 11025
 CONDITIONS = ("clean", "white5", "white0", "pink5", "mp3_32k", "telephone", "speed+2", "speed-2", "speed+5", "speed-5")

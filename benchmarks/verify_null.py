@@ -59,21 +59,22 @@ def main(argv=None) -> int:
 
     import soxr
 
-    from songmine import identify as I
-    from songmine.evaluate import QuerySpec, cut_queries, source_seconds
-    from songmine.index import Index
-    from songmine.index.build import index_files
+    from songmine.fingerprint import heap, search as S
+    from songmine.evaluation.queries import QuerySpec, cut_queries
+    from songmine.evaluation.degrade import source_seconds
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.build import index_files
 
     opts = {"verify_bands_at": math.inf, "verify_chroma_at": math.inf}
     opts.update({k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
-    sc = I.SearchConfig(**opts)
+    sc = S.SearchConfig(**opts)
     cfg, specs, indexed, durs = fresh_clip_specs(args.library, args.seed, args.qid_base, args.per_cell,
                                                  tracks=args.tracks)
     if not args.index.exists():
         with Index(args.index, create=True) as ix:
             index_files(ix, indexed, jobs=args.jobs)
     idx = Index(args.index)
-    I.keep_heap()
+    heap.keep_heap()
     cells = cfg.cells
     longest = max(source_seconds(c, d) for c, d in cells) + 1.0
     others = {s.track for s in specs}
@@ -92,12 +93,12 @@ def main(argv=None) -> int:
             print("skipped:", q[1], file=sys.stderr)
             continue
         y = soxr.resample(q.clip, q.sr, idx.config.sr, quality="HQ").astype(np.float32)
-        res = I.search(idx, y, top=5, config=sc)
+        res = S.search(idx, y, top=5, config=sc)
         if args.timing and not q.spec.member:
             pair = []
             for c in (no_stage, sc):  # the two configs alternate, so load drifts hit both alike
                 t = time.process_time()
-                I.search(idx, y, top=5, config=c)
+                S.search(idx, y, top=5, config=c)
                 pair.append(time.process_time() - t)
             times.append((pair[0], pair[1]))
         by_votes = bool(res) and np.isnan(res[0].z_bands) and res[0].confidence >= sc.min_confidence

@@ -24,7 +24,17 @@ def need(condition: bool, reason: str) -> None:
         return
     if IN_CI:
         pytest.fail(f"CI=true and a requirement is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str):
+    """Import ``module`` (an optional extra's package) or skip — fail under CI=true."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        need(False, f"{module} is not installed ({exc}); make test installs every extra")
 
 
 @pytest.fixture
@@ -83,8 +93,8 @@ def demo_corpus() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_tracks(demo_corpus):
-    """Manifest rows of the demo corpus, as :class:`songmine.democorpus.DemoTrack`."""
-    from songmine.democorpus import read_manifest
+    """Manifest rows of the demo corpus, as :class:`songmine.evaluation.democorpus.DemoTrack`."""
+    from songmine.evaluation.democorpus import read_manifest
 
     return read_manifest(demo_corpus)
 
@@ -97,11 +107,11 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
     """
     import soundfile as sf
 
+    from songmine.atomic import build_once
     from songmine.audio import info, load
     from songmine.paths import cache_dir
 
     out = cache_dir() / "test-cuts"
-    out.mkdir(parents=True, exist_ok=True)
     chosen, seen = [], set()
     for t in sorted(demo_tracks, key=lambda t: (t.package in seen, t.file)):
         if t.duration_s >= 75 and t.package not in seen:
@@ -112,20 +122,20 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
             break
         if t.duration_s >= 75 and t not in chosen:
             chosen.append(t)
-    paths = []
-    for t in chosen[:6]:
-        dest = out / (Path(t.file).stem + ".30s.flac")
-        if not dest.exists():
-            src = t.path(demo_corpus)
+    def cut(src: Path):
+        def write(tmp: Path) -> None:
             y = load(src, sr=None, mono=False, offset=30.0, duration=30.0)
-            tmp = dest.with_suffix(".tmp.flac")
             sf.write(tmp, y.T, info(src).sr, subtype="PCM_16")
-            os.replace(tmp, dest)
-        paths.append(dest)
-    return paths
+
+        return write
+
+    # several test processes start at once on a cold cache: each cut is built once, under a lock
+    return [
+        build_once(out / (Path(t.file).stem + ".30s.flac"), cut(t.path(demo_corpus))) for t in chosen[:6]
+    ]
 
 
-# --- web service (issue 9): a tagged library, its index, a live uvicorn -----------------------
+# --- web service: a tagged library, its index, a live uvicorn ----------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -156,10 +166,10 @@ def server_index(tagged_cuts, tmp_path_factory) -> Path:
     import importlib.util
 
     need(
-        all(importlib.util.find_spec(m) is not None for m in ("songmine.index", "songmine.identify")),
-        "songmine.index / songmine.identify not available yet",
+        importlib.util.find_spec("songmine.fingerprint.index") is not None,
+        "songmine.fingerprint.index not available",
     )
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     path = tmp_path_factory.mktemp("server") / "index"
     with Index(path, create=True) as ix:
@@ -168,20 +178,43 @@ def server_index(tagged_cuts, tmp_path_factory) -> Path:
     return path
 
 
+#: Base URL for TestClient: the app answers only Host names on its allow-list (localhost by default).
+LOCAL = "http://localhost"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
-def run_uvicorn(app):
-    """``with run_uvicorn(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread."""
+def run_uvicorn(app, *, sndbuf: int | None = None):
+    """``with run_uvicorn(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread.
+
+    With the connection layer ``songmine serve`` uses (its protocol, deadlines and caps from the app's
+    settings). ``sndbuf`` fixes the kernel send buffer of every connection (a slow network in small).
+    """
     import socket
     import threading
     import time
 
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    from songmine.server.protocol import uvicorn_options
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf is not None:  # accepted connections inherit it (and lose the kernel's auto-tuning)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(app.state.settings))
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     t0 = time.monotonic()
     while not server.started:
@@ -193,12 +226,62 @@ def run_uvicorn(app):
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
 
 
 @pytest.fixture
 def live_server():
     """``with live_server(app) as url:`` — :func:`run_uvicorn` as a fixture."""
     return run_uvicorn
+
+
+@contextmanager
+def songmine_serve(index: Path, *args: str, env: dict | None = None):
+    """``with songmine_serve(index, "--header-timeout-s", "2") as (url, proc):`` — a real ``songmine serve``
+    child process on 127.0.0.1:<free port>, up once /api/health answers; stopped (SIGTERM) afterwards.
+
+    Its output goes to a temp file (a pipe nobody reads would block it), shown if it fails to start.
+    """
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+
+    exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
+    port = free_port()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(
+            [exe, "serve", "--index", str(index), "--port", str(port), *args],
+            env={**os.environ, **(env or {})}, stdout=out, stderr=out,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            t0 = time.monotonic()
+            while True:
+                if proc.poll() is not None:
+                    out.seek(0)
+                    raise RuntimeError(f"songmine serve exited with {proc.returncode}: {out.read()[-2000:]!r}")
+                try:
+                    with urllib.request.urlopen(url + "/api/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError("songmine serve did not answer within 60 s")
+                time.sleep(0.1)
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 # --- decoding in a child process: a crash or a hang fails a test instead of killing pytest -------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import encode_av_frames
+from conftest import encode_av_frames, songmine_serve
 
 SR = 48000
 CHANNELS = list(range(1, 17))
@@ -138,10 +138,8 @@ def test_eight_channel_audio_through_index_identify_scan_and_serve(tmp_path, syn
     # the commands each ran in their own process; an 8-channel WAV killed every one (exit 139,
     # the server until restarted)
     import json
-    import socket
     import subprocess
     import sys
-    import time
 
     import httpx
 
@@ -170,25 +168,8 @@ def test_eight_channel_audio_through_index_identify_scan_and_serve(tmp_path, syn
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(row["channels"] for row in json.loads(r.stdout)) == [1, 1, 1, 8, 8]
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([*songmine, "serve", "--index", str(index), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.monotonic()
-        while True:
-            try:
-                httpx.get(f"{url}/api/tracks", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() - t0 < 60, "the server did not start"
-                time.sleep(0.2)
+    with songmine_serve(index) as (url, server):
         r = httpx.post(f"{url}/api/identify", files={"file": ("q8.wav", query.read_bytes(), "audio/wav")}, timeout=60)
         assert r.status_code == 200 and r.json()["matches"][0]["path"].endswith("t2.flac"), r.text
         assert httpx.get(f"{url}/api/tracks", timeout=10).json()["total"] == 4  # still serving
         assert server.poll() is None
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need, run_uvicorn
+from conftest import need, require, run_uvicorn
 
-pytest.importorskip("fastapi")
+require("fastapi")
 
 pytestmark = [pytest.mark.browser, pytest.mark.corpus]
 
@@ -27,7 +27,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def browser():
     need(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} not found: apt-get install -y chromium (make test does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         yield p.chromium
 

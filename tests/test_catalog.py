@@ -373,7 +373,7 @@ def test_cli_features_of_an_index(tmp_path, synth_music, capsys):
     from mutagen.flac import FLAC
 
     from songmine.cli._app import main
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     lib = tmp_path / "lib"
     lib.mkdir()

@@ -16,7 +16,7 @@ import pytest
 
 from songmine.catalog import load
 from songmine.catalog.cache import TEMP_GRACE_S, entries
-from songmine.catalog.loaders import LOADER_VERSION
+from songmine.catalog.cache import CACHE_FORMAT
 from songmine.cli._app import main
 
 OFFICIAL = Path(__file__).parent / "data" / "fma" / "official"
@@ -51,7 +51,7 @@ def test_a_new_version_of_a_source_evicts_its_old_entry(tmp_path):
         touch_later(p, k)
         load(p)
     files = cache_files(tmp_path)
-    assert len(files) == 3 and all(f.startswith("features-") and f"-v{LOADER_VERSION}-" in f for f in files)
+    assert len(files) == 3 and all(f.startswith("features-") and f"-v{CACHE_FORMAT}-" in f for f in files)
     statuses = sorted((e.source == str(p.resolve()), e.status) for e in entries())
     # p's nonfinite="keep" entry is of p's first version: stale (kept until that load or a prune)
     assert statuses == [(False, "current"), (True, "current"), (True, "stale")]
@@ -65,10 +65,10 @@ def test_old_formats_and_dead_temp_files_go_nothing_else(tmp_path):
     old = time.time() - 2 * TEMP_GRACE_S
     planted = {
         "features-0123456789abcdef0123.parquet": True,  # the pre-v5-naming cache file
-        f"tracks-{'a' * 16}-v{LOADER_VERSION - 1}-{'b' * 16}.parquet": True,  # an older format
-        f"tracks-{'a' * 16}-v{LOADER_VERSION + 1}-{'b' * 16}.parquet": False,  # a newer songmine's
+        f"tracks-{'a' * 16}-v{CACHE_FORMAT - 1}-{'b' * 16}.parquet": True,  # an older format
+        f"tracks-{'a' * 16}-v{CACHE_FORMAT + 1}-{'b' * 16}.parquet": False,  # a newer songmine's
         "echonest-0123456789abcdef0123.tmp4242": True,  # a dead writer's temp file (old naming), old
-        f"genres-{'c' * 16}-v{LOADER_VERSION}-{'d' * 16}.parquet.77-abcdef.tmp": False,  # young: may be writing
+        f"genres-{'c' * 16}-v{CACHE_FORMAT}-{'d' * 16}.parquet.77-abcdef.tmp": False,  # young: may be writing
         "notes.txt": False,  # not ours
     }
     for name in planted:

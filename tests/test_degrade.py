@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from songmine.degrade import (
+from songmine.evaluation.degrade import (
+    BASE_CONDITIONS,
     CONDITIONS,
+    REAL_WORLD_CONDITIONS,
     REVERB_RT60_S,
     add_noise,
     apply_gain,
@@ -31,11 +33,15 @@ def clip(synth_music):
     return synth_music(sr=SR, seconds=3.0, seed=7)
 
 
-def test_condition_names_are_the_peers_names():
-    assert CONDITIONS == (
+def test_condition_names_are_the_peers_names_then_the_real_world_ones():
+    assert BASE_CONDITIONS == (
         "clean", "white15", "white5", "white0", "pink5", "mp3_32k", "telephone",
         "gain-20", "speed+2", "speed-2", "speed+5", "speed-5", "reverb_noise10",
     )  # fmt: skip
+    assert REAL_WORLD_CONDITIONS == (
+        "tempo+4", "tempo-4", "tempo+8", "tempo-8", "pitch+1", "pitch-1", "room_babble5", "speech0", "broadcast",
+    )  # fmt: skip
+    assert CONDITIONS == BASE_CONDITIONS + REAL_WORLD_CONDITIONS
 
 
 @pytest.mark.parametrize("name,snr", [("white15", 15), ("white5", 5), ("white0", 0), ("pink5", 5)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from songmine.democorpus import DemoCorpusError, Package, fetch, read_manifest
+from songmine.evaluation.democorpus import DemoCorpusError, Package, fetch, read_manifest
 from conftest import need
 
 
@@ -110,3 +110,37 @@ def test_the_real_demo_corpus(demo_tracks):
     assert {t.package for t in demo_tracks} >= {"wesnoth-1.16-music", "singularity-music", "asc-music"}
     assert sum(t.duration_s for t in demo_tracks) / 3600 > 3.0
     assert all(t.licence for t in demo_tracks)
+
+
+_FETCH_IN_A_CHILD = """
+import json, sys
+from songmine.evaluation.democorpus import Package, fetch
+said = []
+packages = (Package("fake-music", r"/music/.*\\.ogg$"),
+            Package("fake-raw", r"/sounds/xbsng.*\\.raw$", "GPL-2", raw_pcm_u8_sr=22050))
+rows = fetch(sys.argv[1], packages=packages, progress=said.append)
+print(json.dumps({"files": sorted(r.file for r in rows), "said": said}))
+"""
+
+
+def test_four_processes_fetching_into_one_folder_lay_it_out_once(debs):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    assert [p.name for p in PACKAGES] == ["fake-music", "fake-raw"]  # the child's copy of PACKAGES
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")]))}
+    procs = [subprocess.Popen([sys.executable, "-c", _FETCH_IN_A_CHILD, str(debs)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [(p.wait(timeout=180), *p.communicate()) for p in procs]
+    assert all(rc == 0 for rc, _, _ in outs), [err for _, _, err in outs]
+    results = [json.loads(out) for _, out, _ in outs]
+    expected = ["fake-music__copy.ogg", "fake-raw__xbsng1.flac"]
+    assert all(r["files"] == expected for r in results)
+    laid_out = [r for r in results if any(s.startswith("fake-music:") for s in r["said"])]
+    assert len(laid_out) == 1, results  # one process did the work; the three others read its result
+    assert sorted(p.name for p in (debs / "library").iterdir()) == expected
+    assert not [p for p in debs.iterdir() if ".partial" in p.name]
+    assert [r.file for r in read_manifest(debs)] == expected

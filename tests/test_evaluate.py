@@ -16,20 +16,13 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.evaluate import (
-    BuildStats,
-    EvalConfig,
-    Identifier,
-    PeakMemory,
-    cut_queries,
-    evaluate,
-    make_identifier,
-    plan_queries,
-    plot_report,
-    register_method,
-    report_markdown,
-    split_library,
-)
+from songmine.evaluation.identifiers import BuildStats, Identifier
+from songmine.evaluation.config import EvalConfig
+from songmine.evaluation.resources import PeakMemory
+from songmine.evaluation.queries import cut_queries, plan_queries, split_library
+from songmine.evaluation.harness import evaluate
+from songmine.methods import Method, make_identifier, register_method
+from songmine.evaluation.report import plot_report, report_markdown
 from songmine.records import Match, QueryResult
 
 SR = 4000  # the toy identifier works on a coarse rate: fast, and enough for exact copies
@@ -174,9 +167,9 @@ def test_end_to_end_with_an_exact_copy_identifier(cuts_dir, tmp_path):
     assert [s["threshold"] for s in t] == [0.5, 0.9] and t[0]["accepted"] >= t[1]["accepted"]
     assert t[0]["accepted"] == len([o for o in answered if o.score >= 0.5])
     # renders: JSON-able, Markdown, PNG
-    from songmine.cli._app import _plain
+    from songmine.cli._app import jsonable
 
-    json.dumps(_plain(rep), allow_nan=False)
+    json.dumps(jsonable(rep), allow_nan=False)
     md = report_markdown(rep)
     assert "| clean | 100.0 (n=4; peer 97.5) |" in md
     plot_report(rep, tmp_path / "eval.png")
@@ -189,7 +182,7 @@ def test_cli_eval_with_a_registered_method(cuts_dir, tmp_path):
 
     from songmine.cli import app
 
-    register_method("xcorr", XcorrIdentifier)
+    register_method(Method("xcorr", "exact cross-correlation (a test reference)", None, XcorrIdentifier, indexable=False))
     md = tmp_path / "r.md"
     res = CliRunner().invoke(app, [
         "eval", str(cuts_dir), "--method", "xcorr", "--tracks", "2", "--durations", "3",
@@ -221,21 +214,14 @@ def test_peak_memory_sees_child_processes():
 @pytest.mark.corpus
 def test_end_to_end_with_the_landmark_method(cuts_dir):
     """The real method through the same harness: 3 real cuts, 2 conditions × 1 duration."""
-    pytest.importorskip("songmine.identify", reason="the landmark identify module is not on this branch yet")
-    try:
-        import songmine.index  # noqa: F401
-
-        method = "landmark"
-    except ImportError:
-        method = "landmark-memory"
     cfg = _config(durations=(5.0,), conditions=("clean", "white15"), queries_per_cell=4, thresholds=())
-    ident = make_identifier(method)
+    ident = make_identifier("landmark")
     try:
         rep = evaluate(cuts_dir, ident, cfg, jobs=1)
     finally:
         ident.close()
     cells = {c.condition: c for c in rep.cells}
-    assert rep.method == method and rep.n_queries == 12 and rep.n_errors == 0
+    assert rep.method == "landmark" and rep.n_queries == 12 and rep.n_errors == 0
     assert cells["clean"].n == 4 and cells["clean"].top1 >= 75.0
     assert cells["clean"].offset_ok == 100.0
     assert rep.false_positives["n"] == 4
@@ -254,7 +240,7 @@ def _peers_module():
 
 
 def test_peers_script_subsets_the_plan_and_parses_audfprint():
-    from songmine.evaluate import QuerySpec
+    from songmine.evaluation.queries import QuerySpec
 
     peers = _peers_module()
     specs = [QuerySpec(i, "t.ogg", True, c, 3.0) for i, c in enumerate(["clean", "clean", "clean", "white5"])]
@@ -325,3 +311,40 @@ def test_peers_chromaprint_parses_fpcalc_and_refuses_a_missing_fpcalc(tmp_path):
     assert peers.parse_fpcalc_raw("").size == 0
     with pytest.raises(SystemExit, match="--fpcalc.*libchromaprint-tools"):
         peers.Chromaprint(str(tmp_path / "no-fpcalc"))
+
+
+def test_defaults_cover_every_condition_and_one_to_ten_seconds():
+    from songmine.evaluation.degrade import CONDITIONS
+
+    cfg = EvalConfig()
+    assert cfg.conditions == CONDITIONS and len(CONDITIONS) == 22
+    assert cfg.durations == (1.0, 2.0, 3.0, 5.0, 10.0)
+
+
+@pytest.mark.corpus
+def test_real_world_clips_have_the_nominal_length_at_one_and_two_seconds(cuts_dir):
+    from songmine.evaluation.degrade import REAL_WORLD_CONDITIONS
+
+    cfg = _config(conditions=REAL_WORLD_CONDITIONS, durations=(1.0, 2.0), queries_per_cell=1, nonmember_queries=2)
+    specs = plan_queries(*split_library(cuts_dir, cfg), cfg)
+    one = list(cut_queries(specs, cfg))
+    assert len(one) == len(specs) == 9 * 2 + 2
+    for q, q2 in zip(one, cut_queries(specs, cfg)):
+        assert q.clip.size == int(q.spec.duration_s * cfg.sr) and np.all(np.isfinite(q.clip))
+        assert np.array_equal(q.clip, q2.clip)
+
+
+@pytest.mark.corpus
+def test_cli_eval_stops_at_once_when_the_eval_extra_is_missing(cuts_dir, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from songmine.cli import app
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if songmine[eval] were not installed
+    res = CliRunner().invoke(app, ["eval", str(cuts_dir), "--tracks", "2", "--conditions", "clean,tempo+4",
+                                   "--durations", "3", "--queries-per-cell", "1", "--nonmember-queries", "1"])
+    assert res.exit_code == 2
+    assert "songmine[eval]" in res.output and "Traceback" not in res.output
+    assert "indexing" not in res.output  # refused before any work

@@ -9,14 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import need
+from conftest import need, require
 
 from songmine.catalog import FEATURE_COLUMNS, load
+from songmine.catalog.librosa050 import _downsample, _estimate_tuning, _stft_magnitude
 from songmine.catalog.features import (
     N_FEATURES,
-    _downsample,
-    _estimate_tuning,
-    _stft_magnitude,
     decode,
     extract,
     extract_families,
@@ -61,7 +59,7 @@ def test_summarize_order_and_scipy_statistics(rng):
 
 
 def test_downsampling_is_resampys_kaiser_fast(rng):
-    resampy = pytest.importorskip("resampy")
+    resampy = require("resampy")
     for n, factor in [(1001, 2), (44100, 2), (30011, 4)]:
         y = rng.standard_normal(n).astype(np.float32)
         ref = resampy.resample(y, 44100, 44100 / factor, filter="kaiser_fast")
@@ -77,7 +75,7 @@ def test_downsampling_tails_into_digital_silence_are_resampys(rng):
     turned that noise into full-size chroma_cens/tonnetz vectors in the frames after the music.
     Through six cascaded stages (the CQT's octaves) every tail value must keep resampy's digits.
     """
-    resampy = pytest.importorskip("resampy")
+    resampy = require("resampy")
     y = np.zeros(40000, np.float32)
     y[5000:21000] = 0.3 * rng.standard_normal(16000).astype(np.float32)
     ours, ref = y, y
@@ -134,8 +132,7 @@ def test_real_cuts_match_librosa_050(real_cuts):
     ref = load(DATA / "librosa050_real_cuts.csv", "features", cache=False)
     by_name = {p.name: p for p in real_cuts}
     common = [t for t in ref.index if t in by_name]
-    if not common:  # pragma: no cover - another demo corpus
-        pytest.skip("the reference cuts are not in this demo corpus")
+    need(bool(common), "the reference cuts are not in this demo corpus")
     for tid in common:
         ours = extract(by_name[tid]).astype(np.float64)
         theirs = ref.loc[tid, list(FEATURE_COLUMNS)].to_numpy(np.float64)
@@ -174,8 +171,7 @@ def test_decoder_ffmpeg_program_is_audioreads_path(tmp_path, demo_corpus, demo_t
     import shutil
     import subprocess
 
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("no ffmpeg program on PATH (an optional decoder)")
+    need(shutil.which("ffmpeg") is not None, "no ffmpeg program on PATH (an optional decoder; make test installs it)")
     track = next((t for t in demo_tracks if Path(t.file).suffix.lower() in (".ogg", ".mp3")), None)
     need(track is not None, "no compressed track in the demo corpus")
     path = track.path(demo_corpus)
@@ -215,7 +211,7 @@ def two_cuts(real_cuts):
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_real_cuts_match_plain_librosa_per_family(two_cuts):
-    librosa = pytest.importorskip("librosa")
+    librosa = require("librosa")
     for path in two_cuts:
         y, sr = decode(path)
         ours = extract_families(y, sr)
@@ -285,6 +281,19 @@ def test_extract_folder_resumes_and_reports_bad_files(tmp_path, synth_music):
     assert set(df2.attrs["durations"]) == {"b.flac"}  # a.flac was not recomputed
     np.testing.assert_array_equal(df2.loc["a.flac"].to_numpy(), df.loc["a.flac"].to_numpy())
     np.testing.assert_allclose(df2.loc["b.flac"].to_numpy(), extract(b), rtol=1e-6)
+
+
+def test_extract_folder_in_worker_processes_equals_one_process(tmp_path, synth_music):
+    a, b, bad = tmp_path / "a.flac", tmp_path / "b.flac", tmp_path / "bad.ogg"
+    _write_song(a, synth_music, seed=1)
+    _write_song(b, synth_music, seed=2)
+    bad.write_bytes(b"OggS" + b"\x00" * 100)
+    items = {"a.flac": str(a), "b.flac": str(b), "bad.ogg": str(bad)}
+    one, f1 = extract_folder(items, jobs=1)
+    two, f2 = extract_folder(items, jobs=2)
+    assert list(two.index) == list(one.index) == ["a.flac", "b.flac"]
+    np.testing.assert_allclose(two.to_numpy(), one.to_numpy(), rtol=1e-5, atol=1e-7)  # (one BLAS thread per worker)
+    assert [f.track_id for f in f2] == [f.track_id for f in f1] == ["bad.ogg"]
 
 
 def test_features_csv_round_trip(tmp_path, synth_music):

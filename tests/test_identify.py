@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soxr
 
-from songmine.identify import (
-    Candidate, MemoryIndex, SearchConfig, TrackInfo, confidence_from, identify, margin_confidence, search, vote,
-)
-from songmine.landmarks import FingerprintConfig
+from songmine.fingerprint.search import Candidate, SearchConfig, search
+from songmine.fingerprint.memory import MemoryIndex, TrackInfo
+from songmine.fingerprint.scoring import confidence_from, margin_confidence, vote
+from songmine.fingerprint.query import identify
+from songmine.fingerprint.landmarks import FingerprintConfig
 from songmine.records import QueryResult
 
 SR = FingerprintConfig().sr
@@ -90,7 +91,7 @@ def test_margin_confidence_is_the_pareto_tail_of_the_ratio():
 
 
 def test_margin_only_raises_the_most_voted_track():
-    from songmine.identify import _with_margin
+    from songmine.fingerprint.search import _with_margin
 
     def cand(track, votes, conf, speed=1.0, n_hit=40):
         return Candidate(track, 100, votes, 500, speed, conf, n_tracks_hit=n_hit)
@@ -113,7 +114,7 @@ def test_margin_only_raises_the_most_voted_track():
 
 
 def test_per_speed_margin_ignores_chance_maxima_at_other_speeds():
-    from songmine.identify import _with_margin
+    from songmine.fingerprint.search import _with_margin
 
     def cand(track, votes, conf, speed=1.0, n_hit=40):
         return Candidate(track, 100, votes, 500, speed, conf, n_tracks_hit=n_hit)
@@ -271,14 +272,17 @@ def test_cli_identify_exit_codes_and_json(tmp_path, synth_music, monkeypatch):
     runner = CliRunner()
 
     r = runner.invoke(app, ["identify", str(clip), str(bad), "--json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2, r.output  # a clip failed: 2, and every record is printed
     recs = json.loads(r.stdout)
     assert [x["query"] for x in recs] == [str(clip), str(bad)]
     assert recs[0]["matches"][0]["title"] == "Song" and abs(recs[0]["matches"][0]["offset_s"] - 10.0) < 0.05
     assert recs[1]["matches"] == [] and "bad.mp3" in recs[1]["error"]
 
     r = runner.invoke(app, ["identify", str(other), str(bad)])
-    assert r.exit_code == 1 and "no match" in r.stdout and "error" in r.stdout
+    assert r.exit_code == 2 and "no match" in r.stdout and "error" in r.stdout
+
+    r = runner.invoke(app, ["identify", str(other)])
+    assert r.exit_code == 1 and "no match" in r.stdout
 
     r = runner.invoke(app, ["identify", str(clip)])
     assert r.exit_code == 0 and "Song" in r.stdout and ("0:10.0" in r.stdout or "0:09.9" in r.stdout)
@@ -287,15 +291,85 @@ def test_cli_identify_exit_codes_and_json(tmp_path, synth_music, monkeypatch):
     assert r.exit_code == 2
 
 
+@pytest.fixture
+def cli_index(tmp_path, synth_music, monkeypatch):
+    """``songmine identify`` answers from a one-song MemoryIndex; returns (song y, the index)."""
+    from songmine.cli import identify as cli_identify
+
+    y = synth_music(SR, 30.0, seed=5)
+    idx = MemoryIndex()
+    idx.add(y, path="/music/song.ogg", title="Song", artist="Band")
+    monkeypatch.setattr(cli_identify, "open_index", lambda path: idx)
+    return y, idx
+
+
+def test_cli_identify_bad_inputs_exit_2_not_no_match(tmp_path, cli_index, capsys):
+    import json
+
+    import soundfile as sf
+
+    from songmine.cli._app import main
+
+    y, _ = cli_index
+    good = tmp_path / "good.flac"
+    sf.write(good, y[5 * SR:12 * SR], SR)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.txt").write_text("hello\n" * 100)
+    data = good.read_bytes()
+    (tmp_path / "truncated.flac").write_bytes(data[: len(data) // 2])
+    bad = ["adir", "missing.wav", "empty.wav", "text.txt", "truncated.flac"]
+    for name in bad:
+        assert main(["identify", str(tmp_path / name)]) == 2, name
+        out = capsys.readouterr().out
+        assert "error" in out and name in out
+    # a batch: every record printed, in order, the good clip answered, exit 2
+    assert main(["identify", *(str(tmp_path / n) for n in ["good.flac", *bad]), "--json"]) == 2
+    recs = json.loads(capsys.readouterr().out)
+    assert [r["query"] for r in recs] == [str(tmp_path / n) for n in ["good.flac", *bad]]
+    assert recs[0]["matches"][0]["title"] == "Song" and recs[0]["error"] is None
+    assert all(r["error"] and r["matches"] == [] for r in recs[1:])
+    assert main(["identify", str(good)]) == 0
+
+
+def test_cli_identify_a_bug_on_one_clip_keeps_the_batch(tmp_path, cli_index, capsys, monkeypatch):
+    import json
+
+    import soundfile as sf
+
+    import songmine.fingerprint.query as module
+    from songmine.cli._app import main
+
+    y, _ = cli_index
+    monkeypatch.setenv("SONGMINE_CACHE", str(tmp_path / "cache"))
+    for name in ("a.wav", "boom.wav", "c.wav"):
+        sf.write(tmp_path / name, y[5 * SR:12 * SR], SR)
+    real = module.identify
+
+    def flaky(index, clip, **kw):
+        if clip.endswith("boom.wav"):
+            raise RuntimeError("boom")
+        return real(index, clip, **kw)
+
+    monkeypatch.setattr(module, "identify", flaky)
+    code = main(["identify", *(str(tmp_path / n) for n in ("a.wav", "boom.wav", "c.wav")), "--json"])
+    cap = capsys.readouterr()
+    assert code == 70
+    recs = json.loads(cap.out)
+    assert [bool(r["matches"]) for r in recs] == [True, False, True]
+    assert recs[1]["error"] == "internal error: RuntimeError: boom"
+    assert "traceback in" in cap.err and "RuntimeError: boom" in (tmp_path / "cache" / "crash.log").read_text()
+
+
 def test_cli_identify_missing_index_is_a_usage_error(tmp_path):
     from songmine.cli._app import main
 
     assert main(["identify", str(tmp_path / "x.wav"), "--index", str(tmp_path / "no-index")]) == 2
 
 
-def test_package_level_identify_is_callable_even_after_submodule_import():
+def test_package_level_identify_is_the_function_even_after_its_module_is_imported():
     import songmine
-    import songmine.identify  # noqa: F401  (rebinds songmine.identify to the module)
+    import songmine.fingerprint.query  # noqa: F401  (the module that defines it)
 
     r = songmine.identify(MemoryIndex(), np.zeros(3 * SR, np.float32), name="z")
     assert isinstance(r, QueryResult) and r.query == "z" and r.matches == []
@@ -328,7 +402,7 @@ def test_a_tight_hit_budget_keeps_the_right_answer(cuts_index):
     y = load(cuts[0], sr=SR)
     clip = _noisy(y[3 * SR:13 * SR], snr_db=10.0)
     full = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=None))
-    h, _ = __import__("songmine.landmarks", fromlist=["fingerprint"]).fingerprint(clip, idx.config, query=True)
+    h, _ = __import__("songmine.fingerprint.landmarks", fromlist=["fingerprint"]).fingerprint(clip, idx.config, query=True)
     budget = max(idx.lookup(h)[0].shape[0] // 4, 1)
     tight = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=budget))
     assert tight[0].track_id == full[0].track_id and abs(tight[0].offset - full[0].offset) <= 1
@@ -372,7 +446,7 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
 
 def _best_votes(idx, h, t, track_id: int) -> int:
     """Votes of ``track_id``'s best offset bin for query landmarks ``(h, t)``."""
-    from songmine.identify import _expand
+    from songmine.fingerprint.search import _expand
 
     h, t = _expand(h, t, 1)
     tracks, _, votes, _, _ = vote(t, *idx.lookup(h), tolerance=1)
@@ -383,7 +457,7 @@ def _best_votes(idx, h, t, track_id: int) -> int:
 def test_moved_peaks_find_a_sped_up_clip_about_as_well_as_resampling(cuts_index):
     """Peaks of a clip played 5 % faster, moved back by 1.05, vote for the right offset of the right track."""
     from songmine.audio import load
-    from songmine.landmarks import fingerprint, pack_hashes, pair_peaks, landmark_peaks, speed_fingerprinter
+    from songmine.fingerprint.landmarks import fingerprint, pack_hashes, pair_peaks, landmark_peaks, speed_fingerprinter
 
     idx, cuts = cuts_index
     fc = idx.config
@@ -415,6 +489,9 @@ class _CountingIndex:
 
     def track(self, track_id):
         return self.idx.track(track_id)
+
+    def profile(self, track_id):
+        return None  # like an index built before profiles: the search control alone decides
 
     @property
     def n_tracks(self):
@@ -475,7 +552,7 @@ def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
 @pytest.mark.corpus
 def test_a_tight_coarse_budget_keeps_the_right_answer(cuts_index):
     from songmine.audio import load
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     clip = load(cuts[2], sr=SR)[11 * SR:21 * SR]
@@ -488,7 +565,7 @@ def test_a_tight_coarse_budget_keeps_the_right_answer(cuts_index):
 
 
 def test_lead_ratio_and_grid_step():
-    from songmine.identify import _grid_step, _lead_ratio
+    from songmine.fingerprint.search import _grid_step, _lead_ratio
 
     def cand(tid, votes):
         return Candidate(tid, 0, votes, votes, 1.0, 0.0)
@@ -504,8 +581,8 @@ def test_lead_ratio_and_grid_step():
 @pytest.mark.corpus
 def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_index):
     from songmine.audio import load
-    from songmine.identify import _expand
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
@@ -527,7 +604,7 @@ def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_i
 
 @pytest.mark.parametrize("big_ids", [False, True])
 def test_distinct_votes_equals_its_definition(rng, big_ids):
-    from songmine.identify import distinct_votes
+    from songmine.fingerprint.scoring import distinct_votes
 
     n_q, n_hits = 300, 5000
     h = rng.integers(0, 50, n_q).astype(np.uint32)  # few values: many repeats
@@ -550,8 +627,8 @@ def test_without_a_lead_on_a_cut_short_index_the_dense_long_shot_is_skipped(cuts
     """Probes cut short by the budget (as on a big index) and no track leading anywhere: one full coarse
     look at the top speed, and no dense pass; with a budget that does not bind, the dense long shot runs."""
     from songmine.audio import load
-    from songmine.identify import _expand
-    from songmine.landmarks import fingerprint
+    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     # an indexed track played 25 % faster, outside the speed grid: chance hits only, but many of them

@@ -19,10 +19,11 @@ import pytest
 import soundfile as sf
 
 from songmine.errors import IndexFormatError, ParameterError
-from songmine.index import Index, UnknownTrackError, index_files, register_method
-from songmine.index import store as store_mod
-from songmine.index.schema import CATALOG_NAME, SEGMENT_DIR
-from songmine.postings import Postings
+from songmine.fingerprint.index import Index, UnknownTrackError, index_files
+from songmine.fingerprint.index import store as store_mod
+from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_DIR
+from songmine.fingerprint.postings import Postings
+from songmine.methods import Method, register_method
 
 TOY_SR = 8000
 
@@ -42,7 +43,7 @@ class ToyConfig:
         return cls(**d)
 
 
-register_method("toy", ToyConfig)
+register_method(Method("toy", "a toy method of these tests", ToyConfig, None, indexable=False))
 
 
 def toy_fp(y: np.ndarray, config: ToyConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -404,7 +405,7 @@ def _index_folder(path, folder):
 
 
 def test_second_writer_waits_then_gives_up(tmp_path):
-    from songmine.index import IndexLockedError
+    from songmine.fingerprint.index import IndexLockedError
 
     a = new_index(tmp_path)
     b = Index(tmp_path / "ix")
@@ -419,17 +420,17 @@ def test_second_writer_waits_then_gives_up(tmp_path):
 
 
 def test_json_of_records(tmp_path, library):
-    from songmine.cli._app import _plain
+    from songmine.cli._app import jsonable
 
     with new_index(tmp_path) as ix:
         index_files(ix, [library], jobs=1, extractor=toy_fp)
-        rec = _plain(ix.tracks()[0])
+        rec = jsonable(ix.tracks()[0])
     assert set(rec) == {"track_id", "path", "sha256", "duration_s", "title", "artist", "album", "n_hashes", "status"}
     json.dumps(rec)
 
 
 def test_default_config_is_the_landmark_method(tmp_path):
-    from songmine.landmarks import FingerprintConfig
+    from songmine.fingerprint.landmarks import FingerprintConfig
 
     with Index(tmp_path / "ix", create=True) as ix:
         assert ix.method == "landmark" and ix.config == FingerprintConfig()

@@ -20,8 +20,8 @@ import pytest
 import soundfile as sf
 
 from songmine.cli._app import main
-from songmine.index import Index
-from songmine.index.schema import CATALOG_NAME
+from songmine.fingerprint.index import Index
+from songmine.fingerprint.index.schema import CATALOG_NAME
 
 SR = 22050
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -101,6 +101,55 @@ def test_kill_9_mid_run_leaves_a_usable_index_and_rerun_resumes(tmp_path, folder
     with Index(ix) as index:
         assert index.verify() == []
         assert sorted(Path(r.path).name for r in index.tracks()) == sorted(p.name for p in folder.iterdir())
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (from /proc)."""
+    out = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:  # the process is gone
+        return out
+    for task in tasks:  # threads come and go (the pool's manager and feeder threads)
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker processes in /proc")
+def test_kill_9_of_the_indexer_ends_its_workers(tmp_path, folder):
+    ix = tmp_path / "ix"
+    proc = songmine("index", str(folder), "--index", str(ix), "--jobs", "2", "--batch", "3", "--json")
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = [p for p in children(proc.pid) if alive(p)]
+            time.sleep(0.01)
+        assert len(workers) == 2, f"expected two workers, saw {workers} (indexer ended: {proc.poll()})"
+        os.kill(proc.pid, signal.SIGKILL)  # the indexer alone, as the OOM killer or `kill -9 PID` does
+        proc.wait(timeout=10)  # (not communicate(): surviving workers would hold its pipes open)
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in workers if alive(p)], "workers still running 5 s after kill -9 of the indexer"
+    finally:
+        for p in [proc.pid, *workers]:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 @pytest.mark.slow
@@ -191,6 +240,36 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys, monkeypatch):
     assert code == 2 and "no such file" in err
 
 
+def test_a_first_run_that_adds_nothing_leaves_no_index(tmp_path, folder, capsys):
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.ogg").write_bytes(b"\0" * 100)
+    (only_bad / "y.mp3").write_text("not audio")
+    (only_bad / "z.wav").write_bytes(b"")
+    ix = tmp_path / "ix"
+    code = main(["index", str(only_bad), "--index", str(ix), "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "none of the 3 audio file(s) could be read" in err and "no index was created" in err
+    assert all(f"{only_bad / n}" in err for n in ("x.ogg", "y.mp3", "z.wav"))  # every failure listed
+    assert not ix.exists()
+    code = main(["index", str(only_bad), "--index", str(ix), "--jobs", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(json.loads(out)["failed"]) == 3 and not ix.exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty"), "--index", str(ix)]) == 2 and not ix.exists()
+    assert main(["index", str(tmp_path / "nope"), "--index", str(ix)]) == 2 and not ix.exists()
+    (tmp_path / "made").mkdir()  # a directory the user made for the index stays
+    assert main(["index", str(only_bad), "--index", str(tmp_path / "made"), "--jobs", "1"]) == 2
+    assert (tmp_path / "made").is_dir() and not list((tmp_path / "made").iterdir())
+    capsys.readouterr()
+
+    # an index that exists is never deleted, even when this run adds nothing
+    assert main(["index", str(folder / "song00.flac"), "--index", str(ix), "--jobs", "1"]) == 0
+    assert main(["index", str(only_bad), "--index", str(ix), "--jobs", "1"]) == 2
+    with Index(ix) as index:
+        assert index.n_tracks == 1
+
+
 def test_index_location_from_environment(tmp_path, folder, capsys, monkeypatch):
     monkeypatch.setenv("SONGMINE_INDEX", str(tmp_path / "envix"))
     assert main(["index", str(folder / "song05.flac"), "--jobs", "1", "--json"]) == 0
@@ -203,8 +282,8 @@ def test_index_location_from_environment(tmp_path, folder, capsys, monkeypatch):
 def test_real_music_cuts_index_and_excerpts_find_their_track(tmp_path, real_cuts):
     """Real music through the real landmarks: a 5-s excerpt's hashes vote for its track at its offset."""
     from songmine.audio import load
-    from songmine.index import index_files
-    from songmine.landmarks import FingerprintConfig, fingerprint
+    from songmine.fingerprint.index import index_files
+    from songmine.fingerprint.landmarks import FingerprintConfig, fingerprint
 
     cfg = FingerprintConfig()
     with Index(tmp_path / "ix", create=True, config=cfg) as ix:

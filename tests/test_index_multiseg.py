@@ -13,11 +13,11 @@ import shutil
 import numpy as np
 import pytest
 
-from songmine.index import Index
-from songmine.index import segments as seg_mod
-from songmine.index.segments import lower_bounds, open_segment, run_bounds, write_segment
-from songmine.index.store import _NewTrack
-from songmine.postings import Postings
+from songmine.fingerprint.index import Index
+from songmine.fingerprint.index import segments as seg_mod
+from songmine.fingerprint.index.segments import lower_bounds, open_segment, run_bounds, write_segment
+from songmine.fingerprint.index.store import NewTrack
+from songmine.fingerprint.postings import Postings
 
 U32_MAX = np.iinfo(np.uint32).max
 
@@ -75,7 +75,7 @@ def _synthetic_index(path, rng, *, n_commits: int, tracks_per_commit: int) -> In
         new = []
         for _ in range(tracks_per_commit):  # loop over tracks
             n = int(rng.integers(200, 3000))
-            new.append(_NewTrack(f"/synthetic/{k}.ogg", f"{k:064d}", 0, 0, 60.0, None, None, None,
+            new.append(NewTrack(f"/synthetic/{k}.ogg", f"{k:064d}", 0, 0, 60.0, None, None, None,
                                  skewed_hashes(rng, n), rng.integers(0, 5000, n).astype(np.uint32)))
             k += 1
         ix._add_tracks(new)
@@ -127,9 +127,9 @@ def test_identify_gives_the_same_candidates_on_segments_and_compacted(tmp_path, 
     import soxr
 
     from songmine.audio import load
-    from songmine.degrade import degrade
-    from songmine.identify import SearchConfig, search
-    from songmine.index import index_files
+    from songmine.evaluation.degrade import degrade
+    from songmine.fingerprint.search import SearchConfig, search
+    from songmine.fingerprint.index import index_files
 
     monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)  # the fenced search in these small segments too
     monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
@@ -158,7 +158,7 @@ def test_an_indexing_run_ends_with_one_segment(tmp_path, synth_music):
     """index_files merges the segments it committed (not older ones, not with merge=False)."""
     import soundfile as sf
 
-    from songmine.index import index_files
+    from songmine.fingerprint.index import index_files
 
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -190,7 +190,7 @@ def test_a_one_batch_run_does_not_merge_another_writers_segments(tmp_path, synth
     writer committed several segments since it started."""
     import soundfile as sf
 
-    from songmine.index import index_files
+    from songmine.fingerprint.index import index_files
 
     one, other = tmp_path / "one", tmp_path / "other"
     one.mkdir()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from songmine.errors import IndexFormatError
-from songmine.index import segments as seg_mod
-from songmine.index.schema import SEGMENT_HEADER_V1, SEGMENT_MAGIC_V1
-from songmine.index.segments import merge_segments, open_segment, write_segment
-from songmine.postings import Postings
+from songmine.fingerprint.index import segments as seg_mod
+from songmine.fingerprint.index.schema import SEGMENT_HEADER_V1, SEGMENT_MAGIC_V1
+from songmine.fingerprint.index.segments import merge_segments, open_segment, write_segment
+from songmine.fingerprint.postings import Postings
 
 
 def random_postings(rng, n: int, *, hash_bits: int = 25, skew: bool = True, n_tracks: int = 50) -> Postings:
@@ -43,11 +43,13 @@ def test_fence_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bit
     assert np.array_equal(hi, np.searchsorted(p.hashes, keys, "right"))
 
 
-def test_fences_cost_one_percent(tmp_path, rng):
+def test_fences_and_checksums_cost_one_percent(tmp_path, rng):
     p = random_postings(rng, 100_000)
     size = write_segment(tmp_path / "s.sgm", p)
     assert size == (tmp_path / "s.sgm").stat().st_size
-    assert 12 * len(p) < size <= 12 * len(p) * 1.011 + 64
+    body = 4 * -(-len(p) // 32) + 12 * len(p)  # fences + postings
+    assert size == 64 + body + 4 * -(-body // 4096) + 16  # + a CRC per 4 KB block + footer
+    assert 12 * len(p) < size <= 12 * len(p) * 1.012 + 80
 
 
 def test_version_1_segments_are_still_read(tmp_path, rng):
@@ -110,7 +112,7 @@ def test_truncated_and_foreign_files_are_format_errors(tmp_path, rng):
 
 
 def test_hit_budget_keeps_the_rarest_hashes_whole(rng):
-    from songmine.postings import rarest_within
+    from songmine.fingerprint.postings import rarest_within
 
     # hash v has v postings (v = 1..40), in random order
     h = np.repeat(np.arange(1, 41, dtype=np.uint32), np.arange(1, 41))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from songmine.errors import IndexFormatError, ParameterError
-from songmine.landmarks import (
+from songmine.fingerprint.landmarks import (
     DF_BITS,
     DF_OFFSET,
     DT_BITS,
@@ -114,7 +114,7 @@ def test_query_density_is_a_superset_in_spirit(synth_music):
 
 
 def test_long_signal_chunking_matches_one_pass(synth_music):
-    from songmine import landmarks
+    from songmine.fingerprint import landmarks
 
     c = FingerprintConfig()
     y = synth_music(c.sr, 40.0, seed=1)
@@ -143,7 +143,7 @@ def test_speed_fingerprinter_at_1_is_fingerprint_also_for_long_signals(synth_mus
 def test_landmark_peaks_are_find_peaks_of_log_spectrogram(real_cuts, query):
     """The fingerprint's fused path (bins-major band spectrogram) gives find_peaks(log_spectrogram(y)) exactly."""
     from songmine.audio import load
-    from songmine.spectral import find_peaks, log_spectrogram
+    from songmine.fingerprint.spectral import find_peaks, log_spectrogram
 
     c = FingerprintConfig()
     y = load(real_cuts[2], sr=c.sr, duration=20.0)  # < 1,024 frames: one chunk

@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require
+
+require("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
 from songmine.audio import load  # noqa: E402
 from songmine.server import ServerSettings, create_app  # noqa: E402
+
+from conftest import LOCAL  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -55,7 +59,7 @@ def clip(path: Path, *, offset: float, duration: float, fmt: str = "wav", sr: in
 
 @pytest.fixture(scope="module")
 def client(server_index):
-    with TestClient(create_app(ServerSettings(index_path=server_index, refresh_interval_s=0))) as c:
+    with TestClient(create_app(ServerSettings(index_path=server_index, refresh_interval_s=0)), base_url=LOCAL) as c:
         yield c
 
 
@@ -101,7 +105,7 @@ def test_music_not_in_the_library_is_no_match(client, tagged_cuts, synth_music):
 def test_upload_over_the_limit_is_413(server_index, tagged_cuts):
     s = ServerSettings(index_path=server_index, max_upload_bytes=200_000, refresh_interval_s=0)
     body = clip(tagged_cuts[0], offset=0, duration=10, fmt="wav")  # ~440 kB
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         r = c.post("/api/identify", files={"file": ("big.wav", body, "audio/wav")})
         assert r.status_code == 413 and "limit" in r.json()["detail"]
         r = c.post("/api/identify", content=body, headers={"content-type": "audio/wav"})
@@ -182,7 +186,7 @@ def writable(server_index, tmp_path):
     path = tmp_path / "index"
     shutil.copytree(server_index, path)
     s = ServerSettings(index_path=path, token=TOKEN, refresh_interval_s=0)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         yield c, s
 
 
@@ -296,7 +300,7 @@ def test_health_openapi_and_page(client):
 
 def test_cors_when_configured(server_index):
     s = ServerSettings(index_path=server_index, cors_origins=("https://ok.example",), refresh_interval_s=0)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         ok = c.get("/api/health", headers={"Origin": "https://ok.example"})
         assert ok.headers["access-control-allow-origin"] == "https://ok.example"
         assert "access-control-allow-origin" not in c.get("/api/health", headers={"Origin": "https://evil.example"}).headers
@@ -307,12 +311,12 @@ def test_missing_index_fails_at_start_and_serve_says_so(tmp_path, capsys):
 
     from conftest import need
 
-    need(importlib.util.find_spec("songmine.index") is not None, "songmine.index not available yet")
+    need(importlib.util.find_spec("songmine.fingerprint.index") is not None, "songmine.fingerprint.index not available yet")
     from songmine.cli import main as _  # noqa: F401
     from songmine.cli._app import main
 
     with pytest.raises(Exception, match="no index"):
-        with TestClient(create_app(ServerSettings(index_path=tmp_path / "nope"))):
+        with TestClient(create_app(ServerSettings(index_path=tmp_path / "nope")), base_url=LOCAL):
             pass
     assert main(["serve", "--index", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
@@ -336,13 +340,13 @@ def test_slow_body_is_408_and_oversized_declared_body_is_refused_unread(server_i
                 time.sleep(wait)
                 return sock.recv(65536)
 
-        head = b"POST /api/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n"
+        head = b"POST /api/identify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\nContent-Length: 100000\r\n\r\n"
         t0 = time.monotonic()
         answer = exchange(head, b"RIFF" + bytes(996), 2.0)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"within 1 s" in answer and time.monotonic() - t0 < 8
 
-        huge = b"POST /api/identify HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 999999999\r\n\r\n"
+        huge = b"POST /api/identify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\nContent-Length: 999999999\r\n\r\n"
         answer = exchange(huge, b"", 0.3)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
@@ -351,12 +355,12 @@ def test_tracks_added_by_another_writer_are_picked_up(server_index, tagged_cuts,
     """A `songmine index` run beside the server (another handle, same files) shows up after a refresh."""
     import time
 
-    from songmine.index import Index, index_files
+    from songmine.fingerprint.index import Index, index_files
 
     path = tmp_path / "index"
     shutil.copytree(server_index, path)
     s = ServerSettings(index_path=path, refresh_interval_s=0.2)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         probe = clip(tagged_cuts[5], offset=6.0, duration=8.0, fmt="webm")
         assert c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"] == []
         with Index(path) as other:
@@ -372,7 +376,7 @@ def test_tracks_added_by_another_writer_are_picked_up(server_index, tagged_cuts,
 def test_busy_server_answers_503_with_retry_after(server_index, tagged_cuts):
     s = ServerSettings(index_path=server_index, max_concurrent_queries=1, queue_timeout_s=0.2, refresh_interval_s=0)
     body = clip(tagged_cuts[0], offset=3, duration=5)
-    with TestClient(create_app(s)) as c:
+    with TestClient(create_app(s), base_url=LOCAL) as c:
         slots = c.app.state.slots
         with slots:  # another identification holds the only slot
             r = c.post("/api/identify", files={"file": ("q.wav", body)})

@@ -12,13 +12,17 @@ import json
 
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require  # noqa: E402
+
+require("fastapi")
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
 
 from songmine.server import ServerSettings, create_app  # noqa: E402
+
+from conftest import LOCAL  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -28,7 +32,7 @@ ALLOWED = {200, 413, 415, 422}
 @pytest.fixture(scope="module")
 def fuzz_client(server_index):
     s = ServerSettings(index_path=server_index, max_upload_bytes=300_000, refresh_interval_s=0)
-    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+    with TestClient(create_app(s), base_url=LOCAL, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -70,8 +74,8 @@ def _check(r) -> None:
     body = r.json()  # always JSON
     if r.status_code == 200:
         assert isinstance(body["matches"], list)
-    else:
-        assert isinstance(body["detail"], (str, list)) and body["detail"]
+    else:  # the documented error body: one line and a machine reason
+        assert isinstance(body["detail"], str) and body["detail"] and isinstance(body["reason"], str), body
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -63,7 +63,7 @@ def rel(a, b):
 @pytest.mark.parametrize("reducer, n_iter", [("tree", 5), ("by-key", 2)])
 def test_same_result_as_local_engine(spark, blobs, reducer, n_iter):
     from songmine.cluster.engines import LocalEngine
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
 
     X, init = blobs
     spark_res = SparkEngine(n_partitions=3, reducer=reducer).lloyd(X, init, max_iter=n_iter, tol=0.0)
@@ -78,7 +78,7 @@ def test_same_result_as_local_engine(spark, blobs, reducer, n_iter):
 
 def test_same_convergence_point_with_tolerance(spark, blobs, near_means):
     from songmine.cluster.engines import LocalEngine
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
 
     X, _ = blobs
     init = near_means
@@ -93,7 +93,7 @@ def test_same_convergence_point_with_tolerance(spark, blobs, near_means):
 
 def test_float32_and_empty_cluster_rule(spark, blobs):
     from songmine.cluster.engines import LocalEngine
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
 
     X, init = blobs
     X32 = X.astype(np.float32)
@@ -128,7 +128,7 @@ def test_inertia_matches_mllib_seeded_with_initial_model(spark, blobs):
     from pyspark.mllib.clustering import KMeans as MLlibKMeans
     from pyspark.mllib.clustering import KMeansModel
 
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
 
     X, init = blobs
     ours = SparkEngine().lloyd(X, init, max_iter=4, tol=0.0)
@@ -142,7 +142,7 @@ def test_inertia_matches_mllib_seeded_with_initial_model(spark, blobs):
 
 def test_kmeans_parallel_init_is_good(spark, blobs, near_means):
     from songmine.cluster.engines import LocalEngine
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
 
     X, _ = blobs
     c1 = SparkEngine(n_partitions=3).init_centers(X, 4, random_state=3)
@@ -156,7 +156,7 @@ def test_kmeans_parallel_init_is_good(spark, blobs, near_means):
 def test_estimator_seeds_with_kmeans_parallel_on_spark(spark, blobs, near_means, monkeypatch):
     from songmine.cluster import KMeans
     from songmine.cluster.engines import LocalEngine
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
 
     X, _ = blobs
     engine = SparkEngine(n_partitions=2)
@@ -173,7 +173,7 @@ def test_parquet_table_read_by_spark(spark, blobs, tmp_path):
     import pandas as pd
 
     from songmine.cluster.engines import LocalEngine
-    from songmine.cluster.spark import fit_parquet
+    from songmine.spark.kmeans import fit_parquet
 
     X, init = blobs
     df = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
@@ -230,7 +230,7 @@ def test_worker_failure_and_hung_job_are_bounded(spark):
 
 
 def test_bad_parameters():
-    from songmine.cluster.spark import SparkEngine
+    from songmine.spark.kmeans import SparkEngine
     from songmine.spark import SparkSettings
 
     with pytest.raises(ParameterError, match="reducer"):
@@ -245,7 +245,7 @@ def test_features_as_a_spark_job_match_local(spark, tmp_path, synth_music):
     import soundfile as sf
 
     from songmine.catalog.features import extract_folder
-    from songmine.catalog.spark import extract_folder_spark
+    from songmine.spark.features import extract_folder_spark
 
     paths = {}
     for i in range(2):

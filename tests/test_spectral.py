@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.spectral import _fast_db, _max_filter, find_peaks, log_spectrogram
+from songmine.fingerprint.spectral import _fast_db, _max_filter, find_peaks, log_spectrogram
 
 
 def test_fast_db_is_close_and_monotonic():
@@ -112,12 +112,12 @@ def test_find_peaks_equals_its_plain_definition(real_cuts, min_bin, max_bin, f_r
 def test_band_spectrogram_is_the_transposed_band_of_log_spectrogram(real_cuts):
     """The bins-major band (FFT along axis 0, no transposed copy) has the very same float32 values."""
     from songmine.audio import load
-    from songmine.spectral import _band_spectrogram
+    from songmine.fingerprint.spectral import band_spectrogram
 
     y = load(real_cuts[1], sr=11025, duration=8.0)
     S = log_spectrogram(y, n_fft=1024, hop_length=256)
     for b0, b1 in [(0, 513), (0, 495), (7, 500)]:
-        ST, s_max = _band_spectrogram(y, n_fft=1024, hop_length=256, b0=b0, b1=b1)
+        ST, s_max = band_spectrogram(y, n_fft=1024, hop_length=256, b0=b0, b1=b1)
         assert ST.flags.c_contiguous
         np.testing.assert_array_equal(ST, S[:, b0:b1].T)
         assert s_max == S.max()

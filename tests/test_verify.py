@@ -1,4 +1,4 @@
-"""Spectral profiles (songmine.verify): format, statistics on real music, storage in the index, stage 4 of search."""
+"""Spectral profiles (songmine.fingerprint.profiles): format, statistics on real music, storage in the index, stage 4 of search."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.verify import Profile, hop_length, n_bands, profile, similarity, supported
+from songmine.fingerprint.profiles import Profile, hop_length, n_bands, profile, similarity, supported
 
 SR = 11025
 
@@ -88,8 +88,8 @@ def test_similarity_needs_half_an_overlap_and_equal_bands(synth_music):
 @pytest.mark.corpus
 def test_index_stores_one_profile_per_track_and_drops_it_with_the_track(real_cuts, tmp_path):
     from songmine.audio import load
-    from songmine.index import Index
-    from songmine.index.build import index_files
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.build import index_files
 
     with Index(tmp_path / "ix", create=True) as ix:
         index_files(ix, real_cuts[:3], jobs=1)
@@ -109,9 +109,9 @@ def test_index_stores_one_profile_per_track_and_drops_it_with_the_track(real_cut
 def test_an_index_from_before_profiles_opens_and_searches_without_them(real_cuts, tmp_path):
     """Format 1 had no profiles table: it is added on open; the old tracks just have none."""
     from songmine.audio import load
-    from songmine.identify import search
-    from songmine.index import Index
-    from songmine.index.build import index_files
+    from songmine.fingerprint.search import search
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.build import index_files
 
     with Index(tmp_path / "ix", create=True) as ix:
         index_files(ix, real_cuts[:2], jobs=1)
@@ -145,7 +145,8 @@ def test_stage_4_answers_what_the_votes_leave_and_never_a_non_member(real_cuts):
     """10-s clips under 30 steady tones 6 dB above the music: the tones take the peak budget, so few
     landmarks survive, but the music's band changes do; the profiles answer clips the votes leave, all right."""
     from songmine.audio import load
-    from songmine.identify import MemoryIndex, SearchConfig, search
+    from songmine.fingerprint.memory import MemoryIndex
+    from songmine.fingerprint.search import SearchConfig, search
 
     ys = [load(p, sr=SR) for p in real_cuts]
     idx = MemoryIndex()
@@ -177,7 +178,7 @@ def test_stage_4_answers_what_the_votes_leave_and_never_a_non_member(real_cuts):
 
 
 def test_other_offsets_are_the_next_best_bins_a_clip_apart():
-    from songmine.identify import other_offsets
+    from songmine.fingerprint.scoring import other_offsets
 
     t = np.arange(200, dtype=np.uint32)  # query landmark times
     # track 7: 60 hits at offset 1000, 40 at 3000, 30 at 1010 (too close to 1000), 20 at 5000; track 9: 10 at 0
@@ -194,7 +195,8 @@ def test_other_offsets_are_the_next_best_bins_a_clip_apart():
 def test_stage_4_tries_the_other_offsets_and_reports_where_the_profiles_agree(real_cuts):
     """A candidate voted at the wrong place of its track, with the right one among its other offsets."""
     from songmine.audio import load
-    from songmine.identify import Candidate, MemoryIndex, SearchConfig, _verify
+    from songmine.fingerprint.search import Candidate, SearchConfig, _verify
+    from songmine.fingerprint.memory import MemoryIndex
 
     idx = MemoryIndex()
     ys = [load(p, sr=SR) for p in real_cuts[:3]]

@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {
-    "Index": "songmine.index",
-    "identify": "songmine.identify",
+    "Index": "songmine.fingerprint.index",
+    "identify": "songmine.fingerprint.query",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -11,10 +11,12 @@ __all__ = [
     "ParameterError",
     "DecodeError",
     "IndexFormatError",
+    "IndexCorruptError",
     "NotFittedError",
     "DataError",
     "EngineError",
     "ConvergenceWarning",
+    "one_line",
 ]
 
 
@@ -48,8 +50,35 @@ class IndexFormatError(SongmineError):
     """An index is missing, of another version, or was built with another config."""
 
 
-class NotFittedError(SongmineError, AttributeError):
-    """An estimator was used before ``fit``."""
+class IndexCorruptError(IndexFormatError):
+    """A part of an index is damaged: it fails its checksum, or the catalogue is unreadable.
+
+    Never the caller's fault: the server answers it with a 5xx, not a 4xx. The
+    message names the damaged part and how to recover (``songmine verify``).
+
+    Attributes
+    ----------
+    part : str | None
+        The damaged part: a segment file, ``"profile of track 12"``, the catalogue.
+    reason : str
+        ``"index-damaged"`` (the machine-friendly reason of an error body).
+    """
+
+    reason = "index-damaged"
+
+    def __init__(self, message: str, *, part: str | None = None):
+        super().__init__(message)
+        self.part = part
+
+
+class NotFittedError(SongmineError, ValueError, AttributeError):
+    """An estimator was used before ``fit``.
+
+    The builtin bases are scikit-learn's (``ValueError``, ``AttributeError``).
+    :class:`songmine.cluster.KMeans` raises a subclass that *is* scikit-learn's
+    ``NotFittedError`` too; this module does not import scikit-learn (every
+    verb imports it, most need no scikit-learn).
+    """
 
 
 class DataError(SongmineError, ValueError):
@@ -62,3 +91,10 @@ class EngineError(SongmineError, RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative algorithm stopped before converging, or met an empty cluster."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when the message is empty): what a
+    one-line error report shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

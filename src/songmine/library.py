@@ -7,6 +7,7 @@ one per-file error policy (an unreadable file is reported, never fatal).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from .audio import AUDIO_EXTENSIONS, info
 from .errors import ParameterError, SongmineError
 
-__all__ = ["iter_audio_files", "ScanRow", "scan"]
+__all__ = ["iter_audio_files", "file_sha256", "ScanRow", "scan"]
 
 
 def iter_audio_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -40,6 +41,12 @@ def iter_audio_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             for fn in sorted(filenames):
                 if not fn.startswith(".") and Path(fn).suffix.lower() in AUDIO_EXTENSIONS:
                     yield Path(dirpath) / fn
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes: what tells one file's content from another's (resume, dedupe)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

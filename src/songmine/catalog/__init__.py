@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
-from .loaders import (
+from .loaders import load, load_tables
+from .merge import MergeReport, audio_feature_columns, flatten_columns, merge, merge_source
+from .schema import (
     ECHONEST_COLUMNS,
     FEATURE_COLUMNS,
     FEATURE_FAMILIES,
@@ -19,10 +21,7 @@ from .loaders import (
     TABLES,
     TRACKS_COLUMNS,
     USER_TRACKS_COLUMNS,
-    load,
-    load_tables,
 )
-from .merge import MergeReport, audio_feature_columns, flatten_columns, merge, merge_source
 
 __all__ = [
     "ECHONEST_COLUMNS",

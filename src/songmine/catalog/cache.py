@@ -8,8 +8,8 @@
 
 * ``source key``: 16 hex digits of SHA-1 over (absolute source path, zip member,
   ``nonfinite``) — the same for every version of one source file;
-* ``format``: :data:`songmine.catalog.loaders.LOADER_VERSION`, bumped whenever the
-  cached representation changes;
+* ``format``: :data:`CACHE_FORMAT`, bumped whenever the cached representation
+  changes (what the loaders produce, or :mod:`songmine.catalog.parquet`'s encoding);
 * ``identity key``: 16 hex digits of SHA-1 over (size, mtime, zip member CRC and
   size, ...): it changes whenever the source's bytes may have changed.
 
@@ -42,9 +42,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..paths import cache_dir
+from .parquet import FRAME_METADATA_KEY, read_frame, write_frame
+from .sources import TableSource
+
 log = logging.getLogger(__name__)
 
-__all__ = ["CacheEntry", "TEMP_GRACE_S", "cache_root", "clear", "entries", "entry_path", "evict", "prune"]
+__all__ = [
+    "CACHE_FORMAT", "CacheEntry", "TEMP_GRACE_S", "cache_root", "clear", "entries", "entry_for", "entry_path",
+    "evict", "prune", "read_entry", "write_entry",
+]
+
+#: Bumped whenever the cached representation changes (invalidates every entry of older formats).
+CACHE_FORMAT = 5
 
 #: A temp file younger than this may belong to a writer still running: never deleted.
 TEMP_GRACE_S = 3600.0
@@ -59,8 +69,6 @@ Status = Literal["current", "stale", "orphan", "old-format", "newer-format", "te
 
 def cache_root() -> Path:
     """``songmine.paths.cache_dir()/catalog`` — the only directory this module ever deletes in."""
-    from ..paths import cache_dir
-
     return cache_dir() / "catalog"
 
 
@@ -75,6 +83,35 @@ def entry_path(table: str, source: str, identity: str, version: int) -> Path:
     the file); ``identity`` changes whenever the source's bytes may have changed.
     """
     return cache_root() / f"{table}-{_sha(source)}-v{version}-{_sha(identity)}.parquet"
+
+
+def entry_for(src: TableSource, nonfinite: str) -> tuple[Path, dict]:
+    """The cache file of ``src`` loaded with ``nonfinite``, and the source record stored in it
+    (what ``songmine catalog cache`` shows and :func:`entries` checks for staleness)."""
+    identity = src.identity()
+    source = f"{src.path.resolve()}|{src.member}|{nonfinite}"
+    record = {"table": src.table, "path": str(src.path.resolve()), "member": src.member,
+              "identity": identity, "nonfinite": nonfinite}
+    return entry_path(src.table, source, identity, CACHE_FORMAT), record
+
+
+def read_entry(path: Path):
+    """The frame cached in ``path`` (raises ``FileNotFoundError`` when another process evicted it)."""
+    return read_frame(path)
+
+
+def write_entry(df, path: Path, record: dict) -> None:
+    """Cache ``df`` in ``path`` (temp name in the same directory, then renamed: readers see a
+    whole file or none), then evict what this entry makes stale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write_frame(df, tmp, record)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    evict(path, CACHE_FORMAT)
 
 
 def temp_path(path: Path) -> Path:
@@ -164,9 +201,7 @@ class CacheEntry:
 
 def entries(version: int | None = None) -> list[CacheEntry]:
     """Every cache file, with its status (reads each entry's parquet footer, never its data)."""
-    from .loaders import LOADER_VERSION
-
-    version = LOADER_VERSION if version is None else version
+    version = CACHE_FORMAT if version is None else version
     now, out = time.time(), []
     for e in sorted(_scan(cache_root()), key=lambda e: e.name):
         try:
@@ -186,12 +221,10 @@ def entries(version: int | None = None) -> list[CacheEntry]:
 
 def _source_status(path: Path) -> tuple[Status, str | None]:
     """(``current`` | ``stale`` | ``orphan`` | ``unreadable``, source name) of an entry of this format."""
-    from .loaders import TableSource
-
     try:
         import pyarrow.parquet as pq
 
-        meta = json.loads(pq.read_schema(path).metadata[b"songmine.catalog"])
+        meta = json.loads(pq.read_schema(path).metadata[FRAME_METADATA_KEY])
         src = meta["source"]
     except Exception:  # noqa: BLE001 - a broken or foreign file: say so, never fail a listing
         return "unreadable", None

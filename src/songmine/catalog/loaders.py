@@ -22,265 +22,41 @@ from __future__ import annotations
 
 import ast
 import csv
-import gc
 import io
 import json
 import logging
 import os
-import zipfile
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import DataError, ParameterError
+from .cache import entry_for, read_entry, write_entry
+from .schema import (
+    CATEGORY_COLUMNS,
+    DATE_COLUMNS,
+    ECHONEST_COLUMNS,
+    ECHONEST_FLOAT64_COLUMNS,
+    ECHONEST_NAN_OK_COLUMNS,
+    ECHONEST_STRING_COLUMNS,
+    FEATURE_COLUMNS,
+    FLOAT_COLUMNS,
+    GENRES_COLUMNS,
+    INT_COLUMNS,
+    LIST_COLUMNS,
+    SUBSETS,
+    TRACKS_COLUMNS,
+    USER_TRACKS_COLUMNS,
+)
+from .sources import ZIP_ERRORS, TableSource, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "TABLES",
-    "FEATURE_FAMILIES",
-    "FEATURE_STATISTICS",
-    "FEATURE_COLUMNS",
-    "TRACKS_COLUMNS",
-    "USER_TRACKS_COLUMNS",
-    "ECHONEST_COLUMNS",
-    "GENRES_COLUMNS",
-    "TableSource",
-    "load",
-    "load_tables",
-    "resolve",
-    "detect_layout",
-]
-
-#: The four processed tables of ``fma_metadata.zip``.
-TABLES = ("tracks", "genres", "features", "echonest")
-
-#: Feature families and their dimensions, in file (alphabetical) order.
-FEATURE_FAMILIES: dict[str, int] = {
-    "chroma_cens": 12,
-    "chroma_cqt": 12,
-    "chroma_stft": 12,
-    "mfcc": 20,
-    "rmse": 1,
-    "spectral_bandwidth": 1,
-    "spectral_centroid": 1,
-    "spectral_contrast": 7,
-    "spectral_rolloff": 1,
-    "tonnetz": 6,
-    "zcr": 1,
-}
-#: Summary statistics in file (alphabetical) order.
-FEATURE_STATISTICS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
-
-#: The 518 (feature, statistics, number) column triples of features.csv, in file order.
-FEATURE_COLUMNS: tuple[tuple[str, str, str], ...] = tuple(
-    (fam, stat, f"{i + 1:02d}")
-    for fam, dim in FEATURE_FAMILIES.items()
-    for stat in FEATURE_STATISTICS
-    for i in range(dim)
-)
-
-_TRACKS_LEVEL1 = {
-    "album": "comments date_created date_released engineer favorites id information listens producer tags "
-    "title tracks type",
-    "artist": "active_year_begin active_year_end associated_labels bio comments date_created favorites id "
-    "latitude location longitude members name related_projects tags website wikipedia_page",
-    "set": "split subset",
-    "track": "bit_rate comments composer date_created date_recorded duration favorites genre_top genres "
-    "genres_all information interest language_code license listens lyricist number publisher tags title",
-}
-#: The 52 (group, field) columns of tracks.csv, in file order.
-TRACKS_COLUMNS: tuple[tuple[str, str], ...] = tuple(
-    (g, f) for g, fields in _TRACKS_LEVEL1.items() for f in fields.split()
-)
-#: The subset of tracks.csv columns that ``songmine features`` writes for a user's own library.
-USER_TRACKS_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("album", "date_released"),
-    ("album", "title"),
-    ("artist", "name"),
-    ("track", "duration"),
-    ("track", "genre_top"),
-    ("track", "title"),
-)
-
-_ECHONEST_GROUPS = {
-    "audio_features": "acousticness danceability energy instrumentalness liveness speechiness tempo valence".split(),
-    "metadata": "album_date album_name artist_latitude artist_location artist_longitude artist_name release".split(),
-    "ranks": "artist_discovery_rank artist_familiarity_rank artist_hotttnesss_rank song_currency_rank "
-    "song_hotttnesss_rank".split(),
-    "social_features": "artist_discovery artist_familiarity artist_hotttnesss song_currency song_hotttnesss".split(),
-    "temporal_features": [f"{i:03d}" for i in range(224)],
-}
-#: The 249 ('echonest', group, field) columns of echonest.csv, in file order.
-ECHONEST_COLUMNS: tuple[tuple[str, str, str], ...] = tuple(
-    ("echonest", g, f) for g, fields in _ECHONEST_GROUPS.items() for f in fields
-)
-_ECHONEST_STRINGS = {("echonest", "metadata", f) for f in
-                     ("album_date", "album_name", "artist_location", "artist_name", "release")}
-_ECHONEST_FLOAT64 = {("echonest", "metadata", "artist_latitude"), ("echonest", "metadata", "artist_longitude")}
-_ECHONEST_NAN_OK = {("echonest", "ranks", f) for f in _ECHONEST_GROUPS["ranks"]} | _ECHONEST_FLOAT64
-
-#: Columns of genres.csv (index ``genre_id``).
-GENRES_COLUMNS = ("#tracks", "parent", "title", "top_level")
-
-_LIST_COLUMNS = [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"),
-                 ("track", "genres_all")]
-_DATE_COLUMNS = [("track", "date_created"), ("track", "date_recorded"), ("album", "date_created"),
-                 ("album", "date_released"), ("artist", "date_created"), ("artist", "active_year_begin"),
-                 ("artist", "active_year_end")]
-_CATEGORY_COLUMNS = [("track", "genre_top"), ("track", "license"), ("album", "type"),
-                     ("album", "information"), ("artist", "bio")]
-_SUBSETS = ["small", "medium", "large"]
-_INT_COLUMNS = {("album", "comments"), ("album", "favorites"), ("album", "id"), ("album", "listens"),
-                ("album", "tracks"), ("artist", "comments"), ("artist", "favorites"), ("artist", "id"),
-                ("track", "bit_rate"), ("track", "comments"), ("track", "duration"), ("track", "favorites"),
-                ("track", "interest"), ("track", "listens"), ("track", "number")}
-_FLOAT_COLUMNS = {("artist", "latitude"), ("artist", "longitude")}
-
-#: Bumped whenever the loaded representation changes (invalidates parquet caches).
-LOADER_VERSION = 5
-
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError)
+__all__ = ["load", "load_tables", "detect_layout"]
 
 Layout = Literal["official", "flat"]
 NonFinite = Literal["raise", "drop", "keep"]
-
-
-# --------------------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True, slots=True)
-class TableSource:
-    """Where one table lives: a plain file, or a member of a zip archive.
-
-    ``name`` is what error messages show (``fma_metadata.zip:fma_metadata/tracks.csv``).
-    """
-
-    table: str
-    path: Path
-    member: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.path}:{self.member}" if self.member else str(self.path)
-
-    def identity(self) -> str:
-        """A string that changes whenever the bytes may have changed (for the cache key)."""
-        st = self.path.stat()
-        ident = f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.member}"
-        if self.member:
-            with _zip(self.path) as zf:
-                zi = zf.getinfo(self.member)
-                ident += f"|{zi.CRC}|{zi.file_size}"
-        return ident
-
-    @contextmanager
-    def open_text(self) -> Iterator[IO[str]]:
-        """Open as UTF-8 text (zip members are streamed, not unpacked)."""
-        with self.open_binary() as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
-            yield fh
-
-    @contextmanager
-    def open_binary(self) -> Iterator[IO[bytes]]:
-        """Open for streaming binary reads (zip members decompress on the fly, CRC-checked at EOF)."""
-        if self.member is None:
-            try:
-                fh = open(self.path, "rb")
-            except OSError as exc:
-                raise DataError(f"{self.name}: cannot open: {exc.strerror or exc}") from exc
-            with fh:
-                yield fh
-            return
-        with _zip(self.path) as zf:
-            try:
-                raw = zf.open(self.member)
-            except _ZIP_ERRORS as exc:
-                raise DataError(f"{self.name}: corrupt or truncated zip member: {exc}") from exc
-            with raw:
-                yield raw
-
-    def read_bytes(self) -> bytes:
-        """The whole content (zip members are decompressed and CRC-checked)."""
-        if self.member is None:
-            try:
-                return self.path.read_bytes()
-            except OSError as exc:
-                raise DataError(f"{self.name}: cannot read: {exc.strerror or exc}") from exc
-        with _zip(self.path) as zf:
-            try:
-                return zf.read(self.member)
-            except _ZIP_ERRORS as exc:
-                raise DataError(f"{self.name}: corrupt or truncated zip member: {exc}") from exc
-
-
-@contextmanager
-def _zip(path: Path) -> Iterator[zipfile.ZipFile]:
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such file") from exc
-    except _ZIP_ERRORS as exc:
-        raise DataError(f"{path}: not a readable zip archive (truncated or corrupt): {exc}") from exc
-    with zf:
-        yield zf
-
-
-def _table_of(name: str) -> str | None:
-    """The FMA dispatch rule: which table a file is, by substring of its name."""
-    base = os.path.basename(name).lower()
-    for t in ("features", "echonest", "genres", "tracks"):
-        if t in base and base.endswith(".csv"):
-            return t
-    return None
-
-
-def resolve(source: str | os.PathLike[str], table: str | None = None) -> TableSource:
-    """Find one table in ``source`` (a CSV file, a directory, or ``fma_metadata.zip``).
-
-    Raises
-    ------
-    DataError
-        The file or the table is missing, or the zip is unreadable.
-    ParameterError
-        ``table`` is not one of :data:`TABLES`.
-    """
-    if table is not None and table not in TABLES:
-        raise ParameterError(f"table={table!r} must be one of {', '.join(TABLES)}")
-    p = Path(source).expanduser()
-    if not p.exists():
-        raise DataError(f"{p}: no such file or directory")
-    if p.is_dir():
-        if table is None:
-            raise ParameterError(f"{p} is a directory: say which table to load ({', '.join(TABLES)})")
-        f = p / f"{table}.csv"
-        if not f.exists():
-            found = sorted(x.name for x in p.glob("*.csv") if _table_of(x.name) == table)
-            if not found:
-                raise DataError(f"{p}: missing {table}.csv")
-            f = p / found[0]
-        return TableSource(table, f)
-    if zipfile.is_zipfile(p) or p.suffix.lower() == ".zip":
-        if table is None:
-            raise ParameterError(f"{p} is an archive: say which table to load ({', '.join(TABLES)})")
-        with _zip(p) as zf:
-            members = [n for n in zf.namelist() if _table_of(n) == table and not n.startswith("__MACOSX")]
-        exact = [n for n in members if os.path.basename(n) == f"{table}.csv"]
-        if not (exact or members):
-            raise DataError(f"{p}: archive has no {table}.csv")
-        return TableSource(table, p, (exact or members)[0])
-    t = table or _table_of(p.name)
-    if t is None:
-        raise ParameterError(
-            f"{p}: cannot tell which FMA table this is from its name; pass table= one of {', '.join(TABLES)}"
-        )
-    return TableSource(t, p)
 
 
 # --------------------------------------------------------------------------- headers
@@ -296,7 +72,7 @@ def _read_header_rows(src: TableSource, n: int) -> list[list[str]]:
                     rows.append(next(reader))
                 except StopIteration:
                     break
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise DataError(f"{src.name}: corrupt or truncated: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise DataError(f"{src.name}: not UTF-8 text: {exc}") from exc
@@ -409,7 +185,7 @@ def _arrow_read(src: TableSource, skip_rows: int, names: list[str], types: dict,
                 convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
                                                      quoted_strings_can_be_null=False),
             )
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         raise DataError(f"{src.name}: corrupt or truncated: {exc}") from exc
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(f"{src.name}: {_arrow_message(exc, names)}") from exc
@@ -496,9 +272,9 @@ def _parse_numeric(src: TableSource, layout: Layout, cols: list[tuple], nonfinit
     for j, c in enumerate(cols):
         if table == "features":
             types[names[j + 1]] = pa.float32()
-        elif c in _ECHONEST_STRINGS:
+        elif c in ECHONEST_STRING_COLUMNS:
             types[names[j + 1]] = pa.string()
-        elif c in _ECHONEST_FLOAT64:
+        elif c in ECHONEST_FLOAT64_COLUMNS:
             types[names[j + 1]] = pa.float64()
         else:
             types[names[j + 1]] = pa.float32()
@@ -527,8 +303,8 @@ def _parse_numeric(src: TableSource, layout: Layout, cols: list[tuple], nonfinit
     if table == "features":
         df = _check_finite(src, df, list(df.columns), nonfinite)
     else:
-        numeric = [c for c in cols if c not in _ECHONEST_STRINGS]
-        df = _check_finite(src, df, numeric, nonfinite, nan_ok=_ECHONEST_NAN_OK)
+        numeric = [c for c in cols if c not in ECHONEST_STRING_COLUMNS]
+        df = _check_finite(src, df, numeric, nonfinite, nan_ok=ECHONEST_NAN_OK_COLUMNS)
     return df
 
 
@@ -566,7 +342,7 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
     names = ["track_id"] + ["\x1f".join(c) for c in cols]
     dtypes = {"track_id": "string"}
     for c, n in zip(cols, names[1:]):
-        if c in _INT_COLUMNS or c in _FLOAT_COLUMNS:
+        if c in INT_COLUMNS or c in FLOAT_COLUMNS:
             dtypes[n] = "float64"
         else:
             dtypes[n] = "str"
@@ -587,7 +363,7 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
     out = {}
     for c in cols:
         s = raw[c]
-        if c in _INT_COLUMNS:
+        if c in INT_COLUMNS:
             v = s.to_numpy()
             if np.isnan(v).any():
                 if c in {("track", "duration"), ("track", "bit_rate")}:
@@ -601,11 +377,11 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
                 raise DataError(f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
                                 f"{v[r]!r} is not an integer")
             out[c] = s.astype("int64")
-        elif c in _FLOAT_COLUMNS:
+        elif c in FLOAT_COLUMNS:
             out[c] = s
-        elif c in _LIST_COLUMNS:
+        elif c in LIST_COLUMNS:
             out[c] = pd.Series(_parse_list(src, c, s), index=index, dtype=object)
-        elif c in _DATE_COLUMNS:
+        elif c in DATE_COLUMNS:
             try:
                 out[c] = pd.to_datetime(s, format="ISO8601").astype("datetime64[us]")  # one unit, whatever the data
             except (ValueError, TypeError):
@@ -614,13 +390,13 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
                 raise DataError(f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
                                 f"not a date: {s.iloc[r]!r}") from None
         elif c == ("set", "subset"):
-            bad = s.notna() & ~s.isin(_SUBSETS)
+            bad = s.notna() & ~s.isin(SUBSETS)
             if bad.any():
                 r = int(np.flatnonzero(bad.to_numpy())[0])
                 raise DataError(f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
-                                f"{s.iloc[r]!r} is not one of {_SUBSETS}")
-            out[c] = s.astype(pd.CategoricalDtype(_SUBSETS, ordered=True))
-        elif c in _CATEGORY_COLUMNS:
+                                f"{s.iloc[r]!r} is not one of {SUBSETS}")
+            out[c] = s.astype(pd.CategoricalDtype(SUBSETS, ordered=True))
+        elif c in CATEGORY_COLUMNS:
             out[c] = s.astype("category")
         else:
             out[c] = s
@@ -652,166 +428,6 @@ def _parse_genres(src: TableSource):
 
 
 # --------------------------------------------------------------------------- cache + entry points
-
-
-def _cache_path(src: TableSource, nonfinite: NonFinite) -> tuple[Path, dict]:
-    """The cache file of ``src`` (naming and eviction: :mod:`songmine.catalog.cache`) and the
-    source record stored in it (for ``songmine catalog cache``)."""
-    from .cache import entry_path
-
-    identity = src.identity()
-    source = f"{src.path.resolve()}|{src.member}|{nonfinite}"
-    record = {"table": src.table, "path": str(src.path.resolve()), "member": src.member,
-              "identity": identity, "nonfinite": nonfinite}
-    return entry_path(src.table, source, identity, LOADER_VERSION), record
-
-
-def _to_parquet(df, path: Path, source: dict | None = None) -> None:
-    """Write with flattened string column names; the levels go in the file metadata.
-
-    Written to a temp name in the same directory, then renamed: readers see a whole
-    file or none. With ``source`` (a cache entry), stale entries are evicted after.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    flat = df.copy(deep=False)
-    levels = df.columns.nlevels
-    names = list(df.columns.names)
-    flat.columns = ["\x1f".join(c) if levels > 1 else c for c in df.columns]
-    list_codes = {}
-    for name in flat.columns:  # list columns: a code per row + the distinct lists (few: genres, tags)
-        if flat[name].dtype == object:
-            enc = _encode_lists(flat[name])
-            if enc is not None:
-                flat[name], list_codes[name] = enc
-    t = pa.Table.from_pandas(flat, preserve_index=True)
-    meta = dict(t.schema.metadata or {})
-    import numpy as np
-
-    all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
-    meta[b"songmine.catalog"] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
-                                            "columns": list(flat.columns), "list_codes": list_codes,
-                                            "source": source}).encode()
-    # Cheap to read back: floats keep NaN as a value (not null) in non-nullable columns, so parquet stores
-    # them REQUIRED with no definition levels to decode; floats are not dictionary-encoded (a fallback
-    # to plain anyway on real data); no statistics (nobody filters this file).
-    import pyarrow.compute as pc
-
-    fields, arrays = [], []
-    for f, col in zip(t.schema, t.columns):
-        if pa.types.is_floating(f.type):
-            if col.null_count:
-                col = pc.fill_null(col, pa.scalar(float("nan"), f.type))
-            f = f.with_nullable(False)
-        fields.append(f)
-        arrays.append(col)
-    t = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
-    dictionary = [f.name for f in fields if not pa.types.is_floating(f.type)]
-    from .cache import evict, temp_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        pq.write_table(t, tmp, use_dictionary=dictionary, write_statistics=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if source is not None:
-        evict(path, LOADER_VERSION)
-
-
-def _from_parquet(path: Path):
-    """Read a cache file written by :func:`_to_parquet` (no validation: the file was validated when cached).
-
-    Memory-mapped ``ParquetFile.read`` (not ``pq.read_table``, which imports the
-    dataset machinery, a noticeable share of a small table's load). Dates and
-    categoricals come back natively from the Arrow types; list columns are
-    rebuilt from their flat values and offsets (one slice per row) instead of
-    going through per-row numpy arrays.
-    """
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    t = pq.ParquetFile(path, memory_map=True).read()
-    info = json.loads(t.schema.metadata[b"songmine.catalog"])
-    if info.get("float32"):
-        # all-float32 table (features): fill one Fortran-ordered array, releasing Arrow columns as we go
-        index_name = [n for n in t.column_names if n not in info["columns"]]
-        idx = t.column(index_name[0]).to_pandas() if index_name else None
-        if index_name:
-            t = t.drop_columns(index_name)
-        arr = np.empty((t.num_rows, t.num_columns), dtype=np.float32, order="F")
-        names = t.column_names
-        for j in range(t.num_columns):
-            arr[:, j] = t.column(0).to_numpy()
-            t = t.remove_column(0)
-        cols = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in names], names=info["names"])
-        index = pd.Index(idx, name="track_id") if idx is not None else None
-        return pd.DataFrame(arr, index=index, columns=cols, copy=False)
-    coded = info.get("list_codes", {})
-    lists = [(j, f.name) for j, f in enumerate(t.schema)
-             if f.name in info["columns"] and (f.name in coded or pa.types.is_list(f.type))]
-    gc_was_on = gc.isenabled()
-    gc.disable()  # ~500K new lists that all stay alive: the cyclic collector would rescan them in vain
-    try:
-        rebuilt = {name: _decode_lists(t.column(name), coded[name]) if name in coded else
-                   _lists_from_arrow(t.column(name)) for _, name in lists}
-    finally:
-        if gc_was_on:
-            gc.enable()
-    if lists:
-        t = t.drop_columns([name for _, name in lists])
-    df = t.to_pandas()
-    order = info["columns"]
-    for _, name in sorted(lists, key=lambda x: order.index(x[1])):  # back in place, in column order
-        df.insert(order.index(name), name, rebuilt[name])
-    if info["levels"] > 1:
-        df.columns = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in df.columns],
-                                               names=info["names"])
-    return df
-
-
-def _encode_lists(series):
-    """``(int32 codes, distinct lists)`` for a column of lists of ints/strings (JSON-exact), else None."""
-    import numpy as np
-    import pandas as pd
-
-    values = series.to_numpy()
-    if not len(values) or not all(type(v) is list for v in values):
-        return None
-    keys = [tuple(v) for v in values]
-    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
-    distinct = [list(u) for u in uniques]
-    if not all(type(x) in (int, str) for u in distinct for x in u) or len(distinct) > 2**31 - 1:
-        return None  # anything json would not give back exactly stays an Arrow list column
-    return pd.Series(codes.astype(np.int32), index=series.index), distinct
-
-
-def _decode_lists(col, distinct: list) -> "np.ndarray":
-    """Codes + distinct lists → an object array of fresh Python lists (one per row, never shared)."""
-    import numpy as np
-
-    codes = col.to_numpy().tolist()
-    return np.fromiter(map(list.copy, map(distinct.__getitem__, codes)), dtype=object, count=len(codes))
-
-
-def _lists_from_arrow(col) -> "np.ndarray":
-    """An Arrow list column as an object array of Python lists (nulls → empty lists)."""
-    import numpy as np
-    import pyarrow as pa
-
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if arr.null_count:
-        arr = arr.fill_null(pa.scalar([], type=arr.type))
-    off = arr.offsets.to_numpy()
-    values = arr.values.slice(int(off[0]), int(off[-1] - off[0])) if len(arr) else arr.values.slice(0, 0)
-    flat = values.to_pylist() if not pa.types.is_integer(values.type) else values.to_numpy().tolist()
-    start = (off - off[0]).tolist()
-    return np.fromiter((flat[a:b] for a, b in zip(start[:-1], start[1:])), dtype=object, count=len(arr))
 
 
 def load(
@@ -869,9 +485,9 @@ def load(
     record = None
     if cache:
         try:
-            cpath, record = _cache_path(src, nonfinite)
+            cpath, record = entry_for(src, nonfinite)
             if cpath.exists():
-                return _from_parquet(cpath)
+                return read_entry(cpath)
         except DataError:
             raise
         except FileNotFoundError:  # evicted by another process between exists() and open: a miss
@@ -881,7 +497,7 @@ def load(
     df = _load_uncached(src, nonfinite)
     if cpath is not None:
         try:
-            _to_parquet(df, cpath, record)
+            write_entry(df, cpath, record)
         except Exception as exc:  # read-only cache dir, odd dtypes...: loading still worked
             log.warning("could not write catalogue cache %s: %s", cpath, exc)
     return df

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..atomic import atomic_path
 from ..errors import DataError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,17 +143,12 @@ def write_table(df: "pd.DataFrame", path: str | os.PathLike[str]) -> str:
     from pathlib import Path
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     name = p.name.lower()
-    tmp = p.with_name(p.name + ".tmp")
-    if name.endswith(".csv") or name.endswith(".csv.gz"):
-        df.to_csv(tmp, compression="gzip" if name.endswith(".gz") else None)
-    else:
-        out = df.copy(deep=False)
-        for c in out.columns:  # lists stay lists in parquet; mixed-object columns become strings
-            pass
-        out.to_parquet(tmp, index=True)
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        if name.endswith(".csv") or name.endswith(".csv.gz"):
+            df.to_csv(tmp, compression="gzip" if name.endswith(".gz") else None)
+        else:
+            df.to_parquet(tmp, index=True)
     return str(p)
 
 

@@ -1,8 +1,9 @@
 """The typer app, its exit codes, and the helpers every verb shares.
 
 Exit codes (the contract, docs/interfaces.md): 0 ran (for ``identify``: at
-least one clip matched); 1 ``identify`` only: no clip matched; 2 usage or
-input error; 70 internal error (traceback in the crash log, one line shown).
+least one clip matched, none failed); 1 ``identify`` only: no clip matched,
+none failed; 2 usage or input error (for ``identify``: a clip failed); 70
+internal error (traceback in the crash log, one line shown).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
+from ..errors import one_line
 
 EXIT_OK = 0
 EXIT_NO_MATCH = 1
@@ -61,28 +63,69 @@ def _root(
 
 def emit_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout (dataclasses and pydantic models included)."""
-    typer.echo(json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False, default=str))
+    typer.echo(json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False, default=str))
 
 
-def _plain(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     import dataclasses
     import math
 
     if hasattr(obj, "model_dump"):
         return obj.model_dump()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _plain(obj.item())
+        return jsonable(obj.item())
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays
-        return _plain(obj.tolist())
+        return jsonable(obj.tolist())
     return obj
+
+
+#: Bidirectional-text controls: they reorder what a terminal shows (a name can pose as another).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: object, *, lines: bool = False) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``, ``\\u202e``).
+
+    Tags, file names and messages that quote them are user data: printed raw,
+    an ``ESC ]0;…`` in an artist tag retitles the terminal, other sequences
+    move the cursor or rewrite the screen. C0, DEL, C1 and the bidirectional
+    controls are escaped; with ``lines=True`` newlines and tabs are kept (text
+    laid out in several lines).
+    """
+    s = str(text)
+    if s.isprintable():  # the common case: nothing to do
+        return s
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if lines and ch in "\n\t":
+            out.append(ch)
+        elif o < 0x20 or 0x7F <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        elif ch in _BIDI or ch in "\u2028\u2029":
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _console(**kw: Any):
+    """A rich console whose plain strings (table cells, titles, printed lines) go through :func:`printable`."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def render_str(self, text: str, **kwargs: Any):
+            return super().render_str(printable(text, lines=True), **kwargs)
+
+    return _Console(markup=False, **kw)
 
 
 def err_console():
@@ -90,11 +133,10 @@ def err_console():
 
     Markup is off (here and in :func:`out_console`): what we print is mostly
     user data — paths, tags, genres — and ``Song [Live].mp3`` must print as it
-    is, not lose its brackets or raise. Styled text is built with ``rich.text.Text``.
+    is, not lose its brackets or raise. Styled text is built with ``rich.text.Text``
+    (pass user data through :func:`printable` then: only plain strings are escaped here).
     """
-    from rich.console import Console
-
-    return Console(stderr=True, markup=False)
+    return _console(stderr=True)
 
 
 def print_skipped(failed) -> None:
@@ -104,15 +146,13 @@ def print_skipped(failed) -> None:
     con = err_console()
     for p, e in failed:
         line = Text("skipped ", style="yellow")
-        line.append(e if p in e else f"{p}: {e}")
+        line.append(printable(e if p in e else f"{p}: {e}"))
         con.print(line, highlight=False, soft_wrap=True)
 
 
 def out_console():
     """A rich console on stdout (human-readable results); markup off, as in :func:`err_console`."""
-    from rich.console import Console
-
-    return Console(markup=False)
+    return _console()
 
 
 @contextmanager
@@ -145,7 +185,7 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``message`` as one line on stderr and return the Exit to raise."""
-    typer.echo(f"songmine: error: {message}", err=True)
+    typer.echo(f"songmine: error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -176,26 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
     except SongmineError as exc:
-        typer.echo(f"songmine: error: {_one_line(exc)}", err=True)
+        typer.echo(f"songmine: error: {printable(one_line(exc))}", err=True)
         code = EXIT_USAGE
     except BrokenPipeError:
         code = EXIT_OK
     except Exception as exc:  # a bug: keep the traceback, show one line
-        log_path = _write_crash_log()
+        log_path = write_crash_log()
         typer.echo(
-            f"songmine: internal error: {type(exc).__name__}: {_one_line(exc)} (traceback in {log_path})",
+            f"songmine: internal error: {type(exc).__name__}: {printable(one_line(exc))} (traceback in {log_path})",
             err=True,
         )
         code = EXIT_INTERNAL
     return code
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _write_crash_log() -> str:
+def write_crash_log() -> str:
     import datetime
 
     from ..paths import cache_dir

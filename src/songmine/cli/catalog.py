@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ..atomic import atomic_path
+from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
 
 catalog_app = typer.Typer(
     help="FMA catalogue tables: load, validate, merge.",
@@ -63,7 +64,7 @@ def merge_cmd(
         t.add_row(c.table, f"{c.rows:,}", f"{c.kept:,}", f"{c.dropped:,}", f"{c.columns:,}")
     out_console().print(t)
     if written:
-        typer.echo(f"wrote {written}")
+        typer.echo(printable(f"wrote {written}"))
 
 
 @catalog_app.command("cache")
@@ -174,8 +175,8 @@ def features_cmd(
     if decoder not in ("pyav", "ffmpeg"):
         raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")
     with progress_bar("features", enabled=not json_out) as progress:
-        if engine == "spark":  # same output; see songmine.catalog.spark
-            from ..catalog.spark import extract_folder_spark
+        if engine == "spark":  # same output; see songmine.spark.features
+            from ..spark.features import extract_folder_spark
 
             df, failures = extract_folder_spark(items, master=master or "local[*]", progress=progress,
                                                 resume_from=previous, with_tags=True, decoder=decoder)
@@ -236,7 +237,7 @@ def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[st
             raise fail(f"{root}: not a directory")
         return {Path(p).resolve().relative_to(root.resolve()).as_posix(): str(p) for p in iter_audio_files([root])}
     try:
-        from ..index import Index  # type: ignore[attr-defined]
+        from ..fingerprint.index import Index  # type: ignore[attr-defined]
     except ImportError:
         raise fail("--index needs the songmine index module, which is not installed in this build") from None
     with Index(index) as ix:
@@ -285,11 +286,10 @@ def _isna(v) -> bool:
 
 def _write_tracks_csv(df, tags: dict, path: Path) -> None:
     """tracks.csv in the FMA layout (two header rows + track_id row) with the tag columns."""
-    import os
 
     import pandas as pd
 
-    from ..catalog.loaders import USER_TRACKS_COLUMNS
+    from ..catalog.schema import USER_TRACKS_COLUMNS
 
     ids = list(df.index)
     durations = df.attrs.get("durations", {})
@@ -316,7 +316,5 @@ def _write_tracks_csv(df, tags: dict, path: Path) -> None:
     out.columns = pd.MultiIndex.from_tuples(list(data))
     out[("track", "duration")] = out[("track", "duration")].astype("Int64")
     out = out.sort_index(axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    out.to_csv(tmp, date_format="%Y-%m-%d %H:%M:%S")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, date_format="%Y-%m-%d %H:%M:%S")

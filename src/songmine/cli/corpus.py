@@ -24,7 +24,7 @@ def demo_corpus(
     Downloads once with apt-get, unpacks, and prints the library table:
     file, package, licence, duration. Re-running on a complete folder is instant.
     """
-    from ..democorpus import fetch
+    from ..evaluation.democorpus import fetch
     from ..paths import demo_corpus_dir
 
     root = (directory or demo_corpus_dir()).expanduser().resolve()

@@ -1,17 +1,18 @@
-"""Verbs over the fingerprint index: ``index``, ``tracks``, ``remove``, ``compact``.
+"""Verbs over the fingerprint index: ``index``, ``tracks``, ``remove``, ``compact``, ``verify``.
 
-Thin: each verb is one call into :mod:`songmine.index`. A missing index is an
+Thin: each verb is one call into :mod:`songmine.fingerprint.index`. A missing index is an
 :class:`~songmine.errors.IndexFormatError` → one line and exit 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
 
 IndexOption = Annotated[
     Optional[Path],
@@ -53,7 +54,7 @@ def index_cmd(
         from ._altmethods import index_alt
 
         return index_alt(method, dirs, index, json_out=json_out)
-    from ..index import Index, IndexingInterrupted, index_files
+    from ..fingerprint.index import Index, IndexingInterrupted, index_files
     from ..paths import resolve_index_path
 
     path = resolve_index_path(index)
@@ -64,6 +65,9 @@ def index_cmd(
                 report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
             except IndexingInterrupted as exc:
                 report, interrupted = exc.report, True
+            except BaseException:  # e.g. a path that does not exist: a first run leaves no empty index
+                ix.discard_if_empty()
+                raise
         summary = {
             "index": str(path),
             "added": report.added,
@@ -80,6 +84,9 @@ def index_cmd(
             "n_segments": ix.n_segments,
             "size_bytes": ix.size_bytes,
         }
+        # a first run that could add nothing leaves no (empty) index behind
+        discarded = report.added + report.unchanged == 0 and ix.discard_if_empty()
+    not_created = f"; no index was created at {path}" if discarded else ""
     if json_out:
         emit_json(summary)
     else:
@@ -94,24 +101,25 @@ def index_cmd(
             f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
             f"pruned {report.removed}{speed}"
         )
-        typer.echo(
-            f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
-            f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
-        )
+        if not discarded:
+            typer.echo(printable(
+                f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
+                f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
+            ))
     if interrupted:
         typer.echo("songmine: interrupted (work done so far is saved; rerun to resume)", err=True)
         raise typer.Exit(130)
     n_seen = report.added + report.unchanged + len(report.failed)
     if n_seen == 0:
-        raise fail(f"no audio files found under {', '.join(map(str, dirs))}", EXIT_USAGE)
+        raise fail(f"no audio files found under {', '.join(map(str, dirs))}{not_created}", EXIT_USAGE)
     if report.added + report.unchanged == 0:
-        raise fail(f"none of the {len(report.failed)} audio file(s) could be read", EXIT_USAGE)
+        raise fail(f"none of the {len(report.failed)} audio file(s) could be read{not_created}", EXIT_USAGE)
 
 
 @app.command("tracks")
 def tracks_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     """List the tracks of the index: id, title, artist, duration, path."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -147,7 +155,7 @@ def remove_cmd(
     json_out: JsonOption = False,
 ) -> None:
     """Remove tracks from the index (their postings go at the next `compact`)."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -162,7 +170,7 @@ def remove_cmd(
 @app.command("compact")
 def compact_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None:
     """Merge all segments into one and drop the postings of removed tracks."""
-    from ..index import Index
+    from ..fingerprint.index import Index
     from ..paths import resolve_index_path
 
     with Index(resolve_index_path(index)) as ix:
@@ -175,3 +183,74 @@ def compact_cmd(index: IndexOption = None, json_out: JsonOption = False) -> None
             f"{rep.postings_after:,} postings, {rep.tracks_purged} removed track(s) purged, "
             f"{_human_bytes(rep.bytes_before)} → {_human_bytes(rep.bytes_after)} in {rep.seconds:.2f} s"
         )
+
+
+@app.command("verify")
+def verify_cmd(
+    index: IndexOption = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Drop the damaged parts and index the files of the affected tracks again."),
+    ] = False,
+    jobs: Annotated[
+        Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes to index again (--repair).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Check every part of the index against its checksum; say what is damaged and how to recover.
+
+    Exit 0 when the index is intact (or was repaired), 2 when damage remains.
+    With --repair, damaged segments are dropped, the tracks they held (and any
+    with a damaged profile) are forgotten and their files indexed again.
+    """
+    from ..fingerprint.index import Index, index_files
+    from ..fingerprint.index.integrity import verify_index
+    from ..paths import resolve_index_path
+
+    path = resolve_index_path(index)
+    rep = verify_index(path, repair=repair)
+    reindexed = None
+    if rep.repaired and rep.affected:
+        files = [a["path"] for a in rep.affected if Path(a["path"]).exists()]
+        gone = [(a["path"], f"{a['path']}: the file is gone") for a in rep.affected if not Path(a["path"]).exists()]
+        with Index(path) as ix, progress_bar("indexing again", enabled=not json_out) as progress:
+            r = index_files(ix, files, jobs=jobs, progress=progress) if files else None
+            rep.n_tracks = ix.n_tracks
+        failed = gone + (r.failed if r is not None else [])
+        reindexed = {"added": r.added if r is not None else 0, "failed": [{"path": p, "error": e} for p, e in failed]}
+        rep.recovery = (
+            f"{len(failed)} file(s) could not be indexed again; add them back with "
+            f"`songmine index <their folders> --index {path}` when they can be read"
+            if failed else None
+        )
+    summary = {**dataclasses.asdict(rep), "reindexed": reindexed}
+    if json_out:
+        emit_json(summary)
+    else:
+        _print_verify(rep, reindexed)
+    if not rep.ok and not rep.repaired:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _print_verify(rep, reindexed) -> None:
+    from rich.text import Text
+
+    con = out_console()
+    con.print(
+        f"index {rep.index}: {rep.n_segments} segment(s), {rep.n_tracks} track(s), "
+        f"{_human_bytes(rep.bytes_checked)} checked in {rep.seconds:.2f} s"
+    )
+    for p in rep.problems:
+        con.print(Text("damaged ", style="red").append(printable(f"{p['part']}: {p['problem']}")), highlight=False)
+    if rep.unchecked:
+        con.print(f"unchecked (written before checksums existed): {', '.join(rep.unchecked)}; "
+                  "`songmine compact` rewrites segments with checksums")
+    if rep.repaired:
+        con.print(f"repaired: damaged parts dropped, {len(rep.affected)} track(s) to index again")
+    if reindexed is not None:
+        con.print(f"indexed again: {reindexed['added']} added, {len(reindexed['failed'])} failed")
+        print_skipped((f["path"], f["error"]) for f in reindexed["failed"])
+    if rep.ok:
+        con.print("intact")
+    if rep.recovery:
+        con.print(f"to recover: {rep.recovery}")

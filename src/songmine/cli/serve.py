@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import JsonOption, app, emit_json, fail
+from ._app import JsonOption, app, emit_json, fail, printable
 
 
 @app.command("serve")
@@ -30,6 +30,26 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin cross-site (repeatable; off by default).")
     ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", help="Also answer requests naming this Host (repeatable; NAME, NAME:PORT, "
+                                          "*.DOMAIN or *). Default: localhost, the --host name and any address."),
+    ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections per process; over it the longest-waiting idle one is dropped.")
+    ] = 512,
+    max_requests: Annotated[
+        int, typer.Option(min=1, help="Requests in progress per process; more → 503 busy.")
+    ] = 128,
+    header_timeout_s: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client has to send a whole request head (else 408 / closed).")
+    ] = 10.0,
+    keep_alive_s: Annotated[
+        float, typer.Option(min=0.1, help="Seconds an idle connection is kept after a response.")
+    ] = 5.0,
+    send_timeout_s: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client may read nothing of its response before it is dropped.")
+    ] = 30.0,
     json_out: JsonOption = False,
 ) -> None:
     """Serve the index over HTTP: the page at /, the API at /api, OpenAPI docs at /docs.
@@ -60,6 +80,12 @@ def serve(
         top=top,
         token=os.environ.get(TOKEN_ENV) or None,
         cors_origins=tuple(cors_origin or ()),
+        allowed_hosts=_allowed_hosts(host, allow_host or ()),
+        max_connections=max_connections,
+        max_requests=max_requests,
+        header_timeout_s=header_timeout_s,
+        keep_alive_s=keep_alive_s,
+        send_timeout_s=send_timeout_s,
     )
     _check_index(settings.index_path)
     scheme = "https" if tls_cert else "http"
@@ -69,16 +95,30 @@ def serve(
         emit_json({"url": url, "index": str(settings.index_path), "workers": workers,
                    "editing": settings.token is not None, "tls": tls_cert is not None})
     else:
-        typer.echo(f"songmine: serving {settings.index_path} on {url} (API docs: {url}docs)", err=True)
+        typer.echo(printable(f"songmine: serving {settings.index_path} on {url} (API docs: {url}docs)"), err=True)
         if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
             typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
                        "(see --tls-cert in docs/server.md)", err=True)
     _run(settings, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
 
 
+def _allowed_hosts(host: str, extra: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """localhost, the bind name (when it is a name, not an address or a wildcard) and ``--allow-host``."""
+    from ..server.guards import is_address, parse_host
+
+    names = ["localhost"]
+    try:
+        name, _ = parse_host(host)
+    except ValueError:
+        name = ""
+    if name and name not in names and not is_address(name):
+        names.append(name)
+    return tuple(names) + tuple(extra)
+
+
 def _check_index(path: Path) -> None:
     """Open the index once up front, so a wrong path fails here with a clear line (exit 2)."""
-    from ..index import Index
+    from ..fingerprint.index import Index
 
     idx = Index(path)
     close = getattr(idx, "close", None)
@@ -91,17 +131,16 @@ def _run(settings, *, host: str, port: int, workers: int, tls_cert, tls_key) -> 
 
     import uvicorn
 
+    from ..server.protocol import uvicorn_options
+
     common = dict(
         host=host,
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
-        timeout_keep_alive=5,
-        limit_concurrency=256,
         timeout_graceful_shutdown=10,
-        proxy_headers=False,
-        server_header=False,
         log_level="info",
+        **uvicorn_options(settings),
     )
     if workers == 1:
         from ..server.app import create_app

@@ -25,17 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog.schema import ECHONEST_AUDIO_FEATURES, FEATURE_FAMILIES, FEATURE_STATISTICS
 from ..errors import DataError, ParameterError
 
 __all__ = ["read_table", "feature_columns", "norm_name", "find_column", "clean_features", "FeaturePlan"]
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("chroma_cens", "chroma_cqt", "chroma_stft", "mfcc", "rmse", "spectral_bandwidth",
-            "spectral_centroid", "spectral_contrast", "spectral_rolloff", "tonnetz", "zcr")
-STATS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
-ECHO_AUDIO = ("acousticness", "danceability", "energy", "instrumentalness", "liveness", "speechiness",
-              "tempo", "valence")
+FAMILIES = tuple(FEATURE_FAMILIES)
+STATS = FEATURE_STATISTICS
+ECHO_AUDIO = ECHONEST_AUDIO_FEATURES
 _FEATURE_RE = re.compile(rf"^(?:features_)?(?:{'|'.join(FAMILIES)})_(?:{'|'.join(STATS)})_\d+$")
 _ECHO_RE = re.compile(rf"^(?:echonest_)?(?:(?:audio_features_)?(?:{'|'.join(ECHO_AUDIO)})|temporal_features_\d{{3}})$")
 _ECHO_AUDIO_RE = re.compile(rf"^(?:echonest_)?audio_features_(?:{'|'.join(ECHO_AUDIO)})$")

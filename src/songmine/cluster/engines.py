@@ -2,7 +2,7 @@
 
 An engine runs Lloyd iterations from given initial centres; everything else
 (validation, initialisation, ``n_init`` restarts, tolerance scaling) lives in
-:class:`songmine.cluster.KMeans`, so a second engine (Spark, issue 10) plugs in
+:class:`songmine.cluster.KMeans`, so a second engine (Spark) plugs in
 by implementing one method.
 
 Shared semantics — every engine must reproduce them exactly
@@ -40,6 +40,7 @@ import functools
 import logging
 import warnings
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -51,6 +52,8 @@ __all__ = ["LloydResult", "Engine", "LocalEngine", "get_engine", "ENGINES"]
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "spark")
+#: Engines that live outside this package (optional extras), imported only when asked for.
+_PLUGGED_ENGINES = {"spark": "songmine.spark.kmeans:SparkEngine"}
 
 # Working-memory budget of one distance block (rows × k × itemsize bytes): about 1 MB keeps the block in
 # L2 while the min/argmin passes run over it (8 MB blocks were 1.3-1.5x slower per dense pass).
@@ -153,11 +156,12 @@ class LocalEngine:
         if not tol >= 0:
             raise ParameterError(f"tol={tol} must be >= 0")
         run = _hamerly if self.algorithm == "hamerly" and centers.shape[0] > 1 else _lloyd
-        with _blas_limit(self.blas_threads):
+        with limit_blas_threads(self.blas_threads):
             return run(X, centers, max_iter=int(max_iter), tol=float(tol), block_rows=self.block_rows)
 
 
-def _blas_limit(n: int | None):
+def limit_blas_threads(n: int | None):
+    """A context in which BLAS uses at most ``n`` threads (no limit for None)."""
     import contextlib
 
     if n is None:
@@ -181,7 +185,7 @@ def _threadpool_controller():
 def get_engine(name: str, **options) -> Engine:
     """Return the engine called ``name`` (``"local"`` or ``"spark"``) built with ``options``.
 
-    The Spark engine is imported lazily (``songmine.cluster.spark``), so pyspark is
+    The Spark engine is imported lazily (``songmine.spark.kmeans``), so pyspark is
     needed only when it is asked for.
 
     Raises
@@ -196,9 +200,8 @@ def get_engine(name: str, **options) -> Engine:
             return LocalEngine(**options)
         except TypeError as exc:
             raise ParameterError(f"bad option for the local engine: {exc}") from None
-    from .spark import SparkEngine  # noqa: PLC0415  (optional dependency)
-
-    return SparkEngine(**options)
+    module, _, attr = _PLUGGED_ENGINES[name].partition(":")
+    return getattr(import_module(module), attr)(**options)
 
 
 # -- the guts (inputs validated) -----------------------------------------------------------------

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import ECHO_AUDIO, FAMILIES, STATS
+from ..catalog.schema import ECHONEST_AUDIO_FEATURES, FEATURE_FAMILIES, FEATURE_STATISTICS
 
 __all__ = ["make_fma_like", "SyntheticCatalog", "FMA_GENRES", "feature_names", "write_fma_csvs", "PlantedFMA",
            "synthetic_genres"]
@@ -35,14 +35,11 @@ __all__ = ["make_fma_like", "SyntheticCatalog", "FMA_GENRES", "feature_names", "
 FMA_GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk", "Classical", "Experimental", "Pop", "Jazz",
               "International", "Instrumental", "Blues", "Country", "Soul-RnB", "Spoken",
               "Old-Time / Historic", "Easy Listening")
-_DIMS = {"chroma_cens": 12, "chroma_cqt": 12, "chroma_stft": 12, "mfcc": 20, "rmse": 1,
-         "spectral_bandwidth": 1, "spectral_centroid": 1, "spectral_contrast": 7,
-         "spectral_rolloff": 1, "tonnetz": 6, "zcr": 1}
 
 
 def feature_names(prefix: str = "features.") -> list[str]:
     """The 518 FMA feature columns, in file order, flattened with dots."""
-    return [f"{prefix}{fam}.{st}.{i:02d}" for fam in FAMILIES for st in STATS for i in range(1, _DIMS[fam] + 1)]
+    return [f"{prefix}{fam}.{st}.{i:02d}" for fam in FEATURE_FAMILIES for st in FEATURE_STATISTICS for i in range(1, FEATURE_FAMILIES[fam] + 1)]
 
 
 @dataclass
@@ -111,9 +108,9 @@ def make_fma_like(n: int = 106_574, *, n_echonest: int = 13_129, k: int = 6, lat
     sub = np.sort(rng.choice(n, size=m, replace=False))
     tempo_c = {c: float(t) for c, t in zip(range(k), rng.permutation(np.linspace(75, 150, k)))}
     zs = z[sub]
-    level = {a: rng.permutation(np.linspace(0.15, 0.85, k)) for a in ECHO_AUDIO if a != "tempo"}
+    level = {a: rng.permutation(np.linspace(0.15, 0.85, k)) for a in ECHONEST_AUDIO_FEATURES if a != "tempo"}
     echo = {}
-    for a in ECHO_AUDIO:
+    for a in ECHONEST_AUDIO_FEATURES:
         if a == "tempo":
             echo[f"echonest.audio_features.{a}"] = np.array([tempo_c[c] for c in zs]) + rng.normal(0, 8, m)
         else:
@@ -219,7 +216,7 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
 
     import pandas as pd
 
-    from ..catalog.loaders import ECHONEST_COLUMNS, FEATURE_COLUMNS, TRACKS_COLUMNS
+    from ..catalog.schema import ECHONEST_COLUMNS, FEATURE_COLUMNS, TRACKS_COLUMNS
     from ..errors import ParameterError
 
     if n < k or n_echonest < 1:

@@ -62,6 +62,28 @@ class ServerSettings:
     refresh_interval_s : float
         How often a reader checks for segments committed by another process
         (other workers, a CLI ``songmine index`` run); 0 disables.
+    allowed_hosts : tuple of str
+        Host names requests may carry in ``Host`` (DNS-rebinding guard);
+        ``name:port`` limits a name to one port, ``*.domain`` allows
+        subdomains, ``*`` any name. Address literals are always accepted.
+        Others → 400 ``host-not-allowed``.
+    max_connections : int
+        Open connections per process. Over it a new connection replaces the
+        one that has waited longest for a request head; when every
+        connection has a request in progress it gets 503.
+    max_requests : int
+        Requests in progress per process (uploads still streaming included);
+        beyond → 503 ``busy``.
+    header_timeout_s : float
+        A request head must be complete this many seconds after the
+        connection opened or the previous response ended (slow or idle
+        clients → 408 / closed).
+    keep_alive_s : float
+        An idle connection is closed this long after its last response.
+    send_timeout_s : float
+        A client that reads none of its response for this long is dropped.
+    max_header_bytes : int
+        Largest request head (request line + headers); larger → 431.
     """
 
     index_path: Path
@@ -78,19 +100,29 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()
     upload_dir: Path | None = None
     refresh_interval_s: float = 5.0
+    allowed_hosts: tuple[str, ...] = ("localhost",)
+    max_connections: int = 512
+    max_requests: int = 128
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    send_timeout_s: float = 30.0
+    max_header_bytes: int = 16 * 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_path", Path(self.index_path))
         if self.upload_dir is not None:
             object.__setattr__(self, "upload_dir", Path(self.upload_dir))
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         if self.token is not None and not self.token.strip():
             object.__setattr__(self, "token", None)
-        for name in ("max_upload_bytes", "max_track_upload_bytes", "top", "max_concurrent_queries"):
+        for name in ("max_upload_bytes", "max_track_upload_bytes", "top", "max_concurrent_queries",
+                     "max_connections", "max_requests", "max_header_bytes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ParameterError(f"{name}={v!r} must be an integer >= 1")
-        for name in ("max_query_s", "max_track_s", "upload_timeout_s", "queue_timeout_s"):
+        for name in ("max_query_s", "max_track_s", "upload_timeout_s", "queue_timeout_s",
+                     "header_timeout_s", "keep_alive_s", "send_timeout_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0 or v == float("inf"):
                 raise ParameterError(f"{name}={v!r} must be a finite number > 0")
@@ -107,6 +139,14 @@ class ServerSettings:
             )
         if self.top > 100:
             raise ParameterError(f"top={self.top} must be <= 100")
+        if self.max_header_bytes < 1024:
+            raise ParameterError(f"max_header_bytes={self.max_header_bytes} must be >= 1024")
+        from .guards import HostAllowList
+
+        try:
+            HostAllowList(self.allowed_hosts)
+        except ValueError as exc:
+            raise ParameterError(f"allowed_hosts: {exc}") from None
 
     @property
     def track_dir(self) -> Path:
@@ -119,6 +159,7 @@ class ServerSettings:
         d.pop("token")
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
         d["cors_origins"] = list(self.cors_origins)
+        d["allowed_hosts"] = list(self.allowed_hosts)
         out = {SETTINGS_ENV: json.dumps(d)}
         if self.token is not None:
             out[TOKEN_ENV] = self.token

@@ -31,7 +31,7 @@ class IndexHolder:
     Parameters
     ----------
     opener : callable
-        ``opener()`` → a new index object (``songmine.index.Index(path)``).
+        ``opener()`` → a new index object (``songmine.fingerprint.index.Index(path)``).
         The object must offer ``refresh() -> bool`` ("did the index change?").
 
     Notes
@@ -96,15 +96,12 @@ class IndexHolder:
 
 
 def _close(index: Any) -> None:
-    fn = getattr(index, "close", None)
-    if callable(fn):
-        try:
-            fn()
-        except Exception:  # closing is best effort  # pragma: no cover
-            log.debug("closing an index failed", exc_info=True)
+    try:
+        index.close()
+    except Exception:  # closing is best effort  # pragma: no cover
+        log.debug("closing an index failed", exc_info=True)
 
 
-def _generation(index: Any) -> Any:
-    """The committed state an index object reflects (idx's catalogue generation when exposed)."""
-    g = getattr(index, "_generation", None)
-    return g if g is not None else (getattr(index, "n_tracks", None), getattr(index, "n_segments", None))
+def _generation(index: Any) -> int:
+    """The committed catalogue state an index object reflects."""
+    return index.generation

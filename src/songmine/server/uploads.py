@@ -16,6 +16,7 @@ display label (sanitised); it never names a file on disk.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
@@ -25,7 +26,26 @@ from pathlib import Path
 import anyio
 from fastapi import HTTPException, Request
 
-__all__ = ["ReceivedUpload", "receive_upload", "RAW_AUDIO_TYPES"]
+__all__ = ["ReceivedUpload", "receive_upload", "RAW_AUDIO_TYPES", "UPLOAD_BODY"]
+
+#: The two request shapes, for the OpenAPI document of the upload routes.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "audio/*": {"schema": {"type": "string", "format": "binary"}},
+            "video/webm": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 #: Raw-body content types accepted as audio (besides every ``audio/*``).
 RAW_AUDIO_TYPES = frozenset(
@@ -47,6 +67,8 @@ class ReceivedUpload:
     content_type: str
     filename: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    lock_fd: int | None = field(default=None, repr=False)  # holds an flock on the file while it is ours
+    kept: bool = field(default=False, repr=False)  # handed over: discard() must not delete it
 
     @property
     def label(self) -> str:
@@ -54,10 +76,23 @@ class ReceivedUpload:
         return self.filename or "upload"
 
     def discard(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        """Delete the file (unless it was kept) and let go of it."""
+        if not self.kept:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.release()
+
+    def keep(self) -> None:
+        """The file now belongs elsewhere (e.g. the library): :meth:`discard` leaves it."""
+        self.kept = True
+
+    def release(self) -> None:
+        """Let go of the file without deleting it (its lock, if any, ends here)."""
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 def clean_filename(name: str | bytes | None) -> str | None:
@@ -71,25 +106,47 @@ def clean_filename(name: str | bytes | None) -> str | None:
     return name or None
 
 
+def _error(status: int, detail: str, reason: str) -> HTTPException:
+    """An HTTP error whose JSON body carries ``reason`` (the app's handler moves it from the header)."""
+    return HTTPException(status, detail, headers={"X-Songmine-Reason": reason})
+
+
 def _too_large(limit: int) -> HTTPException:
-    return HTTPException(
-        413, f"upload too large: the limit is {limit / (1 << 20):.0f} MB ({limit} bytes)"
+    return _error(
+        413, f"upload too large: the limit is {limit / (1 << 20):.0f} MB ({limit} bytes)", "too-large"
     )
+
+
+def _malformed(detail: str) -> HTTPException:
+    return _error(422, detail, "malformed-multipart")
 
 
 def _unsupported(ctype: str) -> HTTPException:
     shown = ctype or "none"
-    return HTTPException(
+    return _error(
         415,
         f"unsupported Content-Type {shown!r}: send multipart/form-data with a 'file' field, "
         "or the raw audio with an audio/* (or video/webm) Content-Type",
+        "unsupported-type",
     )
 
 
 async def receive_upload(
-    request: Request, *, max_bytes: int, timeout_s: float, tmp_dir: str | None = None
+    request: Request,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    tmp_dir: str | os.PathLike[str] | None = None,
+    prefix: str = "songmine-upload-",
+    suffix: str = ".bin",
+    locked: bool = False,
 ) -> ReceivedUpload:
-    """Stream the request body into a new temp file.
+    """Stream the request body into a new temp file (``prefix``, ``suffix``, in ``tmp_dir``).
+
+    With ``locked``, the file carries an exclusive ``flock`` from its creation
+    until :meth:`ReceivedUpload.release` / :meth:`~ReceivedUpload.discard`
+    (or the death of the process): whoever cleans ``tmp_dir`` can tell a file
+    in use from a dead request's leftover.
 
     Raises
     ------
@@ -112,18 +169,21 @@ async def receive_upload(
         try:
             n_declared = int(declared)
         except ValueError:
-            raise HTTPException(400, f"bad Content-Length header {declared!r}") from None
+            raise _error(400, f"bad Content-Length header {declared!r}", "bad-request") from None
         if n_declared > body_limit:
             raise _too_large(max_bytes)
 
-    fd, tmp = tempfile.mkstemp(prefix="songmine-upload-", suffix=".bin", dir=tmp_dir)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=tmp_dir)
     upload = ReceivedUpload(path=Path(tmp), size=0, content_type=mime_s)
     try:
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a fresh file: never waits
+            upload.lock_fd = os.dup(fd)  # the same open file: the lock outlives the writer's close
         with os.fdopen(fd, "wb") as out:
             if multipart:
                 boundary = params.get(b"boundary")
                 if not boundary:
-                    raise HTTPException(422, "multipart body without a boundary parameter")
+                    raise _malformed("multipart body without a boundary parameter")
                 sink = _MultipartSink(out, boundary, max_bytes)
             else:
                 sink = _RawSink(out, max_bytes)
@@ -136,9 +196,7 @@ async def receive_upload(
                             raise _too_large(max_bytes)
                         sink.write(chunk)
             except TimeoutError:
-                raise HTTPException(
-                    408, f"request body not received within {timeout_s:g} s"
-                ) from None
+                raise _error(408, f"request body not received within {timeout_s:g} s", "timeout") from None
             sink.finish()
         upload.size = sink.n_file
         if multipart:
@@ -146,7 +204,7 @@ async def receive_upload(
             upload.filename = clean_filename(sink.filename)
             upload.fields = sink.fields
         if upload.size == 0:
-            raise HTTPException(422, "the upload is empty (0 bytes of audio)")
+            raise _error(422, "the upload is empty (0 bytes of audio)", "empty")
         return upload
     except BaseException:
         upload.discard()
@@ -206,7 +264,7 @@ class _MultipartSink:
         try:
             self.parser.write(chunk)
         except MultipartParseError as exc:
-            raise HTTPException(422, f"malformed multipart body: {exc}") from None
+            raise _malformed(f"malformed multipart body: {exc}") from None
 
     def finish(self) -> None:
         from python_multipart.exceptions import MultipartParseError
@@ -214,11 +272,11 @@ class _MultipartSink:
         try:
             self.parser.finalize()
         except MultipartParseError as exc:
-            raise HTTPException(422, f"malformed multipart body: {exc}") from None
+            raise _malformed(f"malformed multipart body: {exc}") from None
         if not self._ended:
-            raise HTTPException(422, "malformed multipart body: it ends before its closing boundary")
+            raise _malformed("malformed multipart body: it ends before its closing boundary")
         if self._n_files == 0:
-            raise HTTPException(422, "multipart body has no file part: send the audio in a 'file' field")
+            raise _malformed("multipart body has no file part: send the audio in a 'file' field")
 
     # -- parser callbacks ---------------------------------------------------------
     def _part_begin(self) -> None:
@@ -240,19 +298,19 @@ class _MultipartSink:
 
         disp, opts = parse_options_header(self._headers.get(b"content-disposition"))
         if disp.lower() != b"form-data" or b"name" not in opts:
-            raise HTTPException(422, "malformed multipart body: a part lacks Content-Disposition: form-data; name=…")
+            raise _malformed("malformed multipart body: a part lacks Content-Disposition: form-data; name=…")
         name = opts[b"name"].decode("utf-8", "replace")
         if b"filename" in opts or name == "file":
             self._n_files += 1
             if self._n_files > 1:
-                raise HTTPException(422, "send exactly one file per request")
+                raise _malformed("send exactly one file per request")
             self._kind = "file"
             self.filename = opts.get(b"filename")
             ptype, _ = parse_options_header(self._headers.get(b"content-type"))
             self.part_type = ptype.decode("latin-1").lower() or None
         else:
             if len(self.fields) >= _MAX_FIELDS:
-                raise HTTPException(422, f"too many form fields (at most {_MAX_FIELDS})")
+                raise _malformed(f"too many form fields (at most {_MAX_FIELDS})")
             self._kind = "field"
             self._fname = name
             self._fbuf = bytearray()
@@ -266,7 +324,7 @@ class _MultipartSink:
             self.out.write(data[start:end])
         elif self._kind == "field":
             if len(self._fbuf) + n > _MAX_FIELD_BYTES:
-                raise HTTPException(422, f"form field {self._fname!r} is longer than {_MAX_FIELD_BYTES} bytes")
+                raise _malformed(f"form field {self._fname!r} is longer than {_MAX_FIELD_BYTES} bytes")
             self._fbuf += data[start:end]
 
     def _part_end(self) -> None:

@@ -1,0 +1,210 @@
+"""Segment checksums: damage anywhere in a segment is refused, never answered from.
+
+Small segments are checked whole when opened; big ones block by block as
+lookups first touch them (forced here with ``CHECK_AT_OPEN = 0``), by merges,
+and whole by ``check_all``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from songmine.errors import IndexCorruptError, IndexFormatError
+from songmine.fingerprint.index import segments as seg_mod
+from songmine.fingerprint.index.schema import BLOCK_SIZE, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
+from songmine.fingerprint.index.segments import _Summer, merge_segments, open_segment, write_segment
+from songmine.fingerprint.postings import Postings
+
+N = 60_000  # ~720 KB: 176 blocks
+
+
+def postings(rng, n: int = N) -> Postings:
+    h = np.where(rng.random(n) < 0.2, rng.integers(0, 30, n), rng.integers(0, 1 << 26, n))
+    return Postings.from_unsorted(h.astype(np.uint32), rng.integers(0, 40, n, dtype=np.uint32),
+                                  rng.integers(0, 9000, n, dtype=np.uint32))
+
+
+def layout(n: int) -> dict[str, int]:
+    """Byte offsets of a version-4 segment's parts."""
+    d = 64 + 4 * -(-n // 32)
+    end = d + 12 * n
+    return {"fences": 64, "hashes": d, "tracks": d + 4 * n, "times": d + 8 * n, "end": end,
+            "table": end, "footer": end + 4 * -(-(end - 64) // BLOCK_SIZE)}
+
+
+def damage(path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(data)
+
+
+def flip(path, offset: int, k: int = 8) -> None:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        old = fh.read(k)
+    damage(path, offset, bytes(b ^ 0xFF for b in old))
+
+
+@pytest.fixture
+def seg(tmp_path, rng):
+    p = postings(rng)
+    path = tmp_path / "s.sgm"
+    write_segment(path, p)
+    return path, p
+
+
+def test_block_sums_do_not_depend_on_how_the_stream_is_cut(rng):
+    data = rng.integers(0, 256, 3 * BLOCK_SIZE + 123, dtype=np.uint8).tobytes()
+    ref = [zlib.crc32(data[i:i + BLOCK_SIZE]) for i in range(0, len(data), BLOCK_SIZE)]
+    for cuts in ([], [1], [BLOCK_SIZE], [5, 4091, 4096, 7000, 12000], list(range(0, len(data), 777))):
+        s = _Summer()
+        for a, b in zip([0, *cuts], [*cuts, len(data)]):
+            s.feed(data[a:b])
+        assert s.table().tolist() == ref
+
+
+def test_an_intact_segment_opens_checked(seg):
+    path, p = seg
+    s = open_segment(path)
+    assert s.checked and s.sums.complete and np.array_equal(s.postings.hashes, p.hashes)
+
+
+@pytest.mark.parametrize("part, where", [
+    ("fences", 0.5), ("hashes", 0.0), ("hashes", 0.5), ("tracks", 0.3), ("times", 0.99), ("table", 0.0)])
+def test_damage_anywhere_is_refused_at_open(seg, part, where):
+    path, p = seg
+    lay = layout(len(p))
+    nxt = {"fences": "hashes", "hashes": "tracks", "tracks": "times", "times": "end", "table": "footer"}[part]
+    flip(path, lay[part] + int(where * (lay[nxt] - lay[part] - 8)) // 4 * 4)
+    with pytest.raises(IndexCorruptError, match="segment is damaged") as exc:
+        open_segment(path)
+    assert exc.value.part == str(path) and exc.value.reason == "index-damaged"
+    if part != "table":
+        assert part in str(exc.value).split("the ")[-1] and "fails its checksum" in str(exc.value)
+
+
+@pytest.mark.parametrize("offset, what", [(12, "header"), (30, "header"), (-4, "footer"), (-10, "footer")])
+def test_damaged_header_or_footer_is_refused(seg, offset, what):
+    path, _ = seg
+    flip(path, offset if offset >= 0 else path.stat().st_size + offset, 2)
+    with pytest.raises(IndexCorruptError, match=what):
+        open_segment(path)
+
+
+def test_zeros_random_bytes_and_truncation_are_refused(seg, rng):
+    path, p = seg
+    lay = layout(len(p))
+    good = path.read_bytes()
+    for offset, data in [(lay["hashes"] + 4 * (N // 3), bytes(4096)), (lay["tracks"] + 4 * (N // 3), bytes(4096)),
+                         (len(good) // 2, rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())]:
+        path.write_bytes(good)
+        damage(path, offset, data)
+        with pytest.raises(IndexCorruptError, match="fails its checksum"):
+            open_segment(path)
+    path.write_bytes(good[:-1])
+    with pytest.raises(IndexCorruptError, match="header says"):
+        open_segment(path)
+    path.write_bytes(b"PK\x03\x04" + good[4:])
+    with pytest.raises(IndexFormatError, match="not a songmine segment"):
+        open_segment(path)
+
+
+@pytest.fixture
+def lazy(monkeypatch):
+    """Check blocks on first touch, as for a big segment."""
+    monkeypatch.setattr(seg_mod, "CHECK_AT_OPEN", 0)
+
+
+def lookup(s, keys):
+    """What Index.lookup does with one segment: bounds, their check, the runs' check, the hits."""
+    keys = np.unique(np.asarray(keys, dtype=np.uint32))
+    lo, hi = seg_mod.run_bounds([s], keys)
+    s.check_bounds(keys, lo[0], hi[0])
+    s.check_runs(lo[0], hi[0])
+    idx = np.concatenate([np.arange(a, b) for a, b in zip(lo[0], hi[0])]) if keys.size else np.zeros(0, int)
+    return s.postings.tracks[idx], s.postings.times[idx]
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+def test_lazy_checks_answer_only_from_checked_blocks(seg, lazy, monkeypatch, rng, fenced):
+    if fenced:
+        monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)
+        monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
+    path, p = seg
+    lay = layout(len(p))
+    bad = 48  # a block of the hashes near 80 % of them: searches for keys below the median never probe it
+    start = 64 + bad * BLOCK_SIZE
+    assert lay["hashes"] < start and start + BLOCK_SIZE < lay["tracks"]
+    first = (start - lay["hashes"]) // 4
+    inside = np.unique(p.hashes[first + 10:first + 1000])  # keys whose runs lie in the damaged block
+    inside = inside[(inside > p.hashes[first]) & (inside < p.hashes[first + BLOCK_SIZE // 4 - 1])]
+    far = np.unique(p.hashes[: 2 * N // 5 : 7])  # keys far from it
+    damage(path, start + 40, bytes(64))  # 16 hashes set to 0: the array is no longer sorted there
+    s = open_segment(path)  # opens: only the header, table and fences are checked
+    assert not s.checked
+    tr, t = lookup(s, far)  # answers from intact blocks are the true ones
+    ref_idx = np.concatenate([np.arange(a, b) for a, b in zip(np.searchsorted(p.hashes, far), np.searchsorted(p.hashes, far, "right"))])
+    assert np.array_equal(tr, p.tracks[ref_idx]) and np.array_equal(t, p.times[ref_idx])
+    with pytest.raises(IndexCorruptError, match=f"block {bad} of .*the hashes"):
+        lookup(s, inside[:50])
+    with pytest.raises(IndexCorruptError, match=f"block {bad} "):
+        s.check_all()
+
+
+def test_lazy_checks_catch_damaged_tracks_and_times(seg, lazy, rng):
+    path, p = seg
+    lay = layout(len(p))
+    for part in ("tracks", "times"):
+        good = path.read_bytes()
+        at = lay[part] + 4 * (N // 2)
+        damage(path, at, bytes(4096))
+        s = open_segment(path)
+        key = p.hashes[N // 2 + 100]
+        with pytest.raises(IndexCorruptError, match=f"the .*{part}"):
+            lookup(s, [key])
+        path.write_bytes(good)
+
+
+def test_a_search_misled_by_damage_is_caught(seg, lazy):
+    """Damage in a block that only the binary search reads (never the bounds' own blocks) still raises."""
+    path, p = seg
+    lay = layout(len(p))
+    mid = (lay["tracks"] - lay["hashes"]) // 2 // BLOCK_SIZE * BLOCK_SIZE + lay["hashes"]
+    damage(path, mid, b"\xff" * BLOCK_SIZE)  # huge hashes in the middle: searches turn left too early
+    s = open_segment(path)
+    key = p.hashes[-50]  # a key from the end: the first probe lands in the damage
+    with pytest.raises(IndexCorruptError, match="the hashes"):
+        lookup(s, [key])
+
+
+def test_merge_refuses_damaged_parts(tmp_path, seg, lazy, rng):
+    path, p = seg
+    write_segment(tmp_path / "other.sgm", postings(rng, 5000))
+    flip(path, layout(len(p))["times"] + 4 * 1000)
+    with pytest.raises(IndexCorruptError, match="times"):
+        merge_segments(tmp_path / "m.sgm", [open_segment(path), open_segment(tmp_path / "other.sgm")])
+    assert not (tmp_path / "m.sgm").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_version_3_segments_are_read_unchecked_and_merged_into_version_4(tmp_path, rng):
+    p = postings(rng, 3000)
+    path = tmp_path / "v3.sgm"
+    h = p.hashes.astype("<u4")
+    with open(path, "wb") as fh:
+        fh.write(SEGMENT_HEADER_V3.pack(SEGMENT_MAGIC_V3, len(p), 40, 32))
+        fh.write(h[::32].tobytes())
+        for a in (p.hashes, p.tracks, p.times):
+            fh.write(a.astype("<u4").tobytes())
+    s = open_segment(path)
+    assert s.sums is None and s.checked and np.array_equal(s.fences, h[::32])
+    lo, hi = s.bounds(np.unique(p.hashes[::5]))
+    assert np.array_equal(lo, np.searchsorted(p.hashes, np.unique(p.hashes[::5])))
+    n, _ = merge_segments(tmp_path / "m.sgm", [s])
+    m = open_segment(tmp_path / "m.sgm")
+    assert n == 3000 and m.sums is not None and m.checked and np.array_equal(m.postings.hashes, p.hashes)
+    assert struct.unpack_from("<I", (tmp_path / "m.sgm").read_bytes(), 28)[0] == m.sums.checksum
+
