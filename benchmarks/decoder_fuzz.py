@@ -23,9 +23,10 @@ one call (VmHWM, reset before each call).
 
 Run::
 
-    python benchmarks/decoder_fuzz.py                          # the full grid (about 6,000 inputs)
-    python benchmarks/decoder_fuzz.py --sample 300 --seed 2    # a seeded random sample of it
+    python benchmarks/decoder_fuzz.py                          # the whole grid: 16,250 inputs + 56 special
+    python benchmarks/decoder_fuzz.py --sample 300 --seed 2    # a seeded random sample of the grid
     python benchmarks/decoder_fuzz.py --formats wav-s16,flac --channels 1-16 --rates 8000,384000
+    python benchmarks/decoder_fuzz.py --ci --seed 0            # what tests/test_audio_fuzz.py runs
 """
 
 from __future__ import annotations
@@ -874,7 +875,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rates", default=",".join(map(str, RATES)))
     ap.add_argument("--damages", default=",".join(DAMAGES))
     ap.add_argument("--no-specials", action="store_true", help="leave out the special inputs")
-    ap.add_argument("--sample", type=int, default=0, help="decode a seeded random sample of this many inputs")
+    ap.add_argument("--sample", type=int, default=0, help="a seeded random sample of this many grid inputs")
     ap.add_argument("--ci", action="store_true", help="the test suite's sample (one cell per format, the specials)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -890,11 +891,12 @@ def main(argv=None) -> int:
     from _common import git_commit, markdown_table
 
     cases = grid([f for f in args.formats.split(",") if f], _int_list(args.channels), _int_list(args.rates),
-                 tuple(args.damages.split(",")), seed=args.seed, specials=not args.no_specials)
+                 tuple(args.damages.split(",")), seed=args.seed, specials=False)
+    if args.sample and args.sample < len(cases):  # of the grid; the special inputs all join it
+        cases = random.Random(args.seed).sample(cases, args.sample)
+    cases += [] if args.no_specials else special_cases(args.seed)
     if args.ci:
         cases = ci_sample(args.seed)
-    elif args.sample and args.sample < len(cases):
-        cases = random.Random(args.seed).sample(cases, args.sample)
     t0 = time.monotonic()
 
     def progress(i, n):
