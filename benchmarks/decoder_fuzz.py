@@ -5,7 +5,7 @@ at hand — libsndfile through soundfile, FFmpeg's through PyAV; nothing is down
 over a grid of channel counts (with odd layouts: unordered, sparse speaker masks) and
 sample rates, each input whole or damaged: cut at a random byte, garbage appended, bytes
 overwritten. Special inputs join them: empty files, text and random bytes named as
-audio, 3 hours of silence in a file of a few hundred KB, headers declaring huge
+audio, 3 hours of silence in a file of a few hundred KB, headers declaring huge or tiny
 durations or a 1-Hz rate, AAC streams that change rate or channels mid-way.
 
 Each input goes through the calls songmine makes — ``audio.info``, ``audio.load`` at the
@@ -14,7 +14,10 @@ server), a span (``offset``/``duration``), ``library.scan(decode=True)`` — in 
 process with a time bound. A failure is a crash (signal), a hang (timeout), an exception
 other than ``DecodeError``, or audio that is not finite float32 of the expected shape and
 length (whole inputs: the written duration within the codec's priming/padding; a span:
-its exact length; ``max_duration``: never more). Inputs the encoders themselves refuse
+its exact length, and at the native rate found in the whole decode within 1.2 ms;
+``max_duration``: never more). A worker's address space is bounded (``--memory-mb``): a
+``MemoryError`` from ``info``, ``scan`` or a ``max_duration`` call fails, from the unbounded
+calls it is counted. Inputs the encoders themselves refuse
 (a rate or channel count a codec lacks) or crash on are counted as ``n/a``. Failing
 inputs are kept under ``--keep`` to reproduce them.
 
