@@ -35,7 +35,7 @@ def dominant_hz(x: np.ndarray, sr: int) -> float:
 
 ALAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1(back)", 8: "7.1(wide)"}
 
-# (name, writer(path, y (ch, n), sr), channel counts, exact): how each layout/format reaches the decoder
+# (name, suffix, writer(path, y of shape (ch, n), sr), channel counts): how each sample format reaches the decoder
 LOSSLESS = [
     # packed sample formats: s16, s32, flt, dbl, u8 — one interleaved buffer
     ("wav-pcm16", ".wav", lambda p, y, sr: sf.write(p, y.T, sr, subtype="PCM_16"), CHANNELS),
@@ -57,9 +57,7 @@ def test_lossless_multichannel_decodes_exactly(tmp_path, decode_in_child, name, 
     n = 2205
     sources, jobs = {}, []
     for ch in counts:
-        y = pcm16_noise(ch, n, seed=ch)
-        if name == "wav-pcm16" and ch > 8:
-            y = y[::-1].copy()  # channel order matters: the reversed stack differs from any prefix
+        y = pcm16_noise(ch, n, seed=ch)  # each channel its own noise: order and identity are checked
         path = tmp_path / f"{ch}ch{suffix}"
         write(path, y, SR)
         sources[ch] = y
