@@ -29,7 +29,7 @@ pytestmark = pytest.mark.corpus
 need(os.path.isdir("/proc/self/task"), "reading connections and processes needs /proc (Linux)")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     out = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -43,7 +43,7 @@ def _children(pid: int) -> list[int]:
 def workers(proc) -> list[int]:
     """The supervisor's worker processes (multiprocessing's resource tracker left out)."""
     out = []
-    for p in _children(proc.pid):
+    for p in children(proc.pid):
         try:
             with open(f"/proc/{p}/cmdline", "rb") as fh:
                 if b"resource_tracker" not in fh.read():
