@@ -243,3 +243,49 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(server_index, t
     assert len(tracks) == 6
     for p in pids + now:  # the workers ended with the server
         assert not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split()[2] == "Z"
+
+
+_SUPERVISE = """
+import sys
+from songmine.server.protocol import uvicorn_options
+from songmine.server.settings import ServerSettings
+from songmine.server.supervisor import serve_workers
+
+s = ServerSettings(index_path=sys.argv[1])
+options = dict(host="127.0.0.1", port=0, ssl_certfile=sys.argv[2], ssl_keyfile=sys.argv[2], log_level="info")
+sys.exit(serve_workers(s, {**options, **uvicorn_options(s)}, 2))
+"""
+
+
+def test_a_worker_that_cannot_start_stops_the_server(server_index, tmp_path):
+    """Workers that fail in uvicorn's start-up (a TLS pair they cannot load) end the supervisor with
+    the start-up failure status, instead of being replaced every second for ever."""
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    try:
+        run = subprocess.run([sys.executable, "-c", _SUPERVISE, str(server_index), str(junk)],
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the supervisor kept replacing workers that cannot start: {exc.stderr!r:.600}")
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert "failed to start: stopping the server" in run.stderr and "starting a new one" not in run.stderr
+
+
+@pytest.mark.parametrize("n_workers", ["1", "2"])
+def test_a_tls_pair_that_cannot_serve_is_a_usage_error(server_index, tmp_path, n_workers):
+    """A certificate/key that do not load: one line and exit 2 before anything starts, with one process or several."""
+    import shutil
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
+    run = subprocess.run([exe, "serve", "--index", str(server_index), "--port", "0", "--workers", n_workers,
+                          "--tls-cert", str(junk), "--tls-key", str(junk)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("songmine: error: ") and "TLS" in lines[0], run.stderr

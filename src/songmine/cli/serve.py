@@ -81,6 +81,8 @@ def serve(
     for p in (tls_cert, tls_key):
         if p is not None and not p.is_file():
             raise fail(f"{p}: no such file")
+    if tls_cert is not None:
+        _check_tls(tls_cert, tls_key)
     settings = ServerSettings(
         index_path=resolve_index_path(index),
         max_upload_bytes=int(max_upload_mb * (1 << 20)),
@@ -147,6 +149,20 @@ def _check_index(path: Path) -> None:
     close = getattr(idx, "close", None)
     if callable(close):
         close()
+
+
+def _check_tls(cert: Path, key: Path) -> None:
+    """Load the certificate and key once up front: a pair that cannot serve fails here (exit 2), not
+    in each worker process. An encrypted key is refused rather than prompted for."""
+    import ssl
+
+    from ..errors import one_line
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(cert), str(key), password=lambda: b"")
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise fail(f"{cert}, {key}: not a usable TLS certificate and unencrypted private key ({one_line(exc)})") from None
 
 
 def _run(settings, *, host: str, port: int, workers: int, tls_cert, tls_key) -> None:

@@ -142,6 +142,12 @@ def _worker(settings: Any, options: dict[str, Any], sock: socket.socket, table: 
     except Exception:
         log.exception("worker %d could not start", slot)
         sys.exit(STARTUP_FAILURE)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except Exception:
+        if server.started:
+            raise
+        log.exception("worker %d could not start", slot)  # uvicorn's own start-up (e.g. the TLS context)
+        sys.exit(STARTUP_FAILURE)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
