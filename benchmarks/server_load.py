@@ -3,6 +3,7 @@
     PYTHONPATH=src python benchmarks/server_load.py --library MUSIC [--tracks 10] [--clients 16]
         [--seconds 60] [--clip-s 10] [--format wav] [--compare=--workers=1] [--rounds 2]
     PYTHONPATH=src python benchmarks/server_load.py --library MUSIC --soak 600 [--writer-every 10]
+        [--writer-tracks 8]
         [--plot rss.png]
     ... --baseline OLD/src [--baseline-args=--workers=2]   (an older revision in the same run)
 
@@ -31,10 +32,13 @@
 
 Soak (``--soak SECONDS``): the default server alone, ``--clients`` clients
 for the whole time while a writer adds one track every ``--writer-every``
-seconds (the library's other files; when all are in, it removes them and
-starts over). The RSS of every worker process is sampled every
-``--sample-every`` seconds: a table (and ``--plot`` PNG) of RSS over time per
-worker, with each worker's growth over the second half.
+seconds (the library's other files, or the first ``--writer-tracks`` of
+them; when all are in, it removes them and starts over: the index then
+cycles instead of growing). The memory of every worker process is sampled
+every ``--sample-every`` seconds — RSS, and apart its anonymous part (the
+heaps: what a leak grows) and its file-backed part (the memory-mapped index,
+which grows with the index, and libraries): a table (and ``--plot`` PNG)
+over time per worker, with each worker's growth over the second half.
 
 Timings on a shared machine are noisy: compare configurations within a run,
 and CPU per request rather than requests/s; the machine's load average is
@@ -208,15 +212,18 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int) -> tuple[float, float, float]:
+    """RSS of ``pid`` in MB: total, anonymous (the heaps) and file-backed (the mapped index, libraries)."""
+    out = {"VmRSS:": float("nan"), "RssAnon:": float("nan"), "RssFile:": float("nan")}
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                key = line.split(maxsplit=1)[0] if line.strip() else ""
+                if key in out:
+                    out[key] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return float("nan")
+    return out["VmRSS:"], out["RssAnon:"], out["RssFile:"]
 
 
 def _workers(pid: int) -> list[int]:
@@ -385,7 +392,7 @@ def soak(args, index: Path, requests, extra: list[Path], token: str) -> dict:
     server = Server(index, [], token)
     try:
         stop = threading.Event()
-        samples: list[tuple[float, dict[int, float]]] = []
+        samples: list[tuple[float, dict[int, tuple[float, float, float]]]] = []
         writes: list[tuple[float, str, int]] = []
         result: dict = {}
         auth = f"Authorization: Bearer {token}\r\n"
@@ -394,15 +401,16 @@ def soak(args, index: Path, requests, extra: list[Path], token: str) -> dict:
         def writer() -> None:
             conn = Conn(server.port)
             added: list[int] = []
+            pool = extra[: args.writer_tracks] if args.writer_tracks else extra
             i = 0
             while not stop.wait(args.writer_every):
-                if i == len(extra):  # all in: remove them, start over
+                if i == len(pool):  # all in: remove them, start over
                     for tid in added:
                         st = conn.exchange(f"DELETE /api/tracks/{tid} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode())[0]
                         writes.append((time.perf_counter() - t0, "delete", st))
                     added, i = [], 0
                     continue
-                p = extra[i]
+                p = pool[i]
                 i += 1
                 req = _request("/api/tracks", p.read_bytes(), p.name, "application/octet-stream", host, auth)
                 st, _, body = conn.exchange(req, timeout=600)
@@ -436,21 +444,26 @@ def _print_soak(res: dict, args) -> None:
     pids = sorted({p for _, d in samples for p in d})
     names = {p: f"worker {i} ({p})" for i, p in enumerate(pids)}
     step = max(1, len(samples) // 20)
-    rows = [[f"{t:.0f}", *(f"{d[p]:.0f}" if p in d else "—" for p in pids)] for t, d in samples[::step]]
+    def cell(d: dict, p: int) -> str:
+        return "—" if p not in d else f"{d[p][0]:.0f} ({d[p][1]:.0f} + {d[p][2]:.0f})"
+
+    rows = [[f"{t:.0f}", *(cell(d, p) for p in pids)] for t, d in samples[::step]]
     if (len(samples) - 1) % step:
         t, d = samples[-1]
-        rows.append([f"{t:.0f}", *(f"{d[p]:.0f}" if p in d else "—" for p in pids)])
-    markdown_table("RSS over time per worker (MB)", ["s", *(names[p] for p in pids)], rows)
+        rows.append([f"{t:.0f}", *(cell(d, p) for p in pids)])
+    markdown_table("RSS over time per worker, MB (anonymous + file-backed)", ["s", *(names[p] for p in pids)], rows)
     half = samples[len(samples) // 2 :]
     growth = []
     for p in pids:
-        pts = [(t, d[p]) for t, d in half if p in d and d[p] == d[p]]
-        if len(pts) > 2:
-            ts, vs = np.array(pts).T
-            slope = np.polyfit(ts, vs, 1)[0] * 60
-            growth.append([names[p], f"{pts[0][1]:.0f}", f"{pts[-1][1]:.0f}", f"{slope:+.2f}",
-                           f"{max(v for _, v in pts):.0f}"])
-    markdown_table("RSS over the second half", ["worker", "start MB", "end MB", "trend MB/min", "max MB"], growth)
+        for k, kind in enumerate(("RSS", "anonymous", "file-backed")):
+            pts = [(t, d[p][k]) for t, d in half if p in d and d[p][k] == d[p][k]]
+            if len(pts) > 2:
+                ts, vs = np.array(pts).T
+                slope = np.polyfit(ts, vs, 1)[0] * 60
+                growth.append([names[p], kind, f"{pts[0][1]:.0f}", f"{pts[-1][1]:.0f}", f"{slope:+.2f}",
+                               f"{max(v for _, v in pts):.0f}"])
+    markdown_table("Memory over the second half", ["worker", "kind", "start MB", "end MB", "trend MB/min", "max MB"],
+                   growth)
     adds = sum(1 for _, k, s in res["writes"] if k == "add" and s in (200, 201))
     dels = sum(1 for _, k, s in res["writes"] if k == "delete" and s == 204)
     bad = [(k, s) for _, k, s in res["writes"] if s not in (200, 201, 204)]
@@ -464,8 +477,10 @@ def _print_soak(res: dict, args) -> None:
 
         fig, ax = plt.subplots(figsize=(8, 4))
         for p in pids:
-            pts = [(t / 60, d[p]) for t, d in samples if p in d]
-            ax.plot(*zip(*pts), label=names[p])
+            pts = [(t / 60, d[p][0]) for t, d in samples if p in d]
+            line = ax.plot(*zip(*pts), label=names[p])[0]
+            pts = [(t / 60, d[p][1]) for t, d in samples if p in d]
+            ax.plot(*zip(*pts), color=line.get_color(), ls="--", label=f"{names[p]}, anonymous")
         for t, k, s in res["writes"]:
             ax.axvline(t / 60, color="0.85", lw=0.6, zorder=0)
         ax.set_xlabel("minutes (grey: a track added or removed)")
@@ -499,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="each configuration this many times, interleaved")
     ap.add_argument("--soak", type=float, default=0.0, help="seconds of soak (default server, a writer adding tracks)")
     ap.add_argument("--writer-every", type=float, default=10.0, help="soak: seconds between two adds")
+    ap.add_argument("--writer-tracks", type=int, default=0,
+                    help="soak: the writer cycles over this many of the other files (default: all of them)")
     ap.add_argument("--sample-every", type=float, default=5.0, help="soak: seconds between two RSS samples")
     ap.add_argument("--plot", help="soak: write the RSS plot to this PNG")
     ap.add_argument("--seed", type=int, default=7)
