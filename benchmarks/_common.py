@@ -18,6 +18,18 @@ def git_commit() -> str:
         return "?"
 
 
+def library_or_demo(path) -> Path:
+    """``path``, else the demo music of ``songmine demo-corpus`` (in the user cache); a missing folder exits 2."""
+    from songmine.paths import demo_corpus_dir
+
+    library = Path(path) if path else demo_corpus_dir() / "library"
+    if not library.is_dir():
+        hint = "" if path else " (fetch the demo music with `songmine demo-corpus`, or pass --library DIR)"
+        print(f"{library}: no such folder{hint}", file=sys.stderr)
+        raise SystemExit(2)
+    return library
+
+
 def markdown_table(title: str, header: list[str], rows: list[list]) -> None:
     """Print a titled markdown table (flushed: long runs show each table as it is done)."""
     print(f"\n### {title}\n")

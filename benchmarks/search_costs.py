@@ -16,8 +16,10 @@ Reproduces the figures of docs/identify.md ("Search stages and scale", the
 Every pair gives the same results (checked here); the times are medians of
 ``--repeats`` runs, CPU time of this process::
 
-    PYTHONPATH=src python benchmarks/search_costs.py --index /tmp/scale/run/L1/large.idx \\
-        --clip /work/dev/corpus/library/wesnoth-1.16-music__the_city_falls.ogg
+    PYTHONPATH=src python benchmarks/search_costs.py --index INDEX --clip AUDIO_FILE
+
+(INDEX: e.g. the 1,000-hour index ``large_index.py`` builds, compacted; AUDIO_FILE:
+a file of one of its real tracks, e.g. a demo-corpus track.)
 """
 
 from __future__ import annotations
