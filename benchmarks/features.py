@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def plain_librosa(path):
-    """The 518 features, one librosa call per family (two STFTs, tuning estimated twice, the installed librosa's CQT)."""
+    """The 518 features, one librosa call per family (two STFTs, tuning estimated twice, librosa's own CQT)."""
     import librosa
     from scipy import stats
 

@@ -1,7 +1,7 @@
 """Instructions one indexing worker executes per file: this checkout against a git revision (valgrind).
 
-CPU seconds on a shared machine move by ±20 % from run to run; the count of executed instructions does not (it is the same on an
-idle and on a loaded machine). This runs ``fingerprint.index.build.fingerprint_file``
+CPU seconds on a shared machine move by ±20 % from run to run; the count of
+executed instructions does not (it is the same on an idle and on a loaded machine). This runs ``fingerprint.index.build.fingerprint_file``
 (what a worker does per file: sha256, decode, resample, fingerprint, tags)
 under ``valgrind --tool=callgrind`` for this checkout and for ``--reference
 REV`` (its ``src/songmine`` imported as ``songmine_ref``), plus FFmpeg's
