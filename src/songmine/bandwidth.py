@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .audio import info, load
 from .errors import DecodeError
 
 __all__ = ["effective_bandwidth", "bandwidth_of_samples", "BAND_HZ", "FLOOR_DB"]
@@ -59,8 +60,6 @@ def effective_bandwidth(path, *, seconds: float = 60.0, floor_db: float = FLOOR_
     DecodeError
         The file cannot be decoded.
     """
-    from .audio import info, load
-
     meta = info(path)
     total = float(meta.duration_s or 0.0)
     offset = max(0.0, (total - seconds) / 2) if total > seconds else 0.0

@@ -16,6 +16,7 @@ different audio, hence the shipped file.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -127,8 +128,6 @@ def synthesize(voice: str, wpm: int, pitch: int, text: str, *, espeak: str = "es
     SpeechUnavailable
         ``espeak-ng`` is not installed or failed.
     """
-    import io
-
     import soundfile as sf
     import soxr
 

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..audio import load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from .hashing import EMPTY, MinHasher, estimate_jaccard_many
 from .lsh import LSHConfig, LSHIndex, check_threshold
@@ -187,8 +188,6 @@ def peak_vector(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.ndarray:
 
 def track_peak_frames(source, config: SeedConfig = SeedConfig(), *, query: bool = False) -> np.ndarray:
     """Decode ``source`` (path/bytes/file) as the method does and return its peak frames."""
-    from ..audio import load
-
     offset = config.query_offset_s if query else config.offset_s
     try:
         y = load(source, sr=config.sr, mono=True, offset=offset, duration=config.duration_s)
