@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark scripts (run as ``python benchmarks/X.py``,
+"""Small functions shared by the benchmark scripts (run as ``python benchmarks/X.py``,
 so this folder is on ``sys.path``)."""
 
 from __future__ import annotations

@@ -146,10 +146,10 @@ class Audfprint(Peer):
 
     def __init__(self, source: Path, python: str, batch: int = 100, jobs: int = 1):
         self.script = Path(source) / "audfprint.py"
-        if not self.script.exists():
+        if not source or not self.script.exists():
             raise SystemExit(f"audfprint: {self.script} not found (--audfprint DIR or AUDFPRINT_DIR: "
                              "a checkout of dpwe/audfprint, outside this repository)")
-        if not Path(python).exists():
+        if not python or not Path(python).exists():
             raise SystemExit(f"audfprint: interpreter {python} not found (--peer-python or PEER_PYTHON: "
                              "a venv with numpy, scipy, docopt, joblib, psutil)")
         self.python = python
@@ -196,7 +196,7 @@ class Audfprint2(Audfprint):
     _line = re.compile(r"^(?:DEBUG:audfprint2:)?Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes")
 
     def __init__(self, exe: str, batch: int = 100, jobs: int = 1):
-        if not Path(exe).exists():
+        if not exe or not Path(exe).exists():
             raise SystemExit(f"audfprint2: {exe} not found (--audfprint2-bin or AUDFPRINT2_BIN: the `audfprint` "
                              "script of a venv where `pip install audfprint2` ran)")
         self.exe = exe
@@ -243,7 +243,7 @@ class Olaf(Peer):
     name = "olaf"
 
     def __init__(self, exe: str, batch: int = 20, jobs: int = 1):
-        if not Path(exe).exists():
+        if not exe or not Path(exe).exists():
             raise SystemExit(f"olaf: {exe} not found (--olaf-bin or OLAF_BIN: the `olaf_c` binary of Olaf's C core, "
                              "built outside this repository)")
         self.exe = exe
@@ -347,7 +347,7 @@ class Qfp(Peer):
     hop_s = 32 / 8000
 
     def __init__(self, python: str, batch: int = 50, jobs: int = 1):
-        if not Path(python).exists():
+        if not python or not Path(python).exists():
             raise SystemExit(f"qfp: interpreter {python} not found (--qfp-python or QFP_PYTHON: a venv where "
                              "`pip install qfp` ran)")
         self.python = python
@@ -725,7 +725,7 @@ def _load_report(d: dict, path: Path, cfg: EvalConfig, library: Path):
 def side_by_side(reports: dict, cfg: EvalConfig) -> str:
     names = list(reports)
     durs = cfg.durations
-    head = "| condition | dur | " + " | ".join(names) + " | best peer (PEERS.md) |"
+    head = "| condition | dur | " + " | ".join(names) + " | best peer (another corpus) |"
     lines = [head, "|---|---:|" + "---:|" * (len(names) + 1)]
     for cond in cfg.conditions:
         for d in durs:
@@ -785,11 +785,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sr", type=int, default=22050)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--peers", default="songmine,audfprint", help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp, chromaprint")
-    ap.add_argument("--audfprint", type=Path, default=Path(os.environ.get("AUDFPRINT_DIR", "/work/dev/peers/audfprint")))
-    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/dev/peers/venv/bin/python"))
-    ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", "/work/dev/peers/audfprint2-venv/bin/audfprint"))
-    ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", "/work/dev/peers/olaf/bin/olaf_core"))
-    ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", "/work/dev/peers/qfp-venv/bin/python"))
+    ap.add_argument("--audfprint", type=Path, default=os.environ.get("AUDFPRINT_DIR", ""),
+                    help="a checkout of audfprint (or AUDFPRINT_DIR)")
+    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", ""),
+                    help="the interpreter of audfprint's venv (or PEER_PYTHON)")
+    ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", ""),
+                    help="the audfprint script of a venv with audfprint2 (or AUDFPRINT2_BIN)")
+    ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", ""),
+                    help="the olaf_c binary of Olaf's C core (or OLAF_BIN)")
+    ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", ""),
+                    help="the interpreter of a venv with qfp (or QFP_PYTHON)")
     ap.add_argument("--fpcalc", default=os.environ.get("FPCALC", "fpcalc"),
                     help="Chromaprint's fpcalc (Debian: apt-get install libchromaprint-tools)")
     ap.add_argument("--chromaprint-margin", type=float, default=CHROMAPRINT_MARGIN,

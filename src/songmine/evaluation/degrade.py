@@ -5,8 +5,8 @@ every random one takes ``random_state`` (an int seed, a
 :class:`numpy.random.Generator` or ``None``), so a query set is reproducible
 from one seed. Audio is mono float32 at any rate ``sr``.
 
-The named conditions used by ``songmine eval`` (the same names as the peer
-measurements in ``PEERS.md``) are listed in :data:`CONDITIONS` and applied by
+The named conditions used by ``songmine eval`` (the base conditions carry the names
+of the peers' published measurements, ``evaluation/data/peers.json``) are listed in :data:`CONDITIONS` and applied by
 :func:`degrade`:
 
 =================  ==========================================================
@@ -102,7 +102,7 @@ __all__ = [
 
 RandomState = int | np.random.Generator | None
 
-#: The 13 conditions of the peer measurements (``PEERS.md``'s names).
+#: The 13 conditions of the peers' published measurements (``data/peers.json``), by their names.
 BASE_CONDITIONS: tuple[str, ...] = (
     "clean",
     "white15",
