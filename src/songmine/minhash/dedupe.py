@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import info, load
+from .. import audio
 from ..bandwidth import effective_bandwidth
 from ..errors import ParameterError, SongmineError
 from ..fingerprint.index import Index
@@ -243,8 +243,8 @@ def fingerprint_file(path, *, config: DedupeConfig = DedupeConfig(), fp_config=N
     """Decode ``path`` at the landmark rate and fingerprint it, with quality metadata."""
     fpc = fp_config or FingerprintConfig()
     p = os.fspath(path)
-    meta = info(p)
-    y = load(p, sr=fpc.sr, mono=True, max_duration=config.max_duration_s)
+    meta = audio.info(p)
+    y = audio.load(p, sr=fpc.sr, mono=True, max_duration=config.max_duration_s)
     parts = [fingerprint(y[int(s):], fpc) for s in config.shifts]  # loop over a few phase shifts
     h = np.concatenate([ph for ph, _ in parts])
     t = np.concatenate([pt for _, pt in parts])
@@ -579,7 +579,7 @@ def dedupe_index(
             if r.sha256 != file_sha256(r.path):
                 redo.append(r.path)
                 continue
-            meta = info(r.path)
+            meta = audio.info(r.path)
         except OSError as exc:
             skipped.append({"path": r.path, "error": f"{r.path}: {exc.strerror or exc}"})
             continue
