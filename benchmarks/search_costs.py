@@ -1,7 +1,7 @@
 """The three exact costs under the search control, each against its reference in the same run.
 
-Reproduces the figures of docs/identify.md ("Search stages and scale", the
-"three costs outside the control") on a big index (e.g. the compacted
+Reproduces the figures of docs/benchmarks.md ("The search at 1,000 hours", "Costs
+outside the control"; the design in docs/identify.md, "Search stages and scale") on a big index (e.g. the compacted
 1,000-hour index of ``large_index.py``), with a real dense query:
 
 * **fence search**: ``Segment.bounds`` (binary search inside each fence

@@ -189,7 +189,7 @@ def make_bank(path: str | os.PathLike[str], *, espeak: str = "espeak-ng") -> np.
     return bank
 
 
-if __name__ == "__main__":  # pragma: no cover - a maintainer's tool: python -m songmine.speech OUT.ogg
+if __name__ == "__main__":  # pragma: no cover - a maintainer's tool: python -m songmine.evaluation.speech OUT.ogg
     import sys
 
     make_bank(sys.argv[1] if len(sys.argv) > 1 else _BANK_FILE)
