@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark scripts (run as ``python benchmarks/X.py``,
+"""Small functions shared by the benchmark scripts (run as ``python benchmarks/X.py``,
 so this folder is on ``sys.path``)."""
 
 from __future__ import annotations
@@ -16,6 +16,18 @@ def git_commit() -> str:
         ).stdout.strip() or "?"
     except OSError:
         return "?"
+
+
+def library_or_demo(path) -> Path:
+    """``path``, else the demo music of ``songmine demo-corpus`` (in the user cache); a missing folder exits 2."""
+    from songmine.paths import demo_corpus_dir
+
+    library = Path(path) if path else demo_corpus_dir() / "library"
+    if not library.is_dir():
+        hint = "" if path else " (fetch the demo music with `songmine demo-corpus`, or pass --library DIR)"
+        print(f"{library}: no such folder{hint}", file=sys.stderr)
+        raise SystemExit(2)
+    return library
 
 
 def markdown_table(title: str, header: list[str], rows: list[list]) -> None:

@@ -30,7 +30,7 @@ Sections (each prints a table; ratios are against references measured in the sam
 
 Run::
 
-    PYTHONPATH=src python benchmarks/index_build.py --library /work/dev/corpus/library --jobs 2 --hours 1000
+    PYTHONPATH=src python benchmarks/index_build.py --library LIBRARY --jobs 2 --hours 1000
     PYTHONPATH=src nice -n 10 python benchmarks/index_build.py --jobs 2 --skip-lookup   # sections 1-2 only
     PYTHONPATH=src nice -n 10 python benchmarks/index_build.py --skip-build --reference 480d4f8 --repeat 3  # 1: before/now
 """
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import git_commit, library_or_demo, markdown_table
 
 
 
@@ -532,7 +532,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", default=None, help="folder of audio (default: the demo music)")
     ap.add_argument("--limit", type=int, default=None, help="index only the first N files")
     ap.add_argument("--stage-files", type=int, default=8,
                     help="files timed stage by stage (section 1), spread evenly over the library")
@@ -560,6 +560,7 @@ def main() -> None:
     from songmine.fingerprint.landmarks import FingerprintConfig
     from songmine.library import iter_audio_files
 
+    args.library = library_or_demo(args.library)
     files = list(iter_audio_files([args.library]))[: args.limit]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="songmine-bench-"))
     work.mkdir(parents=True, exist_ok=True)

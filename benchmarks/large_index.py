@@ -31,12 +31,13 @@ the same queries on the real index.
 Run::
 
     PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \\
-        --real-index /tmp/dev40.idx --work /tmp/large
+        --real-index REAL.idx --work WORK
 
 ``--before KEY=VALUE`` (repeatable; ``--before ''`` for the defaults) also
 times a second SearchConfig on the same queries, interleaved query by query
 in the same process, and adds the column "after / before" (CPU medians), e.g.
-the search control of session 2: ``--before warp=False --before
+the search control before the coarse stage had its lead, budget and warp
+knobs: ``--before warp=False --before
 coarse_max_hits=None --before lead_margin=None --before refine_margin=0``.
 
 ``--compare INDEX`` instead times a second large index on the same queries,
@@ -44,7 +45,7 @@ interleaved query by query, and adds the column "large / compare" (CPU
 medians): e.g. the index as built (many segments) against its compacted copy::
 
     PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \
-        --real-index /tmp/dev40.idx --work /tmp/L11 --reuse --no-compact --compare /tmp/L1/large.idx
+        --real-index REAL.idx --work WORK11 --reuse --no-compact --compare WORK1/large.idx
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import git_commit, library_or_demo, markdown_table
 
 
 
@@ -232,10 +233,11 @@ def summarise(label: str, res: list[dict], ref: dict[str, float] | None,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", default=None, help="folder of audio (default: the demo music)")
     ap.add_argument("--real-index", type=Path, default=None,
                     help="reuse this index of the eval split (built when missing)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/songmine-large"))
+    ap.add_argument("--work", type=Path, required=True,
+                    help="folder for the large index (about 1.6 GB per 1,000 hours) and the real one")
     ap.add_argument("--hours", type=float, default=1000.0)
     ap.add_argument("--segments", type=int, default=10, help="synthetic commits = segments (plus the real one)")
     ap.add_argument("--tracks", type=int, default=40)
@@ -274,7 +276,7 @@ def main() -> None:
     print(f"songmine {git_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
           f"{search}")
     conditions = tuple(args.conditions.split(","))
-    indexed, queries = make_queries(args.library, args.tracks, conditions, args.duration, args.queries,
+    indexed, queries = make_queries(library_or_demo(args.library), args.tracks, conditions, args.duration, args.queries,
                                     args.nonmember, args.seed, 11025)
     real = real_index(args.real_index, indexed, args.work, args.jobs)
     large = args.work / "large.idx"

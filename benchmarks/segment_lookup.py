@@ -7,7 +7,7 @@ jitter) at every speed of ``SearchConfig.speeds`` within the coarse hit budget
 within ``max_hits``. Each ``--index`` (e.g. the 11-segment and the compacted
 1,000-hour indexes of ``large_index.py``) answers the same hash sets with
 
-* **reference**: the lookup of session 3 (kept below, verbatim but for
+* **reference**: the lookup of ``480d4f8`` (kept below, verbatim but for
   names): per segment, two binary searches per key (``Segment.bounds``, plain
   ``np.searchsorted`` under 2,048 keys) and a scatter of the hits per segment;
 * **now**: ``Index.lookup``.
@@ -19,7 +19,7 @@ same too when the first index is the others compacted). Times are CPU
 medians per lookup, the two versions interleaved lookup by lookup::
 
     PYTHONPATH=src nice -n 10 python benchmarks/segment_lookup.py \\
-        --index /tmp/scale/run/L1/large.idx --index /tmp/scale/run/L11/large.idx
+        --index WORK1/large.idx --index WORK11/large.idx
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import git_commit, library_or_demo, markdown_table
 
-#: Thresholds of the reference (session 3's segments.py).
+#: Thresholds of the reference (segments.py of ``480d4f8``).
 _REF_FENCES_MIN = 1 << 22
 _REF_FENCED_MIN_KEYS = 2048
 
 
 def _reference_bounds(seg, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Session 3's ``Segment.bounds``: per side, fences then a binary search inside each window."""
+    """The reference's ``Segment.bounds``: per side, fences then a binary search inside each window."""
     h = seg.postings.hashes
     n = len(h)
     if seg.fences is None or n < _REF_FENCES_MIN or keys.shape[0] < _REF_FENCED_MIN_KEYS:
@@ -64,7 +64,7 @@ def _reference_bounds(seg, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reference_lookup(index, hashes, max_per_hash=None, max_hits=None):
-    """Session 3's ``Index.lookup`` (no removed tracks in these indexes)."""
+    """The reference's ``Index.lookup`` (no removed tracks in these indexes)."""
     from songmine.fingerprint.postings import rarest_within
 
     q = np.asarray(hashes, dtype=np.uint32).ravel()
@@ -144,7 +144,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", action="append", required=True, type=Path,
                     help="an index (repeatable); the first is the one the others must equal (e.g. the compacted)")
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", default=None, help="folder of audio for the query clips (default: the demo music)")
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3, help="passes over all lookups (medians over all)")
@@ -156,7 +156,7 @@ def main() -> None:
     from songmine.library import iter_audio_files
 
     keep_heap()  # as identify's processes do
-    files = list(iter_audio_files([args.library]))
+    files = list(iter_audio_files([library_or_demo(args.library)]))
     indexes = [Index(p) for p in args.index]
     qs = queries(files, indexes[0].config, args.clips, args.seconds, args.seed)
     first: list = []

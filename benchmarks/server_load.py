@@ -1,14 +1,13 @@
 """Load test of ``songmine serve`` on loopback: throughput, latency and where each request's CPU goes.
 
-    PYTHONPATH=src python benchmarks/server_load.py --library MUSIC [--tracks 10] [--clients 16]
+    PYTHONPATH=src python benchmarks/server_load.py [--library MUSIC] [--tracks 10] [--clients 16]
         [--seconds 60] [--clip-s 10] [--format wav] [--compare=--workers=1] [--rounds 2]
-    PYTHONPATH=src python benchmarks/server_load.py --library MUSIC --soak 600 [--writer-every 10]
-        [--writer-tracks 8]
-        [--plot rss.png]
+    PYTHONPATH=src python benchmarks/server_load.py [--library MUSIC] --soak 600 [--writer-every 10]
+        [--writer-tracks 8] [--plot rss.png]
     ... --baseline OLD/src [--baseline-args=--workers=2]   (an older revision in the same run)
 
-1. Indexes ``--tracks`` files of ``--library`` (a folder of audio, e.g.
-   ``"$(songmine demo-corpus --quiet)"``) into a temp dir and cuts
+1. Indexes ``--tracks`` files of ``--library`` (a folder of audio; by default
+   the demo music of ``songmine demo-corpus``) into a temp dir and cuts
    ``--n-clips`` query clips of ``--clip-s`` seconds at random offsets, encoded
    as ``--format`` (WAV as a program sends it, or WebM/Opus as browsers do).
 2. Reference, same run: ``load()`` + ``identify()`` of the same clips in this
@@ -68,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import git_commit, library_or_demo, markdown_table
 
 STAGES = ("receive", "decode", "resample", "fingerprint", "search", "respond")
 BOUNDARY = "songmine-load-7d1e"
@@ -497,7 +496,7 @@ def _print_soak(res: dict, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library", required=True, help="a folder of audio files")
+    ap.add_argument("--library", help="a folder of audio files (default: the demo music)")
     ap.add_argument("--tracks", type=int, default=10, help="tracks indexed before the run")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60.0, help="length of each load phase")
@@ -528,9 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     from songmine.library import iter_audio_files
 
     rng = random.Random(args.seed)
-    files = sorted(Path(p) for p in iter_audio_files([Path(args.library)]))
+    library = library_or_demo(args.library)
+    files = sorted(Path(p) for p in iter_audio_files([library]))
     if len(files) < args.tracks + (2 if args.soak else 0):
-        raise SystemExit(f"{args.library}: {len(files)} audio files, fewer than --tracks {args.tracks} (+2 for a soak)")
+        raise SystemExit(f"{library}: {len(files)} audio files, fewer than --tracks {args.tracks} (+2 for a soak)")
     rng.shuffle(files)
     base, extra = files[: args.tracks], files[args.tracks :]
     work = Path(tempfile.mkdtemp(prefix="songmine-load-"))

@@ -1,4 +1,4 @@
-"""The brief's onset-peak MinHash/LSH method: faithful features, fixed defects, honest limits."""
+"""The course's onset-peak MinHash/LSH method: faithful features, fixed defects, honest limits."""
 
 from __future__ import annotations
 

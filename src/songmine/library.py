@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS, info
+from .audio import AUDIO_EXTENSIONS, decoded_duration, info
 from .errors import ParameterError, SongmineError
 
 __all__ = ["iter_audio_files", "file_sha256", "ScanRow", "scan"]
@@ -74,8 +74,6 @@ def scan(
     duration) in constant memory, keeping no samples; without it only the
     container is read, which is instant.
     """
-    from .audio import decoded_duration
-
     files = list(iter_audio_files(paths))
     rows: list[ScanRow] = []
     for i, f in enumerate(files):

@@ -17,6 +17,7 @@ per process.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -278,8 +279,6 @@ def _resampy_filter(res_type: str) -> tuple[np.ndarray, int, float]:
 
     Read directly so that workers do not import resampy's numba kernels (≈1 s each).
     """
-    import importlib.util
-
     spec = importlib.util.find_spec("resampy")
     if spec is None or not spec.submodule_search_locations:
         raise ParameterError("the 'resampy' package (its filter tables) is required for FMA features")

@@ -1,4 +1,4 @@
-"""The typer app, its exit codes, and the helpers every verb shares.
+"""The typer app, its exit codes, and the functions every verb shares.
 
 Exit codes (the contract, docs/interfaces.md): 0 ran (for ``identify``: at
 least one clip matched, none failed); 1 ``identify`` only: no clip matched,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -614,10 +615,9 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
     if config.k is not None and config.k > n:
         raise ParameterError(f"k={config.k} must be <= the number of rows ({n})")
     step(f"reducing {n:,} × {X.shape[1]} features")
-    import warnings as _w
 
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         Z, red = reduce(X, columns=[str(c) for c in plan.columns], config=config.reduce)
     warn_msgs += [str(w.message) for w in caught]
     chooser = None

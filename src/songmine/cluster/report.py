@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from pathlib import Path
 
 import jinja2
@@ -76,7 +77,6 @@ def choose_k_figure(ch) -> str:
     ax = axes.flat[5]
     ax.axis("off")
     ax.text(0, 0.95, f"recommended k = {ch.recommended_k}", fontsize=13, weight="bold", va="top")
-    import textwrap
 
     ax.text(0, 0.75, "\n".join(textwrap.wrap(ch.reason, 42)), fontsize=8.5, va="top")
     fig.suptitle("Choosing k (red line: recommendation; orange: each method's vote)", fontsize=11)

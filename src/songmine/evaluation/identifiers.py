@@ -173,7 +173,7 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
 
 
 class SeedIdentifier:
-    """The brief's onset-peak MinHash/LSH method (:class:`songmine.minhash.onset.SeedIndex`), in memory.
+    """The course's onset-peak MinHash/LSH method (:class:`songmine.minhash.onset.SeedIndex`), in memory.
 
     Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
     ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked

@@ -202,7 +202,7 @@ def report_markdown(rep: EvalReport) -> str:
         f"Library `{rep.library}`: {rep.n_indexed} tracks indexed, {rep.n_held_out} held out; "
         f"{rep.n_queries} queries (seed {rep.config['seed']}), {rep.n_errors} errors; {rep.seconds:.0f} s.",
         "",
-        "## Top-1 accuracy % per condition × duration (n; best peer from PEERS.md)",
+        "## Top-1 accuracy % per condition × duration (n; best peer on another corpus, data/peers.json)",
         "",
         "| condition | " + " | ".join(f"{d:g} s" for d in durs) + " |",
         "|---|" + "---|" * len(durs),

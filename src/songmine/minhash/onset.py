@@ -1,4 +1,4 @@
-"""The original brief's song-identification method, reproduced faithfully (its defects fixed).
+"""The course's song-identification method, reproduced faithfully (its defects fixed).
 
 Pipeline, per track (the original notebook's parameters are the defaults of
 :class:`SeedConfig`):
@@ -11,7 +11,7 @@ Pipeline, per track (the original notebook's parameters are the defaults of
    avg 10, delta 0.5, wait 0.5 — librosa rounds ``wait`` up to 1 frame);
 4. a binary vector over the 431 frames, 1 at the peak frames; its set is the
    set of peak frame indices;
-5. MinHash with 100 random permutations of the 431 rows (the brief's shuffle
+5. MinHash with 100 random permutations of the 431 rows (the course's shuffle
    variant; ``variant="universal"`` uses universal hashing instead);
 6. LSH with 20 bands × 5 rows, **a separate table per band**.
 
@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..audio import load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from .hashing import EMPTY, MinHasher, estimate_jaccard_many
 from .lsh import LSHConfig, LSHIndex, check_threshold
@@ -73,7 +74,7 @@ _FORMAT_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class SeedConfig:
-    """Parameters of the brief's method; defaults are the original notebook's."""
+    """Parameters of the course method; defaults are the original notebook's."""
 
     sr: int = 22050
     offset_s: float = 1.0
@@ -187,8 +188,6 @@ def peak_vector(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.ndarray:
 
 def track_peak_frames(source, config: SeedConfig = SeedConfig(), *, query: bool = False) -> np.ndarray:
     """Decode ``source`` (path/bytes/file) as the method does and return its peak frames."""
-    from ..audio import load
-
     offset = config.query_offset_s if query else config.offset_s
     try:
         y = load(source, sr=config.sr, mono=True, offset=offset, duration=config.duration_s)
@@ -214,7 +213,7 @@ class SeedCandidate:
 
 
 class SeedQueryResult(QueryResult):
-    """The contract's record plus the brief's report: all LSH candidates and the chosen track."""
+    """The match record plus the course method's report: all LSH candidates and the chosen track."""
 
     candidates: list[dict] = []
     chosen: int | None = None
@@ -234,7 +233,7 @@ class _Track:
 
 
 class SeedIndex:
-    """Signatures + per-band LSH tables of the brief's method, for a set of tracks.
+    """Signatures + per-band LSH tables of the course method, for a set of tracks.
 
     Build with :meth:`add` / :meth:`add_files`, then :meth:`query`. Save and
     load with :meth:`save` / :meth:`load` (a folder of ``.npy`` arrays and a

@@ -42,9 +42,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..atomic import atomic_path
+from ..audio import load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
+from ..fingerprint.landmarks import FingerprintConfig, fingerprint
 from .hashing import EMPTY, MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold
 from ..records import Match, QueryResult
@@ -90,8 +93,6 @@ class SketchConfig:
 
 def _landmarks(y: np.ndarray, shifts: Sequence[int], fp_config) -> tuple[np.ndarray, np.ndarray]:
     """Hashes and anchor frames at each phase shift, united, sorted by time."""
-    from ..fingerprint.landmarks import fingerprint
-
     parts = [fingerprint(y[int(s):], fp_config) for s in shifts]  # a couple of phases
     h = np.concatenate([p[0] for p in parts])
     t = np.concatenate([p[1] for p in parts])
@@ -125,7 +126,6 @@ def window_signatures(
     n_win = max(1, n_blocks - blocks_per_window + 1)
     if n_blocks < blocks_per_window:
         return blocks.min(axis=0, keepdims=True)
-    from numpy.lib.stride_tricks import sliding_window_view
 
     return sliding_window_view(blocks, blocks_per_window, axis=0).min(axis=2)[:n_win]
 
@@ -144,8 +144,6 @@ class SketchIndex:
     """Window signatures + per-band LSH tables; :meth:`save` / :meth:`load` as ``.npy`` files."""
 
     def __init__(self, config: SketchConfig | None = None, fp_config=None) -> None:
-        from ..fingerprint.landmarks import FingerprintConfig
-
         self.config = config or SketchConfig()
         self.fp_config = fp_config or FingerprintConfig()
         self.hasher = MinHasher(self.config.n_perm, random_state=self.config.random_state)
@@ -185,8 +183,6 @@ class SketchIndex:
         self._lsh = None
 
     def add_files(self, paths: Iterable, *, progress: Callable[[int, int], None] | None = None) -> int:
-        from ..audio import load
-
         paths = list(paths)
         added = 0
         for i, p in enumerate(paths):  # loop over files
@@ -282,8 +278,6 @@ class SketchIndex:
         return QueryResult(query=query, matches=matches)
 
     def query_file(self, source, *, top: int = 1) -> QueryResult:
-        from ..audio import load
-
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<clip>")
         try:
             y = load(source, sr=self.fp_config.sr)
@@ -318,8 +312,6 @@ class SketchIndex:
 
     @classmethod
     def load(cls, folder) -> "SketchIndex":
-        from ..fingerprint.landmarks import FingerprintConfig
-
         folder = Path(folder)
         if not (folder / "meta.json").exists():
             raise IndexFormatError(f"{folder}: no sketch index here (missing meta.json); build it with --method sketch")

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ParameterError
+from ..paths import resolve_index_path
+from .guards import HostAllowList
 
 __all__ = ["ServerSettings", "settings_from_env", "TOKEN_ENV", "SETTINGS_ENV"]
 
@@ -146,7 +148,6 @@ class ServerSettings:
             raise ParameterError(f"top={self.top} must be <= 100")
         if self.max_header_bytes < 1024:
             raise ParameterError(f"max_header_bytes={self.max_header_bytes} must be >= 1024")
-        from .guards import HostAllowList
 
         try:
             HostAllowList(self.allowed_hosts)
@@ -177,8 +178,6 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServerSettings:
     Without ``SONGMINE_SERVER_SETTINGS``, serves the default index
     (:func:`songmine.paths.resolve_index_path`) with default limits.
     """
-    from ..paths import resolve_index_path
-
     env = os.environ if environ is None else environ
     raw = env.get(SETTINGS_ENV)
     known = {f.name for f in fields(ServerSettings)}

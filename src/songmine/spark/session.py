@@ -32,6 +32,7 @@ import socket
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -224,8 +225,6 @@ def _precheck(settings: SparkSettings) -> None:
 
 
 def _start(settings: SparkSettings) -> "SparkSession":
-    import warnings
-
     # pyspark warns on every DataFrame→pandas path that pandas 3 is "not fully supported";
     # songmine's Spark code moves data through Arrow/numpy, not pandas.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)

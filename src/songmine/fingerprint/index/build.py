@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -32,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from ...audio import info, load
 from ...errors import ParameterError, SongmineError, one_line
-from ..landmarks import FingerprintConfig
-from ...library import file_sha256
+from ..landmarks import FingerprintConfig, fingerprint
+from ...library import file_sha256, iter_audio_files
 from ...workers import pool
 from ..profiles import profile, supported
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
@@ -104,17 +106,15 @@ def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extra
     DecodeError
         When the file cannot be decoded.
     """
-    from ...audio import info, load
-
     if extractor is None:
-        from ..landmarks import fingerprint as extractor
+        extractor = fingerprint
     path = os.fspath(path)
     st = os.stat(path)
     sha = file_sha256(path)
-    return _fingerprint(path, sha, st, config, extractor, info, load)
+    return _fingerprint(path, sha, st, config, extractor)
 
 
-def _fingerprint(path, sha, st, config, extractor, info, load) -> NewTrack:
+def _fingerprint(path, sha, st, config, extractor) -> NewTrack:
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
@@ -138,17 +138,13 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> NewTrack:
 
 def _work(path: str) -> tuple[str, Any]:
     """Worker task: ``("known", (sha, size, mtime_ns))``, ``("ok", NewTrack)`` or ``("failed", reason)``."""
-    from ...audio import info, load
-
     try:
         st = os.stat(path)
         sha = file_sha256(path)
         if sha in _W["known"]:
             return "known", (sha, st.st_size, st.st_mtime_ns)
         extractor = _W["extractor"]
-        if extractor is None:
-            from ..landmarks import fingerprint as extractor
-        return "ok", _fingerprint(path, sha, st, _W["config"], extractor, info, load)
+        return "ok", _fingerprint(path, sha, st, _W["config"], fingerprint if extractor is None else extractor)
     except SongmineError as exc:
         return "failed", one_line(exc)
     except OSError as exc:
@@ -211,8 +207,6 @@ def index_files(
     IndexingInterrupted
         On Ctrl-C, after committing the files already fingerprinted.
     """
-    from ...library import iter_audio_files
-
     if jobs is None:
         jobs = os.cpu_count() or 1
     if not isinstance(jobs, int) or jobs < 1:
@@ -375,20 +369,14 @@ def _preload(extractor: Extractor | None) -> None:
     instead of each importing them again (~0.5 CPU-second per worker: a few %
     of a short run). Nothing to gain with ``spawn``/``forkserver``: skipped.
     """
-    import multiprocessing
-
     if multiprocessing.get_start_method() != "fork":  # what ProcessPoolExecutor will use
         return
     import av  # noqa: F401
     import soxr  # noqa: F401
 
-    from ... import audio  # noqa: F401
-
     if extractor is None:
         import scipy.fft  # noqa: F401
         import scipy.ndimage  # noqa: F401
-
-        from .. import landmarks  # noqa: F401
 
 
 def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str]):

@@ -44,7 +44,7 @@ import numpy as np
 from ...errors import IndexCorruptError, IndexFormatError, ParameterError, SongmineError
 from ...methods import DEFAULT_METHOD, Method, get_method, method_of_config, register_method, resolve
 from ..postings import Postings, rarest_within
-from ..profiles import PROFILE_VERSION
+from ..profiles import PROFILE_VERSION, Profile, n_bands
 from .schema import (
     CATALOG_NAME,
     FORMAT_VERSION,
@@ -480,8 +480,6 @@ class Index:
         IndexCorruptError
             When the stored profile fails its checksum.
         """
-        from ..profiles import Profile, n_bands
-
         with self._mutex:
             row = self._conn.execute(
                 "SELECT data, checksum FROM profiles WHERE track_id = ? AND version = ?", (int(track_id), PROFILE_VERSION)
