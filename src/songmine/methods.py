@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError
+from .extras import require
 
 __all__ = [
     "Method", "METHODS", "DEFAULT_METHOD", "get_method", "register_method", "make_identifier", "method_of_config",
@@ -52,6 +53,8 @@ class Method:
         That sub-folder's name.
     indexable : bool
         Whether ``songmine index`` / ``identify`` accept the method.
+    extra : str or None
+        The optional extra (:mod:`songmine.extras`) the method needs; None: the core has it.
     """
 
     name: str
@@ -61,6 +64,12 @@ class Method:
     folder_index: str | None = None
     folder: str | None = None
     indexable: bool = True
+    extra: str | None = None
+
+    def require(self) -> None:
+        """Raise :class:`~songmine.errors.MissingExtraError` unless the method's extra is installed."""
+        if self.extra is not None:
+            require(self.extra, f"the {self.name} method")
 
 
 METHODS: dict[str, Method] = {
@@ -74,7 +83,7 @@ METHODS: dict[str, Method] = {
                "songmine.evaluation.identifiers:MemoryLandmarkIdentifier", indexable=False),
         Method("seed", "the original course method: onset-peak bit vectors, MinHash, LSH",
                "songmine.minhash.onset:SeedConfig", "songmine.evaluation.identifiers:SeedIdentifier",
-               folder_index="songmine.minhash.onset:SeedIndex", folder="seed"),
+               folder_index="songmine.minhash.onset:SeedIndex", folder="seed", extra="features"),
         Method("sketch", "MinHash sketches of landmark windows, LSH",
                "songmine.minhash.sketch:SketchConfig", "songmine.evaluation.identifiers:SketchIdentifier",
                folder_index="songmine.minhash.sketch:SketchIndex", folder="sketch"),
@@ -149,9 +158,12 @@ def make_identifier(name: str, *, index_path: Path | None = None, options: Mappi
     ------
     ParameterError
         Unknown method, one that cannot be evaluated, or one not available in this installation.
+    MissingExtraError
+        The method needs an extra that is not installed.
     """
     method = get_method(name)
     if method.identifier is None:
         raise ParameterError(f"method {name!r} cannot be evaluated")
+    method.require()
     factory: Callable[..., Any] = resolve(method.identifier)
     return factory(index_path, dict(options or {}))

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from ..atomic import atomic_path
 from ..errors import DataError, ParameterError
+from ..extras import require
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

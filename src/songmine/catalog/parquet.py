@@ -15,6 +15,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..extras import require
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 

@@ -29,6 +29,7 @@ def folder_method(name: str) -> Method:
         raise fail(str(exc), EXIT_USAGE) from None
     if not m.indexable:
         raise fail(f"--method {name!r} cannot index or identify (evaluation only)", EXIT_USAGE)
+    m.require()  # its extra (MissingExtraError: one line, exit 2)
     return m
 
 

@@ -8,6 +8,7 @@ internal error (traceback in the crash log, one line shown).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import traceback
@@ -19,6 +20,7 @@ import typer
 
 from .. import __version__
 from ..errors import one_line
+from ..extras import as_missing_extra, require
 
 EXIT_OK = 0
 EXIT_NO_MATCH = 1
@@ -183,6 +185,25 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
         yield update
 
 
+def needs_extra(extra: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a verb as needing the optional ``extra``: checked before the verb runs.
+
+    Without it the verb says so in one line naming the extra (``pip install
+    'songmine[cluster]'``) and exits 2; ``--help`` works regardless.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def verb(*args: Any, **kwargs: Any) -> Any:
+            require(extra, what)
+            return fn(*args, **kwargs)
+
+        verb.songmine_extra = extra  # type: ignore[attr-defined]  (read by tests and docs)
+        return verb
+
+    return decorate
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``message`` as one line on stderr and return the Exit to raise."""
     typer.echo(f"songmine: error: {printable(message)}", err=True)
@@ -220,14 +241,38 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USAGE
     except BrokenPipeError:
         code = EXIT_OK
+    except ImportError as exc:  # an extra's package that no require() guarded, or a broken install of one
+        missing = as_missing_extra(exc, _verb_name(command, argv))
+        if missing is None:
+            code = _internal_error(exc)
+        else:
+            typer.echo(f"songmine: error: {printable(one_line(missing))}", err=True)
+            code = EXIT_USAGE
     except Exception as exc:  # a bug: keep the traceback, show one line
-        log_path = write_crash_log()
-        typer.echo(
-            f"songmine: internal error: {type(exc).__name__}: {printable(one_line(exc))} (traceback in {log_path})",
-            err=True,
-        )
-        code = EXIT_INTERNAL
+        code = _internal_error(exc)
     return code
+
+
+def _verb_name(command: Any, argv: list[str] | None) -> str:
+    """``songmine cluster run`` out of the command line (the verb's words, not its options and arguments)."""
+    words = ["songmine"]
+    for a in argv if argv is not None else sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(a)
+        if sub is None:
+            break
+        words.append(a)
+        command = sub
+    return " ".join(words)
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug: the traceback goes to the crash log, one line to stderr; exit 70."""
+    log_path = write_crash_log()
+    typer.echo(
+        f"songmine: internal error: {type(exc).__name__}: {printable(one_line(exc))} (traceback in {log_path})",
+        err=True,
+    )
+    return EXIT_INTERNAL
 
 
 def write_crash_log() -> str:

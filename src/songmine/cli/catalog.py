@@ -9,7 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..atomic import atomic_path
-from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
+from ..extras import require
+from ._app import (
+    JsonOption, app, emit_json, fail, needs_extra, out_console, print_skipped, printable, progress_bar,
+)
 
 catalog_app = typer.Typer(
     help="FMA catalogue tables: load, validate, merge.",
@@ -20,6 +23,7 @@ app.add_typer(catalog_app, name="catalog")
 
 
 @catalog_app.command("merge")
+@needs_extra("catalog", "songmine catalog merge")
 def merge_cmd(
     source: Annotated[Path, typer.Argument(help="A directory with tracks/features/echonest.csv, or fma_metadata.zip.")],
     no_echonest: Annotated[
@@ -68,6 +72,7 @@ def merge_cmd(
 
 
 @catalog_app.command("cache")
+@needs_extra("catalog", "songmine catalog cache")
 def cache_cmd(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete the entries no load will read again (stale, orphan, old format).")
@@ -113,6 +118,7 @@ def cache_cmd(
 
 
 @app.command("features")
+@needs_extra("features", "songmine features")
 def features_cmd(
     directory: Annotated[
         Optional[Path], typer.Argument(help="Music folder (walked recursively); track_id = path relative to it.")
@@ -153,6 +159,10 @@ def features_cmd(
 
     if (directory is None) == (index is None):
         raise fail("give a music folder DIR or --index P (one of them)")
+    if engine not in ("local", "spark"):
+        raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
+    if engine == "spark":
+        require("spark", "songmine features --engine spark")
     items = _feature_inputs(directory, index)
     if not items:
         raise fail(f"no audio files found in {directory or index}")
@@ -170,8 +180,6 @@ def features_cmd(
         _write_tracks_csv(df, {**prev_tags, **tags}, tracks_path)
 
     t0 = time.perf_counter()
-    if engine not in ("local", "spark"):
-        raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
     if decoder not in ("pyav", "ffmpeg"):
         raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")
     with progress_bar("features", enabled=not json_out) as progress:

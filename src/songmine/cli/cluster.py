@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import JsonOption, app, emit_json, err_console, out_console, printable
+from ..extras import require
+from ._app import JsonOption, app, emit_json, err_console, needs_extra, out_console, printable
 
 cluster_app = typer.Typer(
     name="cluster",
@@ -42,6 +43,7 @@ def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, me
 
 
 @cluster_app.command("choose-k")
+@needs_extra("cluster", "songmine cluster choose-k")
 def choose_k_cmd(
     table: TableArg,
     k_range: Annotated[str, typer.Option("--k-range", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
@@ -58,6 +60,8 @@ def choose_k_cmd(
     and recommend one, with the reason."""
     from ..cluster.choose_k import ChooseKConfig, choose_k, parse_k_range
 
+    if engine == "spark":
+        require("spark", "songmine cluster choose-k --engine spark")
     ks = tuple(parse_k_range(k_range))
     _, Z, red, plan = _prepare(table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance,
                                method=reduce_method)
@@ -102,6 +106,7 @@ def _choose_png(res) -> str:
 
 
 @cluster_app.command("run")
+@needs_extra("cluster", "songmine cluster run")
 def run_cmd(
     table: TableArg,
     k: Annotated[Optional[int], typer.Option("--k", help="Number of clusters (default: chosen by choose-k).")] = None,
@@ -139,6 +144,7 @@ def run_cmd(
         raise ParameterError(f"--engine {engine!r} must be 'local' or 'spark'")
     eng: object = engine
     if engine == "spark":
+        require("spark", "songmine cluster run --engine spark")
         from ..cluster.engines import get_engine
 
         eng = get_engine("spark", **({"master": master} if master else {}))

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..extras import require
 from ._app import EXIT_USAGE, JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
 
 
@@ -69,6 +70,8 @@ def eval_cmd(
 
     if not library.exists():
         raise fail(f"{library}: no such file or directory")
+    if plot is not None:  # before the work, not after it
+        require("eval", "songmine eval --plot", modules=("matplotlib",))
     opts: dict[str, str] = {}
     for kv in option or []:
         k, eq, v = kv.partition("=")

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from ._app import JsonOption, app, emit_json, fail, printable
+from ._app import JsonOption, app, emit_json, fail, needs_extra, printable
 
 
 @app.command("serve")
+@needs_extra("server", "songmine serve")
 def serve(
     index: Annotated[
         Path | None, typer.Option("--index", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
@@ -62,11 +63,6 @@ def serve(
     from ..paths import resolve_index_path
     from ..server.settings import TOKEN_ENV, ServerSettings
 
-    try:
-        import uvicorn  # noqa: F401
-        import fastapi  # noqa: F401
-    except ImportError as exc:
-        raise fail(f"the web service needs the server extra: pip install 'songmine[server]' ({exc.name} missing)")
     if (tls_cert is None) != (tls_key is None):
         raise fail("--tls-cert and --tls-key go together")
     for p in (tls_cert, tls_key):

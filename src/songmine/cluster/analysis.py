@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, ParameterError
+from ..extras import require
 from .choose_k import ChooseKConfig, ChooseKResult, choose_k, silhouette_score
 from .data import clean_features, feature_columns, find_column, norm_name
 from .kmeans import KMeans
 from .reduce import ReduceConfig, Reduction, reduce
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["RunConfig", "ClusterAnalysis", "Variable", "run", "quartiles", "categorize", "pivot_by_column",
            "informative_variables",

@@ -42,8 +42,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError
+from ..extras import require
 from ..random_state import check_random_state
 from .kmeans import KMeans, check_array
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["ChooseKConfig", "ChooseKResult", "choose_k", "silhouette_score", "calinski_harabasz_score",
            "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range"]

@@ -16,8 +16,11 @@ import warnings
 import numpy as np
 
 from ..errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from ..extras import require
 from ..random_state import check_random_state
 from .engines import Engine, assign, get_engine
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["KMeans", "kmeans_plusplus", "random_init", "check_array"]
 

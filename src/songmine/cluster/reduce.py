@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError, ParameterError
+from ..extras import require
 from .engines import limit_blas_threads
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["ReduceConfig", "Reduction", "reduce", "randomized_svd"]
 

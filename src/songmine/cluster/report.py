@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import require
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
+
 __all__ = ["render_html", "write_report", "figures", "choose_k_figure"]
 
 _CSS = """

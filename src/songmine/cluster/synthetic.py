@@ -28,6 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..catalog.schema import ECHONEST_AUDIO_FEATURES, FEATURE_FAMILIES, FEATURE_STATISTICS
+from ..extras import require
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["make_fma_like", "SyntheticCatalog", "FMA_GENRES", "feature_names", "write_fma_csvs", "PlantedFMA",
            "synthetic_genres"]

@@ -52,6 +52,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
+from ..extras import require
 from .hashing import EMPTY, MinHasher, estimate_jaccard_many
 from .lsh import LSHConfig, LSHIndex, check_threshold
 from ..records import Match, QueryResult
@@ -150,7 +151,13 @@ def onset_peak_frames(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.nd
     -------
     np.ndarray [shape=(n_peaks,), dtype=int64], sorted, all ``< config.n_frames``.
     Silence or audio shorter than one hop gives an empty array.
+
+    Raises
+    ------
+    MissingExtraError
+        librosa (the ``features`` extra) is not installed.
     """
+    require("features", "the seed method", modules=("librosa",))
     import librosa
 
     y = np.asarray(y, dtype=np.float32)
