@@ -242,21 +242,21 @@ def _progress_lines(description: str) -> Iterator[Callable[[int, int], None]]:
     t0 = time.monotonic()
     last = {"at": t0, "shown": None, "state": None}
 
-    def line(done: int, total: int) -> None:
+    def line(done: int, total: int, now: float) -> None:
         pct = f" ({100 * done / total:.0f} %)" if total else ""
-        print(f"{description}: {done}/{total}{pct}, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        print(f"{description}: {done}/{total}{pct}, {now - t0:.0f} s", file=sys.stderr, flush=True)
         last["shown"] = (done, total)
 
     def update(done: int, total: int) -> None:
-        last["state"] = (done, total)
         now = time.monotonic()
+        last["state"] = (done, total)
         if now - last["at"] >= PROGRESS_EVERY_S:
             last["at"] = now
-            line(done, total)
+            line(done, total, now)
 
     yield update
     if last["state"] is not None and last["shown"] != last["state"]:
-        line(*last["state"])  # where it ended
+        line(*last["state"], time.monotonic())  # where it ended
 
 
 def needs_extra(extra: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -11,7 +11,7 @@ import typer
 from ..atomic import atomic_path
 from ..extras import require
 from ._app import (
-    JsonOption, app, emit_json, fail, needs_extra, out_console, print_skipped, printable, progress_bar,
+    JobsOption, JsonOption, app, emit_json, fail, needs_extra, out_console, print_skipped, printable, progress_bar,
 )
 
 catalog_app = typer.Typer(
@@ -124,12 +124,12 @@ def features_cmd(
         Optional[Path], typer.Argument(help="Music folder (walked recursively); track_id = path relative to it.")
     ] = None,
     index: Annotated[
-        Optional[Path], typer.Option("--index", help="Use the files of a songmine index (track_id = its ids).")
+        Optional[Path], typer.Option("--index", metavar="DIR", help="Use the files of a songmine index (track_id = its ids).")
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="features.csv to write (FMA 3-header layout); tracks.csv goes beside it.")
     ] = Path("features.csv"),
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = max(1, (__import__("os").cpu_count() or 1)),
+    jobs: JobsOption = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Recompute everything instead of resuming from an existing output.")
     ] = False,
@@ -156,6 +156,7 @@ def features_cmd(
     import time
 
     from ..catalog.features import extract_folder, write_features_csv
+    from ..workers import default_jobs
 
     if (directory is None) == (index is None):
         raise fail("give a music folder DIR or --index P (one of them)")
@@ -179,6 +180,7 @@ def features_cmd(
         write_features_csv(df, output)
         _write_tracks_csv(df, {**prev_tags, **tags}, tracks_path)
 
+    jobs = jobs or default_jobs()
     t0 = time.perf_counter()
     if decoder not in ("pyav", "ffmpeg"):
         raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")

@@ -46,7 +46,7 @@ def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, me
 @needs_extra("cluster", "songmine cluster choose-k")
 def choose_k_cmd(
     table: TableArg,
-    k_range: Annotated[str, typer.Option("--k-range", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
+    k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the k-selection plot (PNG) here.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
@@ -109,8 +109,9 @@ def _choose_png(res) -> str:
 @needs_extra("cluster", "songmine cluster run")
 def run_cmd(
     table: TableArg,
-    k: Annotated[Optional[int], typer.Option("--k", help="Number of clusters (default: chosen by choose-k).")] = None,
-    k_range: Annotated[str, typer.Option("--k-range", help="k values tried when --k is not given.")] = "2..15",
+    k: Annotated[Optional[int], typer.Option("--k", "-k", metavar="K",
+                                             help="Number of clusters (default: chosen by choose-k).")] = None,
+    k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="k values tried when --k is not given.")] = "2..15",
     engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
     master: Annotated[Optional[str], typer.Option("--master", help="Spark master URL (with --engine spark).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,

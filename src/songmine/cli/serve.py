@@ -14,7 +14,7 @@ from ._app import JsonOption, app, emit_json, fail, needs_extra, printable
 @needs_extra("server", "songmine serve")
 def serve(
     index: Annotated[
-        Path | None, typer.Option("--index", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
+        Path | None, typer.Option("--index", metavar="DIR", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
     ] = None,
     host: Annotated[
         str, typer.Option(help="Address to bind. 127.0.0.1 = this machine only; 0.0.0.0 = the whole network.")
@@ -27,7 +27,7 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest query upload, MB (larger → 413).")] = 20.0,
     max_query_s: Annotated[float, typer.Option(min=0.1, help="Longest query clip, seconds (longer → 422).")] = 60.0,
-    top: Annotated[int, typer.Option(min=1, max=100, help="Matches returned per query.")] = 5,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, max=100, help="Matches returned per query.")] = 5,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin cross-site (repeatable; off by default).")
     ] = None,

@@ -1,0 +1,123 @@
+"""``songmine identify`` as a user meets it: folders of clips, whole files, the speed found, and the seed
+method's candidates with a threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from songmine.audio import load
+from songmine.cli._app import main
+from songmine.records import Match
+
+pytestmark = pytest.mark.corpus
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def library(real_cuts, tmp_path_factory) -> tuple[Path, Path]:
+    """A landmark index of four real cuts: (index, folder of the cuts)."""
+    root = tmp_path_factory.mktemp("identify")
+    lib = root / "lib"
+    lib.mkdir()
+    for c in real_cuts[:4]:
+        (lib / c.name).symlink_to(c)
+    ix = root / "ix"
+    assert main(["index", str(lib), "--index", str(ix), "-j", "1"]) == 0
+    return ix, lib
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_folder_of_clips_is_walked_like_a_library(library, real_cuts, tmp_path, capsys):
+    ix, _ = library
+    clips = tmp_path / "clips"
+    (clips / "sub").mkdir(parents=True)
+    for i, c in enumerate(real_cuts[:3]):
+        sf.write((clips if i else clips / "sub") / f"clip{i}.wav", load(c, sr=SR, offset=8.0 + i, duration=5.0), SR)
+    (clips / "notes.txt").write_text("not audio: not walked")
+    code, out, _ = run(capsys, "identify", str(clips), "--index", str(ix), "--json")
+    records = json.loads(out)
+    assert code == 0 and [Path(r["query"]).name for r in records] == ["clip1.wav", "clip2.wav", "clip0.wav"]
+    for r in records:
+        want = real_cuts[int(Path(r["query"]).stem[-1])].name
+        assert Path(r["matches"][0]["path"]).name == want
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, _ = run(capsys, "identify", str(empty), "--index", str(ix), "--json")
+    assert code == 2 and "no audio files" in json.loads(out)[0]["error"]
+
+
+def test_max_duration_refuses_long_clips_by_default_and_0_matches_whole_files(library, real_cuts, tmp_path, capsys):
+    ix, _ = library
+    whole = tmp_path / "long.flac"  # 90 s: three cuts end to end, the first one indexed
+    sf.write(whole, np.concatenate([load(c, sr=SR) for c in (real_cuts[0], real_cuts[4], real_cuts[5])]), SR)
+    code, out, _ = run(capsys, "identify", str(whole), "--index", str(ix), "--json")
+    assert code == 2 and "limit of 60 s" in json.loads(out)[0]["error"]
+    code, out, _ = run(capsys, "identify", str(whole), "--index", str(ix), "--max-duration", "0", "--json")
+    match = json.loads(out)[0]["matches"][0]
+    assert code == 0 and Path(match["path"]).name == real_cuts[0].name and abs(match["offset_s"]) < 0.1
+    code, out, _ = run(capsys, "identify", str(whole), "--index", str(ix), "--max-duration", "100", "--json")
+    assert code == 0
+
+
+@pytest.mark.parametrize("factor", [1.04, 0.96])
+def test_the_speed_a_clip_plays_at_is_reported(library, real_cuts, tmp_path, capsys, factor):
+    from songmine.evaluation.degrade import change_speed
+
+    ix, _ = library
+    clip = tmp_path / f"sped{factor}.wav"
+    sf.write(clip, change_speed(load(real_cuts[2], sr=SR, offset=10.0, duration=8.0), SR, factor), SR)
+    code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix), "--json")
+    m = json.loads(out)[0]["matches"][0]
+    assert code == 0 and Path(m["path"]).name == real_cuts[2].name
+    assert m["speed"] == pytest.approx(factor, abs=0.015)
+    code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix))
+    assert f"{m['speed']:.2f}×" in out
+    assert Match.model_fields["speed"].default == 1.0, "a new field with a default: older clients keep working"
+
+
+def test_threshold_for_the_landmark_method_is_the_confidence(library, real_cuts, tmp_path, capsys):
+    ix, _ = library
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, load(real_cuts[1], sr=SR, offset=3.0, duration=3.0), SR)
+    code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix), "--json")
+    conf = json.loads(out)[0]["matches"][0]["confidence"]
+    assert code == 0 and conf > 0.5
+    assert run(capsys, "identify", str(clip), "--index", str(ix), "--threshold", "1.0")[0] in (0, 1)
+    code, _, err = run(capsys, "identify", str(clip), "--index", str(ix), "--threshold", "1.5")
+    assert code == 2 and "--threshold" in err
+
+
+def test_seed_shows_its_best_candidates_and_marks_those_below_the_threshold(real_cuts, tmp_path, capsys):
+    pytest.importorskip("librosa")
+    ix = tmp_path / "ix"
+    assert main(["index", *map(str, real_cuts[:4]), "--index", str(ix), "--method", "seed", "-j", "1"]) == 0
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i, c in enumerate(real_cuts[:4]):  # 5 s where the method looks: part of the indexed window's peaks
+        sf.write(clips / f"c{i}.wav", load(c, sr=SR, offset=1.0, duration=5.0), SR)
+    capsys.readouterr()
+    code, out, _ = run(capsys, "identify", str(clips), "--index", str(ix), "--method", "seed", "--json")
+    found = [r for r in json.loads(out) if r["candidates"]]
+    assert found, "some 5-s clip shares an LSH band with its track"
+    partial = [r for r in found if r["candidates"][0]["jaccard"] < 0.95]
+    assert partial, [r["candidates"][0]["jaccard"] for r in found]
+    assert all(r["matches"] for r in partial), "above the default threshold 0.2: matches"
+    code, out, _ = run(capsys, "identify", str(clips), "--index", str(ix), "--method", "seed", "--threshold",
+                       "0.95", "--json")
+    strict = {r["query"]: r for r in json.loads(out)}
+    for r in partial:
+        s = strict[r["query"]]
+        assert s["matches"] == [] and s["threshold"] == 0.95 and s["candidates"][0]["jaccard"] < 0.95
+    code, out, _ = run(capsys, "identify", str(clips), "--index", str(ix), "--method", "seed", "--threshold", "0.95")
+    assert "below 0.95" in out and "no match (no candidate reaches the threshold 0.95)" in out
+    assert f"{partial[0]['candidates'][0]['jaccard']:.3f}" in out
