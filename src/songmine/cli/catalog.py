@@ -245,7 +245,8 @@ def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[st
         root = directory.expanduser()
         if not root.is_dir():
             raise fail(f"{root}: not a directory")
-        return {Path(p).resolve().relative_to(root.resolve()).as_posix(): str(p) for p in iter_audio_files([root])}
+        # ids as walked (a file reached through a symlinked folder: "linked/song.mp3"), never resolved
+        return {Path(p).relative_to(root).as_posix(): str(p) for p in iter_audio_files([root])}
     try:
         from ..fingerprint.index import Index  # type: ignore[attr-defined]
     except ImportError:

@@ -281,7 +281,7 @@ class Index:
     @_guarded
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None,
                  _salvage: bool = False):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         # salvage (songmine verify): damaged segments are left out of the snapshot and listed here
         self._salvage = _salvage
         self.damaged: dict[str, str] = {}
