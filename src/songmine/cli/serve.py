@@ -51,6 +51,10 @@ def serve(
     send_timeout_s: Annotated[
         float, typer.Option(min=0.1, help="Seconds a client may read nothing of its response before it is dropped.")
     ] = 30.0,
+    hide_paths: Annotated[
+        bool, typer.Option("--hide-paths", help="Show clients each track's file name, not its path on this machine "
+                                                "(matches, tracks, error details).")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Serve the index over HTTP: the page at /, the API at /api, OpenAPI docs at /docs.
@@ -82,6 +86,7 @@ def serve(
         header_timeout_s=header_timeout_s,
         keep_alive_s=keep_alive_s,
         send_timeout_s=send_timeout_s,
+        expose_paths=not hide_paths,
     )
     _check_index(settings.index_path)
     scheme = "https" if tls_cert else "http"
@@ -95,6 +100,9 @@ def serve(
         if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
             typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
                        "(see --tls-cert in docs/server.md)", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and not hide_paths:
+            typer.echo("songmine: note: clients see each track's path on this machine; --hide-paths shows "
+                       "file names only", err=True)
     _run(settings, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
 
 
