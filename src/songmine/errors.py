@@ -94,8 +94,14 @@ class MissingExtraError(SongmineError, ImportError):
         self.name = self.missing[0] if self.missing else None  # ImportError's: the module not found
 
 
-class NotFittedError(SongmineError, AttributeError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(SongmineError, ValueError, AttributeError):
+    """An estimator was used before ``fit``.
+
+    The builtin bases are scikit-learn's (``ValueError``, ``AttributeError``).
+    :class:`songmine.cluster.KMeans` raises a subclass that *is* scikit-learn's
+    ``NotFittedError`` too; this module does not import scikit-learn (every
+    verb imports it, most need no scikit-learn).
+    """
 
 
 class DataError(SongmineError, ValueError):
