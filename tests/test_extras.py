@@ -1,8 +1,8 @@
 """The light install: the core works without any extra, and whatever needs one says which, in one line.
 
 The packages of an extra are blocked in a child process (``sys.modules[name] = None``: ``import name``
-then fails as if it were not installed), so these tests run in the dev environment; the fresh-venv
-test at the end installs the core alone and identifies a clip with it (slow).
+then fails as if it were not installed), so these tests run in the dev environment;
+``tests/test_fresh_install.py`` installs the core alone in a new venv and identifies a clip with it.
 """
 
 from __future__ import annotations
@@ -224,32 +224,3 @@ def test_index_identify_dedupe_and_scan_work_without_any_extra(real_cuts, tmp_pa
                  ("verify", "--index", str(ix)), ("index", str(lib), "--index", str(ix), "--method", "sketch")):
         r = cli_without(ALL_EXTRA_MODULES, *argv)
         assert r.returncode == 0, (argv, r.stderr)
-
-
-# ------------------------------------------------------------------ a real core install
-
-
-@pytest.mark.slow
-@pytest.mark.corpus
-def test_a_fresh_core_install_identifies_a_clip(real_cuts, tmp_path):
-    """``pip install .`` (no extra) into a new venv, then index and identify with its ``songmine``."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], capture_output=True, text=True,
-                         timeout=1200, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    assert pip.returncode == 0, pip.stderr[-3000:]
-    freeze = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=json"], capture_output=True, text=True,
-                            check=True).stdout
-    installed = {p["name"].lower() for p in json.loads(freeze)}
-    assert installed.isdisjoint({"librosa", "numba", "pandas", "pyarrow", "scikit-learn", "matplotlib"}), installed
-    songmine = str(venv / "bin" / "songmine")
-    ix = tmp_path / "ix"
-    r = subprocess.run([songmine, "index", *map(str, real_cuts[:3]), "--index", str(ix), "-j", "1"],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    r = subprocess.run([songmine, "identify", str(real_cuts[2]), "--index", str(ix), "--json"],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)[0]["matches"][0]["path"].endswith(real_cuts[2].name)
-    r = subprocess.run([songmine, "cluster", "run", "t.csv"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and "pip install 'songmine[cluster]'" in r.stderr, r.stderr
