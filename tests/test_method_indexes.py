@@ -161,6 +161,11 @@ def test_a_missing_method_index_is_a_clear_error(tmp_path, capsys, synth_music):
     code = main(["identify", str(clip), "--index", str(tmp_path / "nothing"), "--method", "sketch"])
     assert code == 2 and "no sketch index here" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["index", str(empty), "--index", str(tmp_path / "nothing"), "--method", "sketch"])
+    assert code == 2 and "no index was created" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists(), "a first run that adds nothing leaves no folder behind"
 
 
 def test_payload_functions_match_the_in_memory_index(folder):
@@ -174,3 +179,25 @@ def test_payload_functions_match_the_in_memory_index(folder):
     duration, data = sketch_payload(str(path), SketchConfig())
     np.testing.assert_array_equal(np.frombuffer(data, "<u4").reshape(-1, 64), mem._sigs[0])
     assert duration == pytest.approx(6.0, abs=0.01)
+
+
+def test_eval_builds_method_indexes_through_the_store_with_its_jobs(folder, tmp_path, monkeypatch):
+    """`songmine eval --method sketch|seed`: the same store, built by the workers `--jobs` asks for."""
+    from songmine.audio import load
+    from songmine.methods import make_identifier
+
+    made = []
+    real_pool = build_mod.pool
+    monkeypatch.setattr(build_mod, "pool", lambda n, **kw: made.append(n) or real_pool(n, **kw))
+    files = sorted(folder.iterdir())[:6]
+    ident = make_identifier("sketch", index_path=tmp_path / "ix", options={"top": "2"})
+    try:
+        stats = ident.build(files, jobs=2, progress=None)
+        assert (stats.n_tracks, stats.n_failed) == (6, 0) and stats.index_bytes > 0 and made == [2]
+        assert (tmp_path / "ix" / "sketch" / CATALOG_NAME).exists()
+        clip = load(files[3], sr=ident.sr, offset=1.0, duration=4.0)
+        assert Path(ident.query(clip, name="q").matches[0].path).name == files[3].name
+        again = ident.build(files, jobs=2, progress=None)  # reused: nothing to add
+        assert again.n_tracks == 6 and made == [2]
+    finally:
+        ident.close()

@@ -6,6 +6,7 @@ Thin: each verb is one call into :mod:`songmine.fingerprint.index`. A missing in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
@@ -51,6 +52,7 @@ def index_cmd(
 
     m = indexable_method(method)
     path = method_index_path(index, m)
+    made_parent = path.parent if m.folder and not path.parent.exists() else None  # <index> of <index>/seed
     refuse_legacy(path, m)
     interrupted = False
     with Index(path, create=True, config=new_config(m)) as ix:
@@ -84,6 +86,9 @@ def index_cmd(
         # a first run that could add nothing leaves no (empty) index behind
         discarded = report.added + report.unchanged == 0 and ix.discard_if_empty()
     not_created = f"; no index was created at {path}" if discarded else ""
+    if discarded and made_parent is not None:
+        with contextlib.suppress(OSError):  # not empty: something else is there now
+            made_parent.rmdir()
     if json_out:
         emit_json(summary)
     else:
