@@ -1,5 +1,5 @@
-"""``songmine identify`` as a user meets it: folders of clips, whole files, the speed found, and the seed
-method's candidates with a threshold."""
+"""``songmine identify`` as a user meets it: folders of clips, whole files, the rate found (speed, tempo,
+pitch), and the seed method's candidates with a threshold."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def test_max_duration_refuses_long_clips_by_default_and_0_matches_whole_files(li
 
 @pytest.mark.parametrize("factor", [1.04, 0.96])
 def test_the_speed_a_clip_plays_at_is_reported(library, real_cuts, tmp_path, capsys, factor):
+    """A turntable speed change moves time and frequency alike: tempo == pitch == the factor."""
     from songmine.evaluation.degrade import change_speed
 
     ix, _ = library
@@ -79,10 +80,21 @@ def test_the_speed_a_clip_plays_at_is_reported(library, real_cuts, tmp_path, cap
     code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix), "--json")
     m = json.loads(out)[0]["matches"][0]
     assert code == 0 and Path(m["path"]).name == real_cuts[2].name
-    assert m["speed"] == pytest.approx(factor, abs=0.015)
+    assert m["tempo"] == m["pitch"] == pytest.approx(factor, abs=0.015)
     code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix))
-    assert f"{m['speed']:.2f}×" in out
-    assert Match.model_fields["speed"].default == 1.0, "a new field with a default: older clients keep working"
+    assert f"speed {m['tempo']:.2f}×" in out
+    for field in ("tempo", "pitch"):
+        assert Match.model_fields[field].default == 1.0, "new fields with defaults: older readers keep working"
+
+
+def test_the_rate_column_says_speed_tempo_or_pitch():
+    from songmine.cli.identify import rate_text
+
+    assert rate_text(1.0, 1.0) == "1.00×"
+    assert rate_text(1.04, 1.04) == "speed 1.04×"
+    assert rate_text(1.06, 1.0) == "tempo 1.06×"
+    assert rate_text(1.0, 2 ** (-1 / 12)) == "pitch -1.0 st"
+    assert rate_text(0.97, 2 ** (2 / 12)) == "tempo 0.97×, pitch +2.0 st"
 
 
 def test_threshold_for_the_landmark_method_is_the_confidence(library, real_cuts, tmp_path, capsys):

@@ -1,8 +1,9 @@
 """The match record: the one shape shared by ``identify --json`` and ``POST /api/identify``.
 
 ``confidence`` is the probability that the match is right under a null model
-of chance offset agreement (see ``docs/identify.md``); ``speed`` the playback
-speed factor the match was found at; ``matches == []`` means "no match";
+of chance offset agreement (see ``docs/identify.md``); ``tempo`` and ``pitch``
+the time and frequency factors the match was found at (a turntable speed
+change: both the same); ``matches == []`` means "no match";
 ``error`` is a one-line reason when the query itself failed.
 """
 
@@ -24,9 +25,12 @@ class Match(BaseModel):
     offset_s: float = Field(description="Where the query starts in the track, seconds")
     score: float = Field(description="Method-specific strength of the match (e.g. aligned hashes)")
     confidence: float = Field(ge=0.0, le=1.0, description="P(match is right) under the null model")
-    speed: float = Field(1.0, gt=0.0, description="Playback speed of the query relative to the track that the "
-                                                  "match was found at (1.02: the query plays 2 % faster, higher "
-                                                  "in pitch; 1.0 for methods that do not search speeds)")
+    tempo: float = Field(1.0, gt=0.0, description="Time factor of the query against the track that the match was "
+                                                  "found at (1.03: it plays 3 % faster); 1.0 for methods that search "
+                                                  "none")
+    pitch: float = Field(1.0, gt=0.0, description="Frequency factor of the query against the track (2**(1/12): a "
+                                                  "semitone higher); a turntable speed change moves both: "
+                                                  "tempo == pitch")
 
 
 class QueryResult(BaseModel):

@@ -78,7 +78,8 @@ def identify_cmd(
     """Identify short (possibly noisy, sped-up) clips against an indexed library.
 
     Prints per clip the best matches (title, artist, offset in the track, the
-    speed the clip plays at relative to the track, confidence) or "no match";
+    rate the clip plays at against the track: a speed change, a tempo change or a pitch shift, confidence) or
+    "no match";
     with --method seed the best LSH candidates too, those below the threshold
     marked. A clip that fails (unreadable, not audio, too long) gets its error
     in its record and the others go on. Exit 0 if at least one clip matched and
@@ -193,11 +194,11 @@ def _print(results) -> None:
             typer.echo(printable(f"{r.query}: no match"))
             continue
         table = Table(title=r.query, title_justify="left")
-        for col in ("#", "title", "artist", "offset", "speed", "confidence", "score", "path"):
-            table.add_column(col, justify="right" if col in ("#", "offset", "speed", "confidence", "score") else "left")
+        for col in ("#", "title", "artist", "offset", "rate", "confidence", "score", "path"):
+            table.add_column(col, justify="right" if col in ("#", "offset", "rate", "confidence", "score") else "left")
         for i, m in enumerate(r.matches, 1):
             title = m.title or Path(m.path).stem
-            table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s), _speed(m.speed),
+            table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s), rate_text(m.tempo, m.pitch),
                           f"{m.confidence:.3f}", f"{m.score:g}", m.path)
         console.print(table)
 
@@ -223,8 +224,15 @@ def _candidates_table(r):
     return table
 
 
-def _speed(speed: float) -> str:
-    return f"{speed:.2f}×"
+def rate_text(tempo: float, pitch: float) -> str:
+    """How the clip plays against the track: ``1.00×`` (as it is), ``speed 1.04×`` (a turntable: both),
+    ``tempo 1.06×`` (time-stretched), ``pitch +1.0 st`` (transposed), or both parts."""
+    if tempo == pitch:
+        return "1.00×" if tempo == 1.0 else f"speed {tempo:.2f}×"
+    parts = [] if tempo == 1.0 else [f"tempo {tempo:.2f}×"]
+    if pitch != 1.0:
+        parts.append(f"pitch {12 * math.log2(pitch):+.1f} st")
+    return ", ".join(parts)
 
 
 def _mmss(seconds: float) -> str:

@@ -94,6 +94,7 @@ def identify(
         matches.append(Match(
             track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
             offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),
-            confidence=float(min(max(c.confidence, 0.0), 1.0)), speed=round(float(c.speed), 4),
+            confidence=float(min(max(c.confidence, 0.0), 1.0)),
+            tempo=round(float(c.rate[0]), 4), pitch=round(float(c.rate[1]), 4),
         ))
     return QueryResult(query=qname, matches=matches)
