@@ -81,7 +81,7 @@ def test_all_is_every_extra_and_dev_has_all():
     assert everything <= _extra_distributions("dev")
 
 
-# ------------------------------------------------------------------ the helper
+# ------------------------------------------------------------------ require() and its safety net
 
 
 def test_require_names_the_extra_and_is_an_import_error(monkeypatch):
@@ -103,6 +103,25 @@ def test_an_unguarded_import_error_of_an_extra_is_said_as_the_extra():
     exc = as_missing_extra(ModuleNotFoundError("No module named 'sklearn'", name="sklearn.base"), "songmine x")
     assert isinstance(exc, MissingExtraError) and exc.extra == "cluster" and "songmine[cluster]" in str(exc)
     assert as_missing_extra(ModuleNotFoundError("No module named 'foo'", name="foo"), "songmine x") is None
+
+
+def test_a_broken_install_of_an_extra_is_said_as_the_extra_not_a_crash(tmp_path):
+    """An extra's package that is installed (``require`` passes) but fails to import with an ImportError naming
+    no module, as a build against another numpy does: the CLI names the extra and the cause, exit 2."""
+    broken = tmp_path / "site" / "sklearn"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("numpy.core.multiarray failed to import")\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run([sys.executable, "-m", "songmine", "cluster", "run", "t.csv"], capture_output=True, text=True,
+                       cwd=work, timeout=120, env={**os.environ, "PYTHONPATH": str(broken.parent),
+                                                  "SONGMINE_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0], r.stderr
+    assert lines[0] == ("songmine: error: songmine cluster run needs the cluster extra: pip install 'songmine[cluster]' "
+                        "(scikit-learn cannot be imported: numpy.core.multiarray failed to import)")
+    assert not (tmp_path / "cache" / "crash.log").exists() and not any(work.iterdir())
 
 
 # ------------------------------------------------------------------ each verb without its extra

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 
 from .errors import MissingExtraError, one_line
 
@@ -102,6 +103,11 @@ def extra_of(module: str | None) -> str | None:
     return next((e for e, mods in EXTRAS.items() if top in mods), None)
 
 
+def _frame_modules(exc: BaseException) -> list[str]:
+    """The top-level modules of the frames ``exc`` went through, outermost first."""
+    return [f.f_globals.get("__name__", "").partition(".")[0] for f, _ in traceback.walk_tb(exc.__traceback__)]
+
+
 def as_missing_extra(
     exc: ImportError,
     what: str,
@@ -118,6 +124,8 @@ def as_missing_extra(
     if isinstance(exc, MissingExtraError):
         return exc
     top = (module or getattr(exc, "name", None) or "").partition(".")[0]
+    if extra_of(top) is None:  # raised inside an extra's package (a broken build names no module): the frames say which
+        top = next((t for t in _frame_modules(exc) if extra_of(t)), top)
     extra = extra_of(top)
     if extra is None:
         return None
