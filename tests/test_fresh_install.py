@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require
 from docblocks import BlockFailed, blocks, install_from, run_block, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def home(tmp_path, real_cuts, demo_corpus, demo_tracks) -> Path:
 
 def _fma_zip(path: Path, work: Path) -> None:
     """A planted FMA-like catalogue laid out as fma_metadata.zip (fma_metadata/tracks.csv ...)."""
-    pytest.importorskip("pandas")
+    require("pandas")  # the cluster extra's synthetic catalogue: fail under CI=true, not skip
     from songmine.cluster.synthetic import write_fma_csvs
 
     write_fma_csvs(work, n=3000, n_echonest=600, seed=7)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import require
 from songmine.audio import load
 from songmine.cli._app import main
 from songmine.records import Match
@@ -110,7 +111,7 @@ def test_threshold_for_the_landmark_method_is_the_confidence(library, real_cuts,
 
 
 def test_seed_shows_its_best_candidates_and_marks_those_below_the_threshold(real_cuts, tmp_path, capsys):
-    pytest.importorskip("librosa")
+    require("librosa")
     ix = tmp_path / "ix"
     assert main(["index", *map(str, real_cuts[:4]), "--index", str(ix), "--method", "seed", "-j", "1"]) == 0
     clips = tmp_path / "clips"

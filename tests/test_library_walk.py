@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from conftest import require
 from songmine.cli._app import main
 from songmine.library import iter_audio_files
 
@@ -88,7 +89,7 @@ def test_every_verb_sees_the_files_behind_links(linked, tmp_path, capsys):
 
 def test_features_of_a_folder_with_links_use_the_paths_as_walked(linked, tmp_path, capsys):
     """It used to stop with "ValueError: ... is not in the subpath of ..." (exit 70)."""
-    pytest.importorskip("resampy")
+    require("resampy")
     out = tmp_path / "f" / "features.csv"
     code = main(["features", str(linked), "-o", str(out), "-j", "1", "--json"])
     s = json.loads(capsys.readouterr().out)

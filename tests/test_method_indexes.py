@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import require
 from songmine.cli._app import main
 from songmine.fingerprint.index import Index
 from songmine.fingerprint.index import build as build_mod
@@ -52,7 +53,7 @@ def test_the_registry_says_how_each_method_keeps_its_index():
 def test_index_adds_new_files_to_a_method_index_and_skips_what_it_has(method, folder, tmp_path, capsys):
     """A second run over another folder adds to the index; it used to replace it by the new files."""
     if method == "seed":
-        pytest.importorskip("librosa")
+        require("librosa")
     ix = tmp_path / "ix"
     files = sorted(folder.iterdir())
     first, second = tmp_path / "first", tmp_path / "second"
