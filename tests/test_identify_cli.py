@@ -88,6 +88,30 @@ def test_the_speed_a_clip_plays_at_is_reported(library, real_cuts, tmp_path, cap
         assert Match.model_fields[field].default == 1.0, "new fields with defaults: older readers keep working"
 
 
+@pytest.mark.parametrize("change", ["tempo", "pitch"])
+def test_a_tempo_or_a_key_change_is_reported_on_its_own_axis(library, real_cuts, tmp_path, capsys, change):
+    """Rubber Band's time stretch keeps the pitch and its pitch shift keeps the tempo: the record says which
+    moved (the other stays 1.0), and the table says it in words."""
+    require("pedalboard")
+    from songmine.evaluation.degrade import pitch_shift, time_stretch
+
+    ix, _ = library
+    y = load(real_cuts[1], sr=SR, offset=6.0, duration=10.0)
+    clip = tmp_path / f"{change}.wav"
+    sf.write(clip, time_stretch(y, SR, 1.09) if change == "tempo" else pitch_shift(y, SR, 1.0), SR)
+    code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix), "--json")
+    m = json.loads(out)[0]["matches"][0]
+    assert code == 0 and Path(m["path"]).name == real_cuts[1].name
+    if change == "tempo":
+        assert 1.03 <= m["tempo"] <= 1.12 and m["pitch"] == 1.0, m  # a grid point near 1.09 (the search stops when sure)
+        words = f"tempo {m['tempo']:.2f}×"
+    else:
+        assert m["tempo"] == 1.0 and m["pitch"] == pytest.approx(2 ** (1 / 12), abs=0.01), m
+        words = "pitch +1.0 st"
+    code, out, _ = run(capsys, "identify", str(clip), "--index", str(ix))
+    assert code == 0 and words in out, out
+
+
 def test_the_rate_column_says_speed_tempo_or_pitch():
     from songmine.cli.identify import rate_text
 
