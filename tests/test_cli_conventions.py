@@ -154,3 +154,22 @@ def test_progress_lines_are_a_few_seconds_apart(capsys, monkeypatch):
     with _app.progress_bar("scanning") as update:
         update(1, 5)  # a short run: one line, where it ended
     assert capsys.readouterr().err.splitlines() == ["scanning: 1/5 (20 %), 2 s"]
+
+
+def test_a_piped_heading_longer_than_its_table_stays_on_one_line(tmp_path, synth_music):
+    """identify's heading names the clip (and, for the seed method, its verdict): piped, it is one whole line
+    even when it is wider than the table below it (a short track path, a long clip path)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    y = synth_music(sr=22050, seconds=8.0, seed=91)
+    sf.write(lib / "a.flac", y, 22050)
+    ix = tmp_path / "ix"
+    assert main(["index", str(lib), "--index", str(ix), "-j", "1", "--json"]) == 0
+    clip = _long_named_library(tmp_path, synth_music).parent / ("a clip recorded on a phone, " * 4 + "at last.flac")
+    sf.write(clip, y[22050:6 * 22050], 22050)
+    r = subprocess.run([sys.executable, "-m", "songmine", "identify", str(clip), "--index", str(ix)],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert lines[0] == str(clip), r.stdout
+    assert len(lines) == 6 and str(lib / "a.flac") in lines[4], r.stdout  # the heading, then the table: 5 lines

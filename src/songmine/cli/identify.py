@@ -188,31 +188,41 @@ def _print(results) -> None:
             continue
         candidates = getattr(r, "candidates", None)
         if candidates:  # the seed method: its LSH candidates, matched or not
-            console.print(_candidates_table(r))
+            heading, table = _candidates_table(r)
+            _print_heading(console, heading)
+            console.print(table)
             continue
         if not r.matches:
             typer.echo(printable(f"{r.query}: no match"))
             continue
-        table = Table(title=r.query, title_justify="left")
+        table = Table()
         for col in ("#", "title", "artist", "offset", "rate", "confidence", "score", "path"):
             table.add_column(col, justify="right" if col in ("#", "offset", "rate", "confidence", "score") else "left")
         for i, m in enumerate(r.matches, 1):
             title = m.title or Path(m.path).stem
             table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s), rate_text(m.tempo, m.pitch),
                           f"{m.confidence:.3f}", f"{m.score:g}", m.path)
+        _print_heading(console, r.query)
         console.print(table)
 
 
+def _print_heading(console, text: str) -> None:
+    """The line above a clip's table, never wrapped by the console: a table title would wrap at the
+    table's width, breaking a long clip path (or the seed method's verdict) over lines in a pipe."""
+    console.print(text, soft_wrap=True, highlight=False)
+
+
 def _candidates_table(r):
-    """The seed method's answer as the original printed it: the best candidates, their estimated Jaccard."""
+    """The seed method's answer as the original printed it: (heading, table of the best candidates with
+    their estimated Jaccard)."""
     from rich.table import Table
 
     confidence = {m.track_id: m.confidence for m in r.matches}
     shown = r.candidates[: max(len(r.matches), 5)]
     verdict = (f"match: track {r.chosen}" if r.chosen is not None
                else f"no match (no candidate reaches the threshold {r.threshold:g})")
-    table = Table(title=f"{r.query}: {len(r.candidates)} LSH candidate(s), {r.n_peaks} peaks; {verdict}",
-                  title_justify="left")
+    heading = f"{r.query}: {len(r.candidates)} LSH candidate(s), {r.n_peaks} peaks; {verdict}"
+    table = Table()
     for col in ("#", "title", "artist", "jaccard", "bands", "confidence", "", "path"):
         table.add_column(col, justify="right" if col in ("#", "jaccard", "bands", "confidence") else "left")
     for i, c in enumerate(shown, 1):
@@ -221,7 +231,7 @@ def _candidates_table(r):
         table.add_row(str(i), c.get("title") or Path(c["path"]).stem, c.get("artist") or "", f"{c['jaccard']:.3f}",
                       str(c["bands"]), "" if conf is None else f"{conf:.3f}",
                       f"below {r.threshold:g}" if below else ("match" if conf is not None else ""), c["path"])
-    return table
+    return heading, table
 
 
 def rate_text(tempo: float, pitch: float) -> str:
