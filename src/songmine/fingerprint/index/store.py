@@ -201,6 +201,30 @@ class Finding:
     tracks: tuple[int, ...] = ()
 
 
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file written since: (size, mtime, inode); None when it is gone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _quick_check(path: Path) -> str | None:
+    """SQLite's ``quick_check`` of a catalogue on a read-only connection of its own: None, or the problem."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if not _catalogue_damaged(exc):
+            raise
+        return str(exc)
+    return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
+
+
 def _detail(message: str, path: Path) -> str:
     """A segment error's message without the path it starts with (the finding names the part)."""
     return message.removeprefix(f"{path}: ").removeprefix(f"{path}")
@@ -293,6 +317,8 @@ class Index:
         self._conn: sqlite3.Connection | None = None
         self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
         self._config: Any = None
+        #: (size, mtime, inode) of each file as it was checked: a change means it was written since
+        self._stats: dict[Path, tuple[int, int, int]] = {}
 
         exists = self._db_path.exists()
         #: True when this object created the index (see :meth:`discard_if_empty`).
@@ -651,9 +677,11 @@ class Index:
             for attempt in range(20):
                 conn = self._conn
                 conn.execute("BEGIN")  # one read snapshot for all three reads
+                unchanged = False
                 try:
                     gen = int(self._setting("generation"))
-                    if gen == self.generation:
+                    unchanged = gen == self.generation
+                    if unchanged:
                         return False
                     seg_rows = conn.execute(
                         "SELECT segment_id, file, n_postings, checksum FROM segments ORDER BY segment_id"
@@ -661,6 +689,8 @@ class Index:
                     track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks").fetchall()
                 finally:
                     conn.execute("COMMIT")
+                    if unchanged:
+                        self._recheck_written()
                 old = {s.file: s for s in self._segments}
                 try:
                     segs = self._open_segments(seg_rows, old)
@@ -675,8 +705,38 @@ class Index:
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
                 self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
+                self._stats = {p: st for p in [self._db_path, *(self._seg_dir / g.file for g in segs)]
+                               if (st := _stat(p)) is not None}
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
+
+    def _recheck_written(self) -> None:
+        """Check again the files of the snapshot written since they were checked (no commit did it).
+
+        Segments are never written once published, and the catalogue changes with the generation:
+        a file changed in place under an unchanged generation is damage, which this process's
+        memory maps and snapshot would answer from silently. A changed segment is checked whole, a
+        changed catalogue with SQLite's ``quick_check`` on a connection of its own (this one's page
+        cache may still hold the pages as they were).
+
+        Raises
+        ------
+        IndexCorruptError
+            A changed file fails its check (its recorded state is kept: the next call raises again).
+        """
+        for path, was in list(self._stats.items()):
+            now = _stat(path)
+            if now is None or now == was:  # gone: a compaction's (the generation moves with it)
+                continue
+            if path == self._db_path:
+                problem = _quick_check(path)
+                if problem:
+                    raise IndexCorruptError(f"{path}: the catalogue is damaged ({problem})", part=str(path))
+            else:
+                data = open_segment(path)
+                if data.sums is not None:
+                    data.sums.check_all()
+            self._stats[path] = now
 
     def _reload(self) -> None:
         """Forget the snapshot (and the damage noted) and take a fresh one, every segment opened again."""
