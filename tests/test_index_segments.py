@@ -69,12 +69,12 @@ def test_fences_and_checksums_cost_one_percent(tmp_path, rng):
 
 
 def test_packed_segment_layout_and_size(tmp_path, rng):
-    """4 bytes a record, 8 per window of at most 32 postings sharing their high hash bits, the tables, the
+    """4 bytes a record, 8 per window of at most 31 postings sharing their high hash bits, the tables, the
     checksums: 100 k skewed postings of 50 tracks take under 5 bytes each (12 in version 4)."""
     p = random_postings(rng, 100_000)
     size = write_segment(tmp_path / "s.sgm", p)
     seg = open_segment(tmp_path / "s.sgm")
-    assert isinstance(seg, PackedSegment) and seg.layout.record == 4 and seg.cap == 32
+    assert isinstance(seg, PackedSegment) and seg.layout.record == 4 and seg.cap == 31
     n, t, w = len(p), seg.layout.ids.shape[0], seg.wkeys.shape[0]
     assert t == 50 and seg.layout.classes.shape[0] == 1
     # 6 bits of track, 14 of time (< 10,000), so 12 bits of the hash live in each record
@@ -82,7 +82,7 @@ def test_packed_segment_layout_and_size(tmp_path, rng):
     body = -(-5 * t // 8) * 8 + 24 + 4 * n + 4 * w + 4 * (w + 1)  # tracks, time bits (padded), 1 class
     assert size == 64 + body + 4 * -(-body // 4096) + 16
     starts = np.asarray(seg.wstarts, dtype=np.int64)
-    assert np.all(np.diff(starts) <= 32) and np.all(np.diff(starts) > 0)
+    assert np.all(np.diff(starts) <= 31) and np.all(np.diff(starts) > 0)
     high = p.hashes.astype(np.int64) >> 12
     assert np.all(high[starts[:-1]] == high[starts[1:] - 1])  # one high part per window
     assert size < 5 * n
@@ -177,7 +177,7 @@ def test_merge_equals_in_memory_concat(tmp_path, rng, monkeypatch, with_dead):
     assert same(merged.decode(), ref)  # ties too: in the parts' order
     ends = np.append(merged.wstarts[1:-1], n)  # windows written chunk by chunk: still one high part each
     high = ref.hashes.astype(np.int64) >> merged.layout.hash_bits
-    assert np.all(high[merged.wstarts[:-1]] == high[ends - 1]) and np.all(ends - merged.wstarts[:-1] <= 32)
+    assert np.all(high[merged.wstarts[:-1]] == high[ends - 1]) and np.all(ends - merged.wstarts[:-1] <= 31)
     assert np.array_equal(merged.wkeys, ref.hashes[merged.wstarts[:-1]])
     keys = np.unique(np.concatenate([ref.hashes[::11], rng.integers(0, 2**32, 100, dtype=np.uint32)]))
     lo, hi = merged.bounds(keys)

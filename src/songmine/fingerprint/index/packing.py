@@ -19,7 +19,7 @@ record of :attr:`Layout.record` bytes (4, or 8 for very big segments)::
   32 bits of positions (~13,000 hours in one segment) records take 8 bytes.
 * **Hash bits.** The record's remaining ``h`` bits hold the hash's low bits;
   the high bits are those of the window the posting is in (a window: at most
-  :data:`~songmine.fingerprint.index.schema.WINDOW_CAP_LOG2` ² postings whose
+  :data:`~songmine.fingerprint.index.schema.WINDOW_CAP` (31) postings whose
   hashes share their high bits), whose key (its first hash) and start the
   window directory keeps — 8 bytes per window, ~0.3-0.5 byte per posting.
 

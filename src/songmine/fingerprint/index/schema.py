@@ -20,7 +20,7 @@ Segment file, version 5 (little-endian, one per commit, immutable once registere
     offset 32  uint8    record bytes R (4 or 8)
     offset 33  uint8    h      low hash bits kept in each record (0-32)
     offset 34  uint8    C      slot classes
-    offset 35  uint8    log2 of the window cap K (K = 32)
+    offset 35  uint8    window cap K: most postings in a window (31)
     offset 36  24 bytes zero padding
     offset 60  uint32   CRC-32 of bytes 0-59 (the header's own checksum; header is 64 bytes)
     offset 64          tracks[T]     uint32  global track ids, in slot order
@@ -70,7 +70,7 @@ __all__ = [
     "SEGMENT_MAGIC",
     "SEGMENT_HEADER",
     "SEGMENT_HEADER_SIZE",
-    "WINDOW_CAP_LOG2",
+    "WINDOW_CAP",
     "SEGMENT_MAGIC_V4",
     "SEGMENT_HEADER_V4",
     "SEGMENT_MAGIC_V1",
@@ -101,8 +101,8 @@ SEGMENT_MAGIC = b"SMSEGv05"
 #: log2 of the window cap, padding, header CRC: 64 bytes
 SEGMENT_HEADER = struct.Struct("<8sQIIIIBBBB24xI")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
-#: A window holds at most 2**WINDOW_CAP_LOG2 postings (32): a lookup's search inside one takes 5 steps.
-WINDOW_CAP_LOG2 = 5
+#: A window holds at most this many postings, 2**k - 1 so that a lookup's search inside one takes k steps (5).
+WINDOW_CAP = 31
 #: number of blocks, checksum (CRC-32 of the block table), magic
 SEGMENT_FOOTER = struct.Struct("<II8s")
 SEGMENT_FOOTER_MAGIC = b"SMSEGEND"

@@ -34,7 +34,7 @@ import os
 import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ from .schema import (
     SEGMENT_MAGIC_V3,
     SEGMENT_MAGIC_V4,
     SEGMENT_VERSION,
-    WINDOW_CAP_LOG2,
+    WINDOW_CAP,
 )
 
 __all__ = [
@@ -295,9 +295,25 @@ class PackedSegment:
     wkeys: np.ndarray  # uint32 [W]: each window's first hash
     wstarts: np.ndarray  # uint32 [W + 1]: each window's first posting, then n
     records_offset: int  # byte offset of records[0]
-    cap: int  # most postings in a window (a power of two)
+    cap: int  # most postings in a window (2**k - 1)
     sums: BlockSums
     version: int = 5
+    memo: dict = field(default_factory=dict, repr=False)  # hashes of a small segment, once decoded
+
+    def small_hashes(self) -> np.ndarray | None:
+        """All the hashes of a segment under :data:`FENCES_MIN` postings (decoded once; every block checked).
+
+        A small segment is searched like a version-4 one, with plain binary
+        searches of its hashes (at most 16 MB of memory, for a segment of at
+        most ~30 hours): its window search would cost more in numpy calls
+        than the search itself. None for a bigger segment.
+        """
+        if self.n >= FENCES_MIN:
+            return None
+        h = self.memo.get("hashes")
+        if h is None:
+            h = self.memo["hashes"] = self.read(0, self.n).hashes
+        return h
 
     def __len__(self) -> int:
         return self.n
@@ -515,12 +531,14 @@ def _packed_lower_bounds(segments: Sequence[PackedSegment], keys: np.ndarray) ->
 
     The key's window is found by a binary search of the window keys: the
     last window whose key is smaller. When the key shares that window's high
-    hash bits its bound lies inside the window (or at its end), found by a
-    branch-free binary search of the records' low hash bits — ``log2(cap) + 1``
-    rounds, each one gather per segment and a few array operations over all
-    segments and keys together; otherwise the bound is the next window's
-    start. With no low bits (``h = 0``, huge segments) every window is one
-    hash and the bound is always a window start.
+    hash bits its bound lies inside the window or at its end, found by a
+    branch-free binary search of the records' low hash bits: ``bit_length(cap)``
+    rounds (5), each one gather per segment and a few array operations over
+    all segments and keys together, on the window extended to ``cap + 1``
+    postings by repeating its last (so that a bound at its end is found too).
+    Otherwise the bound is the next window's start. With no low bits
+    (``h = 0``, huge segments) every window is one hash and the bound is
+    always a window start.
 
     Returns
     -------
@@ -529,38 +547,38 @@ def _packed_lower_bounds(segments: Sequence[PackedSegment], keys: np.ndarray) ->
     keys = np.asarray(keys, dtype=np.uint32)
     m = keys.shape[0]
     out = np.empty((len(segments), m), dtype=np.int64)
-    k64 = keys.astype(np.int64)
-    todo = []  # (segment, key rows, window start, window end, target low bits)
+    search = [s for s, seg in enumerate(segments) if seg.layout.hash_bits and seg.n]
+    lo = np.empty((len(search), m), dtype=np.int64)
+    end = np.empty((len(search), m), dtype=np.int64)
+    target = np.empty((len(search), m), dtype=np.uint64)
+    k64 = keys.astype(np.uint64)
+    r = 0
     for s, seg in enumerate(segments):  # loop over segments
         i = np.searchsorted(seg.wkeys, keys, side="left")  # wkeys[i - 1] < key <= wkeys[i]
         out[s] = seg.wstarts[i]  # the bound when the window before holds only smaller hashes
-        hb = seg.layout.hash_bits
-        if hb == 0 or seg.n == 0:
+        if not (seg.layout.hash_bits and seg.n):
             continue
+        hb = np.uint64(seg.layout.hash_bits)
         j = np.maximum(i - 1, 0)
-        inside = (i > 0) & ((seg.wkeys[j].astype(np.int64) >> hb) == (k64 >> hb))
-        rows = np.flatnonzero(inside)
-        if rows.shape[0]:
-            todo.append((s, rows, seg.wstarts[j[rows]].astype(np.int64), out[s, rows],
-                         (k64[rows] & ((1 << hb) - 1)).astype(np.uint64)))
-    if not todo:
+        inside = (seg.wkeys[j] >> hb == k64 >> hb) & (i > 0)
+        # keys inside search their window for their low bits; the others "search" for 0 from the next window's start
+        target[r] = (k64 & np.uint64((1 << seg.layout.hash_bits) - 1)) * inside
+        lo[r] = np.where(inside, seg.wstarts[j], out[s])
+        end[r] = out[s]
+        r += 1
+    if not search:
         return out
-    lo = np.concatenate([t[2] for t in todo])
-    end = np.concatenate([t[3] for t in todo])
-    target = np.concatenate([t[4] for t in todo])
-    cut = np.cumsum([0] + [t[1].shape[0] for t in todo]).tolist()
-    got = np.empty(lo.shape[0], dtype=np.uint64)
-    half = max(segments[t[0]].cap for t in todo)
-    while half:  # the bound is in [lo, end]: a virtual window of 2 cap, records past end counting as infinite
-        probe = lo + (half - 1)
-        at = np.minimum(probe, end - 1)
-        for (s, *_), a, b in zip(todo, cut[:-1], cut[1:]):  # loop over segments: one gather each
-            seg = segments[s]
-            got[a:b] = seg.layout.low_hashes(seg.records[at[a:b]])
-        lo += half * ((probe < end) & (got < target))
+    last = np.minimum(np.maximum(end - 1, lo), [[segments[s].n - 1] for s in search])  # inside the segment
+    got = np.empty(lo.shape, dtype=np.uint64)
+    half = 1 << (max(segments[s].cap for s in search).bit_length() - 1)
+    while half:  # the bound is in [lo, end]: the window's last posting repeated past its end
+        at = np.minimum(lo + (half - 1), last)
+        for row, s in enumerate(search):  # loop over segments: one gather each
+            got[row] = segments[s].records[at[row]]
+            got[row] &= np.uint64((1 << segments[s].layout.hash_bits) - 1)
+        lo += (got < target) * half
         half >>= 1
-    for (s, rows, *_), a, b in zip(todo, cut[:-1], cut[1:]):  # loop over segments
-        out[s, rows] = lo[a:b]
+    out[search] = np.minimum(lo, end)
     return out
 
 
@@ -587,7 +605,7 @@ def run_bounds(segments: Sequence[Segment], keys: np.ndarray) -> tuple[np.ndarra
     sorted unique uint32 ``keys``. A key's run ends where the next hash
     value's begins, so the keys and their successors are searched together
     (landmark queries hold runs of consecutive values — the dt jitter — so
-    that is ~1.3 searches per key, not 2); only small version 1-4 segments
+    that is ~1.3 searches per key, not 2); small segments (of any version)
     take two plain binary searches instead.
 
     Returns
@@ -603,11 +621,19 @@ def run_bounds(segments: Sequence[Segment], keys: np.ndarray) -> tuple[np.ndarra
     flat = [s for s, seg in enumerate(segments) if isinstance(seg, FlatSegment)]
     if flat:
         lo[flat], hi[flat] = _flat_run_bounds([segments[s] for s in flat], keys)
-    packed = [s for s, seg in enumerate(segments) if isinstance(seg, PackedSegment)]
+    packed = []
+    for s, seg in enumerate(segments):  # loop over segments: small packed ones by plain binary searches
+        if isinstance(seg, PackedSegment):
+            h = seg.small_hashes()
+            if h is None:
+                packed.append(s)
+            else:
+                lo[s] = np.searchsorted(h, keys, side="left")
+                hi[s] = np.searchsorted(h, keys, side="right")
     if packed:
         top = bool(keys[-1] == np.iinfo(np.uint32).max)  # its successor does not exist: its run ends at n
         nxt = keys[:-1] + np.uint32(1) if top else keys + np.uint32(1)
-        both = np.union1d(keys, nxt)
+        both = _union(keys, nxt)
         found = _packed_lower_bounds([segments[s] for s in packed], both)
         lo[packed] = found[:, np.searchsorted(both, keys)]
         h = found[:, np.searchsorted(both, nxt)]
@@ -615,6 +641,13 @@ def run_bounds(segments: Sequence[Segment], keys: np.ndarray) -> tuple[np.ndarra
             h = np.concatenate([h, np.array([[len(segments[s])] for s in packed], dtype=np.int64)], axis=1)
         hi[packed] = h
     return lo, hi
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.union1d`` of two uint32 arrays by sorting (numpy's hash-based unique is ~5x slower here)."""
+    both = np.concatenate([a, b])
+    both.sort()
+    return both[np.concatenate([[True], both[1:] != both[:-1]])]
 
 
 def _flat_run_bounds(segments: Sequence[FlatSegment], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -632,7 +665,7 @@ def _flat_run_bounds(segments: Sequence[FlatSegment], keys: np.ndarray) -> tuple
         return lo, hi
     top = bool(keys[-1] == np.iinfo(np.uint32).max)  # its successor does not exist: its run ends at n
     nxt = keys[:-1] + np.uint32(1) if top else keys + np.uint32(1)
-    both = np.union1d(keys, nxt)
+    both = _union(keys, nxt)
     found = _flat_lower_bounds(segments, both)
     lo = found[:, np.searchsorted(both, keys)]
     hi = np.empty_like(lo)
@@ -703,7 +736,7 @@ def _header_v4(n: int, n_tracks: int, step: int, checksum: int) -> bytes:
 
 def _header(n: int, layout: Layout, n_windows: int, checksum: int) -> bytes:
     return _sealed(SEGMENT_HEADER.pack(SEGMENT_MAGIC, n, layout.ids.shape[0], n_windows, BLOCK_SIZE, checksum,
-                                       layout.record, layout.hash_bits, layout.classes.shape[0], WINDOW_CAP_LOG2, 0))
+                                       layout.record, layout.hash_bits, layout.classes.shape[0], WINDOW_CAP, 0))
 
 
 def _tail(table: np.ndarray) -> tuple[bytes, int]:
@@ -748,7 +781,7 @@ def _tables(layout: Layout, at: _Offsets) -> bytes:
 
 def _windows(h: np.ndarray, layout: Layout, first: int) -> tuple[np.ndarray, np.ndarray]:
     """Keys and starts of the windows of sorted hashes ``h`` (postings ``first, first + 1, ...``)."""
-    starts = cut_windows(h, layout.hash_bits, 1 << WINDOW_CAP_LOG2)
+    starts = cut_windows(h, layout.hash_bits, WINDOW_CAP)
     return np.ascontiguousarray(h[starts], dtype="<u4"), (starts + first).astype("<u4")
 
 
@@ -909,8 +942,8 @@ def _open_v4(path: Path, head: bytes, size: int) -> FlatSegment:
 def _open_v5(path: Path, head: bytes, size: int) -> PackedSegment:
     if zlib.crc32(head[:-4]) != int.from_bytes(head[-4:], "little"):
         raise _damaged(path, "its header fails its checksum")
-    _, n, n_tracks, n_windows, block, checksum, record, hash_bits, n_classes, cap_log2, _ = SEGMENT_HEADER.unpack(head)
-    if (record not in (4, 8) or hash_bits > min(8 * record - 1, 32) or block < 8 or block % 8 or cap_log2 > 16
+    _, n, n_tracks, n_windows, block, checksum, record, hash_bits, n_classes, cap, _ = SEGMENT_HEADER.unpack(head)
+    if (record not in (4, 8) or hash_bits > min(8 * record - 1, 32) or block < 8 or block % 8 or cap < 1
             or n_windows > n or (n and not n_windows) or (n_tracks and not n_classes) or n_classes > n_tracks):
         raise _damaged(path, f"impossible header (record {record} bytes, {hash_bits} hash bits, block {block}, "
                              f"{n_windows} windows of {n}, {n_classes} classes of {n_tracks} tracks)")
@@ -933,7 +966,7 @@ def _open_v5(path: Path, head: bytes, size: int) -> PackedSegment:
     layout = Layout(ids, bits, classes, record, hash_bits)
     dtype = np.dtype("<u4" if record == 4 else "<u8")
     return PackedSegment(path, n, layout, raw[at.records:at.wkeys].view(dtype), raw[at.wkeys:at.wstarts].view("<u4"),
-                         wstarts, at.records, 1 << cap_log2, sums)
+                         wstarts, at.records, cap, sums)
 
 
 def _read(seg: FlatSegment, row: int, lo: int, hi: int) -> np.ndarray:
