@@ -109,23 +109,48 @@ class Layout:
         bits, first, pos = self._cls[-1]
         return pos + ((self.ids.shape[0] - first) << bits)
 
+    def _slots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Sorted track ids, each one's slot start and time bits, and where each id is among them (None when
+        the ids are too sparse for a table): built once, for encoding."""
+        if not hasattr(self, "_sorted"):
+            t = self.ids.shape[0]
+            order = np.argsort(self.ids, kind="stable")
+            local = np.arange(t, dtype=np.uint64)
+            start = np.zeros(t, dtype=np.uint64)
+            for (bits, first, pos), end in zip(self._cls, [c[1] for c in self._cls[1:]] + [t]):  # loop over classes
+                start[first:end] = np.uint64(pos) + ((local[first:end] - np.uint64(first)) << np.uint64(bits))
+            ids = np.asarray(self.ids)[order]
+            # a direct table by track id when the ids are not too sparse (a gather instead of a binary search)
+            where = None
+            if t and int(ids[-1]) < max(1 << 20, 8 * t):
+                where = np.full(int(ids[-1]) + 1, t, dtype=np.int64)
+                where[ids] = np.arange(t)
+            object.__setattr__(self, "_sorted", (ids, start[order], np.asarray(self.time_bits)[order].astype(np.uint64),
+                                                 where))
+        return self._sorted
+
     def encode(self, hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> np.ndarray:
         """The records of postings (any order; every track must be in the layout, every time in its slot)."""
         tracks = np.asarray(tracks, dtype=np.uint32)
         times = np.asarray(times, dtype=np.uint64)
-        order = np.argsort(self.ids, kind="stable")
-        k = np.searchsorted(self.ids[order], tracks)
-        k = np.minimum(k, max(self.ids.shape[0] - 1, 0))
-        if tracks.shape[0] and (self.ids.shape[0] == 0 or np.any(self.ids[order][k] != tracks)):
+        ids, start, bits, where = self._slots()
+        if tracks.shape[0] == 0:
+            return np.zeros(0, dtype=self._dt)
+        if ids.shape[0] == 0:
             raise ValueError("a posting names a track the layout does not hold")
-        local = order[k].astype(np.uint64)
-        if np.any(times >> self.time_bits[local].astype(np.uint64)):
+        if where is not None:
+            k = where[np.minimum(tracks, where.shape[0] - 1)]
+            bad = k == ids.shape[0]
+            k = np.minimum(k, ids.shape[0] - 1)
+        else:
+            k = np.minimum(np.searchsorted(ids, tracks), ids.shape[0] - 1)
+            bad = ids[k] != tracks
+        if np.any(bad | (ids[k] != tracks)):
+            raise ValueError("a posting names a track the layout does not hold")
+        if np.any(times >> bits[k]):
             raise ValueError("a posting's time is past its track's time bits")
-        cls = self.classes
-        c = np.searchsorted(cls[:, 1], local, side="right") - 1
-        pos = cls[c, 2] + ((local - cls[c, 1]) << cls[c, 0]) + times
         low = np.asarray(hashes, dtype=np.uint64) & np.uint64((1 << self.hash_bits) - 1)
-        return ((pos << np.uint64(self.hash_bits)) | low).astype(self._dt)
+        return (((start[k] + times) << np.uint64(self.hash_bits)) | low).astype(self._dt)
 
     def decode(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global track ids and times (uint32) of records: the lookup's hot path."""
