@@ -269,4 +269,5 @@ def cut_windows(hashes: np.ndarray, hash_bits: int, cap: int) -> np.ndarray:
 
 def window_of(starts: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """The window holding each posting position (``starts``: the windows' first positions, then ``n``)."""
-    return np.searchsorted(starts, positions, side="right") - 1
+    # in the starts' own dtype: numpy would otherwise convert the whole directory at every call
+    return np.searchsorted(starts, np.asarray(positions).astype(starts.dtype), side="right") - 1
