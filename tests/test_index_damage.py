@@ -20,7 +20,7 @@ from songmine.fingerprint.index import Index
 from songmine.fingerprint.index import segments as seg_mod
 from songmine.fingerprint.index import store as store_mod
 from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
-from songmine.fingerprint.index.segments import open_segment, write_segment
+from songmine.fingerprint.index.segments import open_segment, segment_checksum, write_segment
 from test_index_integrity import damage, flip, layout, postings
 
 SR = 22050
@@ -232,6 +232,42 @@ def test_an_index_from_before_checksums_keeps_working(ix, built, capsys, caplog)
         assert c.execute("SELECT COUNT(*) FROM profiles WHERE checksum IS NULL").fetchone()[0] == 0
     code, out, _ = identify(ix, built[1], capsys)
     assert code == 0 and json.loads(out) == json.loads(before)
+
+
+def test_an_index_of_the_previous_segment_format_answers_the_same_and_compacts_to_the_new(ix, built, capsys):
+    """Version-4 segments (12 bytes a posting, as the release before the packed format wrote them) are read
+    as they are, checked, and `songmine compact` rewrites them as version 5 with the same answers."""
+    code, before, _ = identify(ix, built[1], capsys)
+    seg, _ = only_segment(ix)
+    write_segment(seg, open_segment(seg).decode(), version=4)
+    with sqlite3.connect(ix / CATALOG_NAME) as c:
+        c.execute("UPDATE segments SET checksum = ?", (segment_checksum(seg),))
+    assert seg.read_bytes()[:8] == b"SMSEGv04"
+    code, out, _ = identify(ix, built[1], capsys)
+    assert code == 0 and json.loads(out) == json.loads(before)
+    assert main(["verify", "--index", str(ix), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
+    assert main(["compact", "--index", str(ix)]) == 0
+    capsys.readouterr()
+    (seg,) = (ix / "segments").iterdir()
+    assert seg.read_bytes()[:8] == b"SMSEGv05"
+    code, out, _ = identify(ix, built[1], capsys)
+    assert code == 0 and json.loads(out) == json.loads(before)
+
+
+def test_a_segment_from_a_newer_songmine_is_refused_not_repaired(ix, built, capsys):
+    """A newer segment format is not damage: identify says what to do in one line, verify --repair drops nothing."""
+    seg, _ = only_segment(ix)
+    damage(seg, 0, b"SMSEGv06")
+    code = main(["identify", str(built[1][0]), "--index", str(ix)])
+    cap = capsys.readouterr()
+    line = cap.err.strip()
+    assert code == 2 and cap.out == "" and "\n" not in line
+    assert "segment format version 6 is newer" in line and "upgrade songmine" in line
+    assert f"songmine index <music folders> --index {ix}" in line and "--repair" not in line
+    assert main(["verify", "--index", str(ix), "--repair"]) == 2
+    assert "newer" in capsys.readouterr().err
+    assert seg.exists() and seg.read_bytes()[:8] == b"SMSEGv06"
 
 
 def test_a_merge_never_copies_damage(ix, built, tmp_path, capsys, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from songmine.errors import IndexFormatError
+from songmine.errors import IndexCorruptError, IndexFormatError
 from songmine.fingerprint.index import segments as seg_mod
 from songmine.fingerprint.index.packing import cut_windows, plan_layout, track_time_bits
 from songmine.fingerprint.index.schema import SEGMENT_HEADER_V1, SEGMENT_MAGIC_V1
@@ -197,6 +197,19 @@ def test_truncated_and_foreign_files_are_format_errors(tmp_path, rng):
         open_segment(tmp_path / "f.sgm")
     with pytest.raises(IndexFormatError, match="missing"):
         open_segment(tmp_path / "nothing.sgm")
+
+
+def test_a_segment_of_a_newer_format_is_refused_with_what_to_do(tmp_path, rng):
+    """A segment written by a newer songmine is named as such (not as a foreign file), with the two ways out."""
+    write_segment(tmp_path / "s.sgm", random_postings(rng, 100))
+    data = (tmp_path / "s.sgm").read_bytes()
+    (tmp_path / "n.sgm").write_bytes(b"SMSEGv06" + data[8:])
+    with pytest.raises(IndexFormatError) as info:
+        open_segment(tmp_path / "n.sgm")
+    msg = str(info.value)
+    assert "segment format version 6" in msg and "reads versions 1-5" in msg
+    assert "upgrade songmine" in msg and "songmine index <music folders>" in msg
+    assert not isinstance(info.value, IndexCorruptError)  # not damage: nothing to repair
 
 
 def test_hit_budget_keeps_the_rarest_hashes_whole(rng):

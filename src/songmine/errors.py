@@ -71,6 +71,16 @@ class IndexCorruptError(IndexFormatError):
         self.part = part
 
 
+class IndexTooNewError(IndexFormatError):
+    """An index, or a part of it, written by a newer songmine: not damage, so nothing to repair.
+
+    The message says what to do: upgrade songmine, or rebuild the index with
+    this version.
+    """
+
+    reason = "index-too-new"
+
+
 class NotFittedError(SongmineError, ValueError, AttributeError):
     """An estimator was used before ``fit``.
 

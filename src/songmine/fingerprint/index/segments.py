@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import IndexCorruptError, IndexFormatError
+from ...errors import IndexCorruptError, IndexFormatError, IndexTooNewError
 from ..postings import Postings
 from .packing import Layout, cut_windows, layout_problem, plan_layout, track_time_bits, window_of
 from .schema import (
@@ -870,6 +870,11 @@ def open_segment(path: Path) -> Segment:
         _, n, _ = SEGMENT_HEADER_V1.unpack(head)
         data_off = SEGMENT_HEADER_SIZE
         version = 1
+    elif magic[:6] == SEGMENT_MAGIC[:6] and magic[6:].isdigit() and int(magic[6:]) > SEGMENT_VERSION:
+        raise IndexTooNewError(
+            f"{path}: segment format version {int(magic[6:])} is newer than this songmine, which reads versions "
+            f"1-{SEGMENT_VERSION}: upgrade songmine, or rebuild the index with this version (move "
+            f"{path.parent.parent} away and run songmine index <music folders> --index {path.parent.parent})")
     else:
         raise IndexFormatError(f"{path}: not a songmine segment (magic {magic!r}, expected {SEGMENT_MAGIC!r})")
     expected = data_off + 12 * n

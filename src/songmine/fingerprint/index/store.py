@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import IndexCorruptError, IndexFormatError, ParameterError, SongmineError
+from ...errors import IndexCorruptError, IndexFormatError, IndexTooNewError, ParameterError, SongmineError
 from ...methods import DEFAULT_METHOD, Method, get_method, method_of_config, register_method, resolve
 from ..postings import Postings, rarest_within
 from ..profiles import PROFILE_VERSION
@@ -352,7 +352,7 @@ class Index:
         if v == 0:
             raise IndexFormatError(f"{self._db_path}: not a songmine catalogue (no schema version)")
         if v > FORMAT_VERSION:
-            raise IndexFormatError(
+            raise IndexTooNewError(
                 f"{self.path}: index format version {v} is newer than this songmine supports ({FORMAT_VERSION})"
             )
         if v < FORMAT_VERSION:
@@ -659,7 +659,7 @@ class Index:
             try:
                 try:
                     data = open_segment(path)
-                except IndexCorruptError:
+                except (IndexCorruptError, IndexTooNewError):  # (a newer format is not damage: nothing to repair)
                     raise
                 except IndexFormatError as exc:  # a registered file missing, or not a segment: damage
                     raise IndexCorruptError(str(exc), part=str(path)) from exc
