@@ -98,7 +98,7 @@ LOCK_NAME = "write.lock"
 SEGMENT_VERSION = 5
 SEGMENT_MAGIC = b"SMSEGv05"
 #: magic, n postings, n tracks, n windows, block size, checksum, record bytes, hash bits, slot classes,
-#: log2 of the window cap, padding, header CRC: 64 bytes
+#: the window cap K (most postings in a window: 31), padding, header CRC: 64 bytes
 SEGMENT_HEADER = struct.Struct("<8sQIIIIBBBB24xI")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
 #: A window holds at most this many postings, 2**k - 1 so that a lookup's search inside one takes k steps (5).
