@@ -222,6 +222,31 @@ def test_merge_refuses_damaged_parts(tmp_path, seg, lazy, rng):
     assert not (tmp_path / "m.sgm").exists() and not list(tmp_path.glob(".*"))  # no temporary file, no side file
 
 
+def _rss_file_kb() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("RssFile:"))
+
+
+def test_opening_a_big_segment_checks_its_directory_without_mapping_it(tmp_path, rng):
+    """The window directory of a segment too big to check whole is checked at open by plain reads: the
+    process maps none of it (its memory stays what lookups touch), and damage there is still refused."""
+    n = 4_000_000  # random 32-bit hashes: ~1 M windows, an 8 MB directory; 24 MB in all (> CHECK_AT_OPEN)
+    p = Postings.from_unsorted(rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32),
+                               rng.integers(0, 40, n, dtype=np.uint32), rng.integers(0, 9000, n, dtype=np.uint32))
+    path = tmp_path / "big.sgm"
+    write_segment(path, p)
+    lay = layout(path, n)
+    assert lay["end"] - lay["window keys"] > 6_000_000 and lay["end"] - 64 > seg_mod.CHECK_AT_OPEN
+    before = _rss_file_kb()
+    s = open_segment(path)
+    assert _rss_file_kb() - before < 1024  # kB: the 8 MB directory was read, not mapped
+    assert not s.checked and s.sums.checked[s.sums.blocks_of([lay["window keys"], lay["end"] - 1])].all()
+    del s
+    flip(path, lay["window starts"] + 4 * 1000)
+    with pytest.raises(IndexCorruptError, match="window starts"):
+        open_segment(path)
+
+
 def test_version_3_segments_are_read_unchecked_and_merged_into_version_5(tmp_path, rng):
     p = postings(rng, 3000)
     path = tmp_path / "v3.sgm"

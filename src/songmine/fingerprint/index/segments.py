@@ -98,6 +98,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: Blocks read at a time when checking by plain reads (4 MB).
+_READ_BLOCKS = 1024
+
+
 class BlockSums:
     """The CRC-32 of every block of a segment's body (bytes 64 to the end of ``times``), and which were checked.
 
@@ -149,6 +153,21 @@ class BlockSums:
         if stop > start and not self.complete:
             lo, hi = self.blocks_of([start, stop - 1]).tolist()
             self.check(np.arange(lo, hi + 1))
+
+    def check_range_read(self, start: int, stop: int) -> None:
+        """:meth:`check_range` through plain file reads (the page cache), not the memory map.
+
+        What is checked at open (a big segment's window directory: ~10 % of
+        it) is then not mapped into the process: its memory stays what its
+        lookups touch, not a share of the index's size.
+        """
+        if stop <= start or self.complete:
+            return
+        lo, hi = self.blocks_of([start, stop - 1]).tolist()
+        for b in range(lo, hi + 1, _READ_BLOCKS):  # loop over chunks of blocks
+            e = min(b + _READ_BLOCKS, hi + 1) - 1
+            a = self.span(b)[0]
+            self.check_buffer(b, np.fromfile(self.path, dtype=np.uint8, count=self.span(e)[1] - a, offset=a))
 
     def check_buffer(self, first: int, buf: np.ndarray) -> None:
         """Check blocks ``first, first + 1, …`` against ``buf``, their bytes as read from the file."""
@@ -943,10 +962,11 @@ def _open_v5(path: Path, head: bytes, size: int) -> PackedSegment:
     at = _Offsets.of(n, n_tracks, n_classes, record, n_windows)
     sums = _map_checked(path, size, at.end, block, checksum, at.regions())
     raw = sums.raw
-    sums.check_range(SEGMENT_HEADER_SIZE, at.records)  # the tables and the directory steer every lookup
-    sums.check_range(at.wkeys, at.end)
     if at.end - SEGMENT_HEADER_SIZE <= CHECK_AT_OPEN:
         sums.check_all()
+    else:  # the tables and the directory steer every lookup: checked now, by reads (not mapped)
+        sums.check_range_read(SEGMENT_HEADER_SIZE, at.records)
+        sums.check_range_read(at.wkeys, at.end)
     ids = raw[SEGMENT_HEADER_SIZE:at.time_bits].view("<u4")
     bits = raw[at.time_bits:at.time_bits + n_tracks]
     classes = raw[at.classes:at.records].view("<u8").reshape(n_classes, 3)
