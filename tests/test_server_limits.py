@@ -393,7 +393,7 @@ def _segments(index):
 
 
 def test_damaged_postings_are_a_500_not_the_uploads_fault(server_index, tagged_cuts, tmp_path):
-    """Zeros over the segments' track column: the postings name a track the catalogue lacks."""
+    """Ones over the segments' records (docs/index.md's layout): the postings name tracks the catalogue lacks."""
     import shutil
 
     import numpy as np
@@ -408,10 +408,9 @@ def test_damaged_postings_are_a_500_not_the_uploads_fault(server_index, tagged_c
         assert c.post(url + "/api/identify", files={"file": ("q.wav", body)}).status_code == 200
         for seg in _segments(index):  # in place (same size): the server's memory maps see it
             with open(seg, "r+b") as fh:
-                n = SEGMENT_HEADER.unpack(fh.read(SEGMENT_HEADER_SIZE))[1]
-                size = fh.seek(0, 2)
-                fh.seek(size - 8 * n)
-                fh.write(np.zeros(n, dtype="<u4").tobytes())
+                _, n, t, _, _, _, record, _, n_classes, _, _ = SEGMENT_HEADER.unpack(fh.read(SEGMENT_HEADER_SIZE))
+                fh.seek(SEGMENT_HEADER_SIZE + -(-5 * t // 8) * 8 + 24 * n_classes)  # the records
+                fh.write(np.full(record * n, 0xFF, dtype=np.uint8).tobytes())
         r = c.post(url + "/api/identify", files={"file": ("q.wav", body)})
     assert r.status_code == 500, r.text
     assert r.json()["reason"] == "index-damaged" and "q.wav" not in r.json()["detail"]

@@ -94,6 +94,16 @@ class MissingExtraError(SongmineError, ImportError):
         self.name = self.missing[0] if self.missing else None  # ImportError's: the module not found
 
 
+class IndexTooNewError(IndexFormatError):
+    """An index, or a part of it, written by a newer songmine: not damage, so nothing to repair.
+
+    The message says what to do: upgrade songmine, or rebuild the index with
+    this version.
+    """
+
+    reason = "index-too-new"
+
+
 class NotFittedError(SongmineError, ValueError, AttributeError):
     """An estimator was used before ``fit``.
 

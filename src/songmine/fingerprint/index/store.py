@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import IndexCorruptError, IndexFormatError, ParameterError, SongmineError
+from ...errors import IndexCorruptError, IndexFormatError, IndexTooNewError, ParameterError, SongmineError
 from ...methods import DEFAULT_METHOD, Method, get_method, method_of_config, register_method, resolve
 from ..postings import Postings, rarest_within
 from ..profiles import PROFILE_VERSION, Profile, n_bands
@@ -54,6 +54,7 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
+from .schema import SEGMENT_VERSION
 from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, segment_checksum, write_segment
 
 __all__ = [
@@ -237,10 +238,6 @@ class _Segment:
     n_postings: int
     data: Segment
 
-    @property
-    def postings(self) -> Postings:
-        return self.data.postings
-
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
@@ -392,7 +389,7 @@ class Index:
         if v == 0:
             raise IndexFormatError(f"{self._db_path}: not a songmine catalogue (no schema version)")
         if v > FORMAT_VERSION:
-            raise IndexFormatError(
+            raise IndexTooNewError(
                 f"{self.path}: index format version {v} is newer than this songmine supports ({FORMAT_VERSION})"
             )
         if v < FORMAT_VERSION:
@@ -557,13 +554,13 @@ class Index:
         snap = self._snap
         if not snap.segments:
             return {}
-        for s in snap.segments:  # everything is read: everything is checked
-            s.data.check_all()
-        tr = np.concatenate([s.postings.tracks for s in snap.segments])
+        ps = [s.data.decode() for s in snap.segments]  # everything is read: everything is checked
+        tr = np.concatenate([p.tracks for p in ps])
         order = np.argsort(tr, kind="stable")
         tr = tr[order]
-        h = np.concatenate([s.postings.hashes for s in snap.segments])[order]
-        t = np.concatenate([s.postings.times for s in snap.segments])[order]
+        h = np.concatenate([p.hashes for p in ps])[order]
+        t = np.concatenate([p.times for p in ps])[order]
+        del ps
         ids, starts = np.unique(tr, return_index=True)
         ends = np.append(starts[1:], tr.shape[0])
         live = {k for k, r in snap.tracks.items() if r.status == STATUS_OK}
@@ -638,7 +635,7 @@ class Index:
         ramp = np.arange(total, dtype=np.int64)
         src = np.repeat(los[:, inv].ravel() - run0, flat) + ramp  # row of each hit in its segment
         if len(segs) == 1:
-            out_tracks, out_times = segs[0].postings.tracks[src], segs[0].postings.times[src]
+            out_tracks, out_times = datas[0].gather(src)
         else:
             # where each run goes in the output: its query position's block, after the earlier segments' hits
             dst_run = (np.cumsum(per_q) - per_q) + (np.cumsum(c, axis=0) - c)
@@ -646,10 +643,9 @@ class Index:
             ends = np.cumsum(c.sum(axis=1)).tolist()
             out_tracks = np.empty(total, dtype=np.uint32)
             out_times = np.empty(total, dtype=np.uint32)
-            for seg, a, b in zip(segs, [0, *ends[:-1]], ends):  # loop over segments
+            for d, a, b in zip(datas, [0, *ends[:-1]], ends):  # loop over segments
                 if b > a:
-                    out_tracks[dst[a:b]] = seg.postings.tracks[src[a:b]]
-                    out_times[dst[a:b]] = seg.postings.times[src[a:b]]
+                    out_tracks[dst[a:b]], out_times[dst[a:b]] = d.gather(src[a:b])
         dead = snap.dead
         if dead.shape[0]:
             inside = out_tracks < dead.shape[0]
@@ -759,7 +755,7 @@ class Index:
             try:
                 try:
                     data = open_segment(path)
-                except IndexCorruptError:
+                except (IndexCorruptError, IndexTooNewError):  # (a newer format is not damage: nothing to repair)
                     raise
                 except IndexFormatError as exc:  # a registered file missing, or not a segment: damage
                     raise IndexCorruptError(str(exc), part=str(path)) from exc
@@ -1000,8 +996,8 @@ class Index:
     def compact(self) -> CompactReport:
         """Rewrite all segments into one without removed tracks, and forget those tracks.
 
-        A segment written by an older songmine (without checksums) is rewritten even when alone, and
-        profiles stored without checksums get theirs.
+        A segment of an older format (versions 1-4: 12 bytes a posting, some without checksums) is
+        rewritten even when alone, and profiles stored without checksums get theirs.
         """
         t0 = time.perf_counter()
         with self._writing():
@@ -1009,7 +1005,7 @@ class Index:
             before = list(self._segments)
             bytes_before = self.size_bytes
             removed = [tid for tid, r in self._tracks.items() if r.status != STATUS_OK]
-            n_after = self._merge(before, purge=removed, force=any(s.data.sums is None for s in before))
+            n_after = self._merge(before, purge=removed, force=any(s.data.version < SEGMENT_VERSION for s in before))
             self._sum_old_profiles()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return CompactReport(
@@ -1132,13 +1128,13 @@ class Index:
                 findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", _detail(str(exc), self._seg_dir / s.file), "segment"))
                 bad.add(s.file)
                 continue
-            p = s.postings
-            if s.data.sums is None and len(p) > 1 and np.any(p.hashes[1:] < p.hashes[:-1]):  # unchecked files
-                findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", "hashes not sorted", "segment"))
-                bad.add(s.file)
-                continue
-            ids, c = np.unique(p.tracks, return_counts=True)
-            for i, k in zip(ids.tolist(), c.tolist()):
+            if s.data.sums is None:  # files without checksums: at least their order
+                h = s.data.postings.hashes
+                if len(h) > 1 and np.any(h[1:] < h[:-1]):
+                    findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", "hashes not sorted", "segment"))
+                    bad.add(s.file)
+                    continue
+            for i, k in s.data.track_counts().items():
                 counts[i] = counts.get(i, 0) + k
         for tid, data, checksum in self._conn.execute("SELECT track_id, data, checksum FROM profiles"):
             if checksum is not None and zlib.crc32(data) != checksum:
