@@ -97,7 +97,7 @@ def main() -> None:
         h, t = _query(index, args.clip, args.offset, args.seconds)
         seg = max((s.data for s in index._segments), key=len)  # the largest segment
         keys = np.unique(h)
-        hashes = seg.postings.hashes
+        hashes = seg.decode().hashes
         plain = lambda: (np.searchsorted(hashes, keys, "left"), np.searchsorted(hashes, keys, "right"))  # noqa: E731
         for a, b in zip(seg.bounds(keys), plain()):
             assert np.array_equal(a, b), "fenced bounds differ from np.searchsorted"

@@ -111,6 +111,14 @@ def _identify(c: httpx.Client, url: str, body: bytes) -> str | None:
 
 def identify_raw(url: str, pids: list[int], body: bytes) -> tuple[int, str | None]:
     """One identification over a new connection: (the worker that held it, the best match's file name)."""
+    pid, status, answer = ask_raw(url, pids, body)
+    assert status == 200, answer
+    m = answer["matches"]
+    return pid, (Path(m[0]["path"]).name if m else None)
+
+
+def ask_raw(url: str, pids: list[int], body: bytes) -> tuple[int, int, dict]:
+    """One identification over a new connection: (the worker that held it, the status, the JSON body)."""
     import json
 
     u = urlsplit(url)
@@ -119,11 +127,12 @@ def identify_raw(url: str, pids: list[int], body: bytes) -> tuple[int, str | Non
     head = ("POST /api/identify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b0undary"
             f"\r\nContent-Length: {len(part)}\r\n\r\n").encode()
     with socket.create_connection((u.hostname, u.port), timeout=120) as sock:
-        sock.sendall(head + part)
+        sock.sendall(head + part[:-1])  # the last byte once the worker is known: no answer, no close before
         t0 = time.monotonic()
-        while (pid := owners(pids, u.port).get(sock.getsockname()[1])) is None:  # accepted, being answered
+        while (pid := owners(pids, u.port).get(sock.getsockname()[1])) is None:  # accepted, receiving
             assert time.monotonic() - t0 < 60
             time.sleep(0.005)
+        sock.sendall(part[-1:])
         data = b""
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
@@ -131,9 +140,7 @@ def identify_raw(url: str, pids: list[int], body: bytes) -> tuple[int, str | Non
         n = int([ln.split(b":")[1] for ln in head_s.split(b"\r\n") if ln.lower().startswith(b"content-length")][0])
         while len(rest) < n:
             rest += sock.recv(65536)
-    assert head_s.startswith(b"HTTP/1.1 200"), data[:300]
-    m = json.loads(rest[:n])["matches"]
-    return pid, (Path(m[0]["path"]).name if m else None)
+    return pid, int(head_s.split(b" ", 2)[1]), json.loads(rest[:n])
 
 
 def test_clients_are_spread_over_the_workers(server_index, tagged_cuts):
@@ -188,6 +195,53 @@ def test_an_add_through_one_worker_is_seen_by_queries_on_every_worker(server_ind
             answered[pid].append(name)
             assert time.monotonic() - t0 < 60, answered
         assert all(name == stored for names in answered.values() for name in names), answered
+
+
+def test_every_worker_answers_index_damaged_after_damage_in_place_and_hides_paths(server_index, tagged_cuts, tmp_path):
+    """Damage written in place under ``serve --workers 2 --hide-paths``: each worker's own refresh finds it,
+    and every worker answers the JSON 500 ``index-damaged`` from then on (none keeps answering from the
+    damaged bytes its memory maps hold); before it, every worker's matches carry file names only."""
+    import shutil
+
+    from songmine.errors import IndexCorruptError
+    from songmine.fingerprint.index.segments import open_segment
+
+    index = tmp_path / "index"
+    shutil.copytree(server_index, index)
+    probe = clip(tagged_cuts[1], offset=5.0, duration=8.0)
+    with songmine_serve(index, "--workers", "2", "--hide-paths") as (url, proc):
+        pids = wait_for_workers(url, proc, 2)
+        answered: dict[int, list] = {p: [] for p in pids}
+        t0 = time.monotonic()
+        while not all(answered.values()):
+            pid, status, answer = ask_raw(url, pids, probe)
+            assert status == 200, answer
+            answered[pid].append(answer["matches"][0]["path"])
+            assert time.monotonic() - t0 < 60, answered
+        assert {p for paths in answered.values() for p in paths} == {tagged_cuts[1].name}, answered
+
+        seg = max((index / "segments").glob("*.sgm"), key=lambda p: p.stat().st_size)
+        at = seg.stat().st_size // 2
+        with open(seg, "r+b") as fh:  # in place: 4 KB in the middle of the postings, every bit flipped
+            fh.seek(at)
+            flipped = bytes(b ^ 0xFF for b in fh.read(4096))
+            fh.seek(at)
+            fh.write(flipped)
+        with pytest.raises(IndexCorruptError):  # (the damage is one a check finds)
+            open_segment(seg).sums.check_all()
+
+        damaged: dict[int, list] = {p: [] for p in pids}
+        t0 = time.monotonic()
+        while not all(len(v) >= 2 for v in damaged.values()):  # each worker, twice, once it has seen it
+            pid, status, answer = ask_raw(url, pids, probe)
+            if status != 200 or damaged[pid]:
+                damaged[pid].append((status, answer.get("reason"), answer.get("detail", "")))
+            assert time.monotonic() - t0 < 60, damaged
+            time.sleep(0.05)
+    for pid, seen in damaged.items():
+        for status, reason, detail in seen:
+            assert (status, reason) == (500, "index-damaged"), (pid, seen)
+            assert str(tmp_path) not in detail, detail  # --hide-paths: no server file named
 
 
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(server_index, tagged_cuts, tmp_path):

@@ -366,7 +366,35 @@ def _declared_duration(container, stream, source: Source) -> float | None:
         d = container.duration / 1_000_000
     else:
         return None
+    if fmt == "wav":  # FFmpeg's length of a WAV is what the file's size allows: a cut file "declares" its cut
+        d = max(d, _wav_data_seconds(source) or 0.0)
     return d if d > 0 else None
+
+
+#: Data sizes a WAV writer puts in its header before it knows the length (a stream, a pipe): not a length.
+_WAV_PLACEHOLDER = 0x7FFFF000
+
+
+def _wav_data_seconds(source: Source) -> float | None:
+    """Seconds of audio a RIFF/WAVE header's ``data`` chunk declares (its size over the byte rate).
+
+    None when the file is not RIFF/WAVE, the ``data`` chunk is not in the first 64 KB, or its size
+    is a placeholder (0, or near 2 or 4 GB: written before the length was known).
+    """
+    head = _read_at(source, 0, 65536)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        cid, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if cid == b"fmt " and pos + 20 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")  # after format tag, channels, rate
+        elif cid == b"data":
+            if size == 0 or size >= _WAV_PLACEHOLDER or byte_rate <= 0:
+                return None
+            return size / byte_rate
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _has_mpeg_length_header(source: Source) -> bool:

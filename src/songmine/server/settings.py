@@ -90,6 +90,10 @@ class ServerSettings:
         Answer ``POST /api/identify`` with a ``Server-Timing`` header: the
         CPU milliseconds of each stage (receive, decode, resample,
         fingerprint, search, respond), as ``benchmarks/server_load.py`` reads them.
+    expose_paths : bool
+        Whether JSON records (matches, tracks) carry each track's absolute path on
+        the server. False: the file name only, and error details name no server
+        file (the server's log keeps them). The CLI's own ``--json`` always shows paths.
     """
 
     index_path: Path
@@ -114,6 +118,7 @@ class ServerSettings:
     send_timeout_s: float = 30.0
     max_header_bytes: int = 16 * 1024
     server_timing: bool = False
+    expose_paths: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_path", Path(self.index_path))
@@ -148,6 +153,8 @@ class ServerSettings:
             raise ParameterError(f"top={self.top} must be <= 100")
         if self.max_header_bytes < 1024:
             raise ParameterError(f"max_header_bytes={self.max_header_bytes} must be >= 1024")
+        if not isinstance(self.expose_paths, bool):
+            raise ParameterError(f"expose_paths={self.expose_paths!r} must be True or False")
 
         try:
             HostAllowList(self.allowed_hosts)

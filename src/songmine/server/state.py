@@ -12,9 +12,12 @@ Other processes commit too: the other workers of ``songmine serve``, a
 catalogue's commit counter (one SQLite read, a few µs) before handing out the
 reader, and opens a fresh reader first when it moved; so a request that
 starts after another worker answered an add sees the added track.
-:meth:`IndexHolder.refresh` (called periodically) does the same for a worker
-that gets no requests, so that it lets go of segment files a compaction
-replaced.
+:meth:`IndexHolder.refresh` (called periodically, in every worker) does the
+same for a worker that gets no requests, so that it lets go of segment files a
+compaction replaced. It also checks again the files written in place since
+they were checked; when one is damaged, every query gets that error (a JSON
+500) instead of answers from the damaged files, until a refresh finds the
+index whole again (repaired).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from ..errors import IndexCorruptError
 
 __all__ = ["IndexHolder"]
 
@@ -61,17 +66,38 @@ class IndexHolder:
         self._retry_at = 0.0
         self._tracks: tuple[Any, list[Any]] | None = None  # (reader, its live tracks)
         self.generation = 0  # bumped at every swap (observability, tests)
+        self._damage: IndexCorruptError | None = None  # what the last refresh found damaged
 
     def snapshot(self) -> Any:
-        """The current reader, as it is (no check); keep using this one object for a whole query."""
+        """The current reader, as it is (no commit check); keep using this one object for a whole query.
+
+        Raises
+        ------
+        IndexCorruptError
+            The last refresh found the index damaged.
+        """
+        self._raise_damage()
+        return self._reader
+
+    def _raise_damage(self) -> None:
+        damage = self._damage
+        if damage is not None:  # a fresh exception each time: a shared one would collect every traceback
+            raise IndexCorruptError(str(damage), part=damage.part)
         return self._reader
 
     def current(self) -> Any:
         """The reader a new request should use: a fresh one first if any process committed since.
 
-        Never raises: when the check or the fresh reader fails, the old
-        snapshot keeps serving (and the next attempt waits :data:`RETRY_S`).
+        When the check or the fresh reader fails, the old snapshot keeps
+        serving (and the next attempt waits :data:`RETRY_S`); except for damage.
+
+        Raises
+        ------
+        IndexCorruptError
+            A refresh found the index damaged, or a part the fresh reader would read is
+            (noted as by :meth:`refresh`, until a refresh finds the index whole again).
         """
+        self._raise_damage()
         reader = self._reader
         try:
             committed = reader.committed_generation()
@@ -87,6 +113,9 @@ class IndexHolder:
                 return self._reader  # another request opened it meanwhile, or it just failed
             try:
                 self._swap_locked()
+            except IndexCorruptError as exc:
+                self._damage = exc
+                raise
             except Exception:
                 self._retry_at = time.monotonic() + RETRY_S
                 log.warning("index changed on disk but a fresh reader could not be opened; "
@@ -114,9 +143,29 @@ class IndexHolder:
                 self._swap()
 
     def refresh(self) -> bool:
-        """Swap in a fresh reader if any process committed since the current one; True if swapped."""
-        before = self._reader
-        return self.current() is not before
+        """Check the index again and swap in a fresh reader if any process committed since; True if swapped.
+
+        Raises
+        ------
+        IndexCorruptError
+            The index is damaged (a file written in place since it was checked, or a part a new
+            snapshot would read): :meth:`snapshot` and :meth:`current` raise it too until a refresh
+            succeeds.
+        """
+        with self._write_lock:
+            before = self._reader
+            try:
+                if self._writer is None:
+                    self._writer = self._opener()  # opened now: compared against the reader below
+                else:
+                    self._writer.refresh()  # nothing committed: the files written in place are checked again
+                if self._damage is not None or _generation(self._writer) != _generation(self._reader):
+                    self._swap()  # (after damage: a reader opened and checked afresh)
+            except IndexCorruptError as exc:
+                self._damage = exc
+                raise
+            self._damage = None
+            return self._reader is not before
 
     def _writer_handle(self) -> Any:
         if self._writer is None:
@@ -152,3 +201,8 @@ def _close(index: Any) -> None:
         index.close()
     except Exception:  # closing is best effort  # pragma: no cover
         log.debug("closing an index failed", exc_info=True)
+
+
+def _generation(index: Any) -> int:
+    """The committed catalogue state an index object reflects."""
+    return index.generation

@@ -14,6 +14,7 @@ from ...records import QueryResult
 from ...stages import StageClock, measuring, stage
 from ..deps import HolderDep, SettingsDep, SlotsDep, query_upload
 from ..errors import ERROR_RESPONSES, ServerFault, decode_error, reason_header
+from ..models import shown_record
 from ..uploads import UPLOAD_BODY, ReceivedUpload
 
 __all__ = ["router"]
@@ -61,7 +62,7 @@ def identify_clip(
             reason = "index-damaged" if isinstance(exc, UnknownTrackError) else "internal"
             raise ServerFault(f"identification failed: {exc}", reason) from exc
         with stage("respond"):  # the record as JSON, once (not validated and re-encoded by the framework)
-            body = result.model_dump_json().encode()
+            body = shown_record(result, settings.expose_paths).model_dump_json().encode()
     headers = None
     if settings.server_timing:
         clock.add("receive", upload.cpu_s)
