@@ -473,7 +473,7 @@ def _flip(path: Path, offset: int, k: int = 8) -> None:
 
 def damage_index(ix: Path, kind: str, rng: np.random.Generator) -> str:
     """Damage a copy of an index; returns the damaged part's name."""
-    from songmine.fingerprint.index.schema import CATALOG_NAME
+    from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_HEADER_SIZE
     from songmine.fingerprint.index.segments import open_segment
 
     if kind == "catalogue":
@@ -484,18 +484,18 @@ def damage_index(ix: Path, kind: str, rng: np.random.Generator) -> str:
         _damage(ix / CATALOG_NAME, (root - 1) * page, b"\xa5" * 64)
         return CATALOG_NAME
     seg = max((ix / "segments").glob("*.sgm"), key=lambda s: s.stat().st_size)
-    s = open_segment(seg)
-    n, hashes = len(s), s.data_offset
-    tracks, times = hashes + 4 * n, hashes + 8 * n
+    s = open_segment(seg)  # version 5 (docs/index.md): header, the tracks' layout, the posting records, ...
+    n, records, size = len(s), s.records_offset, s.records.itemsize
+    tracks = SEGMENT_HEADER_SIZE
     del s
     if kind == "8 flipped bytes in a segment":
-        _flip(seg, hashes + 4 * (n // 2))
+        _flip(seg, records + size * (n // 2))
     elif kind == "4 KB of zeros in the hashes":
-        _damage(seg, hashes + 4 * (n // 3), bytes(4096))
+        _damage(seg, records + size * (n // 3), bytes(4096))
     elif kind == "zeros over the tracks area":
-        _damage(seg, tracks, bytes(times - tracks))
+        _damage(seg, tracks, bytes(records - tracks))
     elif kind == "random bytes over the tracks area":
-        _damage(seg, tracks, rng.integers(0, 256, times - tracks, dtype=np.uint8).tobytes())
+        _damage(seg, tracks, rng.integers(0, 256, records - tracks, dtype=np.uint8).tobytes())
     return f"segments/{seg.name}"
 
 

@@ -497,9 +497,9 @@ def test_damage_under_a_running_server_is_a_500_at_the_next_refresh(server_index
         if kind == "hashes":
             seg = max(_segments(index), key=lambda p: p.stat().st_size)
             opened = open_segment(seg)
-            at, n = opened.data_offset, len(opened)
+            at, n = opened.records_offset, len(opened)  # 4-byte posting records (docs/index.md)
             del opened
-            with open(seg, "r+b") as fh:  # in place: 4 KB of zeros in the middle of the hashes
+            with open(seg, "r+b") as fh:  # in place: 4 KB of zeros in the middle of the postings
                 fh.seek(at + 4 * (n // 3))
                 fh.write(bytes(4096))
             part = seg.name
