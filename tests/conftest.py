@@ -191,11 +191,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def run_uvicorn(app, *, sndbuf: int | None = None):
+def run_uvicorn(app, *, sndbuf: int | None = None, peers=None):
     """``with run_uvicorn(app) as url:`` runs uvicorn on 127.0.0.1:<free port> in a thread.
 
     With the connection layer ``songmine serve`` uses (its protocol, deadlines and caps from the app's
     settings). ``sndbuf`` fixes the kernel send buffer of every connection (a slow network in small).
+    ``peers``: the worker's slot in a load table (the one the app was created with), as a worker has it.
     """
     import socket
     import threading
@@ -212,7 +213,7 @@ def run_uvicorn(app, *, sndbuf: int | None = None):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(app.state.settings))
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(app.state.settings, peers=peers))
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

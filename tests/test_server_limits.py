@@ -25,7 +25,8 @@ import httpx  # noqa: E402
 
 from conftest import run_uvicorn, songmine_serve  # noqa: E402
 from songmine.server import ServerSettings, create_app  # noqa: E402
-from songmine.server.guards import RECENT_S, HostAllowList, parse_host  # noqa: E402
+from songmine.server.balance import RECENT_S  # noqa: E402
+from songmine.server.guards import HostAllowList, parse_host  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -207,8 +208,8 @@ def test_protocol_errors_and_deadlines_are_json(server_index, mode):
                 first = sock.recv(65536)
                 assert first.startswith(b"HTTP/1.1 200")
                 if b"\r\nconnection: close" in first.lower():
-                    # two workers: this one moved the client away, as it counts the connections of the last
-                    # RECENT_S seconds (closed ones too) against an idle peer; once they age out it keeps it
+                    # two workers: this one moved the client away, as it counted open connections of the last
+                    # RECENT_S seconds against an idle peer (another client's); once they age out it keeps it
                     time.sleep(RECENT_S + 0.1)
                     continue
                 sock.sendall(b"GET /api/health HTTP/1.1\r\n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -129,7 +128,6 @@ class RequestGuard:
         self.max_requests = max_requests
         self.peers = peers
         self.active = 0  # one event loop per process: no lock needed
-        self._recent: dict[Any, float] = {}  # client (host, port) → when its last request started
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -147,33 +145,20 @@ class RequestGuard:
             return
         self.active += 1
         if self.peers is not None:
-            self._recent[scope.get("client")] = time.monotonic()
-            self.peers.serving(self._clients())
+            self.peers.request_started(scope.get("client"))
         try:
             await self.app(scope, receive, _Send(send, self, scope.get("client")))
         finally:
             self.active -= 1
 
-    def _clients(self) -> int:
-        """Client connections that started a request within the last :data:`RECENT_S` seconds."""
-        horizon = time.monotonic() - RECENT_S
-        if len(self._recent) > 1:
-            self._recent = {c: t for c, t in self._recent.items() if t >= horizon}
-        return len(self._recent)
-
     def head_headers(self, headers: list, client: Any) -> list:
         """The response head's headers as this layer sends them (nosniff; ``connection: close`` to shed)."""
         if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
             headers.append((b"x-content-type-options", b"nosniff"))
-        if self.peers is not None and self.peers.should_shed(self._clients()):
+        if self.peers is not None and self.peers.should_shed(self.peers.load()):
             headers.append((b"connection", b"close"))
-            self._recent.pop(client, None)
-            self.peers.serving(len(self._recent))
+            self.peers.connection_closed(client)
         return headers
-
-
-#: A client connection counts as this worker's load for this long after its last request started.
-RECENT_S = 2.0
 
 
 class _Send:

@@ -39,7 +39,9 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ConnectionLimits", "GuardedH11Protocol", "uvicorn_options", "json_error_bytes"]
+from .balance import Peers
+
+__all__ = ["ConnectionLimits", "GuardedH11Protocol", "uvicorn_options", "with_peers", "json_error_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +95,11 @@ class GuardedH11Protocol(H11Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         limits: ConnectionLimits = ConnectionLimits(),
+        peers: Peers | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
+        self.peers = peers  # this worker's load (songmine.server.balance): told when a connection closes
         self.conn = _Connection(h11.SERVER, limits.max_header_bytes)
         self._head_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
@@ -123,6 +127,8 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_head_timer()
         self._cancel_send_timer()
         self._waiting_since = None
+        if self.peers is not None:
+            self.peers.connection_closed(self.client)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -228,11 +234,12 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-def uvicorn_options(settings: Any) -> dict[str, Any]:
+def uvicorn_options(settings: Any, *, peers: Peers | None = None) -> dict[str, Any]:
     """``uvicorn.Config``/``uvicorn.run`` keyword arguments for ``settings`` (a ServerSettings).
 
     The protocol class travels as a ``functools.partial`` (picklable, so
-    ``--workers N`` processes get it too).
+    ``--workers N`` processes get it too). ``peers``: a worker's slot in the
+    load table, the one its app was created with (see :func:`with_peers`).
     """
     limits = ConnectionLimits(
         max_connections=settings.max_connections,
@@ -241,10 +248,15 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         max_header_bytes=settings.max_header_bytes,
     )
     return dict(
-        http=functools.partial(GuardedH11Protocol, limits=limits),
+        http=functools.partial(GuardedH11Protocol, limits=limits, peers=peers),
         timeout_keep_alive=settings.keep_alive_s,
         limit_concurrency=None,  # requests in progress are capped in the app, with a JSON 503
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,
         server_header=False,
     )
+
+
+def with_peers(options: dict[str, Any], peers: Peers) -> dict[str, Any]:
+    """``options`` (from :func:`uvicorn_options`) whose connections tell ``peers`` when they close."""
+    return {**options, "http": functools.partial(options["http"], peers=peers)}

@@ -135,9 +135,11 @@ def _worker(settings: Any, options: dict[str, Any], sock: socket.socket, table: 
     import uvicorn
 
     from .app import create_app
+    from .protocol import with_peers
 
     try:
-        config = uvicorn.Config(create_app(settings, peers=Peers(table, slot)), **options)
+        peers = Peers(table, slot)
+        config = uvicorn.Config(create_app(settings, peers=peers), **with_peers(options, peers))
         server = uvicorn.Server(config)
     except Exception:
         log.exception("worker %d could not start", slot)
