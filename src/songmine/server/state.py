@@ -83,7 +83,6 @@ class IndexHolder:
         damage = self._damage
         if damage is not None:  # a fresh exception each time: a shared one would collect every traceback
             raise IndexCorruptError(str(damage), part=damage.part)
-        return self._reader
 
     def current(self) -> Any:
         """The reader a new request should use: a fresh one first if any process committed since.
