@@ -12,7 +12,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
+from ._app import (
+    EXIT_USAGE,
+    JsonOption,
+    app,
+    check_engine,
+    emit_json,
+    fail,
+    out_console,
+    print_skipped,
+    printable,
+    progress_bar,
+)
 
 IndexOption = Annotated[
     Optional[Path],
@@ -43,14 +54,25 @@ def index_cmd(
     method: Annotated[
         str, typer.Option("--method", help="landmark (default), or seed / sketch (built into <index>/seed, <index>/sketch).")
     ] = "landmark",
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (process pool) or spark (the files decoded and fingerprinted by Spark tasks).")
+    ] = "local",
+    master: Annotated[
+        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
 ) -> None:
     """Fingerprint audio files into the index (created on first use), in parallel.
 
     Files already indexed (same content, by sha256) are skipped, so a rerun
     after an interruption resumes. Unreadable files are listed and skipped.
-    Ctrl-C keeps everything fingerprinted so far.
+    Ctrl-C keeps everything fingerprinted so far. With --engine spark the
+    files are decoded and fingerprinted on Spark's executors (they must see
+    the files at the same paths) and this process writes the index.
     """
+    check_engine(engine, master, jobs=jobs)
     if method != "landmark":
+        if engine != "local":
+            raise fail(f"--engine spark indexes with the landmark method only, not {method!r}")
         from ._altmethods import index_alt
 
         return index_alt(method, dirs, index, json_out=json_out)
@@ -62,7 +84,13 @@ def index_cmd(
     with Index(path, create=True) as ix:
         with progress_bar("indexing", enabled=not json_out) as progress:
             try:
-                report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
+                if engine == "spark":
+                    from ..spark.index import index_files_spark
+
+                    report = index_files_spark(ix, dirs, master=master, prune=prune, progress=progress,
+                                               batch_tracks=batch)
+                else:
+                    report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
             except IndexingInterrupted as exc:
                 report, interrupted = exc.report, True
             except BaseException:  # e.g. a path that does not exist: a first run leaves no empty index
