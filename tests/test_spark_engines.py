@@ -1,4 +1,4 @@
-"""Indexing on Spark (local[2]) gives what the local engine gives, on real music.
+"""Indexing and identification on Spark (local[2]) give what the local engine gives, on real music.
 
 Equality is exact: the same tracks and postings (by content, as track ids follow completion
 order in both engines), the same identify records bit for bit, the same timelines. One
@@ -125,3 +125,102 @@ def test_a_task_that_dies_fails_only_its_file(spark, tmp_path, real_cuts, synth_
         assert "the Spark task died while processing this file" in report.failed[0][1]
         assert sorted(os.path.basename(t.path) for t in ix.tracks()) == ["short0.wav", "short1.wav", "short2.wav"]
     assert spark.sparkContext.parallelize([1, 2], 2).sum() == 3  # the session survived
+
+
+@pytest.fixture(scope="module")
+def clips(real_cuts, tmp_path_factory):
+    """Five-second excerpts of the four indexed cuts (one with noise, one 2 % faster), one of a track
+    not in the index, and a file that is not audio."""
+    import soxr
+
+    from songmine.audio import load
+
+    root = tmp_path_factory.mktemp("clips")
+    g = np.random.default_rng(5)
+    out = []
+    for i, cut in enumerate(real_cuts[:5]):
+        y = load(cut, sr=SR)[(4 + 3 * i) * SR:(9 + 3 * i) * SR]
+        if i == 1:
+            y = y + 0.05 * g.standard_normal(y.size).astype(np.float32)
+        if i == 2:
+            y = soxr.resample(y, SR, SR / 1.02).astype(np.float32)
+        sf.write(root / f"clip{i}.wav", y, SR)
+        out.append(root / f"clip{i}.wav")
+    (root / "not-audio.mp3").write_text("hello")
+    out.append(root / "not-audio.mp3")
+    return out
+
+
+def test_identify_on_spark_answers_each_clip_as_local(spark, local_index, clips):
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.query import identify
+    from songmine.spark.identify import identify_clips_spark
+
+    with Index(local_index) as ix:
+        local = [identify(ix, str(c), top=3) for c in clips]
+    got = identify_clips_spark(local_index, clips, top=3, session=spark, n_partitions=3)
+    assert [o.result for o in got] == local  # every field: matches, offsets, scores, confidences, errors
+    assert [o.kind for o in got] == ["ok"] * 5 + ["ok"]
+    assert [bool(r.matches) for r in local] == [True, True, True, True, False, False]
+    assert "not a readable audio file" in local[-1].error
+    missing = identify_clips_spark(local_index.parent / "nowhere", clips[:1], session=spark)
+    assert missing[0].kind == "index" and "no index here" in missing[0].result.error
+
+
+@pytest.fixture(scope="module")
+def recording(real_cuts, tmp_path_factory):
+    """An 'hour' of radio in small: 4 s of noise, cut 0 from 2 s to 24 s, cut 1 from its start for 20 s,
+    8 s of a track not in the index. Returns the path and the truth ``[(cut, start, end)]``."""
+    from songmine.audio import load
+
+    g = np.random.default_rng(9)
+    a, b, c = (load(real_cuts[i], sr=SR) for i in (0, 1, 5))
+    parts = [0.01 * g.standard_normal(4 * SR).astype(np.float32), a[2 * SR:24 * SR], b[:20 * SR], c[:8 * SR]]
+    path = tmp_path_factory.mktemp("radio") / "radio.wav"
+    sf.write(path, np.concatenate(parts), SR)
+    return path, [(0, 4.0, 26.0), (1, 26.0, 46.0)]
+
+
+def test_monitoring_on_spark_draws_the_local_timeline(spark, local_index, recording, real_cuts):
+    from songmine.cli._app import jsonable
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.monitor import identify_recording
+    from songmine.spark.identify import identify_recordings_spark
+
+    path, truth = recording
+    with Index(local_index) as ix:
+        local = identify_recording(ix, str(path), window_s=8, hop_s=4, top=3)
+    got = identify_recordings_spark(local_index, [path, path.parent / "missing.wav"], window_s=8, hop_s=4, top=3,
+                                    session=spark, n_partitions=3)
+    assert jsonable(got[0][0]) == jsonable(local)
+    assert got[1][0].error and "missing.wav" in got[1][0].error
+    # what played when: the right tracks, in order, each boundary within a window (8 s)
+    assert [os.path.basename(p.path) for p in local.played] == [real_cuts[k].name for k, _, _ in truth]
+    for p, (_, start, end) in zip(local.played, truth):
+        assert abs(p.start_s - start) <= 8.0 and abs(p.end_s - end) <= 8.0
+    assert local.played[1].start_s == pytest.approx(26.0, abs=0.1)  # heard from its beginning: exact
+    assert local.played[1].track_start_s == pytest.approx(0.0, abs=0.1)
+
+
+def test_cli_index_and_identify_with_the_spark_engine(spark, music, local_index, clips, recording, tmp_path, capsys):
+    from songmine.cli._app import main
+
+    ix = tmp_path / "ix"
+    assert main(["index", str(music), "--index", str(ix), "--engine", "spark", "--master", "local[2]", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["added"], len(summary["failed"])) == (4, 1)
+    listing = tmp_path / "clips.txt"
+    listing.write_text("# clips\n" + "\n".join(str(c) for c in clips[:4]) + "\n\n")
+    args = ["identify", "--index", str(local_index), "--from-list", str(listing), "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main([*args, "--engine", "spark", "--master", "local[2]"]) == 0
+    assert json.loads(capsys.readouterr().out) == local
+    path, _ = recording
+    args = ["identify", str(path), "--index", str(local_index), "--window", "8", "--hop", "4", "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main([*args, "--engine", "spark", "--master", "local[2]"]) == 0
+    assert json.loads(capsys.readouterr().out) == local and len(local[0]["played"]) == 2
+    assert main(["identify", str(path), "--index", str(local_index), "--window", "8", "--master", "local[2]"]) == 2
+    assert "--master is only meaningful with --engine spark" in capsys.readouterr().err

@@ -8,7 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import one_line
-from ._app import EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, printable
+from ._app import (
+    EXIT_INTERNAL,
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    JsonOption,
+    app,
+    check_engine,
+    emit_json,
+    fail,
+    out_console,
+    printable,
+)
 
 def open_index(path: Optional[Path]):
     """Open the index at ``path`` (or the default location).
@@ -33,27 +45,64 @@ def _unusable(clips: list[Path], exc: Exception, json_out: bool) -> typer.Exit:
     return fail(one_line(exc), EXIT_USAGE)
 
 
+def read_list(path: Path) -> list[Path]:
+    """The clips named in a list file: one path a line (blank lines and ``#`` comments skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"--from-list {path}: cannot read it ({one_line(exc)})", EXIT_USAGE) from None
+    return [Path(ln.strip()) for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
 @app.command("identify")
 def identify_cmd(
-    clips: Annotated[list[Path], typer.Argument(help="Audio clips to identify (any format FFmpeg decodes).")],
+    clips: Annotated[
+        Optional[list[Path]], typer.Argument(help="Audio clips to identify (any format FFmpeg decodes).")
+    ] = None,
     index: Annotated[
         Optional[Path], typer.Option("--index", help="Index directory (default: $SONGMINE_INDEX or the per-user one).")
     ] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Matches to show per clip.")] = 3,
     method: Annotated[str, typer.Option("--method", help="Identification method: landmark, seed (the original course method) or sketch.")] = "landmark",
+    from_list: Annotated[
+        Optional[Path], typer.Option("--from-list", help="A file naming the clips, one path a line (with or instead of CLIPS).")
+    ] = None,
+    window: Annotated[
+        Optional[float], typer.Option("--window", help="Long recordings: identify windows of this many seconds and print "
+                                      "what played when (start and end of each track heard).")
+    ] = None,
+    hop: Annotated[
+        Optional[float], typer.Option("--hop", help="Seconds between window starts with --window (default: half a window).")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or spark (the clips or windows searched by Spark tasks).")
+    ] = "local",
+    master: Annotated[
+        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Identify short (possibly noisy, sped-up) clips against an indexed library.
 
     Prints per clip the best matches (title, artist, offset in the track,
     confidence) or "no match". A clip that fails (unreadable, not audio, too
-    long) gets its error in its record and the others go on. Exit 0 if at
-    least one clip matched and none failed, 1 if none matched and none
-    failed, 2 if a clip failed (every record is still printed) or for a
-    missing or damaged index (with --json every clip's record then carries
-    that error) or a usage error, 70 for an internal error.
+    long) gets its error in its record and the others go on. With --window,
+    each clip is a long recording: its windows are identified and the output
+    says which tracks played from when to when. Exit 0 if at least one clip
+    matched (a recording: a track was heard) and none failed, 1 if none
+    matched and none failed, 2 if a clip failed (every record is still
+    printed) or for a missing or damaged index (with --json every clip's
+    record then carries that error) or a usage error, 70 for an internal error.
     """
+    check_engine(engine, master)
+    clips = list(clips or []) + (read_list(from_list) if from_list is not None else [])
+    if not clips:
+        raise fail("give at least one clip, or --from-list FILE", EXIT_USAGE)
+    if window is None and hop is not None:
+        raise fail("--hop goes with --window", EXIT_USAGE)
     if method != "landmark":  # seed / sketch indexes live in sub-folders of the index
+        if engine != "local" or window is not None:
+            raise fail(f"--engine spark and --window work with the landmark method, not {method!r}", EXIT_USAGE)
         from ..errors import IndexFormatError
         from ._altmethods import alt_index
 
@@ -69,8 +118,11 @@ def identify_cmd(
     from ..errors import IndexFormatError
     from ..fingerprint.heap import keep_heap
     from ..fingerprint.landmarks import FingerprintConfig
-    from ..fingerprint.query import identify
 
+    if window is not None:
+        from ..fingerprint.monitor import check_windows
+
+        hop = check_windows(window, hop)  # ParameterError: one line, exit 2
     keep_heap()
     try:
         ix = open_index(index)
@@ -79,8 +131,15 @@ def identify_cmd(
     try:
         if not isinstance(ix.config, FingerprintConfig):
             raise fail(f"index {ix.path} was built for another method ({ix.method}), not landmark", EXIT_USAGE)
-        batch = _Batch(lambda c: identify(ix, c, top=top))
-        results = batch.run(clips)
+        if window is not None:
+            return _monitor(ix, clips, window, hop, top, engine, master, json_out)
+        batch = _Batch(_local_query(ix, top))
+        if engine == "spark":
+            from ..spark.identify import identify_clips_spark
+
+            results = batch.take(identify_clips_spark(ix.path, clips, top=top, master=master))
+        else:
+            results = batch.run(clips)
     finally:
         ix.close()
     if json_out:
@@ -89,6 +148,41 @@ def identify_cmd(
         _print(results)
     batch.report()
     raise typer.Exit(batch.exit_code(results))
+
+
+def _local_query(ix, top: int):
+    from ..fingerprint.query import identify
+
+    return lambda c: identify(ix, c, top=top)
+
+
+def _monitor(ix, recordings: list[Path], window: float, hop: float, top: int, engine: str, master: str | None,
+             json_out: bool) -> None:
+    """``identify --window``: each recording's timeline (and its windows' records with --json)."""
+    batch = _Batch(None)
+    if engine == "spark":
+        from ..spark.identify import identify_recordings_spark
+
+        got = identify_recordings_spark(ix.path, recordings, window_s=window, hop_s=hop, top=top, master=master)
+        results = []
+        for res, kinds in got:
+            batch.note(kinds, next((w.result.error for w, k in zip(res.windows, kinds) if k != "ok"), None))
+            results.append(res)
+    else:
+        from ..fingerprint.monitor import identify_recording
+
+        results = [batch.guard(str(r), lambda r=r: identify_recording(ix, str(r), window_s=window, hop_s=hop, top=top))
+                   for r in recordings]
+    if json_out:
+        emit_json(results)
+    else:
+        _print_timelines(results)
+    batch.report()
+    if batch.crash_log:
+        raise typer.Exit(EXIT_INTERNAL)
+    if any(r.error for r in results) or batch.damaged:
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_OK if any(r.played for r in results) else EXIT_NO_MATCH)
 
 
 class _Batch:
@@ -101,6 +195,34 @@ class _Batch:
 
     def run(self, clips: list[Path]) -> list:
         return [self._one(str(c)) for c in clips]  # loop over clips
+
+    def take(self, outcomes) -> list:
+        """Records made elsewhere (Spark's executors, :class:`songmine.spark.identify.ClipOutcome`)."""
+        for o in outcomes:
+            self.note([o.kind], o.result.error)
+        return [o.result for o in outcomes]
+
+    def note(self, kinds, error: str | None) -> None:
+        """Remember an index failure or a bug met elsewhere (said once more at the end)."""
+        if "index" in kinds:
+            self.damaged = self.damaged or error
+        if "internal" in kinds and self.crash_log is None:
+            self.crash_log = "the Spark executors' logs"
+
+    def guard(self, name: str, fn):
+        """``fn()``; an index failure or a bug becomes a recording's error (noted)."""
+        from ..errors import IndexFormatError
+        from ..fingerprint.monitor import RecordingResult
+        from ._app import write_crash_log
+
+        try:
+            return fn()
+        except IndexFormatError as exc:
+            self.damaged = self.damaged or one_line(exc)
+            return RecordingResult(recording=name, error=one_line(exc))
+        except Exception as exc:  # a bug: keep the traceback, report the recording, go on
+            self.crash_log = write_crash_log()
+            return RecordingResult(recording=name, error=f"internal error: {type(exc).__name__}: {one_line(exc)}")
 
     def _one(self, clip: str):
         from ..errors import IndexFormatError, SongmineError
@@ -158,3 +280,24 @@ def _mmss(seconds: float) -> str:
     sign = "-" if seconds < 0 else ""
     s = abs(seconds)
     return f"{sign}{int(s // 60)}:{s % 60:05.2f}"
+
+
+def _print_timelines(results) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    for r in results:
+        if r.error:
+            typer.echo(printable(f"{r.recording}: error: {r.error}"))
+            continue
+        if not r.played:
+            typer.echo(printable(f"{r.recording}: nothing identified in {_mmss(r.duration_s)} "
+                                 f"({len(r.windows)} windows)"))
+            continue
+        table = Table(title=f"{r.recording} ({_mmss(r.duration_s)}, {len(r.windows)} windows)", title_justify="left")
+        for col in ("from", "to", "title", "artist", "from track time", "windows", "confidence", "path"):
+            table.add_column(col, justify="right" if col in ("from", "to", "from track time", "windows", "confidence") else "left")
+        for p in r.played:
+            table.add_row(_mmss(p.start_s), _mmss(p.end_s), p.title or Path(p.path).stem, p.artist or "",
+                          _mmss(p.track_start_s), str(p.windows), f"{p.confidence:.3f}", p.path)
+        console.print(table)
