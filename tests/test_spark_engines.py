@@ -224,3 +224,26 @@ def test_cli_index_and_identify_with_the_spark_engine(spark, music, local_index,
     assert json.loads(capsys.readouterr().out) == local and len(local[0]["played"]) == 2
     assert main(["identify", str(path), "--index", str(local_index), "--window", "8", "--master", "local[2]"]) == 2
     assert "--master is only meaningful with --engine spark" in capsys.readouterr().err
+
+
+def test_one_pass_as_a_spark_join_and_vote_answers_as_local(spark, local_index, clips, recording):
+    """Lookups as a join, votes as an aggregation: the records of the local one-pass search, bit for bit."""
+    from songmine.cli._app import jsonable
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.monitor import identify_recording
+    from songmine.fingerprint.query import identify
+    from songmine.fingerprint.search import SearchConfig, one_pass
+    from songmine.spark.vote import vote_clips_spark, vote_recordings_spark
+
+    # two speeds keep the rounds few (a clip of no indexed track tries them all); the 2 %-fast clip needs the second
+    config = one_pass(SearchConfig(speeds=(1.0, 1.02), max_hits=20_000))
+    path, _ = recording
+    with Index(local_index) as ix:
+        local = [identify(ix, str(c), top=3, config=config) for c in clips]
+        local_rec = identify_recording(ix, str(path), window_s=8, hop_s=4, top=3, config=config)
+    got = vote_clips_spark(local_index, clips, top=3, config=config, session=spark, n_partitions=3)
+    assert [o.result for o in got] == local
+    assert [bool(r.matches) for r in local] == [True, True, True, True, False, False]
+    assert got[-1].kind == "clip" and "not a readable audio file" in got[-1].result.error
+    rec = vote_recordings_spark(local_index, [path], window_s=8, hop_s=4, top=3, config=config, session=spark)
+    assert jsonable(rec[0]) == jsonable(local_rec) and len(local_rec.played) == 2

@@ -74,6 +74,11 @@ def identify_cmd(
     hop: Annotated[
         Optional[float], typer.Option("--hop", help="Seconds between window starts with --window (default: half a window).")
     ] = None,
+    one_pass: Annotated[
+        bool, typer.Option("--one-pass", help="One pass of the dense landmarks over the speed grid (no coarse probes, "
+                           "no profile check); with --engine spark, the lookups are a Spark join and the votes a "
+                           "Spark aggregation.")
+    ] = False,
     engine: Annotated[
         str, typer.Option("--engine", help="local, or spark (the clips or windows searched by Spark tasks).")
     ] = "local",
@@ -101,8 +106,9 @@ def identify_cmd(
     if window is None and hop is not None:
         raise fail("--hop goes with --window", EXIT_USAGE)
     if method != "landmark":  # seed / sketch indexes live in sub-folders of the index
-        if engine != "local" or window is not None:
-            raise fail(f"--engine spark and --window work with the landmark method, not {method!r}", EXIT_USAGE)
+        if engine != "local" or window is not None or one_pass:
+            raise fail(f"--engine spark, --window and --one-pass work with the landmark method, not {method!r}",
+                       EXIT_USAGE)
         from ..errors import IndexFormatError
         from ._altmethods import alt_index
 
@@ -118,7 +124,10 @@ def identify_cmd(
     from ..errors import IndexFormatError
     from ..fingerprint.heap import keep_heap
     from ..fingerprint.landmarks import FingerprintConfig
+    from ..fingerprint.search import SearchConfig
+    from ..fingerprint.search import one_pass as one_pass_config
 
+    config = one_pass_config() if one_pass else SearchConfig()
     if window is not None:
         from ..fingerprint.monitor import check_windows
 
@@ -132,9 +141,13 @@ def identify_cmd(
         if not isinstance(ix.config, FingerprintConfig):
             raise fail(f"index {ix.path} was built for another method ({ix.method}), not landmark", EXIT_USAGE)
         if window is not None:
-            return _monitor(ix, clips, window, hop, top, engine, master, json_out)
-        batch = _Batch(_local_query(ix, top))
-        if engine == "spark":
+            return _monitor(ix, clips, window, hop, top, engine, master, json_out, config, one_pass)
+        batch = _Batch(_local_query(ix, top, config))
+        if engine == "spark" and one_pass:
+            from ..spark.vote import vote_clips_spark
+
+            results = batch.take(vote_clips_spark(ix.path, clips, top=top, config=config, master=master))
+        elif engine == "spark":
             from ..spark.identify import identify_clips_spark
 
             results = batch.take(identify_clips_spark(ix.path, clips, top=top, master=master))
@@ -150,17 +163,22 @@ def identify_cmd(
     raise typer.Exit(batch.exit_code(results))
 
 
-def _local_query(ix, top: int):
+def _local_query(ix, top: int, config):
     from ..fingerprint.query import identify
 
-    return lambda c: identify(ix, c, top=top)
+    return lambda c: identify(ix, c, top=top, config=config)
 
 
 def _monitor(ix, recordings: list[Path], window: float, hop: float, top: int, engine: str, master: str | None,
-             json_out: bool) -> None:
+             json_out: bool, config, one_pass: bool) -> None:
     """``identify --window``: each recording's timeline (and its windows' records with --json)."""
     batch = _Batch(None)
-    if engine == "spark":
+    if engine == "spark" and one_pass:
+        from ..spark.vote import vote_recordings_spark
+
+        results = vote_recordings_spark(ix.path, recordings, window_s=window, hop_s=hop, top=top, config=config,
+                                        master=master)
+    elif engine == "spark":
         from ..spark.identify import identify_recordings_spark
 
         got = identify_recordings_spark(ix.path, recordings, window_s=window, hop_s=hop, top=top, master=master)
@@ -171,7 +189,8 @@ def _monitor(ix, recordings: list[Path], window: float, hop: float, top: int, en
     else:
         from ..fingerprint.monitor import identify_recording
 
-        results = [batch.guard(str(r), lambda r=r: identify_recording(ix, str(r), window_s=window, hop_s=hop, top=top))
+        results = [batch.guard(str(r), lambda r=r: identify_recording(ix, str(r), window_s=window, hop_s=hop, top=top,
+                                                                      config=config))
                    for r in recordings]
     if json_out:
         emit_json(results)
