@@ -83,5 +83,5 @@ def test_parse_and_bad_config():
         ChooseKConfig(k_values=(2, 3))
     with pytest.raises(ParameterError, match="rule='vote'"):
         ChooseKConfig(rule="vote")
-    with pytest.raises(ParameterError, match="n_samples=5"):
+    with pytest.raises(ParameterError, match="n_samples=5"):  # 2, 3 left: fewer than three
         choose_k(np.random.default_rng(0).normal(size=(5, 2)), config=ChooseKConfig(k_values=(2, 3, 6)))

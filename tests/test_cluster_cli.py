@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -88,3 +89,34 @@ def test_missing_table_and_nan(tables, capsys, tmp_path):
 def test_help():
     assert main(["cluster", "--help"]) == 0
     assert main(["cluster", "run", "--help"]) == 0
+
+
+def test_choose_k_narrows_the_range_on_a_small_table(tables, capsys, tmp_path):
+    _, cat = tables
+    cat.full.iloc[:8].to_parquet(tmp_path / "eight.parquet")
+    code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "eight.parquet"), "--json")
+    assert code == 0, err
+    rec = json.loads(out)
+    assert rec["k_values"] == list(range(2, 8)) and [r["k"] for r in rec["table"]] == list(range(2, 8))
+    assert rec["k_range_note"] == "k range narrowed to 2..7: the table has 8 rows, and k must be at most n − 1 = 7"
+    code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "eight.parquet"))
+    assert code == 0 and "k range narrowed to 2..7" in err and "recommended k =" in out
+    code, out, err = run_cli(capsys, "cluster", "run", str(tmp_path / "eight.parquet"), "--no-sklearn")
+    assert code == 0 and "k range narrowed to 2..7" in err
+    cat.full.iloc[:4].to_parquet(tmp_path / "four.parquet")
+    code, _, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "four.parquet"))
+    assert code == 2 and "leaves 2 value(s) of k <= n_samples−1 = 3" in err and err.count("\n") == 1
+
+
+def test_choose_k_reports_dropped_constant_columns_as_a_note(tables, capsys, tmp_path):
+    _, cat = tables
+    df = cat.full.iloc[:200].copy()
+    df["features.mfcc.mean.01"] = 1.0
+    df.to_parquet(tmp_path / "const.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stray Python warning would be printed raw on stderr
+        code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4")
+    assert code == 0 and "note: 1 constant column(s) dropped: ['features.mfcc.mean.01']" in err
+    code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4",
+                             "--json")
+    assert code == 0 and err == "" and json.loads(out)["reduction"]["dropped_constant"] == ["features.mfcc.mean.01"]

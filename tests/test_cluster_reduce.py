@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from songmine.cluster.reduce import ReduceConfig, randomized_svd, reduce
+from songmine.cluster.reduce import ReduceConfig, reduce
 from songmine.errors import DataError, ParameterError
 
 
@@ -40,8 +40,6 @@ def test_randomized_solver_agrees(rng):
     assert a.n_components == b.n_components
     np.testing.assert_allclose(a.explained_variance_ratio[: a.n_components],
                                b.explained_variance_ratio[: b.n_components], rtol=1e-4)
-    U, s, Vt = randomized_svd(np.eye(6) * np.arange(1, 7), 3)
-    np.testing.assert_allclose(s, [6, 5, 4])
 
 
 def test_svd_and_none_and_fixed(rng):
@@ -69,3 +67,15 @@ def test_bad_input():
         ReduceConfig(variance=1.5)
     with pytest.raises(ParameterError, match="method='ica'"):
         ReduceConfig(method="ica")
+
+
+def test_spectrum_stops_at_the_rank(rng):
+    """62 tracks × 518 features: at most 61 centred components carry variance, and only they are reported."""
+    X = low_rank(rng, n=62, d=518, r=5)
+    Z, red = reduce(X, config=ReduceConfig(variance=0.7))
+    assert len(red.explained_variance_ratio) == 61
+    assert red.explained_variance_ratio.min() > 1e-6 and red.cumulative_variance[-1] == pytest.approx(1.0)
+    _, svd = reduce(np.abs(X), config=ReduceConfig(method="svd"))
+    assert len(svd.explained_variance_ratio) == 62
+    with pytest.raises(ParameterError, match="at most 61 here"):
+        reduce(X, config=ReduceConfig(n_components=62))

@@ -249,3 +249,27 @@ def test_s_curve_and_band_choice():
     for bad in (0, -0.1, 1.5, float("nan")):
         with pytest.raises(ParameterError, match="threshold"):
             choose_bands(100, bad)
+
+
+def test_docs_state_what_the_code_does():
+    """The default prime and the seed method's confidence model, as documented."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from scipy.stats import hypergeom
+
+    import songmine.minhash.hashing as hashing
+    from songmine.minhash.onset import _confidence
+
+    default = inspect.signature(hashing.MinHasher).parameters["prime"].default
+    assert default == hashing.MERSENNE_31 and MinHasher(4).prime == hashing.MERSENNE_31
+    doc = " ".join(hashing.__doc__.split())
+    assert "(2³¹−1 by default" in doc and "2⁶¹−1 by default" not in doc
+    section = Path(__file__).parents[1].joinpath("docs", "minhash.md").read_text(encoding="utf-8")
+    section = section.split("## 2.", 1)[1].split("## 3.", 1)[0]
+    assert "Hypergeometric(u, n, m)" in section and not re.search(r"Binomial\(", section)
+    # the documented formula: x = ceil(J(m+n)/(1+J)), confidence = (1 − P(X ≥ x))^N
+    u, n, m, jac, n_tracks = 431, 30, 25, 0.25, 40
+    x = int(np.ceil(jac * (m + n) / (1 + jac)))
+    assert _confidence(jac, m, n, u, n_tracks) == pytest.approx((1 - hypergeom.sf(x - 1, u, n, m)) ** n_tracks)

@@ -186,12 +186,20 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
     real_load = songmine.audio.load
 
     def counting_load(source, **kw):
-        decoded.append(str(source))
+        decoded.append((str(source), kw.get("sr")))
         return real_load(source, **kw)
+
+    def fingerprinted():  # decodes at the landmark rate; sr=None is the keeper's bandwidth measure
+        return [p for p, sr in decoded if sr is not None]
 
     monkeypatch.setattr(songmine.audio, "load", counting_load)
     report = dedupe_index(ix_path)
-    assert decoded == [] and report.n_from_index == report.n_files == sum(len(g) for g in truth)
+    assert fingerprinted() == [] and report.n_from_index == report.n_files == sum(len(g) for g in truth)
+    # only the grouped files are decoded, once each, to measure their bandwidth
+    assert sorted(p for p, _ in decoded) == sorted(m.path for g in report.groups for m in g.members)
+    assert all(m.bandwidth_hz > 0 for g in report.groups for m in g.members)
+    assert dedupe_index(ix_path, DedupeConfig(bandwidth=False)).groups[0].reason.endswith("bandwidth not measured")
+    decoded.clear()
     assert _pairs([[m.path for m in g.members] for g in report.groups]) == _pairs(truth)
     for g in report.groups:
         assert g.keeper.endswith("_orig.flac")
@@ -204,7 +212,7 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
     assert main(["dedupe", "--index", str(ix_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_from_index"] == report.n_files and len(out["groups"]) == len(report.groups)
-    assert decoded == []
+    assert fingerprinted() == []
 
     # a file changed since indexing is fingerprinted again (only it); a vanished one is reported
     changed = next(p for p in truth[0] if p.endswith("_copy.mp3"))
@@ -212,8 +220,9 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
         fh.write(b"\0" * 10)  # trailing junk: same audio, new sha256
     gone = truth[1][1]
     os.remove(gone)
+    decoded.clear()
     report = dedupe_index(ix_path)
-    assert decoded == [changed]
+    assert fingerprinted() == [changed]
     assert [s["path"] for s in report.skipped] == [gone], report.skipped
     want = _pairs([[p for p in g if p != gone] for g in truth])
     assert _pairs([[m.path for m in g.members] for g in report.groups]) == want
@@ -237,3 +246,83 @@ def test_index_mode_refuses_a_non_landmark_index(tmp_path):
         pass
     with pytest.raises(ParameterError, match="landmark index"):
         dedupe_index(tmp_path / "ix")
+
+
+def _mp3_128k(src, out):
+    """Transcode ``src`` to a 128-kbps MP3 with LAME (through PyAV), at the source's rate and channels."""
+    import av
+
+    from songmine.audio import info, load
+
+    meta = info(src)
+    y = np.atleast_2d(load(src, sr=None, mono=False)).astype(np.float32)
+    with av.open(str(out), "w") as c:
+        st = c.add_stream("libmp3lame", rate=meta.sr)
+        st.bit_rate = 128_000
+        st.layout = "stereo" if y.shape[0] == 2 else "mono"
+        for s in range(0, y.shape[1], meta.sr):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[:, s:s + meta.sr]), format="fltp",
+                                               layout=st.layout)
+            frame.sample_rate = meta.sr
+            for pkt in st.encode(frame):
+                c.mux(pkt)
+        for pkt in st.encode(None):
+            c.mux(pkt)
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_keeper_is_the_source_of_a_transcode_not_the_higher_bitrate(demo_corpus, demo_tracks, tmp_path, capsys):
+    """A 128-kbps MP3 made from a ~110-kbps Vorbis track: the Vorbis is kept, and the report says why."""
+    import shutil
+
+    from songmine.audio import info
+    from songmine.bandwidth import effective_bandwidth
+    from songmine.cli._app import main
+
+    src = next(t for t in demo_tracks if t.file == "singularity-music__Apex_Aleph.ogg")
+    ogg = tmp_path / "lib" / "Apex_Aleph.ogg"
+    ogg.parent.mkdir()
+    shutil.copyfile(src.path(demo_corpus), ogg)
+    mp3 = tmp_path / "lib" / "Apex_Aleph (mp3 copy).mp3"
+    _mp3_128k(ogg, mp3)
+    assert info(ogg).codec == "vorbis"
+    bw_ogg, bw_mp3 = effective_bandwidth(ogg), effective_bandwidth(mp3)
+    assert bw_ogg - bw_mp3 >= 1000  # LAME's low-pass at 128 kbps sits well below Vorbis's
+
+    report = dedupe([tmp_path / "lib"])
+    (group,) = report.groups
+    by_name = {os.path.basename(m.path): m for m in group.members}
+    assert by_name["Apex_Aleph (mp3 copy).mp3"].bitrate_kbps > by_name["Apex_Aleph.ogg"].bitrate_kbps
+    assert group.keeper == str(ogg) and by_name["Apex_Aleph.ogg"].keeper
+    assert by_name["Apex_Aleph.ogg"].bandwidth_hz == bw_ogg and by_name["Apex_Aleph (mp3 copy).mp3"].bandwidth_hz == bw_mp3
+    assert group.reason.startswith(f"widest effective bandwidth, {bw_ogg / 1000:.2f} kHz against "
+                                   f"{bw_mp3 / 1000:.2f} kHz or less")
+
+    assert main(["dedupe", str(tmp_path / "lib"), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["groups"][0]["reason"] == group.reason
+    assert {m["bandwidth_hz"] for m in rec["groups"][0]["members"]} == {bw_ogg, bw_mp3}
+    assert main(["dedupe", str(tmp_path / "lib"), "--csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].endswith("bandwidth_hz,keeper_reason") and "widest effective bandwidth" in rows[1]
+
+
+def test_choose_keeper_rules_and_reasons():
+    from songmine.minhash.dedupe import TrackPrint, choose_keeper
+
+    def tp(path, codec, kbps, bw, lossless=False, dur=100.0, sr=44100):
+        return TrackPrint(path, np.zeros(0, np.uint32), np.zeros(0, np.uint32), duration_s=dur, codec=codec,
+                          bitrate_kbps=kbps, lossless=lossless, sr=sr, bandwidth_hz=bw)
+
+    # equal bandwidth (within 500 Hz): lossless, then bitrate decide, and the reason says so
+    k, why = choose_keeper([tp("a.mp3", "mp3", 320, 19_750), tp("a.flac", "flac", 900, 20_000, lossless=True)])
+    assert k == 1 and why.startswith("lossless (flac); bandwidths equal within 500 Hz (19.75 kHz–20.00 kHz)")
+    k, why = choose_keeper([tp("a.ogg", "vorbis", 112, 15_750), tp("a.mp3", "mp3", 128, 15_750)])
+    assert k == 1 and why.startswith("highest bitrate (128 kbps against 112)")
+    # a FLAC made from an MP3 keeps the MP3's low-pass: the wider MP3 of the source wins
+    k, why = choose_keeper([tp("fake.flac", "flac", 800, 16_000, lossless=True), tp("b.mp3", "mp3", 320, 19_500)])
+    assert k == 1 and "19.50 kHz against 16.00 kHz" in why
+    # not measured: the container's facts alone
+    k, why = choose_keeper([tp("a.ogg", "vorbis", 112, None), tp("a.mp3", "mp3", 128, None)])
+    assert k == 1 and why.endswith("; bandwidth not measured")

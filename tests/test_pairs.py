@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from songmine.errors import ParameterError
-from songmine.pairs import count_pairs, iter_index_pairs, pairs_with_sum
+from songmine.errors import DataError, ParameterError
+from songmine.pairs import count_pairs, iter_index_pairs, pairs_with_sum, parse_int, parse_integers
 
 EXAMPLE = [7, -2, 8, 2, 6, 4, -7, 2, 1, 3, -3]
 METHODS = ["hash", "sort"]
@@ -247,3 +248,49 @@ def test_cli_big_ints_in_text():
     r = run_cli("pairs", "--sum", "9", "--json", stdin=b"99999999999999999999999\n-99999999999999999999990\n")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["pairs"] == [[-99999999999999999999990, 99999999999999999999999]]
+
+
+# ---------------------------------------------------------------- one rule for what an integer is
+
+
+def test_api_and_cli_refuse_a_float_target_alike():
+    with pytest.raises(ParameterError, match=r"s=4.0 is not an integer: floats are refused, even whole ones \(pass 4\)"):
+        pairs_with_sum([1, 3], 4.0)
+    with pytest.raises(ParameterError, match="s=True is a bool"):
+        pairs_with_sum([1, 3], True)
+    with pytest.raises(ParameterError, match="value=False is a bool"):
+        pairs_with_sum([1, False, 3], 4)
+    assert pairs_with_sum([1, 3], np.int16(4)).tolist() == [[1, 3]]
+    r = run_cli("pairs", "--sum", "4.0", stdin=b"1 3 2 2")
+    assert r.returncode == 2
+    assert r.stderr.decode() == "songmine: error: --sum: not an integer: '4.0' (no decimal point or exponent)\n"
+    r = run_cli("pairs", "--sum", "-4", stdin=b"1 -5 -2 -2")
+    assert r.returncode == 0 and r.stdout.decode().splitlines() == ["-5 1", "-2 -2"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1_000 3", "line 1: not an integer: '1_000' (no '_' separators)"),
+    ("1 2\n1,,3", "line 2: an empty value between two commas"),
+    (",1 2", "line 1: a comma before the first value"),
+    ("1 2,\n", "line 1: a comma after the last value"),
+    ("1\n2\n4.0", "line 3: not an integer: '4.0' (no decimal point or exponent)"),
+    ("1 1e3", "line 1: not an integer: '1e3' (no decimal point or exponent)"),
+    ("1 \u0663", "line 1: not an integer: '\u0663'"),  # an Arabic-Indic 3: int() would take it
+    ("1 +-3", "line 1: not an integer: '+-3'"),
+])
+def test_text_rule_refuses_what_int_would_take_or_skip(text, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        parse_integers(text)
+    r = run_cli("pairs", "--sum", "4", stdin=text.encode())
+    assert r.returncode == 2 and message in r.stderr.decode() and r.stderr.decode().count("\n") == 1
+
+
+def test_text_rule_accepts_signs_commas_and_newlines():
+    got = parse_integers("7, -2 8\n+3,\n-0\t 99999999999999999999999")
+    assert got == [7, -2, 8, 3, 0, 99999999999999999999999]
+    assert parse_integers(b"1,2, 3 ,4\r\n5").tolist() == [1, 2, 3, 4, 5]
+    assert parse_integers("").tolist() == []
+    assert parse_int(" -42 ") == -42 and parse_int("+7") == 7
+    for bad in ("4.0", "1_000", "", "٣", "0x10"):
+        with pytest.raises(ParameterError, match="not an integer"):
+            parse_int(bad, what="--sum")

@@ -71,8 +71,14 @@ class IndexCorruptError(IndexFormatError):
         self.part = part
 
 
-class NotFittedError(SongmineError, AttributeError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(SongmineError, ValueError, AttributeError):
+    """An estimator was used before ``fit``.
+
+    The builtin bases are scikit-learn's (``ValueError``, ``AttributeError``).
+    :class:`songmine.cluster.KMeans` raises a subclass that *is* scikit-learn's
+    ``NotFittedError`` too; this module does not import scikit-learn (every
+    verb imports it, most need no scikit-learn).
+    """
 
 
 class DataError(SongmineError, ValueError):

@@ -37,11 +37,20 @@ Examples
 [[0, 1], [0, 2], [1, 2]]
 >>> count_pairs([2] * 100_000, 4, mode="indices")
 4999950000
+
+**What counts as an integer** — one rule for the API and the CLI: a Python
+``int`` or a numpy integer (not a ``bool``, not a float even when it is whole:
+``4.0`` is refused rather than guessed at); in text (:func:`parse_int`,
+:func:`parse_integers`, what ``songmine pairs`` reads), an optional sign and
+ASCII digits — no ``.``, exponent or ``_``; values are separated by whitespace
+and/or one comma, so an empty field (``1,,3``, a leading or trailing comma) is
+an error naming its line.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -50,12 +59,14 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import DataError, ParameterError
 
 __all__ = [
     "pairs_with_sum",
     "count_pairs",
     "iter_index_pairs",
+    "parse_int",
+    "parse_integers",
     "AUTO_SORT_MIN_SIZE",
     "DEFAULT_MAX_PAIRS",
 ]
@@ -197,12 +208,113 @@ def _check_mode(mode: str) -> None:
 
 
 def _as_int(x: object, what: str) -> int:
-    if isinstance(x, (float, np.floating, str, bytes)):
-        raise ParameterError(f"{what}={x!r} is not an integer")
+    """``x`` as a Python int under the module's rule (int or numpy integer; no bool, float or text)."""
+    if isinstance(x, (bool, np.bool_)):
+        raise ParameterError(f"{what}={x!r} is a bool, not an integer")
+    if isinstance(x, (float, np.floating)):
+        hint = f" (pass {int(x)})" if float(x).is_integer() else ""
+        raise ParameterError(f"{what}={x!r} is not an integer: floats are refused, even whole ones{hint}")
+    if isinstance(x, (str, bytes)):
+        raise ParameterError(f"{what}={x!r} is not an integer: text is read with parse_int() / parse_integers()")
     try:
         return operator.index(x)  # type: ignore[arg-type]
     except TypeError:
         raise ParameterError(f"{what}={x!r} is not an integer") from None
+
+
+_INT_TOKEN = re.compile(r"[+-]?[0-9]+")
+_INT_TEXT_BYTES = b"0123456789+-, \t\n\r\x0b\x0c"
+_SPACE_BYTES = b" \t\n\r\x0b\x0c"
+_NOT_INT_CHAR = re.compile(rb"[^0-9+\-,\s]")
+_EMPTY_FIELD = re.compile(rb"\A\s*,|,\s*,|,\s*\Z")
+
+
+def _why_not_int(token: str) -> str:
+    if "_" in token:
+        return " (no '_' separators)"
+    if any(c in token for c in ".eE") and token.strip("+-").replace(".", "").replace("e", "").replace("E", "").isdigit():
+        return " (no decimal point or exponent)"
+    return ""
+
+
+def parse_int(text: str, *, what: str = "value") -> int:
+    """One integer written in text: an optional sign and ASCII digits (``"-42"``, ``"+7"``).
+
+    Raises
+    ------
+    ParameterError
+        Anything else — ``"4.0"``, ``"1e3"``, ``"1_000"``, ``""``, non-ASCII digits.
+
+    Examples
+    --------
+    >>> parse_int("-42")
+    -42
+    """
+    if not isinstance(text, str) or not _INT_TOKEN.fullmatch(text.strip()):
+        shown = text if isinstance(text, str) else repr(text)
+        raise ParameterError(f"{what}: not an integer: {shown!r}{_why_not_int(str(text))}")
+    return int(text)
+
+
+def parse_integers(data: bytes | str, *, name: str = "<text>") -> np.ndarray | list[int]:
+    """Integers written in text, separated by whitespace and/or one comma, in O(n).
+
+    Returns an ``int64`` array, or a list of Python ints when one lies beyond int64.
+
+    Raises
+    ------
+    DataError
+        A token that is not an integer (:func:`parse_int`'s rule) or an empty
+        field (``1,,3``, a leading or trailing comma); the message names the
+        line and the token.
+
+    Examples
+    --------
+    >>> parse_integers("7, -2 8\n+3").tolist()
+    [7, -2, 8, 3]
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if data.translate(None, _INT_TEXT_BYTES):  # '_', '.', letters, non-ASCII digits: int() would take some
+        _raise_bad_token(data, name, _NOT_INT_CHAR.search(data).start())
+    packed = data.translate(None, _SPACE_BYTES) if b"," in data else b""
+    if b",," in packed or packed.startswith(b",") or packed.endswith(b","):
+        comma = _EMPTY_FIELD.search(data)
+        at = data.index(b",", comma.start())
+        line = data.count(b"\n", 0, at) + 1
+        where = ("a comma before the first value" if not data[:at].strip() else
+                 "a comma after the last value" if not data[at + 1:].strip() else
+                 "an empty value between two commas")
+        raise DataError(f"{name}: line {line}: {where} (values are separated by whitespace and/or one comma)")
+    tokens = data.replace(b",", b" ").split()
+    try:
+        ints = list(map(int, tokens))  # only signs and digits are left: int() takes exactly the rule
+    except ValueError:
+        _raise_bad_token(data, name, None)
+        raise  # unreachable: _raise_bad_token always raises
+    try:
+        return np.array(ints, dtype=np.int64)
+    except OverflowError:
+        return ints  # Python ints beyond int64: the hashing path handles them
+
+
+def _raise_bad_token(data: bytes, name: str, at: int | None) -> None:
+    """Raise DataError naming the line and token at byte ``at`` (else the first token that is not an integer)."""
+    if at is not None:
+        first = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        lines = [(data.count(b"\n", 0, at) + 1, data[first: len(data) if end < 0 else end])]
+    else:
+        lines = enumerate(data.split(b"\n"), start=1)
+    for lineno, line in lines:
+        for token in line.replace(b",", b" ").split():
+            shown = token.decode("utf-8", "replace")
+            if not _INT_TOKEN.fullmatch(shown):
+                hint = _why_not_int(shown)
+                if len(shown) > 40:
+                    shown = shown[:37] + "..."
+                raise DataError(f"{name}: line {lineno}: not an integer: {shown!r}{hint}")
+    raise DataError(f"{name}: not a list of integers")
 
 
 def _prepare(values: Iterable[int] | np.ndarray, s: int, method: str) -> "_HashPrepared | _SortPrepared":

@@ -31,13 +31,22 @@ Variance = Annotated[float, typer.Option("--variance", help="PCA keeps the fewes
 Reduction = Annotated[str, typer.Option("--reduce", help="pca (default), svd (TruncatedSVD, no centring) or none.")]
 
 
-def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, method: str):
+def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, method: str, quiet: bool = False):
+    """Read, clean and reduce the table; the reduction's warnings (constant columns dropped) as one line each."""
+    import warnings
+
     from ..cluster.data import clean_features, read_table
     from ..cluster.reduce import ReduceConfig, reduce
 
     df = read_table(table)
     X, _, plan = clean_features(df, echonest=echonest, nonfinite=nonfinite)
-    Z, red = reduce(X, columns=[str(c) for c in plan.columns], config=ReduceConfig(method=method, variance=variance))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Z, red = reduce(X, columns=[str(c) for c in plan.columns],
+                        config=ReduceConfig(method=method, variance=variance))
+    if not quiet:
+        for w in caught:
+            err_console().print(f"note: {w.message}")
     return df, Z, red, plan
 
 
@@ -56,15 +65,19 @@ def choose_k_cmd(
 ) -> None:
     """Score every k in a range five ways (elbow, silhouette, Calinski-Harabasz, Davies-Bouldin, gap)
     and recommend one, with the reason."""
-    from ..cluster.choose_k import ChooseKConfig, choose_k, parse_k_range
+    from ..cluster.choose_k import ChooseKConfig, choose_k, narrow_k_values, parse_k_range
 
     ks = tuple(parse_k_range(k_range))
     _, Z, red, plan = _prepare(table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance,
-                               method=reduce_method)
+                               method=reduce_method, quiet=json_out)
+    ks, note = narrow_k_values(ks, len(Z))
     if not json_out:
         err_console().print(f"{plan.rows_used:,} tracks × {len(plan.columns)} audio features → "
                             f"{red.n_components} PCA components ({100 * red.retained_variance:.1f} % variance)")
+        if note:
+            err_console().print(note)
     res = choose_k(Z, config=ChooseKConfig(k_values=ks, random_state=seed), engine=engine)
+    res.note = note
     if plot is not None:
         _write_choose_plot(res, plot)
     if json_out:
@@ -175,6 +188,8 @@ def run_cmd(
         emit_json(d)
         return
     con = out_console()
+    if res.choose and res.choose.note:
+        err_console().print(res.choose.note)
     if res.choose:
         con.print(f"k = {res.k}: {res.choose.reason}")
     con.print(f"{res.n_rows:,} tracks, {len(res.plan.columns)} audio features → {res.reduction.n_components} "

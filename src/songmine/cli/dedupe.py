@@ -24,6 +24,9 @@ def dedupe_cmd(
         float, typer.Option("--threshold", help="Estimated Jaccard of landmark-hash sets that triggers a check, in (0, 1].")
     ] = 0.08,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes used to fingerprint files.")] = 1,
+    no_bandwidth: Annotated[bool, typer.Option(
+        "--no-bandwidth", help="Choose keepers from the container alone (lossless, bitrate, duration, rate) "
+        "instead of first measuring each grouped file's effective bandwidth (up to 60 s decoded).")] = False,
     json_out: JsonOption = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print one CSV row per group member on stdout.")] = False,
 ) -> None:
@@ -37,7 +40,7 @@ def dedupe_cmd(
         raise fail("--json and --csv are exclusive")
     if jobs < 1:
         raise fail(f"--jobs={jobs} must be >= 1")
-    config = DedupeConfig(threshold=threshold)  # ParameterError → exit 2 with one line
+    config = DedupeConfig(threshold=threshold, bandwidth=not no_bandwidth)  # ParameterError → exit 2
     sources: list = list(paths or [])
     if index is not None and not sources:
         from ..paths import resolve_index_path
@@ -79,10 +82,12 @@ def _print_csv(report) -> None:
     import sys
 
     w = csv.writer(sys.stdout)
-    w.writerow(["group", "path", "keeper", "codec", "bitrate_kbps", "lossless", "duration_s", "offset_s"])
+    w.writerow(["group", "path", "keeper", "codec", "bitrate_kbps", "lossless", "duration_s", "offset_s",
+                "bandwidth_hz", "keeper_reason"])
     for g, group in enumerate(report.groups, start=1):
         for m in group.members:
-            w.writerow([g, m.path, int(m.keeper), m.codec, m.bitrate_kbps, int(m.lossless), m.duration_s, m.offset_s])
+            w.writerow([g, m.path, int(m.keeper), m.codec, m.bitrate_kbps, int(m.lossless), m.duration_s, m.offset_s,
+                        "" if m.bandwidth_hz is None else round(m.bandwidth_hz), group.reason if m.keeper else ""])
 
 
 def _print_human(report) -> None:
@@ -94,8 +99,8 @@ def _print_human(report) -> None:
         f"({sum(len(g.members) for g in report.groups)} files), {report.n_candidates} LSH candidate pairs"
     )
     for g, group in enumerate(report.groups, start=1):
-        t = Table(title=f"group {g}", show_lines=False)
-        for col in ("keep", "file", "codec", "kbps", "duration", "starts at"):
+        t = Table(title=f"group {g}", caption=f"keeper: {group.reason}", show_lines=False)
+        for col in ("keep", "file", "codec", "kbps", "bandwidth", "duration", "starts at"):
             t.add_column(col)
         for m in group.members:
             t.add_row(
@@ -103,6 +108,7 @@ def _print_human(report) -> None:
                 m.path,
                 m.codec + (" (lossless)" if m.lossless else ""),
                 f"{m.bitrate_kbps:.0f}",
+                "–" if m.bandwidth_hz is None else f"{m.bandwidth_hz / 1000:.2f} kHz",
                 f"{m.duration_s:.1f} s",
                 "" if m.keeper else f"{m.offset_s:+.2f} s in keeper",
             )

@@ -20,7 +20,9 @@ def pairs_cmd(
             help="Integers separated by whitespace or commas, or a 1-D integer .npy file; '-' or nothing reads stdin.",
         ),
     ] = None,
-    target: Annotated[int, typer.Option("--sum", "-s", help="The target sum S.")] = ...,  # type: ignore[assignment]
+    target_text: Annotated[str, typer.Option(
+        "--sum", "-s", metavar="S", help="The target sum S: an integer (digits, optional sign).",
+        show_default=False)] = ...,  # type: ignore[assignment]
     count: Annotated[bool, typer.Option("--count", help="Print only how many pairs there are (nothing is materialised).")] = False,
     indices: Annotated[
         bool, typer.Option("--indices", help="Report index pairs i < j (0-based) instead of value pairs.")
@@ -34,10 +36,12 @@ def pairs_cmd(
 
     Value pairs are printed once each, smaller value first, sorted, one pair
     per line ("a b"). With --json: {"sum", "mode", "count", "pairs"}.
-    A token that is not an integer is an error naming its line (exit 2).
+    Integers are digits with an optional sign ("4.0", "1_000" and empty fields
+    like "1,,3" are errors naming their line, exit 2), as in the Python API.
     """
-    from ..pairs import count_pairs, iter_index_pairs, pairs_with_sum
+    from ..pairs import count_pairs, iter_index_pairs, pairs_with_sum, parse_int
 
+    target = parse_int(target_text, what="--sum")
     values = _read_values(source)
     mode = "indices" if indices else "values"
     out = sys.stdout
@@ -72,6 +76,7 @@ def _read_values(source: str | None):
     import numpy as np
 
     from ..errors import DataError
+    from ..pairs import parse_integers
 
     if source in (None, "-"):
         data = sys.stdin.buffer.read()
@@ -96,28 +101,4 @@ def _read_values(source: str | None):
         if arr.ndim != 1 or arr.dtype.kind not in "iu":
             raise DataError(f"{name}: expected a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}")
         return arr
-    tokens = data.replace(b",", b" ").split()
-    try:
-        ints = list(map(int, tokens))
-    except ValueError:
-        _raise_bad_token(data, name)
-        raise  # unreachable: _raise_bad_token always raises
-    try:
-        return np.array(ints, dtype=np.int64)
-    except OverflowError:
-        return ints  # Python ints beyond int64: the hashing path handles them
-
-
-def _raise_bad_token(data: bytes, name: str) -> None:
-    from ..errors import DataError
-
-    for lineno, line in enumerate(data.splitlines(), start=1):
-        for token in line.replace(b",", b" ").split():
-            try:
-                int(token)
-            except ValueError:
-                shown = token.decode("utf-8", "replace")
-                if len(shown) > 40:
-                    shown = shown[:37] + "..."
-                raise DataError(f"{name}: line {lineno}: not an integer: {shown!r}") from None
-    raise DataError(f"{name}: not a list of integers")
+    return parse_integers(data, name=name)

@@ -26,16 +26,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn import metrics
 
 from ..errors import DataError, ParameterError
-from .choose_k import ChooseKConfig, ChooseKResult, choose_k, silhouette_score
+from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score
 from .data import clean_features, feature_columns, find_column, norm_name
 from .kmeans import KMeans
 from .reduce import ReduceConfig, Reduction, reduce
 
 __all__ = ["RunConfig", "ClusterAnalysis", "Variable", "run", "quartiles", "categorize", "pivot_by_column",
            "informative_variables",
-           "representative_genres", "adjusted_rand_index", "normalized_mutual_info", "purity",
+           "representative_genres", "genre_min_count", "genre_rule", "adjusted_rand_index", "normalized_mutual_info", "purity",
            "find_variables"]
 
 log = logging.getLogger(__name__)
@@ -72,46 +73,19 @@ class RunConfig:
 
 
 # -- metrics on labelings --------------------------------------------------------------------------
-def _contingency(a, b) -> np.ndarray:
-    _, ia = np.unique(np.asarray(a), return_inverse=True)
-    _, ib = np.unique(np.asarray(b), return_inverse=True)
-    C = np.zeros((ia.max() + 1, ib.max() + 1))
-    np.add.at(C, (ia, ib), 1)
-    return C
-
-
 def adjusted_rand_index(a, b) -> float:
-    """Adjusted Rand index of two labelings (Hubert & Arabie 1985)."""
-    C = _contingency(a, b)
-    n = C.sum()
-
-    def comb2(x):
-        return (x * (x - 1) / 2).sum()
-
-    idx = comb2(C)
-    ra, rb = comb2(C.sum(axis=1)), comb2(C.sum(axis=0))
-    expected = ra * rb / (n * (n - 1) / 2) if n > 1 else 0.0
-    top = (ra + rb) / 2
-    return 1.0 if top == expected else float((idx - expected) / (top - expected))
+    """Adjusted Rand index of two labelings (scikit-learn's ``adjusted_rand_score``)."""
+    return float(metrics.adjusted_rand_score(np.asarray(a), np.asarray(b)))
 
 
 def normalized_mutual_info(a, b) -> float:
     """Mutual information normalised by the arithmetic mean of the entropies (scikit-learn's default)."""
-    C = _contingency(a, b)
-    n = C.sum()
-    P = C / n
-    pa, pb = P.sum(axis=1), P.sum(axis=0)
-    nz = P > 0
-    mi = float((P[nz] * np.log(P[nz] / np.outer(pa, pb)[nz])).sum())
-    ha = -float((pa[pa > 0] * np.log(pa[pa > 0])).sum())
-    hb = -float((pb[pb > 0] * np.log(pb[pb > 0])).sum())
-    denom = (ha + hb) / 2
-    return 1.0 if denom == 0 else max(0.0, mi / denom)
+    return float(metrics.normalized_mutual_info_score(np.asarray(a), np.asarray(b)))
 
 
 def purity(clusters, classes) -> float:
     """Share of tracks whose cluster's majority class is their class."""
-    C = _contingency(clusters, classes)
+    C = metrics.cluster.contingency_matrix(np.asarray(clusters), np.asarray(classes))
     return float(C.max(axis=1).sum() / C.sum())
 
 
@@ -198,24 +172,39 @@ def quartiles(values, *, integer: bool = False) -> tuple[np.ndarray, list[str]]:
     q = (ranks * 4) // m
     codes[ok] = q
     names = ("Q1 low", "Q2", "Q3", "Q4 high")
-    for i in range(4):
-        sel = v[ok][q == i]
-        f = (lambda x: f"{x:.0f}") if integer else _fmt
-        labels.append(f"{names[i]} ({f(sel.min())}–{f(sel.max())})" if sel.size else names[i])
+    ranges = [(v[ok][q == i].min(), v[ok][q == i].max()) if (q == i).any() else None for i in range(4)]
+    texts = _distinct_texts([x for r in ranges if r for x in r], integer=integer)
+    for i, r in enumerate(ranges):
+        if r is None:
+            labels.append(names[i])
+        else:
+            lo, hi = texts[r[0]], texts[r[1]]
+            labels.append(f"{names[i]} ({lo}–{hi})" if r[0] != r[1] else f"{names[i]} ({lo})")
     return codes, labels
 
 
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    a = abs(x)
-    if a >= 1000:
-        return f"{x:,.0f}"
-    if a >= 10:
-        return f"{x:.0f}"
-    if a >= 1:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
+def _distinct_texts(values, *, integer: bool = False) -> dict[float, str]:
+    """Each value as text with the fewest significant digits (2 to 12) that keep distinct values distinct.
+
+    Quartile bounds of 0.0412 and 0.0448 read "0.041–0.045", not "0.04–0.04".
+    """
+    distinct = sorted(set(float(x) for x in values))
+    if integer:
+        return {x: f"{x:.0f}" for x in distinct}
+    for digits in range(2, 13):
+        texts = {x: _sig(x, digits) for x in distinct}
+        if len(set(texts.values())) == len(distinct):
+            break
+    return texts
+
+
+def _sig(x: float, digits: int) -> str:
+    """``x`` with ``digits`` significant digits in fixed notation (integer digits never dropped)."""
+    if not math.isfinite(x) or x == 0:
+        return "0" if x == 0 else str(x)
+    whole = math.floor(math.log10(abs(x))) + 1
+    decimals = max(0, digits - whole)
+    return f"{x:,.{decimals}f}" if abs(x) >= 1000 else f"{x:.{decimals}f}"
 
 
 def categorize(df, var: Variable, *, max_categories: int = 12):
@@ -322,21 +311,42 @@ def pivot_by_column(labels, categories, *, k: int | None = None):
     return pct, tab
 
 
-def representative_genres(labels, genre, *, k: int, min_share: float = 0.05, min_count: int = 5) -> list[dict]:
-    """Per cluster: the genre most over-represented among its known-genre tracks (lift over the base rate).
+def genre_min_count(n_known: int) -> int:
+    """Tracks of a genre a cluster needs before its lift counts: 0.1 % of the tracks with a genre, at least 2.
 
-    Only genres with at least ``min_share`` of the cluster's known-genre tracks
-    (and ``min_count`` tracks) compete, so a handful of rare tracks cannot win.
-    Also reports the most frequent genre and the share of unknown genres.
+    One track is never evidence (its lift is 1 ÷ the genre's base rate, whatever the
+    music); the share grows with the table, so 13,000 FMA tracks ask for 13.
+    """
+    return max(2, math.ceil(0.001 * int(n_known)))
+
+
+def genre_rule(min_count: int, n_known: int) -> str:
+    """The representative-genre rule in words, with its numbers (the report's footnote, the JSON)."""
+    return (f"most over-represented genre = the highest lift (share in the cluster ÷ share in the catalogue) "
+            f"among genres with lift > 1 and at least {min_count} tracks in the cluster "
+            f"({min_count} = max(2, 0.1 % of the {n_known:,} tracks with a known genre)); "
+            f"none when no genre qualifies")
+
+
+def representative_genres(labels, genre, *, k: int, min_count: int | None = None) -> list[dict]:
+    """Per cluster: the genre most over-represented among its known-genre tracks, by the stated rule.
+
+    The rule (:func:`genre_rule`): among genres with lift > 1 and at least
+    ``min_count`` tracks in the cluster (default :func:`genre_min_count` of the
+    tracks with a known genre), the highest lift wins (ties: more tracks, then
+    the name); no genre qualifies → ``genre`` is None, never a fallback. The
+    most frequent genre and the share of unknown genres are reported beside it.
     """
     g = np.asarray(genre, dtype=object)
     labels = np.asarray(labels)
     known = g != UNKNOWN
+    n_known = int(known.sum())
+    m = genre_min_count(n_known) if min_count is None else int(min_count)
+    empty = {"genre": None, "share": None, "base_rate": None, "lift": None, "count": 0, "top_genre": None,
+             "top_share": None, "n_known": 0, "min_count": m}
     out = []
-    if known.sum() == 0:
-        return [{"cluster": c, "genre": None, "share": None, "base_rate": None, "lift": None,
-                 "top_genre": None, "top_share": None, "unknown_share": 1.0,
-                 "n_known": 0} for c in range(k)]
+    if n_known == 0:
+        return [{"cluster": c, **empty, "unknown_share": 1.0} for c in range(k)]
     genres, gi = np.unique(g[known], return_inverse=True)
     C = np.zeros((k, len(genres)))
     np.add.at(C, (labels[known], gi), 1)
@@ -345,17 +355,20 @@ def representative_genres(labels, genre, *, k: int, min_share: float = 0.05, min
         n_c = C[c].sum()
         unk = float((~known & (labels == c)).sum() / max(1, (labels == c).sum()))
         if n_c == 0:
-            out.append({"cluster": c, "genre": None, "share": None, "base_rate": None, "lift": None,
-                        "top_genre": None, "top_share": None, "unknown_share": unk, "n_known": 0})
+            out.append({"cluster": c, **empty, "unknown_share": unk})
             continue
         share = C[c] / n_c
         lift = share / base
-        ok = (share >= min_share) & (C[c] >= min_count)
-        j = int(np.argmax(np.where(ok, lift, -np.inf))) if ok.any() else int(np.argmax(share))
         t = int(np.argmax(share))
-        out.append({"cluster": c, "genre": str(genres[j]), "share": float(share[j]), "base_rate": float(base[j]),
-                    "lift": float(lift[j]), "top_genre": str(genres[t]), "top_share": float(share[t]),
-                    "unknown_share": unk, "n_known": int(n_c)})
+        row = {"cluster": c, "genre": None, "share": None, "base_rate": None, "lift": None, "count": 0,
+               "top_genre": str(genres[t]), "top_share": float(share[t]), "unknown_share": unk,
+               "n_known": int(n_c), "min_count": m}
+        ok = np.flatnonzero((lift > 1 + 1e-12) & (C[c] >= m))
+        if ok.size:
+            j = min(ok, key=lambda x: (-lift[x], -C[c, x], str(genres[x])))
+            row.update(genre=str(genres[j]), share=float(share[j]), base_rate=float(base[j]),
+                       lift=float(lift[j]), count=int(C[c, j]))
+        out.append(row)
     return out
 
 
@@ -388,6 +401,13 @@ class ClusterAnalysis:
     truth: dict | None = None
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def representative_rule(self) -> str | None:
+        """:func:`genre_rule` with this table's numbers (None without a genre column)."""
+        if not self.representative or "min_count" not in self.representative[0]:
+            return None
+        return genre_rule(self.representative[0]["min_count"], sum(r["n_known"] for r in self.representative))
+
     def assignments(self):
         """Per-track assignments: ``track_id`` → ``cluster``, ``distance`` (to its centre, in PCA space)."""
         import pandas as pd
@@ -413,6 +433,7 @@ class ClusterAnalysis:
             "pivots_percent_by_column": {k: table(v) for k, v in self.pivots.items()},
             "counts": {k: table(v) for k, v in self.counts.items()},
             "representative_genres": self.representative,
+            "representative_rule": self.representative_rule,
             "descriptions": self.descriptions,
             "kmeans_comparison": self.kmeans_comparison,
             "echonest_comparison": self.echonest_comparison,
@@ -519,6 +540,10 @@ def _describe(c: int, size: int, n: int, rep: dict, within: dict, variables: lis
             f"known genre, {rep['lift']:.1f}× the catalogue-wide {100 * rep['base_rate']:.0f} %"
             + (f" (the most frequent is {rep['top_genre']}, {100 * rep['top_share']:.0f} %)."
                if rep["top_genre"] != rep["genre"] else "."))
+    elif rep.get("top_genre"):
+        parts.append(f"No genre is over-represented in it (lift > 1 with at least {rep['min_count']} tracks); "
+                     f"the most frequent is {rep['top_genre']}, {100 * rep['top_share']:.0f} % of its tracks "
+                     "with a known genre.")
     if rep.get("unknown_share") is not None:
         parts.append(f"{100 * rep['unknown_share']:.0f} % of its tracks have no top genre.")
     traits = []
@@ -598,9 +623,12 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
     chooser = None
     k = config.k
     if k is None:
-        ks = tuple(x for x in config.k_values if x <= n)
-        step(f"choosing k among {ks[0]}..{ks[-1]}")
+        ks, note = narrow_k_values(config.k_values, n)
+        if note:
+            warn_msgs.append(note)
+        step(f"choosing k among {ks[0]}..{ks[-1]}" + (f" ({note})" if note else ""))
         chooser = choose_k(Z, config=ChooseKConfig(k_values=ks, random_state=config.seed), engine=config.engine)
+        chooser.note = note
         k = chooser.recommended_k
     step(f"k-means with k={k} on {config.engine}")
     km, secs = _fit(Z, k, init="k-means++", seed=config.seed, n_init=config.n_init, max_iter=config.max_iter,

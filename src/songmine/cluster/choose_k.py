@@ -29,8 +29,9 @@ at k = 1 the evidence is ``"none"``: the smallest k of the range is returned and
 the reason says the partition is of a continuum, not of groups. ``rule=
 "majority"`` keeps the earlier vote (most votes, ties to the smaller k).
 
-All metrics are computed here with numpy (scikit-learn's are the reference in
-the tests).
+Silhouette, Calinski-Harabasz and Davies-Bouldin are scikit-learn's
+(``sklearn.metrics``); the wrappers here only return NaN where a k cannot be
+scored (fewer than 2 or as many clusters as points), so a table keeps its row.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn import metrics
 
 from ..errors import ParameterError
 from ..random_state import check_random_state
 from .kmeans import KMeans, check_array
 
 __all__ = ["ChooseKConfig", "ChooseKResult", "choose_k", "silhouette_score", "calinski_harabasz_score",
-           "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range"]
+           "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range", "narrow_k_values"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,7 @@ class ChooseKResult:
     gap_one_sd: float = float("nan")
     evidence: str = "clear"
     rule: str = "gap"
+    note: str | None = None
 
     def table(self) -> list[dict]:
         return [
@@ -155,83 +158,40 @@ class ChooseKResult:
     def to_dict(self) -> dict:
         return {"k_values": self.k_values, "table": self.table(), "votes": self.votes,
                 "recommended_k": self.recommended_k, "evidence": self.evidence, "rule": self.rule,
-                "gap_k1": {"gap": self.gap_one, "gap_sd": self.gap_one_sd}, "reason": self.reason}
+                "gap_k1": {"gap": self.gap_one, "gap_sd": self.gap_one_sd}, "reason": self.reason,
+                "k_range_note": self.note}
 
 
 # -- metrics --------------------------------------------------------------------------------------
-def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    D = A @ B.T
-    D *= -2
-    D += np.einsum("ij,ij->i", A, A)[:, None]
-    D += np.einsum("ij,ij->i", B, B)[None, :]
-    return np.maximum(D, 0, out=D)
+def _scorable(labels: np.ndarray, n: int) -> bool:
+    """scikit-learn's metrics need 2 <= number of clusters <= n − 1."""
+    return 2 <= np.unique(labels).size <= n - 1
 
 
 def silhouette_score(X: np.ndarray, labels: np.ndarray, *, sample_size: int | None = None,
                      random_state=0) -> float:
-    """Mean silhouette coefficient (Rousseeuw 1987); on a random sample if ``sample_size`` is set.
+    """Mean silhouette coefficient (scikit-learn's); on a random sample of rows if ``sample_size`` is set.
 
-    Points alone in their cluster score 0 (as scikit-learn).
+    NaN when the (sampled) labels have fewer than 2 or more than ``n − 1`` clusters.
     """
     X = np.asarray(X, dtype=np.float64)
     labels = np.asarray(labels)
     if sample_size is not None and sample_size < len(X):
         idx = check_random_state(random_state).choice(len(X), sample_size, replace=False)
         X, labels = X[idx], labels[idx]
-    uniq, lab = np.unique(labels, return_inverse=True)
-    k = len(uniq)
-    if not 2 <= k <= len(X) - 1:
-        return float("nan")
-    D = np.sqrt(_sq_dists(X, X))
-    onehot = np.zeros((len(X), k))
-    onehot[np.arange(len(X)), lab] = 1
-    sums = D @ onehot  # (m, k): total distance from each point to each cluster
-    counts = onehot.sum(axis=0)
-    own = counts[lab]
-    a = sums[np.arange(len(X)), lab] / np.maximum(own - 1, 1)
-    mean_other = sums / counts
-    mean_other[np.arange(len(X)), lab] = np.inf
-    b = mean_other.min(axis=1)
-    s = (b - a) / np.maximum(a, b)
-    s[own <= 1] = 0.0
-    return float(np.nan_to_num(s).mean())
+    return float(metrics.silhouette_score(X, labels)) if _scorable(labels, len(X)) else float("nan")
 
 
 def calinski_harabasz_score(X: np.ndarray, labels: np.ndarray) -> float:
-    """Between- over within-cluster dispersion, each divided by its degrees of freedom."""
-    X = np.asarray(X, dtype=np.float64)
-    uniq, lab = np.unique(labels, return_inverse=True)
-    n, k = len(X), len(uniq)
-    if k < 2 or k >= n:
-        return float("nan")
-    counts = np.bincount(lab, minlength=k).astype(float)
-    centroids = np.zeros((k, X.shape[1]))
-    np.add.at(centroids, lab, X)
-    centroids /= counts[:, None]
-    mean = X.mean(axis=0)
-    between = float((counts * ((centroids - mean) ** 2).sum(axis=1)).sum())
-    within = float(((X - centroids[lab]) ** 2).sum())
-    return float("inf") if within == 0 else between * (n - k) / (within * (k - 1))
+    """Between- over within-cluster dispersion (scikit-learn's); NaN when it is undefined."""
+    labels = np.asarray(labels)
+    return float(metrics.calinski_harabasz_score(X, labels)) if _scorable(labels, len(labels)) else float("nan")
 
 
 def davies_bouldin_score(X: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over clusters of the worst ``(s_i + s_j) / d(c_i, c_j)`` (lower is better)."""
-    X = np.asarray(X, dtype=np.float64)
-    uniq, lab = np.unique(labels, return_inverse=True)
-    k = len(uniq)
-    if k < 2:
-        return float("nan")
-    counts = np.bincount(lab, minlength=k).astype(float)
-    centroids = np.zeros((k, X.shape[1]))
-    np.add.at(centroids, lab, X)
-    centroids /= counts[:, None]
-    spread = np.bincount(lab, weights=np.linalg.norm(X - centroids[lab], axis=1), minlength=k) / counts
-    cd = np.sqrt(_sq_dists(centroids, centroids))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        R = (spread[:, None] + spread[None, :]) / cd
-    np.fill_diagonal(R, -np.inf)
-    R[~np.isfinite(R) & (R != -np.inf)] = 0.0
-    return float(R.max(axis=1).mean())
+    """Mean worst similarity of each cluster to another (scikit-learn's; lower is better); NaN when undefined."""
+    labels = np.asarray(labels)
+    return float(metrics.davies_bouldin_score(X, labels)) if _scorable(labels, len(labels)) else float("nan")
 
 
 def knee(x, y) -> int:
@@ -281,6 +241,28 @@ def gap_statistic(X: np.ndarray, k_values, *, n_references: int = 5, n_init: int
 
 
 # -- the procedure ----------------------------------------------------------------------------------
+def narrow_k_values(k_values, n: int) -> tuple[tuple[int, ...], str | None]:
+    """The k values a table of ``n`` rows can score (``k <= n − 1``), and a note when some were dropped.
+
+    ``k = n`` puts every row alone (silhouette and Calinski-Harabasz are undefined
+    there), so it is never scored. At least three values must remain.
+
+    Raises
+    ------
+    ParameterError
+        Fewer than three values of k left.
+    """
+    ks = tuple(int(k) for k in k_values)
+    kept = tuple(k for k in ks if k <= n - 1)
+    if len(kept) < 3:
+        raise ParameterError(f"k range {ks[0]}..{ks[-1]} leaves {len(kept)} value(s) of k <= n_samples−1 = {n - 1} "
+                             f"(n_samples={n}); at least 3 are needed to compare them")
+    if kept == ks:
+        return ks, None
+    return kept, (f"k range narrowed to {kept[0]}..{kept[-1]}: the table has {n} rows, "
+                  f"and k must be at most n − 1 = {n - 1}")
+
+
 def gap_choice(k_values, gap, gap_sd) -> int:
     """Tibshirani's 1-SE rule: the smallest k with ``gap(k) >= gap(k+1) − s(k+1)`` (else the largest k)."""
     for i in range(len(k_values) - 1):
@@ -319,16 +301,20 @@ def choose_k(X, *, config: ChooseKConfig = ChooseKConfig(), engine="local", prog
         Usually the PCA-reduced features.
     progress : callable(done, total) or None
 
+    The range is narrowed to ``k <= n − 1`` when the table is smaller
+    (:func:`narrow_k_values`); the result's ``note`` says so.
+
     Raises
     ------
     ParameterError
-        A k larger than the number of rows.
+        Fewer than three values of k at most ``n − 1``.
     """
     X = check_array(X)
-    ks = list(config.k_values)
     n = len(X)
-    if ks[-1] > n:
-        raise ParameterError(f"k={ks[-1]} must be <= n_samples={n}")
+    narrowed, note = narrow_k_values(config.k_values, n)
+    if note:
+        log.warning(note)
+    ks = list(narrowed)
     rng = check_random_state(config.random_state)
     sub_sil = rng.choice(n, min(n, config.silhouette_sample), replace=False)
     sub_gap = rng.choice(n, min(n, config.gap_sample), replace=False)
@@ -376,7 +362,8 @@ def choose_k(X, *, config: ChooseKConfig = ChooseKConfig(), engine="local", prog
         rec, evidence, reason = _gap_rule(votes, gap_ks, gaps, sds, ks)
     log.info(reason)
     return ChooseKResult(ks, inertia, sil, ch, db, gap.tolist(), gap_sd.tolist(), votes, rec, reason, labels,
-                         gap_one=float(gaps[0]), gap_one_sd=float(sds[0]), evidence=evidence, rule=config.rule)
+                         gap_one=float(gaps[0]), gap_one_sd=float(sds[0]), evidence=evidence, rule=config.rule,
+                         note=note)
 
 
 _NAMES = {"elbow": "elbow", "silhouette": "silhouette", "calinski_harabasz": "Calinski-Harabasz",

@@ -2,7 +2,7 @@
 
 An engine runs Lloyd iterations from given initial centres; everything else
 (validation, initialisation, ``n_init`` restarts, tolerance scaling) lives in
-:class:`songmine.cluster.KMeans`, so a second engine (Spark, issue 10) plugs in
+:class:`songmine.cluster.KMeans`, so a second engine (Spark) plugs in
 by implementing one method.
 
 Shared semantics — every engine must reproduce them exactly

@@ -1,9 +1,11 @@
-"""K-means as a scikit-learn-style estimator, with greedy k-means++ written here.
+"""K-means as a scikit-learn estimator, with Lloyd's iterations and greedy k-means++ written here.
 
 The estimator validates, initialises and restarts; the Lloyd iterations run in an
 engine (:mod:`songmine.cluster.engines`: ``"local"`` numpy, ``"spark"``).
-scikit-learn is *not* imported here — it is the reference in the tests, the
-benchmark and the report.
+scikit-learn provides the conventions only — ``BaseEstimator`` (``get_params`` /
+``set_params``, so ``clone``, pipelines and grid searches work), the mixins, and
+input validation (``validate_data``: dense 2-D real input, ``n_features_in_``,
+``feature_names_in_``); none of its clustering code runs here.
 """
 
 from __future__ import annotations
@@ -14,39 +16,39 @@ import numbers
 import warnings
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils import check_array as sk_check_array
+from sklearn.utils.validation import validate_data
 
-from ..errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from .. import errors
+from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..random_state import check_random_state
 from .engines import Engine, assign, get_engine
 
-__all__ = ["KMeans", "kmeans_plusplus", "random_init", "check_array"]
+__all__ = ["KMeans", "kmeans_plusplus", "random_init", "check_array", "NotFittedError", "InputTypeError"]
 
 log = logging.getLogger(__name__)
 
 
-def check_array(X, *, name: str = "X") -> np.ndarray:
-    """A finite 2-D float32/float64 C-contiguous array (float32 kept, anything else → float64).
+class NotFittedError(errors.NotFittedError, SklearnNotFittedError):
+    """:class:`KMeans` used before ``fit``: songmine's error (CLI exit 2) and scikit-learn's at once."""
 
-    Raises
-    ------
-    DataError
-        Not 2-D, empty, non-numeric, or containing NaN/±inf (with counts).
+
+class InputTypeError(DataError, TypeError):
+    """Input of a type an estimator cannot take (sparse matrices, dicts in an object array).
+
+    A ``TypeError`` as scikit-learn raises it, and a :class:`~songmine.errors.DataError`.
     """
-    if hasattr(X, "to_numpy"):  # pandas
-        X = X.to_numpy()
-    try:
-        X = np.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} is not a numeric array: {exc}") from None
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise DataError(f"{name} must be numeric, got dtype={X.dtype}")
-    if X.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n_samples, n_features), got shape={X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"{name} is empty: shape={X.shape}")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    X = np.ascontiguousarray(X)
+
+
+def _as_songmine_error(exc: Exception) -> DataError:
+    """scikit-learn's validation error as songmine's, same message and same builtin class."""
+    return InputTypeError(str(exc)) if isinstance(exc, TypeError) else DataError(str(exc))
+
+
+def check_finite(X: np.ndarray, *, name: str = "X") -> np.ndarray:
+    """``X`` unchanged if finite, else a DataError counting the NaN and ±inf values and their rows."""
     finite = np.isfinite(X)
     if not finite.all():
         n_nan = int(np.isnan(X).sum())
@@ -57,6 +59,27 @@ def check_array(X, *, name: str = "X") -> np.ndarray:
             f"(first row {int(rows[0])}); impute or drop them first"
         )
     return X
+
+
+def check_array(X, *, name: str = "X") -> np.ndarray:
+    """A finite, dense, real 2-D float32/float64 C-contiguous array (float32 kept, anything else → float64).
+
+    scikit-learn's ``check_array`` rules (sparse and complex input refused, at
+    least one row and one column) with songmine's errors.
+
+    Raises
+    ------
+    InputTypeError
+        Sparse input, or objects that are not numbers (a ``TypeError`` too).
+    DataError
+        Not 2-D, empty, complex, non-numeric strings, or containing NaN/±inf (with counts).
+    """
+    try:
+        X = sk_check_array(X, accept_sparse=False, dtype=[np.float64, np.float32], order="C",
+                           ensure_all_finite=False, input_name=name)
+    except (TypeError, ValueError) as exc:
+        raise _as_songmine_error(exc) from None
+    return check_finite(X, name=name)
 
 
 def random_init(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -139,8 +162,13 @@ def _absolute_tol(X: np.ndarray, tol: float) -> float:
     return tol * float(np.mean(np.var(X, axis=0, dtype=np.float64)))
 
 
-class KMeans:
-    """K-means clustering (Lloyd's algorithm) with scikit-learn's conventions.
+class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-means clustering (Lloyd's algorithm), a scikit-learn estimator.
+
+    ``__init__`` only stores the parameters (``get_params`` / ``set_params``,
+    ``sklearn.base.clone``, pipelines and grid searches work); they are checked
+    in :meth:`fit`. ``transform`` gives the distances to the centres,
+    ``score`` the opposite of the inertia, as scikit-learn's ``KMeans``.
 
     Parameters
     ----------
@@ -171,6 +199,8 @@ class KMeans:
         Iterations of the best run.
     converged_ : bool
     n_features_in_ : int
+    feature_names_in_ : np.ndarray [shape=(d,)]
+        Column names, when ``X`` was a DataFrame with string column names.
 
     Examples
     --------
@@ -191,13 +221,16 @@ class KMeans:
         self.random_state = random_state
         self.engine = engine
 
-    def __repr__(self) -> str:
-        init = "array" if isinstance(self.init, np.ndarray) else repr(self.init)
-        return (f"KMeans(n_clusters={self.n_clusters}, init={init}, n_init={self.n_init!r}, "
-                f"max_iter={self.max_iter}, tol={self.tol}, random_state={self.random_state!r}, "
-                f"engine={getattr(self.engine, 'name', self.engine)!r})")
-
     # -- validation ----------------------------------------------------------------------
+    def _validate(self, X, *, reset: bool) -> np.ndarray:
+        """scikit-learn's ``validate_data`` (sets or checks ``n_features_in_`` / ``feature_names_in_``), finite."""
+        try:
+            X = validate_data(self, X, reset=reset, accept_sparse=False, dtype=[np.float64, np.float32],
+                              order="C", ensure_all_finite=False)
+        except (TypeError, ValueError) as exc:
+            raise _as_songmine_error(exc) from None
+        return check_finite(X)
+
     def _check_params(self, X: np.ndarray) -> tuple[int, np.ndarray | None]:
         n, d = X.shape
         k = self.n_clusters
@@ -221,7 +254,7 @@ class KMeans:
             if not np.isfinite(init_array).all():
                 raise ParameterError("init array contains NaN or inf")
         n_init = self.n_init
-        if n_init == "auto":
+        if isinstance(n_init, str) and n_init == "auto":
             n_init = 10 if isinstance(self.init, str) and self.init == "random" else 1
         if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 1:
             raise ParameterError(f"n_init={self.n_init!r} must be an integer >= 1 or 'auto'")
@@ -240,16 +273,19 @@ class KMeans:
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X, y=None) -> KMeans:
-        """Compute the clustering; returns ``self``.
+        """Compute the clustering; returns ``self``. ``y`` is ignored (scikit-learn's signature).
 
         Raises
         ------
         ParameterError
             Bad ``n_clusters`` (``< 1`` or ``> n_samples``), ``init``, ``n_init``, ``max_iter``, ``tol``.
         DataError
-            ``X`` not a finite numeric 2-D array.
+            ``X`` not a finite, dense, real 2-D array (:class:`InputTypeError` for sparse input).
         """
-        X = check_array(X)
+        return self._fit(self._validate(X, reset=True))
+
+    def _fit(self, X: np.ndarray) -> KMeans:
+        """Guts of :meth:`fit` on validated ``X``."""
         n_init, init_array = self._check_params(X)
         engine = self._engine()
         rng = check_random_state(self.random_state)
@@ -283,25 +319,23 @@ class KMeans:
         self.inertia_ = float(best.inertia)
         self.n_iter_ = int(best.n_iter)
         self.converged_ = bool(best.converged)
-        self.n_features_in_ = X.shape[1]
         return self
 
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """``fit(X).labels_``."""
-        return self.fit(X).labels_
-
     def fit_transform(self, X, y=None) -> np.ndarray:
-        """``fit(X).transform(X)``."""
-        return self.fit(X).transform(X)
+        """``fit(X).transform(X)``, validating ``X`` once."""
+        X = self._validate(X, reset=True)
+        return self._fit(X)._transform(X)
 
     # -- using a fitted model ------------------------------------------------------------------
+    @property
+    def _n_features_out(self) -> int:
+        """Output columns of :meth:`transform` (names ``kmeans0``… from ``get_feature_names_out``)."""
+        return self.cluster_centers_.shape[0]
+
     def _check_fitted(self, X) -> np.ndarray:
         if not hasattr(self, "cluster_centers_"):
-            raise NotFittedError("this KMeans instance is not fitted yet; call fit(X) first")
-        X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features, but KMeans was fitted with {self.n_features_in_}")
-        return X
+            raise NotFittedError(f"this {type(self).__name__} instance is not fitted yet; call fit(X) first")
+        return self._validate(X, reset=False)
 
     def predict(self, X) -> np.ndarray:
         """Index of the nearest centre for each row of ``X`` (ties → lower index)."""
@@ -325,7 +359,7 @@ class KMeans:
         return np.sqrt(D, out=D)
 
     def score(self, X, y=None) -> float:
-        """Opposite of the inertia of ``X`` on the fitted centres."""
+        """Opposite of the inertia of ``X`` on the fitted centres (higher is better, as scikit-learn)."""
         X = self._check_fitted(X)
         _, d = assign(X, self.cluster_centers_.astype(X.dtype, copy=False))
         return -float(d.sum(dtype=np.float64))

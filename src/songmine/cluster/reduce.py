@@ -3,12 +3,18 @@
 Default: standardise every feature (mean 0, std 1: FMA features mix kurtoses in
 the hundreds with chroma means below 1, so unscaled PCA would be a ranking of
 units), then PCA keeping the **smallest number of components whose cumulative
-explained variance exceeds 70 %** (configurable). For large inputs the PCA is a
-randomised SVD (Halko, Martinsson & Tropp 2011) whose rank grows until the
-threshold is passed; small inputs get an exact SVD. ``method="svd"`` is a
+explained variance exceeds 70 %** (configurable). The PCA is scikit-learn's:
+``PCA(svd_solver="covariance_eigh")`` (the ``d × d`` covariance and its exact
+eigendecomposition: the whole spectrum, for the variance curve) up to 1,500
+features, and its ``randomized_svd`` (Halko, Martinsson & Tropp 2011) beyond,
+with the rank doubled until the threshold is passed. Only the components with
+variance are kept: at most ``min(n − 1, d)``. ``method="svd"`` is a
 TruncatedSVD: no centring (what you want for sparse or non-negative data; for
 dense audio features its first component mostly encodes the mean, which is why
-PCA is the default). ``method="none"`` only standardises.
+PCA is the default) — an eigendecomposition of the uncentred ``d × d`` Gram
+matrix here, because scikit-learn's ``TruncatedSVD`` needs the number of
+components up front and cannot give the whole spectrum the variance rule reads.
+``method="none"`` only standardises.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.utils.extmath import randomized_svd
 
 from ..errors import DataError, ParameterError
 from .engines import limit_blas_threads
 
-__all__ = ["ReduceConfig", "Reduction", "reduce", "randomized_svd"]
+__all__ = ["ReduceConfig", "Reduction", "reduce"]
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +136,6 @@ class Reduction:
         }
 
 
-def randomized_svd(A: np.ndarray, rank: int, *, n_oversamples: int = 10, n_iter: int = 4,
-                   random_state=0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-``rank`` SVD ``A ≈ U diag(s) Vt`` by a randomised range finder with power iterations.
-
-    Returns ``(U [n, rank], s [rank], Vt [rank, d])``.
-    """
-    rng = np.random.default_rng(random_state)
-    n, d = A.shape
-    ell = min(d, n, rank + n_oversamples)
-    Q = A @ rng.standard_normal((d, ell))
-    for _ in range(n_iter):  # subspace iterations, re-orthonormalised each half step
-        Q, _ = np.linalg.qr(Q)
-        Q, _ = np.linalg.qr(A.T @ Q)
-        Q = A @ Q
-    Q, _ = np.linalg.qr(Q)
-    B = Q.T @ A
-    Ub, s, Vt = np.linalg.svd(B, full_matrices=False)
-    U = Q @ Ub
-    return U[:, :rank], s[:rank], Vt[:rank]
-
-
 def _one_blas_thread():
     return limit_blas_threads(1)
 
@@ -215,27 +202,33 @@ def reduce(X: np.ndarray, *, columns: list[str] | None = None,
 
     randomized = config.solver == "randomized" or (config.solver == "auto" and d > 1500)
     want = config.n_components
-    if want is not None and want > min(n, d):
-        raise ParameterError(f"n_components={want} must be <= min(n_samples, n_features)={min(n, d)}")
+    rank = min(n - 1, d) if center else min(n, d)  # components that can carry variance
+    if want is not None and want > rank:
+        raise ParameterError(f"n_components={want} must be <= {'n_samples − 1' if center else 'n_samples'} "
+                             f"and <= n_features: at most {rank} here")
     if not randomized:
-        G = Z.T @ Z
         with _one_blas_thread():  # a small LAPACK call: threads only add contention (30× slower when loaded)
-            evals, evecs = np.linalg.eigh(G)
-        order = np.argsort(evals)[::-1]
-        evals = np.maximum(evals[order], 0)
-        Vt = evecs[:, order].T
-        Vt *= np.where(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]  # sign convention
-        ratios = evals / total
+            if center:
+                pca = PCA(svd_solver="covariance_eigh").fit(Z)
+                Vt, ratios = pca.components_[:rank], pca.explained_variance_ratio_[:rank]
+            else:
+                evals, evecs = np.linalg.eigh(Z.T @ Z)
+                order = np.argsort(evals)[::-1][:rank]
+                Vt = evecs[:, order].T
+                ratios = np.maximum(evals[order], 0) / total
         solver = "gram"
     else:
-        rank = want or min(d, max(10, d // 8))
+        Zc = Z - Z.mean(axis=0) if center else Z
+        k = want or min(rank, max(10, d // 8))
         while True:
-            _, s, Vt = randomized_svd(Z, rank, random_state=config.random_state)
-            ratios = s**2 / total
-            if want is not None or _n_for(ratios, config.variance) is not None or rank >= min(n, d):
+            _, sv, Vt = randomized_svd(Zc, k, n_iter=4, random_state=config.random_state)
+            ratios = sv**2 / total
+            if want is not None or _n_for(ratios, config.variance) is not None or k >= rank:
                 break
-            rank = min(min(n, d), rank * 2)
+            k = min(rank, k * 2)
         solver = "randomized"
+    Vt = np.array(Vt, dtype=np.float64)
+    Vt *= np.where(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]  # sign convention
     m = want if want is not None else _n_for(ratios, config.variance)
     if m is None:  # rounding: the full spectrum sums to ~1 but not > threshold
         m = len(ratios)

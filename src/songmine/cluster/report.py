@@ -1,36 +1,37 @@
 """A self-contained HTML report of a :class:`~songmine.cluster.analysis.ClusterAnalysis`.
 
 One file, no external assets: the figures are matplotlib PNGs embedded as
-``data:`` URIs, the tables are plain HTML shaded by value. Sections: summary,
-inputs, reduction (variance curve), choosing k (table + plot), the clusters
-(sizes, 2-D projection, one paragraph each, representative genres), the pivot
-tables (percent by column), and the comparisons.
+``data:`` URIs, the tables are HTML shaded by value. The page is a jinja2
+template shipped with the package (``templates/report.html.j2``, autoescaped);
+:func:`context` turns the analysis into the numbers and words it shows.
+Sections, always all seven: summary, 1 inputs, 2 reduction (variance curve),
+3 choosing k (table + plot, or why none was run), 4 the clusters (sizes, 2-D
+projection, one paragraph each, representative genres and their rule), 5 the
+pivot tables (percent by column), 6 the comparisons, 7 settings.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from pathlib import Path
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
 
-__all__ = ["render_html", "write_report", "figures", "choose_k_figure"]
+from ..atomic import atomic_path
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
-h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-.sub{color:#666;margin-top:0}.kpi{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}
-.kpi div{background:#f4f6f8;border-radius:6px;padding:.6em 1em;min-width:8em}.kpi b{display:block;font-size:1.4em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}th,td{border:1px solid #ddd;padding:3px 7px;
-text-align:right}th{background:#f4f6f8}td.l,th.l{text-align:left}.note{color:#555;font-size:.92em}
-.cluster{border-left:5px solid #888;padding:.3em .9em;margin:.8em 0;background:#fafafa}
-img{max-width:100%;border:1px solid #eee}.warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.5em 1em}
-.scroll{overflow-x:auto}
-"""
+__all__ = ["render_html", "write_report", "figures", "choose_k_figure", "context", "point_size"]
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("songmine.cluster", "templates"),
+                          autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def point_size(n: int) -> float:
+    """Scatter marker area for ``n`` points: large for a few dozen tracks, small (not invisible) for thousands."""
+    return float(np.clip(3000.0 / max(int(n), 1), 10.0, 60.0))
 
 
 def _png(fig) -> str:
@@ -93,7 +94,7 @@ def figures(res) -> dict[str, str]:
     out = {}
     red = res.reduction
     ratios = red.explained_variance_ratio
-    show = min(len(ratios), max(2 * red.n_components, 20))
+    show = _variance_shown(red)
     fig, ax = plt.subplots(figsize=(8, 3.6))
     xs = np.arange(1, show + 1)
     ax.bar(xs, 100 * ratios[:show], color="#9bb7d4", label="per component")
@@ -119,9 +120,11 @@ def figures(res) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(7.5, 6))
     lab = np.asarray(p["labels"])
     xy = np.asarray(p["xy"])
+    size = point_size(len(lab))
     for c in range(k):
         m = lab == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=.45, color=cols[c], label=f"{c}", rasterized=True)
+        ax.scatter(xy[m, 0], xy[m, 1], s=size, alpha=.8 if len(lab) < 1000 else .5, color=cols[c], label=f"{c}",
+                   edgecolors="white" if len(lab) < 1000 else "none", linewidths=.4, rasterized=True)
     if p.get("centers") is not None:
         C = np.asarray(p["centers"])
         ax.scatter(C[:, 0], C[:, 1], s=140, c=[cols[c] for c in range(k)], edgecolors="black", marker="X")
@@ -130,7 +133,7 @@ def figures(res) -> dict[str, str]:
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(f"2-D projection (first two principal components, {len(lab):,} sampled tracks)")
-    ax.legend(title="cluster", markerscale=4, fontsize=8, loc="best", ncol=2 if k > 8 else 1)
+    ax.legend(title="cluster", markerscale=max(1.0, 40 / size) ** .5, fontsize=8, loc="best", ncol=2 if k > 8 else 1)
     out["projection"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(7, 2.6))
@@ -185,6 +188,11 @@ def figures(res) -> dict[str, str]:
     return out
 
 
+def _variance_shown(red) -> int:
+    """Components in the variance plot: twice the kept ones (at least 20), never more than carry variance."""
+    return min(len(red.explained_variance_ratio), max(2 * red.n_components, 20))
+
+
 def _num(x, digits=3) -> str:
     if x is None:
         return "–"
@@ -198,160 +206,6 @@ def _num(x, digits=3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:,.{digits}f}".rstrip("0").rstrip(".")
 
 
-def _table(header, rows, left=1) -> str:
-    h = "".join(f"<th class='l'>{html.escape(str(c))}</th>" if i < left else f"<th>{html.escape(str(c))}</th>"
-                for i, c in enumerate(header))
-    body = "".join("<tr>" + "".join(
-        f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f"<div class='scroll'><table><tr>{h}</tr>{body}</table></div>"
-
-
-def _pivot_html(pct, counts) -> str:
-    head = "<th class='l'>cluster</th>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in pct.columns)
-    rows = []
-    for i in pct.index:
-        cells = "".join(
-            f"<td style='background:rgba(31,119,180,{v / 100 * 0.85:.2f});color:{'#fff' if v > 55 else '#222'}'>"
-            f"{v:.1f}</td>" for v in pct.loc[i])
-        rows.append(f"<tr><td class='l'><b>{i}</b></td>{cells}</tr>")
-    total = "".join(f"<td><i>{pct[c].sum():.0f}</i></td>" for c in pct.columns)
-    n = "".join(f"<td class='note'>{int(counts[c].sum()):,}</td>" for c in pct.columns)
-    return (f"<div class='scroll'><table><tr>{head}</tr>{''.join(rows)}<tr><td class='l'><i>total %</i></td>{total}"
-            f"</tr><tr><td class='l note'>tracks</td>{n}</tr></table></div>")
-
-
-def render_html(res, *, title: str = "songmine — catalogue clusters") -> str:
-    """The report as one HTML string."""
-    figs = figures(res)
-    e = html.escape
-    k = res.k
-    cols = _colors(k)
-    plan = res.plan
-    red = res.reduction
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style>"
-             f"</head><body><h1>{e(title)}</h1><p class='sub'>{e(str(res.source))}</p>"]
-    kpis = [("tracks clustered", f"{res.n_rows:,}"), ("audio features used", f"{len(plan.columns):,}"),
-            ("PCA components", f"{red.n_components} ({100 * red.retained_variance:.0f} %)"), ("clusters k", str(k))]
-    if res.truth:
-        kpis.append(("agreement with planted clusters (ARI)", f"{res.truth['ari']:.3f}"))
-    parts.append("<div class='kpi'>" + "".join(f"<div>{e(a)}<b>{e(b)}</b></div>" for a, b in kpis) + "</div>")
-    if res.choose:
-        parts.append(f"<p><b>Why k = {k}:</b> {e(res.choose.reason)}</p>")
-    if res.truth:
-        parts.append(f"<p><b>Planted structure:</b> the synthetic catalogue has {res.truth['n_planted']} planted "
-                     f"clusters; k-means found k = {k}; adjusted Rand index {res.truth['ari']:.3f}, "
-                     f"NMI {res.truth['nmi']:.3f} between found and planted clusters (1 = identical).</p>")
-    for w in res.warnings:
-        parts.append(f"<p class='warn'>{e(w)}</p>")
-
-    parts.append("<h2>1. Inputs</h2>")
-    parts.append(
-        f"<p>Clustered on <b>audio features only</b>: {len(plan.fma_columns)} FMA feature columns"
-        f"{f' and {len(plan.echonest_columns)} echonest audio/temporal columns' if plan.echonest_columns else ''}"
-        f". Ids, listens, dates and genres are <b>not</b> inputs; they are used below to interpret the clusters. "
-        f"Rows: {plan.rows_in:,} in the table, {plan.rows_used:,} clustered"
-        f"{f' ({plan.nonfinite_rows:,} rows had NaN/inf: {plan.policy})' if plan.nonfinite_rows else ''}.</p>")
-    parts.append("<p>Interpretation variables: " + ", ".join(
-        f"<b>{e(v.label)}</b> <span class='note'>({e(str(v.column))})</span>" for v in res.variables) + "</p>")
-
-    parts.append("<h2>2. Reduction</h2>")
-    parts.append(f"<p>Standardised (mean 0, variance 1 per feature), then {e(red.method.upper())} ({e(red.solver)} "
-                 f"solver): the smallest number of components retaining more than "
-                 f"{100 * red.variance_threshold:.0f} % of the variance is <b>{red.n_components}</b> "
-                 f"({100 * red.retained_variance:.1f} %)."
-                 + (f" {len(red.dropped_constant)} constant column(s) dropped." if red.dropped_constant else "")
-                 + f"</p><img src='{figs['variance']}'>")
-
-    if res.choose:
-        ch = res.choose
-        parts.append("<h2>3. Choosing k</h2>")
-        rows = []
-        for r in ch.table():
-            mark = lambda key: " ◀" if ch.votes.get(key) == r["k"] else ""  # noqa: E731
-            rows.append([f"<b>{r['k']}</b>" if r["k"] == ch.recommended_k else str(r["k"]),
-                         _num(r["inertia"]) + mark("elbow"), _num(r["silhouette"]) + mark("silhouette"),
-                         _num(r["calinski_harabasz"]) + mark("calinski_harabasz"),
-                         _num(r["davies_bouldin"]) + mark("davies_bouldin"),
-                         f"{_num(r['gap'])} ± {_num(r['gap_sd'], 2)}" + mark("gap")])
-        parts.append(_table(["k", "inertia", "silhouette ↑", "Calinski-Harabasz ↑", "Davies-Bouldin ↓",
-                             "gap ± s"], rows))
-        parts.append(f"<p class='note'>◀ = the k each method votes for. {e(ch.reason)}</p>")
-        parts.append(f"<img src='{figs['choose_k']}'>")
-
-    parts.append("<h2>4. The clusters</h2>")
-    parts.append(f"<p>k-means (songmine, k-means++ seeding, {res.model['n_init']} restarts, engine "
-                 f"<code>{e(res.model['engine'])}</code>): inertia {_num(res.model['inertia'])}, "
-                 f"{res.model['n_iter']} iterations, {res.model['seconds']:.2f} s.</p>")
-    parts.append(f"<img src='{figs['projection']}'><img src='{figs['sizes']}'>")
-    rep_rows = []
-    for c in range(k):
-        r = res.representative[c]
-        rep_rows.append([f"<span style='color:{matplotlib_hex(cols[c])}'>■</span> {c}", f"{res.sizes[c]:,}",
-                         e(r.get("genre") or "–"), _pct(r.get("share")), _pct(r.get("base_rate")),
-                         f"{r['lift']:.1f}×" if r.get("lift") else "–", e(r.get("top_genre") or "–"),
-                         _pct(r.get("unknown_share"))])
-    parts.append("<h3>Representative genre per cluster</h3>")
-    parts.append(_table(["cluster", "tracks", "most over-represented genre", "share in cluster*", "base rate*",
-                         "lift", "most frequent genre", "no genre"], rep_rows))
-    parts.append("<p class='note'>* among tracks with a known top genre. Lift = share in the cluster ÷ share in "
-                 "the whole catalogue; only genres with ≥ 5 % of the cluster compete.</p>")
-    for c in range(k):
-        parts.append(f"<div class='cluster' style='border-color:{matplotlib_hex(cols[c])}'>"
-                     f"<p>{e(res.descriptions[c])}</p></div>")
-
-    parts.append("<h2>5. Pivot tables — percent of each category by cluster (columns sum to 100)</h2>")
-    parts.append("<p class='note'>Read down a column: of all tracks in that category, which share landed in each "
-                 "cluster. Numeric variables are cut into four rank-based quartiles (Q1 = lowest 25 %); "
-                 "<i>unknown</i> = missing value, kept visible.</p>")
-    for v in res.variables:
-        parts.append(f"<h3>{e(v.label)} <span class='note'>({e(str(v.column))})</span></h3>")
-        parts.append(_pivot_html(res.pivots[v.key], res.counts[v.key]))
-        if f"pivot_{v.key}" in figs and v.key == "genre":
-            parts.append(f"<img src='{figs['pivot_genre']}'>")
-
-    parts.append("<h2>6. Comparisons</h2>")
-    if res.kmeans_comparison:
-        kc = res.kmeans_comparison
-        parts.append(f"<h3>songmine k-means vs scikit-learn (k = {kc['k']}, {kc['n_init']} restart(s) each, "
-                     "same PCA data)</h3>")
-        parts.append(_table(["method", "inertia", "Δ inertia vs reference", "ARI vs reference", "iterations",
-                             "time, s"],
-                            [[e(r["method"]), _num(r["inertia"]), f"{r['inertia_vs_reference_pct']:+.3f} %",
-                              f"{r['ari_vs_reference']:.4f}", str(r["n_iter"]), f"{r['seconds']:.3f}"]
-                             for r in kc["rows"]]))
-        parts.append(f"<p class='note'>Reference: {e(kc['reference'])}. ARI between our random and k-means++ "
-                     f"runs: {kc['ari_random_vs_plusplus']:.4f}. Times are wall-clock on a shared machine.</p>")
-        parts.append(f"<img src='{figs['kmeans_comparison']}'>")
-    if res.echonest_comparison:
-        ec = res.echonest_comparison
-        parts.append(f"<h3>With vs without echonest features (k = {ec['k']})</h3>")
-        parts.append(_table(["variant", "rows", "features", "PCA comps", "rows with genre", "NMI(genre)",
-                             "genre purity", "majority baseline", "silhouette"],
-                            [[e(r["variant"]), f"{r['rows']:,}", str(r["n_features"]), str(r["n_components"]),
-                              f"{r.get('rows_with_genre', 0):,}", _num(r.get("nmi_genre")),
-                              _pct(r.get("purity_genre")), _pct(r.get("purity_baseline")), _num(r["silhouette"])]
-                             for r in ec["rows"]]))
-        if ec.get("verdict"):
-            parts.append(f"<p><b>{e(ec['verdict'])}</b> NMI and purity use only tracks with a known top genre; "
-                         "purity is bounded below by the majority-genre baseline, so compare the two.</p>")
-        if "echonest_comparison" in figs:
-            parts.append(f"<img src='{figs['echonest_comparison']}'>")
-    elif res.config.compare_echonest:
-        parts.append("<p class='note'>With/without echonest: needs FMA feature columns and echonest columns in this "
-                     "table, or the other variant of the catalogue with <code>--compare TABLE</code>; "
-                     "not available here.</p>")
-    parts.append("<h2>7. Settings</h2>")
-    cfg = res.config
-    parts.append(_table(["setting", "value"], [[e(a), e(str(b))] for a, b in [
-        ("k", cfg.k if cfg.k is not None else f"chosen from {cfg.k_values[0]}..{cfg.k_values[-1]}"),
-        ("seed", cfg.seed), ("engine", cfg.engine), ("restarts (n_init)", cfg.n_init),
-        ("reduction", f"{red.method}, variance > {red.variance_threshold}"), ("echonest features", cfg.echonest),
-        ("NaN/inf policy", cfg.nonfinite)]]))
-    parts.append("<p class='note'>Generated by <code>songmine cluster run</code>. All numbers are also available "
-                 "with <code>--json</code>.</p></body></html>")
-    return "\n".join(parts)
-
-
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * float(x):.1f} %"
 
@@ -361,13 +215,114 @@ def matplotlib_hex(rgba) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _echonest_setting(cfg, plan) -> str:
+    if not cfg.echonest:
+        return "ignored (--no-echonest)"
+    n = len(plan.echonest_columns)
+    return f"used ({n} columns)" if n else "none in this table"
+
+
+def _choose_rows(ch) -> list[list]:
+    rows = []
+    for r in ch.table():
+        def mark(key, text, r=r):
+            return text + (" ◀" if ch.votes.get(key) == r["k"] else "")
+
+        k = Markup("<b>{}</b>").format(r["k"]) if r["k"] == ch.recommended_k else str(r["k"])
+        rows.append([k, mark("elbow", _num(r["inertia"])), mark("silhouette", _num(r["silhouette"])),
+                     mark("calinski_harabasz", _num(r["calinski_harabasz"])),
+                     mark("davies_bouldin", _num(r["davies_bouldin"])),
+                     mark("gap", f"{_num(r['gap'])} ± {_num(r['gap_sd'], 2)}")])
+    return rows
+
+
+def _pivot(v, pct, counts, figure) -> dict:
+    rows = [{"cluster": i, "cells": [{"alpha": f"{x / 100 * 0.85:.2f}", "ink": "#fff" if x > 55 else "#222",
+                                      "text": f"{x:.1f}"} for x in pct.loc[i]]} for i in pct.index]
+    return {"label": v.label, "column": str(v.column), "columns": [str(c) for c in pct.columns], "rows": rows,
+            "totals": [f"{pct[c].sum():.0f}" for c in pct.columns],
+            "counts": [f"{int(counts[c].sum()):,}" for c in pct.columns], "figure": figure}
+
+
+def context(res, *, figs: dict[str, str] | None = None, title: str = "songmine — catalogue clusters") -> dict:
+    """What the template shows, as plain values (numbers formatted, no HTML but a few marked cells)."""
+    figs = figures(res) if figs is None else figs
+    k = res.k
+    cols = [matplotlib_hex(c) for c in _colors(k)]
+    plan, red, cfg = res.plan, res.reduction, res.config
+    kpis = [("tracks clustered", f"{res.n_rows:,}"), ("audio features used", f"{len(plan.columns):,}"),
+            ("PCA components", f"{red.n_components} ({100 * red.retained_variance:.0f} %)"), ("clusters k", str(k))]
+    if res.truth:
+        kpis.append(("agreement with planted clusters (ARI)", f"{res.truth['ari']:.3f}"))
+    shown = _variance_shown(red)
+    choose = None
+    if res.choose:
+        choose = {"reason": res.choose.reason, "note": res.choose.note, "rows": _choose_rows(res.choose)}
+    rep_rows = []
+    for c in range(k):
+        r = res.representative[c]
+        rep_rows.append({"cluster": c, "color": cols[c], "size": f"{res.sizes[c]:,}",
+                         "genre": r.get("genre") or "–", "count": r.get("count") or "–",
+                         "share": _pct(r.get("share")), "base_rate": _pct(r.get("base_rate")),
+                         "lift": f"{r['lift']:.1f}×" if r.get("lift") else "–",
+                         "top_genre": r.get("top_genre") or "–", "unknown": _pct(r.get("unknown_share"))})
+    kc = res.kmeans_comparison
+    kmeans_cmp = None
+    if kc:
+        kmeans_cmp = {"k": kc["k"], "n_init": kc["n_init"], "reference": kc["reference"],
+                      "ari_random_vs_plusplus": f"{kc['ari_random_vs_plusplus']:.4f}",
+                      "rows": [[r["method"], _num(r["inertia"]), f"{r['inertia_vs_reference_pct']:+.3f} %",
+                                f"{r['ari_vs_reference']:.4f}", str(r["n_iter"]), f"{r['seconds']:.3f}"]
+                               for r in kc["rows"]]}
+    ec = res.echonest_comparison
+    echo_cmp = None
+    if ec:
+        echo_cmp = {"k": ec["k"], "verdict": ec.get("verdict"),
+                    "rows": [[r["variant"], f"{r['rows']:,}", str(r["n_features"]), str(r["n_components"]),
+                              f"{r.get('rows_with_genre', 0):,}", _num(r.get("nmi_genre")),
+                              _pct(r.get("purity_genre")), _pct(r.get("purity_baseline")), _num(r["silhouette"])]
+                             for r in ec["rows"]]}
+    n_proj = len(res.projection["labels"])
+    return {
+        "title": title, "source": str(res.source), "k": k, "kpis": kpis, "warnings": list(res.warnings),
+        "truth": ({"n_planted": res.truth["n_planted"], "ari": f"{res.truth['ari']:.3f}",
+                   "nmi": f"{res.truth['nmi']:.3f}"} if res.truth else None),
+        "inputs": {"n_fma": len(plan.fma_columns), "n_echonest": len(plan.echonest_columns),
+                   "rows_in": f"{plan.rows_in:,}", "rows_used": f"{plan.rows_used:,}",
+                   "nonfinite_rows": f"{plan.nonfinite_rows:,}" if plan.nonfinite_rows else None,
+                   "policy": plan.policy},
+        "variables": [{"label": v.label, "column": str(v.column)} for v in res.variables],
+        "reduction": {"method": red.method.upper(), "solver": red.solver,
+                      "threshold": f"{100 * red.variance_threshold:.0f} %", "n_components": red.n_components,
+                      "retained": f"{100 * red.retained_variance:.1f} %", "n_dropped": len(red.dropped_constant),
+                      "rank": len(red.explained_variance_ratio),
+                      "plot_alt": f"explained variance of the first {shown} components"},
+        "choose": choose, "figs": figs,
+        "model": {"n_init": res.model["n_init"], "engine": res.model["engine"], "inertia": _num(res.model["inertia"]),
+                  "n_iter": res.model["n_iter"], "seconds": f"{res.model['seconds']:.2f}"},
+        "projection_alt": f"2-D projection of {n_proj} tracks (marker size {point_size(n_proj):.0f})",
+        "representative": rep_rows, "genre_rule": res.representative_rule,
+        "descriptions": [{"color": cols[c], "text": res.descriptions[c]} for c in range(k)],
+        "pivots": [_pivot(v, res.pivots[v.key], res.counts[v.key], figs.get(f"pivot_{v.key}"))
+                   for v in res.variables],
+        "kmeans_comparison": kmeans_cmp, "echonest_comparison": echo_cmp,
+        "echonest_comparison_wanted": bool(cfg.compare_echonest),
+        "settings": [[a, str(b)] for a, b in [
+            ("k", cfg.k if cfg.k is not None else f"chosen from {cfg.k_values[0]}..{cfg.k_values[-1]}"),
+            ("seed", cfg.seed), ("engine", getattr(cfg.engine, "name", cfg.engine)), ("restarts (n_init)", cfg.n_init),
+            ("reduction", f"{red.method}, variance > {red.variance_threshold}"),
+            ("echonest features", _echonest_setting(cfg, plan)), ("NaN/inf policy", cfg.nonfinite)]],
+    }
+
+
+def render_html(res, *, title: str = "songmine — catalogue clusters") -> str:
+    """The report as one HTML string."""
+    return _ENV.get_template("report.html.j2").render(**context(res, title=title))
+
+
 def write_report(res, path) -> str:
     """Write :func:`render_html` to ``path`` (atomically); returns the path."""
-    import os
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(render_html(res), encoding="utf-8")
-    os.replace(tmp, p)
-    return str(p)
+    html = render_html(res)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return str(Path(path))

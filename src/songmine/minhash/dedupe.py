@@ -2,8 +2,11 @@
 
 Re-encodes (mp3 32–320 kbps, ogg, flac), other sample rates, trimmed or padded
 copies (±10 s) and volume changes of one recording are grouped; nothing is
-ever deleted — each group names a suggested *keeper* (lossless, then higher
-bitrate, then longer).
+ever deleted — each group names a suggested *keeper* and says why
+(:func:`choose_keeper`): the highest effective bandwidth measured from the
+audio (a copy made from a lossy file keeps its encoder's low-pass, so the
+source of a transcode has the wider spectrum even when the copy has the higher
+bitrate), then lossless, higher bitrate, longer, higher rate.
 
 How (see ``docs/minhash.md``):
 
@@ -61,13 +64,17 @@ __all__ = [
     "find_duplicates",
     "dedupe",
     "dedupe_index",
+    "choose_keeper",
     "LOSSLESS_CODECS",
+    "BANDWIDTH_TOLERANCE_HZ",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Codecs treated as lossless when choosing a keeper.
 LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "ape", "tta", "mlp", "truehd", "shorten"})
+#: Effective bandwidths closer than this are equal when choosing a keeper (two 250-Hz bands of the measure).
+BANDWIDTH_TOLERANCE_HZ = 500.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,11 @@ class DedupeConfig:
         0.10 → 0.30 with ``(0, 64)``; measured on the dev corpus).
     random_state : int
         Seed of the MinHash functions.
+    bandwidth : bool
+        Measure the effective bandwidth of each grouped file
+        (:func:`songmine.bandwidth.effective_bandwidth`, up to 60 s decoded at
+        its own rate) to choose the keeper; False keeps to the container's
+        facts (lossless, bitrate, duration, rate).
     """
 
     threshold: float = 0.08
@@ -112,6 +124,7 @@ class DedupeConfig:
     max_duration_s: float = 3 * 3600.0
     shifts: tuple[int, ...] = (0, 64)
     random_state: int = 0
+    bandwidth: bool = True
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
@@ -154,11 +167,12 @@ class TrackPrint:
     sr: int = 0
     channels: int = 0
     track_id: int | None = None
+    bandwidth_hz: float | None = None  # effective bandwidth, measured for files that end up in a group
 
     @property
     def quality_key(self) -> tuple:
-        """Higher is better: lossless, then bitrate (lossy files only: a WAV is not "better" than
-        its FLAC), then duration, then sample rate."""
+        """Higher is better once bandwidths are equal: lossless, then bitrate (lossy files only: a WAV is
+        not "better" than its FLAC), then duration, then sample rate."""
         return (self.lossless, 0 if self.lossless else round(self.bitrate_kbps), round(self.duration_s, 1), self.sr)
 
 
@@ -182,14 +196,16 @@ class GroupMember:
     duration_s: float
     offset_s: float  # where this member starts in the keeper (negative: it starts before)
     keeper: bool
+    bandwidth_hz: float | None = None  # effective bandwidth (None: not measured)
 
 
 @dataclass(frozen=True, slots=True)
 class DuplicateGroup:
-    """Files that are one recording; ``keeper`` is the suggested one to keep."""
+    """Files that are one recording; ``keeper`` is the suggested one to keep, ``reason`` why."""
 
     keeper: str
     members: list[GroupMember]
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -290,6 +306,68 @@ def offset_vote(a: TrackPrint, b: TrackPrint, *, tolerance_frames: int = 1, max_
     return int(smooth[best]), best + dmin
 
 
+# ------------------------------------------------------------ keeper
+
+
+def _khz(hz: float) -> str:
+    return f"{hz / 1000:.2f} kHz"
+
+
+def choose_keeper(prints: Sequence[TrackPrint], *, tolerance_hz: float = BANDWIDTH_TOLERANCE_HZ) -> tuple[int, str]:
+    """Which of a group's prints to keep, and why in words.
+
+    1. **Effective bandwidth** (when every member has one): only the copies within
+       ``tolerance_hz`` of the widest stay in the running — a lower cut-off is an
+       encoder's low-pass, so those are transcodes or lower-quality encodes,
+       whatever their bitrate;
+    2. then lossless, higher bitrate (lossy files), longer, higher sample rate
+       (:attr:`TrackPrint.quality_key`), then the first listed.
+    """
+    idx = list(range(len(prints)))
+    bws = [p.bandwidth_hz for p in prints]
+    measured = all(b is not None and b > 0 for b in bws)
+    if measured:
+        widest = max(bws)
+        idx = [i for i in idx if bws[i] >= widest - tolerance_hz]
+    best = max(idx, key=lambda i: (prints[i].quality_key, -i))
+    k = prints[best]
+    if measured and len(idx) == 1:
+        rest = max(b for i, b in enumerate(bws) if i != best)
+        return best, (f"widest effective bandwidth, {_khz(k.bandwidth_hz)} against {_khz(rest)} or less: "
+                      f"the others are cut lower by an encoder's low-pass (transcodes or lower-quality encodes)")
+    equal = (f"bandwidths equal within {tolerance_hz:.0f} Hz ({_khz(min(bws[i] for i in idx))}–"
+             f"{_khz(max(bws[i] for i in idx))})" if measured else "bandwidth not measured")
+    others = [prints[i] for i in idx if i != best]
+    if not others:
+        return best, f"the only copy ({equal})"
+    r = max(others, key=lambda p: p.quality_key)
+    kk, rk = k.quality_key, r.quality_key
+    if kk[0] != rk[0]:
+        why = f"lossless ({k.codec})"
+    elif kk[1] != rk[1]:
+        why = f"highest bitrate ({k.bitrate_kbps:.0f} kbps against {r.bitrate_kbps:.0f})"
+    elif kk[2] != rk[2]:
+        why = f"longest ({k.duration_s:.1f} s against {r.duration_s:.1f})"
+    elif kk[3] != rk[3]:
+        why = f"highest sample rate ({k.sr} Hz against {r.sr})"
+    else:
+        why = "first listed (the copies are alike in format, bitrate, duration and rate)"
+    return best, f"{why}; {equal}"
+
+
+def _measure_bandwidths(prints: Sequence[TrackPrint], members) -> None:
+    """Effective bandwidth of the grouped prints that have none yet (a file that cannot be read keeps None)."""
+    from ..bandwidth import effective_bandwidth
+
+    for k in members:
+        p = prints[k]
+        if p.bandwidth_hz is None and os.path.isfile(p.path):
+            try:
+                p.bandwidth_hz = effective_bandwidth(p.path)
+            except SongmineError as exc:
+                log.warning("dedupe: bandwidth of %s not measured: %s", p.path, str(exc).splitlines()[0])
+
+
 # ------------------------------------------------------------ search
 
 
@@ -371,7 +449,10 @@ def find_duplicates(
         sizes = np.bincount(labels, minlength=n_comp)
         for comp in np.flatnonzero(sizes > 1):  # loop over groups
             idx = np.flatnonzero(labels == comp)
-            keeper = max(idx, key=lambda k: (prints[k].quality_key, -k))
+            if config.bandwidth:
+                _measure_bandwidths(prints, idx)
+            pick, reason = choose_keeper([prints[k] for k in idx])
+            keeper = idx[pick]
             members = []
             for k in sorted(idx, key=lambda k: (k != keeper, prints[k].path)):
                 if k == keeper:
@@ -380,8 +461,9 @@ def find_duplicates(
                     _, off = offset_vote(prints[keeper], prints[k], tolerance_frames=config.tolerance_frames)
                     off_s = float(off * hop_s)
                 p = prints[k]
-                members.append(GroupMember(p.path, p.codec, round(p.bitrate_kbps, 1), p.lossless, round(p.duration_s, 3), round(off_s, 3), k == keeper))
-            groups.append(DuplicateGroup(prints[keeper].path, members))
+                members.append(GroupMember(p.path, p.codec, round(p.bitrate_kbps, 1), p.lossless, round(p.duration_s, 3),
+                                           round(off_s, 3), k == keeper, p.bandwidth_hz))
+            groups.append(DuplicateGroup(prints[keeper].path, members, reason))
     groups.sort(key=lambda g: g.keeper)
     return DedupeReport(
         groups=groups,
