@@ -247,3 +247,39 @@ def test_one_pass_as_a_spark_join_and_vote_answers_as_local(spark, local_index, 
     assert got[-1].kind == "clip" and "not a readable audio file" in got[-1].result.error
     rec = vote_recordings_spark(local_index, [path], window_s=8, hop_s=4, top=3, config=config, session=spark)
     assert jsonable(rec[0]) == jsonable(local_rec) and len(local_rec.played) == 2
+
+
+@pytest.fixture(scope="module")
+def copies(real_cuts, tmp_path_factory):
+    """Three recordings with re-encoded copies (mp3; 4 s trimmed ogg; 10 dB quieter 22.05 kHz wav), three
+    without, and a file that is not audio."""
+    import soxr
+
+    from songmine.audio import load
+
+    root = tmp_path_factory.mktemp("copies")
+    for k, cut in enumerate(real_cuts):
+        y = load(cut, sr=44100)
+        sf.write(root / f"{k}_orig.flac", y, 44100, subtype="PCM_16")
+        if k < 3:
+            sf.write(root / f"{k}_copy.mp3", y, 44100, format="MP3")
+            with sf.SoundFile(str(root / f"{k}_trim.ogg"), "w", 44100, 1, format="OGG", subtype="VORBIS") as fh:
+                for s in range(4 * 44100, y.size, 44100):  # block writes (long one-shot Vorbis writes crash)
+                    fh.write(y[s:s + 44100])
+            sf.write(root / f"{k}_quiet.wav", (soxr.resample(y, 44100, 22050) * 10 ** (-10 / 20)).astype(np.float32),
+                     22050)
+    (root / "zz_broken.mp3").write_bytes(b"not audio" * 40)
+    return root
+
+
+def test_dedupe_on_spark_finds_the_local_groups(spark, copies, capsys):
+    from songmine.cli._app import jsonable, main
+    from songmine.minhash.dedupe import dedupe
+
+    local = jsonable(dedupe([copies]))
+    assert main(["dedupe", str(copies), "--engine", "spark", "--master", "local[2]", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    local.pop("timings_s"), got.pop("timings_s")
+    assert got == local  # groups, keepers and their reasons, offsets, pairs, candidates, skipped files
+    assert len(local["groups"]) == 3 and all(len(g["members"]) == 4 for g in local["groups"])
+    assert [s["path"] for s in local["skipped"]] == [str(copies / "zz_broken.mp3")]
