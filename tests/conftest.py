@@ -282,3 +282,80 @@ def songmine_serve(index: Path, *args: str, env: dict | None = None):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+# --- decoding in a child process: a crash or a hang fails a test instead of killing pytest -------
+
+_DECODE_CHILD = r"""
+import json, sys
+import numpy as np
+from songmine import audio
+from songmine.errors import DecodeError
+for job in json.loads(sys.argv[1]):
+    try:
+        y = audio.load(job["path"], **job["kwargs"])
+    except DecodeError as exc:
+        y = np.array(exc.reason)
+    np.save(job["out"], y)
+"""
+
+
+@pytest.fixture
+def decode_in_child(tmp_path):
+    """``decode_in_child([(path, kwargs), ...], timeout=60)`` → one result per job, each decoded by
+    :func:`songmine.audio.load` in one child process: the array, or the ``DecodeError`` reason (str).
+
+    The child's death by a signal or a timeout fails the calling test with its stderr.
+    """
+    import json
+    import subprocess
+    import sys
+
+    def run(jobs, timeout: float = 60.0) -> list:
+        spec = [
+            {"path": str(p), "kwargs": kw, "out": str(tmp_path / f"decoded-{i}.npy")} for i, (p, kw) in enumerate(jobs)
+        ]
+        try:
+            proc = subprocess.run([sys.executable, "-c", _DECODE_CHILD, json.dumps(spec)], capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"decoding did not finish in {timeout:g} s: {[str(p) for p, _ in jobs]}")
+        assert proc.returncode == 0, f"decoding child exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
+        out = [np.load(s["out"]) for s in spec]
+        return [str(y) if y.dtype.kind == "U" else y for y in out]
+
+    return run
+
+
+def encode_av_frames(path, y: np.ndarray, sr: int, codec: str, *, fmt: str | None = None,
+                     layout: str | None = None, options: dict | None = None, bit_rate: int | None = None,
+                     sample_fmt: str | None = None) -> None:
+    """Encode float32 ``y`` of shape ``(channels, n)`` with an FFmpeg encoder through PyAV.
+
+    Frames are built packed (``flt``, one buffer whatever the channel count) and converted to
+    the encoder's format by FFmpeg (``sample_fmt``, else its first); ``layout`` defaults to
+    mono/stereo, else ``"<n> channels"``.
+    """
+    import av
+
+    ch = y.shape[0]
+    layout = layout or {1: "mono", 2: "stereo"}.get(ch, f"{ch} channels")
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=sr, options=options or {})
+        ctx = stream.codec_context
+        ctx.layout = layout
+        if bit_rate:
+            ctx.bit_rate = bit_rate
+        if sample_fmt:
+            ctx.format = sample_fmt
+        to_codec = av.AudioResampler(format=ctx.format.name, layout=layout, rate=sr)
+        step = ctx.frame_size or 1024
+        for i in range(0, y.shape[1], step):  # loop over codec frames
+            packed = np.ascontiguousarray(y[:, i : i + step].T, dtype=np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
+            frame.sample_rate = sr
+            for f in to_codec.resample(frame):
+                for packet in stream.encode(f):
+                    out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
+from conftest import encode_av_frames
 
 from songmine import audio
 from songmine.errors import DecodeError, ParameterError
@@ -103,6 +105,33 @@ def test_offset_and_duration_read_the_exact_span(tmp_path, rng):
     np.testing.assert_array_equal(tail, y[9 * sr :])
 
 
+@pytest.mark.parametrize("native,out", [(176400, 22050), (8000, 22050), (44100, 11025), (48000, 44100)])
+def test_span_has_its_exact_length_at_any_rate(tmp_path, rng, native, out):
+    # the span's native samples were rounded, then their resampled count: one sample off, or more
+    # when upsampling (0.309 s at 176.4 kHz read at 22,050 Hz gave 6,814 samples, not 6,813)
+    sf.write(tmp_path / "n.wav", rng.uniform(-0.5, 0.5, 2 * native).astype(np.float32), native, subtype="FLOAT")
+    for offset, duration in [(0.838, 0.309), (0.1, 0.0123), (1.0, 0.4567), (0.0, 1.2345)]:
+        part = audio.load(tmp_path / "n.wav", sr=out, offset=offset, duration=duration)
+        assert part.shape == (round(duration * out),), (offset, duration)
+
+
+def test_span_of_a_flac_cut_inside_its_first_frame(tmp_path, rng):
+    # FFmpeg's FLAC demuxer refuses to seek in a file cut before its first whole frame, then
+    # refuses a seek back to 0 too: an untyped PermissionError escaped
+    sr = 16000
+    y = (rng.normal(0, 0.1, (4 * sr, 2)) * 32768).round().clip(-32768, 32767).astype(np.int16)
+    sf.write(tmp_path / "full.flac", y, sr)
+    data = (tmp_path / "full.flac").read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 25])
+    for kwargs in ({}, {"offset": 0.1, "duration": 0.05}, {"offset": 3.5}):
+        with pytest.raises(DecodeError) as exc:
+            audio.load(cut, sr=None, **kwargs)
+        assert _reason(exc) == "not-audio", kwargs
+    part = audio.load(tmp_path / "full.flac", sr=None, mono=False, offset=0.1, duration=0.05)
+    np.testing.assert_array_equal(part, y[1600:2400].T / np.float32(32768))
+
+
 def test_span_of_a_compressed_file_is_aligned(tmp_path, synth_music):
     sr = 22050
     y = synth_music(sr, 12.0, seed=3)
@@ -114,6 +143,69 @@ def test_span_of_a_compressed_file_is_aligned(tmp_path, synth_music):
     lags = range(-200, 201)
     corr = [np.dot(ref[300:-300], part[300 + k : len(ref) - 300 + k]) for k in lags]
     assert abs(list(lags)[int(np.argmax(corr))]) <= 2
+
+
+SPAN_FORMATS = [
+    # (id, writer(path, y, sr), suffix, lag allowed in samples at 22,050 Hz)
+    ("mp3-lame", lambda p, y, sr: encode_av(p, y, sr, "libmp3lame"), ".mp3", 2),  # first pts: the 25-ms delay
+    ("opus-ogg", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="ogg", rate=48000), ".opus", 2),  # pre-skip
+    ("aac-m4a", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="ipod"), ".m4a", 2),
+    ("aac-adts", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="adts"), ".aac", 2),
+    ("aac-adts-16k-stereo", lambda p, y, sr: encode_av_frames(p, np.stack([soxr.resample(y, sr, 16000)] * 2), 16000,
+                                                              "aac", fmt="adts"), ".aac", 2),  # pts guessed
+    ("vorbis-9ch-16k", lambda p, y, sr: sf.write(p, np.stack([soxr.resample(y, sr, 16000)] * 9, axis=1), 16000,
+                                                 format="OGG", subtype="VORBIS"), ".ogg", 2),  # seeks land late
+    ("opus-webm", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="webm", rate=48000), ".webm", 23),  # ms pts
+    ("wma", lambda p, y, sr: encode_av_frames(p, y[None], sr, "wmav2", fmt="asf", bit_rate=128000), ".wma", 23),
+]  # WMA: ms pts, a 93-ms first pts
+
+
+@pytest.mark.parametrize("name,write,suffix,max_lag", SPAN_FORMATS, ids=[f[0] for f in SPAN_FORMATS])
+def test_span_is_aligned_with_the_whole_decode(tmp_path, synth_music, name, write, suffix, max_lag):
+    # a span's position came from its first frame's pts as if the stream's first pts were 0
+    # (MP3 spans read 25 ms late), a seek landing after the target gave a late, short span, and
+    # the pts after a seek in raw ADTS are guessed from the bitrate
+    sr = 22050
+    path = tmp_path / f"m{suffix}"
+    write(path, synth_music(sr, 12.0, seed=3), sr)
+    full = audio.load(path, sr=sr)
+    for offset in (0.3, 1.2, 2.1, 6.3):
+        part = audio.load(path, sr=sr, offset=offset, duration=3.0)
+        assert part.shape == (3 * sr,), offset
+        ref = full[int(offset * sr) : int((offset + 3.0) * sr)]
+        lags = np.arange(-3000, 3001)
+        core = ref[3000:-3000]
+        corr = [np.dot(core, part[3000 + k : 3000 + k + core.size]) for k in lags]
+        lag = int(lags[int(np.argmax(corr))])
+        assert abs(lag) <= max_lag, (offset, lag)
+
+
+EXACT_SPAN_FORMATS = [
+    ("mp3", lambda p, y, sr: encode_av_frames(p, y, sr, "libmp3lame", fmt="mp3")),  # bit reservoir
+    ("opus", lambda p, y, sr: encode_av_frames(p, y, sr, "libopus", fmt="ogg")),  # 80-ms pre-roll, pre-skip
+    ("vorbis", lambda p, y, sr: sf.write(p, y.T, sr, format="OGG", subtype="VORBIS")),
+    ("adts", lambda p, y, sr: encode_av_frames(p, y, sr, "aac", fmt="adts", options={"aac_pns": "0"})),
+    ("flac", lambda p, y, sr: sf.write(p, y.T, sr)),
+]
+
+
+@pytest.mark.parametrize("name,write", EXACT_SPAN_FORMATS, ids=[f[0] for f in EXACT_SPAN_FORMATS])
+def test_span_holds_the_samples_of_the_whole_decode(tmp_path, rng, name, write):
+    # at the native rate a span is the whole decode's samples: the decoder is warmed up before the
+    # span (the first frames after a seek decode wrong), positions come from pts relative to the
+    # first frame (Opus's pre-skip), and raw ADTS, whose pts after a seek are guessed, is not sought
+    sr = 16000 if name == "adts" else 48000
+    t = np.arange(4 * sr) / sr
+    y = np.stack([0.3 * np.sin(2 * np.pi * (300 * t + 40 * t * t)), 0.3 * np.sin(2 * np.pi * (500 * t - 30 * t * t))])
+    y = (y + 0.02 * rng.standard_normal(y.shape)).astype(np.float32)
+    path = tmp_path / f"s.{name}"
+    write(path, y, sr)
+    full = audio.load(path, sr=None, mono=False)
+    rate = audio.info(path).sr
+    for offset in (0.1, 0.3, 0.77, 1.5, 2.9):
+        part = audio.load(path, sr=None, mono=False, offset=offset, duration=0.5)
+        a = int(round(offset * rate))
+        np.testing.assert_allclose(part, full[:, a : a + part.shape[1]], atol=1e-6, err_msg=f"{name} at {offset} s")
 
 
 def test_silence_is_valid_audio(tmp_path):
@@ -168,6 +260,25 @@ def test_text_file_named_mp3(tmp_path):
     assert _reason(e) == "not-audio" and "notes.mp3" in str(e.value)
 
 
+@pytest.mark.parametrize("suffix", sorted(audio.AUDIO_EXTENSIONS))
+def test_info_refuses_text_and_noise_named_as_audio(tmp_path, suffix):
+    # FFmpeg's probe trusts the name: text or noise named .flac/.mp3/.aac came back from info() as
+    # an audio stream of 0 Hz and 0 channels (load refused them; scan without decoding listed them)
+    from songmine.library import scan
+
+    g = np.random.default_rng(sum(map(ord, suffix)))
+    files = {"text": b"these are not the songs you are looking for\n" * 50,
+             "noise": g.integers(0, 256, 150_000, dtype=np.uint8).tobytes()}
+    for kind, data in files.items():
+        path = tmp_path / f"{kind}{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(DecodeError) as e:
+            audio.info(path)
+        assert _reason(e) in {"not-audio", "no-audio-stream"}, (kind, suffix)
+        (row,) = scan([path], decode=False)
+        assert row.error and row.sr is None, (kind, suffix)
+
+
 def test_random_bytes_are_not_audio(rng):
     with pytest.raises(DecodeError) as e:
         audio.load(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(), sr=11025)
@@ -181,6 +292,37 @@ def test_file_with_only_video_has_no_audio_stream(tmp_path):
     with pytest.raises(DecodeError) as e:
         audio.load(tmp_path / "video.y4m", sr=11025)
     assert _reason(e) == "no-audio-stream"
+
+
+def test_damaged_header_is_not_a_permission_error(tmp_path, tone):
+    # FFmpeg's ASF demuxer answers a header cut short with EPERM, which PyAV raises as a
+    # PermissionError: it was reported as "permission denied" (reason "missing")
+    encode_av_frames(tmp_path / "a.wma", tone(440, 16000, 1.0)[None], 16000, "wmav2", fmt="asf", bit_rate=64000)
+    data = (tmp_path / "a.wma").read_bytes()
+    reasons = []
+    for n in range(100, 1000, 3):
+        (tmp_path / "cut.wma").write_bytes(data[:n])
+        try:
+            audio.info(tmp_path / "cut.wma")
+        except DecodeError as exc:
+            reasons.append(exc.reason)
+    assert "missing" not in reasons and "not-audio" in reasons
+
+
+def test_audio_stream_of_an_unknown_codec(tmp_path, tone):
+    # an M4A whose sample entry and decoder config name no codec FFmpeg knows: PyAV gives the
+    # stream no codec context, and info/load failed on None with an AttributeError
+    encode_av(tmp_path / "a.m4a", tone(440, 32000, 1.0), 32000, "aac", fmt="ipod")
+    data = bytearray((tmp_path / "a.m4a").read_bytes())
+    k = data.index(b"\x04", data.index(b"esds") + 8) + 1  # DecoderConfigDescriptor: length, then the object type
+    while data[k] & 0x80:
+        k += 1
+    data[k + 1] = 0xFE
+    (tmp_path / "x.m4a").write_bytes(bytes(data).replace(b"mp4a", b"zzzz"))
+    for call in (audio.info, lambda p: audio.load(p, sr=11025)):
+        with pytest.raises(DecodeError) as e:
+            call(tmp_path / "x.m4a")
+        assert _reason(e) == "not-audio"
 
 
 def test_zero_length_audio(tmp_path):
@@ -197,6 +339,19 @@ def test_truncated_file(tmp_path, synth_music):
     with pytest.raises(DecodeError, match="truncated") as e:
         audio.load(tmp_path / "cut.flac", sr=11025)
     assert _reason(e) == "truncated"
+
+
+def test_span_after_the_cut_of_a_truncated_file_is_truncated(tmp_path, rng):
+    # an ADTS file whose last frame is cut short: read from past the cut, no sample was kept
+    # before the decode error, and the file was called "not a readable audio file"
+    encode_av(tmp_path / "a.aac", (0.3 * rng.standard_normal(3 * 44100)).astype(np.float32), 44100, "aac",
+              fmt="adts")
+    data = (tmp_path / "a.aac").read_bytes()
+    (tmp_path / "cut.aac").write_bytes(data[: int(len(data) * 0.7) + 1])
+    for kwargs in ({}, {"offset": 2.5}, {"offset": 1.0, "duration": 2.0}):
+        with pytest.raises(DecodeError, match=r"truncated or corrupt after (1\.9|2\.0|2\.1) s") as e:
+            audio.load(tmp_path / "cut.aac", sr=11025, **kwargs)
+        assert _reason(e) == "truncated", kwargs
 
 
 def test_too_long_is_refused_before_decoding(tmp_path):
@@ -322,6 +477,41 @@ def test_rate_change_inside_one_stream_is_resampled_not_misread(tmp_path, tone):
     assert abs(dominant_hz(span[-4000:], 11025) - 660.0) < 5
 
 
+def _mpeg_frames(data: bytes, header: bool) -> bytes:
+    """An MP3 file's frames without its ID3v2 tag, and without its Xing/Info frame unless ``header``."""
+    if data[:3] == b"ID3":
+        data = data[10 + (data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]) :]
+    if header:
+        return data
+    k = data.index(b"\xff", data.index(b"Info"))  # the next frame's sync
+    while data[k + 1] & 0xE0 != 0xE0:
+        k = data.index(b"\xff", k + 1)
+    return data[k:]
+
+
+def test_a_length_guessed_from_the_bitrate_is_not_a_declared_length(tmp_path, rng):
+    # FFmpeg guesses the length of raw ADTS, and of MP3 without a Xing header, from the first
+    # frames' bitrate: after a quiet intro, 22-25 s of audio "declared" 200-400 s and were refused
+    # as truncated, and by max_duration=60 as too long
+    sr = 44100
+    intro, loud = np.zeros(5 * sr, np.float32), (0.3 * rng.standard_normal(20 * sr)).astype(np.float32)
+    encode_av(tmp_path / "q.aac", np.concatenate([intro, loud]), sr, "aac", fmt="adts")
+    parts = []
+    for y, rate in ((intro[: 2 * sr], 32000), (loud, 320000)):  # VBR without a Xing header in front
+        encode_av_frames(tmp_path / "p.mp3", y[None], sr, "libmp3lame", fmt="mp3", bit_rate=rate)
+        parts.append(_mpeg_frames((tmp_path / "p.mp3").read_bytes(), header=bool(parts)))
+    (tmp_path / "q.mp3").write_bytes(b"".join(parts))
+    for name, seconds in (("q.aac", 25.0), ("q.mp3", 22.0)):
+        assert audio.info(tmp_path / name).duration_s > 150  # what FFmpeg guesses
+        y = audio.load(tmp_path / name, sr=11025)
+        assert abs(y.size / 11025 - seconds) < 0.2, name
+        assert audio.load(tmp_path / name, sr=11025, max_duration=60).size == y.size
+    (tmp_path / "cut.aac").write_bytes((tmp_path / "q.aac").read_bytes()[:-100_001])  # still refused: its last
+    with pytest.raises(DecodeError) as e:  # frame is cut short (a cut between frames decodes as shorter audio)
+        audio.load(tmp_path / "cut.aac", sr=11025)
+    assert _reason(e) == "truncated"
+
+
 def test_junk_after_the_audio_is_not_a_truncation(tmp_path, tone):
     sf.write(tmp_path / "a.mp3", tone(440.0, 44100, 3.0), 44100, format="MP3")
     data = (tmp_path / "a.mp3").read_bytes()
@@ -354,3 +544,61 @@ def test_sink_resamples_the_exact_channel_mean(rng, layouts):
     out = np.pad(out[:want], (0, max(want - out.shape[0], 0)))
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, out)
+
+
+# --- decoded_duration: load's whole decode, keeping no samples ---------------------------
+
+
+def test_decoded_duration_is_what_load_decodes(tmp_path, tone, synth_music):
+    sr = 22050
+    paths = []
+    for suffix, write in FORMATS:
+        p = tmp_path / f"m{suffix}"
+        write(p, synth_music(sr, 3.0, seed=1), sr)
+        paths.append(p)
+    paths.append(_chained_ogg(tmp_path, tone, [(440.0, 44100, 2, 1.5, "VORBIS"), (660.0, 22050, 1, 1.0, "VORBIS")]))
+    for p in paths:
+        y = audio.load(p, sr=None)
+        rate = audio.info(p).sr
+        assert abs(audio.decoded_duration(p) - y.shape[-1] / rate) < 1e-4, p  # chained: resampled, rounded
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes((tmp_path / "m.flac").read_bytes()[:-20000])
+    for call in (lambda: audio.load(cut, sr=None), lambda: audio.decoded_duration(cut)):
+        with pytest.raises(DecodeError) as e:
+            call()
+        assert _reason(e) == "truncated"
+    with pytest.raises(DecodeError) as e:
+        audio.decoded_duration(tmp_path / "m.flac", max_duration=1.0)
+    assert _reason(e) == "too-long"
+
+
+_SCAN_PEAK = r"""
+import json, sys
+from songmine import library
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+before = peak_mb()
+(row,) = library.scan([sys.argv[1]], decode=True)
+print(json.dumps({"duration": row.duration_s, "error": row.error, "grew_mb": peak_mb() - before}))
+"""
+
+
+@pytest.mark.slow
+def test_scan_decodes_three_hours_of_silence_in_constant_memory(tmp_path):
+    # 3 hours of 8-kHz silence is 270 KB of FLAC; `scan` decoded it into 345 MB of samples
+    # (and a 3-hour 48-kHz Opus file into 2 GB) only to divide their count by the rate
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "silence-3h.flac"
+    with sf.SoundFile(path, "w", 8000, 1, "PCM_16", format="FLAC") as f:
+        for _ in range(180):  # one minute at a time
+            f.write(np.zeros(60 * 8000, np.int16))
+    assert path.stat().st_size < 1_000_000
+    proc = subprocess.run([sys.executable, "-c", _SCAN_PEAK, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["error"] is None and out["duration"] == 3 * 3600.0
+    assert out["grew_mb"] < 60, out

@@ -10,6 +10,7 @@ from songmine.fingerprint.search import Candidate, SearchConfig, search
 from songmine.fingerprint.memory import MemoryIndex, TrackInfo
 from songmine.fingerprint.scoring import confidence_from, margin_confidence, vote
 from songmine.fingerprint.query import identify
+from songmine.errors import ParameterError
 from songmine.fingerprint.landmarks import FingerprintConfig
 from songmine.records import QueryResult
 
@@ -516,17 +517,18 @@ def test_search_control_stops_early_for_members_and_searches_everything_for_non_
         c = search(ci, fast, top=1, config=config)
         assert c[0].track_id == 3 and abs(c[0].speed - 1.05) <= 0.011 and c[0].confidence >= sc.stop_confidence
         assert abs(c[0].offset * idx.config.hop_s - (6 * SR + 100) / SR) < 0.1
-        assert len(ci.budgets) < len(sc.speeds)  # found before the end of the coarse sweep
-    # a clip of a track that is not indexed: every speed coarse (within the coarse budget), then a dense
-    # pass at the speed with the most coarse votes; no track leads anywhere, so nothing would be accepted
-    # and the other speeds' dense passes (the runner-up sample that could veto an answer) are skipped
+        assert len(ci.budgets) < len(sc.rates)  # found before the end of the coarse sweep
+    # a clip of a track that is not indexed: every rate coarse (within the coarse budget), then a dense
+    # pass at 1.00; no track leads anywhere, so nothing would be accepted and the other rates' dense
+    # passes (the runner-up sample that could veto an answer) are skipped; then the denser last pass
     other = load(cuts[5], sr=SR)[10 * SR:20 * SR]
     ci = _CountingIndex(idx)
     assert identify(ci, other, config=sc).matches == []
-    assert ci.budgets == [sc.coarse_max_hits] * len(sc.speeds) + [sc.max_hits]
+    assert ci.budgets == [sc.coarse_max_hits] * len(sc.rates) + [sc.max_hits] * 2
+    assert ci.sizes[-1] > 2 * ci.sizes[-2]  # three times the peaks
     ci = _CountingIndex(idx)
     assert identify(ci, other, config=_PLAIN).matches == []
-    assert ci.budgets == [None] * len(sc.speeds) + [sc.max_hits] * sc.refine_speeds
+    assert ci.budgets == [None] * len(sc.rates) + [sc.max_hits] * (sc.refine_speeds + 1)
 
 
 @pytest.mark.corpus
@@ -536,7 +538,7 @@ def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
 
     idx, cuts = cuts_index
     clip = _noisy(load(cuts[4], sr=SR)[4 * SR:9 * SR], snr_db=5.0, seed=4)
-    n = len(SearchConfig().speeds)
+    n = len(SearchConfig().rates)
     never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0)  # nothing is ever certain: every stage runs
     ci = _CountingIndex(idx)
     search(ci, clip, top=1, config=SearchConfig(lead_margin=None, **never))
@@ -544,9 +546,11 @@ def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
     ci = _CountingIndex(idx)
     c = search(ci, clip, top=1, config=SearchConfig(lead_margin=2.0, **never))
     assert c[0].track_id == 4 and c[0].speed == 1.0
-    # the lead at speed 1.00: its grid neighbours 0.99 and 1.01 next (less lead), then 1.00 densely (once only)
-    assert ci.budgets[:4] == [SearchConfig().coarse_max_hits] * 3 + [SearchConfig().max_hits]
-    assert ci.budgets.count(SearchConfig().max_hits) == 3
+    # the lead at speed 1.00: its grid neighbours next (less lead) — speeds 0.99 and 1.01, tempos 0.97 and
+    # 1.03, a semitone up and down — then 1.00 densely (once only)
+    assert ci.budgets[:8] == [SearchConfig().coarse_max_hits] * 7 + [SearchConfig().max_hits]
+    dense = [size for b, size in zip(ci.budgets, ci.sizes) if b == SearchConfig().max_hits]
+    assert len(dense) == len(set(dense)) >= 3  # no rate searched densely twice
 
 
 @pytest.mark.corpus
@@ -589,7 +593,7 @@ def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_i
     h, t = expand_query(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
     budget = idx.lookup(h)[0].shape[0] // 3  # binds: the commonest hashes are left out
     never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0, lead_margin=None)  # every stage runs
-    n = len(SearchConfig().speeds)
+    n = len(SearchConfig().rates)
     ci = _CountingIndex(idx)
     c = search(ci, clip, top=1, config=SearchConfig(coarse_max_hits=budget, **never))
     assert c[0].track_id == 3
@@ -636,11 +640,131 @@ def test_without_a_lead_on_a_cut_short_index_the_dense_long_shot_is_skipped(cuts
     h, _ = expand_query(*fingerprint(other, idx.config), SearchConfig().dt_jitter)
     assert idx.lookup(h)[0].shape[0] > 20
     budget = 4  # cuts the lookups short
-    n = len(SearchConfig().speeds)
+    n = len(SearchConfig().rates)
     ci = _CountingIndex(idx)
     assert identify(ci, other, config=SearchConfig(coarse_max_hits=budget)).matches == []
     assert ci.budgets == [budget] * n + [SearchConfig().max_hits]
     assert ci.sizes[n] in ci.sizes[:n]  # the coarse landmarks of one of the speeds, not the dense ones
     ci = _CountingIndex(idx)
     assert identify(ci, other, config=SearchConfig(coarse_max_hits=10**9)).matches == []
-    assert ci.budgets == [10**9] * n + [SearchConfig().max_hits] and ci.sizes[n] > 2 * max(ci.sizes[:n])
+    assert ci.budgets == [10**9] * n + [SearchConfig().max_hits] * 2 and ci.sizes[n] > 2 * max(ci.sizes[:n])
+
+
+def test_rates_are_the_speeds_then_the_tempos_then_the_pitches():
+    sc = SearchConfig(speeds=(1.0, 1.02), tempos=(1.03, 1.0), pitches=(1.06,))
+    assert sc.rates == ((1.0, 1.0), (1.02, 1.02), (1.03, 1.0), (1.0, 1.06))
+    assert SearchConfig().rates[0] == (1.0, 1.0) and len(SearchConfig().rates) == 11 + 6 + 2
+    with pytest.raises(ParameterError, match="tempos"):
+        SearchConfig(tempos=(3.0,))
+    with pytest.raises(ParameterError, match="pitches"):
+        SearchConfig(pitches=(0.1,))
+    with pytest.raises(ParameterError, match="rate_refine_margin"):
+        SearchConfig(rate_refine_margin=float("nan"))
+
+
+def _eval_extra():
+    from conftest import need
+
+    try:
+        import pedalboard  # noqa: F401
+    except ImportError:
+        need(False, "the eval extra (pedalboard) is not installed: pip install -e '.[eval]'")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("semitones", [1, -1])
+def test_a_key_change_is_found(cuts_index, semitones):
+    """Rubber Band's pitch shift with the tempo kept, 10-s clips of each indexed track: the
+    turntable grid alone misses most (a speed that matches the pitch stretches time by 6 % too);
+    the pitch axis (the clip's peaks moved in frequency only) finds them all."""
+    _eval_extra()
+    from songmine.audio import load
+    from songmine.evaluation.degrade import pitch_shift
+
+    idx, cuts = cuts_index
+    new = old = 0
+    for k in range(5):
+        clip = pitch_shift(load(cuts[k], sr=SR)[6 * SR:16 * SR], SR, semitones)
+        c = search(idx, clip, top=1)
+        assert c and c[0].track_id == k and c[0].confidence >= 0.5
+        assert abs(c[0].offset * idx.config.hop_s - 6.0) < 0.5  # the eval's offset tolerance
+        new += 1
+        o = search(idx, clip, top=1, config=SearchConfig(tempos=(), pitches=()))
+        old += bool(o and o[0].track_id == k and o[0].confidence >= 0.5)
+    assert new == 5
+    if semitones == 1:  # on this 5-track index the speed grid (at 0.95) happens to find the ones a semitone down
+        assert old < new
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("factor", [1.08, 0.92])
+def test_a_tempo_change_is_found(cuts_index, factor):
+    """Rubber Band's tempo change with the pitch kept, 5-s clips of each indexed track."""
+    _eval_extra()
+    from songmine.audio import load
+    from songmine.evaluation.degrade import time_stretch
+
+    idx, cuts = cuts_index
+    for k in range(5):
+        y = load(cuts[k], sr=SR)
+        clip = time_stretch(y[6 * SR:6 * SR + int(5 * SR * factor)], SR, factor)
+        c = search(idx, clip, top=1)
+        assert c and c[0].track_id == k and c[0].confidence >= 0.5
+        assert abs(c[0].offset * idx.config.hop_s - 6.0) < 0.5
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("condition", ["clean", "white5", "pink5", "reverb_noise10"])
+def test_a_longer_clip_answers_what_the_shorter_one_inside_it_answered(cuts_index, condition):
+    """A 5-s clip answered is answered the same (track and offset) when it goes on to 10 s: more of
+    the same recording only adds votes to its bin (the margin and null tests scale with the clip)."""
+    from songmine.audio import load
+    from songmine.evaluation.degrade import degrade
+
+    idx, cuts = cuts_index
+    answered = 0
+    for k in range(5):
+        y = load(cuts[k], sr=SR)
+        for start in (2, 9, 17):
+            long = degrade(y[start * SR:(start + 10) * SR], SR, condition, random_state=10 * k + start)
+            short = identify(idx, long[: 5 * SR])
+            if not short.matches:
+                continue
+            answered += 1
+            full = identify(idx, long)
+            assert full.matches, (k, start)
+            assert full.matches[0].track_id == short.matches[0].track_id == k
+            assert abs(full.matches[0].offset_s - short.matches[0].offset_s) <= 0.05
+            assert full.matches[0].confidence >= min(short.matches[0].confidence, 0.99)
+    assert answered >= 12  # the invariant was exercised
+
+
+@pytest.mark.corpus
+def test_a_voice_over_the_music_is_found_by_the_denser_last_pass(cuts_index):
+    """Talk-over at 0 dB: the voice's harmonics take most of the query's peak slots. The last dense
+    pass with three times the peaks (only when nothing else was accepted) reaches the music's; a
+    clip of a track that is not indexed still gets no answer."""
+    _eval_extra()
+    from songmine.audio import load
+    from songmine.evaluation.degrade import degrade
+
+    idx, cuts = cuts_index
+    off = SearchConfig(boost_peaks=1.0)
+    with_boost = without = 0
+    for k in range(5):
+        y = load(cuts[k], sr=SR)
+        for start in (2, 9, 17):
+            for seed in range(3):
+                clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=seed)
+                a, b = search(idx, clip, top=1), search(idx, clip, top=1, config=off)
+                with_boost += bool(a and a[0].track_id == k and a[0].confidence >= 0.5)
+                without += bool(b and b[0].track_id == k and b[0].confidence >= 0.5)
+                assert not (b and b[0].confidence >= 0.5 and b[0].track_id != k)
+                assert not (a and a[0].confidence >= 0.5 and a[0].track_id != k)
+    assert with_boost >= without + 3
+    y = load(cuts[5], sr=SR)
+    for start in (2, 9, 17):
+        clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=1)
+        assert identify(idx, clip).matches == []
+    with pytest.raises(ParameterError, match="boost_peaks"):
+        SearchConfig(boost_peaks=0.5)

@@ -139,6 +139,27 @@ def test_speed_fingerprinter_at_1_is_fingerprint_also_for_long_signals(synth_mus
         np.testing.assert_array_equal(t, t1)
 
 
+def test_speed_fingerprinter_moves_time_and_frequency_apart(synth_music):
+    """``at(s, pitch=p)``: a tempo change moves only the anchors' times (and the dt field), a pitch
+    shift only the frequencies; ``at(s)`` is ``at(s, pitch=s)`` (a turntable)."""
+    from songmine.fingerprint.landmarks import unpack_hashes
+
+    c = FingerprintConfig()
+    y = synth_music(c.sr, 10.0, seed=4)
+    at = speed_fingerprinter(y, c)
+    h0, t0 = at(1.0)
+    h1, t1 = at(1.04, pitch=1.0)  # 4 % faster, pitch kept
+    f0, _, _ = unpack_hashes(h0)
+    f1, _, _ = unpack_hashes(h1)
+    assert set(f1.tolist()) <= set(f0.tolist())  # the anchors' bins do not move
+    assert t1.max() == pytest.approx(t0.max() * 1.04, abs=1)
+    h2, t2 = at(1.0, pitch=2 ** (1 / 12))  # a semitone up, tempo kept
+    f2, _, _ = unpack_hashes(h2)
+    assert set(t2.tolist()) <= set(t0.tolist())
+    assert abs(np.median(f2) - np.median(f0) / 2 ** (1 / 12)) <= 1  # the track's bins are below the clip's
+    np.testing.assert_array_equal(at(1.03)[0], at(1.03, pitch=1.03)[0])
+
+
 @pytest.mark.parametrize("query", [False, True])
 def test_landmark_peaks_are_find_peaks_of_log_spectrogram(real_cuts, query):
     """The fingerprint's fused path (bins-major band spectrogram) gives find_peaks(log_spectrogram(y)) exactly."""

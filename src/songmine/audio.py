@@ -28,11 +28,14 @@ audio, or a clean end well short of the declared length (less than
 ``0.9 × declared − 1 s``), is ``reason="truncated"``; a decode error once the
 declared length is decoded is junk after the audio, and the audio is kept — for each chain of a
 chained Ogg alike. (An Ogg file cut mid-way declares only what it still holds,
-so it decodes as shorter audio: the container cannot tell.)
+so it decodes as shorter audio: the container cannot tell. Nor can raw ADTS/AAC
+or MPEG audio without a Xing header, whose length FFmpeg only guesses from the
+first frames' bitrate: a guess is not a declared length.)
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import math
@@ -47,11 +50,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 _BLOCK = 1 << 16  # native-rate samples handed to the resampler at a time
+_PREROLL = 0.5  # seconds decoded and dropped before a seek target: the decoder's warm-up
 _END_SLACK_S = 0.5  # a decode error this close to the declared end is junk after the audio, not a cut
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "Source", "load", "info", "is_audio_path"]
+__all__ = ["AudioInfo", "AUDIO_EXTENSIONS", "Source", "load", "info", "decoded_duration", "is_audio_path"]
 
 #: File endings treated as audio when walking a folder.
 AUDIO_EXTENSIONS = frozenset(
@@ -107,7 +111,12 @@ def _open(source: Source):
     try:
         container = av.open(target, mode="r", metadata_errors="ignore")
     except PermissionError as exc:
-        raise DecodeError(f"{name}: permission denied", path=name, reason="missing") from exc
+        if not isinstance(exc, av.error.FFmpegError) or exc.errno == errno.EACCES:
+            raise DecodeError(f"{name}: permission denied", path=name, reason="missing") from exc
+        # EPERM is also what FFmpeg demuxers return on input they refuse (an ASF header cut short)
+        raise DecodeError(
+            f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
+        ) from exc
     except (av.error.FFmpegError, OSError, ValueError, EOFError) as exc:
         raise DecodeError(
             f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
@@ -115,6 +124,9 @@ def _open(source: Source):
     if not container.streams.audio:
         container.close()
         raise DecodeError(f"{name}: contains no audio stream", path=name, reason="no-audio-stream")
+    if container.streams.audio[0].codec_context is None:  # FFmpeg knows no decoder for it (a damaged codec tag)
+        container.close()
+        raise DecodeError(f"{name}: not a readable audio file (unknown audio codec)", path=name, reason="not-audio")
     return container
 
 
@@ -147,13 +159,15 @@ def info(source: Source) -> AudioInfo:
             duration = float("nan")
         tags = {str(k).lower(): str(v) for k, v in {**container.metadata, **stream.metadata}.items()}
         ctx = stream.codec_context
-        return AudioInfo(
-            duration_s=duration,
-            sr=int(ctx.sample_rate or 0),
-            channels=int(ctx.channels or 0),
-            codec=str(ctx.name),
-            tags=tags,
-        )
+        sr, channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
+        if sr <= 0 or channels <= 0:  # what FFmpeg's probe makes of text or noise named .flac/.mp3/.aac
+            name = _name(source)
+            raise DecodeError(
+                f"{name}: not a readable audio file (an audio stream of {sr} Hz, {channels} channels)",
+                path=name,
+                reason="not-audio",
+            )
+        return AudioInfo(duration_s=duration, sr=sr, channels=channels, codec=str(ctx.name), tags=tags)
 
 
 def load(
@@ -213,33 +227,52 @@ def load(
     if duration is not None and (duration <= 0 or not np.isfinite(duration)):
         raise ParameterError(f"duration={duration!r} must be a positive number or None")
 
+    return _read(source, sr, mono, offset, duration, max_duration)[0]
+
+
+def decoded_duration(source: Source, *, max_duration: float | None = None) -> float:
+    """Seconds of audio ``source`` really holds, decoding all of it but keeping no samples.
+
+    What ``load(source, sr=None)`` returns, divided by the rate, in constant memory: proving a
+    file readable to its end (``songmine scan``) never holds hours of samples.
+
+    Raises
+    ------
+    DecodeError
+        As :func:`load` (missing, not audio, truncated, zero-length, too long...).
+    """
+    return _read(source, None, True, 0.0, None, max_duration, keep=False)[1]
+
+
+def _read(source: Source, sr, mono, offset, duration, max_duration, keep: bool = True):
+    """:func:`load`'s work: ``(samples, seconds decoded)``; ``keep=False`` keeps no samples (an empty array)."""
     name = _name(source)
     chains = _ogg_chains(source)
     if chains is not None:
-        return _load_chained(chains, name, sr, mono, offset, duration, max_duration)
+        return _load_chained(chains, name, sr, mono, offset, duration, max_duration, keep)
     with _open(source) as container:
         stream = container.streams.audio[0]
         native_sr = int(stream.codec_context.sample_rate or 0)
         if native_sr <= 0:
             raise DecodeError(f"{name}: audio stream has no sample rate", path=name, reason="not-audio")
-        declared = _declared_duration(container, stream)
+        declared = _declared_duration(container, stream, source)
         if max_duration is not None and declared is not None and declared > max_duration + 0.5:
             raise DecodeError(
                 f"{name}: audio is {declared:.1f} s long, more than the limit of {max_duration:g} s",
                 path=name,
                 reason="too-long",
             )
-        sink = _Sink(native_sr, native_sr if sr is None else int(sr), mono)
+        sink = _Sink(native_sr, native_sr if sr is None else int(sr), mono, keep)
         n_native = _decode(container, stream, sink, offset, duration, max_duration, name, declared)
 
     y = sink.result()
-    if n_native == 0 or y.shape[-1] == 0:
+    if n_native == 0 or (keep and y.shape[-1] == 0):
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
-    if duration is not None and sink.n_switches:  # each rate segment's length is rounded: keep the span exact
+    if keep and duration is not None:  # native and resampled lengths are rounded: keep the span exact
         y = _exact_span(y, int(round(duration * sink.sr_out)), sink.n_switches)
     if declared is not None and offset == 0 and duration is None:
         _check_complete(sink.seconds, declared, name, path=name)
-    return _finite(y)
+    return _finite(y), sink.seconds
 
 
 def _exact_span(y, want: int, slack: int):
@@ -271,7 +304,21 @@ def _finite(y):
     return y
 
 
-def _declared_duration(container, stream) -> float | None:
+#: FFmpeg demuxers of raw elementary streams: their duration is a guess from the first frames' bitrate.
+_GUESSED_DURATION = frozenset({"aac", "ac3", "eac3", "dts", "loas", "truehd", "mlp"})
+
+
+def _declared_duration(container, stream, source: Source) -> float | None:
+    """The length the container states, in seconds; None when it states none, or only a guess.
+
+    FFmpeg guesses the length of raw ADTS/AAC, AC-3 or DTS, and of MPEG audio without a
+    Xing/Info/VBRI header, from the bitrate of the first frames: a quiet intro made a 22-s file
+    "declare" 200-400 s, refused as truncated (and as too long by ``max_duration``). Such files
+    are judged by what they decode to, as a cut Ogg file is.
+    """
+    fmt = container.format.name
+    if fmt in _GUESSED_DURATION or (fmt == "mp3" and not _has_mpeg_length_header(source)):
+        return None
     if stream.duration is not None and stream.time_base is not None:
         d = float(stream.duration * stream.time_base)
     elif container.duration is not None:
@@ -279,6 +326,43 @@ def _declared_duration(container, stream) -> float | None:
     else:
         return None
     return d if d > 0 else None
+
+
+def _has_mpeg_length_header(source: Source) -> bool:
+    """True when the first MPEG audio frame (after an ID3v2 tag) is a Xing, Info or VBRI header."""
+    head = _read_at(source, 0, 10)
+    skip = 0
+    if len(head) == 10 and head[:3] == b"ID3":  # syncsafe size, plus a footer when flagged
+        skip = 10 + (head[6] & 0x7F) * 2**21 + (head[7] & 0x7F) * 2**14 + (head[8] & 0x7F) * 2**7 + (head[9] & 0x7F)
+        skip += 10 if head[5] & 0x10 else 0
+    data = _read_at(source, skip, 8192)
+    i = data.find(b"\xff")
+    while 0 <= i < len(data) - 1 and data[i + 1] & 0xE0 != 0xE0:  # the first frame sync
+        i = data.find(b"\xff", i + 1)
+    if i < 0:
+        return False
+    first = data[i : i + 64]
+    return b"Xing" in first or b"Info" in first or first[36:40] == b"VBRI"
+
+
+def _read_at(source: Source, offset: int, n: int) -> bytes:
+    """Up to ``n`` bytes of ``source`` from ``offset`` (b"" when it cannot be read); a file object's
+    position is kept."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                f.seek(offset)
+                return f.read(n)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return bytes(source[offset : offset + n])
+        pos = source.tell()
+        try:
+            source.seek(offset)
+            return source.read(n)
+        finally:
+            source.seek(pos)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return b""
 
 
 class _Sink:
@@ -290,10 +374,11 @@ class _Sink:
     input rate (:meth:`switch`), each of exactly ``round(n · sr_out / sr_in)``
     samples. With ``mono=False`` the first block's channel count is kept: a
     block with another count is mixed to mono (the mean) and copied to each.
+    With ``keep=False`` samples are only counted.
     """
 
-    def __init__(self, sr_in: int, sr_out: int, mono: bool):
-        self.sr_in, self.sr_out, self.mono = sr_in, sr_out, mono
+    def __init__(self, sr_in: int, sr_out: int, mono: bool, keep: bool = True):
+        self.sr_in, self.sr_out, self.mono, self.keep = sr_in, sr_out, mono, keep
         self.blocks: list = []
         self.stream = None
         self.channels: int | None = None
@@ -313,6 +398,10 @@ class _Sink:
         import numpy as np
         import soxr
 
+        if not self.keep:
+            self.n_in += chans[0].shape[-1]
+            self._seg_n_in += chans[0].shape[-1]
+            return
         doubled = False
         if not self.mono:
             a = np.stack(chans)
@@ -410,73 +499,145 @@ def _decode(container, stream, sink: _Sink, offset, duration, max_duration, name
 
     native_sr = sink.sr_in
     start = int(round(offset * native_sr))
-    stop = None if duration is None else start + int(round(duration * native_sr))
+    stop = None
+    if duration is not None:  # enough native samples for round(duration * sr_out) resampled ones
+        want = int(round(duration * sink.sr_out))
+        stop = start + max(int(round(duration * native_sr)), math.ceil(want * native_sr / sink.sr_out))
     limit = None if max_duration is None else int(round(max_duration * native_sr)) + native_sr // 2
-    pos: int | None = 0  # native-rate index of the next decoded sample
     if start > 0 and stream.time_base is not None:
-        try:
-            container.seek(int(offset / stream.time_base), stream=stream, backward=True)
-            pos = None  # known from the first frame's pts
-        except av.error.FFmpegError:
-            container.seek(0)
-            pos = 0
-    blocks = _Blocks(sink)
+        frames, pos = _seek(container, stream, offset, start, native_sr, name)
+    else:
+        frames, pos = _frames(container, stream), 0  # pos: native-rate index of the next decoded sample
+    blocks = _Blocks(sink, name)
     try:
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                if pos is None:
-                    t = frame.pts * stream.time_base if frame.pts is not None else 0
-                    pos = int(round(float(t) * native_sr))
-                if blocks.first is None:
-                    blocks.first = pos
-                    if frame.sample_rate != native_sr:  # the header said otherwise: trust the frames
-                        r = frame.sample_rate / native_sr
-                        start, pos = int(round(start * r)), int(round(pos * r))
-                        stop = None if stop is None else int(round(stop * r))
-                        limit = None if limit is None else int(round(limit * r))
-                        native_sr, blocks.first = frame.sample_rate, pos
-                        sink.switch(native_sr)
-                pos += frame.samples
-                try:
-                    blocks.write(frame, start, stop)
-                except _RateChange:  # resample the rest from the new rate; positions follow in seconds
-                    blocks.flush(start, stop)
+        for frame in frames:
+            if blocks.first is None:
+                blocks.first = pos
+                if frame.sample_rate != native_sr:  # the header said otherwise: trust the frames
                     r = frame.sample_rate / native_sr
-                    before = int(round((pos - frame.samples) * r))
-                    start = int(round(start * r))
+                    start, pos = int(round(start * r)), int(round(pos * r))
                     stop = None if stop is None else int(round(stop * r))
                     limit = None if limit is None else int(round(limit * r))
-                    native_sr = frame.sample_rate
+                    native_sr, blocks.first = frame.sample_rate, pos
                     sink.switch(native_sr)
-                    pos, blocks.first = before + frame.samples, before
-                    blocks.write(frame, start, stop)
-                if limit is not None and pos - start > limit:
-                    raise DecodeError(
-                        f"{name}: audio is longer than the limit of {max_duration:g} s",
-                        path=name,
-                        reason="too-long",
-                    )
-                if stop is not None and pos >= stop:
-                    break
-            else:
-                continue
-            break
+            pos += frame.samples
+            try:
+                blocks.write(frame, start, stop)
+            except _RateChange:  # resample the rest from the new rate; positions follow in seconds
+                blocks.flush(start, stop)
+                r = frame.sample_rate / native_sr
+                before = int(round((pos - frame.samples) * r))
+                start = int(round(start * r))
+                stop = None if stop is None else int(round(stop * r))
+                limit = None if limit is None else int(round(limit * r))
+                native_sr = frame.sample_rate
+                sink.switch(native_sr)
+                pos, blocks.first = before + frame.samples, before
+                blocks.write(frame, start, stop)
+            if limit is not None and pos - start > limit:
+                raise DecodeError(
+                    f"{name}: audio is longer than the limit of {max_duration:g} s",
+                    path=name,
+                    reason="too-long",
+                )
+            if stop is not None and pos >= stop:
+                break
     except av.error.FFmpegError as exc:
         blocks.flush(start, stop)
         if sink.n_in and declared is not None and offset + sink.seconds >= declared - _END_SLACK_S:
             log.debug("%s: ignoring data after the declared %.2f s of audio (%s)", name, declared, exc)
             return sink.n_in
-        if sink.n_in == 0:
+        if blocks.first is None:  # not one frame decoded (audio before ``offset`` counts as audio)
             raise DecodeError(
                 f"{name}: not a readable audio file ({_ffmpeg_reason(exc)})", path=name, reason="not-audio"
             ) from exc
+        at = sink.seconds if offset == 0 else pos / native_sr
         raise DecodeError(
-            f"{name}: truncated or corrupt after {sink.seconds:.1f} s ({_ffmpeg_reason(exc)})",
+            f"{name}: truncated or corrupt after {at:.1f} s ({_ffmpeg_reason(exc)})",
             path=name,
             reason="truncated",
         ) from exc
     blocks.flush(start, stop)
     return sink.n_in
+
+
+def _frames(container, stream):
+    """The decoded frames of ``stream`` from the demuxer's position on."""
+    for packet in container.demux(stream):
+        yield from packet.decode()
+
+
+def _seek(container, stream, offset: float, start: int, sr: int, name: str):
+    """Decoded frames from a point at or before native sample ``start``: ``(frames, index of the first)``.
+
+    A frame's index is its pts relative to the stream's first decoded frame, whose pts is not 0
+    everywhere (MP3's encoder delay, Opus's pre-skip, ASF's preroll: 25, 6.5, 93 ms — spans read
+    that much late). The seek aims :data:`_PREROLL` s early: the first frames after a seek decode
+    wrong (AAC's and MP3's overlap and bit reservoir, Opus's 80 ms) and are dropped with the rest
+    before ``start``. A seek that lands after ``start`` (FFmpeg's Ogg demuxer with long Vorbis
+    blocks) is retried 1, 2, 4 ... s earlier; a seek that fails, or whose first frame has no pts
+    or does not decode, falls back to decoding from the start of the stream, as do raw streams
+    (ADTS, AC-3...), whose pts after a seek are guessed from the bitrate.
+    """
+    import itertools
+
+    import av
+
+    tb = stream.time_base
+    origin = None if container.format.name in _GUESSED_DURATION else _first_pts(container, stream)
+    target = offset - _PREROLL
+    while origin is not None and target > 0:
+        try:
+            container.seek(int(target / tb), stream=stream, backward=True)
+            frames = _frames(container, stream)
+            first = next(frames, None)
+        except av.error.FFmpegError:
+            break
+        if first is None or first.pts is None:
+            break
+        pos = int(round(float((first.pts - origin) * tb) * sr))
+        if pos <= start:
+            return itertools.chain([first], frames), pos
+        target = max(offset - 2 * max(offset - target, 0.5), 0.0)  # 1, 2, 4 ... s before offset
+    if origin is None and container.format.name in _GUESSED_DURATION:
+        return _frames(container, stream), 0  # nothing read yet: decode from here, the start
+    try:
+        container.seek(0)
+    except av.error.FFmpegError as exc:  # e.g. FFmpeg's FLAC demuxer on a cut file holding no whole frame
+        raise DecodeError(
+            f"{name}: not a readable audio file (cannot seek to {offset:g} s, nor back to its start: "
+            f"{_ffmpeg_reason(exc)})",
+            path=name,
+            reason="not-audio",
+        ) from exc
+    frames = _frames(container, stream)
+    if origin is None:
+        return frames, 0
+    try:  # after a seek to 0 the start is not trimmed as on opening (Opus's pre-skip): pts tell
+        first = next(frames, None)
+    except av.error.FFmpegError as exc:
+        return _raising(exc), 0  # the decode loop reports it
+    if first is None or first.pts is None:
+        return itertools.chain([first] if first is not None else [], frames), 0
+    return itertools.chain([first], frames), int(round(float((first.pts - origin) * tb) * sr))
+
+
+def _raising(exc: BaseException):
+    """Frames that are an error: ``exc`` raised where the decode loop reads the first one."""
+    raise exc
+    yield  # noqa: unreachable - makes this a generator
+
+
+def _first_pts(container, stream):
+    """The pts of the first frame a decode from the start gives (None if it gives none with a pts)."""
+    import av
+
+    try:
+        for frame in _frames(container, stream):
+            return frame.pts
+    except av.error.FFmpegError:
+        pass
+    return None
 
 
 def _new_fifo():
@@ -492,18 +653,27 @@ class _Blocks:
     trimmed to ``[start, stop)`` in absolute sample indices.
     """
 
-    def __init__(self, sink: _Sink):
-        self.sink = sink
+    def __init__(self, sink: _Sink, name: str):
+        self.sink, self.name = sink, name
         self.fifo = None
+        self.channels = 0  # of the frames in the FIFO
         self.first: int | None = None  # absolute index of the FIFO's first sample
-        self.to_fltp = None
 
     def write(self, frame, start: int, stop: int | None) -> None:
         # called once per decoded frame: no imports or repeated attribute look-ups here
         frame.pts = None  # the FIFO checks pts continuity otherwise; positions are counted here
         fifo = self.fifo
+        channels = frame.layout.nb_channels
+        if fifo is not None and channels != self.channels:
+            # the stream changed its channel count mid-way; AudioFifo checks format and rate, not
+            # the layout, and would copy the first frame's count of planes from this one
+            if frame.sample_rate != self.sink.sr_in:
+                raise _RateChange(self.sink.sr_in, frame.sample_rate)
+            self.flush(start, stop)
+            fifo = None
         if fifo is None:
             fifo = self.fifo = _new_fifo()
+            self.channels = channels
         try:
             fifo.write(frame)
         except ValueError:  # the stream changed format/layout/rate mid-way: start a new FIFO
@@ -511,6 +681,7 @@ class _Blocks:
                 raise _RateChange(self.sink.sr_in, frame.sample_rate) from None
             self.flush(start, stop)
             fifo = self.fifo = _new_fifo()
+            self.channels = channels
             fifo.write(frame)
         if fifo.samples >= _BLOCK:
             self._drain(start, stop, _BLOCK)
@@ -519,7 +690,6 @@ class _Blocks:
         if self.fifo is not None and self.fifo.samples:
             self._drain(start, stop, 0)
         self.fifo = None
-        self.to_fltp = None
 
     def _drain(self, start: int, stop: int | None, block: int) -> None:
         import numpy as np
@@ -535,19 +705,48 @@ class _Blocks:
             self.sink.add([c[a:b] for c in self._float32(frame, np)])
 
     def _float32(self, frame, np) -> list:
-        """One FIFO block as float32 arrays, one per channel (views of the frame's planes)."""
-        import av
+        """One FIFO block as float32 arrays, one per channel.
 
-        if frame.format.name != "fltp":
-            if self.to_fltp is None:
-                self.to_fltp = av.AudioResampler(format="fltp")
-            frame.pts = None
-            outs = self.to_fltp.resample(frame)
-            if len(outs) != 1:
-                return list(np.concatenate([o.to_ndarray() for o in outs], axis=1))
-            frame = outs[0]
-        n = frame.samples
-        return [np.frombuffer(p, np.float32, n) for p in frame.planes]
+        The buffers are read by count — one per channel for a planar format, one
+        interleaved buffer for a packed one — never through ``frame.planes``, which
+        counts pointers up to the first null one: with 8 or more channels it runs
+        past the frame's pointer array and yields planes that do not exist (reading
+        them crashes the process). The conversion to float32 is FFmpeg's own
+        (integers scaled by a power of two, exact; ``u8`` centred on 128).
+        """
+        from av.audio.plane import AudioPlane
+
+        fmt = frame.format
+        kind = fmt.name.removesuffix("p")
+        dtype = _SAMPLE_DTYPES.get(kind)
+        n, ch = frame.samples, frame.layout.nb_channels
+        if dtype is None or ch < 1:
+            raise DecodeError(
+                f"{self.name}: cannot read decoded frames of {ch} channels in sample format {fmt.name!r}",
+                path=self.name,
+                reason="not-audio",
+            )
+        if fmt.is_planar:
+            return [_as_float32(np.frombuffer(AudioPlane(frame, i), dtype, n), kind, np) for i in range(ch)]
+        x = _as_float32(np.frombuffer(AudioPlane(frame, 0), dtype, n * ch), kind, np).reshape(n, ch)
+        return [x[:, i] for i in range(ch)]
+
+
+#: numpy dtypes of FFmpeg's sample formats (planar or packed; native byte order).
+_SAMPLE_DTYPES = {"u8": "=u1", "s16": "=i2", "s32": "=i4", "s64": "=i8", "flt": "=f4", "dbl": "=f8"}
+
+
+def _as_float32(x, kind: str, np):
+    """Samples of FFmpeg sample format ``kind`` as float32 in [-1, 1], as FFmpeg converts them."""
+    if kind == "flt":
+        return x
+    y = x.astype(np.float32)
+    if kind == "u8":
+        y -= np.float32(128.0)
+        y *= np.float32(1 / 128)
+    elif kind != "dbl":
+        y *= np.float32(2.0 ** (1 - 8 * x.itemsize))
+    return y
 
 
 class _RateChange(Exception):
@@ -672,7 +871,7 @@ class _Named(io.BytesIO):
         self.name = name
 
 
-def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duration):
+def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duration, keep=True):
     """:func:`load` of a chained Ogg: each chain decoded alone, resampled to ``sr``, then joined.
 
     ``offset``/``duration`` are in seconds of the whole file; chains wholly
@@ -689,7 +888,7 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
                 break
             cname = _chain_name(name, i, len(chains))
             try:
-                y = _load_chain(chains.read(i), cname, state, mono, offset, end, max_duration)
+                y = _load_chain(chains.read(i), cname, state, mono, offset, end, max_duration, keep)
             except DecodeError as exc:
                 if i > 0 and exc.reason in ("not-audio", "no-audio-stream"):  # audio before it: cut or corrupt
                     raise DecodeError(
@@ -705,12 +904,12 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
     if not parts:
         raise DecodeError(f"{name}: decoded to zero samples", path=name, reason="zero-length")
     y = np.concatenate(parts, axis=-1)
-    if end is not None:  # each chain's resampled length is rounded: keep the span exact
+    if keep and end is not None:  # each chain's resampled length is rounded: keep the span exact
         y = _exact_span(y, int(round(duration * state["sr"])), len(parts) - 1)
-    return np.ascontiguousarray(_finite(y), dtype=np.float32)
+    return np.ascontiguousarray(_finite(y), dtype=np.float32), state["elapsed"] - offset
 
 
-def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration):
+def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration, keep=True):
     """Decode one chain into the output rate (``state`` carries the first chain's rate and channels
     and the seconds of audio before this chain); None when it holds nothing of the span."""
     import numpy as np
@@ -723,7 +922,7 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
             raise DecodeError(f"{cname}: audio stream has no sample rate", reason="not-audio")
         state["sr"] = state["sr"] or native_sr
         state["channels"] = state["channels"] or int(stream.codec_context.channels or 1)
-        declared = _declared_duration(container, stream)
+        declared = _declared_duration(container, stream, data)
         if max_duration is not None and declared is not None and elapsed + declared > max_duration + 0.5:
             raise DecodeError(
                 f"{cname}: audio is at least {elapsed + declared:.1f} s long, "
@@ -736,7 +935,7 @@ def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_dur
         local_offset = max(offset - elapsed, 0.0)
         local_duration = None if end is None else end - max(offset, elapsed)
         limit = None if max_duration is None else max(max_duration - elapsed, 1e-3)
-        sink = _Sink(native_sr, state["sr"], mono)
+        sink = _Sink(native_sr, state["sr"], mono, keep)
         n_native = _decode(container, stream, sink, local_offset, local_duration, limit, cname, declared)
     state["elapsed"] = elapsed + local_offset + sink.seconds
     if n_native == 0:

@@ -71,9 +71,10 @@ def scan(
     """Describe every audio file under ``paths``; with ``decode=True`` decode each fully.
 
     Decoding proves the file is readable to the end (and measures its true
-    duration); without it only the container is read, which is instant.
+    duration) in constant memory, keeping no samples; without it only the
+    container is read, which is instant.
     """
-    from .audio import load
+    from .audio import decoded_duration
 
     files = list(iter_audio_files(paths))
     rows: list[ScanRow] = []
@@ -82,8 +83,7 @@ def scan(
             meta = info(f)
             duration = meta.duration_s
             if decode:
-                y = load(f, sr=None)
-                duration = y.shape[-1] / meta.sr
+                duration = decoded_duration(f)
             rows.append(
                 ScanRow(str(f), round(duration, 3), meta.sr, meta.channels, meta.codec, meta.tags)
             )

@@ -329,7 +329,12 @@ def _subbin_offsets(ST: np.ndarray, b0: int, n_bins: int, t: np.ndarray, f: np.n
 def speed_fingerprinter(
     y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False
 ) -> Callable[[float], tuple[np.ndarray, np.ndarray]]:
-    """``at(s)``: landmark hashes of ``y`` as if resampled by factor ``s``, all from one peak picking.
+    """``at(s, pitch=None)``: landmark hashes of ``y`` as if played ``s`` times faster, all from one peak picking.
+
+    ``at(s)`` is the clip resampled by ``s`` (a turntable: time and pitch
+    together); ``at(s, pitch=p)`` moves time by ``s`` and frequency by ``p``
+    apart (``at(1.04, pitch=1)``: a tempo change with the pitch kept;
+    ``at(1, pitch=2 ** (1 / 12))``: a semitone up with the tempo kept).
 
     :func:`fingerprint` of ``resample(y, 1, s)`` costs a resampling, an STFT
     and a peak picking per factor; here the peaks are picked once (at the
@@ -344,7 +349,7 @@ def speed_fingerprinter(
     Returns
     -------
     at : callable
-        ``at(s) -> (hashes, times)``, as :func:`fingerprint` returns them.
+        ``at(s, pitch=None) -> (hashes, times)``, as :func:`fingerprint` returns them.
 
     Examples
     --------
@@ -358,15 +363,17 @@ def speed_fingerprinter(
     fan_out = c.query_fan_out if query else c.fan_out
     peaks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def at(s: float) -> tuple[np.ndarray, np.ndarray]:
+    def at(s: float, pitch: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         if not peaks:
             t, f, off = _peaks(y, c, query=query, subbin=True)
             peaks.append((t, f, off if off is not None else np.zeros(t.shape)))
         t, f, off = peaks[0]
         s = float(s)
-        if s != 1.0:
-            t = np.rint(t * s).astype(np.int64)
-            f = np.rint((f + off) / s).astype(np.int64)
+        p = s if pitch is None else float(pitch)
+        if s != 1.0 or p != 1.0:
+            if s != 1.0:
+                t = np.rint(t * s).astype(np.int64)
+            f = np.rint((f + off) / p).astype(np.int64) if p != 1.0 else f
             ok = (f >= lo) & (f <= hi)
             t, f = t[ok], f[ok]
             order = np.lexsort((f, t))

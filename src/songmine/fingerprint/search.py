@@ -54,7 +54,16 @@ class SearchConfig:
     ----------
     speeds : tuple of float
         Playback-speed factors tried, in order (1.0 first). A clip played
-        ``s`` times faster is resampled by ``s`` before fingerprinting.
+        ``s`` times faster is resampled by ``s`` before fingerprinting
+        (a turntable: time and pitch together).
+    tempos : tuple of float
+        Tempo factors tried after the speeds: time moves, frequency does
+        not (DJ software, "sped up" edits: Rubber Band, WSOLA). Searched by
+        moving the clip's peaks in time only.
+    pitches : tuple of float
+        Frequency factors tried after the tempos with the tempo kept (a key
+        change: ``2 ** (1 / 12)`` is a semitone up). Searched by moving the
+        clip's peaks in frequency only.
     stop_confidence : float
         Stop trying further speeds once a match reaches this confidence.
     min_confidence : float
@@ -92,9 +101,14 @@ class SearchConfig:
         searched only if their coarse lead ratio reaches this: at a speed
         where no track leads, the coarse votes are at chance and the dense
         pass would only add chance candidates (0: always, as before).
+    rate_refine_margin : float
+        ``refine_margin`` for the tempo and pitch rates: there a coarse lead
+        must be clearer to earn a dense pass (their leads at chance would
+        take the dense passes from the speed grid's).
     refine_speeds : int or None
-        Speeds searched with the dense landmarks after an uncertain coarse
-        stage: those whose best coarse candidate had the most votes (None: all).
+        Rates searched with the dense landmarks after an uncertain coarse
+        stage: the first configured one, then those whose coarse probe saw a
+        track lead, most votes first (None: all).
     dt_jitter : int
         Each query hash is also looked up with its ``dt`` field moved by up to
         ±``dt_jitter`` frames (a peak's frame depends on the grid phase).
@@ -127,6 +141,13 @@ class SearchConfig:
         ``exp(-speed_margin_tests * r ** -speed_margin_alpha)``. 0 turns it off.
     speed_margin_tests : float
         Multiplicity of the per-speed margin test (sets its false-positive budget).
+    boost_peaks : float
+        When no candidate is accepted after the dense passes, one more dense
+        pass at the first rate with this many times the query's peak density
+        (1: none). Its candidates count with ``boost_overdispersion`` and the
+        per-rate runner-up test.
+    boost_overdispersion : float
+        ``overdispersion`` of that pass (denser peaks: more clustered hits).
     verify_candidates : int
         When no candidate is accepted, the best this many tracks are compared
         with the index's stored spectral profile of the track at their voted
@@ -145,10 +166,13 @@ class SearchConfig:
     """
 
     speeds: tuple[float, ...] = (1.0, 0.98, 1.02, 0.96, 1.04, 0.95, 1.05, 0.97, 1.03, 0.99, 1.01)
+    tempos: tuple[float, ...] = (1.03, 0.97, 1.06, 0.94, 1.09, 0.91)
+    pitches: tuple[float, ...] = (2 ** (1 / 12), 2 ** (-1 / 12))
     warp: bool = True
     coarse_max_hits: int | None = 50_000
     lead_margin: float | None = 4.0
     refine_margin: float = 1.5
+    rate_refine_margin: float = 3.0
     stop_confidence: float = 0.999
     min_confidence: float = 0.5
     tolerance: int = 1
@@ -166,6 +190,8 @@ class SearchConfig:
     margin_min_tracks: int = 20
     speed_margin_alpha: float = 5.0
     speed_margin_tests: float = 1280.0
+    boost_peaks: float = 3.0
+    boost_overdispersion: float = 7.5
     verify_candidates: int = 5
     verify_offsets: int = 3
     verify_bands_at: float = 1.9
@@ -173,9 +199,23 @@ class SearchConfig:
     verify_chroma_at: float = 9.5
     verify_chroma_scale: float = 0.8
 
+    @property
+    def rates(self) -> tuple[tuple[float, float], ...]:
+        """Every ``(time factor, frequency factor)`` searched, in order: the speeds ``(s, s)``, then the
+        tempos ``(t, 1)``, then the pitches ``(1, p)`` (each once)."""
+        out: list[tuple[float, float]] = []
+        for r in ([(float(v), float(v)) for v in self.speeds] + [(float(v), 1.0) for v in self.tempos]
+                  + [(1.0, float(v)) for v in self.pitches]):
+            if r not in out:
+                out.append(r)
+        return tuple(out)
+
     def __post_init__(self) -> None:
         if not self.speeds or any(not (0.5 <= float(s) <= 2.0) for s in self.speeds):
             raise ParameterError(f"speeds={self.speeds!r} must be a non-empty tuple of factors in [0.5, 2]")
+        for name in ("tempos", "pitches"):
+            if any(not (0.5 <= float(s) <= 2.0) for s in getattr(self, name)):
+                raise ParameterError(f"{name}={getattr(self, name)!r} must be a tuple of factors in [0.5, 2]")
         if not 0.0 <= self.min_confidence <= 1.0 or not 0.0 <= self.stop_confidence <= 1.0:
             raise ParameterError(
                 f"min_confidence={self.min_confidence} and stop_confidence={self.stop_confidence} must be in [0, 1]")
@@ -191,6 +231,8 @@ class SearchConfig:
             raise ParameterError(f"lead_margin={self.lead_margin} must be a finite number >= 1 or None")
         if not (np.isfinite(self.refine_margin) and self.refine_margin >= 0):
             raise ParameterError(f"refine_margin={self.refine_margin} must be a finite number >= 0")
+        if not (np.isfinite(self.rate_refine_margin) and self.rate_refine_margin >= 0):
+            raise ParameterError(f"rate_refine_margin={self.rate_refine_margin} must be a finite number >= 0")
         if self.refine_speeds is not None and (isinstance(self.refine_speeds, bool) or self.refine_speeds < 1):
             raise ParameterError(f"refine_speeds={self.refine_speeds!r} must be >= 1 or None")
         if not isinstance(self.dt_jitter, int) or not 0 <= self.dt_jitter <= 3:
@@ -209,6 +251,10 @@ class SearchConfig:
             raise ParameterError(f"speed_margin_alpha={self.speed_margin_alpha} must be a finite number >= 0")
         if not (np.isfinite(self.speed_margin_tests) and self.speed_margin_tests >= 1):
             raise ParameterError(f"speed_margin_tests={self.speed_margin_tests} must be a finite number >= 1")
+        if not (np.isfinite(self.boost_peaks) and self.boost_peaks >= 1):
+            raise ParameterError(f"boost_peaks={self.boost_peaks} must be a finite number >= 1 (1: no boosted pass)")
+        if not self.boost_overdispersion >= 1.0:
+            raise ParameterError(f"boost_overdispersion={self.boost_overdispersion} must be >= 1")
         if isinstance(self.verify_candidates, bool) or not isinstance(self.verify_candidates, int) \
                 or self.verify_candidates < 0:
             raise ParameterError(f"verify_candidates={self.verify_candidates!r} must be an integer >= 0")
@@ -239,6 +285,12 @@ class Candidate:
     z_bands: float = float("nan")  # profile agreement at the voted offset (verify stage; NaN: not verified)
     z_chroma: float = float("nan")
     other_offsets: tuple[int, ...] = ()  # the track's next best offset bins (dense passes; stage 4 tries them too)
+    pitch: float = float("nan")  # frequency factor of the lookup (NaN: the same as speed, a turntable)
+
+    @property
+    def rate(self) -> tuple[float, float]:
+        """``(time factor, frequency factor)`` of the lookup that produced it."""
+        return (self.speed, self.speed if self.pitch != self.pitch else self.pitch)
 
 
 class IndexLike(Protocol):
@@ -260,10 +312,11 @@ class IndexLike(Protocol):
 
 
 def one_pass(config: SearchConfig | None = None) -> SearchConfig:
-    """``config`` as a one-pass search: no coarse stage and no profile stage — the dense landmarks at
-    each speed in order until one is certain, then the runner-up tests (``identify --one-pass``; what
-    the distributed vote of :mod:`songmine.spark.vote` computes)."""
-    return dataclasses.replace(config or SearchConfig(), coarse=False, verify_candidates=0)
+    """``config`` as a one-pass search: no coarse stage, no boosted pass, no profile stage, turntable
+    speeds only — the dense landmarks at each speed in order until one is certain, then the runner-up
+    tests (``identify --one-pass``; what the distributed vote of :mod:`songmine.spark.vote` computes)."""
+    return dataclasses.replace(config or SearchConfig(), coarse=False, verify_candidates=0, tempos=(), pitches=(),
+                               boost_peaks=1.0)
 
 
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
@@ -273,8 +326,8 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     :class:`_Search`): 1 the coarse probes over the speed grid, 1b a full
     look-up where a lead was cut short by the hit budget, 1c the rule for a
     clip without a lead anywhere, 2 the dense query landmarks at the best
-    speeds, 3 the runner-up tests, 4 the spectral profiles when nothing was
-    accepted.
+    rates, 2b a denser pass when nothing would be accepted, 3 the runner-up
+    tests, 4 the spectral profiles when nothing was accepted.
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
@@ -292,28 +345,48 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         done, long_shot = run.without_a_lead()
     if not (done or found) and long_shot:
         run.dense_passes()
+        if config.boost_peaks > 1 and not _accepted(run.best, run.dense_best, config):
+            run.boosted()
     return run.answers(margin_tests=not done)[:top]
 
 
+Rate = tuple[float, float]  # (time factor, frequency factor) of a lookup
+
+
 class _Search:
-    """One search: the clip at each speed, the candidates so far, what the coarse probes saw."""
+    """One search: the clip at each rate, the candidates so far, what the coarse probes saw.
+
+    A *rate* ``(a, p)`` is a time factor and a frequency factor: ``(s, s)`` a turntable speed,
+    ``(t, 1)`` a tempo change, ``(1, p)`` a pitch shift (``SearchConfig.rates``).
+    """
 
     def __init__(self, index: IndexLike, y: np.ndarray, top: int, config: SearchConfig):
         self.index, self.y, self.top, self.config = index, y, top, config
         self.fc: FingerprintConfig = index.config
+        self.rates = config.rates
+        # the null model's multiplicity: the speed grid it was calibrated with (docs/identify.md, "Tempo and pitch")
         self.n_speeds = len(config.speeds)
         self.best: list[Candidate] = []  # every candidate of every lookup
         self.dense_best: list[Candidate] = []  # those of the dense passes
         self.durations: dict[int, float] = {}
         self.clips: dict[float, np.ndarray] = {}  # the clip resampled to each speed tried
-        self.refined: set[float] = set()  # speeds searched with the dense landmarks
+        self.refined: set[Rate] = set()  # rates searched with the dense landmarks
         self.coarse_config = dataclasses.replace(config, max_hits=config.coarse_max_hits)
-        self.prints = (speed_fingerprinter(y, self.fc) if config.warp
-                       else (lambda s: fingerprint(self.at_speed(s), self.fc)))
+        self._coarse_warp = speed_fingerprinter(y, self.fc)  # picks its peaks at the first call
+        self._dense_warp = speed_fingerprinter(y, self.fc, query=True)
         self.counter = _HitCounter(index)
-        self.evidence: dict[float, int] = {}  # most votes of a track, per speed probed
-        self.lead: dict[float, float] = {}  # how far the most-voted track leads the runner-up, per speed probed
-        self.truncated: dict[float, bool] = {}  # did the coarse hit budget cut the lookup at this speed?
+        self.evidence: dict[Rate, int] = {}  # most votes of a track, per rate probed
+        self.lead: dict[Rate, float] = {}  # how far the most-voted track leads the runner-up, per rate probed
+        self.truncated: dict[Rate, bool] = {}  # did the coarse hit budget cut the lookup at this rate?
+        self.steps = {axis: 1.5 * _grid_step([_along(r, axis) for r in self.rates if _on_axis(r, axis)])
+                      for axis in _AXES}
+
+    def prints(self, r: Rate) -> tuple[np.ndarray, np.ndarray]:
+        """The clip's index-density landmarks at rate ``r``: its peaks moved (``warp``, and always for a
+        tempo or pitch change), or the clip resampled and fingerprinted again (a speed without ``warp``)."""
+        if self.config.warp or r[0] != r[1]:
+            return self._coarse_warp(r[0], pitch=r[1])
+        return fingerprint(self.at_speed(r[0]), self.fc)
 
     def at_speed(self, s: float) -> np.ndarray:
         if s not in self.clips:
@@ -323,75 +396,92 @@ class _Search:
     def certain(self, cands: list[Candidate]) -> bool:
         return bool(cands) and max(c.confidence for c in cands) >= self.config.stop_confidence
 
-    def refine(self, s: float) -> bool:
-        """Dense landmarks at speed ``s`` (once); True when that is certain."""
-        if s in self.refined:
+    def refine(self, r: Rate) -> bool:
+        """Dense landmarks at rate ``r`` (once); True when that is certain.
+
+        A speed resamples the clip; a tempo or pitch change moves its dense peaks (time or frequency only).
+        """
+        if r in self.refined:
             return False
-        self.refined.add(s)
-        h, t, q_frames = dense_query(self.at_speed(s), 1.0, self.fc, self.config)
-        cands = _score(self.index, h, t, speed=s, q_frames=q_frames,
+        self.refined.add(r)
+        fc = self.fc
+        if r[0] == r[1]:
+            h, t, q_frames = dense_query(self.at_speed(r[0]), 1.0, fc, self.config)
+        else:
+            h, t = expand_query(*self._dense_warp(r[0], pitch=r[1]), self.config.dt_jitter)
+            q_frames = 1 + int(round(self.y.shape[0] * r[0]) / fc.hop_length)
+        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=q_frames,
                        n_speeds=self.n_speeds, top=self.top, config=self.config, durations=self.durations,
                        others=True)
         self.best.extend(cands)
         self.dense_best.extend(cands)
         return self.certain(cands)
 
-    def probe(self, s: float, budget: bool = True) -> bool:
-        """Coarse landmarks at speed ``s`` (within the coarse hit budget or not); True when that is certain."""
+    def probe(self, r: Rate, budget: bool = True) -> bool:
+        """Coarse landmarks at rate ``r`` (within the coarse hit budget or not); True when that is certain."""
         config, fc = self.config, self.fc
-        h, t = expand_query(*self.prints(s), config.dt_jitter)
-        n = round(self.y.shape[0] * s) if config.warp else self.at_speed(s).shape[0]
-        cands = _score(self.counter, h, t, speed=s, q_frames=1 + int(n / fc.hop_length), n_speeds=self.n_speeds,
-                       top=self.top, config=self.coarse_config if budget else config, durations=self.durations)
+        h, t = expand_query(*self.prints(r), config.dt_jitter)
+        n = round(self.y.shape[0] * r[0]) if (config.warp or r[0] != r[1]) else self.at_speed(r[0]).shape[0]
+        cands = _score(self.counter, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(n / fc.hop_length),
+                       n_speeds=self.n_speeds, top=self.top, config=self.coarse_config if budget else config,
+                       durations=self.durations)
+        if r[0] != r[1]:  # off the speed grid a coarse answer must be certain, or confirmed by a dense pass
+            cands = [c if c.confidence >= config.stop_confidence else dataclasses.replace(c, confidence=0.0)
+                     for c in cands]
         self.best.extend(cands)
         limit = self.coarse_config.max_hits
         # a hash left out had <= max_per_hash postings: a cut lookup is within that of the budget
-        self.truncated[s] = (budget and limit is not None
+        self.truncated[r] = (budget and limit is not None
                              and self.counter.hits > limit - min(config.max_per_hash or limit, limit // 2))
-        self.evidence[s] = max((c.votes for c in cands), default=0)
-        self.lead[s] = _lead_ratio(cands, config.margin_floor)
+        self.evidence[r] = max((c.votes for c in cands), default=0)
+        self.lead[r] = _lead_ratio(cands, config.margin_floor)
         return self.certain(cands)
 
-    def coarse_probes(self) -> tuple[bool, bool]:
-        """Stage 1: the index's own sparse landmarks, every speed, until certain; ``(done, found)``.
+    def neighbours(self, r: Rate, pending: list[Rate]) -> list[Rate]:
+        """The pending rates next to ``r`` on a grid axis through it (speed, tempo or pitch)."""
+        return [u for u in pending
+                if any(_on_axis(r, ax) and _on_axis(u, ax) and abs(_along(u, ax) - _along(r, ax)) <= self.steps[ax]
+                       for ax in _AXES)]
 
-        Where a track leads the runner-up by ``lead_margin``, the clip's speed is
+    def coarse_probes(self) -> tuple[bool, bool]:
+        """Stage 1: the index's own sparse landmarks, every rate, until certain; ``(done, found)``.
+
+        Where a track leads the runner-up by ``lead_margin``, the clip's rate is
         that one or next to it: the neighbours are probed, the clearest lead is
         climbed to and searched with the dense landmarks at once (``found``).
         """
         config = self.config
         done = found = False
-        pending = list(config.speeds)
-        step = 1.5 * _grid_step(config.speeds)
-        while pending and not (done or found):  # loop over a handful of speed factors
-            s = pending.pop(0)
-            done = self.probe(s)
-            if done or config.lead_margin is None or self.lead[s] < config.lead_margin:
+        pending = list(self.rates)
+        while pending and not (done or found):  # loop over a handful of rates
+            r = pending.pop(0)
+            done = self.probe(r)
+            if done or config.lead_margin is None or self.lead[r] < config.lead_margin:
                 continue
-            while not done:  # a step or two along the speed grid
-                near = [u for u in pending if abs(u - s) <= step]
-                for u in near:  # the (at most two) untried neighbours
+            while not done:  # a step or two along the grid
+                near = self.neighbours(r, pending)
+                for u in near:  # the (few) untried neighbours
                     pending.remove(u)
                     done = self.probe(u)
                     if done:
                         break
-                top_s = max([s, *near], key=lambda u: self.lead.get(u, 0.0))
-                if top_s == s:
+                top_r = max([r, *near], key=lambda u: self.lead.get(u, 0.0))
+                if top_r == r:
                     break
-                s = top_s
-            if not done and self.truncated.get(s):  # the full coarse lookup first: cheaper than the dense one
-                done = self.probe(s, budget=False)
-            found = not done and self.refine(s)
+                r = top_r
+            if not done and self.truncated.get(r):  # the full coarse lookup first: cheaper than the dense one
+                done = self.probe(r, budget=False)
+            found = not done and self.refine(r)
         return done, found
 
     def full_lookups_where_cut(self) -> bool:
-        """Stage 1b: a speed where a track leads (by refine_margin) but whose lookup the coarse budget
+        """Stage 1b: a rate where a track leads (by refine_margin) but whose lookup the coarse budget
         cut short is looked up again in full (on a big index the right votes may sit in common hashes)."""
         config = self.config
-        led = sorted((s for s in config.speeds if self.lead.get(s, 0.0) >= config.refine_margin),
-                     key=lambda s: -self.evidence.get(s, 0))
-        for s in led[: config.refine_speeds]:  # loop over a handful of speed factors
-            if self.truncated.get(s) and self.probe(s, budget=False):
+        led = sorted((r for r in self.rates if self.lead.get(r, 0.0) >= config.refine_margin),
+                     key=lambda r: -self.evidence.get(r, 0))
+        for r in led[: config.refine_speeds]:  # loop over a handful of rates
+            if self.truncated.get(r) and self.probe(r, budget=False):
                 return True
         return False
 
@@ -401,45 +491,71 @@ class _Search:
         On a small index the dense passes are the long shot for a clip whose
         coarse evidence is weak everywhere; where the coarse budget cut the
         probes short (a big index) a missing lead may only mean the votes sit
-        in common hashes, so the top speed is looked up in full first, and
+        in common hashes, so the top rate is looked up in full first, and
         without a lead there either the long shot is not taken (at 1,000 hours
         it cost a non-member clip half its time and found no member clip).
         """
         config = self.config
         if max(self.lead.values(), default=0.0) >= config.refine_margin:
             return False, True
-        s0 = sorted(config.speeds, key=lambda s: -self.evidence.get(s, 0))[0]
-        if not self.truncated.get(s0):
+        r0 = sorted(self.rates, key=lambda r: -self.evidence.get(r, 0))[0]
+        if not self.truncated.get(r0):
             return False, True
-        done = self.probe(s0, budget=False)
-        return done, self.lead[s0] >= config.refine_margin
+        done = self.probe(r0, budget=False)
+        return done, self.lead[r0] >= config.refine_margin
 
     def dense_passes(self) -> None:
-        """Stage 2: the dense query landmarks, first at the speeds where a coarse probe saw a track lead
+        """Stage 2: the dense query landmarks, first at the rates where a coarse probe saw a track lead
         (by refine_margin), most votes first; then, as at chance the vote counts are noise, the configured
-        order. A speed at chance is searched only while the best so far would be accepted: its dense pass
+        order. A rate at chance is searched only while the best so far would be accepted: its dense pass
         is then the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
         """
         config = self.config
-        led = [s for s in config.speeds if self.lead.get(s, 0.0) >= config.refine_margin]
+        led = [r for r in self.rates
+               if self.lead.get(r, 0.0) >= (config.refine_margin if r[0] == r[1] else config.rate_refine_margin)]
         if config.coarse and config.refine_speeds is not None:
-            led = sorted(led, key=lambda s: -self.evidence.get(s, 0))  # stable: the configured order on ties
-            speeds = (led + [s for s in config.speeds if s not in led])[: config.refine_speeds]
+            led = sorted(led, key=lambda r: -self.evidence.get(r, 0))  # stable: the configured order on ties
+            # the first configured rate (1.0: most clips are not sped up) first, then the led ones
+            rates = list(dict.fromkeys([self.rates[0], *led, *self.rates]))[: config.refine_speeds]
         else:
-            speeds = sorted(config.speeds, key=lambda s: -self.evidence.get(s, 0))
-        for s in speeds:  # loop over a handful of speed factors
-            if config.coarse and self.refined and s not in led and not _accepted(self.best, self.dense_best, config):
+            rates = sorted(self.rates, key=lambda r: -self.evidence.get(r, 0))
+        for r in rates:  # loop over a handful of rates
+            if config.coarse and self.refined and r not in led and not _accepted(self.best, self.dense_best, config):
                 break  # the rest are at chance too
-            if self.refine(s):
+            if self.refine(r):
                 break
 
-    def answers(self, margin_tests: bool) -> list[Candidate]:
-        """Stages 3 and 4: the runner-up tests and one candidate per track (:func:`rank`), then the
-        profiles when nothing is accepted."""
+    def boosted(self) -> None:
+        """Stage 2b: when nothing is accepted, one more dense pass at the first rate with
+        ``boost_peaks`` times the query's peak density. Interference with peaks of its own (a voice
+        over the music, a room's babble) takes the query's peak slots; more of them reach the music's.
+        Its chance level is its own: the Poisson test with ``boost_overdispersion``, the per-rate
+        runner-up test over its own candidates (its votes are not on the other passes' scale)."""
         config = self.config
-        out = rank(self.best, self.dense_best, config, margin_tests=margin_tests)
+        fc = dataclasses.replace(self.fc, query_peaks_per_s=self.fc.query_peaks_per_s * config.boost_peaks)
+        r = self.rates[0]
+        ys = self.at_speed(r[0]) if r[0] == r[1] else self.y
+        h, t = expand_query(*fingerprint(ys, fc, query=True), config.dt_jitter)
+        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(ys.shape[0] / fc.hop_length),
+                       n_speeds=self.n_speeds + 1, top=self.top,
+                       config=dataclasses.replace(config, overdispersion=config.boost_overdispersion),
+                       durations=self.durations, others=True)
+        self.best.extend(cands)
+        if cands and config.speed_margin_alpha > 0:
+            self.best.extend(_with_margin(cands, dataclasses.replace(config, margin_alpha=0.0)))
+
+    def answers(self, margin_tests: bool) -> list[Candidate]:
+        """Stages 3 and 4: the runner-up tests over the dense candidates (unless a coarse probe was
+        certain) and one candidate per track (its best rate; :func:`rank`), then the profiles when
+        nothing is accepted."""
+        config, best = self.config, self.best
+        out = rank(best, self.dense_best, config, margin_tests=margin_tests)
         if config.verify_candidates and out and out[0].confidence < config.min_confidence:
-            out = _verify(self.index, out, self.at_speed, config)
+            on_grid: dict[int, Candidate] = {}
+            for c in best:  # best first: each track's best candidate at a turntable speed
+                if c.rate[0] == c.rate[1]:
+                    on_grid.setdefault(c.track_id, c)
+            out = _verify(self.index, out, self.at_speed, config, on_grid)
         return out
 
 
@@ -447,7 +563,7 @@ def rank(best: list[Candidate], dense_best: list[Candidate], config: SearchConfi
          margin_tests: bool = True) -> list[Candidate]:
     """Stage 3: the runner-up tests over the dense candidates (with ``margin_tests``), then one
     candidate per track (its most confident), best first. ``best`` holds every candidate of the
-    search in the order they were found (extended here), ``dense_best`` those of the dense passes."""
+    search in the order they were found (extended and sorted here), ``dense_best`` those of the dense passes."""
     if margin_tests and dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
         best.extend(_with_margin(dense_best, config))  # duplicates go with the one-per-track step
     best.sort(key=lambda c: (-c.confidence, -c.votes))
@@ -460,15 +576,31 @@ def rank(best: list[Candidate], dense_best: list[Candidate], config: SearchConfi
     return out
 
 
+#: The axes of the rate grid: a turntable speed moves time and frequency together, a tempo change time
+#: only, a pitch shift frequency only.
+_AXES = ("speed", "tempo", "pitch")
+
+
+def _on_axis(r: Rate, axis: str) -> bool:
+    return r[0] == r[1] if axis == "speed" else (r[1] == 1.0 if axis == "tempo" else r[0] == 1.0)
+
+
+def _along(r: Rate, axis: str) -> float:
+    return r[1] if axis == "pitch" else r[0]
+
+
 def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float], np.ndarray],
-            config: SearchConfig) -> list[Candidate]:
+            config: SearchConfig, on_grid: dict[int, Candidate] | None = None) -> list[Candidate]:
     """Compare the first ``verify_candidates`` candidates with their track's stored profile.
 
-    Each gets ``z_bands``/``z_chroma``: the largest :func:`songmine.profiles.similarity`
+    Each gets ``z_bands``/``z_chroma``: the largest :func:`songmine.fingerprint.profiles.similarity`
     statistics over its voted offset and its ``other_offsets``, on the clip at
     its speed; when these say more, a higher confidence and the offset where
-    the profiles agree. Indexes without profiles (a :class:`MemoryIndex`
-    without them, an index built before they existed) are left as they are.
+    the profiles agree. Profiles are compared at turntable speeds: a candidate
+    at a tempo or pitch rate is verified as its track's best candidate on the
+    speed grid (``on_grid``), if it has one. Indexes without profiles (a
+    :class:`MemoryIndex` without them, an index built before they existed) are
+    left as they are.
     """
     fc: FingerprintConfig = index.config
     if not profiles.supported(fc.sr):
@@ -478,6 +610,11 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
     out = list(cands)
     for i, c in enumerate(cands[: config.verify_candidates]):  # a handful of candidates
         ref = index.profile(c.track_id)
+        if c.rate[0] != c.rate[1]:
+            grid = (on_grid or {}).get(c.track_id)
+            if grid is None:
+                continue
+            c = dataclasses.replace(grid, confidence=c.confidence)  # its rate, offsets and votes; the confidence so far
         if ref is None:
             continue
         zb_max = zc_max = -np.inf
@@ -497,7 +634,7 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
         if conf > c.confidence:  # the profiles answer: report the offset where they agree
             out[i] = dataclasses.replace(c, z_bands=zb_max, z_chroma=zc_max, confidence=conf, offset=at)
         else:
-            out[i] = dataclasses.replace(c, z_bands=zb_max, z_chroma=zc_max)
+            out[i] = dataclasses.replace(out[i], z_bands=zb_max, z_chroma=zc_max)
     out.sort(key=lambda c: (-c.confidence, -c.votes))
     return out
 
@@ -587,7 +724,7 @@ def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]
         conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
                                  floor=config.margin_floor)
     if config.speed_margin_alpha > 0 and top.n_tracks_hit >= config.margin_min_tracks:
-        v2 = max((c.votes for c in best if c.speed == top.speed and c.track_id != top.track_id), default=0)
+        v2 = max((c.votes for c in best if c.rate == top.rate and c.track_id != top.track_id), default=0)
         conf = max(conf, margin_confidence(top.votes, v2, alpha=config.speed_margin_alpha,
                                            n_tests=config.speed_margin_tests, floor=config.margin_floor))
     if conf <= top.confidence:
@@ -597,7 +734,7 @@ def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]
 
 def _score(
     index: IndexLike, h: np.ndarray, t: np.ndarray, *, speed: float, q_frames: int, n_speeds: int, top: int,
-    config: SearchConfig, durations: dict[int, float], others: bool = False,
+    config: SearchConfig, durations: dict[int, float], others: bool = False, pitch: float | None = None,
 ) -> list[Candidate]:
     """Look up one set of query hashes, vote, rescore and attach the null-model confidence.
 
@@ -618,7 +755,7 @@ def _score(
         votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
         order = np.argsort(-votes[:k], kind="stable")
         tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
-    cands = candidates(index, tracks[:k], offsets[:k], votes[:k], track_hits[:k], n_hit, speed=speed,
+    cands = candidates(index, tracks[:k], offsets[:k], votes[:k], track_hits[:k], n_hit, speed=speed, pitch=pitch,
                        q_frames=q_frames, n_speeds=n_speeds, config=config, durations=durations)
     # stage 4 runs only when no candidate anywhere reached min_confidence: a lookup with one never needs them
     if (others and config.verify_candidates and config.verify_offsets > 1
@@ -632,6 +769,7 @@ def _score(
 def candidates(
     index: IndexLike, tracks: np.ndarray, offsets: np.ndarray, votes: np.ndarray, track_hits: np.ndarray,
     n_hit: int, *, speed: float, q_frames: int, n_speeds: int, config: SearchConfig, durations: dict[int, float],
+    pitch: float | None = None,
 ) -> list[Candidate]:
     """What one lookup's votes are worth: the null-model confidence of each voted ``(track, offset)``.
 
@@ -651,7 +789,8 @@ def candidates(
     n_tests = float(n_hit) * mean_span / width * n_speeds
     lam = expected_votes(votes, track_hits, span, width=width, min_rate=width / mean_span)
     conf = confidence_from(votes, lam, n_tests=n_tests, overdispersion=config.overdispersion)
-    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit))
+    p = float(speed if pitch is None else pitch)
+    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit), pitch=p)
             for a, b, c, d, e, lm in zip(tracks, offsets, votes, track_hits, conf, lam)]
 
 
