@@ -10,10 +10,11 @@ same table. The tables are a planted FMA-like catalogue (518 features) of ``--ro
 
 Also measured: the fixed cost of one Spark job on this cluster (a no-op job of one task per
 executor core, the median of ``--probe-jobs``), and how many jobs each run started (job ids of
-probes before and after). Then the break-even: Spark's time is modelled as
-``jobs × overhead + rows × c_spark / executors``, the local engine's as ``rows × c_local`` (least
-squares over the scales); Spark wins past ``rows* = jobs × overhead / (c_local − c_spark/executors)``
-when ``c_local > c_spark/executors``, never otherwise.
+probes before and after). Then the break-even: per executor count, Spark's time is modelled as
+``jobs × overhead + b_spark + rows × c_spark`` and the local engine's as ``a_local + rows × c_local``
+(least squares over the scales); Spark wins past
+``rows* = (jobs × overhead + b_spark − a_local) / (c_local − c_spark)`` when ``c_local > c_spark``,
+at no size otherwise.
 
     nice -n 5 python benchmarks/spark_scaling.py --rows 1000 --scales 1 4 16 --max-iter 6
 
@@ -26,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -114,6 +116,52 @@ def run_spark_once(session, path: Path, cfg) -> dict:
     return {"wall": wall, "driver_cpu": cpu, "jobs": jobs, "n_iter": res.model["n_iter"], "sizes": res.sizes}
 
 
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``y ≈ a + c·x``: ``(a, c)``."""
+    A = np.c_[np.ones_like(x), x]
+    a, c = np.linalg.lstsq(A, y, rcond=None)[0]
+    return float(a), float(c)
+
+
+def report(out: dict, rows: int, scales: list[int], executors: list[int], k: int, max_iter: int) -> None:
+    """The two tables: times per scale, and the model with its break-even."""
+    rows_of = {s: rows * s for s in scales}
+    local = {int(s): v for s, v in out["local"].items()}
+    overhead = {int(e): v for e, v in out["overhead"].items()}
+    table = []
+    for s in scales:
+        row = [f"×{s}", f"{rows_of[s]:,}", f"{local[s]['wall']:.1f}"]
+        for e in executors:
+            r = out["spark"][f"{e}x{s}"]
+            row += [f"{r['wall']:.1f}", f"{r['jobs']}", f"{r['wall'] / local[s]['wall']:.1f}"]
+        table.append(row)
+    header = ["data", "rows", "local (s)"]
+    for e in executors:
+        header += [f"Spark {e} exec (s)", "jobs", "× local"]
+    markdown_table(f"cluster run, k={k}, {max_iter} Lloyd iterations at most, 518 features "
+                   f"(commit {out['commit']})", header, table)
+    # the model: local = a_l + rows·c_l ; Spark = jobs·overhead + b_s + rows·c_s/e
+    x = np.array([rows_of[s] for s in scales], dtype=float)
+    a_l, c_l = _fit(x, np.array([local[s]["wall"] for s in scales]))
+    lines = []
+    for e in executors:
+        runs = [out["spark"][f"{e}x{s}"] for s in scales]
+        jobs = statistics.median(r["jobs"] for r in runs)
+        rest = np.array([r["wall"] - r["jobs"] * overhead[e] for r in runs])
+        b_s, c_s = _fit(x, rest)
+        gain = c_l - c_s
+        fixed = jobs * overhead[e] + b_s - a_l
+        be = fixed / gain if gain > 0 else None
+        lines.append([e, f"{overhead[e]:.3f}", f"{jobs:.0f}", f"{jobs * overhead[e]:.1f}", f"{b_s:.1f}",
+                      f"{1e6 * c_s:.1f}", f"{a_l:.1f}", f"{1e6 * c_l:.1f}",
+                      f"{be:,.0f}" if be is not None else "none: Spark's cost per row is the higher"])
+        out.setdefault("model", {})[str(e)] = {"b_spark": b_s, "c_spark": c_s, "a_local": a_l, "c_local": c_l,
+                                               "break_even_rows": be}
+    markdown_table("Spark overhead and break-even (wall = fixed + rows × per-row cost)",
+                   ["executors", "no-op job (s)", "jobs per run", "jobs × no-op (s)", "other fixed (s)",
+                    "Spark µs per row", "local fixed (s)", "local µs per row", "break-even rows"], lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1000, help="rows of the ×1 table")
@@ -122,11 +170,21 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--max-iter", type=int, default=6, help="Lloyd iterations at most (the same for every run)")
     ap.add_argument("--probe-jobs", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=2, help="runs per cell, the fastest kept (also for local)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, help="print the tables of an earlier --json run")
     args = ap.parse_args(argv)
+    if args.from_json:
+        out = json.loads(args.from_json.read_text())
+        a = out["args"]
+        report(out, int(a["rows"]), json.loads(a["scales"]), json.loads(a["executors"]), int(a["k"]),
+               int(a["max_iter"]))
+        return 0
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the cluster's JVMs are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from songmine.spark.session import get_session, stop_session
     from songmine.spark.standalone import LocalCluster
@@ -138,7 +196,7 @@ def main(argv=None) -> int:
     out = {"commit": git_commit(), "args": {k: str(v) for k, v in vars(args).items()}, "local": {}, "spark": {},
            "overhead": {}}
     for s, p in tables.items():
-        out["local"][s] = run_local(p, configs[s])
+        out["local"][s] = min((run_local(p, configs[s]) for _ in range(args.repeats)), key=lambda x: x["wall"])
         print(f"local ×{s}: {out['local'][s]['wall']:.1f} s", flush=True)
     workers = max(args.executors)
     with LocalCluster(workers=workers, cores=1, memory="1g") as cluster:
@@ -153,49 +211,19 @@ def main(argv=None) -> int:
                 job_overhead(sc, 3)  # warm-up: the executors' Python workers started
                 out["overhead"][e] = job_overhead(sc, args.probe_jobs)
                 print(f"{e} executor(s): {out['overhead'][e]:.3f} s per no-op job", flush=True)
-                for s, p in tables.items():
-                    r = run_spark_once(session, p, configs[s])
+                for s, p in tables.items():  # the fastest of --repeats runs (a shared machine's noise only adds)
+                    r = min((run_spark_once(session, p, configs[s]) for _ in range(args.repeats)),
+                            key=lambda x: x["wall"])
                     out["spark"][f"{e}x{s}"] = r
                     assert r["sizes"] == out["local"][s]["sizes"], "Spark and local runs disagree"
                     print(f"spark {e} executor(s) ×{s}: {r['wall']:.1f} s, {r['jobs']} jobs", flush=True)
+                    if args.json:  # as it goes: a run cut short keeps what it measured
+                        args.json.write_text(json.dumps(out, indent=1, default=str))
                 stop_session()
         finally:
             stop_session()
 
-    rows_of = {s: args.rows * s for s in args.scales}
-    table = []
-    for s in args.scales:
-        loc = out["local"][s]
-        row = [f"×{s}", f"{rows_of[s]:,}", f"{loc['wall']:.1f}"]
-        for e in args.executors:
-            r = out["spark"][f"{e}x{s}"]
-            row += [f"{r['wall']:.1f}", f"{r['jobs']}", f"{r['wall'] / loc['wall']:.1f}"]
-        table.append(row)
-    header = ["data", "rows", "local (s)"]
-    for e in args.executors:
-        header += [f"Spark {e} exec (s)", "jobs", "× local"]
-    markdown_table(f"cluster run, k={args.k}, {args.max_iter} Lloyd iterations at most, 518 features "
-                   f"(commit {out['commit']})", header, table)
-
-    # the model: spark = jobs × overhead + rows × c / e ; local = rows × c_local
-    x = np.array([rows_of[s] for s in args.scales], dtype=float)
-    c_local = float(np.linalg.lstsq(x[:, None], np.array([out["local"][s]["wall"] for s in args.scales]),
-                                    rcond=None)[0][0])
-    lines = []
-    for e in args.executors:
-        runs = [out["spark"][f"{e}x{s}"] for s in args.scales]
-        fixed = np.array([r["jobs"] * out["overhead"][e] for r in runs])
-        rest = np.array([r["wall"] for r in runs]) - fixed
-        c_spark = float(np.linalg.lstsq(x[:, None] / e, rest, rcond=None)[0][0])
-        jobs = statistics.median(r["jobs"] for r in runs)
-        gain = c_local - c_spark / e
-        be = jobs * out["overhead"][e] / gain if gain > 0 else None
-        lines.append([e, f"{out['overhead'][e]:.3f}", f"{jobs:.0f}", f"{jobs * out['overhead'][e]:.1f}",
-                      f"{1e6 * c_spark / e:.1f}", f"{1e6 * c_local:.1f}",
-                      f"{be:,.0f}" if be is not None else "never (Spark's per-row cost is higher)"])
-        out.setdefault("model", {})[e] = {"c_spark": c_spark, "c_local": c_local, "break_even_rows": be}
-    markdown_table("Spark overhead and break-even", ["executors", "no-op job (s)", "jobs per run",
-                   "fixed cost per run (s)", "Spark µs per row", "local µs per row", "break-even rows"], lines)
+    report(out, args.rows, args.scales, args.executors, args.k, args.max_iter)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))
     return 0
