@@ -1,10 +1,13 @@
-"""Small helpers shared by the benchmark scripts (run as ``python benchmarks/X.py``,
+"""Small functions shared by the benchmark scripts (run as ``python benchmarks/X.py``,
 so this folder is on ``sys.path``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 
@@ -16,6 +19,18 @@ def git_commit() -> str:
         ).stdout.strip() or "?"
     except OSError:
         return "?"
+
+
+def library_or_demo(path) -> Path:
+    """``path``, else the demo music of ``songmine demo-corpus`` (in the user cache); a missing folder exits 2."""
+    from songmine.paths import demo_corpus_dir
+
+    library = Path(path) if path else demo_corpus_dir() / "library"
+    if not library.is_dir():
+        hint = "" if path else " (fetch the demo music with `songmine demo-corpus`, or pass --library DIR)"
+        print(f"{library}: no such folder{hint}", file=sys.stderr)
+        raise SystemExit(2)
+    return library
 
 
 def markdown_table(title: str, header: list[str], rows: list[list]) -> None:
@@ -54,3 +69,84 @@ def fresh_clip_specs(library, seed: int, qid_bases, per_cell: int, *, tracks: st
             cond, dur = cells[k % len(cells)]
             specs.append(QuerySpec(base + k, others[(k // len(cells) + k) % len(others)], False, cond, dur))
     return cfg, specs, indexed, durs
+
+
+class TreeMemory:
+    """Samples the memory of this process and all its descendants (Linux /proc)."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.samples: list[tuple[float, float, float, float]] = []  # (t, pss MB, rss MB, anonymous MB)
+        self.cpu_seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self) -> list[int]:
+        parent: dict[int, int] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as fh:
+                        parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        me, out, frontier = os.getpid(), [], [os.getpid()]
+        while frontier:
+            p = frontier.pop()
+            out.append(p)
+            frontier.extend(c for c, pp in parent.items() if pp == p)
+        return out
+
+    @staticmethod
+    def _mem(pid: int) -> tuple[float, float, float]:
+        pss = rss = anon = 0.0
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        pss = int(line.split()[1]) / 1024
+                    elif line.startswith("Rss:"):
+                        rss = int(line.split()[1]) / 1024
+                    elif line.startswith("Anonymous:"):
+                        anon = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return pss, rss, anon
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        c0 = time.thread_time()
+        while not self._stop.is_set():
+            pss = rss = anon = 0.0
+            for pid in self._tree():
+                a, b, c = self._mem(pid)
+                pss += a
+                rss += b
+                anon += c
+            self.samples.append((time.perf_counter() - t0, pss, rss, anon))
+            self.cpu_seconds = time.thread_time() - c0  # the sampler's own CPU, not the build's
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self) -> tuple[float, float, float]:
+        """Peak (PSS, RSS, anonymous) MB; mapped segment pages count in PSS/RSS, not in anonymous."""
+        if not self.samples:
+            return float("nan"), float("nan"), float("nan")
+        return tuple(max(s[i] for s in self.samples) for i in (1, 2, 3))
+
+    def quarters(self) -> list[float]:
+        """Peak PSS in each quarter of the sampled time."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0] or 1.0
+        return [
+            max((s[1] for s in self.samples if q * end / 4 <= s[0] <= (q + 1) * end / 4), default=float("nan"))
+            for q in range(4)
+        ]

@@ -1,6 +1,7 @@
 """Near-duplicate detection benchmark: pair precision/recall and a scaling curve.
 
-Builds a library from the dev corpus: every track cut to ``--seconds`` (from
+Builds a library in ``--out`` from a folder of music (``--library``, default: the
+demo music of ``songmine demo-corpus``): every track cut to ``--seconds`` (from
 20 s in) and written as FLAC (the "originals"), plus, for ``--sources`` of
 them, generated duplicates — PyAV re-encodes (mp3 at 32/64/128/320 kbps,
 ogg/vorbis (libsndfile), flac at 22,050 or 48,000 Hz), copies trimmed by up to 10 s or
@@ -16,7 +17,9 @@ comparison measured in the same run; the log-log slope shows the growth and
 the fit is extrapolated to 10,000 tracks (fingerprinting is per file, linear,
 and measured separately).
 
-    PYTHONPATH=src python benchmarks/dedupe.py --library /work/dev/corpus/library --sources 20
+    PYTHONPATH=src python benchmarks/dedupe.py --out DIR [--library LIBRARY] --sources 20
+
+Files already in ``--out`` are reused, so a second run only measures.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit
+from _common import git_commit, library_or_demo
 
 
 def encode(y: np.ndarray, sr: int, path: Path, codec: str, bitrate: int | None = None) -> None:
@@ -147,8 +150,8 @@ def brute_force_time(sigs: np.ndarray, threshold: float) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library", default="/work/dev/corpus/library")
-    ap.add_argument("--out", default="/tmp/songmine-dedupe-bench")
+    ap.add_argument("--library", help="folder of audio (default: the demo music)")
+    ap.add_argument("--out", required=True, help="folder for the generated library (reused between runs)")
     ap.add_argument("--seconds", type=float, default=150.0)
     ap.add_argument("--sources", type=int, default=20)
     ap.add_argument("--variants", type=int, default=4)
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     t0 = time.perf_counter()
-    truth = build_library(Path(args.library), out, seconds=args.seconds, n_sources=args.sources,
+    truth = build_library(library_or_demo(args.library), out, seconds=args.seconds, n_sources=args.sources,
                           n_variants=args.variants, seed=args.seed)
     # truth from the file names: every file whose name starts with the same recording number is
     # that recording (covers copies left in --out by earlier runs with other random choices)

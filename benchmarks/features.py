@@ -4,8 +4,9 @@ Three sub-commands::
 
     # THE benchmark: ours vs FMA's features.py on librosa 0.5.0, both on --jobs processes, same files,
     # same run: throughput (× real time, wall and CPU) and the per-column agreement table
-    python benchmarks/features.py run LIBRARY --reference-python /work/dev/fma-ref/bin/python \
-        --fma-features /work/dev/fma-ref/features.py [--files N] [--every K] [--jobs 2] [--out DIR] [--json]
+    python benchmarks/features.py run LIBRARY --reference-python REF/bin/python \
+        --fma-features REF/features.py [--files N] [--every K] [--jobs 2] [--out DIR] [--json]
+    # REF: the environment benchmarks/fma_reference/setup.sh REF builds, with FMA's features.py copied in
 
     # speed: ours vs a reference on the same files, timed alternately in this process (CPU s, 1 BLAS thread)
     python benchmarks/features.py speed LIBRARY [--files N] [--reference PATH.py] [--json]
@@ -16,7 +17,7 @@ Three sub-commands::
 ``--reference PATH.py`` loads a module that defines ``compute(path) -> (vector[518], columns)``
 (e.g. a wrapper around mdeff/fma's ``features.py`` kept OUTSIDE this repository: its
 code is not ours to commit). Without it the reference is a straightforward per-family
-computation with today's librosa (:func:`plain_librosa`, 0.5.0 arguments where today's
+computation with the installed librosa (:func:`plain_librosa`, 0.5.0 arguments where its
 API allows them).
 """
 
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def plain_librosa(path):
-    """The 518 features, one librosa call per family (two STFTs, tuning estimated twice, today's CQT)."""
+    """The 518 features, one librosa call per family (two STFTs, tuning estimated twice, librosa's own CQT)."""
     import librosa
     from scipy import stats
 

@@ -30,7 +30,7 @@ Sections (each prints a table; ratios are against references measured in the sam
 
 Run::
 
-    PYTHONPATH=src python benchmarks/index_build.py --library /work/dev/corpus/library --jobs 2 --hours 1000
+    PYTHONPATH=src python benchmarks/index_build.py --library LIBRARY --jobs 2 --hours 1000
     PYTHONPATH=src nice -n 10 python benchmarks/index_build.py --jobs 2 --skip-lookup   # sections 1-2 only
     PYTHONPATH=src nice -n 10 python benchmarks/index_build.py --skip-build --reference 480d4f8 --repeat 3  # 1: before/now
 """
@@ -45,97 +45,12 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
-
-
-
-# ---------------------------------------------------------------- memory sampler
-class TreeMemory:
-    """Samples the memory of this process and all its descendants (Linux /proc)."""
-
-    def __init__(self, interval: float = 0.2):
-        self.interval = interval
-        self.samples: list[tuple[float, float, float, float]] = []  # (t, pss MB, rss MB, anonymous MB)
-        self.cpu_seconds = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _tree(self) -> list[int]:
-        parent: dict[int, int] = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open(f"/proc/{d}/stat") as fh:
-                        parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    pass
-        me, out, frontier = os.getpid(), [], [os.getpid()]
-        while frontier:
-            p = frontier.pop()
-            out.append(p)
-            frontier.extend(c for c, pp in parent.items() if pp == p)
-        return out
-
-    @staticmethod
-    def _mem(pid: int) -> tuple[float, float, float]:
-        pss = rss = anon = 0.0
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as fh:
-                for line in fh:
-                    if line.startswith("Pss:"):
-                        pss = int(line.split()[1]) / 1024
-                    elif line.startswith("Rss:"):
-                        rss = int(line.split()[1]) / 1024
-                    elif line.startswith("Anonymous:"):
-                        anon = int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return pss, rss, anon
-
-    def _run(self) -> None:
-        t0 = time.perf_counter()
-        c0 = time.thread_time()
-        while not self._stop.is_set():
-            pss = rss = anon = 0.0
-            for pid in self._tree():
-                a, b, c = self._mem(pid)
-                pss += a
-                rss += b
-                anon += c
-            self.samples.append((time.perf_counter() - t0, pss, rss, anon))
-            self.cpu_seconds = time.thread_time() - c0  # the sampler's own CPU, not the build's
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "TreeMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def peak(self) -> tuple[float, float, float]:
-        """Peak (PSS, RSS, anonymous) MB; mapped segment pages count in PSS/RSS, not in anonymous."""
-        if not self.samples:
-            return float("nan"), float("nan"), float("nan")
-        return tuple(max(s[i] for s in self.samples) for i in (1, 2, 3))
-
-    def quarters(self) -> list[float]:
-        """Peak PSS in each quarter of the sampled time."""
-        if not self.samples:
-            return []
-        end = self.samples[-1][0] or 1.0
-        return [
-            max((s[1] for s in self.samples if q * end / 4 <= s[0] <= (q + 1) * end / 4), default=float("nan"))
-            for q in range(4)
-        ]
-
+from _common import TreeMemory, git_commit, library_or_demo, markdown_table
 
 
 # ---------------------------------------------------------------------- sections
@@ -426,7 +341,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
     rng = np.random.default_rng(seed)
     with Index(real_index) as real:
         cfg = real.config
-        seg_h = np.concatenate([np.asarray(s.postings.hashes) for s in real._segments])
+        seg_h = np.concatenate([s.data.decode().hashes for s in real._segments])
         per_hour = real.n_postings / (real.duration_s / 3600)
     # marginals of the three hash fields in the real index
     fields = []
@@ -532,7 +447,7 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", default=None, help="folder of audio (default: the demo music)")
     ap.add_argument("--limit", type=int, default=None, help="index only the first N files")
     ap.add_argument("--stage-files", type=int, default=8,
                     help="files timed stage by stage (section 1), spread evenly over the library")
@@ -560,6 +475,7 @@ def main() -> None:
     from songmine.fingerprint.landmarks import FingerprintConfig
     from songmine.library import iter_audio_files
 
+    args.library = library_or_demo(args.library)
     files = list(iter_audio_files([args.library]))[: args.limit]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="songmine-bench-"))
     work.mkdir(parents=True, exist_ok=True)

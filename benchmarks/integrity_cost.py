@@ -77,7 +77,7 @@ def scaled_index(src: Path, dest: Path, scale: int) -> Path:
         shutil.rmtree(dest)
     shutil.copytree(src, dest)
     with Index(src) as ix:
-        ps = [s.postings for s in ix._segments]
+        ps = [s.data.decode() for s in ix._segments]
     h = np.concatenate([p.hashes for p in ps])
     tr = np.concatenate([p.tracks for p in ps])
     t = np.concatenate([p.times for p in ps])

@@ -18,7 +18,7 @@ Two regimes:
 * ``converge``: default tol=1e-4, max_iter=300 — total fit time to convergence.
 
 Run:  PYTHONPATH=src python benchmarks/kmeans.py [--repeats 3] [--ks 8,20] [--regimes fixed,converge]
-                                                [--data-cache /tmp/z.npy] [--json out.json]
+                                                [--data-cache Z.npy] [--json out.json]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ background load barely matters; it answers "how much work per iteration", not
 Data: the same 106,574 × 30 PCA scores as benchmarks/kmeans.py (``--data-cache``
 shares the file); same k-means++ initial centres for all; tol=0, max_iter=30.
 
-Run:  PYTHONPATH=src python benchmarks/kmeans_cpu.py [--repeats 3] [--data-cache /tmp/z.npy]
+Run:  PYTHONPATH=src python benchmarks/kmeans_cpu.py [--repeats 3] [--data-cache Z.npy]
 """
 
 from __future__ import annotations

@@ -4,9 +4,15 @@
    out), indexed for real with ``index_files`` (or ``--real-index`` reused, e.g.
    the one ``songmine eval --index P`` built with the same seed and tracks).
 2. large    — a copy of that real index plus synthetic tracks up to ``--hours``
-   hours, written in the real format through the real commit path
-   (``--segments`` commits, automatic merges off, so it keeps that many
-   segments; ``compact`` makes one afterwards). Synthetic tracks are not
+   hours, written in the real format through the real commit path:
+   ``--segments`` commits, automatic merges off, so it keeps that many
+   segments (``compact`` makes one afterwards); or, with ``--batch K``,
+   commits of K tracks with the size-tiered merges and the run's final merge
+   of ``index_files``, whose peak memory (printed) does not grow with the
+   hours. Each synthetic track stores a profile too (its source's, rolled:
+   the size and the verification work of a real one; ``--no-profiles``
+   leaves them out). The size per hour is printed (segments, profiles, the
+   rest of the catalogue). Synthetic tracks are not
    fingerprinted audio: each is a real member track's postings with the anchor
    frequency field ``f1`` shifted by a random ±6..12 bins (wrapped
    inside the fingerprint band) and its ~1-s blocks of time shuffled. ``df``,
@@ -31,12 +37,12 @@ the same queries on the real index.
 Run::
 
     PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \\
-        --real-index /tmp/dev40.idx --work /tmp/large
+        --real-index REAL.idx --work WORK
 
 ``--before KEY=VALUE`` (repeatable; ``--before ''`` for the defaults) also
 times a second SearchConfig on the same queries, interleaved query by query
 in the same process, and adds the column "after / before" (CPU medians), e.g.
-the search control of session 2: ``--before warp=False --before
+the search controls: ``--before warp=False --before
 coarse_max_hits=None --before lead_margin=None --before refine_margin=0``.
 
 ``--compare INDEX`` instead times a second large index on the same queries,
@@ -44,7 +50,7 @@ interleaved query by query, and adds the column "large / compare" (CPU
 medians): e.g. the index as built (many segments) against its compacted copy::
 
     PYTHONPATH=src nice -n 10 python benchmarks/large_index.py --hours 1000 \
-        --real-index /tmp/dev40.idx --work /tmp/L11 --reuse --no-compact --compare /tmp/L1/large.idx
+        --real-index REAL.idx --work WORK11 --reuse --no-compact --compare WORK1/large.idx
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
+from _common import TreeMemory, git_commit, library_or_demo, markdown_table
 
 
 
@@ -87,29 +93,46 @@ _SHIFT_MIN = 6
 _BLOCK = 43
 
 
-def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) -> dict:
-    """Copy ``real`` to ``dest`` and add synthetic tracks up to ``hours`` in ``segments`` commits."""
+def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int, *, batch: int | None = None,
+                profiles: bool = True) -> dict:
+    """Copy ``real`` to ``dest`` and add synthetic tracks up to ``hours``.
+
+    Without ``batch``: in ``segments`` commits, automatic merges off, so the
+    index keeps that many segments (memory grows with ``hours / segments``).
+    With ``batch``: commits of ``batch`` tracks with the size-tiered merges on
+    and the run's segments merged into one at the end, as ``index_files``
+    does — memory bounded by the batch, whatever ``hours``. ``profiles``:
+    each synthetic track stores its source track's profile, rolled by a
+    random number of frames (a profile of the right size that matches no
+    clip), so verification reads and compares them as it would real ones.
+    """
     from songmine.fingerprint.index import Index
     from songmine.fingerprint.index.store import NewTrack
     from songmine.fingerprint.landmarks import pack_hashes, unpack_hashes
+    from songmine.fingerprint.profiles import Profile
 
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(real, dest)
     rng = np.random.default_rng([seed, 7])
     t0 = time.perf_counter()
-    with Index(dest) as ix:
-        ix._auto_merge = lambda: None  # keep the commits as separate segments (a benchmark knob)
+    with Index(dest) as ix, TreeMemory(interval=0.5) as mem:
+        if batch is None:
+            ix._auto_merge = lambda: None  # keep the commits as separate segments (a benchmark knob)
+        first_segment = int(ix._setting("next_segment_id"))
         cfg = ix.config
         lo, hi = cfg.bin_range
         # the real postings, grouped by track
-        h = np.concatenate([np.asarray(s.postings.hashes) for s in ix._segments])
-        tr = np.concatenate([np.asarray(s.postings.tracks) for s in ix._segments])
-        t = np.concatenate([np.asarray(s.postings.times) for s in ix._segments])
+        ps = [s.data.decode() for s in ix._segments]
+        h = np.concatenate([p.hashes for p in ps])
+        tr = np.concatenate([p.tracks for p in ps])
+        t = np.concatenate([p.times for p in ps])
+        del ps
         order = np.argsort(tr, kind="stable")
         h, tr, t = h[order], tr[order], t[order]
         ids, starts, lens = np.unique(tr, return_index=True, return_counts=True)
         f1, df, dt = unpack_hashes(h)
         dur = np.array([ix.track(int(i)).duration_s for i in ids])
+        prof = [ix.profile(int(i)) if profiles else None for i in ids]
         real_hours = ix.duration_s / 3600
         target_s = max(hours - real_hours, 0.0) * 3600
         # sources drawn until the synthetic audio reaches the target
@@ -119,7 +142,7 @@ def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) 
         n_syn = src.size
         shift = rng.integers(_SHIFT_MIN, 13, size=n_syn) * rng.choice([-1, 1], size=n_syn)
         frames = (dur[src] / cfg.hop_s).astype(np.int64) + 1
-        per_seg = -(-n_syn // segments)
+        per_seg = batch if batch is not None else -(-n_syn // segments)
         width = hi - lo + 1
         for b0 in range(0, n_syn, per_seg):  # loop over commits
             b = np.arange(b0, min(b0 + per_seg, n_syn))
@@ -137,15 +160,33 @@ def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int) 
             blk0 = np.repeat(np.cumsum(nb) - nb, n)
             tt = t[idx].astype(np.int64) % np.repeat(frames[b], n)
             ts = (slot[blk0 + tt // _BLOCK] * _BLOCK + tt % _BLOCK).astype(np.uint32)
-            new = [
-                NewTrack(f"/synthetic/{i:06d}.ogg", f"synthetic{i:055d}", 0, 0, float(dur[src[i]]), None, None, None,
-                          hs[a:a + k], ts[a:a + k])
-                for i, a, k in zip(b.tolist(), first.tolist(), n.tolist())
-            ]
+            new = []
+            for i, a, k in zip(b.tolist(), first.tolist(), n.tolist()):  # loop over tracks
+                p = prof[src[i]]
+                if p is not None and len(p):
+                    roll = int(rng.integers(len(p) // 10, len(p) - len(p) // 10 + 1))
+                    p = Profile(np.roll(p.bits, roll), np.roll(p.chroma, roll, axis=0), p.n_bands).to_bytes()
+                new.append(NewTrack(f"/synthetic/{i:06d}.ogg", f"synthetic{i:055d}", 0, 0, float(dur[src[i]]), None,
+                                    None, None, hs[a:a + k], ts[a:a + k], profile=p if profiles else None))
             ix._add_tracks(new)
+        if batch is not None:
+            ix._merge_run(first_segment)  # as an indexing run ends
         out = {"hours": ix.duration_s / 3600, "tracks": ix.n_tracks, "postings": ix.n_postings,
                "segments": ix.n_segments, "gb": ix.size_bytes / 1e9, "build_s": time.perf_counter() - t0}
+    pss, rss, anon = mem.peak()
+    out.update(peak_rss_mb=rss, peak_anon_mb=anon, peak_pss_mb=pss)
     return out
+
+
+def sizes(path: Path) -> dict[str, float]:
+    """Bytes on disk: the segments, the profiles (their blobs), the rest of the catalogue."""
+    import sqlite3
+
+    seg = sum(f.stat().st_size for f in (path / "segments").iterdir())
+    cat = sum(f.stat().st_size for f in path.glob("catalog.sqlite*"))
+    with sqlite3.connect(path / "catalog.sqlite") as c:
+        prof = c.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM profiles").fetchone()[0]
+    return {"segments": seg, "profiles": prof, "catalogue": cat, "total": seg + cat}
 
 
 def warm(path: Path) -> None:
@@ -232,12 +273,18 @@ def summarise(label: str, res: list[dict], ref: dict[str, float] | None,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", default=None, help="folder of audio (default: the demo music)")
     ap.add_argument("--real-index", type=Path, default=None,
                     help="reuse this index of the eval split (built when missing)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/songmine-large"))
+    ap.add_argument("--work", type=Path, required=True,
+                    help="folder for the large index (about 1.6 GB per 1,000 hours) and the real one")
     ap.add_argument("--hours", type=float, default=1000.0)
     ap.add_argument("--segments", type=int, default=10, help="synthetic commits = segments (plus the real one)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="commit this many synthetic tracks at a time, merging as index_files does (flat memory); "
+                         "--segments is then ignored")
+    ap.add_argument("--no-profiles", action="store_true", help="store no profiles for the synthetic tracks")
+    ap.add_argument("--build-only", action="store_true", help="build (and report) the large index, time no query")
     ap.add_argument("--tracks", type=int, default=40)
     ap.add_argument("--conditions", default="clean,white5")
     ap.add_argument("--duration", type=float, default=10.0)
@@ -274,15 +321,26 @@ def main() -> None:
     print(f"songmine {git_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
           f"{search}")
     conditions = tuple(args.conditions.split(","))
-    indexed, queries = make_queries(args.library, args.tracks, conditions, args.duration, args.queries,
+    indexed, queries = make_queries(library_or_demo(args.library), args.tracks, conditions, args.duration, args.queries,
                                     args.nonmember, args.seed, 11025)
     real = real_index(args.real_index, indexed, args.work, args.jobs)
     large = args.work / "large.idx"
     info = None
     if not (args.reuse and (large / "catalog.sqlite").exists()):
-        info = build_large(real, large, args.hours, args.segments, args.seed)
+        info = build_large(real, large, args.hours, args.segments, args.seed, batch=args.batch,
+                           profiles=not args.no_profiles)
         print(f"large index: {info['tracks']:,} tracks, {info['hours']:,.0f} h, {info['postings']:,} postings, "
-              f"{info['segments']} segments, {info['gb']:.2f} GB, built in {info['build_s']:.0f} s")
+              f"{info['segments']} segments, {info['gb']:.2f} GB, built in {info['build_s']:.0f} s; peak memory "
+              f"RSS {info['peak_rss_mb']:.0f} MB, anonymous {info['peak_anon_mb']:.0f} MB (load "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+    with Index(large) as ix:
+        sz, hours = sizes(large), ix.duration_s / 3600
+    print("size: " + ", ".join(f"{k} {v / 1e6 / hours:.3f} MB/h" for k, v in sz.items()) + f" ({hours:,.0f} h)",
+          flush=True)
+    if args.json and info is not None:
+        args.json.write_text(json.dumps({"commit": git_commit(), "large": info, "sizes": sz}, indent=1))
+    if args.build_only:
+        return
 
     rows, results = [], {}
     with Index(real) as ix:
@@ -332,7 +390,7 @@ def main() -> None:
           ["index", "queries", "n", "top-1 %", "wrong", "FP", "median ms", "p95 ms", "CPU median ms", "CPU p95 ms",
            "ratio"] + (["large / compare"] if args.compare else ["after / before"] if len(searches) > 1 else []), rows)
     if args.json:
-        args.json.write_text(json.dumps({"commit": git_commit(), "search": str(search), "large": info,
+        args.json.write_text(json.dumps({"commit": git_commit(), "search": str(search), "large": info, "sizes": sz,
                                          "results": results}, indent=1))
     if not args.keep and not args.reuse:
         shutil.rmtree(large, ignore_errors=True)

@@ -17,8 +17,8 @@ both with the runner-up floored at ``margin_floor``. Prints the tail counts,
 a Hill estimate of each tail index, and how many clips each test (and the
 whole search) would answer — i.e. false positives.
 
-    songmine eval /work/dev/corpus/library --index /tmp/dev40.idx     # builds the index once
-    PYTHONPATH=src python benchmarks/margin_null.py /work/dev/corpus/library --index /tmp/dev40.idx \\
+    songmine eval LIBRARY --index INDEX                  # builds the index once
+    PYTHONPATH=src python benchmarks/margin_null.py LIBRARY --index INDEX \\
         --qid-base 100000 --qid-base 200000          # fit set (1,560 clips)
     PYTHONPATH=src python benchmarks/margin_null.py ... --qid-base 300000    # check set (780 clips)
 """

@@ -10,6 +10,11 @@ Data: ``n`` ints uniform in [-n, n) (dense: ~0.15 n value pairs), target 12345.
 
     PYTHONPATH=src python benchmarks/pairs.py                  # 10^3 .. 10^7
     PYTHONPATH=src python benchmarks/pairs.py --max-exp 6 --brute-max 1000
+    PYTHONPATH=src python benchmarks/pairs.py --parse          # checked text parsing vs a bare split + int
+
+``--parse`` times, in this process (CPU time, median of 3), ``parse_integers`` on
+10^6 and 4·10^6 comma-separated integers against ``[int(t) for t in text.split(",")]``,
+which accepts ``1_000`` and ``1,,3`` silently.
 """
 
 from __future__ import annotations
@@ -107,6 +112,30 @@ def cli_timings(n: int) -> list[tuple[str, float]]:
     return rows
 
 
+def parse_timings(sizes=(10**6, 4 * 10**6), repeats: int = 3) -> list[list]:
+    """CPU seconds of checked parsing (``parse_integers``) against a bare split + ``int``, same text."""
+    import numpy as np
+
+    from songmine.pairs import parse_integers
+
+    rows = []
+    for n in sizes:
+        text = ", ".join(map(str, make_data(n).tolist()))
+
+        def cpu(fn) -> float:
+            times = []
+            for _ in range(repeats):
+                t0 = time.process_time()
+                fn()
+                times.append(time.process_time() - t0)
+            return sorted(times)[len(times) // 2]
+
+        checked = cpu(lambda: parse_integers(text))
+        bare = cpu(lambda: np.array([int(t) for t in text.split(",")], dtype=np.int64))
+        rows.append([f"{n:,}", f"{checked:.2f}", f"{bare:.2f}", f"{checked / bare:.2f}"])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
@@ -115,10 +144,17 @@ def main() -> None:
     ap.add_argument("--brute-max", type=int, default=10_000, help="largest n for brute force")
     ap.add_argument("--python-max", type=int, default=10**7, help="largest n for hash / plain-dict")
     ap.add_argument("--no-cli", action="store_true")
+    ap.add_argument("--parse", action="store_true", help="only the text-parsing comparison")
     args = ap.parse_args()
     if args.one:
         approach, n, repeat = args.one
         print(json.dumps(run_one(approach, int(n), int(repeat))))
+        return
+    if args.parse:
+        print("| integers (comma-separated) | parse_integers CPU s | split + int CPU s | ratio |")
+        print("|---:|---:|---:|---:|")
+        for r in parse_timings():
+            print("| " + " | ".join(r) + " |")
         return
 
     import numpy as np

@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,18 +84,49 @@ class Peer:
     def match_batch(self, wavs: list[Path]) -> dict[str, Answer]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def match(self, wavs: list[Path]) -> dict[str, Answer]:
+    def match(self, wavs: list[Path], on_batch=None, of: int | None = None) -> dict[str, Answer]:
+        """Answers for ``wavs``, in batches; ``on_batch(chunk, answers)`` is called after each batch
+        (in order), so a long run can keep what it has (:class:`Journal`). ``of``: the total shown in
+        the progress lines (when some queries were answered by an earlier run)."""
         from concurrent.futures import ThreadPoolExecutor
 
         chunks = [wavs[i : i + self.batch] for i in range(0, len(wavs), self.batch)]
         out: dict[str, Answer] = {}
-        done = 0
+        total = len(wavs) if of is None else of
+        done = total - len(wavs)
+        error = None
         with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
-            for chunk, answers in zip(chunks, pool.map(self.match_batch, chunks)):
-                out.update(answers)
-                done += len(chunk)
-                print(f"  {self.name}: {done}/{len(wavs)} queries", file=sys.stderr, flush=True)
+            futures = [pool.submit(self.match_batch, chunk) for chunk in chunks]
+            try:
+                for chunk, future in zip(chunks, futures):
+                    try:
+                        answers = future.result()
+                    except Exception as exc:  # the batches that do finish still count (on_batch keeps them)
+                        error = error or exc
+                        continue
+                    out.update(answers)
+                    if on_batch is not None:
+                        on_batch(chunk, answers)
+                    done += len(chunk)
+                    print(f"  {self.name}: {done}/{total} queries", file=sys.stderr, flush=True)
+            except KeyboardInterrupt:
+                for future in futures:
+                    future.cancel()
+                raise
+        if error is not None:
+            raise error
         return out
+
+    def state(self) -> dict:
+        """What :meth:`restore` needs to match queries against the index :meth:`build` made (JSON)."""
+        return {}
+
+    def restore(self, state: dict) -> None:
+        """Take up an index built by an earlier run (``--resume``) from its :meth:`state`."""
+
+    def settings(self) -> dict:
+        """Settings that change this peer's answers: a saved run is resumed only with the same ones."""
+        return {}
 
     def startup_seconds(self) -> float | None:
         """Wall time of starting the peer's program once (not in its per-query time), or None."""
@@ -146,10 +178,10 @@ class Audfprint(Peer):
 
     def __init__(self, source: Path, python: str, batch: int = 100, jobs: int = 1):
         self.script = Path(source) / "audfprint.py"
-        if not self.script.exists():
+        if not source or not self.script.exists():
             raise SystemExit(f"audfprint: {self.script} not found (--audfprint DIR or AUDFPRINT_DIR: "
                              "a checkout of dpwe/audfprint, outside this repository)")
-        if not Path(python).exists():
+        if not python or not Path(python).exists():
             raise SystemExit(f"audfprint: interpreter {python} not found (--peer-python or PEER_PYTHON: "
                              "a venv with numpy, scipy, docopt, joblib, psutil)")
         self.python = python
@@ -169,6 +201,12 @@ class Audfprint(Peer):
         t0 = time.perf_counter()
         self._run(["new", "--dbase", str(self.db), "--list", "--continue-on-error", str(lst)])
         return BuildStats(n_tracks=len(paths), seconds=time.perf_counter() - t0, index_bytes=self.db.stat().st_size)
+
+    def state(self):
+        return {"db": str(self.db)}
+
+    def restore(self, state):
+        self.db = Path(state["db"])
 
     def match_batch(self, wavs):
         out: dict[str, Answer] = {}
@@ -196,7 +234,7 @@ class Audfprint2(Audfprint):
     _line = re.compile(r"^(?:DEBUG:audfprint2:)?Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes")
 
     def __init__(self, exe: str, batch: int = 100, jobs: int = 1):
-        if not Path(exe).exists():
+        if not exe or not Path(exe).exists():
             raise SystemExit(f"audfprint2: {exe} not found (--audfprint2-bin or AUDFPRINT2_BIN: the `audfprint` "
                              "script of a venv where `pip install audfprint2` ran)")
         self.exe = exe
@@ -243,7 +281,7 @@ class Olaf(Peer):
     name = "olaf"
 
     def __init__(self, exe: str, batch: int = 20, jobs: int = 1):
-        if not Path(exe).exists():
+        if not exe or not Path(exe).exists():
             raise SystemExit(f"olaf: {exe} not found (--olaf-bin or OLAF_BIN: the `olaf_c` binary of Olaf's C core, "
                              "built outside this repository)")
         self.exe = exe
@@ -277,6 +315,12 @@ class Olaf(Peer):
         raw.unlink(missing_ok=True)
         return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
                           index_bytes=dir_bytes(db))
+
+    def state(self):
+        return {"home": str(self.home)}
+
+    def restore(self, state):
+        self.home = Path(state["home"])
 
     @staticmethod
     def parse(text: str) -> Answer:
@@ -347,7 +391,7 @@ class Qfp(Peer):
     hop_s = 32 / 8000
 
     def __init__(self, python: str, batch: int = 50, jobs: int = 1):
-        if not Path(python).exists():
+        if not python or not Path(python).exists():
             raise SystemExit(f"qfp: interpreter {python} not found (--qfp-python or QFP_PYTHON: a venv where "
                              "`pip install qfp` ran)")
         self.python = python
@@ -376,6 +420,12 @@ class Qfp(Peer):
         failed = sum("error" in d for d in done) + len(paths) - len(done)
         return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
                           index_bytes=sum(dir_bytes(db) for db in self.dbs))
+
+    def state(self):
+        return {"dbs": [str(d) for d in self.dbs]}
+
+    def restore(self, state):
+        self.dbs = [Path(d) for d in state["dbs"]]
 
     def match_batch(self, wavs):
         out: dict[str, Answer] = {}
@@ -509,6 +559,7 @@ class Chromaprint(Peer):
         self.ref = np.zeros(0, np.uint32)
         self.bounds = np.zeros(1, np.int64)
         self.paths: list[str] = []
+        self.index: Path | None = None
 
     def fingerprint(self, path: Path | str) -> np.ndarray:
         """``fpcalc -raw -length 0 path`` → uint32 sub-fingerprints (RuntimeError when it printed none).
@@ -540,10 +591,21 @@ class Chromaprint(Peer):
         self.paths = kept
         self.ref = np.concatenate(fps) if fps else np.zeros(0, np.uint32)
         self.bounds = np.r_[0, np.cumsum([len(f) for f in fps])].astype(np.int64)
-        idx = workdir / "chromaprint.npz"
+        self.index = idx = workdir / "chromaprint.npz"
         np.savez(idx, fingerprints=self.ref, bounds=self.bounds)
         return BuildStats(n_tracks=len(kept), n_failed=failed, seconds=time.perf_counter() - t0,
                           index_bytes=idx.stat().st_size)
+
+    def state(self):
+        return {"index": str(self.index), "paths": self.paths}
+
+    def restore(self, state):
+        self.index, self.paths = Path(state["index"]), list(state["paths"])
+        with np.load(self.index) as z:
+            self.ref, self.bounds = z["fingerprints"], z["bounds"]
+
+    def settings(self):
+        return {"margin": self.margin}
 
     def answer(self, fp: np.ndarray) -> Answer:
         """The best track, its offset (s) and margin, or ``(None, None, None)`` under ``self.margin``."""
@@ -641,19 +703,104 @@ def run_songmine(method: str, indexed, rows, cfg: EvalConfig, jobs: int):
     return build, outcomes
 
 
-def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float]):
-    peer.max_process_mb = 0.0
-    with PeerMemory() as mem:
-        build = peer.build(indexed, workdir)
-    build.peak_rss_mb = max(mem.peak_mb, peer.max_process_mb)
-    build.peak_rss_how, build.cpu_seconds = mem.how, mem.cpu_seconds
-    build.audio_seconds = sum(durations[str(p)] for p in indexed)
+class Journal:
+    """A peer's run kept in ``--workdir`` as it goes, so a stopped run loses only its batch in flight.
+
+    ``DIR/build.json`` holds the build's statistics, what the peer needs to
+    use its index again (:meth:`Peer.state`) and the settings of the run;
+    ``DIR/answers.jsonl`` one line per finished batch: its answers, and the
+    CPU and wall seconds and queries of the session so far (appended and
+    flushed at once). ``--resume`` takes both up and matches only the queries
+    not answered yet; ``--partial`` scores the queries answered so far. The
+    CPU and wall time per query are the sums over the sessions ÷ the queries.
+    """
+
+    def __init__(self, folder: Path, settings: dict):
+        self.folder, self.settings = folder, json.loads(json.dumps(settings))  # as it reads back
+        self.build_file, self.answers_file = folder / "build.json", folder / "answers.jsonl"
+
+    def exists(self) -> bool:
+        return self.build_file.exists()
+
+    def load_build(self) -> tuple[BuildStats, dict]:
+        d = json.loads(self.build_file.read_text())
+        if d.get("settings") != self.settings:
+            theirs = d.get("settings") or {}
+            diff = sorted(k for k in set(theirs) | set(self.settings) if theirs.get(k) != self.settings.get(k))
+            raise SystemExit(f"{self.folder}: a saved run with other settings ({', '.join(diff)}); "
+                             "remove the folder to start that peer over")
+        return BuildStats(**d["build"]), d["state"]
+
+    def save_build(self, build: BuildStats, state: dict) -> None:
+        from songmine.atomic import atomic_path
+
+        with atomic_path(self.build_file) as tmp:
+            tmp.write_text(json.dumps({"settings": self.settings, "build": asdict(build), "state": state}, indent=1))
+
+    def load_answers(self) -> tuple[dict[str, Answer], float, float, int]:
+        """``(answers by WAV path, CPU s, wall s × jobs, queries)`` over every session recorded."""
+        answers: dict[str, Answer] = {}
+        sessions: dict[str, tuple[float, float, int]] = {}
+        if not self.answers_file.exists():
+            return answers, 0.0, 0.0, 0
+        for line in self.answers_file.read_text().splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:  # a line cut short by a stop in the middle of writing it
+                continue
+            for wav, a in d["answers"].items():
+                answers[wav] = tuple(a) if a else (None, None, None)
+            sessions[d["session"]] = (d["cpu_s"], d["wall_jobs_s"], d["n"])
+        cpu, wall, n = (sum(v[i] for v in sessions.values()) for i in range(3))
+        return answers, cpu, wall, int(n)
+
+    def record(self, session: str, chunk: list[Path], answers: dict[str, Answer], cpu_s: float,
+               wall_jobs_s: float, n: int) -> None:
+        line = json.dumps({"session": session, "answers": {str(w): answers.get(str(w)) for w in chunk},
+                           "cpu_s": cpu_s, "wall_jobs_s": wall_jobs_s, "n": n})
+        with open(self.answers_file, "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float],
+             journal: Journal | None = None, *, more: bool = True):
+    """Build (or, with a saved ``journal``, take up the saved build), match the queries not answered yet
+    (none unless ``more``), and score every row; the journal records each batch as it finishes."""
+    done: dict[str, Answer] = {}
+    cpu_before = wall_before = 0.0
+    n_before = 0
+    if journal is not None and journal.exists():
+        build, state = journal.load_build()
+        peer.restore(state)
+        done, cpu_before, wall_before, n_before = journal.load_answers()
+    else:
+        peer.max_process_mb = 0.0
+        with PeerMemory() as mem:
+            build = peer.build(indexed, workdir)
+        build.peak_rss_mb = max(mem.peak_mb, peer.max_process_mb)
+        build.peak_rss_how, build.cpu_seconds = mem.how, mem.cpu_seconds
+        build.audio_seconds = sum(durations[str(p)] for p in indexed)
+        if journal is not None:
+            journal.save_build(build, peer.state())
     wavs = [wav for _, _, wav, err in rows if err is None]
+    todo = [w for w in wavs if str(w) not in done] if more else []
+    session = f"{time.time():.3f}-{os.getpid()}"
     t0, c0 = time.perf_counter(), PeakMemory._cpu()
-    answers = peer.match(wavs)
+    n_now = [0]
+
+    def keep(chunk, answers):
+        n_now[0] += len(chunk)
+        journal.record(session, chunk, answers, PeakMemory._cpu() - c0,
+                       (time.perf_counter() - t0) * max(1, peer.jobs), n_now[0])
+
+    answers = peer.match(todo, on_batch=keep if journal is not None else None, of=len(wavs)) if todo else {}
+    answers.update({w: a for w, a in done.items() if a[0] is not None})
+    n = n_before + len(todo)
     # wall time per query as one process would see it: the batches ran `jobs` at a time
-    per_query = (time.perf_counter() - t0) * max(1, peer.jobs) / max(1, len(wavs))
-    cpu_per_query = (PeakMemory._cpu() - c0) / max(1, len(wavs))
+    per_query = (wall_before + (time.perf_counter() - t0) * max(1, peer.jobs)) / max(1, n)
+    cpu_per_query = (cpu_before + PeakMemory._cpu() - c0) / max(1, n)
     outcomes = []
     for spec, offset, wav, err in rows:
         o = Outcome(spec.qid, spec.track, spec.member, spec.condition, spec.duration_s, offset, error=err)
@@ -700,6 +847,10 @@ def _rescore(rep, keep: set[int], cfg: EvalConfig, label: str):
     return out
 
 
+#: the settings that make the same clips: saved runs and reports must agree on them
+_SAME_CLIPS = ("tracks", "durations", "conditions", "queries_per_cell", "nonmember_queries", "seed", "sr", "silence_dbfs")
+
+
 def _load_reports(path: Path, cfg: EvalConfig, library: Path) -> dict:
     """``{label: EvalReport}`` from ``songmine eval --save-json`` or this script's ``--json``."""
     d = json.loads(path.read_text())
@@ -713,8 +864,7 @@ def _load_report(d: dict, path: Path, cfg: EvalConfig, library: Path):
     from songmine.evaluation.report import Cell, EvalReport
 
     theirs, ours = d["config"], asdict(cfg)
-    keys = ("tracks", "durations", "conditions", "queries_per_cell", "nonmember_queries", "seed", "sr", "silence_dbfs")
-    diff = [k for k in keys if list(np.atleast_1d(theirs[k])) != list(np.atleast_1d(ours[k]))]
+    diff = [k for k in _SAME_CLIPS if list(np.atleast_1d(theirs[k])) != list(np.atleast_1d(ours[k]))]
     if diff or Path(d["library"]).resolve() != library.resolve():
         raise SystemExit(f"{path}: made with other settings ({', '.join(diff) or 'library'}): not the same queries")
     d["cells"] = [Cell(**c) for c in d["cells"]]
@@ -725,7 +875,7 @@ def _load_report(d: dict, path: Path, cfg: EvalConfig, library: Path):
 def side_by_side(reports: dict, cfg: EvalConfig) -> str:
     names = list(reports)
     durs = cfg.durations
-    head = "| condition | dur | " + " | ".join(names) + " | best peer (PEERS.md) |"
+    head = "| condition | dur | " + " | ".join(names) + " | best peer (another corpus) |"
     lines = [head, "|---|---:|" + "---:|" * (len(names) + 1)]
     for cond in cfg.conditions:
         for d in durs:
@@ -785,11 +935,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sr", type=int, default=22050)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--peers", default="songmine,audfprint", help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp, chromaprint")
-    ap.add_argument("--audfprint", type=Path, default=Path(os.environ.get("AUDFPRINT_DIR", "/work/dev/peers/audfprint")))
-    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/work/dev/peers/venv/bin/python"))
-    ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", "/work/dev/peers/audfprint2-venv/bin/audfprint"))
-    ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", "/work/dev/peers/olaf/bin/olaf_core"))
-    ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", "/work/dev/peers/qfp-venv/bin/python"))
+    ap.add_argument("--audfprint", type=Path, default=os.environ.get("AUDFPRINT_DIR", ""),
+                    help="a checkout of audfprint (or AUDFPRINT_DIR)")
+    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", ""),
+                    help="the interpreter of audfprint's venv (or PEER_PYTHON)")
+    ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", ""),
+                    help="the audfprint script of a venv with audfprint2 (or AUDFPRINT2_BIN)")
+    ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", ""),
+                    help="the olaf_c binary of Olaf's C core (or OLAF_BIN)")
+    ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", ""),
+                    help="the interpreter of a venv with qfp (or QFP_PYTHON)")
     ap.add_argument("--fpcalc", default=os.environ.get("FPCALC", "fpcalc"),
                     help="Chromaprint's fpcalc (Debian: apt-get install libchromaprint-tools)")
     ap.add_argument("--chromaprint-margin", type=float, default=CHROMAPRINT_MARGIN,
@@ -810,6 +965,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-nonmember", type=int, default=None)
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep the query WAVs here (and reuse those already there) instead of a temp dir")
+    ap.add_argument("--resume", action="store_true",
+                    help="take up the peers' runs saved in --workdir (their build and the batches answered so far) "
+                         "and match only the queries not answered yet")
+    ap.add_argument("--partial", action="store_true",
+                    help="score only the queries that every peer's saved run in --workdir has answered so far, "
+                         "running no more (--report columns are re-scored on the same queries)")
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -824,7 +985,6 @@ def main(argv: list[str] | None = None) -> int:
     specs = plan_queries(indexed, held, durations, cfg)
     if args.max_per_cell is not None or args.max_nonmember is not None:
         specs = _subset(specs, args.max_per_cell, args.max_nonmember)
-    keep = {s.qid for s in specs}
     to_run = [n for n in args.peers.split(",") if n]
     factories = {
         "audfprint": lambda: Audfprint(args.audfprint, args.peer_python, jobs=args.peer_jobs),
@@ -836,16 +996,25 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in to_run if not n.startswith("songmine") and n not in factories]
     if unknown:
         raise SystemExit(f"unknown peer(s) {', '.join(unknown)}: choose from songmine[:method], {', '.join(factories)}")
+    if (args.resume or args.partial) and args.workdir is None:
+        raise SystemExit("--resume and --partial take up runs saved in --workdir: give --workdir")
     peers = {n: factories[n]() for n in to_run if n in factories}  # a peer that is not installed stops us here
+    journals: dict[str, Journal] = {}
+    if args.workdir is not None:
+        same = {k: v for k, v in asdict(cfg).items() if k in _SAME_CLIPS}
+        same.update(library=str(args.library.resolve()), indexed=[str(p) for p in indexed])
+        for name, peer in peers.items():
+            j = journals[name] = Journal(args.workdir / "peers" / name, dict(same, peer=name, **peer.settings()))
+            if j.exists() and not (args.resume or args.partial):
+                raise SystemExit(f"{j.folder} holds a saved run of {name}: --resume to go on with it, --partial to "
+                                 "score it, or remove the folder to start over")
+            if (args.resume or args.partial) and not j.exists():
+                if args.partial:
+                    raise SystemExit(f"--partial: {j.folder} holds no saved run of {name}")
+                if j.folder.exists():  # a build that was stopped before it finished: nothing to keep
+                    shutil.rmtree(j.folder)
     reports = {}
     notes = []
-    for js in args.report:
-        for label, rep_ in _load_reports(js, cfg, args.library).items():
-            if len(keep) < rep_.n_queries:
-                rep_ = _rescore(rep_, keep, cfg, label)
-            reports[label] = rep_
-            notes.append(f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
-                         "separately, so compare CPU times rather than wall times)")
     with tempfile.TemporaryDirectory(prefix="songmine-peers-") as tmp:
         tmp = Path(tmp)
         qdir = args.workdir / "q" if args.workdir else tmp / "q"
@@ -854,6 +1023,20 @@ def main(argv: list[str] | None = None) -> int:
         rows = write_queries(specs, cfg, qdir) if to_run else []
         print(f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
               f"({len(indexed)} tracks indexed, {len(held)} held out)", file=sys.stderr)
+        if args.partial and journals:
+            answered = set.intersection(*(set(j.load_answers()[0]) for j in journals.values()))
+            n_all = len(rows)
+            rows = [r for r in rows if r[2] is not None and str(r[2]) in answered]
+            specs = [r[0] for r in rows]
+            notes.append(f"partial: the {len(rows)} of {n_all} queries that every saved peer run has answered so far")
+        keep = {s.qid for s in specs}
+        for js in args.report:
+            for label, rep_ in _load_reports(js, cfg, args.library).items():
+                if len(keep) < rep_.n_queries:
+                    rep_ = _rescore(rep_, keep, cfg, label)
+                reports[label] = rep_
+                notes.append(f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
+                             "separately, so compare CPU times rather than wall times)")
         for name in to_run:
             t0 = time.perf_counter()
             if name.startswith("songmine"):
@@ -862,9 +1045,20 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"songmine {method}"
             elif name in factories:
                 peer = peers[name]
-                work = tmp / name
-                work.mkdir()
-                build, outcomes = run_peer(peer, indexed, rows, cfg, work, durations)
+                journal = journals.get(name)
+                work = journal.folder if journal is not None else tmp / name
+                work.mkdir(parents=True, exist_ok=True)
+                try:
+                    build, outcomes = run_peer(peer, indexed, rows, cfg, work, durations, journal,
+                                               more=not args.partial)
+                except (RuntimeError, OSError, KeyboardInterrupt) as exc:
+                    if journal is None or not journal.exists():
+                        raise
+                    n_done = len(journal.load_answers()[0])
+                    print(f"{name} stopped ({type(exc).__name__}: {str(exc)[-300:]}); {n_done} of {len(rows)} "
+                          f"queries answered are kept in {journal.folder}: --resume goes on, --partial scores them",
+                          file=sys.stderr)
+                    return 1
                 notes.append(f"{name}: process start-up {peer.startup_seconds():.2f} s; queries in batches of "
                              f"{peer.batch} per process, {peer.jobs} process(es) at a time")
                 label = name

@@ -1,7 +1,7 @@
 """The three exact costs under the search control, each against its reference in the same run.
 
-Reproduces the figures of docs/identify.md ("Search stages and scale", the
-"three costs outside the control") on a big index (e.g. the compacted
+Reproduces the figures of docs/benchmarks.md ("The search at 1,000 hours", "Costs
+outside the control"; the design in docs/identify.md, "Search stages and scale") on a big index (e.g. the compacted
 1,000-hour index of ``large_index.py``), with a real dense query:
 
 * **fence search**: ``Segment.bounds`` (binary search inside each fence
@@ -16,8 +16,10 @@ Reproduces the figures of docs/identify.md ("Search stages and scale", the
 Every pair gives the same results (checked here); the times are medians of
 ``--repeats`` runs, CPU time of this process::
 
-    PYTHONPATH=src python benchmarks/search_costs.py --index /tmp/scale/run/L1/large.idx \\
-        --clip /work/dev/corpus/library/wesnoth-1.16-music__the_city_falls.ogg
+    PYTHONPATH=src python benchmarks/search_costs.py --index INDEX --clip AUDIO_FILE
+
+(INDEX: e.g. the 1,000-hour index ``large_index.py`` builds, compacted; AUDIO_FILE:
+a file of one of its real tracks, e.g. a demo-corpus track.)
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def main() -> None:
         h, t = _query(index, args.clip, args.offset, args.seconds)
         seg = max((s.data for s in index._segments), key=len)  # the largest segment
         keys = np.unique(h)
-        hashes = seg.postings.hashes
+        hashes = seg.decode().hashes
         plain = lambda: (np.searchsorted(hashes, keys, "left"), np.searchsorted(hashes, keys, "right"))  # noqa: E731
         for a, b in zip(seg.bounds(keys), plain()):
             assert np.array_equal(a, b), "fenced bounds differ from np.searchsorted"

@@ -1,113 +1,84 @@
-"""Index.lookup over many segments against the same index compacted, and against the previous lookup.
+"""Index.lookup on the packed segment format (version 5) against the format and code before it (version 4).
 
 The lookups identify makes for real clips (``docs/identify.md``, "Search
 stages and scale"): per clip, the coarse landmarks (index density, dt
 jitter) at every speed of ``SearchConfig.speeds`` within the coarse hit budget
 — what a non-member clip does — and the dense query landmarks at speed 1
 within ``max_hits``. Each ``--index`` (e.g. the 11-segment and the compacted
-1,000-hour indexes of ``large_index.py``) answers the same hash sets with
+1,000-hour indexes of ``large_index.py``) answers the same hash sets three ways:
 
-* **reference**: the lookup of session 3 (kept below, verbatim but for
-  names): per segment, two binary searches per key (``Segment.bounds``, plain
-  ``np.searchsorted`` under 2,048 keys) and a scatter of the hits per segment;
-* **now**: ``Index.lookup``.
+* **before**: revision ``--reference``'s code (imported as ``songmine_ref``)
+  on a version-4 copy of the index — the same postings, 12 bytes each, in
+  the same segments (made under ``--work`` by rewriting every segment, and
+  reused when there);
+* **now, version 4**: this code on that copy (what an index from before the
+  packed format costs until it is compacted);
+* **now**: this code on the index itself.
 
-Every lookup's three arrays are checked equal between the two, and between
+Every lookup's three arrays are checked equal across the three, and between
 every index and the first one (the same hits grouped by query position; the
 order inside a group is the catalogue order of the segments, so it is the
 same too when the first index is the others compacted). Times are CPU
-medians per lookup, the two versions interleaved lookup by lookup::
+medians per lookup, the three interleaved lookup by lookup::
 
-    PYTHONPATH=src nice -n 10 python benchmarks/segment_lookup.py \\
-        --index /tmp/scale/run/L1/large.idx --index /tmp/scale/run/L11/large.idx
+    PYTHONPATH=src nice -n 10 python benchmarks/segment_lookup.py --library LIBRARY \\
+        --index L1/large.idx --index L11/large.idx --work V4COPIES --reference 8451e4e
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sqlite3
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit, markdown_table
-
-#: Thresholds of the reference (session 3's segments.py).
-_REF_FENCES_MIN = 1 << 22
-_REF_FENCED_MIN_KEYS = 2048
+from _common import git_commit, library_or_demo, markdown_table
 
 
-def _reference_bounds(seg, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Session 3's ``Segment.bounds``: per side, fences then a binary search inside each window."""
-    h = seg.postings.hashes
-    n = len(h)
-    if seg.fences is None or n < _REF_FENCES_MIN or keys.shape[0] < _REF_FENCED_MIN_KEYS:
-        return np.searchsorted(h, keys, side="left"), np.searchsorted(h, keys, side="right")
-    k = seg.step
-    out = []
-    for side in ("left", "right"):
-        i = np.searchsorted(seg.fences, keys, side=side)
-        first = np.maximum(i - 1, 0).astype(np.int64) * k
-        count = np.minimum(first + k + 1, n) - first
-        while True:
-            live = count > 0
-            if not live.any():
-                break
-            step = count >> 1
-            v = h[np.minimum(first + step, n - 1)]
-            go = ((v < keys) if side == "left" else (v <= keys)) & live
-            first = np.where(go, first + step + 1, first)
-            count = np.where(go, count - step - 1, step)
-        out.append(first)
-    return out[0], out[1]
+def version4_copy(src: Path, dest: Path) -> Path:
+    """``src`` with every registered segment rewritten as version 4 (same postings, same files, same order)."""
+    from songmine.fingerprint.index.segments import open_segment, segment_checksum, write_segment
+
+    if (dest / "catalog.sqlite").exists():
+        return dest
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "segments").mkdir(parents=True)
+    with sqlite3.connect(src / "catalog.sqlite") as c:  # a consistent copy of the catalogue (WAL included)
+        c.execute(f"VACUUM INTO '{tmp / 'catalog.sqlite'}'")
+    with sqlite3.connect(tmp / "catalog.sqlite") as c:
+        for (f,) in c.execute("SELECT file FROM segments").fetchall():  # loop over segments
+            p = open_segment(src / "segments" / f).decode()
+            write_segment(tmp / "segments" / f, p, version=4)
+            del p
+            c.execute("UPDATE segments SET checksum = ? WHERE file = ?", (segment_checksum(tmp / "segments" / f), f))
+    tmp.rename(dest)
+    return dest
 
 
-def _reference_lookup(index, hashes, max_per_hash=None, max_hits=None):
-    """Session 3's ``Index.lookup`` (no removed tracks in these indexes)."""
-    from songmine.fingerprint.postings import rarest_within
+def reference_index(rev: str, work: Path):
+    """The ``Index`` class of revision ``rev`` (its ``src/songmine`` imported as ``songmine_ref``)."""
+    import importlib
+    import io
+    import subprocess
+    import tarfile
 
-    q = np.asarray(hashes, dtype=np.uint32).ravel()
-    segs = index._snap.segments
-    uq, inv = np.unique(q, return_inverse=True)
-    n_seg, n_u = len(segs), uq.shape[0]
-    los = np.empty((n_seg, n_u), dtype=np.int64)
-    cnts = np.empty((n_seg, n_u), dtype=np.int64)
-    for s, seg in enumerate(segs):
-        lo, hi = _reference_bounds(seg.data, uq)
-        los[s] = lo
-        cnts[s] = hi - lo
-    per_u = cnts.sum(axis=0)
-    if max_per_hash is not None:
-        common = per_u > max_per_hash
-        cnts[:, common] = 0
-        per_u = np.where(common, 0, per_u)
-    mult = np.bincount(inv, minlength=n_u) if max_hits is not None else None
-    if max_hits is not None and int(per_u @ mult) > max_hits:
-        skip = ~rarest_within(per_u, mult, max_hits)
-        cnts[:, skip] = 0
-        per_u = np.where(skip, 0, per_u)
-    per_q = per_u[inv]
-    total = int(per_q.sum())
-    if total == 0:
-        z = np.zeros(0, dtype=np.uint32)
-        return np.zeros(0, dtype=np.int64), z, z
-    query_pos = np.repeat(np.arange(q.shape[0], dtype=np.int64), per_q)
-    q_start = np.cumsum(per_q) - per_q
-    seg_off = np.cumsum(cnts, axis=0) - cnts
-    out_tracks = np.empty(total, dtype=np.uint32)
-    out_times = np.empty(total, dtype=np.uint32)
-    for s, seg in enumerate(segs):
-        c = cnts[s][inv]
-        n_s = int(c.sum())
-        if n_s == 0:
-            continue
-        within = np.arange(n_s, dtype=np.int64) - np.repeat(np.cumsum(c) - c, c)
-        dst = np.repeat(q_start + seg_off[s][inv], c) + within
-        src = np.repeat(los[s][inv], c) + within
-        out_tracks[dst] = seg.postings.tracks[src]
-        out_times[dst] = seg.postings.times[src]
-    return query_pos, out_tracks, out_times
+    root = Path(__file__).resolve().parent.parent
+    dest = work / f"reference-{rev}"
+    if not (dest / "songmine_ref").exists():
+        tar = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "src/songmine"],
+                             capture_output=True, check=True).stdout
+        shutil.rmtree(dest, ignore_errors=True)
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(dest, filter="data")
+        (dest / "src" / "songmine").rename(dest / "songmine_ref")
+    sys.path.insert(0, str(dest))
+    return importlib.import_module("songmine_ref.fingerprint.index").Index
 
 
 def _same_hits(a, b) -> bool:
@@ -144,7 +115,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", action="append", required=True, type=Path,
                     help="an index (repeatable); the first is the one the others must equal (e.g. the compacted)")
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", type=Path, required=True, help="audio files the clips are cut from")
+    ap.add_argument("--work", type=Path, required=True, help="where the version-4 copies go (reused when there)")
+    ap.add_argument("--reference", required=True, help="git revision of the code before the packed format")
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3, help="passes over all lookups (medians over all)")
@@ -156,46 +129,59 @@ def main() -> None:
     from songmine.library import iter_audio_files
 
     keep_heap()  # as identify's processes do
+    args.work.mkdir(parents=True, exist_ok=True)
+    RefIndex = reference_index(args.reference, args.work)
     files = list(iter_audio_files([args.library]))
-    indexes = [Index(p) for p in args.index]
-    qs = queries(files, indexes[0].config, args.clips, args.seconds, args.seed)
+    now = [Index(p) for p in args.index]
+    copies = []
+    for k, p in enumerate(args.index):
+        t0 = time.perf_counter()
+        copies.append(version4_copy(p, args.work / f"v4-{k}-{p.parent.name}-{p.name}"))
+        print(f"{p}: version-4 copy {copies[-1]} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    qs = queries(files, now[0].config, args.clips, args.seconds, args.seed)
     first: list = []
     rows = []
-    base: dict[str, float] = {}
-    for k, ix in enumerate(indexes):  # loop over indexes
-        for kind, h, mph, mh in qs[:3]:  # warm-up: imports, page cache
-            ix.lookup(h, mph, mh)
+    for k, (ix, v4) in enumerate(zip(now, copies)):  # loop over indexes
+        before, now4 = RefIndex(v4), Index(v4)
+        cells = {"before": before.lookup, "now, v4": now4.lookup, "now": ix.lookup}
+        for _, h, mph, mh in qs[:3]:  # warm-up: imports, page cache
+            for fn in cells.values():
+                fn(h, mph, mh)
         times: dict[tuple[str, str], list[float]] = {}
         hits: dict[str, list[int]] = {}
         for rep in range(args.repeats):
             for j, (kind, h, mph, mh) in enumerate(qs):
                 got = {}
-                for name, fn in (("reference", _reference_lookup), ("now", None)):
+                for name, fn in cells.items():
                     t0 = time.process_time()
-                    got[name] = fn(ix, h, mph, mh) if fn else ix.lookup(h, mph, mh)
+                    got[name] = fn(h, mph, mh)
                     times.setdefault((kind, name), []).append(time.process_time() - t0)
                 if rep == 0:
-                    for a, b in zip(got["reference"], got["now"]):
-                        assert np.array_equal(a, b), f"{ix.path}: lookup {j} differs from the reference"
+                    for name in ("now, v4", "now"):
+                        for a, b in zip(got["before"], got[name]):
+                            assert np.array_equal(a, b), f"{ix.path}: lookup {j} of '{name}' differs from 'before'"
                     if k == 0:
                         first.append(got["now"])
                     else:
-                        assert _same_hits(first[j], got["now"]), f"{ix.path}: lookup {j} differs from {indexes[0].path}"
+                        assert _same_hits(first[j], got["now"]), f"{ix.path}: lookup {j} differs from {now[0].path}"
                     hits.setdefault(kind, []).append(int(got["now"][0].shape[0]))
+        size4 = sum(f.stat().st_size for f in (v4 / "segments").iterdir())
+        size5 = sum(f.stat().st_size for f in (ix.path / "segments").iterdir())
         for kind in dict.fromkeys(q[0] for q in qs):
-            ref = 1e3 * float(np.median(times[(kind, "reference")]))
-            now = 1e3 * float(np.median(times[(kind, "now")]))
-            if k == 0:
-                base[kind] = now
-            rows.append([f"{ix.path} ({ix.n_segments} seg, {ix.n_postings / 1e6:.1f} M)", kind, len(hits[kind]),
-                         f"{np.median(hits[kind]):,.0f}", f"{ref:.2f}", f"{now:.2f}", f"{now / ref:.2f}",
-                         f"{now / base[kind]:.2f}"])
-    markdown_table(f"Index.lookup, CPU ms per lookup (median), {args.clips} clips of {args.seconds:g} s x "
-                   f"(11 coarse + 1 dense); songmine {git_commit()}, load {os.getloadavg()[0]:.1f}; results equal "
-                   f"to the reference and to the first index",
-                   ["index", "lookup", "n", "median hits", "reference ms", "now ms", "now / reference",
-                    "now / first index's now"], rows)
-    for ix in indexes:
+            med = {name: 1e3 * float(np.median(times[(kind, name)])) for name in cells}
+            rows.append([f"{ix.path} ({ix.n_segments} seg, {ix.n_postings / 1e6:.1f} M; {size4 / 1e9:.2f} → "
+                         f"{size5 / 1e9:.2f} GB)", kind, len(hits[kind]), f"{np.median(hits[kind]):,.0f}",
+                         f"{med['before']:.2f}", f"{med['now, v4']:.2f}", f"{med['now']:.2f}",
+                         f"{med['now'] / med['before']:.2f}", f"{med['now'] / med['now, v4']:.2f}"])
+        before.close()
+        now4.close()
+    markdown_table(f"Index.lookup, CPU ms per lookup (median of {args.repeats} passes), {args.clips} clips of "
+                   f"{args.seconds:g} s x (11 coarse + 1 dense); before = {args.reference} on a version-4 copy; "
+                   f"songmine {git_commit()}, load {os.getloadavg()[0]:.1f}; results equal across the three and "
+                   f"to the first index",
+                   ["index (segments, postings; v4 → v5 bytes)", "lookup", "n", "median hits", "before ms",
+                    "now on v4 ms", "now ms", "now / before", "now / now on v4"], rows)
+    for ix in now:
         ix.close()
 
 

@@ -38,18 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import git_commit
-
-
-def _library(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    dev = Path("/work/dev/corpus/library")
-    if dev.is_dir():
-        return dev
-    from songmine.paths import demo_corpus_dir
-
-    return demo_corpus_dir() / "library"
+from _common import git_commit, library_or_demo
 
 
 def _webm(y: np.ndarray, sr: int) -> bytes:
@@ -90,7 +79,7 @@ def _free_port() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library", help="folder of audio (default: dev corpus, else demo corpus)")
+    ap.add_argument("--library", help="folder of audio (default: the demo music)")
     ap.add_argument("--tracks", type=int, default=10, help="tracks indexed before the run")
     ap.add_argument("--writer-tracks", type=int, default=4, help="tracks the writer adds during the run")
     ap.add_argument("--clients", type=int, default=16)
@@ -108,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from songmine.library import iter_audio_files
 
     rng = random.Random(args.seed)
-    files = [Path(p) for p in iter_audio_files([_library(args.library)])]
+    files = [Path(p) for p in iter_audio_files([library_or_demo(args.library)])]
     rng.shuffle(files)
     base, extra = files[: args.tracks], files[args.tracks : args.tracks + args.writer_tracks]
     work = Path(tempfile.mkdtemp(prefix="songmine-load-"))

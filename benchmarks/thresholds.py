@@ -1,4 +1,4 @@
-"""Threshold and b×r experiments for the brief's seed method (onset peaks → MinHash → LSH).
+"""Threshold and b×r experiments for the onset-peak seed method (onset peaks → MinHash → LSH).
 
 Indexes the first ``--tracks`` tracks of a library with the seed method (1–11 s
 window), holds the rest out, and asks three kinds of query:
@@ -18,9 +18,10 @@ Per (b × r, threshold, kind): precision = right top-1 / answered, recall =
 right top-1 / member queries, no-match rate = unanswered / member queries,
 false-positive rate = answered non-member queries / non-member queries, and
 the mean number of LSH candidates per query (the original's single 433-bucket
-table is also simulated, to show what the per-band tables fixed).
+table is also simulated, to show what the per-band tables fixed). The library
+defaults to the demo music (``songmine demo-corpus``).
 
-    PYTHONPATH=src python benchmarks/thresholds.py --library /work/dev/corpus/library --plot thresholds.png
+    PYTHONPATH=src python benchmarks/thresholds.py [--library DIR] --plot thresholds.png
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import library_or_demo
 
 
 def original_buggy_candidates(sigs: np.ndarray, q: np.ndarray, n_bands: int, n_rows: int, n_buckets: int = 433) -> int:
@@ -46,7 +49,7 @@ def original_buggy_candidates(sigs: np.ndarray, q: np.ndarray, n_bands: int, n_r
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library", default="/work/dev/corpus/library")
+    ap.add_argument("--library", help="folder of audio (default: the demo music)")
     ap.add_argument("--tracks", type=int, default=40)
     ap.add_argument("--thresholds", default="0.1,0.2,0.3,0.4,0.6")
     ap.add_argument("--shapes", default="20x5,25x4,10x10,50x2")
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
     from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames
 
     rng = np.random.default_rng(args.seed)
-    files = sorted(iter_audio_files([args.library]))
+    files = sorted(iter_audio_files([library_or_demo(args.library)]))
     order = rng.permutation(len(files))
     members = [files[i] for i in order[: args.tracks]]
     others = [files[i] for i in order[args.tracks :]]

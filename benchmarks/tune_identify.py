@@ -1,11 +1,12 @@
 """Quick tuning loop for the landmark identifier (not the eval harness: see ``songmine eval``).
 
-Indexes ``--tracks`` dev tracks into a :class:`songmine.identify.MemoryIndex`,
+Indexes ``--tracks`` tracks of a library (default: the demo music of ``songmine
+demo-corpus``) into a :class:`songmine.fingerprint.memory.MemoryIndex`,
 cuts ``--n`` clips per condition x duration at random offsets of member
 tracks (plus as many non-member clips from the other tracks), degrades them,
 and prints top-1 accuracy, the false-positive rate, latency and index size.
 
-    PYTHONPATH=src python benchmarks/tune_identify.py --tracks 30 --n 40
+    PYTHONPATH=src python benchmarks/tune_identify.py [--library DIR] --tracks 30 --n 40
 
 Degradations (kept deliberately small and independent of songmine.evaluation.degrade):
 white noise at 5 / 0 dB SNR and pink noise at 5 dB (SNR on the clip's own
@@ -33,6 +34,8 @@ from songmine.fingerprint.memory import MemoryIndex
 from songmine.fingerprint.search import SearchConfig, search
 from songmine.fingerprint.query import identify
 from songmine.fingerprint.landmarks import FingerprintConfig
+
+from _common import library_or_demo
 
 SR = 11025
 CONDITIONS = ("clean", "white5", "white0", "pink5", "mp3_32k", "telephone", "speed+2", "speed-2", "speed+5", "speed-5")
@@ -136,7 +139,7 @@ def draw_start(y, dur, rng) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", type=Path, help="folder of audio (default: the demo music)")
     ap.add_argument("--tracks", type=int, default=30)
     ap.add_argument("--n", type=int, default=40, help="clips per condition x duration")
     ap.add_argument("--durations", default="3,5,10")
@@ -152,7 +155,7 @@ def main() -> None:
     if "speeds" in sc_over:
         sc_over["speeds"] = tuple(sc_over["speeds"])
     sc = SearchConfig(**sc_over)
-    tracks = cached_tracks(args.library, Path(tempfile.gettempdir()) / "songmine-tune")
+    tracks = cached_tracks(library_or_demo(args.library), Path(tempfile.gettempdir()) / "songmine-tune")
     # members: every other track; non-members: the rest
     members = tracks[0::2][: args.tracks]
     others = tracks[1::2]

@@ -19,7 +19,7 @@ For every clip that the votes leave unanswered it records the largest
 With ``--members N`` it also cuts N member clips per cell of the noisy
 conditions and reports how many the votes miss and the profiles would take.
 
-    PYTHONPATH=src python benchmarks/verify_null.py /work/dev/corpus/library --index /tmp/dev40p.idx \\
+    PYTHONPATH=src python benchmarks/verify_null.py LIBRARY --index INDEX \\
         --tracks even --qid-base 100000 --qid-base 200000          # fit
     PYTHONPATH=src python benchmarks/verify_null.py ... --tracks odd --qid-base 300000 \\
         -o verify_bands_at=... -o verify_chroma_at=...             # check

@@ -1,8 +1,7 @@
 """Instructions one indexing worker executes per file: this checkout against a git revision (valgrind).
 
-CPU seconds on a machine shared by several engineers move by ±20 % from run
-to run; the count of executed instructions does not (it is the same on an
-idle and on a loaded machine). This runs ``index.build.fingerprint_file``
+CPU seconds on a shared machine move by ±20 % from run to run; the count of
+executed instructions does not (it is the same on an idle and on a loaded machine). This runs ``fingerprint.index.build.fingerprint_file``
 (what a worker does per file: sha256, decode, resample, fingerprint, tags)
 under ``valgrind --tool=callgrind`` for this checkout and for ``--reference
 REV`` (its ``src/songmine`` imported as ``songmine_ref``), plus FFmpeg's
@@ -10,11 +9,12 @@ decoder alone (a decode-only pass: the floor), each minus a run that only
 imports (so start-up is not counted), and prints instructions per second of
 audio and the ratios. Instructions are not time (vector width, cache misses
 and branch mispredictions differ), so ``index_build.py`` measures the CPU
-seconds; this is the load-independent cross-check.
+seconds; this is the load-independent cross-check. The library defaults to the
+demo music (``songmine demo-corpus``).
 
 Run::
 
-    PYTHONPATH=src python benchmarks/worker_instructions.py --reference 480d4f8 --files 3
+    PYTHONPATH=src python benchmarks/worker_instructions.py --reference REV [--library DIR] [--files 3]
 """
 
 from __future__ import annotations
@@ -27,13 +27,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import git_commit, markdown_table
+from _common import git_commit, library_or_demo, markdown_table
 
 _TASK = """
 import importlib, sys, time
 pkg, what, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
-build = importlib.import_module(pkg + ".index.build")
-cfg = importlib.import_module(pkg + ".landmarks").FingerprintConfig()
+
+def module(*names):  # the package layout, then the flat one of older revisions
+    for name in names:
+        try:
+            return importlib.import_module(pkg + "." + name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith(pkg):
+                raise
+    raise ModuleNotFoundError(f"none of {names} in {pkg}")
+
+build = module("fingerprint.index.build", "index.build")
+cfg = module("fingerprint.landmarks", "landmarks").FingerprintConfig()
 build._preload(None)
 import av, hashlib, scipy.fft, scipy.ndimage, soxr
 for p in paths:
@@ -62,10 +72,11 @@ def instructions(package_path: Path, package: str, what: str, paths: list[str], 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", type=Path, default=Path("/work/dev/corpus/library"))
+    ap.add_argument("--library", type=Path, help="folder of audio (default: the demo music)")
     ap.add_argument("--files", type=int, default=3, help="files spread over the library (shortest first: valgrind is ~50x slower)")
-    ap.add_argument("--reference", default="480d4f8", metavar="REV")
+    ap.add_argument("--reference", required=True, metavar="REV", help="git revision to compare against")
     args = ap.parse_args()
+    library = library_or_demo(args.library)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from index_build import reference_package
@@ -73,7 +84,7 @@ def main() -> None:
     from songmine.audio import info
     from songmine.library import iter_audio_files
 
-    files = list(iter_audio_files([args.library]))
+    files = list(iter_audio_files([library]))
     step = max(len(files) // max(args.files, 1), 1)
     picked = sorted(files[::step][: args.files], key=lambda p: p.stat().st_size)
     audio_s = sum(info(p).duration_s for p in picked)

@@ -341,6 +341,26 @@ def test_truncated_file(tmp_path, synth_music):
     assert _reason(e) == "truncated"
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.02])
+def test_truncated_wav_is_refused(tmp_path, synth_music, keep):
+    """A WAV cut short: FFmpeg takes its length from the file's size, the header's data chunk says more."""
+    sf.write(tmp_path / "full.wav", synth_music(22050, 8.0), 22050, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: int(len(data) * keep)])
+    for source in (tmp_path / "cut.wav", (tmp_path / "cut.wav").read_bytes()):
+        with pytest.raises(DecodeError, match="truncated") as e:
+            audio.load(source, sr=11025)
+        assert _reason(e) == "truncated"
+    # the whole file, and a header written before its length was known (a stream), still decode
+    assert audio.load(tmp_path / "full.wav", sr=11025).size == 8 * 11025
+    for placeholder in (0, 0xFFFFFFFF):
+        streamed = bytearray(data)
+        at = streamed.find(b"data")
+        streamed[at + 4 : at + 8] = placeholder.to_bytes(4, "little")
+        (tmp_path / "streamed.wav").write_bytes(streamed)
+        assert audio.load(tmp_path / "streamed.wav", sr=11025).size == 8 * 11025, placeholder
+
+
 def test_span_after_the_cut_of_a_truncated_file_is_truncated(tmp_path, rng):
     # an ADTS file whose last frame is cut short: read from past the cut, no sample was kept
     # before the decode error, and the file was called "not a readable audio file"

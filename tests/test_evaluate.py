@@ -274,6 +274,74 @@ def test_peers_script_parses_olaf_and_audfprint2_and_refuses_missing_peers(tmp_p
             make()
 
 
+def test_peers_script_keeps_every_finished_batch_and_resumes_where_a_stopped_run_ended(tmp_path):
+    from songmine.evaluation.config import EvalConfig
+    from songmine.evaluation.identifiers import BuildStats
+    from songmine.evaluation.queries import QuerySpec
+
+    peers = _peers_module()
+
+    class Lookup(peers.Peer):
+        """A peer whose index is a file naming each clip's track; it fails on the clips in ``fail``."""
+
+        name, batch, jobs = "lookup", 2, 1
+
+        def __init__(self, fail=()):
+            self.fail, self.asked, self.builds, self.db = set(fail), [], 0, None
+
+        def build(self, paths, workdir):
+            self.builds += 1
+            self.db = workdir / "db.json"
+            self.db.write_text(json.dumps({f"q{i}.wav": str(paths[i % 2]) for i in range(7)}))
+            return BuildStats(n_tracks=len(paths), seconds=1.0, index_bytes=self.db.stat().st_size)
+
+        def state(self):
+            return {"db": str(self.db)}
+
+        def restore(self, state):
+            self.db = Path(state["db"])
+
+        def match_batch(self, wavs):
+            if self.fail & {w.name for w in wavs}:
+                raise RuntimeError("the peer crashed")
+            self.asked += [w.name for w in wavs]
+            db = json.loads(self.db.read_text())
+            return {str(w): (db[w.name], 1.5, 10.0) for w in wavs if w.name != "q4.wav"}  # q4: no answer
+
+    tracks = [tmp_path / "a.ogg", tmp_path / "b.ogg"]
+    rows = [(QuerySpec(i, str(tracks[i % 2]), True, "clean", 3.0), 1.5, tmp_path / f"q{i}.wav", None)
+            for i in range(7)]
+    cfg, durations, work = EvalConfig(), {str(t): 60.0 for t in tracks}, tmp_path / "peers" / "lookup"
+    work.mkdir(parents=True)
+    journal = peers.Journal(work, {"seed": 0, "durations": (3.0,)})
+    first = Lookup(fail={"q2.wav"})
+    with pytest.raises(RuntimeError, match="crashed"):
+        peers.run_peer(first, tracks, rows, cfg, work, durations, journal)
+    # batches of 2: the second one failed, the others finished and are kept
+    assert first.asked == ["q0.wav", "q1.wav", "q4.wav", "q5.wav", "q6.wav"] and first.builds == 1
+    answers, cpu, wall, n = journal.load_answers()
+    assert sorted(answers) == [str(tmp_path / f"q{i}.wav") for i in (0, 1, 4, 5, 6)] and n == 5 and wall >= 0
+    # --partial: the answers so far, no more queries, no new build
+    again = Lookup()
+    _, partial = peers.run_peer(again, tracks, rows[:2], cfg, work, durations, journal, more=False)
+    assert again.asked == [] and again.builds == 0 and [o.correct for o in partial] == [True, True]
+    # a new process goes on: the saved build, only the queries not answered yet
+    later = Lookup()
+    build, outcomes = peers.run_peer(later, tracks, rows, cfg, work, durations, journal)
+    assert later.builds == 0 and build.n_tracks == 2 and build.audio_seconds == 120.0
+    assert later.asked == ["q2.wav", "q3.wav"]
+    assert [o.correct for o in outcomes] == [True, True, True, True, False, True, True]
+    assert not outcomes[4].answered and outcomes[0].top_offset_s == 1.5
+    assert journal.load_answers()[3] == 7 and all(o.cpu_s is not None for o in outcomes)
+    # a line cut short by a stop while it was written is skipped, the rest kept
+    with open(work / "answers.jsonl", "a") as fh:
+        fh.write('{"session": "x", "answ')
+    assert len(journal.load_answers()[0]) == 7
+    # a saved run with other settings is refused, not mixed in
+    with pytest.raises(SystemExit, match="other settings.*seed"):
+        peers.run_peer(Lookup(), tracks, rows, cfg, work, durations, peers.Journal(work, {"seed": 1, "durations": (3.0,)}))
+
+
 def test_peers_chromaprint_search_finds_the_planted_offset_and_measures_the_margin(rng):
     peers = _peers_module()
     lengths = [500, 37, 800, 650]

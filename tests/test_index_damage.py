@@ -19,8 +19,8 @@ from songmine.errors import IndexCorruptError
 from songmine.fingerprint.index import Index
 from songmine.fingerprint.index import segments as seg_mod
 from songmine.fingerprint.index import store as store_mod
-from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
-from songmine.fingerprint.index.segments import open_segment, write_segment
+from songmine.fingerprint.index.schema import CATALOG_NAME, FORMAT_VERSION, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
+from songmine.fingerprint.index.segments import open_segment, segment_checksum, write_segment
 from test_index_integrity import damage, flip, layout, postings
 
 SR = 22050
@@ -54,7 +54,16 @@ def ix(built, tmp_path):
 
 def only_segment(ix):
     (seg,) = (ix / "segments").iterdir()
-    return seg, layout(len(open_segment(seg)))
+    return seg, layout(seg, len(open_segment(seg)))
+
+
+def lazy_records(lay) -> tuple[int, int]:
+    """The bytes of the records in blocks of their own (the blocks holding the tables and the window
+    directory are checked at open: damage there stops the opening, not a lookup)."""
+    start = 64 + -(-(lay["records"] - 64) // 4096) * 4096
+    stop = 64 + (lay["window keys"] - 64) // 4096 * 4096
+    assert stop > start
+    return start, stop
 
 
 def identify(ix, clips, capsys):
@@ -68,18 +77,21 @@ def test_the_index_answers_before_damage(ix, built, capsys):
     assert code == 0 and all(r["matches"] for r in json.loads(out))
 
 
-@pytest.mark.parametrize("kind", ["flip8", "zero-hashes", "zero-tracks", "random", "header", "table"])
+@pytest.mark.parametrize("kind", ["flip8", "zero-records", "zero-all-records", "random", "zero-directory", "header",
+                                  "table"])
 def test_a_damaged_segment_is_refused_with_the_recovery(ix, built, capsys, rng, kind):
     seg, lay = only_segment(ix)
-    n_hashes = (lay["tracks"] - lay["hashes"]) // 4
+    size = lay["window keys"] - lay["records"]
     if kind == "flip8":
-        flip(seg, lay["hashes"] + 4 * (n_hashes // 2))
-    elif kind == "zero-hashes":
-        damage(seg, lay["hashes"] + 4 * (n_hashes // 3), bytes(4096))
-    elif kind == "zero-tracks":
-        damage(seg, lay["tracks"], bytes(lay["times"] - lay["tracks"]))
+        flip(seg, lay["records"] + size // 8 * 4)
+    elif kind == "zero-records":
+        damage(seg, lay["records"] + size // 12 * 4, bytes(min(4096, size // 2)))
+    elif kind == "zero-all-records":
+        damage(seg, lay["records"], bytes(size))
     elif kind == "random":
-        damage(seg, lay["tracks"], rng.integers(0, 256, lay["times"] - lay["tracks"], dtype=np.uint8).tobytes())
+        damage(seg, lay["records"], rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+    elif kind == "zero-directory":
+        damage(seg, lay["window keys"], bytes(lay["end"] - lay["window keys"]))
     elif kind == "header":
         flip(seg, 8, 1)
     else:
@@ -124,7 +136,8 @@ def test_a_damaged_catalogue_page_is_a_clear_error(ix, built, capsys):
 def test_lazily_checked_damage_fails_the_clip_not_the_batch(ix, built, capsys, monkeypatch):
     monkeypatch.setattr(seg_mod, "CHECK_AT_OPEN", 0)  # checked as lookups touch it, as a big segment is
     seg, lay = only_segment(ix)
-    damage(seg, lay["tracks"], bytes(lay["times"] - lay["tracks"]))  # every hit lands in damage
+    start, stop = lazy_records(lay)
+    damage(seg, start, bytes(stop - start))  # (nearly) every hit lands in damage
     good = ix.parent / "good.wav"
     sf.write(good, np.zeros(3 * SR, np.float32), SR)  # silence: no landmark, no lookup of the damage
     code, out, err = identify(ix, [built[1][0], good, built[1][1]], capsys)
@@ -188,11 +201,10 @@ def test_a_swapped_or_missing_segment_is_refused(ix, built, tmp_path, rng, monke
 def downgrade(ix) -> None:
     """Make ``ix`` look like an index of format 2: version-3 segments, no checksum columns."""
     for seg in (ix / "segments").iterdir():
-        s = open_segment(seg)
-        n = len(s)
-        raw = seg.read_bytes()
-        body = raw[64:s.data_offset + 12 * n]
-        seg.write_bytes(SEGMENT_HEADER_V3.pack(SEGMENT_MAGIC_V3, n, 8, s.step) + body)
+        p = open_segment(seg).decode()
+        arrays = (p.hashes[::32], p.hashes, p.tracks, p.times)
+        seg.write_bytes(SEGMENT_HEADER_V3.pack(SEGMENT_MAGIC_V3, len(p), 8, 32)
+                        + b"".join(np.ascontiguousarray(a, dtype="<u4").tobytes() for a in arrays))
     with sqlite3.connect(ix / CATALOG_NAME) as c:
         c.execute("ALTER TABLE segments DROP COLUMN checksum")
         c.execute("ALTER TABLE profiles DROP COLUMN checksum")
@@ -215,11 +227,47 @@ def test_an_index_from_before_checksums_keeps_working(ix, built, capsys, caplog)
     rep = json.loads(capsys.readouterr().out)
     assert rep["ok"] and rep["unchecked"] == [] and rep["bytes_checked"] > 0
     with sqlite3.connect(ix / CATALOG_NAME) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
         assert c.execute("SELECT COUNT(*) FROM segments WHERE checksum IS NULL").fetchone()[0] == 0
         assert c.execute("SELECT COUNT(*) FROM profiles WHERE checksum IS NULL").fetchone()[0] == 0
     code, out, _ = identify(ix, built[1], capsys)
     assert code == 0 and json.loads(out) == json.loads(before)
+
+
+def test_an_index_of_the_previous_segment_format_answers_the_same_and_compacts_to_the_new(ix, built, capsys):
+    """Version-4 segments (12 bytes a posting, as the release before the packed format wrote them) are read
+    as they are, checked, and `songmine compact` rewrites them as version 5 with the same answers."""
+    code, before, _ = identify(ix, built[1], capsys)
+    seg, _ = only_segment(ix)
+    write_segment(seg, open_segment(seg).decode(), version=4)
+    with sqlite3.connect(ix / CATALOG_NAME) as c:
+        c.execute("UPDATE segments SET checksum = ?", (segment_checksum(seg),))
+    assert seg.read_bytes()[:8] == b"SMSEGv04"
+    code, out, _ = identify(ix, built[1], capsys)
+    assert code == 0 and json.loads(out) == json.loads(before)
+    assert main(["verify", "--index", str(ix), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
+    assert main(["compact", "--index", str(ix)]) == 0
+    capsys.readouterr()
+    (seg,) = (ix / "segments").iterdir()
+    assert seg.read_bytes()[:8] == b"SMSEGv05"
+    code, out, _ = identify(ix, built[1], capsys)
+    assert code == 0 and json.loads(out) == json.loads(before)
+
+
+def test_a_segment_from_a_newer_songmine_is_refused_not_repaired(ix, built, capsys):
+    """A newer segment format is not damage: identify says what to do in one line, verify --repair drops nothing."""
+    seg, _ = only_segment(ix)
+    damage(seg, 0, b"SMSEGv06")
+    code = main(["identify", str(built[1][0]), "--index", str(ix)])
+    cap = capsys.readouterr()
+    line = cap.err.strip()
+    assert code == 2 and cap.out == "" and "\n" not in line
+    assert "segment format version 6 is newer" in line and "upgrade songmine" in line
+    assert f"songmine index <music folders> --index {ix}" in line and "--repair" not in line
+    assert main(["verify", "--index", str(ix), "--repair"]) == 2
+    assert "newer" in capsys.readouterr().err
+    assert seg.exists() and seg.read_bytes()[:8] == b"SMSEGv06"
 
 
 def test_a_merge_never_copies_damage(ix, built, tmp_path, capsys, monkeypatch):
@@ -227,7 +275,7 @@ def test_a_merge_never_copies_damage(ix, built, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(seg_mod, "CHECK_AT_OPEN", 0)
     monkeypatch.setattr(store_mod, "MERGE_FANIN", 2)
     seg, lay = only_segment(ix)
-    flip(seg, lay["times"] + 40)
+    flip(seg, lazy_records(lay)[0] + 40)
     more = tmp_path / "more"
     more.mkdir()
     from conftest import _tone_mix

@@ -3,11 +3,14 @@
 ``Index.lookup`` locates every query hash in all segments at once
 (``segments.lower_bounds`` / ``run_bounds``); these tests hold it to the
 compacted index's answers — same arrays, same order — on synthetic postings
-with real-like skew and on real music through ``identify.search``.
+with real-like skew and on real music through ``identify.search``, with
+segments of the packed format (version 5) and of the format before it
+(version 4) side by side.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 
 import numpy as np
@@ -15,6 +18,7 @@ import pytest
 
 from songmine.fingerprint.index import Index
 from songmine.fingerprint.index import segments as seg_mod
+from songmine.fingerprint.index import store as store_mod
 from songmine.fingerprint.index.segments import lower_bounds, open_segment, run_bounds, write_segment
 from songmine.fingerprint.index.store import NewTrack
 from songmine.fingerprint.postings import Postings
@@ -46,24 +50,27 @@ def test_lower_and_run_bounds_equal_searchsorted_in_every_segment(tmp_path, rng,
         monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)
         monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
     segs = []
-    # sizes around the window width, fence steps that are and are not powers of two
-    for k, (n, step) in enumerate([(0, 32), (1, 32), (31, 32), (33, 32), (1000, 5), (5000, 48), (50_000, 32)]):
+    # sizes around the window width, fence steps that are and are not powers of two, both formats
+    for k, (n, step) in enumerate([(0, 32), (1, 32), (31, 32), (33, 32), (1000, 5), (5000, 48), (50_000, 32)] * 2):
         monkeypatch.setattr(seg_mod, "FENCE_STEP", step)
         h = skewed_hashes(rng, n, top=k % 2 == 0)  # keys above every hash of a segment, and not
         p = Postings.from_unsorted(h, rng.integers(0, 9, n, dtype=np.uint32), rng.integers(0, 999, n, dtype=np.uint32))
-        write_segment(tmp_path / f"s{k}.sgm", p)
+        version = 4 if k < 7 else 5
+        write_segment(tmp_path / f"s{k}.sgm", p, version=version)
         segs.append(open_segment(tmp_path / f"s{k}.sgm"))
-        assert segs[-1].step == step and len(segs[-1]) == n
-    stored = np.concatenate([s.postings.hashes for s in segs])
+        assert segs[-1].version == version and len(segs[-1]) == n
+        assert version == 5 or segs[-1].step == step
+    hashes = [s.decode().hashes for s in segs]
+    stored = np.concatenate(hashes)
     for m in (0, 1, 3, 500):
         keys = query_keys(rng, stored, m)
         low = lower_bounds(segs, keys)
         lo, hi = run_bounds(segs, keys)
         assert low.shape == lo.shape == hi.shape == (len(segs), keys.shape[0])
-        for s, seg in enumerate(segs):
-            assert np.array_equal(low[s], np.searchsorted(seg.postings.hashes, keys, "left"))
-            assert np.array_equal(lo[s], np.searchsorted(seg.postings.hashes, keys, "left"))
-            assert np.array_equal(hi[s], np.searchsorted(seg.postings.hashes, keys, "right"))
+        for s, h in enumerate(hashes):
+            assert np.array_equal(low[s], np.searchsorted(h, keys, "left"))
+            assert np.array_equal(lo[s], np.searchsorted(h, keys, "left"))
+            assert np.array_equal(hi[s], np.searchsorted(h, keys, "right"))
 
 
 def _synthetic_index(path, rng, *, n_commits: int, tracks_per_commit: int) -> Index:
@@ -82,18 +89,27 @@ def _synthetic_index(path, rng, *, n_commits: int, tracks_per_commit: int) -> In
     return ix
 
 
-@pytest.mark.parametrize("forced", [True, False])
-def test_lookup_over_segments_equals_the_compacted_index(tmp_path, rng, monkeypatch, forced):
+@pytest.mark.parametrize("forced, old", [(True, 0), (False, 0), (False, 3)])
+def test_lookup_over_segments_equals_the_compacted_index(tmp_path, rng, monkeypatch, forced, old):
+    """``old``: the first commits write version-4 segments (an index from before the packed format)."""
     if forced:
         monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)
         monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
-    with _synthetic_index(tmp_path / "many", rng, n_commits=7, tracks_per_commit=6) as many:
+    if old:
+        monkeypatch.setattr(store_mod, "write_segment", functools.partial(write_segment, version=4))
+    with _synthetic_index(tmp_path / "many", rng, n_commits=old, tracks_per_commit=6) as many:
+        monkeypatch.setattr(store_mod, "write_segment", write_segment)
+        for _ in range(7 - old):
+            many._add_tracks([NewTrack(f"/synthetic/{many.n_tracks}-{k}.ogg", f"{many.n_tracks:060d}{k:04d}", 0, 0,
+                                       60.0, None, None, None, skewed_hashes(rng, n := int(rng.integers(200, 3000))),
+                                       rng.integers(0, 5000, n).astype(np.uint32)) for k in range(6)])
         assert many.n_segments == 7
+        assert [s.data.version for s in many._segments] == [4] * old + [5] * (7 - old)
         shutil.copytree(tmp_path / "many", tmp_path / "one")
         with Index(tmp_path / "one") as one:
             one.compact()
-            assert one.n_segments == 1 and one.n_postings == many.n_postings
-            stored = one._segments[0].postings.hashes
+            assert one.n_segments == 1 and one.n_postings == many.n_postings and one._segments[0].data.version == 5
+            stored = one._segments[0].data.decode().hashes
             for m in (0, 1, 40, 800):
                 keys = query_keys(rng, np.asarray(stored), m)
                 q = np.concatenate([keys, keys[::3]])  # repeats too
@@ -110,7 +126,7 @@ def test_lookup_over_segments_equals_the_compacted_index(tmp_path, rng, monkeypa
 
 def test_removed_tracks_are_filtered_in_every_segment(tmp_path, rng):
     with _synthetic_index(tmp_path / "ix", rng, n_commits=4, tracks_per_commit=3) as ix:
-        keys = query_keys(rng, np.concatenate([s.postings.hashes for s in ix._segments]), 300)
+        keys = query_keys(rng, np.concatenate([s.data.decode().hashes for s in ix._segments]), 300)
         before = ix.lookup(keys)
         gone = [2, 7, 11]
         ix.remove(gone)
@@ -168,7 +184,7 @@ def test_an_indexing_run_ends_with_one_segment(tmp_path, synth_music):
         rep = index_files(ix, [lib], jobs=1, batch_tracks=1)
         assert rep.added == 5 and ix.n_segments == 1 and ix.verify() == []
         first = ix._segments[0].file
-        keys = np.unique(ix._segments[0].postings.hashes)
+        keys = np.unique(ix._segments[0].data.decode().hashes)
         before = ix.lookup(keys)
         for i in range(3):
             sf.write(lib / f"b{i}.wav", synth_music(sr=11025, seconds=3.0, seed=20 + i), 11025)

@@ -1,4 +1,4 @@
-"""Pairs with a given sum: the brief's example, edge cases, and properties vs brute force."""
+"""Pairs with a given sum: the exercise's example, edge cases, and properties vs brute force."""
 
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require  # noqa: E402
+
+require("fastapi")
 
 import httpx  # noqa: E402
 
@@ -391,7 +393,7 @@ def _segments(index):
 
 
 def test_damaged_postings_are_a_500_not_the_uploads_fault(server_index, tagged_cuts, tmp_path):
-    """Zeros over the segments' track column: the postings name a track the catalogue lacks."""
+    """Ones over the segments' records (docs/index.md's layout): the postings name tracks the catalogue lacks."""
     import shutil
 
     import numpy as np
@@ -406,10 +408,9 @@ def test_damaged_postings_are_a_500_not_the_uploads_fault(server_index, tagged_c
         assert c.post(url + "/api/identify", files={"file": ("q.wav", body)}).status_code == 200
         for seg in _segments(index):  # in place (same size): the server's memory maps see it
             with open(seg, "r+b") as fh:
-                n = SEGMENT_HEADER.unpack(fh.read(SEGMENT_HEADER_SIZE))[1]
-                size = fh.seek(0, 2)
-                fh.seek(size - 8 * n)
-                fh.write(np.zeros(n, dtype="<u4").tobytes())
+                _, n, t, _, _, _, record, _, n_classes, _, _ = SEGMENT_HEADER.unpack(fh.read(SEGMENT_HEADER_SIZE))
+                fh.seek(SEGMENT_HEADER_SIZE + -(-5 * t // 8) * 8 + 24 * n_classes)  # the records
+                fh.write(np.full(record * n, 0xFF, dtype=np.uint8).tobytes())
         r = c.post(url + "/api/identify", files={"file": ("q.wav", body)})
     assert r.status_code == 500, r.text
     assert r.json()["reason"] == "index-damaged" and "q.wav" not in r.json()["detail"]
@@ -429,3 +430,65 @@ def test_index_format_error_is_a_500(server_index, tagged_cuts, tmp_path):
                    headers={"Authorization": "Bearer t0ken-0123456789"})
     assert r.status_code == 500, r.text
     assert r.json()["reason"] == "index-damaged" and "segment" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("kind", ["hashes", "catalogue"])
+def test_damage_under_a_running_server_is_a_500_at_the_next_refresh(server_index, tagged_cuts, tmp_path, kind):
+    """Damage written in place after the server checked and opened the index (its memory maps and
+    its snapshot of the catalogue would keep answering, from damaged hashes or not at all from the
+    damaged page): the next refresh re-checks the files that changed, and queries get the JSON 500;
+    a repair by another process brings the answers back."""
+    import shutil
+    import sqlite3
+
+    from songmine.cli._app import main
+    from songmine.fingerprint.index.schema import CATALOG_NAME
+    from songmine.fingerprint.index.segments import open_segment
+    from test_server import clip
+
+    index = tmp_path / "index"
+    shutil.copytree(server_index, index)
+    body = clip(tagged_cuts[1], offset=5.0, duration=8.0)
+    s = ServerSettings(index_path=index, refresh_interval_s=0.2)
+
+    def ask(c):
+        t0 = time.monotonic()
+        while True:
+            r = c.post(url + "/api/identify", files={"file": ("q.wav", body)})
+            if r.status_code != 200 or time.monotonic() - t0 > 10:
+                return r
+            time.sleep(0.1)
+
+    with run_uvicorn(create_app(s)) as url, httpx.Client(timeout=60) as c:
+        first = c.post(url + "/api/identify", files={"file": ("q.wav", body)})
+        assert first.status_code == 200 and first.json()["matches"]
+        if kind == "hashes":
+            seg = max(_segments(index), key=lambda p: p.stat().st_size)
+            opened = open_segment(seg)
+            at, n = opened.data_offset, len(opened)
+            del opened
+            with open(seg, "r+b") as fh:  # in place: 4 KB of zeros in the middle of the hashes
+                fh.seek(at + 4 * (n // 3))
+                fh.write(bytes(4096))
+            part = seg.name
+        else:
+            with sqlite3.connect(index / CATALOG_NAME) as conn:
+                root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tracks'").fetchone()[0]
+                page = conn.execute("PRAGMA page_size").fetchone()[0]
+            with open(index / CATALOG_NAME, "r+b") as fh:
+                fh.seek((root - 1) * page)
+                fh.write(b"\xa5" * 64)
+            part = CATALOG_NAME
+        r = ask(c)
+        assert r.status_code == 500, r.text
+        assert r.json()["reason"] == "index-damaged" and part in r.json()["detail"] and "q.wav" not in r.json()["detail"]
+        health = c.get(url + "/api/health")
+        assert health.status_code == 500 and health.json()["reason"] == "index-damaged"
+        if kind == "hashes":  # repaired by another process: answers again at the next refresh
+            assert main(["verify", "--index", str(index), "--repair", "--jobs", "1"]) == 0
+            t0 = time.monotonic()
+            while not ((r := c.post(url + "/api/identify", files={"file": ("q.wav", body)})).status_code == 200
+                       and r.json()["matches"]):  # (a refresh may land between the repair's two commits)
+                assert time.monotonic() - t0 < 10, r.text
+                time.sleep(0.1)
+            assert r.json()["matches"][0]["path"] == first.json()["matches"][0]["path"]

@@ -5,7 +5,7 @@ Usage (with the reference venv's python, see ``setup.sh``)::
     python run.py --fma-features PATH/features.py OUT.csv FILE...
 
 Writes OUT.csv in the FMA layout (track_id = file name) and prints one line per file:
-``name<TAB>cpu_seconds`` (this process plus its finished children: audioread's FFmpeg decoder). Shims where 2017 code meets today's Python stack, none of which
+``name<TAB>cpu_seconds`` (this process plus its finished children: audioread's FFmpeg decoder). Shims where 2017 code meets a current Python stack, none of which
 changes a number: ``scipy.signal.hanning`` → ``scipy.signal.windows.hann`` (removed from
 scipy); ``scipy.stats.skew``/``kurtosis`` → scipy 0.19's definitions (a constant row gives
 0 and −3 where scipy ≥ 1.9 gives NaN); FMA's warnings-as-errors filter for librosa is not

@@ -37,17 +37,17 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import logging
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Union
+from typing import IO, Union
+
+import numpy as np
 
 from .errors import DecodeError, ParameterError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
 
 _BLOCK = 1 << 16  # native-rate samples handed to the resampler at a time
 _PREROLL = 0.5  # seconds decoded and dropped before a seek target: the decoder's warm-up
@@ -218,8 +218,6 @@ def load(
     >>> load(path, sr=11025).shape
     (11025,)
     """
-    import numpy as np
-
     if sr is not None and (not isinstance(sr, (int, np.integer)) or sr <= 0):
         raise ParameterError(f"sr={sr!r} must be a positive integer or None")
     if offset < 0 or not np.isfinite(offset):
@@ -278,8 +276,6 @@ def _read(source: Source, sr, mono, offset, duration, max_duration, keep: bool =
 def _exact_span(y, want: int, slack: int):
     """``y`` cut to ``want`` samples; up to ``slack`` samples short (one lost to rounding at each
     resampled piece's boundary) are padded with zeros."""
-    import numpy as np
-
     if 0 < want - y.shape[-1] <= slack:
         y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, want - y.shape[-1])])
     return y[..., :want]
@@ -295,8 +291,6 @@ def _check_complete(got: float, declared: float, name: str, path: str | None = N
 
 def _finite(y):
     """NaN and ±inf samples (a broken decoder's) as silence."""
-    import numpy as np
-
     # a sum over a NaN or an inf is not finite (a finite sum proves them all finite, without the
     # boolean array of a full isfinite; a sum that overflows only sends us to the exact test)
     if not np.isfinite(y.sum(dtype=np.float32)) and not np.all(np.isfinite(y)):
@@ -325,7 +319,35 @@ def _declared_duration(container, stream, source: Source) -> float | None:
         d = container.duration / 1_000_000
     else:
         return None
+    if fmt == "wav":  # FFmpeg's length of a WAV is what the file's size allows: a cut file "declares" its cut
+        d = max(d, _wav_data_seconds(source) or 0.0)
     return d if d > 0 else None
+
+
+#: Data sizes a WAV writer puts in its header before it knows the length (a stream, a pipe): not a length.
+_WAV_PLACEHOLDER = 0x7FFFF000
+
+
+def _wav_data_seconds(source: Source) -> float | None:
+    """Seconds of audio a RIFF/WAVE header's ``data`` chunk declares (its size over the byte rate).
+
+    None when the file is not RIFF/WAVE, the ``data`` chunk is not in the first 64 KB, or its size
+    is a placeholder (0, or near 2 or 4 GB: written before the length was known).
+    """
+    head = _read_at(source, 0, 65536)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        cid, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if cid == b"fmt " and pos + 20 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")  # after format tag, channels, rate
+        elif cid == b"data":
+            if size == 0 or size >= _WAV_PLACEHOLDER or byte_rate <= 0:
+                return None
+            return size / byte_rate
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _has_mpeg_length_header(source: Source) -> bool:
@@ -395,7 +417,6 @@ class _Sink:
         return self._done_s + self._seg_n_in / self.sr_in
 
     def add(self, chans) -> None:  # chans: one float32 array of n samples per channel
-        import numpy as np
         import soxr
 
         if not self.keep:
@@ -439,8 +460,6 @@ class _Sink:
 
     def _append(self, out) -> None:
         """Append a block of resampled output (halved when the stream is fed the channels' sum)."""
-        import numpy as np
-
         if out.shape[0]:
             if self.doubled:
                 out *= np.float32(0.5)
@@ -453,8 +472,6 @@ class _Sink:
         self.n_switches += 1
 
     def _finish_segment(self) -> None:
-        import numpy as np
-
         if self.stream is not None:
             self._append(self.stream.resample_chunk(
                 np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
@@ -474,8 +491,6 @@ class _Sink:
         self._seg_block = len(self.blocks)
 
     def result(self):
-        import numpy as np
-
         self._finish_segment()
         if not self.blocks:
             return np.zeros(0, dtype=np.float32)
@@ -579,8 +594,6 @@ def _seek(container, stream, offset: float, start: int, sr: int, name: str):
     or does not decode, falls back to decoding from the start of the stream, as do raw streams
     (ADTS, AC-3...), whose pts after a seek are guessed from the bitrate.
     """
-    import itertools
-
     import av
 
     tb = stream.time_base
@@ -692,8 +705,6 @@ class _Blocks:
         self.fifo = None
 
     def _drain(self, start: int, stop: int | None, block: int) -> None:
-        import numpy as np
-
         while self.fifo.samples and self.fifo.samples >= block:
             n = self.fifo.samples if block == 0 else block
             frame = self.fifo.read(n)
@@ -877,8 +888,6 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
     ``offset``/``duration`` are in seconds of the whole file; chains wholly
     before ``offset`` are skipped from their declared length without decoding.
     """
-    import numpy as np
-
     parts: list = []
     state = {"elapsed": 0.0, "sr": None if sr is None else int(sr), "channels": None}
     end = None if duration is None else offset + duration
@@ -912,8 +921,6 @@ def _load_chained(chains: _Chains, name, sr, mono, offset, duration, max_duratio
 def _load_chain(data: bytes, cname: str, state: dict, mono, offset, end, max_duration, keep=True):
     """Decode one chain into the output rate (``state`` carries the first chain's rate and channels
     and the seconds of audio before this chain); None when it holds nothing of the span."""
-    import numpy as np
-
     elapsed = state["elapsed"]
     with _open(_Named(data, cname)) as container:
         stream = container.streams.audio[0]

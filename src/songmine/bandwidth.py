@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import audio
 from .errors import DecodeError
 
 __all__ = ["effective_bandwidth", "bandwidth_of_samples", "BAND_HZ", "FLOOR_DB"]
@@ -59,12 +60,10 @@ def effective_bandwidth(path, *, seconds: float = 60.0, floor_db: float = FLOOR_
     DecodeError
         The file cannot be decoded.
     """
-    from .audio import info, load
-
-    meta = info(path)
+    meta = audio.info(path)
     total = float(meta.duration_s or 0.0)
     offset = max(0.0, (total - seconds) / 2) if total > seconds else 0.0
-    y = load(path, sr=None, mono=True, offset=offset, duration=seconds)
+    y = audio.load(path, sr=None, mono=True, offset=offset, duration=seconds)
     if y.size == 0:
         raise DecodeError(f"{path}: no audio to measure", path=str(path), reason="empty")
     return bandwidth_of_samples(y, int(meta.sr))

@@ -8,9 +8,12 @@ The per-file work (:func:`extract_one`) and how its results are filed
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +21,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DataError, DecodeError, ParameterError
+from ..workers import pool
 from .decoding import DECODERS, decode
 from .librosa050 import extract_families, summarize
 from .schema import FEATURE_COLUMNS
@@ -66,8 +70,6 @@ def extract_one(args: tuple) -> tuple[str, np.ndarray | None, str | None, float,
 
 def _cpu_s() -> float:
     """CPU seconds of this process and its finished children (an ``ffmpeg`` decoder)."""
-    import resource
-
     c = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + c.ru_utime + c.ru_stime
 
@@ -173,11 +175,6 @@ def extract_folder(
         for it in todo:
             handle(extract_one(it))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import as_completed
-
-        from ..workers import pool
-
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         with pool(jobs, mp_context=ctx, initializer=_init_worker) as ex:
             futs = [ex.submit(extract_one, it) for it in sorted(todo, key=lambda it: -_size(it[1]))]

@@ -9,10 +9,13 @@ program itself, ``decoder="ffmpeg"``), so the features see the same samples.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from ..audio import info, load
 from ..errors import DecodeError, ParameterError
 
 __all__ = ["decode", "DECODERS"]
@@ -80,7 +83,6 @@ def decode(path: str | os.PathLike[str], *, pcm16: bool = True, decoder: str = "
         return _mono(y.T), sr
     if decoder == "ffmpeg":
         return _decode_ffmpeg_cli(p, pcm16)
-    from ..audio import info, load
 
     try:
         sr = info(p).sr
@@ -101,10 +103,6 @@ DECODERS = ("pyav", "ffmpeg")
 def _decode_ffmpeg_cli(p: Path, pcm16: bool) -> tuple[np.ndarray, int]:
     """Decode through the ``ffmpeg`` program as audioread's FFmpeg backend did
     (``ffmpeg -i FILE -f s16le -``: native rate and channels, 16-bit PCM), then the channel mean."""
-    import shutil
-    import subprocess
-
-    from ..audio import info
 
     exe = shutil.which("ffmpeg")
     if exe is None:

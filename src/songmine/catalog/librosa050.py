@@ -17,12 +17,16 @@ per process.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ParameterError
+from ..extras import require
 from .schema import FEATURE_FAMILIES, FEATURE_STATISTICS
+
+require("features", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["extract_families", "summarize", "N_FFT", "HOP", "QUIRK_SR"]
 
@@ -278,8 +282,6 @@ def _resampy_filter(res_type: str) -> tuple[np.ndarray, int, float]:
 
     Read directly so that workers do not import resampy's numba kernels (≈1 s each).
     """
-    import importlib.util
-
     spec = importlib.util.find_spec("resampy")
     if spec is None or not spec.submodule_search_locations:
         raise ParameterError("the 'resampy' package (its filter tables) is required for FMA features")

@@ -26,9 +26,13 @@ import io
 import json
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from ..errors import DataError, ParameterError
+from ..extras import require
 from .cache import entry_for, read_entry, write_entry
 from .schema import (
     CATEGORY_COLUMNS,
@@ -47,6 +51,8 @@ from .schema import (
     USER_TRACKS_COLUMNS,
 )
 from .sources import ZIP_ERRORS, TableSource, resolve
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -194,8 +200,6 @@ def _arrow_read(src: TableSource, skip_rows: int, names: list[str], types: dict,
 def _arrow_message(exc: Exception, names: list[str]) -> str:
     msg = str(exc).strip().splitlines()[0]
     # "In CSV column #12: Row #40: CSV conversion error to float: invalid value 'abc'"
-    import re
-
     m = re.search(r"column #(\d+)", msg)
     if m and int(m.group(1)) < len(names):
         msg += f" [column {names[int(m.group(1))]!r}]"
@@ -208,7 +212,6 @@ def _sid(v) -> str:
 
 
 def _index_from(src: TableSource, values, *, kind: str = "track_id"):
-    import numpy as np
     import pandas as pd
 
     idx = pd.Index(values, name=kind)
@@ -233,8 +236,6 @@ def _index_from(src: TableSource, values, *, kind: str = "track_id"):
 
 def _check_finite(src: TableSource, df, columns, mode: NonFinite, *, nan_ok=frozenset()):
     """Raise on NaN/±inf in ``columns`` (or drop those rows, or keep them)."""
-    import numpy as np
-
     if mode == "keep" or len(df) == 0:
         return df
     cols = [c for c in columns]
@@ -287,8 +288,6 @@ def _parse_numeric(src: TableSource, layout: Layout, cols: list[tuple], nonfinit
     if table == "features":
         # one Fortran-ordered float32 array filled column by column while the Arrow columns are
         # released: pandas adopts it as its single block without another copy
-        import numpy as np
-
         arr = np.empty((t.num_rows, t.num_columns), dtype=np.float32, order="F")
         for j in range(t.num_columns):
             arr[:, j] = t.column(0).to_numpy()
@@ -309,8 +308,6 @@ def _parse_numeric(src: TableSource, layout: Layout, cols: list[tuple], nonfinit
 
 
 def _parse_list(src: TableSource, col, series):
-    import numpy as np
-
     out = np.empty(len(series), dtype=object)
     for i, v in enumerate(series.to_numpy()):
         if not isinstance(v, str):
@@ -335,7 +332,6 @@ def _parse_list(src: TableSource, col, series):
 
 
 def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
-    import numpy as np
     import pandas as pd
 
     skip = 1 if layout == "flat" else 3

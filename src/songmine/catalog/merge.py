@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import atomic_path
 from ..errors import DataError, ParameterError
+from ..extras import require
+from .loaders import load_tables
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -131,8 +136,6 @@ def merge_source(
     nonfinite: str = "raise",
 ) -> tuple["pd.DataFrame", MergeReport]:
     """Load tracks + features (+ echonest) from a directory or ``fma_metadata.zip`` and merge them."""
-    from .loaders import load_tables
-
     names = ("tracks", "features", "echonest") if echonest else ("tracks", "features")
     tables = load_tables(source, names, cache=cache, nonfinite=nonfinite)
     return merge(tables)
@@ -140,8 +143,6 @@ def merge_source(
 
 def write_table(df: "pd.DataFrame", path: str | os.PathLike[str]) -> str:
     """Write a merged table: parquet by default, CSV when the name ends in ``.csv`` (or ``.csv.gz``)."""
-    from pathlib import Path
-
     p = Path(path)
     name = p.name.lower()
     with atomic_path(p) as tmp:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import gc
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
+import numpy as np
+
+from ..extras import require
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["write_frame", "read_frame", "FRAME_METADATA_KEY"]
 
@@ -44,7 +46,6 @@ def write_frame(df, path: Path, source: dict | None = None) -> None:
                 flat[name], list_codes[name] = enc
     t = pa.Table.from_pandas(flat, preserve_index=True)
     meta = dict(t.schema.metadata or {})
-    import numpy as np
 
     all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
     meta[FRAME_METADATA_KEY] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
@@ -77,7 +78,6 @@ def read_frame(path: Path):
     rebuilt from their flat values and offsets (one slice per row) instead of
     going through per-row numpy arrays.
     """
-    import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -123,7 +123,6 @@ def read_frame(path: Path):
 
 def _encode_lists(series):
     """``(int32 codes, distinct lists)`` for a column of lists of ints/strings (JSON-exact), else None."""
-    import numpy as np
     import pandas as pd
 
     values = series.to_numpy()
@@ -139,15 +138,12 @@ def _encode_lists(series):
 
 def _decode_lists(col, distinct: list) -> "np.ndarray":
     """Codes + distinct lists → an object array of fresh Python lists (one per row, never shared)."""
-    import numpy as np
-
     codes = col.to_numpy().tolist()
     return np.fromiter(map(list.copy, map(distinct.__getitem__, codes)), dtype=object, count=len(codes))
 
 
 def _lists_from_arrow(col) -> "np.ndarray":
     """An Arrow list column as an object array of Python lists (nulls → empty lists)."""
-    import numpy as np
     import pyarrow as pa
 
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

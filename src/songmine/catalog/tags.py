@@ -11,6 +11,8 @@ import os
 import re
 from typing import Any
 
+from ..audio import info
+
 __all__ = ["read_tags", "TAG_KEYS"]
 
 #: The tags songmine reads, in tracks.csv terms.
@@ -65,8 +67,6 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, Any]:
         pass
     if len(raw) < len(TAG_KEYS):
         try:
-            from ..audio import info
-
             t = {k.lower(): v for k, v in (info(path).tags or {}).items()}
             for key, names in _ALIASES.items():
                 if key not in raw:

@@ -23,16 +23,22 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn import metrics
 
-from ..errors import DataError, ParameterError
-from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score
-from .data import clean_features, feature_columns, find_column, norm_name
-from .kmeans import KMeans
-from .reduce import ReduceConfig, Reduction, reduce
+from ..extras import require
+
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+from sklearn import metrics  # noqa: E402
+
+from ..errors import DataError, ParameterError  # noqa: E402
+from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score  # noqa: E402
+from .data import clean_features, feature_columns, find_column, norm_name  # noqa: E402
+from .kmeans import KMeans  # noqa: E402
+from .reduce import ReduceConfig, Reduction, reduce  # noqa: E402
 
 __all__ = ["RunConfig", "ClusterAnalysis", "Variable", "run", "quartiles", "categorize", "pivot_by_column",
            "informative_variables",
@@ -665,10 +671,9 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
     if config.k is not None and config.k > n:
         raise ParameterError(f"k={config.k} must be <= the number of rows ({n})")
     step(f"reducing {n:,} × {X.shape[1]} features")
-    import warnings as _w
 
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         Z, red = reduce(X, columns=[str(c) for c in plan.columns], config=config.reduce)
     warn_msgs += [str(w.message) for w in caught]
     chooser = None

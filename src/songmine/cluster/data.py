@@ -25,8 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import load
 from ..catalog.schema import ECHONEST_AUDIO_FEATURES, FEATURE_FAMILIES, FEATURE_STATISTICS
 from ..errors import DataError, ParameterError
+from ..extras import require
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["read_table", "feature_columns", "norm_name", "find_column", "clean_features", "input_columns",
            "FeaturePlan"]
@@ -86,8 +90,6 @@ def _read_csv(path: Path):
                               and head[3].startswith("track_id")):
         table = "features" if first == "feature" else "echonest"
         try:
-            from ..catalog import load  # the catalogue's loader when present (validates the layout)
-
             df = load(path, table=table, nonfinite="keep", cache=False)
         except Exception:  # noqa: BLE001  (fall back to plain pandas: the layout is simple)
             df = pd.read_csv(path, index_col=0, header=[0, 1, 2])
@@ -97,8 +99,6 @@ def _read_csv(path: Path):
         return df
     if head[0].startswith(",") and head[2].startswith("track_id"):  # tracks.csv layout
         try:
-            from ..catalog import load
-
             df = load(path, table="tracks", cache=False)
         except Exception:  # noqa: BLE001
             df = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)

@@ -36,6 +36,7 @@ the same initial centres, centres agree to rounding and labels are identical
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
@@ -162,8 +163,6 @@ class LocalEngine:
 
 def limit_blas_threads(n: int | None):
     """A context in which BLAS uses at most ``n`` threads (no limit for None)."""
-    import contextlib
-
     if n is None:
         return contextlib.nullcontext()
     ctl = _threadpool_controller()

@@ -15,13 +15,18 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from pathlib import Path
 
-import jinja2
-import numpy as np
-from markupsafe import Markup
+from ..extras import require
 
-from ..atomic import atomic_path
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+import jinja2  # noqa: E402
+import numpy as np  # noqa: E402
+from markupsafe import Markup  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
 
 __all__ = ["render_html", "write_report", "figures", "choose_k_figure", "context", "point_size"]
 
@@ -76,7 +81,6 @@ def choose_k_figure(ch) -> str:
     ax = axes.flat[5]
     ax.axis("off")
     ax.text(0, 0.95, f"recommended k = {ch.recommended_k}", fontsize=13, weight="bold", va="top")
-    import textwrap
 
     ax.text(0, 0.75, "\n".join(textwrap.wrap(ch.reason, 42)), fontsize=8.5, va="top")
     fig.suptitle("Choosing k (red line: recommendation; orange: each method's vote)", fontsize=11)

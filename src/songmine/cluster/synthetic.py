@@ -23,11 +23,25 @@ weaker cluster directions for the few components kept.
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..catalog.schema import ECHONEST_AUDIO_FEATURES, FEATURE_FAMILIES, FEATURE_STATISTICS
+from ..catalog.schema import (
+    ECHONEST_AUDIO_FEATURES,
+    ECHONEST_COLUMNS,
+    FEATURE_COLUMNS,
+    FEATURE_FAMILIES,
+    FEATURE_STATISTICS,
+    TRACKS_COLUMNS,
+)
+from ..errors import ParameterError
+from ..extras import require
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["make_fma_like", "SyntheticCatalog", "FMA_GENRES", "feature_names", "write_fma_csvs", "PlantedFMA",
            "synthetic_genres"]
@@ -211,13 +225,7 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     -------
     PlantedFMA
     """
-    import csv
-    from pathlib import Path
-
     import pandas as pd
-
-    from ..catalog.schema import ECHONEST_COLUMNS, FEATURE_COLUMNS, TRACKS_COLUMNS
-    from ..errors import ParameterError
 
     if n < k or n_echonest < 1:
         raise ParameterError(f"n={n} must be >= k={k} and n_echonest={n_echonest} >= 1")
@@ -386,7 +394,6 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
 
     # ---- truth
     cat.truth.rename("planted_cluster").reset_index().to_csv(files["planted"], index=False)
-    import json
 
     files["planted_info"] = out / "planted.json"
     files["planted_info"].write_text(json.dumps({

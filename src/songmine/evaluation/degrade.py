@@ -5,8 +5,8 @@ every random one takes ``random_state`` (an int seed, a
 :class:`numpy.random.Generator` or ``None``), so a query set is reproducible
 from one seed. Audio is mono float32 at any rate ``sr``.
 
-The named conditions used by ``songmine eval`` (the same names as the peer
-measurements in ``PEERS.md``) are listed in :data:`CONDITIONS` and applied by
+The named conditions used by ``songmine eval`` (the base conditions carry the names
+of the peers' published measurements, ``evaluation/data/peers.json``) are listed in :data:`CONDITIONS` and applied by
 :func:`degrade`:
 
 =================  ==========================================================
@@ -62,13 +62,17 @@ Examples
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..audio import load
+from ..errors import MissingExtraError, ParameterError
+from ..extras import as_missing_extra, require
+from .speech import BANK_SR, load_bank
 
 __all__ = [
     "CONDITIONS",
@@ -99,7 +103,7 @@ __all__ = [
 
 RandomState = int | np.random.Generator | None
 
-#: The 13 conditions of the peer measurements (``PEERS.md``'s names).
+#: The 13 conditions of the peers' published measurements (``data/peers.json``), by their names.
 BASE_CONDITIONS: tuple[str, ...] = (
     "clean",
     "white15",
@@ -350,8 +354,6 @@ def mp3_reencode(y: np.ndarray, sr: int, *, bitrate: int = MP3_BITRATE) -> np.nd
     The result has the input's length and rate (encoder delay is trimmed by
     the decoder; any remaining difference is padded or cut at the end).
     """
-    from ..audio import load
-
     y = _check(y, sr)
     if y.size == 0:
         return y.copy()
@@ -398,21 +400,16 @@ def reverb(y: np.ndarray, sr: int, *, rt60_s: float, random_state: RandomState =
     return wet.astype(y.dtype)
 
 
-class EvalExtraMissing(ParameterError):
+class EvalExtraMissing(MissingExtraError, ParameterError):
     """A condition needs a package of the ``eval`` extra that is not installed."""
 
 
-_EXTRA = {"pedalboard": "pedalboard", "pyroomacoustics": "pyroomacoustics"}
-
-
 def _need(module: str, what: str):
-    import importlib
-
+    require("eval", what, modules=(module,), error=EvalExtraMissing)
     try:
         return importlib.import_module(module)
-    except ImportError:
-        raise EvalExtraMissing(
-            f"{what} needs {_EXTRA[module]}: install the eval extra (pip install 'songmine[eval]')") from None
+    except ImportError as exc:  # installed but broken
+        raise as_missing_extra(exc, what, module=module, error=EvalExtraMissing) from None
 
 
 def _needs(condition: str) -> tuple[str, ...]:
@@ -489,8 +486,6 @@ def _talkers(sr: int, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """``k`` different talkers of the speech bank, ``n`` samples each at ``sr``, each from a random point
     of its speech (wrapping round), float64 ``[k, n]``."""
     import soxr
-
-    from .speech import BANK_SR, load_bank
 
     bank = load_bank()
     who = rng.choice(bank.shape[0], size=k, replace=False)

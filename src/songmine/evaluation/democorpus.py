@@ -26,7 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import atomic_path, exclusive
+from ..audio import info
 from ..errors import SongmineError
 
 __all__ = ["DemoTrack", "Package", "DEFAULT_PACKAGES", "DemoCorpusError", "fetch", "read_manifest"]
@@ -196,10 +199,7 @@ def _clean(s: str) -> str:
 
 
 def _lay_out(root: Path, packages: Sequence[Package], say: Callable[[str], None]) -> list[DemoTrack]:
-    import numpy as np
     import soundfile as sf
-
-    from ..audio import info
 
     lib = root / "library"
     tmp = root / ".tmp"

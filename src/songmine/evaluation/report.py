@@ -202,7 +202,7 @@ def report_markdown(rep: EvalReport) -> str:
         f"Library `{rep.library}`: {rep.n_indexed} tracks indexed, {rep.n_held_out} held out; "
         f"{rep.n_queries} queries (seed {rep.config['seed']}), {rep.n_errors} errors; {rep.seconds:.0f} s.",
         "",
-        "## Top-1 accuracy % per condition × duration (n; best peer from PEERS.md)",
+        "## Top-1 accuracy % per condition × duration (n; best peer on another corpus, data/peers.json)",
         "",
         "| condition | " + " | ".join(f"{d:g} s" for d in durs) + " |",
         "|---|" + "---|" * len(durs),
@@ -265,7 +265,16 @@ def report_markdown(rep: EvalReport) -> str:
 
 
 def plot_report(rep: EvalReport, path: str | os.PathLike[str]) -> None:
-    """Write a PNG: top-1 per condition (one line per duration, peers dashed) and the reliability diagram."""
+    """Write a PNG: top-1 per condition (one line per duration, peers dashed) and the reliability diagram.
+
+    Raises
+    ------
+    MissingExtraError
+        matplotlib (the ``eval`` extra) is not installed.
+    """
+    from ..extras import require
+
+    require("eval", "the eval plot", modules=("matplotlib",))
     import matplotlib
 
     matplotlib.use("Agg")

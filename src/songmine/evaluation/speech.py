@@ -16,6 +16,7 @@ different audio, hence the shipped file.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -127,8 +128,6 @@ def synthesize(voice: str, wpm: int, pitch: int, text: str, *, espeak: str = "es
     SpeechUnavailable
         ``espeak-ng`` is not installed or failed.
     """
-    import io
-
     import soundfile as sf
     import soxr
 
@@ -190,7 +189,7 @@ def make_bank(path: str | os.PathLike[str], *, espeak: str = "espeak-ng") -> np.
     return bank
 
 
-if __name__ == "__main__":  # pragma: no cover - a maintainer's tool: python -m songmine.speech OUT.ogg
+if __name__ == "__main__":  # pragma: no cover - a maintainer's tool: python -m songmine.evaluation.speech OUT.ogg
     import sys
 
     make_bank(sys.argv[1] if len(sys.argv) > 1 else _BANK_FILE)

@@ -33,8 +33,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..audio import load
+from ..errors import DecodeError, ParameterError, one_line
 from ..records import QueryResult
+from .query import identify
+from .search import SearchConfig
 
 __all__ = [
     "WindowResult",
@@ -201,11 +204,6 @@ def identify_recording(index, recording: str, *, window_s: float, hop_s: float |
     A recording that cannot be decoded gives a :class:`RecordingResult` with
     ``error`` set (never raises for bad audio).
     """
-    from ..audio import load
-    from ..errors import DecodeError, one_line
-    from .query import identify
-    from .search import SearchConfig
-
     hop = check_windows(window_s, hop_s)
     config = config or SearchConfig()
     sr = index.config.sr

@@ -84,9 +84,10 @@ class SearchConfig:
         query landmarks. Most clips end in the coarse stage.
     warp : bool
         The coarse stage fingerprints the other speeds by moving the clip's
-        peaks (:func:`songmine.landmarks.fingerprint_speeds`: one STFT and
+        peaks (:func:`songmine.fingerprint.landmarks.speed_fingerprinter`: one STFT and
         peak picking for all speeds) instead of resampling the clip and
-        fingerprinting it again per speed. The dense stage always resamples.
+        fingerprinting it again per speed. The dense stage resamples for a speed
+        and moves the dense peaks for a tempo or pitch rate.
     coarse_max_hits : int or None
         Hit budget of one coarse lookup (rarest hashes first, as ``max_hits``).
         Binds only on a big index (~150 hours and up): it bounds the cost of
@@ -151,7 +152,7 @@ class SearchConfig:
     verify_candidates : int
         When no candidate is accepted, the best this many tracks are compared
         with the index's stored spectral profile of the track at their voted
-        offset and speed (:mod:`songmine.verify`; 0: never). A candidate whose
+        offset and speed (:mod:`songmine.fingerprint.profiles`; 0: never). A candidate whose
         profile agrees gets the confidence of that agreement.
     verify_offsets : int
         Offsets of each candidate track compared in stage 4: its best bin and,

@@ -42,12 +42,18 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .. import audio
+from ..bandwidth import effective_bandwidth
 from ..errors import ParameterError, SongmineError
+from ..fingerprint.index import Index
+from ..fingerprint.landmarks import FingerprintConfig, fingerprint
+from ..library import file_sha256, iter_audio_files
+from ..workers import pool
 from .hashing import MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold, choose_bands
 
@@ -237,13 +243,10 @@ def prints_from_arrays(path: str, hashes: np.ndarray, times: np.ndarray, **meta)
 
 def fingerprint_file(path, *, config: DedupeConfig = DedupeConfig(), fp_config=None) -> TrackPrint:
     """Decode ``path`` at the landmark rate and fingerprint it, with quality metadata."""
-    from ..audio import info, load
-    from ..fingerprint.landmarks import FingerprintConfig, fingerprint
-
     fpc = fp_config or FingerprintConfig()
     p = os.fspath(path)
-    meta = info(p)
-    y = load(p, sr=fpc.sr, mono=True, max_duration=config.max_duration_s)
+    meta = audio.info(p)
+    y = audio.load(p, sr=fpc.sr, mono=True, max_duration=config.max_duration_s)
     parts = [fingerprint(y[int(s):], fpc) for s in config.shifts]  # loop over a few phase shifts
     h = np.concatenate([ph for ph, _ in parts])
     t = np.concatenate([pt for _, pt in parts])
@@ -359,8 +362,6 @@ def choose_keeper(prints: Sequence[TrackPrint], *, tolerance_hz: float = BANDWID
 
 def _measure_bandwidths(prints: Sequence[TrackPrint], members) -> None:
     """Effective bandwidth of the grouped prints that have none yet (a file that cannot be read keeps None)."""
-    from ..bandwidth import effective_bandwidth
-
     for k in members:
         p = prints[k]
         if p.bandwidth_hz is None and os.path.isfile(p.path):
@@ -398,8 +399,6 @@ def find_duplicates(
     DedupeReport
     """
     if hop_s is None:
-        from ..fingerprint.landmarks import FingerprintConfig
-
         hop_s = FingerprintConfig().hop_s
     timings: dict[str, float] = {}
     n = len(prints)
@@ -501,9 +500,6 @@ def dedupe(
 
     One unreadable file is reported in ``skipped`` and never aborts the run.
     """
-    from ..fingerprint.landmarks import FingerprintConfig
-    from ..library import iter_audio_files
-
     fpc = fp_config or FingerprintConfig()
     files = list(iter_audio_files(paths))
     prints: list[TrackPrint] = []
@@ -524,8 +520,6 @@ def _fingerprint_files(files, config, fpc, prints, skipped, *, jobs, progress, t
     work = [(f, config, fpc) for f in files]
     done = len(prints) + len(skipped)
     if jobs > 1 and len(work) > 1:
-        from ..workers import pool
-
         with pool(jobs) as ex:
             results = ex.map(_fingerprint_job, work, chunksize=1)
             for k, (pr, err) in enumerate(results):
@@ -576,11 +570,6 @@ def dedupe_index(
     ParameterError
         When the index is of another method (its postings are not landmarks).
     """
-    from dataclasses import replace
-
-    from ..audio import info
-    from ..fingerprint.index import Index
-    from ..library import file_sha256
 
     own = not isinstance(index, Index)
     ix = Index(index) if own else index
@@ -603,7 +592,7 @@ def dedupe_index(
             if r.sha256 != file_sha256(r.path):
                 redo.append(r.path)
                 continue
-            meta = info(r.path)
+            meta = audio.info(r.path)
         except OSError as exc:
             skipped.append({"path": r.path, "error": f"{r.path}: {exc.strerror or exc}"})
             continue

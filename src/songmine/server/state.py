@@ -9,7 +9,10 @@ ever sees a half-applied write.
 
 With several worker processes, or a ``songmine index`` run beside the
 server, other writers commit too: :meth:`IndexHolder.refresh` (called
-periodically) swaps in a fresh reader when the catalogue changed.
+periodically) swaps in a fresh reader when the catalogue changed. It also
+checks again the files written in place since they were checked; when one is
+damaged, every query gets that error (a JSON 500) instead of answers from the
+damaged files, until a refresh finds the index whole again (repaired).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from ..errors import IndexCorruptError
 
 __all__ = ["IndexHolder"]
 
@@ -48,9 +53,19 @@ class IndexHolder:
         self._writer: Any | None = None
         self._write_lock = threading.Lock()
         self.generation = 0  # bumped at every swap (observability, tests)
+        self._damage: IndexCorruptError | None = None  # what the last refresh found damaged
 
     def snapshot(self) -> Any:
-        """The current reader; keep using this one object for a whole query."""
+        """The current reader; keep using this one object for a whole query.
+
+        Raises
+        ------
+        IndexCorruptError
+            The last refresh found the index damaged.
+        """
+        damage = self._damage
+        if damage is not None:  # a fresh exception each time: a shared one would collect every traceback
+            raise IndexCorruptError(str(damage), part=damage.part)
         return self._reader
 
     @contextmanager
@@ -65,15 +80,28 @@ class IndexHolder:
                 self._swap()
 
     def refresh(self) -> bool:
-        """Swap in a fresh reader if another process changed the index; True if swapped."""
+        """Swap in a fresh reader if another process changed the index; True if swapped.
+
+        Raises
+        ------
+        IndexCorruptError
+            The index is damaged (a file written in place since it was checked, or a part a new
+            snapshot would read): :meth:`snapshot` raises it too until a refresh succeeds.
+        """
         with self._write_lock:
-            if self._writer is None:
-                self._writer = self._opener()  # opened now: compare against the reader below
-                changed = _generation(self._writer) != _generation(self._reader)
-            else:
-                changed = bool(self._writer.refresh())
-            if changed:
-                self._swap()
+            try:
+                if self._writer is None:
+                    self._writer = self._opener()  # opened now: compare against the reader below
+                    changed = _generation(self._writer) != _generation(self._reader)
+                else:
+                    changed = bool(self._writer.refresh())
+                if changed or self._damage is not None:  # after damage: a reader opened and checked afresh
+                    self._swap()
+                    changed = True
+            except IndexCorruptError as exc:
+                self._damage = exc
+                raise
+            self._damage = None
             return changed
 
     def _writer_handle(self) -> Any:

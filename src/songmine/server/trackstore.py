@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fingerprint.index import index_files
+from ..fingerprint.index.segments import fsync_dir
+
 __all__ = [
     "STAGE_PREFIX", "PART_SUFFIX", "Recovery", "extension_for", "publish", "recover", "stage", "stored_name",
 ]
@@ -78,9 +81,6 @@ def stage(path: Path, ext: str, fd: int | None = None) -> Path:
 
 def publish(writer: Any, staged: Path, sha256: str) -> Path:
     """(2) → (3): rename the indexed file to its content name, then record that path in the index."""
-    from ..fingerprint.index import index_files
-    from ..fingerprint.index.segments import fsync_dir
-
     final = stored_name(staged.parent, sha256, staged.suffix)
     os.replace(staged, final)
     fsync_dir(staged.parent)
@@ -116,8 +116,6 @@ def _try_lock(path: Path) -> int | None:
 
 def recover(holder: Any, folder: Path) -> Recovery:
     """Undo or finish the adds that died in ``folder`` (see the module docstring); needs the index's writer."""
-    from ..fingerprint.index import index_files
-
     out = Recovery()
     folder = Path(folder).resolve()
     if not folder.is_dir():

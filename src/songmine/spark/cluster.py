@@ -69,8 +69,10 @@ from ..cluster.analysis import (
 )
 from ..cluster.choose_k import ChooseKConfig, choose_k, narrow_k_values
 from ..cluster.data import FeaturePlan, input_columns
+from ..cluster.engines import assign
 from ..cluster.reduce import Reduction, components_for, sign_convention
 from ..errors import DataError, ParameterError
+from ..random_state import check_random_state
 from .kmeans import SparkBlocks, SparkEngine, kmeans_parallel_init
 from .session import describe_failure, get_session, run_job
 
@@ -482,7 +484,6 @@ def _kmeans(engine: SparkEngine, data: SparkBlocks, k: int, config: RunConfig, *
         if centers.shape != (k, data.n_features):
             raise ParameterError(f"init array has shape={centers.shape}, expected ({k}, {data.n_features})")
         return engine.lloyd_blocks(data, centers, max_iter=config.max_iter, tol=tol, labels=False), 1
-    from ..random_state import check_random_state
 
     rng = check_random_state(config.seed)
     best = None
@@ -495,8 +496,6 @@ def _kmeans(engine: SparkEngine, data: SparkBlocks, k: int, config: RunConfig, *
 
 
 def _label(kv, centers):
-    from songmine.cluster.engines import assign
-
     part, Z, extra = kv
     labels, _ = assign(Z, centers)
     dist = np.sqrt(((Z - centers[labels]) ** 2).sum(axis=1))

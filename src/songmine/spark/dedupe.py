@@ -37,7 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from ..bandwidth import effective_bandwidth
 from ..errors import SongmineError
+from ..fingerprint.landmarks import FingerprintConfig
+from ..library import iter_audio_files
 from ..minhash.dedupe import (
     DedupeConfig,
     DedupeReport,
@@ -49,6 +52,8 @@ from ..minhash.dedupe import (
     fingerprint_file,
     offset_vote,
 )
+from ..minhash.hashing import EMPTY, MinHasher
+from ..minhash.lsh import LSHConfig, band_keys
 from .session import get_session, run_job
 
 __all__ = ["dedupe_spark"]
@@ -66,15 +71,10 @@ def _print_task(items: Iterable[tuple[int, str]], config: DedupeConfig, fpc) -> 
 
 
 def _signature(p: TrackPrint, n_perm: int, seed: int) -> np.ndarray:
-    from ..minhash.hashing import MinHasher
-
     return MinHasher(n_perm, random_state=seed).signature(np.unique(p.hashes))
 
 
 def _band_records(item: tuple[int, np.ndarray], n_bands: int, n_rows: int) -> Iterator[tuple[tuple[int, int], int]]:
-    from ..minhash.hashing import EMPTY
-    from ..minhash.lsh import LSHConfig, band_keys
-
     i, sig = item
     if np.all(sig == EMPTY):  # an empty set collides with every other empty set: left out, as LSHIndex.fit does
         return
@@ -97,8 +97,6 @@ def _meta(p: TrackPrint) -> TrackPrint:
 
 
 def _bandwidth(path: str) -> float | None:
-    from ..bandwidth import effective_bandwidth
-
     if not os.path.isfile(path):
         return None
     try:
@@ -113,9 +111,6 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
 
     Executors need the files at the same paths as the driver.
     """
-    from ..fingerprint.landmarks import FingerprintConfig
-    from ..library import iter_audio_files
-
     fpc = fp_config or FingerprintConfig()
     hop_s = fpc.hop_s
     files = [os.fspath(f) for f in iter_audio_files(paths)]

@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import ParameterError
 from ..catalog.batch import Failure, extract_one, file_result, results_frame
 from ..catalog.decoding import DECODERS
@@ -68,8 +70,6 @@ def extract_folder_spark(
     decoder : {"pyav", "ffmpeg"}
         Who decodes compressed files (:func:`songmine.catalog.features.decode`).
     """
-    import numpy as np
-
     items = list(paths.items()) if isinstance(paths, dict) else [(os.fspath(p), os.fspath(p)) for p in paths]
     items = [(str(k), os.fspath(v)) for k, v in items]
     if decoder not in DECODERS:

@@ -40,7 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import load
 from ..errors import IndexFormatError, ParameterError, SongmineError, one_line
+from ..fingerprint.index import Index
+from ..fingerprint.monitor import MAX_RECORDING_S, RecordingResult, WindowResult, check_windows, cut, finish, window_name
+from ..fingerprint.query import identify
+from ..fingerprint.search import SearchConfig
 from ..records import QueryResult
 from .session import get_session, run_job
 
@@ -61,8 +66,6 @@ class ClipOutcome:
 
 def open_index(path: str):
     """This worker's read-only :class:`~songmine.fingerprint.index.Index` at ``path``, refreshed."""
-    from ..fingerprint.index import Index
-
     ix = _OPEN.get(path)
     if ix is None:
         ix = _OPEN[path] = Index(path)
@@ -73,8 +76,6 @@ def open_index(path: str):
 
 def safe_identify(index, clip: Any, **kw) -> ClipOutcome:
     """:func:`~songmine.fingerprint.query.identify`, every failure a record (as ``songmine identify`` makes it)."""
-    from ..fingerprint.query import identify
-
     name = kw.get("name") or str(clip)
     try:
         return ClipOutcome(identify(index, clip, **kw))
@@ -115,14 +116,13 @@ def _partitions(sc, n_items: int, n_partitions: int | None) -> int:
 
 def identify_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str | os.PathLike[str]], *,
                          top: int = 3, config=None, master: str | None = None, session=None,
-                         n_partitions: int | None = None, job_timeout_s: float | None = None) -> list[ClipOutcome]:
+                         n_partitions: int | None = None, job_timeout_s: float | None = None,
+                         max_duration_s: float | None = 60.0) -> list[ClipOutcome]:
     """Identify many clips on Spark's executors; one :class:`ClipOutcome` per clip, in the given order.
 
     Each record equals what :func:`songmine.fingerprint.query.identify` answers
     locally for the clip against the same index (the executors run it).
     """
-    from ..fingerprint.search import SearchConfig
-
     if not isinstance(top, int) or top < 1:
         raise ParameterError(f"top={top!r} must be an integer >= 1")
     items = [(i, os.fspath(c)) for i, c in enumerate(clips)]
@@ -130,7 +130,7 @@ def identify_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str
         return []
     session = session or get_session(master)
     sc = session.sparkContext
-    kw = {"top": top, "config": config or SearchConfig()}
+    kw = {"top": top, "config": config or SearchConfig(), "max_duration_s": max_duration_s}
     path = os.path.abspath(os.fspath(index_path))
     parts = _partitions(sc, len(items), n_partitions)
     slices = [items[i::parts] for i in range(parts)]  # round-robin: neighbours in a list are often alike
@@ -148,9 +148,6 @@ def _decode_task(items: Iterable[tuple[int, str]], sr: int, window_s: float, hop
                  max_duration_s: float) -> Iterator[tuple]:
     """Decode each recording once and cut it: ``("win", rec, (start, end, samples))`` per window,
     ``("dur", rec, seconds)`` per recording, ``("err", rec, reason)`` when it cannot be decoded."""
-    from ..audio import load
-    from ..fingerprint.monitor import cut
-
     _single_threaded()
     for rec, path in items:
         try:
@@ -168,8 +165,6 @@ def _decode_task(items: Iterable[tuple[int, str]], sr: int, window_s: float, hop
 
 def _search_task(records: Iterable[tuple], index_path: str, names: dict[int, str], kw: dict) -> Iterator[tuple]:
     """Search each window; other records pass through. ``("win", rec, (WindowResult, kind))``."""
-    from ..fingerprint.monitor import WindowResult, window_name
-
     _single_threaded()
     ix = None
     for kind, rec, value in records:
@@ -191,8 +186,6 @@ def _search_task(records: Iterable[tuple], index_path: str, names: dict[int, str
 def _finish_task(groups: Iterable[tuple[int, Iterable[tuple]]], index_path: str, names: dict[int, str],
                  window_s: float) -> Iterator[tuple[int, Any, list[str]]]:
     """A recording's windows → its :class:`~songmine.fingerprint.monitor.RecordingResult` (timeline here)."""
-    from ..fingerprint.monitor import RecordingResult, finish
-
     for rec, values in groups:
         wins, kinds, duration, error = [], [], 0.0, None
         for kind, value in values:
@@ -225,10 +218,6 @@ def identify_recordings_spark(index_path: str | os.PathLike[str], recordings: Se
     :func:`songmine.fingerprint.monitor.identify_recording` on the same index —
     and the failure kind of each window (see :class:`ClipOutcome`).
     """
-    from ..fingerprint.index import Index
-    from ..fingerprint.monitor import MAX_RECORDING_S, check_windows
-    from ..fingerprint.search import SearchConfig
-
     hop = check_windows(window_s, hop_s)
     if not isinstance(top, int) or top < 1:
         raise ParameterError(f"top={top!r} must be an integer >= 1")
@@ -240,7 +229,7 @@ def identify_recordings_spark(index_path: str | os.PathLike[str], recordings: Se
         sr = int(ix.config.sr)
     session = session or get_session(master)
     sc = session.sparkContext
-    kw = {"top": top, "config": config or SearchConfig()}
+    kw = {"top": top, "config": config or SearchConfig(), "max_duration_s": max_duration_s}
     limit = MAX_RECORDING_S if max_duration_s is None else max_duration_s
     n_rec = len(names)
     parts_in = _partitions(sc, n_rec, None)

@@ -41,6 +41,7 @@ import io
 import logging
 import math
 import os
+import pickle
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, ParameterError
-from ..cluster.engines import LloydResult, warn_empty_clusters
+from ..cluster.engines import LloydResult, assign, center_sums, inertia_of, warn_empty_clusters
 from ..random_state import check_random_state
 from .session import describe_failure, get_session, run_job
 
@@ -63,8 +64,6 @@ log = logging.getLogger(__name__)
 
 def _partials(blocks, centers: np.ndarray):
     """Map + combine: per block, per non-empty cluster, (sum of rows, count, sse)."""
-    from songmine.cluster.engines import assign, center_sums
-
     k = centers.shape[0]
     for _, X, *_ in blocks:
         if X.shape[0] == 0:
@@ -78,8 +77,6 @@ def _partials(blocks, centers: np.ndarray):
 
 def _partials_dense(blocks, centers: np.ndarray):
     """Map + combine, dense form: one (sums [k, d], counts [k], sse [k]) per partition."""
-    from songmine.cluster.engines import assign, center_sums
-
     k = centers.shape[0]
     sums = np.zeros_like(centers)
     counts = np.zeros(k, dtype=np.int64)
@@ -101,16 +98,12 @@ def _add3(a, b):
 
 def _final_labels(blocks, centers: np.ndarray):
     """Labels against the final centres and the exact inertia per block."""
-    from songmine.cluster.engines import assign, inertia_of
-
     for key, X, *_ in blocks:
         labels, _ = assign(X, centers)
         yield key, labels, inertia_of(X, centers, labels)
 
 
 def _min_sq_dist(blocks, centers: np.ndarray):
-    from songmine.cluster.engines import assign
-
     for key, X, *_ in blocks:
         _, mind = assign(X, centers)
         yield key, mind.astype(np.float64)
@@ -122,8 +115,6 @@ def _cost(blocks, centers: np.ndarray):
 
 
 def _sample(blocks, centers: np.ndarray, ell: float, phi: float, seed: int, round_no: int):
-    from songmine.cluster.engines import assign
-
     for key, X, *_ in blocks:
         _, mind = assign(X, centers)
         rng = np.random.default_rng([seed, round_no, *_key_ints(key)])
@@ -134,8 +125,6 @@ def _sample(blocks, centers: np.ndarray, ell: float, phi: float, seed: int, roun
 
 
 def _weights(blocks, centers: np.ndarray):
-    from songmine.cluster.engines import assign
-
     k = centers.shape[0]
     for _, X, *_ in blocks:
         labels, _ = assign(X, centers)
@@ -200,8 +189,6 @@ def _arrow_to_blocks(columns: list[str], id_column: str | None, dtype: str):
     """mapInArrow function: all Arrow batches of a partition → one serialised numpy block."""
 
     def fn(batches):
-        import pickle
-
         import pyarrow as pa
         from pyspark import TaskContext
 
@@ -273,8 +260,6 @@ def blocks_from_dataframe(session, df, *, columns: list[str] | None = None, id_c
         raise DataError(f"{n_bad} rows have null/NaN/inf features; impute or drop them first")
     ids = None
     if id_column is not None:
-        import pickle
-
         ids = np.concatenate([pickle.loads(s[5]) for s in stats])
     blocks = SparkBlocks(rdd, n, len(columns), np.dtype(dtype), {s[0]: s[1] for s in stats}, ids)
     blocks.col_sums = (sum(s[3] for s in stats), sum(s[4] for s in stats))

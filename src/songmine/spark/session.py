@@ -24,6 +24,7 @@ asking for another master stops the old session first). What it guarantees:
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ import socket
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -226,8 +228,6 @@ def _precheck(settings: SparkSettings) -> None:
 
 
 def _start(settings: SparkSettings) -> "SparkSession":
-    import warnings
-
     # pyspark warns on every DataFrame→pandas path that pandas 3 is "not fully supported";
     # songmine's Spark code moves data through Arrow/numpy, not pandas.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
@@ -318,8 +318,6 @@ def run_jobs(session, actions: Iterable[Callable[[], T]], *, inflight: int, time
     result (the caller decides: retry smaller, or report). Closing the
     generator cancels the jobs still running.
     """
-    import concurrent.futures as cf
-
     if inflight < 1:
         raise ParameterError(f"inflight={inflight} must be >= 1")
     sc = session.sparkContext

@@ -50,7 +50,20 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import load
 from ..errors import ParameterError, SongmineError, one_line
+from ..fingerprint.index import Index
+from ..fingerprint.monitor import (
+    MAX_RECORDING_S,
+    RecordingResult,
+    WindowResult,
+    check_windows,
+    finish,
+    window_name,
+    window_spans,
+)
+from ..fingerprint.query import matches_of
+from ..fingerprint.search import candidates, dense_query, one_pass, rank
 from ..records import QueryResult
 from .identify import ClipOutcome, open_index
 from .session import get_session, run_job
@@ -82,10 +95,6 @@ def _fingerprint_fn(fc, config, window: tuple[float, float] | None, max_duration
 
     def fn(batches):
         import pyarrow as pa
-
-        from songmine.audio import load
-        from songmine.fingerprint.monitor import window_spans
-        from songmine.fingerprint.search import dense_query
 
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
@@ -220,9 +229,6 @@ def _search(session, ix, names: list[str], path: str, config, *, top: int, windo
     """The one-pass search of every clip (window), a speed per round: the clips (windows) still without
     a certain answer go on to the next speed, as the local search goes on. Per source: an error meta
     row, or ``[(a, b, duration, matches)]`` per window."""
-    from ..fingerprint.query import matches_of
-    from ..fingerprint.search import candidates, rank
-
     n_speeds = len(config.speeds)
     durations: dict[int, float] = {}
     errors: dict[int, Any] = {}
@@ -277,9 +283,6 @@ def _search(session, ix, names: list[str], path: str, config, *, top: int, windo
 
 
 def _prepare(index_path, top, config, n_partitions, session, master):
-    from ..fingerprint.index import Index
-    from ..fingerprint.search import one_pass
-
     if not isinstance(top, int) or top < 1:
         raise ParameterError(f"top={top!r} must be an integer >= 1")
     path = os.path.abspath(os.fspath(index_path))
@@ -293,7 +296,7 @@ def _prepare(index_path, top, config, n_partitions, session, master):
 
 def vote_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str | os.PathLike[str]], *, top: int = 3,
                      config=None, master: str | None = None, session=None, n_partitions: int | None = None,
-                     max_duration_s: float = 60.0, job_timeout_s: float | None = None) -> list[ClipOutcome]:
+                     max_duration_s: float | None = 60.0, job_timeout_s: float | None = None) -> list[ClipOutcome]:
     """The one-pass search of many clips as a distributed join and vote; one outcome per clip, in order.
 
     Each record equals ``identify(index, clip, top=top, config=one_pass(config))``
@@ -328,8 +331,6 @@ def vote_recordings_spark(index_path: str | os.PathLike[str], recordings: Sequen
     recording, equal to ``identify_recording(index, rec, window_s=…, hop_s=…,
     config=one_pass(config))``.
     """
-    from ..fingerprint.monitor import MAX_RECORDING_S, RecordingResult, WindowResult, check_windows, finish, window_name
-
     hop = check_windows(window_s, hop_s)
     names = [os.fspath(r) for r in recordings]
     if not names:

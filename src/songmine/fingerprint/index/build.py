@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -32,10 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from ...audio import info, load
 from ...errors import EngineError, ParameterError, SongmineError, one_line
-from ..landmarks import FingerprintConfig
-from ...library import file_sha256
-from ...workers import pool
+from ...library import file_sha256, iter_audio_files
+from ...methods import method_of_config, resolve
+from ...workers import default_jobs, pool
+from ..landmarks import FingerprintConfig, fingerprint
 from ..profiles import profile, supported
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
@@ -52,6 +55,8 @@ BATCH_TRACKS = 50
 BATCH_POSTINGS = 2_000_000
 
 Extractor = Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]]
+#: A method's per-track payload (:attr:`songmine.methods.Method.payload`): ``(path, config) -> (duration_s, data)``.
+PayloadFunction = Callable[[str, Any], tuple[float, bytes]]
 #: Who processes the files of a run: ``runner(todo, config, extractor, known)`` yields
 #: ``(kind, path, value)`` per file, in any order (what :func:`process_file` returns, with the path).
 #: The default is the local process pool; ``songmine.spark.index`` runs the files as Spark tasks.
@@ -98,30 +103,51 @@ class IndexingInterrupted(KeyboardInterrupt):
 _W: dict[str, Any] = {}
 
 
-def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str]) -> None:
+def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str],
+                 payload: PayloadFunction | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
-    _W.update(config=config, extractor=extractor, known=known)
+    _W.update(config=config, extractor=extractor, known=known, payload=payload)
+
+
+def payload_function(config: Any) -> PayloadFunction | None:
+    """The payload function of the method whose index stores ``config`` (None: a posting method)."""
+    ref = method_of_config(config).payload
+    return None if ref is None else resolve(ref)
 
 
 def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extractor | None = None) -> NewTrack:
     """Hash, decode, fingerprint and tag one file (what a worker does).
+
+    For a method that keeps a payload per track (``seed``, ``sketch``) the
+    payload is computed instead of postings.
 
     Raises
     ------
     DecodeError
         When the file cannot be decoded.
     """
-    from ...audio import info, load
-
     if extractor is None:
-        from ..landmarks import fingerprint as extractor
+        extractor = fingerprint
     path = os.fspath(path)
     st = os.stat(path)
     sha = file_sha256(path)
-    return _fingerprint(path, sha, st, config, extractor, info, load)
+    return _fingerprint(path, sha, st, config, extractor, payload_function(config))
 
 
-def _fingerprint(path, sha, st, config, extractor, info, load) -> NewTrack:
+def _with_payload(path, sha, st, config, payload: PayloadFunction) -> NewTrack:
+    duration_s, data = payload(path, config)
+    tags = info(path).tags
+    empty = np.zeros(0, dtype=np.uint32)
+    return NewTrack(
+        path=path, sha256=sha, size=st.st_size, mtime_ns=st.st_mtime_ns, duration_s=float(duration_s),
+        title=tags.get("title") or None, artist=tags.get("artist") or None, album=tags.get("album") or None,
+        hashes=empty, times=empty, payload=bytes(data),
+    )
+
+
+def _fingerprint(path, sha, st, config, extractor, payload: PayloadFunction | None = None) -> NewTrack:
+    if payload is not None:
+        return _with_payload(path, sha, st, config, payload)
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
@@ -145,27 +171,28 @@ def _fingerprint(path, sha, st, config, extractor, info, load) -> NewTrack:
 
 def _work(path: str) -> tuple[str, Any]:
     """Worker task: :func:`process_file` with the pool's settings."""
-    return process_file(path, _W["config"], _W["extractor"], _W["known"])
+    return process_file(path, _W["config"], _W["extractor"], _W["known"], _W.get("payload"))
 
 
 def process_file(path: str, config: Any, extractor: Extractor | None = None,
-                 known: Container[str] = frozenset()) -> tuple[str, Any]:
+                 known: Container[str] = frozenset(), payload: PayloadFunction | None = None) -> tuple[str, Any]:
     """The per-file work of an indexing run, whatever runs it (a pool worker, a Spark task).
 
     Returns ``("known", (sha, size, mtime_ns))`` when the content (sha256) is in
     ``known`` (not decoded), ``("ok", NewTrack)``, or ``("failed", one-line reason)``:
-    a bad file is a result, never an exception.
+    a bad file is a result, never an exception. ``payload`` defaults to the
+    payload function of the method of ``config`` (:func:`payload_function`).
     """
-    from ...audio import info, load
-
     try:
         st = os.stat(path)
         sha = file_sha256(path)
         if sha in known:
             return "known", (sha, st.st_size, st.st_mtime_ns)
-        if extractor is None:
-            from ..landmarks import fingerprint as extractor
-        return "ok", _fingerprint(path, sha, st, config, extractor, info, load)
+        if payload is None:
+            payload = payload_function(config)
+        if extractor is None and payload is None:
+            extractor = fingerprint
+        return "ok", _fingerprint(path, sha, st, config, extractor, payload)
     except SongmineError as exc:
         return "failed", one_line(exc)
     except OSError as exc:
@@ -200,7 +227,8 @@ def index_files(
         Files and folders; folders are walked recursively
         (:func:`songmine.library.iter_audio_files`).
     jobs : int or None
-        Worker processes (default: the number of cores). ``1`` works in-process.
+        Worker processes (default: :func:`songmine.workers.default_jobs`, every core this process may
+        run on). ``1`` works in-process.
     prune : bool
         Also remove tracks whose file no longer exists.
     progress : callable(done, total) or None
@@ -234,10 +262,8 @@ def index_files(
     IndexingInterrupted
         On Ctrl-C, after committing the files already fingerprinted.
     """
-    from ...library import iter_audio_files
-
     if jobs is None:
-        jobs = os.cpu_count() or 1
+        jobs = default_jobs()
     if not isinstance(jobs, int) or jobs < 1:
         raise ParameterError(f"jobs={jobs!r} must be a positive integer")
     if batch_tracks < 1 or batch_postings < 1:
@@ -282,7 +308,7 @@ def index_files(
     try:
         known = frozenset(run.known)
         gen = iter(runner(todo, config, extractor, known) if runner is not None
-                   else _results(todo, jobs, config, extractor, known))
+                   else _results(todo, jobs, config, extractor, known, payload_function(config)))
         for kind, path, value in gen:
             run.take(kind, path, value)
             done += 1
@@ -405,44 +431,44 @@ def _alone(path: str, initargs: tuple) -> tuple[str, Any] | None:
             return None
 
 
-def _preload(extractor: Extractor | None) -> None:
+def _preload(extractor: Callable | None) -> None:
     """Import the decoding and fingerprinting stack here, once, before workers are forked.
 
     With the ``fork`` start method the workers inherit the imported modules
     instead of each importing them again (~0.5 CPU-second per worker: a few %
     of a short run). Nothing to gain with ``spawn``/``forkserver``: skipped.
+    A payload function's own ``preload`` (e.g. compiling numba kernels) runs here too.
     """
-    import multiprocessing
-
     if multiprocessing.get_start_method() != "fork":  # what ProcessPoolExecutor will use
         return
     import av  # noqa: F401
     import soxr  # noqa: F401
 
-    from ... import audio  # noqa: F401
-
     if extractor is None:
         import scipy.fft  # noqa: F401
         import scipy.ndimage  # noqa: F401
+    else:
+        warm = getattr(extractor, "preload", None)
+        if callable(warm):
+            warm()
 
-        from .. import landmarks  # noqa: F401
 
-
-def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str]):
+def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str],
+             payload: PayloadFunction | None = None):
     """Yield ``(kind, path, value)`` per file, in completion order, with at most 2×jobs in flight."""
     if not todo:
         return
     if jobs == 1:
-        _W.update(config=config, extractor=extractor, known=known)
+        _W.update(config=config, extractor=extractor, known=known, payload=payload)
         for path in todo:
             kind, value = _work(path)
             yield kind, path, value
         return
-    _preload(extractor)
+    _preload(extractor if payload is None else payload)
     pending = iter(todo)
     max_inflight = 2 * jobs
     while True:  # one pass per pool; a pool that breaks (worker killed) is replaced
-        initargs = (config, extractor, known)
+        initargs = (config, extractor, known, payload)
         ex = pool(jobs, initializer=_init_worker, initargs=initargs)
         inflight: dict[cf.Future, str] = {}
         broken = False

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import IndexCorruptError, IndexFormatError, ParameterError, SongmineError
+from ...errors import IndexCorruptError, IndexFormatError, IndexTooNewError, ParameterError, SongmineError
 from ...methods import DEFAULT_METHOD, Method, get_method, method_of_config, register_method, resolve
 from ..postings import Postings, rarest_within
-from ..profiles import PROFILE_VERSION
+from ..profiles import PROFILE_VERSION, Profile, n_bands
 from .schema import (
     CATALOG_NAME,
     FORMAT_VERSION,
@@ -54,6 +54,7 @@ from .schema import (
     STATUS_REMOVED,
     migrate,
 )
+from .schema import SEGMENT_VERSION
 from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, segment_checksum, write_segment
 
 __all__ = [
@@ -83,6 +84,14 @@ def _config_class(method: str) -> type:
         return resolve(m.config)
     except ParameterError as exc:
         raise IndexFormatError(f"fingerprint method {method!r}: {exc}") from None
+
+
+def _keeps_payloads(method: str) -> bool:
+    """Whether an index of ``method`` keeps a payload per track (:attr:`songmine.methods.Method.payload`)."""
+    try:
+        return get_method(method).payload is not None
+    except ParameterError:
+        return False
 
 
 def _method_of(config: Any) -> str:
@@ -180,7 +189,8 @@ class Finding:
 
     ``kind``: ``catalogue`` (SQLite finds the catalogue damaged), ``segment``
     (a segment file fails a check), ``profile`` (a profile fails its
-    checksum), ``track`` (the catalogue and the segments disagree about a
+    checksum), ``payload`` (a payload fails its checksum, or a track of a
+    payload method has none), ``track`` (the catalogue and the segments disagree about a
     track), ``lost`` (tracks whose postings were in damaged segments),
     ``orphan`` (a segment file nobody registered). ``tracks``: the track ids
     concerned.
@@ -190,6 +200,30 @@ class Finding:
     problem: str
     kind: str
     tracks: tuple[int, ...] = ()
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file written since: (size, mtime, inode); None when it is gone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _quick_check(path: Path) -> str | None:
+    """SQLite's ``quick_check`` of a catalogue on a read-only connection of its own: None, or the problem."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if not _catalogue_damaged(exc):
+            raise
+        return str(exc)
+    return None if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:3])
 
 
 def _detail(message: str, path: Path) -> str:
@@ -203,10 +237,6 @@ class _Segment:
     file: str
     n_postings: int
     data: Segment
-
-    @property
-    def postings(self) -> Postings:
-        return self.data.postings
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +264,8 @@ class NewTrack:
     hashes: np.ndarray
     times: np.ndarray
     profile: bytes | None = None  # songmine.verify.Profile.to_bytes() (landmark indexes)
+    payload: bytes | None = None  # the track's data for a method whose index is not postings (Method.payload)
+    payload_version: int = 1
 
 
 _TRACK_COLS = "track_id, path, sha256, duration_s, title, artist, album, n_hashes, status"
@@ -270,7 +302,7 @@ class Index:
     @_guarded
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None,
                  _salvage: bool = False):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         # salvage (songmine verify): damaged segments are left out of the snapshot and listed here
         self._salvage = _salvage
         self.damaged: dict[str, str] = {}
@@ -282,6 +314,8 @@ class Index:
         self._conn: sqlite3.Connection | None = None
         self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
         self._config: Any = None
+        #: (size, mtime, inode) of each file as it was checked: a change means it was written since
+        self._stats: dict[Path, tuple[int, int, int]] = {}
 
         exists = self._db_path.exists()
         #: True when this object created the index (see :meth:`discard_if_empty`).
@@ -355,7 +389,7 @@ class Index:
         if v == 0:
             raise IndexFormatError(f"{self._db_path}: not a songmine catalogue (no schema version)")
         if v > FORMAT_VERSION:
-            raise IndexFormatError(
+            raise IndexTooNewError(
                 f"{self.path}: index format version {v} is newer than this songmine supports ({FORMAT_VERSION})"
             )
         if v < FORMAT_VERSION:
@@ -469,8 +503,6 @@ class Index:
         IndexCorruptError
             When the stored profile fails its checksum.
         """
-        from ..profiles import Profile, n_bands
-
         with self._mutex:
             row = self._conn.execute(
                 "SELECT data, checksum FROM profiles WHERE track_id = ? AND version = ?", (int(track_id), PROFILE_VERSION)
@@ -486,6 +518,33 @@ class Index:
         return Profile.from_bytes(data, n_bands(self.config.sr))
 
     @_guarded
+    def payloads(self) -> dict[int, tuple[int, bytes]]:
+        """``{track_id: (version, data)}`` of every live track's payload (methods whose index is not postings).
+
+        Each blob is checked against its CRC-32 as it is read.
+
+        Raises
+        ------
+        IndexCorruptError
+            A payload fails its checksum.
+        """
+        snap = self._snap
+        with self._mutex:
+            rows = self._conn.execute("SELECT track_id, version, data, checksum FROM payloads").fetchall()
+        out = {}
+        for tid, version, data, checksum in rows:  # loop over tracks
+            r = snap.tracks.get(tid)
+            if r is None or r.status != STATUS_OK:
+                continue
+            if zlib.crc32(data) != checksum:
+                raise IndexCorruptError(
+                    f"{self._db_path}: the payload of track {tid} is damaged (fails its checksum)",
+                    part=f"payload of track {tid}",
+                )
+            out[int(tid)] = (int(version), bytes(data))
+        return out
+
+    @_guarded
     def landmarks(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{track_id: (hashes, times)}`` of every live track, read from the stored postings.
 
@@ -495,13 +554,13 @@ class Index:
         snap = self._snap
         if not snap.segments:
             return {}
-        for s in snap.segments:  # everything is read: everything is checked
-            s.data.check_all()
-        tr = np.concatenate([s.postings.tracks for s in snap.segments])
+        ps = [s.data.decode() for s in snap.segments]  # everything is read: everything is checked
+        tr = np.concatenate([p.tracks for p in ps])
         order = np.argsort(tr, kind="stable")
         tr = tr[order]
-        h = np.concatenate([s.postings.hashes for s in snap.segments])[order]
-        t = np.concatenate([s.postings.times for s in snap.segments])[order]
+        h = np.concatenate([p.hashes for p in ps])[order]
+        t = np.concatenate([p.times for p in ps])[order]
+        del ps
         ids, starts = np.unique(tr, return_index=True)
         ends = np.append(starts[1:], tr.shape[0])
         live = {k for k, r in snap.tracks.items() if r.status == STATUS_OK}
@@ -576,7 +635,7 @@ class Index:
         ramp = np.arange(total, dtype=np.int64)
         src = np.repeat(los[:, inv].ravel() - run0, flat) + ramp  # row of each hit in its segment
         if len(segs) == 1:
-            out_tracks, out_times = segs[0].postings.tracks[src], segs[0].postings.times[src]
+            out_tracks, out_times = datas[0].gather(src)
         else:
             # where each run goes in the output: its query position's block, after the earlier segments' hits
             dst_run = (np.cumsum(per_q) - per_q) + (np.cumsum(c, axis=0) - c)
@@ -584,10 +643,9 @@ class Index:
             ends = np.cumsum(c.sum(axis=1)).tolist()
             out_tracks = np.empty(total, dtype=np.uint32)
             out_times = np.empty(total, dtype=np.uint32)
-            for seg, a, b in zip(segs, [0, *ends[:-1]], ends):  # loop over segments
+            for d, a, b in zip(datas, [0, *ends[:-1]], ends):  # loop over segments
                 if b > a:
-                    out_tracks[dst[a:b]] = seg.postings.tracks[src[a:b]]
-                    out_times[dst[a:b]] = seg.postings.times[src[a:b]]
+                    out_tracks[dst[a:b]], out_times[dst[a:b]] = d.gather(src[a:b])
         dead = snap.dead
         if dead.shape[0]:
             inside = out_tracks < dead.shape[0]
@@ -638,9 +696,11 @@ class Index:
             for attempt in range(20):
                 conn = self._conn
                 conn.execute("BEGIN")  # one read snapshot for all three reads
+                unchanged = False
                 try:
                     gen = int(self._setting("generation"))
-                    if gen == self.generation:
+                    unchanged = gen == self.generation
+                    if unchanged:
                         return False
                     seg_rows = conn.execute(
                         "SELECT segment_id, file, n_postings, checksum FROM segments ORDER BY segment_id"
@@ -648,6 +708,8 @@ class Index:
                     track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks").fetchall()
                 finally:
                     conn.execute("COMMIT")
+                    if unchanged:
+                        self._recheck_written()
                 old = {s.file: s for s in self._segments}
                 try:
                     segs = self._open_segments(seg_rows, old)
@@ -662,8 +724,38 @@ class Index:
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
                 self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
+                self._stats = {p: st for p in [self._db_path, *(self._seg_dir / g.file for g in segs)]
+                               if (st := _stat(p)) is not None}
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
+
+    def _recheck_written(self) -> None:
+        """Check again the files of the snapshot written since they were checked (no commit did it).
+
+        Segments are never written once published, and the catalogue changes with the generation:
+        a file changed in place under an unchanged generation is damage, which this process's
+        memory maps and snapshot would answer from silently. A changed segment is checked whole, a
+        changed catalogue with SQLite's ``quick_check`` on a connection of its own (this one's page
+        cache may still hold the pages as they were).
+
+        Raises
+        ------
+        IndexCorruptError
+            A changed file fails its check (its recorded state is kept: the next call raises again).
+        """
+        for path, was in list(self._stats.items()):
+            now = _stat(path)
+            if now is None or now == was:  # gone: a compaction's (the generation moves with it)
+                continue
+            if path == self._db_path:
+                problem = _quick_check(path)
+                if problem:
+                    raise IndexCorruptError(f"{path}: the catalogue is damaged ({problem})", part=str(path))
+            else:
+                data = open_segment(path)
+                if data.sums is not None:
+                    data.sums.check_all()
+            self._stats[path] = now
 
     def _reload(self) -> None:
         """Forget the snapshot (and the damage noted) and take a fresh one, every segment opened again."""
@@ -686,7 +778,7 @@ class Index:
             try:
                 try:
                     data = open_segment(path)
-                except IndexCorruptError:
+                except (IndexCorruptError, IndexTooNewError):  # (a newer format is not damage: nothing to repair)
                     raise
                 except IndexFormatError as exc:  # a registered file missing, or not a segment: damage
                     raise IndexCorruptError(str(exc), part=str(path)) from exc
@@ -849,6 +941,11 @@ class Index:
                         [(i, PROFILE_VERSION, t.profile, zlib.crc32(t.profile))
                          for i, t in zip(ids, new) if t.profile is not None],
                     )
+                    conn.executemany(
+                        "INSERT INTO payloads(track_id, version, data, checksum) VALUES (?,?,?,?)",
+                        [(i, t.payload_version, t.payload, zlib.crc32(t.payload))
+                         for i, t in zip(ids, new) if t.payload is not None],
+                    )
                     self._next("next_track_id", len(new))
                     if seg_file is not None:
                         self._next("next_segment_id")
@@ -922,8 +1019,8 @@ class Index:
     def compact(self) -> CompactReport:
         """Rewrite all segments into one without removed tracks, and forget those tracks.
 
-        A segment written by an older songmine (without checksums) is rewritten even when alone, and
-        profiles stored without checksums get theirs.
+        A segment of an older format (versions 1-4: 12 bytes a posting, some without checksums) is
+        rewritten even when alone, and profiles stored without checksums get theirs.
         """
         t0 = time.perf_counter()
         with self._writing():
@@ -931,7 +1028,7 @@ class Index:
             before = list(self._segments)
             bytes_before = self.size_bytes
             removed = [tid for tid, r in self._tracks.items() if r.status != STATUS_OK]
-            n_after = self._merge(before, purge=removed, force=any(s.data.sums is None for s in before))
+            n_after = self._merge(before, purge=removed, force=any(s.data.version < SEGMENT_VERSION for s in before))
             self._sum_old_profiles()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return CompactReport(
@@ -977,6 +1074,7 @@ class Index:
                 if purge:
                     conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
                     conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(int(i),) for i in purge])
+                    conn.executemany("DELETE FROM payloads WHERE track_id = ?", [(int(i),) for i in purge])
         except BaseException:
             (self._seg_dir / seg_file).unlink(missing_ok=True)
             raise
@@ -1053,17 +1151,25 @@ class Index:
                 findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", _detail(str(exc), self._seg_dir / s.file), "segment"))
                 bad.add(s.file)
                 continue
-            p = s.postings
-            if s.data.sums is None and len(p) > 1 and np.any(p.hashes[1:] < p.hashes[:-1]):  # unchecked files
-                findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", "hashes not sorted", "segment"))
-                bad.add(s.file)
-                continue
-            ids, c = np.unique(p.tracks, return_counts=True)
-            for i, k in zip(ids.tolist(), c.tolist()):
+            if s.data.sums is None:  # files without checksums: at least their order
+                h = s.data.postings.hashes
+                if len(h) > 1 and np.any(h[1:] < h[:-1]):
+                    findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", "hashes not sorted", "segment"))
+                    bad.add(s.file)
+                    continue
+            for i, k in s.data.track_counts().items():
                 counts[i] = counts.get(i, 0) + k
         for tid, data, checksum in self._conn.execute("SELECT track_id, data, checksum FROM profiles"):
             if checksum is not None and zlib.crc32(data) != checksum:
                 findings.append(Finding(f"profile of track {tid}", "fails its checksum", "profile", (tid,)))
+        with_payload = set()
+        for tid, data, checksum in self._conn.execute("SELECT track_id, data, checksum FROM payloads"):
+            with_payload.add(tid)
+            if zlib.crc32(data) != checksum:
+                findings.append(Finding(f"payload of track {tid}", "fails its checksum", "payload", (tid,)))
+        if _keeps_payloads(self.method):
+            for tid in sorted(t for t, r in self._tracks.items() if r.status == STATUS_OK and t not in with_payload):
+                findings.append(Finding(f"payload of track {tid}", "is missing", "payload", (tid,)))
         lost = []
         for tid, r in sorted(self._tracks.items()):
             got = counts.pop(tid, 0)
