@@ -93,7 +93,7 @@ def _same_hits(a, b) -> bool:
 def queries(files: list[Path], config, n_clips: int, seconds: float, seed: int):
     """(kind, hashes, max_per_hash, max_hits) of every lookup identify makes for a non-member clip."""
     from songmine import audio
-    from songmine.fingerprint.search import SearchConfig, _expand
+    from songmine.fingerprint.search import SearchConfig, expand_query
     from songmine.fingerprint.landmarks import fingerprint, speed_fingerprinter
 
     sc = SearchConfig()
@@ -105,8 +105,8 @@ def queries(files: list[Path], config, n_clips: int, seconds: float, seed: int):
         y = audio.load(files[f], sr=config.sr, offset=start, duration=seconds)
         prints = speed_fingerprinter(y, config)
         for s in sc.speeds:  # loop over speed factors
-            out.append(("coarse", _expand(*prints(s), sc.dt_jitter)[0], sc.max_per_hash, sc.coarse_max_hits))
-        out.append(("dense", _expand(*fingerprint(y, config, query=True), sc.dt_jitter)[0], sc.max_per_hash,
+            out.append(("coarse", expand_query(*prints(s), sc.dt_jitter)[0], sc.max_per_hash, sc.coarse_max_hits))
+        out.append(("dense", expand_query(*fingerprint(y, config, query=True), sc.dt_jitter)[0], sc.max_per_hash,
                     sc.max_hits))
     return out
 

@@ -447,9 +447,9 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
 
 def _best_votes(idx, h, t, track_id: int) -> int:
     """Votes of ``track_id``'s best offset bin for query landmarks ``(h, t)``."""
-    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.search import expand_query
 
-    h, t = _expand(h, t, 1)
+    h, t = expand_query(h, t, 1)
     tracks, _, votes, _, _ = vote(t, *idx.lookup(h), tolerance=1)
     return int(votes[tracks == track_id][0]) if np.any(tracks == track_id) else 0
 
@@ -585,12 +585,12 @@ def test_lead_ratio_and_grid_step():
 @pytest.mark.corpus
 def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_index):
     from songmine.audio import load
-    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.search import expand_query
     from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
-    h, t = _expand(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
+    h, t = expand_query(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
     budget = idx.lookup(h)[0].shape[0] // 3  # binds: the commonest hashes are left out
     never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0, lead_margin=None)  # every stage runs
     n = len(SearchConfig().rates)
@@ -631,13 +631,13 @@ def test_without_a_lead_on_a_cut_short_index_the_dense_long_shot_is_skipped(cuts
     """Probes cut short by the budget (as on a big index) and no track leading anywhere: one full coarse
     look at the top speed, and no dense pass; with a budget that does not bind, the dense long shot runs."""
     from songmine.audio import load
-    from songmine.fingerprint.search import _expand
+    from songmine.fingerprint.search import expand_query
     from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
     # an indexed track played 25 % faster, outside the speed grid: chance hits only, but many of them
     other = soxr.resample(load(cuts[0], sr=SR)[2 * SR:15 * SR], 1.25, 1.0).astype(np.float32)
-    h, _ = _expand(*fingerprint(other, idx.config), SearchConfig().dt_jitter)
+    h, _ = expand_query(*fingerprint(other, idx.config), SearchConfig().dt_jitter)
     assert idx.lookup(h)[0].shape[0] > 20
     budget = 4  # cuts the lookups short
     n = len(SearchConfig().rates)

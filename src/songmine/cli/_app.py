@@ -237,6 +237,16 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
         yield update
 
 
+def check_engine(engine: str, master: str | None, *, jobs: int | None = None) -> None:
+    """``--engine`` is local or spark; ``--master`` goes with spark, ``--jobs`` with local (else exit 2)."""
+    if engine not in ("local", "spark"):
+        raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
+    if master is not None and engine != "spark":
+        raise fail("--master is only meaningful with --engine spark")
+    if jobs is not None and engine == "spark":
+        raise fail("--jobs is for --engine local (Spark runs a task per executor core)")
+
+
 @contextmanager
 def _progress_lines(description: str) -> Iterator[Callable[[int, int], None]]:
     t0 = time.monotonic()

@@ -121,7 +121,11 @@ def _choose_png(res) -> str:
 @cluster_app.command("run")
 @needs_extra("cluster", "songmine cluster run")
 def run_cmd(
-    table: TableArg,
+    table: Annotated[str, typer.Argument(
+        help="Table from `songmine catalog merge` (parquet/CSV) or an FMA-layout features.csv "
+             "(from `songmine features`; a tracks.csv beside it adds the metadata). With --engine spark: "
+             "a parquet file or folder, any URL Spark reads (hdfs://, s3a://, file://).",
+        show_default=False)],
     k: Annotated[Optional[int], typer.Option("--k", "-k", metavar="K",
                                              help="Number of clusters (default: chosen by choose-k).")] = None,
     k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="k values tried when --k is not given.")] = "2..15",
@@ -156,28 +160,37 @@ def run_cmd(
 
     if engine not in ("local", "spark"):
         raise ParameterError(f"--engine {engine!r} must be 'local' or 'spark'")
-    eng: object = engine
     if engine == "spark":
         require("spark", "songmine cluster run --engine spark")
-        from ..cluster.engines import get_engine
-
-        eng = get_engine("spark", **({"master": master} if master else {}))
     elif master:
         raise ParameterError("--master is only meaningful with --engine spark")
-    cfg = RunConfig(k=k, k_values=tuple(parse_k_range(k_range)), seed=seed, engine=eng,
+    cfg = RunConfig(k=k, k_values=tuple(parse_k_range(k_range)), seed=seed, engine=engine,
                     echonest=not no_echonest, nonfinite=nonfinite,
                     reduce=ReduceConfig(method=reduce_method, variance=variance), genre_column=genre_column,
                     compare_sklearn=not no_sklearn)
-    df = read_table(table)
-    other = read_table(compare) if compare is not None else None
-    truth = None
-    if planted is not None:
-        t = pd.read_parquet(planted) if planted.suffix == ".parquet" else pd.read_csv(planted)
-        truth = t.set_index("track_id").iloc[:, 0]
     console = err_console()
-    res = run(df, config=cfg, source=str(table), other=other, truth=truth,
-              progress=None if json_out else (lambda msg: console.print(f"… {msg}", style="dim")))
-    if out is not None:
+    progress = None if json_out else (lambda msg: console.print(f"… {msg}", style="dim"))
+    if engine == "spark":
+        from ..spark.cluster import run_spark
+        from ..spark.session import get_session
+
+        for flag, given in (("--compare", compare), ("--planted", planted)):
+            if given is not None:
+                raise ParameterError(f"{flag} needs the whole table in memory: use it with --engine local")
+        # the executors write the assignments (a folder of parquet or CSV parts)
+        res = run_spark(table, config=cfg, session=get_session(master), progress=progress,
+                        assignments=str(out) if out is not None else None)
+        out_written = True
+    else:
+        df = read_table(Path(table))
+        other = read_table(compare) if compare is not None else None
+        truth = None
+        if planted is not None:
+            t = pd.read_parquet(planted) if planted.suffix == ".parquet" else pd.read_csv(planted)
+            truth = t.set_index("track_id").iloc[:, 0]
+        res = run(df, config=cfg, source=str(table), other=other, truth=truth, progress=progress)
+        out_written = False
+    if out is not None and not out_written:
         a = res.assignments()
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.name.endswith((".csv", ".csv.gz")):

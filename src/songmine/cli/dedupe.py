@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_OK, JobsOption, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import EXIT_OK, JobsOption, JsonOption, app, check_engine, emit_json, fail, out_console, print_skipped, progress_bar
 
 
 @app.command("dedupe")
@@ -26,6 +26,13 @@ def dedupe_cmd(
     no_bandwidth: Annotated[bool, typer.Option(
         "--no-bandwidth", help="Choose keepers from the container alone (lossless, bitrate, duration, rate) "
         "instead of first measuring each grouped file's effective bandwidth (up to 60 s decoded).")] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or spark (fingerprints, LSH and the offset votes as Spark jobs; "
+                          "folders, not --index alone).")
+    ] = "local",
+    master: Annotated[
+        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
     json_out: JsonOption = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print one CSV row per group member on stdout.")] = False,
 ) -> None:
@@ -35,6 +42,9 @@ def dedupe_cmd(
     """
     from ..minhash.dedupe import DedupeConfig, dedupe, dedupe_index
 
+    check_engine(engine, master, jobs=jobs)
+    if engine == "spark" and index is not None and not paths:
+        raise fail("--engine spark decodes the files: give the folders (with --index P too, its files are added)")
     if json_out and csv_out:
         raise fail("--json and --csv are exclusive")
     from ..workers import default_jobs
@@ -52,8 +62,13 @@ def dedupe_cmd(
             sources += _index_paths(index)
         if not sources:
             raise fail("give at least one folder or file, or --index P")
-        with progress_bar("fingerprinting", enabled=not (json_out or csv_out)) as cb:
-            report = dedupe(sources, config, jobs=jobs, progress=cb)
+        if engine == "spark":
+            from ..spark.dedupe import dedupe_spark
+
+            report = dedupe_spark(sources, config, master=master)
+        else:
+            with progress_bar("fingerprinting", enabled=not (json_out or csv_out)) as cb:
+                report = dedupe(sources, config, jobs=jobs, progress=cb)
     if json_out:
         emit_json(report)
     elif csv_out:

@@ -10,7 +10,17 @@ import typer
 
 from ..errors import one_line
 from ._app import (
-    EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, IndexOption, JsonOption, app, emit_json, fail, out_console,
+    EXIT_INTERNAL,
+    EXIT_NO_MATCH,
+    EXIT_OK,
+    EXIT_USAGE,
+    IndexOption,
+    JsonOption,
+    app,
+    check_engine,
+    emit_json,
+    fail,
+    out_console,
     printable,
 )
 
@@ -38,6 +48,15 @@ def _unusable(clips: list[str], exc: Exception, json_out: bool) -> typer.Exit:
     return fail(one_line(exc), EXIT_USAGE)
 
 
+def read_list(path: Path) -> list[Path]:
+    """The clips named in a list file: one path a line (blank lines and ``#`` comments skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"--from-list {path}: cannot read it ({one_line(exc)})", EXIT_USAGE) from None
+    return [Path(ln.strip()) for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
 def expand_clips(clips: list[Path]) -> list[str]:
     """The clips to ask: files as given, folders walked as a library is (:func:`songmine.library.iter_audio_files`).
 
@@ -59,8 +78,9 @@ def expand_clips(clips: list[Path]) -> list[str]:
 
 @app.command("identify")
 def identify_cmd(
-    clips: Annotated[list[Path], typer.Argument(
-        metavar="CLIP...", help="Audio clips (any format FFmpeg decodes), or folders of them (walked recursively).")],
+    clips: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="CLIP...", help="Audio clips (any format FFmpeg decodes), or folders of them (walked recursively).",
+        show_default=False)] = None,
     index: IndexOption = None,
     top: Annotated[int, typer.Option("--top", "-n", min=1, metavar="N", help="Matches to show per clip.")] = 3,
     method: Annotated[str, typer.Option(
@@ -72,7 +92,31 @@ def identify_cmd(
              "for seed (default 0.2).")] = None,
     max_duration: Annotated[float, typer.Option(
         "--max-duration", min=0.0, metavar="SECONDS",
-        help="Longer clips are refused; 0 = no limit (match whole files).")] = 60.0,
+        help="Longer clips are refused; 0 = no limit (match whole files). Not for --window recordings.")] = 60.0,
+    from_list: Annotated[
+        Optional[Path], typer.Option("--from-list", metavar="FILE",
+                                     help="A file naming the clips, one path a line (with or instead of CLIP...).")
+    ] = None,
+    window: Annotated[
+        Optional[float], typer.Option("--window", metavar="SECONDS",
+                                      help="Long recordings: identify windows of this many seconds and print "
+                                      "what played when (start and end of each track heard).")
+    ] = None,
+    hop: Annotated[
+        Optional[float], typer.Option("--hop", metavar="SECONDS",
+                                      help="Seconds between window starts with --window (default: half a window).")
+    ] = None,
+    one_pass: Annotated[
+        bool, typer.Option("--one-pass", help="One pass of the dense landmarks over the speed grid (no coarse probes, "
+                           "no profile check); with --engine spark, the lookups are a Spark join and the votes a "
+                           "Spark aggregation.")
+    ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or spark (the clips or windows searched by Spark tasks).")
+    ] = "local",
+    master: Annotated[
+        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Identify short (possibly noisy, sped-up) clips against an indexed library.
@@ -82,14 +126,27 @@ def identify_cmd(
     "no match";
     with --method seed the best LSH candidates too, those below the threshold
     marked. A clip that fails (unreadable, not audio, too long) gets its error
-    in its record and the others go on. Exit 0 if at least one clip matched and
-    none failed, 1 if none matched and none failed, 2 if a clip failed (every
-    record is still printed) or for a missing or damaged index (with --json
-    every clip's record then carries that error) or a usage error, 70 for an
-    internal error.
+    in its record and the others go on. With --window, each clip is a long
+    recording: its windows are identified and the output says which tracks
+    played from when to when. Exit 0 if at least one clip matched (a
+    recording: a track was heard) and none failed, 1 if none matched and none
+    failed, 2 if a clip failed (every record is still printed) or for a missing
+    or damaged index (with --json every clip's record then carries that error)
+    or a usage error, 70 for an internal error.
     """
     from ..errors import IndexFormatError, ParameterError
     from ._methods import indexable_method, open_searcher
+
+    check_engine(engine, master)
+    given = list(clips or []) + (read_list(from_list) if from_list is not None else [])
+    if not given:
+        raise fail("give at least one clip, or --from-list FILE", EXIT_USAGE)
+    if window is None and hop is not None:
+        raise fail("--hop goes with --window", EXIT_USAGE)
+    if method != "landmark" and (engine != "local" or window is not None or one_pass):
+        raise fail(f"--engine spark, --window and --one-pass work with the landmark method, not {method!r}",
+                   EXIT_USAGE)
+    clips = given
 
     m = indexable_method(method)
     if threshold is not None and not 0.0 < threshold <= 1.0:
@@ -110,10 +167,16 @@ def identify_cmd(
 
     from ..fingerprint.heap import keep_heap
     from ..fingerprint.landmarks import FingerprintConfig
-    from ..fingerprint.query import identify
     from ..fingerprint.search import SearchConfig
+    from ..fingerprint.search import one_pass as one_pass_config
 
-    search = SearchConfig() if threshold is None else replace(SearchConfig(), min_confidence=float(threshold))
+    config = one_pass_config() if one_pass else SearchConfig()
+    if threshold is not None:
+        config = replace(config, min_confidence=float(threshold))
+    if window is not None:
+        from ..fingerprint.monitor import check_windows
+
+        hop = check_windows(window, hop)  # ParameterError: one line, exit 2
     keep_heap()
     try:
         ix = open_index(index)
@@ -122,8 +185,21 @@ def identify_cmd(
     try:
         if not isinstance(ix.config, FingerprintConfig):
             raise fail(f"index {ix.path} was built for another method ({ix.method}), not landmark", EXIT_USAGE)
-        batch = _Batch(lambda c: identify(ix, c, top=top, max_duration_s=limit, config=search))
-        results = batch.run(queries)
+        if window is not None:
+            return _monitor(ix, queries, window, hop, top, engine, master, json_out, config, one_pass)
+        batch = _Batch(_local_query(ix, top, config, limit))
+        if engine == "spark" and one_pass:
+            from ..spark.vote import vote_clips_spark
+
+            results = batch.take(vote_clips_spark(ix.path, queries, top=top, config=config, master=master,
+                                                  max_duration_s=limit))
+        elif engine == "spark":
+            from ..spark.identify import identify_clips_spark
+
+            results = batch.take(identify_clips_spark(ix.path, queries, top=top, config=config, master=master,
+                                                      max_duration_s=limit))
+        else:
+            results = batch.run(queries)
     finally:
         ix.close()
     if json_out:
@@ -132,6 +208,47 @@ def identify_cmd(
         _print(results)
     batch.report()
     raise typer.Exit(batch.exit_code(results))
+
+
+def _local_query(ix, top: int, config, limit: float | None):
+    from ..fingerprint.query import identify
+
+    return lambda c: identify(ix, c, top=top, max_duration_s=limit, config=config)
+
+
+def _monitor(ix, recordings: list[Path], window: float, hop: float, top: int, engine: str, master: str | None,
+             json_out: bool, config, one_pass: bool) -> None:
+    """``identify --window``: each recording's timeline (and its windows' records with --json)."""
+    batch = _Batch(None)
+    if engine == "spark" and one_pass:
+        from ..spark.vote import vote_recordings_spark
+
+        results = vote_recordings_spark(ix.path, recordings, window_s=window, hop_s=hop, top=top, config=config,
+                                        master=master)
+    elif engine == "spark":
+        from ..spark.identify import identify_recordings_spark
+
+        got = identify_recordings_spark(ix.path, recordings, window_s=window, hop_s=hop, top=top, master=master)
+        results = []
+        for res, kinds in got:
+            batch.note(kinds, next((w.result.error for w, k in zip(res.windows, kinds) if k != "ok"), None))
+            results.append(res)
+    else:
+        from ..fingerprint.monitor import identify_recording
+
+        results = [batch.guard(str(r), lambda r=r: identify_recording(ix, str(r), window_s=window, hop_s=hop, top=top,
+                                                                      config=config))
+                   for r in recordings]
+    if json_out:
+        emit_json(results)
+    else:
+        _print_timelines(results)
+    batch.report()
+    if batch.crash_log:
+        raise typer.Exit(EXIT_INTERNAL)
+    if any(r.error for r in results) or batch.damaged:
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_OK if any(r.played for r in results) else EXIT_NO_MATCH)
 
 
 class _Batch:
@@ -144,6 +261,34 @@ class _Batch:
 
     def run(self, clips: list[str]) -> list:
         return [self._one(c) for c in clips]  # loop over clips
+
+    def take(self, outcomes) -> list:
+        """Records made elsewhere (Spark's executors, :class:`songmine.spark.identify.ClipOutcome`)."""
+        for o in outcomes:
+            self.note([o.kind], o.result.error)
+        return [o.result for o in outcomes]
+
+    def note(self, kinds, error: str | None) -> None:
+        """Remember an index failure or a bug met elsewhere (said once more at the end)."""
+        if "index" in kinds:
+            self.damaged = self.damaged or error
+        if "internal" in kinds and self.crash_log is None:
+            self.crash_log = "the Spark executors' logs"
+
+    def guard(self, name: str, fn):
+        """``fn()``; an index failure or a bug becomes a recording's error (noted)."""
+        from ..errors import IndexFormatError
+        from ..fingerprint.monitor import RecordingResult
+        from ._app import write_crash_log
+
+        try:
+            return fn()
+        except IndexFormatError as exc:
+            self.damaged = self.damaged or one_line(exc)
+            return RecordingResult(recording=name, error=one_line(exc))
+        except Exception as exc:  # a bug: keep the traceback, report the recording, go on
+            self.crash_log = write_crash_log()
+            return RecordingResult(recording=name, error=f"internal error: {type(exc).__name__}: {one_line(exc)}")
 
     def _one(self, clip: str):
         from ..errors import IndexFormatError, SongmineError
@@ -249,3 +394,24 @@ def _mmss(seconds: float) -> str:
     sign = "-" if seconds < 0 else ""
     s = abs(seconds)
     return f"{sign}{int(s // 60)}:{s % 60:05.2f}"
+
+
+def _print_timelines(results) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    for r in results:
+        if r.error:
+            typer.echo(printable(f"{r.recording}: error: {r.error}"))
+            continue
+        if not r.played:
+            typer.echo(printable(f"{r.recording}: nothing identified in {_mmss(r.duration_s)} "
+                                 f"({len(r.windows)} windows)"))
+            continue
+        table = Table(title=f"{r.recording} ({_mmss(r.duration_s)}, {len(r.windows)} windows)", title_justify="left")
+        for col in ("from", "to", "title", "artist", "from track time", "windows", "confidence", "path"):
+            table.add_column(col, justify="right" if col in ("from", "to", "from track time", "windows", "confidence") else "left")
+        for p in r.played:
+            table.add_row(_mmss(p.start_s), _mmss(p.end_s), p.title or Path(p.path).stem, p.artist or "",
+                          _mmss(p.track_start_s), str(p.windows), f"{p.confidence:.3f}", p.path)
+        console.print(table)

@@ -13,7 +13,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, IndexOption, JobsOption, JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
+from ._app import (
+    EXIT_USAGE,
+    IndexOption,
+    JobsOption,
+    JsonOption,
+    app,
+    check_engine,
+    emit_json,
+    fail,
+    out_console,
+    print_skipped,
+    printable,
+    progress_bar,
+)
 
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -38,14 +51,25 @@ def index_cmd(
         str, typer.Option("--method", metavar="NAME",
                           help="landmark (default), seed or sketch (kept in <index>/seed, <index>/sketch).")
     ] = "landmark",
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (process pool) or spark (the files decoded and fingerprinted by Spark tasks).")
+    ] = "local",
+    master: Annotated[
+        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
 ) -> None:
     """Fingerprint audio files into the index (created on first use), in parallel.
 
     Files already indexed (same content, by sha256) are skipped, so a rerun
     after an interruption resumes; new files are added to what is there. Unreadable
     files are listed and skipped. Ctrl-C keeps everything fingerprinted so far.
-    The same for every method.
+    The same for every method. With --engine spark the files are decoded and
+    fingerprinted on Spark's executors (they must see the files at the same
+    paths) and this process writes the index (landmark method).
     """
+    check_engine(engine, master, jobs=jobs)
+    if method != "landmark" and engine != "local":
+        raise fail(f"--engine spark indexes with the landmark method only, not {method!r}")
     from ..errors import IndexFormatError
     from ..fingerprint.index import Index, IndexingInterrupted, index_files
     from ._methods import indexable_method, method_index_path, new_config, refuse_legacy
@@ -60,7 +84,13 @@ def index_cmd(
             raise IndexFormatError(f"{path} is an index of the {ix.method} method, not {m.name}")
         with progress_bar("indexing", enabled=not json_out) as progress:
             try:
-                report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
+                if engine == "spark":
+                    from ..spark.index import index_files_spark
+
+                    report = index_files_spark(ix, dirs, master=master, prune=prune, progress=progress,
+                                               batch_tracks=batch)
+                else:
+                    report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
             except IndexingInterrupted as exc:
                 report, interrupted = exc.report, True
             except BaseException:  # e.g. a path that does not exist: a first run leaves no empty index

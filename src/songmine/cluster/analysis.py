@@ -68,6 +68,7 @@ class RunConfig:
     compare_sklearn: bool = True
     compare_echonest: bool = True
     projection_sample: int = 6000
+    init: object = "k-means++"  # or the initial centres (k × components): one run from them
 
     def __post_init__(self):
         if self.k is not None and (not isinstance(self.k, int) or self.k < 1):
@@ -127,8 +128,11 @@ _CANDIDATES = [
 ]
 
 
-def find_variables(df, *, genre_column: str | None = None, max_variables: int = 10) -> list[Variable]:
+def find_variables(df, *, genre_column: str | None = None, max_variables: int = 10, coverage=None) -> list[Variable]:
     """The interpretation variables present in ``df`` (genre first), at most ``max_variables``.
+
+    ``df`` needs only ``columns``; ``coverage(column)`` is the share of rows with a value
+    (default: from ``df``; a Spark run passes its own aggregate).
 
     Raises
     ------
@@ -147,7 +151,7 @@ def find_variables(df, *, genre_column: str | None = None, max_variables: int = 
             col = find_column(df.columns, *suffixes)
         if col is None or col in used:
             continue
-        if key == "language" and df[col].notna().mean() < 0.01:
+        if key == "language" and (coverage(col) if coverage else df[col].notna().mean()) < 0.01:
             continue
         if key == "year":  # say which date it is: FMA's date_created is the upload to the archive
             n = norm_name(col)
@@ -169,16 +173,21 @@ def quartiles(values, *, integer: bool = False) -> tuple[np.ndarray, list[str]]:
     ok = np.isfinite(v)
     codes = np.full(len(v), -1, dtype=np.int64)
     m = int(ok.sum())
-    labels = []
     if m == 0:
-        return codes, labels
+        return codes, []
     order = np.argsort(v[ok], kind="stable")
     ranks = np.empty(m, dtype=np.int64)
     ranks[order] = np.arange(m)
     q = (ranks * 4) // m
     codes[ok] = q
-    names = ("Q1 low", "Q2", "Q3", "Q4 high")
     ranges = [(v[ok][q == i].min(), v[ok][q == i].max()) if (q == i).any() else None for i in range(4)]
+    return codes, quartile_labels(ranges, integer=integer)
+
+
+def quartile_labels(ranges, *, integer: bool = False) -> list[str]:
+    """The four quartile labels from each quartile's ``(min, max)`` (None: empty), e.g. ``Q2 (0.041–0.045)``."""
+    names = ("Q1 low", "Q2", "Q3", "Q4 high")
+    labels = []
     texts = _distinct_texts([x for r in ranges if r for x in r], integer=integer)
     for i, r in enumerate(ranges):
         if r is None:
@@ -186,7 +195,7 @@ def quartiles(values, *, integer: bool = False) -> tuple[np.ndarray, list[str]]:
         else:
             lo, hi = texts[r[0]], texts[r[1]]
             labels.append(f"{names[i]} ({lo}–{hi})" if r[0] != r[1] else f"{names[i]} ({lo})")
-    return codes, labels
+    return labels
 
 
 def _distinct_texts(values, *, integer: bool = False) -> dict[float, str]:
@@ -237,6 +246,22 @@ def categorize(df, var: Variable, *, max_categories: int = 12):
     return pd.Series(pd.Categorical(s, categories=cats), index=df.index, name=var.key)
 
 
+def date_labels(ranges, *, n_years: int, span_days: float) -> list[str]:
+    """The four date-quartile labels from each quartile's ``(first, last)`` timestamps (None: empty), at the
+    resolution the span needs (see :func:`_date_quartiles`); ``n_years``: distinct years among the dates."""
+    fmt = ("%Y" if n_years >= 4 else "%Y-%m" if span_days >= 60 else
+           "%Y-%m-%d" if span_days >= 2 else "%Y-%m-%d %H:%M")
+    names = ("Q1 low", "Q2", "Q3", "Q4 high")
+    labels = []
+    for i, r in enumerate(ranges):
+        if r is not None:
+            lo, hi = r[0].strftime(fmt), r[1].strftime(fmt)
+            labels.append(f"{names[i]} ({lo}–{hi})" if lo != hi else f"{names[i]} ({lo})")
+        else:
+            labels.append(names[i])
+    return labels
+
+
 def _date_quartiles(dt, var: Variable):
     """Quartiles of dates ranked by the full timestamp, labelled at the resolution the span needs.
 
@@ -254,49 +279,53 @@ def _date_quartiles(dt, var: Variable):
     labels = []
     if ok.any():
         known = dt[ok]
-        span_days = (known.max() - known.min()) / pd.Timedelta(days=1)
-        fmt = ("%Y" if known.dt.year.nunique() >= 4 else "%Y-%m" if span_days >= 60 else
-               "%Y-%m-%d" if span_days >= 2 else "%Y-%m-%d %H:%M")
-        names = ("Q1 low", "Q2", "Q3", "Q4 high")
+        ranges = []
         for i in range(4):
             sel = dt[codes == i]
-            if len(sel):
-                lo, hi = sel.min().strftime(fmt), sel.max().strftime(fmt)
-                labels.append(f"{names[i]} ({lo}–{hi})" if lo != hi else f"{names[i]} ({lo})")
-            else:
-                labels.append(names[i])
+            ranges.append((sel.min(), sel.max()) if len(sel) else None)
+        labels = date_labels(ranges, n_years=int(known.dt.year.nunique()),
+                             span_days=(known.max() - known.min()) / pd.Timedelta(days=1))
     cats = labels + [UNKNOWN]
     return pd.Series(pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
                      index=dt.index, name=var.key)
 
 
-def informative_variables(df, variables: list[Variable]) -> tuple[list[Variable], list[str]]:
+def informative_variables(df, variables: list[Variable], *, distinct=None) -> tuple[list[Variable], list[str]]:
     """Drop interpretation variables with fewer than two distinct known values (a pivot of them says nothing).
 
     The genre is always kept (its absence is itself reported). Returns the kept
-    variables and one note per dropped one.
+    variables and one note per dropped one. ``distinct(variable)`` gives
+    ``(number of distinct known values, one of them)`` (None: unknown; keep it);
+    default: counted in ``df``.
     """
     kept, notes = [], []
     for v in variables:
         if v.key == "genre":
             kept.append(v)
             continue
-        col = df[v.column]
-        known = col[col.notna()]
-        if known.dtype == object or str(known.dtype) in ("str", "string"):
-            known = known.astype(str).str.strip()
-            known = known[known != ""]
-        try:
-            distinct = int(known.nunique())
-        except TypeError:  # unhashable cells (lists): keep, categorize() copes
+        got = distinct(v) if distinct else distinct_known(df[v.column])
+        if got is None:  # unhashable cells (lists): keep, categorize() copes
             kept.append(v)
             continue
-        if distinct >= 2:
+        n_distinct, example = got
+        if n_distinct >= 2:
             kept.append(v)
         else:
-            what = f"every track has the same value ({known.iloc[0]})" if distinct else "no track has a value"
+            what = f"every track has the same value ({example})" if n_distinct else "no track has a value"
             notes.append(f"{v.label} ({v.column}) left out of the interpretation: {what}")
     return kept, notes
+
+
+def distinct_known(col) -> tuple[int, object] | None:
+    """Distinct known (non-missing, non-blank) values of a column and the first of them; None if unhashable."""
+    known = col[col.notna()]
+    if known.dtype == object or str(known.dtype) in ("str", "string"):
+        known = known.astype(str).str.strip()
+        known = known[known != ""]
+    try:
+        return int(known.nunique()), (known.iloc[0] if len(known) else None)
+    except TypeError:
+        return None
 
 
 def pivot_by_column(labels, categories, *, k: int | None = None):
@@ -310,11 +339,23 @@ def pivot_by_column(labels, categories, *, k: int | None = None):
     k = int(labels.max()) + 1 if k is None else k
     tab = pd.crosstab(pd.Series(labels, name="cluster"), categories.reset_index(drop=True)
                       if hasattr(categories, "reset_index") else categories, dropna=False)
+    return pivot_from_counts(tab, k)
+
+
+def pivot_from_counts(tab, k: int):
+    """:func:`pivot_by_column` from the counts table (clusters × categories, in category order)."""
     tab = tab.reindex(range(k), fill_value=0)
     tab = tab.loc[:, tab.sum(axis=0) > 0]
     pct = tab / tab.sum(axis=0) * 100.0
     pct.index.name = "cluster"
     return pct, tab
+
+
+def within_clusters(tab):
+    """Each cluster's tracks split across the categories (rows sum to 100), ``attrs["overall"]`` the catalogue's."""
+    w = tab.div(tab.sum(axis=1).replace(0, 1), axis=0) * 100
+    w.attrs["overall"] = (tab.sum(axis=0) / tab.values.sum() * 100).to_dict()
+    return w
 
 
 def genre_min_count(n_known: int) -> int:
@@ -346,20 +387,29 @@ def representative_genres(labels, genre, *, k: int, min_count: int | None = None
     g = np.asarray(genre, dtype=object)
     labels = np.asarray(labels)
     known = g != UNKNOWN
-    n_known = int(known.sum())
+    genres, gi = np.unique(g[known], return_inverse=True)
+    C = np.zeros((k, len(genres)))
+    np.add.at(C, (labels[known], gi), 1)
+    unknown = np.bincount(labels[~known], minlength=k)
+    return representative_from_counts(C, genres, unknown, k=k, min_count=min_count)
+
+
+def representative_from_counts(C: np.ndarray, genres, unknown: np.ndarray, *, k: int,
+                               min_count: int | None = None) -> list[dict]:
+    """:func:`representative_genres` from the counts: ``C[c, j]`` tracks of cluster ``c`` with genre
+    ``genres[j]`` (sorted names), ``unknown[c]`` tracks of cluster ``c`` without a genre."""
+    C = np.asarray(C, dtype=np.float64)
+    n_known = int(C.sum())
     m = genre_min_count(n_known) if min_count is None else int(min_count)
     empty = {"genre": None, "share": None, "base_rate": None, "lift": None, "count": 0, "top_genre": None,
              "top_share": None, "n_known": 0, "min_count": m}
     out = []
     if n_known == 0:
         return [{"cluster": c, **empty, "unknown_share": 1.0} for c in range(k)]
-    genres, gi = np.unique(g[known], return_inverse=True)
-    C = np.zeros((k, len(genres)))
-    np.add.at(C, (labels[known], gi), 1)
     base = C.sum(axis=0) / C.sum()
     for c in range(k):
         n_c = C[c].sum()
-        unk = float((~known & (labels == c)).sum() / max(1, (labels == c).sum()))
+        unk = float(unknown[c] / max(1, n_c + unknown[c]))
         if n_c == 0:
             out.append({"cluster": c, **empty, "unknown_share": unk})
             continue
@@ -538,7 +588,8 @@ def compare_echonest(df, other, k: int, cfg: RunConfig, genre_col) -> dict | Non
     return {"k": k, "rows": rows, "verdict": verdict}
 
 
-def _describe(c: int, size: int, n: int, rep: dict, within: dict, variables: list[Variable]) -> str:
+def describe_cluster(c: int, size: int, n: int, rep: dict, within: dict, variables: list[Variable]) -> str:
+    """The plain-words paragraph of cluster ``c`` (from its size, genre and the within-cluster splits)."""
     parts = [f"Cluster {c} holds {size:,} track{'' if size == 1 else 's'} ({100 * size / n:.1f} % of the catalogue)."]
     if rep.get("genre"):
         parts.append(
@@ -636,12 +687,15 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
         chooser.note = note
         k = chooser.recommended_k
     step(f"k-means with k={k} on {config.engine}")
-    km, secs = _fit(Z, k, init="k-means++", seed=config.seed, n_init=config.n_init, max_iter=config.max_iter,
-                    engine=config.engine)
+    given = not isinstance(config.init, str)
+    km, secs = _fit(Z, k, init=config.init, seed=config.seed, n_init=1 if given else config.n_init,
+                    max_iter=config.max_iter, engine=config.engine)
     labels = km.labels_
     dist = np.sqrt(((Z - km.cluster_centers_[labels]) ** 2).sum(axis=1))
     sizes = np.bincount(labels, minlength=k).tolist()
-    model = {"engine": str(getattr(config.engine, "name", config.engine)), "init": "k-means++", "n_init": config.n_init, "inertia": km.inertia_,
+    model = {"engine": str(getattr(config.engine, "name", config.engine)),
+             "init": "given centres" if given else config.init, "n_init": 1 if given else config.n_init,
+             "inertia": km.inertia_,
              "n_iter": km.n_iter_, "converged": km.converged_, "seconds": secs, "seed": config.seed}
 
     step("interpreting clusters")
@@ -654,15 +708,13 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
         pct, tab = pivot_by_column(labels, cats, k=k)
         pivots[v.key] = pct
         counts[v.key] = tab
-        w = tab.div(tab.sum(axis=1).replace(0, 1), axis=0) * 100
-        w.attrs["overall"] = (tab.sum(axis=0) / tab.values.sum() * 100).to_dict()
-        within[v.key] = w
+        within[v.key] = within_clusters(tab)
     if genre_cats is not None:
         rep = representative_genres(labels, np.asarray(genre_cats.astype(str)), k=k)
     else:
         warn_msgs.append("no genre column: representative genres not computed")
         rep = [{"cluster": c, "genre": None, "unknown_share": None} for c in range(k)]
-    descriptions = [_describe(c, sizes[c], n, rep[c], within, variables) for c in range(k)]
+    descriptions = [describe_cluster(c, sizes[c], n, rep[c], within, variables) for c in range(k)]
 
     km_cmp = None
     if config.compare_sklearn:

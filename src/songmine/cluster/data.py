@@ -32,7 +32,8 @@ from ..extras import require
 
 require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
-__all__ = ["read_table", "feature_columns", "norm_name", "find_column", "clean_features", "FeaturePlan"]
+__all__ = ["read_table", "feature_columns", "norm_name", "find_column", "clean_features", "input_columns",
+           "FeaturePlan"]
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,29 @@ _NOT_INPUTS = re.compile(r"(^|_)(id|ids|listens|favorites|comments|interest|date
                          r"latitude|longitude|genre|genres|genre_top|tracks|rank|split|subset|duration)(_|$)")
 
 
+def input_columns(columns, *, echonest: bool = True, numeric=None) -> tuple[list, list, list, bool]:
+    """The columns clustered on: ``(columns, fma_columns, echonest_columns, generic)``.
+
+    The FMA feature columns and (with ``echonest``) the echonest audio ones; a
+    table without any is *generic*: every column ``numeric(column)`` says is a
+    number and whose name is not metadata (ids, listens, dates, genres…).
+
+    Raises
+    ------
+    DataError
+        No such column.
+    """
+    feats, echo = feature_columns(columns, echonest=echonest)
+    cols = feats + echo
+    if cols:
+        return cols, feats, echo, False
+    num = [c for c in columns if numeric is not None and numeric(c) and not _NOT_INPUTS.search(norm_name(c))]
+    if not num:
+        raise DataError(f"the table has no numeric feature columns (columns: {list(columns)[:8]}…)")
+    log.warning("no FMA feature columns found: clustering on %d numeric columns", len(num))
+    return num, feats, echo, True
+
+
 def clean_features(df, *, echonest: bool = True, nonfinite: str = "error"):
     """Select the audio-feature columns of ``df`` and deal with NaN/±inf.
 
@@ -208,16 +232,8 @@ def clean_features(df, *, echonest: bool = True, nonfinite: str = "error"):
     """
     if nonfinite not in ("error", "drop", "impute"):
         raise ParameterError(f"nonfinite={nonfinite!r} must be 'error', 'drop' or 'impute'")
-    feats, echo = feature_columns(df.columns, echonest=echonest)
-    cols = feats + echo
-    generic = False
-    if not cols:  # not an FMA table: every numeric column that is not metadata
-        num = [c for c in df.columns if np.issubdtype(np.asarray(df[c]).dtype, np.number)
-               and not _NOT_INPUTS.search(norm_name(c))]
-        if not num:
-            raise DataError(f"the table has no numeric feature columns (columns: {list(df.columns)[:8]}…)")
-        cols, generic = num, True
-        log.warning("no FMA feature columns found: clustering on %d numeric columns", len(num))
+    cols, feats, echo, generic = input_columns(
+        df.columns, echonest=echonest, numeric=lambda c: np.issubdtype(np.asarray(df[c]).dtype, np.number))
     X = df[cols].to_numpy(dtype=np.float64, na_value=np.nan) if hasattr(df, "to_numpy") else np.asarray(df[cols])
     bad = ~np.isfinite(X)
     n_bad = int(bad.sum())

@@ -35,7 +35,7 @@ from sklearn.utils.extmath import randomized_svd  # noqa: E402
 from ..errors import DataError, ParameterError  # noqa: E402
 from .engines import limit_blas_threads  # noqa: E402
 
-__all__ = ["ReduceConfig", "Reduction", "reduce"]
+__all__ = ["ReduceConfig", "Reduction", "reduce", "components_for", "sign_convention"]
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,17 @@ def _one_blas_thread():
     return limit_blas_threads(1)
 
 
-def _n_for(ratios: np.ndarray, threshold: float) -> int | None:
+def components_for(ratios: np.ndarray, threshold: float) -> int | None:
+    """The fewest leading components whose cumulative variance ratio passes ``threshold`` (None: none does)."""
     cum = np.cumsum(ratios)
     hit = np.flatnonzero(cum > threshold - 1e-12 if threshold >= 1 else cum > threshold)
     return int(hit[0]) + 1 if hit.size else None
+
+
+def sign_convention(Vt: np.ndarray) -> np.ndarray:
+    """Each direction (row) turned so that its largest-magnitude entry is positive (in place; returned)."""
+    Vt *= np.where(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
+    return Vt
 
 
 def reduce(X: np.ndarray, *, columns: list[str] | None = None,
@@ -228,13 +235,12 @@ def reduce(X: np.ndarray, *, columns: list[str] | None = None,
         while True:
             _, sv, Vt = randomized_svd(Zc, k, n_iter=4, random_state=config.random_state)
             ratios = sv**2 / total
-            if want is not None or _n_for(ratios, config.variance) is not None or k >= rank:
+            if want is not None or components_for(ratios, config.variance) is not None or k >= rank:
                 break
             k = min(rank, k * 2)
         solver = "randomized"
-    Vt = np.array(Vt, dtype=np.float64)
-    Vt *= np.where(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]  # sign convention
-    m = want if want is not None else _n_for(ratios, config.variance)
+    Vt = sign_convention(np.array(Vt, dtype=np.float64))
+    m = want if want is not None else components_for(ratios, config.variance)
     if m is None:  # rounding: the full spectrum sums to ~1 but not > threshold
         m = len(ratios)
     components = Vt[:m]

@@ -16,9 +16,9 @@ from ..audio import load
 from ..errors import DecodeError, ParameterError, one_line
 from ..records import Match, QueryResult
 from .landmarks import FingerprintConfig
-from .search import IndexLike, SearchConfig, known_track, search
+from .search import Candidate, IndexLike, SearchConfig, known_track, search
 
-__all__ = ["identify"]
+__all__ = ["identify", "matches_of"]
 
 
 def _query_name(clip: Any, name: str | None) -> str:
@@ -86,6 +86,12 @@ def identify(
         except DecodeError as exc:
             return QueryResult(query=qname, error=one_line(exc))
     cands = search(index, y, top=top, config=config)
+    return QueryResult(query=qname, matches=matches_of(index, cands, config))
+
+
+def matches_of(index: IndexLike, cands: list[Candidate], config: SearchConfig) -> list[Match]:
+    """The match records of a search's candidates: those at ``min_confidence`` or above, with their track."""
+    fc: FingerprintConfig = index.config
     matches = []
     for c in cands:
         if c.confidence < config.min_confidence:
@@ -97,4 +103,4 @@ def identify(
             confidence=float(min(max(c.confidence, 0.0), 1.0)),
             tempo=round(float(c.rate[0]), 4), pitch=round(float(c.rate[1]), 4),
         ))
-    return QueryResult(query=qname, matches=matches)
+    return matches

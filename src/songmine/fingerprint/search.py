@@ -40,7 +40,10 @@ from .scoring import (
     vote,
 )
 
-__all__ = ["SearchConfig", "Candidate", "IndexLike", "search", "known_track"]
+__all__ = [
+    "SearchConfig", "Candidate", "IndexLike", "search", "known_track", "rank", "candidates", "at_speed",
+    "dense_query", "expand_query", "one_pass",
+]
 
 
 
@@ -310,6 +313,14 @@ class IndexLike(Protocol):
     def n_tracks(self) -> int: ...
 
 
+def one_pass(config: SearchConfig | None = None) -> SearchConfig:
+    """``config`` as a one-pass search: no coarse stage, no boosted pass, no profile stage, turntable
+    speeds only — the dense landmarks at each speed in order until one is certain, then the runner-up
+    tests (``identify --one-pass``; what the distributed vote of :mod:`songmine.spark.vote` computes)."""
+    return dataclasses.replace(config or SearchConfig(), coarse=False, verify_candidates=0, tempos=(), pitches=(),
+                               boost_peaks=1.0)
+
+
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
     """Candidates for mono audio ``y`` at ``index.config.sr``, best first (may be below min_confidence).
 
@@ -382,7 +393,7 @@ class _Search:
     def at_speed(self, s: float) -> np.ndarray:
         if s not in self.clips:
             with stage("resample"):
-                self.clips[s] = self.y if s == 1.0 else soxr.resample(self.y, 1.0, float(s), quality="LQ").astype(np.float32)
+                self.clips[s] = at_speed(self.y, s)
         return self.clips[s]
 
     def certain(self, cands: list[Candidate]) -> bool:
@@ -398,14 +409,11 @@ class _Search:
         self.refined.add(r)
         fc = self.fc
         if r[0] == r[1]:
-            ys = self.at_speed(r[0])
-            h, t = fingerprint(ys, fc, query=True)
-            n = ys.shape[0]
+            h, t, q_frames = dense_query(self.at_speed(r[0]), 1.0, fc, self.config)
         else:
-            h, t = self._dense_warp(r[0], pitch=r[1])
-            n = round(self.y.shape[0] * r[0])
-        h, t = _expand(h, t, self.config.dt_jitter)
-        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(n / fc.hop_length),
+            h, t = expand_query(*self._dense_warp(r[0], pitch=r[1]), self.config.dt_jitter)
+            q_frames = 1 + int(round(self.y.shape[0] * r[0]) / fc.hop_length)
+        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=q_frames,
                        n_speeds=self.n_speeds, top=self.top, config=self.config, durations=self.durations,
                        others=True)
         self.best.extend(cands)
@@ -415,7 +423,7 @@ class _Search:
     def probe(self, r: Rate, budget: bool = True) -> bool:
         """Coarse landmarks at rate ``r`` (within the coarse hit budget or not); True when that is certain."""
         config, fc = self.config, self.fc
-        h, t = _expand(*self.prints(r), config.dt_jitter)
+        h, t = expand_query(*self.prints(r), config.dt_jitter)
         n = round(self.y.shape[0] * r[0]) if (config.warp or r[0] != r[1]) else self.at_speed(r[0]).shape[0]
         cands = _score(self.counter, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(n / fc.hop_length),
                        n_speeds=self.n_speeds, top=self.top, config=self.coarse_config if budget else config,
@@ -530,7 +538,7 @@ class _Search:
         fc = dataclasses.replace(self.fc, query_peaks_per_s=self.fc.query_peaks_per_s * config.boost_peaks)
         r = self.rates[0]
         ys = self.at_speed(r[0]) if r[0] == r[1] else self.y
-        h, t = _expand(*fingerprint(ys, fc, query=True), config.dt_jitter)
+        h, t = expand_query(*fingerprint(ys, fc, query=True), config.dt_jitter)
         cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(ys.shape[0] / fc.hop_length),
                        n_speeds=self.n_speeds + 1, top=self.top,
                        config=dataclasses.replace(config, overdispersion=config.boost_overdispersion),
@@ -541,17 +549,10 @@ class _Search:
 
     def answers(self, margin_tests: bool) -> list[Candidate]:
         """Stages 3 and 4: the runner-up tests over the dense candidates (unless a coarse probe was
-        certain), one candidate per track (its best rate), and the profiles when nothing is accepted."""
+        certain) and one candidate per track (its best rate; :func:`rank`), then the profiles when
+        nothing is accepted."""
         config, best = self.config, self.best
-        if margin_tests and self.dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
-            best.extend(_with_margin(self.dense_best, config))  # duplicates go with the one-per-track step
-        best.sort(key=lambda c: (-c.confidence, -c.votes))
-        seen: set[int] = set()
-        out = []
-        for c in best:
-            if c.track_id not in seen:
-                seen.add(c.track_id)
-                out.append(c)
+        out = rank(best, self.dense_best, config, margin_tests=margin_tests)
         if config.verify_candidates and out and out[0].confidence < config.min_confidence:
             on_grid: dict[int, Candidate] = {}
             for c in best:  # best first: each track's best candidate at a turntable speed
@@ -559,6 +560,23 @@ class _Search:
                     on_grid.setdefault(c.track_id, c)
             out = _verify(self.index, out, self.at_speed, config, on_grid)
         return out
+
+
+def rank(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig, *,
+         margin_tests: bool = True) -> list[Candidate]:
+    """Stage 3: the runner-up tests over the dense candidates (with ``margin_tests``), then one
+    candidate per track (its most confident), best first. ``best`` holds every candidate of the
+    search in the order they were found (extended and sorted here), ``dense_best`` those of the dense passes."""
+    if margin_tests and dense_best and (config.margin_alpha > 0 or config.speed_margin_alpha > 0):
+        best.extend(_with_margin(dense_best, config))  # duplicates go with the one-per-track step
+    best.sort(key=lambda c: (-c.confidence, -c.votes))
+    seen: set[int] = set()
+    out = []
+    for c in best:
+        if c.track_id not in seen:
+            seen.add(c.track_id)
+            out.append(c)
+    return out
 
 
 #: The axes of the rate grid: a turntable speed moves time and frequency together, a tempo change time
@@ -728,10 +746,8 @@ def _score(
     votes may crown a repeat of the passage the clip is not from, and stage 4
     compares the profiles at each.
     """
-    fc: FingerprintConfig = index.config
     if h.size == 0:
         return []
-    width = 2 * config.tolerance + 1
     qpos, tr, tt = index.lookup(h, max_per_hash=config.max_per_hash, max_hits=config.max_hits)
     tracks, offsets, votes, track_hits, n_hit = vote(t, qpos, tr, tt, tolerance=config.tolerance)
     if tracks.size == 0:
@@ -742,27 +758,58 @@ def _score(
         votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
         order = np.argsort(-votes[:k], kind="stable")
         tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
-    for tid in tracks[:k].tolist():
+    cands = candidates(index, tracks[:k], offsets[:k], votes[:k], track_hits[:k], n_hit, speed=speed, pitch=pitch,
+                       q_frames=q_frames, n_speeds=n_speeds, config=config, durations=durations)
+    # stage 4 runs only when no candidate anywhere reached min_confidence: a lookup with one never needs them
+    if (others and config.verify_candidates and config.verify_offsets > 1
+            and max(c.confidence for c in cands) < config.min_confidence):
+        alts = other_offsets(t, qpos, tr, tt, tracks[:k], offsets[:k], n=config.verify_offsets - 1, sep=q_frames,
+                             tolerance=config.tolerance)
+        cands = [dataclasses.replace(c, other_offsets=alt) for c, alt in zip(cands, alts)]
+    return cands
+
+
+def candidates(
+    index: IndexLike, tracks: np.ndarray, offsets: np.ndarray, votes: np.ndarray, track_hits: np.ndarray,
+    n_hit: int, *, speed: float, q_frames: int, n_speeds: int, config: SearchConfig, durations: dict[int, float],
+    pitch: float | None = None,
+) -> list[Candidate]:
+    """What one lookup's votes are worth: the null-model confidence of each voted ``(track, offset)``.
+
+    ``tracks``, ``offsets``, ``votes`` (distinct votes when ``config.distinct``) and
+    ``track_hits`` (int64) are the lookup's best bins in rank order, as :func:`_score` leaves
+    them after :func:`~songmine.fingerprint.scoring.vote` and the rescoring; ``n_hit`` the
+    tracks it hit. The distributed vote (:mod:`songmine.spark.vote`) ends here too.
+    """
+    fc: FingerprintConfig = index.config
+    width = 2 * config.tolerance + 1
+    for tid in tracks.tolist():
         if tid not in durations:
             durations[tid] = float(index.track(tid).duration_s)
-    span = np.array([durations[tid] / fc.hop_s + q_frames for tid in tracks[:k].tolist()])
+    span = np.array([durations[tid] / fc.hop_s + q_frames for tid in tracks.tolist()])
     # bins examined: every offset of every track that got hits, at every speed
     mean_span = float(np.mean(span))
     n_tests = float(n_hit) * mean_span / width * n_speeds
-    lam = expected_votes(votes[:k], track_hits[:k], span, width=width, min_rate=width / mean_span)
-    conf = confidence_from(votes[:k], lam, n_tests=n_tests, overdispersion=config.overdispersion)
-    alts = [()] * k
-    # stage 4 runs only when no candidate anywhere reached min_confidence: a lookup with one never needs them
-    if others and config.verify_candidates and config.verify_offsets > 1 and conf.max() < config.min_confidence:
-        alts = other_offsets(t, qpos, tr, tt, tracks[:k], offsets[:k], n=config.verify_offsets - 1, sep=q_frames,
-                             tolerance=config.tolerance)
+    lam = expected_votes(votes, track_hits, span, width=width, min_rate=width / mean_span)
+    conf = confidence_from(votes, lam, n_tests=n_tests, overdispersion=config.overdispersion)
     p = float(speed if pitch is None else pitch)
-    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit),
-                      other_offsets=alt, pitch=p)
-            for a, b, c, d, e, lm, alt in zip(tracks[:k], offsets[:k], votes[:k], track_hits[:k], conf, lam, alts)]
+    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit), pitch=p)
+            for a, b, c, d, e, lm in zip(tracks, offsets, votes, track_hits, conf, lam)]
 
 
-def _expand(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:
+def at_speed(y: np.ndarray, s: float) -> np.ndarray:
+    """The clip as it would sound played ``s`` times slower (resampled by ``s``: what the dense passes fingerprint)."""
+    return y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
+
+
+def dense_query(y: np.ndarray, s: float, fc: FingerprintConfig, config: SearchConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """The dense query landmarks of clip ``y`` at speed ``s`` (dt-jittered) and the clip's length in frames."""
+    ys = at_speed(y, s)
+    h, t = expand_query(*fingerprint(ys, fc, query=True), config.dt_jitter)
+    return h, t, 1 + int(ys.shape[0] / fc.hop_length)
+
+
+def expand_query(h: np.ndarray, t: np.ndarray, jitter: int) -> tuple[np.ndarray, np.ndarray]:
     """Query hashes plus their ``dt ± 1..jitter`` variants, deduplicated by (hash, time)."""
     if jitter == 0 or h.size == 0:
         return h, t

@@ -71,6 +71,8 @@ __all__ = [
     "dedupe",
     "dedupe_index",
     "choose_keeper",
+    "duplicate_components",
+    "assemble_group",
     "LOSSLESS_CODECS",
     "BANDWIDTH_TOLERANCE_HZ",
 ]
@@ -396,9 +398,6 @@ def find_duplicates(
     -------
     DedupeReport
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     if hop_s is None:
         hop_s = FingerprintConfig().hop_s
     timings: dict[str, float] = {}
@@ -441,28 +440,14 @@ def find_duplicates(
     timings["confirm"] = time.perf_counter() - t0
 
     groups: list[DuplicateGroup] = []
-    if edges:
-        e = np.array([(i, j) for i, j, _ in edges], dtype=np.int64)
-        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-        n_comp, labels = connected_components(g, directed=False)
-        sizes = np.bincount(labels, minlength=n_comp)
-        for comp in np.flatnonzero(sizes > 1):  # loop over groups
-            idx = np.flatnonzero(labels == comp)
-            if config.bandwidth:
-                _measure_bandwidths(prints, idx)
-            pick, reason = choose_keeper([prints[k] for k in idx])
-            keeper = idx[pick]
-            members = []
-            for k in sorted(idx, key=lambda k: (k != keeper, prints[k].path)):
-                if k == keeper:
-                    off_s = 0.0
-                else:
-                    _, off = offset_vote(prints[keeper], prints[k], tolerance_frames=config.tolerance_frames)
-                    off_s = float(off * hop_s)
-                p = prints[k]
-                members.append(GroupMember(p.path, p.codec, round(p.bitrate_kbps, 1), p.lossless, round(p.duration_s, 3),
-                                           round(off_s, 3), k == keeper, p.bandwidth_hz))
-            groups.append(DuplicateGroup(prints[keeper].path, members, reason))
+    for idx in duplicate_components(n, [(i, j) for i, j, _ in edges]):  # loop over groups
+        if config.bandwidth:
+            _measure_bandwidths(prints, idx)
+        pick, reason = choose_keeper([prints[k] for k in idx])
+        keeper = idx[pick]
+        offsets = {k: offset_vote(prints[keeper], prints[k], tolerance_frames=config.tolerance_frames)[1]
+                   for k in idx if k != keeper}
+        groups.append(assemble_group(prints, idx, keeper, reason, offsets, hop_s=hop_s))
     groups.sort(key=lambda g: g.keeper)
     return DedupeReport(
         groups=groups,
@@ -473,6 +458,34 @@ def find_duplicates(
         bands=(b, r),
         timings_s={k: round(v, 4) for k, v in timings.items()},
     )
+
+
+def duplicate_components(n: int, edges: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """The groups: connected components (of more than one print) of the confirmed pairs ``edges``
+    among ``n`` prints, each the sorted print indices, in component order."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not edges:
+        return []
+    e = np.array(edges, dtype=np.int64)
+    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    n_comp, labels = connected_components(g, directed=False)
+    sizes = np.bincount(labels, minlength=n_comp)
+    return [np.flatnonzero(labels == comp) for comp in np.flatnonzero(sizes > 1)]
+
+
+def assemble_group(prints, idx: Sequence[int], keeper: int, reason: str, offsets: dict[int, int], *,
+                   hop_s: float) -> DuplicateGroup:
+    """A group's record: the keeper first, the others by path, each with where it starts in the keeper
+    (``offsets[k]``: frames, from :func:`offset_vote` of the keeper and ``k``)."""
+    members = []
+    for k in sorted(idx, key=lambda k: (k != keeper, prints[k].path)):
+        off_s = 0.0 if k == keeper else float(offsets[k] * hop_s)
+        p = prints[k]
+        members.append(GroupMember(p.path, p.codec, round(p.bitrate_kbps, 1), p.lossless, round(p.duration_s, 3),
+                                   round(off_s, 3), k == keeper, p.bandwidth_hz))
+    return DuplicateGroup(prints[keeper].path, members, reason)
 
 
 def dedupe(

@@ -394,7 +394,15 @@ class SparkEngine:
             if owned:
                 data.unpersist()
 
-    def _lloyd(self, data: SparkBlocks, centers, max_iter: int, tol: float) -> LloydResult:
+    def lloyd_blocks(self, data: SparkBlocks, centers, *, max_iter: int, tol: float,
+                     labels: bool = True) -> LloydResult:
+        """Lloyd iterations over blocks already in Spark; with ``labels=False`` the final assignment
+        stays on the executors (the result's ``labels`` is empty, its inertia summed there): nothing
+        proportional to the rows reaches the driver."""
+        return self._lloyd(data, centers, int(max_iter), float(tol), collect_labels=labels)
+
+    def _lloyd(self, data: SparkBlocks, centers, max_iter: int, tol: float, *,
+               collect_labels: bool = True) -> LloydResult:
         centers = np.array(centers, dtype=data.dtype, order="C", copy=True)
         if centers.ndim != 2 or centers.shape[1] != data.n_features:
             raise ParameterError(
@@ -428,6 +436,11 @@ class SparkEngine:
         warn_empty_clusters(empty_seen)
         bc = sc.broadcast(centers)
         try:
+            if not collect_labels:
+                inertia = self._run(lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value))
+                                    .map(lambda r: r[2]).sum(), "k-means final inertia")
+                return LloydResult(centers=centers, labels=np.empty(0, dtype=np.int64), inertia=float(inertia),
+                                   n_iter=n_iter, converged=converged)
             out = self._run(lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value)).collect(),
                             "k-means final assignment")
         finally:

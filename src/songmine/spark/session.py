@@ -24,6 +24,7 @@ asking for another master stops the old session first). What it guarantees:
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import os
 import re
@@ -33,7 +34,7 @@ import sys
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,7 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
 __all__ = [
-    "SparkSettings", "get_session", "stop_session", "run_job", "find_java", "is_local_master", "describe_failure",
+    "SparkSettings", "get_session", "stop_session", "run_job", "run_jobs", "find_java", "is_local_master",
+    "describe_failure",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,13 +106,14 @@ class SparkSettings:
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
-            "spark.default.parallelism": str(max(2, self.shuffle_partitions)),
             "spark.driver.memory": self.driver_memory,
             "spark.sql.execution.arrow.pyspark.enabled": "true",
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
         }
         if is_local_master(self.master):
+            # (on a cluster Spark's default, the executors' cores, is the right one)
+            conf["spark.default.parallelism"] = str(max(2, self.shuffle_partitions))
             conf["spark.driver.host"] = "127.0.0.1"
             conf["spark.driver.bindAddress"] = "127.0.0.1"
         conf.update(dict(self.conf))
@@ -267,16 +270,17 @@ def _start(settings: SparkSettings) -> "SparkSession":
     return session
 
 
-def run_job(session, action: Callable[[], T], *, timeout_s: float | None, what: str = "a Spark job") -> T:
+def run_job(session, action: Callable[[], T], *, timeout_s: float | None, what: str = "a Spark job",
+            group: str | None = None) -> T:
     """Run ``action`` (something that triggers Spark jobs) with a time bound and clear errors.
 
-    The action runs in its own thread under a fresh job group; on timeout the
-    group is cancelled and :class:`EngineError` raised. Failures of tasks
-    (a worker's Python exception, a lost executor) become ``EngineError`` with
-    their first meaningful line.
+    The action runs in its own thread under a job group (``group``, default a
+    fresh one); on timeout the group is cancelled and :class:`EngineError`
+    raised. Failures of tasks (a worker's Python exception, a lost executor)
+    become ``EngineError`` with their first meaningful line.
     """
     sc = session.sparkContext
-    group = f"songmine-{uuid.uuid4().hex[:12]}"
+    group = group or f"songmine-{uuid.uuid4().hex[:12]}"
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -301,6 +305,50 @@ def run_job(session, action: Callable[[], T], *, timeout_s: float | None, what: 
             raise exc
         raise EngineError(f"{what} failed: {describe_failure(exc)}") from exc
     return box["result"]
+
+
+def run_jobs(session, actions: Iterable[Callable[[], T]], *, inflight: int, timeout_s: float | None,
+             what: str = "a Spark job") -> Iterator[tuple[int, "T | EngineError"]]:
+    """Run many small jobs, at most ``inflight`` at once; yield ``(i, result)`` as each finishes.
+
+    For work whose results must stream back to the driver in bounded memory
+    (one ``collect`` would hold them all; ``toLocalIterator`` runs one
+    partition at a time): each action is one job, bounded by ``timeout_s``;
+    a job that fails or times out yields its :class:`EngineError` instead of a
+    result (the caller decides: retry smaller, or report). Closing the
+    generator cancels the jobs still running.
+    """
+    if inflight < 1:
+        raise ParameterError(f"inflight={inflight} must be >= 1")
+    sc = session.sparkContext
+    run = f"songmine-{uuid.uuid4().hex[:8]}"
+    pending = iter(enumerate(actions))
+    futures: dict[cf.Future, int] = {}
+
+    def one(i: int, action: Callable[[], T]) -> "T | EngineError":
+        try:
+            return run_job(session, action, timeout_s=timeout_s, what=f"{what} (job {i + 1})", group=f"{run}-{i}")
+        except EngineError as exc:
+            return exc
+
+    ex = cf.ThreadPoolExecutor(inflight, thread_name_prefix="songmine-spark-jobs")
+    try:
+        while True:
+            while len(futures) < inflight:
+                nxt = next(pending, None)
+                if nxt is None:
+                    break
+                futures[ex.submit(one, *nxt)] = nxt[0]
+            if not futures:
+                return
+            done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                yield futures.pop(fut), fut.result()
+    finally:
+        for fut, i in futures.items():
+            if not fut.cancel():
+                _try(lambda i=i: sc.cancelJobGroup(f"{run}-{i}"))
+        ex.shutdown(wait=False, cancel_futures=True)
 
 
 def stop_session() -> None:

@@ -8,7 +8,7 @@ See ``docs/index.md`` for the on-disk format and the crash-safety argument.
 
 from __future__ import annotations
 
-from .build import AddedFile, IndexingInterrupted, IndexReport, add_file, fingerprint_file, index_files
+from .build import AddedFile, IndexingInterrupted, IndexReport, add_file, fingerprint_file, index_files, process_file
 from .store import CompactReport, Index, IndexLockedError, TrackRecord, UnknownTrackError
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "add_file",
     "AddedFile",
     "fingerprint_file",
+    "process_file",
 ]

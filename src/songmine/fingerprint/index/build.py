@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ...audio import info, load
-from ...errors import ParameterError, SongmineError, one_line
+from ...errors import EngineError, ParameterError, SongmineError, one_line
 from ...library import file_sha256, iter_audio_files
 from ...methods import method_of_config, resolve
 from ...workers import default_jobs, pool
@@ -42,7 +42,10 @@ from ..landmarks import FingerprintConfig, fingerprint
 from ..profiles import profile, supported
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
-__all__ = ["IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "add_file", "AddedFile"]
+__all__ = [
+    "IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "process_file", "add_file", "AddedFile",
+    "Runner",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ BATCH_POSTINGS = 2_000_000
 Extractor = Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]]
 #: A method's per-track payload (:attr:`songmine.methods.Method.payload`): ``(path, config) -> (duration_s, data)``.
 PayloadFunction = Callable[[str, Any], tuple[float, bytes]]
+#: Who processes the files of a run: ``runner(todo, config, extractor, known)`` yields
+#: ``(kind, path, value)`` per file, in any order (what :func:`process_file` returns, with the path).
+#: The default is the local process pool; ``songmine.spark.index`` runs the files as Spark tasks.
+Runner = Callable[[Sequence[str], Any, "Extractor | None", frozenset], Iterable[tuple[str, str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,17 +170,29 @@ def _fingerprint(path, sha, st, config, extractor, payload: PayloadFunction | No
 
 
 def _work(path: str) -> tuple[str, Any]:
-    """Worker task: ``("known", (sha, size, mtime_ns))``, ``("ok", NewTrack)`` or ``("failed", reason)``."""
+    """Worker task: :func:`process_file` with the pool's settings."""
+    return process_file(path, _W["config"], _W["extractor"], _W["known"], _W.get("payload"))
+
+
+def process_file(path: str, config: Any, extractor: Extractor | None = None,
+                 known: Container[str] = frozenset(), payload: PayloadFunction | None = None) -> tuple[str, Any]:
+    """The per-file work of an indexing run, whatever runs it (a pool worker, a Spark task).
+
+    Returns ``("known", (sha, size, mtime_ns))`` when the content (sha256) is in
+    ``known`` (not decoded), ``("ok", NewTrack)``, or ``("failed", one-line reason)``:
+    a bad file is a result, never an exception. ``payload`` defaults to the
+    payload function of the method of ``config`` (:func:`payload_function`).
+    """
     try:
         st = os.stat(path)
         sha = file_sha256(path)
-        if sha in _W["known"]:
+        if sha in known:
             return "known", (sha, st.st_size, st.st_mtime_ns)
-        extractor = _W["extractor"]
-        payload = _W.get("payload")
+        if payload is None:
+            payload = payload_function(config)
         if extractor is None and payload is None:
             extractor = fingerprint
-        return "ok", _fingerprint(path, sha, st, _W["config"], extractor, payload)
+        return "ok", _fingerprint(path, sha, st, config, extractor, payload)
     except SongmineError as exc:
         return "failed", one_line(exc)
     except OSError as exc:
@@ -196,6 +215,7 @@ def index_files(
     batch_tracks: int = BATCH_TRACKS,
     batch_postings: int = BATCH_POSTINGS,
     merge: bool = True,
+    runner: Runner | None = None,
 ) -> IndexReport:
     """Add the audio files under ``paths`` to ``index`` (recursively, in parallel).
 
@@ -225,6 +245,11 @@ def index_files(
         and the run's postings are rewritten once more for it. A run of one
         batch (the server adding a file) merges nothing, not even segments
         another writer committed meanwhile.
+    runner : callable or None
+        Who processes the files (:data:`Runner`): default, a pool of ``jobs``
+        local processes; :func:`songmine.spark.index.index_files_spark` passes
+        Spark tasks. Whatever runs them, each file gets :func:`process_file`
+        and this process commits the results, so the index is the same.
 
     Returns
     -------
@@ -270,7 +295,7 @@ def index_files(
         else:
             todo.append(f)
             sizes[f] = st.st_size
-    if jobs > 1:
+    if jobs > 1 or runner is not None:
         # largest files first (size as a proxy for duration): the run does not end with
         # one worker busy on a long track while the others are idle
         todo.sort(key=sizes.__getitem__, reverse=True)
@@ -281,13 +306,15 @@ def index_files(
     run.by_path = by_path
 
     try:
-        gen = _results(todo, jobs, config, extractor, frozenset(run.known), payload_function(config))
+        known = frozenset(run.known)
+        gen = iter(runner(todo, config, extractor, known) if runner is not None
+                   else _results(todo, jobs, config, extractor, known, payload_function(config)))
         for kind, path, value in gen:
             run.take(kind, path, value)
             done += 1
             if progress is not None:
                 progress(done, len(files))
-        gen.close()
+        _close(gen)
         run.flush()
         if prune:
             gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
@@ -296,10 +323,22 @@ def index_files(
             index._merge_run(first_segment)
     except KeyboardInterrupt:
         if gen is not None:
-            gen.close()  # stop the pool: workers finish their current file, queued ones are cancelled
+            _close(gen)  # stop the pool: workers finish their current file, queued ones are cancelled
         run.flush()
         raise IndexingInterrupted(run.report(t0, interrupted=True)) from None
+    except EngineError:  # the runner's engine failed (a Spark cluster lost): keep what was fingerprinted
+        if gen is not None:
+            _close(gen)
+        run.flush()
+        raise
     return run.report(t0)
+
+
+def _close(gen: Any) -> None:
+    """Stop a runner's result stream (a generator stops its pool or its Spark jobs)."""
+    close = getattr(gen, "close", None)
+    if close is not None:
+        close()
 
 
 class _Run:

@@ -665,6 +665,29 @@ class Index:
             query_pos, out_tracks, out_times = query_pos[keep], out_tracks[keep], out_times[keep]
         return query_pos, out_tracks, out_times
 
+    @_guarded
+    def counts(self, hashes: np.ndarray) -> np.ndarray:
+        """Postings of each hash over every segment: what :meth:`lookup`'s ``max_per_hash`` and
+        ``max_hits`` count (postings of removed tracks included, as there).
+
+        Reads only the fences and bounds (checked as :meth:`lookup` checks them), no posting.
+
+        Returns
+        -------
+        np.ndarray [shape=(m,), dtype=int64]
+        """
+        q = np.asarray(hashes, dtype=np.uint32).ravel()
+        segs = self._snap.segments
+        if q.shape[0] == 0 or not segs:
+            return np.zeros(q.shape[0], dtype=np.int64)
+        uq, inv = np.unique(q, return_inverse=True)
+        datas = [s.data for s in segs]
+        los, his = run_bounds(datas, uq)
+        for s, d in enumerate(datas):  # loop over segments
+            if not d.checked:
+                d.check_bounds(uq, los[s], his[s])
+        return (his - los).sum(axis=0).astype(np.int64)[inv]
+
     # ---------------------------------------------------------------- refresh
     @_guarded
     def refresh(self) -> bool:
