@@ -21,7 +21,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall whenever pyproject.toml changes.
-# (the eval extra too: the demo runs `songmine eval`, whose real-world conditions need it)
+# (the eval extra: the demo runs `songmine eval`, whose real-world conditions and --plot need it;
+#  the dev extra has every extra: songmine[all])
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[eval]'
 	touch $@

@@ -112,3 +112,29 @@ def test_console_script_starts_without_heavy_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("HEAVY []"), out
+
+
+SPEC_PAGES = ["interfaces.md", "install.md"]
+
+
+@pytest.mark.parametrize("page", SPEC_PAGES)
+def test_the_user_specification_pages_hold_no_dated_measurements(page):
+    """What a user relies on is stated, not dated: measurements with their commit, date and command live in
+    docs/benchmarks.md, and the pages name the methods by what they are."""
+    import re
+
+    text = (DOCS.parent / page).read_text()
+    assert not re.findall(r"\b20\d\d-\d\d-\d\d\b", text), "a date: measurements go to docs/benchmarks.md"
+    assert not re.findall(r"\bcommit\b|`[0-9a-f]{7,40}`|\b[0-9a-f]{7}\b(?=[,;)])", text), "a commit reference"
+    assert not re.findall(r"\bthe brief\b|\bbrief's\b|\bwas added\b|\bwere added\b", text, re.I)
+
+
+def test_the_install_page_sizes_every_extra_and_points_to_the_measurement():
+    from songmine.extras import EXTRAS
+
+    text = (DOCS.parent / "install.md").read_text()
+    sizes = text.split("## Sizes", 1)[1]
+    for extra in [*EXTRAS, "all"]:
+        assert f"`pip install 'songmine[{extra}]'` |" in sizes, extra
+    assert "`pip install songmine` |" in sizes and "benchmarks.md#install-size" in sizes
+    assert "## Install size" in (DOCS.parent / "benchmarks.md").read_text()

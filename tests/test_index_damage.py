@@ -19,7 +19,7 @@ from songmine.errors import IndexCorruptError
 from songmine.fingerprint.index import Index
 from songmine.fingerprint.index import segments as seg_mod
 from songmine.fingerprint.index import store as store_mod
-from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
+from songmine.fingerprint.index.schema import CATALOG_NAME, FORMAT_VERSION, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
 from songmine.fingerprint.index.segments import open_segment, write_segment
 from test_index_integrity import damage, flip, layout, postings
 
@@ -215,7 +215,7 @@ def test_an_index_from_before_checksums_keeps_working(ix, built, capsys, caplog)
     rep = json.loads(capsys.readouterr().out)
     assert rep["ok"] and rep["unchecked"] == [] and rep["bytes_checked"] > 0
     with sqlite3.connect(ix / CATALOG_NAME) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
         assert c.execute("SELECT COUNT(*) FROM segments WHERE checksum IS NULL").fetchone()[0] == 0
         assert c.execute("SELECT COUNT(*) FROM profiles WHERE checksum IS NULL").fetchone()[0] == 0
     code, out, _ = identify(ix, built[1], capsys)

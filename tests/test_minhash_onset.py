@@ -129,7 +129,7 @@ def test_cli_index_and_identify_with_method(real_cuts, tmp_path, capsys, method)
     ix = tmp_path / "ix"
     assert main(["index", str(lib), "--index", str(ix), "--method", method, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["n_tracks"] == 3 and (ix / method / "meta.json").exists()
+    assert summary["n_tracks"] == 3 and (ix / method / "catalog.sqlite").exists()
     # a clip cut where the seed method looks (1–11 s) — the only place it can work
     clip = tmp_path / "clip.wav"
     sf.write(clip, load(real_cuts[1], sr=22050, offset=1.0, duration=10.0), 22050)

@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require  # noqa: E402
+
+require("fastapi")
 
 import httpx  # noqa: E402
 

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-pytest.importorskip("fastapi")
+from conftest import require  # noqa: E402
+
+require("fastapi")
 
 import httpx  # noqa: E402
 

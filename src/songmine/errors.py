@@ -12,6 +12,7 @@ __all__ = [
     "DecodeError",
     "IndexFormatError",
     "IndexCorruptError",
+    "MissingExtraError",
     "NotFittedError",
     "DataError",
     "EngineError",
@@ -69,6 +70,28 @@ class IndexCorruptError(IndexFormatError):
     def __init__(self, message: str, *, part: str | None = None):
         super().__init__(message)
         self.part = part
+
+
+class MissingExtraError(SongmineError, ImportError):
+    """A part of songmine needs an optional extra whose packages are not installed.
+
+    The message is one line naming the extra to install (``pip install
+    'songmine[cluster]'``); :func:`songmine.extras.require` raises it. An
+    ``ImportError`` too, so code that probes an optional import keeps working.
+
+    Attributes
+    ----------
+    extra : str
+        The extra that provides what is missing (``"cluster"``).
+    missing : tuple of str
+        The distributions that are not installed (``("scikit-learn",)``).
+    """
+
+    def __init__(self, message: str, *, extra: str, missing: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.extra = extra
+        self.missing = tuple(missing)
+        self.name = self.missing[0] if self.missing else None  # ImportError's: the module not found
 
 
 class NotFittedError(SongmineError, ValueError, AttributeError):

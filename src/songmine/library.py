@@ -1,8 +1,10 @@
 """A music library on disk: find its audio files and check what is decodable.
 
-Shared by ``index``, ``features``, ``dedupe`` and ``scan``: one walking rule
-(recursive, sorted, hidden files skipped, audio recognised by extension) and
-one per-file error policy (an unreadable file is reported, never fatal).
+Shared by every verb that takes music folders (``index``, ``identify``, ``features``,
+``dedupe``, ``scan``, ``eval``): one walking rule (``~`` expanded, recursive, sorted,
+symbolic links followed, each folder walked once, hidden files skipped, audio
+recognised by extension) and one per-file error policy (an unreadable file is
+reported, never fatal).
 """
 
 from __future__ import annotations
@@ -22,21 +24,36 @@ __all__ = ["iter_audio_files", "file_sha256", "ScanRow", "scan"]
 def iter_audio_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     """Audio files under ``paths`` (files are taken as given, folders walked recursively).
 
-    Files are yielded in sorted order per folder, so runs are reproducible;
-    hidden files and folders (``.name``) are skipped.
+    ``~`` is expanded. Symbolic links are followed, to files and to folders
+    alike; a folder is walked once however many links lead to it, so a link
+    back to a parent (a loop) ends there. Files are yielded in sorted order per
+    folder, so runs are reproducible, under the path they were reached by
+    (``lib/linked/song.mp3`` for a link ``lib/linked``); hidden files and
+    folders (``.name``) are skipped. A link to nothing is yielded like a file:
+    reading it fails, and that is reported with the file.
 
     Raises
     ------
     ParameterError
         When a path does not exist.
     """
-    for p in map(Path, paths):
+    seen: set[tuple[int, int]] = set()  # (device, inode) of every folder walked, over all of ``paths``
+    for p in (Path(x).expanduser() for x in paths):
         if not p.exists():
             raise ParameterError(f"{p}: no such file or directory")
         if p.is_file():
             yield p
             continue
-        for dirpath, dirnames, filenames in os.walk(p):
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+            try:
+                st = os.stat(dirpath)
+            except OSError:  # vanished meanwhile
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen:  # reached again through a link: walked already (or a loop)
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
                 if not fn.startswith(".") and Path(fn).suffix.lower() in AUDIO_EXTENSIONS:

@@ -7,8 +7,13 @@
 
 Entries name their parts by ``"module:attribute"`` strings, imported only when
 used, so this module imports none of them (and none of them need import it
-back): the store reads :attr:`Method.config`, the evaluation harness
-:attr:`Method.identifier`, the CLI :attr:`Method.folder_index`.
+back): the store reads :attr:`Method.config`, the indexer :attr:`Method.payload`,
+the evaluation harness :attr:`Method.identifier`, the CLI :attr:`Method.folder_index`.
+
+Every indexable method keeps its index in the same store
+(:class:`songmine.fingerprint.index.Index`: the SQLite catalogue of tracks,
+adding, skipping known content by sha256, resuming, checksums): the landmark
+method as posting segments, the others as one payload per track.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError
+from .extras import require
 
 __all__ = [
     "Method", "METHODS", "DEFAULT_METHOD", "get_method", "register_method", "make_identifier", "method_of_config",
@@ -44,23 +50,38 @@ class Method:
         ``"module:Class"`` (or the factory) whose ``Class(index_path, options)`` is
         the method as the evaluation harness sees it
         (:class:`songmine.evaluation.identifiers.Identifier`); None: not evaluable.
+    payload : str or None
+        ``"module:function"``: ``function(path, config) -> (duration_s, bytes)``, a
+        track's payload, computed in an indexing worker and kept in the store's
+        ``payloads`` table; None for the landmark method (posting segments).
     folder_index : str or None
-        ``"module:Class"`` of a method whose index is a sub-folder of the index
-        directory (``add_files``, ``save``, ``load``, ``query_file``); None for the
-        landmark store.
+        ``"module:Class"`` that answers queries from an index of this method:
+        ``Class.from_store(index, config=None)`` then ``query_file(clip, top=,
+        threshold=, max_duration_s=)``; ``Class.load(folder)`` reads the ``.npy`` +
+        ``meta.json`` folders older versions wrote. None for the landmark method.
     folder : str or None
-        That sub-folder's name.
+        The sub-folder of the index directory that holds this method's index
+        (an index directory of its own); None: the index directory itself.
     indexable : bool
         Whether ``songmine index`` / ``identify`` accept the method.
+    extra : str or None
+        The optional extra (:mod:`songmine.extras`) the method needs; None: the core has it.
     """
 
     name: str
     summary: str
     config: str | type | None
     identifier: str | Callable[..., Any] | None
+    payload: str | None = None
     folder_index: str | None = None
     folder: str | None = None
     indexable: bool = True
+    extra: str | None = None
+
+    def require(self) -> None:
+        """Raise :class:`~songmine.errors.MissingExtraError` unless the method's extra is installed."""
+        if self.extra is not None:
+            require(self.extra, f"the {self.name} method")
 
 
 METHODS: dict[str, Method] = {
@@ -74,10 +95,12 @@ METHODS: dict[str, Method] = {
                "songmine.evaluation.identifiers:MemoryLandmarkIdentifier", indexable=False),
         Method("seed", "the original course method: onset-peak bit vectors, MinHash, LSH",
                "songmine.minhash.onset:SeedConfig", "songmine.evaluation.identifiers:SeedIdentifier",
-               folder_index="songmine.minhash.onset:SeedIndex", folder="seed"),
+               payload="songmine.minhash.onset:seed_payload", folder_index="songmine.minhash.onset:SeedIndex",
+               folder="seed", extra="features"),
         Method("sketch", "MinHash sketches of landmark windows, LSH",
                "songmine.minhash.sketch:SketchConfig", "songmine.evaluation.identifiers:SketchIdentifier",
-               folder_index="songmine.minhash.sketch:SketchIndex", folder="sketch"),
+               payload="songmine.minhash.sketch:sketch_payload", folder_index="songmine.minhash.sketch:SketchIndex",
+               folder="sketch"),
     )
 }
 DEFAULT_METHOD = "landmark"
@@ -149,9 +172,12 @@ def make_identifier(name: str, *, index_path: Path | None = None, options: Mappi
     ------
     ParameterError
         Unknown method, one that cannot be evaluated, or one not available in this installation.
+    MissingExtraError
+        The method needs an extra that is not installed.
     """
     method = get_method(name)
     if method.identifier is None:
         raise ParameterError(f"method {name!r} cannot be evaluated")
+    method.require()
     factory: Callable[..., Any] = resolve(method.identifier)
     return factory(index_path, dict(options or {}))

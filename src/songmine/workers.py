@@ -23,12 +23,26 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-__all__ = ["pool", "die_with_parent"]
+__all__ = ["pool", "die_with_parent", "default_jobs"]
 
 #: prctl(2) option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 #: How often a worker looks whether its parent is still there (the portable fallback).
 WATCH_PARENT_S = 0.5
+
+
+def default_jobs() -> int:
+    """How many worker processes a run uses when not told: every core this process may run on.
+
+    The work (decoding, fingerprinting, features) is CPU-bound per file and each
+    worker's memory is bounded, so one worker per core is the fastest; the cores
+    counted are those the process may use (``os.sched_getaffinity``: a container's
+    or ``taskset``'s CPU set), not all the machine has, where the platform says.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def pool(

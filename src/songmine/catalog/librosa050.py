@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError
+from ..extras import require
 from .schema import FEATURE_FAMILIES, FEATURE_STATISTICS
+
+require("features", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["extract_families", "summarize", "N_FFT", "HOP", "QUIRK_SR"]
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ..errors import DataError, ParameterError
+from ..extras import require
 from .cache import entry_for, read_entry, write_entry
 from .schema import (
     CATEGORY_COLUMNS,
@@ -50,6 +51,8 @@ from .schema import (
     USER_TRACKS_COLUMNS,
 )
 from .sources import ZIP_ERRORS, TableSource, resolve
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 
 from ..atomic import atomic_path
 from ..errors import DataError, ParameterError
+from ..extras import require
 from .loaders import load_tables
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import require
+
+require("catalog", __name__)  # a missing package of the extra: one line naming it, not a traceback
+
 __all__ = ["write_frame", "read_frame", "FRAME_METADATA_KEY"]
 
 #: The parquet metadata key under which the frame's layout (and its source) is stored.

@@ -8,34 +8,67 @@ internal error (traceback in the crash log, one line shown).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional, get_args
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import one_line
+from ..extras import as_missing_extra, require
 
 EXIT_OK = 0
 EXIT_NO_MATCH = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
+#: The order ``songmine --help`` lists the verbs in: a user's path through them (build and ask an
+#: index, look after it, serve it; the library on disk; the catalogue; the rest), not import order.
+VERB_ORDER = (
+    "index", "identify", "tracks", "remove", "compact", "verify", "serve",
+    "dedupe", "scan", "demo-corpus", "eval",
+    "features", "catalog", "cluster",
+    "pairs",
+)
+
+
+class _Verbs(TyperGroup):
+    """The root group: verbs listed in :data:`VERB_ORDER` (any other after them, in registration order)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(VERB_ORDER)}
+        return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+
 app = typer.Typer(
     name="songmine",
+    cls=_Verbs,
     help="Mine a music collection: identify clips, find duplicates, cluster a catalogue.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+#: ``-j/--jobs`` of every verb that runs worker processes: the same default everywhere (None =
+#: :func:`songmine.workers.default_jobs`, every core this process may run on).
+JobsOption = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", min=1, metavar="N", show_default=False,
+    help="Worker processes (default: every core this process may run on).")]
+#: ``--index`` of every verb that reads or writes an index.
+IndexOption = Annotated[Optional[Path], typer.Option(
+    "--index", metavar="DIR", help="Index directory (default: $SONGMINE_INDEX or the per-user data dir).")]
 
 
 def _version(value: bool) -> None:
@@ -150,20 +183,41 @@ def print_skipped(failed) -> None:
         con.print(line, highlight=False, soft_wrap=True)
 
 
+#: Width of the results when stdout is not a terminal: wide enough that no table wraps or cuts a cell.
+PIPE_WIDTH = 100_000
+
+
 def out_console():
-    """A rich console on stdout (human-readable results); markup off, as in :func:`err_console`."""
+    """A rich console on stdout (human-readable results); markup off, as in :func:`err_console`.
+
+    Piped or redirected (not a terminal), it is :data:`PIPE_WIDTH` wide, so tables keep
+    one line per row and whole paths (``| grep``, ``| less -S``, a file); ``--json`` is
+    the format for programs.
+    """
+    if not sys.stdout.isatty():
+        return _console(width=PIPE_WIDTH)
     return _console()
+
+
+#: Seconds between two progress lines when stderr is not a terminal (a log, a pipe, a CI job).
+PROGRESS_EVERY_S = 5.0
 
 
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """Yield a ``callback(done, total)`` that drives a rich progress bar on stderr.
+    """Yield a ``callback(done, total)`` that shows progress on stderr.
 
-    Disabled (a no-op callback) when ``enabled`` is false or stderr is not a
-    terminal, so JSON runs and logs stay clean.
+    A rich progress bar on a terminal; elsewhere (a log file, a pipe) a plain line
+    every :data:`PROGRESS_EVERY_S` seconds and one at the end
+    (``indexing: 120/800 (15 %), 42 s``). Nothing when ``enabled`` is false
+    (``--json`` runs).
     """
-    if not enabled or not sys.stderr.isatty():
+    if not enabled:
         yield lambda done, total: None
+        return
+    if not sys.stderr.isatty():
+        with _progress_lines(description) as update:
+            yield update
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -183,6 +237,47 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
         yield update
 
 
+@contextmanager
+def _progress_lines(description: str) -> Iterator[Callable[[int, int], None]]:
+    t0 = time.monotonic()
+    last = {"at": t0, "shown": None, "state": None}
+
+    def line(done: int, total: int, now: float) -> None:
+        pct = f" ({100 * done / total:.0f} %)" if total else ""
+        print(f"{description}: {done}/{total}{pct}, {now - t0:.0f} s", file=sys.stderr, flush=True)
+        last["shown"] = (done, total)
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        last["state"] = (done, total)
+        if now - last["at"] >= PROGRESS_EVERY_S:
+            last["at"] = now
+            line(done, total, now)
+
+    yield update
+    if last["state"] is not None and last["shown"] != last["state"]:
+        line(*last["state"], time.monotonic())  # where it ended
+
+
+def needs_extra(extra: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a verb as needing the optional ``extra``: checked before the verb runs.
+
+    Without it the verb says so in one line naming the extra (``pip install
+    'songmine[cluster]'``) and exits 2; ``--help`` works regardless.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def verb(*args: Any, **kwargs: Any) -> Any:
+            require(extra, what)
+            return fn(*args, **kwargs)
+
+        verb.songmine_extra = extra  # type: ignore[attr-defined]  (read by tests and docs)
+        return verb
+
+    return decorate
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``message`` as one line on stderr and return the Exit to raise."""
     typer.echo(f"songmine: error: {printable(message)}", err=True)
@@ -198,12 +293,58 @@ def _click_exceptions():
     return exceptions
 
 
+def command() -> Any:
+    """The click command of :data:`app`, its help free of Python names.
+
+    Every parameter shows a metavar (``DIR...``, ``N``, ``PATH``), never the
+    argument's Python name in braces or its annotation (``{dirs}...``,
+    ``<list[Path]>``, ``<int range>``), whatever typer's version renders.
+    """
+    root = typer.main.get_command(app)
+    _tidy_help(root)
+    return root
+
+
+def _metavar(param: Any) -> str:
+    """A metavar from an option's type: N (integers), X (reals), PATH, TEXT."""
+    desc = getattr(param, "type_descriptor", None)  # typer >= 0.26
+    if desc is not None:
+        if desc.is_path:
+            return "PATH"
+        kind = get_args(desc.annotation)[0] if desc.is_list else desc.annotation
+        name = getattr(kind, "__name__", str(kind))
+    else:
+        name = getattr(getattr(param, "type", None), "name", "")
+    name = name.lower()
+    return "N" if name in ("int", "integer") else "X" if name == "float" else "PATH" if "path" in name else "TEXT"
+
+
+def _tidy_help(cmd: Any) -> None:
+    for p in getattr(cmd, "params", ()):
+        if p.param_type_name == "argument":
+            if p.metavar is None:
+                p.metavar = p.name.upper() + ("..." if p.nargs != 1 else "")
+            # typer >= 0.26 appends the annotation to an argument's help and braces it in the usage line
+            if hasattr(p, "display_type_rich"):
+                p.display_type_rich = lambda ctx: None
+            if hasattr(p, "_usage_display_name"):
+                p._usage_display_name = functools.partial(_usage_name, p)
+        elif p.param_type_name == "option" and not getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = _metavar(p)
+    for sub in getattr(cmd, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def _usage_name(param: Any) -> str:
+    return param.metavar if param.required else f"[{param.metavar}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app and map errors to exit codes."""
     from ..errors import SongmineError
 
     click_errors = _click_exceptions()
-    command = typer.main.get_command(app)
+    command = globals()["command"]()
     try:
         rv = command.main(args=argv, prog_name="songmine", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
@@ -220,14 +361,38 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USAGE
     except BrokenPipeError:
         code = EXIT_OK
+    except ImportError as exc:  # an extra's package that no require() guarded, or a broken install of one
+        missing = as_missing_extra(exc, _verb_name(command, argv))
+        if missing is None:
+            code = _internal_error(exc)
+        else:
+            typer.echo(f"songmine: error: {printable(one_line(missing))}", err=True)
+            code = EXIT_USAGE
     except Exception as exc:  # a bug: keep the traceback, show one line
-        log_path = write_crash_log()
-        typer.echo(
-            f"songmine: internal error: {type(exc).__name__}: {printable(one_line(exc))} (traceback in {log_path})",
-            err=True,
-        )
-        code = EXIT_INTERNAL
+        code = _internal_error(exc)
     return code
+
+
+def _verb_name(command: Any, argv: list[str] | None) -> str:
+    """``songmine cluster run`` out of the command line (the verb's words, not its options and arguments)."""
+    words = ["songmine"]
+    for a in argv if argv is not None else sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(a)
+        if sub is None:
+            break
+        words.append(a)
+        command = sub
+    return " ".join(words)
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug: the traceback goes to the crash log, one line to stderr; exit 70."""
+    log_path = write_crash_log()
+    typer.echo(
+        f"songmine: internal error: {type(exc).__name__}: {printable(one_line(exc))} (traceback in {log_path})",
+        err=True,
+    )
+    return EXIT_INTERNAL
 
 
 def write_crash_log() -> str:

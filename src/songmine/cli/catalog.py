@@ -9,7 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..atomic import atomic_path
-from ._app import JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
+from ..extras import require
+from ._app import (
+    JobsOption, JsonOption, app, emit_json, fail, needs_extra, out_console, print_skipped, printable, progress_bar,
+)
 
 catalog_app = typer.Typer(
     help="FMA catalogue tables: load, validate, merge.",
@@ -20,6 +23,7 @@ app.add_typer(catalog_app, name="catalog")
 
 
 @catalog_app.command("merge")
+@needs_extra("catalog", "songmine catalog merge")
 def merge_cmd(
     source: Annotated[Path, typer.Argument(help="A directory with tracks/features/echonest.csv, or fma_metadata.zip.")],
     no_echonest: Annotated[
@@ -68,6 +72,7 @@ def merge_cmd(
 
 
 @catalog_app.command("cache")
+@needs_extra("catalog", "songmine catalog cache")
 def cache_cmd(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete the entries no load will read again (stale, orphan, old format).")
@@ -113,17 +118,18 @@ def cache_cmd(
 
 
 @app.command("features")
+@needs_extra("features", "songmine features")
 def features_cmd(
     directory: Annotated[
         Optional[Path], typer.Argument(help="Music folder (walked recursively); track_id = path relative to it.")
     ] = None,
     index: Annotated[
-        Optional[Path], typer.Option("--index", help="Use the files of a songmine index (track_id = its ids).")
+        Optional[Path], typer.Option("--index", metavar="DIR", help="Use the files of a songmine index (track_id = its ids).")
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="features.csv to write (FMA 3-header layout); tracks.csv goes beside it.")
     ] = Path("features.csv"),
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = max(1, (__import__("os").cpu_count() or 1)),
+    jobs: JobsOption = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Recompute everything instead of resuming from an existing output.")
     ] = False,
@@ -150,9 +156,14 @@ def features_cmd(
     import time
 
     from ..catalog.features import extract_folder, write_features_csv
+    from ..workers import default_jobs
 
     if (directory is None) == (index is None):
         raise fail("give a music folder DIR or --index P (one of them)")
+    if engine not in ("local", "spark"):
+        raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
+    if engine == "spark":
+        require("spark", "songmine features --engine spark")
     items = _feature_inputs(directory, index)
     if not items:
         raise fail(f"no audio files found in {directory or index}")
@@ -169,9 +180,8 @@ def features_cmd(
         write_features_csv(df, output)
         _write_tracks_csv(df, {**prev_tags, **tags}, tracks_path)
 
+    jobs = jobs or default_jobs()
     t0 = time.perf_counter()
-    if engine not in ("local", "spark"):
-        raise fail(f"--engine {engine!r} must be 'local' or 'spark'")
     if decoder not in ("pyav", "ffmpeg"):
         raise fail(f"--decoder {decoder!r} must be 'pyav' or 'ffmpeg'")
     with progress_bar("features", enabled=not json_out) as progress:
@@ -235,7 +245,8 @@ def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[st
         root = directory.expanduser()
         if not root.is_dir():
             raise fail(f"{root}: not a directory")
-        return {Path(p).resolve().relative_to(root.resolve()).as_posix(): str(p) for p in iter_audio_files([root])}
+        # ids as walked (a file reached through a symlinked folder: "linked/song.mp3"), never resolved
+        return {Path(p).relative_to(root).as_posix(): str(p) for p in iter_audio_files([root])}
     try:
         from ..fingerprint.index import Index  # type: ignore[attr-defined]
     except ImportError:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import JsonOption, app, emit_json, err_console, out_console, printable
+from ..extras import require
+from ._app import JsonOption, app, emit_json, err_console, needs_extra, out_console, printable
 
 cluster_app = typer.Typer(
     name="cluster",
@@ -51,9 +52,10 @@ def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, me
 
 
 @cluster_app.command("choose-k")
+@needs_extra("cluster", "songmine cluster choose-k")
 def choose_k_cmd(
     table: TableArg,
-    k_range: Annotated[str, typer.Option("--k-range", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
+    k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the k-selection plot (PNG) here.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
@@ -67,6 +69,8 @@ def choose_k_cmd(
     and recommend one, with the reason."""
     from ..cluster.choose_k import ChooseKConfig, choose_k, narrow_k_values, parse_k_range
 
+    if engine == "spark":
+        require("spark", "songmine cluster choose-k --engine spark")
     ks = tuple(parse_k_range(k_range))
     _, Z, red, plan = _prepare(table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance,
                                method=reduce_method, quiet=json_out)
@@ -115,10 +119,12 @@ def _choose_png(res) -> str:
 
 
 @cluster_app.command("run")
+@needs_extra("cluster", "songmine cluster run")
 def run_cmd(
     table: TableArg,
-    k: Annotated[Optional[int], typer.Option("--k", help="Number of clusters (default: chosen by choose-k).")] = None,
-    k_range: Annotated[str, typer.Option("--k-range", help="k values tried when --k is not given.")] = "2..15",
+    k: Annotated[Optional[int], typer.Option("--k", "-k", metavar="K",
+                                             help="Number of clusters (default: chosen by choose-k).")] = None,
+    k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="k values tried when --k is not given.")] = "2..15",
     engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
     master: Annotated[Optional[str], typer.Option("--master", help="Spark master URL (with --engine spark).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
@@ -152,6 +158,7 @@ def run_cmd(
         raise ParameterError(f"--engine {engine!r} must be 'local' or 'spark'")
     eng: object = engine
     if engine == "spark":
+        require("spark", "songmine cluster run --engine spark")
         from ..cluster.engines import get_engine
 
         eng = get_engine("spark", **({"master": master} if master else {}))

@@ -7,15 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_OK, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import EXIT_OK, JobsOption, JsonOption, app, emit_json, fail, out_console, print_skipped, progress_bar
 
 
 @app.command("dedupe")
 def dedupe_cmd(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Folders or files to scan (recursively).")] = None,
     index: Annotated[
-        Optional[Path], typer.Option(
-            "--index",
+        Optional[Path], typer.Option("--index", metavar="DIR",
             help="Check the tracks of this landmark index from the landmarks it stores (only files changed"
             " since indexing are decoded); with folders too, every file is decoded.",
         )
@@ -23,7 +22,7 @@ def dedupe_cmd(
     threshold: Annotated[
         float, typer.Option("--threshold", help="Estimated Jaccard of landmark-hash sets that triggers a check, in (0, 1].")
     ] = 0.08,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes used to fingerprint files.")] = 1,
+    jobs: JobsOption = None,
     no_bandwidth: Annotated[bool, typer.Option(
         "--no-bandwidth", help="Choose keepers from the container alone (lossless, bitrate, duration, rate) "
         "instead of first measuring each grouped file's effective bandwidth (up to 60 s decoded).")] = False,
@@ -38,8 +37,9 @@ def dedupe_cmd(
 
     if json_out and csv_out:
         raise fail("--json and --csv are exclusive")
-    if jobs < 1:
-        raise fail(f"--jobs={jobs} must be >= 1")
+    from ..workers import default_jobs
+
+    jobs = jobs or default_jobs()
     config = DedupeConfig(threshold=threshold, bandwidth=not no_bandwidth)  # ParameterError → exit 2
     sources: list = list(paths or [])
     if index is not None and not sources:

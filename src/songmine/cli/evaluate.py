@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
+from ..extras import require
+from ._app import EXIT_USAGE, JobsOption, JsonOption, app, emit_json, err_console, fail, out_console, progress_bar
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -21,7 +22,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def eval_cmd(
     library: Annotated[Path, typer.Argument(help="Folder of audio files (walked recursively).")],
     index: Annotated[
-        Optional[Path], typer.Option("--index", help="Build into (or reuse) this index; default: a temporary one.")
+        Optional[Path], typer.Option("--index", metavar="DIR", help="Build into (or reuse) this index; default: a temporary one.")
     ] = None,
     method: Annotated[str, typer.Option("--method", help="Identification method: landmark, sketch, seed.")] = "landmark",
     tracks: Annotated[int, typer.Option("--tracks", help="Tracks to index; the rest are held out (a smaller library: 3/4 of it).")] = 40,
@@ -36,7 +37,7 @@ def eval_cmd(
         int, typer.Option("--nonmember-queries", help="Queries from held-out tracks (false positives).")
     ] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the split, offsets and noise.")] = 0,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes for building the index.")] = 2,
+    jobs: JobsOption = None,
     sr: Annotated[int, typer.Option("--sr", help="Rate at which clips are cut and degraded, Hz.")] = 22050,
     thresholds: Annotated[
         Optional[str], typer.Option("--thresholds", help="Sweep: e.g. 0.2,0.4,0.6 (precision/recall/no-match).")
@@ -45,7 +46,8 @@ def eval_cmd(
         str, typer.Option("--threshold-on", help="What the thresholds apply to: score or confidence.")
     ] = "score",
     option: Annotated[
-        Optional[list[str]], typer.Option("--option", "-o", help="Method-specific KEY=VALUE (repeatable).")
+        Optional[list[str]], typer.Option("--option", "-D", metavar="KEY=VALUE",
+                                          help="Method-specific setting (repeatable), e.g. -D threshold=0.3.")
     ] = None,
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
     save_json: Annotated[
@@ -66,9 +68,13 @@ def eval_cmd(
     from ..evaluation.harness import evaluate
     from ..methods import make_identifier
     from ..evaluation.report import report_markdown
+    from ..workers import default_jobs
 
     if not library.exists():
         raise fail(f"{library}: no such file or directory")
+    if plot is not None:  # before the work, not after it
+        require("eval", "songmine eval --plot", modules=("matplotlib",))
+    jobs = jobs or default_jobs()
     opts: dict[str, str] = {}
     for kv in option or []:
         k, eq, v = kv.partition("=")

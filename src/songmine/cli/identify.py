@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import one_line
-from ._app import EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, printable
+from ._app import (
+    EXIT_INTERNAL, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE, IndexOption, JsonOption, app, emit_json, fail, out_console,
+    printable,
+)
+
 
 def open_index(path: Optional[Path]):
     """Open the index at ``path`` (or the default location).
@@ -24,63 +29,101 @@ def open_index(path: Optional[Path]):
     return Index(resolve_index_path(path))
 
 
-def _unusable(clips: list[Path], exc: Exception, json_out: bool) -> typer.Exit:
+def _unusable(clips: list[str], exc: Exception, json_out: bool) -> typer.Exit:
     """No index to ask: with --json every clip still gets its record (the error), then one line, exit 2."""
     from ..records import QueryResult
 
     if json_out:
-        emit_json([QueryResult(query=str(c), error=one_line(exc)) for c in clips])
+        emit_json([QueryResult(query=c, error=one_line(exc)) for c in clips])
     return fail(one_line(exc), EXIT_USAGE)
+
+
+def expand_clips(clips: list[Path]) -> list[str]:
+    """The clips to ask: files as given, folders walked as a library is (:func:`songmine.library.iter_audio_files`).
+
+    A path that does not exist stays in the list (its record says so); a folder
+    with no audio file in it becomes one entry that fails with that reason.
+    """
+    from ..library import iter_audio_files
+
+    out: list[str] = []
+    for c in clips:
+        c = c.expanduser()
+        if c.is_dir():
+            found = [str(p) for p in iter_audio_files([c])]
+            out += found or [str(c)]
+        else:
+            out.append(str(c))
+    return out
 
 
 @app.command("identify")
 def identify_cmd(
-    clips: Annotated[list[Path], typer.Argument(help="Audio clips to identify (any format FFmpeg decodes).")],
-    index: Annotated[
-        Optional[Path], typer.Option("--index", help="Index directory (default: $SONGMINE_INDEX or the per-user one).")
-    ] = None,
-    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Matches to show per clip.")] = 3,
-    method: Annotated[str, typer.Option("--method", help="Identification method: landmark, seed (the original course method) or sketch.")] = "landmark",
+    clips: Annotated[list[Path], typer.Argument(
+        metavar="CLIP...", help="Audio clips (any format FFmpeg decodes), or folders of them (walked recursively).")],
+    index: IndexOption = None,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, metavar="N", help="Matches to show per clip.")] = 3,
+    method: Annotated[str, typer.Option(
+        "--method", metavar="NAME", help="Identification method: landmark, seed (the original course method) "
+                                         "or sketch.")] = "landmark",
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", metavar="X", show_default=False,
+        help="What a match needs: the confidence for landmark and sketch (default 0.5), the estimated Jaccard "
+             "for seed (default 0.2).")] = None,
+    max_duration: Annotated[float, typer.Option(
+        "--max-duration", min=0.0, metavar="SECONDS",
+        help="Longer clips are refused; 0 = no limit (match whole files).")] = 60.0,
     json_out: JsonOption = False,
 ) -> None:
     """Identify short (possibly noisy, sped-up) clips against an indexed library.
 
-    Prints per clip the best matches (title, artist, offset in the track,
-    confidence) or "no match". A clip that fails (unreadable, not audio, too
-    long) gets its error in its record and the others go on. Exit 0 if at
-    least one clip matched and none failed, 1 if none matched and none
-    failed, 2 if a clip failed (every record is still printed) or for a
-    missing or damaged index (with --json every clip's record then carries
-    that error) or a usage error, 70 for an internal error.
+    Prints per clip the best matches (title, artist, offset in the track, the
+    rate the clip plays at against the track: a speed change, a tempo change or a pitch shift, confidence) or
+    "no match";
+    with --method seed the best LSH candidates too, those below the threshold
+    marked. A clip that fails (unreadable, not audio, too long) gets its error
+    in its record and the others go on. Exit 0 if at least one clip matched and
+    none failed, 1 if none matched and none failed, 2 if a clip failed (every
+    record is still printed) or for a missing or damaged index (with --json
+    every clip's record then carries that error) or a usage error, 70 for an
+    internal error.
     """
-    if method != "landmark":  # seed / sketch indexes live in sub-folders of the index
-        from ..errors import IndexFormatError
-        from ._altmethods import alt_index
+    from ..errors import IndexFormatError, ParameterError
+    from ._methods import indexable_method, open_searcher
 
+    m = indexable_method(method)
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise ParameterError(f"--threshold {threshold:g} must be in (0, 1]")
+    limit = None if max_duration == 0 or math.isinf(max_duration) else float(max_duration)
+    queries = expand_clips(clips)
+    if m.folder_index is not None:  # seed / sketch: their searcher over their index
         try:
-            ix = alt_index(method, index)
+            searcher = open_searcher(index, m)
         except IndexFormatError as exc:
-            raise _unusable(clips, exc, json_out) from None
-        batch = _Batch(lambda c: ix.query_file(c, top=top))
-        results = batch.run(clips)
+            raise _unusable(queries, exc, json_out) from None
+        batch = _Batch(lambda c: searcher.query_file(c, top=top, threshold=threshold, max_duration_s=limit))
+        results = batch.run(queries)
         emit_json(results) if json_out else _print(results)
         batch.report()
         raise typer.Exit(batch.exit_code(results))
-    from ..errors import IndexFormatError
+    from dataclasses import replace
+
     from ..fingerprint.heap import keep_heap
     from ..fingerprint.landmarks import FingerprintConfig
     from ..fingerprint.query import identify
+    from ..fingerprint.search import SearchConfig
 
+    search = SearchConfig() if threshold is None else replace(SearchConfig(), min_confidence=float(threshold))
     keep_heap()
     try:
         ix = open_index(index)
     except IndexFormatError as exc:  # missing, damaged, of a newer format
-        raise _unusable(clips, exc, json_out) from None
+        raise _unusable(queries, exc, json_out) from None
     try:
         if not isinstance(ix.config, FingerprintConfig):
             raise fail(f"index {ix.path} was built for another method ({ix.method}), not landmark", EXIT_USAGE)
-        batch = _Batch(lambda c: identify(ix, c, top=top))
-        results = batch.run(clips)
+        batch = _Batch(lambda c: identify(ix, c, top=top, max_duration_s=limit, config=search))
+        results = batch.run(queries)
     finally:
         ix.close()
     if json_out:
@@ -99,14 +142,16 @@ class _Batch:
         self.damaged: str | None = None  # the first index-damage error met
         self.crash_log: str | None = None  # set when a clip met a bug
 
-    def run(self, clips: list[Path]) -> list:
-        return [self._one(str(c)) for c in clips]  # loop over clips
+    def run(self, clips: list[str]) -> list:
+        return [self._one(c) for c in clips]  # loop over clips
 
     def _one(self, clip: str):
         from ..errors import IndexFormatError, SongmineError
         from ..records import QueryResult
         from ._app import write_crash_log
 
+        if Path(clip).is_dir():  # a folder with no audio in it (folders with audio were expanded)
+            return QueryResult(query=clip, error=f"{clip}: no audio files in this folder")
         try:
             return self.query(clip)
         except IndexFormatError as exc:  # the index, not the clip: said once more at the end
@@ -141,17 +186,63 @@ def _print(results) -> None:
         if r.error:
             typer.echo(printable(f"{r.query}: error: {r.error}"))
             continue
+        candidates = getattr(r, "candidates", None)
+        if candidates:  # the seed method: its LSH candidates, matched or not
+            heading, table = _candidates_table(r)
+            _print_heading(console, heading)
+            console.print(table)
+            continue
         if not r.matches:
             typer.echo(printable(f"{r.query}: no match"))
             continue
-        table = Table(title=r.query, title_justify="left")
-        for col in ("#", "title", "artist", "offset", "confidence", "score", "path"):
-            table.add_column(col, justify="right" if col in ("#", "offset", "confidence", "score") else "left")
+        table = Table()
+        for col in ("#", "title", "artist", "offset", "rate", "confidence", "score", "path"):
+            table.add_column(col, justify="right" if col in ("#", "offset", "rate", "confidence", "score") else "left")
         for i, m in enumerate(r.matches, 1):
             title = m.title or Path(m.path).stem
-            table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s),
+            table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s), rate_text(m.tempo, m.pitch),
                           f"{m.confidence:.3f}", f"{m.score:g}", m.path)
+        _print_heading(console, r.query)
         console.print(table)
+
+
+def _print_heading(console, text: str) -> None:
+    """The line above a clip's table, never wrapped by the console: a table title would wrap at the
+    table's width, breaking a long clip path (or the seed method's verdict) over lines in a pipe."""
+    console.print(text, soft_wrap=True, highlight=False)
+
+
+def _candidates_table(r):
+    """The seed method's answer as the original printed it: (heading, table of the best candidates with
+    their estimated Jaccard)."""
+    from rich.table import Table
+
+    confidence = {m.track_id: m.confidence for m in r.matches}
+    shown = r.candidates[: max(len(r.matches), 5)]
+    verdict = (f"match: track {r.chosen}" if r.chosen is not None
+               else f"no match (no candidate reaches the threshold {r.threshold:g})")
+    heading = f"{r.query}: {len(r.candidates)} LSH candidate(s), {r.n_peaks} peaks; {verdict}"
+    table = Table()
+    for col in ("#", "title", "artist", "jaccard", "bands", "confidence", "", "path"):
+        table.add_column(col, justify="right" if col in ("#", "jaccard", "bands", "confidence") else "left")
+    for i, c in enumerate(shown, 1):
+        conf = confidence.get(c["track_id"])
+        below = c["jaccard"] < r.threshold
+        table.add_row(str(i), c.get("title") or Path(c["path"]).stem, c.get("artist") or "", f"{c['jaccard']:.3f}",
+                      str(c["bands"]), "" if conf is None else f"{conf:.3f}",
+                      f"below {r.threshold:g}" if below else ("match" if conf is not None else ""), c["path"])
+    return heading, table
+
+
+def rate_text(tempo: float, pitch: float) -> str:
+    """How the clip plays against the track: ``1.00×`` (as it is), ``speed 1.04×`` (a turntable: both),
+    ``tempo 1.06×`` (time-stretched), ``pitch +1.0 st`` (transposed), or both parts."""
+    if tempo == pitch:
+        return "1.00×" if tempo == 1.0 else f"speed {tempo:.2f}×"
+    parts = [] if tempo == 1.0 else [f"tempo {tempo:.2f}×"]
+    if pitch != 1.0:
+        parts.append(f"pitch {12 * math.log2(pitch):+.1f} st")
+    return ", ".join(parts)
 
 
 def _mmss(seconds: float) -> str:

@@ -6,19 +6,14 @@ Thin: each verb is one call into :mod:`songmine.fingerprint.index`. A missing in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._app import EXIT_USAGE, JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
-
-IndexOption = Annotated[
-    Optional[Path],
-    typer.Option("--index", help="Index directory (default: $SONGMINE_INDEX or the per-user data dir)."),
-]
-
+from ._app import EXIT_USAGE, IndexOption, JobsOption, JsonOption, app, emit_json, fail, out_console, print_skipped, printable, progress_bar
 
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -30,36 +25,39 @@ def _human_bytes(n: float) -> str:
 
 @app.command("index")
 def index_cmd(
-    dirs: Annotated[list[Path], typer.Argument(help="Folders or files to index (folders walked recursively).")],
+    dirs: Annotated[list[Path], typer.Argument(
+        metavar="PATH...", help="Folders or files to index (folders walked recursively, symlinks followed).")],
     index: IndexOption = None,
-    jobs: Annotated[
-        Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: number of cores).")
-    ] = None,
+    jobs: JobsOption = None,
     prune: Annotated[bool, typer.Option("--prune", help="Also drop tracks whose files are gone.")] = False,
     batch: Annotated[
         int, typer.Option("--batch", min=1, help="Commit a segment every N new tracks (a crash loses at most N).")
     ] = 50,
     json_out: JsonOption = False,
     method: Annotated[
-        str, typer.Option("--method", help="landmark (default), or seed / sketch (built into <index>/seed, <index>/sketch).")
+        str, typer.Option("--method", metavar="NAME",
+                          help="landmark (default), seed or sketch (kept in <index>/seed, <index>/sketch).")
     ] = "landmark",
 ) -> None:
     """Fingerprint audio files into the index (created on first use), in parallel.
 
     Files already indexed (same content, by sha256) are skipped, so a rerun
-    after an interruption resumes. Unreadable files are listed and skipped.
-    Ctrl-C keeps everything fingerprinted so far.
+    after an interruption resumes; new files are added to what is there. Unreadable
+    files are listed and skipped. Ctrl-C keeps everything fingerprinted so far.
+    The same for every method.
     """
-    if method != "landmark":
-        from ._altmethods import index_alt
-
-        return index_alt(method, dirs, index, json_out=json_out)
+    from ..errors import IndexFormatError
     from ..fingerprint.index import Index, IndexingInterrupted, index_files
-    from ..paths import resolve_index_path
+    from ._methods import indexable_method, method_index_path, new_config, refuse_legacy
 
-    path = resolve_index_path(index)
+    m = indexable_method(method)
+    path = method_index_path(index, m)
+    made_parent = path.parent if m.folder and not path.parent.exists() else None  # <index> of <index>/seed
+    refuse_legacy(path, m)
     interrupted = False
-    with Index(path, create=True) as ix:
+    with Index(path, create=True, config=new_config(m)) as ix:
+        if ix.method != m.name:
+            raise IndexFormatError(f"{path} is an index of the {ix.method} method, not {m.name}")
         with progress_bar("indexing", enabled=not json_out) as progress:
             try:
                 report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
@@ -70,6 +68,7 @@ def index_cmd(
                 raise
         summary = {
             "index": str(path),
+            "method": ix.method,
             "added": report.added,
             "unchanged": report.unchanged,
             "failed": [{"path": p, "error": e} for p, e in report.failed],
@@ -87,6 +86,9 @@ def index_cmd(
         # a first run that could add nothing leaves no (empty) index behind
         discarded = report.added + report.unchanged == 0 and ix.discard_if_empty()
     not_created = f"; no index was created at {path}" if discarded else ""
+    if discarded and made_parent is not None:
+        with contextlib.suppress(OSError):  # not empty: something else is there now
+            made_parent.rmdir()
     if json_out:
         emit_json(summary)
     else:
@@ -101,11 +103,14 @@ def index_cmd(
             f"added {report.added}, unchanged {report.unchanged}, failed {len(report.failed)}, "
             f"pruned {report.removed}{speed}"
         )
-        if not discarded:
+        if not discarded and summary["n_segments"]:
             typer.echo(printable(
                 f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
                 f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
             ))
+        elif not discarded:
+            typer.echo(printable(f"{summary['method']} index {path}: {summary['n_tracks']} tracks, "
+                                 f"{_human_bytes(summary['size_bytes'])}"))
     if interrupted:
         typer.echo("songmine: interrupted (work done so far is saved; rerun to resume)", err=True)
         raise typer.Exit(130)
@@ -192,9 +197,7 @@ def verify_cmd(
         bool,
         typer.Option("--repair", help="Drop the damaged parts and index the files of the affected tracks again."),
     ] = False,
-    jobs: Annotated[
-        Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes to index again (--repair).")
-    ] = None,
+    jobs: JobsOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Check every part of the index against its checksum; say what is damaged and how to recover.

@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ._app import JsonOption, app, emit_json, fail, printable
+from ._app import JsonOption, app, emit_json, fail, needs_extra, printable
 
 
 @app.command("serve")
+@needs_extra("server", "songmine serve")
 def serve(
     index: Annotated[
-        Path | None, typer.Option("--index", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
+        Path | None, typer.Option("--index", metavar="DIR", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
     ] = None,
     host: Annotated[
         str, typer.Option(help="Address to bind. 127.0.0.1 = this machine only; 0.0.0.0 = the whole network.")
@@ -26,7 +27,7 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest query upload, MB (larger → 413).")] = 20.0,
     max_query_s: Annotated[float, typer.Option(min=0.1, help="Longest query clip, seconds (longer → 422).")] = 60.0,
-    top: Annotated[int, typer.Option(min=1, max=100, help="Matches returned per query.")] = 5,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, max=100, help="Matches returned per query.")] = 5,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin cross-site (repeatable; off by default).")
     ] = None,
@@ -50,6 +51,10 @@ def serve(
     send_timeout_s: Annotated[
         float, typer.Option(min=0.1, help="Seconds a client may read nothing of its response before it is dropped.")
     ] = 30.0,
+    hide_paths: Annotated[
+        bool, typer.Option("--hide-paths", help="Show clients each track's file name, not its path on this machine "
+                                                "(matches, tracks, error details).")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Serve the index over HTTP: the page at /, the API at /api, OpenAPI docs at /docs.
@@ -62,11 +67,6 @@ def serve(
     from ..paths import resolve_index_path
     from ..server.settings import TOKEN_ENV, ServerSettings
 
-    try:
-        import uvicorn  # noqa: F401
-        import fastapi  # noqa: F401
-    except ImportError as exc:
-        raise fail(f"the web service needs the server extra: pip install 'songmine[server]' ({exc.name} missing)")
     if (tls_cert is None) != (tls_key is None):
         raise fail("--tls-cert and --tls-key go together")
     for p in (tls_cert, tls_key):
@@ -86,6 +86,7 @@ def serve(
         header_timeout_s=header_timeout_s,
         keep_alive_s=keep_alive_s,
         send_timeout_s=send_timeout_s,
+        expose_paths=not hide_paths,
     )
     _check_index(settings.index_path)
     scheme = "https" if tls_cert else "http"
@@ -99,6 +100,9 @@ def serve(
         if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
             typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
                        "(see --tls-cert in docs/server.md)", err=True)
+        if host not in ("127.0.0.1", "localhost", "::1") and not hide_paths:
+            typer.echo("songmine: note: clients see each track's path on this machine; --hide-paths shows "
+                       "file names only", err=True)
     _run(settings, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
 
 

@@ -27,13 +27,18 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn import metrics
 
-from ..errors import DataError, ParameterError
-from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score
-from .data import clean_features, feature_columns, find_column, norm_name
-from .kmeans import KMeans
-from .reduce import ReduceConfig, Reduction, reduce
+from ..extras import require
+
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+from sklearn import metrics  # noqa: E402
+
+from ..errors import DataError, ParameterError  # noqa: E402
+from .choose_k import ChooseKConfig, ChooseKResult, choose_k, narrow_k_values, silhouette_score  # noqa: E402
+from .data import clean_features, feature_columns, find_column, norm_name  # noqa: E402
+from .kmeans import KMeans  # noqa: E402
+from .reduce import ReduceConfig, Reduction, reduce  # noqa: E402
 
 __all__ = ["RunConfig", "ClusterAnalysis", "Variable", "run", "quartiles", "categorize", "pivot_by_column",
            "informative_variables",

@@ -41,11 +41,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn import metrics
 
-from ..errors import ParameterError
-from ..random_state import check_random_state
-from .kmeans import KMeans, check_array
+from ..extras import require
+
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+from sklearn import metrics  # noqa: E402
+
+from ..errors import ParameterError  # noqa: E402
+from ..random_state import check_random_state  # noqa: E402
+from .kmeans import KMeans, check_array  # noqa: E402
 
 __all__ = ["ChooseKConfig", "ChooseKResult", "choose_k", "silhouette_score", "calinski_harabasz_score",
            "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range", "narrow_k_values"]

@@ -28,6 +28,9 @@ import numpy as np
 from ..catalog import load
 from ..catalog.schema import ECHONEST_AUDIO_FEATURES, FEATURE_FAMILIES, FEATURE_STATISTICS
 from ..errors import DataError, ParameterError
+from ..extras import require
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["read_table", "feature_columns", "norm_name", "find_column", "clean_features", "FeaturePlan"]
 

@@ -16,15 +16,20 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
-from sklearn.exceptions import NotFittedError as SklearnNotFittedError
-from sklearn.utils import check_array as sk_check_array
-from sklearn.utils.validation import validate_data
 
-from .. import errors
-from ..errors import ConvergenceWarning, DataError, ParameterError
-from ..random_state import check_random_state
-from .engines import Engine, assign, get_engine
+from ..extras import require
+
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin  # noqa: E402
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError  # noqa: E402
+from sklearn.utils import check_array as sk_check_array  # noqa: E402
+from sklearn.utils.validation import validate_data  # noqa: E402
+
+from .. import errors  # noqa: E402
+from ..errors import ConvergenceWarning, DataError, ParameterError  # noqa: E402
+from ..random_state import check_random_state  # noqa: E402
+from .engines import Engine, assign, get_engine  # noqa: E402
 
 __all__ = ["KMeans", "kmeans_plusplus", "random_init", "check_array", "NotFittedError", "InputTypeError"]
 

@@ -24,11 +24,16 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.utils.extmath import randomized_svd
 
-from ..errors import DataError, ParameterError
-from .engines import limit_blas_threads
+from ..extras import require
+
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.utils.extmath import randomized_svd  # noqa: E402
+
+from ..errors import DataError, ParameterError  # noqa: E402
+from .engines import limit_blas_threads  # noqa: E402
 
 __all__ = ["ReduceConfig", "Reduction", "reduce"]
 

@@ -18,11 +18,15 @@ import math
 import textwrap
 from pathlib import Path
 
-import jinja2
-import numpy as np
-from markupsafe import Markup
+from ..extras import require
 
-from ..atomic import atomic_path
+require("cluster", __name__)  # before the extra's packages: a missing one is one line naming the extra
+
+import jinja2  # noqa: E402
+import numpy as np  # noqa: E402
+from markupsafe import Markup  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
 
 __all__ = ["render_html", "write_report", "figures", "choose_k_figure", "context", "point_size"]
 

@@ -39,6 +39,9 @@ from ..catalog.schema import (
     TRACKS_COLUMNS,
 )
 from ..errors import ParameterError
+from ..extras import require
+
+require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["make_fma_like", "SyntheticCatalog", "FMA_GENRES", "feature_names", "write_fma_csvs", "PlantedFMA",
            "synthetic_genres"]

@@ -70,7 +70,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..audio import load
-from ..errors import ParameterError
+from ..errors import MissingExtraError, ParameterError
+from ..extras import as_missing_extra, require
 from .speech import BANK_SR, load_bank
 
 __all__ = [
@@ -399,19 +400,16 @@ def reverb(y: np.ndarray, sr: int, *, rt60_s: float, random_state: RandomState =
     return wet.astype(y.dtype)
 
 
-class EvalExtraMissing(ParameterError):
+class EvalExtraMissing(MissingExtraError, ParameterError):
     """A condition needs a package of the ``eval`` extra that is not installed."""
 
 
-_EXTRA = {"pedalboard": "pedalboard", "pyroomacoustics": "pyroomacoustics"}
-
-
 def _need(module: str, what: str):
+    require("eval", what, modules=(module,), error=EvalExtraMissing)
     try:
         return importlib.import_module(module)
-    except ImportError:
-        raise EvalExtraMissing(
-            f"{what} needs {_EXTRA[module]}: install the eval extra (pip install 'songmine[eval]')") from None
+    except ImportError as exc:  # installed but broken
+        raise as_missing_extra(exc, what, module=module, error=EvalExtraMissing) from None
 
 
 def _needs(condition: str) -> tuple[str, ...]:

@@ -19,7 +19,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..audio import info
 from ..errors import ParameterError
 from ..fingerprint.heap import keep_heap
 from ..fingerprint.index import Index, index_files
@@ -172,16 +171,51 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
         )
 
 
-class SeedIdentifier:
-    """The course's onset-peak MinHash/LSH method (:class:`songmine.minhash.onset.SeedIndex`), in memory.
+class _PayloadIdentifier:
+    """A method whose index keeps a payload per track (seed, sketch): built through the index store.
+
+    The index is an :class:`~songmine.fingerprint.index.Index` in the method's
+    sub-folder of ``index_path`` (a temporary directory without one, removed by
+    :meth:`close`), built by :func:`~songmine.fingerprint.index.index_files`
+    with ``jobs`` workers (files already there are skipped), then read into the
+    method's in-memory searcher (``searcher.from_store``).
+    """
+
+    name = ""
+    searcher: Any = None
+
+    def _setup(self, index_path: Path | None) -> None:
+        self._tmp = None if index_path is not None else tempfile.mkdtemp(prefix=f"songmine-eval-{self.name}-")
+        root = Path(index_path) if index_path is not None else Path(self._tmp)
+        self.path = root / self.name
+        self.index = None
+
+    def build(self, paths, *, jobs, progress):
+        t0 = time.perf_counter()
+        with Index(self.path, create=True, config=self.config) as ix:
+            rep = index_files(ix, list(paths), jobs=jobs, progress=progress)
+            self.index = self.searcher.from_store(ix, config=self.config)
+            audio = ix.duration_s
+        seconds = time.perf_counter() - t0
+        return BuildStats(n_tracks=len(self.index), n_failed=len(rep.failed), audio_seconds=audio,
+                          seconds=seconds, index_bytes=dir_bytes(self.path))
+
+    def close(self):
+        self.index = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class SeedIdentifier(_PayloadIdentifier):
+    """The course's onset-peak MinHash/LSH method (:class:`songmine.minhash.onset.SeedIndex`).
 
     Options: any field of ``SeedConfig`` (``threshold``, ``n_bands``, ``n_rows``,
     ``variant``, ...), plus ``top``. With ``--thresholds`` the index is asked
     at the lowest threshold so the sweep sees every candidate above it.
-    The reported index size is that of :meth:`SeedIndex.save` in a temp folder.
     """
 
     name = "seed"
+    searcher = SeedIndex
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
         opts = {k: parse_option_value(v) for k, v in options.items()}
@@ -191,29 +225,10 @@ class SeedIdentifier:
             opts["threshold"] = max(1e-6, min(float(t) for t in str(sweep).split(",") if t.strip()))
         self.config = SeedConfig(**opts)
         self.sr = int(self.config.sr)
-        self.index_path = index_path
-        self.index = None
-
-    def build(self, paths, *, jobs, progress):
-        t0 = time.perf_counter()
-        self.index = SeedIndex(self.config)
-        self.index.add_files(paths, progress=progress)
-        seconds = time.perf_counter() - t0
-        audio = sum(float(info(p).duration_s) for p in paths if str(p) not in dict(self.index.skipped))
-        with tempfile.TemporaryDirectory(prefix="songmine-eval-seed-") as tmp:
-            folder = Path(self.index_path) if self.index_path is not None else Path(tmp) / "seed"
-            self.index.save(folder)
-            size = dir_bytes(folder)
-        return BuildStats(
-            n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
-            seconds=seconds, index_bytes=size,
-        )
+        self._setup(index_path)
 
     def query(self, clip, *, name):
         return self.index.query_audio(clip, query=name, top=self.top)
-
-    def close(self):
-        self.index = None
 
 
 def parse_option_value(v: str) -> Any:
@@ -229,13 +244,14 @@ def parse_option_value(v: str) -> Any:
     return v
 
 
-class SketchIdentifier:
+class SketchIdentifier(_PayloadIdentifier):
     """The sketch index as an eval-harness method (``songmine eval --method sketch``).
 
     Options: any field of :class:`SketchConfig`, plus ``top``.
     """
 
     name = "sketch"
+    searcher = SketchIndex
 
     def __init__(self, index_path: Path | None, options: Mapping[str, str]):
         opts = {k: parse_option_value(v) for k, v in options.items()}
@@ -244,25 +260,8 @@ class SketchIdentifier:
         if "shifts" in opts:
             opts["shifts"] = tuple(int(x) for x in str(opts["shifts"]).split("+"))
         self.config = SketchConfig(**opts)
-        self.index = SketchIndex(self.config)
-        self.sr = int(self.index.fp_config.sr)
-        self.index_path = index_path
-
-    def build(self, paths, *, jobs, progress):
-        t0 = time.perf_counter()
-        self.index.add_files(paths, progress=progress)
-        self.index.prepare()
-        seconds = time.perf_counter() - t0
-        audio = self.index.duration_s
-        with tempfile.TemporaryDirectory(prefix="songmine-eval-sketch-") as tmp:
-            folder = Path(self.index_path) / "sketch" if self.index_path is not None else Path(tmp) / "sketch"
-            self.index.save(folder)
-            size = dir_bytes(folder)
-        return BuildStats(n_tracks=len(self.index), n_failed=len(self.index.skipped), audio_seconds=audio,
-                          seconds=seconds, index_bytes=size)
+        self.sr = int(SketchIndex(self.config).fp_config.sr)
+        self._setup(index_path)
 
     def query(self, clip, *, name):
         return self.index.query_audio(clip, query=name, top=self.top)
-
-    def close(self):
-        self.index = None

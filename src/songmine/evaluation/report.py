@@ -265,7 +265,16 @@ def report_markdown(rep: EvalReport) -> str:
 
 
 def plot_report(rep: EvalReport, path: str | os.PathLike[str]) -> None:
-    """Write a PNG: top-1 per condition (one line per duration, peers dashed) and the reliability diagram."""
+    """Write a PNG: top-1 per condition (one line per duration, peers dashed) and the reliability diagram.
+
+    Raises
+    ------
+    MissingExtraError
+        matplotlib (the ``eval`` extra) is not installed.
+    """
+    from ..extras import require
+
+    require("eval", "the eval plot", modules=("matplotlib",))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -37,7 +37,7 @@ def identify(
     *,
     top: int = 5,
     name: str | None = None,
-    max_duration_s: float = 60.0,
+    max_duration_s: float | None = 60.0,
     config: SearchConfig = SearchConfig(),
 ) -> QueryResult:
     """Identify one clip against ``index``.
@@ -51,8 +51,8 @@ def identify(
         Report at most this many matches.
     name : str or None
         The ``query`` field of the record (default: the path, or ``<array>``/``<upload>``).
-    max_duration_s : float
-        Longer clips are refused (``error``), not decoded.
+    max_duration_s : float or None
+        Longer clips are refused (``error``), not decoded; None: no limit (a whole file).
     config : SearchConfig
         Query-side knobs.
 
@@ -78,7 +78,7 @@ def identify(
         y = clip
         if y.ndim != 1:
             raise ParameterError(f"clip array must be mono (1-D), got shape {y.shape}")
-        if y.shape[0] > (max_duration_s + 0.5) * fc.sr:
+        if max_duration_s is not None and y.shape[0] > (max_duration_s + 0.5) * fc.sr:
             return QueryResult(query=qname, error=f"clip is {y.shape[0] / fc.sr:.1f} s long, more than the limit of {max_duration_s:g} s")
     else:
         try:
@@ -95,5 +95,6 @@ def identify(
             track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
             offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),
             confidence=float(min(max(c.confidence, 0.0), 1.0)),
+            tempo=round(float(c.rate[0]), 4), pitch=round(float(c.rate[1]), 4),
         ))
     return QueryResult(query=qname, matches=matches)

@@ -41,9 +41,11 @@ See ``docs/minhash.md`` and the sketch method for what works on clips.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,8 +53,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..audio import load
+from ..audio import info, load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
+from ..extras import require
 from .hashing import EMPTY, MinHasher, estimate_jaccard_many
 from .lsh import LSHConfig, LSHIndex, check_threshold
 from ..records import Match, QueryResult
@@ -60,6 +63,7 @@ from ..records import Match, QueryResult
 __all__ = [
     "SeedConfig",
     "SeedIndex",
+    "seed_payload",
     "SeedCandidate",
     "SeedQueryResult",
     "onset_peak_frames",
@@ -136,6 +140,15 @@ class SeedConfig:
             d.pop(k)
         return d
 
+    def to_dict(self) -> dict:
+        """What an index stores (:class:`songmine.fingerprint.index.Index`): the index-side fields
+        (``threshold`` and ``query_offset_s`` are the query's to choose)."""
+        return self.signature_key()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SeedConfig":
+        return cls(**d)
+
 
 # ------------------------------------------------------------- features
 
@@ -151,7 +164,13 @@ def onset_peak_frames(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.nd
     -------
     np.ndarray [shape=(n_peaks,), dtype=int64], sorted, all ``< config.n_frames``.
     Silence or audio shorter than one hop gives an empty array.
+
+    Raises
+    ------
+    MissingExtraError
+        librosa (the ``features`` extra) is not installed.
     """
+    require("features", "the seed method", modules=("librosa",))
     import librosa
 
     y = np.asarray(y, dtype=np.float32)
@@ -199,6 +218,47 @@ def track_peak_frames(source, config: SeedConfig = SeedConfig(), *, query: bool 
     return onset_peak_frames(y, config)
 
 
+@functools.lru_cache(maxsize=8)
+def _hasher(config: SeedConfig) -> MinHasher:
+    return config.hasher()
+
+
+#: Payload layout (in the store's ``payloads`` table): the number of peaks (uint32), then the signature (uint64 × n_perm).
+_PAYLOAD = struct.Struct("<I")
+
+
+def seed_payload(path, config: SeedConfig) -> tuple[float, bytes]:
+    """A track's entry in a seed index: ``(duration_s, payload)`` (:attr:`songmine.methods.Method.payload`).
+
+    The payload is the number of peak frames and the MinHash signature of
+    their set; computed in an indexing worker.
+
+    Raises
+    ------
+    DecodeError
+        The file cannot be decoded.
+    """
+    peaks = track_peak_frames(path, config)
+    sig = _hasher(config).signature(peaks).astype("<u8")
+    return float(info(path).duration_s), _PAYLOAD.pack(int(peaks.size)) + sig.tobytes()
+
+
+def _warm_up() -> None:
+    """Compile librosa's numba kernels here once, so forked indexing workers inherit them (instead of
+    each compiling them, and racing to write numba's on-disk cache)."""
+    onset_peak_frames(np.random.default_rng(0).standard_normal(SeedConfig().sr).astype(np.float32))
+
+
+seed_payload.preload = _warm_up  # type: ignore[attr-defined]  (read by songmine.fingerprint.index.build)
+
+
+def _unpack_payload(data: bytes, n_perm: int) -> tuple[int, np.ndarray]:
+    if len(data) != _PAYLOAD.size + 8 * n_perm:
+        raise IndexFormatError(f"a seed payload of {len(data)} bytes does not hold a signature of n_perm={n_perm}")
+    (n_peaks,) = _PAYLOAD.unpack_from(data)
+    return n_peaks, np.frombuffer(data, dtype="<u8", offset=_PAYLOAD.size).astype(np.uint64)
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -210,14 +270,18 @@ class SeedCandidate:
     path: str
     jaccard: float
     bands: int
+    title: str | None = None
+    artist: str | None = None
 
 
 class SeedQueryResult(QueryResult):
-    """The match record plus the course method's report: all LSH candidates and the chosen track."""
+    """The match record plus the course method's report: every LSH candidate (best first, with its
+    estimated Jaccard, above the threshold or not), the chosen track and the threshold applied."""
 
     candidates: list[dict] = []
     chosen: int | None = None
     n_peaks: int = 0
+    threshold: float | None = None
 
 
 # ------------------------------------------------------------------ index
@@ -233,12 +297,15 @@ class _Track:
 
 
 class SeedIndex:
-    """Signatures + per-band LSH tables of the course method, for a set of tracks.
+    """Signatures + per-band LSH tables of the course method, for a set of tracks, in memory.
 
-    Build with :meth:`add` / :meth:`add_files`, then :meth:`query`. Save and
-    load with :meth:`save` / :meth:`load` (a folder of ``.npy`` arrays and a
-    ``meta.json`` with the config and the tracks; inside an index directory it
-    lives in the ``seed/`` sub-folder).
+    ``songmine index --method seed`` keeps the signatures in the index store
+    (:class:`songmine.fingerprint.index.Index` in the ``seed/`` sub-folder of
+    the index directory: added to, skipped by sha256, resumed, checked);
+    :meth:`from_store` reads them into this. In memory it is built with
+    :meth:`add_peaks` / :meth:`add_files`, then asked with :meth:`query_file`.
+    :meth:`save` / :meth:`load` write and read a folder of ``.npy`` arrays and a
+    ``meta.json`` (the ``seed/`` folders songmine wrote before the store held them).
 
     Examples
     --------
@@ -259,6 +326,40 @@ class SeedIndex:
         self._lsh: LSHIndex | None = None
         self._null: float | None = None
         self.skipped: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_store(cls, index, *, config: SeedConfig | None = None) -> "SeedIndex":
+        """The seed index held by the store ``index`` (an open :class:`~songmine.fingerprint.index.Index`).
+
+        ``config`` (if given) must match the stored one but for the query-side
+        ``threshold`` and ``query_offset_s``, which it sets.
+
+        Raises
+        ------
+        IndexFormatError
+            The store holds another method's index, another config, or a payload it cannot read.
+        IndexCorruptError
+            A payload fails its checksum.
+        """
+        stored = index.config
+        if not isinstance(stored, SeedConfig):
+            raise IndexFormatError(f"{index.path} is an index of the {index.method} method, not seed")
+        if config is not None:
+            if config.signature_key() != stored.signature_key():
+                diff = {k: (v, stored.signature_key()[k]) for k, v in config.signature_key().items()
+                        if stored.signature_key()[k] != v}
+                raise IndexFormatError(f"seed index was built with another config (query vs index): {diff}")
+            stored = config
+        obj = cls(stored)
+        for tid, (version, data) in sorted(index.payloads().items()):  # loop over tracks
+            if version != 1:
+                raise IndexFormatError(f"{index.path}: seed payload version {version} is not one this songmine reads")
+            n_peaks, sig = _unpack_payload(data, stored.n_perm)
+            t = index.track(tid)
+            obj._tracks.append(_Track(tid, t.path, t.title, t.artist, t.album))
+            obj._sigs.append(sig)
+            obj._n_peaks.append(n_peaks)
+        return obj
 
     # -- building ------------------------------------------------------
     def __len__(self) -> int:
@@ -360,7 +461,8 @@ class SeedIndex:
         j = estimate_jaccard_many(sig, self.signatures[ids]) if ids.size else np.zeros(0)
         order = np.lexsort((-bands, -j)) if ids.size else np.zeros(0, np.int64)
         cands = [
-            SeedCandidate(self._tracks[ids[k]].track_id, self._tracks[ids[k]].path, float(j[k]), int(bands[k]))
+            SeedCandidate(self._tracks[ids[k]].track_id, self._tracks[ids[k]].path, float(j[k]), int(bands[k]),
+                          self._tracks[ids[k]].title, self._tracks[ids[k]].artist)
             for k in order
         ]
         row_of = {t.track_id: k for k, t in enumerate(self._tracks)}
@@ -389,6 +491,7 @@ class SeedIndex:
             candidates=[asdict(c) for c in cands],
             chosen=matches[0].track_id if matches else None,
             n_peaks=int(np.asarray(peaks).size),
+            threshold=thr,
         )
 
     def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1, threshold: float | None = None):
@@ -397,8 +500,13 @@ class SeedIndex:
         return self.query_peaks(onset_peak_frames(y, self.config), query=query, top=top, threshold=threshold,
                                 n_query_frames=n_q)
 
-    def query_file(self, source, *, top: int = 1, threshold: float | None = None) -> SeedQueryResult:
-        """Query a clip file; a decode failure goes into the record's ``error``."""
+    def query_file(self, source, *, top: int = 1, threshold: float | None = None,
+                   max_duration_s: float | None = None) -> SeedQueryResult:
+        """Query a clip file; a decode failure goes into the record's ``error``.
+
+        Only ``duration_s`` seconds from ``query_offset_s`` are decoded, whatever the
+        clip's length: ``max_duration_s`` (the other methods' limit) changes nothing here.
+        """
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<clip>")
         try:
             peaks = track_peak_frames(source, self.config, query=True)

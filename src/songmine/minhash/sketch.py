@@ -52,7 +52,10 @@ from .hashing import EMPTY, MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold
 from ..records import Match, QueryResult
 
-__all__ = ["SketchConfig", "SketchIndex", "window_signatures"]
+__all__ = ["SketchConfig", "SketchIndex", "window_signatures", "sketch_payload"]
+
+#: Query-side fields of :class:`SketchConfig`: not stored with an index, the query chooses them.
+_QUERY_FIELDS = ("query_hop_s", "min_pair_jaccard", "min_confidence")
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,51 @@ class SketchConfig:
         check_threshold(self.min_pair_jaccard, "min_pair_jaccard")
         if not (0.0 <= self.min_confidence <= 1.0):
             raise ParameterError(f"min_confidence={self.min_confidence} must be in [0, 1]")
+
+    def to_dict(self) -> dict:
+        """What an index stores: the index-side fields (the query-side ones are the query's to choose)."""
+        d = asdict(self)
+        for k in _QUERY_FIELDS:
+            d.pop(k)
+        d["shifts"] = list(self.shifts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SketchConfig":
+        return cls(**{**d, "shifts": tuple(d["shifts"])})
+
+
+def _fp_config():
+    """The landmark parameters of a stored sketch index: the landmark method's defaults."""
+    from ..fingerprint.landmarks import FingerprintConfig
+
+    return FingerprintConfig()
+
+
+def _signatures(y: np.ndarray, config: SketchConfig, fp_config, hasher: MinHasher) -> np.ndarray:
+    """Window signatures of a track, as stored: uint32 (n_windows, n_perm), EMPTY as 0xFFFFFFFF."""
+    h, t = _landmarks(np.asarray(y, np.float32), config.shifts, fp_config)
+    n_frames = int(np.ceil(y.shape[0] / fp_config.hop_length)) + 1
+    sigs = window_signatures(
+        h, t, hasher=hasher, block_frames=config.hop_s / fp_config.hop_s,
+        blocks_per_window=int(round(config.window_s / config.hop_s)), n_frames=n_frames,
+    )
+    return np.where(sigs == EMPTY, _EMPTY32, sigs).astype(np.uint32)
+
+
+def sketch_payload(path, config: SketchConfig) -> tuple[float, bytes]:
+    """A track's entry in a sketch index: ``(duration_s, its window signatures as bytes)``
+    (:attr:`songmine.methods.Method.payload`; little-endian uint32, ``n_perm`` per window).
+
+    Raises
+    ------
+    DecodeError
+        The file cannot be decoded.
+    """
+    fp = _fp_config()
+    y = load(path, sr=fp.sr)
+    sigs = _signatures(y, config, fp, MinHasher(config.n_perm, random_state=config.random_state))
+    return y.shape[0] / fp.sr, sigs.astype("<u4").tobytes()
 
 
 def _landmarks(y: np.ndarray, shifts: Sequence[int], fp_config) -> tuple[np.ndarray, np.ndarray]:
@@ -168,18 +216,43 @@ class SketchIndex:
     def frames_per_s(self) -> float:
         return 1.0 / self.fp_config.hop_s
 
+    @classmethod
+    def from_store(cls, index, *, config: SketchConfig | None = None) -> "SketchIndex":
+        """The sketch index held by the store ``index`` (an open :class:`~songmine.fingerprint.index.Index`).
+
+        ``config`` (if given) must match the stored one but for its query-side
+        fields (``query_hop_s``, ``min_pair_jaccard``, ``min_confidence``), which it sets.
+
+        Raises
+        ------
+        IndexFormatError
+            The store holds another method's index, another config, or a payload it cannot read.
+        IndexCorruptError
+            A payload fails its checksum.
+        """
+        stored = index.config
+        if not isinstance(stored, SketchConfig):
+            raise IndexFormatError(f"{index.path} is an index of the {index.method} method, not sketch")
+        if config is not None:
+            if config.to_dict() != stored.to_dict():
+                diff = {k: (v, stored.to_dict()[k]) for k, v in config.to_dict().items() if stored.to_dict()[k] != v}
+                raise IndexFormatError(f"sketch index was built with another config (query vs index): {diff}")
+            stored = config
+        obj = cls(stored)
+        n_perm = stored.n_perm
+        for tid, (version, data) in sorted(index.payloads().items()):  # loop over tracks
+            if version != 1 or len(data) % (4 * n_perm):
+                raise IndexFormatError(f"{index.path}: the sketch payload of track {tid} is not one this songmine reads")
+            t = index.track(tid)
+            obj._tracks.append(_Track(tid, t.path, float(t.duration_s), t.title, t.artist, t.album))
+            obj._sigs.append(np.frombuffer(data, dtype="<u4").reshape(-1, n_perm).astype(np.uint32))
+        return obj
+
     # -- building ----------------------------------------------------------
     def add_audio(self, track_id: int, path: str, y: np.ndarray, **tags) -> None:
-        c = self.config
-        h, t = _landmarks(np.asarray(y, np.float32), c.shifts, self.fp_config)
-        n_frames = int(np.ceil(y.shape[0] / self.fp_config.hop_length)) + 1
-        sigs = window_signatures(
-            h, t, hasher=self.hasher, block_frames=c.hop_s * self.frames_per_s,
-            blocks_per_window=int(round(c.window_s / c.hop_s)), n_frames=n_frames,
-        )
         self._tracks.append(_Track(int(track_id), str(path), float(y.shape[0] / self.fp_config.sr),
                                    **{k: tags.get(k) for k in ("title", "artist", "album")}))
-        self._sigs.append(np.where(sigs == EMPTY, _EMPTY32, sigs).astype(np.uint32))
+        self._sigs.append(_signatures(y, self.config, self.fp_config, self.hasher))
         self._lsh = None
 
     def add_files(self, paths: Iterable, *, progress: Callable[[int, int], None] | None = None) -> int:
@@ -213,10 +286,17 @@ class SketchIndex:
             self.p0_ = _chance_agreement(allsig, self._win_track)
 
     # -- querying ----------------------------------------------------------
-    def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1) -> QueryResult:
-        """Answer one mono clip at ``fp_config.sr`` with the contract's record."""
+    def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1,
+                    threshold: float | None = None) -> QueryResult:
+        """Answer one mono clip at ``fp_config.sr`` with the contract's record.
+
+        ``threshold``: the confidence a match needs (default ``config.min_confidence``).
+        """
         self.prepare()
         c = self.config
+        min_conf = c.min_confidence if threshold is None else float(threshold)
+        if not (0.0 <= min_conf <= 1.0):
+            raise ParameterError(f"threshold={threshold} must be a confidence in [0, 1]")
         y = np.asarray(y, np.float32)
         h, t = _landmarks(y, c.shifts, self.fp_config)
         n_frames = int(np.ceil(y.shape[0] / self.fp_config.hop_length)) + 1
@@ -269,7 +349,7 @@ class SketchIndex:
             # bins; expected number of bins reaching k pairs by chance → P(none does)
             lam = (max(n_total - k, 0) + 1) / n_bins
             conf = float(np.exp(-n_bins * poisson.sf(k - 1, lam)))
-            if conf < c.min_confidence:
+            if conf < min_conf:
                 break
             off_s = float((int(uk[b] & 0xFFFFFFFF) - (1 << 31)) * c.query_hop_s)
             t = self._tracks[track]
@@ -277,13 +357,15 @@ class SketchIndex:
                                  offset_s=max(0.0, off_s), score=float(score[b]) / c.n_perm, confidence=conf))
         return QueryResult(query=query, matches=matches)
 
-    def query_file(self, source, *, top: int = 1) -> QueryResult:
+    def query_file(self, source, *, top: int = 1, threshold: float | None = None,
+                   max_duration_s: float | None = None) -> QueryResult:
+        """Answer a clip file; a decode failure (or a clip longer than ``max_duration_s``) goes into ``error``."""
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<clip>")
         try:
-            y = load(source, sr=self.fp_config.sr)
+            y = load(source, sr=self.fp_config.sr, max_duration=max_duration_s)
         except (DecodeError, ParameterError) as exc:
             return QueryResult(query=name, error=str(exc).splitlines()[0])
-        return self.query_audio(y, query=name, top=top)
+        return self.query_audio(y, query=name, top=top, threshold=threshold)
 
     # -- persistence ---------------------------------------------------------
     def nbytes(self) -> int:

@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+from ..extras import require
 from .settings import ServerSettings
+
+require("server", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["ServerSettings", "create_app"]
 

@@ -86,6 +86,10 @@ class ServerSettings:
         A client that reads none of its response for this long is dropped.
     max_header_bytes : int
         Largest request head (request line + headers); larger → 431.
+    expose_paths : bool
+        Whether JSON records (matches, tracks) carry each track's absolute path on
+        the server. False: the file name only, and error details name no server
+        file (the server's log keeps them). The CLI's own ``--json`` always shows paths.
     """
 
     index_path: Path
@@ -109,6 +113,7 @@ class ServerSettings:
     keep_alive_s: float = 5.0
     send_timeout_s: float = 30.0
     max_header_bytes: int = 16 * 1024
+    expose_paths: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index_path", Path(self.index_path))
@@ -143,6 +148,8 @@ class ServerSettings:
             raise ParameterError(f"top={self.top} must be <= 100")
         if self.max_header_bytes < 1024:
             raise ParameterError(f"max_header_bytes={self.max_header_bytes} must be >= 1024")
+        if not isinstance(self.expose_paths, bool):
+            raise ParameterError(f"expose_paths={self.expose_paths!r} must be True or False")
 
         try:
             HostAllowList(self.allowed_hosts)

@@ -6,11 +6,14 @@
 * :mod:`songmine.spark.kmeans` — k-means in the MapReduce paradigm (engine ``"spark"`` of
   :class:`songmine.cluster.KMeans`).
 
-Importing this package does not import pyspark.
+Importing this package does not import pyspark, but needs it installed (the ``spark`` extra).
 """
 
 from __future__ import annotations
 
+from ..extras import require
 from .session import SparkSettings, find_java, get_session, is_local_master, run_job, stop_session
+
+require("spark", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
 __all__ = ["SparkSettings", "get_session", "stop_session", "run_job", "find_java", "is_local_master"]

@@ -35,9 +35,10 @@ import numpy as np
 
 from ...audio import info, load
 from ...errors import ParameterError, SongmineError, one_line
-from ..landmarks import FingerprintConfig, fingerprint
 from ...library import file_sha256, iter_audio_files
-from ...workers import pool
+from ...methods import method_of_config, resolve
+from ...workers import default_jobs, pool
+from ..landmarks import FingerprintConfig, fingerprint
 from ..profiles import profile, supported
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
@@ -51,6 +52,8 @@ BATCH_TRACKS = 50
 BATCH_POSTINGS = 2_000_000
 
 Extractor = Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray]]
+#: A method's per-track payload (:attr:`songmine.methods.Method.payload`): ``(path, config) -> (duration_s, data)``.
+PayloadFunction = Callable[[str, Any], tuple[float, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +96,23 @@ class IndexingInterrupted(KeyboardInterrupt):
 _W: dict[str, Any] = {}
 
 
-def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str]) -> None:
+def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str],
+                 payload: PayloadFunction | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
-    _W.update(config=config, extractor=extractor, known=known)
+    _W.update(config=config, extractor=extractor, known=known, payload=payload)
+
+
+def payload_function(config: Any) -> PayloadFunction | None:
+    """The payload function of the method whose index stores ``config`` (None: a posting method)."""
+    ref = method_of_config(config).payload
+    return None if ref is None else resolve(ref)
 
 
 def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extractor | None = None) -> NewTrack:
     """Hash, decode, fingerprint and tag one file (what a worker does).
+
+    For a method that keeps a payload per track (``seed``, ``sketch``) the
+    payload is computed instead of postings.
 
     Raises
     ------
@@ -111,10 +124,23 @@ def fingerprint_file(path: str | os.PathLike[str], config: Any, extractor: Extra
     path = os.fspath(path)
     st = os.stat(path)
     sha = file_sha256(path)
-    return _fingerprint(path, sha, st, config, extractor)
+    return _fingerprint(path, sha, st, config, extractor, payload_function(config))
 
 
-def _fingerprint(path, sha, st, config, extractor) -> NewTrack:
+def _with_payload(path, sha, st, config, payload: PayloadFunction) -> NewTrack:
+    duration_s, data = payload(path, config)
+    tags = info(path).tags
+    empty = np.zeros(0, dtype=np.uint32)
+    return NewTrack(
+        path=path, sha256=sha, size=st.st_size, mtime_ns=st.st_mtime_ns, duration_s=float(duration_s),
+        title=tags.get("title") or None, artist=tags.get("artist") or None, album=tags.get("album") or None,
+        hashes=empty, times=empty, payload=bytes(data),
+    )
+
+
+def _fingerprint(path, sha, st, config, extractor, payload: PayloadFunction | None = None) -> NewTrack:
+    if payload is not None:
+        return _with_payload(path, sha, st, config, payload)
     y = load(path, sr=config.sr)
     hashes, times = extractor(y, config)
     tags = info(path).tags
@@ -144,7 +170,10 @@ def _work(path: str) -> tuple[str, Any]:
         if sha in _W["known"]:
             return "known", (sha, st.st_size, st.st_mtime_ns)
         extractor = _W["extractor"]
-        return "ok", _fingerprint(path, sha, st, _W["config"], fingerprint if extractor is None else extractor)
+        payload = _W.get("payload")
+        if extractor is None and payload is None:
+            extractor = fingerprint
+        return "ok", _fingerprint(path, sha, st, _W["config"], extractor, payload)
     except SongmineError as exc:
         return "failed", one_line(exc)
     except OSError as exc:
@@ -178,7 +207,8 @@ def index_files(
         Files and folders; folders are walked recursively
         (:func:`songmine.library.iter_audio_files`).
     jobs : int or None
-        Worker processes (default: the number of cores). ``1`` works in-process.
+        Worker processes (default: :func:`songmine.workers.default_jobs`, every core this process may
+        run on). ``1`` works in-process.
     prune : bool
         Also remove tracks whose file no longer exists.
     progress : callable(done, total) or None
@@ -208,7 +238,7 @@ def index_files(
         On Ctrl-C, after committing the files already fingerprinted.
     """
     if jobs is None:
-        jobs = os.cpu_count() or 1
+        jobs = default_jobs()
     if not isinstance(jobs, int) or jobs < 1:
         raise ParameterError(f"jobs={jobs!r} must be a positive integer")
     if batch_tracks < 1 or batch_postings < 1:
@@ -251,7 +281,7 @@ def index_files(
     run.by_path = by_path
 
     try:
-        gen = _results(todo, jobs, config, extractor, frozenset(run.known))
+        gen = _results(todo, jobs, config, extractor, frozenset(run.known), payload_function(config))
         for kind, path, value in gen:
             run.take(kind, path, value)
             done += 1
@@ -362,12 +392,13 @@ def _alone(path: str, initargs: tuple) -> tuple[str, Any] | None:
             return None
 
 
-def _preload(extractor: Extractor | None) -> None:
+def _preload(extractor: Callable | None) -> None:
     """Import the decoding and fingerprinting stack here, once, before workers are forked.
 
     With the ``fork`` start method the workers inherit the imported modules
     instead of each importing them again (~0.5 CPU-second per worker: a few %
     of a short run). Nothing to gain with ``spawn``/``forkserver``: skipped.
+    A payload function's own ``preload`` (e.g. compiling numba kernels) runs here too.
     """
     if multiprocessing.get_start_method() != "fork":  # what ProcessPoolExecutor will use
         return
@@ -377,23 +408,28 @@ def _preload(extractor: Extractor | None) -> None:
     if extractor is None:
         import scipy.fft  # noqa: F401
         import scipy.ndimage  # noqa: F401
+    else:
+        warm = getattr(extractor, "preload", None)
+        if callable(warm):
+            warm()
 
 
-def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str]):
+def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str],
+             payload: PayloadFunction | None = None):
     """Yield ``(kind, path, value)`` per file, in completion order, with at most 2×jobs in flight."""
     if not todo:
         return
     if jobs == 1:
-        _W.update(config=config, extractor=extractor, known=known)
+        _W.update(config=config, extractor=extractor, known=known, payload=payload)
         for path in todo:
             kind, value = _work(path)
             yield kind, path, value
         return
-    _preload(extractor)
+    _preload(extractor if payload is None else payload)
     pending = iter(todo)
     max_inflight = 2 * jobs
     while True:  # one pass per pool; a pool that breaks (worker killed) is replaced
-        initargs = (config, extractor, known)
+        initargs = (config, extractor, known, payload)
         ex = pool(jobs, initializer=_init_worker, initargs=initargs)
         inflight: dict[cf.Future, str] = {}
         broken = False

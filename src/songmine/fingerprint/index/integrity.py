@@ -4,7 +4,7 @@ Everyday use checks cheaply (a segment's header, footer and block table when
 it is opened, the rest of a big one as lookups touch it); :func:`verify_index`
 checks everything once and says what is damaged and what to do. A repair
 keeps every intact part: it drops damaged segments and forgets the tracks
-whose postings they held, tombstones tracks whose profile is damaged or whose
+whose postings they held, tombstones tracks whose profile or payload is damaged or whose
 postings disagree with the catalogue, and returns the files of those tracks,
 for indexing again (``songmine index`` adds them back). A damaged catalogue
 cannot be repaired in place: the index is rebuilt from the music.
@@ -118,12 +118,13 @@ def _repair(ix: Index, findings: list[Finding]) -> None:
     """Drop damaged and orphan segments, forget the tracks they held, tombstone the other affected tracks."""
     damaged_files = {f.part.removeprefix("segments/") for f in findings if f.kind in ("segment", "orphan")}
     lost = {t for f in findings if f.kind == "lost" for t in f.tracks}
-    tombstone = {t for f in findings if f.kind in ("profile", "track") for t in f.tracks} - lost
+    tombstone = {t for f in findings if f.kind in ("profile", "payload", "track") for t in f.tracks} - lost
     registered = {s.file for s in ix._segments} | set(ix.damaged)
     with ix._transaction() as conn:
         conn.executemany("DELETE FROM segments WHERE file = ?", [(f,) for f in damaged_files & registered])
         conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(t,) for t in lost])
         conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(t,) for t in lost | tombstone])
+        conn.executemany("DELETE FROM payloads WHERE track_id = ?", [(t,) for t in lost | tombstone])
         conn.executemany("UPDATE tracks SET status = ? WHERE track_id = ? AND status = ?",
                          [(STATUS_REMOVED, t, STATUS_OK) for t in tombstone])
     for f in damaged_files:

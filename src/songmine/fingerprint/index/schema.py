@@ -3,7 +3,7 @@
 An index is a directory::
 
     <index>/
-      catalog.sqlite        tracks, segments, settings, profiles (WAL mode)
+      catalog.sqlite        tracks, segments, settings, profiles, payloads (WAL mode)
       segments/seg-000042.sgm
       write.lock            held (flock) by the single writer while it writes
 
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 #: Schema version, kept in ``PRAGMA user_version``. Bump it with a migration below.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 CATALOG_NAME = "catalog.sqlite"
 SEGMENT_DIR = "segments"
@@ -148,7 +148,19 @@ ALTER TABLE segments ADD COLUMN checksum INTEGER;
 ALTER TABLE profiles ADD COLUMN checksum INTEGER;
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# version 4: a per-track payload for the methods whose index is not postings (seed: a MinHash
+# signature; sketch: the window signatures), written with the track, with its CRC-32; the method's
+# payload function (songmine.methods.Method.payload) makes it, its searcher reads it back
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS payloads (
+    track_id INTEGER PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    data     BLOB NOT NULL,
+    checksum INTEGER NOT NULL
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 def migrate(conn: sqlite3.Connection, *, from_version: int) -> None:

@@ -85,6 +85,14 @@ def _config_class(method: str) -> type:
         raise IndexFormatError(f"fingerprint method {method!r}: {exc}") from None
 
 
+def _keeps_payloads(method: str) -> bool:
+    """Whether an index of ``method`` keeps a payload per track (:attr:`songmine.methods.Method.payload`)."""
+    try:
+        return get_method(method).payload is not None
+    except ParameterError:
+        return False
+
+
 def _method_of(config: Any) -> str:
     return method_of_config(config).name
 
@@ -180,7 +188,8 @@ class Finding:
 
     ``kind``: ``catalogue`` (SQLite finds the catalogue damaged), ``segment``
     (a segment file fails a check), ``profile`` (a profile fails its
-    checksum), ``track`` (the catalogue and the segments disagree about a
+    checksum), ``payload`` (a payload fails its checksum, or a track of a
+    payload method has none), ``track`` (the catalogue and the segments disagree about a
     track), ``lost`` (tracks whose postings were in damaged segments),
     ``orphan`` (a segment file nobody registered). ``tracks``: the track ids
     concerned.
@@ -234,6 +243,8 @@ class NewTrack:
     hashes: np.ndarray
     times: np.ndarray
     profile: bytes | None = None  # songmine.verify.Profile.to_bytes() (landmark indexes)
+    payload: bytes | None = None  # the track's data for a method whose index is not postings (Method.payload)
+    payload_version: int = 1
 
 
 _TRACK_COLS = "track_id, path, sha256, duration_s, title, artist, album, n_hashes, status"
@@ -270,7 +281,7 @@ class Index:
     @_guarded
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None,
                  _salvage: bool = False):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         # salvage (songmine verify): damaged segments are left out of the snapshot and listed here
         self._salvage = _salvage
         self.damaged: dict[str, str] = {}
@@ -482,6 +493,33 @@ class Index:
                 part=f"profile of track {int(track_id)}",
             )
         return Profile.from_bytes(data, n_bands(self.config.sr))
+
+    @_guarded
+    def payloads(self) -> dict[int, tuple[int, bytes]]:
+        """``{track_id: (version, data)}`` of every live track's payload (methods whose index is not postings).
+
+        Each blob is checked against its CRC-32 as it is read.
+
+        Raises
+        ------
+        IndexCorruptError
+            A payload fails its checksum.
+        """
+        snap = self._snap
+        with self._mutex:
+            rows = self._conn.execute("SELECT track_id, version, data, checksum FROM payloads").fetchall()
+        out = {}
+        for tid, version, data, checksum in rows:  # loop over tracks
+            r = snap.tracks.get(tid)
+            if r is None or r.status != STATUS_OK:
+                continue
+            if zlib.crc32(data) != checksum:
+                raise IndexCorruptError(
+                    f"{self._db_path}: the payload of track {tid} is damaged (fails its checksum)",
+                    part=f"payload of track {tid}",
+                )
+            out[int(tid)] = (int(version), bytes(data))
+        return out
 
     @_guarded
     def landmarks(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -824,6 +862,11 @@ class Index:
                         [(i, PROFILE_VERSION, t.profile, zlib.crc32(t.profile))
                          for i, t in zip(ids, new) if t.profile is not None],
                     )
+                    conn.executemany(
+                        "INSERT INTO payloads(track_id, version, data, checksum) VALUES (?,?,?,?)",
+                        [(i, t.payload_version, t.payload, zlib.crc32(t.payload))
+                         for i, t in zip(ids, new) if t.payload is not None],
+                    )
                     self._next("next_track_id", len(new))
                     if seg_file is not None:
                         self._next("next_segment_id")
@@ -952,6 +995,7 @@ class Index:
                 if purge:
                     conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
                     conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(int(i),) for i in purge])
+                    conn.executemany("DELETE FROM payloads WHERE track_id = ?", [(int(i),) for i in purge])
         except BaseException:
             (self._seg_dir / seg_file).unlink(missing_ok=True)
             raise
@@ -1039,6 +1083,14 @@ class Index:
         for tid, data, checksum in self._conn.execute("SELECT track_id, data, checksum FROM profiles"):
             if checksum is not None and zlib.crc32(data) != checksum:
                 findings.append(Finding(f"profile of track {tid}", "fails its checksum", "profile", (tid,)))
+        with_payload = set()
+        for tid, data, checksum in self._conn.execute("SELECT track_id, data, checksum FROM payloads"):
+            with_payload.add(tid)
+            if zlib.crc32(data) != checksum:
+                findings.append(Finding(f"payload of track {tid}", "fails its checksum", "payload", (tid,)))
+        if _keeps_payloads(self.method):
+            for tid in sorted(t for t, r in self._tracks.items() if r.status == STATUS_OK and t not in with_payload):
+                findings.append(Finding(f"payload of track {tid}", "is missing", "payload", (tid,)))
         lost = []
         for tid, r in sorted(self._tracks.items()):
             got = counts.pop(tid, 0)

@@ -13,6 +13,7 @@ from ...fingerprint.index import UnknownTrackError
 from ...records import QueryResult
 from ..deps import IndexDep, SettingsDep, SlotsDep, query_upload
 from ..errors import ERROR_RESPONSES, ServerFault, decode_error, reason_header
+from ..models import shown_record
 from ..uploads import UPLOAD_BODY, ReceivedUpload
 
 __all__ = ["router"]
@@ -48,10 +49,11 @@ def identify_clip(
             )
         n_top = settings.top if top is None else min(top, settings.top)
         try:
-            return identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
+            rec = identify(index, y, top=n_top, name=upload.label, max_duration_s=settings.max_query_s)
         except IndexFormatError:
             raise
         except SongmineError as exc:  # the clip decoded fine: what fails now is not the client's fault
             # a posting that names a track the catalogue lacks is a damaged index
             reason = "index-damaged" if isinstance(exc, UnknownTrackError) else "internal"
             raise ServerFault(f"identification failed: {exc}", reason) from exc
+    return shown_record(rec, settings.expose_paths)

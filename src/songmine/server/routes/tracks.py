@@ -29,19 +29,20 @@ TrackId = Annotated[int, PathParam(ge=0, le=2**32)]
 @router.get("/api/tracks", response_model=TrackPage)
 def list_tracks(
     index: IndexDep,
+    settings: SettingsDep,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TrackPage:
     """The library's tracks in id order, ``limit`` at a time from ``offset``."""
     tracks = index.tracks()  # live tracks, by id
-    page = [TrackOut.of(t) for t in tracks[offset : offset + limit]]
+    page = [TrackOut.of(t, expose_paths=settings.expose_paths) for t in tracks[offset : offset + limit]]
     return TrackPage(total=len(tracks), offset=offset, limit=limit, tracks=page)
 
 
 @router.get("/api/tracks/{track_id}", response_model=TrackOut, responses={404: {"model": ErrorOut}})
-def get_track(index: IndexDep, track_id: TrackId) -> TrackOut:
+def get_track(index: IndexDep, settings: SettingsDep, track_id: TrackId) -> TrackOut:
     """One track by id."""
-    return TrackOut.of(_live_track(index, track_id))
+    return TrackOut.of(_live_track(index, track_id), expose_paths=settings.expose_paths)
 
 
 @router.post(
@@ -85,12 +86,14 @@ def add_track(
             track = writer.track(track.track_id)
     if track is None:
         msg = (added.error or "the file could not be indexed").replace(str(staged), upload.label)
+        if not settings.expose_paths:
+            msg = msg.replace(str(staged.parent), "<uploads>")
         raise HTTPException(
             422, msg if upload.label in msg else f"{upload.label}: {msg}", headers=reason_header("not-indexed")
         )
     if not added.created:  # the same audio was already in the library: the upload is discarded
         response.status_code = 200
-    return AddedTrack(track=TrackOut.of(track), created=added.created)
+    return AddedTrack(track=TrackOut.of(track, expose_paths=settings.expose_paths), created=added.created)
 
 
 @router.delete(
