@@ -768,3 +768,51 @@ def test_a_voice_over_the_music_is_found_by_the_denser_last_pass(cuts_index):
         assert identify(idx, clip).matches == []
     with pytest.raises(ParameterError, match="boost_peaks"):
         SearchConfig(boost_peaks=0.5)
+
+
+@pytest.fixture(scope="module")
+def demo_index(demo_corpus, demo_tracks):
+    """A minute (from 30 s in) of each of 30 demo tracks indexed, and four other tracks held out:
+    enough tracks for the runner-up tests (``margin_min_tracks``)."""
+    from conftest import need
+    from songmine.audio import load
+
+    long = sorted((t for t in demo_tracks if t.duration_s >= 100), key=lambda t: t.file)
+    need(len(long) >= 34, f"the demo corpus has {len(long)} tracks of 100 s or more, the test needs 34")
+    idx = MemoryIndex()
+    for t in long[:30]:
+        idx.add(load(t.path(demo_corpus), sr=SR, offset=30.0, duration=60.0), path=t.file)
+    held = [load(t.path(demo_corpus), sr=SR, offset=30.0, duration=60.0) for t in long[30:34]]
+    return idx, [t.path(demo_corpus) for t in long[:30]], held
+
+
+@pytest.mark.corpus
+def test_a_voice_over_the_music_is_found_by_the_talk_over_pass(demo_index):
+    """Talk-over at 0 dB: stage 2c picks peaks in small neighbourhoods (the voice's harmonic comb no
+    longer hides the music's peaks between its teeth), lasting ones first; clips that no earlier
+    stage answered are answered, none wrongly, and clips of tracks not indexed get no answer."""
+    _eval_extra()
+    from songmine.audio import load
+    from songmine.evaluation.degrade import degrade
+
+    idx, paths, held = demo_index
+    off = SearchConfig(talk_peaks=0.0)
+    with_talk = without = 0
+    for k in range(0, 30, 2):
+        y = load(paths[k], sr=SR, offset=30.0, duration=60.0)
+        for start in (5, 25, 45):
+            clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=k + start)
+            a, b = search(idx, clip, top=1), search(idx, clip, top=1, config=off)
+            with_talk += bool(a and a[0].track_id == k and a[0].confidence >= 0.5)
+            without += bool(b and b[0].track_id == k and b[0].confidence >= 0.5)
+            assert not (a and a[0].confidence >= 0.5 and a[0].track_id != k), (k, start)
+    assert with_talk >= without + 4, (with_talk, without)
+    for j, y in enumerate(held):
+        for start in (5, 25, 45):
+            clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=j + start)
+            c = search(idx, clip, top=1)
+            assert not (c and c[0].confidence >= 0.5), (j, start)
+    with pytest.raises(ParameterError, match="talk_peaks"):
+        SearchConfig(talk_peaks=0.5)
+    with pytest.raises(ParameterError, match="talk_f_radius"):
+        SearchConfig(talk_f_radius=-1)

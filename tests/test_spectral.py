@@ -121,3 +121,16 @@ def test_band_spectrogram_is_the_transposed_band_of_log_spectrogram(real_cuts):
         assert ST.flags.c_contiguous
         np.testing.assert_array_equal(ST, S[:, b0:b1].T)
         assert s_max == S.max()
+
+
+def test_persistence_ranks_a_lasting_peak_above_a_brief_louder_one():
+    """A partial that lasts 20 frames against a louder one-frame blip, one peak per block: by
+    prominence the blip wins; counting how far each peak's bin falls nearby, the lasting one does."""
+    S = np.full((100, 64), -60.0, np.float32)
+    S[20:40, 20] = -20.0  # a held note
+    S[60, 44] = 0.0  # a click, louder
+    kw = dict(f_radius=3, t_radius=2, block_frames=100, peaks_per_block=1)
+    t, f = find_peaks(S, **kw)
+    assert f.tolist() == [44] and t.tolist() == [60]
+    t, f = find_peaks(S, persist_frames=3, persist_weight=2.0, **kw)
+    assert f.tolist() == [20] and 20 <= t[0] < 40

@@ -253,7 +253,8 @@ def unpack_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # -- peaks and pairs ------------------------------------------------------
 
 def landmark_peaks(
-    y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False
+    y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False,
+    persist: tuple[int, float] = (0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spectral peaks ``(times, bins)`` of ``y`` at the index (or query) density.
 
@@ -261,12 +262,12 @@ def landmark_peaks(
     memory stays bounded; density blocks are aligned to absolute frame numbers,
     so chunking does not change the result.
     """
-    t, f, _ = _peaks(y, config, query=query, subbin=False)
+    t, f, _ = _peaks(y, config, query=query, subbin=False, persist=persist)
     return t, f
 
 
 def _peaks(
-    y: np.ndarray, config: FingerprintConfig, *, query: bool, subbin: bool
+    y: np.ndarray, config: FingerprintConfig, *, query: bool, subbin: bool, persist: tuple[int, float] = (0, 0.0)
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`landmark_peaks`, plus each peak's sub-bin offset in [-0.5, 0.5] when ``subbin``."""
     c = config
@@ -277,7 +278,8 @@ def _peaks(
     bg = max(int(round(c.background_s / c.hop_s)), 1)
     kw = dict(f_radius=c.f_radius, t_radius=c.t_radius, background_frames=bg,
               min_prominence_db=c.min_prominence_db, peaks_per_block=c.peaks_per_block(query),
-              block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight)
+              block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight,
+              persist_frames=int(persist[0]), persist_weight=float(persist[1]))
     n_frames = 0 if y.shape[0] < c.n_fft else 1 + (y.shape[0] - c.n_fft) // c.hop_length
 
     n_bins = c.n_fft // 2 + 1
@@ -427,7 +429,8 @@ def pair_peaks(
 
 
 def fingerprint(
-    y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False
+    y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False,
+    persist: tuple[int, float] = (0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Landmark hashes of mono audio.
 
@@ -438,6 +441,9 @@ def fingerprint(
     config : FingerprintConfig
     query : bool
         Use the (denser) query-time peak density and fan-out.
+    persist : (int, float)
+        ``(persist_frames, persist_weight)`` of :func:`songmine.fingerprint.spectral.find_peaks`:
+        rank peaks that last first (a query only; the search's stage 2c).
 
     Returns
     -------
@@ -452,7 +458,7 @@ def fingerprint(
     (dtype('uint32'), dtype('uint32'), (0,))
     """
     with stage("fingerprint"):
-        t, f = landmark_peaks(y, config, query=query)
+        t, f = landmark_peaks(y, config, query=query, persist=persist)
         c = config
         t1, f1, df, dt = pair_peaks(t, f, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max,
                                     fan_out=c.query_fan_out if query else c.fan_out)

@@ -150,6 +150,23 @@ class SearchConfig:
         per-rate runner-up test.
     boost_overdispersion : float
         ``overdispersion`` of that pass (denser peaks: more clustered hits).
+    talk_peaks : float
+        When still no candidate is accepted after stage 2b, one more pass at the
+        first rate (stage 2c) with this many times the query's peak density,
+        its peaks picked for music under a voice: a local maximum over only
+        ±``talk_f_radius`` bins (a voice's harmonics ~150 Hz apart no longer
+        hide the music's peaks between them), ranked by how little the peak's
+        bin (±1) falls within ±``talk_persist_frames`` frames, times
+        ``talk_persist_weight`` (a partial lasts, a speech harmonic glides).
+        Its top counts only through its own runner-up test (0: no such pass).
+    talk_f_radius, talk_persist_frames : int
+    talk_persist_weight : float
+        Its peak picking (above).
+    talk_margin_alpha, talk_margin_tests : float
+        Its runner-up test: the most-voted track gets
+        ``exp(-talk_margin_tests * r ** -talk_margin_alpha)`` for ``r = v1 / max(v2, margin_floor)``
+        against the runner-up track of that pass; nothing else of the pass is kept.
+        Calibrated on non-member clips (``docs/identify.md``).
     verify_candidates : int
         When no candidate is accepted, the best this many tracks are compared
         with the index's stored spectral profile of the track at their voted
@@ -194,6 +211,12 @@ class SearchConfig:
     speed_margin_tests: float = 1280.0
     boost_peaks: float = 3.0
     boost_overdispersion: float = 7.5
+    talk_peaks: float = 3.0
+    talk_f_radius: int = 4
+    talk_persist_frames: int = 3
+    talk_persist_weight: float = 2.0
+    talk_margin_alpha: float = 7.5
+    talk_margin_tests: float = 1370.0
     verify_candidates: int = 5
     verify_offsets: int = 3
     verify_bands_at: float = 1.9
@@ -255,6 +278,17 @@ class SearchConfig:
             raise ParameterError(f"speed_margin_tests={self.speed_margin_tests} must be a finite number >= 1")
         if not (np.isfinite(self.boost_peaks) and self.boost_peaks >= 1):
             raise ParameterError(f"boost_peaks={self.boost_peaks} must be a finite number >= 1 (1: no boosted pass)")
+        if not (np.isfinite(self.talk_peaks) and (self.talk_peaks == 0 or self.talk_peaks >= 1)):
+            raise ParameterError(f"talk_peaks={self.talk_peaks} must be 0 (no talk-over pass) or a finite number >= 1")
+        for name in ("talk_f_radius", "talk_persist_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ParameterError(f"{name}={v!r} must be an integer >= 0")
+        for name in ("talk_persist_weight", "talk_margin_alpha"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ParameterError(f"{name}={getattr(self, name)} must be a finite number >= 0")
+        if not (np.isfinite(self.talk_margin_tests) and self.talk_margin_tests >= 1):
+            raise ParameterError(f"talk_margin_tests={self.talk_margin_tests} must be a finite number >= 1")
         if not self.boost_overdispersion >= 1.0:
             raise ParameterError(f"boost_overdispersion={self.boost_overdispersion} must be >= 1")
         if isinstance(self.verify_candidates, bool) or not isinstance(self.verify_candidates, int) \
@@ -328,7 +362,8 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
     :class:`_Search`): 1 the coarse probes over the speed grid, 1b a full
     look-up where a lead was cut short by the hit budget, 1c the rule for a
     clip without a lead anywhere, 2 the dense query landmarks at the best
-    rates, 2b a denser pass when nothing would be accepted, 3 the runner-up
+    rates, 2b a denser pass when nothing would be accepted, 2c a pass with peaks picked for music
+    under a voice when still nothing would be, 3 the runner-up
     tests, 4 the spectral profiles when nothing was accepted.
     """
     y = np.asarray(y, dtype=np.float32)
@@ -349,6 +384,9 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         run.dense_passes()
         if config.boost_peaks > 1 and not _accepted(run.best, run.dense_best, config):
             run.boosted()
+        if (config.talk_peaks and config.talk_margin_alpha > 0 and index.n_tracks >= config.margin_min_tracks
+                and not _accepted(run.best, run.dense_best, config)):
+            run.talk_over()  # its runner-up test needs margin_min_tracks tracks hit: not on a smaller index
     return run.answers(margin_tests=not done)[:top]
 
 
@@ -546,6 +584,30 @@ class _Search:
         self.best.extend(cands)
         if cands and config.speed_margin_alpha > 0:
             self.best.extend(_with_margin(cands, dataclasses.replace(config, margin_alpha=0.0)))
+
+    def talk_over(self) -> None:
+        """Stage 2c: when still nothing is accepted, a dense pass at the first rate with peaks picked
+        for music under a voice (``talk_*``): small neighbourhoods, so a voice's harmonic comb does not
+        hide the music's peaks between its teeth, and peaks that last ranked first. Its hit counts are
+        on a scale of their own: only its most-voted track, and only if it passes this pass's
+        runner-up test, joins the candidates (otherwise the later stages see what they saw before)."""
+        config = self.config
+        fc = dataclasses.replace(self.fc, query_peaks_per_s=self.fc.query_peaks_per_s * config.talk_peaks,
+                                 f_radius=config.talk_f_radius)
+        r = self.rates[0]
+        ys = self.at_speed(r[0]) if r[0] == r[1] else self.y
+        persist = (config.talk_persist_frames, config.talk_persist_weight)
+        h, t = _expand(*fingerprint(ys, fc, query=True, persist=persist), config.dt_jitter)
+        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(ys.shape[0] / fc.hop_length),
+                       n_speeds=self.n_speeds + 2, top=self.top, config=config, durations=self.durations)
+        if not cands or max(c.n_tracks_hit for c in cands) < config.margin_min_tracks:
+            return
+        top = max(cands, key=lambda c: c.votes)
+        v2 = max((c.votes for c in cands if c.track_id != top.track_id), default=0)
+        conf = margin_confidence(top.votes, v2, alpha=config.talk_margin_alpha, n_tests=config.talk_margin_tests,
+                                 floor=config.margin_floor)
+        if conf >= config.min_confidence:
+            self.best.append(dataclasses.replace(top, confidence=conf))
 
     def answers(self, margin_tests: bool) -> list[Candidate]:
         """Stages 3 and 4: the runner-up tests over the dense candidates (unless a coarse probe was

@@ -179,6 +179,24 @@ def _window_max(x: np.ndarray, r: int, axis: int, lo: int = 0, hi: int | None = 
     return out
 
 
+def _persistence(band: np.ndarray, t: np.ndarray, f: np.ndarray, k: int) -> np.ndarray:
+    """How far (dB, <= 0) each peak's level falls within ``k`` frames either side, its bin ±1 allowed.
+
+    A partial of an instrument lasts; a formant or a gliding speech harmonic leaves its bin.
+    """
+    n_f, n_t = band.shape
+    fm, fp = np.maximum(f - 1, 0), np.minimum(f + 1, n_f - 1)
+    here = band[f, t]
+    worst = np.zeros(t.shape, dtype=np.float32)
+    for d in range(-k, k + 1):  # a few frame shifts
+        if d == 0:
+            continue
+        td = np.clip(t + d, 0, n_t - 1)
+        near = np.maximum(np.maximum(band[fm, td], band[f, td]), band[fp, td])
+        worst = np.minimum(worst, np.minimum(near - here, 0))
+    return worst
+
+
 def find_peaks(
     S: np.ndarray,
     *,
@@ -191,6 +209,8 @@ def find_peaks(
     min_bin: int = 1,
     max_bin: int | None = None,
     level_weight: float = 0.0,
+    persist_frames: int = 0,
+    persist_weight: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D local maxima of a dB spectrogram, thinned to a fixed density.
 
@@ -199,7 +219,10 @@ def find_peaks(
     running mean of its own bin over ``background_frames`` frames (a per-bin
     whitening, so a stationary noise floor or an equaliser does not move
     peaks). In each block of ``block_frames`` frames only the
-    ``peaks_per_block`` most prominent peaks are kept.
+    ``peaks_per_block`` most prominent peaks are kept. With ``persist_weight``
+    the rank also counts ``persist_weight`` times a peak's persistence: how far
+    (dB, <= 0) its bin, ±1 bin, falls within ±``persist_frames`` frames (a
+    query picked for music under a voice: a partial lasts, a speech harmonic glides).
 
     Parameters
     ----------
@@ -232,14 +255,15 @@ def find_peaks(
         np.ascontiguousarray(S[:, b0:b1].T), b0=b0, n_bins=n_bins, s_max=S.max() if level_weight else None,
         f_radius=f_radius, t_radius=t_radius, background_frames=background_frames,
         min_prominence_db=min_prominence_db, peaks_per_block=peaks_per_block, block_frames=block_frames,
-        min_bin=min_bin, max_bin=hi, level_weight=level_weight,
+        min_bin=min_bin, max_bin=hi, level_weight=level_weight, persist_frames=persist_frames,
+        persist_weight=persist_weight,
     )
 
 
 def band_peaks(
     ST: np.ndarray, *, b0: int, n_bins: int, s_max, f_radius: int, t_radius: int, background_frames: int,
     min_prominence_db: float, peaks_per_block: int, block_frames: int, min_bin: int, max_bin: int,
-    level_weight: float,
+    level_weight: float, persist_frames: int = 0, persist_weight: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`find_peaks` of a bins-major band ``ST = S[:, b0:b0 + len(ST)].T`` (no input validation).
 
@@ -276,6 +300,8 @@ def band_peaks(
     # rank: prominence, plus level_weight x the level relative to the spectrogram's maximum
     if level_weight:
         score = score + level_weight * (level[ok][order] - s_max)
+    if persist_frames and persist_weight:
+        score = score + persist_weight * _persistence(band, t, f - min_bin, persist_frames)
     # density control: rank peaks by prominence inside each time block
     block = t // block_frames
     order = np.lexsort((-score, block))
