@@ -1,6 +1,6 @@
 # songmine — two commands do all set-up on a fresh machine:
 #   make demo   (virtualenv, install, demo music, main job)
-#   make test   (virtualenv with the dev extra, demo music, chromium + ffmpeg + espeak-ng, pytest)
+#   make test   (virtualenv with the dev extra, ruff lint + format check, demo music, chromium + ffmpeg + espeak-ng, pytest)
 # Caches (pip, demo music) live in the per-user cache dir, outside the clone.
 
 PYTHON ?= python3
@@ -11,11 +11,12 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test venv venv-dev demo-music system-tools clean help
+.PHONY: demo test lint format venv venv-dev demo-music system-tools clean help
 
 help:
 	@echo "make demo [MUSIC=folder]  - fetch the demo music (or use MUSIC), index it, eval, print the table"
-	@echo "make test                 - run the test suite (what CI runs)"
+	@echo "make test                 - lint, then run the test suite (what CI runs)"
+	@echo "make format               - apply ruff's fixes and formatting"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +65,17 @@ system-tools:
 	  else echo "$$cmd missing and cannot be installed here: tests that need it skip (fail under CI=true)"; fi; \
 	done
 
-test: venv-dev demo-music system-tools
+test: venv-dev lint demo-music system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Style is checked, not discussed: ruff's lint and format rules are in pyproject.toml.
+lint: venv-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: venv-dev
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -14,9 +14,12 @@ from pathlib import Path
 def git_commit() -> str:
     """The checkout's short commit id, so every printed table says what it measured."""
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip() or "?"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or "?"
+        )
     except OSError:
         return "?"
 
@@ -53,15 +56,15 @@ def fresh_clip_specs(library, seed: int, qid_bases, per_cell: int, *, tracks: st
     durations)``: what ``cut_queries`` needs, and the eval's indexed tracks with every duration.
     """
     from songmine.evaluation.config import EvalConfig
-    from songmine.evaluation.queries import QuerySpec, split_library
     from songmine.evaluation.degrade import source_seconds
+    from songmine.evaluation.queries import QuerySpec, split_library
 
     cfg = EvalConfig(seed=seed)
     indexed, held, durs = split_library(library, cfg)
     longest = max(source_seconds(c, d) for c, d in cfg.cells) + 1.0
     others = [str(p) for p in held if durs[str(p)] >= longest]
     if tracks != "all":
-        others = others[0 if tracks == "even" else 1::2]
+        others = others[0 if tracks == "even" else 1 :: 2]
     cells = cfg.cells
     specs = []
     for base in qid_bases or [100000]:
@@ -90,7 +93,7 @@ class TreeMemory:
                         parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
                 except (OSError, IndexError, ValueError):
                     pass
-        me, out, frontier = os.getpid(), [], [os.getpid()]
+        out, frontier = [], [os.getpid()]
         while frontier:
             p = frontier.pop()
             out.append(p)
@@ -127,7 +130,7 @@ class TreeMemory:
             self.cpu_seconds = time.thread_time() - c0  # the sampler's own CPU, not the build's
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self._thread.start()
         return self
 

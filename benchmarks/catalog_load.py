@@ -42,8 +42,12 @@ def make_source(work: Path) -> Path:
     d = work / "fma-planted"
     if not (d / "planted.json").exists():
         t = time.perf_counter()
-        write_fma_csvs(d, N_TRACKS, n_echonest=N_ECHONEST,
-                       progress=lambda m: print(f"{time.perf_counter() - t:6.0f} s  {m}", file=sys.stderr))
+        write_fma_csvs(
+            d,
+            N_TRACKS,
+            n_echonest=N_ECHONEST,
+            progress=lambda m: print(f"{time.perf_counter() - t:6.0f} s  {m}", file=sys.stderr),
+        )
     return d
 
 
@@ -63,15 +67,32 @@ def _child(mode: str, path: str, table: str, cache: str) -> None:
     if mode == "reference":
         if table == "tracks":
             df = pd.read_csv(path, index_col=0, header=[0, 1])
-            for c in [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"),
-                      ("track", "genres_all")]:
+            for c in [
+                ("track", "tags"),
+                ("album", "tags"),
+                ("artist", "tags"),
+                ("track", "genres"),
+                ("track", "genres_all"),
+            ]:
                 df[c] = df[c].map(ast.literal_eval)
-            for c in [("track", "date_created"), ("track", "date_recorded"), ("album", "date_created"),
-                      ("album", "date_released"), ("artist", "date_created"), ("artist", "active_year_begin"),
-                      ("artist", "active_year_end")]:
+            for c in [
+                ("track", "date_created"),
+                ("track", "date_recorded"),
+                ("album", "date_created"),
+                ("album", "date_released"),
+                ("artist", "date_created"),
+                ("artist", "active_year_begin"),
+                ("artist", "active_year_end"),
+            ]:
                 df[c] = pd.to_datetime(df[c])
-            for c in [("track", "genre_top"), ("track", "license"), ("album", "type"), ("album", "information"),
-                      ("artist", "bio"), ("set", "subset")]:
+            for c in [
+                ("track", "genre_top"),
+                ("track", "license"),
+                ("album", "type"),
+                ("album", "information"),
+                ("artist", "bio"),
+                ("set", "subset"),
+            ]:
                 df[c] = df[c].astype("category")
         else:
             df = pd.read_csv(path, index_col=0, header=[0, 1, 2])
@@ -88,8 +109,13 @@ def _run(mode: str, path: Path, table: str, cache: Path) -> dict:
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, __file__, "--child", mode, str(path), table, str(cache)],
-                         check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path), table, str(cache)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -122,25 +148,38 @@ def main() -> None:
             runs["warm"].append(_run("songmine", path, table, cache))
         med = {k: _median(v) for k, v in runs.items()}
         cpu = {k: sorted(r["cpu_seconds"] for r in v)[len(v) // 2] for k, v in runs.items()}
-        results.append({"table": table, "file_mb": path.stat().st_size / 2**20, "repeats": a.repeats, **med,
-                        "cpu_median": cpu,
-                        "seconds_all": {k: [round(r["seconds"], 3) for r in v] for k, v in runs.items()}})
+        results.append(
+            {
+                "table": table,
+                "file_mb": path.stat().st_size / 2**20,
+                "repeats": a.repeats,
+                **med,
+                "cpu_median": cpu,
+                "seconds_all": {k: [round(r["seconds"], 3) for r in v] for k, v in runs.items()},
+            }
+        )
     if a.json:
         print(json.dumps(results, indent=2))
         return
     print(f"medians of {a.repeats} fresh-process loads each")
-    print(f"{'table':9} {'shape':>13} {'file MB':>8} | {'way':15} {'seconds':>8} {'CPU s':>6} {'peak RSS MB':>11} "
-          f"{'frame MB':>9} | {'vs reference':>12} | all seconds")
+    print(
+        f"{'table':9} {'shape':>13} {'file MB':>8} | {'way':15} {'seconds':>8} {'CPU s':>6} {'peak RSS MB':>11} "
+        f"{'frame MB':>9} | {'vs reference':>12} | all seconds"
+    )
     for r in results:
         ref_s = r["reference"]["seconds"]
         for way, key in (("reference", "reference"), ("songmine cold", "cold"), ("songmine warm", "warm")):
             m = r[key]
             shape = "×".join(f"{x:,}" for x in m["shape"])
-            print(f"{r['table']:9} {shape:>13} {r['file_mb']:8.0f} | {way:15} {m['seconds']:8.2f} "
-                  f"{r['cpu_median'][key]:6.2f} {m['peak_rss_mb']:11.0f} {m['frame_mb']:9.0f} | {ref_s / m['seconds']:11.1f}× | "
-                  + " ".join(f"{x:.2f}" for x in r["seconds_all"][key]))
-        print(f"{'':9} cache speed-up (median cold / median warm): {r['cold']['seconds'] / r['warm']['seconds']:.1f}× "
-              f"wall, {r['cpu_median']['cold'] / r['cpu_median']['warm']:.1f}× CPU")
+            print(
+                f"{r['table']:9} {shape:>13} {r['file_mb']:8.0f} | {way:15} {m['seconds']:8.2f} "
+                f"{r['cpu_median'][key]:6.2f} {m['peak_rss_mb']:11.0f} {m['frame_mb']:9.0f} | {ref_s / m['seconds']:11.1f}× | "
+                + " ".join(f"{x:.2f}" for x in r["seconds_all"][key])
+            )
+        print(
+            f"{'':9} cache speed-up (median cold / median warm): {r['cold']['seconds'] / r['warm']['seconds']:.1f}× "
+            f"wall, {r['cpu_median']['cold'] / r['cpu_median']['warm']:.1f}× CPU"
+        )
 
 
 def _median(runs: list[dict]) -> dict:

@@ -25,7 +25,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import git_commit, markdown_table
 
 
@@ -65,16 +64,35 @@ def row(label: str, X: np.ndarray, truth, ks: tuple[int, ...], variance: float, 
     vote = choose_k(Z, config=ChooseKConfig(k_values=ks, random_state=seed, gap_reference="uniform", rule="majority"))
     cpu = time.process_time() - t0
     v = gap.votes
-    ari = (f"{adjusted_rand_index(truth, gap.labels[gap.recommended_k]):.2f}"
-           if truth is not None and gap.evidence != "none" else "—")
-    return [label, Z.shape[1], f"**{gap.recommended_k}** ({gap.evidence})", vote.votes["gap"], v["elbow"],
-            v["silhouette"], v["calinski_harabasz"], v["davies_bouldin"], vote.recommended_k, ari, f"{cpu:.0f}"]
+    ari = (
+        f"{adjusted_rand_index(truth, gap.labels[gap.recommended_k]):.2f}"
+        if truth is not None and gap.evidence != "none"
+        else "—"
+    )
+    return [
+        label,
+        Z.shape[1],
+        f"**{gap.recommended_k}** ({gap.evidence})",
+        vote.votes["gap"],
+        v["elbow"],
+        v["silhouette"],
+        v["calinski_harabasz"],
+        v["davies_bouldin"],
+        vote.recommended_k,
+        ari,
+        f"{cpu:.0f}",
+    ]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", action="append", default=[], metavar="N,K,SEED",
-                    help="a planted catalogue: rows, planted k, generator seed (repeatable)")
+    ap.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="N,K,SEED",
+        help="a planted catalogue: rows, planted k, generator seed (repeatable)",
+    )
     ap.add_argument("--null", action="store_true", help="also the three catalogues without clusters")
     ap.add_argument("--k-range", default="2..15")
     ap.add_argument("--variance", type=float, default=0.70)
@@ -96,10 +114,24 @@ def main(argv=None) -> int:
         rows.append(row(f"planted {k}, n = {n:,}, seed {s}", X, truth, ks, args.variance, args.seed))
     if args.null:
         rows += [row(label, X, None, ks, args.variance, args.seed) for label, X in null_cases()]
-    markdown_table(f"choose-k on planted catalogues — songmine {git_commit()}, k range {args.k_range}, "
-                   f"PCA {100 * args.variance:.0f} %",
-                   ["data", "kept comps", "**recommended** (evidence)", "gap, uniform ref.", "elbow", "silhouette",
-                    "C-H", "D-B", "majority vote", "ARI at recommended k", "CPU s"], rows)
+    markdown_table(
+        f"choose-k on planted catalogues — songmine {git_commit()}, k range {args.k_range}, "
+        f"PCA {100 * args.variance:.0f} %",
+        [
+            "data",
+            "kept comps",
+            "**recommended** (evidence)",
+            "gap, uniform ref.",
+            "elbow",
+            "silhouette",
+            "C-H",
+            "D-B",
+            "majority vote",
+            "ARI at recommended k",
+            "CPU s",
+        ],
+        rows,
+    )
     return 0
 
 

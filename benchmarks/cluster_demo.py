@@ -27,8 +27,16 @@ import time
 from pathlib import Path
 
 
-def synthetic(out: Path, *, n: int = 106_574, n_echonest: int = 13_129, k: int = 8, seed: int = 2026,
-              n_nuisance: int = 60, noise: float = 3.0) -> None:
+def synthetic(
+    out: Path,
+    *,
+    n: int = 106_574,
+    n_echonest: int = 13_129,
+    k: int = 8,
+    seed: int = 2026,
+    n_nuisance: int = 60,
+    noise: float = 3.0,
+) -> None:
     from songmine.cluster.synthetic import make_fma_like
 
     t = time.perf_counter()
@@ -36,8 +44,10 @@ def synthetic(out: Path, *, n: int = 106_574, n_echonest: int = 13_129, k: int =
     cat.full.to_parquet(out / "full.parquet")
     cat.echonest.to_parquet(out / "echonest.parquet")
     cat.truth.reset_index().to_csv(out / "truth.csv", index=False)
-    print(f"synthetic: full {cat.full.shape}, echonest {cat.echonest.shape}, planted k={k}, dominant genres "
-          f"{cat.dominant_genre}, tempo by cluster {cat.cluster_tempo} ({time.perf_counter() - t:.1f} s)")
+    print(
+        f"synthetic: full {cat.full.shape}, echonest {cat.echonest.shape}, planted k={k}, dominant genres "
+        f"{cat.dominant_genre}, tempo by cluster {cat.cluster_tempo} ({time.perf_counter() - t:.1f} s)"
+    )
 
 
 def echonest_audio_features(path: Path):
@@ -73,9 +83,11 @@ def real(out: Path, tracks_csv: Path, echonest_csv: Path) -> None:
         if df[c].dtype == object:
             df[c] = df[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
     df.to_parquet(out / "real.parquet")
-    print(f"real: tracks {tracks.shape} ⋈ echonest {echo.shape} on track_id → {df.shape}; "
-          f"genre_top known for {int(df['tracks.track.genre_top'].notna().sum())} tracks; "
-          f"NaN in audio features: {int(df[echo.columns].isna().sum().sum())}")
+    print(
+        f"real: tracks {tracks.shape} ⋈ echonest {echo.shape} on track_id → {df.shape}; "
+        f"genre_top known for {int(df['tracks.track.genre_top'].notna().sum())} tracks; "
+        f"NaN in audio features: {int(df[echo.columns].isna().sum().sum())}"
+    )
 
 
 def main(argv=None) -> int:
@@ -92,13 +104,24 @@ def main(argv=None) -> int:
     rp = sub.add_parser("real", help="real FMA rows joined with their Echonest audio features")
     rp.add_argument("out", type=Path)
     rp.add_argument("--tracks", type=Path, required=True, help="FMA tracks.csv (either layout, any subset of rows)")
-    rp.add_argument("--echonest", type=Path, required=True,
-                    help="FMA echonest.csv, or a flat CSV: track_id + the eight audio features")
+    rp.add_argument(
+        "--echonest",
+        type=Path,
+        required=True,
+        help="FMA echonest.csv, or a flat CSV: track_id + the eight audio features",
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what == "synthetic":
-        synthetic(args.out, n=args.n, n_echonest=args.n_echonest, k=args.k, seed=args.seed,
-                  n_nuisance=args.n_nuisance, noise=args.noise)
+        synthetic(
+            args.out,
+            n=args.n,
+            n_echonest=args.n_echonest,
+            k=args.k,
+            seed=args.seed,
+            n_nuisance=args.n_nuisance,
+            noise=args.noise,
+        )
     else:
         for p in (args.tracks, args.echonest):
             if not p.is_file():

@@ -38,12 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     for side, o in (("before", a), ("after", b)):
         right = sum(o[q]["correct"] for q in common)
         cpu = statistics.median(o[q]["cpu_s"] for q in common if o[q]["cpu_s"] is not None) * 1e3
-        print(f"{side}: top-1 right {right}, answered {sum(o[q]['answered'] for q in common)}, "
-              f"query CPU median {cpu:.2f} ms")
+        print(
+            f"{side}: top-1 right {right}, answered {sum(o[q]['answered'] for q in common)}, "
+            f"query CPU median {cpu:.2f} ms"
+        )
     changed = [q for q in same_clip if q not in set(same_answer)]
     for q in changed[: args.show]:
-        print(f"  qid {q} {a[q]['condition']} {a[q]['duration_s']:g} s: {a[q]['top_path']} @ {a[q]['top_offset_s']} "
-              f"-> {b[q]['top_path']} @ {b[q]['top_offset_s']}")
+        print(
+            f"  qid {q} {a[q]['condition']} {a[q]['duration_s']:g} s: {a[q]['top_path']} @ {a[q]['top_offset_s']} "
+            f"-> {b[q]['top_path']} @ {b[q]['top_offset_s']}"
+        )
     return 0
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import select
@@ -48,9 +47,13 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from queue import Queue
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where the decoding runs (the workers)
+    import numpy as np
 
 RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000, 352800, 384000)
 CHANNELS = tuple(range(1, 17))
@@ -102,22 +105,46 @@ FORMATS: dict[str, Fmt] = {
     "webm-vorbis": Fmt(".webm", "av:vorbis:webm", channels=(2,), max_rate=192000, slack_frames=4096),
     "mp3": Fmt(".mp3", "av:libmp3lame:mp3", channels=(1, 2), rates=MP3_RATES, slack_frames=3500),
     "mp3-sf": Fmt(".mp3", "sf:MP3:MPEG_LAYER_III", channels=(1, 2), rates=MP3_RATES, slack_frames=3500),
-    "m4a-aac": Fmt(".m4a", "av:aac:ipod", channels=tuple(range(1, 9)), rates=AAC_RATES, slack_frames=3072,
-                   layouts="aac"),
+    "m4a-aac": Fmt(
+        ".m4a", "av:aac:ipod", channels=tuple(range(1, 9)), rates=AAC_RATES, slack_frames=3072, layouts="aac"
+    ),
     "m4a-alac": Fmt(".m4a", "av:alac:ipod:s16p", channels=tuple(range(1, 9)), layouts="alac"),
-    "mp4-aac": Fmt(".mp4", "av:aac:mp4", channels=tuple(range(1, 9)), rates=AAC_RATES, slack_frames=3072,
-                   layouts="aac"),
-    "aac-adts": Fmt(".aac", "av:aac:adts", channels=tuple(range(1, 9)), rates=AAC_RATES, slack_frames=3072,
-                    layouts="aac"),
-    "wma": Fmt(".wma", "av:wmav2:asf", channels=(1, 2), rates=(8000, 11025, 16000, 22050, 32000, 44100, 48000),
-               slack_frames=4096),
+    "mp4-aac": Fmt(
+        ".mp4", "av:aac:mp4", channels=tuple(range(1, 9)), rates=AAC_RATES, slack_frames=3072, layouts="aac"
+    ),
+    "aac-adts": Fmt(
+        ".aac", "av:aac:adts", channels=tuple(range(1, 9)), rates=AAC_RATES, slack_frames=3072, layouts="aac"
+    ),
+    "wma": Fmt(
+        ".wma",
+        "av:wmav2:asf",
+        channels=(1, 2),
+        rates=(8000, 11025, 16000, 22050, 32000, 44100, 48000),
+        slack_frames=4096,
+    ),
 }
 SUFFIXES = sorted({f.suffix for f in FORMATS.values()})
 
-AAC_LAYOUTS = {1: ["mono"], 2: ["stereo"], 3: ["3.0", "2.1"], 4: ["4.0", "quad"], 5: ["5.0(side)", "5.0"],
-               6: ["5.1(side)", "5.1"], 7: ["6.1(back)", "6.1"], 8: ["7.1", "7.1(wide)"]}
-ALAC_LAYOUTS = {1: ["mono"], 2: ["stereo"], 3: ["3.0"], 4: ["4.0"], 5: ["5.0"], 6: ["5.1"], 7: ["6.1(back)"],
-                8: ["7.1(wide)"]}
+AAC_LAYOUTS = {
+    1: ["mono"],
+    2: ["stereo"],
+    3: ["3.0", "2.1"],
+    4: ["4.0", "quad"],
+    5: ["5.0(side)", "5.0"],
+    6: ["5.1(side)", "5.1"],
+    7: ["6.1(back)", "6.1"],
+    8: ["7.1", "7.1(wide)"],
+}
+ALAC_LAYOUTS = {
+    1: ["mono"],
+    2: ["stereo"],
+    3: ["3.0"],
+    4: ["4.0"],
+    5: ["5.0"],
+    6: ["5.1"],
+    7: ["6.1(back)"],
+    8: ["7.1(wide)"],
+}
 SPECIALS = ("empty", "text", "random", "silence-3h", "huge-declared", "under-declared", "rate-1hz", "adts-joined")
 
 
@@ -153,11 +180,13 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.outcome in ("crash", "hang", "untyped", "bad-audio") or (
-            self.outcome == "memory" and self.call in ("load-limit", "info", "scan"))
+            self.outcome == "memory" and self.call in ("load-limit", "info", "scan")
+        )
 
 
-def grid(formats=None, channels=CHANNELS, rates=RATES, damages=DAMAGES, seed: int = 0,
-         specials: bool = True) -> list[Case]:
+def grid(
+    formats=None, channels=CHANNELS, rates=RATES, damages=DAMAGES, seed: int = 0, specials: bool = True
+) -> list[Case]:
     """Every (format, channels, rate, damage) the encoders can be asked for, and the special inputs."""
     cases = []
     for name in FORMATS if formats is None else formats:
@@ -220,7 +249,7 @@ def _mix(*parts) -> int:
 
 
 # ------------------------------------------------------------------------- worker side
-def _signal(ch: int, n: int, sr: int, rng) -> "np.ndarray":
+def _signal(ch: int, n: int, sr: int, rng) -> np.ndarray:
     """``(ch, n)`` float32: a quiet noise bed and one chirp per channel (no channel silent; a span
     is located in the whole decode without the ambiguity of a periodic tone)."""
     import numpy as np
@@ -269,8 +298,9 @@ def write_sf(path, y, sr, spec: str) -> None:
     sf.write(path, y.T, sr, format=fmt, subtype=sub)
 
 
-def write_av(path, y, sr, codec: str, container: str, *, layout=None, sample_fmt=None, options=None,
-             bit_rate=None) -> None:
+def write_av(
+    path, y, sr, codec: str, container: str, *, layout=None, sample_fmt=None, options=None, bit_rate=None
+) -> None:
     """Encode ``(ch, n)`` float32 with an FFmpeg encoder through PyAV (frames built packed: one buffer)."""
     import av
     import numpy as np
@@ -313,8 +343,17 @@ def _write(fmt: Fmt, path: Path, y, sr: int, rng) -> None:
         if codec == "libopus" and y.shape[0] > 2:
             opts["mapping_family"] = "1" if layout is None else "255"
         try:
-            write_av(path, y, sr, codec, container, layout=layout, sample_fmt=rest[0] if rest else None,
-                     options=opts, bit_rate=96000 if codec == "wmav2" else None)
+            write_av(
+                path,
+                y,
+                sr,
+                codec,
+                container,
+                layout=layout,
+                sample_fmt=rest[0] if rest else None,
+                options=opts,
+                bit_rate=96000 if codec == "wmav2" else None,
+            )
             return
         except Exception as exc:  # noqa: BLE001 - the encoder refuses this layout: try the next
             errors.append(f"{layout}: {exc}")
@@ -330,7 +369,7 @@ def _damage(path: Path, kind: str, rng) -> None:
             n = int(rng.integers(1, 65536))
             junk = rng.integers(0, 256, n, dtype="u1").tobytes()
             if rng.random() < 0.3:  # a copy of the file's own start: headers where none belong
-                junk = bytes(data[: n])
+                junk = bytes(data[:n])
             data += junk
         elif step == "overwrite":
             for _ in range(int(rng.integers(1, 17))):
@@ -353,8 +392,13 @@ def make_input(case: Case, folder: Path) -> dict:
     y = _signal(case.channels, n, case.rate, rng)
     _write(fmt, path, y, case.rate, rng)
     _damage(path, case.damage, rng)
-    return {"path": str(path), "seconds": n / case.rate, "channels": case.channels,
-            "slack_s": 0.001 + (fmt.slack_frames + 2) / case.rate, "whole": case.damage == "none"}
+    return {
+        "path": str(path),
+        "seconds": n / case.rate,
+        "channels": case.channels,
+        "slack_s": 0.001 + (fmt.slack_frames + 2) / case.rate,
+        "whole": case.damage == "none",
+    }
 
 
 def _make_special(case: Case, folder: Path, rng) -> dict:
@@ -366,8 +410,11 @@ def _make_special(case: Case, folder: Path, rng) -> dict:
     truth = {"seconds": None, "channels": None, "slack_s": 0.1, "whole": False}
     if case.fmt in ("empty", "text", "random"):
         path = path.with_suffix(v)
-        data = {"empty": b"", "text": b"This is not audio, just a text file with an audio name.\n" * 40,
-                "random": rng.integers(0, 256, int(rng.integers(1, 200_000)), dtype="u1").tobytes()}[case.fmt]
+        data = {
+            "empty": b"",
+            "text": b"This is not audio, just a text file with an audio name.\n" * 40,
+            "random": rng.integers(0, 256, int(rng.integers(1, 200_000)), dtype="u1").tobytes(),
+        }[case.fmt]
         path.write_bytes(data)
     elif case.fmt == "silence-3h":  # 3 hours of digital silence in a few hundred KB
         sr, total = 8000, 3 * 3600 * 8000
@@ -525,8 +572,9 @@ def _ogg_crc(data: bytes) -> int:
     return crc
 
 
-def _ogg_stream(heads: list[bytes], packets: list[bytes], samples_per_packet: int, *,
-                last_granule: int | None = None) -> bytes:
+def _ogg_stream(
+    heads: list[bytes], packets: list[bytes], samples_per_packet: int, *, last_granule: int | None = None
+) -> bytes:
     """An Ogg file of one logical stream: the header packets, then ``packets`` 200 to a page."""
     out, seq = [], 0
 
@@ -602,13 +650,22 @@ def do_call(call: str, path: str, span: tuple[float, float], align: bool = False
         rows = library.scan([path], decode=True)
         r = rows[0]
         return {"kind": "scan", "rows": len(rows), "error": r.error, "duration": r.duration_s}
-    kw = {"load-native": {"sr": None, "mono": False}, "load-11k": {"sr": 11025},
-          "load-limit": {"sr": 11025, "max_duration": LIMIT_S},
-          "load-span": {"sr": 22050, "offset": span[0], "duration": span[1]}}[call]
+    kw = {
+        "load-native": {"sr": None, "mono": False},
+        "load-11k": {"sr": 11025},
+        "load-limit": {"sr": 11025, "max_duration": LIMIT_S},
+        "load-span": {"sr": 22050, "offset": span[0], "duration": span[1]},
+    }[call]
     y = audio.load(path, **kw)
     sr = kw["sr"] or audio.info(path).sr
-    out = {"kind": "audio", "dtype": str(y.dtype), "shape": list(y.shape), "sr": sr,
-           "finite": bool(np.isfinite(y).all()), "type": type(y).__name__}
+    out = {
+        "kind": "audio",
+        "dtype": str(y.dtype),
+        "shape": list(y.shape),
+        "sr": sr,
+        "finite": bool(np.isfinite(y).all()),
+        "type": type(y).__name__,
+    }
     if call == "load-span" and align and y.size >= 2000:
         native = audio.info(path).sr
         part = audio.load(path, sr=None, offset=span[0], duration=span[1])
@@ -689,7 +746,10 @@ class Worker:
         self.log = tempfile.NamedTemporaryFile(dir=self.log_dir, prefix="worker-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", "--memory-mb", str(self.memory_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env={**os.environ, "PYTHONHASHSEED": "0"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         self.buf = b""
 
@@ -771,8 +831,9 @@ def judge(call: str, answer: dict, truth: dict, span: tuple[float, float]) -> tu
         if "lag" in a and abs(a["lag"]) > MAX_LAG_S * a["lag_sr"]:
             return "bad-audio", f"span {a['lag']} samples late (at {a['lag_sr']} Hz)"
         want = round(span[1] * sr)
-        if shape[-1] > want or (truth["whole"] and truth["seconds"] and span[0] + span[1] <= truth["seconds"] - slack
-                                and shape[-1] != want):
+        if shape[-1] > want or (
+            truth["whole"] and truth["seconds"] and span[0] + span[1] <= truth["seconds"] - slack and shape[-1] != want
+        ):
             return "bad-audio", f"span of {shape[-1]} samples, {want} asked"
         return "audio", ""
     if truth["seconds"] is not None and (truth["whole"] or call != "load-limit"):
@@ -791,8 +852,9 @@ def run_case(case: Case, worker: Worker, folder: Path, timeout: float, keep: Pat
     results = []
     for call in case.calls:
         align = truth["whole"] and truth["seconds"] is not None and truth["seconds"] < 30
-        status, answer = worker.ask({"op": "call", "call": call, "path": truth["path"], "span": span,
-                                     "align": align}, timeout)
+        status, answer = worker.ask(
+            {"op": "call", "call": call, "path": truth["path"], "span": span, "align": align}, timeout
+        )
         if status == "ok":
             outcome, detail = judge(call, answer, truth, span)
             results.append(Outcome(case.label, case.fmt, call, outcome, detail, answer["wall_s"], answer["rss_mb"]))
@@ -808,8 +870,15 @@ def run_case(case: Case, worker: Worker, folder: Path, timeout: float, keep: Pat
     return results
 
 
-def run(cases: list[Case], *, jobs: int = 2, timeout: float = 60.0, memory_mb: int = 4096,
-        keep: Path | None = None, progress=None) -> list[Outcome]:
+def run(
+    cases: list[Case],
+    *,
+    jobs: int = 2,
+    timeout: float = 60.0,
+    memory_mb: int = 4096,
+    keep: Path | None = None,
+    progress=None,
+) -> list[Outcome]:
     """Make and decode every case on ``jobs`` workers; the outcomes of every call."""
     folder = Path(tempfile.mkdtemp(prefix="songmine-fuzz-"))
     workers: Queue = Queue()
@@ -845,21 +914,62 @@ def summary(results: list[Outcome]) -> tuple[list[str], list[list]]:
     by = defaultdict(list)
     for r in results:
         by[r.fmt].append(r)
-    header = ["format", "inputs", "n/a", "calls", "audio", "DecodeError", "crash", "hang", "untyped", "bad audio",
-              "memory", "max call s", "max RSS MB"]
+    header = [
+        "format",
+        "inputs",
+        "n/a",
+        "calls",
+        "audio",
+        "DecodeError",
+        "crash",
+        "hang",
+        "untyped",
+        "bad audio",
+        "memory",
+        "max call s",
+        "max RSS MB",
+    ]
     rows = []
     for fmt in sorted(by, key=lambda f: (f in SPECIALS, f)):
         rs = by[fmt]
         c = Counter("DecodeError" if r.outcome.startswith("DecodeError") else r.outcome for r in rs)
         ran = [r for r in rs if r.outcome != "n/a"]
-        rows.append([fmt, len({r.case for r in rs}), c["n/a"], len(ran), c["audio"], c["DecodeError"], c["crash"],
-                     c["hang"], c["untyped"], c["bad-audio"], c["memory"],
-                     f"{max((r.wall_s for r in ran), default=0):.2f}", f"{max((r.rss_mb for r in ran), default=0):.0f}"])
+        rows.append(
+            [
+                fmt,
+                len({r.case for r in rs}),
+                c["n/a"],
+                len(ran),
+                c["audio"],
+                c["DecodeError"],
+                c["crash"],
+                c["hang"],
+                c["untyped"],
+                c["bad-audio"],
+                c["memory"],
+                f"{max((r.wall_s for r in ran), default=0):.2f}",
+                f"{max((r.rss_mb for r in ran), default=0):.0f}",
+            ]
+        )
     tot = Counter("DecodeError" if r.outcome.startswith("DecodeError") else r.outcome for r in results)
     ran = [r for r in results if r.outcome != "n/a"]
-    rows.append(["**all**", len({r.case for r in results}), tot["n/a"], len(ran), tot["audio"], tot["DecodeError"],
-                 tot["crash"], tot["hang"], tot["untyped"], tot["bad-audio"], tot["memory"],
-                 f"{max((r.wall_s for r in ran), default=0):.2f}", f"{max((r.rss_mb for r in ran), default=0):.0f}"])
+    rows.append(
+        [
+            "**all**",
+            len({r.case for r in results}),
+            tot["n/a"],
+            len(ran),
+            tot["audio"],
+            tot["DecodeError"],
+            tot["crash"],
+            tot["hang"],
+            tot["untyped"],
+            tot["bad-audio"],
+            tot["memory"],
+            f"{max((r.wall_s for r in ran), default=0):.2f}",
+            f"{max((r.rss_mb for r in ran), default=0):.0f}",
+        ]
+    )
     return header, rows
 
 
@@ -893,8 +1003,14 @@ def main(argv=None) -> int:
         return 0
     from _common import git_commit, markdown_table
 
-    cases = grid([f for f in args.formats.split(",") if f], _int_list(args.channels), _int_list(args.rates),
-                 tuple(args.damages.split(",")), seed=args.seed, specials=False)
+    cases = grid(
+        [f for f in args.formats.split(",") if f],
+        _int_list(args.channels),
+        _int_list(args.rates),
+        tuple(args.damages.split(",")),
+        seed=args.seed,
+        specials=False,
+    )
     if args.sample and args.sample < len(cases):  # of the grid; the special inputs all join it
         cases = random.Random(args.seed).sample(cases, args.sample)
     cases += [] if args.no_specials else special_cases(args.seed)
@@ -906,15 +1022,23 @@ def main(argv=None) -> int:
         if i % 50 == 0 or i == n:
             print(f"  {i}/{n} inputs, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
 
-    results = run(cases, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_mb, keep=args.keep,
-                  progress=progress)
+    results = run(
+        cases, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_mb, keep=args.keep, progress=progress
+    )
     header, rows = summary(results)
-    markdown_table(f"Decoder fuzz: {len(cases)} inputs × {len(CALLS)} calls, seed {args.seed}, "
-                   f"commit {git_commit()}, {time.monotonic() - t0:.0f} s on {args.jobs} workers", header, rows)
+    markdown_table(
+        f"Decoder fuzz: {len(cases)} inputs × {len(CALLS)} calls, seed {args.seed}, "
+        f"commit {git_commit()}, {time.monotonic() - t0:.0f} s on {args.jobs} workers",
+        header,
+        rows,
+    )
     failed = [r for r in results if r.failed]
     if failed:
-        markdown_table(f"Failures ({len(failed)}; first {args.failures})", ["input", "call", "outcome", "detail"],
-                       [[r.case, r.call, r.outcome, r.detail[:160].replace("|", "/")] for r in failed[: args.failures]])
+        markdown_table(
+            f"Failures ({len(failed)}; first {args.failures})",
+            ["input", "call", "outcome", "detail"],
+            [[r.case, r.call, r.outcome, r.detail[:160].replace("|", "/")] for r in failed[: args.failures]],
+        )
     reasons = Counter(r.outcome.split(":", 1)[1] for r in results if r.outcome.startswith("DecodeError:"))
     print("\nDecodeError reasons: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()))
     return 1 if failed else 0

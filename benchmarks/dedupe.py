@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit, library_or_demo
 
 
@@ -161,13 +160,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args(argv)
 
-    from songmine.minhash.dedupe import DedupeConfig, find_duplicates
     from songmine.minhash import MinHasher
+    from songmine.minhash.dedupe import DedupeConfig, find_duplicates
 
     out = Path(args.out)
     t0 = time.perf_counter()
-    truth = build_library(library_or_demo(args.library), out, seconds=args.seconds, n_sources=args.sources,
-                          n_variants=args.variants, seed=args.seed)
+    truth = build_library(
+        library_or_demo(args.library),
+        out,
+        seconds=args.seconds,
+        n_sources=args.sources,
+        n_variants=args.variants,
+        seed=args.seed,
+    )
     # truth from the file names: every file whose name starts with the same recording number is
     # that recording (covers copies left in --out by earlier runs with other random choices)
     by_rec: dict[str, list[str]] = {}
@@ -176,14 +181,16 @@ def main(argv=None) -> int:
             by_rec.setdefault(f.name.split("_", 1)[0], []).append(str(f))
     truth = list(by_rec.values())
     n_files = sum(len(g) for g in truth)
-    print(f"library: {n_files} files ({len(truth)} recordings, {sum(len(g) > 1 for g in truth)} with copies), "
-          f"{args.seconds:g} s each, built in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"library: {n_files} files ({len(truth)} recordings, {sum(len(g) > 1 for g in truth)} with copies), "
+        f"{args.seconds:g} s each, built in {time.perf_counter() - t0:.0f} s"
+    )
 
     cfg = DedupeConfig()
     from concurrent.futures import ProcessPoolExecutor
 
-    from songmine.minhash.dedupe import _fingerprint_job
     from songmine.library import iter_audio_files
+    from songmine.minhash.dedupe import _fingerprint_job
 
     files = list(iter_audio_files([out]))
     t0 = time.perf_counter()
@@ -204,10 +211,14 @@ def main(argv=None) -> int:
     precision = tp / len(got) if got else 1.0
     recall = tp / len(want) if want else 1.0
     print(f"\nbands b x r = {report.bands[0]} x {report.bands[1]}, threshold {cfg.threshold}, n_perm {cfg.n_perm}")
-    print("| files | true pairs | predicted pairs | TP | pair precision | pair recall | LSH candidates | all pairs | skipped |")
+    print(
+        "| files | true pairs | predicted pairs | TP | pair precision | pair recall | LSH candidates | all pairs | skipped |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| {report.n_files} | {len(want)} | {len(got)} | {tp} | {precision:.4f} | {recall:.4f} | "
-          f"{report.n_candidates} | {report.n_files * (report.n_files - 1) // 2} | {len(report.skipped)} |")
+    print(
+        f"| {report.n_files} | {len(want)} | {len(got)} | {tp} | {precision:.4f} | {recall:.4f} | "
+        f"{report.n_candidates} | {report.n_files * (report.n_files - 1) // 2} | {len(report.skipped)} |"
+    )
     print(f"timings (s): {report.timings_s}, wall {wall:.1f}")
     missed = sorted(want - got)
     extra = sorted(got - want)
@@ -238,8 +249,12 @@ def main(argv=None) -> int:
     synth = synthetic_prints(prints, max(ns), rng)
     rows = []
     mh = MinHasher(cfg.n_perm, random_state=cfg.random_state)
-    print("\nscaling of the matching stage (signatures + LSH + confirmation) vs brute-force all-pairs signature comparison")
-    print("| n | signatures s | LSH s | confirm s | total s | candidates | brute-force all pairs s | brute / LSH+confirm |")
+    print(
+        "\nscaling of the matching stage (signatures + LSH + confirmation) vs brute-force all-pairs signature comparison"
+    )
+    print(
+        "| n | signatures s | LSH s | confirm s | total s | candidates | brute-force all pairs s | brute / LSH+confirm |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     pool = prints + synth
     t0 = time.perf_counter()
@@ -255,7 +270,9 @@ def main(argv=None) -> int:
         bt = brute_force_time(all_sigs[:n], cfg.threshold)
         match_t = ts["lsh"] + ts["confirm"]
         rows.append((n, ts["signatures"], ts["lsh"], ts["confirm"], tot, rep.n_candidates, bt))
-        print(f"| {n} | {ts['signatures']:.2f} | {ts['lsh']:.3f} | {ts['confirm']:.3f} | {tot:.2f} | {rep.n_candidates} | {bt:.2f} | {bt / max(match_t, 1e-9):.1f} |")
+        print(
+            f"| {n} | {ts['signatures']:.2f} | {ts['lsh']:.3f} | {ts['confirm']:.3f} | {tot:.2f} | {rep.n_candidates} | {bt:.2f} | {bt / max(match_t, 1e-9):.1f} |"
+        )
     arr = np.array(rows, dtype=float)
     slope_match = np.polyfit(np.log(arr[:, 0]), np.log(arr[:, 2] + arr[:, 3]), 1)[0]
     slope_total = np.polyfit(np.log(arr[:, 0]), np.log(arr[:, 4]), 1)[0]
@@ -263,18 +280,32 @@ def main(argv=None) -> int:
     # extrapolate: fit total = c * n^slope on the two largest n
     c_tot = arr[-1, 4] / arr[-1, 0] ** slope_total
     c_br = arr[-1, 6] / arr[-1, 0] ** 2
-    print(f"\nlog-log slopes: LSH+confirm {slope_match:.2f}, whole matching stage {slope_total:.2f}, brute force {slope_brute:.2f}")
+    print(
+        f"\nlog-log slopes: LSH+confirm {slope_match:.2f}, whole matching stage {slope_total:.2f}, brute force {slope_brute:.2f}"
+    )
     est_match = c_tot * 10_000**slope_total
     est_fp = fp_per_file * 10_000
-    print(f"10,000 tracks of {args.seconds:g} s: matching stage ≈ {est_match:.0f} s (fit n^{slope_total:.2f}); "
-          f"brute-force all-pairs ≈ {c_br * 1e8:.0f} s (n^2); fingerprinting ≈ {est_fp:.0f} s at {fp_per_file:.2f} s/file "
-          f"with --jobs {args.jobs} (linear; ≈ {est_fp * 240 / args.seconds:.0f} s for 4-min tracks)")
+    print(
+        f"10,000 tracks of {args.seconds:g} s: matching stage ≈ {est_match:.0f} s (fit n^{slope_total:.2f}); "
+        f"brute-force all-pairs ≈ {c_br * 1e8:.0f} s (n^2); fingerprinting ≈ {est_fp:.0f} s at {fp_per_file:.2f} s/file "
+        f"with --jobs {args.jobs} (linear; ≈ {est_fp * 240 / args.seconds:.0f} s for 4-min tracks)"
+    )
     if args.json_out:
         commit = git_commit()
-        Path(args.json_out).write_text(json.dumps({
-            "commit": commit, "machine": platform.node(), "precision": precision, "recall": recall,
-            "n_files": report.n_files, "scaling": rows, "slope_total": slope_total,
-        }, indent=1))
+        Path(args.json_out).write_text(
+            json.dumps(
+                {
+                    "commit": commit,
+                    "machine": platform.node(),
+                    "precision": precision,
+                    "recall": recall,
+                    "n_files": report.n_files,
+                    "scaling": rows,
+                    "slope_total": slope_total,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

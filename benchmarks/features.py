@@ -59,10 +59,15 @@ def plain_librosa(path):
     mel = librosa.feature.melspectrogram(sr=sr, S=S**2)
     fam["mfcc"] = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=20)
     out = np.empty(len(FEATURE_COLUMNS), np.float32)
-    fns = {"mean": lambda v: np.mean(v, 1), "std": lambda v: np.std(v, 1),
-           "skew": lambda v: np.nan_to_num(stats.skew(v, 1), nan=0.0),
-           "kurtosis": lambda v: np.nan_to_num(stats.kurtosis(v, 1), nan=-3.0),
-           "median": lambda v: np.median(v, 1), "min": lambda v: np.min(v, 1), "max": lambda v: np.max(v, 1)}
+    fns = {
+        "mean": lambda v: np.mean(v, 1),
+        "std": lambda v: np.std(v, 1),
+        "skew": lambda v: np.nan_to_num(stats.skew(v, 1), nan=0.0),
+        "kurtosis": lambda v: np.nan_to_num(stats.kurtosis(v, 1), nan=-3.0),
+        "median": lambda v: np.median(v, 1),
+        "min": lambda v: np.min(v, 1),
+        "max": lambda v: np.max(v, 1),
+    }
     cache = {}
     for i, (f, s, n) in enumerate(FEATURE_COLUMNS):
         if (f, s) not in cache:
@@ -103,8 +108,16 @@ def speed(args) -> None:
         theirs, _ = ref(str(p))
         t_ref = time.process_time() - t
         ours_rows[Path(p).name], ref_rows[Path(p).name] = ours, np.asarray(theirs, np.float32)
-        rows.append({"file": Path(p).name, "sr": info.samplerate, "audio_s": dur, "ours_s": t_ours, "ref_s": t_ref,
-                     "max_rel_diff": float(np.nanmax(np.abs(ours - theirs) / (np.abs(theirs) + 1e-6)))})
+        rows.append(
+            {
+                "file": Path(p).name,
+                "sr": info.samplerate,
+                "audio_s": dur,
+                "ours_s": t_ours,
+                "ref_s": t_ref,
+                "max_rel_diff": float(np.nanmax(np.abs(ours - theirs) / (np.abs(theirs) + 1e-6))),
+            }
+        )
     if args.save_dir:
         from songmine.catalog.batch import results_frame, write_features_csv
 
@@ -112,21 +125,31 @@ def speed(args) -> None:
         write_features_csv(results_frame(ours_rows, {}, {}), args.save_dir / "ours_features.csv")
         write_features_csv(results_frame(ref_rows, {}, {}), args.save_dir / "reference_features.csv")
     tot = {k: sum(r[k] for r in rows) for k in ("audio_s", "ours_s", "ref_s")}
-    result = {"reference": name, "files": rows, "audio_s": tot["audio_s"],
-              "ours_x_realtime_per_core": tot["audio_s"] / tot["ours_s"],
-              "ref_x_realtime_per_core": tot["audio_s"] / tot["ref_s"], "speedup": tot["ref_s"] / tot["ours_s"]}
+    result = {
+        "reference": name,
+        "files": rows,
+        "audio_s": tot["audio_s"],
+        "ours_x_realtime_per_core": tot["audio_s"] / tot["ours_s"],
+        "ref_x_realtime_per_core": tot["audio_s"] / tot["ref_s"],
+        "speedup": tot["ref_s"] / tot["ours_s"],
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"reference: {name}; CPU seconds in one process, one BLAS thread, alternating per file")
     print(f"{'file':45} {'sr':>6} {'audio s':>8} {'ours s':>7} {'ref s':>7} {'speed-up':>8}")
     for r in rows:
-        print(f"{r['file'][:45]:45} {r['sr']:6d} {r['audio_s']:8.1f} {r['ours_s']:7.2f} {r['ref_s']:7.2f} "
-              f"{r['ref_s'] / r['ours_s']:7.2f}×")
-    print(f"{'total':45} {'':6} {tot['audio_s']:8.1f} {tot['ours_s']:7.2f} {tot['ref_s']:7.2f} "
-          f"{result['speedup']:7.2f}×")
-    print(f"throughput per core: ours {result['ours_x_realtime_per_core']:.0f}× real time, "
-          f"reference {result['ref_x_realtime_per_core']:.0f}× real time")
+        print(
+            f"{r['file'][:45]:45} {r['sr']:6d} {r['audio_s']:8.1f} {r['ours_s']:7.2f} {r['ref_s']:7.2f} "
+            f"{r['ref_s'] / r['ours_s']:7.2f}×"
+        )
+    print(
+        f"{'total':45} {'':6} {tot['audio_s']:8.1f} {tot['ours_s']:7.2f} {tot['ref_s']:7.2f} {result['speedup']:7.2f}×"
+    )
+    print(
+        f"throughput per core: ours {result['ours_x_realtime_per_core']:.0f}× real time, "
+        f"reference {result['ref_x_realtime_per_core']:.0f}× real time"
+    )
 
 
 def _balanced(files, durations, k):
@@ -150,11 +173,32 @@ def _reference_run(files, durations, args, out_dir):
     for i, group in enumerate(_balanced(files, durations, args.jobs)):
         out = out_dir / f"reference_part{i}.csv"
         log = open(out_dir / f"reference_part{i}.log", "w")
-        cmd = [str(args.reference_python), str(runner), "--fma-features", str(args.fma_features), str(out),
-               *map(str, group)]
-        procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
-                                       env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                                            "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}), log))
+        cmd = [
+            str(args.reference_python),
+            str(runner),
+            "--fma-features",
+            str(args.fma_features),
+            str(out),
+            *map(str, group),
+        ]
+        procs.append(
+            (
+                subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    env={
+                        **os.environ,
+                        "OMP_NUM_THREADS": "1",
+                        "OPENBLAS_NUM_THREADS": "1",
+                        "MKL_NUM_THREADS": "1",
+                        "NUMBA_NUM_THREADS": "1",
+                    },
+                ),
+                log,
+            )
+        )
         outs.append(out)
     cpu = {}
     for proc, log in procs:
@@ -202,22 +246,40 @@ def run(args) -> None:
     ref, wall_ref, cpu_ref = _reference_run(files, durations, args, out_dir)
     ref.index = ref.index.astype(str)
     write_features_csv(ref, out_dir / "reference_features.csv")
-    speed_res = {"files": len(files), "audio_s": audio_s, "jobs": args.jobs, "decoder": args.decoder,
-                 "ours": {"wall_s": wall_ours, "cpu_s": cpu_ours, "x_realtime": audio_s / wall_ours,
-                          "x_realtime_per_core_cpu": audio_s / cpu_ours},
-                 "reference": {"wall_s": wall_ref, "cpu_s": sum(cpu_ref.values()), "x_realtime": audio_s / wall_ref,
-                               "x_realtime_per_core_cpu": audio_s / sum(cpu_ref.values())},
-                 "speedup_wall": wall_ref / wall_ours, "speedup_cpu": sum(cpu_ref.values()) / cpu_ours}
+    speed_res = {
+        "files": len(files),
+        "audio_s": audio_s,
+        "jobs": args.jobs,
+        "decoder": args.decoder,
+        "ours": {
+            "wall_s": wall_ours,
+            "cpu_s": cpu_ours,
+            "x_realtime": audio_s / wall_ours,
+            "x_realtime_per_core_cpu": audio_s / cpu_ours,
+        },
+        "reference": {
+            "wall_s": wall_ref,
+            "cpu_s": sum(cpu_ref.values()),
+            "x_realtime": audio_s / wall_ref,
+            "x_realtime_per_core_cpu": audio_s / sum(cpu_ref.values()),
+        },
+        "speedup_wall": wall_ref / wall_ours,
+        "speedup_cpu": sum(cpu_ref.values()) / cpu_ours,
+    }
     agree_res = _agreement(ours, ref)
     if args.json:
         print(json.dumps({"speed": speed_res, "agreement": agree_res}, indent=2))
         return
-    print(f"{len(files)} files, {audio_s / 60:.1f} min of audio, {args.jobs} processes per side, same run "
-          f"(reference: mdeff/fma features.py on librosa 0.5.0; ours decodes with {args.decoder})")
+    print(
+        f"{len(files)} files, {audio_s / 60:.1f} min of audio, {args.jobs} processes per side, same run "
+        f"(reference: mdeff/fma features.py on librosa 0.5.0; ours decodes with {args.decoder})"
+    )
     print(f"{'':10} {'wall s':>8} {'× real time':>12} {'CPU s':>8} {'× real time per core':>21}")
     for side in ("ours", "reference"):
         d = speed_res[side]
-        print(f"{side:10} {d['wall_s']:8.1f} {d['x_realtime']:12.1f} {d['cpu_s']:8.1f} {d['x_realtime_per_core_cpu']:21.1f}")
+        print(
+            f"{side:10} {d['wall_s']:8.1f} {d['x_realtime']:12.1f} {d['cpu_s']:8.1f} {d['x_realtime_per_core_cpu']:21.1f}"
+        )
     print(f"speed-up: {speed_res['speedup_wall']:.2f}× wall clock, {speed_res['speedup_cpu']:.2f}× CPU")
     print()
     _print_agreement(agree_res)
@@ -227,8 +289,8 @@ def run(args) -> None:
 # statistic and family decide which frames it depends on
 _REASONS = {
     "min": "one frame decides it: a near-zero value (a spectral valley, a fade into silence) that "
-           "a 1-LSB decoder difference moves (another FFmpeg build than the reference's: compare "
-           "with --decoder ffmpeg)",
+    "a 1-LSB decoder difference moves (another FFmpeg build than the reference's: compare "
+    "with --decoder ffmpeg)",
     "max": "one frame decides it (see min)",
     "kurtosis": "4th moment dominated by a few extreme frames (see min)",
     "skew": "3rd moment dominated by a few extreme frames (see min)",
@@ -268,32 +330,52 @@ def _agreement(ours, ref) -> dict:
     for j in np.flatnonzero(~ok):
         f, s, n = cols[j]
         k = int(np.nanargmax(rel[:, j]))
-        below.append({"column": f"{f}/{s}/{n}", "r": float(r[j]) if np.isfinite(r[j]) else None,
-                      "tracks_off_by_1pct": int(np.sum(rel[:, j] > 0.01)), "worst_track": str(common[k]),
-                      "ours": float(a[k, j]), "reference": float(b[k, j]), "why": _REASONS.get(s, "")})
-    return {"tracks": len(common), "columns": len(cols), "r_ge_0.99": int(ok.sum()),
-            "constant_and_equal": int((const & same).sum()), "fraction": float(ok.mean()),
-            "median_abs_rel_diff": float(np.nanmedian(rel)),
-            "values_within_1e-3": float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-4))),
-            "families": fams, "below": below}
+        below.append(
+            {
+                "column": f"{f}/{s}/{n}",
+                "r": float(r[j]) if np.isfinite(r[j]) else None,
+                "tracks_off_by_1pct": int(np.sum(rel[:, j] > 0.01)),
+                "worst_track": str(common[k]),
+                "ours": float(a[k, j]),
+                "reference": float(b[k, j]),
+                "why": _REASONS.get(s, ""),
+            }
+        )
+    return {
+        "tracks": len(common),
+        "columns": len(cols),
+        "r_ge_0.99": int(ok.sum()),
+        "constant_and_equal": int((const & same).sum()),
+        "fraction": float(ok.mean()),
+        "median_abs_rel_diff": float(np.nanmedian(rel)),
+        "values_within_1e-3": float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-4))),
+        "families": fams,
+        "below": below,
+    }
 
 
 def _print_agreement(res: dict) -> None:
-    print(f"agreement: {res['tracks']} tracks, per-column Pearson r across tracks "
-          f"({res['constant_and_equal']} columns constant and equal on both sides count as r = 1)")
+    print(
+        f"agreement: {res['tracks']} tracks, per-column Pearson r across tracks "
+        f"({res['constant_and_equal']} columns constant and equal on both sides count as r = 1)"
+    )
     print(f"{'family':20} {'cols':>5} {'r≥0.99':>7} {'min r':>8} {'worst column':>14}")
     for f, d in res["families"].items():
         print(f"{f:20} {d['columns']:5d} {d['r_ge_0.99']:7d} {d['min_r']:8.4f} {d['worst'] or '-':>14}")
     n_ok = res["r_ge_0.99"]
-    print(f"{'all':20} {res['columns']:5d} {n_ok:7d}  → {100 * n_ok / res['columns']:.1f} % of columns; "
-          f"{100 * res['values_within_1e-3']:.2f} % of all values within 1e-3 (rel) / 1e-4 (abs); "
-          f"median |rel diff| {res['median_abs_rel_diff']:.1e}")
+    print(
+        f"{'all':20} {res['columns']:5d} {n_ok:7d}  → {100 * n_ok / res['columns']:.1f} % of columns; "
+        f"{100 * res['values_within_1e-3']:.2f} % of all values within 1e-3 (rel) / 1e-4 (abs); "
+        f"median |rel diff| {res['median_abs_rel_diff']:.1e}"
+    )
     if res["below"]:
         print("columns below r = 0.99:")
         for d in res["below"]:
             rv = "nan" if d["r"] is None else f"{d['r']:.4f}"
-            print(f"  {d['column']:28} r {rv:>7}  {d['tracks_off_by_1pct']:3d} tracks off by >1 %; worst "
-                  f"{d['worst_track'][:40]} ours {d['ours']:.4g} ref {d['reference']:.4g} — {d['why']}")
+            print(
+                f"  {d['column']:28} r {rv:>7}  {d['tracks_off_by_1pct']:3d} tracks off by >1 %; worst "
+                f"{d['worst_track'][:40]} ours {d['ours']:.4g} ref {d['reference']:.4g} — {d['why']}"
+            )
 
 
 def agree(args) -> None:
@@ -324,8 +406,12 @@ def main() -> None:
     rp.add_argument("--files", type=int, default=None, help="at most N files (after --every)")
     rp.add_argument("--every", type=int, default=1, help="every K-th file of the sorted library")
     rp.add_argument("--jobs", type=int, default=2)
-    rp.add_argument("--decoder", choices=("pyav", "ffmpeg"), default="pyav",
-                    help="ours: decode compressed files in-process (pyav) or with the ffmpeg program like the reference")
+    rp.add_argument(
+        "--decoder",
+        choices=("pyav", "ffmpeg"),
+        default="pyav",
+        help="ours: decode compressed files in-process (pyav) or with the ffmpeg program like the reference",
+    )
     rp.add_argument("--out", type=Path, default=Path("bench-out/features"))
     rp.add_argument("--json", action="store_true")
     ag = sub.add_parser("agree")

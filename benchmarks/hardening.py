@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit
 
 HERE = Path(__file__).resolve().parent
@@ -94,8 +93,9 @@ class Probes:
         """Run ``songmine ARGS`` to its end."""
         t0 = time.monotonic()
         p = subprocess.run([*CLI, *map(str, args)], capture_output=True, env=env or self.env, timeout=timeout)
-        return Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"),
-                   time.monotonic() - t0)
+        return Run(
+            p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), time.monotonic() - t0
+        )
 
     def sm_bytes(self, *args: object) -> tuple[int, bytes, bytes]:
         p = subprocess.run([*CLI, *map(str, args)], capture_output=True, env=self.env, timeout=600)
@@ -108,8 +108,12 @@ class Probes:
 
         port = free_port()
         log = tempfile.TemporaryFile(dir=self.work)
-        proc = subprocess.Popen([*CLI, "serve", "--index", str(index), "--port", str(port), *args],
-                                env=env or self.env, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--index", str(index), "--port", str(port), *args],
+            env=env or self.env,
+            stdout=log,
+            stderr=log,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             t0 = time.monotonic()
@@ -298,9 +302,11 @@ def probe_multichannel(p: Probes) -> Row:
     import httpx
     import soundfile as sf
 
-    row = Row("1. 8/16-channel WAV, FLAC, Opus, Vorbis: POST /api/identify (no token), identify, scan, index",
-              "segfault, exit 139",
-              test="tests/test_audio_channels.py::test_eight_channel_audio_through_index_identify_scan_and_serve")
+    row = Row(
+        "1. 8/16-channel WAV, FLAC, Opus, Vorbis: POST /api/identify (no token), identify, scan, index",
+        "segfault, exit 139",
+        test="tests/test_audio_channels.py::test_eight_channel_audio_through_index_identify_scan_and_serve",
+    )
     d = p.work / "multichannel"
     d.mkdir()
     rng = np.random.default_rng(8)
@@ -313,9 +319,11 @@ def probe_multichannel(p: Probes) -> Row:
         if ch == 16:
             shutil.copy(src, d / "t16.wav")
             files.append(d / "t16.wav")
-        for suffix, codec in ((".flac", ["-c:a", "flac"]), (".opus", ["-ar", "48000", "-c:a", "libopus",
-                                                                        "-mapping_family", "255"]),
-                              (".ogg", ["-c:a", "libvorbis"])):
+        for suffix, codec in (
+            (".flac", ["-c:a", "flac"]),
+            (".opus", ["-ar", "48000", "-c:a", "libopus", "-mapping_family", "255"]),
+            (".ogg", ["-c:a", "libvorbis"]),
+        ):
             out = d / f"t{ch}{suffix}"
             enc = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *codec, str(out)], capture_output=True)
             if enc.returncode == 0 and out.stat().st_size:
@@ -360,23 +368,42 @@ def probe_multichannel(p: Probes) -> Row:
     from collections import Counter
 
     hc = Counter(http)
-    row.now = (f"{len(files)} files ({', '.join(f.name for f in files)}): HTTP "
-               + ", ".join(f"{k} × {v}" for k, v in hc.most_common())
-               + f", /api/health 200 after {health_ok}/{len(files)}; exit codes "
-               + "; ".join(f"{k} {dict(Counter(v))}" for k, v in codes.items())
-               + f"; JSON printed {records_ok}/{3 * len(files)}"
-               + (f"; n/a: {', '.join(na)}" if na else ""))
-    row.holds = (health_ok == len(files) and all(h.isdigit() for h in http) and 139 not in all_codes
-                 and all(c in (0, 1, 2) for c in all_codes) and records_ok == 3 * len(files))
+    row.now = (
+        f"{len(files)} files ({', '.join(f.name for f in files)}): HTTP "
+        + ", ".join(f"{k} × {v}" for k, v in hc.most_common())
+        + f", /api/health 200 after {health_ok}/{len(files)}; exit codes "
+        + "; ".join(f"{k} {dict(Counter(v))}" for k, v in codes.items())
+        + f"; JSON printed {records_ok}/{3 * len(files)}"
+        + (f"; n/a: {', '.join(na)}" if na else "")
+    )
+    row.holds = (
+        health_ok == len(files)
+        and all(h.isdigit() for h in http)
+        and 139 not in all_codes
+        and all(c in (0, 1, 2) for c in all_codes)
+        and records_ok == 3 * len(files)
+    )
     return row
 
 
 def probe_idle(p: Probes, idle: int, slow: int, seconds: float) -> Row:
-    row = Row(f"2. {idle} idle + {slow} slow-header connections for {seconds:g} s while a client identifies",
-              "every other request a plain-text 503 the whole time",
-              test="tests/test_server_limits.py::test_idle_and_slow_header_connections_do_not_starve_clients")
-    cmd = [sys.executable, str(HERE / "server_idle.py"), "--index", str(p.index), "--idle", str(idle),
-           "--slow", str(slow), "--seconds", str(seconds)]
+    row = Row(
+        f"2. {idle} idle + {slow} slow-header connections for {seconds:g} s while a client identifies",
+        "every other request a plain-text 503 the whole time",
+        test="tests/test_server_limits.py::test_idle_and_slow_header_connections_do_not_starve_clients",
+    )
+    cmd = [
+        sys.executable,
+        str(HERE / "server_idle.py"),
+        "--index",
+        str(p.index),
+        "--idle",
+        str(idle),
+        "--slow",
+        str(slow),
+        "--seconds",
+        str(seconds),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=p.env, timeout=seconds + 600)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if not lines:
@@ -386,11 +413,13 @@ def probe_idle(p: Probes, idle: int, slow: int, seconds: float) -> Row:
     ok = res["statuses"].get("200 right", 0)
     n = res["requests"]
     others = {k: v for k, v in res["statuses"].items() if k != "200 right"}
-    row.now = (f"{ok}/{n} right answers{f' (others: {others})' if others else ''}, p50 {res['p50_ms']:.0f} ms / "
-               f"p99 {res['p99_ms']:.0f} ms (alone p50 {res['ref_p50_ms']:.0f} ms); "
-               f"{res['dropped']}/{idle + slow} attackers closed by the server (median after "
-               f"{_secs(res['drop_s_median']['idle'])} idle, {_secs(res['drop_s_median']['slow'])} slow), "
-               f"{res['still_open_at_end']} open at the end")
+    row.now = (
+        f"{ok}/{n} right answers{f' (others: {others})' if others else ''}, p50 {res['p50_ms']:.0f} ms / "
+        f"p99 {res['p99_ms']:.0f} ms (alone p50 {res['ref_p50_ms']:.0f} ms); "
+        f"{res['dropped']}/{idle + slow} attackers closed by the server (median after "
+        f"{_secs(res['drop_s_median']['idle'])} idle, {_secs(res['drop_s_median']['slow'])} slow), "
+        f"{res['still_open_at_end']} open at the end"
+    )
     row.holds = n > 0 and ok == n and res["dropped"] == idle + slow and res["still_open_at_end"] == 0
     return row
 
@@ -400,13 +429,20 @@ def _secs(x: float | None) -> str:
 
 
 def probe_kill_index(p: Probes) -> Row:
-    row = Row("3. kill -9 of `songmine index --jobs 2` mid-run", "workers kept running (106 MB each)",
-              test="tests/test_index_cli.py::test_kill_9_of_the_indexer_ends_its_workers, "
-                   "tests/test_index_cli.py::test_kill_9_mid_run_leaves_a_usable_index_and_rerun_resumes")
+    row = Row(
+        "3. kill -9 of `songmine index --jobs 2` mid-run",
+        "workers kept running (106 MB each)",
+        test="tests/test_index_cli.py::test_kill_9_of_the_indexer_ends_its_workers, "
+        "tests/test_index_cli.py::test_kill_9_mid_run_leaves_a_usable_index_and_rerun_resumes",
+    )
     ix = p.work / "kill-index"
     lib = p.lib
-    proc = subprocess.Popen([*CLI, "index", str(lib), "--index", str(ix), "--jobs", "2", "--batch", "1"],
-                            env=p.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "index", str(lib), "--index", str(ix), "--jobs", "2", "--batch", "1"],
+        env=p.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t0 = time.monotonic()
     kids: list[int] = []
     while time.monotonic() - t0 < 300 and proc.poll() is None:
@@ -434,11 +470,19 @@ def probe_kill_index(p: Probes) -> Row:
     again = p.sm("index", lib, "--index", ix, "--jobs", "2", "--json")
     rep = json.loads(again.out) if again.code == 0 else {}
     n = len(list(p.lib.iterdir()))
-    row.now = (f"killed at {t_kill:.1f} s ({len(kids)} processes below it, {mem:.0f} MB), {committed}/{n} tracks "
-               f"committed; 2 s later {len(left)} alive; verify exit {v.code} ({short(v.out, 40)}); re-run exit "
-               f"{again.code}: added {rep.get('added')}, unchanged {rep.get('unchanged')}")
-    row.holds = (len(kids) >= 2 and not left and v.code == 0 and again.code == 0
-                 and rep.get("unchanged") == committed and (rep.get("added") or 0) + committed == n)
+    row.now = (
+        f"killed at {t_kill:.1f} s ({len(kids)} processes below it, {mem:.0f} MB), {committed}/{n} tracks "
+        f"committed; 2 s later {len(left)} alive; verify exit {v.code} ({short(v.out, 40)}); re-run exit "
+        f"{again.code}: added {rep.get('added')}, unchanged {rep.get('unchanged')}"
+    )
+    row.holds = (
+        len(kids) >= 2
+        and not left
+        and v.code == 0
+        and again.code == 0
+        and rep.get("unchanged") == committed
+        and (rep.get("added") or 0) + committed == n
+    )
     return row
 
 
@@ -516,17 +560,33 @@ def probe_damage(p: Probes) -> list[Row]:
     rng = np.random.default_rng(4)
     track, clip = p.clips[0]
     rows = []
-    kinds = ["8 flipped bytes in a segment", "4 KB of zeros in the hashes", "zeros over the tracks area",
-             "random bytes over the tracks area", "catalogue"]
-    befores = ["same answers, exit 0", "lowered scores, exit 0", 'exit 2 "track_id=0 is not in the index"',
-               "exit 70", "HTTP 500"]
+    kinds = [
+        "8 flipped bytes in a segment",
+        "4 KB of zeros in the hashes",
+        "zeros over the tracks area",
+        "random bytes over the tracks area",
+        "catalogue",
+    ]
+    befores = [
+        "same answers, exit 0",
+        "lowered scores, exit 0",
+        'exit 2 "track_id=0 is not in the index"',
+        "exit 70",
+        "HTTP 500",
+    ]
     live = []
     for k, (kind, before) in enumerate(zip(kinds, befores)):
         label = "a damaged SQLite tracks page" if kind == "catalogue" else kind
-        row = Row(f"4{'abcde'[k]}. damaged index: {label}", before,
-                  test="tests/test_index_damage.py::" + ("test_a_damaged_catalogue_page_is_a_clear_error"
-                                                         if kind == "catalogue" else
-                                                         "test_a_damaged_segment_is_refused_with_the_recovery"))
+        row = Row(
+            f"4{'abcde'[k]}. damaged index: {label}",
+            before,
+            test="tests/test_index_damage.py::"
+            + (
+                "test_a_damaged_catalogue_page_is_a_clear_error"
+                if kind == "catalogue"
+                else "test_a_damaged_segment_is_refused_with_the_recovery"
+            ),
+        )
         ix = p.work / f"damaged-{k}"
         shutil.copytree(p.index, ix)
         # damage under a running server (in place: its memory maps and open catalogue see it)
@@ -570,15 +630,19 @@ def probe_damage(p: Probes) -> list[Row]:
             how = f"re-index exit {fix.code}"
         after = p.sm("identify", clip, "--index", ix, "--json")
         fixed = after.code == 0 and best_path(after)[0] == track
-        row.now = (f"identify exit {r.code}: {short(err[0] if err else '(nothing on stderr)', 400)}; "
-                   f"verify exit {v.code} names {vpart}; {srv}; {how}, then identify exit {after.code}"
-                   f"{' (right track)' if fixed else ''}")
+        row.now = (
+            f"identify exit {r.code}: {short(err[0] if err else '(nothing on stderr)', 400)}; "
+            f"verify exit {v.code} names {vpart}; {srv}; {how}, then identify exit {after.code}"
+            f"{' (right track)' if fixed else ''}"
+        )
         row.holds = id_ok and v_ok and srv_ok and fix.code == 0 and fixed
         rows.append(row)
-    run = Row("4f. the same damage written under a running `songmine serve` (in place, after it checked the index)",
-              "(not in the report)",
-              test="tests/test_server_limits.py::test_damage_under_a_running_server_is_a_500_at_the_next_refresh, "
-                   "::test_damaged_postings_are_a_500_not_the_uploads_fault")
+    run = Row(
+        "4f. the same damage written under a running `songmine serve` (in place, after it checked the index)",
+        "(not in the report)",
+        test="tests/test_server_limits.py::test_damage_under_a_running_server_is_a_500_at_the_next_refresh, "
+        "::test_damaged_postings_are_a_500_not_the_uploads_fault",
+    )
     run.now = "; ".join(f"{label}: {first} → {then}" for label, first, then, _ in live)
     run.holds = all(ok for *_, ok in live)
     rows.append(run)
@@ -586,8 +650,11 @@ def probe_damage(p: Probes) -> list[Row]:
 
 
 def probe_batch(p: Probes) -> Row:
-    row = Row("5. one damaged clip in an `identify` batch of 4", "the batch ended with no JSON",
-              test="tests/test_identify.py::test_cli_identify_bad_inputs_exit_2_not_no_match")
+    row = Row(
+        "5. one damaged clip in an `identify` batch of 4",
+        "the batch ended with no JSON",
+        test="tests/test_identify.py::test_cli_identify_bad_inputs_exit_2_not_no_match",
+    )
     bad = p.work / "clips" / "damaged.flac"
     import soundfile as sf
 
@@ -604,13 +671,22 @@ def probe_batch(p: Probes) -> Row:
         row.now = f"exit {r.code}, no JSON: {short(r.out + r.err)}"
         return row
     errs = [bool(x["error"]) for x in recs]
-    right = [x["matches"][0]["path"] == t if x["matches"] else False
-             for x, t in zip(recs, [p.clips[0][0], None, p.clips[1][0], p.clips[2][0]])]
-    row.now = (f"exit {r.code}; {len(recs)}/{len(batch)} records, in order: "
-               + ", ".join("error: " + short(x["error"], 60) if x["error"] else ("right track" if ok else "wrong/none")
-                           for x, ok in zip(recs, right)))
-    row.holds = (r.code == 2 and [x["query"] for x in recs] == list(map(str, batch)) and errs == [False, True, False, False]
-                 and right[0] and right[2] and right[3])
+    right = [
+        x["matches"][0]["path"] == t if x["matches"] else False
+        for x, t in zip(recs, [p.clips[0][0], None, p.clips[1][0], p.clips[2][0]])
+    ]
+    row.now = f"exit {r.code}; {len(recs)}/{len(batch)} records, in order: " + ", ".join(
+        "error: " + short(x["error"], 60) if x["error"] else ("right track" if ok else "wrong/none")
+        for x, ok in zip(recs, right)
+    )
+    row.holds = (
+        r.code == 2
+        and [x["query"] for x in recs] == list(map(str, batch))
+        and errs == [False, True, False, False]
+        and right[0]
+        and right[2]
+        and right[3]
+    )
     return row
 
 
@@ -618,8 +694,11 @@ def probe_escapes(p: Probes) -> Row:
     import mutagen.flac
     import soundfile as sf
 
-    row = Row("6. ESC sequences in tags (artist = ESC ]0;pwned BEL) through `tracks` and `identify`", "printed raw",
-              test="tests/test_cli_escapes.py::test_every_table_escapes_tags_and_file_names")
+    row = Row(
+        "6. ESC sequences in tags (artist = ESC ]0;pwned BEL) through `tracks` and `identify`",
+        "printed raw",
+        test="tests/test_cli_escapes.py::test_every_table_escapes_tags_and_file_names",
+    )
     d = p.work / "escapes"
     d.mkdir()
     song = d / "song.flac"
@@ -634,22 +713,27 @@ def probe_escapes(p: Probes) -> Row:
     ix = d / "index"
     built = p.sm("index", song, "--index", ix, "--jobs", "1")
     clip = d / "clip.wav"
-    clip.write_bytes(wav_bytes(y[10 * SR: 18 * SR]))
+    clip.write_bytes(wav_bytes(y[10 * SR : 18 * SR]))
     results = []
     for args in (["tracks"], ["identify", clip]):
         code, out, err = p.sm_bytes(*args, "--index", ix)
         results.append((args[0], code, b"\x1b" in out or b"\x1b" in err, b"\\x1b]0;pwned\\x07" in out))
     row.now = f"index exit {built.code}; " + "; ".join(
         f"{verb} exit {code}, raw ESC {'present' if raw else 'absent'}, shown as \\x1b]0;pwned\\x07: "
-        f"{'yes' if shown else 'no'}" for verb, code, raw, shown in results)
+        f"{'yes' if shown else 'no'}"
+        for verb, code, raw, shown in results
+    )
     row.holds = built.code == 0 and all(code == 0 and not raw and shown for _, code, raw, shown in results)
     return row
 
 
 def probe_bad_inputs(p: Probes) -> Row:
-    row = Row("7. `identify` on a folder without audio, a missing, an empty, a text `.mp3`, a truncated file",
-              "exit 1", test="tests/test_identify.py::test_cli_identify_bad_inputs_exit_2_not_no_match, "
-                            "tests/test_audio.py::test_truncated_wav_is_refused")
+    row = Row(
+        "7. `identify` on a folder without audio, a missing, an empty, a text `.mp3`, a truncated file",
+        "exit 1",
+        test="tests/test_identify.py::test_cli_identify_bad_inputs_exit_2_not_no_match, "
+        "tests/test_audio.py::test_truncated_wav_is_refused",
+    )
     d = p.work / "bad-inputs"
     d.mkdir()
     (d / "no-audio").mkdir()
@@ -657,7 +741,7 @@ def probe_bad_inputs(p: Probes) -> Row:
     (d / "empty.wav").write_bytes(b"")
     (d / "text.mp3").write_text("this is not audio\n" * 50)
     data = p.clips[0][1].read_bytes()
-    (d / "truncated.wav").write_bytes(data[:44 + 100])  # a header and 50 samples of an 8-s clip
+    (d / "truncated.wav").write_bytes(data[: 44 + 100])  # a header and 50 samples of an 8-s clip
     src = p.lib / sorted(os.listdir(p.lib))[0]
     trunc_src = d / ("truncated" + src.suffix)
     trunc_src.write_bytes(src.read_bytes()[:2000])
@@ -668,7 +752,9 @@ def probe_bad_inputs(p: Probes) -> Row:
         lines = [ln for ln in (r.out + r.err).splitlines() if ln.strip()]
         clear = [ln for ln in lines if "error" in ln and name in ln]
         ok += r.code == 2 and bool(clear)
-        got.append(f"{name}: exit {r.code} \"{short(clear[0].split(name, 1)[-1].lstrip(': '), 90) if clear else short(' '.join(lines), 90)}\"")
+        got.append(
+            f'{name}: exit {r.code} "{short(clear[0].split(name, 1)[-1].lstrip(": "), 90) if clear else short(" ".join(lines), 90)}"'
+        )
     row.now = "; ".join(got)
     row.holds = ok == len(cases)
     return row
@@ -677,21 +763,28 @@ def probe_bad_inputs(p: Probes) -> Row:
 def _start_upload(addr: tuple[str, int]) -> socket.socket:
     """A request in progress: its head and the start of a body whose rest never comes."""
     s = socket.create_connection(addr)
-    s.sendall(b"POST /api/identify HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/wav\r\n"
-              b"Content-Length: 100000\r\n\r\nRIFF" + bytes(1000))
+    s.sendall(
+        b"POST /api/identify HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/wav\r\n"
+        b"Content-Length: 100000\r\n\r\nRIFF" + bytes(1000)
+    )
     return s
 
 
 def probe_error_bodies(p: Probes) -> list[Row]:
     import httpx
 
-    bodies = Row("8a. error bodies: validation 422, 405, malformed request line 400, connection-cap 503, "
-                 "empty upload 422", "list detail / plain text / reason null",
-                 test="tests/test_server_limits.py::test_every_error_body_is_detail_and_reason, "
-                      "::test_protocol_errors_and_deadlines_are_json, "
-                      "::test_connection_cap_drops_the_longest_waiting_and_refuses_when_all_are_busy")
-    hosts = Row("8b. Host: evil.example; localhost, 127.0.0.1; --allow-host music.example", "Host not checked",
-                test="tests/test_server_limits.py::test_wrong_host_is_refused_as_json, ::test_serve_allow_host_option")
+    bodies = Row(
+        "8a. error bodies: validation 422, 405, malformed request line 400, connection-cap 503, empty upload 422",
+        "list detail / plain text / reason null",
+        test="tests/test_server_limits.py::test_every_error_body_is_detail_and_reason, "
+        "::test_protocol_errors_and_deadlines_are_json, "
+        "::test_connection_cap_drops_the_longest_waiting_and_refuses_when_all_are_busy",
+    )
+    hosts = Row(
+        "8b. Host: evil.example; localhost, 127.0.0.1; --allow-host music.example",
+        "Host not checked",
+        test="tests/test_server_limits.py::test_wrong_host_is_refused_as_json, ::test_serve_allow_host_option",
+    )
     seen, host_seen = [], []
     bodies_ok = hosts_ok = True
 
@@ -700,8 +793,10 @@ def probe_error_bodies(p: Probes) -> list[Row]:
         good = status == want and ctype.startswith("application/json") and is_error_json(body)
         bodies_ok &= good
         reason = body.get("reason") if isinstance(body, dict) else None
-        seen.append(f"{what} → {status} {'JSON' if ctype.startswith('application/json') else ctype or 'no type'}"
-                    f" reason={reason}")
+        seen.append(
+            f"{what} → {status} {'JSON' if ctype.startswith('application/json') else ctype or 'no type'}"
+            f" reason={reason}"
+        )
 
     with p.serve(p.index) as (url, _):
         port = int(url.rsplit(":", 1)[1])
@@ -712,18 +807,26 @@ def probe_error_bodies(p: Probes) -> list[Row]:
             note("PUT /api/health", r.status_code, r.headers.get("content-type", ""), r.json(), 405)
             r = c.post("/api/identify", files={"file": ("empty.wav", b"")})
             note("empty upload", r.status_code, r.headers.get("content-type", ""), r.json(), 422)
-            for host, want in (("evil.example", 400), ("localhost", 200), (f"localhost:{port}", 200),
-                               (f"127.0.0.1:{port}", 200), ("music.example", 400)):
+            for host, want in (
+                ("evil.example", 400),
+                ("localhost", 200),
+                (f"localhost:{port}", 200),
+                (f"127.0.0.1:{port}", 200),
+                ("music.example", 400),
+            ):
                 r = c.get("/api/health", headers={"Host": host})
                 body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
-                good = r.status_code == want and (want == 200 or (is_error_json(body)
-                                                                  and body["reason"] == "host-not-allowed"))
+                good = r.status_code == want and (
+                    want == 200 or (is_error_json(body) and body["reason"] == "host-not-allowed")
+                )
                 hosts_ok &= good
                 host_seen.append(f"{host} → {r.status_code}" + (f" {body['reason']}" if want != 200 and body else ""))
         status, ctype, body = parse_http(raw_exchange(("127.0.0.1", port), b"GARBAGE / NOT-HTTP\r\n\r\n"))
         note("malformed request line", status, ctype, body, 400)
-    with p.serve(p.index, "--allow-host", "music.example", "--max-connections", "2",
-                 "--header-timeout-s", "30") as (url, _):
+    with p.serve(p.index, "--allow-host", "music.example", "--max-connections", "2", "--header-timeout-s", "30") as (
+        url,
+        _,
+    ):
         port = int(url.rsplit(":", 1)[1])
         with httpx.Client(base_url=url, timeout=30) as c:
             for host, want in (("music.example", 200), ("evil.example", 400)):
@@ -746,8 +849,11 @@ def probe_error_bodies(p: Probes) -> list[Row]:
 
 
 def probe_all_bad_folder(p: Probes) -> Row:
-    row = Row("9a. a folder of unreadable files indexed", "an empty index left behind",
-              test="tests/test_index_cli.py::test_a_first_run_that_adds_nothing_leaves_no_index")
+    row = Row(
+        "9a. a folder of unreadable files indexed",
+        "an empty index left behind",
+        test="tests/test_index_cli.py::test_a_first_run_that_adds_nothing_leaves_no_index",
+    )
     d = p.work / "all-bad"
     d.mkdir()
     (d / "empty.wav").write_bytes(b"")
@@ -765,9 +871,11 @@ def probe_kill_add(p: Probes) -> Row:
     import httpx
     import soundfile as sf
 
-    row = Row("9b. `songmine serve` killed (-9) in the middle of POST /api/tracks, then started again",
-              "an orphan upload and a temp file left",
-              test="tests/test_server_crash.py::test_kill_while_the_added_file_is_being_indexed")
+    row = Row(
+        "9b. `songmine serve` killed (-9) in the middle of POST /api/tracks, then started again",
+        "an orphan upload and a temp file left",
+        test="tests/test_server_crash.py::test_kill_while_the_added_file_is_being_indexed",
+    )
     ix = p.work / "crash-index"
     shutil.copytree(p.index, ix)
     tmp = p.work / "crash-tmp"
@@ -786,11 +894,17 @@ def probe_kill_add(p: Probes) -> Row:
 
     answer: list = []
     with p.serve(ix, env=env) as (url, proc):
+
         def add() -> None:
             try:
                 with httpx.Client(timeout=120) as c:
-                    answer.append(c.post(url + "/api/tracks", files={"file": ("long.wav", long.read_bytes())},
-                                         headers={"Authorization": f"Bearer {TOKEN}"}).status_code)
+                    answer.append(
+                        c.post(
+                            url + "/api/tracks",
+                            files={"file": ("long.wav", long.read_bytes())},
+                            headers={"Authorization": f"Bearer {TOKEN}"},
+                        ).status_code
+                    )
             except httpx.HTTPError as exc:
                 answer.append(type(exc).__name__)
 
@@ -810,18 +924,28 @@ def probe_kill_add(p: Probes) -> Row:
         tracks = {Path(t["path"]).name for t in json.loads(p.sm("tracks", "--index", ix, "--json").out)}
     orphans = [n for n in after if n not in tracks]
     temps = [n for n in after if n.startswith(".")] + tmp_after
-    row.now = (f"the add got {answer[0] if answer else '?'}; left by the kill: {', '.join(left) or 'nothing'}; "
-               f"after the restart: {len(after)} file(s) in uploads/, {len(orphans)} without a track, "
-               f"{len(temps)} temp file(s)")
+    row.now = (
+        f"the add got {answer[0] if answer else '?'}; left by the kill: {', '.join(left) or 'nothing'}; "
+        f"after the restart: {len(after)} file(s) in uploads/, {len(orphans)} without a track, "
+        f"{len(temps)} temp file(s)"
+    )
     row.holds = bool(left) and not orphans and not temps
     return row
 
 
 def probe_fuzz(p: Probes, seed: int) -> tuple[Row, str]:
-    row = Row("10. decoder fuzz, CI sample (`decoder_fuzz.py --ci`)", "(crashes on 8+ channels)",
-              test="tests/test_audio_fuzz.py::test_decoder_fuzz_sample")
-    r = subprocess.run([sys.executable, str(HERE / "decoder_fuzz.py"), "--ci", "--seed", str(seed)],
-                       capture_output=True, text=True, env=p.env, timeout=3600)
+    row = Row(
+        "10. decoder fuzz, CI sample (`decoder_fuzz.py --ci`)",
+        "(crashes on 8+ channels)",
+        test="tests/test_audio_fuzz.py::test_decoder_fuzz_sample",
+    )
+    r = subprocess.run(
+        [sys.executable, str(HERE / "decoder_fuzz.py"), "--ci", "--seed", str(seed)],
+        capture_output=True,
+        text=True,
+        env=p.env,
+        timeout=3600,
+    )
     lines = r.stdout.splitlines()
     title = next((ln for ln in lines if ln.startswith("### Decoder fuzz")), "")
     header = next((ln for ln in lines if ln.startswith("| format")), "")
@@ -830,9 +954,11 @@ def probe_fuzz(p: Probes, seed: int) -> tuple[Row, str]:
     cols = [c.strip() for c in header.strip("|").split("|")]
     vals = [c.strip() for c in total.strip("|").split("|")]
     got = dict(zip(cols, vals))
-    row.now = (f"exit {r.returncode}: {got.get('inputs', '?')} inputs, {got.get('calls', '?')} calls: crash "
-               f"{got.get('crash', '?')}, hang {got.get('hang', '?')}, untyped {got.get('untyped', '?')}, bad audio "
-               f"{got.get('bad audio', '?')}, DecodeError {got.get('DecodeError', '?')}")
+    row.now = (
+        f"exit {r.returncode}: {got.get('inputs', '?')} inputs, {got.get('calls', '?')} calls: crash "
+        f"{got.get('crash', '?')}, hang {got.get('hang', '?')}, untyped {got.get('untyped', '?')}, bad audio "
+        f"{got.get('bad audio', '?')}, DecodeError {got.get('DecodeError', '?')}"
+    )
     row.holds = r.returncode == 0 and got.get("crash") == "0" and got.get("hang") == "0"
     return row, "\n".join([title.lstrip("# "), header, total, reasons])
 
@@ -871,8 +997,11 @@ def main(argv: list[str] | None = None) -> int:
     setup(p, args.music.resolve(), n_tracks, args.seed)
     from songmine import __version__
 
-    print(f"songmine {__version__}, commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"{len(p.clips)} tracks of {args.music.name} indexed; load {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"songmine {__version__}, commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"{len(p.clips)} tracks of {args.music.name} indexed; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     rows: list[Row] = []
     fuzz_summary = ""
     steps = [
@@ -895,8 +1024,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - a probe that breaks is a row that does not hold
             got = [Row(f"{k}. (probe failed to run)", "", now=f"{type(exc).__name__}: {short(str(exc), 200)}")]
         rows += got
-        print(f"  probe {k}: {time.monotonic() - t1:.0f} s, "
-              + ", ".join("holds" if r.holds else "DOES NOT HOLD" for r in got), file=sys.stderr, flush=True)
+        print(
+            f"  probe {k}: {time.monotonic() - t1:.0f} s, "
+            + ", ".join("holds" if r.holds else "DOES NOT HOLD" for r in got),
+            file=sys.stderr,
+            flush=True,
+        )
     if want(10) and not quick:
         try:
             row, fuzz_summary = probe_fuzz(p, args.fuzz_seed)

@@ -49,7 +49,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import TreeMemory, git_commit, library_or_demo, markdown_table
 
 
@@ -72,7 +71,7 @@ def _chunks(y, c, chunk_frames: int):
     core = (chunk_frames // c.block_frames) * c.block_frames
     margin = int(np.ceil((bg + c.t_radius + 1) / c.block_frames)) * c.block_frames
     spans = [(max(s - margin, 0), min(s + core + margin, n_frames)) for s in range(0, n_frames, core)]
-    return [y[a * c.hop_length: (b - 1) * c.hop_length + c.n_fft] for a, b in spans]
+    return [y[a * c.hop_length : (b - 1) * c.hop_length + c.n_fft] for a, b in spans]
 
 
 def reference_package(rev: str, workdir: Path) -> str:
@@ -82,8 +81,9 @@ def reference_package(rev: str, workdir: Path) -> str:
     import tarfile
 
     root = Path(__file__).resolve().parent.parent
-    tar = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "src/songmine"],
-                         capture_output=True, check=True).stdout
+    tar = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", rev, "src/songmine"], capture_output=True, check=True
+    ).stdout
     dest = workdir / f"reference-{rev}"
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         tf.extractall(dest, filter="data")
@@ -138,12 +138,25 @@ _RAW = ["sha256", "decode", "load", "spectrogram", "landmark_peaks", "pairs", "i
 
 
 def _stages_of(raw: dict) -> dict:
-    return dict(zip(KEYS, (raw["sha256"], raw["decode"], raw["load"] - raw["decode"], raw["spectrogram"],
-                           raw["landmark_peaks"] - raw["spectrogram"], raw["pairs"], raw["info"])))
+    return dict(
+        zip(
+            KEYS,
+            (
+                raw["sha256"],
+                raw["decode"],
+                raw["load"] - raw["decode"],
+                raw["spectrogram"],
+                raw["landmark_peaks"] - raw["spectrogram"],
+                raw["pairs"],
+                raw["info"],
+            ),
+        )
+    )
 
 
-def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Path | None = None,
-           repeat: int = 1) -> dict:
+def stages(
+    files: list[Path], cfg, *, reference: str | None = None, workdir: Path | None = None, repeat: int = 1
+) -> dict:
     """CPU seconds per stage of what a worker does, one core, in-process (``time.process_time``).
 
     ``decode (FFmpeg)`` is a decode-only pass (the floor of any decoder-based
@@ -178,20 +191,29 @@ def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Pat
                 audio += out["now"].duration_s
                 if reference is not None:
                     a, b = out["before"], out["now"]
-                    same += (np.array_equal(a.hashes, b.hashes) and np.array_equal(a.times, b.times)
-                             and (a.title, a.artist, a.album, a.duration_s) == (b.title, b.artist, b.album, b.duration_s))
+                    same += (
+                        np.array_equal(a.hashes, b.hashes)
+                        and np.array_equal(a.times, b.times)
+                        and (a.title, a.artist, a.album, a.duration_s) == (b.title, b.artist, b.album, b.duration_s)
+                    )
     tot = {}
     for name in impls:
         raw = {k: sum(best[k, name, f] for f in files) for k in _RAW}
-        tot[name] = {**{k: max(v, 0.0) for k, v in _stages_of(raw).items()},
-                     "task": sum(best["task", name, f] for f in files)}
+        tot[name] = {
+            **{k: max(v, 0.0) for k, v in _stages_of(raw).items()},
+            "task": sum(best["task", name, f] for f in files),
+        }
     now = tot["now"]
     total = sum(now[k] for k in KEYS)
 
     def row(label: str, k: str | None) -> list:
         v = total if k is None else now[k]
-        cells = [label, f"{v:.2f}", f"{audio / v:,.0f}×" if v > 0 else "-",
-                 f"{100 * v / total:.0f} %" if k != "task" else "-"]
+        cells = [
+            label,
+            f"{v:.2f}",
+            f"{audio / v:,.0f}×" if v > 0 else "-",
+            f"{100 * v / total:.0f} %" if k != "task" else "-",
+        ]
         if reference is not None:
             b = sum(tot["before"][j] for j in KEYS) if k is None else tot["before"][k]
             cells[1:1] = [f"{b:.2f}"]
@@ -203,8 +225,14 @@ def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Pat
     rows.append(["whole worker task (`fingerprint_file`)", *row("", "task")[1:]])
     header = ["stage", "CPU s", "× real time per CPU second", "share"]
     if reference is not None:
-        header = ["stage", f"before ({reference}) CPU s", "now CPU s", "now × real time per CPU second", "now share",
-                  "before / now"]
+        header = [
+            "stage",
+            f"before ({reference}) CPU s",
+            "now CPU s",
+            "now × real time per CPU second",
+            "now share",
+            "before / now",
+        ]
     markdown_table(
         f"1. where the CPU goes — one core, {len(files)} files, {audio / 60:.1f} min of audio "
         f"(CPU seconds, best of {repeat})",
@@ -212,16 +240,26 @@ def stages(files: list[Path], cfg, *, reference: str | None = None, workdir: Pat
         rows,
     )
     if reference is not None:
-        print(f"\nworker output (hashes, times, tags, duration) identical to {reference}'s: {same} / {len(files)} files\n")
+        print(
+            f"\nworker output (hashes, times, tags, duration) identical to {reference}'s: {same} / {len(files)} files\n"
+        )
     decode = now["decode (FFmpeg)"]
-    res = {"files": len(files), "audio_s": audio, "cpu_seconds": now, "decode_x": audio / decode,
-           "all_x": audio / total, "task_x": audio / now["task"]}
+    res = {
+        "files": len(files),
+        "audio_s": audio,
+        "cpu_seconds": now,
+        "decode_x": audio / decode,
+        "all_x": audio / total,
+        "task_x": audio / now["task"],
+    }
     if reference is not None:
         res.update(reference=reference, reference_cpu_seconds=tot["before"], identical_files=same)
     return res
 
 
-def build(files: list[Path], jobs: int, workdir: Path, ref: dict, package: str = "songmine", quiet: bool = False) -> dict:
+def build(
+    files: list[Path], jobs: int, workdir: Path, ref: dict, package: str = "songmine", quiet: bool = False
+) -> dict:
     import importlib
     import resource
 
@@ -267,7 +305,10 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict, package: str =
         [f"build speed, {jobs} workers, wall clock", f"**{x:,.0f}× real time**"],
         ["CPU seconds: workers / parent (without the memory sampler)", f"{cpu_workers:.1f} / {cpu_parent:.2f}"],
         ["build speed per CPU second (load-independent)", f"**{per_cpu:,.0f}× real time**"],
-        [f"idle-machine estimate: per CPU second × {jobs} cores", f"**{per_cpu * jobs:,.0f}× real time** (target 1,000×)"],
+        [
+            f"idle-machine estimate: per CPU second × {jobs} cores",
+            f"**{per_cpu * jobs:,.0f}× real time** (target 1,000×)",
+        ],
         ["reference: FFmpeg decode only, per CPU second (section 1)", f"{ref['decode_x']:,.0f}× real time"],
         ["reference: all stages in one process, per CPU second (section 1)", f"{ref['all_x']:,.0f}× real time"],
         ["build per CPU second / decode-only per CPU second", f"{per_cpu / ref['decode_x']:.2f}"],
@@ -276,17 +317,34 @@ def build(files: list[Path], jobs: int, workdir: Path, ref: dict, package: str =
         ["peak memory, all processes (sum of RSS, counts shared pages twice)", f"{rss:.0f} MB"],
         ["peak anonymous memory, all processes (heap: no file pages)", f"{anon:.0f} MB"],
         ["peak PSS per quarter of the run", " / ".join(f"{q:.0f}" for q in mem.quarters()) + " MB"],
-        ["postings", f"{n_post:,} ({n_post / max(hours, 1e-9):,.0f} per hour, {n_post / max(rep.audio_seconds, 1e-9):.1f} per s)"],
+        [
+            "postings",
+            f"{n_post:,} ({n_post / max(hours, 1e-9):,.0f} per hour, {n_post / max(rep.audio_seconds, 1e-9):.1f} per s)",
+        ],
         ["segments after the run", n_seg],
         ["segment bytes per hour of audio", f"**{seg_bytes / 1e6 / hours:.2f} MB/h**"],
         ["catalogue bytes (SQLite)", f"{cat_bytes / 1e3:.0f} kB"],
     ]
     if not quiet:
         markdown_table(f"2. build — {len(files)} files, jobs={jobs}", ["measure", "value"], rows)
-    return {"index": str(path), "added": rep.added, "failed": rep.failed, "audio_s": rep.audio_seconds,
-            "seconds": rep.seconds, "x_realtime": x, "x_realtime_per_cpu": per_cpu, "cpu_workers_s": cpu_workers, "cpu_parent_s": cpu_parent, "peak_pss_mb": pss, "peak_rss_mb": rss,
-            "pss_quarters_mb": mem.quarters(), "postings": n_post, "postings_per_hour": n_post / hours,
-            "mb_per_hour": seg_bytes / 1e6 / hours, "segments": n_seg}
+    return {
+        "index": str(path),
+        "added": rep.added,
+        "failed": rep.failed,
+        "audio_s": rep.audio_seconds,
+        "seconds": rep.seconds,
+        "x_realtime": x,
+        "x_realtime_per_cpu": per_cpu,
+        "cpu_workers_s": cpu_workers,
+        "cpu_parent_s": cpu_parent,
+        "peak_pss_mb": pss,
+        "peak_rss_mb": rss,
+        "pss_quarters_mb": mem.quarters(),
+        "postings": n_post,
+        "postings_per_hour": n_post / hours,
+        "mb_per_hour": seg_bytes / 1e6 / hours,
+        "segments": n_seg,
+    }
 
 
 def build_against_reference(files: list[Path], jobs: int, workdir: Path, ref: dict, rounds: int) -> dict:
@@ -294,7 +352,7 @@ def build_against_reference(files: list[Path], jobs: int, workdir: Path, ref: di
     runs: dict[str, list[dict]] = {"before": [], "now": []}
     for r in range(rounds):
         order = [("before", "songmine_ref"), ("now", "songmine")]
-        for name, package in (order if r % 2 == 0 else order[::-1]):
+        for name, package in order if r % 2 == 0 else order[::-1]:
             runs[name].append(build(files, jobs, workdir, ref, package=package, quiet=True))
 
     def best(name: str, key: str, f=max) -> float:
@@ -304,23 +362,43 @@ def build_against_reference(files: list[Path], jobs: int, workdir: Path, ref: di
         return min(b["cpu_workers_s"] + b["cpu_parent_s"] for b in runs[name])
 
     rows = []
-    for label, key, fmt in [("wall clock, × real time (best)", "x_realtime", "{:,.0f}×"),
-                            ("per CPU second, × real time (best)", "x_realtime_per_cpu", "{:,.0f}×")]:
+    for label, key, fmt in [
+        ("wall clock, × real time (best)", "x_realtime", "{:,.0f}×"),
+        ("per CPU second, × real time (best)", "x_realtime_per_cpu", "{:,.0f}×"),
+    ]:
         b, n = best("before", key), best("now", key)
         rows.append([label, fmt.format(b), fmt.format(n), f"{n / b:.2f}"])
     b, n = cpu("before"), cpu("now")
     rows.append(["CPU seconds, workers + parent (least)", f"{b:.1f}", f"{n:.1f}", f"{b / n:.2f}"])
     wb = [b["cpu_workers_s"] for b in runs["before"]]
     wn = [b["cpu_workers_s"] for b in runs["now"]]
-    rows.append(["CPU seconds of the workers, each round", " / ".join(f"{v:.1f}" for v in wb),
-                 " / ".join(f"{v:.1f}" for v in wn), "-"])
+    rows.append(
+        [
+            "CPU seconds of the workers, each round",
+            " / ".join(f"{v:.1f}" for v in wb),
+            " / ".join(f"{v:.1f}" for v in wn),
+            "-",
+        ]
+    )
     pb = [b["cpu_parent_s"] for b in runs["before"]]
     pn = [b["cpu_parent_s"] for b in runs["now"]]
-    rows.append(["CPU seconds of the parent, each round", " / ".join(f"{v:.2f}" for v in pb),
-                 " / ".join(f"{v:.2f}" for v in pn), "-"])
+    rows.append(
+        [
+            "CPU seconds of the parent, each round",
+            " / ".join(f"{v:.2f}" for v in pb),
+            " / ".join(f"{v:.2f}" for v in pn),
+            "-",
+        ]
+    )
     same = runs["before"][0]["postings"] == runs["now"][0]["postings"]
-    rows.append(["postings", f"{runs['before'][0]['postings']:,}", f"{runs['now'][0]['postings']:,}",
-                 "same" if same else "DIFFERENT"])
+    rows.append(
+        [
+            "postings",
+            f"{runs['before'][0]['postings']:,}",
+            f"{runs['now'][0]['postings']:,}",
+            "same" if same else "DIFFERENT",
+        ]
+    )
     markdown_table(
         f"2b. build, {ref.get('reference')} against this checkout — {len(files)} files, "
         f"{runs['now'][0]['audio_s'] / 3600:.2f} h, jobs={jobs}, {rounds} round(s) each, alternating "
@@ -331,8 +409,16 @@ def build_against_reference(files: list[Path], jobs: int, workdir: Path, ref: di
     return {"before": runs["before"], "now": runs["now"]}
 
 
-def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir: Path, n_queries: int, seed: int,
-                     keep: bool = False, compact: bool = True) -> dict:
+def synthetic_lookup(
+    real_index: Path,
+    files: list[Path],
+    hours: float,
+    workdir: Path,
+    n_queries: int,
+    seed: int,
+    keep: bool = False,
+    compact: bool = True,
+) -> dict:
     from songmine.audio import info, load
     from songmine.fingerprint.index import Index
     from songmine.fingerprint.index.store import NewTrack
@@ -365,8 +451,18 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
                 h |= rng.choice(p.shape[0], size=h.shape[0], p=p).astype(np.uint32) << np.uint32(shift)
             t = rng.integers(0, n_frames, size=h.shape[0], dtype=np.uint32)
             new = [
-                NewTrack(f"/synthetic/{start + i}.ogg", f"{start + i:064x}", 0, 0, track_s, None, None, None,
-                          h[i * per_track:(i + 1) * per_track], np.sort(t[i * per_track:(i + 1) * per_track]))
+                NewTrack(
+                    f"/synthetic/{start + i}.ogg",
+                    f"{start + i:064x}",
+                    0,
+                    0,
+                    track_s,
+                    None,
+                    None,
+                    None,
+                    h[i * per_track : (i + 1) * per_track],
+                    np.sort(t[i * per_track : (i + 1) * per_track]),
+                )
                 for i in range(k)
             ]
             ix._add_tracks(new)
@@ -418,8 +514,19 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
     with Index(path) as ix:
         measure(f"{n_seg} segments (as built)", ix)
         if not compact:
-            markdown_table(f"3. lookup — synthetic {hours:,.0f} h index, {n_post:,} postings", ["index", "max_per_hash",
-                  "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"], rows)
+            markdown_table(
+                f"3. lookup — synthetic {hours:,.0f} h index, {n_post:,} postings",
+                [
+                    "index",
+                    "max_per_hash",
+                    "median ms",
+                    "p95 ms",
+                    "median ms, binary search (reference)",
+                    "speed-up",
+                    "median hits",
+                ],
+                rows,
+            )
             return out
         t = time.perf_counter()
         with TreeMemory(interval=0.5) as cmem:
@@ -429,7 +536,15 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
     markdown_table(
         f"3. lookup — synthetic {hours:,.0f} h index: {n_tracks:,} tracks, {n_post:,} postings "
         f"({size_gb:.2f} GB), {n_queries} real 10-s query clips (median {n_q:,} hashes each)",
-        ["index", "max_per_hash", "median ms", "p95 ms", "median ms, binary search (reference)", "speed-up", "median hits"],
+        [
+            "index",
+            "max_per_hash",
+            "median ms",
+            "p95 ms",
+            "median ms, binary search (reference)",
+            "speed-up",
+            "median hits",
+        ],
         rows,
     )
     print(
@@ -440,33 +555,55 @@ def synthetic_lookup(real_index: Path, files: list[Path], hours: float, workdir:
     )
     if not keep:
         shutil.rmtree(path, ignore_errors=True)
-    return {"hours": hours, "tracks": n_tracks, "postings": n_post, "segments": n_seg, "size_gb": size_gb,
-            "generate_s": gen_s, "generate_peak_pss_mb": gen_pss, "compact_s": compact_s,
-            "query_hashes_median": n_q, **{k: list(v) for k, v in out.items()}}
+    return {
+        "hours": hours,
+        "tracks": n_tracks,
+        "postings": n_post,
+        "segments": n_seg,
+        "size_gb": size_gb,
+        "generate_s": gen_s,
+        "generate_peak_pss_mb": gen_pss,
+        "compact_s": compact_s,
+        "query_hashes_median": n_q,
+        **{k: list(v) for k, v in out.items()},
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", default=None, help="folder of audio (default: the demo music)")
     ap.add_argument("--limit", type=int, default=None, help="index only the first N files")
-    ap.add_argument("--stage-files", type=int, default=8,
-                    help="files timed stage by stage (section 1), spread evenly over the library")
-    ap.add_argument("--reference", default=None, metavar="REV",
-                    help="also time the stages of git revision REV's code in the same run (section 1) and "
-                         "check its worker output is identical")
+    ap.add_argument(
+        "--stage-files",
+        type=int,
+        default=8,
+        help="files timed stage by stage (section 1), spread evenly over the library",
+    )
+    ap.add_argument(
+        "--reference",
+        default=None,
+        metavar="REV",
+        help="also time the stages of git revision REV's code in the same run (section 1) and "
+        "check its worker output is identical",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="section 1: best of this many rounds per stage")
     ap.add_argument("--skip-build", action="store_true", help="section 1 only")
-    ap.add_argument("--build-rounds", type=int, default=1,
-                    help="with --reference: also build with REV's code and this checkout's, alternating, this "
-                         "many times each (section 2b; 0: skip)")
+    ap.add_argument(
+        "--build-rounds",
+        type=int,
+        default=1,
+        help="with --reference: also build with REV's code and this checkout's, alternating, this "
+        "many times each (section 2b; 0: skip)",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--hours", type=float, default=1000.0, help="size of the synthetic index (section 3)")
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--skip-lookup", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic index in the work dir")
     ap.add_argument("--no-compact", action="store_true", help="skip the compaction step of section 3")
-    ap.add_argument("--real-index", type=Path, default=None,
-                    help="skip sections 1-2 and take the hash distribution from this index")
+    ap.add_argument(
+        "--real-index", type=Path, default=None, help="skip sections 1-2 and take the hash distribution from this index"
+    )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--seed", type=int, default=7)
@@ -479,23 +616,32 @@ def main() -> None:
     files = list(iter_audio_files([args.library]))[: args.limit]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="songmine-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"# index store benchmark — commit {git_commit()}, {platform.node()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}, python {platform.python_version()}")
+    print(
+        f"# index store benchmark — commit {git_commit()}, {platform.node()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}, python {platform.python_version()}"
+    )
     print(f"library {args.library}: {len(files)} files; work dir {work}")
     res = {"commit": git_commit(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
     if args.real_index is None:
         step = max(len(files) // max(args.stage_files, 1), 1)
-        res["stages"] = stages(files[::step][: args.stage_files], FingerprintConfig(), reference=args.reference,
-                               workdir=work, repeat=args.repeat)
+        res["stages"] = stages(
+            files[::step][: args.stage_files],
+            FingerprintConfig(),
+            reference=args.reference,
+            workdir=work,
+            repeat=args.repeat,
+        )
         if not args.skip_build:
             res["build"] = build(files, args.jobs, work, res["stages"])
             if args.reference is not None and args.build_rounds:
-                res["build_vs_reference"] = build_against_reference(files, args.jobs, work, res["stages"],
-                                                                    args.build_rounds)
+                res["build_vs_reference"] = build_against_reference(
+                    files, args.jobs, work, res["stages"], args.build_rounds
+                )
     if not args.skip_lookup and (args.real_index is not None or not args.skip_build):
         real = args.real_index or Path(res["build"]["index"])
-        res["lookup"] = synthetic_lookup(real, files, args.hours, work, args.queries, args.seed,
-                                         keep=args.keep, compact=not args.no_compact)
+        res["lookup"] = synthetic_lookup(
+            real, files, args.hours, work, args.queries, args.seed, keep=args.keep, compact=not args.no_compact
+        )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     if args.workdir is None:

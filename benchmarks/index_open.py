@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit, markdown_table
 
 
@@ -99,29 +98,57 @@ def main() -> None:
         warm(path)
         runs = []
         for _ in range(args.rounds):  # loop over fresh processes
-            cmd = [sys.executable, __file__, "--child", "--index", str(path), "--clips", str(args.clips),
-                   "--seed", str(args.seed)] + (["--library", str(args.library)] if args.library else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--index",
+                str(path),
+                "--clips",
+                str(args.clips),
+                "--seed",
+                str(args.seed),
+            ] + (["--library", str(args.library)] if args.library else [])
             res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
             runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
         med = lambda f: float(np.median([f(r) for r in runs]))  # noqa: E731
         size = sum(f.stat().st_size for f in (path / "segments").iterdir()) + (path / "catalog.sqlite").stat().st_size
         r0 = runs[0]
-        row = [f"{path} ({r0['hours']:,.1f} h, {r0['tracks']:,} tracks, {r0['segments']} seg, {size / 1e9:.2f} GB)",
-               f"{med(lambda r: r['open_wall_ms']):.0f}", f"{med(lambda r: r['open_cpu_ms']):.0f}",
-               f"{med(lambda r: r['opened']['RssAnon'] - r['imported']['RssAnon']):.0f}",
-               f"{med(lambda r: r['opened']['RssFile'] - r['imported']['RssFile']):.0f}",
-               f"{med(lambda r: r['opened']['VmRSS']):.0f}"]
+        row = [
+            f"{path} ({r0['hours']:,.1f} h, {r0['tracks']:,} tracks, {r0['segments']} seg, {size / 1e9:.2f} GB)",
+            f"{med(lambda r: r['open_wall_ms']):.0f}",
+            f"{med(lambda r: r['open_cpu_ms']):.0f}",
+            f"{med(lambda r: r['opened']['RssAnon'] - r['imported']['RssAnon']):.0f}",
+            f"{med(lambda r: r['opened']['RssFile'] - r['imported']['RssFile']):.0f}",
+            f"{med(lambda r: r['opened']['VmRSS']):.0f}",
+        ]
         if "queried" in r0:
-            row += [f"{med(lambda r: r['queried']['RssAnon'] - r['imported']['RssAnon']):.0f}",
-                    f"{med(lambda r: r['queried']['RssFile'] - r['imported']['RssFile']):.0f}",
-                    f"{med(lambda r: r['queried']['VmRSS']):.0f}", f"{med(lambda r: r['query_cpu_ms']):.1f}"]
+            row += [
+                f"{med(lambda r: r['queried']['RssAnon'] - r['imported']['RssAnon']):.0f}",
+                f"{med(lambda r: r['queried']['RssFile'] - r['imported']['RssFile']):.0f}",
+                f"{med(lambda r: r['queried']['VmRSS']):.0f}",
+                f"{med(lambda r: r['query_cpu_ms']):.1f}",
+            ]
         else:
             row += ["–"] * 4
         rows.append(row)
-    markdown_table(f"opening an index in a fresh process (medians of {args.rounds}; warm page cache; MB; "
-                   f"{args.clips} clips of 10 s after opening); songmine {git_commit()}, load {os.getloadavg()[0]:.1f}",
-                   ["index", "open wall ms", "open CPU ms", "+anon after open", "+file after open", "RSS after open",
-                    "+anon after clips", "+file after clips", "RSS after clips", "CPU ms per clip (median)"], rows)
+    markdown_table(
+        f"opening an index in a fresh process (medians of {args.rounds}; warm page cache; MB; "
+        f"{args.clips} clips of 10 s after opening); songmine {git_commit()}, load {os.getloadavg()[0]:.1f}",
+        [
+            "index",
+            "open wall ms",
+            "open CPU ms",
+            "+anon after open",
+            "+file after open",
+            "RSS after open",
+            "+anon after clips",
+            "+file after clips",
+            "RSS after clips",
+            "CPU ms per clip (median)",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,14 @@ def index_sizes(path: Path) -> dict[str, float]:
         prof = c.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM profiles").fetchone()[0]
         hours = c.execute("SELECT COALESCE(SUM(duration_s), 0) FROM tracks WHERE status = 'ok'").fetchone()[0] / 3600
         postings = c.execute("SELECT COALESCE(SUM(n_postings), 0) FROM segments").fetchone()[0]
-    return {"hours": hours, "postings": postings, "segments": seg, "profiles": prof, "rest": cat - prof,
-            "total": seg + cat}
+    return {
+        "hours": hours,
+        "postings": postings,
+        "segments": seg,
+        "profiles": prof,
+        "rest": cat - prof,
+        "total": seg + cat,
+    }
 
 
 def main() -> None:
@@ -37,12 +43,29 @@ def main() -> None:
     for p in args.index:  # loop over indexes
         s = index_sizes(p)
         h = s["hours"] or float("nan")
-        rows.append([p.name, f"{s['hours']:,.2f}", f"{s['postings']:,}",
-                     f"{s['segments'] / max(s['postings'], 1):.2f}",
-                     *(f"{s[k] / 1e6 / h:.3f}" for k in ("segments", "profiles", "rest", "total"))])
-    markdown_table(f"size on disk per hour of audio (songmine {git_commit()})",
-                   ["index", "hours", "postings", "segment bytes / posting", "segments MB/h", "profiles MB/h",
-                    "rest of catalogue MB/h", "total MB/h"], rows)
+        rows.append(
+            [
+                p.name,
+                f"{s['hours']:,.2f}",
+                f"{s['postings']:,}",
+                f"{s['segments'] / max(s['postings'], 1):.2f}",
+                *(f"{s[k] / 1e6 / h:.3f}" for k in ("segments", "profiles", "rest", "total")),
+            ]
+        )
+    markdown_table(
+        f"size on disk per hour of audio (songmine {git_commit()})",
+        [
+            "index",
+            "hours",
+            "postings",
+            "segment bytes / posting",
+            "segments MB/h",
+            "profiles MB/h",
+            "rest of catalogue MB/h",
+            "total MB/h",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

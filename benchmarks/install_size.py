@@ -32,8 +32,9 @@ def du_mb(path: Path) -> float:
 
 
 def packages(venv: Path) -> set[str]:
-    out = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(venv / "bin" / "pip"), "list", "--format=json"], capture_output=True, text=True, check=True
+    ).stdout
     return {p["name"].lower() for p in json.loads(out)}
 
 
@@ -41,8 +42,9 @@ def make_venv(path: Path, requirement: str | None) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     if requirement is not None:
-        subprocess.run([str(path / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", requirement],
-                       check=True)
+        subprocess.run(
+            [str(path / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", requirement], check=True
+        )
     return time.perf_counter() - t0
 
 
@@ -56,8 +58,21 @@ def main() -> None:
     targets = [t.strip() for t in args.extras.split(",") if t.strip()]
     args.work.mkdir(parents=True, exist_ok=True)
     wheels = Path(tempfile.mkdtemp(dir=args.work, prefix="wheel-"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
-                    "-w", str(wheels), str(args.source.resolve())], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-w",
+            str(wheels),
+            str(args.source.resolve()),
+        ],
+        check=True,
+    )
     wheel = next(wheels.glob("songmine-*.whl"))
 
     ref_dir = args.work / "reference"

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit, markdown_table
 
 
@@ -48,8 +47,8 @@ def cpu_ms(fn, repeats: int) -> float:
 def record_lookups(index_path: Path, clips: list[Path]) -> list[list[tuple]]:
     """The lookup calls ``identify.search`` makes per clip: ``[(hashes, max_per_hash, max_hits), ...]``."""
     from songmine.audio import load
-    from songmine.fingerprint.search import search
     from songmine.fingerprint.index import Index
+    from songmine.fingerprint.search import search
 
     per_clip = []
     with Index(index_path) as ix:
@@ -82,16 +81,19 @@ def scaled_index(src: Path, dest: Path, scale: int) -> Path:
     tr = np.concatenate([p.tracks for p in ps])
     t = np.concatenate([p.times for p in ps])
     top = int(tr.max()) + 1
-    big = Postings.from_unsorted(np.tile(h, scale), np.concatenate([tr + k * top for k in range(scale)]).astype(np.uint32),
-                                 np.tile(t, scale))
+    big = Postings.from_unsorted(
+        np.tile(h, scale), np.concatenate([tr + k * top for k in range(scale)]).astype(np.uint32), np.tile(t, scale)
+    )
     for f in (dest / "segments").iterdir():
         f.unlink()
     name = "seg-999999.sgm"
     write_segment(dest / "segments" / name, big)
     with sqlite3.connect(dest / "catalog.sqlite") as c:
         c.execute("DELETE FROM segments")
-        c.execute("INSERT INTO segments(segment_id, file, n_postings, n_tracks, created, checksum) VALUES (?,?,?,?,?,?)",
-                  (999999, name, len(big), top * scale, time.time(), segment_checksum(dest / "segments" / name)))
+        c.execute(
+            "INSERT INTO segments(segment_id, file, n_postings, n_tracks, created, checksum) VALUES (?,?,?,?,?,?)",
+            (999999, name, len(big), top * scale, time.time(), segment_checksum(dest / "segments" / name)),
+        )
         c.execute("UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
     return dest
 
@@ -122,8 +124,16 @@ def main() -> None:
         lazy = cpu_ms(lambda: seg_mod.open_segment(seg_file), args.repeats)
         seg_mod.CHECK_AT_OPEN = 1 << 62
         whole = cpu_ms(lambda: seg_mod.open_segment(seg_file), args.repeats)
-        open_rows.append([f"{size / 1e6:,.1f} MB", f"{plain:.2f}", f"{lazy:.2f}", f"{whole:.1f}",
-                          f"{lazy / plain:.1f}x" if plain else "-", f"{size / 1e6 / (whole / 1e3):,.0f} MB/s"])
+        open_rows.append(
+            [
+                f"{size / 1e6:,.1f} MB",
+                f"{plain:.2f}",
+                f"{lazy:.2f}",
+                f"{whole:.1f}",
+                f"{lazy / plain:.1f}x" if plain else "-",
+                f"{size / 1e6 / (whole / 1e3):,.0f} MB/s",
+            ]
+        )
 
         def replay(ix) -> tuple[list[float], list]:
             ms, hits = [], []
@@ -147,15 +157,38 @@ def main() -> None:
             for x, y, z in zip(a, b, c):
                 assert all(np.array_equal(u, v) and np.array_equal(u, w) for u, v, w in zip(x, y, z))
         med = statistics.median
-        lookup_rows.append([f"{size / 1e6:,.1f} MB", len(clips), n_calls, f"{med(ref_ms):.2f}", f"{med(cold_ms):.2f}",
-                            f"{med(warm_ms):.2f}", f"{med(warm_ms) / med(ref_ms):.2f}x", f"{100 * checked:.1f} %"])
+        lookup_rows.append(
+            [
+                f"{size / 1e6:,.1f} MB",
+                len(clips),
+                n_calls,
+                f"{med(ref_ms):.2f}",
+                f"{med(cold_ms):.2f}",
+                f"{med(warm_ms):.2f}",
+                f"{med(warm_ms) / med(ref_ms):.2f}x",
+                f"{100 * checked:.1f} %",
+            ]
+        )
     commit = git_commit()
-    markdown_table(f"Opening one segment, CPU ms (median of {args.repeats}; {commit})",
-                   ["segment", "plain mmap (reference)", "lazy checks", "whole body checked", "lazy / plain",
-                    "whole-check speed"], open_rows)
-    markdown_table(f"identify's lookups, CPU ms per clip (median over clips; {commit})",
-                   ["segment", "clips", "lookups", "all checked (reference)", "lazy, first pass", "lazy, second pass",
-                    "second / reference", "blocks checked after both"], lookup_rows)
+    markdown_table(
+        f"Opening one segment, CPU ms (median of {args.repeats}; {commit})",
+        ["segment", "plain mmap (reference)", "lazy checks", "whole body checked", "lazy / plain", "whole-check speed"],
+        open_rows,
+    )
+    markdown_table(
+        f"identify's lookups, CPU ms per clip (median over clips; {commit})",
+        [
+            "segment",
+            "clips",
+            "lookups",
+            "all checked (reference)",
+            "lazy, first pass",
+            "lazy, second pass",
+            "second / reference",
+            "blocks checked after both",
+        ],
+        lookup_rows,
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import git_commit
 
 
@@ -84,46 +83,73 @@ def main() -> None:
                 res: dict[str, list] = {"scikit-learn lloyd": [], "songmine hamerly": [], "songmine lloyd": []}
                 names = list(res)
                 for rep in range(args.repeats):
-                    for name in names[rep % 3:] + names[:rep % 3]:  # rotate the order every repeat
+                    for name in names[rep % 3 :] + names[: rep % 3]:  # rotate the order every repeat
                         if name.startswith("scikit"):
                             est = SK(k, init=init, n_init=1, max_iter=max_iter, tol=tol, algorithm="lloyd")
                         else:
-                            est = KMeans(k, init=init, max_iter=max_iter, tol=tol,
-                                         engine=LocalEngine(algorithm=name.split()[1]))
+                            est = KMeans(
+                                k, init=init, max_iter=max_iter, tol=tol, engine=LocalEngine(algorithm=name.split()[1])
+                            )
                         t, c = time.perf_counter(), time.process_time()
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             est.fit(Z)
-                        res[name].append((time.perf_counter() - t, int(est.n_iter_), float(est.inertia_),
-                                          est.labels_, time.process_time() - c))
+                        res[name].append(
+                            (
+                                time.perf_counter() - t,
+                                int(est.n_iter_),
+                                float(est.inertia_),
+                                est.labels_,
+                                time.process_time() - c,
+                            )
+                        )
                 ref = res["scikit-learn lloyd"]
                 for name, runs in res.items():
                     secs = statistics.median(r[0] for r in runs)
                     it = runs[0][1]
                     per_iter = [(r[0] / max(r[1], 1)) / (q[0] / max(q[1], 1)) for r, q in zip(runs, ref)]
-                    rows.append({
-                        "dtype": dtype, "k": k, "regime": regime, "method": name, "n_iter": it,
-                        "fit_s": secs, "ms_per_iter": 1000 * secs / max(it, 1),
-                        "cpu_s": statistics.median(r[4] for r in runs),
-                        "per_iter_ratio_vs_sklearn": statistics.median(per_iter),
-                        "per_iter_ratios": [round(x, 3) for x in per_iter],
-                        "fit_ratio_vs_sklearn": statistics.median(r[0] / q[0] for r, q in zip(runs, ref)),
-                        "inertia": runs[0][2], "inertia_diff_pct": 100 * (runs[0][2] / ref[0][2] - 1),
-                        "labels_equal_pct": 100 * float(np.mean(runs[0][3] == ref[0][3])),
-                        "all_times_s": [round(r[0], 4) for r in runs],
-                    })
+                    rows.append(
+                        {
+                            "dtype": dtype,
+                            "k": k,
+                            "regime": regime,
+                            "method": name,
+                            "n_iter": it,
+                            "fit_s": secs,
+                            "ms_per_iter": 1000 * secs / max(it, 1),
+                            "cpu_s": statistics.median(r[4] for r in runs),
+                            "per_iter_ratio_vs_sklearn": statistics.median(per_iter),
+                            "per_iter_ratios": [round(x, 3) for x in per_iter],
+                            "fit_ratio_vs_sklearn": statistics.median(r[0] / q[0] for r, q in zip(runs, ref)),
+                            "inertia": runs[0][2],
+                            "inertia_diff_pct": 100 * (runs[0][2] / ref[0][2] - 1),
+                            "labels_equal_pct": 100 * float(np.mean(runs[0][3] == ref[0][3])),
+                            "all_times_s": [round(r[0], 4) for r in runs],
+                        }
+                    )
     print()
-    print(f"| dtype | k | regime | method | iters | fit s | CPU s | ms/iter | ×sklearn per iter (paired) "
-          f"| per-repeat ratios | ×sklearn fit | Δ inertia % | same labels % |")
+    print(
+        "| dtype | k | regime | method | iters | fit s | CPU s | ms/iter | ×sklearn per iter (paired) "
+        "| per-repeat ratios | ×sklearn fit | Δ inertia % | same labels % |"
+    )
     print("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['dtype']} | {r['k']} | {r['regime']} | {r['method']} | {r['n_iter']} | {r['fit_s']:.3f} | "
-              f"{r['cpu_s']:.2f} | {r['ms_per_iter']:.2f} | {r['per_iter_ratio_vs_sklearn']:.2f} | "
-              f"{' '.join(f'{x:.2f}' for x in r['per_iter_ratios'])} | {r['fit_ratio_vs_sklearn']:.2f} | "
-              f"{r['inertia_diff_pct']:+.5f} | {r['labels_equal_pct']:.2f} |")
+        print(
+            f"| {r['dtype']} | {r['k']} | {r['regime']} | {r['method']} | {r['n_iter']} | {r['fit_s']:.3f} | "
+            f"{r['cpu_s']:.2f} | {r['ms_per_iter']:.2f} | {r['per_iter_ratio_vs_sklearn']:.2f} | "
+            f"{' '.join(f'{x:.2f}' for x in r['per_iter_ratios'])} | {r['fit_ratio_vs_sklearn']:.2f} | "
+            f"{r['inertia_diff_pct']:+.5f} | {r['labels_equal_pct']:.2f} |"
+        )
     commit = git_commit()
-    meta = {"commit": commit, "machine": platform.machine(), "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg(), "repeats": args.repeats, "n": args.n, "d": args.d}
+    meta = {
+        "commit": commit,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "repeats": args.repeats,
+        "n": args.n,
+        "d": args.d,
+    }
     print(f"\n{meta}")
     if args.json:
         with open(args.json, "w") as fh:

@@ -61,8 +61,9 @@ def main() -> None:
                     if name == "sk":
                         est = SK(k, init=init, n_init=1, max_iter=args.fixed_iter, tol=0.0, algorithm="lloyd")
                     else:
-                        est = KMeans(k, init=init, max_iter=args.fixed_iter, tol=0.0,
-                                     engine=LocalEngine(algorithm=name))
+                        est = KMeans(
+                            k, init=init, max_iter=args.fixed_iter, tol=0.0, engine=LocalEngine(algorithm=name)
+                        )
                     c = time.process_time()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -70,8 +71,11 @@ def main() -> None:
                     ts[name].append(time.process_time() - c)
                     its[name] = est.n_iter_
             ms = {n: 1000 * statistics.median(v) / its[n] for n, v in ts.items()}
-            print(f"| {dtype} | {k} | {its['sk']} | {ms['sk']:.2f} | {ms['hamerly']:.2f} | "
-                  f"{ms['hamerly'] / ms['sk']:.2f} | {ms['lloyd']:.2f} | {ms['lloyd'] / ms['sk']:.2f} |", flush=True)
+            print(
+                f"| {dtype} | {k} | {its['sk']} | {ms['sk']:.2f} | {ms['hamerly']:.2f} | "
+                f"{ms['hamerly'] / ms['sk']:.2f} | {ms['lloyd']:.2f} | {ms['lloyd'] / ms['sk']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

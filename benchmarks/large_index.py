@@ -65,10 +65,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import TreeMemory, git_commit, library_or_demo, markdown_table
-
-
 
 
 # ------------------------------------------------------------------ real index
@@ -93,8 +90,9 @@ _SHIFT_MIN = 6
 _BLOCK = 43
 
 
-def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int, *, batch: int | None = None,
-                profiles: bool = True) -> dict:
+def build_large(
+    real: Path, dest: Path, hours: float, segments: int, seed: int, *, batch: int | None = None, profiles: bool = True
+) -> dict:
     """Copy ``real`` to ``dest`` and add synthetic tracks up to ``hours``.
 
     Without ``batch``: in ``segments`` commits, automatic merges off, so the
@@ -166,13 +164,32 @@ def build_large(real: Path, dest: Path, hours: float, segments: int, seed: int, 
                 if p is not None and len(p):
                     roll = int(rng.integers(len(p) // 10, len(p) - len(p) // 10 + 1))
                     p = Profile(np.roll(p.bits, roll), np.roll(p.chroma, roll, axis=0), p.n_bands).to_bytes()
-                new.append(NewTrack(f"/synthetic/{i:06d}.ogg", f"synthetic{i:055d}", 0, 0, float(dur[src[i]]), None,
-                                    None, None, hs[a:a + k], ts[a:a + k], profile=p if profiles else None))
+                new.append(
+                    NewTrack(
+                        f"/synthetic/{i:06d}.ogg",
+                        f"synthetic{i:055d}",
+                        0,
+                        0,
+                        float(dur[src[i]]),
+                        None,
+                        None,
+                        None,
+                        hs[a : a + k],
+                        ts[a : a + k],
+                        profile=p if profiles else None,
+                    )
+                )
             ix._add_tracks(new)
         if batch is not None:
             ix._merge_run(first_segment)  # as an indexing run ends
-        out = {"hours": ix.duration_s / 3600, "tracks": ix.n_tracks, "postings": ix.n_postings,
-               "segments": ix.n_segments, "gb": ix.size_bytes / 1e9, "build_s": time.perf_counter() - t0}
+        out = {
+            "hours": ix.duration_s / 3600,
+            "tracks": ix.n_tracks,
+            "postings": ix.n_postings,
+            "segments": ix.n_segments,
+            "gb": ix.size_bytes / 1e9,
+            "build_s": time.perf_counter() - t0,
+        }
     pss, rss, anon = mem.peak()
     out.update(peak_rss_mb=rss, peak_anon_mb=anon, peak_pss_mb=pss)
     return out
@@ -198,15 +215,22 @@ def warm(path: Path) -> None:
 
 
 # --------------------------------------------------------------------- queries
-def make_queries(library: Path, tracks: int, conditions: tuple[str, ...], duration: float, n_per: int,
-                 n_non: int, seed: int, sr: int):
+def make_queries(
+    library: Path, tracks: int, conditions: tuple[str, ...], duration: float, n_per: int, n_non: int, seed: int, sr: int
+):
     import soxr
 
     from songmine.evaluation.config import EvalConfig
     from songmine.evaluation.queries import cut_queries, plan_queries, split_library
 
-    ec = EvalConfig(tracks=tracks, durations=(duration,), conditions=conditions, queries_per_cell=n_per,
-                    nonmember_queries=n_non, seed=seed)
+    ec = EvalConfig(
+        tracks=tracks,
+        durations=(duration,),
+        conditions=conditions,
+        queries_per_cell=n_per,
+        nonmember_queries=n_non,
+        seed=seed,
+    )
     indexed, held, durations = split_library(library, ec)
     specs = plan_queries(indexed, held, durations, ec)
     qs = []
@@ -234,21 +258,30 @@ def run(index, queries, searches: dict[str, object], others: dict[str, object] |
     for ix, search in cells.values():
         songmine.identify(ix, queries[0][2], config=search)  # warm-up (imports, caches)
     out: dict[str, list[dict]] = {name: [] for name in cells}
-    for spec, off, clip in queries:
+    for spec, _off, clip in queries:
         for name, (ix, search) in cells.items():
             t0, c0 = time.perf_counter(), time.thread_time()
             res = songmine.identify(ix, clip, config=search)
             ms, cpu = 1000 * (time.perf_counter() - t0), 1000 * (time.thread_time() - c0)
             top = res.matches[0] if res.matches else None
             right = top is not None and spec.member and os.path.realpath(top.path) == os.path.realpath(spec.track)
-            out[name].append({"cond": spec.condition if spec.member else "non-member", "member": spec.member, "ms": ms,
-                              "cpu": cpu, "answered": top is not None, "right": right,
-                              "answer": [[m.track_id, m.offset_s, m.score, m.confidence] for m in res.matches]})
+            out[name].append(
+                {
+                    "cond": spec.condition if spec.member else "non-member",
+                    "member": spec.member,
+                    "ms": ms,
+                    "cpu": cpu,
+                    "answered": top is not None,
+                    "right": right,
+                    "answer": [[m.track_id, m.offset_s, m.score, m.confidence] for m in res.matches],
+                }
+            )
     return out
 
 
-def summarise(label: str, res: list[dict], ref: dict[str, float] | None,
-              before: dict[str, float] | None = None) -> tuple[list[list], dict[str, float]]:
+def summarise(
+    label: str, res: list[dict], ref: dict[str, float] | None, before: dict[str, float] | None = None
+) -> tuple[list[list], dict[str, float]]:
     """Rows per clip class; ratio = CPU median / ``ref``'s (the real index), and / ``before``'s when given."""
     rows, med = [], {}  # med: CPU medians (the ratio's base)
     conds = list(dict.fromkeys(r["cond"] for r in res)) + ["members", "all"]
@@ -260,29 +293,46 @@ def summarise(label: str, res: list[dict], ref: dict[str, float] | None,
         non = [r for r in rs if not r["member"]]
         med[c] = float(np.median(cpu))
         ratio = f"{med[c] / ref[c]:.1f}×" if ref else "1.0×"
-        rows.append([
-            label, c, len(rs),
-            f"{100 * sum(r['right'] for r in mem) / len(mem):.1f}" if mem else "–",
-            sum(r["answered"] and not r["right"] for r in mem) if mem else "–",
-            f"{sum(r['answered'] for r in non)}/{len(non)}" if non else "–",
-            f"{np.median(ms):.1f}", f"{np.percentile(ms, 95):.1f}", f"{np.median(cpu):.1f}", f"{np.percentile(cpu, 95):.1f}",
-            ratio,
-        ] + ([f"{med[c] / before[c]:.2f}×"] if before else []))
+        rows.append(
+            [
+                label,
+                c,
+                len(rs),
+                f"{100 * sum(r['right'] for r in mem) / len(mem):.1f}" if mem else "–",
+                sum(r["answered"] and not r["right"] for r in mem) if mem else "–",
+                f"{sum(r['answered'] for r in non)}/{len(non)}" if non else "–",
+                f"{np.median(ms):.1f}",
+                f"{np.percentile(ms, 95):.1f}",
+                f"{np.median(cpu):.1f}",
+                f"{np.percentile(cpu, 95):.1f}",
+                ratio,
+            ]
+            + ([f"{med[c] / before[c]:.2f}×"] if before else [])
+        )
     return rows, med
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", default=None, help="folder of audio (default: the demo music)")
-    ap.add_argument("--real-index", type=Path, default=None,
-                    help="reuse this index of the eval split (built when missing)")
-    ap.add_argument("--work", type=Path, required=True,
-                    help="folder for the large index (about 1.6 GB per 1,000 hours) and the real one")
+    ap.add_argument(
+        "--real-index", type=Path, default=None, help="reuse this index of the eval split (built when missing)"
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        required=True,
+        help="folder for the large index (about 1.6 GB per 1,000 hours) and the real one",
+    )
     ap.add_argument("--hours", type=float, default=1000.0)
     ap.add_argument("--segments", type=int, default=10, help="synthetic commits = segments (plus the real one)")
-    ap.add_argument("--batch", type=int, default=None,
-                    help="commit this many synthetic tracks at a time, merging as index_files does (flat memory); "
-                         "--segments is then ignored")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="commit this many synthetic tracks at a time, merging as index_files does (flat memory); "
+        "--segments is then ignored",
+    )
     ap.add_argument("--no-profiles", action="store_true", help="store no profiles for the synthetic tracks")
     ap.add_argument("--build-only", action="store_true", help="build (and report) the large index, time no query")
     ap.add_argument("--tracks", type=int, default=40)
@@ -296,47 +346,77 @@ def main() -> None:
     ap.add_argument("--no-compact", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the large index in --work")
     ap.add_argument("-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE (repeatable)")
-    ap.add_argument("--before", action="append", default=None, metavar="KEY=VALUE",
-                    help="also time a 'before' SearchConfig (these options; '' for the defaults) on the same "
-                         "queries, interleaved, and give the ratio after / before (repeatable)")
-    ap.add_argument("--compare", type=Path, default=None, metavar="INDEX",
-                    help="also time this index (e.g. the large index compacted) on the same queries, interleaved "
-                         "query by query with the large one, and give the ratio large / compare (CPU medians)")
+    ap.add_argument(
+        "--before",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="also time a 'before' SearchConfig (these options; '' for the defaults) on the same "
+        "queries, interleaved, and give the ratio after / before (repeatable)",
+    )
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="INDEX",
+        help="also time this index (e.g. the large index compacted) on the same queries, interleaved "
+        "query by query with the large one, and give the ratio large / compare (CPU medians)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     if args.compare is not None and args.before is not None:
         ap.error("use --before or --compare, not both")
 
     from songmine.evaluation.identifiers import parse_option_value
-    from songmine.fingerprint.search import SearchConfig
     from songmine.fingerprint.index import Index
+    from songmine.fingerprint.search import SearchConfig
 
     search = SearchConfig(**{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.option)})
     searches = {"after": search}
     if args.before is not None:
-        searches = {"before": SearchConfig(**{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}),
-                    "after": search}
+        searches = {
+            "before": SearchConfig(
+                **{k: parse_option_value(v) for k, v in (o.split("=", 1) for o in args.before if o)}
+            ),
+            "after": search,
+        }
         print(f"before: {searches['before']}")
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"songmine {git_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
-          f"{search}")
+    print(
+        f"songmine {git_commit()} · {platform.node()} · {os.cpu_count()} cpus · load {os.getloadavg()[0]:.1f} · "
+        f"{search}"
+    )
     conditions = tuple(args.conditions.split(","))
-    indexed, queries = make_queries(library_or_demo(args.library), args.tracks, conditions, args.duration, args.queries,
-                                    args.nonmember, args.seed, 11025)
+    indexed, queries = make_queries(
+        library_or_demo(args.library),
+        args.tracks,
+        conditions,
+        args.duration,
+        args.queries,
+        args.nonmember,
+        args.seed,
+        11025,
+    )
     real = real_index(args.real_index, indexed, args.work, args.jobs)
     large = args.work / "large.idx"
     info = None
     if not (args.reuse and (large / "catalog.sqlite").exists()):
-        info = build_large(real, large, args.hours, args.segments, args.seed, batch=args.batch,
-                           profiles=not args.no_profiles)
-        print(f"large index: {info['tracks']:,} tracks, {info['hours']:,.0f} h, {info['postings']:,} postings, "
-              f"{info['segments']} segments, {info['gb']:.2f} GB, built in {info['build_s']:.0f} s; peak memory "
-              f"RSS {info['peak_rss_mb']:.0f} MB, anonymous {info['peak_anon_mb']:.0f} MB (load "
-              f"{os.getloadavg()[0]:.1f})", flush=True)
+        info = build_large(
+            real, large, args.hours, args.segments, args.seed, batch=args.batch, profiles=not args.no_profiles
+        )
+        print(
+            f"large index: {info['tracks']:,} tracks, {info['hours']:,.0f} h, {info['postings']:,} postings, "
+            f"{info['segments']} segments, {info['gb']:.2f} GB, built in {info['build_s']:.0f} s; peak memory "
+            f"RSS {info['peak_rss_mb']:.0f} MB, anonymous {info['peak_anon_mb']:.0f} MB (load "
+            f"{os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     with Index(large) as ix:
         sz, hours = sizes(large), ix.duration_s / 3600
-    print("size: " + ", ".join(f"{k} {v / 1e6 / hours:.3f} MB/h" for k, v in sz.items()) + f" ({hours:,.0f} h)",
-          flush=True)
+    print(
+        "size: " + ", ".join(f"{k} {v / 1e6 / hours:.3f} MB/h" for k, v in sz.items()) + f" ({hours:,.0f} h)",
+        flush=True,
+    )
     if args.json and info is not None:
         args.json.write_text(json.dumps({"commit": git_commit(), "large": info, "sizes": sz}, indent=1))
     if args.build_only:
@@ -348,8 +428,12 @@ def main() -> None:
         ref = {}
         for name, rs in res.items():
             tag = f" {name}" if len(res) > 1 else ""
-            r, ref[name] = summarise(f"real ({ix.duration_s / 3600:.1f} h, {ix.n_segments} seg){tag}", rs, None,
-                                     None if name == "before" or len(res) == 1 else ref["before"])
+            r, ref[name] = summarise(
+                f"real ({ix.duration_s / 3600:.1f} h, {ix.n_segments} seg){tag}",
+                rs,
+                None,
+                None if name == "before" or len(res) == 1 else ref["before"],
+            )
             rows += [x + ["–"] for x in r] if name == "before" or args.compare else r
             results[f"real{tag}"] = rs
     steps = [False] if args.no_compact else [False, True]
@@ -374,24 +458,48 @@ def main() -> None:
                     rows += [x + ["1.00×"] for x in r]
                 else:
                     lab = label + (f" {name}" if len(searches) > 1 else "")
-                    base = meds.get(f"compare {name}") if cx is not None else (
-                        None if name == "before" or len(res) == 1 else meds["before"])
+                    base = (
+                        meds.get(f"compare {name}")
+                        if cx is not None
+                        else (None if name == "before" or len(res) == 1 else meds["before"])
+                    )
                     r, meds[name] = summarise(lab, rs, ref[name], base)
                     rows += [x + ["–"] for x in r] if name == "before" else r
                 results[lab] = rs
             if cx is not None:
                 for name in searches:
                     same = sum(a["answer"] == b["answer"] for a, b in zip(res[name], res[f"compare {name}"]))
-                    print(f"{label}{' ' + name if len(searches) > 1 else ''}: the same matches (track, offset, "
-                          f"score, confidence) as the compare index for {same}/{len(queries)} queries")
+                    print(
+                        f"{label}{' ' + name if len(searches) > 1 else ''}: the same matches (track, offset, "
+                        f"score, confidence) as the compare index for {same}/{len(queries)} queries"
+                    )
     n_mem = sum(q[0].member for q in queries)
-    markdown_table(f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
-          f"ratio = CPU median / the real index's CPU median for the same queries",
-          ["index", "queries", "n", "top-1 %", "wrong", "FP", "median ms", "p95 ms", "CPU median ms", "CPU p95 ms",
-           "ratio"] + (["large / compare"] if args.compare else ["after / before"] if len(searches) > 1 else []), rows)
+    markdown_table(
+        f"identify, {args.duration:g}-s decoded clips: {n_mem} member + {len(queries) - n_mem} non-member queries; "
+        f"ratio = CPU median / the real index's CPU median for the same queries",
+        [
+            "index",
+            "queries",
+            "n",
+            "top-1 %",
+            "wrong",
+            "FP",
+            "median ms",
+            "p95 ms",
+            "CPU median ms",
+            "CPU p95 ms",
+            "ratio",
+        ]
+        + (["large / compare"] if args.compare else ["after / before"] if len(searches) > 1 else []),
+        rows,
+    )
     if args.json:
-        args.json.write_text(json.dumps({"commit": git_commit(), "search": str(search), "large": info, "sizes": sz,
-                                         "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"commit": git_commit(), "search": str(search), "large": info, "sizes": sz, "results": results},
+                indent=1,
+            )
+        )
     if not args.keep and not args.reuse:
         shutil.rmtree(large, ignore_errors=True)
 

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import fresh_clip_specs, git_commit, markdown_table
 
 
@@ -42,13 +41,15 @@ def main(argv=None) -> int:
     ap.add_argument("--qid-base", type=int, action="append", help="first query id of a set (repeatable)")
     ap.add_argument("--per-cell", type=int, default=20, help="clips per condition x duration per set")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE (e.g. speed_margin_alpha=0)")
+    ap.add_argument(
+        "-o", "--option", action="append", default=[], help="SearchConfig KEY=VALUE (e.g. speed_margin_alpha=0)"
+    )
     args = ap.parse_args(argv)
 
     import soxr
 
-    from songmine.fingerprint import search as S
     from songmine.evaluation.queries import cut_queries
+    from songmine.fingerprint import search as S
     from songmine.fingerprint.index import Index
 
     sc = S.SearchConfig(**{k: float(v) for k, v in (o.split("=", 1) for o in args.option)})
@@ -87,15 +88,19 @@ def main(argv=None) -> int:
         S._with_margin = orig
     a = np.array([r[:2] for r in rows])
     n = len(rows)
-    print(f"songmine {git_commit()} {' '.join(args.option)} · {n} non-member clips ({len(args.qid_base or [100000])} set(s), qid bases "
-          f"{args.qid_base or [100000]}), {sum(r[3] for r in rows)} reached the margin tests, {time.perf_counter() - t0:.0f} s")
+    print(
+        f"songmine {git_commit()} {' '.join(args.option)} · {n} non-member clips ({len(args.qid_base or [100000])} set(s), qid bases "
+        f"{args.qid_base or [100000]}), {sum(r[3] for r in rows)} reached the margin tests, {time.perf_counter() - t0:.0f} s"
+    )
 
     def accept_at(alpha, m):
         return (m / np.log(2)) ** (1 / alpha)
 
     tails = []
-    for name, col, alpha, m in (("pooled r", 0, sc.margin_alpha, sc.margin_tests),
-                                ("per-speed r_s", 1, sc.speed_margin_alpha, sc.speed_margin_tests)):
+    for name, col, alpha, m in (
+        ("pooled r", 0, sc.margin_alpha, sc.margin_tests),
+        ("per-speed r_s", 1, sc.speed_margin_alpha, sc.speed_margin_tests),
+    ):
         x = a[:, col]
         row = [name] + [int((x >= t).sum()) for t in (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5)] + [f"{x.max():.2f}"]
         for r0 in (1.25, 2.0):
@@ -104,9 +109,25 @@ def main(argv=None) -> int:
         row.append(f"{accept_at(alpha, m):.2f}" if alpha > 0 else "off")
         row.append(int((x >= accept_at(alpha, m)).sum()) if alpha > 0 else 0)
         tails.append(row)
-    markdown_table("Runner-up ratios of non-member clips (counts at or above)",
-                   ["ratio", "≥1.5", "≥2", "≥2.5", "≥3", "≥3.5", "≥4", "≥4.5", "max", "Hill α (r≥1.25)",
-                    "Hill α (r≥2)", "accepts at", "accepted"], tails)
+    markdown_table(
+        "Runner-up ratios of non-member clips (counts at or above)",
+        [
+            "ratio",
+            "≥1.5",
+            "≥2",
+            "≥2.5",
+            "≥3",
+            "≥3.5",
+            "≥4",
+            "≥4.5",
+            "max",
+            "Hill α (r≥1.25)",
+            "Hill α (r≥2)",
+            "accepts at",
+            "accepted",
+        ],
+        tails,
+    )
     fp = sum(r[2] for r in rows)
     print(f"\nanswered by the whole search (false positives): {fp} / {n} = {100 * fp / max(n, 1):.2f} %")
     return 0

@@ -54,8 +54,9 @@ def plain_dict(values, s):
 def brute_force(values, s):
     xs = values.tolist()
     n = len(xs)
-    return sorted({(min(xs[i], xs[j]), max(xs[i], xs[j]))
-                   for i in range(n) for j in range(i + 1, n) if xs[i] + xs[j] == s})
+    return sorted(
+        {(min(xs[i], xs[j]), max(xs[i], xs[j])) for i in range(n) for j in range(i + 1, n) if xs[i] + xs[j] == s}
+    )
 
 
 def run_one(approach: str, n: int, repeat: int) -> dict:
@@ -101,7 +102,10 @@ def cli_timings(n: int) -> list[tuple[str, float]]:
             ("songmine --help", ["--help"]),
             (f"songmine pairs --sum {TARGET} {n:.0e}.npy --count", ["pairs", "--sum", str(TARGET), path, "--count"]),
             (f"songmine pairs --sum {TARGET} {n:.0e}.npy > /dev/null", ["pairs", "--sum", str(TARGET), path]),
-            (f"songmine pairs --sum {TARGET} {n:.0e}.npy --json > /dev/null", ["pairs", "--sum", str(TARGET), path, "--json"]),
+            (
+                f"songmine pairs --sum {TARGET} {n:.0e}.npy --json > /dev/null",
+                ["pairs", "--sum", str(TARGET), path, "--json"],
+            ),
         ]:
             best = math.inf
             for _ in range(2):
@@ -159,8 +163,10 @@ def main() -> None:
 
     import numpy as np
 
-    print(f"# pairs benchmark — {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"python {platform.python_version()}, numpy {np.__version__}; target s={TARGET}")
+    print(
+        f"# pairs benchmark — {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"python {platform.python_version()}, numpy {np.__version__}; target s={TARGET}"
+    )
     approaches = ["sort", "hash", "plain-dict", "brute-force", "sort-indices", "count-indices"]
     results: dict[tuple[str, int], dict] = {}
     for e in range(args.min_exp, args.max_exp + 1):
@@ -176,7 +182,7 @@ def main() -> None:
             print(f"  measured {ap_name:13s} n={n:>9,}  {r['s']:.4f} s", file=sys.stderr, flush=True)
 
     print()
-    print(f"| approach | n | time (s) | × sort | slope | extra peak RSS (MB) | pairs |")
+    print("| approach | n | time (s) | × sort | slope | extra peak RSS (MB) | pairs |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for ap_name in approaches:
         prev = None
@@ -188,8 +194,10 @@ def main() -> None:
             ref = results[("sort", n)]["s"]
             slope = f"{math.log10(r['s'] / prev):.2f}" if prev else ""
             prev = r["s"]
-            print(f"| {ap_name} | {n:.0e} | {r['s']:.4f} | {r['s'] / ref:.1f} | {slope} | "
-                  f"{r['mb']:.0f} | {r['pairs']:,} |")
+            print(
+                f"| {ap_name} | {n:.0e} | {r['s']:.4f} | {r['s'] / ref:.1f} | {slope} | "
+                f"{r['mb']:.0f} | {r['pairs']:,} |"
+            )
     if not args.no_cli:
         n = 10**args.max_exp
         print()

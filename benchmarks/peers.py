@@ -53,15 +53,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from songmine.evaluation.degrade import CONDITIONS
-from songmine.evaluation.identifiers import BuildStats, dir_bytes
 from songmine.evaluation.config import EvalConfig
+from songmine.evaluation.degrade import CONDITIONS
+from songmine.evaluation.harness import run_queries, same_file
+from songmine.evaluation.identifiers import BuildStats, dir_bytes
 from songmine.evaluation.queries import Outcome, Query, QuerySpec, cut_queries, plan_queries, split_library
-from songmine.evaluation.resources import PeakMemory
-from songmine.evaluation.harness import same_file, run_queries
-from songmine.methods import make_identifier
 from songmine.evaluation.report import summarise
-
+from songmine.evaluation.resources import PeakMemory
+from songmine.methods import make_identifier
 
 Answer = tuple[str | None, float | None, float | None]  # (track path | None, offset s, score)
 
@@ -141,8 +140,9 @@ class Peer:
         if not Path(self._gnu_time).exists():
             return subprocess.run(cmd, capture_output=True, text=True, env=env)
         with tempfile.NamedTemporaryFile("r", suffix=".rss") as fh:
-            res = subprocess.run([self._gnu_time, "-q", "-f", "%M", "-o", fh.name, *cmd], capture_output=True,
-                                 text=True, env=env)
+            res = subprocess.run(
+                [self._gnu_time, "-q", "-f", "%M", "-o", fh.name, *cmd], capture_output=True, text=True, env=env
+            )
             kb = fh.read().strip().splitlines()
         if kb and kb[-1].isdigit():
             self.max_process_mb = max(self.max_process_mb, int(kb[-1]) / 1e3)
@@ -162,11 +162,13 @@ class PeerMemory(PeakMemory):
             pass
         return max(0, total)
 
-    def __enter__(self) -> "PeerMemory":
+    def __enter__(self) -> PeerMemory:
         super().__enter__()
         if self._thread is not None:
-            self.how = (f"sum of RSS over the peer's processes, sampled every {self.interval * 1e3:.0f} ms, "
-                        "or the largest one's own maximum (GNU time) if more")
+            self.how = (
+                f"sum of RSS over the peer's processes, sampled every {self.interval * 1e3:.0f} ms, "
+                "or the largest one's own maximum (GNU time) if more"
+            )
         return self
 
 
@@ -179,11 +181,15 @@ class Audfprint(Peer):
     def __init__(self, source: Path, python: str, batch: int = 100, jobs: int = 1):
         self.script = Path(source) / "audfprint.py"
         if not source or not self.script.exists():
-            raise SystemExit(f"audfprint: {self.script} not found (--audfprint DIR or AUDFPRINT_DIR: "
-                             "a checkout of dpwe/audfprint, outside this repository)")
+            raise SystemExit(
+                f"audfprint: {self.script} not found (--audfprint DIR or AUDFPRINT_DIR: "
+                "a checkout of dpwe/audfprint, outside this repository)"
+            )
         if not python or not Path(python).exists():
-            raise SystemExit(f"audfprint: interpreter {python} not found (--peer-python or PEER_PYTHON: "
-                             "a venv with numpy, scipy, docopt, joblib, psutil)")
+            raise SystemExit(
+                f"audfprint: interpreter {python} not found (--peer-python or PEER_PYTHON: "
+                "a venv with numpy, scipy, docopt, joblib, psutil)"
+            )
         self.python = python
         self.batch, self.jobs = batch, jobs
         self.db: Path | None = None
@@ -231,12 +237,16 @@ class Audfprint2(Audfprint):
     """
 
     name = "audfprint2"
-    _line = re.compile(r"^(?:DEBUG:audfprint2:)?Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes")
+    _line = re.compile(
+        r"^(?:DEBUG:audfprint2:)?Matched (\S+) .*? as (.+) at\s+(-?[\d.]+) s with\s+(\d+) of\s+(\d+) common hashes"
+    )
 
     def __init__(self, exe: str, batch: int = 100, jobs: int = 1):
         if not exe or not Path(exe).exists():
-            raise SystemExit(f"audfprint2: {exe} not found (--audfprint2-bin or AUDFPRINT2_BIN: the `audfprint` "
-                             "script of a venv where `pip install audfprint2` ran)")
+            raise SystemExit(
+                f"audfprint2: {exe} not found (--audfprint2-bin or AUDFPRINT2_BIN: the `audfprint` "
+                "script of a venv where `pip install audfprint2` ran)"
+            )
         self.exe = exe
         self.batch, self.jobs = batch, jobs
         self.db = None
@@ -282,8 +292,10 @@ class Olaf(Peer):
 
     def __init__(self, exe: str, batch: int = 20, jobs: int = 1):
         if not exe or not Path(exe).exists():
-            raise SystemExit(f"olaf: {exe} not found (--olaf-bin or OLAF_BIN: the `olaf_c` binary of Olaf's C core, "
-                             "built outside this repository)")
+            raise SystemExit(
+                f"olaf: {exe} not found (--olaf-bin or OLAF_BIN: the `olaf_c` binary of Olaf's C core, "
+                "built outside this repository)"
+            )
         self.exe = exe
         self.batch, self.jobs = batch, jobs
         self.home: Path | None = None
@@ -313,8 +325,9 @@ class Olaf(Peer):
                 failed += 1
                 print(f"  olaf: {path}: {e}", file=sys.stderr)
         raw.unlink(missing_ok=True)
-        return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
-                          index_bytes=dir_bytes(db))
+        return BuildStats(
+            n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0, index_bytes=dir_bytes(db)
+        )
 
     def state(self):
         return {"home": str(self.home)}
@@ -392,8 +405,9 @@ class Qfp(Peer):
 
     def __init__(self, python: str, batch: int = 50, jobs: int = 1):
         if not python or not Path(python).exists():
-            raise SystemExit(f"qfp: interpreter {python} not found (--qfp-python or QFP_PYTHON: a venv where "
-                             "`pip install qfp` ran)")
+            raise SystemExit(
+                f"qfp: interpreter {python} not found (--qfp-python or QFP_PYTHON: a venv where `pip install qfp` ran)"
+            )
         self.python = python
         self.batch, self.jobs = batch, jobs
         self.dbs: list[Path] = []
@@ -418,8 +432,12 @@ class Qfp(Peer):
             if "error" in d:
                 print(f"  qfp: {d['file']}: {d['error']}", file=sys.stderr)
         failed = sum("error" in d for d in done) + len(paths) - len(done)
-        return BuildStats(n_tracks=len(paths) - failed, n_failed=failed, seconds=time.perf_counter() - t0,
-                          index_bytes=sum(dir_bytes(db) for db in self.dbs))
+        return BuildStats(
+            n_tracks=len(paths) - failed,
+            n_failed=failed,
+            seconds=time.perf_counter() - t0,
+            index_bytes=sum(dir_bytes(db) for db in self.dbs),
+        )
 
     def state(self):
         return {"dbs": [str(d) for d in self.dbs]}
@@ -552,8 +570,10 @@ class Chromaprint(Peer):
 
         found = shutil.which(exe)
         if found is None:
-            raise SystemExit(f"chromaprint: {exe} not found (--fpcalc or FPCALC: Chromaprint's `fpcalc`, e.g. "
-                             "Debian's `apt-get install libchromaprint-tools`; a dev-only peer, outside this repository)")
+            raise SystemExit(
+                f"chromaprint: {exe} not found (--fpcalc or FPCALC: Chromaprint's `fpcalc`, e.g. "
+                "Debian's `apt-get install libchromaprint-tools`; a dev-only peer, outside this repository)"
+            )
         self.exe = found
         self.batch, self.jobs, self.margin = batch, jobs, float(margin)
         self.ref = np.zeros(0, np.uint32)
@@ -593,8 +613,9 @@ class Chromaprint(Peer):
         self.bounds = np.r_[0, np.cumsum([len(f) for f in fps])].astype(np.int64)
         self.index = idx = workdir / "chromaprint.npz"
         np.savez(idx, fingerprints=self.ref, bounds=self.bounds)
-        return BuildStats(n_tracks=len(kept), n_failed=failed, seconds=time.perf_counter() - t0,
-                          index_bytes=idx.stat().st_size)
+        return BuildStats(
+            n_tracks=len(kept), n_failed=failed, seconds=time.perf_counter() - t0, index_bytes=idx.stat().st_size
+        )
 
     def state(self):
         return {"index": str(self.index), "paths": self.paths}
@@ -655,7 +676,9 @@ def margin_table(report, thresholds: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_queries(specs: list[QuerySpec], cfg: EvalConfig, folder: Path) -> list[tuple[QuerySpec, float | None, Path | None, str | None]]:
+def write_queries(
+    specs: list[QuerySpec], cfg: EvalConfig, folder: Path
+) -> list[tuple[QuerySpec, float | None, Path | None, str | None]]:
     """Cut every query once and write it as float32 WAV; returns (spec, offset, wav, error).
 
     A query whose WAV is already in ``folder`` (a ``--workdir`` of an earlier
@@ -727,8 +750,10 @@ class Journal:
         if d.get("settings") != self.settings:
             theirs = d.get("settings") or {}
             diff = sorted(k for k in set(theirs) | set(self.settings) if theirs.get(k) != self.settings.get(k))
-            raise SystemExit(f"{self.folder}: a saved run with other settings ({', '.join(diff)}); "
-                             "remove the folder to start that peer over")
+            raise SystemExit(
+                f"{self.folder}: a saved run with other settings ({', '.join(diff)}); "
+                "remove the folder to start that peer over"
+            )
         return BuildStats(**d["build"]), d["state"]
 
     def save_build(self, build: BuildStats, state: dict) -> None:
@@ -754,18 +779,35 @@ class Journal:
         cpu, wall, n = (sum(v[i] for v in sessions.values()) for i in range(3))
         return answers, cpu, wall, int(n)
 
-    def record(self, session: str, chunk: list[Path], answers: dict[str, Answer], cpu_s: float,
-               wall_jobs_s: float, n: int) -> None:
-        line = json.dumps({"session": session, "answers": {str(w): answers.get(str(w)) for w in chunk},
-                           "cpu_s": cpu_s, "wall_jobs_s": wall_jobs_s, "n": n})
+    def record(
+        self, session: str, chunk: list[Path], answers: dict[str, Answer], cpu_s: float, wall_jobs_s: float, n: int
+    ) -> None:
+        line = json.dumps(
+            {
+                "session": session,
+                "answers": {str(w): answers.get(str(w)) for w in chunk},
+                "cpu_s": cpu_s,
+                "wall_jobs_s": wall_jobs_s,
+                "n": n,
+            }
+        )
         with open(self.answers_file, "a") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
 
-def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, durations: dict[str, float],
-             journal: Journal | None = None, *, more: bool = True):
+def run_peer(
+    peer: Peer,
+    indexed,
+    rows,
+    cfg: EvalConfig,
+    workdir: Path,
+    durations: dict[str, float],
+    journal: Journal | None = None,
+    *,
+    more: bool = True,
+):
     """Build (or, with a saved ``journal``, take up the saved build), match the queries not answered yet
     (none unless ``more``), and score every row; the journal records each batch as it finishes."""
     done: dict[str, Answer] = {}
@@ -792,8 +834,9 @@ def run_peer(peer: Peer, indexed, rows, cfg: EvalConfig, workdir: Path, duration
 
     def keep(chunk, answers):
         n_now[0] += len(chunk)
-        journal.record(session, chunk, answers, PeakMemory._cpu() - c0,
-                       (time.perf_counter() - t0) * max(1, peer.jobs), n_now[0])
+        journal.record(
+            session, chunk, answers, PeakMemory._cpu() - c0, (time.perf_counter() - t0) * max(1, peer.jobs), n_now[0]
+        )
 
     answers = peer.match(todo, on_batch=keep if journal is not None else None, of=len(wavs)) if todo else {}
     answers.update({w: a for w, a in done.items() if a[0] is not None})
@@ -837,18 +880,39 @@ def _rescore(rep, keep: set[int], cfg: EvalConfig, label: str):
     """Re-summarise a saved report on the queries in ``keep`` (its build numbers are kept)."""
     b = rep.build
     build = BuildStats(
-        n_tracks=b["n_tracks"], n_failed=b["n_failed"], audio_seconds=b["audio_hours"] * 3600,
-        seconds=b["seconds"], index_bytes=int(b["index_mb"] * 1e6), peak_rss_mb=b["peak_rss_mb"],
-        peak_rss_how=b["peak_rss_how"], cpu_seconds=b.get("cpu_seconds"),
+        n_tracks=b["n_tracks"],
+        n_failed=b["n_failed"],
+        audio_seconds=b["audio_hours"] * 3600,
+        seconds=b["seconds"],
+        index_bytes=int(b["index_mb"] * 1e6),
+        peak_rss_mb=b["peak_rss_mb"],
+        peak_rss_how=b["peak_rss_how"],
+        cpu_seconds=b.get("cpu_seconds"),
     )
-    out = summarise([o for o in rep.outcomes if o.qid in keep], cfg, build=build, method=rep.method,
-                    library=rep.library, n_indexed=rep.n_indexed, n_held_out=rep.n_held_out)
+    out = summarise(
+        [o for o in rep.outcomes if o.qid in keep],
+        cfg,
+        build=build,
+        method=rep.method,
+        library=rep.library,
+        n_indexed=rep.n_indexed,
+        n_held_out=rep.n_held_out,
+    )
     out.seconds = rep.seconds
     return out
 
 
 #: the settings that make the same clips: saved runs and reports must agree on them
-_SAME_CLIPS = ("tracks", "durations", "conditions", "queries_per_cell", "nonmember_queries", "seed", "sr", "silence_dbfs")
+_SAME_CLIPS = (
+    "tracks",
+    "durations",
+    "conditions",
+    "queries_per_cell",
+    "nonmember_queries",
+    "seed",
+    "sr",
+    "silence_dbfs",
+)
 
 
 def _load_reports(path: Path, cfg: EvalConfig, library: Path) -> dict:
@@ -886,6 +950,7 @@ def side_by_side(reports: dict, cfg: EvalConfig) -> str:
             c0 = next(c for c in reports[names[0]].cells if c.condition == cond and c.duration_s == d)
             peer = "–" if c0.peer_top1 is None else f"{c0.peer_top1:.1f} {c0.peer}"
             lines.append(f"| {cond} | {d:g} s | " + " | ".join(vals) + f" | {peer} |")
+
     def row(label, f):
         return f"| {label} | | " + " | ".join(f(reports[n]) for n in names) + " | |"
 
@@ -895,7 +960,9 @@ def side_by_side(reports: dict, cfg: EvalConfig) -> str:
     for d in durs:
         lines.append(row(f"**pooled {d:g} s**", lambda r, d=d: fmt(r.pooled[f"{d:g}"]["top1"])))
     lines += [
-        row("false positives % (n)", lambda r: f"{fmt(r.false_positives['rate'], '{:.2f}')} ({r.false_positives['n']})"),
+        row(
+            "false positives % (n)", lambda r: f"{fmt(r.false_positives['rate'], '{:.2f}')} ({r.false_positives['n']})"
+        ),
         row("members answered wrong %", lambda r: fmt(r.false_positives["members_answered_wrong_rate"], "{:.2f}")),
         row("offset within ±0.5 s % of right", lambda r: fmt(r.offset_error_s.get("within_tolerance"))),
         row("query time median ms (wall)", lambda r: fmt(r.latency_ms.get("median"))),
@@ -934,51 +1001,107 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sr", type=int, default=22050)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--peers", default="songmine,audfprint", help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp, chromaprint")
-    ap.add_argument("--audfprint", type=Path, default=os.environ.get("AUDFPRINT_DIR", ""),
-                    help="a checkout of audfprint (or AUDFPRINT_DIR)")
-    ap.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", ""),
-                    help="the interpreter of audfprint's venv (or PEER_PYTHON)")
-    ap.add_argument("--audfprint2-bin", default=os.environ.get("AUDFPRINT2_BIN", ""),
-                    help="the audfprint script of a venv with audfprint2 (or AUDFPRINT2_BIN)")
-    ap.add_argument("--olaf-bin", default=os.environ.get("OLAF_BIN", ""),
-                    help="the olaf_c binary of Olaf's C core (or OLAF_BIN)")
-    ap.add_argument("--qfp-python", default=os.environ.get("QFP_PYTHON", ""),
-                    help="the interpreter of a venv with qfp (or QFP_PYTHON)")
-    ap.add_argument("--fpcalc", default=os.environ.get("FPCALC", "fpcalc"),
-                    help="Chromaprint's fpcalc (Debian: apt-get install libchromaprint-tools)")
-    ap.add_argument("--chromaprint-margin", type=float, default=CHROMAPRINT_MARGIN,
-                    help="answer only when the best track's bit errors beat the runner-up track's by this many "
-                         "null standard deviations (0: always answer, for calibrating; see --margin-table)")
-    ap.add_argument("--margin-table", default=None, metavar="T1,T2,...",
-                    help="also print, for every chromaprint column, false positives and top-1 per duration "
-                         "had its answers needed a margin >= each T (meaningful for a run made with margin 0)")
-    ap.add_argument("--peer-jobs", type=int, default=1,
-                    help="match query batches in this many concurrent peer processes (indexing stays one process)")
-    ap.add_argument("--report", type=Path, action="append", default=[],
-                    help="add saved reports as columns instead of re-running them: a `songmine eval "
-                         "--save-json` file or this script's --json; refused unless made with the same "
-                         "settings (same split, plan and clips)")
-    ap.add_argument("--max-per-cell", type=int, default=None,
-                    help="run peers on only the first N member queries of each cell (and --max-nonmember); "
-                         "--report columns are re-scored on the same subset")
+    ap.add_argument(
+        "--peers",
+        default="songmine,audfprint",
+        help="comma-separated: songmine[:method], audfprint, audfprint2, olaf, qfp, chromaprint",
+    )
+    ap.add_argument(
+        "--audfprint",
+        type=Path,
+        default=os.environ.get("AUDFPRINT_DIR", ""),
+        help="a checkout of audfprint (or AUDFPRINT_DIR)",
+    )
+    ap.add_argument(
+        "--peer-python",
+        default=os.environ.get("PEER_PYTHON", ""),
+        help="the interpreter of audfprint's venv (or PEER_PYTHON)",
+    )
+    ap.add_argument(
+        "--audfprint2-bin",
+        default=os.environ.get("AUDFPRINT2_BIN", ""),
+        help="the audfprint script of a venv with audfprint2 (or AUDFPRINT2_BIN)",
+    )
+    ap.add_argument(
+        "--olaf-bin", default=os.environ.get("OLAF_BIN", ""), help="the olaf_c binary of Olaf's C core (or OLAF_BIN)"
+    )
+    ap.add_argument(
+        "--qfp-python",
+        default=os.environ.get("QFP_PYTHON", ""),
+        help="the interpreter of a venv with qfp (or QFP_PYTHON)",
+    )
+    ap.add_argument(
+        "--fpcalc",
+        default=os.environ.get("FPCALC", "fpcalc"),
+        help="Chromaprint's fpcalc (Debian: apt-get install libchromaprint-tools)",
+    )
+    ap.add_argument(
+        "--chromaprint-margin",
+        type=float,
+        default=CHROMAPRINT_MARGIN,
+        help="answer only when the best track's bit errors beat the runner-up track's by this many "
+        "null standard deviations (0: always answer, for calibrating; see --margin-table)",
+    )
+    ap.add_argument(
+        "--margin-table",
+        default=None,
+        metavar="T1,T2,...",
+        help="also print, for every chromaprint column, false positives and top-1 per duration "
+        "had its answers needed a margin >= each T (meaningful for a run made with margin 0)",
+    )
+    ap.add_argument(
+        "--peer-jobs",
+        type=int,
+        default=1,
+        help="match query batches in this many concurrent peer processes (indexing stays one process)",
+    )
+    ap.add_argument(
+        "--report",
+        type=Path,
+        action="append",
+        default=[],
+        help="add saved reports as columns instead of re-running them: a `songmine eval "
+        "--save-json` file or this script's --json; refused unless made with the same "
+        "settings (same split, plan and clips)",
+    )
+    ap.add_argument(
+        "--max-per-cell",
+        type=int,
+        default=None,
+        help="run peers on only the first N member queries of each cell (and --max-nonmember); "
+        "--report columns are re-scored on the same subset",
+    )
     ap.add_argument("--max-nonmember", type=int, default=None)
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep the query WAVs here (and reuse those already there) instead of a temp dir")
-    ap.add_argument("--resume", action="store_true",
-                    help="take up the peers' runs saved in --workdir (their build and the batches answered so far) "
-                         "and match only the queries not answered yet")
-    ap.add_argument("--partial", action="store_true",
-                    help="score only the queries that every peer's saved run in --workdir has answered so far, "
-                         "running no more (--report columns are re-scored on the same queries)")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the query WAVs here (and reuse those already there) instead of a temp dir",
+    )
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="take up the peers' runs saved in --workdir (their build and the batches answered so far) "
+        "and match only the queries not answered yet",
+    )
+    ap.add_argument(
+        "--partial",
+        action="store_true",
+        help="score only the queries that every peer's saved run in --workdir has answered so far, "
+        "running no more (--report columns are re-scored on the same queries)",
+    )
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
     cfg = EvalConfig(
-        tracks=args.tracks, durations=tuple(float(x) for x in args.durations.split(",")),
-        conditions=tuple(args.conditions.split(",")), queries_per_cell=args.queries_per_cell,
-        nonmember_queries=args.nonmember_queries, seed=args.seed, sr=args.sr,
+        tracks=args.tracks,
+        durations=tuple(float(x) for x in args.durations.split(",")),
+        conditions=tuple(args.conditions.split(",")),
+        queries_per_cell=args.queries_per_cell,
+        nonmember_queries=args.nonmember_queries,
+        seed=args.seed,
+        sr=args.sr,
     )
     t_all = time.perf_counter()
     indexed, held, durations = split_library(args.library, cfg)
@@ -1006,8 +1129,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, peer in peers.items():
             j = journals[name] = Journal(args.workdir / "peers" / name, dict(same, peer=name, **peer.settings()))
             if j.exists() and not (args.resume or args.partial):
-                raise SystemExit(f"{j.folder} holds a saved run of {name}: --resume to go on with it, --partial to "
-                                 "score it, or remove the folder to start over")
+                raise SystemExit(
+                    f"{j.folder} holds a saved run of {name}: --resume to go on with it, --partial to "
+                    "score it, or remove the folder to start over"
+                )
             if (args.resume or args.partial) and not j.exists():
                 if args.partial:
                     raise SystemExit(f"--partial: {j.folder} holds no saved run of {name}")
@@ -1021,8 +1146,11 @@ def main(argv: list[str] | None = None) -> int:
         qdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         rows = write_queries(specs, cfg, qdir) if to_run else []
-        print(f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
-              f"({len(indexed)} tracks indexed, {len(held)} held out)", file=sys.stderr)
+        print(
+            f"{len(rows)} queries written in {time.perf_counter() - t0:.0f} s "
+            f"({len(indexed)} tracks indexed, {len(held)} held out)",
+            file=sys.stderr,
+        )
         if args.partial and journals:
             answered = set.intersection(*(set(j.load_answers()[0]) for j in journals.values()))
             n_all = len(rows)
@@ -1035,8 +1163,10 @@ def main(argv: list[str] | None = None) -> int:
                 if len(keep) < rep_.n_queries:
                     rep_ = _rescore(rep_, keep, cfg, label)
                 reports[label] = rep_
-                notes.append(f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
-                             "separately, so compare CPU times rather than wall times)")
+                notes.append(
+                    f"{label}: loaded from {js} (same settings and seed, so the same clips; run "
+                    "separately, so compare CPU times rather than wall times)"
+                )
         for name in to_run:
             t0 = time.perf_counter()
             if name.startswith("songmine"):
@@ -1049,31 +1179,47 @@ def main(argv: list[str] | None = None) -> int:
                 work = journal.folder if journal is not None else tmp / name
                 work.mkdir(parents=True, exist_ok=True)
                 try:
-                    build, outcomes = run_peer(peer, indexed, rows, cfg, work, durations, journal,
-                                               more=not args.partial)
+                    build, outcomes = run_peer(
+                        peer, indexed, rows, cfg, work, durations, journal, more=not args.partial
+                    )
                 except (RuntimeError, OSError, KeyboardInterrupt) as exc:
                     if journal is None or not journal.exists():
                         raise
                     n_done = len(journal.load_answers()[0])
-                    print(f"{name} stopped ({type(exc).__name__}: {str(exc)[-300:]}); {n_done} of {len(rows)} "
-                          f"queries answered are kept in {journal.folder}: --resume goes on, --partial scores them",
-                          file=sys.stderr)
+                    print(
+                        f"{name} stopped ({type(exc).__name__}: {str(exc)[-300:]}); {n_done} of {len(rows)} "
+                        f"queries answered are kept in {journal.folder}: --resume goes on, --partial scores them",
+                        file=sys.stderr,
+                    )
                     return 1
-                notes.append(f"{name}: process start-up {peer.startup_seconds():.2f} s; queries in batches of "
-                             f"{peer.batch} per process, {peer.jobs} process(es) at a time")
+                notes.append(
+                    f"{name}: process start-up {peer.startup_seconds():.2f} s; queries in batches of "
+                    f"{peer.batch} per process, {peer.jobs} process(es) at a time"
+                )
                 label = name
             else:
                 raise SystemExit(f"unknown peer {name!r}")
-            reports[label] = summarise(outcomes, cfg, build=build, method=label, library=str(args.library),
-                                       n_indexed=len(indexed), n_held_out=len(held))
+            reports[label] = summarise(
+                outcomes,
+                cfg,
+                build=build,
+                method=label,
+                library=str(args.library),
+                n_indexed=len(indexed),
+                n_held_out=len(held),
+            )
             reports[label].seconds = time.perf_counter() - t0
             print(f"{label}: done in {reports[label].seconds:.0f} s", file=sys.stderr)
     # songmine first: the ratios under the table are against the first column
     reports = dict(sorted(reports.items(), key=lambda kv: not kv[0].startswith("songmine")))
-    text = (f"# songmine vs peers — {len(indexed)} tracks indexed, {len(held)} held out, "
-            f"{len(specs)} queries, seed {cfg.seed} ({time.perf_counter() - t_all:.0f} s)\n\n"
-            "Top-1 % per condition × duration (same queries for every system).\n\n"
-            + side_by_side(reports, cfg) + "".join(f"\n{n}" for n in notes) + "\n")
+    text = (
+        f"# songmine vs peers — {len(indexed)} tracks indexed, {len(held)} held out, "
+        f"{len(specs)} queries, seed {cfg.seed} ({time.perf_counter() - t_all:.0f} s)\n\n"
+        "Top-1 % per condition × duration (same queries for every system).\n\n"
+        + side_by_side(reports, cfg)
+        + "".join(f"\n{n}" for n in notes)
+        + "\n"
+    )
     if args.margin_table:
         ts = [float(x) for x in args.margin_table.split(",")]
         for label, rep_ in reports.items():

@@ -53,16 +53,25 @@ def generate(work: Path, n: int, n_echonest: int, k: int, seed: int, separation:
     from songmine.cluster.synthetic import write_fma_csvs
 
     nuis = write_fma_csvs.__kwdefaults__  # the generator's defaults are part of what the files hold
-    d = work / (f"fma-{n}-{n_echonest}-k{k}-s{seed}-sep{separation:g}"
-                f"-nuis{nuis.get('n_nuisance', 0)}-noise{nuis.get('noise', 1.5):g}")
+    d = work / (
+        f"fma-{n}-{n_echonest}-k{k}-s{seed}-sep{separation:g}"
+        f"-nuis{nuis.get('n_nuisance', 0)}-noise{nuis.get('noise', 1.5):g}"
+    )
     if (d / "planted.json").exists():
         print(f"reusing {d}", file=sys.stderr)
         return d
     t = time.perf_counter()
     tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_fma_csvs(tmp, n, n_echonest=n_echonest, k=k, seed=seed, separation=separation,
-                   progress=lambda m: print(f"{time.perf_counter() - t:7.1f} s  {m}", file=sys.stderr))
+    write_fma_csvs(
+        tmp,
+        n,
+        n_echonest=n_echonest,
+        k=k,
+        seed=seed,
+        separation=separation,
+        progress=lambda m: print(f"{time.perf_counter() - t:7.1f} s  {m}", file=sys.stderr),
+    )
     os.replace(tmp, d)
     return d
 
@@ -81,9 +90,18 @@ def recovery(assign_path: Path, planted: Path, info: dict, run: dict) -> list[di
         p = int(vc.index[0])
         want = info["dominant_genre"][str(p)]
         got = rep.get(int(c), {}).get("genre")
-        rows.append({"cluster": int(c), "size": len(g), "planted": p, "planted_share": float(vc.iloc[0] / len(g)),
-                     "planted_genre": want, "report_genre": got, "lift": rep.get(int(c), {}).get("lift"),
-                     "match": got == want})
+        rows.append(
+            {
+                "cluster": int(c),
+                "size": len(g),
+                "planted": p,
+                "planted_share": float(vc.iloc[0] / len(g)),
+                "planted_genre": want,
+                "report_genre": got,
+                "lift": rep.get(int(c), {}).get("lift"),
+                "match": got == want,
+            }
+        )
     return rows
 
 
@@ -110,41 +128,75 @@ def main() -> None:
     results = {"source": str(src), "planted": info, "variants": {}}
     for v in a.variants.split(","):
         table = work / f"{v}.parquet"
-        merge_args = ["catalog", "merge", str(src), "-o", str(table), "--json"] + (["--no-echonest"] if v == "all" else [])
+        merge_args = ["catalog", "merge", str(src), "-o", str(table), "--json"] + (
+            ["--no-echonest"] if v == "all" else []
+        )
         m, t_merge = _cli(merge_args, env)
         assign = work / f"{v}-assign.parquet"
         report = work / f"{v}-report.html"
-        r, t_run = _cli(["cluster", "run", str(table), "--report", str(report), "-o", str(assign), "--json",
-                         "--planted", str(src / "planted.csv"), *shlex.split(a.cluster_args)], env)
+        r, t_run = _cli(
+            [
+                "cluster",
+                "run",
+                str(table),
+                "--report",
+                str(report),
+                "-o",
+                str(assign),
+                "--json",
+                "--planted",
+                str(src / "planted.csv"),
+                *shlex.split(a.cluster_args),
+            ],
+            env,
+        )
         results["variants"][v] = {
             "merge": {"seconds": round(t_merge, 1), "rows": m["rows"], "columns": m["columns"], "inputs": m["inputs"]},
-            "run": {"seconds": round(t_run, 1), "k": r["k"], "choose_k": (r.get("choose_k") or {}).get("reason"),
-                    "truth": r.get("planted_truth"), "report": str(report),
-                    "inputs": r["inputs"], "components": r["reduction"].get("n_components")},
+            "run": {
+                "seconds": round(t_run, 1),
+                "k": r["k"],
+                "choose_k": (r.get("choose_k") or {}).get("reason"),
+                "truth": r.get("planted_truth"),
+                "report": str(report),
+                "inputs": r["inputs"],
+                "components": r["reduction"].get("n_components"),
+            },
             "clusters": recovery(assign, src / "planted.csv", info, r),
         }
     if a.json:
         print(json.dumps(results, indent=1))
         return
-    print(f"planted: {info['n_tracks']:,} tracks ({info['n_echonest']:,} with echonest), k = {info['k']}, "
-          f"separation {info['separation']}, genre strength {info['genre_strength']}, seed {info['seed']}")
+    print(
+        f"planted: {info['n_tracks']:,} tracks ({info['n_echonest']:,} with echonest), k = {info['k']}, "
+        f"separation {info['separation']}, genre strength {info['genre_strength']}, seed {info['seed']}"
+    )
     for v, res in results["variants"].items():
         m, r = res["merge"], res["run"]
-        print(f"\n== {v}: songmine catalog merge{' --no-echonest' if v == 'all' else ''} "
-              f"→ {m['rows']:,} rows × {m['columns']:,} columns ({m['seconds']} s)")
+        print(
+            f"\n== {v}: songmine catalog merge{' --no-echonest' if v == 'all' else ''} "
+            f"→ {m['rows']:,} rows × {m['columns']:,} columns ({m['seconds']} s)"
+        )
         for i in m["inputs"]:
             print(f"   {i['table']:9} rows {i['rows']:>8,}  kept {i['kept']:>8,}  dropped {i['dropped']:>8,}")
         t = r["truth"] or {}
-        print(f"   cluster run ({r['seconds']} s): {r['inputs']['n_columns']} audio features → {r['components']} "
-              f"PCA components, k = {r['k']} ({r['choose_k']})")
-        print(f"   recovery: ARI {t.get('ari', float('nan')):.3f}  NMI {t.get('nmi', float('nan')):.3f}  "
-              f"(planted k {t.get('n_planted')}, found k {t.get('k_found')})")
-        print(f"   {'cluster':>7} {'size':>7} {'planted':>7} {'share':>6}  {'planted genre':15} {'report genre':15} "
-              f"{'lift':>5}  ok")
+        print(
+            f"   cluster run ({r['seconds']} s): {r['inputs']['n_columns']} audio features → {r['components']} "
+            f"PCA components, k = {r['k']} ({r['choose_k']})"
+        )
+        print(
+            f"   recovery: ARI {t.get('ari', float('nan')):.3f}  NMI {t.get('nmi', float('nan')):.3f}  "
+            f"(planted k {t.get('n_planted')}, found k {t.get('k_found')})"
+        )
+        print(
+            f"   {'cluster':>7} {'size':>7} {'planted':>7} {'share':>6}  {'planted genre':15} {'report genre':15} "
+            f"{'lift':>5}  ok"
+        )
         for c in res["clusters"]:
-            print(f"   {c['cluster']:>7} {c['size']:>7,} {c['planted']:>7} {c['planted_share']:>6.1%}  "
-                  f"{c['planted_genre']:15} {str(c['report_genre']):15} {c['lift'] or 0:>5.1f}  "
-                  f"{'✓' if c['match'] else '✗'}")
+            print(
+                f"   {c['cluster']:>7} {c['size']:>7,} {c['planted']:>7} {c['planted_share']:>6.1%}  "
+                f"{c['planted_genre']:15} {str(c['report_genre']):15} {c['lift'] or 0:>5.1f}  "
+                f"{'✓' if c['match'] else '✗'}"
+            )
         ok = sum(c["match"] for c in res["clusters"])
         print(f"   representative genre = planted genre for {ok} of {len(res['clusters'])} clusters")
 

@@ -32,7 +32,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import git_commit, markdown_table
 
 
@@ -81,7 +80,9 @@ def main() -> None:
     ap.add_argument("--clip", required=True, help="an audio file of an indexed track")
     ap.add_argument("--offset", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--max-hits", type=int, default=500_000, help="the dense lookup's hit budget (SearchConfig.max_hits)")
+    ap.add_argument(
+        "--max-hits", type=int, default=500_000, help="the dense lookup's hit budget (SearchConfig.max_hits)"
+    )
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -89,8 +90,8 @@ def main() -> None:
         return child(args)
 
     from songmine.fingerprint import scoring
-    from songmine.fingerprint.scoring import distinct_votes, vote
     from songmine.fingerprint.index import Index
+    from songmine.fingerprint.scoring import distinct_votes, vote
 
     rows = []
     with Index(args.index) as index:
@@ -102,7 +103,9 @@ def main() -> None:
         for a, b in zip(seg.bounds(keys), plain()):
             assert np.array_equal(a, b), "fenced bounds differ from np.searchsorted"
         ref, new = _median_ms(plain, args.repeats), _median_ms(lambda: seg.bounds(keys), args.repeats)
-        rows.append([f"fence search, {keys.size:,} keys, {len(seg):,} postings", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"])
+        rows.append(
+            [f"fence search, {keys.size:,} keys, {len(seg):,} postings", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"]
+        )
 
         qpos, tr, tt = index.lookup(h, max_hits=args.max_hits)
         tracks, offsets, votes, _, _ = vote(t, qpos, tr, tt)
@@ -117,20 +120,44 @@ def main() -> None:
         finally:
             scoring._LUT_MAX_TRACK = saved
         new = _median_ms(dv, args.repeats)
-        rows.append([f"distinct_votes, {qpos.size:,} hits, 10 candidates", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"])
+        rows.append(
+            [f"distinct_votes, {qpos.size:,} hits, 10 candidates", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"]
+        )
 
-    cmd = [sys.executable, __file__, "--child", "--index", args.index, "--clip", args.clip, "--offset", str(args.offset),
-           "--seconds", str(args.seconds), "--max-hits", str(args.max_hits), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--index",
+        args.index,
+        "--clip",
+        args.clip,
+        "--offset",
+        str(args.offset),
+        "--seconds",
+        str(args.seconds),
+        "--max-hits",
+        str(args.max_hits),
+        "--repeats",
+        str(args.repeats),
+    ]
     heap = {}
     for mode in ("0", "1"):
-        out = subprocess.run(cmd, env={**os.environ, "SONGMINE_KEEP_HEAP": mode}, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            cmd, env={**os.environ, "SONGMINE_KEEP_HEAP": mode}, capture_output=True, text=True, check=True
+        )
         heap[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     assert heap["0"]["hits"] == heap["1"]["hits"] and heap["0"]["top_votes"] == heap["1"]["top_votes"]
     ref, new = heap["0"]["ms"], heap["1"]["ms"]
-    rows.append([f"dense lookup + vote, {heap['1']['hits']:,} hits: heap kept", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"])
+    rows.append(
+        [f"dense lookup + vote, {heap['1']['hits']:,} hits: heap kept", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"]
+    )
 
-    markdown_table(f"search costs, CPU ms (median of {args.repeats}), main {git_commit()}, load {os.getloadavg()[0]:.1f}",
-                   ["step", "reference", "now", "now / reference"], rows)
+    markdown_table(
+        f"search costs, CPU ms (median of {args.repeats}), main {git_commit()}, load {os.getloadavg()[0]:.1f}",
+        ["step", "reference", "now", "now / reference"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from _common import git_commit, library_or_demo, markdown_table
+from _common import git_commit, markdown_table
 
 
 def version4_copy(src: Path, dest: Path) -> Path:
@@ -71,8 +70,9 @@ def reference_index(rev: str, work: Path):
     root = Path(__file__).resolve().parent.parent
     dest = work / f"reference-{rev}"
     if not (dest / "songmine_ref").exists():
-        tar = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "src/songmine"],
-                             capture_output=True, check=True).stdout
+        tar = subprocess.run(
+            ["git", "-C", str(root), "archive", "--format=tar", rev, "src/songmine"], capture_output=True, check=True
+        ).stdout
         shutil.rmtree(dest, ignore_errors=True)
         with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
             tf.extractall(dest, filter="data")
@@ -93,8 +93,8 @@ def _same_hits(a, b) -> bool:
 def queries(files: list[Path], config, n_clips: int, seconds: float, seed: int):
     """(kind, hashes, max_per_hash, max_hits) of every lookup identify makes for a non-member clip."""
     from songmine import audio
-    from songmine.fingerprint.search import SearchConfig, expand_query
     from songmine.fingerprint.landmarks import fingerprint, speed_fingerprinter
+    from songmine.fingerprint.search import SearchConfig, expand_query
 
     sc = SearchConfig()
     rng = np.random.default_rng(seed)
@@ -106,15 +106,21 @@ def queries(files: list[Path], config, n_clips: int, seconds: float, seed: int):
         prints = speed_fingerprinter(y, config)
         for s in sc.speeds:  # loop over speed factors
             out.append(("coarse", expand_query(*prints(s), sc.dt_jitter)[0], sc.max_per_hash, sc.coarse_max_hits))
-        out.append(("dense", expand_query(*fingerprint(y, config, query=True), sc.dt_jitter)[0], sc.max_per_hash,
-                    sc.max_hits))
+        out.append(
+            ("dense", expand_query(*fingerprint(y, config, query=True), sc.dt_jitter)[0], sc.max_per_hash, sc.max_hits)
+        )
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--index", action="append", required=True, type=Path,
-                    help="an index (repeatable); the first is the one the others must equal (e.g. the compacted)")
+    ap.add_argument(
+        "--index",
+        action="append",
+        required=True,
+        type=Path,
+        help="an index (repeatable); the first is the one the others must equal (e.g. the compacted)",
+    )
     ap.add_argument("--library", type=Path, required=True, help="audio files the clips are cut from")
     ap.add_argument("--work", type=Path, required=True, help="where the version-4 copies go (reused when there)")
     ap.add_argument("--reference", required=True, help="git revision of the code before the packed format")
@@ -169,18 +175,40 @@ def main() -> None:
         size5 = sum(f.stat().st_size for f in (ix.path / "segments").iterdir())
         for kind in dict.fromkeys(q[0] for q in qs):
             med = {name: 1e3 * float(np.median(times[(kind, name)])) for name in cells}
-            rows.append([f"{ix.path} ({ix.n_segments} seg, {ix.n_postings / 1e6:.1f} M; {size4 / 1e9:.2f} → "
-                         f"{size5 / 1e9:.2f} GB)", kind, len(hits[kind]), f"{np.median(hits[kind]):,.0f}",
-                         f"{med['before']:.2f}", f"{med['now, v4']:.2f}", f"{med['now']:.2f}",
-                         f"{med['now'] / med['before']:.2f}", f"{med['now'] / med['now, v4']:.2f}"])
+            rows.append(
+                [
+                    f"{ix.path} ({ix.n_segments} seg, {ix.n_postings / 1e6:.1f} M; {size4 / 1e9:.2f} → "
+                    f"{size5 / 1e9:.2f} GB)",
+                    kind,
+                    len(hits[kind]),
+                    f"{np.median(hits[kind]):,.0f}",
+                    f"{med['before']:.2f}",
+                    f"{med['now, v4']:.2f}",
+                    f"{med['now']:.2f}",
+                    f"{med['now'] / med['before']:.2f}",
+                    f"{med['now'] / med['now, v4']:.2f}",
+                ]
+            )
         before.close()
         now4.close()
-    markdown_table(f"Index.lookup, CPU ms per lookup (median of {args.repeats} passes), {args.clips} clips of "
-                   f"{args.seconds:g} s x (11 coarse + 1 dense); before = {args.reference} on a version-4 copy; "
-                   f"songmine {git_commit()}, load {os.getloadavg()[0]:.1f}; results equal across the three and "
-                   f"to the first index",
-                   ["index (segments, postings; v4 → v5 bytes)", "lookup", "n", "median hits", "before ms",
-                    "now on v4 ms", "now ms", "now / before", "now / now on v4"], rows)
+    markdown_table(
+        f"Index.lookup, CPU ms per lookup (median of {args.repeats} passes), {args.clips} clips of "
+        f"{args.seconds:g} s x (11 coarse + 1 dense); before = {args.reference} on a version-4 copy; "
+        f"songmine {git_commit()}, load {os.getloadavg()[0]:.1f}; results equal across the three and "
+        f"to the first index",
+        [
+            "index (segments, postings; v4 → v5 bytes)",
+            "lookup",
+            "n",
+            "median hits",
+            "before ms",
+            "now on v4 ms",
+            "now ms",
+            "now / before",
+            "now / now on v4",
+        ],
+        rows,
+    )
     for ix in now:
         ix.close()
 

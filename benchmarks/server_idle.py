@@ -41,7 +41,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit
 
 
@@ -95,7 +94,10 @@ class Attackers:
             self._open("idle")
         for _ in range(n_slow):
             self._open("slow")
-        self.threads = [threading.Thread(target=self._watch, daemon=True), threading.Thread(target=self._trickle, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._watch, daemon=True),
+            threading.Thread(target=self._trickle, daemon=True),
+        ]
         for t in self.threads:
             t.start()
 
@@ -196,8 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = os.pathsep.join([str(Path(args.src).resolve()), env.get("PYTHONPATH", "")])
-    cmd = [sys.executable, "-c", "from songmine.cli import main; main()",
-           "serve", "--index", args.index, "--port", str(port), *args.serve_arg]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from songmine.cli import main; main()",
+        "serve",
+        "--index",
+        args.index,
+        "--port",
+        str(port),
+        *args.serve_arg,
+    ]
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
@@ -257,46 +268,73 @@ def main(argv: list[str] | None = None) -> int:
         drops = attackers.drops
         statuses = Counter(st for _, _, st in results)
         ok_ms = [ms for _, ms, st in results if st == "200 right"]
-        first_bytes = Counter((kind, got.split(b"\r\n", 1)[0].decode(errors="replace") or "(closed, nothing sent)")
-                              for kind, _, got in drops)
+        first_bytes = Counter(
+            (kind, got.split(b"\r\n", 1)[0].decode(errors="replace") or "(closed, nothing sent)")
+            for kind, _, got in drops
+        )
         drop_s = {kind: [s for kd, s, _ in drops if kd == kind] for kind in ("idle", "slow")}
         res = {
-            "commit": git_commit(), "server_src": args.src or "this checkout",
+            "commit": git_commit(),
+            "server_src": args.src or "this checkout",
             "machine": f"{platform.node()} {os.cpu_count()} cpu, load {os.getloadavg()[0]:.1f}",
-            "serve_args": args.serve_arg, "idle": args.idle, "slow": args.slow, "reopen": args.reopen,
-            "seconds": args.seconds, "open_attackers_s": round(t_attack, 2),
-            "requests": len(results), "statuses": dict(statuses),
-            "ref_p50_ms": _pct(ref_ms, 50), "p50_ms": _pct(ok_ms, 50), "p99_ms": _pct(ok_ms, 99),
-            "dropped": len(drops), "still_open_at_end": still_open,
+            "serve_args": args.serve_arg,
+            "idle": args.idle,
+            "slow": args.slow,
+            "reopen": args.reopen,
+            "seconds": args.seconds,
+            "open_attackers_s": round(t_attack, 2),
+            "requests": len(results),
+            "statuses": dict(statuses),
+            "ref_p50_ms": _pct(ref_ms, 50),
+            "p50_ms": _pct(ok_ms, 50),
+            "p99_ms": _pct(ok_ms, 99),
+            "dropped": len(drops),
+            "still_open_at_end": still_open,
             "attackers_open_median": statistics.median(open_counts) if open_counts else None,
             "drop_s_median": {k: (statistics.median(v) if v else None) for k, v in drop_s.items()},
             "drop_s_max": {k: (max(v) if v else None) for k, v in drop_s.items()},
             "first_line": {f"{k[0]}: {k[1]}": n for k, n in first_bytes.items()},
-            "open_failures": attackers.open_failures, "server_cpu_s": round(server_cpu, 2),
+            "open_failures": attackers.open_failures,
+            "server_cpu_s": round(server_cpu, 2),
             "drop_s_min": {k: (min(v) if v else None) for k, v in drop_s.items()},
         }
         n_ok = statuses.get("200 right", 0)
         print()
         print("| measure | value |\n|---|---|")
-        print(f"| server | {res['server_src']} (commit of the benchmark {res['commit']}), args {args.serve_arg or 'defaults'} |")
+        print(
+            f"| server | {res['server_src']} (commit of the benchmark {res['commit']}), args {args.serve_arg or 'defaults'} |"
+        )
         print(f"| machine | {res['machine']} |")
-        print(f"| attackers | {args.idle} idle + {args.slow} slow-header (a line every {args.slow_every:g} s)"
-              f"{', reconnecting when dropped' if args.reopen else ''}; opened in {t_attack:.1f} s |")
-        print(f"| client requests under attack ({args.seconds:g} s) | {len(results)}: "
-              + ", ".join(f"{n} × {st}" for st, n in statuses.most_common()) + " |")
+        print(
+            f"| attackers | {args.idle} idle + {args.slow} slow-header (a line every {args.slow_every:g} s)"
+            f"{', reconnecting when dropped' if args.reopen else ''}; opened in {t_attack:.1f} s |"
+        )
+        print(
+            f"| client requests under attack ({args.seconds:g} s) | {len(results)}: "
+            + ", ".join(f"{n} × {st}" for st, n in statuses.most_common())
+            + " |"
+        )
         print(f"| client answered right | {n_ok} / {len(results)} ({100 * n_ok / max(len(results), 1):.0f} %) |")
         print(f"| reference: the client alone, p50 | {res['ref_p50_ms']:.0f} ms ({len(ref_ms)}/{len(ref)} right) |")
         if ok_ms:
-            print(f"| under attack: p50 / p99 of right answers | {res['p50_ms']:.0f} / {res['p99_ms']:.0f} ms "
-                  f"({res['p50_ms'] / res['ref_p50_ms']:.2f}× alone) |")
+            print(
+                f"| under attack: p50 / p99 of right answers | {res['p50_ms']:.0f} / {res['p99_ms']:.0f} ms "
+                f"({res['p50_ms'] / res['ref_p50_ms']:.2f}× alone) |"
+            )
         for kind in ("idle", "slow"):
             v = drop_s[kind]
             if v:
-                print(f"| {kind} attackers dropped by the server | {len(v)}; open for min {min(v):.1f} / median "
-                      f"{statistics.median(v):.1f} / max {max(v):.1f} s; {sum(x < 1.0 for x in v)} within 1 s |")
+                print(
+                    f"| {kind} attackers dropped by the server | {len(v)}; open for min {min(v):.1f} / median "
+                    f"{statistics.median(v):.1f} / max {max(v):.1f} s; {sum(x < 1.0 for x in v)} within 1 s |"
+                )
             else:
                 print(f"| {kind} attackers dropped by the server | 0 |")
-        print(f"| what the dropped attackers got | " + "; ".join(f"{k[0]}: {k[1]} × {n}" for k, n in first_bytes.most_common()) + " |")
+        print(
+            "| what the dropped attackers got | "
+            + "; ".join(f"{k[0]}: {k[1]} × {n}" for k, n in first_bytes.most_common())
+            + " |"
+        )
         print(f"| attackers open at the end | {still_open} |")
         print(f"| server CPU during the attack | {server_cpu:.1f} s in {args.seconds:g} s |")
         print()

@@ -66,7 +66,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit, library_or_demo, markdown_table
 
 STAGES = ("receive", "decode", "resample", "fingerprint", "search", "respond")
@@ -101,10 +100,18 @@ def _encode(y: np.ndarray, sr: int, fmt: str) -> bytes:
 
 def _request(path: str, body: bytes, filename: str, ctype: str, host: str, extra: str = "") -> bytes:
     """A complete HTTP/1.1 multipart POST, prepared once: sending it costs the client nothing."""
-    part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {ctype}\r\n\r\n").encode() + body + f"\r\n--{BOUNDARY}--\r\n".encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(part)}\r\n\r\n")
+    part = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(part)}\r\n\r\n"
+    )
     return head.encode() + part
 
 
@@ -252,8 +259,17 @@ class Server:
             cmd = [exe, "serve", "--index", str(index), "--port", str(self.port), "--server-timing", *args]
         else:  # another source tree (an older revision): no stages
             env["PYTHONPATH"] = str(Path(src).resolve())
-            cmd = [sys.executable, "-c", "import sys; from songmine.cli import main; sys.exit(main())",
-                   "serve", "--index", str(index), "--port", str(self.port), *args]
+            cmd = [
+                sys.executable,
+                "-c",
+                "import sys; from songmine.cli import main; sys.exit(main())",
+                "serve",
+                "--index",
+                str(index),
+                "--port",
+                str(self.port),
+                *args,
+            ]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
         health = f"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode()
         t0 = time.monotonic()
@@ -294,8 +310,15 @@ def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def run_clients(server: Server, requests: list[tuple[int, bytes]], n_clients: int, *, seconds: float | None = None,
-                total: int | None = None, stop: threading.Event | None = None) -> dict:
+def run_clients(
+    server: Server,
+    requests: list[tuple[int, bytes]],
+    n_clients: int,
+    *,
+    seconds: float | None = None,
+    total: int | None = None,
+    stop: threading.Event | None = None,
+) -> dict:
     """``n_clients`` clients send requests back to back (for ``seconds``, or ``total`` requests in all)."""
     lat: list[float] = []
     stages: dict[str, float] = defaultdict(float)
@@ -354,23 +377,58 @@ def run_clients(server: Server, requests: list[tuple[int, bytes]], n_clients: in
     per = {k: v / max(timed[0], 1) for k, v in stages.items()}
     server_ms = 1000 * cpu / max(n, 1)
     return {
-        "clients": n_clients, "requests": n, "errors": len(errors), "error_samples": errors[:3],
-        "seconds": round(wall, 1), "rps": n / wall, "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95),
-        "p99_ms": _pct(lat, 99), "server_cores": cpu / wall, "server_cpu_ms": server_ms,
-        "stages_ms": {k: per.get(k, 0.0) for k in STAGES}, "rest_ms": server_ms - sum(per.get(k, 0.0) for k in STAGES),
-        "client_cores": mine / wall, "load": os.getloadavg()[0],
+        "clients": n_clients,
+        "requests": n,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "seconds": round(wall, 1),
+        "rps": n / wall,
+        "p50_ms": _pct(lat, 50),
+        "p95_ms": _pct(lat, 95),
+        "p99_ms": _pct(lat, 99),
+        "server_cores": cpu / wall,
+        "server_cpu_ms": server_ms,
+        "stages_ms": {k: per.get(k, 0.0) for k in STAGES},
+        "rest_ms": server_ms - sum(per.get(k, 0.0) for k in STAGES),
+        "client_cores": mine / wall,
+        "load": os.getloadavg()[0],
     }
 
 
 def _row(label: str, r: dict) -> list:
     st = r["stages_ms"]
-    return [label, r["clients"], f"{r['rps']:.1f}", f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
-            f"{r['server_cores']:.2f}", f"{r['server_cpu_ms']:.1f}", *(f"{st[k]:.2f}" for k in STAGES),
-            f"{r['rest_ms']:.2f}", r["errors"], f"{r['client_cores']:.2f}", f"{r['load']:.1f}"]
+    return [
+        label,
+        r["clients"],
+        f"{r['rps']:.1f}",
+        f"{r['p50_ms']:.0f}",
+        f"{r['p95_ms']:.0f}",
+        f"{r['p99_ms']:.0f}",
+        f"{r['server_cores']:.2f}",
+        f"{r['server_cpu_ms']:.1f}",
+        *(f"{st[k]:.2f}" for k in STAGES),
+        f"{r['rest_ms']:.2f}",
+        r["errors"],
+        f"{r['client_cores']:.2f}",
+        f"{r['load']:.1f}",
+    ]
 
 
-HEADER = ["server", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "server cores", "CPU ms/req",
-          *(f"{k} ms" for k in STAGES), "rest ms", "errors", "client cores", "load avg"]
+HEADER = [
+    "server",
+    "clients",
+    "req/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "server cores",
+    "CPU ms/req",
+    *(f"{k} ms" for k in STAGES),
+    "rest ms",
+    "errors",
+    "client cores",
+    "load avg",
+]
 
 
 def _median_result(rs: list[dict]) -> dict:
@@ -405,7 +463,9 @@ def soak(args, index: Path, requests, extra: list[Path], token: str) -> dict:
             while not stop.wait(args.writer_every):
                 if i == len(pool):  # all in: remove them, start over
                     for tid in added:
-                        st = conn.exchange(f"DELETE /api/tracks/{tid} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode())[0]
+                        st = conn.exchange(f"DELETE /api/tracks/{tid} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode())[
+                            0
+                        ]
                         writes.append((time.perf_counter() - t0, "delete", st))
                     added, i = [], 0
                     continue
@@ -443,6 +503,7 @@ def _print_soak(res: dict, args) -> None:
     pids = sorted({p for _, d in samples for p in d})
     names = {p: f"worker {i} ({p})" for i, p in enumerate(pids)}
     step = max(1, len(samples) // 20)
+
     def cell(d: dict, p: int) -> str:
         return "—" if p not in d else f"{d[p][0]:.0f} ({d[p][1]:.0f} + {d[p][2]:.0f})"
 
@@ -459,10 +520,19 @@ def _print_soak(res: dict, args) -> None:
             if len(pts) > 2:
                 ts, vs = np.array(pts).T
                 slope = np.polyfit(ts, vs, 1)[0] * 60
-                growth.append([names[p], kind, f"{pts[0][1]:.0f}", f"{pts[-1][1]:.0f}", f"{slope:+.2f}",
-                               f"{max(v for _, v in pts):.0f}"])
-    markdown_table("Memory over the second half", ["worker", "kind", "start MB", "end MB", "trend MB/min", "max MB"],
-                   growth)
+                growth.append(
+                    [
+                        names[p],
+                        kind,
+                        f"{pts[0][1]:.0f}",
+                        f"{pts[-1][1]:.0f}",
+                        f"{slope:+.2f}",
+                        f"{max(v for _, v in pts):.0f}",
+                    ]
+                )
+    markdown_table(
+        "Memory over the second half", ["worker", "kind", "start MB", "end MB", "trend MB/min", "max MB"], growth
+    )
     adds = sum(1 for _, k, s in res["writes"] if k == "add" and s in (200, 201))
     dels = sum(1 for _, k, s in res["writes"] if k == "delete" and s == 204)
     bad = [(k, s) for _, k, s in res["writes"] if s not in (200, 201, 204)]
@@ -480,7 +550,7 @@ def _print_soak(res: dict, args) -> None:
             line = ax.plot(*zip(*pts), label=names[p])[0]
             pts = [(t / 60, d[p][1]) for t, d in samples if p in d]
             ax.plot(*zip(*pts), color=line.get_color(), ls="--", label=f"{names[p]}, anonymous")
-        for t, k, s in res["writes"]:
+        for t, _kind, _size in res["writes"]:
             ax.axvline(t / 60, color="0.85", lw=0.6, zorder=0)
         ax.set_xlabel("minutes (grey: a track added or removed)")
         ax.set_ylabel("RSS, MB")
@@ -504,17 +574,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-s", type=float, default=10.0)
     ap.add_argument("--format", choices=("wav", "webm"), default="wav")
     ap.add_argument("--n-clips", type=int, default=24, help="distinct query clips (cycled)")
-    ap.add_argument("--compare", action="append", default=[],
-                    help="another server configuration: extra `songmine serve` arguments (repeatable)")
-    ap.add_argument("--baseline", metavar="SRC",
-                    help="also serve from this source folder (e.g. an older revision exported with `git archive`)")
-    ap.add_argument("--baseline-args", action="append", default=[],
-                    help="a configuration of the --baseline server: its extra arguments (repeatable; default: none)")
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        help="another server configuration: extra `songmine serve` arguments (repeatable)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also serve from this source folder (e.g. an older revision exported with `git archive`)",
+    )
+    ap.add_argument(
+        "--baseline-args",
+        action="append",
+        default=[],
+        help="a configuration of the --baseline server: its extra arguments (repeatable; default: none)",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="each configuration this many times, interleaved")
     ap.add_argument("--soak", type=float, default=0.0, help="seconds of soak (default server, a writer adding tracks)")
     ap.add_argument("--writer-every", type=float, default=10.0, help="soak: seconds between two adds")
-    ap.add_argument("--writer-tracks", type=int, default=0,
-                    help="soak: the writer cycles over this many of the other files (default: all of them)")
+    ap.add_argument(
+        "--writer-tracks",
+        type=int,
+        default=0,
+        help="soak: the writer cycles over this many of the other files (default: all of them)",
+    )
     ap.add_argument("--sample-every", type=float, default=5.0, help="soak: seconds between two RSS samples")
     ap.add_argument("--plot", help="soak: write the RSS plot to this PNG")
     ap.add_argument("--seed", type=int, default=7)
@@ -540,14 +625,19 @@ def main(argv: list[str] | None = None) -> int:
         with Index(work / "index", create=True) as ix:
             rep = index_files(ix, base, jobs=args.jobs)
             tracks, sr = ix.tracks(), ix.config.sr
-        print(f"indexed {rep.added} tracks ({rep.audio_seconds / 60:.1f} min of audio) in "
-              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(
+            f"indexed {rep.added} tracks ({rep.audio_seconds / 60:.1f} min of audio) in "
+            f"{time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
         ctype = {"wav": "audio/wav", "webm": "audio/webm"}[args.format]
         clips = []
         for k in range(args.n_clips):
             t = tracks[k % len(tracks)]
             off = rng.uniform(0, max(t.duration_s - args.clip_s - 1, 0))
-            clips.append((t.track_id, _encode(load(t.path, sr=22050, offset=off, duration=args.clip_s), 22050, args.format)))
+            clips.append(
+                (t.track_id, _encode(load(t.path, sr=22050, offset=off, duration=args.clip_s), 22050, args.format))
+            )
 
         # reference: the same clips decoded and identified in this process (no HTTP)
         with Index(work / "index") as ix:
@@ -561,22 +651,34 @@ def main(argv: list[str] | None = None) -> int:
                     assert res.matches and res.matches[0].track_id == tid, res
         ref = statistics.median(ref_ms)
 
-        requests = [(tid, _request("/api/identify", body, f"clip.{args.format}", ctype, "localhost"))
-                    for tid, body in clips]
+        requests = [
+            (tid, _request("/api/identify", body, f"clip.{args.format}", ctype, "localhost")) for tid, body in clips
+        ]
 
         header = {
-            "commit": git_commit(), "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
-            "load_start": os.getloadavg()[0], "tracks": len(tracks), "clip": f"{args.clip_s:g}-s {args.format}",
+            "commit": git_commit(),
+            "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
+            "load_start": os.getloadavg()[0],
+            "tracks": len(tracks),
+            "clip": f"{args.clip_s:g}-s {args.format}",
             "reference_cpu_ms": ref,
         }
         if args.soak:
             res = soak(args, work / "index", requests, extra, token)
-            print(f"\nsoak: {args.soak:g} s, {args.clients} clients, a track added every {args.writer_every:g} s; "
-                  f"commit {header['commit']}; {header['machine']}, load average {os.getloadavg()[0]:.1f}")
+            print(
+                f"\nsoak: {args.soak:g} s, {args.clients} clients, a track added every {args.writer_every:g} s; "
+                f"commit {header['commit']}; {header['machine']}, load average {os.getloadavg()[0]:.1f}"
+            )
             _print_soak(res, args)
             print()
-            print(json.dumps({**header, "soak": {**res, "samples": [[t, {str(k): v for k, v in d.items()}]
-                                                                   for t, d in res["samples"]]}}))
+            print(
+                json.dumps(
+                    {
+                        **header,
+                        "soak": {**res, "samples": [[t, {str(k): v for k, v in d.items()}] for t, d in res["samples"]]},
+                    }
+                )
+            )
             return 0 if res["load"]["errors"] == 0 else 1
 
         configs = [("default", [], None)] + [(c, shlex.split(c), None) for c in args.compare]
@@ -594,20 +696,26 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                 results[name]["one"].append(one)
                 results[name]["load"].append(many)
-                print(f"round {rnd + 1}, {name}: {many['rps']:.1f} req/s, p99 {many['p99_ms']:.0f} ms, "
-                      f"{many['server_cpu_ms']:.1f} ms CPU/req, load {many['load']:.1f}", file=sys.stderr)
+                print(
+                    f"round {rnd + 1}, {name}: {many['rps']:.1f} req/s, p99 {many['p99_ms']:.0f} ms, "
+                    f"{many['server_cpu_ms']:.1f} ms CPU/req, load {many['load']:.1f}",
+                    file=sys.stderr,
+                )
         rows = []
         for name, _, _ in configs:
             for phase in ("one", "load"):
                 rows.append(_row(name, _median_result(results[name][phase])))
-        print(f"\ncommit {header['commit']}; {header['machine']}; load average {header['load_start']:.1f} at start, "
-              f"{os.getloadavg()[0]:.1f} at end; index of {len(tracks)} tracks; {args.clip_s:g}-s {args.format} clips; "
-              f"{args.rounds} round(s) of {args.seconds:g} s per configuration (medians)")
+        print(
+            f"\ncommit {header['commit']}; {header['machine']}; load average {header['load_start']:.1f} at start, "
+            f"{os.getloadavg()[0]:.1f} at end; index of {len(tracks)} tracks; {args.clip_s:g}-s {args.format} clips; "
+            f"{args.rounds} round(s) of {args.seconds:g} s per configuration (medians)"
+        )
         print(f"reference: load() + identify() in one process, no HTTP: {ref:.1f} ms CPU per clip")
         if args.baseline:
             print(f"baseline: the server of {args.baseline} (reports no stages: their columns are 0)")
-        markdown_table("Requests (CPU per request: the server's processes; stages as the server measured them)",
-                       HEADER, rows)
+        markdown_table(
+            "Requests (CPU per request: the server's processes; stages as the server measured them)", HEADER, rows
+        )
         print()
         print(json.dumps({**header, "results": results}))
         bad = sum(r["errors"] for v in results.values() for rs in v.values() for r in rs)

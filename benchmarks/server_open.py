@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import git_commit, markdown_table
 
 
@@ -89,8 +88,16 @@ def one_round(index: Path, clips: list[bytes]) -> dict:
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-c", "from songmine.cli import main; main()", "serve", "--index", str(index),
-           "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from songmine.cli import main; main()",
+        "serve",
+        "--index",
+        str(index),
+        "--port",
+        str(port),
+    ]
     log = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
@@ -104,8 +111,7 @@ def one_round(index: Path, clips: list[bytes]) -> dict:
                     pass
                 if proc.poll() is not None or time.perf_counter() - t0 > 600:
                     log.seek(0)
-                    raise SystemExit(f"server on {index} did not start: "
-                                     + log.read().decode(errors="replace")[-2000:])
+                    raise SystemExit(f"server on {index} did not start: " + log.read().decode(errors="replace")[-2000:])
                 time.sleep(0.01)
         out = {"ready_s": time.perf_counter() - t0, "ready_cpu_s": _cpu_s(proc.pid), "ready": _status(proc.pid)}
         ms = []
@@ -143,24 +149,48 @@ def main() -> None:
     rows = []
     for path in args.index:  # loop over indexes
         with Index(path) as ix:
-            desc = (f"{path.name} ({ix.duration_s / 3600:,.1f} h, {ix.n_tracks:,} tracks, {ix.n_segments} seg, "
-                    f"{ix.size_bytes / 1e9:.2f} GB)")
+            desc = (
+                f"{path.name} ({ix.duration_s / 3600:,.1f} h, {ix.n_tracks:,} tracks, {ix.n_segments} seg, "
+                f"{ix.size_bytes / 1e9:.2f} GB)"
+            )
         _warm(path)
         rs = [one_round(path, clips) for _ in range(args.rounds)]
 
         def med(f):
             return float(np.median([f(r) for r in rs]))
 
-        rows.append([desc, f"{med(lambda r: r['ready_s']):.2f}", f"{med(lambda r: r['ready_cpu_s']):.2f}",
-                     f"{med(lambda r: r['ready']['VmRSS']):.0f}", f"{med(lambda r: r['ready']['RssAnon']):.0f}",
-                     f"{med(lambda r: r['ready']['RssFile']):.0f}", f"{med(lambda r: r['query_ms']):.0f}",
-                     f"{med(lambda r: r['queried']['VmRSS']):.0f}", f"{med(lambda r: r['queried']['RssAnon']):.0f}",
-                     f"{med(lambda r: r['queried']['RssFile']):.0f}"])
-    markdown_table(f"songmine serve: spawn to first /api/health answer, then {args.clips} POST /api/identify of 10-s "
-                   f"WAV clips; medians of {args.rounds} fresh servers; songmine {git_commit()}, load "
-                   f"{os.getloadavg()[0]:.1f}",
-                   ["index", "ready s (wall)", "ready CPU s", "RSS MB", "anon MB", "file MB", "query ms (wall)",
-                    "RSS after MB", "anon after MB", "file after MB"], rows)
+        rows.append(
+            [
+                desc,
+                f"{med(lambda r: r['ready_s']):.2f}",
+                f"{med(lambda r: r['ready_cpu_s']):.2f}",
+                f"{med(lambda r: r['ready']['VmRSS']):.0f}",
+                f"{med(lambda r: r['ready']['RssAnon']):.0f}",
+                f"{med(lambda r: r['ready']['RssFile']):.0f}",
+                f"{med(lambda r: r['query_ms']):.0f}",
+                f"{med(lambda r: r['queried']['VmRSS']):.0f}",
+                f"{med(lambda r: r['queried']['RssAnon']):.0f}",
+                f"{med(lambda r: r['queried']['RssFile']):.0f}",
+            ]
+        )
+    markdown_table(
+        f"songmine serve: spawn to first /api/health answer, then {args.clips} POST /api/identify of 10-s "
+        f"WAV clips; medians of {args.rounds} fresh servers; songmine {git_commit()}, load "
+        f"{os.getloadavg()[0]:.1f}",
+        [
+            "index",
+            "ready s (wall)",
+            "ready CPU s",
+            "RSS MB",
+            "anon MB",
+            "file MB",
+            "query ms (wall)",
+            "RSS after MB",
+            "anon after MB",
+            "file after MB",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -146,8 +146,10 @@ def main() -> None:
         print(json.dumps(run_engine(*json.loads(args.child))))
         return
 
-    print(f"# k-means engines — {os.cpu_count()} cpus (shared), numpy {np.__version__}; "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"# k-means engines — {os.cpu_count()} cpus (shared), numpy {np.__version__}; "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     if not args.skip_part1:
         local = child("local", N_FMA, args.ks, 300, 1e-4, args.partitions)
         spark = child("spark", N_FMA, args.ks, 300, 1e-4, args.partitions)
@@ -156,26 +158,37 @@ def main() -> None:
         for k in args.ks:  # MLlib: exactly the local engine's iteration count
             mllib += child("mllib", N_FMA, [k], iters[k], None, args.partitions)
         print(f"\n## {N_FMA:,} × {D}, same k-means++ initial centres, tol = 1e-4 × mean variance\n")
-        print("| engine | k | Lloyd wall (s) | × local | iterations | s / iteration | inertia / local | "
-              "load (s) | session start (s) | driver peak RSS (MB) | JVM peak RSS (MB) |")
+        print(
+            "| engine | k | Lloyd wall (s) | × local | iterations | s / iteration | inertia / local | "
+            "load (s) | session start (s) | driver peak RSS (MB) | JVM peak RSS (MB) |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         ref = {r["k"]: r for r in local}
         for r in local + spark + mllib:
             lr = ref[r["k"]]
             jvm = f"{r['jvm_peak_mb']:.0f}" if r.get("jvm_peak_mb") else "—"
-            name = {"local": "local (numpy, Hamerly)", "spark": "Spark engine local[2]", "mllib": "MLlib local[2]"}[r["engine"]]
-            print(f"| {name} | {r['k']} | {r['s']:.2f} | {r['s'] / lr['s']:.1f} | {r['n_iter']} | "
-                  f"{r['s'] / max(r['n_iter'], 1):.3f} | {r['inertia'] / lr['inertia']:.6f} | "
-                  f"{r.get('load_s', 0):.1f} | {r['start_s']:.1f} | {r['py_peak_mb']:.0f} | {jvm} |")
+            name = {"local": "local (numpy, Hamerly)", "spark": "Spark engine local[2]", "mllib": "MLlib local[2]"}[
+                r["engine"]
+            ]
+            print(
+                f"| {name} | {r['k']} | {r['s']:.2f} | {r['s'] / lr['s']:.1f} | {r['n_iter']} | "
+                f"{r['s'] / max(r['n_iter'], 1):.3f} | {r['inertia'] / lr['inertia']:.6f} | "
+                f"{r.get('load_s', 0):.1f} | {r['start_s']:.1f} | {r['py_peak_mb']:.0f} | {jvm} |"
+            )
     if not args.skip_part2:
         print(f"\n## scaling in rows: d = {D}, k = 8, 10 iterations (tol = 0), {args.partitions} partitions\n")
-        print("| rows | local (s) | Spark local[2] (s) | Spark / local | Spark load (s) | driver peak RSS local / Spark (MB) |")
+        print(
+            "| rows | local (s) | Spark local[2] (s) | Spark / local | Spark load (s) | driver peak RSS local / Spark (MB) |"
+        )
         print("|---:|---:|---:|---:|---:|---:|")
         for n in args.rows:
             lo = child("local", n, [8], 10, None, args.partitions)[0]
             sp = child("spark", n, [8], 10, None, args.partitions)[0]
-            print(f"| {n:,} | {lo['s']:.2f} | {sp['s']:.2f} | {sp['s'] / lo['s']:.1f} | {sp['load_s']:.1f} | "
-                  f"{lo['py_peak_mb']:.0f} / {sp['py_peak_mb']:.0f} |", flush=True)
+            print(
+                f"| {n:,} | {lo['s']:.2f} | {sp['s']:.2f} | {sp['s'] / lo['s']:.1f} | {sp['load_s']:.1f} | "
+                f"{lo['py_peak_mb']:.0f} / {sp['py_peak_mb']:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -100,8 +100,12 @@ def run_local(path: Path, cfg) -> dict:
 
     t, c = time.perf_counter(), time.process_time()
     res = run(read_table(path), config=cfg)
-    return {"wall": time.perf_counter() - t, "cpu": time.process_time() - c, "n_iter": res.model["n_iter"],
-            "sizes": res.sizes}
+    return {
+        "wall": time.perf_counter() - t,
+        "cpu": time.process_time() - c,
+        "n_iter": res.model["n_iter"],
+        "sizes": res.sizes,
+    }
 
 
 def run_spark_once(session, path: Path, cfg) -> dict:
@@ -138,8 +142,9 @@ def report(out: dict, rows: int, scales: list[int], executors: list[int], k: int
     header = ["data", "rows", "local (s)"]
     for e in executors:
         header += [f"Spark {e} exec (s)", "jobs", "× local"]
-    markdown_table(f"cluster run, k={k}, {max_iter} Lloyd iterations at most, 518 features "
-                   f"(commit {out['commit']})", header, table)
+    markdown_table(
+        f"cluster run, k={k}, {max_iter} Lloyd iterations at most, 518 features (commit {out['commit']})", header, table
+    )
     # the model: local = a_l + rows·c_l ; Spark = jobs·overhead + b_s + rows·c_s/e
     x = np.array([rows_of[s] for s in scales], dtype=float)
     a_l, c_l = _fit(x, np.array([local[s]["wall"] for s in scales]))
@@ -152,14 +157,41 @@ def report(out: dict, rows: int, scales: list[int], executors: list[int], k: int
         gain = c_l - c_s
         fixed = jobs * overhead[e] + b_s - a_l
         be = fixed / gain if gain > 0 else None
-        lines.append([e, f"{overhead[e]:.3f}", f"{jobs:.0f}", f"{jobs * overhead[e]:.1f}", f"{b_s:.1f}",
-                      f"{1e6 * c_s:.1f}", f"{a_l:.1f}", f"{1e6 * c_l:.1f}",
-                      f"{be:,.0f}" if be is not None else "none: Spark's cost per row is the higher"])
-        out.setdefault("model", {})[str(e)] = {"b_spark": b_s, "c_spark": c_s, "a_local": a_l, "c_local": c_l,
-                                               "break_even_rows": be}
-    markdown_table("Spark overhead and break-even (wall = fixed + rows × per-row cost)",
-                   ["executors", "no-op job (s)", "jobs per run", "jobs × no-op (s)", "other fixed (s)",
-                    "Spark µs per row", "local fixed (s)", "local µs per row", "break-even rows"], lines)
+        lines.append(
+            [
+                e,
+                f"{overhead[e]:.3f}",
+                f"{jobs:.0f}",
+                f"{jobs * overhead[e]:.1f}",
+                f"{b_s:.1f}",
+                f"{1e6 * c_s:.1f}",
+                f"{a_l:.1f}",
+                f"{1e6 * c_l:.1f}",
+                f"{be:,.0f}" if be is not None else "none: Spark's cost per row is the higher",
+            ]
+        )
+        out.setdefault("model", {})[str(e)] = {
+            "b_spark": b_s,
+            "c_spark": c_s,
+            "a_local": a_l,
+            "c_local": c_l,
+            "break_even_rows": be,
+        }
+    markdown_table(
+        "Spark overhead and break-even (wall = fixed + rows × per-row cost)",
+        [
+            "executors",
+            "no-op job (s)",
+            "jobs per run",
+            "jobs × no-op (s)",
+            "other fixed (s)",
+            "Spark µs per row",
+            "local fixed (s)",
+            "local µs per row",
+            "break-even rows",
+        ],
+        lines,
+    )
 
 
 def main(argv=None) -> int:
@@ -179,8 +211,9 @@ def main(argv=None) -> int:
     if args.from_json:
         out = json.loads(args.from_json.read_text())
         a = out["args"]
-        report(out, int(a["rows"]), json.loads(a["scales"]), json.loads(a["executors"]), int(a["k"]),
-               int(a["max_iter"]))
+        report(
+            out, int(a["rows"]), json.loads(a["scales"]), json.loads(a["executors"]), int(a["k"]), int(a["max_iter"])
+        )
         return 0
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the cluster's JVMs are stopped on the way out
@@ -193,8 +226,13 @@ def main(argv=None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     tables = make_tables(args.rows, args.scales, root, args.seed)
     configs = {s: config_for(p, args.k, args.max_iter, args.seed) for s, p in tables.items()}
-    out = {"commit": git_commit(), "args": {k: str(v) for k, v in vars(args).items()}, "local": {}, "spark": {},
-           "overhead": {}}
+    out = {
+        "commit": git_commit(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "local": {},
+        "spark": {},
+        "overhead": {},
+    }
     for s, p in tables.items():
         out["local"][s] = min((run_local(p, configs[s]) for _ in range(args.repeats)), key=lambda x: x["wall"])
         print(f"local ×{s}: {out['local'][s]['wall']:.1f} s", flush=True)
@@ -202,8 +240,9 @@ def main(argv=None) -> int:
     with LocalCluster(workers=workers, cores=1, memory="1g") as cluster:
         try:
             for e in args.executors:
-                session = get_session(cluster.master_url, conf={"spark.cores.max": str(e),
-                                                                "spark.executor.memory": "640m"})
+                session = get_session(
+                    cluster.master_url, conf={"spark.cores.max": str(e), "spark.executor.memory": "640m"}
+                )
                 sc = session.sparkContext
                 t = time.perf_counter()
                 while sc.defaultParallelism < e and time.perf_counter() - t < 60:  # executors registered
@@ -212,8 +251,9 @@ def main(argv=None) -> int:
                 out["overhead"][e] = job_overhead(sc, args.probe_jobs)
                 print(f"{e} executor(s): {out['overhead'][e]:.3f} s per no-op job", flush=True)
                 for s, p in tables.items():  # the fastest of --repeats runs (a shared machine's noise only adds)
-                    r = min((run_spark_once(session, p, configs[s]) for _ in range(args.repeats)),
-                            key=lambda x: x["wall"])
+                    r = min(
+                        (run_spark_once(session, p, configs[s]) for _ in range(args.repeats)), key=lambda x: x["wall"]
+                    )
                     out["spark"][f"{e}x{s}"] = r
                     assert r["sizes"] == out["local"][s]["sizes"], "Spark and local runs disagree"
                     print(f"spark {e} executor(s) ×{s}: {r['wall']:.1f} s, {r['jobs']} jobs", flush=True)

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
 from _common import library_or_demo
 
 
@@ -90,10 +88,14 @@ def main(argv=None) -> int:
     t_feat = time.perf_counter() - t0
     n_mem = {kind: sum(1 for q in queries if q[0] == kind and q[2] >= 0) for kind in ("aligned", "shift0.5", "middle")}
     n_non = {kind: sum(1 for q in queries if q[0] == kind and q[2] < 0) for kind in ("aligned", "shift0.5", "middle")}
-    print(f"{len(members)} indexed tracks, {len(others)} held out; {len(queries)} queries "
-          f"(member: {n_mem}, non-member: {n_non}); features in {t_feat:.0f} s")
-    print(f"peaks per indexed 10-s window: median {np.median([p.size for p in member_peaks]):.0f} "
-          f"of {base.n_frames} frames")
+    print(
+        f"{len(members)} indexed tracks, {len(others)} held out; {len(queries)} queries "
+        f"(member: {n_mem}, non-member: {n_non}); features in {t_feat:.0f} s"
+    )
+    print(
+        f"peaks per indexed 10-s window: median {np.median([p.size for p in member_peaks]):.0f} "
+        f"of {base.n_frames} frames"
+    )
 
     thresholds = [float(t) for t in args.thresholds.split(",")]
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -105,12 +107,17 @@ def main(argv=None) -> int:
             idx.add_peaks(k, str(members[k]), p)
         results = [(kind, cond, truth, idx.query_peaks(p, top=1, threshold=1e-9)) for kind, cond, truth, p in queries]
         n_cand = {kind: np.mean([len(res.candidates) for kk, _, _, res in results if kk == kind]) for kind in n_mem}
-        buggy = np.mean([original_buggy_candidates(idx.signatures, idx.hasher.signature(p), b, r)
-                         for kind, _, _, p in queries if kind == "aligned"])
+        buggy = np.mean(
+            [
+                original_buggy_candidates(idx.signatures, idx.hasher.signature(p), b, r)
+                for kind, _, _, p in queries
+                if kind == "aligned"
+            ]
+        )
         for t in thresholds:
             for kind in ("aligned", "shift0.5", "middle"):
                 answered = right = fp = 0
-                for kk, cond, truth, res in results:
+                for kk, _cond, truth, res in results:
                     if kk != kind:
                         continue
                     top = res.candidates[0] if res.candidates else None
@@ -121,17 +128,33 @@ def main(argv=None) -> int:
                     else:
                         fp += ans
                 prec = right / answered if answered else float("nan")
-                rows.append(dict(shape=f"{b}x{r}", threshold=t, kind=kind, precision=prec,
-                                 recall=right / n_mem[kind], no_match=1 - answered / n_mem[kind],
-                                 fp=fp / max(n_non[kind], 1), cands=n_cand[kind], buggy=buggy))
+                rows.append(
+                    dict(
+                        shape=f"{b}x{r}",
+                        threshold=t,
+                        kind=kind,
+                        precision=prec,
+                        recall=right / n_mem[kind],
+                        no_match=1 - answered / n_mem[kind],
+                        fp=fp / max(n_non[kind], 1),
+                        cands=n_cand[kind],
+                        buggy=buggy,
+                    )
+                )
 
-    print("\n| b×r | threshold | query | precision | recall | no-match | FP rate (non-members) | LSH candidates / query |")
+    print(
+        "\n| b×r | threshold | query | precision | recall | no-match | FP rate (non-members) | LSH candidates / query |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for rw in rows:
-        print(f"| {rw['shape']} | {rw['threshold']:.1f} | {rw['kind']} | {rw['precision']:.3f} | {rw['recall']:.3f} | "
-              f"{rw['no_match']:.3f} | {rw['fp']:.3f} | {rw['cands']:.1f} |")
-    print("\ncandidates per aligned query: per-band tables vs the original's single 433-bucket table, "
-          f"out of {len(members)} indexed tracks")
+        print(
+            f"| {rw['shape']} | {rw['threshold']:.1f} | {rw['kind']} | {rw['precision']:.3f} | {rw['recall']:.3f} | "
+            f"{rw['no_match']:.3f} | {rw['fp']:.3f} | {rw['cands']:.1f} |"
+        )
+    print(
+        "\ncandidates per aligned query: per-band tables vs the original's single 433-bucket table, "
+        f"out of {len(members)} indexed tracks"
+    )
     print("| b×r | per-band tables | original single table |")
     print("|---|---|---|")
     for b, r in shapes:

@@ -21,21 +21,19 @@ import argparse
 import dataclasses
 import io
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import library_or_demo
 
 from songmine.audio import load
-from songmine.fingerprint.memory import MemoryIndex
-from songmine.fingerprint.search import SearchConfig, search
-from songmine.fingerprint.query import identify
 from songmine.fingerprint.landmarks import FingerprintConfig
-
-from _common import library_or_demo
+from songmine.fingerprint.memory import MemoryIndex
+from songmine.fingerprint.query import identify
+from songmine.fingerprint.search import SearchConfig, search
 
 SR = 11025
 CONDITIONS = ("clean", "white5", "white0", "pink5", "mp3_32k", "telephone", "speed+2", "speed-2", "speed+5", "speed-5")
@@ -76,7 +74,7 @@ def mp3_roundtrip(y: np.ndarray, kbps: int = 32) -> np.ndarray:
         st.bit_rate = kbps * 1000
         frame_size = 1152
         for i in range(0, y22.size, frame_size):
-            chunk = y22[i:i + frame_size]
+            chunk = y22[i : i + frame_size]
             fr = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
             fr.sample_rate = 22050
             fr.pts = i
@@ -101,7 +99,7 @@ def make_clip(y: np.ndarray, start: int, dur: float, cond: str, rng) -> np.ndarr
 
     speed = {"speed+2": 1.02, "speed-2": 0.98, "speed+5": 1.05, "speed-5": 0.95}.get(cond, 1.0)
     n = int(round(dur * SR * speed))
-    seg = np.asarray(y[start:start + n], dtype=np.float32)
+    seg = np.asarray(y[start : start + n], dtype=np.float32)
     if speed != 1.0:
         # played `speed` times faster: pitch and tempo together
         seg = soxr.resample(seg, speed, 1.0).astype(np.float32)
@@ -124,15 +122,22 @@ def raw_top(idx, clip, sc) -> dict:
     if not c:
         return dict(track=-1, offset_s=0.0, votes=0, track_hits=0, expected=0.0, n_tests=1.0, raw_conf=0.0)
     c = c[0]
-    return dict(track=c.track_id, offset_s=c.offset * idx.config.hop_s, votes=c.votes, track_hits=c.track_hits,
-                expected=c.expected, n_tests=c.n_tests, raw_conf=c.confidence)
+    return dict(
+        track=c.track_id,
+        offset_s=c.offset * idx.config.hop_s,
+        votes=c.votes,
+        track_hits=c.track_hits,
+        expected=c.expected,
+        n_tests=c.n_tests,
+        raw_conf=c.confidence,
+    )
 
 
 def draw_start(y, dur, rng) -> int:
     n = int(dur * SR * 1.06)
     for _ in range(20):
         s = int(rng.integers(0, max(len(y) - n, 1)))
-        if np.sqrt(np.mean(np.asarray(y[s:s + n], np.float32) ** 2)) > 0.01:
+        if np.sqrt(np.mean(np.asarray(y[s : s + n], np.float32) ** 2)) > 0.01:
             return s
     return s
 
@@ -167,9 +172,11 @@ def main() -> None:
     hours = idx.duration_s / 3600
     print(f"fingerprint config: {json.dumps(dataclasses.asdict(fc))}")
     print(f"search config: {sc}")
-    print(f"indexed {idx.n_tracks} tracks, {hours:.2f} h, {idx.n_postings} postings "
-          f"({idx.n_postings / idx.duration_s:.1f} /s, {idx.n_postings * 12 / 1e6 / hours:.2f} MB/h at 12 B), "
-          f"fingerprinting {idx.duration_s / build_s:.0f} x real time")
+    print(
+        f"indexed {idx.n_tracks} tracks, {hours:.2f} h, {idx.n_postings} postings "
+        f"({idx.n_postings / idx.duration_s:.1f} /s, {idx.n_postings * 12 / 1e6 / hours:.2f} MB/h at 12 B), "
+        f"fingerprinting {idx.duration_s / build_s:.0f} x real time"
+    )
 
     rng = np.random.default_rng(args.seed)
     durations = [float(d) for d in args.durations.split(",")]
@@ -193,10 +200,19 @@ def main() -> None:
                 raw = raw_top(idx, clip, sc) if args.dump else {}
                 good = m is not None and m.track_id == ti  # offsets may legitimately differ: looping game music
                 ok += good
-                rows.append(dict(kind="member", cond=cond, dur=dur, correct=bool(good),
-                                 conf=m.confidence if m else 0.0, score=m.score if m else 0.0,
-                                 right_track=bool(m is not None and m.track_id == ti), **raw,
-                                 raw_right=bool(raw and raw["track"] == ti and abs(raw["offset_s"] - s / SR) < 0.1)))
+                rows.append(
+                    dict(
+                        kind="member",
+                        cond=cond,
+                        dur=dur,
+                        correct=bool(good),
+                        conf=m.confidence if m else 0.0,
+                        score=m.score if m else 0.0,
+                        right_track=bool(m is not None and m.track_id == ti),
+                        **raw,
+                        raw_right=bool(raw and raw["track"] == ti and abs(raw["offset_s"] - s / SR) < 0.1),
+                    )
+                )
             acc[(cond, dur)] = 100 * ok / args.n
             lat[(cond, dur)] = float(np.median(times)) * 1000
         # non-members
@@ -210,9 +226,19 @@ def main() -> None:
             m = r.matches[0] if r.matches else None
             raw = raw_top(idx, clip, sc) if args.dump else {}
             fps += m is not None
-            rows.append(dict(kind="nonmember", cond=cond, dur=dur, correct=m is None,
-                             conf=m.confidence if m else 0.0, score=m.score if m else 0.0, right_track=False,
-                             raw_right=False, **raw))
+            rows.append(
+                dict(
+                    kind="nonmember",
+                    cond=cond,
+                    dur=dur,
+                    correct=m is None,
+                    conf=m.confidence if m else 0.0,
+                    score=m.score if m else 0.0,
+                    right_track=False,
+                    raw_right=False,
+                    **raw,
+                )
+            )
         acc[("FP", dur)] = 100 * fps / args.n
 
     w = max(len(c) for c in conds) + 2

@@ -62,8 +62,21 @@ def instructions(package_path: Path, package: str, what: str, paths: list[str], 
     script.write_text(_TASK)
     out = workdir / f"callgrind.{package}.{what}.out"
     env = {**os.environ, "PYTHONPATH": str(package_path)}
-    r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(script),
-                        package, what, *paths], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            str(script),
+            package,
+            what,
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     m = re.search(r"I\s+refs:\s+([\d,]+)", r.stderr)
     if r.returncode != 0 or m is None:
         raise RuntimeError(f"valgrind failed ({r.returncode}): {r.stderr[-2000:]}")
@@ -73,7 +86,9 @@ def instructions(package_path: Path, package: str, what: str, paths: list[str], 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", type=Path, help="folder of audio (default: the demo music)")
-    ap.add_argument("--files", type=int, default=3, help="files spread over the library (shortest first: valgrind is ~50x slower)")
+    ap.add_argument(
+        "--files", type=int, default=3, help="files spread over the library (shortest first: valgrind is ~50x slower)"
+    )
     ap.add_argument("--reference", required=True, metavar="REV", help="git revision to compare against")
     args = ap.parse_args()
     library = library_or_demo(args.library)
@@ -100,19 +115,32 @@ def main() -> None:
             runs[label] = instructions(path, pkg, "task", paths, work) - base
             if label == "now":
                 runs["decode"] = instructions(path, pkg, "decode", paths, work) - base
-    print(f"# worker instructions — commit {git_commit()} against {args.reference}; {len(paths)} files, "
-          f"{audio_s:.0f} s of audio: " + ", ".join(p.name for p in picked))
+    print(
+        f"# worker instructions — commit {git_commit()} against {args.reference}; {len(paths)} files, "
+        f"{audio_s:.0f} s of audio: " + ", ".join(p.name for p in picked)
+    )
     dec, before, now = runs["decode"], runs["before"], runs["now"]
     rows = [
         ["FFmpeg decode alone (the floor)", f"{dec / audio_s / 1e6:.1f}", "-", "-"],
-        [f"worker task, before ({args.reference})", f"{before / audio_s / 1e6:.1f}",
-         f"{(before - dec) / audio_s / 1e6:.1f}", "1.00"],
-        ["worker task, now", f"{now / audio_s / 1e6:.1f}", f"{(now - dec) / audio_s / 1e6:.1f}",
-         f"**{before / now:.2f}**"],
+        [
+            f"worker task, before ({args.reference})",
+            f"{before / audio_s / 1e6:.1f}",
+            f"{(before - dec) / audio_s / 1e6:.1f}",
+            "1.00",
+        ],
+        [
+            "worker task, now",
+            f"{now / audio_s / 1e6:.1f}",
+            f"{(now - dec) / audio_s / 1e6:.1f}",
+            f"**{before / now:.2f}**",
+        ],
         ["non-decoder part: before / now", "", f"**{(before - dec) / (now - dec):.2f}**", ""],
     ]
-    markdown_table("instructions per second of audio (millions; valgrind callgrind, load-independent)",
-                   ["what", "all", "beyond the decoder", "before / now (all)"], rows)
+    markdown_table(
+        "instructions per second of audio (millions; valgrind callgrind, load-independent)",
+        ["what", "all", "beyond the decoder", "before / now (all)"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
             break
         if t.duration_s >= 75 and t not in chosen:
             chosen.append(t)
+
     def cut(src: Path):
         def write(tmp: Path) -> None:
             y = load(src, sr=None, mono=False, offset=30.0, duration=30.0)
@@ -130,9 +131,7 @@ def real_cuts(demo_corpus, demo_tracks) -> list[Path]:
         return write
 
     # several test processes start at once on a cold cache: each cut is built once, under a lock
-    return [
-        build_once(out / (Path(t.file).stem + ".30s.flac"), cut(t.path(demo_corpus))) for t in chosen[:6]
-    ]
+    return [build_once(out / (Path(t.file).stem + ".30s.flac"), cut(t.path(demo_corpus))) for t in chosen[:6]]
 
 
 # --- web service: a tagged library, its index, a live uvicorn ----------------------------------
@@ -213,7 +212,9 @@ def run_uvicorn(app, *, sndbuf: int | None = None, peers=None):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(app.state.settings, peers=peers))
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(app.state.settings, peers=peers)
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -256,7 +257,9 @@ def songmine_serve(index: Path, *args: str, env: dict | None = None):
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             [exe, "serve", "--index", str(index), "--port", str(port), *args],
-            env={**os.environ, **(env or {})}, stdout=out, stderr=out,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=out,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -317,8 +320,9 @@ def decode_in_child(tmp_path):
             {"path": str(p), "kwargs": kw, "out": str(tmp_path / f"decoded-{i}.npy")} for i, (p, kw) in enumerate(jobs)
         ]
         try:
-            proc = subprocess.run([sys.executable, "-c", _DECODE_CHILD, json.dumps(spec)], capture_output=True,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run(
+                [sys.executable, "-c", _DECODE_CHILD, json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"decoding did not finish in {timeout:g} s: {[str(p) for p, _ in jobs]}")
         assert proc.returncode == 0, f"decoding child exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
@@ -328,9 +332,18 @@ def decode_in_child(tmp_path):
     return run
 
 
-def encode_av_frames(path, y: np.ndarray, sr: int, codec: str, *, fmt: str | None = None,
-                     layout: str | None = None, options: dict | None = None, bit_rate: int | None = None,
-                     sample_fmt: str | None = None) -> None:
+def encode_av_frames(
+    path,
+    y: np.ndarray,
+    sr: int,
+    codec: str,
+    *,
+    fmt: str | None = None,
+    layout: str | None = None,
+    options: dict | None = None,
+    bit_rate: int | None = None,
+    sample_fmt: str | None = None,
+) -> None:
     """Encode float32 ``y`` of shape ``(channels, n)`` with an FFmpeg encoder through PyAV.
 
     Frames are built packed (``flt``, one buffer whatever the channel count) and converted to

@@ -82,9 +82,10 @@ def blocks(text: str) -> list[Block]:
         start = i
         body = []
         i += 1
-        while i < len(lines) and not (lines[i].strip().startswith(fence[0] * len(fence))
-                                      and set(lines[i].strip()) == {fence[0]}):
-            body.append(lines[i][len(m["indent"]):] if lines[i].startswith(m["indent"]) else lines[i])
+        while i < len(lines) and not (
+            lines[i].strip().startswith(fence[0] * len(fence)) and set(lines[i].strip()) == {fence[0]}
+        ):
+            body.append(lines[i][len(m["indent"]) :] if lines[i].startswith(m["indent"]) else lines[i])
             i += 1
         i += 1  # the closing fence
         word = info.split()[0].lower() if info else ""
@@ -94,8 +95,11 @@ def blocks(text: str) -> list[Block]:
         if prev.strip().startswith("<!--") and "no-run" in prev and not (no_run and no_run["why"]):
             raise ValueError(f"line {start}: a no-run marker needs a reason: <!-- no-run: why -->")
         bg = _BACKGROUND.match(prev)
-        out.append(Block(lang, "\n".join(body) + "\n", start + 1, no_run["why"] if no_run else None,
-                         bg["prefix"] if bg else None))
+        out.append(
+            Block(
+                lang, "\n".join(body) + "\n", start + 1, no_run["why"] if no_run else None, bg["prefix"] if bg else None
+            )
+        )
     return out
 
 
@@ -118,13 +122,16 @@ def in_background(code: str, prefix: str) -> str:
         else:
             lines.append(line)
     lines.append(f"sleep {BACKGROUND_S}")
-    lines.append('for p in "${__bg[@]}"; do kill -0 "$p" 2>/dev/null || { echo "a background command ended early" >&2; '
-                 'exit 1; }; kill "$p"; wait "$p" 2>/dev/null || true; done')
+    lines.append(
+        'for p in "${__bg[@]}"; do kill -0 "$p" 2>/dev/null || { echo "a background command ended early" >&2; '
+        'exit 1; }; kill "$p"; wait "$p" 2>/dev/null || true; done'
+    )
     return "\n".join(lines) + "\n"
 
 
-def run_block(block: Block, *, cwd: Path, env: dict[str, str], python: str, source: Path | None = None,
-              timeout: float = 900) -> subprocess.CompletedProcess:
+def run_block(
+    block: Block, *, cwd: Path, env: dict[str, str], python: str, source: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run one block; raise :class:`BlockFailed` (line, code, output) unless it exits 0."""
     code = install_from(block.code, source) if source is not None else block.code
     if block.lang == "sh" and block.background:
@@ -147,6 +154,11 @@ def run_block(block: Block, *, cwd: Path, env: dict[str, str], python: str, sour
 def venv_env(venv: Path, home: Path, **extra: str) -> dict[str, str]:
     """The environment of a user of ``venv`` whose home is ``home`` (``~`` in the blocks)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SONGMINE_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update(HOME=str(home), VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-               PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    env.update(
+        HOME=str(home),
+        VIRTUAL_ENV=str(venv),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        **extra,
+    )
     return env

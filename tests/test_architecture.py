@@ -115,16 +115,24 @@ def test_no_private_names_borrowed_from_other_modules():
         for target, names, line in _imports(m):
             if not target.startswith("songmine") or target == m:
                 continue
-            borrowed += [f"{MODULES[m].relative_to(SRC)}:{line} takes {target}.{n}"
-                         for n in names if n.startswith("_") and not n.startswith("__")]
+            borrowed += [
+                f"{MODULES[m].relative_to(SRC)}:{line} takes {target}.{n}"
+                for n in names
+                if n.startswith("_") and not n.startswith("__")
+            ]
     assert borrowed == []
 
 
 @pytest.mark.slow
 def test_every_module_imports_on_its_own():
     def attempt(module: str) -> str | None:
-        r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
-                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+            timeout=120,
+        )
         return None if r.returncode == 0 else f"{module}: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
 
     with ThreadPoolExecutor(max_workers=2) as ex:

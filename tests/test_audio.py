@@ -151,10 +151,20 @@ SPAN_FORMATS = [
     ("opus-ogg", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="ogg", rate=48000), ".opus", 2),  # pre-skip
     ("aac-m4a", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="ipod"), ".m4a", 2),
     ("aac-adts", lambda p, y, sr: encode_av(p, y, sr, "aac", fmt="adts"), ".aac", 2),
-    ("aac-adts-16k-stereo", lambda p, y, sr: encode_av_frames(p, np.stack([soxr.resample(y, sr, 16000)] * 2), 16000,
-                                                              "aac", fmt="adts"), ".aac", 2),  # pts guessed
-    ("vorbis-9ch-16k", lambda p, y, sr: sf.write(p, np.stack([soxr.resample(y, sr, 16000)] * 9, axis=1), 16000,
-                                                 format="OGG", subtype="VORBIS"), ".ogg", 2),  # seeks land late
+    (
+        "aac-adts-16k-stereo",
+        lambda p, y, sr: encode_av_frames(p, np.stack([soxr.resample(y, sr, 16000)] * 2), 16000, "aac", fmt="adts"),
+        ".aac",
+        2,
+    ),  # pts guessed
+    (
+        "vorbis-9ch-16k",
+        lambda p, y, sr: sf.write(
+            p, np.stack([soxr.resample(y, sr, 16000)] * 9, axis=1), 16000, format="OGG", subtype="VORBIS"
+        ),
+        ".ogg",
+        2,
+    ),  # seeks land late
     ("opus-webm", lambda p, y, sr: encode_av(p, y, sr, "libopus", fmt="webm", rate=48000), ".webm", 23),  # ms pts
     ("wma", lambda p, y, sr: encode_av_frames(p, y[None], sr, "wmav2", fmt="asf", bit_rate=128000), ".wma", 23),
 ]  # WMA: ms pts, a 93-ms first pts
@@ -329,8 +339,10 @@ def test_info_refuses_text_and_noise_named_as_audio(tmp_path, suffix):
     from songmine.library import scan
 
     g = np.random.default_rng(sum(map(ord, suffix)))
-    files = {"text": b"these are not the songs you are looking for\n" * 50,
-             "noise": g.integers(0, 256, 150_000, dtype=np.uint8).tobytes()}
+    files = {
+        "text": b"these are not the songs you are looking for\n" * 50,
+        "noise": g.integers(0, 256, 150_000, dtype=np.uint8).tobytes(),
+    }
     for kind, data in files.items():
         path = tmp_path / f"{kind}{suffix}"
         path.write_bytes(data)
@@ -426,8 +438,7 @@ def test_truncated_wav_is_refused(tmp_path, synth_music, keep):
 def test_span_after_the_cut_of_a_truncated_file_is_truncated(tmp_path, rng):
     # an ADTS file whose last frame is cut short: read from past the cut, no sample was kept
     # before the decode error, and the file was called "not a readable audio file"
-    encode_av(tmp_path / "a.aac", (0.3 * rng.standard_normal(3 * 44100)).astype(np.float32), 44100, "aac",
-              fmt="adts")
+    encode_av(tmp_path / "a.aac", (0.3 * rng.standard_normal(3 * 44100)).astype(np.float32), 44100, "aac", fmt="adts")
     data = (tmp_path / "a.aac").read_bytes()
     (tmp_path / "cut.aac").write_bytes(data[: int(len(data) * 0.7) + 1])
     for kwargs in ({}, {"offset": 2.5}, {"offset": 1.0, "duration": 2.0}):
@@ -614,14 +625,18 @@ def test_sink_resamples_the_exact_channel_mean(rng, layouts):
 
     from songmine.audio import _Sink
 
-    blocks = [[rng.uniform(-1, 1, 40_000 + 999 * i).astype(np.float32) for _ in range(k)] for i, k in enumerate(layouts)]
+    blocks = [
+        [rng.uniform(-1, 1, 40_000 + 999 * i).astype(np.float32) for _ in range(k)] for i, k in enumerate(layouts)
+    ]
     sink = _Sink(44100, 11025, mono=True)
     for b in blocks:
         sink.add(b)
     y = sink.result()
     ref = soxr.ResampleStream(44100, 11025, 1, dtype="float32", quality="HQ")
     means = [b[0] if len(b) == 1 else (b[0] + b[1]) * np.float32(0.5) for b in blocks]
-    out = np.concatenate([ref.resample_chunk(m) for m in means] + [ref.resample_chunk(np.zeros(0, np.float32), last=True)])
+    out = np.concatenate(
+        [ref.resample_chunk(m) for m in means] + [ref.resample_chunk(np.zeros(0, np.float32), last=True)]
+    )
     want = round(sum(m.shape[0] for m in means) * 11025 / 44100)
     out = np.pad(out[:want], (0, max(want - out.shape[0], 0)))
     assert y.dtype == np.float32

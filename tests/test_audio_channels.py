@@ -45,10 +45,20 @@ LOSSLESS = [
     ("aiff-pcm16", ".aiff", lambda p, y, sr: sf.write(p, y.T, sr, subtype="PCM_16"), [1, 3, 8, 11, 16]),
     ("flac", ".flac", lambda p, y, sr: sf.write(p, y.T, sr), list(range(1, 9))),
     # planar sample formats: one buffer per channel (s16p from ALAC and WavPack)
-    ("alac-m4a", ".m4a", lambda p, y, sr: encode_av_frames(
-        p, y, sr, "alac", fmt="ipod", sample_fmt="s16p", layout=ALAC_LAYOUTS[y.shape[0]]), list(range(1, 9))),
-    ("wavpack-mka", ".mka", lambda p, y, sr: encode_av_frames(
-        p, y, sr, "wavpack", fmt="matroska", sample_fmt="s16p"), CHANNELS),
+    (
+        "alac-m4a",
+        ".m4a",
+        lambda p, y, sr: encode_av_frames(
+            p, y, sr, "alac", fmt="ipod", sample_fmt="s16p", layout=ALAC_LAYOUTS[y.shape[0]]
+        ),
+        list(range(1, 9)),
+    ),
+    (
+        "wavpack-mka",
+        ".mka",
+        lambda p, y, sr: encode_av_frames(p, y, sr, "wavpack", fmt="matroska", sample_fmt="s16p"),
+        CHANNELS,
+    ),
 ]
 
 
@@ -76,13 +86,29 @@ def test_lossless_multichannel_decodes_exactly(tmp_path, decode_in_child, name, 
 
 LOSSY = [
     # planar float (fltp) from every multichannel lossy decoder; odd and unordered layouts
-    ("opus-ogg", ".opus", lambda p, y, sr: encode_av_frames(
-        p, y, sr, "libopus", fmt="ogg", options={"mapping_family": "255" if y.shape[0] > 2 else "0"}), CHANNELS),
-    ("opus-webm", ".webm", lambda p, y, sr: encode_av_frames(
-        p, y, sr, "libopus", fmt="webm", options={"mapping_family": "255" if y.shape[0] > 2 else "0"}), [8, 9, 16]),
+    (
+        "opus-ogg",
+        ".opus",
+        lambda p, y, sr: encode_av_frames(
+            p, y, sr, "libopus", fmt="ogg", options={"mapping_family": "255" if y.shape[0] > 2 else "0"}
+        ),
+        CHANNELS,
+    ),
+    (
+        "opus-webm",
+        ".webm",
+        lambda p, y, sr: encode_av_frames(
+            p, y, sr, "libopus", fmt="webm", options={"mapping_family": "255" if y.shape[0] > 2 else "0"}
+        ),
+        [8, 9, 16],
+    ),
     ("vorbis-ogg", ".ogg", lambda p, y, sr: sf.write(p, y.T, sr, format="OGG", subtype="VORBIS"), CHANNELS),
-    ("aac-m4a", ".m4a", lambda p, y, sr: encode_av_frames(
-        p, y, sr, "aac", fmt="ipod", layout={6: "5.1", 8: "7.1"}.get(y.shape[0])), [1, 2, 6, 8]),
+    (
+        "aac-m4a",
+        ".m4a",
+        lambda p, y, sr: encode_av_frames(p, y, sr, "aac", fmt="ipod", layout={6: "5.1", 8: "7.1"}.get(y.shape[0])),
+        [1, 2, 6, 8],
+    ),
 ]
 
 
@@ -117,8 +143,9 @@ def test_channel_count_change_inside_one_stream(tmp_path, decode_in_child, first
     fb = 250.0 + 10.0 * np.arange(second)  # the second part's tones, apart from the first's
     b = (0.3 * np.sin(2 * np.pi * fb[:, None] * np.arange(n) / SR)).astype(np.float32)
     for name, y in (("a", a), ("b", b)):
-        encode_av_frames(tmp_path / f"{name}.aac", y, SR, "aac", fmt="adts",
-                         layout={6: "5.1", 8: "7.1"}.get(y.shape[0]))
+        encode_av_frames(
+            tmp_path / f"{name}.aac", y, SR, "aac", fmt="adts", layout={6: "5.1", 8: "7.1"}.get(y.shape[0])
+        )
     path = tmp_path / "joined.aac"
     path.write_bytes((tmp_path / "a.aac").read_bytes() + (tmp_path / "b.aac").read_bytes())
     mono, kept = decode_in_child([(path, {"sr": None}), (path, {"sr": None, "mono": False})])

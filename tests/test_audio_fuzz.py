@@ -57,10 +57,15 @@ def test_decoder_fuzz_sample(fuzz):
     assert {r.call for r in ran} == set(fuzz.CALLS)
     assert sum(r.outcome == "audio" for r in ran) > 100
     # what callers bound with max_duration stays small, whatever the file declares or holds
-    limited = [r for r in ran if r.call == "load-limit" and r.fmt in ("silence-3h", "under-declared", "rate-1hz",
-                                                                      "huge-declared")]
+    limited = [
+        r
+        for r in ran
+        if r.call == "load-limit" and r.fmt in ("silence-3h", "under-declared", "rate-1hz", "huge-declared")
+    ]
     assert len(limited) >= 10
-    assert all(r.outcome in ("audio", "DecodeError:too-long", "DecodeError:truncated") for r in limited), _table(limited)
+    assert all(r.outcome in ("audio", "DecodeError:too-long", "DecodeError:truncated") for r in limited), _table(
+        limited
+    )
     assert max(r.rss_mb for r in limited) < 250, _table(limited)
     hours = [r for r in ran if r.fmt in ("silence-3h", "under-declared") and r.call in ("load-limit", "scan")]
     assert {r.outcome for r in hours if r.call == "load-limit"} == {"DecodeError:too-long"}, _table(hours)

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import need, require, run_uvicorn
 
 require("fastapi")

@@ -44,13 +44,24 @@ def reference_load(path: Path) -> pd.DataFrame:
     t = pd.read_csv(path, index_col=0, header=[0, 1])
     for c in [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"), ("track", "genres_all")]:
         t[c] = t[c].map(ast.literal_eval)
-    for c in [("track", "date_created"), ("track", "date_recorded"), ("album", "date_created"),
-              ("album", "date_released"), ("artist", "date_created"), ("artist", "active_year_begin"),
-              ("artist", "active_year_end")]:
+    for c in [
+        ("track", "date_created"),
+        ("track", "date_recorded"),
+        ("album", "date_created"),
+        ("album", "date_released"),
+        ("artist", "date_created"),
+        ("artist", "active_year_begin"),
+        ("artist", "active_year_end"),
+    ]:
         t[c] = pd.to_datetime(t[c])
     t["set", "subset"] = t["set", "subset"].astype(pd.CategoricalDtype(["small", "medium", "large"], ordered=True))
-    for c in [("track", "genre_top"), ("track", "license"), ("album", "type"), ("album", "information"),
-              ("artist", "bio")]:
+    for c in [
+        ("track", "genre_top"),
+        ("track", "license"),
+        ("album", "type"),
+        ("album", "information"),
+        ("artist", "bio"),
+    ]:
         t[c] = t[c].astype("category")
     return t
 
@@ -81,8 +92,9 @@ def test_tracks_match_the_reference_loader():
         if pd.api.types.is_numeric_dtype(b.dtype) and not isinstance(b.dtype, pd.CategoricalDtype):
             np.testing.assert_array_equal(a.to_numpy(dtype=float), b.to_numpy(dtype=float), err_msg=str(c))
         else:
-            assert [None if pd.isna(x) is True else x for x in a.astype(object)] == \
-                   [None if pd.isna(x) is True else x for x in b.astype(object)], c
+            assert [None if pd.isna(x) is True else x for x in a.astype(object)] == [
+                None if pd.isna(x) is True else x for x in b.astype(object)
+            ], c
     assert ours["track", "genres"].loc[2] == [21]
     assert ours["artist", "tags"].loc[2] == ["awol"]
     assert str(ours["track", "date_created"].dtype).startswith("datetime64")
@@ -144,8 +156,9 @@ def test_zip_is_read_without_unpacking(tmp_path, prefix):
     z = _zip(tmp_path, prefix)
     for t in ("tracks", "features", "echonest", "genres"):
         pd.testing.assert_frame_equal(load(z, t, cache=False), load(OFFICIAL / f"{t}.csv", cache=False))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "fma_metadata.zip"] or \
-        sorted(p.name for p in tmp_path.iterdir()) == ["fma_metadata.zip"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "fma_metadata.zip"] or sorted(
+        p.name for p in tmp_path.iterdir()
+    ) == ["fma_metadata.zip"]
 
 
 def test_truncated_zip_is_a_data_error(tmp_path):
@@ -160,7 +173,7 @@ def test_truncated_zip_is_a_data_error(tmp_path):
     with zipfile.ZipFile(z) as zf:
         info = zf.getinfo("fma_metadata/features.csv")
     start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 100
-    raw[start:start + 50] = bytes(50)
+    raw[start : start + 50] = bytes(50)
     broken = tmp_path / "broken.zip"
     broken.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="broken.zip"):
@@ -293,7 +306,10 @@ def test_merge_counts_and_flat_names():
     df, rep = merge_source(OFFICIAL)
     assert df.shape == (8, 52 + 518 + 249)
     assert [(c.table, c.rows, c.kept, c.dropped) for c in rep.inputs] == [
-        ("tracks", 20, 8, 12), ("features", 20, 8, 12), ("echonest", 8, 8, 0)]
+        ("tracks", 20, 8, 12),
+        ("features", 20, 8, 12),
+        ("echonest", 8, 8, 0),
+    ]
     assert "tracks.track.genre_top" in df.columns
     assert "features.mfcc.mean.01" in df.columns
     assert "echonest.audio_features.tempo" in df.columns
@@ -392,8 +408,9 @@ def test_cli_features_of_an_index(tmp_path, synth_music, capsys):
     assert main(["features", "--index", str(ix_path), "-o", str(out), "--jobs", "1", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["files"] == 3 and rec["computed"] == 2 and rec["rows"] == 2
-    assert rec["failed"] == [{"track_id": ids["s3.flac"], "path": str(lib / "s3.flac"),
-                              "error": rec["failed"][0]["error"]}]
+    assert rec["failed"] == [
+        {"track_id": ids["s3.flac"], "path": str(lib / "s3.flac"), "error": rec["failed"][0]["error"]}
+    ]
     assert "no such file" in rec["failed"][0]["error"]
     feats = load(out, cache=False)
     want = sorted([ids["s0.flac"], ids["s1.flac"]])
@@ -462,11 +479,16 @@ def test_planted_fma_csvs_are_in_the_exact_format(tmp_path):
     truth = pd.read_csv(p.files["planted"], index_col="track_id")["planted_cluster"]
     ref_cat = make_fma_like(400, n_echonest=120, k=3, seed=1)  # same defaults as write_fma_csvs
     assert truth.equals(ref_cat.truth.rename("planted_cluster"))
-    np.testing.assert_allclose(load(p.files["features"]).to_numpy(),
-                               ref_cat.full[[f"features.{a}.{b}.{c}" for a, b, c in FEATURE_COLUMNS]].to_numpy(),
-                               rtol=1e-6)
-    assert json.loads(p.files["planted_info"].read_text())["dominant_genre"] == {"0": "Rock", "1": "Electronic",
-                                                                                 "2": "Hip-Hop"}
+    np.testing.assert_allclose(
+        load(p.files["features"]).to_numpy(),
+        ref_cat.full[[f"features.{a}.{b}.{c}" for a, b, c in FEATURE_COLUMNS]].to_numpy(),
+        rtol=1e-6,
+    )
+    assert json.loads(p.files["planted_info"].read_text())["dominant_genre"] == {
+        "0": "Rock",
+        "1": "Electronic",
+        "2": "Hip-Hop",
+    }
 
 
 def test_cached_list_columns_are_fresh_lists():

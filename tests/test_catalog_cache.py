@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 from songmine.catalog import load
-from songmine.catalog.cache import TEMP_GRACE_S, entries
-from songmine.catalog.cache import CACHE_FORMAT
+from songmine.catalog.cache import CACHE_FORMAT, TEMP_GRACE_S, entries
 from songmine.cli._app import main
 
 OFFICIAL = Path(__file__).parent / "data" / "fma" / "official"
@@ -113,11 +112,14 @@ def test_concurrent_processes_writing_and_evicting(tmp_path):
         "    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))\n"  # new versions while others read
         "    assert len(load(p)) == 20, k\n"
     )
-    env = {**os.environ, "SONGMINE_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1] / "src"),
-                                                       os.environ.get("PYTHONPATH")]))}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(p)], env=env, stderr=subprocess.PIPE)
-             for _ in range(3)]
+    env = {
+        **os.environ,
+        "SONGMINE_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(p)], env=env, stderr=subprocess.PIPE) for _ in range(3)]
     errs = [(pr.wait(timeout=120), pr.stderr.read().decode()) for pr in procs]
     assert all(rc == 0 for rc, _ in errs), errs
     assert not any("Traceback" in e for _, e in errs)
@@ -141,8 +143,10 @@ def test_cli_lists_prunes_and_clears(tmp_path, capsys):
     code, out = run(["catalog", "cache", "--json"], capsys)
     listing = json.loads(out)
     assert code == 0 and listing["dir"] == str(tmp_path / "cache" / "catalog")
-    assert sorted((e["table"], e["status"]) for e in listing["entries"]) == [("features", "current"),
-                                                                            ("tracks", "current")]
+    assert sorted((e["table"], e["status"]) for e in listing["entries"]) == [
+        ("features", "current"),
+        ("tracks", "current"),
+    ]
     (src / "tracks.csv").unlink()
     code, out = run(["catalog", "cache", "--prune", "--json"], capsys)
     pruned = json.loads(out)

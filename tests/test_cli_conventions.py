@@ -43,7 +43,9 @@ def options(cmd):
 def test_python_dash_m_songmine_runs_the_cli():
     r = subprocess.run([sys.executable, "-m", "songmine", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("songmine ")
-    r = subprocess.run([sys.executable, "-m", "songmine", "index", "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "songmine", "index", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "Usage: songmine index" in r.stdout
 
 
@@ -69,8 +71,17 @@ def test_every_verb_that_runs_workers_has_the_same_jobs_option():
 
 
 def test_short_options_mean_one_thing_everywhere():
-    meaning = {"-j": "--jobs", "-o": "--output", "-k": "--k", "-n": "--top", "-s": "--sum", "-h": "--help",
-               "-v": "--verbose", "-q": "--quiet", "-D": "--option"}
+    meaning = {
+        "-j": "--jobs",
+        "-o": "--output",
+        "-k": "--k",
+        "-n": "--top",
+        "-s": "--sum",
+        "-h": "--help",
+        "-v": "--verbose",
+        "-q": "--quiet",
+        "-D": "--option",
+    }
     seen = {}
     for words, cmd in [([], command()), *leaves()]:
         for p in cmd.params:
@@ -106,8 +117,11 @@ def _long_named_library(tmp_path: Path, synth_music) -> Path:
     deep = tmp_path / ("a-folder-with-a-rather-long-name-" * 3) / "and-another-one-below-it"
     deep.mkdir(parents=True)
     for i in range(3):
-        sf.write(deep / f"a song with a long title number {i}, live at a long-named venue.flac",
-                 synth_music(sr=22050, seconds=5.0, seed=70 + i), 22050)
+        sf.write(
+            deep / f"a song with a long title number {i}, live at a long-named venue.flac",
+            synth_music(sr=22050, seconds=5.0, seed=70 + i),
+            22050,
+        )
     return deep
 
 
@@ -115,18 +129,33 @@ def test_piped_tables_keep_whole_rows_and_paths(tmp_path, synth_music):
     lib = _long_named_library(tmp_path, synth_music)
     ix = tmp_path / "ix"
     env = {**os.environ, "COLUMNS": "80"}
-    r = subprocess.run([sys.executable, "-m", "songmine", "index", str(lib), "--index", str(ix), "-j", "1"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "songmine", "index", str(lib), "--index", str(ix), "-j", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "songmine", "tracks", "--index", str(ix)], capture_output=True,
-                       text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "songmine", "tracks", "--index", str(ix)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0
     rows = [ln for ln in r.stdout.splitlines() if "live at a long-named venue" in ln]
     assert len(rows) == 3 and all(str(lib) in ln for ln in rows), r.stdout
     assert "…" not in r.stdout
     clip = next(lib.iterdir())
-    r = subprocess.run([sys.executable, "-m", "songmine", "identify", str(clip), "--index", str(ix)],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "songmine", "identify", str(clip), "--index", str(ix)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0 and any(str(clip) in ln and "1.000" in ln for ln in r.stdout.splitlines()), r.stdout
 
 
@@ -166,9 +195,14 @@ def test_a_piped_heading_longer_than_its_table_stays_on_one_line(tmp_path, synth
     ix = tmp_path / "ix"
     assert main(["index", str(lib), "--index", str(ix), "-j", "1", "--json"]) == 0
     clip = _long_named_library(tmp_path, synth_music).parent / ("a clip recorded on a phone, " * 4 + "at last.flac")
-    sf.write(clip, y[22050:6 * 22050], 22050)
-    r = subprocess.run([sys.executable, "-m", "songmine", "identify", str(clip), "--index", str(ix)],
-                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=120)
+    sf.write(clip, y[22050 : 6 * 22050], 22050)
+    r = subprocess.run(
+        [sys.executable, "-m", "songmine", "identify", str(clip), "--index", str(ix)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     assert lines[0] == str(clip), r.stdout

@@ -6,9 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from songmine.cluster.analysis import (RunConfig, Variable, adjusted_rand_index, categorize, find_variables,
-                                       normalized_mutual_info, pivot_by_column, purity, quartiles,
-                                       representative_genres, run)
+from songmine.cluster.analysis import (
+    RunConfig,
+    Variable,
+    adjusted_rand_index,
+    categorize,
+    find_variables,
+    normalized_mutual_info,
+    pivot_by_column,
+    purity,
+    quartiles,
+    representative_genres,
+    run,
+)
 from songmine.cluster.data import clean_features, feature_columns
 from songmine.cluster.synthetic import make_fma_like
 from songmine.errors import DataError, ParameterError
@@ -70,8 +80,15 @@ def test_inputs_are_audio_features_only(catalog):
     X, keep, plan = clean_features(catalog.echonest)
     assert X.shape == (1000, 750)
     assert not any("listens" in c or "genre" in c or "date" in c or "id" in c.split(".")[-1] for c in plan.columns)
-    variants = ["features_mfcc_mean_01", "mfcc_mean_01", "audio_features_tempo", "echonest_audio_features_tempo",
-                "track_genre_top", "track_listens", "track_id"]
+    variants = [
+        "features_mfcc_mean_01",
+        "mfcc_mean_01",
+        "audio_features_tempo",
+        "echonest_audio_features_tempo",
+        "track_genre_top",
+        "track_listens",
+        "track_id",
+    ]
     f, e = feature_columns(variants)
     assert f == ["features_mfcc_mean_01", "mfcc_mean_01"] and e == variants[2:4]
 
@@ -99,13 +116,14 @@ def test_no_numeric_and_missing_genre():
 
 @pytest.mark.slow
 def test_run_recovers_planted_structure(catalog):
-    res = run(catalog.full, config=RunConfig(k_values=(2, 3, 4, 5, 6), n_init=2), other=catalog.echonest,
-              truth=catalog.truth)
+    res = run(
+        catalog.full, config=RunConfig(k_values=(2, 3, 4, 5, 6), n_init=2), other=catalog.echonest, truth=catalog.truth
+    )
     # 4 planted; on 2,500 rows the gap's step from 4 to 5 (≈ 0.006) is within its standard error, so the
     # seeded choice may split one planted cluster in two: 4 or 5, never merging planted clusters
     assert res.k in (4, 5) and res.choose.evidence == "clear"
     assert res.truth["ari"] > (0.95 if res.k == 4 else 0.75) and res.truth["nmi"] > 0.85
-    for c, rep in enumerate(res.representative):  # each found cluster's genre is a planted dominant genre
+    for rep in res.representative:  # each found cluster's genre is a planted dominant genre
         assert rep["genre"] in catalog.dominant_genre.values() and rep["lift"] > 2
     assert {r["genre"] for r in res.representative} == set(catalog.dominant_genre.values())
     for key, pct in res.pivots.items():
@@ -130,9 +148,21 @@ def test_run_recovers_planted_structure(catalog):
 
 def test_dates_in_one_day_get_quartiles_labelled_by_time():
     """Real FMA rows 2…932 were all uploaded within a few hours: quartiles must not read '2008–2008'."""
-    dt = pd.Series(pd.to_datetime(["2008-11-25 17:49:06", "2008-11-26 01:53:46", "2008-11-26 02:04:11",
-                                   "2008-11-26 02:12:14", None, "2008-11-26 02:24:40", "2008-11-26 01:50:00",
-                                   "2008-11-26 02:00:00", "2008-11-26 02:20:00"]))
+    dt = pd.Series(
+        pd.to_datetime(
+            [
+                "2008-11-25 17:49:06",
+                "2008-11-26 01:53:46",
+                "2008-11-26 02:04:11",
+                "2008-11-26 02:12:14",
+                None,
+                "2008-11-26 02:24:40",
+                "2008-11-26 01:50:00",
+                "2008-11-26 02:00:00",
+                "2008-11-26 02:20:00",
+            ]
+        )
+    )
     df = pd.DataFrame({"tracks.track.date_created": dt})
     (var,) = find_variables(df)
     assert var.key == "year" and var.label == "upload date"

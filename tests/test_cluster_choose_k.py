@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from songmine.cluster.choose_k import (ChooseKConfig, calinski_harabasz_score, choose_k, davies_bouldin_score,
-                                       gap_choice, knee, parse_k_range, silhouette_score)
+from songmine.cluster.choose_k import (
+    ChooseKConfig,
+    calinski_harabasz_score,
+    choose_k,
+    davies_bouldin_score,
+    gap_choice,
+    knee,
+    parse_k_range,
+    silhouette_score,
+)
 from songmine.errors import ParameterError
 
 
@@ -35,8 +43,9 @@ def test_knee():
 
 def test_recovers_planted_k(planted):
     X, y = planted
-    res = choose_k(X, config=ChooseKConfig(k_values=tuple(range(2, 9)), n_init=5, gap_sample=800,
-                                           silhouette_sample=800))
+    res = choose_k(
+        X, config=ChooseKConfig(k_values=tuple(range(2, 9)), n_init=5, gap_sample=800, silhouette_sample=800)
+    )
     assert res.recommended_k == 4 and res.votes["gap"] == 4 and res.evidence == "clear"
     assert res.rule == "gap" and "k=4: the gap statistic's choice" in res.reason and "1-SE" in res.reason
     assert res.gap_one < res.gap[res.k_values.index(4)] - 0.3  # four blobs beat one by far
@@ -48,8 +57,12 @@ def test_recovers_planted_k(planted):
 
 def test_majority_rule_still_available(planted):
     X, _ = planted
-    res = choose_k(X, config=ChooseKConfig(k_values=tuple(range(2, 9)), n_init=5, gap_sample=800,
-                                           silhouette_sample=800, rule="majority"))
+    res = choose_k(
+        X,
+        config=ChooseKConfig(
+            k_values=tuple(range(2, 9)), n_init=5, gap_sample=800, silhouette_sample=800, rule="majority"
+        ),
+    )
     assert res.recommended_k == 4
     assert sum(v == 4 for v in res.votes.values()) >= 3
     assert "k=4" in res.reason and "ties go to the smaller k" in res.reason
@@ -57,8 +70,9 @@ def test_majority_rule_still_available(planted):
 
 def test_one_gaussian_has_no_structure(rng):
     X = rng.normal(size=(2000, 6)) * np.array([3.0, 2.0, 1.5, 1.0, 1.0, 0.5])
-    res = choose_k(X, config=ChooseKConfig(k_values=tuple(range(2, 8)), n_init=3, gap_sample=1000,
-                                           silhouette_sample=800))
+    res = choose_k(
+        X, config=ChooseKConfig(k_values=tuple(range(2, 8)), n_init=3, gap_sample=1000, silhouette_sample=800)
+    )
     assert res.votes["gap"] == 1 and res.evidence == "none"
     assert res.recommended_k == 2  # the smallest k tried, flagged as such
     assert "no cluster structure" in res.reason and "Evidence: none" in res.reason

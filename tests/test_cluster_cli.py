@@ -31,8 +31,17 @@ def run_cli(capsys, *args):
 
 def test_choose_k_json_and_plot(tables, capsys):
     d, _ = tables
-    code, out, err = run_cli(capsys, "cluster", "choose-k", str(d / "full.parquet"), "--k-range", "2..5",
-                             "--json", "--plot", str(d / "k.png"))
+    code, out, err = run_cli(
+        capsys,
+        "cluster",
+        "choose-k",
+        str(d / "full.parquet"),
+        "--k-range",
+        "2..5",
+        "--json",
+        "--plot",
+        str(d / "k.png"),
+    )
     assert code == 0, err
     rec = json.loads(out)
     assert rec["recommended_k"] == 3 and len(rec["table"]) == 4
@@ -42,9 +51,25 @@ def test_choose_k_json_and_plot(tables, capsys):
 @pytest.mark.slow
 def test_run_report_assignments_json(tables, capsys):
     d, cat = tables
-    code, out, err = run_cli(capsys, "cluster", "run", str(d / "echonest.csv"), "--k", "3", "--seed", "1",
-                             "--compare", str(d / "full.parquet"), "--report", str(d / "r.html"),
-                             "-o", str(d / "a.parquet"), "--planted", str(d / "truth.csv"), "--json")
+    code, out, err = run_cli(
+        capsys,
+        "cluster",
+        "run",
+        str(d / "echonest.csv"),
+        "--k",
+        "3",
+        "--seed",
+        "1",
+        "--compare",
+        str(d / "full.parquet"),
+        "--report",
+        str(d / "r.html"),
+        "-o",
+        str(d / "a.parquet"),
+        "--planted",
+        str(d / "truth.csv"),
+        "--json",
+    )
     assert code == 0, err
     rec = json.loads(out)
     assert rec["k"] == 3 and rec["inputs"]["n_echonest_columns"] == 232
@@ -58,13 +83,16 @@ def test_run_report_assignments_json(tables, capsys):
     assert "With vs without echonest" in html and "Pivot tables" in html
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--k", "0"], "k=0"),
-    (["--k", "999999"], "must be <= the number of rows"),
-    (["--genre-column", "style"], "genre column 'style'"),
-    (["--engine", "gpu"], "'gpu'"),
-    (["--nonfinite", "zero"], "nonfinite='zero'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--k", "0"], "k=0"),
+        (["--k", "999999"], "must be <= the number of rows"),
+        (["--genre-column", "style"], "genre column 'style'"),
+        (["--engine", "gpu"], "'gpu'"),
+        (["--nonfinite", "zero"], "nonfinite='zero'"),
+    ],
+)
 def test_bad_input_exit_2(tables, capsys, args, message):
     d, _ = tables
     code, out, err = run_cli(capsys, "cluster", "run", str(d / "full.parquet"), "--no-sklearn", *args)
@@ -81,8 +109,17 @@ def test_missing_table_and_nan(tables, capsys, tmp_path):
     df.to_parquet(tmp_path / "nan.parquet")
     code, _, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "nan.parquet"))
     assert code == 2 and "1 NaN/±inf feature values in 1 of 300 rows" in err and "--nonfinite" in err
-    code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "nan.parquet"), "--nonfinite", "drop",
-                             "--k-range", "2..4", "--json")
+    code, out, err = run_cli(
+        capsys,
+        "cluster",
+        "choose-k",
+        str(tmp_path / "nan.parquet"),
+        "--nonfinite",
+        "drop",
+        "--k-range",
+        "2..4",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["inputs"]["rows_used"] == 299
 
 
@@ -117,6 +154,7 @@ def test_choose_k_reports_dropped_constant_columns_as_a_note(tables, capsys, tmp
         warnings.simplefilter("error")  # a stray Python warning would be printed raw on stderr
         code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4")
     assert code == 0 and "note: 1 constant column(s) dropped: ['features.mfcc.mean.01']" in err
-    code, out, err = run_cli(capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4",
-                             "--json")
+    code, out, err = run_cli(
+        capsys, "cluster", "choose-k", str(tmp_path / "const.parquet"), "--k-range", "2..4", "--json"
+    )
     assert code == 0 and err == "" and json.loads(out)["reduction"]["dropped_constant"] == ["features.mfcc.mean.01"]

@@ -22,8 +22,9 @@ def test_pca_matches_sklearn_and_threshold(rng):
     Z, red = reduce(X, config=ReduceConfig(variance=0.7))
     ref = PCA(0.7, svd_solver="full").fit(StandardScaler().fit_transform(X))
     assert red.n_components == ref.n_components_
-    np.testing.assert_allclose(red.explained_variance_ratio[: red.n_components], ref.explained_variance_ratio_,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        red.explained_variance_ratio[: red.n_components], ref.explained_variance_ratio_, rtol=1e-8
+    )
     assert red.cumulative_variance[red.n_components - 1] > 0.7
     assert red.n_components == 1 or red.cumulative_variance[red.n_components - 2] <= 0.7
     # same subspace (up to sign): |cosines| of matching components are 1
@@ -38,8 +39,9 @@ def test_randomized_solver_agrees(rng):
     _, a = reduce(X, config=ReduceConfig(solver="gram", variance=0.8))
     _, b = reduce(X, config=ReduceConfig(solver="randomized", variance=0.8))
     assert a.n_components == b.n_components
-    np.testing.assert_allclose(a.explained_variance_ratio[: a.n_components],
-                               b.explained_variance_ratio[: b.n_components], rtol=1e-4)
+    np.testing.assert_allclose(
+        a.explained_variance_ratio[: a.n_components], b.explained_variance_ratio[: b.n_components], rtol=1e-4
+    )
 
 
 def test_svd_and_none_and_fixed(rng):

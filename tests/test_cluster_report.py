@@ -32,22 +32,23 @@ def test_all_sections_when_k_is_given(no_echonest):
     # the settings say what happened to echonest features, not the flag's value
     assert re.search(r"<td class=\"l\">echonest features</td><td>none in this table</td>", page)
     assert ">True<" not in page
-    res2 = run(no_echonest, config=RunConfig(k=3, n_init=1, echonest=False, compare_sklearn=False,
-                                             compare_echonest=False))
+    res2 = run(
+        no_echonest, config=RunConfig(k=3, n_init=1, echonest=False, compare_sklearn=False, compare_echonest=False)
+    )
     assert "ignored (--no-echonest)" in render_html(res2)
 
 
 def test_all_sections_when_k_is_chosen(no_echonest):
-    res = run(no_echonest, config=RunConfig(k_values=(2, 3, 4), n_init=1, compare_sklearn=False,
-                                            compare_echonest=False))
+    res = run(
+        no_echonest, config=RunConfig(k_values=(2, 3, 4), n_init=1, compare_sklearn=False, compare_echonest=False)
+    )
     page = render_html(res)
     assert _headings(page) == ["1", "2", "3", "4", "5", "6", "7"]
     assert "each method votes for" in page and "was given" not in page
 
 
 def test_variance_plot_stops_at_the_rank_and_points_are_visible(no_echonest):
-    res = run(no_echonest.iloc[:8], config=RunConfig(k=2, n_init=1, compare_sklearn=False,
-                                                     compare_echonest=False))
+    res = run(no_echonest.iloc[:8], config=RunConfig(k=2, n_init=1, compare_sklearn=False, compare_echonest=False))
     ctx = context(res, figs={})
     assert ctx["reduction"]["rank"] == 7  # 8 centred rows carry at most 7 components
     assert ctx["reduction"]["plot_alt"] == "explained variance of the first 7 components"
@@ -57,8 +58,10 @@ def test_variance_plot_stops_at_the_rank_and_points_are_visible(no_echonest):
 def test_genre_rule_is_stated_and_never_falls_back():
     # the demo music at k = 4: a cluster of 9 Romantic Classical, 1 Game (the only Game track), 12 unknown
     labels = np.array([0] * 26 + [2] * 22 + [1] * 7)
-    genre = np.array(["Romantic Classical"] * 26 + ["Romantic Classical"] * 9 + ["Game"] + ["unknown"] * 12
-                     + ["unknown"] * 7, dtype=object)
+    genre = np.array(
+        ["Romantic Classical"] * 26 + ["Romantic Classical"] * 9 + ["Game"] + ["unknown"] * 12 + ["unknown"] * 7,
+        dtype=object,
+    )
     rep = representative_genres(labels, genre, k=3)
     assert genre_min_count(36) == 2 and rep[2]["min_count"] == 2
     assert rep[2]["genre"] is None and rep[2]["lift"] is None  # Romantic Classical is under-represented there
@@ -77,16 +80,17 @@ def test_report_footnote_states_the_rule(no_echonest):
     n_known = sum(r["n_known"] for r in res.representative)
     m = genre_min_count(n_known)
     page = render_html(res)
-    assert (f"among genres with lift &gt; 1 and at least {m} tracks in the cluster ({m} = max(2, 0.1 % of the "
-            f"{n_known:,} tracks with a known genre))") in page
+    assert (
+        f"among genres with lift &gt; 1 and at least {m} tracks in the cluster ({m} = max(2, 0.1 % of the "
+        f"{n_known:,} tracks with a known genre))"
+    ) in page
     assert res.to_dict()["representative_rule"].startswith("most over-represented genre = the highest lift")
 
 
 def test_quartile_labels_keep_distinct_bounds_distinct():
     v = np.array([0.0412, 0.0418, 0.0423, 0.0431, 0.0437, 0.0442, 0.0448, 0.0455])
     _, labels = quartiles(v)
-    assert labels == ["Q1 low (0.0412–0.0418)", "Q2 (0.0423–0.0431)", "Q3 (0.0437–0.0442)",
-                      "Q4 high (0.0448–0.0455)"]
+    assert labels == ["Q1 low (0.0412–0.0418)", "Q2 (0.0423–0.0431)", "Q3 (0.0437–0.0442)", "Q4 high (0.0448–0.0455)"]
     _, labels = quartiles([179.3, 681.0, 723.4, 853.9, 1_204.0, 2_500.5, 9_000.0, 12_345.6])
     assert labels[0] == "Q1 low (179–681)" and labels[3] == "Q4 high (9,000–12,346)"
     _, labels = quartiles([5.0] * 8)

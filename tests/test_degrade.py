@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from songmine.errors import ParameterError
 from songmine.evaluation.degrade import (
     BASE_CONDITIONS,
     CONDITIONS,
@@ -23,7 +24,6 @@ from songmine.evaluation.degrade import (
     speed_factor,
     telephone,
 )
-from songmine.errors import ParameterError
 
 SR = 11025
 

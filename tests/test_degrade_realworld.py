@@ -8,7 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import need
 
+from songmine.errors import ParameterError
 from songmine.evaluation.degrade import (
     BROADCAST_MP3_BITRATE,
     PHONE_MIC_BAND_HZ,
@@ -32,9 +34,6 @@ from songmine.evaluation.degrade import (
     speed_factor,
     time_stretch,
 )
-from songmine.errors import ParameterError
-
-from conftest import need
 
 SR = 22050
 
@@ -182,4 +181,3 @@ def test_a_missing_extra_is_one_clear_error(monkeypatch, clip):
     monkeypatch.setitem(sys.modules, "pyroomacoustics", None)
     with pytest.raises(EvalExtraMissing, match="room_babble5"):
         check_available(["room_babble5"])
-

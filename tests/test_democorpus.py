@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import need
 
 from songmine.evaluation.democorpus import DemoCorpusError, Package, fetch, read_manifest
-from conftest import need
 
 
 def build_deb(tmp: Path, name: str, files: dict[str, bytes]) -> Path:
@@ -130,10 +130,22 @@ def test_four_processes_fetching_into_one_folder_lay_it_out_once(debs):
     import sys
 
     assert [p.name for p in PACKAGES] == ["fake-music", "fake-raw"]  # the child's copy of PACKAGES
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")]))}
-    procs = [subprocess.Popen([sys.executable, "-c", _FETCH_IN_A_CHILD, str(debs)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FETCH_IN_A_CHILD, str(debs)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outs = [(p.wait(timeout=180), *p.communicate()) for p in procs]
     assert all(rc == 0 for rc, _, _ in outs), [err for _, _, err in outs]
     results = [json.loads(out) for _, out, _ in outs]

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from songmine.errors import ParameterError
-from songmine.evaluation.identifiers import BuildStats, Identifier
 from songmine.evaluation.config import EvalConfig
-from songmine.evaluation.resources import PeakMemory
-from songmine.evaluation.queries import cut_queries, plan_queries, split_library
 from songmine.evaluation.harness import evaluate
-from songmine.methods import Method, make_identifier, register_method
+from songmine.evaluation.identifiers import BuildStats, Identifier
+from songmine.evaluation.queries import cut_queries, plan_queries, split_library
 from songmine.evaluation.report import plot_report, report_markdown
+from songmine.evaluation.resources import PeakMemory
+from songmine.methods import Method, make_identifier, register_method
 from songmine.records import Match, QueryResult
 
 SR = 4000  # the toy identifier works on a coarse rate: fast, and enough for exact copies
@@ -48,15 +48,19 @@ class XcorrIdentifier:
             seconds += y.size / SR
             if progress:
                 progress(i + 1, len(paths))
-        return BuildStats(n_tracks=len(self.tracks), audio_seconds=seconds, seconds=0.5,
-                          index_bytes=sum(y.nbytes for _, y in self.tracks))
+        return BuildStats(
+            n_tracks=len(self.tracks),
+            audio_seconds=seconds,
+            seconds=0.5,
+            index_bytes=sum(y.nbytes for _, y in self.tracks),
+        )
 
     def query(self, clip, *, name):
         from scipy.signal import fftconvolve
 
         best = None
         q = (clip - clip.mean()) / (np.linalg.norm(clip - clip.mean()) + 1e-12)
-        for tid, (path, y) in enumerate(self.tracks):
+        for tid, (_path, y) in enumerate(self.tracks):
             num = fftconvolve(y, q[::-1], mode="valid")
             csum = np.concatenate([[0.0], np.cumsum(y.astype(np.float64))])
             csq = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
@@ -69,8 +73,15 @@ class XcorrIdentifier:
                 best = (float(ncc[k]), tid, k / SR)
         matches = []
         if best and best[0] >= self.min_ncc:
-            matches.append(Match(track_id=best[1], path=self.tracks[best[1]][0], offset_s=best[2],
-                                 score=best[0], confidence=min(1.0, best[0])))
+            matches.append(
+                Match(
+                    track_id=best[1],
+                    path=self.tracks[best[1]][0],
+                    offset_s=best[2],
+                    score=best[0],
+                    confidence=min(1.0, best[0]),
+                )
+            )
         return QueryResult(query=name, matches=matches)
 
     def close(self):
@@ -87,8 +98,16 @@ def cuts_dir(real_cuts, tmp_path):
 
 
 def _config(**kw):
-    base = dict(tracks=2, durations=(3.0,), conditions=("clean", "white0"), queries_per_cell=4,
-                nonmember_queries=4, seed=5, sr=8000, thresholds=(0.5, 0.9))
+    base = dict(
+        tracks=2,
+        durations=(3.0,),
+        conditions=("clean", "white0"),
+        queries_per_cell=4,
+        nonmember_queries=4,
+        seed=5,
+        sr=8000,
+        thresholds=(0.5, 0.9),
+    )
     base.update(kw)
     return EvalConfig(**base)
 
@@ -138,7 +157,9 @@ def test_queries_are_reproducible_and_not_silent(cuts_dir):
         assert q1.clip.size == int(q1.spec.duration_s * cfg.sr) and q1.clip.dtype == np.float32
         assert 10 * np.log10(np.mean(q1.clip.astype(np.float64) ** 2)) > cfg.silence_dbfs
     other = EvalConfig(**{**asdict(cfg), "seed": 6})
-    assert [q.offset_s for q in one] != [q.offset_s for q in cut_queries(plan_queries(*split_library(cuts_dir, other), other), other)]
+    assert [q.offset_s for q in one] != [
+        q.offset_s for q in cut_queries(plan_queries(*split_library(cuts_dir, other), other), other)
+    ]
 
 
 @pytest.mark.corpus
@@ -182,13 +203,36 @@ def test_cli_eval_with_a_registered_method(cuts_dir, tmp_path):
 
     from songmine.cli import app
 
-    register_method(Method("xcorr", "exact cross-correlation (a test reference)", None, XcorrIdentifier, indexable=False))
+    register_method(
+        Method("xcorr", "exact cross-correlation (a test reference)", None, XcorrIdentifier, indexable=False)
+    )
     md = tmp_path / "r.md"
-    res = CliRunner().invoke(app, [
-        "eval", str(cuts_dir), "--method", "xcorr", "--tracks", "2", "--durations", "3",
-        "--conditions", "clean,gain-20", "--queries-per-cell", "2", "--nonmember-queries", "2",
-        "--sr", "8000", "--option", "min_ncc=0.5", "--json", "--markdown", str(md),
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(cuts_dir),
+            "--method",
+            "xcorr",
+            "--tracks",
+            "2",
+            "--durations",
+            "3",
+            "--conditions",
+            "clean,gain-20",
+            "--queries-per-cell",
+            "2",
+            "--nonmember-queries",
+            "2",
+            "--sr",
+            "8000",
+            "--option",
+            "min_ncc=0.5",
+            "--json",
+            "--markdown",
+            str(md),
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["method"] == "xcorr" and data["n_queries"] == 6
@@ -247,8 +291,10 @@ def test_peers_script_subsets_the_plan_and_parses_audfprint():
     specs += [QuerySpec(4 + i, "h.ogg", False, "clean", 3.0) for i in range(3)]
     sub = peers._subset(specs, 2, 1)
     assert [s.qid for s in sub] == [0, 1, 3, 4]
-    line = ("Matched /tmp/q/q00012_clean_5s_x@1.00.wav 5.0 sec 321 raw hashes as /music/a b.ogg at "
-            "  42.3 s with    17 of    40 common hashes at rank  0")
+    line = (
+        "Matched /tmp/q/q00012_clean_5s_x@1.00.wav 5.0 sec 321 raw hashes as /music/a b.ogg at "
+        "  42.3 s with    17 of    40 common hashes at rank  0"
+    )
     m = peers.Audfprint._line.match(line)
     assert m and m.group(1).endswith("q00012_clean_5s_x@1.00.wav") and m.group(2) == "/music/a b.ogg"
     assert float(m.group(3)) == 42.3 and int(m.group(4)) == 17
@@ -257,19 +303,23 @@ def test_peers_script_subsets_the_plan_and_parses_audfprint():
 
 def test_peers_script_parses_olaf_and_audfprint2_and_refuses_missing_peers(tmp_path):
     peers = _peers_module()
-    out = ("12, 0.11, 4.26, /music/a, b.ogg, 2374722986, 10.11, 14.26\n"
-           "7, 0.50, 3.00, /music/c.ogg, 11, 90.00, 92.50\n")
+    out = "12, 0.11, 4.26, /music/a, b.ogg, 2374722986, 10.11, 14.26\n7, 0.50, 3.00, /music/c.ogg, 11, 90.00, 92.50\n"
     path, offset, score = peers.Olaf.parse(out)
     assert path == "/music/a, b.ogg" and abs(offset - 10.0) < 1e-9 and score == 12
     assert peers.Olaf.parse("0, 0.00, 0.00, , 0, 0.00, 0.00\n") == (None, None, None)
-    line = ("DEBUG:audfprint2:Matched /tmp/q/q00001_clean_3s_x@2.00.wav 3.0 sec 96 raw hashes as /music/a.ogg "
-            "at   60.0 s with    21 of    21 common hashes at rank  0")
+    line = (
+        "DEBUG:audfprint2:Matched /tmp/q/q00001_clean_3s_x@2.00.wav 3.0 sec 96 raw hashes as /music/a.ogg "
+        "at   60.0 s with    21 of    21 common hashes at rank  0"
+    )
     m = peers.Audfprint2._line.match(line)
     assert m and m.group(2) == "/music/a.ogg" and float(m.group(3)) == 60.0
     missing = str(tmp_path / "nope")
-    for make, flag in [(lambda: peers.Olaf(missing), "--olaf-bin"), (lambda: peers.Qfp(missing), "--qfp-python"),
-                       (lambda: peers.Audfprint2(missing), "--audfprint2-bin"),
-                       (lambda: peers.Audfprint(tmp_path, missing), "--audfprint")]:
+    for make, flag in [
+        (lambda: peers.Olaf(missing), "--olaf-bin"),
+        (lambda: peers.Qfp(missing), "--qfp-python"),
+        (lambda: peers.Audfprint2(missing), "--audfprint2-bin"),
+        (lambda: peers.Audfprint(tmp_path, missing), "--audfprint"),
+    ]:
         with pytest.raises(SystemExit, match=flag):
             make()
 
@@ -309,8 +359,7 @@ def test_peers_script_keeps_every_finished_batch_and_resumes_where_a_stopped_run
             return {str(w): (db[w.name], 1.5, 10.0) for w in wavs if w.name != "q4.wav"}  # q4: no answer
 
     tracks = [tmp_path / "a.ogg", tmp_path / "b.ogg"]
-    rows = [(QuerySpec(i, str(tracks[i % 2]), True, "clean", 3.0), 1.5, tmp_path / f"q{i}.wav", None)
-            for i in range(7)]
+    rows = [(QuerySpec(i, str(tracks[i % 2]), True, "clean", 3.0), 1.5, tmp_path / f"q{i}.wav", None) for i in range(7)]
     cfg, durations, work = EvalConfig(), {str(t): 60.0 for t in tracks}, tmp_path / "peers" / "lookup"
     work.mkdir(parents=True)
     journal = peers.Journal(work, {"seed": 0, "durations": (3.0,)})
@@ -339,7 +388,9 @@ def test_peers_script_keeps_every_finished_batch_and_resumes_where_a_stopped_run
     assert len(journal.load_answers()[0]) == 7
     # a saved run with other settings is refused, not mixed in
     with pytest.raises(SystemExit, match="other settings.*seed"):
-        peers.run_peer(Lookup(), tracks, rows, cfg, work, durations, peers.Journal(work, {"seed": 1, "durations": (3.0,)}))
+        peers.run_peer(
+            Lookup(), tracks, rows, cfg, work, durations, peers.Journal(work, {"seed": 1, "durations": (3.0,)})
+        )
 
 
 def test_peers_chromaprint_search_finds_the_planted_offset_and_measures_the_margin(rng):
@@ -357,8 +408,10 @@ def test_peers_chromaprint_search_finds_the_planted_offset_and_measures_the_marg
     # the reference: every start inside a track, counted bit by bit
     for t in (0, 3):
         track = ref[bounds[t] : bounds[t + 1]]
-        want = [sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(track[o : o + m], query))
-                for o in range(len(track) - m + 1)]
+        want = [
+            sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(track[o : o + m], query))
+            for o in range(len(track) - m + 1)
+        ]
         assert errors[t] == min(want) and offsets[t] == int(np.argmin(want))
     assert 10 < spread < 40  # about sqrt(32 m) / 2 = 17.9 for random bits
     best, margin = peers.chromaprint_margin(errors, spread)
@@ -411,8 +464,23 @@ def test_cli_eval_stops_at_once_when_the_eval_extra_is_missing(cuts_dir, monkeyp
     from songmine.cli import app
 
     monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if songmine[eval] were not installed
-    res = CliRunner().invoke(app, ["eval", str(cuts_dir), "--tracks", "2", "--conditions", "clean,tempo+4",
-                                   "--durations", "3", "--queries-per-cell", "1", "--nonmember-queries", "1"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(cuts_dir),
+            "--tracks",
+            "2",
+            "--conditions",
+            "clean,tempo+4",
+            "--durations",
+            "3",
+            "--queries-per-cell",
+            "1",
+            "--nonmember-queries",
+            "1",
+        ],
+    )
     assert res.exit_code == 2
     assert "songmine[eval]" in res.output and "Traceback" not in res.output
     assert "indexing" not in res.output  # refused before any work

@@ -47,13 +47,20 @@ def _extra_distributions(extra: str) -> set[str]:
 def run_without(modules, code: str, *, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``code`` in a child Python in which ``modules`` cannot be imported."""
     block = "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
-    return subprocess.run([sys.executable, "-c", f"import sys\n{block}{code}"], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "120"})
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys\n{block}{code}"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "120"},
+    )
 
 
 def cli_without(modules, *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return run_without(modules, f"from songmine.cli._app import main\nimport songmine.cli\nsys.exit(main({list(argv)!r}))",
-                       cwd=cwd)
+    return run_without(
+        modules, f"from songmine.cli._app import main\nimport songmine.cli\nsys.exit(main({list(argv)!r}))", cwd=cwd
+    )
 
 
 # ------------------------------------------------------------------ pyproject and the table agree
@@ -62,15 +69,31 @@ def cli_without(modules, *argv: str, cwd: Path | None = None) -> subprocess.Comp
 def test_the_core_dependencies_are_the_light_ones():
     core = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert core == CORE
-    heavy = {"librosa", "numba", "llvmlite", "resampy", "pandas", "pyarrow", "scikit-learn", "matplotlib",
-             "jinja2", "pyspark", "fastapi", "uvicorn", "pedalboard", "pyroomacoustics"}
+    heavy = {
+        "librosa",
+        "numba",
+        "llvmlite",
+        "resampy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "matplotlib",
+        "jinja2",
+        "pyspark",
+        "fastapi",
+        "uvicorn",
+        "pedalboard",
+        "pyroomacoustics",
+    }
     assert core & heavy == set()
 
 
 @pytest.mark.parametrize("extra", sorted(EXTRAS))
 def test_every_extra_in_pyproject_installs_what_the_table_says_it_provides(extra):
     provided = {DISTRIBUTIONS.get(m, m).lower() for m in EXTRAS[extra]}
-    assert provided <= _extra_distributions(extra), f"songmine[{extra}] does not install {provided - _extra_distributions(extra)}"
+    assert provided <= _extra_distributions(extra), (
+        f"songmine[{extra}] does not install {provided - _extra_distributions(extra)}"
+    )
 
 
 def test_all_is_every_extra_and_dev_has_all():
@@ -113,14 +136,21 @@ def test_a_broken_install_of_an_extra_is_said_as_the_extra_not_a_crash(tmp_path)
     (broken / "__init__.py").write_text('raise ImportError("numpy.core.multiarray failed to import")\n')
     work = tmp_path / "work"
     work.mkdir()
-    r = subprocess.run([sys.executable, "-m", "songmine", "cluster", "run", "t.csv"], capture_output=True, text=True,
-                       cwd=work, timeout=120, env={**os.environ, "PYTHONPATH": str(broken.parent),
-                                                  "SONGMINE_CACHE": str(tmp_path / "cache")})
+    r = subprocess.run(
+        [sys.executable, "-m", "songmine", "cluster", "run", "t.csv"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(broken.parent), "SONGMINE_CACHE": str(tmp_path / "cache")},
+    )
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "internal error" not in lines[0], r.stderr
-    assert lines[0] == ("songmine: error: songmine cluster run needs the cluster extra: pip install 'songmine[cluster]' "
-                        "(scikit-learn cannot be imported: numpy.core.multiarray failed to import)")
+    assert lines[0] == (
+        "songmine: error: songmine cluster run needs the cluster extra: pip install 'songmine[cluster]' "
+        "(scikit-learn cannot be imported: numpy.core.multiarray failed to import)"
+    )
     assert not (tmp_path / "cache" / "crash.log").exists() and not any(work.iterdir())
 
 
@@ -162,8 +192,11 @@ LIBRARY = [
     ("from songmine.cluster import KMeans", "cluster"),
     ("import songmine.server", "server"),
     ("import songmine.spark", "spark"),
-    ("from songmine.minhash.onset import onset_peak_frames; import numpy as np; "
-     "onset_peak_frames(np.ones(22050, np.float32))", "features"),
+    (
+        "from songmine.minhash.onset import onset_peak_frames; import numpy as np; "
+        "onset_peak_frames(np.ones(22050, np.float32))",
+        "features",
+    ),
 ]
 
 
@@ -186,8 +219,11 @@ def test_every_module_imports_without_the_extras_or_says_which_it_needs():
     """No module dies of a raw ImportError: it imports, or raises MissingExtraError naming its extra."""
     src = ROOT / "src"
     modules = sorted(
-        ".".join(p.relative_to(src).with_suffix("").parts[:-1] if p.name == "__init__.py"
-                 else p.relative_to(src).with_suffix("").parts)
+        ".".join(
+            p.relative_to(src).with_suffix("").parts[:-1]
+            if p.name == "__init__.py"
+            else p.relative_to(src).with_suffix("").parts
+        )
         for p in (src / "songmine").rglob("*.py")
     )
     code = (
@@ -203,13 +239,24 @@ def test_every_module_imports_without_the_extras_or_says_which_it_needs():
     got = json.loads(r.stdout)
     assert {m: v for m, v in got.items() if v != "ok" and not v.startswith("extra:")} == {}
     core = [m for m, v in got.items() if v == "ok"]
-    for m in ("songmine", "songmine.cli", "songmine.fingerprint.index", "songmine.fingerprint.query",
-              "songmine.library", "songmine.minhash.dedupe", "songmine.minhash.onset", "songmine.minhash.sketch",
-              "songmine.pairs", "songmine.evaluation.harness", "songmine.cluster.engines"):
+    for m in (
+        "songmine",
+        "songmine.cli",
+        "songmine.fingerprint.index",
+        "songmine.fingerprint.query",
+        "songmine.library",
+        "songmine.minhash.dedupe",
+        "songmine.minhash.onset",
+        "songmine.minhash.sketch",
+        "songmine.pairs",
+        "songmine.evaluation.harness",
+        "songmine.cluster.engines",
+    ):
         assert m in core, f"{m}: {got[m]}"
     needs = {m: v for m, v in got.items() if v.startswith("extra:")}
-    assert all(m.startswith(("songmine.catalog", "songmine.cluster", "songmine.spark", "songmine.server"))
-               for m in needs), needs
+    assert all(
+        m.startswith(("songmine.catalog", "songmine.cluster", "songmine.spark", "songmine.server")) for m in needs
+    ), needs
 
 
 def test_every_verb_has_help_without_any_extra():
@@ -239,7 +286,12 @@ def test_index_identify_dedupe_and_scan_work_without_any_extra(real_cuts, tmp_pa
     r = cli_without(ALL_EXTRA_MODULES, "identify", str(real_cuts[1]), "--index", str(ix), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)[0]["matches"][0]["path"].endswith(real_cuts[1].name)
-    for argv in (("dedupe", str(lib), "--json"), ("scan", str(lib), "--json"), ("tracks", "--index", str(ix)),
-                 ("verify", "--index", str(ix)), ("index", str(lib), "--index", str(ix), "--method", "sketch")):
+    for argv in (
+        ("dedupe", str(lib), "--json"),
+        ("scan", str(lib), "--json"),
+        ("tracks", "--index", str(ix)),
+        ("verify", "--index", str(ix)),
+        ("index", str(lib), "--index", str(ix), "--method", "sketch"),
+    ):
         r = cli_without(ALL_EXTRA_MODULES, *argv)
         assert r.returncode == 0, (argv, r.stderr)

@@ -12,7 +12,6 @@ import soundfile as sf
 from conftest import need, require
 
 from songmine.catalog import FEATURE_COLUMNS, load
-from songmine.catalog.librosa050 import _downsample, _estimate_tuning, _stft_magnitude
 from songmine.catalog.features import (
     N_FEATURES,
     decode,
@@ -22,6 +21,7 @@ from songmine.catalog.features import (
     summarize,
     write_features_csv,
 )
+from songmine.catalog.librosa050 import _downsample, _estimate_tuning, _stft_magnitude
 from songmine.errors import DecodeError, ParameterError
 
 COL = {c: i for i, c in enumerate(FEATURE_COLUMNS)}
@@ -37,10 +37,22 @@ def _family_cols(family: str, stat: str) -> list[int]:
 def test_summarize_order_and_scipy_statistics(rng):
     from scipy import stats
 
-    fams = {f: rng.standard_normal((d, 300)) for f, d in
-            {"chroma_cens": 12, "chroma_cqt": 12, "chroma_stft": 12, "mfcc": 20, "rmse": 1,
-             "spectral_bandwidth": 1, "spectral_centroid": 1, "spectral_contrast": 7, "spectral_rolloff": 1,
-             "tonnetz": 6, "zcr": 1}.items()}
+    fams = {
+        f: rng.standard_normal((d, 300))
+        for f, d in {
+            "chroma_cens": 12,
+            "chroma_cqt": 12,
+            "chroma_stft": 12,
+            "mfcc": 20,
+            "rmse": 1,
+            "spectral_bandwidth": 1,
+            "spectral_centroid": 1,
+            "spectral_contrast": 7,
+            "spectral_rolloff": 1,
+            "tonnetz": 6,
+            "zcr": 1,
+        }.items()
+    }
     fams["mfcc"][2] = 5.0  # a constant row: scipy 0.19 gave skew 0, kurtosis -3
     v = summarize(fams)
     assert v.shape == (N_FEATURES,) and v.dtype == np.float32
@@ -181,8 +193,9 @@ def test_decoder_ffmpeg_program_is_audioreads_path(tmp_path, demo_corpus, demo_t
     steps = np.abs(y_cli.astype(np.float64) - y_av) * 65536  # half-steps: a stereo mean of 16-bit values
     assert steps.max() <= 2 and np.mean(steps > 0) < 0.01
     # the program's own s16le, channel-averaged exactly as librosa 0.5.0 did (int16 / 32768, then mean)
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True, check=True
+    ).stdout
     from songmine.audio import info
 
     q = np.frombuffer(raw, np.int16).reshape(-1, info(path).channels) / np.float32(32768)
@@ -238,8 +251,11 @@ def test_real_cuts_match_plain_librosa_per_family(two_cuts):
             np.testing.assert_allclose(o, r, atol=2e-3 * scale, err_msg=f"{fam} of {path.name}")
         # the CQT families: today's CQT differs by a few % per bin (other filters and resampler);
         # the chroma built from it must still agree closely with ours
-        C = np.abs(librosa.cqt(y, sr=sr, hop_length=512, bins_per_octave=12, n_bins=84,
-                               tuning=librosa.estimate_tuning(y=y, sr=sr)))
+        C = np.abs(
+            librosa.cqt(
+                y, sr=sr, hop_length=512, bins_per_octave=12, n_bins=84, tuning=librosa.estimate_tuning(y=y, sr=sr)
+            )
+        )
         chroma_ref = librosa.feature.chroma_cqt(C=C, n_chroma=12, bins_per_octave=12)
         n = min(chroma_ref.shape[1], ours["chroma_cqt"].shape[1])
         assert abs(ours["chroma_cqt"].shape[1] - chroma_ref.shape[1]) <= 1
@@ -315,8 +331,16 @@ def test_cli_features_folder_with_tags_and_resume(tmp_path, synth_music, capsys)
 
     lib = tmp_path / "lib"
     (lib / "sub").mkdir(parents=True)
-    _write_song(lib / "one.flac", synth_music, seed=3, title="First Song", artist="Band", album="LP",
-                genre="Rock", date="2011-05-02")
+    _write_song(
+        lib / "one.flac",
+        synth_music,
+        seed=3,
+        title="First Song",
+        artist="Band",
+        album="LP",
+        genre="Rock",
+        date="2011-05-02",
+    )
     _write_song(lib / "sub" / "two.flac", synth_music, seed=4)
     (lib / "broken.mp3").write_bytes(b"\xff\xfb" + b"\x00" * 50)
     out = tmp_path / "out" / "features.csv"

@@ -19,14 +19,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import require
 from docblocks import BlockFailed, blocks, install_from, run_block, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-HEAVY = {"librosa", "numba", "llvmlite", "resampy", "pandas", "pyarrow", "scikit-learn", "matplotlib", "jinja2",
-         "pyspark", "fastapi", "uvicorn", "pedalboard", "pyroomacoustics"}
+HEAVY = {
+    "librosa",
+    "numba",
+    "llvmlite",
+    "resampy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "matplotlib",
+    "jinja2",
+    "pyspark",
+    "fastapi",
+    "uvicorn",
+    "pedalboard",
+    "pyroomacoustics",
+}
 
 
 # ------------------------------------------------------------------ the extractor (fast)
@@ -35,14 +48,19 @@ HEAVY = {"librosa", "numba", "llvmlite", "resampy", "pandas", "pyarrow", "scikit
 def test_blocks_are_found_marked_and_install_from_the_source(tmp_path):
     md = (
         "Intro\n\n```sh\npip install songmine\nsongmine --help\n```\n\n<!-- no-run: runs forever -->\n"
-        "```bash\nsongmine serve\n```\n\n```python\nimport songmine\n```\n\n```json\n{\"a\": 1}\n```\n\n"
+        '```bash\nsongmine serve\n```\n\n```python\nimport songmine\n```\n\n```json\n{"a": 1}\n```\n\n'
         "   ```console\n   pip install 'songmine[cluster,eval]'  # two extras\n   ```\n"
         "<!-- background: sleep -->\n```sh\necho one\nsleep 60   # a server\necho two\n```\n"
     )
     got = blocks(md)
     assert [(b.lang, b.line, b.skip, b.runs, b.background) for b in got] == [
-        ("sh", 3, None, True, None), ("sh", 9, "runs forever", False, None), ("python", 13, None, True, None),
-        ("json", 17, None, False, None), ("sh", 21, None, True, None), ("sh", 25, None, True, "sleep")]
+        ("sh", 3, None, True, None),
+        ("sh", 9, "runs forever", False, None),
+        ("python", 13, None, True, None),
+        ("json", 17, None, False, None),
+        ("sh", 21, None, True, None),
+        ("sh", 25, None, True, "sleep"),
+    ]
     assert install_from(got[0].code, tmp_path) == f"pip install '{tmp_path}'\nsongmine --help\n"
     assert install_from(got[4].code, tmp_path) == f"pip install '{tmp_path}[cluster,eval]'  # two extras\n"
     assert install_from("echo songmine\n", tmp_path) == "echo songmine\n"
@@ -76,15 +94,21 @@ def venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(v)], check=True, timeout=300)
     home = v.parent / "home"
     home.mkdir()
-    r = subprocess.run([str(v / "bin" / "pip"), "install", "-q", str(ROOT)], capture_output=True, text=True,
-                       timeout=1800, env=venv_env(v, home))
+    r = subprocess.run(
+        [str(v / "bin" / "pip"), "install", "-q", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=venv_env(v, home),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return v
 
 
 def installed(v: Path) -> set[str]:
-    out = subprocess.run([str(v / "bin" / "pip"), "list", "--format=json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(v / "bin" / "pip"), "list", "--format=json"], capture_output=True, text=True, check=True
+    ).stdout
     return {p["name"].lower() for p in json.loads(out)}
 
 
@@ -94,11 +118,19 @@ def test_the_core_install_is_light_and_identifies_a_clip(venv, real_cuts, tmp_pa
     assert installed(venv).isdisjoint(HEAVY), installed(venv) & HEAVY
     songmine = str(venv / "bin" / "songmine")
     ix = tmp_path / "ix"
-    r = subprocess.run([songmine, "index", *map(str, real_cuts[:3]), "--index", str(ix), "-j", "1"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [songmine, "index", *map(str, real_cuts[:3]), "--index", str(ix), "-j", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([songmine, "identify", str(real_cuts[2]), "--index", str(ix), "--json"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [songmine, "identify", str(real_cuts[2]), "--index", str(ix), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)[0]["matches"][0]["path"].endswith(real_cuts[2].name)
     r = subprocess.run([songmine, "cluster", "run", "t.csv"], capture_output=True, text=True, timeout=600)
@@ -137,16 +169,20 @@ def home(tmp_path, real_cuts, demo_corpus, demo_tracks) -> Path:
     for c in real_cuts:
         (music / c.name).symlink_to(c)
     for t in sorted(demo_tracks, key=lambda t: t.file)[:2]:  # eight tracks: `cluster run --k 6` needs more than 6
-        sf.write(music / f"{Path(t.file).stem}.60s.flac", load(t.path(demo_corpus), sr=22050, offset=60.0,
-                                                               duration=20.0), 22050)
+        sf.write(
+            music / f"{Path(t.file).stem}.60s.flac",
+            load(t.path(demo_corpus), sr=22050, offset=60.0, duration=20.0),
+            22050,
+        )
     sr = 22050
     song = next(t for t in sorted(demo_tracks, key=lambda t: t.file) if t.file.endswith(".ogg") and t.duration_s >= 60)
     (home / "song.ogg").symlink_to(song.path(demo_corpus))  # a whole song, as it came
     _encode(load(real_cuts[1], sr=sr, offset=12.0, duration=8.0), sr, home / "clip.m4a", "aac", 44100)
     noisy = add_noise(telephone(load(real_cuts[2], sr=sr, offset=5.0, duration=10.0), sr), 10.0, random_state=0)
     _encode(noisy.astype(np.float32), sr, home / "noisy-phone-recording.webm", "libopus", 48000)
-    sf.write(home / "clip.ogg", load(real_cuts[3], sr=sr, offset=1.0, duration=10.0), sr, format="OGG",
-             subtype="VORBIS")
+    sf.write(
+        home / "clip.ogg", load(real_cuts[3], sr=sr, offset=1.0, duration=10.0), sr, format="OGG", subtype="VORBIS"
+    )
     (home / "clips").mkdir()
     for i in (4, 5):
         sf.write(home / "clips" / f"clip{i}.flac", load(real_cuts[i], sr=sr, offset=3.0, duration=6.0), sr)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import soxr
 
-from songmine.fingerprint.search import Candidate, SearchConfig, search
-from songmine.fingerprint.memory import MemoryIndex, TrackInfo
-from songmine.fingerprint.scoring import confidence_from, margin_confidence, vote
-from songmine.fingerprint.query import identify
 from songmine.errors import ParameterError
 from songmine.fingerprint.landmarks import FingerprintConfig
+from songmine.fingerprint.memory import MemoryIndex, TrackInfo
+from songmine.fingerprint.query import identify
+from songmine.fingerprint.scoring import confidence_from, margin_confidence, vote
+from songmine.fingerprint.search import Candidate, SearchConfig, search
 from songmine.records import QueryResult
 
 SR = FingerprintConfig().sr
@@ -161,7 +161,7 @@ def test_noisy_excerpt_matches_at_the_right_offset(cuts_index):
     for k in (0, 3):
         y = load(cuts[k], sr=SR)
         start = 12 * SR + 777  # not on the frame grid
-        clip = _noisy(y[start:start + 5 * SR], snr_db=5.0, seed=k)
+        clip = _noisy(y[start : start + 5 * SR], snr_db=5.0, seed=k)
         r = identify(idx, clip, name="noisy")
         assert r.error is None and r.query == "noisy"
         assert r.matches, "no match for a 5 dB noisy excerpt"
@@ -178,7 +178,7 @@ def test_clip_from_unindexed_track_gives_no_match(cuts_index):
     idx, cuts = cuts_index
     y = load(cuts[5], sr=SR)
     for start_s in (2, 11, 20):
-        clip = y[start_s * SR:(start_s + 5) * SR]
+        clip = y[start_s * SR : (start_s + 5) * SR]
         r = identify(idx, clip)
         assert r.matches == [] and r.error is None
 
@@ -189,7 +189,7 @@ def test_speed_change_of_three_percent_still_matches(cuts_index):
 
     idx, cuts = cuts_index
     y = load(cuts[1], sr=SR)
-    seg = y[8 * SR:8 * SR + int(10 * SR * 1.03)]
+    seg = y[8 * SR : 8 * SR + int(10 * SR * 1.03)]
     fast = soxr.resample(seg, 1.03, 1.0).astype(np.float32)  # played 3 % faster: pitch and tempo
     r = identify(idx, fast)
     assert r.matches and r.matches[0].path == str(cuts[1])
@@ -205,7 +205,7 @@ def test_path_bytes_and_file_object_queries(cuts_index, tmp_path):
     from songmine.audio import load
 
     idx, cuts = cuts_index
-    y = load(cuts[2], sr=SR)[5 * SR:10 * SR]
+    y = load(cuts[2], sr=SR)[5 * SR : 10 * SR]
     p = tmp_path / "q.wav"
     sf.write(p, y, SR)
     for clip, name in ((str(p), str(p)), (p.read_bytes(), "<upload>"), (open(p, "rb"), str(p))):
@@ -265,7 +265,7 @@ def test_cli_identify_exit_codes_and_json(tmp_path, synth_music, monkeypatch):
     idx.add(y, path="/music/song.ogg", title="Song", artist="Band")
     monkeypatch.setattr(cli_identify, "open_index", lambda path: idx)
     clip = tmp_path / "clip.wav"
-    sf.write(clip, y[10 * SR:16 * SR], SR)
+    sf.write(clip, y[10 * SR : 16 * SR], SR)
     other = tmp_path / "other.wav"
     sf.write(other, np.zeros(6 * SR, np.float32), SR)  # silence: valid audio, no landmarks
     bad = tmp_path / "bad.mp3"
@@ -313,7 +313,7 @@ def test_cli_identify_bad_inputs_exit_2_not_no_match(tmp_path, cli_index, capsys
 
     y, _ = cli_index
     good = tmp_path / "good.flac"
-    sf.write(good, y[5 * SR:12 * SR], SR)
+    sf.write(good, y[5 * SR : 12 * SR], SR)
     (tmp_path / "adir").mkdir()
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "text.txt").write_text("hello\n" * 100)
@@ -344,7 +344,7 @@ def test_cli_identify_a_bug_on_one_clip_keeps_the_batch(tmp_path, cli_index, cap
     y, _ = cli_index
     monkeypatch.setenv("SONGMINE_CACHE", str(tmp_path / "cache"))
     for name in ("a.wav", "boom.wav", "c.wav"):
-        sf.write(tmp_path / name, y[5 * SR:12 * SR], SR)
+        sf.write(tmp_path / name, y[5 * SR : 12 * SR], SR)
     real = module.identify
 
     def flaky(index, clip, **kw):
@@ -382,7 +382,7 @@ def test_coarse_stage_answers_clean_clips_and_dense_stage_the_rest(cuts_index):
 
     idx, cuts = cuts_index
     y = load(cuts[2], sr=SR)
-    clean = y[5 * SR:15 * SR]
+    clean = y[5 * SR : 15 * SR]
     coarse = search(idx, clean, top=1)
     dense = search(idx, clean, top=1, config=SearchConfig(coarse=False))
     assert coarse[0].track_id == dense[0].track_id and coarse[0].offset == dense[0].offset
@@ -390,7 +390,7 @@ def test_coarse_stage_answers_clean_clips_and_dense_stage_the_rest(cuts_index):
     # the coarse stage looks up the index-density landmarks only: fewer votes, same answer
     assert coarse[0].votes < dense[0].votes
     # a non-member goes through both stages and still gets no match
-    other = load(cuts[5], sr=SR)[10 * SR:20 * SR]
+    other = load(cuts[5], sr=SR)[10 * SR : 20 * SR]
     assert identify(idx, other).matches == []
     assert identify(idx, other, config=SearchConfig(refine_speeds=None)).matches == []
 
@@ -401,9 +401,11 @@ def test_a_tight_hit_budget_keeps_the_right_answer(cuts_index):
 
     idx, cuts = cuts_index
     y = load(cuts[0], sr=SR)
-    clip = _noisy(y[3 * SR:13 * SR], snr_db=10.0)
+    clip = _noisy(y[3 * SR : 13 * SR], snr_db=10.0)
     full = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=None))
-    h, _ = __import__("songmine.fingerprint.landmarks", fromlist=["fingerprint"]).fingerprint(clip, idx.config, query=True)
+    h, _ = __import__("songmine.fingerprint.landmarks", fromlist=["fingerprint"]).fingerprint(
+        clip, idx.config, query=True
+    )
     budget = max(idx.lookup(h)[0].shape[0] // 4, 1)
     tight = search(idx, clip, top=1, config=SearchConfig(coarse=False, max_hits=budget))
     assert tight[0].track_id == full[0].track_id and abs(tight[0].offset - full[0].offset) <= 1
@@ -419,14 +421,14 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
     ys = [load(p, sr=SR) for p in real_cuts]
     for k, y in enumerate(ys[:5]):
         for j in range(7):
-            idx.add(y[j * 4 * SR:(j + 1) * 4 * SR], path=f"cut{k}-{j}")
+            idx.add(y[j * 4 * SR : (j + 1) * 4 * SR], path=f"cut{k}-{j}")
     # dense landmarks at every speed, so the margin test runs on every clip
     on, off = SearchConfig(coarse=False), SearchConfig(coarse=False, margin_alpha=0.0, speed_margin_alpha=0.0)
     per_speed = SearchConfig(coarse=False, margin_alpha=0.0)  # the per-speed test alone
     assert idx.n_tracks >= on.margin_min_tracks
     n_hit = []
     for k in range(5):  # members: 3-s clips inside piece 3, under 0 dB white noise
-        clip = _noisy(ys[k][12 * SR + 500:15 * SR + 500], snr_db=0.0, seed=k)
+        clip = _noisy(ys[k][12 * SR + 500 : 15 * SR + 500], snr_db=0.0, seed=k)
         c_on, c_off = search(idx, clip, top=3, config=on), search(idx, clip, top=3, config=off)
         assert c_on and c_off and c_on[0].confidence >= c_off[0].confidence
         c_ps = search(idx, clip, top=3, config=per_speed)
@@ -438,7 +440,7 @@ def test_margin_test_on_real_music_only_raises_and_keeps_non_members_out(real_cu
     assert max(n_hit) >= on.margin_min_tracks  # the test did run
     for start_s in (2, 11, 20):  # the sixth cut is not indexed
         for snr in (None, 5.0, 0.0):
-            y = ys[5][start_s * SR:(start_s + 3) * SR]
+            y = ys[5][start_s * SR : (start_s + 3) * SR]
             clip = y if snr is None else _noisy(y, snr_db=snr, seed=start_s)
             assert identify(idx, clip).matches == []
             assert identify(idx, clip, config=on).matches == []
@@ -458,11 +460,11 @@ def _best_votes(idx, h, t, track_id: int) -> int:
 def test_moved_peaks_find_a_sped_up_clip_about_as_well_as_resampling(cuts_index):
     """Peaks of a clip played 5 % faster, moved back by 1.05, vote for the right offset of the right track."""
     from songmine.audio import load
-    from songmine.fingerprint.landmarks import fingerprint, pack_hashes, pair_peaks, landmark_peaks, speed_fingerprinter
+    from songmine.fingerprint.landmarks import fingerprint, landmark_peaks, pack_hashes, pair_peaks, speed_fingerprinter
 
     idx, cuts = cuts_index
     fc = idx.config
-    seg = load(cuts[1], sr=SR)[8 * SR + 333:8 * SR + 333 + int(10 * SR * 1.05)]
+    seg = load(cuts[1], sr=SR)[8 * SR + 333 : 8 * SR + 333 + int(10 * SR * 1.05)]
     fast = soxr.resample(seg, 1.05, 1.0).astype(np.float32)  # pitch and tempo 5 % up
     at = speed_fingerprinter(fast, fc)
     resampled = _best_votes(idx, *fingerprint(soxr.resample(fast, 1.0, 1.05).astype(np.float32), fc), 1)
@@ -510,7 +512,7 @@ def test_search_control_stops_early_for_members_and_searches_everything_for_non_
     idx, cuts = cuts_index
     sc = SearchConfig()
     y = load(cuts[3], sr=SR)
-    seg = y[6 * SR + 100:6 * SR + 100 + int(10 * SR * 1.05)]
+    seg = y[6 * SR + 100 : 6 * SR + 100 + int(10 * SR * 1.05)]
     fast = soxr.resample(seg, 1.05, 1.0).astype(np.float32)  # played 5 % faster
     for config in (sc, _PLAIN):
         ci = _CountingIndex(idx)
@@ -521,7 +523,7 @@ def test_search_control_stops_early_for_members_and_searches_everything_for_non_
     # a clip of a track that is not indexed: every rate coarse (within the coarse budget), then a dense
     # pass at 1.00; no track leads anywhere, so nothing would be accepted and the other rates' dense
     # passes (the runner-up sample that could veto an answer) are skipped; then the denser last pass
-    other = load(cuts[5], sr=SR)[10 * SR:20 * SR]
+    other = load(cuts[5], sr=SR)[10 * SR : 20 * SR]
     ci = _CountingIndex(idx)
     assert identify(ci, other, config=sc).matches == []
     assert ci.budgets == [sc.coarse_max_hits] * len(sc.rates) + [sc.max_hits] * 2
@@ -537,9 +539,11 @@ def test_a_lead_in_the_coarse_stage_is_refined_at_once(cuts_index):
     from songmine.audio import load
 
     idx, cuts = cuts_index
-    clip = _noisy(load(cuts[4], sr=SR)[4 * SR:9 * SR], snr_db=5.0, seed=4)
+    clip = _noisy(load(cuts[4], sr=SR)[4 * SR : 9 * SR], snr_db=5.0, seed=4)
     n = len(SearchConfig().rates)
-    never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0)  # nothing is ever certain: every stage runs
+    never = dict(
+        stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0
+    )  # nothing is ever certain: every stage runs
     ci = _CountingIndex(idx)
     search(ci, clip, top=1, config=SearchConfig(lead_margin=None, **never))
     assert ci.budgets == [SearchConfig().coarse_max_hits] * n + [SearchConfig().max_hits] * 3
@@ -559,7 +563,7 @@ def test_a_tight_coarse_budget_keeps_the_right_answer(cuts_index):
     from songmine.fingerprint.landmarks import fingerprint
 
     idx, cuts = cuts_index
-    clip = load(cuts[2], sr=SR)[11 * SR:21 * SR]
+    clip = load(cuts[2], sr=SR)[11 * SR : 21 * SR]
     h, _ = fingerprint(clip, idx.config)
     budget = max(idx.lookup(h)[0].shape[0] // 4, 1)
     full = search(idx, clip, top=1, config=SearchConfig(coarse_max_hits=None))
@@ -585,11 +589,11 @@ def test_lead_ratio_and_grid_step():
 @pytest.mark.corpus
 def test_a_lead_cut_short_by_the_coarse_budget_is_looked_up_again_in_full(cuts_index):
     from songmine.audio import load
-    from songmine.fingerprint.search import expand_query
     from songmine.fingerprint.landmarks import fingerprint
+    from songmine.fingerprint.search import expand_query
 
     idx, cuts = cuts_index
-    clip = _noisy(load(cuts[3], sr=SR)[4 * SR:18 * SR], snr_db=-5.0, seed=4)
+    clip = _noisy(load(cuts[3], sr=SR)[4 * SR : 18 * SR], snr_db=-5.0, seed=4)
     h, t = expand_query(*fingerprint(clip, idx.config), SearchConfig().dt_jitter)
     budget = idx.lookup(h)[0].shape[0] // 3  # binds: the commonest hashes are left out
     never = dict(stop_confidence=1.0, margin_alpha=0.0, speed_margin_alpha=0.0, lead_margin=None)  # every stage runs
@@ -621,8 +625,10 @@ def test_distinct_votes_equals_its_definition(rng, big_ids):
     offsets = np.array([2, 0, 4, 1, 0], dtype=np.int64)
     got = distinct_votes(h, t, qpos, hit_tracks, hit_times, tracks, offsets, tolerance=1)
     offs = hit_times.astype(np.int64) - t[qpos].astype(np.int64)
-    want = [len({int(h[q]) for q, tr, o in zip(qpos, hit_tracks, offs) if tr == trk and abs(o - off) <= 1})
-            for trk, off in zip(tracks, offsets)]
+    want = [
+        len({int(h[q]) for q, tr, o in zip(qpos, hit_tracks, offs) if tr == trk and abs(o - off) <= 1})
+        for trk, off in zip(tracks, offsets)
+    ]
     assert got.tolist() == want and want[-1] == 0 and min(want[:-1]) > 0
 
 
@@ -631,12 +637,12 @@ def test_without_a_lead_on_a_cut_short_index_the_dense_long_shot_is_skipped(cuts
     """Probes cut short by the budget (as on a big index) and no track leading anywhere: one full coarse
     look at the top speed, and no dense pass; with a budget that does not bind, the dense long shot runs."""
     from songmine.audio import load
-    from songmine.fingerprint.search import expand_query
     from songmine.fingerprint.landmarks import fingerprint
+    from songmine.fingerprint.search import expand_query
 
     idx, cuts = cuts_index
     # an indexed track played 25 % faster, outside the speed grid: chance hits only, but many of them
-    other = soxr.resample(load(cuts[0], sr=SR)[2 * SR:15 * SR], 1.25, 1.0).astype(np.float32)
+    other = soxr.resample(load(cuts[0], sr=SR)[2 * SR : 15 * SR], 1.25, 1.0).astype(np.float32)
     h, _ = expand_query(*fingerprint(other, idx.config), SearchConfig().dt_jitter)
     assert idx.lookup(h)[0].shape[0] > 20
     budget = 4  # cuts the lookups short
@@ -684,7 +690,7 @@ def test_a_key_change_is_found(cuts_index, semitones):
     idx, cuts = cuts_index
     new = old = 0
     for k in range(5):
-        clip = pitch_shift(load(cuts[k], sr=SR)[6 * SR:16 * SR], SR, semitones)
+        clip = pitch_shift(load(cuts[k], sr=SR)[6 * SR : 16 * SR], SR, semitones)
         c = search(idx, clip, top=1)
         assert c and c[0].track_id == k and c[0].confidence >= 0.5
         assert abs(c[0].offset * idx.config.hop_s - 6.0) < 0.5  # the eval's offset tolerance
@@ -707,7 +713,7 @@ def test_a_tempo_change_is_found(cuts_index, factor):
     idx, cuts = cuts_index
     for k in range(5):
         y = load(cuts[k], sr=SR)
-        clip = time_stretch(y[6 * SR:6 * SR + int(5 * SR * factor)], SR, factor)
+        clip = time_stretch(y[6 * SR : 6 * SR + int(5 * SR * factor)], SR, factor)
         c = search(idx, clip, top=1)
         assert c and c[0].track_id == k and c[0].confidence >= 0.5
         assert abs(c[0].offset * idx.config.hop_s - 6.0) < 0.5
@@ -726,7 +732,7 @@ def test_a_longer_clip_answers_what_the_shorter_one_inside_it_answered(cuts_inde
     for k in range(5):
         y = load(cuts[k], sr=SR)
         for start in (2, 9, 17):
-            long = degrade(y[start * SR:(start + 10) * SR], SR, condition, random_state=10 * k + start)
+            long = degrade(y[start * SR : (start + 10) * SR], SR, condition, random_state=10 * k + start)
             short = identify(idx, long[: 5 * SR])
             if not short.matches:
                 continue
@@ -755,7 +761,7 @@ def test_a_voice_over_the_music_is_found_by_the_denser_last_pass(cuts_index):
         y = load(cuts[k], sr=SR)
         for start in (2, 9, 17):
             for seed in range(3):
-                clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=seed)
+                clip = degrade(y[start * SR : (start + 5) * SR], SR, "speech0", random_state=seed)
                 a, b = search(idx, clip, top=1), search(idx, clip, top=1, config=off)
                 with_boost += bool(a and a[0].track_id == k and a[0].confidence >= 0.5)
                 without += bool(b and b[0].track_id == k and b[0].confidence >= 0.5)
@@ -764,7 +770,7 @@ def test_a_voice_over_the_music_is_found_by_the_denser_last_pass(cuts_index):
     assert with_boost >= without + 3
     y = load(cuts[5], sr=SR)
     for start in (2, 9, 17):
-        clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=1)
+        clip = degrade(y[start * SR : (start + 5) * SR], SR, "speech0", random_state=1)
         assert identify(idx, clip).matches == []
     with pytest.raises(ParameterError, match="boost_peaks"):
         SearchConfig(boost_peaks=0.5)
@@ -775,6 +781,7 @@ def demo_index(demo_corpus, demo_tracks):
     """A minute (from 30 s in) of each of 30 demo tracks indexed, and four other tracks held out:
     enough tracks for the runner-up tests (``margin_min_tracks``)."""
     from conftest import need
+
     from songmine.audio import load
 
     long = sorted((t for t in demo_tracks if t.duration_s >= 100), key=lambda t: t.file)
@@ -801,7 +808,7 @@ def test_a_voice_over_the_music_is_found_by_the_talk_over_pass(demo_index):
     for k in range(0, 30, 2):
         y = load(paths[k], sr=SR, offset=30.0, duration=60.0)
         for start in (5, 25, 45):
-            clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=k + start)
+            clip = degrade(y[start * SR : (start + 5) * SR], SR, "speech0", random_state=k + start)
             a, b = search(idx, clip, top=1), search(idx, clip, top=1, config=off)
             with_talk += bool(a and a[0].track_id == k and a[0].confidence >= 0.5)
             without += bool(b and b[0].track_id == k and b[0].confidence >= 0.5)
@@ -809,7 +816,7 @@ def test_a_voice_over_the_music_is_found_by_the_talk_over_pass(demo_index):
     assert with_talk >= without + 4, (with_talk, without)
     for j, y in enumerate(held):
         for start in (5, 25, 45):
-            clip = degrade(y[start * SR:(start + 5) * SR], SR, "speech0", random_state=j + start)
+            clip = degrade(y[start * SR : (start + 5) * SR], SR, "speech0", random_state=j + start)
             c = search(idx, clip, top=1)
             assert not (c and c[0].confidence >= 0.5), (j, start)
     with pytest.raises(ParameterError, match="talk_peaks"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import require
+
 from songmine.audio import load
 from songmine.cli._app import main
 from songmine.records import Match
@@ -103,7 +103,9 @@ def test_a_tempo_or_a_key_change_is_reported_on_its_own_axis(library, real_cuts,
     m = json.loads(out)[0]["matches"][0]
     assert code == 0 and Path(m["path"]).name == real_cuts[1].name
     if change == "tempo":
-        assert 1.03 <= m["tempo"] <= 1.12 and m["pitch"] == 1.0, m  # a grid point near 1.09 (the search stops when sure)
+        assert 1.03 <= m["tempo"] <= 1.12 and m["pitch"] == 1.0, (
+            m
+        )  # a grid point near 1.09 (the search stops when sure)
         words = f"tempo {m['tempo']:.2f}×"
     else:
         assert m["tempo"] == 1.0 and m["pitch"] == pytest.approx(2 ** (1 / 12), abs=0.01), m
@@ -149,8 +151,9 @@ def test_seed_shows_its_best_candidates_and_marks_those_below_the_threshold(real
     partial = [r for r in found if r["candidates"][0]["jaccard"] < 0.95]
     assert partial, [r["candidates"][0]["jaccard"] for r in found]
     assert all(r["matches"] for r in partial), "above the default threshold 0.2: matches"
-    code, out, _ = run(capsys, "identify", str(clips), "--index", str(ix), "--method", "seed", "--threshold",
-                       "0.95", "--json")
+    code, out, _ = run(
+        capsys, "identify", str(clips), "--index", str(ix), "--method", "seed", "--threshold", "0.95", "--json"
+    )
     strict = {r["query"]: r for r in json.loads(out)}
     for r in partial:
         s = strict[r["query"]]

@@ -39,7 +39,7 @@ class ToyConfig:
         return {"sr": self.sr, "n_fft": self.n_fft}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ToyConfig":
+    def from_dict(cls, d: dict) -> ToyConfig:
         return cls(**d)
 
 
@@ -66,7 +66,7 @@ def library(tmp_path, synth_music):
     paths = []
     for i in range(6):
         y = synth_music(sr=TOY_SR, seconds=4.0, seed=100 + i)
-        p = (root / ("sub" if i % 2 else "") / f"t{i}.{'flac' if i % 3 else 'wav'}")
+        p = root / ("sub" if i % 2 else "") / f"t{i}.{'flac' if i % 3 else 'wav'}"
         sf.write(p, y, TOY_SR)
         paths.append(p)
     return root
@@ -172,7 +172,12 @@ def test_rerun_skips_unchanged_files_by_content_hash(tmp_path, library):
         rep = index_files(ix, [library], jobs=2, extractor=toy_fp)
         assert (rep.added, rep.unchanged) == (0, 6) and ix.n_postings == n_post
 
-        t0, t1, t2, t3 = (library / "t0.wav", library / "sub" / "t1.flac", library / "t2.flac", library / "sub" / "t3.wav")
+        t0, t1, t2, t3 = (
+            library / "t0.wav",
+            library / "sub" / "t1.flac",
+            library / "t2.flac",
+            library / "sub" / "t3.wav",
+        )
         os.utime(t0, ns=(1, 1))  # touched: same bytes, new mtime -> re-hashed, not re-decoded
         t1.rename(library / "moved.flac")  # moved: same content at a new path
         shutil.copy(t2, library / "copy-of-t2.flac")  # a duplicate of an indexed file

@@ -184,7 +184,11 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys, monkeypatch):
     ix = str(tmp_path / "ix")
     sub = folder / "few"
     sub.mkdir()
-    for name, new in (("song00.flac", "song00.flac"), ("song01.flac", "song01.flac"), ("song02.flac", "song02 [live].flac")):
+    for name, new in (
+        ("song00.flac", "song00.flac"),
+        ("song01.flac", "song01.flac"),
+        ("song02.flac", "song02 [live].flac"),
+    ):
         (folder / name).rename(sub / new)
     broken = sub / "broken [live] [b].mp3"  # brackets: must print as is, never as rich markup
     broken.write_text("not audio")
@@ -206,7 +210,9 @@ def test_cli_verbs_json_prune_and_errors(tmp_path, folder, capsys, monkeypatch):
     code, out, _ = run("tracks", "--index", ix, "--json")
     rows = json.loads(out)
     assert code == 0 and [Path(r["path"]).name for r in rows] == ["song00.flac", "song01.flac", "song02 [live].flac"]
-    assert all(r["status"] == "ok" and r["n_hashes"] > 0 and r["duration_s"] == pytest.approx(6, abs=0.01) for r in rows)
+    assert all(
+        r["status"] == "ok" and r["n_hashes"] > 0 and r["duration_s"] == pytest.approx(6, abs=0.01) for r in rows
+    )
     code, out, _ = run("tracks", "--index", ix)
     assert code == 0 and "3 tracks, 0.01 h" in out and "song02 [live].flac" in out  # not read as markup
 

@@ -13,6 +13,7 @@ import sqlite3
 import numpy as np
 import pytest
 import soundfile as sf
+from test_index_integrity import damage, flip, layout, postings
 
 from songmine.cli._app import main
 from songmine.errors import IndexCorruptError
@@ -21,7 +22,6 @@ from songmine.fingerprint.index import segments as seg_mod
 from songmine.fingerprint.index import store as store_mod
 from songmine.fingerprint.index.schema import CATALOG_NAME, FORMAT_VERSION, SEGMENT_HEADER_V3, SEGMENT_MAGIC_V3
 from songmine.fingerprint.index.segments import open_segment, segment_checksum, write_segment
-from test_index_integrity import damage, flip, layout, postings
 
 SR = 22050
 
@@ -41,7 +41,7 @@ def built(tmp_path_factory):
     for i in (1, 4, 6):
         y, _ = sf.read(music / f"song{i}.flac", dtype="float32")
         clips.append(root / f"clip{i}.wav")
-        sf.write(clips[-1], y[5 * SR:12 * SR], SR)
+        sf.write(clips[-1], y[5 * SR : 12 * SR], SR)
     return root / "ix", clips, music
 
 
@@ -77,8 +77,9 @@ def test_the_index_answers_before_damage(ix, built, capsys):
     assert code == 0 and all(r["matches"] for r in json.loads(out))
 
 
-@pytest.mark.parametrize("kind", ["flip8", "zero-records", "zero-all-records", "random", "zero-directory", "header",
-                                  "table"])
+@pytest.mark.parametrize(
+    "kind", ["flip8", "zero-records", "zero-all-records", "random", "zero-directory", "header", "table"]
+)
 def test_a_damaged_segment_is_refused_with_the_recovery(ix, built, capsys, rng, kind):
     seg, lay = only_segment(ix)
     size = lay["window keys"] - lay["records"]
@@ -106,7 +107,9 @@ def test_a_damaged_segment_is_refused_with_the_recovery(ix, built, capsys, rng, 
     code = main(["verify", "--index", str(ix), "--json"])
     rep = json.loads(capsys.readouterr().out)
     assert code == 2 and not rep["ok"] and rep["repairable"]
-    assert rep["problems"][0]["part"] == f"segments/{seg.name}" and "segment is damaged" in rep["problems"][0]["problem"]
+    assert (
+        rep["problems"][0]["part"] == f"segments/{seg.name}" and "segment is damaged" in rep["problems"][0]["problem"]
+    )
     assert len(rep["affected"]) == 8
     code = main(["verify", "--index", str(ix), "--repair", "--jobs", "1", "--json"])
     rep = json.loads(capsys.readouterr().out)
@@ -203,8 +206,10 @@ def downgrade(ix) -> None:
     for seg in (ix / "segments").iterdir():
         p = open_segment(seg).decode()
         arrays = (p.hashes[::32], p.hashes, p.tracks, p.times)
-        seg.write_bytes(SEGMENT_HEADER_V3.pack(SEGMENT_MAGIC_V3, len(p), 8, 32)
-                        + b"".join(np.ascontiguousarray(a, dtype="<u4").tobytes() for a in arrays))
+        seg.write_bytes(
+            SEGMENT_HEADER_V3.pack(SEGMENT_MAGIC_V3, len(p), 8, 32)
+            + b"".join(np.ascontiguousarray(a, dtype="<u4").tobytes() for a in arrays)
+        )
     with sqlite3.connect(ix / CATALOG_NAME) as c:
         c.execute("ALTER TABLE segments DROP COLUMN checksum")
         c.execute("ALTER TABLE profiles DROP COLUMN checksum")

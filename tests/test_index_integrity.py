@@ -25,8 +25,9 @@ N = 60_000  # ~720 KB: 176 blocks
 
 def postings(rng, n: int = N) -> Postings:
     h = np.where(rng.random(n) < 0.2, rng.integers(0, 30, n), rng.integers(0, 1 << 26, n))
-    return Postings.from_unsorted(h.astype(np.uint32), rng.integers(0, 40, n, dtype=np.uint32),
-                                  rng.integers(0, 9000, n, dtype=np.uint32))
+    return Postings.from_unsorted(
+        h.astype(np.uint32), rng.integers(0, 40, n, dtype=np.uint32), rng.integers(0, 9000, n, dtype=np.uint32)
+    )
 
 
 def layout(path, n: int) -> dict[str, int]:
@@ -42,8 +43,15 @@ def layout(path, n: int) -> dict[str, int]:
         records = classes + 24 * c
         wkeys = records + record * n
         end = wkeys + 4 * w + 4 * (w + 1)
-        parts = {"tracks": 64, "time bits": 64 + 4 * t, "slot classes": classes, "records": records,
-                 "window keys": wkeys, "window starts": wkeys + 4 * w, "end": end}
+        parts = {
+            "tracks": 64,
+            "time bits": 64 + 4 * t,
+            "slot classes": classes,
+            "records": records,
+            "window keys": wkeys,
+            "window starts": wkeys + 4 * w,
+            "end": end,
+        }
     return {**parts, "table": end, "footer": end + 4 * -(-(end - 64) // BLOCK_SIZE)}
 
 
@@ -76,7 +84,7 @@ def seg(tmp_path, rng, request):
 
 def test_block_sums_do_not_depend_on_how_the_stream_is_cut(rng):
     data = rng.integers(0, 256, 3 * BLOCK_SIZE + 123, dtype=np.uint8).tobytes()
-    ref = [zlib.crc32(data[i:i + BLOCK_SIZE]) for i in range(0, len(data), BLOCK_SIZE)]
+    ref = [zlib.crc32(data[i : i + BLOCK_SIZE]) for i in range(0, len(data), BLOCK_SIZE)]
     for cuts in ([], [1], [BLOCK_SIZE], [5, 4091, 4096, 7000, 12000], list(range(0, len(data), 777))):
         s = _Summer()
         for a, b in zip([0, *cuts], [*cuts, len(data)]):
@@ -90,10 +98,26 @@ def test_an_intact_segment_opens_checked(seg):
     assert s.checked and s.sums.complete and np.array_equal(s.decode().hashes, p.hashes)
 
 
-@pytest.mark.parametrize("version, part, where", [
-    (4, "fences", 0.5), (4, "hashes", 0.0), (4, "hashes", 0.5), (4, "tracks", 0.3), (4, "times", 0.99), (4, "table", 0.0),
-    (5, "tracks", 0.5), (5, "time bits", 0.0), (5, "slot classes", 0.0), (5, "records", 0.0), (5, "records", 0.5),
-    (5, "records", 0.99), (5, "window keys", 0.5), (5, "window starts", 0.3), (5, "table", 0.0)])
+@pytest.mark.parametrize(
+    "version, part, where",
+    [
+        (4, "fences", 0.5),
+        (4, "hashes", 0.0),
+        (4, "hashes", 0.5),
+        (4, "tracks", 0.3),
+        (4, "times", 0.99),
+        (4, "table", 0.0),
+        (5, "tracks", 0.5),
+        (5, "time bits", 0.0),
+        (5, "slot classes", 0.0),
+        (5, "records", 0.0),
+        (5, "records", 0.5),
+        (5, "records", 0.99),
+        (5, "window keys", 0.5),
+        (5, "window starts", 0.3),
+        (5, "table", 0.0),
+    ],
+)
 def test_damage_anywhere_is_refused_at_open(tmp_path, rng, version, part, where):
     path, p = tmp_path / "s.sgm", postings(rng)
     write_segment(path, p, version=version)
@@ -120,8 +144,11 @@ def test_zeros_random_bytes_and_truncation_are_refused(seg, rng):
     lay = layout(path, len(p))
     good = path.read_bytes()
     first = lay.get("hashes", lay.get("records"))
-    for offset, data in [(first + 4 * (N // 3), bytes(4096)), (first + 4 * (N // 2), bytes(4096)),
-                         (len(good) // 2, rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())]:
+    for offset, data in [
+        (first + 4 * (N // 3), bytes(4096)),
+        (first + 4 * (N // 2), bytes(4096)),
+        (len(good) // 2, rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()),
+    ]:
         path.write_bytes(good)
         damage(path, offset, data)
         with pytest.raises(IndexCorruptError, match="fails its checksum"):
@@ -163,7 +190,7 @@ def test_lazy_checks_answer_only_from_checked_blocks(seg, lazy, monkeypatch, rng
     start = 64 + bad * BLOCK_SIZE
     assert lay[part] < start and start + BLOCK_SIZE < lay[following(lay, part)]
     first = (start - lay[part]) // 4
-    inside = np.unique(p.hashes[first + 10:first + 1000])  # keys whose runs lie in the damaged block
+    inside = np.unique(p.hashes[first + 10 : first + 1000])  # keys whose runs lie in the damaged block
     inside = inside[(inside > p.hashes[first]) & (inside < p.hashes[first + BLOCK_SIZE // 4 - 1])]
     far = np.unique(p.hashes[: 2 * N // 5 : 7])  # keys far from it
     damage(path, start + 40, bytes(64))  # 16 hashes (or records) set to 0: no longer sorted there
@@ -174,7 +201,9 @@ def test_lazy_checks_answer_only_from_checked_blocks(seg, lazy, monkeypatch, rng
             lookup(s, far)
         return
     tr, t = lookup(s, far)  # answers from intact blocks are the true ones
-    ref_idx = np.concatenate([np.arange(a, b) for a, b in zip(np.searchsorted(p.hashes, far), np.searchsorted(p.hashes, far, "right"))])
+    ref_idx = np.concatenate(
+        [np.arange(a, b) for a, b in zip(np.searchsorted(p.hashes, far), np.searchsorted(p.hashes, far, "right"))]
+    )
     assert np.array_equal(tr, p.tracks[ref_idx]) and np.array_equal(t, p.times[ref_idx])
     with pytest.raises(IndexCorruptError, match=f"block {bad} of .*the {part}"):
         lookup(s, inside[:50])
@@ -231,8 +260,11 @@ def test_opening_a_big_segment_checks_its_directory_without_mapping_it(tmp_path,
     """The window directory of a segment too big to check whole is checked at open by plain reads: the
     process maps none of it (its memory stays what lookups touch), and damage there is still refused."""
     n = 4_000_000  # random 32-bit hashes: ~1 M windows, an 8 MB directory; 24 MB in all (> CHECK_AT_OPEN)
-    p = Postings.from_unsorted(rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32),
-                               rng.integers(0, 40, n, dtype=np.uint32), rng.integers(0, 9000, n, dtype=np.uint32))
+    p = Postings.from_unsorted(
+        rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32),
+        rng.integers(0, 40, n, dtype=np.uint32),
+        rng.integers(0, 9000, n, dtype=np.uint32),
+    )
     path = tmp_path / "big.sgm"
     write_segment(path, p)
     lay = layout(path, n)
@@ -264,4 +296,3 @@ def test_version_3_segments_are_read_unchecked_and_merged_into_version_5(tmp_pat
     m = open_segment(tmp_path / "m.sgm")
     assert n == 3000 and m.version == 5 and m.checked and np.array_equal(m.decode().hashes, p.hashes)
     assert struct.unpack_from("<I", (tmp_path / "m.sgm").read_bytes(), 28)[0] == m.sums.checksum
-

@@ -39,8 +39,13 @@ def skewed_hashes(rng, n: int, *, top: bool = True) -> np.ndarray:
 def query_keys(rng, stored: np.ndarray, n: int) -> np.ndarray:
     """Sorted unique keys: stored hashes, their neighbours, random values, 0 and 2**32 - 1."""
     picked = stored[rng.integers(0, stored.shape[0], n)] if stored.shape[0] else np.zeros(0, np.int64)
-    keys = np.concatenate([picked.astype(np.int64) + rng.integers(-1, 3, picked.shape[0]),
-                           rng.integers(0, 1 << 32, n), [0, 1, U32_MAX, U32_MAX - 1]])
+    keys = np.concatenate(
+        [
+            picked.astype(np.int64) + rng.integers(-1, 3, picked.shape[0]),
+            rng.integers(0, 1 << 32, n),
+            [0, 1, U32_MAX, U32_MAX - 1],
+        ]
+    )
     return np.unique(np.clip(keys, 0, U32_MAX)).astype(np.uint32)
 
 
@@ -82,8 +87,20 @@ def _synthetic_index(path, rng, *, n_commits: int, tracks_per_commit: int) -> In
         new = []
         for _ in range(tracks_per_commit):  # loop over tracks
             n = int(rng.integers(200, 3000))
-            new.append(NewTrack(f"/synthetic/{k}.ogg", f"{k:064d}", 0, 0, 60.0, None, None, None,
-                                 skewed_hashes(rng, n), rng.integers(0, 5000, n).astype(np.uint32)))
+            new.append(
+                NewTrack(
+                    f"/synthetic/{k}.ogg",
+                    f"{k:064d}",
+                    0,
+                    0,
+                    60.0,
+                    None,
+                    None,
+                    None,
+                    skewed_hashes(rng, n),
+                    rng.integers(0, 5000, n).astype(np.uint32),
+                )
+            )
             k += 1
         ix._add_tracks(new)
     return ix
@@ -100,9 +117,23 @@ def test_lookup_over_segments_equals_the_compacted_index(tmp_path, rng, monkeypa
     with _synthetic_index(tmp_path / "many", rng, n_commits=old, tracks_per_commit=6) as many:
         monkeypatch.setattr(store_mod, "write_segment", write_segment)
         for _ in range(7 - old):
-            many._add_tracks([NewTrack(f"/synthetic/{many.n_tracks}-{k}.ogg", f"{many.n_tracks:060d}{k:04d}", 0, 0,
-                                       60.0, None, None, None, skewed_hashes(rng, n := int(rng.integers(200, 3000))),
-                                       rng.integers(0, 5000, n).astype(np.uint32)) for k in range(6)])
+            many._add_tracks(
+                [
+                    NewTrack(
+                        f"/synthetic/{many.n_tracks}-{k}.ogg",
+                        f"{many.n_tracks:060d}{k:04d}",
+                        0,
+                        0,
+                        60.0,
+                        None,
+                        None,
+                        None,
+                        skewed_hashes(rng, n := int(rng.integers(200, 3000))),
+                        rng.integers(0, 5000, n).astype(np.uint32),
+                    )
+                    for k in range(6)
+                ]
+            )
         assert many.n_segments == 7
         assert [s.data.version for s in many._segments] == [4] * old + [5] * (7 - old)
         shutil.copytree(tmp_path / "many", tmp_path / "one")
@@ -115,8 +146,15 @@ def test_lookup_over_segments_equals_the_compacted_index(tmp_path, rng, monkeypa
                 q = np.concatenate([keys, keys[::3]])  # repeats too
                 rng.shuffle(q)
                 full = one.lookup(q)[0].shape[0]
-                for mph, mh in [(None, None), (1, None), (25, None), (None, 1), (None, max(full // 3, 1)),
-                                (40, max(full // 5, 1)), (None, 10**9)]:
+                for mph, mh in [
+                    (None, None),
+                    (1, None),
+                    (25, None),
+                    (None, 1),
+                    (None, max(full // 3, 1)),
+                    (40, max(full // 5, 1)),
+                    (None, 10**9),
+                ]:
                     a, b = many.lookup(q, mph, mh), one.lookup(q, mph, mh)
                     for x, y in zip(a, b):  # the same hits in the same order
                         assert x.dtype == y.dtype and np.array_equal(x, y), (m, mph, mh)
@@ -144,8 +182,8 @@ def test_identify_gives_the_same_candidates_on_segments_and_compacted(tmp_path, 
 
     from songmine.audio import load
     from songmine.evaluation.degrade import degrade
-    from songmine.fingerprint.search import SearchConfig, search
     from songmine.fingerprint.index import index_files
+    from songmine.fingerprint.search import SearchConfig, search
 
     monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)  # the fenced search in these small segments too
     monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)
@@ -215,9 +253,11 @@ def test_a_one_batch_run_does_not_merge_another_writers_segments(tmp_path, synth
     for i in range(3):
         sf.write(other / f"o{i}.wav", synth_music(sr=11025, seconds=3.0, seed=41 + i), 11025)
     with Index(tmp_path / "ix", create=True) as ix, Index(tmp_path / "ix") as writer:
+
         def meanwhile(done, total):  # another writer commits three segments during the run
             if done == total and writer.n_tracks == 0:
                 index_files(writer, [other], jobs=1, batch_tracks=1, merge=False)
+
         index_files(ix, [one], jobs=1, batch_tracks=1, progress=meanwhile)
         ix.refresh()
         assert ix.n_tracks == 4 and ix.n_segments == 4 and ix.verify() == []

@@ -29,8 +29,10 @@ def same(a: Postings, b: Postings) -> bool:
 
 
 @pytest.mark.parametrize("version", [4, 5])
-@pytest.mark.parametrize("n, hash_bits, skew", [(0, 25, False), (1, 25, False), (1000, 25, True),
-                                                 (50_000, 25, True), (20_000, 32, False), (5000, 8, True)])
+@pytest.mark.parametrize(
+    "n, hash_bits, skew",
+    [(0, 25, False), (1, 25, False), (1000, 25, True), (50_000, 25, True), (20_000, 32, False), (5000, 8, True)],
+)
 def test_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bits, skew, version):
     monkeypatch.setattr(seg_mod, "FENCES_MIN", 0)  # use the fences at every size
     monkeypatch.setattr(seg_mod, "FENCED_MIN_KEYS", 0)  # and for any number of keys
@@ -49,10 +51,18 @@ def test_bounds_equal_searchsorted(tmp_path, rng, monkeypatch, n, hash_bits, ske
     assert tracks.dtype == times.dtype == np.uint32
     assert np.array_equal(seg.hashes_at(rows), p.hashes[rows])
     if n > 10:
-        assert same(seg.read(3, n - 7), Postings(p.hashes[3:n - 7], p.tracks[3:n - 7], p.times[3:n - 7]))
+        assert same(seg.read(3, n - 7), Postings(p.hashes[3 : n - 7], p.tracks[3 : n - 7], p.times[3 : n - 7]))
     present = p.hashes[rng.integers(0, n, 300)] if n else np.zeros(0, np.uint32)
-    keys = np.unique(np.concatenate([present, present + np.uint32(1), rng.integers(0, 1 << 32, 300, dtype=np.uint32),
-                                     np.array([0, 2**32 - 1, min(1 << hash_bits, 2**32 - 1)], dtype=np.uint32)]).astype(np.uint32))
+    keys = np.unique(
+        np.concatenate(
+            [
+                present,
+                present + np.uint32(1),
+                rng.integers(0, 1 << 32, 300, dtype=np.uint32),
+                np.array([0, 2**32 - 1, min(1 << hash_bits, 2**32 - 1)], dtype=np.uint32),
+            ]
+        ).astype(np.uint32)
+    )
     lo, hi = seg.bounds(keys)
     assert np.array_equal(lo, np.searchsorted(p.hashes, keys, "left"))
     assert np.array_equal(hi, np.searchsorted(p.hashes, keys, "right"))
@@ -102,8 +112,14 @@ def test_layouts_for_big_segments(tmp_path, rng):
     for layout in (big, huge):
         n = 200_000
         k = rng.integers(0, ids.shape[0], n)
-        times = (rng.random(n) * (1 << layout.time_bits[np.searchsorted(layout.ids, ids[k])] if layout is huge else
-                                  rng.random(n) * (1 << bits[k].astype(np.int64)))).astype(np.uint32)
+        times = (
+            rng.random(n)
+            * (
+                1 << layout.time_bits[np.searchsorted(layout.ids, ids[k])]
+                if layout is huge
+                else rng.random(n) * (1 << bits[k].astype(np.int64))
+            )
+        ).astype(np.uint32)
         times[:5] = (1 << bits[k[:5]].astype(np.int64)) - 1 if layout is big else times[:5]
         h = np.sort(rng.integers(0, 1 << 25, n).astype(np.uint32))
         rec = layout.encode(h, ids[k], times)
@@ -217,7 +233,9 @@ def test_hit_budget_keeps_the_rarest_hashes_whole(rng):
 
     # hash v has v postings (v = 1..40), in random order
     h = np.repeat(np.arange(1, 41, dtype=np.uint32), np.arange(1, 41))
-    p = Postings.from_unsorted(h, rng.integers(0, 5, h.size, dtype=np.uint32), rng.integers(0, 99, h.size, dtype=np.uint32))
+    p = Postings.from_unsorted(
+        h, rng.integers(0, 5, h.size, dtype=np.uint32), rng.integers(0, 99, h.size, dtype=np.uint32)
+    )
     q = rng.permutation(np.arange(1, 41, dtype=np.uint32))
     q = np.concatenate([q, q[:3]])  # repeats cost their postings again
     full = p.lookup(q)

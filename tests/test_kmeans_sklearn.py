@@ -37,9 +37,16 @@ def test_check_estimator_passes():
     assert failed == {}
     ran = {r["check_name"] for r in results if r["status"] == "passed"}
     # the clustering, transformer, pickling, feature-name and fitted-state checks all ran
-    assert {"check_clustering", "check_transformer_general", "check_estimators_pickle",
-            "check_n_features_in_after_fitting", "check_estimators_unfitted",
-            "check_fit_check_is_fitted", "check_complex_data", "check_estimator_sparse_array"} <= ran
+    assert {
+        "check_clustering",
+        "check_transformer_general",
+        "check_estimators_pickle",
+        "check_n_features_in_after_fitting",
+        "check_estimators_unfitted",
+        "check_fit_check_is_fitted",
+        "check_complex_data",
+        "check_estimator_sparse_array",
+    } <= ran
     # skipped: only the array-API check (songmine's k-means computes with numpy)
     assert {r["check_name"] for r in results if r["status"] == "skipped"} <= {"check_array_api_input"}
 
@@ -165,24 +172,48 @@ def _pinned_data(dtype):
 # Labels, inertia and iterations of the estimator before it became a scikit-learn estimator
 # (the same Lloyd iterations and seeding must give the same answers for the same seed).
 PINNED = [
-    (np.float64, dict(n_clusters=5, random_state=0),
-     "420132033222031212440132230220211113234122042331324342124244404202320211324102311111113314220141441234044241131410210104",
-     655.5761917474674, 4),
-    (np.float64, dict(n_clusters=5, init="random", random_state=0),
-     "340214011444012424330214410440422221413244034112143134243433303404140422143204122222221123440232332413033432212320420203",
-     655.5761917474673, 12),
-    (np.float64, dict(n_clusters=3, n_init=4, random_state=3),
-     "011021122111120101001021121111100002120011101220210201010100010111211100210011200000002200111000000120100100020001101010",
-     1191.9875074232036, 3),
-    (np.float64, dict(n_clusters=7, random_state=11, max_iter=5, tol=0.0),
-     "351625122554126505331625521541406662523055135226253235653533310444251460243615260660062263551606330523133530020361561613",
-     571.5968817900277, 5),
-    (np.float32, dict(n_clusters=5, init="random", random_state=0),
-     "324102400222401212334102204224211110203122432001023032123233343242024211023142011111110013224131331203433231101314214143",
-     655.5761951295741, 7),
-    (np.float32, dict(n_clusters=3, n_init=4, random_state=3),
-     "011021122111120101001021121111100002120011101220210201010100010111211100210011200000002200111000000120100100020001101010",
-     1191.987503633671, 8),
+    (
+        np.float64,
+        dict(n_clusters=5, random_state=0),
+        "420132033222031212440132230220211113234122042331324342124244404202320211324102311111113314220141441234044241131410210104",
+        655.5761917474674,
+        4,
+    ),
+    (
+        np.float64,
+        dict(n_clusters=5, init="random", random_state=0),
+        "340214011444012424330214410440422221413244034112143134243433303404140422143204122222221123440232332413033432212320420203",
+        655.5761917474673,
+        12,
+    ),
+    (
+        np.float64,
+        dict(n_clusters=3, n_init=4, random_state=3),
+        "011021122111120101001021121111100002120011101220210201010100010111211100210011200000002200111000000120100100020001101010",
+        1191.9875074232036,
+        3,
+    ),
+    (
+        np.float64,
+        dict(n_clusters=7, random_state=11, max_iter=5, tol=0.0),
+        "351625122554126505331625521541406662523055135226253235653533310444251460243615260660062263551606330523133530020361561613",
+        571.5968817900277,
+        5,
+    ),
+    (
+        np.float32,
+        dict(n_clusters=5, init="random", random_state=0),
+        "324102400222401212334102204224211110203122432001023032123233343242024211023142011111110013224131331203433231101314214143",
+        655.5761951295741,
+        7,
+    ),
+    (
+        np.float32,
+        dict(n_clusters=3, n_init=4, random_state=3),
+        "011021122111120101001021121111100002120011101220210201010100010111211100210011200000002200111000000120100100020001101010",
+        1191.987503633671,
+        8,
+    ),
 ]
 
 

@@ -97,7 +97,7 @@ def test_fingerprint_is_deterministic_and_shift_consistent(synth_music):
     np.testing.assert_array_equal(h, h2)
     # cutting the signal at a frame boundary keeps most landmarks at shifted times
     shift = 100
-    hs, ts = fingerprint(y[shift * c.hop_length:], c)
+    hs, ts = fingerprint(y[shift * c.hop_length :], c)
     a = set(zip(h.tolist(), (t.astype(np.int64) - shift).tolist()))
     b = set(zip(hs.tolist(), ts.astype(np.int64).tolist()))
     assert len(a & b) / len(b) > 0.6
@@ -170,9 +170,18 @@ def test_landmark_peaks_are_find_peaks_of_log_spectrogram(real_cuts, query):
     y = load(real_cuts[2], sr=c.sr, duration=20.0)  # < 1,024 frames: one chunk
     lo, hi = c.bin_range
     S = log_spectrogram(y, n_fft=c.n_fft, hop_length=c.hop_length)
-    t, f = find_peaks(S, f_radius=c.f_radius, t_radius=c.t_radius, background_frames=int(round(c.background_s / c.hop_s)),
-                      min_prominence_db=c.min_prominence_db, peaks_per_block=c.peaks_per_block(query),
-                      block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight)
+    t, f = find_peaks(
+        S,
+        f_radius=c.f_radius,
+        t_radius=c.t_radius,
+        background_frames=int(round(c.background_s / c.hop_s)),
+        min_prominence_db=c.min_prominence_db,
+        peaks_per_block=c.peaks_per_block(query),
+        block_frames=c.block_frames,
+        min_bin=lo,
+        max_bin=hi,
+        level_weight=c.level_weight,
+    )
     t2, f2 = landmark_peaks(y, c, query=query)
     assert t.size > 100
     np.testing.assert_array_equal(t2, t)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from conftest import require
+
 from songmine.cli._app import main
 from songmine.library import iter_audio_files
 
@@ -26,8 +26,9 @@ def linked(tmp_path, synth_music):
     (outside / "deep").mkdir(parents=True)
     lib = tmp_path / "lib"
     (lib / "sub").mkdir(parents=True)
-    for i, p in enumerate([lib / "a.flac", lib / "sub" / "b.flac", outside / "c.flac", outside / "deep" / "d.flac",
-                           tmp_path / "e.flac"]):
+    for i, p in enumerate(
+        [lib / "a.flac", lib / "sub" / "b.flac", outside / "c.flac", outside / "deep" / "d.flac", tmp_path / "e.flac"]
+    ):
         sf.write(p, synth_music(sr=SR, seconds=4.0, seed=300 + i), SR)
     (lib / "linked").symlink_to(outside, target_is_directory=True)
     (lib / "e-link.flac").symlink_to(tmp_path / "e.flac")

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import require
+from test_index_cli import committed_tracks, run_json, songmine, wait_for_commit
+
 from songmine.cli._app import main
 from songmine.fingerprint.index import Index
 from songmine.fingerprint.index import build as build_mod
@@ -22,8 +23,6 @@ from songmine.fingerprint.index.schema import CATALOG_NAME
 from songmine.methods import METHODS, get_method
 from songmine.minhash.onset import SeedConfig, SeedIndex
 from songmine.minhash.sketch import SketchConfig, SketchIndex
-
-from test_index_cli import committed_tracks, run_json, songmine, wait_for_commit
 
 SR = 22050
 
@@ -93,8 +92,9 @@ def test_jobs_runs_that_many_workers_for_every_method(folder, tmp_path, capsys, 
 @pytest.mark.slow
 def test_kill_9_mid_run_of_a_sketch_index_and_the_rerun_resumes(folder, tmp_path):
     ix = tmp_path / "ix"
-    proc = songmine("index", str(folder), "--index", str(ix), "--method", "sketch", "--jobs", "2", "--batch", "2",
-                    "--json")
+    proc = songmine(
+        "index", str(folder), "--index", str(ix), "--method", "sketch", "--jobs", "2", "--batch", "2", "--json"
+    )
     wait_for_commit(proc, ix / "sketch", at_least=2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -138,7 +138,8 @@ def test_a_store_of_another_config_or_method_is_refused(folder, tmp_path, capsys
 
 @pytest.mark.corpus
 def test_a_seed_folder_of_the_old_format_is_still_answered_from_and_index_says_how_to_rebuild(
-        real_cuts, tmp_path, capsys):
+    real_cuts, tmp_path, capsys
+):
     from songmine.audio import load
 
     old = SeedIndex(SeedConfig())
@@ -152,8 +153,12 @@ def test_a_seed_folder_of_the_old_format_is_still_answered_from_and_index_says_h
     code = main(["index", str(real_cuts[3]), "--index", str(ix), "--method", "seed"])
     err = capsys.readouterr().err
     assert code == 2 and "older songmine" in err and "move it away" in err
-    assert sorted(p.name for p in (ix / "seed").iterdir()) == ["lsh_ids.npy", "lsh_keys.npy", "meta.json",
-                                                               "signatures.npy"], "nothing was touched"
+    assert sorted(p.name for p in (ix / "seed").iterdir()) == [
+        "lsh_ids.npy",
+        "lsh_keys.npy",
+        "meta.json",
+        "signatures.npy",
+    ], "nothing was touched"
 
 
 def test_a_missing_method_index_is_a_clear_error(tmp_path, capsys, synth_music):

@@ -52,8 +52,12 @@ def test_mulmod61_matches_python_ints_including_extremes(rng):
 def test_universal_hash_values_match_python_ints(rng, prime):
     mh = MinHasher(16, prime=prime, random_state=7)
     # elements spanning the whole uint64 range, including values >= p and 2**64-1
-    x = np.concatenate([rng.integers(0, 2**63, size=300, dtype=np.uint64),
-                        np.array([0, prime - 1, prime, prime + 1, 2**32 - 1, 2**64 - 1], dtype=np.uint64)])
+    x = np.concatenate(
+        [
+            rng.integers(0, 2**63, size=300, dtype=np.uint64),
+            np.array([0, prime - 1, prime, prime + 1, 2**32 - 1, 2**64 - 1], dtype=np.uint64),
+        ]
+    )
     hv = mh.hash_values(x)
     assert hv.dtype == np.uint64 and hv.shape == (16, x.size)
     for i in range(16):
@@ -208,10 +212,7 @@ def test_lsh_candidate_pairs_equal_brute_force(rng):
     pairs = {tuple(p) for p in lsh.candidate_pairs().tolist()}
     keys = band_keys(S, LSHConfig(20, 2))
     brute = {
-        (100 + i, 100 + j)
-        for i in range(len(sets))
-        for j in range(i + 1, len(sets))
-        if np.any(keys[i] == keys[j])
+        (100 + i, 100 + j) for i in range(len(sets)) for j in range(i + 1, len(sets)) if np.any(keys[i] == keys[j])
     }
     assert pairs == brute
     assert {(100 + i, 130 + i) for i in range(15)} <= pairs

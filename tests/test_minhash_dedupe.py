@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from songmine.minhash.dedupe import DedupeConfig, dedupe, find_duplicates, offset_vote, prints_from_arrays
 from songmine.errors import ParameterError
+from songmine.minhash.dedupe import DedupeConfig, dedupe, find_duplicates, offset_vote, prints_from_arrays
 
 
 def _write_ogg(path, y, sr):
@@ -38,7 +38,7 @@ def dup_library(real_cuts, tmp_path_factory):
             mp3 = root / f"{k}_copy.mp3"
             sf.write(mp3, y, 44100, format="MP3")
             trimmed = root / f"{k}_trim.ogg"
-            _write_ogg(trimmed, y[int(4.0 * 44100):], 44100)
+            _write_ogg(trimmed, y[int(4.0 * 44100) :], 44100)
             quiet = root / f"{k}_quiet.wav"
             sf.write(quiet, (soxr.resample(y, 44100, 22050) * 10 ** (-10 / 20)).astype(np.float32), 22050)
             group += [str(mp3), str(trimmed), str(quiet)]
@@ -87,8 +87,11 @@ def test_offset_vote_recovers_a_shift(rng):
 
 def test_unrelated_synthetic_sets_make_no_group(rng):
     prints = [
-        prints_from_arrays(f"t{i}", rng.integers(0, 2**25, size=2000).astype(np.uint32),
-                           rng.integers(0, 20000, size=2000).astype(np.uint32))
+        prints_from_arrays(
+            f"t{i}",
+            rng.integers(0, 2**25, size=2000).astype(np.uint32),
+            rng.integers(0, 20000, size=2000).astype(np.uint32),
+        )
         for i in range(40)
     ]
     report = find_duplicates(prints)
@@ -109,7 +112,7 @@ def test_silence_short_and_broken_files_never_crash(tmp_path, synth_music):
 def test_worker_processes_find_what_one_process_finds(tmp_path, synth_music, rng):
     y = synth_music(11025, 30.0, seed=5)
     sf.write(tmp_path / "a.wav", y, 11025)
-    sf.write(tmp_path / "b.flac", y[11025 * 3:], 11025)
+    sf.write(tmp_path / "b.flac", y[11025 * 3 :], 11025)
     sf.write(tmp_path / "c.wav", (0.1 * rng.standard_normal(11025 * 30)).astype(np.float32), 11025)
     (tmp_path / "broken.mp3").write_bytes(b"\x00garbage")
     one, two = dedupe([tmp_path], jobs=1), dedupe([tmp_path], jobs=2)
@@ -120,8 +123,12 @@ def test_worker_processes_find_what_one_process_finds(tmp_path, synth_music, rng
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"threshold": 0.0}, "threshold"), ({"threshold": 1.5}, "threshold"),
-     ({"n_bands": 10, "n_rows": 10}, "n_perm=512"), ({"n_bands": 8}, "both")],
+    [
+        ({"threshold": 0.0}, "threshold"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"n_bands": 10, "n_rows": 10}, "n_perm=512"),
+        ({"n_bands": 8}, "both"),
+    ],
 )
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ParameterError, match=match):
@@ -145,7 +152,7 @@ def test_cli_json_and_csv_output(tmp_path, synth_music, rng, capsys):
 
     y = synth_music(11025, 30.0, seed=5)
     sf.write(tmp_path / "a.wav", y, 11025)
-    sf.write(tmp_path / "b.flac", y[11025 * 3:], 11025)
+    sf.write(tmp_path / "b.flac", y[11025 * 3 :], 11025)
     # unrelated: noise (two synth_music signals share the note grid and pitch set)
     sf.write(tmp_path / "c.wav", (0.1 * rng.standard_normal(11025 * 30)).astype(np.float32), 11025)
     capsys.readouterr()
@@ -170,8 +177,8 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
     import shutil
 
     import songmine.audio
-    from songmine.minhash.dedupe import dedupe_index
     from songmine.fingerprint.index import Index, index_files
+    from songmine.minhash.dedupe import dedupe_index
 
     root, truth, trims = dup_library
     lib = tmp_path / "lib"
@@ -229,9 +236,9 @@ def test_index_mode_reads_stored_landmarks_and_decodes_only_changed_files(dup_li
 
 
 def test_index_mode_refuses_a_non_landmark_index(tmp_path):
-    from songmine.minhash.dedupe import dedupe_index
     from songmine.fingerprint.index import Index
     from songmine.methods import Method, register_method
+    from songmine.minhash.dedupe import dedupe_index
 
     class OtherConfig:  # another method's postings are not landmark hashes
         def to_dict(self):
@@ -261,8 +268,9 @@ def _mp3_128k(src, out):
         st.bit_rate = 128_000
         st.layout = "stereo" if y.shape[0] == 2 else "mono"
         for s in range(0, y.shape[1], meta.sr):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[:, s:s + meta.sr]), format="fltp",
-                                               layout=st.layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(y[:, s : s + meta.sr]), format="fltp", layout=st.layout
+            )
             frame.sample_rate = meta.sr
             for pkt in st.encode(frame):
                 c.mux(pkt)
@@ -295,9 +303,12 @@ def test_keeper_is_the_source_of_a_transcode_not_the_higher_bitrate(demo_corpus,
     by_name = {os.path.basename(m.path): m for m in group.members}
     assert by_name["Apex_Aleph (mp3 copy).mp3"].bitrate_kbps > by_name["Apex_Aleph.ogg"].bitrate_kbps
     assert group.keeper == str(ogg) and by_name["Apex_Aleph.ogg"].keeper
-    assert by_name["Apex_Aleph.ogg"].bandwidth_hz == bw_ogg and by_name["Apex_Aleph (mp3 copy).mp3"].bandwidth_hz == bw_mp3
-    assert group.reason.startswith(f"widest effective bandwidth, {bw_ogg / 1000:.2f} kHz against "
-                                   f"{bw_mp3 / 1000:.2f} kHz or less")
+    assert (
+        by_name["Apex_Aleph.ogg"].bandwidth_hz == bw_ogg and by_name["Apex_Aleph (mp3 copy).mp3"].bandwidth_hz == bw_mp3
+    )
+    assert group.reason.startswith(
+        f"widest effective bandwidth, {bw_ogg / 1000:.2f} kHz against {bw_mp3 / 1000:.2f} kHz or less"
+    )
 
     assert main(["dedupe", str(tmp_path / "lib"), "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
@@ -312,8 +323,17 @@ def test_choose_keeper_rules_and_reasons():
     from songmine.minhash.dedupe import TrackPrint, choose_keeper
 
     def tp(path, codec, kbps, bw, lossless=False, dur=100.0, sr=44100):
-        return TrackPrint(path, np.zeros(0, np.uint32), np.zeros(0, np.uint32), duration_s=dur, codec=codec,
-                          bitrate_kbps=kbps, lossless=lossless, sr=sr, bandwidth_hz=bw)
+        return TrackPrint(
+            path,
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.uint32),
+            duration_s=dur,
+            codec=codec,
+            bitrate_kbps=kbps,
+            lossless=lossless,
+            sr=sr,
+            bandwidth_hz=bw,
+        )
 
     # equal bandwidth (within 500 Hz): lossless, then bitrate decide, and the reason says so
     k, why = choose_keeper([tp("a.mp3", "mp3", 320, 19_750), tp("a.flac", "flac", 900, 20_000, lossless=True)])

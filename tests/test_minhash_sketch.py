@@ -40,7 +40,9 @@ def test_clips_found_at_their_offset_and_non_member_refused(sketch_and_audio, tm
         right += bool(r.matches) and r.matches[0].track_id == k
     assert right >= 8  # of 10 (5 clean + 5 at 15 dB SNR)
     # the sixth real track is not indexed: its clips must not be claimed
-    false = sum(bool(idx.query_audio(audio[5][int(s * 11025) : int((s + 5) * 11025)]).matches) for s in (3.0, 11.0, 19.0))
+    false = sum(
+        bool(idx.query_audio(audio[5][int(s * 11025) : int((s + 5) * 11025)]).matches) for s in (3.0, 11.0, 19.0)
+    )
     assert false == 0
 
     folder = idx.save(tmp_path / "sketch")
@@ -62,8 +64,12 @@ def test_silence_and_short_clips_do_not_crash(synth_music):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"n_bands": 10}, "n_perm"), ({"window_s": 0.5, "hop_s": 1.0}, "window_s"),
-     ({"min_pair_jaccard": 0.0}, "min_pair_jaccard"), ({"hop_s": 0.3}, "multiple")],
+    [
+        ({"n_bands": 10}, "n_perm"),
+        ({"window_s": 0.5, "hop_s": 1.0}, "window_s"),
+        ({"min_pair_jaccard": 0.0}, "min_pair_jaccard"),
+        ({"hop_s": 0.3}, "multiple"),
+    ],
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ParameterError, match=match):

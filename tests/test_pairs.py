@@ -74,9 +74,7 @@ def test_negative_values_and_target(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_indices_duplicates(method):
     vals = [1, 3, 3, 2, 2, 1]
-    assert as_tuples(pairs_with_sum(vals, 4, mode="indices", method=method)) == [
-        (0, 1), (0, 2), (1, 5), (2, 5), (3, 4)
-    ]
+    assert as_tuples(pairs_with_sum(vals, 4, mode="indices", method=method)) == [(0, 1), (0, 2), (1, 5), (2, 5), (3, 4)]
     assert count_pairs(vals, 4, mode="indices", method=method) == 5
 
 
@@ -163,8 +161,7 @@ def test_property_values_mode(values, s, method):
 
 
 @settings(max_examples=150, deadline=None)
-@given(values=small_ints, s=st.integers(-26, 26), method=st.sampled_from(METHODS),
-       chunk=st.integers(1, 7))
+@given(values=small_ints, s=st.integers(-26, 26), method=st.sampled_from(METHODS), chunk=st.integers(1, 7))
 def test_property_indices_mode(values, s, method, chunk):
     ref = brute_force(values, s, "indices")
     arr = np.array(values, dtype=np.int64)
@@ -211,8 +208,7 @@ def test_cli_text_stdin_and_json():
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().split("\n")[:-1] == ["-3 7", "-2 6", "1 3", "2 2"]
     r = run_cli("pairs", "--sum", "4", "-", "--json", stdin=text)
-    assert json.loads(r.stdout) == {"sum": 4, "mode": "values", "count": 4,
-                                    "pairs": [[-3, 7], [-2, 6], [1, 3], [2, 2]]}
+    assert json.loads(r.stdout) == {"sum": 4, "mode": "values", "count": 4, "pairs": [[-3, 7], [-2, 6], [1, 3], [2, 2]]}
 
 
 def test_cli_npy_count_and_indices(tmp_path, rng):
@@ -254,7 +250,9 @@ def test_cli_big_ints_in_text():
 
 
 def test_api_and_cli_refuse_a_float_target_alike():
-    with pytest.raises(ParameterError, match=r"s=4.0 is not an integer: floats are refused, even whole ones \(pass 4\)"):
+    with pytest.raises(
+        ParameterError, match=r"s=4.0 is not an integer: floats are refused, even whole ones \(pass 4\)"
+    ):
         pairs_with_sum([1, 3], 4.0)
     with pytest.raises(ParameterError, match="s=True is a bool"):
         pairs_with_sum([1, 3], True)
@@ -268,16 +266,19 @@ def test_api_and_cli_refuse_a_float_target_alike():
     assert r.returncode == 0 and r.stdout.decode().splitlines() == ["-5 1", "-2 -2"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("1_000 3", "line 1: not an integer: '1_000' (no '_' separators)"),
-    ("1 2\n1,,3", "line 2: an empty value between two commas"),
-    (",1 2", "line 1: a comma before the first value"),
-    ("1 2,\n", "line 1: a comma after the last value"),
-    ("1\n2\n4.0", "line 3: not an integer: '4.0' (no decimal point or exponent)"),
-    ("1 1e3", "line 1: not an integer: '1e3' (no decimal point or exponent)"),
-    ("1 \u0663", "line 1: not an integer: '\u0663'"),  # an Arabic-Indic 3: int() would take it
-    ("1 +-3", "line 1: not an integer: '+-3'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1_000 3", "line 1: not an integer: '1_000' (no '_' separators)"),
+        ("1 2\n1,,3", "line 2: an empty value between two commas"),
+        (",1 2", "line 1: a comma before the first value"),
+        ("1 2,\n", "line 1: a comma after the last value"),
+        ("1\n2\n4.0", "line 3: not an integer: '4.0' (no decimal point or exponent)"),
+        ("1 1e3", "line 1: not an integer: '1e3' (no decimal point or exponent)"),
+        ("1 \u0663", "line 1: not an integer: '\u0663'"),  # an Arabic-Indic 3: int() would take it
+        ("1 +-3", "line 1: not an integer: '+-3'"),
+    ],
+)
 def test_text_rule_refuses_what_int_would_take_or_skip(text, message):
     with pytest.raises(DataError, match=re.escape(message)):
         parse_integers(text)

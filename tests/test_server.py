@@ -9,17 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import require
 
 require("fastapi")
 
+from conftest import LOCAL  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from songmine.audio import load  # noqa: E402
 from songmine.server import ServerSettings, create_app  # noqa: E402
-
-from conftest import LOCAL  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -93,9 +91,13 @@ def test_identify_raw_body_and_top(client, tagged_cuts):
 
 def test_music_not_in_the_library_is_no_match(client, tagged_cuts, synth_music):
     # the sixth cut was never indexed: real music, but not ours
-    r = client.post("/api/identify", files={"file": ("x.flac", clip(tagged_cuts[5], offset=5, duration=10, fmt="flac"))})
+    r = client.post(
+        "/api/identify", files={"file": ("x.flac", clip(tagged_cuts[5], offset=5, duration=10, fmt="flac"))}
+    )
     assert r.status_code == 200 and r.json()["matches"] == [] and r.json()["error"] is None
-    r = client.post("/api/identify", content=encode(synth_music(22050, 8.0), 22050, "wav"), headers={"content-type": "audio/wav"})
+    r = client.post(
+        "/api/identify", content=encode(synth_music(22050, 8.0), 22050, "wav"), headers={"content-type": "audio/wav"}
+    )
     assert r.status_code == 200 and r.json()["matches"] == []
 
 
@@ -295,7 +297,10 @@ def test_health_openapi_and_page(client):
         assert client.get(f"/static/{name}").status_code == 200
     for bad in ("/static/app.py", "/static/..%2fapp.py", "/static/%2e%2e/settings.py", "/etc/passwd"):
         assert client.get(bad).status_code == 404
-    assert "access-control-allow-origin" not in client.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+    assert (
+        "access-control-allow-origin"
+        not in client.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+    )
     for r in (client.get("/api/health"), page, client.get("/api/tracks/999"), client.post("/api/identify")):
         assert r.headers["x-content-type-options"] == "nosniff", r.url
 
@@ -305,7 +310,10 @@ def test_cors_when_configured(server_index):
     with TestClient(create_app(s), base_url=LOCAL) as c:
         ok = c.get("/api/health", headers={"Origin": "https://ok.example"})
         assert ok.headers["access-control-allow-origin"] == "https://ok.example"
-        assert "access-control-allow-origin" not in c.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+        assert (
+            "access-control-allow-origin"
+            not in c.get("/api/health", headers={"Origin": "https://evil.example"}).headers
+        )
 
 
 def test_missing_index_fails_at_start_and_serve_says_so(tmp_path, capsys):
@@ -313,7 +321,10 @@ def test_missing_index_fails_at_start_and_serve_says_so(tmp_path, capsys):
 
     from conftest import need
 
-    need(importlib.util.find_spec("songmine.fingerprint.index") is not None, "songmine.fingerprint.index not available yet")
+    need(
+        importlib.util.find_spec("songmine.fingerprint.index") is not None,
+        "songmine.fingerprint.index not available yet",
+    )
     from songmine.cli import main as _  # noqa: F401
     from songmine.cli._app import main
 
@@ -437,8 +448,11 @@ def test_a_replaced_snapshot_is_let_go(writable, tagged_cuts):
     holder = c.app.state.holder
     assert c.get("/api/health").json()["n_tracks"] == 5  # lists the tracks of the current reader
     old = weakref.ref(holder.snapshot())
-    r = c.post("/api/tracks", files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
-               headers={"Authorization": f"Bearer {TOKEN}"})
+    r = c.post(
+        "/api/tracks",
+        files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert r.status_code == 201
     gc.collect()
     assert old() is None

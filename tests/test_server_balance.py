@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from conftest import run_uvicorn  # noqa: E402
+
 from songmine.server.app import create_app  # noqa: E402
 from songmine.server.balance import NOT_SERVING, Peers  # noqa: E402
 from songmine.server.settings import ServerSettings  # noqa: E402

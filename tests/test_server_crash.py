@@ -24,14 +24,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-
 from conftest import require  # noqa: E402
 
 require("fastapi")
 
 import httpx  # noqa: E402
-
 from conftest import songmine_serve  # noqa: E402
+
 from songmine.fingerprint.index import Index, index_files  # noqa: E402
 
 pytestmark = pytest.mark.corpus
@@ -102,8 +101,11 @@ def test_kill_while_the_added_file_is_being_indexed(setup, long_track):
         def add() -> None:
             try:
                 with httpx.Client(timeout=120) as c:
-                    answer.append(c.post(url + "/api/tracks", files={"file": ("long.flac", long_track.read_bytes())},
-                                         headers=AUTH).status_code)
+                    answer.append(
+                        c.post(
+                            url + "/api/tracks", files={"file": ("long.flac", long_track.read_bytes())}, headers=AUTH
+                        ).status_code
+                    )
             except httpx.HTTPError as exc:
                 answer.append(exc)
 
@@ -232,11 +234,10 @@ def test_a_clean_up_between_an_uploads_creation_and_its_lock_loses_nothing(setup
     the add goes through."""
     import tempfile
 
+    from conftest import LOCAL
     from fastapi.testclient import TestClient
 
-    from conftest import LOCAL
-    from songmine.server import ServerSettings, create_app
-    from songmine.server import trackstore
+    from songmine.server import ServerSettings, create_app, trackstore
     from songmine.server.state import IndexHolder
 
     index, folder, tmpdir, env = setup

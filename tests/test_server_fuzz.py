@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conftest import require  # noqa: E402
+from conftest import require
 
 require("fastapi")
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
+from conftest import LOCAL  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from songmine.server import ServerSettings, create_app  # noqa: E402
-
-from conftest import LOCAL  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -40,7 +38,9 @@ def fuzz_client(server_index):
 def seeds(tagged_cuts) -> list[bytes]:
     from test_server import clip
 
-    return [clip(tagged_cuts[i], offset=2.0, duration=3.0, fmt=fmt) for i, fmt in enumerate(["wav", "flac", "webm", "mp3"])]
+    return [
+        clip(tagged_cuts[i], offset=2.0, duration=3.0, fmt=fmt) for i, fmt in enumerate(["wav", "flac", "webm", "mp3"])
+    ]
 
 
 @st.composite
@@ -78,7 +78,9 @@ def _check(r) -> None:
         assert isinstance(body["detail"], str) and body["detail"] and isinstance(body["reason"], str), body
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_identify_never_5xx_on_mutated_or_random_audio(fuzz_client, seeds, data):
     body = data.draw(st.one_of(mutated(seeds), st.binary(max_size=2048)), label="body")
@@ -86,7 +88,9 @@ def test_identify_never_5xx_on_mutated_or_random_audio(fuzz_client, seeds, data)
         name = data.draw(st.text(max_size=40), label="filename")
         r = fuzz_client.post("/api/identify", files={"file": (name or "x", body, data.draw(st.sampled_from(CTYPES)))})
     else:
-        r = fuzz_client.post("/api/identify", content=body, headers={"content-type": data.draw(st.sampled_from(CTYPES))})
+        r = fuzz_client.post(
+            "/api/identify", content=body, headers={"content-type": data.draw(st.sampled_from(CTYPES))}
+        )
     _check(r)
 
 
@@ -94,7 +98,14 @@ def test_identify_never_5xx_on_mutated_or_random_audio(fuzz_client, seeds, data)
 @given(
     boundary=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=70),
     disposition=st.sampled_from(
-        ['form-data; name="file"; filename="a.wav"', 'form-data; name="file"', "form-data", "attachment", "", 'form-data; name="x"']
+        [
+            'form-data; name="file"; filename="a.wav"',
+            'form-data; name="file"',
+            "form-data",
+            "attachment",
+            "",
+            'form-data; name="x"',
+        ]
     ),
     payload=st.binary(max_size=512),
     close=st.booleans(),

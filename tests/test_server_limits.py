@@ -16,14 +16,13 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import require  # noqa: E402
 
 require("fastapi")
 
 import httpx  # noqa: E402
-
 from conftest import run_uvicorn, songmine_serve  # noqa: E402
+
 from songmine.server import ServerSettings, create_app  # noqa: E402
 from songmine.server.balance import RECENT_S  # noqa: E402
 from songmine.server.guards import HostAllowList, parse_host  # noqa: E402
@@ -234,7 +233,9 @@ def _start_upload(addr, n_body: int = 100_000) -> socket.socket:
     sock = socket.create_connection(addr)
     sock.sendall(
         b"POST /api/identify HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/wav\r\n"
-        + f"Content-Length: {n_body}\r\n\r\n".encode() + b"RIFF" + bytes(1000)
+        + f"Content-Length: {n_body}\r\n\r\n".encode()
+        + b"RIFF"
+        + bytes(1000)
     )
     return sock
 
@@ -324,10 +325,27 @@ def test_host_allow_list_parsing():
         with pytest.raises(ValueError):
             parse_host(bad)
     hosts = HostAllowList(["localhost", "music.example.org:8443", "*.lan"])
-    allowed = ["localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "192.168.1.5", "music.example.org:8443",
-               "pi.lan", "a.b.lan:9", None]
-    refused = ["evil.example", "evil.example:8000", "music.example.org", "music.example.org:80", "lan", "localhost.evil",
-               "a b", ""]
+    allowed = [
+        "localhost",
+        "localhost:8000",
+        "127.0.0.1:8000",
+        "[::1]:8000",
+        "192.168.1.5",
+        "music.example.org:8443",
+        "pi.lan",
+        "a.b.lan:9",
+        None,
+    ]
+    refused = [
+        "evil.example",
+        "evil.example:8000",
+        "music.example.org",
+        "music.example.org:80",
+        "lan",
+        "localhost.evil",
+        "a b",
+        "",
+    ]
     assert all(hosts.allows(h) for h in allowed)
     assert not any(hosts.allows(h) for h in refused)
     assert HostAllowList(["*"]).allows("anything.example")
@@ -356,7 +374,6 @@ def test_wrong_host_is_refused_as_json(server_index, mode):
 
 
 def test_serve_allow_host_option(server_index):
-    from songmine.cli import main as _  # noqa: F401
     from songmine.cli._app import main
     from songmine.cli.serve import _allowed_hosts
 
@@ -383,8 +400,13 @@ def live(server_index, request):
 @pytest.mark.parametrize(
     "method, path, kw, status, reason",
     [
-        ("POST", "/api/identify?top=0", {"content": b"x", "headers": {"content-type": "audio/wav"}}, 422,
-         "invalid-parameter"),
+        (
+            "POST",
+            "/api/identify?top=0",
+            {"content": b"x", "headers": {"content-type": "audio/wav"}},
+            422,
+            "invalid-parameter",
+        ),
         ("GET", "/api/tracks?limit=abc", {}, 422, "invalid-parameter"),
         ("GET", "/api/tracks/-1", {}, 422, "invalid-parameter"),
         ("PUT", "/api/health", {}, 405, "method-not-allowed"),
@@ -392,10 +414,20 @@ def live(server_index, request):
         ("GET", "/api/tracks/999999", {}, 404, "not-found"),
         ("POST", "/api/identify", {"content": b"", "headers": {"content-type": "audio/wav"}}, 422, "empty"),
         ("POST", "/api/identify", {"files": {"file": ("e.wav", b"")}}, 422, "empty"),
-        ("POST", "/api/identify", {"content": b"{}", "headers": {"content-type": "application/json"}}, 415,
-         "unsupported-type"),
-        ("POST", "/api/identify", {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data; boundary=x"}},
-         422, "malformed-multipart"),
+        (
+            "POST",
+            "/api/identify",
+            {"content": b"{}", "headers": {"content-type": "application/json"}},
+            415,
+            "unsupported-type",
+        ),
+        (
+            "POST",
+            "/api/identify",
+            {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+            422,
+            "malformed-multipart",
+        ),
         ("POST", "/api/tracks", {"files": {"file": ("a.wav", b"x")}}, 403, "editing-disabled"),
         ("DELETE", "/api/tracks/1", {}, 403, "editing-disabled"),
     ],
@@ -430,9 +462,9 @@ def test_damaged_postings_are_a_500_not_the_uploads_fault(server_index, tagged_c
     import shutil
 
     import numpy as np
+    from test_server import clip
 
     from songmine.fingerprint.index.schema import SEGMENT_HEADER, SEGMENT_HEADER_SIZE
-    from test_server import clip
 
     index = tmp_path / "index"
     shutil.copytree(server_index, index)
@@ -459,8 +491,11 @@ def test_index_format_error_is_a_500(server_index, tagged_cuts, tmp_path):
     with run_uvicorn(create_app(s)) as url, httpx.Client(timeout=60) as c:
         with open(_segments(index)[0], "ab") as fh:
             fh.write(bytes(12))
-        r = c.post(url + "/api/tracks", files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
-                   headers={"Authorization": "Bearer t0ken-0123456789"})
+        r = c.post(
+            url + "/api/tracks",
+            files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
+            headers={"Authorization": "Bearer t0ken-0123456789"},
+        )
     assert r.status_code == 500, r.text
     assert r.json()["reason"] == "index-damaged" and "segment" in r.json()["detail"]
 
@@ -474,10 +509,11 @@ def test_damage_under_a_running_server_is_a_500_at_the_next_refresh(server_index
     import shutil
     import sqlite3
 
+    from test_server import clip
+
     from songmine.cli._app import main
     from songmine.fingerprint.index.schema import CATALOG_NAME
     from songmine.fingerprint.index.segments import open_segment
-    from test_server import clip
 
     index = tmp_path / "index"
     shutil.copytree(server_index, index)
@@ -514,14 +550,18 @@ def test_damage_under_a_running_server_is_a_500_at_the_next_refresh(server_index
             part = CATALOG_NAME
         r = ask(c)
         assert r.status_code == 500, r.text
-        assert r.json()["reason"] == "index-damaged" and part in r.json()["detail"] and "q.wav" not in r.json()["detail"]
+        assert (
+            r.json()["reason"] == "index-damaged" and part in r.json()["detail"] and "q.wav" not in r.json()["detail"]
+        )
         health = c.get(url + "/api/health")
         assert health.status_code == 500 and health.json()["reason"] == "index-damaged"
         if kind == "hashes":  # repaired by another process: answers again at the next refresh
             assert main(["verify", "--index", str(index), "--repair", "--jobs", "1"]) == 0
             t0 = time.monotonic()
-            while not ((r := c.post(url + "/api/identify", files={"file": ("q.wav", body)})).status_code == 200
-                       and r.json()["matches"]):  # (a refresh may land between the repair's two commits)
+            while not (
+                (r := c.post(url + "/api/identify", files={"file": ("q.wav", body)})).status_code == 200
+                and r.json()["matches"]
+            ):  # (a refresh may land between the repair's two commits)
                 assert time.monotonic() - t0 < 10, r.text
                 time.sleep(0.1)
             assert r.json()["matches"][0]["path"] == first.json()["matches"][0]["path"]

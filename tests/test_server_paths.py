@@ -9,17 +9,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import LOCAL, require, songmine_serve
 
 require("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from test_server import TOKEN, clip  # noqa: E402
 
 from songmine.cli._app import main  # noqa: E402
 from songmine.server import ServerSettings, create_app  # noqa: E402
-
-from test_server import TOKEN, clip  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -49,8 +47,11 @@ def test_records_and_tracks_carry_file_names_only(hidden, tagged_cuts):
     _no_server_paths(page.text, tagged_cuts[1].parent)
     one = c.get(f"/api/tracks/{page.json()['tracks'][0]['id']}").json()
     assert "/" not in one["path"]
-    added = c.post("/api/tracks", files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
-                   headers={"Authorization": f"Bearer {TOKEN}"})
+    added = c.post(
+        "/api/tracks",
+        files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert added.status_code == 201 and "/" not in added.json()["track"]["path"]
     _no_server_paths(added.text, path)
 
@@ -60,8 +61,11 @@ def test_a_server_error_names_no_server_file(hidden, tagged_cuts):
     c, path = hidden
     with open(next((path / "segments").iterdir()), "ab") as fh:
         fh.write(bytes(12))
-    r = c.post("/api/tracks", files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
-               headers={"Authorization": f"Bearer {TOKEN}"})
+    r = c.post(
+        "/api/tracks",
+        files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert r.status_code == 500 and r.json()["reason"] == "index-damaged", r.text
     _no_server_paths(r.text, path)
     assert "seg-" not in r.text

@@ -18,7 +18,6 @@ import pytest
 pytest.importorskip("fastapi")
 
 import httpx  # noqa: E402
-
 from conftest import need, songmine_serve  # noqa: E402
 from test_server import clip  # noqa: E402
 from test_server_workers import children, wait_for_workers  # noqa: E402

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import require  # noqa: E402
 
 require("fastapi")
@@ -35,8 +34,14 @@ def _app(seen: list) -> FastAPI:
     def u(up: ReceivedUpload = Depends(upload)):
         data = up.path.read_bytes()
         seen.append(up.path)
-        return {"size": up.size, "n": len(data), "name": up.filename, "type": up.content_type,
-                "fields": up.fields, "head": data[:8].hex()}
+        return {
+            "size": up.size,
+            "n": len(data),
+            "name": up.filename,
+            "type": up.content_type,
+            "fields": up.fields,
+            "head": data[:8].hex(),
+        }
 
     return app
 
@@ -99,8 +104,11 @@ def test_unsupported_content_type_is_415(client_and_seen, ctype):
 @pytest.mark.parametrize(
     "body, ctype",
     [
-        (b"--B\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nhi\r\n--B--\r\n", "multipart/form-data; boundary=B"),
-        (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc", "multipart/form-data; boundary=B"),
+        (b'--B\r\nContent-Disposition: form-data; name="x"\r\n\r\nhi\r\n--B--\r\n', "multipart/form-data; boundary=B"),
+        (
+            b'--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc',
+            "multipart/form-data; boundary=B",
+        ),
         (b"garbage", "multipart/form-data; boundary=B"),
         (b"--B--\r\n", "multipart/form-data"),
         (b"", "audio/wav"),

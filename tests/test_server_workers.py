@@ -19,10 +19,9 @@ import pytest
 pytest.importorskip("fastapi")
 
 import httpx  # noqa: E402
-
 from conftest import need, songmine_serve  # noqa: E402
 from test_server import clip  # noqa: E402
-from test_server_crash import AUTH, TOKEN, assert_consistent, _files  # noqa: E402
+from test_server_crash import AUTH, TOKEN, _files, assert_consistent  # noqa: E402
 
 pytestmark = pytest.mark.corpus
 
@@ -122,10 +121,14 @@ def ask_raw(url: str, pids: list[int], body: bytes) -> tuple[int, int, dict]:
     import json
 
     u = urlsplit(url)
-    part = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="q.wav"\r\n'
-            b"Content-Type: audio/wav\r\n\r\n" + body + b"\r\n--b0undary--\r\n")
-    head = ("POST /api/identify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b0undary"
-            f"\r\nContent-Length: {len(part)}\r\n\r\n").encode()
+    part = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="q.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\n" + body + b"\r\n--b0undary--\r\n"
+    )
+    head = (
+        "POST /api/identify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b0undary"
+        f"\r\nContent-Length: {len(part)}\r\n\r\n"
+    ).encode()
     with socket.create_connection((u.hostname, u.port), timeout=120) as sock:
         sock.sendall(head + part[:-1])  # the last byte once the worker is known: no answer, no close before
         t0 = time.monotonic()
@@ -320,8 +323,9 @@ def test_a_worker_that_cannot_start_stops_the_server(server_index, tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     try:
-        run = subprocess.run([sys.executable, "-c", _SUPERVISE, str(server_index), str(junk)],
-                             capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [sys.executable, "-c", _SUPERVISE, str(server_index), str(junk)], capture_output=True, text=True, timeout=60
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the supervisor kept replacing workers that cannot start: {exc.stderr!r:.600}")
     assert run.returncode == 3, run.stderr[-2000:]
@@ -338,8 +342,25 @@ def test_a_tls_pair_that_cannot_serve_is_a_usage_error(server_index, tmp_path, n
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     exe = shutil.which("songmine", path=str(Path(sys.executable).parent)) or shutil.which("songmine")
-    run = subprocess.run([exe, "serve", "--index", str(server_index), "--port", "0", "--workers", n_workers,
-                          "--tls-cert", str(junk), "--tls-key", str(junk)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [
+            exe,
+            "serve",
+            "--index",
+            str(server_index),
+            "--port",
+            "0",
+            "--workers",
+            n_workers,
+            "--tls-cert",
+            str(junk),
+            "--tls-key",
+            str(junk),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("songmine: error: ") and "TLS" in lines[0], run.stderr

@@ -11,10 +11,9 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import need
 
 from songmine.errors import ConvergenceWarning, DataError, EngineError, ParameterError
-
-from conftest import need
 
 pytestmark = pytest.mark.spark
 
@@ -133,8 +132,7 @@ def test_inertia_matches_mllib_seeded_with_initial_model(spark, blobs):
     X, init = blobs
     ours = SparkEngine().lloyd(X, init, max_iter=4, tol=0.0)
     rdd = spark.sparkContext.parallelize([row for row in X], 2).cache()
-    model = MLlibKMeans.train(rdd, 4, maxIterations=4, initialModel=KMeansModel([c for c in init]),
-                              epsilon=0.0)
+    model = MLlibKMeans.train(rdd, 4, maxIterations=4, initialModel=KMeansModel([c for c in init]), epsilon=0.0)
     mllib_cost = model.computeCost(rdd)
     rdd.unpersist()
     assert ours.inertia == pytest.approx(mllib_cost, rel=5e-3)
@@ -179,7 +177,7 @@ def test_parquet_table_read_by_spark(spark, blobs, tmp_path):
     df = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
     df.insert(0, "track_id", np.arange(len(X)) * 10)
     for i, start in enumerate(range(0, len(df), 1000)):  # a folder of parquet files, as Spark writes them
-        df.iloc[start:start + 1000].to_parquet(tmp_path / f"part-{i}.parquet", index=False)
+        df.iloc[start : start + 1000].to_parquet(tmp_path / f"part-{i}.parquet", index=False)
     res, ids = fit_parquet(str(tmp_path), 4, id_column="track_id", init=init, max_iter=3, tol=0.0)
     local = LocalEngine().lloyd(X[ids // 10], init, max_iter=3, tol=0.0)
     assert sorted(ids.tolist()) == df["track_id"].tolist()
@@ -219,19 +217,17 @@ def test_worker_failure_and_hung_job_are_bounded(spark):
     sc = spark.sparkContext
     # (stdlib functions as task bodies: workers cannot import this test module)
     with pytest.raises(EngineError, match="a failing job failed: ValueError: invalid literal for int"):
-        run_job(spark, lambda: sc.parallelize(["1", "x"], 2).map(int).collect(), timeout_s=120,
-                what="a failing job")
+        run_job(spark, lambda: sc.parallelize(["1", "x"], 2).map(int).collect(), timeout_s=120, what="a failing job")
     t0 = time.perf_counter()
     with pytest.raises(EngineError, match="did not finish within 3 s"):
-        run_job(spark, lambda: sc.parallelize([600], 1).map(time.sleep).collect(), timeout_s=3,
-                what="a hung job")
+        run_job(spark, lambda: sc.parallelize([600], 1).map(time.sleep).collect(), timeout_s=3, what="a hung job")
     assert time.perf_counter() - t0 < 30
     assert sc.parallelize([1, 2, 3], 1).sum() == 6  # still usable
 
 
 def test_bad_parameters():
-    from songmine.spark.kmeans import SparkEngine
     from songmine.spark import SparkSettings
+    from songmine.spark.kmeans import SparkEngine
 
     with pytest.raises(ParameterError, match="reducer"):
         SparkEngine(reducer="fast")

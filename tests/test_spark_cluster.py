@@ -13,11 +13,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import need
 
 from songmine.cluster.synthetic import make_fma_like
 from songmine.errors import EngineError
-
-from conftest import need
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -52,8 +51,11 @@ def assert_same_analysis(loc, rem, assignments: pd.DataFrame):
     assert rem.n_rows == loc.n_rows and rem.k == loc.k
     assert rem.plan.columns == loc.plan.columns and rem.plan.rows_used == loc.plan.rows_used
     assert rem.reduction.n_components == loc.reduction.n_components
-    np.testing.assert_allclose(rem.reduction.explained_variance_ratio[:rem.reduction.n_components],
-                               loc.reduction.explained_variance_ratio[:loc.reduction.n_components], rtol=1e-6)
+    np.testing.assert_allclose(
+        rem.reduction.explained_variance_ratio[: rem.reduction.n_components],
+        loc.reduction.explained_variance_ratio[: loc.reduction.n_components],
+        rtol=1e-6,
+    )
     got = assignments.set_index("track_id").loc[loc.track_ids]
     np.testing.assert_array_equal(got["cluster"].to_numpy(), loc.labels)
     np.testing.assert_allclose(got["distance"].to_numpy(), loc.distances, rtol=1e-6, atol=1e-9)
@@ -98,8 +100,26 @@ def test_cluster_run_cli_with_the_spark_engine(spark, table, tmp_path, capsys):
 
     out = tmp_path / "a.parquet"
     # k chosen on a sample, k-means|| seeds on the executors, assignments written there
-    code = main(["cluster", "run", str(table), "--engine", "spark", "--master", "local[2]", "--k-range", "2..4",
-                 "--nonfinite", "drop", "-o", str(out), "--report", str(tmp_path / "r.html"), "--json"])
+    code = main(
+        [
+            "cluster",
+            "run",
+            str(table),
+            "--engine",
+            "spark",
+            "--master",
+            "local[2]",
+            "--k-range",
+            "2..4",
+            "--nonfinite",
+            "drop",
+            "-o",
+            str(out),
+            "--report",
+            str(tmp_path / "r.html"),
+            "--json",
+        ]
+    )
     cap = capsys.readouterr()
     assert code == 0, cap.err
     rec = json.loads(cap.out)
@@ -110,10 +130,13 @@ def test_cluster_run_cli_with_the_spark_engine(spark, table, tmp_path, capsys):
     assert "Pivot tables" in (tmp_path / "r.html").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--nonfinite", "impute"], "--nonfinite impute"),
-    (["--nonfinite", "error"], "NaN/±inf feature values"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--nonfinite", "impute"], "--nonfinite impute"),
+        (["--nonfinite", "error"], "NaN/±inf feature values"),
+    ],
+)
 def test_cluster_run_on_spark_bad_input_is_one_line(spark, table, capsys, args, message):
     from songmine.cli._app import main
 

@@ -15,10 +15,9 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import need
 
 from songmine.errors import EngineError
-
-from conftest import need
 
 pytestmark = [pytest.mark.spark, pytest.mark.corpus, pytest.mark.slow]
 
@@ -47,8 +46,17 @@ def content(ix) -> dict:
         r = tracks[tid]
         order = np.lexsort((t, h))
         prof = ix.profile(tid)
-        out[r.sha256] = (r.path, r.duration_s, r.n_hashes, r.title, r.artist, r.album,
-                         h[order].tobytes(), t[order].tobytes(), None if prof is None else prof.to_bytes())
+        out[r.sha256] = (
+            r.path,
+            r.duration_s,
+            r.n_hashes,
+            r.title,
+            r.artist,
+            r.album,
+            h[order].tobytes(),
+            t[order].tobytes(),
+            None if prof is None else prof.to_bytes(),
+        )
     return out
 
 
@@ -139,7 +147,7 @@ def clips(real_cuts, tmp_path_factory):
     g = np.random.default_rng(5)
     out = []
     for i, cut in enumerate(real_cuts[:5]):
-        y = load(cut, sr=SR)[(4 + 3 * i) * SR:(9 + 3 * i) * SR]
+        y = load(cut, sr=SR)[(4 + 3 * i) * SR : (9 + 3 * i) * SR]
         if i == 1:
             y = y + 0.05 * g.standard_normal(y.size).astype(np.float32)
         if i == 2:
@@ -175,7 +183,7 @@ def recording(real_cuts, tmp_path_factory):
 
     g = np.random.default_rng(9)
     a, b, c = (load(real_cuts[i], sr=SR) for i in (0, 1, 5))
-    parts = [0.01 * g.standard_normal(4 * SR).astype(np.float32), a[2 * SR:24 * SR], b[:20 * SR], c[:8 * SR]]
+    parts = [0.01 * g.standard_normal(4 * SR).astype(np.float32), a[2 * SR : 24 * SR], b[: 20 * SR], c[: 8 * SR]]
     path = tmp_path_factory.mktemp("radio") / "radio.wav"
     sf.write(path, np.concatenate(parts), SR)
     return path, [(0, 4.0, 26.0), (1, 26.0, 46.0)]
@@ -190,8 +198,9 @@ def test_monitoring_on_spark_draws_the_local_timeline(spark, local_index, record
     path, truth = recording
     with Index(local_index) as ix:
         local = identify_recording(ix, str(path), window_s=8, hop_s=4, top=3)
-    got = identify_recordings_spark(local_index, [path, path.parent / "missing.wav"], window_s=8, hop_s=4, top=3,
-                                    session=spark, n_partitions=3)
+    got = identify_recordings_spark(
+        local_index, [path, path.parent / "missing.wav"], window_s=8, hop_s=4, top=3, session=spark, n_partitions=3
+    )
     assert jsonable(got[0][0]) == jsonable(local)
     assert got[1][0].error and "missing.wav" in got[1][0].error
     # what played when: the right tracks, in order, each boundary within a window (8 s)
@@ -265,9 +274,10 @@ def copies(real_cuts, tmp_path_factory):
             sf.write(root / f"{k}_copy.mp3", y, 44100, format="MP3")
             with sf.SoundFile(str(root / f"{k}_trim.ogg"), "w", 44100, 1, format="OGG", subtype="VORBIS") as fh:
                 for s in range(4 * 44100, y.size, 44100):  # block writes (long one-shot Vorbis writes crash)
-                    fh.write(y[s:s + 44100])
-            sf.write(root / f"{k}_quiet.wav", (soxr.resample(y, 44100, 22050) * 10 ** (-10 / 20)).astype(np.float32),
-                     22050)
+                    fh.write(y[s : s + 44100])
+            sf.write(
+                root / f"{k}_quiet.wav", (soxr.resample(y, 44100, 22050) * 10 ** (-10 / 20)).astype(np.float32), 22050
+            )
     (root / "zz_broken.mp3").write_bytes(b"not audio" * 40)
     return root
 

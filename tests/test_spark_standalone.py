@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import need
 
 from songmine.errors import EngineError
-
-from conftest import need
 
 pytestmark = [pytest.mark.spark, pytest.mark.corpus, pytest.mark.slow]
 
@@ -35,8 +34,11 @@ def _left_behind(groups: list[int], port: int) -> list[str]:
     for pgid in groups:
         r = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
         out += r.stdout.split()
-    r = subprocess.run(["pgrep", "-f", f"org[.]apache[.]spark[.]deploy.*(--port {port}|127[.]0[.]0[.]1:{port})"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["pgrep", "-f", f"org[.]apache[.]spark[.]deploy.*(--port {port}|127[.]0[.]0[.]1:{port})"],
+        capture_output=True,
+        text=True,
+    )
     return out + r.stdout.split()
 
 
@@ -115,8 +117,9 @@ def test_index_identify_dedupe_on_the_cluster_as_local(cluster, music, real_cuts
     # index: the executors decode and fingerprint, the driver commits
     code, out = cli(capsys, "index", str(music), "--index", str(tmp_path / "local"), "--jobs", "1", "--json")
     assert code == 0, out
-    code, out = cli(capsys, "index", str(music), "--index", str(tmp_path / "spark"), "--engine", "spark",
-                    "--master", url, "--json")
+    code, out = cli(
+        capsys, "index", str(music), "--index", str(tmp_path / "spark"), "--engine", "spark", "--master", url, "--json"
+    )
     assert code == 0, out
     summary = json.loads(out)
     assert (summary["added"], len(summary["failed"])) == (3, 1)
@@ -126,7 +129,7 @@ def test_index_identify_dedupe_on_the_cluster_as_local(cluster, music, real_cuts
     clips = tmp_path / "clips"
     clips.mkdir()
     for i, cut in enumerate([real_cuts[0], real_cuts[2], real_cuts[4]]):
-        sf.write(clips / f"c{i}.wav", load(cut, sr=SR)[(5 + 4 * i) * SR:(10 + 4 * i) * SR], SR)
+        sf.write(clips / f"c{i}.wav", load(cut, sr=SR)[(5 + 4 * i) * SR : (10 + 4 * i) * SR], SR)
     listing = tmp_path / "clips.txt"
     listing.write_text("\n".join(str(p) for p in sorted(clips.iterdir())) + "\n")
     args = ["identify", "--index", str(tmp_path / "local"), "--from-list", str(listing), "--top", "3", "--json"]

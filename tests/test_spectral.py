@@ -73,8 +73,19 @@ def test_max_filter_equals_scipy(rng, rt, rf, shape):
         np.testing.assert_array_equal(_max_filter(S, rt, rf, rows=(lo, hi)), ref[lo:hi])
 
 
-def _find_peaks_reference(S, *, f_radius, t_radius, background_frames, min_prominence_db, peaks_per_block,
-                          block_frames, min_bin, max_bin, level_weight):
+def _find_peaks_reference(
+    S,
+    *,
+    f_radius,
+    t_radius,
+    background_frames,
+    min_prominence_db,
+    peaks_per_block,
+    block_frames,
+    min_bin,
+    max_bin,
+    level_weight,
+):
     """The plain definition of find_peaks (scipy filters on the whole time-major array)."""
     from scipy.ndimage import maximum_filter, uniform_filter1d
 
@@ -83,7 +94,7 @@ def _find_peaks_reference(S, *, f_radius, t_radius, background_frames, min_promi
     prominence = S - uniform_filter1d(S, size=background_frames, axis=0, mode="reflect")
     cand = (S == local_max) & (prominence >= min_prominence_db) & (S > 20 * np.log10(1e-7) + 1e-3)
     cand[:, :min_bin] = False
-    cand[:, hi + 1:] = False
+    cand[:, hi + 1 :] = False
     t, f = np.nonzero(cand)
     score = prominence[t, f] + level_weight * (S[t, f] - S.max())
     block = t // block_frames
@@ -100,8 +111,17 @@ def test_find_peaks_equals_its_plain_definition(real_cuts, min_bin, max_bin, f_r
 
     y = load(real_cuts[0], sr=11025, duration=12.0)
     S = log_spectrogram(y, n_fft=1024, hop_length=256)
-    kw = dict(f_radius=f_radius, t_radius=t_radius, background_frames=43, min_prominence_db=3.0,
-              peaks_per_block=5, block_frames=21, min_bin=min_bin, max_bin=max_bin, level_weight=1.0)
+    kw = dict(
+        f_radius=f_radius,
+        t_radius=t_radius,
+        background_frames=43,
+        min_prominence_db=3.0,
+        peaks_per_block=5,
+        block_frames=21,
+        min_bin=min_bin,
+        max_bin=max_bin,
+        level_weight=1.0,
+    )
     t, f = find_peaks(S, **kw)
     rt, rf = _find_peaks_reference(S, **kw)
     assert t.size > 5

@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import need
 
 from songmine.errors import ParameterError
 from songmine.evaluation.speech import BANK_SR, N_TALKERS, TALKER_SECONDS, TALKERS, load_bank, make_bank
-
-from conftest import need
 
 
 def _activity(y: np.ndarray, sr: int) -> float:

@@ -25,7 +25,7 @@ def _clip_at(y: np.ndarray, start: int, seconds: float) -> tuple[np.ndarray, int
     """The clip from sample ``start``, cut to begin at the track's next whole profile frame."""
     hop = hop_length(SR)
     first = -(-start // hop)
-    return y[first * hop:start + int(seconds * SR)], first
+    return y[first * hop : start + int(seconds * SR)], first
 
 
 def test_bytes_round_trip_and_size(synth_music):
@@ -109,9 +109,9 @@ def test_index_stores_one_profile_per_track_and_drops_it_with_the_track(real_cut
 def test_an_index_from_before_profiles_opens_and_searches_without_them(real_cuts, tmp_path):
     """Format 1 had no profiles table: it is added on open; the old tracks just have none."""
     from songmine.audio import load
-    from songmine.fingerprint.search import search
     from songmine.fingerprint.index import Index
     from songmine.fingerprint.index.build import index_files
+    from songmine.fingerprint.search import search
 
     with Index(tmp_path / "ix", create=True) as ix:
         index_files(ix, real_cuts[:2], jobs=1)
@@ -124,7 +124,7 @@ def test_an_index_from_before_profiles_opens_and_searches_without_them(real_cuts
     with Index(tmp_path / "ix") as ix:
         assert all(ix.profile(t.track_id) is None for t in ix.tracks())
         y = load(path, sr=SR)
-        res = search(ix, _noisy(y[5 * SR:10 * SR], 20.0, seed=1), top=2)
+        res = search(ix, _noisy(y[5 * SR : 10 * SR], 20.0, seed=1), top=2)
         assert res and ix.track(res[0].track_id).path == path and np.isnan(res[0].z_bands)
         index_files(ix, real_cuts[2:3], jobs=1)  # a track added now has one
         assert ix.profile(max(t.track_id for t in ix.tracks())) is not None
@@ -158,7 +158,7 @@ def test_stage_4_answers_what_the_votes_leave_and_never_a_non_member(real_cuts):
     gained = 0
     for k in range(5):
         for j, start in enumerate((3 * SR + 123, 16 * SR + 4321)):
-            clip = _hum(ys[k][start:start + 10 * SR], 30, 6.0, seed=10 * k + j)
+            clip = _hum(ys[k][start : start + 10 * SR], 30, 6.0, seed=10 * k + j)
             a, b = search(idx, clip, top=2, config=off), search(idx, clip, top=2, config=on)
             was = bool(a) and a[0].confidence >= on.min_confidence
             now = bool(b) and b[0].confidence >= on.min_confidence
@@ -171,7 +171,7 @@ def test_stage_4_answers_what_the_votes_leave_and_never_a_non_member(real_cuts):
                 gained += 1
     assert gained >= 1
     for start_s in (2, 11, 18):  # the sixth cut is not indexed
-        y = ys[5][start_s * SR:(start_s + 10) * SR]
+        y = ys[5][start_s * SR : (start_s + 10) * SR]
         for clip in (y, _noisy(y, 0.0, seed=start_s), _hum(y, 30, 6.0, seed=start_s)):
             res = search(idx, clip, top=2, config=on)
             assert not res or res[0].confidence < on.min_confidence
@@ -195,15 +195,15 @@ def test_other_offsets_are_the_next_best_bins_a_clip_apart():
 def test_stage_4_tries_the_other_offsets_and_reports_where_the_profiles_agree(real_cuts):
     """A candidate voted at the wrong place of its track, with the right one among its other offsets."""
     from songmine.audio import load
-    from songmine.fingerprint.search import Candidate, SearchConfig, _verify
     from songmine.fingerprint.memory import MemoryIndex
+    from songmine.fingerprint.search import Candidate, SearchConfig, _verify
 
     idx = MemoryIndex()
     ys = [load(p, sr=SR) for p in real_cuts[:3]]
     for k, y in enumerate(ys):
         idx.add(y, path=f"cut{k}")
     start = 12 * SR + 3000
-    clip = _noisy(ys[1][start:start + 8 * SR], 0.0, seed=3)
+    clip = _noisy(ys[1][start : start + 8 * SR], 0.0, seed=3)
     right = round(start / idx.config.hop_length)
     wrong = right - 300  # 7 s earlier
     c = Candidate(1, wrong, 9, 40, 1.0, 0.0, other_offsets=(right + 700, right))

@@ -49,13 +49,16 @@ def wait_gone(pids, timeout: float = 5.0) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
-@pytest.mark.parametrize("method", [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()])
+@pytest.mark.parametrize(
+    "method", [m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+)
 def test_workers_die_with_a_killed_parent(tmp_path, method):
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, str(script), method], env=env, stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         workers = [int(p) for p in proc.stdout.readline().split()]
         assert len(workers) == 2 and all(alive(p) for p in workers)

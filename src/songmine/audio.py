@@ -46,7 +46,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 
@@ -67,7 +67,7 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 #: A path, raw bytes, or a binary file object (e.g. an HTTP upload).
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +225,7 @@ def load(
     offset: float = 0.0,
     duration: float | None = None,
     max_duration: float | None = None,
-) -> "np.ndarray":
+) -> np.ndarray:
     """Decode ``source`` to float32 samples at ``sr`` Hz.
 
     Parameters
@@ -522,9 +522,11 @@ class _Sink:
     def _finish_segment(self) -> None:
         if self.stream is not None:
             with stage("resample"):
-                self._append(self.stream.resample_chunk(
-                    np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
-                ))
+                self._append(
+                    self.stream.resample_chunk(
+                        np.zeros((0,) if self.mono else (0, self.channels or 1), dtype=np.float32), last=True
+                    )
+                )
             self.stream = None
         seg = self.blocks[self._seg_block :]
         # soxr's stream may differ from round(n * ratio) by a sample: make the length exact
@@ -687,7 +689,7 @@ def _seek(container, stream, offset: float, start: int, sr: int, name: str):
 def _raising(exc: BaseException):
     """Frames that are an error: ``exc`` raised where the decode loop reads the first one."""
     raise exc
-    yield  # noqa: unreachable - makes this a generator
+    yield  # unreachable: makes this a generator
 
 
 def _first_pts(container, stream):

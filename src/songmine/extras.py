@@ -91,7 +91,8 @@ def require(
     if gone:
         raise error(
             f"{what} needs the {extra} extra: {install_hint(extra)} (missing: {', '.join(gone)})",
-            extra=extra, missing=tuple(gone),
+            extra=extra,
+            missing=tuple(gone),
         )
 
 
@@ -132,5 +133,6 @@ def as_missing_extra(
     dist = DISTRIBUTIONS.get(top, top)
     return error(
         f"{what} needs the {extra} extra: {install_hint(extra)} ({dist} cannot be imported: {one_line(exc)})",
-        extra=extra, missing=(dist,),
+        extra=extra,
+        missing=(dist,),
     )

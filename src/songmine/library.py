@@ -99,13 +99,9 @@ def scan(
             duration = meta.duration_s
             if decode:
                 duration = decoded_duration(f)
-            rows.append(
-                ScanRow(str(f), round(duration, 3), meta.sr, meta.channels, meta.codec, meta.tags)
-            )
+            rows.append(ScanRow(str(f), round(duration, 3), meta.sr, meta.channels, meta.codec, meta.tags))
         except SongmineError as exc:
             rows.append(ScanRow(str(f), error=str(exc)))
         if progress is not None:
             progress(i + 1, len(files))
     return rows
-
-

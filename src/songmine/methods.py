@@ -28,8 +28,15 @@ from .errors import ParameterError
 from .extras import require
 
 __all__ = [
-    "Method", "METHODS", "DEFAULT_METHOD", "get_method", "register_method", "make_identifier", "method_of_config",
-    "reference", "resolve",
+    "Method",
+    "METHODS",
+    "DEFAULT_METHOD",
+    "get_method",
+    "register_method",
+    "make_identifier",
+    "method_of_config",
+    "reference",
+    "resolve",
 ]
 
 
@@ -87,20 +94,38 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("landmark", "landmark hashes, offset voting and verification (the default)",
-               "songmine.fingerprint.landmarks:FingerprintConfig",
-               "songmine.evaluation.identifiers:LandmarkIdentifier"),
-        Method("landmark-memory", "the landmark method on an in-memory index (evaluation only)",
-               "songmine.fingerprint.landmarks:FingerprintConfig",
-               "songmine.evaluation.identifiers:MemoryLandmarkIdentifier", indexable=False),
-        Method("seed", "the original course method: onset-peak bit vectors, MinHash, LSH",
-               "songmine.minhash.onset:SeedConfig", "songmine.evaluation.identifiers:SeedIdentifier",
-               payload="songmine.minhash.onset:seed_payload", folder_index="songmine.minhash.onset:SeedIndex",
-               folder="seed", extra="features"),
-        Method("sketch", "MinHash sketches of landmark windows, LSH",
-               "songmine.minhash.sketch:SketchConfig", "songmine.evaluation.identifiers:SketchIdentifier",
-               payload="songmine.minhash.sketch:sketch_payload", folder_index="songmine.minhash.sketch:SketchIndex",
-               folder="sketch"),
+        Method(
+            "landmark",
+            "landmark hashes, offset voting and verification (the default)",
+            "songmine.fingerprint.landmarks:FingerprintConfig",
+            "songmine.evaluation.identifiers:LandmarkIdentifier",
+        ),
+        Method(
+            "landmark-memory",
+            "the landmark method on an in-memory index (evaluation only)",
+            "songmine.fingerprint.landmarks:FingerprintConfig",
+            "songmine.evaluation.identifiers:MemoryLandmarkIdentifier",
+            indexable=False,
+        ),
+        Method(
+            "seed",
+            "the original course method: onset-peak bit vectors, MinHash, LSH",
+            "songmine.minhash.onset:SeedConfig",
+            "songmine.evaluation.identifiers:SeedIdentifier",
+            payload="songmine.minhash.onset:seed_payload",
+            folder_index="songmine.minhash.onset:SeedIndex",
+            folder="seed",
+            extra="features",
+        ),
+        Method(
+            "sketch",
+            "MinHash sketches of landmark windows, LSH",
+            "songmine.minhash.sketch:SketchConfig",
+            "songmine.evaluation.identifiers:SketchIdentifier",
+            payload="songmine.minhash.sketch:sketch_payload",
+            folder_index="songmine.minhash.sketch:SketchIndex",
+            folder="sketch",
+        ),
     )
 }
 DEFAULT_METHOD = "landmark"

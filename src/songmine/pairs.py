@@ -232,7 +232,10 @@ _EMPTY_FIELD = re.compile(rb"\A\s*,|,\s*,|,\s*\Z")
 def _why_not_int(token: str) -> str:
     if "_" in token:
         return " (no '_' separators)"
-    if any(c in token for c in ".eE") and token.strip("+-").replace(".", "").replace("e", "").replace("E", "").isdigit():
+    if (
+        any(c in token for c in ".eE")
+        and token.strip("+-").replace(".", "").replace("e", "").replace("E", "").isdigit()
+    ):
         return " (no decimal point or exponent)"
     return ""
 
@@ -282,9 +285,13 @@ def parse_integers(data: bytes | str, *, name: str = "<text>") -> np.ndarray | l
         comma = _EMPTY_FIELD.search(data)
         at = data.index(b",", comma.start())
         line = data.count(b"\n", 0, at) + 1
-        where = ("a comma before the first value" if not data[:at].strip() else
-                 "a comma after the last value" if not data[at + 1:].strip() else
-                 "an empty value between two commas")
+        where = (
+            "a comma before the first value"
+            if not data[:at].strip()
+            else "a comma after the last value"
+            if not data[at + 1 :].strip()
+            else "an empty value between two commas"
+        )
         raise DataError(f"{name}: line {line}: {where} (values are separated by whitespace and/or one comma)")
     tokens = data.replace(b",", b" ").split()
     try:
@@ -303,7 +310,7 @@ def _raise_bad_token(data: bytes, name: str, at: int | None) -> None:
     if at is not None:
         first = data.rfind(b"\n", 0, at) + 1
         end = data.find(b"\n", at)
-        lines = [(data.count(b"\n", 0, at) + 1, data[first: len(data) if end < 0 else end])]
+        lines = [(data.count(b"\n", 0, at) + 1, data[first : len(data) if end < 0 else end])]
     else:
         lines = enumerate(data.split(b"\n"), start=1)
     for lineno, line in lines:
@@ -317,7 +324,7 @@ def _raise_bad_token(data: bytes, name: str, at: int | None) -> None:
     raise DataError(f"{name}: not a list of integers")
 
 
-def _prepare(values: Iterable[int] | np.ndarray, s: int, method: str) -> "_HashPrepared | _SortPrepared":
+def _prepare(values: Iterable[int] | np.ndarray, s: int, method: str) -> _HashPrepared | _SortPrepared:
     if method not in _METHODS:
         raise ParameterError(f"method={method!r} must be one of {_METHODS}")
     s = _as_int(s, "s")
@@ -336,9 +343,7 @@ def _prepare(values: Iterable[int] | np.ndarray, s: int, method: str) -> "_HashP
         try:
             arr = np.array(xs, dtype=np.int64)
         except OverflowError:
-            raise ParameterError(
-                "method='sort' needs values within int64; use method='hash' for larger ints"
-            ) from None
+            raise ParameterError("method='sort' needs values within int64; use method='hash' for larger ints") from None
         return _SortPrepared(arr, s)
     return _HashPrepared(xs, s)
 
@@ -410,8 +415,9 @@ class _IndexPlan:
             lo = hi
 
 
-def _plan_from_groups(gid: np.ndarray, order: np.ndarray, starts: np.ndarray,
-                      lens: np.ndarray, partner: np.ndarray) -> _IndexPlan:
+def _plan_from_groups(
+    gid: np.ndarray, order: np.ndarray, starts: np.ndarray, lens: np.ndarray, partner: np.ndarray
+) -> _IndexPlan:
     """Build the plan from grouped positions.
 
     ``gid[i]``: group (distinct value) of index i; ``order``: positions sorted by

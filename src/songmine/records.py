@@ -25,12 +25,20 @@ class Match(BaseModel):
     offset_s: float = Field(description="Where the query starts in the track, seconds")
     score: float = Field(description="Method-specific strength of the match (e.g. aligned hashes)")
     confidence: float = Field(ge=0.0, le=1.0, description="P(match is right) under the null model")
-    tempo: float = Field(1.0, gt=0.0, description="Time factor of the query against the track that the match was "
-                                                  "found at (1.03: it plays 3 % faster); 1.0 for methods that search "
-                                                  "none")
-    pitch: float = Field(1.0, gt=0.0, description="Frequency factor of the query against the track (2**(1/12): a "
-                                                  "semitone higher); a turntable speed change moves both: "
-                                                  "tempo == pitch")
+    tempo: float = Field(
+        1.0,
+        gt=0.0,
+        description="Time factor of the query against the track that the match was "
+        "found at (1.03: it plays 3 % faster); 1.0 for methods that search "
+        "none",
+    )
+    pitch: float = Field(
+        1.0,
+        gt=0.0,
+        description="Frequency factor of the query against the track (2**(1/12): a "
+        "semitone higher); a turntable speed change moves both: "
+        "tempo == pitch",
+    )
 
 
 class QueryResult(BaseModel):

@@ -13,9 +13,9 @@ up to the CPU the work took on its thread. The server reports them in a
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from collections.abc import Iterator
 
 __all__ = ["StageClock", "measuring", "stage"]
 

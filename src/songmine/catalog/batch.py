@@ -92,12 +92,12 @@ def extract_folder(
     *,
     jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
-    resume_from: "pd.DataFrame | None" = None,
+    resume_from: pd.DataFrame | None = None,
     with_tags: bool = False,
-    checkpoint: Callable[["pd.DataFrame", dict[str, dict[str, Any]]], None] | None = None,
+    checkpoint: Callable[[pd.DataFrame, dict[str, dict[str, Any]]], None] | None = None,
     checkpoint_every_s: float = 30.0,
     decoder: str = "pyav",
-) -> tuple["pd.DataFrame", list[Failure]]:
+) -> tuple[pd.DataFrame, list[Failure]]:
     """Features of many files, in parallel processes, skipping those already done.
 
     Parameters
@@ -153,7 +153,7 @@ def extract_folder(
         progress(done, total)
     last_ckpt = time.monotonic()
 
-    def frame() -> "pd.DataFrame":
+    def frame() -> pd.DataFrame:
         df = results_frame(rows, tags, durations)
         df.attrs["cpu_s"] = dict(cpu_s)
         return df
@@ -203,7 +203,7 @@ def _init_worker() -> None:
         pass
 
 
-def results_frame(rows: dict[str, np.ndarray], tags: dict, durations: dict) -> "pd.DataFrame":
+def results_frame(rows: dict[str, np.ndarray], tags: dict, durations: dict) -> pd.DataFrame:
     """The filed results as the features frame: ``track_id`` index (sorted), the 518 columns, float32."""
     import pandas as pd
 
@@ -216,7 +216,7 @@ def results_frame(rows: dict[str, np.ndarray], tags: dict, durations: dict) -> "
     return df
 
 
-def write_features_csv(df: "pd.DataFrame", path: str | os.PathLike[str]) -> None:
+def write_features_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write ``df`` in the exact FMA layout (3 header rows + ``track_id`` row, ``%.10e``), atomically."""
     out = df.sort_index(axis=0).sort_index(axis=1)
     with atomic_path(path) as tmp:

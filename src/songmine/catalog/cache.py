@@ -49,8 +49,18 @@ from .sources import TableSource
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CACHE_FORMAT", "CacheEntry", "TEMP_GRACE_S", "cache_root", "clear", "entries", "entry_for", "entry_path",
-    "evict", "prune", "read_entry", "write_entry",
+    "CACHE_FORMAT",
+    "CacheEntry",
+    "TEMP_GRACE_S",
+    "cache_root",
+    "clear",
+    "entries",
+    "entry_for",
+    "entry_path",
+    "evict",
+    "prune",
+    "read_entry",
+    "write_entry",
 ]
 
 #: Bumped whenever the cached representation changes (invalidates every entry of older formats).
@@ -60,7 +70,9 @@ CACHE_FORMAT = 5
 TEMP_GRACE_S = 3600.0
 
 _TABLES = "tracks|genres|features|echonest"
-_ENTRY = re.compile(rf"^(?P<table>{_TABLES})-(?P<source>[0-9a-f]{{16}})-v(?P<version>[0-9]+)-(?P<ident>[0-9a-f]{{16}})\.parquet$")
+_ENTRY = re.compile(
+    rf"^(?P<table>{_TABLES})-(?P<source>[0-9a-f]{{16}})-v(?P<version>[0-9]+)-(?P<ident>[0-9a-f]{{16}})\.parquet$"
+)
 _LEGACY = re.compile(rf"^(?P<table>{_TABLES})-[0-9a-f]{{20}}\.parquet$")  # the naming of formats <= 5
 _TEMP = re.compile(rf"^(?P<table>{_TABLES})-[0-9a-fv-]+(\.parquet\.[0-9]+-[0-9a-f]+\.tmp|\.tmp[0-9]+)$")
 
@@ -90,8 +102,13 @@ def entry_for(src: TableSource, nonfinite: str) -> tuple[Path, dict]:
     (what ``songmine catalog cache`` shows and :func:`entries` checks for staleness)."""
     identity = src.identity()
     source = f"{src.path.resolve()}|{src.member}|{nonfinite}"
-    record = {"table": src.table, "path": str(src.path.resolve()), "member": src.member,
-              "identity": identity, "nonfinite": nonfinite}
+    record = {
+        "table": src.table,
+        "path": str(src.path.resolve()),
+        "member": src.member,
+        "identity": identity,
+        "nonfinite": nonfinite,
+    }
     return entry_path(src.table, source, identity, CACHE_FORMAT), record
 
 
@@ -243,8 +260,13 @@ def clear() -> list[CacheEntry]:
 
 def prune() -> list[CacheEntry]:
     """Delete the files no load will read again: stale, orphan, old-format, unreadable, dead temp files."""
-    return _delete([e for e in entries() if e.status in ("stale", "orphan", "old-format", "unreadable")
-                    or (e.status == "temp" and _old(e))])
+    return _delete(
+        [
+            e
+            for e in entries()
+            if e.status in ("stale", "orphan", "old-format", "unreadable") or (e.status == "temp" and _old(e))
+        ]
+    )
 
 
 def _old(e: CacheEntry) -> bool:

@@ -109,12 +109,16 @@ def _decode_ffmpeg_cli(p: Path, pcm16: bool) -> tuple[np.ndarray, int]:
         raise DecodeError(f"{p}: decoder='ffmpeg' needs the ffmpeg program on PATH", path=str(p), reason="no-ffmpeg")
     meta = info(p)  # rate and channel count (raises DecodeError on a non-audio file)
     fmt, dtype = ("s16le", np.int16) if pcm16 else ("f32le", np.float32)
-    proc = subprocess.run([exe, "-nostdin", "-v", "error", "-i", str(p), "-f", fmt, "-"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        [exe, "-nostdin", "-v", "error", "-i", str(p), "-f", fmt, "-"],
+        capture_output=True,
+        check=False,
+    )
     why = proc.stderr.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0 or not proc.stdout:
-        raise DecodeError(f"{p}: ffmpeg failed (exit {proc.returncode}: {why[-1] if why else 'no output'})",
-                          path=str(p))
+        raise DecodeError(
+            f"{p}: ffmpeg failed (exit {proc.returncode}: {why[-1] if why else 'no output'})", path=str(p)
+        )
     ch = max(int(meta.channels), 1)
     n = len(proc.stdout) // (ch * np.dtype(dtype).itemsize)
     q = np.frombuffer(proc.stdout, dtype, count=n * ch).reshape(n, ch).T

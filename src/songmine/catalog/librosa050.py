@@ -63,10 +63,10 @@ def _stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray | None,
     fr = _frames(yp, n_fft, hop_length)
     out = np.empty((fr.shape[0], n_fft // 2 + 1), dtype=np.complex64)
     for s in range(0, fr.shape[0], block):  # blocks bound the FFT scratch memory
-        seg = fr[s:s + block]
+        seg = fr[s : s + block]
         if window is not None:
             seg = seg * window
-        np.conjugate(sfft.rfft(seg, axis=1), out=out[s:s + block])
+        np.conjugate(sfft.rfft(seg, axis=1), out=out[s : s + block])
     return out
 
 
@@ -82,7 +82,7 @@ def _stft_magnitude(y: np.ndarray) -> np.ndarray:
     block = 256  # frames per FFT call: keeps the float64 scratch in cache
     for s in range(0, fr.shape[0], block):
         # float64 FFT, as librosa 0.5.0 (float64 window × float32 frames): near-silent bins keep their digits
-        np.abs(sfft.rfft(fr[s:s + block] * win, axis=1), out=out[s:s + block])
+        np.abs(sfft.rfft(fr[s : s + block] * win, axis=1), out=out[s : s + block])
     return out.T
 
 
@@ -182,7 +182,7 @@ def _cqt_basis(sr: float, fmin: float, tuning: float) -> tuple[np.ndarray, int]:
         sig = np.exp(np.arange(n_max, dtype=float) * 1j * 2 * np.pi * fq / sr) * win
         sig = sig / np.sum(np.abs(sig))
         lpad = (max_len - n_max) // 2
-        basis[k, lpad:lpad + n_max] = sig
+        basis[k, lpad : lpad + n_max] = sig
     n_fft = max_len
     basis *= lengths[:, None] / float(n_fft)
     fb = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
@@ -227,7 +227,7 @@ def _downsample(y: np.ndarray, factor: int, res_type: str) -> np.ndarray:
     # *local* level, while an FFT's is relative to the block's loudest part — in float32 that
     # is audible in fades to silence, where chroma's normalisation magnifies it.
     c = oaconvolve(y.astype(np.float64), h)
-    out = c[half:half + n_res * factor:factor]
+    out = c[half : half + n_res * factor : factor]
     # resampy sums products in the time domain: where the filter sees only zeros (digital silence,
     # common once decoded to 16 bits) its output is exactly 0, while FFT round-off leaves ~1e-9 —
     # which chroma's max-normalisation would blow up to 1. Zero those outputs as resampy does.
@@ -269,10 +269,10 @@ def _direct_fir(y: np.ndarray, h: np.ndarray, centres: np.ndarray, *, chunk: int
     taps = np.arange(-half, half + 1)
     out = np.empty(len(centres))
     for s in range(0, len(centres), chunk):  # chunks bound the [n, taps] gather
-        idx = centres[s:s + chunk, None] + taps
+        idx = centres[s : s + chunk, None] + taps
         inside = (idx >= 0) & (idx < len(y))
         vals = np.where(inside, y[np.clip(idx, 0, len(y) - 1)], 0.0)  # zero outside y; float64
-        out[s:s + chunk] = vals @ h
+        out[s : s + chunk] = vals @ h
     return out
 
 
@@ -314,7 +314,9 @@ def _cqt(y: np.ndarray, sr: float, tuning: float) -> np.ndarray:
     nyquist = sr / 2.0
     res_type = "kaiser_fast" if filter_cutoff < _bw("kaiser_fast") * nyquist else "kaiser_best"
     if filter_cutoff > nyquist:
-        raise ParameterError(f"sample rate {sr} Hz is too low for the 7-octave CQT (needs > {2 * filter_cutoff:.0f} Hz)")
+        raise ParameterError(
+            f"sample rate {sr} Hz is too low for the 7-octave CQT (needs > {2 * filter_cutoff:.0f} Hz)"
+        )
     # early downsampling
     c1 = max(0, int(np.ceil(np.log2(_bw("kaiser_fast") * nyquist / filter_cutoff)) - 1) - 1)
     c2 = max(0, _num_twos(hop) - n_octaves + 1)
@@ -383,7 +385,7 @@ def _mel_basis(sr: float) -> np.ndarray:
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     weights = np.maximum(0, np.minimum(lower, upper))
-    enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
     return weights * enorm[:, None]
 
 
@@ -454,7 +456,7 @@ def _zcr(y: np.ndarray) -> np.ndarray:
     n_blocks = n_frames + N_FFT // HOP - 1
     ch = np.zeros(n_blocks * HOP + 1, dtype=bool)  # ch[i]: sign differs between samples i and i + 1
     m = min(len(neg) - 1, len(ch))
-    np.not_equal(neg[1:m + 1], neg[:m], out=ch[:m])
+    np.not_equal(neg[1 : m + 1], neg[:m], out=ch[:m])
     blocks = np.count_nonzero(ch[: n_blocks * HOP].reshape(n_blocks, HOP), axis=1)
     per_frame = np.convolve(blocks, np.ones(N_FFT // HOP, dtype=np.int64), mode="valid")[:n_frames]
     per_frame = per_frame - ch[np.arange(n_frames) * HOP + N_FFT - 1]  # a frame has 2047 pairs, not 2048
@@ -510,14 +512,14 @@ def _contrast(St: np.ndarray, freq: np.ndarray, fmin: float = 200.0, n_bands: in
         if k > 0:
             band[idx[0] - 1] = True
         if k == n_bands:
-            band[idx[-1] + 1:] = True
+            band[idx[-1] + 1 :] = True
         cols = np.flatnonzero(band)  # contiguous bins
         if k < n_bands:
             cols = cols[:-1]
         q = int(max(np.rint(quantile * np.sum(band)), 1))
         # sorted like 0.5.0, so the means add the same values in the same order (numpy's SIMD sort
         # of float32 rows is as fast as a partition here)
-        srt = np.sort(St[:, cols[0]:cols[-1] + 1], axis=1)
+        srt = np.sort(St[:, cols[0] : cols[-1] + 1], axis=1)
         valley[k] = np.mean(srt[:, :q], axis=1)
         peak[k] = np.mean(srt[:, -q:], axis=1)
     return _power_to_db(peak) - _power_to_db(valley)
@@ -607,6 +609,6 @@ def summarize(families: dict[str, np.ndarray]) -> np.ndarray:
     for fam in _ORDER:
         dim = FEATURE_FAMILIES[fam]
         for st in FEATURE_STATISTICS:
-            parts.append(stats[st][start:start + dim])
+            parts.append(stats[st][start : start + dim])
         start += dim
     return np.concatenate(parts).astype(np.float32)

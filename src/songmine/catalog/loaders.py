@@ -188,8 +188,9 @@ def _arrow_read(src: TableSource, skip_rows: int, names: list[str], types: dict,
                 fh,
                 read_options=pacsv.ReadOptions(skip_rows=skip_rows, column_names=names, block_size=1 << 22),
                 parse_options=pacsv.ParseOptions(newlines_in_values=newlines),
-                convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                                     quoted_strings_can_be_null=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
             )
     except ZIP_ERRORS as exc:
         raise DataError(f"{src.name}: corrupt or truncated: {exc}") from exc
@@ -344,8 +345,16 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
             dtypes[n] = "str"
     data = src.read_bytes()
     try:
-        raw = pd.read_csv(io.BytesIO(data), skiprows=skip, header=None, names=names, dtype=dtypes,
-                          keep_default_na=False, na_values=[""], encoding="utf-8")
+        raw = pd.read_csv(
+            io.BytesIO(data),
+            skiprows=skip,
+            header=None,
+            names=names,
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{src.name}: {str(exc).splitlines()[0]}") from exc
     ids = raw.pop("track_id")
@@ -366,12 +375,15 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
                     out[c] = s.astype("Int64") if not np.isnan(v).all() else s.astype("Int64")
                     continue
                 r = int(np.flatnonzero(np.isnan(v))[0])
-                raise DataError(f"{src.name}: empty integer column {c!r} at track_id={_sid(index[r])} "
-                                f"(data record {r + 1})")
+                raise DataError(
+                    f"{src.name}: empty integer column {c!r} at track_id={_sid(index[r])} (data record {r + 1})"
+                )
             if not np.all(np.isfinite(v)) or not np.all(v == np.round(v)):
                 r = int(np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))[0])
-                raise DataError(f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
-                                f"{v[r]!r} is not an integer")
+                raise DataError(
+                    f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
+                    f"{v[r]!r} is not an integer"
+                )
             out[c] = s.astype("int64")
         elif c in FLOAT_COLUMNS:
             out[c] = s
@@ -383,14 +395,18 @@ def _parse_tracks(src: TableSource, layout: Layout, cols: list[tuple]):
             except (ValueError, TypeError):
                 bad = pd.to_datetime(s, errors="coerce", format="ISO8601").isna() & s.notna()
                 r = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
-                                f"not a date: {s.iloc[r]!r}") from None
+                raise DataError(
+                    f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
+                    f"not a date: {s.iloc[r]!r}"
+                ) from None
         elif c == ("set", "subset"):
             bad = s.notna() & ~s.isin(SUBSETS)
             if bad.any():
                 r = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
-                                f"{s.iloc[r]!r} is not one of {SUBSETS}")
+                raise DataError(
+                    f"{src.name}: column {c!r} at track_id={_sid(index[r])} (data record {r + 1}): "
+                    f"{s.iloc[r]!r} is not one of {SUBSETS}"
+                )
             out[c] = s.astype(pd.CategoricalDtype(SUBSETS, ordered=True))
         elif c in CATEGORY_COLUMNS:
             out[c] = s.astype("category")
@@ -415,8 +431,11 @@ def _parse_genres(src: TableSource):
             + (f"; unexpected column {', '.join(map(repr, extra))}" if extra else "")
         )
     try:
-        df = pd.read_csv(io.BytesIO(src.read_bytes()), index_col=0,
-                         dtype={"#tracks": "int64", "parent": "int64", "top_level": "int64"})
+        df = pd.read_csv(
+            io.BytesIO(src.read_bytes()),
+            index_col=0,
+            dtype={"#tracks": "int64", "parent": "int64", "top_level": "int64"},
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{src.name}: {str(exc).splitlines()[0]}") from exc
     df.index = _index_from(src, df.index.to_numpy(), kind="genre_id")
@@ -432,7 +451,7 @@ def load(
     *,
     cache: bool = True,
     nonfinite: NonFinite = "raise",
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Load one FMA table (official or flattened layout) with the reference loader's semantics.
 
     Parameters
@@ -515,7 +534,7 @@ def load_tables(
     *,
     cache: bool = True,
     nonfinite: NonFinite = "raise",
-) -> dict[str, "pd.DataFrame"]:
+) -> dict[str, pd.DataFrame]:
     """Load several tables from one directory or archive (all must be present)."""
     missing = []
     srcs = {}

@@ -51,7 +51,7 @@ class MergeReport:
     output: str | None = None
 
 
-def flatten_columns(df: "pd.DataFrame", table: str) -> list[str]:
+def flatten_columns(df: pd.DataFrame, table: str) -> list[str]:
     """One-level names ``<table>.<l0>.<l1>…`` (echonest's constant level 0 dropped)."""
     out = []
     for c in df.columns:
@@ -66,10 +66,10 @@ def flatten_columns(df: "pd.DataFrame", table: str) -> list[str]:
 
 
 def merge(
-    tables: dict[str, "pd.DataFrame"],
+    tables: dict[str, pd.DataFrame],
     *,
     order: tuple[str, ...] = ("tracks", "features", "echonest"),
-) -> tuple["pd.DataFrame", MergeReport]:
+) -> tuple[pd.DataFrame, MergeReport]:
     """Inner-join the given tables on their ``track_id`` index.
 
     Parameters
@@ -105,7 +105,8 @@ def merge(
         kinds[t] = "int" if pd.api.types.is_integer_dtype(idx.dtype) else "str"
     if len(set(kinds.values())) > 1:
         raise DataError(
-            "track_id types differ between tables (" + ", ".join(f"{t}: {k}" for t, k in kinds.items())
+            "track_id types differ between tables ("
+            + ", ".join(f"{t}: {k}" for t, k in kinds.items())
             + "): FMA ids are integers, songmine's own are relative paths; they cannot be joined"
         )
     common = tables[names[0]].index
@@ -134,14 +135,14 @@ def merge_source(
     echonest: bool = True,
     cache: bool = True,
     nonfinite: str = "raise",
-) -> tuple["pd.DataFrame", MergeReport]:
+) -> tuple[pd.DataFrame, MergeReport]:
     """Load tracks + features (+ echonest) from a directory or ``fma_metadata.zip`` and merge them."""
     names = ("tracks", "features", "echonest") if echonest else ("tracks", "features")
     tables = load_tables(source, names, cache=cache, nonfinite=nonfinite)
     return merge(tables)
 
 
-def write_table(df: "pd.DataFrame", path: str | os.PathLike[str]) -> str:
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> str:
     """Write a merged table: parquet by default, CSV when the name ends in ``.csv`` (or ``.csv.gz``)."""
     p = Path(path)
     name = p.name.lower()
@@ -153,7 +154,7 @@ def write_table(df: "pd.DataFrame", path: str | os.PathLike[str]) -> str:
     return str(p)
 
 
-def audio_feature_columns(df: "pd.DataFrame") -> list[str]:
+def audio_feature_columns(df: pd.DataFrame) -> list[str]:
     """The columns of a merged table that are audio features (the inputs for clustering).
 
     ``features.*`` plus ``echonest.audio_features.*`` and

@@ -48,9 +48,16 @@ def write_frame(df, path: Path, source: dict | None = None) -> None:
     meta = dict(t.schema.metadata or {})
 
     all_f32 = bool(len(df.columns)) and all(dt == np.float32 for dt in df.dtypes)
-    meta[FRAME_METADATA_KEY] = json.dumps({"levels": levels, "names": names, "float32": all_f32,
-                                            "columns": list(flat.columns), "list_codes": list_codes,
-                                            "source": source}).encode()
+    meta[FRAME_METADATA_KEY] = json.dumps(
+        {
+            "levels": levels,
+            "names": names,
+            "float32": all_f32,
+            "columns": list(flat.columns),
+            "list_codes": list_codes,
+            "source": source,
+        }
+    ).encode()
     # Cheap to read back: floats keep NaN as a value (not null) in non-nullable columns, so parquet stores
     # them REQUIRED with no definition levels to decode; floats are not dictionary-encoded (a fallback
     # to plain anyway on real data); no statistics (nobody filters this file).
@@ -99,13 +106,18 @@ def read_frame(path: Path):
         index = pd.Index(idx, name="track_id") if idx is not None else None
         return pd.DataFrame(arr, index=index, columns=cols, copy=False)
     coded = info.get("list_codes", {})
-    lists = [(j, f.name) for j, f in enumerate(t.schema)
-             if f.name in info["columns"] and (f.name in coded or pa.types.is_list(f.type))]
+    lists = [
+        (j, f.name)
+        for j, f in enumerate(t.schema)
+        if f.name in info["columns"] and (f.name in coded or pa.types.is_list(f.type))
+    ]
     gc_was_on = gc.isenabled()
     gc.disable()  # ~500K new lists that all stay alive: the cyclic collector would rescan them in vain
     try:
-        rebuilt = {name: _decode_lists(t.column(name), coded[name]) if name in coded else
-                   _lists_from_arrow(t.column(name)) for _, name in lists}
+        rebuilt = {
+            name: _decode_lists(t.column(name), coded[name]) if name in coded else _lists_from_arrow(t.column(name))
+            for _, name in lists
+        }
     finally:
         if gc_was_on:
             gc.enable()
@@ -116,8 +128,7 @@ def read_frame(path: Path):
     for _, name in sorted(lists, key=lambda x: order.index(x[1])):  # back in place, in column order
         df.insert(order.index(name), name, rebuilt[name])
     if info["levels"] > 1:
-        df.columns = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in df.columns],
-                                               names=info["names"])
+        df.columns = pd.MultiIndex.from_tuples([tuple(c.split("\x1f")) for c in df.columns], names=info["names"])
     return df
 
 
@@ -136,13 +147,13 @@ def _encode_lists(series):
     return pd.Series(codes.astype(np.int32), index=series.index), distinct
 
 
-def _decode_lists(col, distinct: list) -> "np.ndarray":
+def _decode_lists(col, distinct: list) -> np.ndarray:
     """Codes + distinct lists → an object array of fresh Python lists (one per row, never shared)."""
     codes = col.to_numpy().tolist()
     return np.fromiter(map(list.copy, map(distinct.__getitem__, codes)), dtype=object, count=len(codes))
 
 
-def _lists_from_arrow(col) -> "np.ndarray":
+def _lists_from_arrow(col) -> np.ndarray:
     """An Arrow list column as an object array of Python lists (nulls → empty lists)."""
     import pyarrow as pa
 

@@ -86,24 +86,48 @@ ECHONEST_COLUMNS: tuple[tuple[str, str, str], ...] = tuple(
     ("echonest", g, f) for g, fields in ECHONEST_GROUPS.items() for f in fields
 )
 #: Kinds of columns, for parsing.
-ECHONEST_STRING_COLUMNS = {("echonest", "metadata", f) for f in
-                     ("album_date", "album_name", "artist_location", "artist_name", "release")}
+ECHONEST_STRING_COLUMNS = {
+    ("echonest", "metadata", f) for f in ("album_date", "album_name", "artist_location", "artist_name", "release")
+}
 ECHONEST_FLOAT64_COLUMNS = {("echonest", "metadata", "artist_latitude"), ("echonest", "metadata", "artist_longitude")}
 ECHONEST_NAN_OK_COLUMNS = {("echonest", "ranks", f) for f in ECHONEST_GROUPS["ranks"]} | ECHONEST_FLOAT64_COLUMNS
 
 #: Columns of genres.csv (index ``genre_id``).
 GENRES_COLUMNS = ("#tracks", "parent", "title", "top_level")
 
-LIST_COLUMNS = [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"),
-                 ("track", "genres_all")]
-DATE_COLUMNS = [("track", "date_created"), ("track", "date_recorded"), ("album", "date_created"),
-                 ("album", "date_released"), ("artist", "date_created"), ("artist", "active_year_begin"),
-                 ("artist", "active_year_end")]
-CATEGORY_COLUMNS = [("track", "genre_top"), ("track", "license"), ("album", "type"),
-                     ("album", "information"), ("artist", "bio")]
+LIST_COLUMNS = [("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"), ("track", "genres_all")]
+DATE_COLUMNS = [
+    ("track", "date_created"),
+    ("track", "date_recorded"),
+    ("album", "date_created"),
+    ("album", "date_released"),
+    ("artist", "date_created"),
+    ("artist", "active_year_begin"),
+    ("artist", "active_year_end"),
+]
+CATEGORY_COLUMNS = [
+    ("track", "genre_top"),
+    ("track", "license"),
+    ("album", "type"),
+    ("album", "information"),
+    ("artist", "bio"),
+]
 SUBSETS = ["small", "medium", "large"]
-INT_COLUMNS = {("album", "comments"), ("album", "favorites"), ("album", "id"), ("album", "listens"),
-                ("album", "tracks"), ("artist", "comments"), ("artist", "favorites"), ("artist", "id"),
-                ("track", "bit_rate"), ("track", "comments"), ("track", "duration"), ("track", "favorites"),
-                ("track", "interest"), ("track", "listens"), ("track", "number")}
+INT_COLUMNS = {
+    ("album", "comments"),
+    ("album", "favorites"),
+    ("album", "id"),
+    ("album", "listens"),
+    ("album", "tracks"),
+    ("artist", "comments"),
+    ("artist", "favorites"),
+    ("artist", "id"),
+    ("track", "bit_rate"),
+    ("track", "comments"),
+    ("track", "duration"),
+    ("track", "favorites"),
+    ("track", "interest"),
+    ("track", "listens"),
+    ("track", "number"),
+}
 FLOAT_COLUMNS = {("artist", "latitude"), ("artist", "longitude")}

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 from typer.core import TyperGroup
@@ -33,9 +33,20 @@ EXIT_INTERNAL = 70
 #: The order ``songmine --help`` lists the verbs in: a user's path through them (build and ask an
 #: index, look after it, serve it; the library on disk; the catalogue; the rest), not import order.
 VERB_ORDER = (
-    "index", "identify", "tracks", "remove", "compact", "verify", "serve",
-    "dedupe", "scan", "demo-corpus", "eval",
-    "features", "catalog", "cluster",
+    "index",
+    "identify",
+    "tracks",
+    "remove",
+    "compact",
+    "verify",
+    "serve",
+    "dedupe",
+    "scan",
+    "demo-corpus",
+    "eval",
+    "features",
+    "catalog",
+    "cluster",
     "pairs",
 )
 
@@ -63,12 +74,22 @@ app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 #: ``-j/--jobs`` of every verb that runs worker processes: the same default everywhere (None =
 #: :func:`songmine.workers.default_jobs`, every core this process may run on).
-JobsOption = Annotated[Optional[int], typer.Option(
-    "--jobs", "-j", min=1, metavar="N", show_default=False,
-    help="Worker processes (default: every core this process may run on).")]
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        metavar="N",
+        show_default=False,
+        help="Worker processes (default: every core this process may run on).",
+    ),
+]
 #: ``--index`` of every verb that reads or writes an index.
-IndexOption = Annotated[Optional[Path], typer.Option(
-    "--index", metavar="DIR", help="Index directory (default: $SONGMINE_INDEX or the per-user data dir).")]
+IndexOption = Annotated[
+    Path | None,
+    typer.Option("--index", metavar="DIR", help="Index directory (default: $SONGMINE_INDEX or the per-user data dir)."),
+]
 
 
 def _version(value: bool) -> None:

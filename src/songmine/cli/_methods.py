@@ -62,7 +62,9 @@ def refuse_legacy(path: Path, m: Method) -> None:
         raise fail(
             f"{path} holds a {m.name} index in the format of older songmine versions (.npy + meta.json), "
             f"which cannot be added to; move it away and index the music again: "
-            f"`songmine index <music folders> --index {path.parent} --method {m.name}`", EXIT_USAGE)
+            f"`songmine index <music folders> --index {path.parent} --method {m.name}`",
+            EXIT_USAGE,
+        )
 
 
 def open_searcher(index: Path | None, m: Method):
@@ -82,7 +84,8 @@ def open_searcher(index: Path | None, m: Method):
     if not path.exists():
         raise IndexFormatError(
             f"{path}: no {m.name} index here (build it with `songmine index <music folders> "
-            f"--index {path.parent} --method {m.name}`)")
+            f"--index {path.parent} --method {m.name}`)"
+        )
     with Index(path) as ix:
         if ix.method != m.name:
             raise IndexFormatError(f"{path} is an index of the {ix.method} method, not {m.name}")

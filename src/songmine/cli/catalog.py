@@ -4,14 +4,23 @@ and ``features`` (audio → FMA features)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..atomic import atomic_path
 from ..extras import require
 from ._app import (
-    JobsOption, JsonOption, app, emit_json, fail, needs_extra, out_console, print_skipped, printable, progress_bar,
+    JobsOption,
+    JsonOption,
+    app,
+    emit_json,
+    fail,
+    needs_extra,
+    out_console,
+    print_skipped,
+    printable,
+    progress_bar,
 )
 
 catalog_app = typer.Typer(
@@ -30,7 +39,7 @@ def merge_cmd(
         bool, typer.Option("--no-echonest", help="Join tracks + features only (all ~106K tracks).")
     ] = False,
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--output", "-o", help="Write the merged table: parquet, or CSV if the name ends in .csv."),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the parquet cache.")] = False,
@@ -77,7 +86,9 @@ def cache_cmd(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete the entries no load will read again (stale, orphan, old format).")
     ] = False,
-    clear: Annotated[bool, typer.Option("--clear", help="Delete every entry (the next load re-reads the CSVs).")] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Delete every entry (the next load re-reads the CSVs).")
+    ] = False,
     json_out: JsonOption = False,
 ) -> None:
     """List the parquet cache of loaded FMA tables: where it is, each entry's table, size, source and status.
@@ -89,7 +100,9 @@ def cache_cmd(
     younger than an hour, which a running writer may own, excepted). Never touches
     anything outside the cache directory.
     """
-    from ..catalog.cache import cache_root, clear as clear_cache, entries, prune as prune_cache
+    from ..catalog.cache import cache_root, entries
+    from ..catalog.cache import clear as clear_cache
+    from ..catalog.cache import prune as prune_cache
 
     if prune and clear:
         raise fail("--prune and --clear: pick one")
@@ -121,13 +134,15 @@ def cache_cmd(
 @needs_extra("features", "songmine features")
 def features_cmd(
     directory: Annotated[
-        Optional[Path], typer.Argument(help="Music folder (walked recursively); track_id = path relative to it.")
+        Path | None, typer.Argument(help="Music folder (walked recursively); track_id = path relative to it.")
     ] = None,
     index: Annotated[
-        Optional[Path], typer.Option("--index", metavar="DIR", help="Use the files of a songmine index (track_id = its ids).")
+        Path | None,
+        typer.Option("--index", metavar="DIR", help="Use the files of a songmine index (track_id = its ids)."),
     ] = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="features.csv to write (FMA 3-header layout); tracks.csv goes beside it.")
+        Path,
+        typer.Option("--output", "-o", help="features.csv to write (FMA 3-header layout); tracks.csv goes beside it."),
     ] = Path("features.csv"),
     jobs: JobsOption = None,
     restart: Annotated[
@@ -137,12 +152,15 @@ def features_cmd(
         str, typer.Option("--engine", help="local (process pool) or spark (a Spark job over the file list).")
     ] = "local",
     master: Annotated[
-        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+        str | None, typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
     decoder: Annotated[
         str,
-        typer.Option("--decoder", help="Who decodes compressed files: pyav (in-process FFmpeg) or ffmpeg (the "
-                     "ffmpeg program on PATH, as FMA's code via audioread: same build, same samples)."),
+        typer.Option(
+            "--decoder",
+            help="Who decodes compressed files: pyav (in-process FFmpeg) or ffmpeg (the "
+            "ffmpeg program on PATH, as FMA's code via audioread: same build, same samples).",
+        ),
     ] = "pyav",
     json_out: JsonOption = False,
 ) -> None:
@@ -167,8 +185,9 @@ def features_cmd(
     items = _feature_inputs(directory, index)
     if not items:
         raise fail(f"no audio files found in {directory or index}")
-    tracks_path = output.with_name(output.name.replace("features", "tracks")
-                                   if "features" in output.name else "tracks.csv")
+    tracks_path = output.with_name(
+        output.name.replace("features", "tracks") if "features" in output.name else "tracks.csv"
+    )
     previous, prev_tags = (None, {}) if restart else _resume_state(output, tracks_path)
     n_stale = 0
     if previous is not None:  # rows of files no longer in DIR / tracks no longer in the index: not carried over
@@ -188,11 +207,24 @@ def features_cmd(
         if engine == "spark":  # same output; see songmine.spark.features
             from ..spark.features import extract_folder_spark
 
-            df, failures = extract_folder_spark(items, master=master or "local[*]", progress=progress,
-                                                resume_from=previous, with_tags=True, decoder=decoder)
+            df, failures = extract_folder_spark(
+                items,
+                master=master or "local[*]",
+                progress=progress,
+                resume_from=previous,
+                with_tags=True,
+                decoder=decoder,
+            )
         else:
-            df, failures = extract_folder(items, jobs=jobs, progress=progress, resume_from=previous,
-                                          with_tags=True, checkpoint=checkpoint, decoder=decoder)
+            df, failures = extract_folder(
+                items,
+                jobs=jobs,
+                progress=progress,
+                resume_from=previous,
+                with_tags=True,
+                checkpoint=checkpoint,
+                decoder=decoder,
+            )
     elapsed = time.perf_counter() - t0
     tags = {**prev_tags, **df.attrs.get("tags", {})}
     if index is not None:  # an index's track ids are integers: sort and write them as such
@@ -213,8 +245,10 @@ def features_cmd(
         "computed": len(durations),
         "resumed": n_prev,
         "stale_dropped": n_stale,
-        "failed": [{"track_id": int(f.track_id) if index is not None else f.track_id, "path": f.path,
-                    "error": f.error} for f in failures],
+        "failed": [
+            {"track_id": int(f.track_id) if index is not None else f.track_id, "path": f.path, "error": f.error}
+            for f in failures
+        ],
         "rows": int(len(df)),
         "audio_s": round(audio_s, 3),
         "elapsed_s": round(elapsed, 3),
@@ -237,7 +271,7 @@ def features_cmd(
         raise fail("no file could be read", code=2)
 
 
-def _feature_inputs(directory: Optional[Path], index: Optional[Path]) -> dict[str, str]:
+def _feature_inputs(directory: Path | None, index: Path | None) -> dict[str, str]:
     """track_id → path: relative POSIX paths under DIR, or an index's integer ids."""
     if directory is not None:
         from ..library import iter_audio_files
@@ -272,8 +306,12 @@ def _resume_state(output: Path, tracks_path: Path):
         try:
             t = load(tracks_path, "tracks", cache=False)
             for tid, row in t.iterrows():
-                rec = {"title": row.get(("track", "title")), "artist": row.get(("artist", "name")),
-                       "album": row.get(("album", "title")), "genre": row.get(("track", "genre_top"))}
+                rec = {
+                    "title": row.get(("track", "title")),
+                    "artist": row.get(("artist", "name")),
+                    "album": row.get(("album", "title")),
+                    "genre": row.get(("track", "genre_top")),
+                }
                 d = row.get(("album", "date_released"))
                 if d is not None and not _isna(d):
                     rec["year"] = int(d.year)

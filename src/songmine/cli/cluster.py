@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,16 +19,27 @@ cluster_app = typer.Typer(
 )
 app.add_typer(cluster_app, name="cluster")
 
-TableArg = Annotated[Path, typer.Argument(
-    help="Table from `songmine catalog merge` (parquet/CSV) or an FMA-layout features.csv "
-         "(from `songmine features`; a tracks.csv beside it adds the metadata).",
-    show_default=False)]
+TableArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Table from `songmine catalog merge` (parquet/CSV) or an FMA-layout features.csv "
+        "(from `songmine features`; a tracks.csv beside it adds the metadata).",
+        show_default=False,
+    ),
+]
 NoEchonest = Annotated[bool, typer.Option("--no-echonest", help="Ignore echonest audio/temporal features.")]
-Nonfinite = Annotated[str, typer.Option(
-    "--nonfinite", help="What to do with NaN/±inf feature values: error (report and stop), drop the rows, "
-                        "or impute column medians.")]
-Variance = Annotated[float, typer.Option("--variance", help="PCA keeps the fewest components retaining more than "
-                                                            "this share of the variance.")]
+Nonfinite = Annotated[
+    str,
+    typer.Option(
+        "--nonfinite",
+        help="What to do with NaN/±inf feature values: error (report and stop), drop the rows, "
+        "or impute column medians.",
+    ),
+]
+Variance = Annotated[
+    float,
+    typer.Option("--variance", help="PCA keeps the fewest components retaining more than this share of the variance."),
+]
 Reduction = Annotated[str, typer.Option("--reduce", help="pca (default), svd (TruncatedSVD, no centring) or none.")]
 
 
@@ -43,8 +54,9 @@ def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, me
     X, _, plan = clean_features(df, echonest=echonest, nonfinite=nonfinite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        Z, red = reduce(X, columns=[str(c) for c in plan.columns],
-                        config=ReduceConfig(method=method, variance=variance))
+        Z, red = reduce(
+            X, columns=[str(c) for c in plan.columns], config=ReduceConfig(method=method, variance=variance)
+        )
     if not quiet:
         for w in caught:
             err_console().print(f"note: {w.message}")
@@ -55,8 +67,10 @@ def _prepare(table: Path, *, echonest: bool, nonfinite: str, variance: float, me
 @needs_extra("cluster", "songmine cluster choose-k")
 def choose_k_cmd(
     table: TableArg,
-    k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="Values of k to try: 2..15 or 3,5,8.")] = "2..15",
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the k-selection plot (PNG) here.")] = None,
+    k_range: Annotated[
+        str, typer.Option("--k-range", metavar="RANGE", help="Values of k to try: 2..15 or 3,5,8.")
+    ] = "2..15",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the k-selection plot (PNG) here.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
     no_echonest: NoEchonest = False,
@@ -72,12 +86,15 @@ def choose_k_cmd(
     if engine == "spark":
         require("spark", "songmine cluster choose-k --engine spark")
     ks = tuple(parse_k_range(k_range))
-    _, Z, red, plan = _prepare(table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance,
-                               method=reduce_method, quiet=json_out)
+    _, Z, red, plan = _prepare(
+        table, echonest=not no_echonest, nonfinite=nonfinite, variance=variance, method=reduce_method, quiet=json_out
+    )
     ks, note = narrow_k_values(ks, len(Z))
     if not json_out:
-        err_console().print(f"{plan.rows_used:,} tracks × {len(plan.columns)} audio features → "
-                            f"{red.n_components} PCA components ({100 * red.retained_variance:.1f} % variance)")
+        err_console().print(
+            f"{plan.rows_used:,} tracks × {len(plan.columns)} audio features → "
+            f"{red.n_components} PCA components ({100 * red.retained_variance:.1f} % variance)"
+        )
         if note:
             err_console().print(note)
     res = choose_k(Z, config=ChooseKConfig(k_values=ks, random_state=seed), engine=engine)
@@ -85,8 +102,15 @@ def choose_k_cmd(
     if plot is not None:
         _write_choose_plot(res, plot)
     if json_out:
-        emit_json({"table": str(table), "inputs": plan.summary(), "reduction": red.summary(), **res.to_dict(),
-                   "plot": str(plot) if plot else None})
+        emit_json(
+            {
+                "table": str(table),
+                "inputs": plan.summary(),
+                "reduction": red.summary(),
+                **res.to_dict(),
+                "plot": str(plot) if plot else None,
+            }
+        )
         return
     from rich.table import Table
 
@@ -95,9 +119,14 @@ def choose_k_cmd(
         t.add_column(c, justify="right")
     for r in res.table():
         votes = [m for m, v in res.votes.items() if v == r["k"]]
-        t.add_row(f"{r['k']}" + (" ◀" if r["k"] == res.recommended_k else ""), f"{r['inertia']:,.0f}",
-                  f"{r['silhouette']:.3f}", f"{r['calinski_harabasz']:,.1f}", f"{r['davies_bouldin']:.3f}",
-                  f"{r['gap']:.3f} ± {r['gap_sd']:.3f}" + (f"  ({', '.join(votes)})" if votes else ""))
+        t.add_row(
+            f"{r['k']}" + (" ◀" if r["k"] == res.recommended_k else ""),
+            f"{r['inertia']:,.0f}",
+            f"{r['silhouette']:.3f}",
+            f"{r['calinski_harabasz']:,.1f}",
+            f"{r['davies_bouldin']:.3f}",
+            f"{r['gap']:.3f} ± {r['gap_sd']:.3f}" + (f"  ({', '.join(votes)})" if votes else ""),
+        )
     con = out_console()
     con.print(t)
     con.print(f"recommended k = {res.recommended_k}: {res.reason}")
@@ -121,32 +150,53 @@ def _choose_png(res) -> str:
 @cluster_app.command("run")
 @needs_extra("cluster", "songmine cluster run")
 def run_cmd(
-    table: Annotated[str, typer.Argument(
-        help="Table from `songmine catalog merge` (parquet/CSV) or an FMA-layout features.csv "
-             "(from `songmine features`; a tracks.csv beside it adds the metadata). With --engine spark: "
-             "a parquet file or folder, any URL Spark reads (hdfs://, s3a://, file://).",
-        show_default=False)],
-    k: Annotated[Optional[int], typer.Option("--k", "-k", metavar="K",
-                                             help="Number of clusters (default: chosen by choose-k).")] = None,
-    k_range: Annotated[str, typer.Option("--k-range", metavar="RANGE", help="k values tried when --k is not given.")] = "2..15",
+    table: Annotated[
+        str,
+        typer.Argument(
+            help="Table from `songmine catalog merge` (parquet/CSV) or an FMA-layout features.csv "
+            "(from `songmine features`; a tracks.csv beside it adds the metadata). With --engine spark: "
+            "a parquet file or folder, any URL Spark reads (hdfs://, s3a://, file://).",
+            show_default=False,
+        ),
+    ],
+    k: Annotated[
+        int | None, typer.Option("--k", "-k", metavar="K", help="Number of clusters (default: chosen by choose-k).")
+    ] = None,
+    k_range: Annotated[
+        str, typer.Option("--k-range", metavar="RANGE", help="k values tried when --k is not given.")
+    ] = "2..15",
     engine: Annotated[str, typer.Option("--engine", help="k-means engine: local or spark.")] = "local",
-    master: Annotated[Optional[str], typer.Option("--master", help="Spark master URL (with --engine spark).")] = None,
+    master: Annotated[str | None, typer.Option("--master", help="Spark master URL (with --engine spark).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write the HTML report here.")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "-o", "--output", help="Write per-track assignments (track_id, cluster, distance): .parquet or .csv.")] = None,
-    compare: Annotated[Optional[Path], typer.Option(
-        "--compare", help="The catalogue's other variant (e.g. merged without echonest: all rows) for the "
-                          "with/without-echonest comparison.")] = None,
-    genre_column: Annotated[Optional[str], typer.Option("--genre-column", help="Column holding the genre.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Write per-track assignments (track_id, cluster, distance): .parquet or .csv."
+        ),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="The catalogue's other variant (e.g. merged without echonest: all rows) for the "
+            "with/without-echonest comparison.",
+        ),
+    ] = None,
+    genre_column: Annotated[str | None, typer.Option("--genre-column", help="Column holding the genre.")] = None,
     no_sklearn: Annotated[bool, typer.Option("--no-sklearn", help="Skip the scikit-learn comparison.")] = False,
     no_echonest: NoEchonest = False,
     nonfinite: Nonfinite = "error",
     variance: Variance = 0.70,
     reduce_method: Reduction = "pca",
-    planted: Annotated[Optional[Path], typer.Option(
-        "--planted", help="CSV/parquet of track_id → planted cluster (synthetic data): report the recovery.",
-        hidden=True)] = None,
+    planted: Annotated[
+        Path | None,
+        typer.Option(
+            "--planted",
+            help="CSV/parquet of track_id → planted cluster (synthetic data): report the recovery.",
+            hidden=True,
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Cluster the catalogue on its audio features and explain the clusters (report, assignments, JSON)."""
@@ -164,10 +214,17 @@ def run_cmd(
         require("spark", "songmine cluster run --engine spark")
     elif master:
         raise ParameterError("--master is only meaningful with --engine spark")
-    cfg = RunConfig(k=k, k_values=tuple(parse_k_range(k_range)), seed=seed, engine=engine,
-                    echonest=not no_echonest, nonfinite=nonfinite,
-                    reduce=ReduceConfig(method=reduce_method, variance=variance), genre_column=genre_column,
-                    compare_sklearn=not no_sklearn)
+    cfg = RunConfig(
+        k=k,
+        k_values=tuple(parse_k_range(k_range)),
+        seed=seed,
+        engine=engine,
+        echonest=not no_echonest,
+        nonfinite=nonfinite,
+        reduce=ReduceConfig(method=reduce_method, variance=variance),
+        genre_column=genre_column,
+        compare_sklearn=not no_sklearn,
+    )
     console = err_console()
     progress = None if json_out else (lambda msg: console.print(f"… {msg}", style="dim"))
     if engine == "spark":
@@ -178,8 +235,13 @@ def run_cmd(
             if given is not None:
                 raise ParameterError(f"{flag} needs the whole table in memory: use it with --engine local")
         # the executors write the assignments (a folder of parquet or CSV parts)
-        res = run_spark(table, config=cfg, session=get_session(master), progress=progress,
-                        assignments=str(out) if out is not None else None)
+        res = run_spark(
+            table,
+            config=cfg,
+            session=get_session(master),
+            progress=progress,
+            assignments=str(out) if out is not None else None,
+        )
         out_written = True
     else:
         df = read_table(Path(table))
@@ -212,9 +274,11 @@ def run_cmd(
         err_console().print(res.choose.note)
     if res.choose:
         con.print(f"k = {res.k}: {res.choose.reason}")
-    con.print(f"{res.n_rows:,} tracks, {len(res.plan.columns)} audio features → {res.reduction.n_components} "
-              f"components ({100 * res.reduction.retained_variance:.1f} % variance), k = {res.k}, "
-              f"inertia {res.model['inertia']:,.1f}")
+    con.print(
+        f"{res.n_rows:,} tracks, {len(res.plan.columns)} audio features → {res.reduction.n_components} "
+        f"components ({100 * res.reduction.retained_variance:.1f} % variance), k = {res.k}, "
+        f"inertia {res.model['inertia']:,.1f}"
+    )
     from rich.text import Text
 
     for c, text in enumerate(res.descriptions):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from ._app import JsonOption, app, emit_json, err_console, out_console, progress
 @app.command("demo-corpus")
 def demo_corpus(
     directory: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Argument(help="Where to lay out the music (default: the per-user cache dir)."),
     ] = None,
     json_out: JsonOption = False,

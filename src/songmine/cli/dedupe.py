@@ -3,35 +3,58 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ._app import EXIT_OK, JobsOption, JsonOption, app, check_engine, emit_json, fail, out_console, print_skipped, progress_bar
+from ._app import (
+    EXIT_OK,
+    JobsOption,
+    JsonOption,
+    app,
+    check_engine,
+    emit_json,
+    fail,
+    out_console,
+    print_skipped,
+    progress_bar,
+)
 
 
 @app.command("dedupe")
 def dedupe_cmd(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Folders or files to scan (recursively).")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Folders or files to scan (recursively).")] = None,
     index: Annotated[
-        Optional[Path], typer.Option("--index", metavar="DIR",
+        Path | None,
+        typer.Option(
+            "--index",
+            metavar="DIR",
             help="Check the tracks of this landmark index from the landmarks it stores (only files changed"
             " since indexing are decoded); with folders too, every file is decoded.",
-        )
+        ),
     ] = None,
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Estimated Jaccard of landmark-hash sets that triggers a check, in (0, 1].")
+        float,
+        typer.Option("--threshold", help="Estimated Jaccard of landmark-hash sets that triggers a check, in (0, 1]."),
     ] = 0.08,
     jobs: JobsOption = None,
-    no_bandwidth: Annotated[bool, typer.Option(
-        "--no-bandwidth", help="Choose keepers from the container alone (lossless, bitrate, duration, rate) "
-        "instead of first measuring each grouped file's effective bandwidth (up to 60 s decoded).")] = False,
+    no_bandwidth: Annotated[
+        bool,
+        typer.Option(
+            "--no-bandwidth",
+            help="Choose keepers from the container alone (lossless, bitrate, duration, rate) "
+            "instead of first measuring each grouped file's effective bandwidth (up to 60 s decoded).",
+        ),
+    ] = False,
     engine: Annotated[
-        str, typer.Option("--engine", help="local, or spark (fingerprints, LSH and the offset votes as Spark jobs; "
-                          "folders, not --index alone).")
+        str,
+        typer.Option(
+            "--engine",
+            help="local, or spark (fingerprints, LSH and the offset votes as Spark jobs; folders, not --index alone).",
+        ),
     ] = "local",
     master: Annotated[
-        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+        str | None, typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
     json_out: JsonOption = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print one CSV row per group member on stdout.")] = False,
@@ -97,12 +120,36 @@ def _print_csv(report) -> None:
     import sys
 
     w = csv.writer(sys.stdout)
-    w.writerow(["group", "path", "keeper", "codec", "bitrate_kbps", "lossless", "duration_s", "offset_s",
-                "bandwidth_hz", "keeper_reason"])
+    w.writerow(
+        [
+            "group",
+            "path",
+            "keeper",
+            "codec",
+            "bitrate_kbps",
+            "lossless",
+            "duration_s",
+            "offset_s",
+            "bandwidth_hz",
+            "keeper_reason",
+        ]
+    )
     for g, group in enumerate(report.groups, start=1):
         for m in group.members:
-            w.writerow([g, m.path, int(m.keeper), m.codec, m.bitrate_kbps, int(m.lossless), m.duration_s, m.offset_s,
-                        "" if m.bandwidth_hz is None else round(m.bandwidth_hz), group.reason if m.keeper else ""])
+            w.writerow(
+                [
+                    g,
+                    m.path,
+                    int(m.keeper),
+                    m.codec,
+                    m.bitrate_kbps,
+                    int(m.lossless),
+                    m.duration_s,
+                    m.offset_s,
+                    "" if m.bandwidth_hz is None else round(m.bandwidth_hz),
+                    group.reason if m.keeper else "",
+                ]
+            )
 
 
 def _print_human(report) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,13 +22,23 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def eval_cmd(
     library: Annotated[Path, typer.Argument(help="Folder of audio files (walked recursively).")],
     index: Annotated[
-        Optional[Path], typer.Option("--index", metavar="DIR", help="Build into (or reuse) this index; default: a temporary one.")
+        Path | None,
+        typer.Option("--index", metavar="DIR", help="Build into (or reuse) this index; default: a temporary one."),
     ] = None,
-    method: Annotated[str, typer.Option("--method", help="Identification method: landmark, sketch, seed.")] = "landmark",
-    tracks: Annotated[int, typer.Option("--tracks", help="Tracks to index; the rest are held out (a smaller library: 3/4 of it).")] = 40,
-    durations: Annotated[str, typer.Option("--durations", help="Clip lengths in seconds, comma-separated.")] = "1,2,3,5,10",
+    method: Annotated[
+        str, typer.Option("--method", help="Identification method: landmark, sketch, seed.")
+    ] = "landmark",
+    tracks: Annotated[
+        int, typer.Option("--tracks", help="Tracks to index; the rest are held out (a smaller library: 3/4 of it).")
+    ] = 40,
+    durations: Annotated[
+        str, typer.Option("--durations", help="Clip lengths in seconds, comma-separated.")
+    ] = "1,2,3,5,10",
     conditions: Annotated[
-        Optional[str], typer.Option("--conditions", help="Comma-separated degradations (default: all 22; the last 9 need the eval extra).")
+        str | None,
+        typer.Option(
+            "--conditions", help="Comma-separated degradations (default: all 22; the last 9 need the eval extra)."
+        ),
     ] = None,
     queries_per_cell: Annotated[
         int, typer.Option("--queries-per-cell", help="Member queries per condition × duration.")
@@ -40,20 +50,22 @@ def eval_cmd(
     jobs: JobsOption = None,
     sr: Annotated[int, typer.Option("--sr", help="Rate at which clips are cut and degraded, Hz.")] = 22050,
     thresholds: Annotated[
-        Optional[str], typer.Option("--thresholds", help="Sweep: e.g. 0.2,0.4,0.6 (precision/recall/no-match).")
+        str | None, typer.Option("--thresholds", help="Sweep: e.g. 0.2,0.4,0.6 (precision/recall/no-match).")
     ] = None,
     threshold_on: Annotated[
         str, typer.Option("--threshold-on", help="What the thresholds apply to: score or confidence.")
     ] = "score",
     option: Annotated[
-        Optional[list[str]], typer.Option("--option", "-D", metavar="KEY=VALUE",
-                                          help="Method-specific setting (repeatable), e.g. -D threshold=0.3.")
+        list[str] | None,
+        typer.Option(
+            "--option", "-D", metavar="KEY=VALUE", help="Method-specific setting (repeatable), e.g. -D threshold=0.3."
+        ),
     ] = None,
-    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the report as Markdown.")] = None,
     save_json: Annotated[
-        Optional[Path], typer.Option("--save-json", help="Also write the JSON report to this file.")
+        Path | None, typer.Option("--save-json", help="Also write the JSON report to this file.")
     ] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG plot.")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Measure a method: top-1 per condition × duration, false positives, calibration, speed, size.
@@ -66,8 +78,8 @@ def eval_cmd(
     from ..errors import SongmineError
     from ..evaluation.config import EvalConfig
     from ..evaluation.harness import evaluate
-    from ..methods import make_identifier
     from ..evaluation.report import report_markdown
+    from ..methods import make_identifier
     from ..workers import default_jobs
 
     if not library.exists():
@@ -87,7 +99,9 @@ def eval_cmd(
         config = EvalConfig(
             tracks=tracks,
             durations=_floats(durations, "durations"),
-            conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()) if conditions else EvalConfig().conditions,
+            conditions=tuple(c.strip() for c in conditions.split(",") if c.strip())
+            if conditions
+            else EvalConfig().conditions,
             queries_per_cell=queries_per_cell,
             nonmember_queries=nonmember_queries,
             seed=seed,
@@ -151,11 +165,18 @@ def _print(rep) -> None:
                 row.append(f"{format_number(c.top1)} ({c.n})")
             else:
                 ok = c.top1 is not None and c.top1 >= c.peer_top1
-                row.append(Text(format_number(c.top1), style="green" if ok else "red").append(f" ({c.n}) {c.peer_top1:.1f}"))
+                row.append(
+                    Text(format_number(c.top1), style="green" if ok else "red").append(f" ({c.n}) {c.peer_top1:.1f}")
+                )
         t.add_row(cond, *row)
     t.add_section()
-    t.add_row("pooled", *(Text(format_number(p["top1"]), style="bold").append(f" ({p['n']}) {format_number(p['peer_best_mean'])}")
-                          for p in rep.pooled.values()))
+    t.add_row(
+        "pooled",
+        *(
+            Text(format_number(p["top1"]), style="bold").append(f" ({p['n']}) {format_number(p['peer_best_mean'])}")
+            for p in rep.pooled.values()
+        ),
+    )
     t.add_row("FP rate %", *(f"{format_number(p['fp_rate'])} ({p['fp_n']})" for p in rep.pooled.values()))
     con.print(t)
 
@@ -169,15 +190,23 @@ def _print(rep) -> None:
     for col in ("bin", "n", "mean confidence", "observed accuracy %"):
         r.add_column(col, justify="right")
     for row in rep.reliability:
-        r.add_row(row["bin"], str(row["n"]), format_number(row["mean_confidence"], "{:.3f}"), format_number(row["accuracy"]))
+        r.add_row(
+            row["bin"], str(row["n"]), format_number(row["mean_confidence"], "{:.3f}"), format_number(row["accuracy"])
+        )
     con.print(r)
     if rep.thresholds:
         s = Table(title=f"threshold sweep on {rep.thresholds[0]['on']}")
         for col in ("threshold", "accepted", "precision %", "recall %", "no-match %", "FP rate %"):
             s.add_column(col, justify="right")
         for row in rep.thresholds:
-            s.add_row(f"{row['threshold']:g}", str(row["accepted"]), format_number(row["precision"]), format_number(row["recall"]),
-                      format_number(row["no_match_rate"]), format_number(row["fp_rate"]))
+            s.add_row(
+                f"{row['threshold']:g}",
+                str(row["accepted"]),
+                format_number(row["precision"]),
+                format_number(row["recall"]),
+                format_number(row["no_match_rate"]),
+                format_number(row["fp_rate"]),
+            )
         con.print(s)
     lat, b, off = rep.latency_ms, rep.build, rep.offset_error_s
     per_dur = "; ".join(

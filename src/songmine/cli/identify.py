@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ from ._app import (
 )
 
 
-def open_index(path: Optional[Path]):
+def open_index(path: Path | None):
     """Open the index at ``path`` (or the default location).
 
     Raises IndexFormatError (missing, damaged, of another version): ``identify`` reports it.
@@ -78,44 +78,78 @@ def expand_clips(clips: list[Path]) -> list[str]:
 
 @app.command("identify")
 def identify_cmd(
-    clips: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="CLIP...", help="Audio clips (any format FFmpeg decodes), or folders of them (walked recursively).",
-        show_default=False)] = None,
+    clips: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="CLIP...",
+            help="Audio clips (any format FFmpeg decodes), or folders of them (walked recursively).",
+            show_default=False,
+        ),
+    ] = None,
     index: IndexOption = None,
     top: Annotated[int, typer.Option("--top", "-n", min=1, metavar="N", help="Matches to show per clip.")] = 3,
-    method: Annotated[str, typer.Option(
-        "--method", metavar="NAME", help="Identification method: landmark, seed (the original course method) "
-                                         "or sketch.")] = "landmark",
-    threshold: Annotated[Optional[float], typer.Option(
-        "--threshold", metavar="X", show_default=False,
-        help="What a match needs: the confidence for landmark and sketch (default 0.5), the estimated Jaccard "
-             "for seed (default 0.2).")] = None,
-    max_duration: Annotated[float, typer.Option(
-        "--max-duration", min=0.0, metavar="SECONDS",
-        help="Longer clips are refused; 0 = no limit (match whole files). Not for --window recordings.")] = 60.0,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            metavar="NAME",
+            help="Identification method: landmark, seed (the original course method) or sketch.",
+        ),
+    ] = "landmark",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            metavar="X",
+            show_default=False,
+            help="What a match needs: the confidence for landmark and sketch (default 0.5), the estimated Jaccard "
+            "for seed (default 0.2).",
+        ),
+    ] = None,
+    max_duration: Annotated[
+        float,
+        typer.Option(
+            "--max-duration",
+            min=0.0,
+            metavar="SECONDS",
+            help="Longer clips are refused; 0 = no limit (match whole files). Not for --window recordings.",
+        ),
+    ] = 60.0,
     from_list: Annotated[
-        Optional[Path], typer.Option("--from-list", metavar="FILE",
-                                     help="A file naming the clips, one path a line (with or instead of CLIP...).")
+        Path | None,
+        typer.Option(
+            "--from-list", metavar="FILE", help="A file naming the clips, one path a line (with or instead of CLIP...)."
+        ),
     ] = None,
     window: Annotated[
-        Optional[float], typer.Option("--window", metavar="SECONDS",
-                                      help="Long recordings: identify windows of this many seconds and print "
-                                      "what played when (start and end of each track heard).")
+        float | None,
+        typer.Option(
+            "--window",
+            metavar="SECONDS",
+            help="Long recordings: identify windows of this many seconds and print "
+            "what played when (start and end of each track heard).",
+        ),
     ] = None,
     hop: Annotated[
-        Optional[float], typer.Option("--hop", metavar="SECONDS",
-                                      help="Seconds between window starts with --window (default: half a window).")
+        float | None,
+        typer.Option(
+            "--hop", metavar="SECONDS", help="Seconds between window starts with --window (default: half a window)."
+        ),
     ] = None,
     one_pass: Annotated[
-        bool, typer.Option("--one-pass", help="One pass of the dense landmarks over the speed grid (no coarse probes, "
-                           "no profile check); with --engine spark, the lookups are a Spark join and the votes a "
-                           "Spark aggregation.")
+        bool,
+        typer.Option(
+            "--one-pass",
+            help="One pass of the dense landmarks over the speed grid (no coarse probes, "
+            "no profile check); with --engine spark, the lookups are a Spark join and the votes a "
+            "Spark aggregation.",
+        ),
     ] = False,
     engine: Annotated[
         str, typer.Option("--engine", help="local, or spark (the clips or windows searched by Spark tasks).")
     ] = "local",
     master: Annotated[
-        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+        str | None, typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -144,8 +178,7 @@ def identify_cmd(
     if window is None and hop is not None:
         raise fail("--hop goes with --window", EXIT_USAGE)
     if method != "landmark" and (engine != "local" or window is not None or one_pass):
-        raise fail(f"--engine spark, --window and --one-pass work with the landmark method, not {method!r}",
-                   EXIT_USAGE)
+        raise fail(f"--engine spark, --window and --one-pass work with the landmark method, not {method!r}", EXIT_USAGE)
     clips = given
 
     m = indexable_method(method)
@@ -191,13 +224,15 @@ def identify_cmd(
         if engine == "spark" and one_pass:
             from ..spark.vote import vote_clips_spark
 
-            results = batch.take(vote_clips_spark(ix.path, queries, top=top, config=config, master=master,
-                                                  max_duration_s=limit))
+            results = batch.take(
+                vote_clips_spark(ix.path, queries, top=top, config=config, master=master, max_duration_s=limit)
+            )
         elif engine == "spark":
             from ..spark.identify import identify_clips_spark
 
-            results = batch.take(identify_clips_spark(ix.path, queries, top=top, config=config, master=master,
-                                                      max_duration_s=limit))
+            results = batch.take(
+                identify_clips_spark(ix.path, queries, top=top, config=config, master=master, max_duration_s=limit)
+            )
         else:
             results = batch.run(queries)
     finally:
@@ -216,15 +251,26 @@ def _local_query(ix, top: int, config, limit: float | None):
     return lambda c: identify(ix, c, top=top, max_duration_s=limit, config=config)
 
 
-def _monitor(ix, recordings: list[Path], window: float, hop: float, top: int, engine: str, master: str | None,
-             json_out: bool, config, one_pass: bool) -> None:
+def _monitor(
+    ix,
+    recordings: list[Path],
+    window: float,
+    hop: float,
+    top: int,
+    engine: str,
+    master: str | None,
+    json_out: bool,
+    config,
+    one_pass: bool,
+) -> None:
     """``identify --window``: each recording's timeline (and its windows' records with --json)."""
     batch = _Batch(None)
     if engine == "spark" and one_pass:
         from ..spark.vote import vote_recordings_spark
 
-        results = vote_recordings_spark(ix.path, recordings, window_s=window, hop_s=hop, top=top, config=config,
-                                        master=master)
+        results = vote_recordings_spark(
+            ix.path, recordings, window_s=window, hop_s=hop, top=top, config=config, master=master
+        )
     elif engine == "spark":
         from ..spark.identify import identify_recordings_spark
 
@@ -236,9 +282,12 @@ def _monitor(ix, recordings: list[Path], window: float, hop: float, top: int, en
     else:
         from ..fingerprint.monitor import identify_recording
 
-        results = [batch.guard(str(r), lambda r=r: identify_recording(ix, str(r), window_s=window, hop_s=hop, top=top,
-                                                                      config=config))
-                   for r in recordings]
+        results = [
+            batch.guard(
+                str(r), lambda r=r: identify_recording(ix, str(r), window_s=window, hop_s=hop, top=top, config=config)
+            )
+            for r in recordings
+        ]
     if json_out:
         emit_json(results)
     else:
@@ -345,8 +394,16 @@ def _print(results) -> None:
             table.add_column(col, justify="right" if col in ("#", "offset", "rate", "confidence", "score") else "left")
         for i, m in enumerate(r.matches, 1):
             title = m.title or Path(m.path).stem
-            table.add_row(str(i), title, m.artist or "", _mmss(m.offset_s), rate_text(m.tempo, m.pitch),
-                          f"{m.confidence:.3f}", f"{m.score:g}", m.path)
+            table.add_row(
+                str(i),
+                title,
+                m.artist or "",
+                _mmss(m.offset_s),
+                rate_text(m.tempo, m.pitch),
+                f"{m.confidence:.3f}",
+                f"{m.score:g}",
+                m.path,
+            )
         _print_heading(console, r.query)
         console.print(table)
 
@@ -364,8 +421,11 @@ def _candidates_table(r):
 
     confidence = {m.track_id: m.confidence for m in r.matches}
     shown = r.candidates[: max(len(r.matches), 5)]
-    verdict = (f"match: track {r.chosen}" if r.chosen is not None
-               else f"no match (no candidate reaches the threshold {r.threshold:g})")
+    verdict = (
+        f"match: track {r.chosen}"
+        if r.chosen is not None
+        else f"no match (no candidate reaches the threshold {r.threshold:g})"
+    )
     heading = f"{r.query}: {len(r.candidates)} LSH candidate(s), {r.n_peaks} peaks; {verdict}"
     table = Table()
     for col in ("#", "title", "artist", "jaccard", "bands", "confidence", "", "path"):
@@ -373,9 +433,16 @@ def _candidates_table(r):
     for i, c in enumerate(shown, 1):
         conf = confidence.get(c["track_id"])
         below = c["jaccard"] < r.threshold
-        table.add_row(str(i), c.get("title") or Path(c["path"]).stem, c.get("artist") or "", f"{c['jaccard']:.3f}",
-                      str(c["bands"]), "" if conf is None else f"{conf:.3f}",
-                      f"below {r.threshold:g}" if below else ("match" if conf is not None else ""), c["path"])
+        table.add_row(
+            str(i),
+            c.get("title") or Path(c["path"]).stem,
+            c.get("artist") or "",
+            f"{c['jaccard']:.3f}",
+            str(c["bands"]),
+            "" if conf is None else f"{conf:.3f}",
+            f"below {r.threshold:g}" if below else ("match" if conf is not None else ""),
+            c["path"],
+        )
     return heading, table
 
 
@@ -405,13 +472,24 @@ def _print_timelines(results) -> None:
             typer.echo(printable(f"{r.recording}: error: {r.error}"))
             continue
         if not r.played:
-            typer.echo(printable(f"{r.recording}: nothing identified in {_mmss(r.duration_s)} "
-                                 f"({len(r.windows)} windows)"))
+            typer.echo(
+                printable(f"{r.recording}: nothing identified in {_mmss(r.duration_s)} ({len(r.windows)} windows)")
+            )
             continue
         table = Table(title=f"{r.recording} ({_mmss(r.duration_s)}, {len(r.windows)} windows)", title_justify="left")
         for col in ("from", "to", "title", "artist", "from track time", "windows", "confidence", "path"):
-            table.add_column(col, justify="right" if col in ("from", "to", "from track time", "windows", "confidence") else "left")
+            table.add_column(
+                col, justify="right" if col in ("from", "to", "from track time", "windows", "confidence") else "left"
+            )
         for p in r.played:
-            table.add_row(_mmss(p.start_s), _mmss(p.end_s), p.title or Path(p.path).stem, p.artist or "",
-                          _mmss(p.track_start_s), str(p.windows), f"{p.confidence:.3f}", p.path)
+            table.add_row(
+                _mmss(p.start_s),
+                _mmss(p.end_s),
+                p.title or Path(p.path).stem,
+                p.artist or "",
+                _mmss(p.track_start_s),
+                str(p.windows),
+                f"{p.confidence:.3f}",
+                p.path,
+            )
         console.print(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,6 +28,7 @@ from ._app import (
     progress_bar,
 )
 
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -38,8 +39,12 @@ def _human_bytes(n: float) -> str:
 
 @app.command("index")
 def index_cmd(
-    dirs: Annotated[list[Path], typer.Argument(
-        metavar="PATH...", help="Folders or files to index (folders walked recursively, symlinks followed).")],
+    dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...", help="Folders or files to index (folders walked recursively, symlinks followed)."
+        ),
+    ],
     index: IndexOption = None,
     jobs: JobsOption = None,
     prune: Annotated[bool, typer.Option("--prune", help="Also drop tracks whose files are gone.")] = False,
@@ -48,14 +53,21 @@ def index_cmd(
     ] = 50,
     json_out: JsonOption = False,
     method: Annotated[
-        str, typer.Option("--method", metavar="NAME",
-                          help="landmark (default), seed or sketch (kept in <index>/seed, <index>/sketch).")
+        str,
+        typer.Option(
+            "--method",
+            metavar="NAME",
+            help="landmark (default), seed or sketch (kept in <index>/seed, <index>/sketch).",
+        ),
     ] = "landmark",
     engine: Annotated[
-        str, typer.Option("--engine", help="local (process pool) or spark (the files decoded and fingerprinted by Spark tasks).")
+        str,
+        typer.Option(
+            "--engine", help="local (process pool) or spark (the files decoded and fingerprinted by Spark tasks)."
+        ),
     ] = "local",
     master: Annotated[
-        Optional[str], typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+        str | None, typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
 ) -> None:
     """Fingerprint audio files into the index (created on first use), in parallel.
@@ -87,8 +99,9 @@ def index_cmd(
                 if engine == "spark":
                     from ..spark.index import index_files_spark
 
-                    report = index_files_spark(ix, dirs, master=master, prune=prune, progress=progress,
-                                               batch_tracks=batch)
+                    report = index_files_spark(
+                        ix, dirs, master=master, prune=prune, progress=progress, batch_tracks=batch
+                    )
                 else:
                     report = index_files(ix, dirs, jobs=jobs, prune=prune, progress=progress, batch_tracks=batch)
             except IndexingInterrupted as exc:
@@ -134,13 +147,19 @@ def index_cmd(
             f"pruned {report.removed}{speed}"
         )
         if not discarded and summary["n_segments"]:
-            typer.echo(printable(
-                f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
-                f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
-            ))
+            typer.echo(
+                printable(
+                    f"index {path}: {summary['n_tracks']} tracks, {summary['n_postings']:,} postings in "
+                    f"{summary['n_segments']} segment(s), {_human_bytes(summary['size_bytes'])}"
+                )
+            )
         elif not discarded:
-            typer.echo(printable(f"{summary['method']} index {path}: {summary['n_tracks']} tracks, "
-                                 f"{_human_bytes(summary['size_bytes'])}"))
+            typer.echo(
+                printable(
+                    f"{summary['method']} index {path}: {summary['n_tracks']} tracks, "
+                    f"{_human_bytes(summary['size_bytes'])}"
+                )
+            )
     if interrupted:
         typer.echo("songmine: interrupted (work done so far is saved; rerun to resume)", err=True)
         raise typer.Exit(130)
@@ -254,7 +273,8 @@ def verify_cmd(
         rep.recovery = (
             f"{len(failed)} file(s) could not be indexed again; add them back with "
             f"`songmine index <their folders> --index {path}` when they can be read"
-            if failed else None
+            if failed
+            else None
         )
     summary = {**dataclasses.asdict(rep), "reindexed": reindexed}
     if json_out:
@@ -276,8 +296,10 @@ def _print_verify(rep, reindexed) -> None:
     for p in rep.problems:
         con.print(Text("damaged ", style="red").append(printable(f"{p['part']}: {p['problem']}")), highlight=False)
     if rep.unchecked:
-        con.print(f"unchecked (written before checksums existed): {', '.join(rep.unchecked)}; "
-                  "`songmine compact` rewrites segments with checksums")
+        con.print(
+            f"unchecked (written before checksums existed): {', '.join(rep.unchecked)}; "
+            "`songmine compact` rewrites segments with checksums"
+        )
     if rep.repaired:
         con.print(f"repaired: damaged parts dropped, {len(rep.affected)} track(s) to index again")
     if reindexed is not None:

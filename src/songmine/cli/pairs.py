@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,16 +14,21 @@ from ._app import JsonOption, app
 @app.command("pairs")
 def pairs_cmd(
     source: Annotated[
-        Optional[str],
+        str | None,
         typer.Argument(
             metavar="FILE|-",
             help="Integers separated by whitespace or commas, or a 1-D integer .npy file; '-' or nothing reads stdin.",
         ),
     ] = None,
-    target_text: Annotated[str, typer.Option(
-        "--sum", "-s", metavar="S", help="The target sum S: an integer (digits, optional sign).",
-        show_default=False)] = ...,  # type: ignore[assignment]
-    count: Annotated[bool, typer.Option("--count", help="Print only how many pairs there are (nothing is materialised).")] = False,
+    target_text: Annotated[
+        str,
+        typer.Option(
+            "--sum", "-s", metavar="S", help="The target sum S: an integer (digits, optional sign).", show_default=False
+        ),
+    ] = ...,  # type: ignore[assignment]
+    count: Annotated[
+        bool, typer.Option("--count", help="Print only how many pairs there are (nothing is materialised).")
+    ] = False,
     indices: Annotated[
         bool, typer.Option("--indices", help="Report index pairs i < j (0-based) instead of value pairs.")
     ] = False,
@@ -61,7 +66,9 @@ def pairs_cmd(
         n = 0
         for block in blocks:
             if len(block):
-                out.write(("," if n else "") + ",".join(map("[{},{}]".format, block[:, 0].tolist(), block[:, 1].tolist())))
+                out.write(
+                    ("," if n else "") + ",".join(map("[{},{}]".format, block[:, 0].tolist(), block[:, 1].tolist()))
+                )
                 n += len(block)
         out.write(f'], "count": {n}}}\n')
     else:

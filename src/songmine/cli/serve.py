@@ -14,7 +14,8 @@ from ._app import EXIT_INTERNAL, JsonOption, app, emit_json, fail, needs_extra, 
 @needs_extra("server", "songmine serve")
 def serve(
     index: Annotated[
-        Path | None, typer.Option("--index", metavar="DIR", help="Index to serve (default: $SONGMINE_INDEX or the per-user one).")
+        Path | None,
+        typer.Option("--index", metavar="DIR", help="Index to serve (default: $SONGMINE_INDEX or the per-user one)."),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Address to bind. 127.0.0.1 = this machine only; 0.0.0.0 = the whole network.")
@@ -25,26 +26,29 @@ def serve(
         typer.Option(min=1, max=256, help="Worker processes sharing the index (default: one per CPU available)."),
     ] = None,
     tls_cert: Annotated[
-        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve https (phones need it for the microphone).")
+        Path | None,
+        typer.Option("--tls-cert", help="PEM certificate: serve https (phones need it for the microphone)."),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest query upload, MB (larger → 413).")] = 20.0,
     max_query_s: Annotated[float, typer.Option(min=0.1, help="Longest query clip, seconds (longer → 422).")] = 60.0,
     top: Annotated[int, typer.Option("--top", "-n", min=1, max=100, help="Matches returned per query.")] = 5,
     cors_origin: Annotated[
-        list[str] | None, typer.Option("--cors-origin", help="Allow this origin cross-site (repeatable; off by default).")
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow this origin cross-site (repeatable; off by default)."),
     ] = None,
     allow_host: Annotated[
         list[str] | None,
-        typer.Option("--allow-host", help="Also answer requests naming this Host (repeatable; NAME, NAME:PORT, "
-                                          "*.DOMAIN or *). Default: localhost, the --host name and any address."),
+        typer.Option(
+            "--allow-host",
+            help="Also answer requests naming this Host (repeatable; NAME, NAME:PORT, "
+            "*.DOMAIN or *). Default: localhost, the --host name and any address.",
+        ),
     ] = None,
     max_connections: Annotated[
         int, typer.Option(min=1, help="Open connections per process; over it the longest-waiting idle one is dropped.")
     ] = 512,
-    max_requests: Annotated[
-        int, typer.Option(min=1, help="Requests in progress per process; more → 503 busy.")
-    ] = 128,
+    max_requests: Annotated[int, typer.Option(min=1, help="Requests in progress per process; more → 503 busy.")] = 128,
     max_concurrent_queries: Annotated[
         int, typer.Option(min=1, help="Identifications running at once per process; others queue (up to 30 s).")
     ] = 4,
@@ -58,11 +62,15 @@ def serve(
         float, typer.Option(min=0.1, help="Seconds a client may read nothing of its response before it is dropped.")
     ] = 30.0,
     server_timing: Annotated[
-        bool, typer.Option("--server-timing", help="Send each identification's CPU per stage in a Server-Timing header.")
+        bool,
+        typer.Option("--server-timing", help="Send each identification's CPU per stage in a Server-Timing header."),
     ] = False,
     hide_paths: Annotated[
-        bool, typer.Option("--hide-paths", help="Show clients each track's file name, not its path on this machine "
-                                                "(matches, tracks, error details).")
+        bool,
+        typer.Option(
+            "--hide-paths",
+            help="Show clients each track's file name, not its path on this machine (matches, tracks, error details).",
+        ),
     ] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -108,16 +116,28 @@ def serve(
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     url = f"{scheme}://{shown}:{port}/"
     if json_out:
-        emit_json({"url": url, "index": str(settings.index_path), "workers": workers,
-                   "editing": settings.token is not None, "tls": tls_cert is not None})
+        emit_json(
+            {
+                "url": url,
+                "index": str(settings.index_path),
+                "workers": workers,
+                "editing": settings.token is not None,
+                "tls": tls_cert is not None,
+            }
+        )
     else:
         typer.echo(printable(f"songmine: serving {settings.index_path} on {url} (API docs: {url}docs)"), err=True)
         if host not in ("127.0.0.1", "localhost", "::1") and tls_cert is None:
-            typer.echo("songmine: note: browsers allow the microphone only over https or on localhost "
-                       "(see --tls-cert in docs/server.md)", err=True)
+            typer.echo(
+                "songmine: note: browsers allow the microphone only over https or on localhost "
+                "(see --tls-cert in docs/server.md)",
+                err=True,
+            )
         if host not in ("127.0.0.1", "localhost", "::1") and not hide_paths:
-            typer.echo("songmine: note: clients see each track's path on this machine; --hide-paths shows "
-                       "file names only", err=True)
+            typer.echo(
+                "songmine: note: clients see each track's path on this machine; --hide-paths shows file names only",
+                err=True,
+            )
     _run(settings, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
 
 
@@ -166,7 +186,9 @@ def _check_tls(cert: Path, key: Path) -> None:
     try:
         ctx.load_cert_chain(str(cert), str(key), password=lambda: b"")
     except (ssl.SSLError, OSError, ValueError) as exc:
-        raise fail(f"{cert}, {key}: not a usable TLS certificate and unencrypted private key ({one_line(exc)})") from None
+        raise fail(
+            f"{cert}, {key}: not a usable TLS certificate and unencrypted private key ({one_line(exc)})"
+        ) from None
 
 
 def _run(settings, *, host: str, port: int, workers: int, tls_cert, tls_key) -> None:

@@ -40,10 +40,23 @@ from .data import clean_features, feature_columns, find_column, norm_name  # noq
 from .kmeans import KMeans  # noqa: E402
 from .reduce import ReduceConfig, Reduction, reduce  # noqa: E402
 
-__all__ = ["RunConfig", "ClusterAnalysis", "Variable", "run", "quartiles", "categorize", "pivot_by_column",
-           "informative_variables",
-           "representative_genres", "genre_min_count", "genre_rule", "adjusted_rand_index", "normalized_mutual_info", "purity",
-           "find_variables"]
+__all__ = [
+    "RunConfig",
+    "ClusterAnalysis",
+    "Variable",
+    "run",
+    "quartiles",
+    "categorize",
+    "pivot_by_column",
+    "informative_variables",
+    "representative_genres",
+    "genre_min_count",
+    "genre_rule",
+    "adjusted_rand_index",
+    "normalized_mutual_info",
+    "purity",
+    "find_variables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +248,11 @@ def categorize(df, var: Variable, *, max_categories: int = 12):
     if var.kind in ("numeric", "year"):
         codes, labels = quartiles(pd.to_numeric(s, errors="coerce"), integer=var.kind == "year")
         cats = labels + [UNKNOWN]
-        return pd.Series(pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
-                         index=df.index, name=var.key)
+        return pd.Series(
+            pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
+            index=df.index,
+            name=var.key,
+        )
     s = s.astype("object").where(s.notna(), UNKNOWN).astype(str)
     s = s.where(s.str.strip() != "", UNKNOWN)
     counts = s[s != UNKNOWN].value_counts()
@@ -249,8 +265,7 @@ def categorize(df, var: Variable, *, max_categories: int = 12):
 def date_labels(ranges, *, n_years: int, span_days: float) -> list[str]:
     """The four date-quartile labels from each quartile's ``(first, last)`` timestamps (None: empty), at the
     resolution the span needs (see :func:`_date_quartiles`); ``n_years``: distinct years among the dates."""
-    fmt = ("%Y" if n_years >= 4 else "%Y-%m" if span_days >= 60 else
-           "%Y-%m-%d" if span_days >= 2 else "%Y-%m-%d %H:%M")
+    fmt = "%Y" if n_years >= 4 else "%Y-%m" if span_days >= 60 else "%Y-%m-%d" if span_days >= 2 else "%Y-%m-%d %H:%M"
     names = ("Q1 low", "Q2", "Q3", "Q4 high")
     labels = []
     for i, r in enumerate(ranges):
@@ -283,11 +298,15 @@ def _date_quartiles(dt, var: Variable):
         for i in range(4):
             sel = dt[codes == i]
             ranges.append((sel.min(), sel.max()) if len(sel) else None)
-        labels = date_labels(ranges, n_years=int(known.dt.year.nunique()),
-                             span_days=(known.max() - known.min()) / pd.Timedelta(days=1))
+        labels = date_labels(
+            ranges, n_years=int(known.dt.year.nunique()), span_days=(known.max() - known.min()) / pd.Timedelta(days=1)
+        )
     cats = labels + [UNKNOWN]
-    return pd.Series(pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
-                     index=dt.index, name=var.key)
+    return pd.Series(
+        pd.Categorical.from_codes(np.where(codes < 0, len(labels), codes), categories=cats),
+        index=dt.index,
+        name=var.key,
+    )
 
 
 def informative_variables(df, variables: list[Variable], *, distinct=None) -> tuple[list[Variable], list[str]]:
@@ -337,8 +356,11 @@ def pivot_by_column(labels, categories, *, k: int | None = None):
 
     labels = np.asarray(labels)
     k = int(labels.max()) + 1 if k is None else k
-    tab = pd.crosstab(pd.Series(labels, name="cluster"), categories.reset_index(drop=True)
-                      if hasattr(categories, "reset_index") else categories, dropna=False)
+    tab = pd.crosstab(
+        pd.Series(labels, name="cluster"),
+        categories.reset_index(drop=True) if hasattr(categories, "reset_index") else categories,
+        dropna=False,
+    )
     return pivot_from_counts(tab, k)
 
 
@@ -369,10 +391,12 @@ def genre_min_count(n_known: int) -> int:
 
 def genre_rule(min_count: int, n_known: int) -> str:
     """The representative-genre rule in words, with its numbers (the report's footnote, the JSON)."""
-    return (f"most over-represented genre = the highest lift (share in the cluster ÷ share in the catalogue) "
-            f"among genres with lift > 1 and at least {min_count} tracks in the cluster "
-            f"({min_count} = max(2, 0.1 % of the {n_known:,} tracks with a known genre)); "
-            f"none when no genre qualifies")
+    return (
+        f"most over-represented genre = the highest lift (share in the cluster ÷ share in the catalogue) "
+        f"among genres with lift > 1 and at least {min_count} tracks in the cluster "
+        f"({min_count} = max(2, 0.1 % of the {n_known:,} tracks with a known genre)); "
+        f"none when no genre qualifies"
+    )
 
 
 def representative_genres(labels, genre, *, k: int, min_count: int | None = None) -> list[dict]:
@@ -394,15 +418,25 @@ def representative_genres(labels, genre, *, k: int, min_count: int | None = None
     return representative_from_counts(C, genres, unknown, k=k, min_count=min_count)
 
 
-def representative_from_counts(C: np.ndarray, genres, unknown: np.ndarray, *, k: int,
-                               min_count: int | None = None) -> list[dict]:
+def representative_from_counts(
+    C: np.ndarray, genres, unknown: np.ndarray, *, k: int, min_count: int | None = None
+) -> list[dict]:
     """:func:`representative_genres` from the counts: ``C[c, j]`` tracks of cluster ``c`` with genre
     ``genres[j]`` (sorted names), ``unknown[c]`` tracks of cluster ``c`` without a genre."""
     C = np.asarray(C, dtype=np.float64)
     n_known = int(C.sum())
     m = genre_min_count(n_known) if min_count is None else int(min_count)
-    empty = {"genre": None, "share": None, "base_rate": None, "lift": None, "count": 0, "top_genre": None,
-             "top_share": None, "n_known": 0, "min_count": m}
+    empty = {
+        "genre": None,
+        "share": None,
+        "base_rate": None,
+        "lift": None,
+        "count": 0,
+        "top_genre": None,
+        "top_share": None,
+        "n_known": 0,
+        "min_count": m,
+    }
     out = []
     if n_known == 0:
         return [{"cluster": c, **empty, "unknown_share": 1.0} for c in range(k)]
@@ -416,14 +450,29 @@ def representative_from_counts(C: np.ndarray, genres, unknown: np.ndarray, *, k:
         share = C[c] / n_c
         lift = share / base
         t = int(np.argmax(share))
-        row = {"cluster": c, "genre": None, "share": None, "base_rate": None, "lift": None, "count": 0,
-               "top_genre": str(genres[t]), "top_share": float(share[t]), "unknown_share": unk,
-               "n_known": int(n_c), "min_count": m}
+        row = {
+            "cluster": c,
+            "genre": None,
+            "share": None,
+            "base_rate": None,
+            "lift": None,
+            "count": 0,
+            "top_genre": str(genres[t]),
+            "top_share": float(share[t]),
+            "unknown_share": unk,
+            "n_known": int(n_c),
+            "min_count": m,
+        }
         ok = np.flatnonzero((lift > 1 + 1e-12) & (C[c] >= m))
         if ok.size:
             j = min(ok, key=lambda x: (-lift[x], -C[c, x], str(genres[x])))
-            row.update(genre=str(genres[j]), share=float(share[j]), base_rate=float(base[j]),
-                       lift=float(lift[j]), count=int(C[c, j]))
+            row.update(
+                genre=str(genres[j]),
+                share=float(share[j]),
+                base_rate=float(base[j]),
+                lift=float(lift[j]),
+                count=int(C[c, j]),
+            )
         out.append(row)
     return out
 
@@ -472,8 +521,10 @@ class ClusterAnalysis:
 
     def to_dict(self) -> dict:
         def table(df):
-            return {"columns": [str(c) for c in df.columns],
-                    "rows": {int(i): [float(x) for x in df.loc[i]] for i in df.index}}
+            return {
+                "columns": [str(c) for c in df.columns],
+                "rows": {int(i): [float(x) for x in df.loc[i]] for i in df.index},
+            }
 
         return {
             "source": self.source,
@@ -484,8 +535,9 @@ class ClusterAnalysis:
             "k": self.k,
             "model": self.model,
             "cluster_sizes": self.sizes,
-            "variables": [{"key": v.key, "column": str(v.column), "label": v.label, "kind": v.kind}
-                          for v in self.variables],
+            "variables": [
+                {"key": v.key, "column": str(v.column), "label": v.label, "kind": v.kind} for v in self.variables
+            ],
             "pivots_percent_by_column": {k: table(v) for k, v in self.pivots.items()},
             "counts": {k: table(v) for k, v in self.counts.items()},
             "representative_genres": self.representative,
@@ -517,8 +569,7 @@ def compare_kmeans(Z: np.ndarray, k: int, *, seed: int = 0, n_init: int = 1, max
 
         SKMeans(1, n_init=1).fit(Z[:2])  # warm-up: first-call library probing is not k-means time
         t = time.perf_counter()
-        sk = SKMeans(k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed,
-                     algorithm="lloyd").fit(Z)
+        sk = SKMeans(k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed, algorithm="lloyd").fit(Z)
         runs["scikit-learn k-means++"] = (sk.labels_, float(sk.inertia_), time.perf_counter() - t, int(sk.n_iter_))
     except ImportError:  # pragma: no cover
         log.warning("scikit-learn not installed: comparison without it")
@@ -527,29 +578,52 @@ def compare_kmeans(Z: np.ndarray, k: int, *, seed: int = 0, n_init: int = 1, max
     rows = []
     for nme in names:
         lab, inertia, secs, it = runs[nme]
-        rows.append({"method": nme, "inertia": inertia, "seconds": secs, "n_iter": it,
-                     "inertia_vs_reference_pct": 100 * (inertia / runs[ref][1] - 1),
-                     "ari_vs_reference": adjusted_rand_index(lab, runs[ref][0])})
-    return {"k": k, "n_init": n_init, "reference": ref, "rows": rows,
-            "ari_random_vs_plusplus": adjusted_rand_index(runs[names[0]][0], runs[names[1]][0])}
+        rows.append(
+            {
+                "method": nme,
+                "inertia": inertia,
+                "seconds": secs,
+                "n_iter": it,
+                "inertia_vs_reference_pct": 100 * (inertia / runs[ref][1] - 1),
+                "ari_vs_reference": adjusted_rand_index(lab, runs[ref][0]),
+            }
+        )
+    return {
+        "k": k,
+        "n_init": n_init,
+        "reference": ref,
+        "rows": rows,
+        "ari_random_vs_plusplus": adjusted_rand_index(runs[names[0]][0], runs[names[1]][0]),
+    }
 
 
 def _genre_fit(df, k, *, echonest, cfg: RunConfig, genre_col) -> dict:
-    X, keep, plan = clean_features(df, echonest=echonest, nonfinite="drop" if cfg.nonfinite == "error" else cfg.nonfinite)
+    X, keep, plan = clean_features(
+        df, echonest=echonest, nonfinite="drop" if cfg.nonfinite == "error" else cfg.nonfinite
+    )
     Z, red = reduce(X, columns=plan.columns, config=cfg.reduce)
-    km, secs = _fit(Z, k, init="k-means++", seed=cfg.seed, n_init=cfg.n_init, max_iter=cfg.max_iter,
-                    engine=cfg.engine)
+    km, secs = _fit(Z, k, init="k-means++", seed=cfg.seed, n_init=cfg.n_init, max_iter=cfg.max_iter, engine=cfg.engine)
     g = df[genre_col].astype("object").to_numpy()[keep] if genre_col is not None else None
     known = np.array([x is not None and x == x and str(x).strip() != "" for x in g]) if g is not None else None
-    out = {"rows": int(len(Z)), "n_features": len(plan.columns), "n_components": red.n_components,
-           "retained_variance": red.retained_variance, "k": k, "seconds": secs,
-           "silhouette": silhouette_score(Z, km.labels_, sample_size=min(len(Z), 3000), random_state=cfg.seed)}
+    out = {
+        "rows": int(len(Z)),
+        "n_features": len(plan.columns),
+        "n_components": red.n_components,
+        "retained_variance": red.retained_variance,
+        "k": k,
+        "seconds": secs,
+        "silhouette": silhouette_score(Z, km.labels_, sample_size=min(len(Z), 3000), random_state=cfg.seed),
+    }
     if known is not None and known.sum() > 0:
         gk = g[known].astype(str)
-        out.update({"rows_with_genre": int(known.sum()),
-                    "nmi_genre": normalized_mutual_info(km.labels_[known], gk),
-                    "purity_genre": purity(km.labels_[known], gk),
-                    "purity_baseline": float(np.unique(gk, return_counts=True)[1].max() / len(gk))})
+        out.update(
+            {
+                "rows_with_genre": int(known.sum()),
+                "nmi_genre": normalized_mutual_info(km.labels_[known], gk),
+                "purity_genre": purity(km.labels_[known], gk),
+                "purity_baseline": float(np.unique(gk, return_counts=True)[1].max() / len(gk)),
+            }
+        )
     return out
 
 
@@ -573,8 +647,11 @@ def compare_echonest(df, other, k: int, cfg: RunConfig, genre_col) -> dict | Non
         return None
     rows = []
     for name, (table, use_echo) in variants.items():
-        gcol = genre_col if (genre_col is not None and genre_col in table.columns) else \
-            find_column(table.columns, "track_genre_top", "genre_top", "genre")
+        gcol = (
+            genre_col
+            if (genre_col is not None and genre_col in table.columns)
+            else find_column(table.columns, "track_genre_top", "genre_top", "genre")
+        )
         r = _genre_fit(table, k, echonest=use_echo, cfg=cfg, genre_col=gcol)
         r["variant"] = name
         rows.append(r)
@@ -582,9 +659,11 @@ def compare_echonest(df, other, k: int, cfg: RunConfig, genre_col) -> dict | Non
     verdict = None
     if scored:
         best = max(scored, key=lambda r: r["nmi_genre"])
-        verdict = (f"Most genre-coherent: '{best['variant']}' (NMI {best['nmi_genre']:.3f}, purity "
-                   f"{100 * best['purity_genre']:.1f} % vs a majority-genre baseline of "
-                   f"{100 * best['purity_baseline']:.1f} %).")
+        verdict = (
+            f"Most genre-coherent: '{best['variant']}' (NMI {best['nmi_genre']:.3f}, purity "
+            f"{100 * best['purity_genre']:.1f} % vs a majority-genre baseline of "
+            f"{100 * best['purity_baseline']:.1f} %)."
+        )
     return {"k": k, "rows": rows, "verdict": verdict}
 
 
@@ -595,12 +674,18 @@ def describe_cluster(c: int, size: int, n: int, rep: dict, within: dict, variabl
         parts.append(
             f"Its most characteristic genre is {rep['genre']}: {100 * rep['share']:.0f} % of its tracks with a "
             f"known genre, {rep['lift']:.1f}× the catalogue-wide {100 * rep['base_rate']:.0f} %"
-            + (f" (the most frequent is {rep['top_genre']}, {100 * rep['top_share']:.0f} %)."
-               if rep["top_genre"] != rep["genre"] else "."))
+            + (
+                f" (the most frequent is {rep['top_genre']}, {100 * rep['top_share']:.0f} %)."
+                if rep["top_genre"] != rep["genre"]
+                else "."
+            )
+        )
     elif rep.get("top_genre"):
-        parts.append(f"No genre is over-represented in it (lift > 1 with at least {rep['min_count']} tracks); "
-                     f"the most frequent is {rep['top_genre']}, {100 * rep['top_share']:.0f} % of its tracks "
-                     "with a known genre.")
+        parts.append(
+            f"No genre is over-represented in it (lift > 1 with at least {rep['min_count']} tracks); "
+            f"the most frequent is {rep['top_genre']}, {100 * rep['top_share']:.0f} % of its tracks "
+            "with a known genre."
+        )
     if rep.get("unknown_share") is not None:
         parts.append(f"{100 * rep['unknown_share']:.0f} % of its tracks have no top genre.")
     traits = []
@@ -617,10 +702,15 @@ def describe_cluster(c: int, size: int, n: int, rep: dict, within: dict, variabl
         if excess >= 8:
             hi, lo = ("late", "early") if v.kind == "year" else ("high", "low")
             level = hi if best.startswith("Q4") else lo if best.startswith("Q1") else "middling"
-            rng = best[best.find("(") + 1: best.rfind(")")] if "(" in best else ""
-            traits.append((excess, f"{level} {v.label} ({row[best]:.0f} % of its tracks in "
-                                    f"{best.split(' (')[0]}{', ' + rng + (' ' + v.unit if v.unit else '') if rng else ''}; "
-                                    f"{overall.get(best, 25.0):.0f} % overall)"))
+            rng = best[best.find("(") + 1 : best.rfind(")")] if "(" in best else ""
+            traits.append(
+                (
+                    excess,
+                    f"{level} {v.label} ({row[best]:.0f} % of its tracks in "
+                    f"{best.split(' (')[0]}{', ' + rng + (' ' + v.unit if v.unit else '') if rng else ''}; "
+                    f"{overall.get(best, 25.0):.0f} % overall)",
+                )
+            )
     traits.sort(key=lambda t: -t[0])
     if traits:
         parts.append("It stands out by " + "; ".join(t for _, t in traits[:3]) + ".")
@@ -629,8 +719,9 @@ def describe_cluster(c: int, size: int, n: int, rep: dict, within: dict, variabl
     return " ".join(parts)
 
 
-def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=None, truth=None,
-        progress=None) -> ClusterAnalysis:
+def run(
+    df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=None, truth=None, progress=None
+) -> ClusterAnalysis:
     """Run the full analysis on a catalogue table (see the module doc).
 
     Parameters
@@ -660,8 +751,10 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
     variables = find_variables(df, genre_column=config.genre_column, max_variables=config.max_variables)
     X, keep, plan = clean_features(df, echonest=config.echonest, nonfinite=config.nonfinite)
     if plan.nonfinite_cells:
-        warn_msgs.append(f"{plan.nonfinite_cells} NaN/inf values in {plan.nonfinite_rows} rows were "
-                         f"{'dropped' if plan.policy == 'drop' else 'imputed with column medians'}")
+        warn_msgs.append(
+            f"{plan.nonfinite_cells} NaN/inf values in {plan.nonfinite_rows} rows were "
+            f"{'dropped' if plan.policy == 'drop' else 'imputed with column medians'}"
+        )
     if plan.generic:
         warn_msgs.append("no FMA feature columns: clustered on every numeric non-metadata column")
     data = df.loc[keep] if not keep.all() else df
@@ -688,15 +781,28 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
         k = chooser.recommended_k
     step(f"k-means with k={k} on {config.engine}")
     given = not isinstance(config.init, str)
-    km, secs = _fit(Z, k, init=config.init, seed=config.seed, n_init=1 if given else config.n_init,
-                    max_iter=config.max_iter, engine=config.engine)
+    km, secs = _fit(
+        Z,
+        k,
+        init=config.init,
+        seed=config.seed,
+        n_init=1 if given else config.n_init,
+        max_iter=config.max_iter,
+        engine=config.engine,
+    )
     labels = km.labels_
     dist = np.sqrt(((Z - km.cluster_centers_[labels]) ** 2).sum(axis=1))
     sizes = np.bincount(labels, minlength=k).tolist()
-    model = {"engine": str(getattr(config.engine, "name", config.engine)),
-             "init": "given centres" if given else config.init, "n_init": 1 if given else config.n_init,
-             "inertia": km.inertia_,
-             "n_iter": km.n_iter_, "converged": km.converged_, "seconds": secs, "seed": config.seed}
+    model = {
+        "engine": str(getattr(config.engine, "name", config.engine)),
+        "init": "given centres" if given else config.init,
+        "n_init": 1 if given else config.n_init,
+        "inertia": km.inertia_,
+        "n_iter": km.n_iter_,
+        "converged": km.converged_,
+        "seconds": secs,
+        "seed": config.seed,
+    }
 
     step("interpreting clusters")
     pivots, counts, within = {}, {}, {}
@@ -728,17 +834,45 @@ def run(df, *, config: RunConfig = RunConfig(), source: str = "<table>", other=N
 
     rng = np.random.default_rng(config.seed)
     sample = np.sort(rng.choice(n, min(n, config.projection_sample), replace=False))
-    proj = {"xy": Z[sample, :2] if Z.shape[1] >= 2 else np.c_[Z[sample, :1], np.zeros(len(sample))],
-            "labels": labels[sample], "centers": km.cluster_centers_[:, :2] if Z.shape[1] >= 2 else None}
+    proj = {
+        "xy": Z[sample, :2] if Z.shape[1] >= 2 else np.c_[Z[sample, :1], np.zeros(len(sample))],
+        "labels": labels[sample],
+        "centers": km.cluster_centers_[:, :2] if Z.shape[1] >= 2 else None,
+    }
     truth_info = None
     if truth is not None:
         t = pd.Series(truth).reindex(data.index)
         ok = t.notna().to_numpy()
         if ok.any():
             tv = t.to_numpy()[ok]
-            truth_info = {"n_planted": int(pd.Series(tv).nunique()), "k_found": k,
-                          "ari": adjusted_rand_index(labels[ok], tv),
-                          "nmi": normalized_mutual_info(labels[ok], tv)}
-    return ClusterAnalysis(source, config, n, plan, red, chooser, k, labels, dist, np.asarray(data.index), model,
-                           sizes, variables, pivots, counts, within, rep, descriptions, km_cmp, echo_cmp, proj,
-                           truth_info, warn_msgs)
+            truth_info = {
+                "n_planted": int(pd.Series(tv).nunique()),
+                "k_found": k,
+                "ari": adjusted_rand_index(labels[ok], tv),
+                "nmi": normalized_mutual_info(labels[ok], tv),
+            }
+    return ClusterAnalysis(
+        source,
+        config,
+        n,
+        plan,
+        red,
+        chooser,
+        k,
+        labels,
+        dist,
+        np.asarray(data.index),
+        model,
+        sizes,
+        variables,
+        pivots,
+        counts,
+        within,
+        rep,
+        descriptions,
+        km_cmp,
+        echo_cmp,
+        proj,
+        truth_info,
+        warn_msgs,
+    )

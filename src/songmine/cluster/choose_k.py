@@ -52,8 +52,18 @@ from ..errors import ParameterError  # noqa: E402
 from ..random_state import check_random_state  # noqa: E402
 from .kmeans import KMeans, check_array  # noqa: E402
 
-__all__ = ["ChooseKConfig", "ChooseKResult", "choose_k", "silhouette_score", "calinski_harabasz_score",
-           "davies_bouldin_score", "knee", "gap_statistic", "parse_k_range", "narrow_k_values"]
+__all__ = [
+    "ChooseKConfig",
+    "ChooseKResult",
+    "choose_k",
+    "silhouette_score",
+    "calinski_harabasz_score",
+    "davies_bouldin_score",
+    "knee",
+    "gap_statistic",
+    "parse_k_range",
+    "narrow_k_values",
+]
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +126,16 @@ class ChooseKConfig:
             raise ParameterError(f"k_values={ks} needs at least 3 values to compare")
         if any(k < 1 for k in ks) or sorted(set(ks)) != ks:
             raise ParameterError(f"k_values={ks} must be increasing integers >= 1")
-        if (self.n_init < 1 or self.silhouette_sample < 10 or self.gap_sample < 10 or self.gap_references < 2
-                or self.fit_sample < 10):
-            raise ParameterError("n_init >= 1, fit_sample/silhouette_sample/gap_sample >= 10 and "
-                                 "gap_references >= 2 are required")
+        if (
+            self.n_init < 1
+            or self.silhouette_sample < 10
+            or self.gap_sample < 10
+            or self.gap_references < 2
+            or self.fit_sample < 10
+        ):
+            raise ParameterError(
+                "n_init >= 1, fit_sample/silhouette_sample/gap_sample >= 10 and gap_references >= 2 are required"
+            )
         if self.gap_reference not in ("gaussian", "uniform"):
             raise ParameterError(f"gap_reference={self.gap_reference!r} must be 'gaussian' or 'uniform'")
         if self.rule not in RULES:
@@ -154,17 +170,30 @@ class ChooseKResult:
 
     def table(self) -> list[dict]:
         return [
-            {"k": k, "inertia": self.inertia[i], "silhouette": self.silhouette[i],
-             "calinski_harabasz": self.calinski_harabasz[i], "davies_bouldin": self.davies_bouldin[i],
-             "gap": self.gap[i], "gap_sd": self.gap_sd[i]}
+            {
+                "k": k,
+                "inertia": self.inertia[i],
+                "silhouette": self.silhouette[i],
+                "calinski_harabasz": self.calinski_harabasz[i],
+                "davies_bouldin": self.davies_bouldin[i],
+                "gap": self.gap[i],
+                "gap_sd": self.gap_sd[i],
+            }
             for i, k in enumerate(self.k_values)
         ]
 
     def to_dict(self) -> dict:
-        return {"k_values": self.k_values, "table": self.table(), "votes": self.votes,
-                "recommended_k": self.recommended_k, "evidence": self.evidence, "rule": self.rule,
-                "gap_k1": {"gap": self.gap_one, "gap_sd": self.gap_one_sd}, "reason": self.reason,
-                "k_range_note": self.note}
+        return {
+            "k_values": self.k_values,
+            "table": self.table(),
+            "votes": self.votes,
+            "recommended_k": self.recommended_k,
+            "evidence": self.evidence,
+            "rule": self.rule,
+            "gap_k1": {"gap": self.gap_one, "gap_sd": self.gap_one_sd},
+            "reason": self.reason,
+            "k_range_note": self.note,
+        }
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -173,8 +202,7 @@ def _scorable(labels: np.ndarray, n: int) -> bool:
     return 2 <= np.unique(labels).size <= n - 1
 
 
-def silhouette_score(X: np.ndarray, labels: np.ndarray, *, sample_size: int | None = None,
-                     random_state=0) -> float:
+def silhouette_score(X: np.ndarray, labels: np.ndarray, *, sample_size: int | None = None, random_state=0) -> float:
     """Mean silhouette coefficient (scikit-learn's); on a random sample of rows if ``sample_size`` is set.
 
     NaN when the (sampled) labels have fewer than 2 or more than ``n − 1`` clusters.
@@ -216,9 +244,16 @@ def _within_log(X: np.ndarray, k: int, rng, n_init: int) -> float:
     return float(np.log(max(km.inertia_, 1e-300)))
 
 
-def gap_statistic(X: np.ndarray, k_values, *, n_references: int = 5, n_init: int = 1, random_state=0,
-                  observed_log_w: list[float] | None = None, reference: str = "uniform"
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def gap_statistic(
+    X: np.ndarray,
+    k_values,
+    *,
+    n_references: int = 5,
+    n_init: int = 1,
+    random_state=0,
+    observed_log_w: list[float] | None = None,
+    reference: str = "uniform",
+) -> tuple[np.ndarray, np.ndarray]:
     """Gap(k) and its standard error ``s(k) = sd · sqrt(1 + 1/B)`` for each k.
 
     ``reference="uniform"``: uniform in the bounding box of ``X`` (Tibshirani's
@@ -260,12 +295,15 @@ def narrow_k_values(k_values, n: int) -> tuple[tuple[int, ...], str | None]:
     ks = tuple(int(k) for k in k_values)
     kept = tuple(k for k in ks if k <= n - 1)
     if len(kept) < 3:
-        raise ParameterError(f"k range {ks[0]}..{ks[-1]} leaves {len(kept)} value(s) of k <= n_samples−1 = {n - 1} "
-                             f"(n_samples={n}); at least 3 are needed to compare them")
+        raise ParameterError(
+            f"k range {ks[0]}..{ks[-1]} leaves {len(kept)} value(s) of k <= n_samples−1 = {n - 1} "
+            f"(n_samples={n}); at least 3 are needed to compare them"
+        )
     if kept == ks:
         return ks, None
-    return kept, (f"k range narrowed to {kept[0]}..{kept[-1]}: the table has {n} rows, "
-                  f"and k must be at most n − 1 = {n - 1}")
+    return kept, (
+        f"k range narrowed to {kept[0]}..{kept[-1]}: the table has {n} rows, and k must be at most n − 1 = {n - 1}"
+    )
 
 
 def gap_choice(k_values, gap, gap_sd) -> int:
@@ -341,8 +379,15 @@ def choose_k(X, *, config: ChooseKConfig = ChooseKConfig(), engine="local", prog
     gap_ks = ks if ks[0] == 1 else [1] + ks
     if ks[0] != 1:
         obs_log_w = [_log_w(Xg, Xg.mean(axis=0, keepdims=True), np.zeros(len(Xg), dtype=np.int64))] + obs_log_w
-    gaps, sds = gap_statistic(Xg, gap_ks, n_references=config.gap_references, n_init=1, random_state=rng,
-                              observed_log_w=obs_log_w, reference=config.gap_reference)
+    gaps, sds = gap_statistic(
+        Xg,
+        gap_ks,
+        n_references=config.gap_references,
+        n_init=1,
+        random_state=rng,
+        observed_log_w=obs_log_w,
+        reference=config.gap_reference,
+    )
     if progress:
         progress(total, total)
     off = len(gap_ks) - len(ks)
@@ -366,13 +411,33 @@ def choose_k(X, *, config: ChooseKConfig = ChooseKConfig(), engine="local", prog
     else:
         rec, evidence, reason = _gap_rule(votes, gap_ks, gaps, sds, ks)
     log.info(reason)
-    return ChooseKResult(ks, inertia, sil, ch, db, gap.tolist(), gap_sd.tolist(), votes, rec, reason, labels,
-                         gap_one=float(gaps[0]), gap_one_sd=float(sds[0]), evidence=evidence, rule=config.rule,
-                         note=note)
+    return ChooseKResult(
+        ks,
+        inertia,
+        sil,
+        ch,
+        db,
+        gap.tolist(),
+        gap_sd.tolist(),
+        votes,
+        rec,
+        reason,
+        labels,
+        gap_one=float(gaps[0]),
+        gap_one_sd=float(sds[0]),
+        evidence=evidence,
+        rule=config.rule,
+        note=note,
+    )
 
 
-_NAMES = {"elbow": "elbow", "silhouette": "silhouette", "calinski_harabasz": "Calinski-Harabasz",
-          "davies_bouldin": "Davies-Bouldin", "gap": "gap"}
+_NAMES = {
+    "elbow": "elbow",
+    "silhouette": "silhouette",
+    "calinski_harabasz": "Calinski-Harabasz",
+    "davies_bouldin": "Davies-Bouldin",
+    "gap": "gap",
+}
 WEAK_GAP_GAIN = 0.05
 
 
@@ -383,9 +448,11 @@ def _majority(votes: dict[str, int]) -> tuple[int, str, str]:
     behind = [m for m, k in votes.items() if k == rec]
     others = ", ".join(f"{_NAMES[m]} {k}" for m, k in votes.items() if k != rec)
     evidence = "clear" if top >= 3 else "weak"
-    reason = (f"k={rec}: chosen by {len(behind)} of 5 methods ({', '.join(_NAMES[m] for m in behind)})"
-              + (f"; the others said {others}" if others else "")
-              + ". Rule: the k with the most votes of the five methods; ties go to the smaller k.")
+    reason = (
+        f"k={rec}: chosen by {len(behind)} of 5 methods ({', '.join(_NAMES[m] for m in behind)})"
+        + (f"; the others said {others}" if others else "")
+        + ". Rule: the k with the most votes of the five methods; ties go to the smaller k."
+    )
     return rec, evidence, reason
 
 
@@ -394,26 +461,35 @@ def _gap_rule(votes, gap_ks, gaps, sds, ks) -> tuple[int, str, str]:
     s = dict(zip(gap_ks, sds))
     k_hat = votes["gap"]
     nxt = gap_ks[gap_ks.index(k_hat) + 1] if k_hat != gap_ks[-1] else None
-    why = (f"gap({k_hat})={g[k_hat]:.3f} >= gap({nxt}) − s({nxt}) = {g[nxt] - s[nxt]:.3f}" if nxt is not None
-           else f"the gap still grows at the largest k tried ({k_hat}); try a wider --k-range")
+    why = (
+        f"gap({k_hat})={g[k_hat]:.3f} >= gap({nxt}) − s({nxt}) = {g[nxt] - s[nxt]:.3f}"
+        if nxt is not None
+        else f"the gap still grows at the largest k tried ({k_hat}); try a wider --k-range"
+    )
     others = {m: k for m, k in votes.items() if m != "gap"}
     agree = [_NAMES[m] for m, k in others.items() if k == k_hat]
-    rule = ("Rule: the gap statistic's k (Tibshirani's 1-SE rule, k = 1 included: the only method here "
-            "with a null model); the other four are shown for comparison.")
+    rule = (
+        "Rule: the gap statistic's k (Tibshirani's 1-SE rule, k = 1 included: the only method here "
+        "with a null model); the other four are shown for comparison."
+    )
     if k_hat == 1:
         rec = ks[0]
-        reason = (f"no cluster structure found: the gap statistic prefers one cluster ({why}), i.e. splitting "
-                  f"lowers the dispersion no more than it would for structureless data. k={rec} is only the "
-                  f"smallest k tried — its clusters would cut a continuum, not find groups "
-                  f"(the other methods said {_fmt(others)}). Evidence: none. {rule}")
+        reason = (
+            f"no cluster structure found: the gap statistic prefers one cluster ({why}), i.e. splitting "
+            f"lowers the dispersion no more than it would for structureless data. k={rec} is only the "
+            f"smallest k tried — its clusters would cut a continuum, not find groups "
+            f"(the other methods said {_fmt(others)}). Evidence: none. {rule}"
+        )
         return rec, "none", reason
     gain = g[k_hat] - g[1]
     evidence = "weak" if gain < WEAK_GAP_GAIN else "clear"
-    reason = (f"k={k_hat}: the gap statistic's choice ({why}); gap rises by {gain:.3f} from k=1 "
-              f"(evidence: {evidence}{'' if evidence == 'clear' else f', gain < {WEAK_GAP_GAIN}'})."
-              + (f" Agreeing: {', '.join(agree)}." if agree else "")
-              + f" Other methods: {_fmt({m: k for m, k in others.items() if k != k_hat}) or 'none disagree'}. "
-              + rule)
+    reason = (
+        f"k={k_hat}: the gap statistic's choice ({why}); gap rises by {gain:.3f} from k=1 "
+        f"(evidence: {evidence}{'' if evidence == 'clear' else f', gain < {WEAK_GAP_GAIN}'})."
+        + (f" Agreeing: {', '.join(agree)}." if agree else "")
+        + f" Other methods: {_fmt({m: k for m, k in others.items() if k != k_hat}) or 'none disagree'}. "
+        + rule
+    )
     return k_hat, evidence, reason
 
 

@@ -22,6 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,8 +33,18 @@ from ..extras import require
 
 require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
-__all__ = ["read_table", "feature_columns", "norm_name", "find_column", "clean_features", "input_columns",
-           "FeaturePlan"]
+if TYPE_CHECKING:  # pandas is imported where a table is built (the extra)
+    import pandas as pd
+
+__all__ = [
+    "read_table",
+    "feature_columns",
+    "norm_name",
+    "find_column",
+    "clean_features",
+    "input_columns",
+    "FeaturePlan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +97,9 @@ def _read_csv(path: Path):
     with open(path, encoding="utf-8", errors="replace") as fh:
         head = [fh.readline() for _ in range(4)]
     first = head[0].split(",", 1)[0].strip()
-    if first == "feature" or (first == "" and head[2].split(",", 1)[0].strip() not in ("track_id",)
-                              and head[3].startswith("track_id")):
+    if first == "feature" or (
+        first == "" and head[2].split(",", 1)[0].strip() not in ("track_id",) and head[3].startswith("track_id")
+    ):
         table = "features" if first == "feature" else "echonest"
         try:
             df = load(path, table=table, nonfinite="keep", cache=False)
@@ -116,7 +128,7 @@ def _read_csv(path: Path):
     return df
 
 
-def read_table(path) -> "pd.DataFrame":
+def read_table(path) -> pd.DataFrame:
     """Read a table to cluster (see the module doc); rows indexed by ``track_id``.
 
     Raises
@@ -173,15 +185,23 @@ class FeaturePlan:
     generic: bool
 
     def summary(self) -> dict:
-        return {"n_columns": len(self.columns), "n_fma_feature_columns": len(self.fma_columns),
-                "n_echonest_columns": len(self.echonest_columns), "rows_in": self.rows_in,
-                "rows_used": self.rows_used, "nonfinite_cells": self.nonfinite_cells,
-                "nonfinite_rows": self.nonfinite_rows, "nonfinite_policy": self.policy,
-                "generic_numeric_table": self.generic}
+        return {
+            "n_columns": len(self.columns),
+            "n_fma_feature_columns": len(self.fma_columns),
+            "n_echonest_columns": len(self.echonest_columns),
+            "rows_in": self.rows_in,
+            "rows_used": self.rows_used,
+            "nonfinite_cells": self.nonfinite_cells,
+            "nonfinite_rows": self.nonfinite_rows,
+            "nonfinite_policy": self.policy,
+            "generic_numeric_table": self.generic,
+        }
 
 
-_NOT_INPUTS = re.compile(r"(^|_)(id|ids|listens|favorites|comments|interest|date|year|number|bit_rate|"
-                         r"latitude|longitude|genre|genres|genre_top|tracks|rank|split|subset|duration)(_|$)")
+_NOT_INPUTS = re.compile(
+    r"(^|_)(id|ids|listens|favorites|comments|interest|date|year|number|bit_rate|"
+    r"latitude|longitude|genre|genres|genre_top|tracks|rank|split|subset|duration)(_|$)"
+)
 
 
 def input_columns(columns, *, echonest: bool = True, numeric=None) -> tuple[list, list, list, bool]:
@@ -233,7 +253,8 @@ def clean_features(df, *, echonest: bool = True, nonfinite: str = "error"):
     if nonfinite not in ("error", "drop", "impute"):
         raise ParameterError(f"nonfinite={nonfinite!r} must be 'error', 'drop' or 'impute'")
     cols, feats, echo, generic = input_columns(
-        df.columns, echonest=echonest, numeric=lambda c: np.issubdtype(np.asarray(df[c]).dtype, np.number))
+        df.columns, echonest=echonest, numeric=lambda c: np.issubdtype(np.asarray(df[c]).dtype, np.number)
+    )
     X = df[cols].to_numpy(dtype=np.float64, na_value=np.nan) if hasattr(df, "to_numpy") else np.asarray(df[cols])
     bad = ~np.isfinite(X)
     n_bad = int(bad.sum())
@@ -241,8 +262,10 @@ def clean_features(df, *, echonest: bool = True, nonfinite: str = "error"):
     keep = np.ones(len(X), dtype=bool)
     if n_bad:
         worst = [cols[i] for i in np.argsort(-bad.sum(axis=0))[:3] if bad[:, i].any()]
-        msg = (f"{n_bad} NaN/±inf feature values in {int(bad_rows.sum())} of {len(X)} rows "
-               f"(most in {', '.join(map(str, worst))})")
+        msg = (
+            f"{n_bad} NaN/±inf feature values in {int(bad_rows.sum())} of {len(X)} rows "
+            f"(most in {', '.join(map(str, worst))})"
+        )
         if nonfinite == "error":
             raise DataError(msg + "; rerun with --nonfinite drop or --nonfinite impute")
         log.warning("%s: %s", msg, "dropping those rows" if nonfinite == "drop" else "imputing column medians")
@@ -255,7 +278,9 @@ def clean_features(df, *, echonest: bool = True, nonfinite: str = "error"):
             Xm = np.where(bad, np.nan, X)
             med = np.nanmedian(Xm, axis=0)
             if np.isnan(med).any():
-                raise DataError(f"column {cols[int(np.flatnonzero(np.isnan(med))[0])]!r} has no finite value to impute from")
+                raise DataError(
+                    f"column {cols[int(np.flatnonzero(np.isnan(med))[0])]!r} has no finite value to impute from"
+                )
             X = np.where(bad, med[None, :], X)
     plan = FeaturePlan(cols, feats, echo, len(df), int(keep.sum()), n_bad, int(bad_rows.sum()), nonfinite, generic)
     return X, keep, plan

@@ -127,8 +127,7 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, *, algorithm: str = "hamerly", block_rows: int | None = None,
-                 blas_threads: int | None = 1):
+    def __init__(self, *, algorithm: str = "hamerly", block_rows: int | None = None, blas_threads: int | None = 1):
         if algorithm not in ("hamerly", "lloyd"):
             raise ParameterError(f"algorithm={algorithm!r} must be 'hamerly' or 'lloyd'")
         if block_rows is not None and int(block_rows) < 1:
@@ -140,8 +139,9 @@ class LocalEngine:
         self.blas_threads = blas_threads
 
     def __repr__(self) -> str:
-        return (f"LocalEngine(algorithm={self.algorithm!r}, block_rows={self.block_rows}, "
-                f"blas_threads={self.blas_threads})")
+        return (
+            f"LocalEngine(algorithm={self.algorithm!r}, block_rows={self.block_rows}, blas_threads={self.blas_threads})"
+        )
 
     # -- public --------------------------------------------------------------------------
     def lloyd(self, X, centers: np.ndarray, *, max_iter: int, tol: float) -> LloydResult:
@@ -210,8 +210,9 @@ def _block_rows(n: int, k: int, itemsize: int, block_rows: int | None) -> int:
     return max(256, min(n, _BLOCK_BYTES // max(1, k * itemsize)))
 
 
-def assign(X: np.ndarray, centers: np.ndarray, *, x_sq: np.ndarray | None = None,
-           block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def assign(
+    X: np.ndarray, centers: np.ndarray, *, x_sq: np.ndarray | None = None, block_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre per row (ties → lower index) and the squared distance to it.
 
     Parameters
@@ -290,7 +291,7 @@ def inertia_of(X: np.ndarray, centers: np.ndarray, labels: np.ndarray, *, block_
     total = 0.0
     n = X.shape[0]
     for start in range(0, n, block_rows):
-        diff = X[start:start + block_rows] - centers[labels[start:start + block_rows]]
+        diff = X[start : start + block_rows] - centers[labels[start : start + block_rows]]
         total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
     return total
 
@@ -302,7 +303,8 @@ def warn_empty_clusters(empty_seen: dict[int, list[int]], *, stacklevel: int = 4
         warnings.warn(
             f"{len(empty_seen)} iteration(s) had empty clusters (first: iteration {first}, "
             f"clusters {empty_seen[first]}); empty clusters kept their previous centre",
-            ConvergenceWarning, stacklevel=stacklevel,
+            ConvergenceWarning,
+            stacklevel=stacklevel,
         )
 
 
@@ -323,7 +325,8 @@ def _warn_empty(empty_seen):
         warnings.warn(
             f"{len(empty_seen)} iteration(s) had empty clusters (first: iteration {first}, "
             f"clusters {empty_seen[first]}); empty clusters kept their previous centre",
-            ConvergenceWarning, stacklevel=4,
+            ConvergenceWarning,
+            stacklevel=4,
         )
 
 
@@ -343,8 +346,7 @@ def _assign_two(X, x_sq, centers, c_sq, block_rows):
     return labels, upper, lower
 
 
-def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
-             block_rows: int | None) -> LloydResult:
+def _hamerly(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float, block_rows: int | None) -> LloydResult:
     """Lloyd with Hamerly's bounds; same iterations and results as :func:`_lloyd`.
 
     Centre sums are kept (float64) and updated from the points that changed
@@ -446,8 +448,7 @@ def _move_sums(sums: np.ndarray, counts: np.ndarray, rows: np.ndarray, src: np.n
     counts += np.bincount(dst, minlength=k) - np.bincount(src, minlength=k)
 
 
-def _lloyd(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float,
-           block_rows: int | None) -> LloydResult:
+def _lloyd(X: np.ndarray, centers: np.ndarray, *, max_iter: int, tol: float, block_rows: int | None) -> LloydResult:
     x_sq = np.einsum("ij,ij->i", X, X)
     converged = False
     n_iter = 0

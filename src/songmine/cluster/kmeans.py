@@ -80,8 +80,9 @@ def check_array(X, *, name: str = "X") -> np.ndarray:
         Not 2-D, empty, complex, non-numeric strings, or containing NaN/±inf (with counts).
     """
     try:
-        X = sk_check_array(X, accept_sparse=False, dtype=[np.float64, np.float32], order="C",
-                           ensure_all_finite=False, input_name=name)
+        X = sk_check_array(
+            X, accept_sparse=False, dtype=[np.float64, np.float32], order="C", ensure_all_finite=False, input_name=name
+        )
     except (TypeError, ValueError) as exc:
         raise _as_songmine_error(exc) from None
     return check_finite(X, name=name)
@@ -93,9 +94,14 @@ def random_init(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.
     return X[np.sort(idx)].copy()
 
 
-def kmeans_plusplus(X: np.ndarray, n_clusters: int, *, random_state=None,
-                    n_local_trials: int | None = None, x_sq: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_plusplus(
+    X: np.ndarray,
+    n_clusters: int,
+    *,
+    random_state=None,
+    n_local_trials: int | None = None,
+    x_sq: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, greedy variant).
 
     The first centre is a uniformly drawn row; each next centre is the best of
@@ -216,8 +222,17 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     ([0, 0, 1, 1], 0.25)
     """
 
-    def __init__(self, n_clusters: int = 8, *, init="k-means++", n_init="auto", max_iter: int = 300,
-                 tol: float = 1e-4, random_state=None, engine="local"):
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init="k-means++",
+        n_init="auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state=None,
+        engine="local",
+    ):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -230,8 +245,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     def _validate(self, X, *, reset: bool) -> np.ndarray:
         """scikit-learn's ``validate_data`` (sets or checks ``n_features_in_`` / ``feature_names_in_``), finite."""
         try:
-            X = validate_data(self, X, reset=reset, accept_sparse=False, dtype=[np.float64, np.float32],
-                              order="C", ensure_all_finite=False)
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                accept_sparse=False,
+                dtype=[np.float64, np.float32],
+                order="C",
+                ensure_all_finite=False,
+            )
         except (TypeError, ValueError) as exc:
             raise _as_songmine_error(exc) from None
         return check_finite(X)
@@ -255,7 +277,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             init_array = np.asarray(self.init, dtype=X.dtype)
             if init_array.shape != (k, d):
                 raise ParameterError(
-                    f"init array has shape={init_array.shape}, expected (n_clusters={k}, n_features={d})")
+                    f"init array has shape={init_array.shape}, expected (n_clusters={k}, n_features={d})"
+                )
             if not np.isfinite(init_array).all():
                 raise ParameterError("init array contains NaN or inf")
         n_init = self.n_init
@@ -264,8 +287,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if not isinstance(n_init, numbers.Integral) or isinstance(n_init, bool) or n_init < 1:
             raise ParameterError(f"n_init={self.n_init!r} must be an integer >= 1 or 'auto'")
         if init_array is not None and n_init != 1:
-            warnings.warn(f"init is an array of centres: n_init={n_init} reduced to 1",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"init is an array of centres: n_init={n_init} reduced to 1", RuntimeWarning, stacklevel=3)
             n_init = 1
         return int(n_init), init_array
 
@@ -314,11 +336,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 best = res
         n_distinct = int(np.count_nonzero(np.bincount(best.labels, minlength=self.n_clusters)))
         if n_distinct < self.n_clusters:
-            warnings.warn(f"only {n_distinct} distinct clusters found for n_clusters={self.n_clusters} "
-                          "(duplicate points or empty clusters)", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"only {n_distinct} distinct clusters found for n_clusters={self.n_clusters} "
+                "(duplicate points or empty clusters)",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         if not best.converged:
-            warnings.warn(f"k-means did not converge in max_iter={self.max_iter} iterations; "
-                          "increase max_iter or tol", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"k-means did not converge in max_iter={self.max_iter} iterations; increase max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         self.cluster_centers_ = np.asarray(best.centers)
         self.labels_ = np.asarray(best.labels, dtype=np.int64)
         self.inertia_ = float(best.inertia)

@@ -158,8 +158,9 @@ def sign_convention(Vt: np.ndarray) -> np.ndarray:
     return Vt
 
 
-def reduce(X: np.ndarray, *, columns: list[str] | None = None,
-           config: ReduceConfig = ReduceConfig()) -> tuple[np.ndarray, Reduction]:
+def reduce(
+    X: np.ndarray, *, columns: list[str] | None = None, config: ReduceConfig = ReduceConfig()
+) -> tuple[np.ndarray, Reduction]:
     """Fit the reduction on ``X`` and return ``(Z, reduction)``.
 
     Parameters
@@ -195,8 +196,11 @@ def reduce(X: np.ndarray, *, columns: list[str] | None = None,
         raise DataError(f"all {d} feature columns are constant: nothing to cluster on")
     dropped = [names[i] for i in np.flatnonzero(const)]
     if dropped:
-        warnings.warn(f"{len(dropped)} constant column(s) dropped: {dropped[:5]}{'…' if len(dropped) > 5 else ''}",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(dropped)} constant column(s) dropped: {dropped[:5]}{'…' if len(dropped) > 5 else ''}",
+            UserWarning,
+            stacklevel=2,
+        )
         X = X[:, ~const]
         std = std[~const]
         names = [c for c, k in zip(names, const) if not k]
@@ -216,8 +220,10 @@ def reduce(X: np.ndarray, *, columns: list[str] | None = None,
     want = config.n_components
     rank = min(n - 1, d) if center else min(n, d)  # components that can carry variance
     if want is not None and want > rank:
-        raise ParameterError(f"n_components={want} must be <= {'n_samples − 1' if center else 'n_samples'} "
-                             f"and <= n_features: at most {rank} here")
+        raise ParameterError(
+            f"n_components={want} must be <= {'n_samples − 1' if center else 'n_samples'} "
+            f"and <= n_features: at most {rank} here"
+        )
     if not randomized:
         with _one_blas_thread():  # a small LAPACK call: threads only add contention (30× slower when loaded)
             if center:
@@ -244,7 +250,13 @@ def reduce(X: np.ndarray, *, columns: list[str] | None = None,
     if m is None:  # rounding: the full spectrum sums to ~1 but not > threshold
         m = len(ratios)
     components = Vt[:m]
-    log.info("reduce: %s (%s) kept %d of %d components, %.1f %% of the variance",
-             config.method, solver, m, d, 100 * ratios[:m].sum())
+    log.info(
+        "reduce: %s (%s) kept %d of %d components, %.1f %% of the variance",
+        config.method,
+        solver,
+        m,
+        d,
+        100 * ratios[:m].sum(),
+    )
     red = Reduction(config.method, names, dropped, mean, scale, components, ratios, int(m), solver, config.variance)
     return Z @ components.T, red

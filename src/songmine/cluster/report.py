@@ -30,8 +30,13 @@ from ..atomic import atomic_path  # noqa: E402
 
 __all__ = ["render_html", "write_report", "figures", "choose_k_figure", "context", "point_size"]
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("songmine.cluster", "templates"),
-                          autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("songmine.cluster", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def point_size(n: int) -> float:
@@ -64,16 +69,20 @@ def choose_k_figure(ch) -> str:
 
     ks = ch.k_values
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.6))
-    panels = [("inertia (elbow)", ch.inertia, "elbow"), ("silhouette ↑", ch.silhouette, "silhouette"),
-              ("Calinski-Harabasz ↑", ch.calinski_harabasz, "calinski_harabasz"),
-              ("Davies-Bouldin ↓", ch.davies_bouldin, "davies_bouldin"), ("gap statistic", ch.gap, "gap")]
+    panels = [
+        ("inertia (elbow)", ch.inertia, "elbow"),
+        ("silhouette ↑", ch.silhouette, "silhouette"),
+        ("Calinski-Harabasz ↑", ch.calinski_harabasz, "calinski_harabasz"),
+        ("Davies-Bouldin ↓", ch.davies_bouldin, "davies_bouldin"),
+        ("gap statistic", ch.gap, "gap"),
+    ]
     for ax, (title, vals, key) in zip(axes.flat, panels):
         if key == "gap":
             ax.errorbar(ks, vals, yerr=ch.gap_sd, fmt="o-", ms=3, color="#1f4e79", capsize=2)
         else:
             ax.plot(ks, vals, "o-", ms=3, color="#1f4e79")
         ax.axvline(ch.votes[key], color="#e67e22", ls="--", lw=1.2, label=f"votes k={ch.votes[key]}")
-        ax.axvline(ch.recommended_k, color="#c0392b", lw=1.5, alpha=.5)
+        ax.axvline(ch.recommended_k, color="#c0392b", lw=1.5, alpha=0.5)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(ks)
         ax.tick_params(labelsize=8)
@@ -106,8 +115,13 @@ def figures(res) -> dict[str, str]:
     ax2.plot(xs, 100 * np.cumsum(ratios)[:show], "o-", color="#1f4e79", ms=3, label="cumulative")
     ax2.axhline(100 * red.variance_threshold, color="#c0392b", ls="--", lw=1)
     ax2.axvline(red.n_components, color="#c0392b", ls=":", lw=1)
-    ax2.text(red.n_components + 0.3, 5, f"{red.n_components} components\n{100 * red.retained_variance:.1f} %",
-             color="#c0392b", fontsize=9)
+    ax2.text(
+        red.n_components + 0.3,
+        5,
+        f"{red.n_components} components\n{100 * red.retained_variance:.1f} %",
+        color="#c0392b",
+        fontsize=9,
+    )
     ax.set_xlabel("principal component")
     ax.set_ylabel("explained variance, %")
     ax2.set_ylabel("cumulative, %")
@@ -127,8 +141,17 @@ def figures(res) -> dict[str, str]:
     size = point_size(len(lab))
     for c in range(k):
         m = lab == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=size, alpha=.8 if len(lab) < 1000 else .5, color=cols[c], label=f"{c}",
-                   edgecolors="white" if len(lab) < 1000 else "none", linewidths=.4, rasterized=True)
+        ax.scatter(
+            xy[m, 0],
+            xy[m, 1],
+            s=size,
+            alpha=0.8 if len(lab) < 1000 else 0.5,
+            color=cols[c],
+            label=f"{c}",
+            edgecolors="white" if len(lab) < 1000 else "none",
+            linewidths=0.4,
+            rasterized=True,
+        )
     if p.get("centers") is not None:
         C = np.asarray(p["centers"])
         ax.scatter(C[:, 0], C[:, 1], s=140, c=[cols[c] for c in range(k)], edgecolors="black", marker="X")
@@ -137,7 +160,7 @@ def figures(res) -> dict[str, str]:
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(f"2-D projection (first two principal components, {len(lab):,} sampled tracks)")
-    ax.legend(title="cluster", markerscale=max(1.0, 40 / size) ** .5, fontsize=8, loc="best", ncol=2 if k > 8 else 1)
+    ax.legend(title="cluster", markerscale=max(1.0, 40 / size) ** 0.5, fontsize=8, loc="best", ncol=2 if k > 8 else 1)
     out["projection"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(7, 2.6))
@@ -229,23 +252,44 @@ def _echonest_setting(cfg, plan) -> str:
 def _choose_rows(ch) -> list[list]:
     rows = []
     for r in ch.table():
+
         def mark(key, text, r=r):
             return text + (" ◀" if ch.votes.get(key) == r["k"] else "")
 
         k = Markup("<b>{}</b>").format(r["k"]) if r["k"] == ch.recommended_k else str(r["k"])
-        rows.append([k, mark("elbow", _num(r["inertia"])), mark("silhouette", _num(r["silhouette"])),
-                     mark("calinski_harabasz", _num(r["calinski_harabasz"])),
-                     mark("davies_bouldin", _num(r["davies_bouldin"])),
-                     mark("gap", f"{_num(r['gap'])} ± {_num(r['gap_sd'], 2)}")])
+        rows.append(
+            [
+                k,
+                mark("elbow", _num(r["inertia"])),
+                mark("silhouette", _num(r["silhouette"])),
+                mark("calinski_harabasz", _num(r["calinski_harabasz"])),
+                mark("davies_bouldin", _num(r["davies_bouldin"])),
+                mark("gap", f"{_num(r['gap'])} ± {_num(r['gap_sd'], 2)}"),
+            ]
+        )
     return rows
 
 
 def _pivot(v, pct, counts, figure) -> dict:
-    rows = [{"cluster": i, "cells": [{"alpha": f"{x / 100 * 0.85:.2f}", "ink": "#fff" if x > 55 else "#222",
-                                      "text": f"{x:.1f}"} for x in pct.loc[i]]} for i in pct.index]
-    return {"label": v.label, "column": str(v.column), "columns": [str(c) for c in pct.columns], "rows": rows,
-            "totals": [f"{pct[c].sum():.0f}" for c in pct.columns],
-            "counts": [f"{int(counts[c].sum()):,}" for c in pct.columns], "figure": figure}
+    rows = [
+        {
+            "cluster": i,
+            "cells": [
+                {"alpha": f"{x / 100 * 0.85:.2f}", "ink": "#fff" if x > 55 else "#222", "text": f"{x:.1f}"}
+                for x in pct.loc[i]
+            ],
+        }
+        for i in pct.index
+    ]
+    return {
+        "label": v.label,
+        "column": str(v.column),
+        "columns": [str(c) for c in pct.columns],
+        "rows": rows,
+        "totals": [f"{pct[c].sum():.0f}" for c in pct.columns],
+        "counts": [f"{int(counts[c].sum()):,}" for c in pct.columns],
+        "figure": figure,
+    }
 
 
 def context(res, *, figs: dict[str, str] | None = None, title: str = "songmine — catalogue clusters") -> dict:
@@ -254,8 +298,12 @@ def context(res, *, figs: dict[str, str] | None = None, title: str = "songmine �
     k = res.k
     cols = [matplotlib_hex(c) for c in _colors(k)]
     plan, red, cfg = res.plan, res.reduction, res.config
-    kpis = [("tracks clustered", f"{res.n_rows:,}"), ("audio features used", f"{len(plan.columns):,}"),
-            ("PCA components", f"{red.n_components} ({100 * red.retained_variance:.0f} %)"), ("clusters k", str(k))]
+    kpis = [
+        ("tracks clustered", f"{res.n_rows:,}"),
+        ("audio features used", f"{len(plan.columns):,}"),
+        ("PCA components", f"{red.n_components} ({100 * red.retained_variance:.0f} %)"),
+        ("clusters k", str(k)),
+    ]
     if res.truth:
         kpis.append(("agreement with planted clusters (ARI)", f"{res.truth['ari']:.3f}"))
     shown = _variance_shown(red)
@@ -265,57 +313,121 @@ def context(res, *, figs: dict[str, str] | None = None, title: str = "songmine �
     rep_rows = []
     for c in range(k):
         r = res.representative[c]
-        rep_rows.append({"cluster": c, "color": cols[c], "size": f"{res.sizes[c]:,}",
-                         "genre": r.get("genre") or "–", "count": r.get("count") or "–",
-                         "share": _pct(r.get("share")), "base_rate": _pct(r.get("base_rate")),
-                         "lift": f"{r['lift']:.1f}×" if r.get("lift") else "–",
-                         "top_genre": r.get("top_genre") or "–", "unknown": _pct(r.get("unknown_share"))})
+        rep_rows.append(
+            {
+                "cluster": c,
+                "color": cols[c],
+                "size": f"{res.sizes[c]:,}",
+                "genre": r.get("genre") or "–",
+                "count": r.get("count") or "–",
+                "share": _pct(r.get("share")),
+                "base_rate": _pct(r.get("base_rate")),
+                "lift": f"{r['lift']:.1f}×" if r.get("lift") else "–",
+                "top_genre": r.get("top_genre") or "–",
+                "unknown": _pct(r.get("unknown_share")),
+            }
+        )
     kc = res.kmeans_comparison
     kmeans_cmp = None
     if kc:
-        kmeans_cmp = {"k": kc["k"], "n_init": kc["n_init"], "reference": kc["reference"],
-                      "ari_random_vs_plusplus": f"{kc['ari_random_vs_plusplus']:.4f}",
-                      "rows": [[r["method"], _num(r["inertia"]), f"{r['inertia_vs_reference_pct']:+.3f} %",
-                                f"{r['ari_vs_reference']:.4f}", str(r["n_iter"]), f"{r['seconds']:.3f}"]
-                               for r in kc["rows"]]}
+        kmeans_cmp = {
+            "k": kc["k"],
+            "n_init": kc["n_init"],
+            "reference": kc["reference"],
+            "ari_random_vs_plusplus": f"{kc['ari_random_vs_plusplus']:.4f}",
+            "rows": [
+                [
+                    r["method"],
+                    _num(r["inertia"]),
+                    f"{r['inertia_vs_reference_pct']:+.3f} %",
+                    f"{r['ari_vs_reference']:.4f}",
+                    str(r["n_iter"]),
+                    f"{r['seconds']:.3f}",
+                ]
+                for r in kc["rows"]
+            ],
+        }
     ec = res.echonest_comparison
     echo_cmp = None
     if ec:
-        echo_cmp = {"k": ec["k"], "verdict": ec.get("verdict"),
-                    "rows": [[r["variant"], f"{r['rows']:,}", str(r["n_features"]), str(r["n_components"]),
-                              f"{r.get('rows_with_genre', 0):,}", _num(r.get("nmi_genre")),
-                              _pct(r.get("purity_genre")), _pct(r.get("purity_baseline")), _num(r["silhouette"])]
-                             for r in ec["rows"]]}
+        echo_cmp = {
+            "k": ec["k"],
+            "verdict": ec.get("verdict"),
+            "rows": [
+                [
+                    r["variant"],
+                    f"{r['rows']:,}",
+                    str(r["n_features"]),
+                    str(r["n_components"]),
+                    f"{r.get('rows_with_genre', 0):,}",
+                    _num(r.get("nmi_genre")),
+                    _pct(r.get("purity_genre")),
+                    _pct(r.get("purity_baseline")),
+                    _num(r["silhouette"]),
+                ]
+                for r in ec["rows"]
+            ],
+        }
     n_proj = len(res.projection["labels"])
     return {
-        "title": title, "source": str(res.source), "k": k, "kpis": kpis, "warnings": list(res.warnings),
-        "truth": ({"n_planted": res.truth["n_planted"], "ari": f"{res.truth['ari']:.3f}",
-                   "nmi": f"{res.truth['nmi']:.3f}"} if res.truth else None),
-        "inputs": {"n_fma": len(plan.fma_columns), "n_echonest": len(plan.echonest_columns),
-                   "rows_in": f"{plan.rows_in:,}", "rows_used": f"{plan.rows_used:,}",
-                   "nonfinite_rows": f"{plan.nonfinite_rows:,}" if plan.nonfinite_rows else None,
-                   "policy": plan.policy},
+        "title": title,
+        "source": str(res.source),
+        "k": k,
+        "kpis": kpis,
+        "warnings": list(res.warnings),
+        "truth": (
+            {"n_planted": res.truth["n_planted"], "ari": f"{res.truth['ari']:.3f}", "nmi": f"{res.truth['nmi']:.3f}"}
+            if res.truth
+            else None
+        ),
+        "inputs": {
+            "n_fma": len(plan.fma_columns),
+            "n_echonest": len(plan.echonest_columns),
+            "rows_in": f"{plan.rows_in:,}",
+            "rows_used": f"{plan.rows_used:,}",
+            "nonfinite_rows": f"{plan.nonfinite_rows:,}" if plan.nonfinite_rows else None,
+            "policy": plan.policy,
+        },
         "variables": [{"label": v.label, "column": str(v.column)} for v in res.variables],
-        "reduction": {"method": red.method.upper(), "solver": red.solver,
-                      "threshold": f"{100 * red.variance_threshold:.0f} %", "n_components": red.n_components,
-                      "retained": f"{100 * red.retained_variance:.1f} %", "n_dropped": len(red.dropped_constant),
-                      "rank": len(red.explained_variance_ratio),
-                      "plot_alt": f"explained variance of the first {shown} components"},
-        "choose": choose, "figs": figs,
-        "model": {"n_init": res.model["n_init"], "engine": res.model["engine"], "inertia": _num(res.model["inertia"]),
-                  "n_iter": res.model["n_iter"], "seconds": f"{res.model['seconds']:.2f}"},
+        "reduction": {
+            "method": red.method.upper(),
+            "solver": red.solver,
+            "threshold": f"{100 * red.variance_threshold:.0f} %",
+            "n_components": red.n_components,
+            "retained": f"{100 * red.retained_variance:.1f} %",
+            "n_dropped": len(red.dropped_constant),
+            "rank": len(red.explained_variance_ratio),
+            "plot_alt": f"explained variance of the first {shown} components",
+        },
+        "choose": choose,
+        "figs": figs,
+        "model": {
+            "n_init": res.model["n_init"],
+            "engine": res.model["engine"],
+            "inertia": _num(res.model["inertia"]),
+            "n_iter": res.model["n_iter"],
+            "seconds": f"{res.model['seconds']:.2f}",
+        },
         "projection_alt": f"2-D projection of {n_proj} tracks (marker size {point_size(n_proj):.0f})",
-        "representative": rep_rows, "genre_rule": res.representative_rule,
+        "representative": rep_rows,
+        "genre_rule": res.representative_rule,
         "descriptions": [{"color": cols[c], "text": res.descriptions[c]} for c in range(k)],
-        "pivots": [_pivot(v, res.pivots[v.key], res.counts[v.key], figs.get(f"pivot_{v.key}"))
-                   for v in res.variables],
-        "kmeans_comparison": kmeans_cmp, "echonest_comparison": echo_cmp,
+        "pivots": [_pivot(v, res.pivots[v.key], res.counts[v.key], figs.get(f"pivot_{v.key}")) for v in res.variables],
+        "kmeans_comparison": kmeans_cmp,
+        "echonest_comparison": echo_cmp,
         "echonest_comparison_wanted": bool(cfg.compare_echonest),
-        "settings": [[a, str(b)] for a, b in [
-            ("k", cfg.k if cfg.k is not None else f"chosen from {cfg.k_values[0]}..{cfg.k_values[-1]}"),
-            ("seed", cfg.seed), ("engine", getattr(cfg.engine, "name", cfg.engine)), ("restarts (n_init)", cfg.n_init),
-            ("reduction", f"{red.method}, variance > {red.variance_threshold}"),
-            ("echonest features", _echonest_setting(cfg, plan)), ("NaN/inf policy", cfg.nonfinite)]],
+        "settings": [
+            [a, str(b)]
+            for a, b in [
+                ("k", cfg.k if cfg.k is not None else f"chosen from {cfg.k_values[0]}..{cfg.k_values[-1]}"),
+                ("seed", cfg.seed),
+                ("engine", getattr(cfg.engine, "name", cfg.engine)),
+                ("restarts (n_init)", cfg.n_init),
+                ("reduction", f"{red.method}, variance > {red.variance_threshold}"),
+                ("echonest features", _echonest_setting(cfg, plan)),
+                ("NaN/inf policy", cfg.nonfinite),
+            ]
+        ],
     }
 
 

@@ -27,6 +27,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,34 +44,74 @@ from ..extras import require
 
 require("cluster", __name__)  # a missing package of the extra: one line naming it, not a traceback
 
-__all__ = ["make_fma_like", "SyntheticCatalog", "FMA_GENRES", "feature_names", "write_fma_csvs", "PlantedFMA",
-           "synthetic_genres"]
+if TYPE_CHECKING:  # pandas is imported where a table is built (the extra)
+    import pandas as pd
 
-FMA_GENRES = ("Rock", "Electronic", "Hip-Hop", "Folk", "Classical", "Experimental", "Pop", "Jazz",
-              "International", "Instrumental", "Blues", "Country", "Soul-RnB", "Spoken",
-              "Old-Time / Historic", "Easy Listening")
+__all__ = [
+    "make_fma_like",
+    "SyntheticCatalog",
+    "FMA_GENRES",
+    "feature_names",
+    "write_fma_csvs",
+    "PlantedFMA",
+    "synthetic_genres",
+]
+
+FMA_GENRES = (
+    "Rock",
+    "Electronic",
+    "Hip-Hop",
+    "Folk",
+    "Classical",
+    "Experimental",
+    "Pop",
+    "Jazz",
+    "International",
+    "Instrumental",
+    "Blues",
+    "Country",
+    "Soul-RnB",
+    "Spoken",
+    "Old-Time / Historic",
+    "Easy Listening",
+)
 
 
 def feature_names(prefix: str = "features.") -> list[str]:
     """The 518 FMA feature columns, in file order, flattened with dots."""
-    return [f"{prefix}{fam}.{st}.{i:02d}" for fam in FEATURE_FAMILIES for st in FEATURE_STATISTICS for i in range(1, FEATURE_FAMILIES[fam] + 1)]
+    return [
+        f"{prefix}{fam}.{st}.{i:02d}"
+        for fam in FEATURE_FAMILIES
+        for st in FEATURE_STATISTICS
+        for i in range(1, FEATURE_FAMILIES[fam] + 1)
+    ]
 
 
 @dataclass
 class SyntheticCatalog:
     """``full``: tracks + features (all rows); ``echonest``: tracks + features + echonest (subset)."""
 
-    full: "pd.DataFrame"
-    echonest: "pd.DataFrame"
-    truth: "pd.Series"
+    full: pd.DataFrame
+    echonest: pd.DataFrame
+    truth: pd.Series
     dominant_genre: dict[int, str]
     cluster_tempo: dict[int, float]
 
 
-def make_fma_like(n: int = 106_574, *, n_echonest: int = 13_129, k: int = 6, latent_dim: int = 8,
-                  separation: float = 4.0, genre_strength: float = 0.7, missing_genre: float = 0.53,
-                  n_nuisance: int = 60, noise: float = 3.0, seed: int = 0,
-                  float32: bool = True) -> SyntheticCatalog:
+def make_fma_like(
+    n: int = 106_574,
+    *,
+    n_echonest: int = 13_129,
+    k: int = 6,
+    latent_dim: int = 8,
+    separation: float = 4.0,
+    genre_strength: float = 0.7,
+    missing_genre: float = 0.53,
+    n_nuisance: int = 60,
+    noise: float = 3.0,
+    seed: int = 0,
+    float32: bool = True,
+) -> SyntheticCatalog:
     """Build a planted FMA-like catalogue (see the module doc)."""
     import pandas as pd
 
@@ -93,8 +134,11 @@ def make_fma_like(n: int = 106_574, *, n_echonest: int = 13_129, k: int = 6, lat
     feats *= scale
     feats += offset
     # a few columns get physical ranges, so the report's "brightness"/"loudness" read naturally
-    for col, lo, hi in (("spectral_centroid.mean.01", 600.0, 4200.0), ("rmse.mean.01", 0.01, 0.3),
-                        ("zcr.mean.01", 0.02, 0.2)):
+    for col, lo, hi in (
+        ("spectral_centroid.mean.01", 600.0, 4200.0),
+        ("rmse.mean.01", 0.01, 0.3),
+        ("zcr.mean.01", 0.02, 0.2),
+    ):
         j = names.index("features." + col)
         r = (feats[:, j] - feats[:, j].min()) / np.ptp(feats[:, j])
         feats[:, j] = lo + (hi - lo) * r
@@ -102,19 +146,26 @@ def make_fma_like(n: int = 106_574, *, n_echonest: int = 13_129, k: int = 6, lat
     index = pd.Index(ids, name="track_id")
 
     dominant = {c: FMA_GENRES[c % len(FMA_GENRES)] for c in range(k)}
-    genre = np.where(rng.random(n) < genre_strength, np.array([dominant[c] for c in range(k)])[z],
-                     np.array(FMA_GENRES)[rng.integers(0, len(FMA_GENRES), n)]).astype(object)
+    genre = np.where(
+        rng.random(n) < genre_strength,
+        np.array([dominant[c] for c in range(k)])[z],
+        np.array(FMA_GENRES)[rng.integers(0, len(FMA_GENRES), n)],
+    ).astype(object)
     genre[rng.random(n) < missing_genre] = None
     years = rng.integers(2008, 2018, n)
-    tracks = pd.DataFrame({
-        "tracks.track.genre_top": pd.Categorical(genre),
-        "tracks.track.duration": np.round(np.exp(rng.normal(5.3, 0.5, n))).astype(np.int64),
-        "tracks.track.listens": np.round(np.exp(rng.normal(6.5 + 0.2 * (z % 2), 1.5, n))).astype(np.int64),
-        "tracks.track.date_created": pd.to_datetime(
-            [f"{y}-{m:02d}-15" for y, m in zip(years, rng.integers(1, 13, n))]),
-        "tracks.track.language_code": np.where(rng.random(n) < 0.15, "en", None),
-        "tracks.artist.id": rng.integers(1, 20_000, n),
-    }, index=index)
+    tracks = pd.DataFrame(
+        {
+            "tracks.track.genre_top": pd.Categorical(genre),
+            "tracks.track.duration": np.round(np.exp(rng.normal(5.3, 0.5, n))).astype(np.int64),
+            "tracks.track.listens": np.round(np.exp(rng.normal(6.5 + 0.2 * (z % 2), 1.5, n))).astype(np.int64),
+            "tracks.track.date_created": pd.to_datetime(
+                [f"{y}-{m:02d}-15" for y, m in zip(years, rng.integers(1, 13, n))]
+            ),
+            "tracks.track.language_code": np.where(rng.random(n) < 0.15, "en", None),
+            "tracks.artist.id": rng.integers(1, 20_000, n),
+        },
+        index=index,
+    )
     fdf = pd.DataFrame(feats.astype(np.float32 if float32 else np.float64), index=index, columns=names)
     full = pd.concat([tracks, fdf], axis=1)
 
@@ -142,16 +193,54 @@ def make_fma_like(n: int = 106_574, *, n_echonest: int = 13_129, k: int = 6, lat
 # --------------------------------------------------------------------------- the same, as FMA's CSV files
 
 #: Root genres of the synthetic ``genres.csv``: FMA's 16 top-level titles with FMA's ids for them.
-FMA_ROOT_IDS = {"International": 2, "Blues": 3, "Jazz": 4, "Classical": 5, "Old-Time / Historic": 8, "Pop": 10,
-                "Rock": 12, "Easy Listening": 13, "Soul-RnB": 14, "Electronic": 15, "Folk": 17, "Spoken": 20,
-                "Hip-Hop": 21, "Experimental": 38, "Country": 9, "Instrumental": 1235}
+FMA_ROOT_IDS = {
+    "International": 2,
+    "Blues": 3,
+    "Jazz": 4,
+    "Classical": 5,
+    "Old-Time / Historic": 8,
+    "Pop": 10,
+    "Rock": 12,
+    "Easy Listening": 13,
+    "Soul-RnB": 14,
+    "Electronic": 15,
+    "Folk": 17,
+    "Spoken": 20,
+    "Hip-Hop": 21,
+    "Experimental": 38,
+    "Country": 9,
+    "Instrumental": 1235,
+}
 _SUBGENRES_PER_ROOT = 3
-_LICENSES = ("Attribution-NonCommercial-ShareAlike 3.0 International",
-             "Attribution-NonCommercial-NoDerivatives (aka Music Sharing) 3.0 International",
-             "Attribution 3.0 International", "Creative Commons Attribution-NonCommercial-NoDerivatives 4.0")
+_LICENSES = (
+    "Attribution-NonCommercial-ShareAlike 3.0 International",
+    "Attribution-NonCommercial-NoDerivatives (aka Music Sharing) 3.0 International",
+    "Attribution 3.0 International",
+    "Creative Commons Attribution-NonCommercial-NoDerivatives 4.0",
+)
 _ALBUM_TYPES = ("Album", "Single Tracks", "Live Performance", "Radio Program", "Contest")
-_WORDS = ("night", "river", "glass", "echo", "paper", "signal", "garden", "static", "winter", "motor", "velvet",
-          "orbit", "harbor", "ember", "lantern", "drift", "copper", "hollow", "meadow", "neon")
+_WORDS = (
+    "night",
+    "river",
+    "glass",
+    "echo",
+    "paper",
+    "signal",
+    "garden",
+    "static",
+    "winter",
+    "motor",
+    "velvet",
+    "orbit",
+    "harbor",
+    "ember",
+    "lantern",
+    "drift",
+    "copper",
+    "hollow",
+    "meadow",
+    "neon",
+)
 
 
 @dataclass
@@ -165,17 +254,17 @@ class PlantedFMA:
     that have a genre).
     """
 
-    directory: "Path"
+    directory: Path
     n_tracks: int
     n_echonest: int
     k: int
-    truth: "pd.Series"
+    truth: pd.Series
     dominant_genre: dict[int, str]
     cluster_tempo: dict[int, float]
-    files: dict[str, "Path"]
+    files: dict[str, Path]
 
 
-def synthetic_genres() -> "pd.DataFrame":
+def synthetic_genres() -> pd.DataFrame:
     """A ``genres.csv``-shaped taxonomy: the 16 FMA roots (their FMA ids) and 3 made-up subgenres each."""
     import pandas as pd
 
@@ -189,9 +278,21 @@ def synthetic_genres() -> "pd.DataFrame":
     return df
 
 
-def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: int = 8, latent_dim: int = 8,
-                   separation: float = 4.0, genre_strength: float = 0.7, missing_genre: float = 0.53,
-                   n_nuisance: int = 60, noise: float = 3.0, seed: int = 2026, progress=None) -> PlantedFMA:
+def write_fma_csvs(
+    directory,
+    n: int = 106_574,
+    *,
+    n_echonest: int = 13_129,
+    k: int = 8,
+    latent_dim: int = 8,
+    separation: float = 4.0,
+    genre_strength: float = 0.7,
+    missing_genre: float = 0.53,
+    n_nuisance: int = 60,
+    noise: float = 3.0,
+    seed: int = 2026,
+    progress=None,
+) -> PlantedFMA:
     """Write a planted catalogue as FMA's four CSV files, in their exact published layouts.
 
     The data are :func:`make_fma_like`'s (same arguments → same planted
@@ -233,9 +334,18 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     say(f"planting {k} clusters in {n:,} tracks")
-    cat = make_fma_like(n, n_echonest=n_echonest, k=k, latent_dim=latent_dim, separation=separation,
-                        genre_strength=genre_strength, missing_genre=missing_genre, n_nuisance=n_nuisance,
-                        noise=noise, seed=seed)
+    cat = make_fma_like(
+        n,
+        n_echonest=n_echonest,
+        k=k,
+        latent_dim=latent_dim,
+        separation=separation,
+        genre_strength=genre_strength,
+        missing_genre=missing_genre,
+        n_nuisance=n_nuisance,
+        noise=noise,
+        seed=seed,
+    )
     rng = np.random.default_rng([seed, 1])
     ids = cat.full.index.to_numpy()
     files = {t: out / f"{t}.csv" for t in ("tracks", "features", "echonest", "genres", "planted")}
@@ -250,8 +360,8 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
         fh.write("track_id" + "," * len(FEATURE_COLUMNS) + "\n")
         fmt = "%d," + ",".join(["%.10e"] * len(FEATURE_COLUMNS)) + "\n"
         for start in range(0, n, 2000):
-            block = X[start:start + 2000]
-            fh.write("".join(fmt % (tid, *row) for tid, row in zip(ids[start:start + 2000].tolist(), block.tolist())))
+            block = X[start : start + 2000]
+            fh.write("".join(fmt % (tid, *row) for tid, row in zip(ids[start : start + 2000].tolist(), block.tolist())))
     del X
 
     # ---- genres.csv and the genre lists of tracks.csv
@@ -266,8 +376,11 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
         g = top[i]
         if isinstance(g, str):
             root = FMA_ROOT_IDS[g]
-            lst = [root] if draws[i, 0] < 0.4 else sorted({int(subs[root][int(draws[i, 1] * 3)]),
-                                                           *([root] if draws[i, 2] < 0.3 else [])})
+            lst = (
+                [root]
+                if draws[i, 0] < 0.4
+                else sorted({int(subs[root][int(draws[i, 1] * 3)]), *([root] if draws[i, 2] < 0.3 else [])})
+            )
         elif draws[i, 0] < 0.15:
             lst = []
         else:
@@ -290,8 +403,9 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     a_created = pd.Timestamp("2008-11-26") + pd.to_timedelta(ra.integers(0, 3000 * 86400, len(u_art)), unit="s")
     album = rng.integers(1, 15_000, n)
     album[rng.random(n) < 0.01] = -1
-    created = pd.to_datetime(cat.full["tracks.track.date_created"]).to_numpy() + \
-        rng.integers(0, 86400, n).astype("timedelta64[s]")
+    created = pd.to_datetime(cat.full["tracks.track.date_created"]).to_numpy() + rng.integers(0, 86400, n).astype(
+        "timedelta64[s]"
+    )
     w = np.array(_WORDS)
 
     def words(count: int, size: int) -> np.ndarray:
@@ -321,34 +435,62 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
             a = art_inv[i]
             tag = [str(w[int(r[i, 5] * len(w))])] if r[i, 5] < 0.2 else []
             rec = {
-                "album.comments": int(r[i, 0] < 0.05), "album.date_created": ts(created[i] - np.timedelta64(3, "D")),
+                "album.comments": int(r[i, 0] < 0.05),
+                "album.date_created": ts(created[i] - np.timedelta64(3, "D")),
                 "album.date_released": ts(created[i]) if r[i, 1] < 0.66 else "",
-                "album.engineer": "", "album.favorites": int(r[i, 2] * 5), "album.id": int(album[i]),
-                "album.information": (f"<p>{album_titles[i]}, recorded live.\nSecond line, with \"quotes\".</p>"
-                                      if r[i, 3] < 0.3 else ("<p></p>" if r[i, 3] < 0.78 else "")),
-                "album.listens": int(listens[i] * (1 + r[i, 4] * 4)), "album.producer": "",
-                "album.tags": repr(tag), "album.title": album_titles[i], "album.tracks": 1 + int(r[i, 6] * 12),
+                "album.engineer": "",
+                "album.favorites": int(r[i, 2] * 5),
+                "album.id": int(album[i]),
+                "album.information": (
+                    f'<p>{album_titles[i]}, recorded live.\nSecond line, with "quotes".</p>'
+                    if r[i, 3] < 0.3
+                    else ("<p></p>" if r[i, 3] < 0.78 else "")
+                ),
+                "album.listens": int(listens[i] * (1 + r[i, 4] * 4)),
+                "album.producer": "",
+                "album.tags": repr(tag),
+                "album.title": album_titles[i],
+                "album.tracks": 1 + int(r[i, 6] * 12),
                 "album.type": _ALBUM_TYPES[int(r[i, 7] * 5)] if r[i, 7] < 0.94 else "",
                 "artist.active_year_begin": f"{a_begin[a]}-01-01 00:00:00" if a_begin[a] else "",
-                "artist.active_year_end": "", "artist.associated_labels": "",
+                "artist.active_year_end": "",
+                "artist.associated_labels": "",
                 "artist.bio": f"<p>Artist {artist[i]} plays, mostly,\n{w[a % len(w)]} music.</p>" if a % 3 else "",
-                "artist.comments": 0, "artist.date_created": ts(a_created[a]), "artist.favorites": int(a % 17),
-                "artist.id": int(artist[i]), "artist.latitude": fl(a_lat[a]),
+                "artist.comments": 0,
+                "artist.date_created": ts(a_created[a]),
+                "artist.favorites": int(a % 17),
+                "artist.id": int(artist[i]),
+                "artist.latitude": fl(a_lat[a]),
                 "artist.location": f"City {a % 500}" if not np.isnan(a_lat[a]) else "",
-                "artist.longitude": fl(a_lon[a]), "artist.members": "", "artist.name": f"Artist {artist[i]}",
-                "artist.related_projects": "", "artist.tags": repr([f"artist {artist[i]}"] if a % 2 else []),
+                "artist.longitude": fl(a_lon[a]),
+                "artist.members": "",
+                "artist.name": f"Artist {artist[i]}",
+                "artist.related_projects": "",
+                "artist.tags": repr([f"artist {artist[i]}"] if a % 2 else []),
                 "artist.website": f"http://artist{artist[i]}.example.org" if a % 4 else "",
-                "artist.wikipedia_page": "", "set.split": split[i], "set.subset": subset[i],
-                "track.bit_rate": (320000, 256000, 192000, 128000)[int(r[i, 8] * 4)], "track.comments": 0,
-                "track.composer": "", "track.date_created": ts(created[i]),
+                "artist.wikipedia_page": "",
+                "set.split": split[i],
+                "set.subset": subset[i],
+                "track.bit_rate": (320000, 256000, 192000, 128000)[int(r[i, 8] * 4)],
+                "track.comments": 0,
+                "track.composer": "",
+                "track.date_created": ts(created[i]),
                 "track.date_recorded": ts(created[i] - np.timedelta64(40, "D")) if r[i, 9] < 0.06 else "",
-                "track.duration": int(dur[i]), "track.favorites": int(r[i, 10] * 4),
+                "track.duration": int(dur[i]),
+                "track.favorites": int(r[i, 10] * 4),
                 "track.genre_top": top[i] if isinstance(top[i], str) else "",
-                "track.genres": repr(g_lists[i]), "track.genres_all": repr(g_all[i]), "track.information": "",
-                "track.interest": int(listens[i] * 2 + 10), "track.language_code": lang[i] if isinstance(lang[i], str) else "",
-                "track.license": _LICENSES[int(r[i, 11] * 4)], "track.listens": int(listens[i]),
-                "track.lyricist": "", "track.number": 1 + int(r[i, 6] * 10), "track.publisher": "",
-                "track.tags": repr(tag[:1]), "track.title": titles[i],
+                "track.genres": repr(g_lists[i]),
+                "track.genres_all": repr(g_all[i]),
+                "track.information": "",
+                "track.interest": int(listens[i] * 2 + 10),
+                "track.language_code": lang[i] if isinstance(lang[i], str) else "",
+                "track.license": _LICENSES[int(r[i, 11] * 4)],
+                "track.listens": int(listens[i]),
+                "track.lyricist": "",
+                "track.number": 1 + int(r[i, 6] * 10),
+                "track.publisher": "",
+                "track.tags": repr(tag[:1]),
+                "track.title": titles[i],
             }
             wr.writerow([int(ids[i])] + [rec[c] for c in cols])
 
@@ -366,8 +508,13 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
     lat = np.where(re_.random(m) < 0.74, re_.uniform(-40, 60, m), np.nan)
     num["echonest.metadata.artist_latitude"] = lat
     num["echonest.metadata.artist_longitude"] = np.where(np.isnan(lat), np.nan, re_.uniform(-120, 140, m))
-    for f, miss in (("artist_discovery_rank", 0.785), ("artist_familiarity_rank", 0.785),
-                    ("artist_hotttnesss_rank", 0.785), ("song_currency_rank", 0.845), ("song_hotttnesss_rank", 0.832)):
+    for f, miss in (
+        ("artist_discovery_rank", 0.785),
+        ("artist_familiarity_rank", 0.785),
+        ("artist_hotttnesss_rank", 0.785),
+        ("song_currency_rank", 0.845),
+        ("song_hotttnesss_rank", 0.832),
+    ):
         num[f"echonest.ranks.{f}"] = np.where(re_.random(m) < miss, np.nan, re_.integers(1, 500_000, m).astype(float))
     for f in ("artist_discovery", "artist_familiarity", "artist_hotttnesss", "song_currency", "song_hotttnesss"):
         num[f"echonest.social_features.{f}"] = re_.random(m)
@@ -389,17 +536,36 @@ def write_fma_csvs(directory, n: int = 106_574, *, n_echonest: int = 13_129, k: 
         pos = {c: j for j, c in enumerate(numeric_cols)}
         for i in range(m):  # one CSV record per echonest track
             row = E[i]
-            wr.writerow([int(eids[i])] + [strings[c][i] if c in strings else
-                                          ("" if np.isnan(row[pos[c]]) else "%.10f" % row[pos[c]]) for c in ecols])
+            wr.writerow(
+                [int(eids[i])]
+                + [
+                    strings[c][i] if c in strings else ("" if np.isnan(row[pos[c]]) else f"{row[pos[c]]:.10f}")
+                    for c in ecols
+                ]
+            )
 
     # ---- truth
     cat.truth.rename("planted_cluster").reset_index().to_csv(files["planted"], index=False)
 
     files["planted_info"] = out / "planted.json"
-    files["planted_info"].write_text(json.dumps({
-        "n_tracks": n, "n_echonest": m, "k": k, "seed": seed, "separation": separation,
-        "genre_strength": genre_strength, "missing_genre": missing_genre, "n_nuisance": n_nuisance, "noise": noise,
-        "dominant_genre": {str(c): g for c, g in cat.dominant_genre.items()},
-        "cluster_tempo": {str(c): t for c, t in cat.cluster_tempo.items()}}, indent=1) + "\n")
+    files["planted_info"].write_text(
+        json.dumps(
+            {
+                "n_tracks": n,
+                "n_echonest": m,
+                "k": k,
+                "seed": seed,
+                "separation": separation,
+                "genre_strength": genre_strength,
+                "missing_genre": missing_genre,
+                "n_nuisance": n_nuisance,
+                "noise": noise,
+                "dominant_genre": {str(c): g for c, g in cat.dominant_genre.items()},
+                "cluster_tempo": {str(c): t for c, t in cat.cluster_tempo.items()},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     say(f"wrote {', '.join(p.name for p in files.values())} to {out}")
     return PlantedFMA(out, n, m, k, cat.truth, cat.dominant_genre, cat.cluster_tempo, files)

@@ -63,9 +63,7 @@ class EvalConfig:
             raise ParameterError(f"durations={self.durations} has duplicates")
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions or len(set(self.conditions)) != len(self.conditions):
-            raise ParameterError(
-                f"conditions={self.conditions} must be distinct names from: {', '.join(CONDITIONS)}"
-            )
+            raise ParameterError(f"conditions={self.conditions} must be distinct names from: {', '.join(CONDITIONS)}")
         if self.queries_per_cell < 1:
             raise ParameterError(f"queries_per_cell={self.queries_per_cell} must be >= 1")
         if self.nonmember_queries < 0:

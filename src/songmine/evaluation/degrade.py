@@ -227,9 +227,7 @@ def pink_noise(n: int, *, random_state: RandomState = None) -> np.ndarray:
     return x / np.sqrt(p) if p > 0 else x
 
 
-def add_noise(
-    y: np.ndarray, snr: float, *, color: str = "white", random_state: RandomState = None
-) -> np.ndarray:
+def add_noise(y: np.ndarray, snr: float, *, color: str = "white", random_state: RandomState = None) -> np.ndarray:
     """Add white or pink noise at exactly ``snr`` dB below the clip's own power.
 
     Parameters
@@ -325,8 +323,9 @@ def encode_mono(y: np.ndarray, sr: int, target, *, container: str, codec: str, b
     """
     import av
 
-    with av.open(target if not isinstance(target, os.PathLike) else os.fspath(target), mode="w",
-                 format=container) as out:
+    with av.open(
+        target if not isinstance(target, os.PathLike) else os.fspath(target), mode="w", format=container
+    ) as out:
         stream = out.add_stream(codec, rate=int(sr), layout="mono")
         if bitrate:
             stream.bit_rate = int(bitrate)
@@ -453,9 +452,14 @@ def _rubberband(y: np.ndarray, sr: int, factor: float, semitones: float) -> np.n
     pb = _need("pedalboard", "a tempo or pitch change")
     if y.size == 0 or (factor == 1.0 and semitones == 0.0):
         return y.copy()
-    out = pb.time_stretch(y.astype(np.float32)[None, :], float(sr), stretch_factor=float(factor),
-                          pitch_shift_in_semitones=float(semitones), high_quality=True,
-                          preserve_formants=False)[0]
+    out = pb.time_stretch(
+        y.astype(np.float32)[None, :],
+        float(sr),
+        stretch_factor=float(factor),
+        pitch_shift_in_semitones=float(semitones),
+        high_quality=True,
+        preserve_formants=False,
+    )[0]
     return _fit_length(out, int(round(y.size / factor))).astype(y.dtype)
 
 
@@ -472,12 +476,14 @@ def broadcast(y: np.ndarray, sr: int) -> np.ndarray:
         return y.copy()
     x = (y.astype(np.float64) * (10 ** (BROADCAST_LEVEL_DBFS / 20) / np.sqrt(p))).astype(np.float32)
     thr, ratio, attack, release = BROADCAST_COMPRESSOR
-    chain = pb.Pedalboard([
-        pb.HighpassFilter(cutoff_frequency_hz=BROADCAST_HIGHPASS_HZ),
-        pb.Compressor(threshold_db=thr, ratio=ratio, attack_ms=attack, release_ms=release),
-        pb.Gain(gain_db=BROADCAST_MAKEUP_DB),
-        pb.Limiter(threshold_db=BROADCAST_LIMITER[0], release_ms=BROADCAST_LIMITER[1]),
-    ])
+    chain = pb.Pedalboard(
+        [
+            pb.HighpassFilter(cutoff_frequency_hz=BROADCAST_HIGHPASS_HZ),
+            pb.Compressor(threshold_db=thr, ratio=ratio, attack_ms=attack, release_ms=release),
+            pb.Gain(gain_db=BROADCAST_MAKEUP_DB),
+            pb.Limiter(threshold_db=BROADCAST_LIMITER[0], release_ms=BROADCAST_LIMITER[1]),
+        ]
+    )
     x = chain(x[None, :], float(sr))[0]
     return mp3_reencode(x, sr, bitrate=BROADCAST_MP3_BITRATE).astype(y.dtype)
 
@@ -593,7 +599,11 @@ def _rt60(h: np.ndarray, sr: int) -> float:
 
 
 def phone_in_room(
-    y: np.ndarray, sr: int, *, snr: float = ROOM_BABBLE_SNR_DB, talkers: int = BABBLE_TALKERS,
+    y: np.ndarray,
+    sr: int,
+    *,
+    snr: float = ROOM_BABBLE_SNR_DB,
+    talkers: int = BABBLE_TALKERS,
     random_state: RandomState = None,
 ) -> np.ndarray:
     """Music from a loudspeaker, recorded by a phone across a room while people talk.
@@ -631,7 +641,7 @@ def _phone_parts(y: np.ndarray, sr: int, talkers: int, rng: np.random.Generator)
     x = _butter_band(y.astype(np.float64), sr, LOUDSPEAKER_BAND_HZ)
     x = soxr.resample(x, sr, ROOM_SR, quality="HQ") if sr != ROOM_SR else x
     n = x.size
-    h = rirs[0][int(np.argmax(np.abs(rirs[0]))):]  # direct sound at t = 0
+    h = rirs[0][int(np.argmax(np.abs(rirs[0]))) :]  # direct sound at t = 0
     music = fftconvolve(x, h)[:n]
     voices = _talkers(ROOM_SR, n, talkers, rng)
     babble = sum(fftconvolve(v, r)[:n] for v, r in zip(voices, rirs[1:]))

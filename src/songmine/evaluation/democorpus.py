@@ -80,8 +80,7 @@ def read_manifest(root: str | os.PathLike[str]) -> list[DemoTrack]:
     """Rows of ``root/manifest.csv``."""
     with open(Path(root) / "manifest.csv", newline="") as fh:
         return [
-            DemoTrack(r["file"], r["package"], r.get("licence", ""), float(r["duration_s"]))
-            for r in csv.DictReader(fh)
+            DemoTrack(r["file"], r["package"], r.get("licence", ""), float(r["duration_s"])) for r in csv.DictReader(fh)
         ]
 
 

@@ -113,7 +113,7 @@ def run_queries(
     return out
 
 
-def _resample_for(identifier: Identifier, q: Query) -> "np.ndarray":
+def _resample_for(identifier: Identifier, q: Query) -> np.ndarray:
     import soxr
 
     return q.clip if identifier.sr == q.sr else soxr.resample(q.clip, q.sr, identifier.sr, quality="HQ")
@@ -154,10 +154,13 @@ def evaluate(
     outcomes = run_queries(identifier, cut_queries(specs, config), config, progress=tick)
     lib = os.fspath(library) if isinstance(library, (str, os.PathLike)) else ", ".join(map(os.fspath, library))
     rep = summarise(
-        outcomes, config, build=build, method=identifier.name, library=lib,
-        n_indexed=len(indexed), n_held_out=len(held),
+        outcomes,
+        config,
+        build=build,
+        method=identifier.name,
+        library=lib,
+        n_indexed=len(indexed),
+        n_held_out=len(held),
     )
     rep.seconds = time.perf_counter() - t_start
     return rep
-
-

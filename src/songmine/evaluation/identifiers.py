@@ -31,8 +31,15 @@ from ..minhash.sketch import SketchConfig, SketchIndex
 from ..records import QueryResult
 
 __all__ = [
-    "BuildStats", "Identifier", "LandmarkIdentifier", "MemoryLandmarkIdentifier", "SeedIdentifier", "SketchIdentifier",
-    "dir_bytes", "parse_option_value", "split_options",
+    "BuildStats",
+    "Identifier",
+    "LandmarkIdentifier",
+    "MemoryLandmarkIdentifier",
+    "SeedIdentifier",
+    "SketchIdentifier",
+    "dir_bytes",
+    "parse_option_value",
+    "split_options",
 ]
 
 
@@ -72,11 +79,9 @@ class Identifier(Protocol):
     name: str
     sr: int
 
-    def build(
-        self, paths: Sequence[Path], *, jobs: int, progress: Callable[[int, int], None] | None
-    ) -> BuildStats: ...
+    def build(self, paths: Sequence[Path], *, jobs: int, progress: Callable[[int, int], None] | None) -> BuildStats: ...
 
-    def query(self, clip: "np.ndarray", *, name: str) -> "QueryResult": ...
+    def query(self, clip: np.ndarray, *, name: str) -> QueryResult: ...
 
     def close(self) -> None: ...
 
@@ -165,8 +170,10 @@ class MemoryLandmarkIdentifier(LandmarkIdentifier):
         self.index = MemoryIndex.from_files(list(paths), self.config, progress=progress)
         seconds = time.perf_counter() - t0
         return BuildStats(
-            n_tracks=int(self.index.n_tracks), n_failed=len(self.index.skipped),
-            audio_seconds=float(self.index.duration_s), seconds=seconds,
+            n_tracks=int(self.index.n_tracks),
+            n_failed=len(self.index.skipped),
+            audio_seconds=float(self.index.duration_s),
+            seconds=seconds,
             index_bytes=int(self.index.n_postings) * 12,
         )
 
@@ -197,8 +204,13 @@ class _PayloadIdentifier:
             self.index = self.searcher.from_store(ix, config=self.config)
             audio = ix.duration_s
         seconds = time.perf_counter() - t0
-        return BuildStats(n_tracks=len(self.index), n_failed=len(rep.failed), audio_seconds=audio,
-                          seconds=seconds, index_bytes=dir_bytes(self.path))
+        return BuildStats(
+            n_tracks=len(self.index),
+            n_failed=len(rep.failed),
+            audio_seconds=audio,
+            seconds=seconds,
+            index_bytes=dir_bytes(self.path),
+        )
 
     def close(self):
         self.index = None

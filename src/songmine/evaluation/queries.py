@@ -43,7 +43,7 @@ class Query:
 
     spec: QuerySpec
     offset_s: float
-    clip: "np.ndarray"
+    clip: np.ndarray
     sr: int
 
     @property
@@ -134,7 +134,7 @@ def plan_queries(
     return specs
 
 
-def _dbfs(y: "np.ndarray") -> float:
+def _dbfs(y: np.ndarray) -> float:
     p = float(np.mean(np.square(y, dtype=np.float64))) if y.size else 0.0
     return 10.0 * np.log10(p) if p > 0 else float("-inf")
 

@@ -23,7 +23,14 @@ from .identifiers import BuildStats
 from .queries import Outcome
 
 __all__ = [
-    "Cell", "EvalReport", "PEER_BEST", "RELIABILITY_EDGES", "format_number", "summarise", "report_markdown", "plot_report",
+    "Cell",
+    "EvalReport",
+    "PEER_BEST",
+    "RELIABILITY_EDGES",
+    "format_number",
+    "summarise",
+    "report_markdown",
+    "plot_report",
 ]
 
 
@@ -89,8 +96,14 @@ def _pct(k: int, n: int) -> float | None:
 
 
 def summarise(
-    outcomes: Sequence[Outcome], config: EvalConfig, *, build: BuildStats, method: str, library: str,
-    n_indexed: int, n_held_out: int,
+    outcomes: Sequence[Outcome],
+    config: EvalConfig,
+    *,
+    build: BuildStats,
+    method: str,
+    library: str,
+    n_indexed: int,
+    n_held_out: int,
 ) -> EvalReport:
     """Aggregate per-query outcomes into the report's tables."""
     members = [o for o in outcomes if o.member]
@@ -102,10 +115,17 @@ def summarise(
         peer = PEER_BEST.get((cond, float(dur)))
         cells.append(
             Cell(
-                cond, dur, n, k, _pct(k, n), _pct(sum(o.offset_ok for o in cell), k),
-                sum(o.answered and not o.correct for o in cell), sum(not o.answered for o in cell),
+                cond,
+                dur,
+                n,
+                k,
+                _pct(k, n),
+                _pct(sum(o.offset_ok for o in cell), k),
+                sum(o.answered and not o.correct for o in cell),
+                sum(not o.answered for o in cell),
                 sum(o.error is not None for o in cell),
-                peer[0] if peer else None, peer[1] if peer else None,
+                peer[0] if peer else None,
+                peer[1] if peer else None,
             )
         )
     pooled = {}
@@ -114,19 +134,31 @@ def summarise(
         n, k = sum(c.n for c in cs), sum(c.correct for c in cs)
         fp = [o for o in others if o.duration_s == dur]
         pooled[f"{dur:g}"] = {
-            "duration_s": dur, "n": n, "correct": k, "top1": _pct(k, n),
+            "duration_s": dur,
+            "n": n,
+            "correct": k,
+            "top1": _pct(k, n),
             "peer_best_mean": _peer_mean(config.conditions, float(dur)),
-            "fp_n": len(fp), "fp_rate": _pct(sum(o.answered for o in fp), len(fp)),
+            "fp_n": len(fp),
+            "fp_rate": _pct(sum(o.answered for o in fp), len(fp)),
         }
     n_fp = sum(o.answered for o in others)
     fps = {
-        "n": len(others), "false_positives": n_fp, "rate": _pct(n_fp, len(others)),
+        "n": len(others),
+        "false_positives": n_fp,
+        "rate": _pct(n_fp, len(others)),
         "members_answered_wrong": sum(o.answered and not o.correct for o in members),
         "members_answered_wrong_rate": _pct(sum(o.answered and not o.correct for o in members), len(members)),
         "examples": [
-            {"query": f"q{o.qid}", "track": Path(o.track).name, "answer": Path(o.top_path or "").name,
-             "confidence": o.confidence, "score": o.score}
-            for o in others if o.answered
+            {
+                "query": f"q{o.qid}",
+                "track": Path(o.track).name,
+                "answer": Path(o.top_path or "").name,
+                "confidence": o.confidence,
+                "score": o.score,
+            }
+            for o in others
+            if o.answered
         ][:10],
     }
     answered = [o for o in outcomes if o.answered and o.confidence is not None]
@@ -135,11 +167,14 @@ def summarise(
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         last = i == len(edges) - 2
         b = [o for o in answered if lo <= o.confidence < hi or (last and o.confidence == hi)]
-        reliability.append({
-            "bin": f"[{lo:g}, {hi:g}{']' if last else ')'}", "n": len(b),
-            "mean_confidence": float(np.mean([o.confidence for o in b])) if b else None,
-            "accuracy": _pct(sum(o.correct for o in b), len(b)),
-        })
+        reliability.append(
+            {
+                "bin": f"[{lo:g}, {hi:g}{']' if last else ')'}",
+                "n": len(b),
+                "mean_confidence": float(np.mean([o.confidence for o in b])) if b else None,
+                "accuracy": _pct(sum(o.correct for o in b), len(b)),
+            }
+        )
     lat = np.array([o.latency_s for o in outcomes if o.latency_s is not None]) * 1e3
     latency: dict[str, Any] = {"n": int(lat.size)}
     if lat.size:
@@ -155,36 +190,61 @@ def summarise(
     offset = {"n": int(errs.size)}
     if errs.size:
         offset.update(
-            median_abs=float(np.median(np.abs(errs))), p95_abs=float(np.percentile(np.abs(errs), 95)),
+            median_abs=float(np.median(np.abs(errs))),
+            p95_abs=float(np.percentile(np.abs(errs), 95)),
             within_tolerance=_pct(int(np.sum(np.abs(errs) <= config.offset_tolerance_s)), errs.size),
             tolerance_s=config.offset_tolerance_s,
         )
     sweep = []
     for t in config.thresholds:
+
         def value(o: Outcome) -> float | None:
             return o.score if config.threshold_on == "score" else o.confidence
 
         acc = [o for o in outcomes if o.answered and value(o) is not None and value(o) >= t]
         right = sum(o.correct for o in acc)
-        sweep.append({
-            "threshold": t, "on": config.threshold_on, "accepted": len(acc),
-            "precision": _pct(right, len(acc)), "recall": _pct(right, len(members)),
-            "no_match_rate": _pct(len(outcomes) - len(acc), len(outcomes)),
-            "fp_rate": _pct(sum(not o.member for o in acc), len(others)),
-        })
+        sweep.append(
+            {
+                "threshold": t,
+                "on": config.threshold_on,
+                "accepted": len(acc),
+                "precision": _pct(right, len(acc)),
+                "recall": _pct(right, len(members)),
+                "no_match_rate": _pct(len(outcomes) - len(acc), len(outcomes)),
+                "fp_rate": _pct(sum(not o.member for o in acc), len(others)),
+            }
+        )
     b = {
-        "n_tracks": build.n_tracks, "n_failed": build.n_failed, "audio_hours": build.audio_seconds / 3600,
-        "seconds": build.seconds, "x_realtime": build.x_realtime, "index_mb": build.index_bytes / 1e6,
-        "mb_per_hour": build.mb_per_hour, "peak_rss_mb": build.peak_rss_mb, "peak_rss_how": build.peak_rss_how,
+        "n_tracks": build.n_tracks,
+        "n_failed": build.n_failed,
+        "audio_hours": build.audio_seconds / 3600,
+        "seconds": build.seconds,
+        "x_realtime": build.x_realtime,
+        "index_mb": build.index_bytes / 1e6,
+        "mb_per_hour": build.mb_per_hour,
+        "peak_rss_mb": build.peak_rss_mb,
+        "peak_rss_how": build.peak_rss_how,
         "cpu_seconds": build.cpu_seconds,
         "x_realtime_per_cpu": build.audio_seconds / build.cpu_seconds if build.cpu_seconds else None,
     }
 
     return EvalReport(
-        method=method, library=library, config=dataclasses.asdict(config), n_indexed=n_indexed,
-        n_held_out=n_held_out, cells=cells, pooled=pooled, false_positives=fps, reliability=reliability,
-        latency_ms=latency, build=b, thresholds=sweep, offset_error_s=offset, n_queries=len(outcomes),
-        n_errors=sum(o.error is not None for o in outcomes), outcomes=list(outcomes),
+        method=method,
+        library=library,
+        config=dataclasses.asdict(config),
+        n_indexed=n_indexed,
+        n_held_out=n_held_out,
+        cells=cells,
+        pooled=pooled,
+        false_positives=fps,
+        reliability=reliability,
+        latency_ms=latency,
+        build=b,
+        thresholds=sweep,
+        offset_error_s=offset,
+        n_queries=len(outcomes),
+        n_errors=sum(o.error is not None for o in outcomes),
+        outcomes=list(outcomes),
     )
 
 
@@ -214,7 +274,13 @@ def report_markdown(rep: EvalReport) -> str:
             peer = f"; peer {c.peer_top1:.1f}" if c.peer_top1 is not None else ""
             row.append(f"{format_number(c.top1)} (n={c.n}{peer})")
         lines.append(f"| {cond} | " + " | ".join(row) + " |")
-    lines += ["", "## Pooled top-1 % per duration", "", "| duration | n | top-1 | best peer (mean) | FP rate (n) |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Pooled top-1 % per duration",
+        "",
+        "| duration | n | top-1 | best peer (mean) | FP rate (n) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for p in rep.pooled.values():
         lines.append(
             f"| {p['duration_s']:g} s | {p['n']} | {format_number(p['top1'])} | {format_number(p['peer_best_mean'])} | "
@@ -233,10 +299,17 @@ def report_markdown(rep: EvalReport) -> str:
         "|---|---:|---:|---:|",
     ]
     for r in rep.reliability:
-        lines.append(f"| {r['bin']} | {r['n']} | {format_number(r['mean_confidence'], '{:.3f}')} | {format_number(r['accuracy'])} |")
+        lines.append(
+            f"| {r['bin']} | {r['n']} | {format_number(r['mean_confidence'], '{:.3f}')} | {format_number(r['accuracy'])} |"
+        )
     if rep.thresholds:
-        lines += ["", f"## Threshold sweep (on {rep.thresholds[0]['on']})", "",
-                  "| threshold | accepted | precision % | recall % | no-match % | FP rate % |", "|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## Threshold sweep (on {rep.thresholds[0]['on']})",
+            "",
+            "| threshold | accepted | precision % | recall % | no-match % | FP rate % |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
         for t in rep.thresholds:
             lines.append(
                 f"| {t['threshold']:g} | {t['accepted']} | {format_number(t['precision'])} | {format_number(t['recall'])} | "
@@ -250,8 +323,11 @@ def report_markdown(rep: EvalReport) -> str:
         "| measure | value |",
         "|---|---:|",
         f"| query latency, median / p95 (in process) | {format_number(lat.get('median'))} / {format_number(lat.get('p95'))} ms |",
-        *(f"| latency {d:g} s clips, median / p95 | {format_number(lat[f'{d:g}s']['median'])} / {format_number(lat[f'{d:g}s']['p95'])} ms |"
-          for d in durs if f"{d:g}s" in lat),
+        *(
+            f"| latency {d:g} s clips, median / p95 | {format_number(lat[f'{d:g}s']['median'])} / {format_number(lat[f'{d:g}s']['p95'])} ms |"
+            for d in durs
+            if f"{d:g}s" in lat
+        ),
         f"| build | {b['n_tracks']} tracks ({b['n_failed']} failed), {b['audio_hours']:.2f} h in {b['seconds']:.1f} s |",
         f"| build speed | {format_number(b['x_realtime'])} × real time (wall); {format_number(b.get('x_realtime_per_cpu'))} × per CPU second "
         f"({format_number(b.get('cpu_seconds'))} CPU s, this process + children) |",
@@ -283,13 +359,14 @@ def plot_report(rep: EvalReport, path: str | os.PathLike[str]) -> None:
     conds = list(rep.config["conditions"])
     durs = [float(d) for d in rep.config["durations"]]
     n_panels = 3 if rep.thresholds else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(6 + 4.5 * (n_panels - 1), 4.5),
-                             gridspec_kw={"width_ratios": [2] + [1] * (n_panels - 1)})
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(6 + 4.5 * (n_panels - 1), 4.5), gridspec_kw={"width_ratios": [2] + [1] * (n_panels - 1)}
+    )
     ax = axes[0]
     x = np.arange(len(conds))
-    for i, d in enumerate(durs):
+    for d in durs:
         ys = [next(c.top1 for c in rep.cells if c.condition == k and c.duration_s == d) for k in conds]
-        line, = ax.plot(x, [np.nan if v is None else v for v in ys], "o-", label=f"{rep.method} {d:g} s")
+        (line,) = ax.plot(x, [np.nan if v is None else v for v in ys], "o-", label=f"{rep.method} {d:g} s")
         peer = [PEER_BEST.get((k, d), (np.nan,))[0] for k in conds]
         if not np.all(np.isnan(peer)):
             ax.plot(x, peer, "x--", color=line.get_color(), alpha=0.5, label=f"best peer {d:g} s")

@@ -68,7 +68,7 @@ class PeakMemory:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._cpu0 = self._cpu()
         if self._proc:
             self.how = f"sum of RSS over this process and its children, sampled every {self.interval * 1e3:.0f} ms"

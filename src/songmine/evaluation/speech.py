@@ -113,7 +113,8 @@ def load_bank() -> np.ndarray:
         if sr != BANK_SR or y.shape[1] != N_TALKERS or y.shape[0] < n:
             raise SpeechUnavailable(
                 f"{_BANK_FILE}: {y.shape[1]} channels of {y.shape[0] / sr:.1f} s at {sr} Hz, "
-                f"expected {N_TALKERS} of {TALKER_SECONDS:g} s at {BANK_SR} Hz")
+                f"expected {N_TALKERS} of {TALKER_SECONDS:g} s at {BANK_SR} Hz"
+            )
         _bank = np.ascontiguousarray(y[:n].T)
     return _bank
 
@@ -135,8 +136,12 @@ def synthesize(voice: str, wpm: int, pitch: int, text: str, *, espeak: str = "es
     if exe is None:
         raise SpeechUnavailable(f"{espeak} not found: install it (Debian: apt-get install espeak-ng) to make speech")
     try:
-        res = subprocess.run([exe, "-v", voice, "-s", str(int(wpm)), "-p", str(int(pitch)), "--stdout", text],
-                             capture_output=True, check=True, timeout=120)
+        res = subprocess.run(
+            [exe, "-v", voice, "-s", str(int(wpm)), "-p", str(int(pitch)), "--stdout", text],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         raise SpeechUnavailable(f"{espeak} -v {voice} failed: {exc}") from None
     y, sr = sf.read(io.BytesIO(res.stdout), dtype="float32")
@@ -171,7 +176,7 @@ def _shorten_pauses(y: np.ndarray, sr: int, *, frame_s: float = 0.02, floor_db: 
         run = 0 if loud[i] else run + 1
         keep[i] = run <= limit
     first, last = np.flatnonzero(loud)[[0, -1]]
-    keep[:first] = keep[last + 1:] = False
+    keep[:first] = keep[last + 1 :] = False
     return y[: n * hop].reshape(n, hop)[keep].reshape(-1)
 
 

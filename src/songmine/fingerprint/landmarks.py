@@ -21,8 +21,8 @@ the query's even when noise adds or removes peaks. See ``docs/identify.md``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -123,14 +123,32 @@ class FingerprintConfig:
     level_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        ints = ("sr", "n_fft", "hop_length", "f_radius", "t_radius", "fan_out", "query_fan_out",
-                "dt_min", "dt_max", "df_max")
+        ints = (
+            "sr",
+            "n_fft",
+            "hop_length",
+            "f_radius",
+            "t_radius",
+            "fan_out",
+            "query_fan_out",
+            "dt_min",
+            "dt_max",
+            "df_max",
+        )
         for name in ints:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ParameterError(f"{name}={v!r} must be an integer")
-        floats = ("background_s", "min_prominence_db", "block_s", "peaks_per_s", "query_peaks_per_s",
-                  "min_freq_hz", "max_freq_hz", "level_weight")
+        floats = (
+            "background_s",
+            "min_prominence_db",
+            "block_s",
+            "peaks_per_s",
+            "query_peaks_per_s",
+            "min_freq_hz",
+            "max_freq_hz",
+            "level_weight",
+        )
         for name in floats:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
@@ -140,7 +158,9 @@ class FingerprintConfig:
         if self.n_fft < 16:
             raise ParameterError(f"n_fft={self.n_fft} must be >= 16")
         if self.n_fft // 2 > (1 << F1_BITS):  # peaks use bins 1 .. n_fft // 2 - 1
-            raise ParameterError(f"n_fft={self.n_fft} gives {self.n_fft // 2 + 1} bins; F1_BITS={F1_BITS} holds {1 << F1_BITS}")
+            raise ParameterError(
+                f"n_fft={self.n_fft} gives {self.n_fft // 2 + 1} bins; F1_BITS={F1_BITS} holds {1 << F1_BITS}"
+            )
         if not 1 <= self.hop_length <= self.n_fft:
             raise ParameterError(f"hop_length={self.hop_length} must be in [1, n_fft={self.n_fft}]")
         if self.f_radius < 0 or self.t_radius < 0:
@@ -153,7 +173,8 @@ class FingerprintConfig:
             raise ParameterError(f"peaks_per_s={self.peaks_per_s} must be > 0")
         if self.query_peaks_per_s < self.peaks_per_s:
             raise ParameterError(
-                f"query_peaks_per_s={self.query_peaks_per_s} must be >= peaks_per_s={self.peaks_per_s}")
+                f"query_peaks_per_s={self.query_peaks_per_s} must be >= peaks_per_s={self.peaks_per_s}"
+            )
         if self.fan_out < 1 or self.query_fan_out < self.fan_out:
             raise ParameterError(f"need 1 <= fan_out={self.fan_out} <= query_fan_out={self.query_fan_out}")
         if not 0 <= self.dt_min <= self.dt_max:
@@ -195,7 +216,7 @@ class FingerprintConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FingerprintConfig":
+    def from_dict(cls, d: dict[str, Any]) -> FingerprintConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises
@@ -209,7 +230,8 @@ class FingerprintConfig:
         version = d.pop("version", FINGERPRINT_VERSION)
         if version != FINGERPRINT_VERSION:
             raise IndexFormatError(
-                f"fingerprint version {version} is not this songmine's version {FINGERPRINT_VERSION}; re-index")
+                f"fingerprint version {version} is not this songmine's version {FINGERPRINT_VERSION}; re-index"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -218,6 +240,7 @@ class FingerprintConfig:
 
 
 # -- hash layout ----------------------------------------------------------
+
 
 def pack_hashes(f1: np.ndarray, df: np.ndarray, dt: np.ndarray) -> np.ndarray:
     """Pack anchor bin, signed bin difference and frame difference into uint32 hashes.
@@ -252,8 +275,12 @@ def unpack_hashes(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # -- peaks and pairs ------------------------------------------------------
 
+
 def landmark_peaks(
-    y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False,
+    y: np.ndarray,
+    config: FingerprintConfig = FingerprintConfig(),
+    *,
+    query: bool = False,
     persist: tuple[int, float] = (0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spectral peaks ``(times, bins)`` of ``y`` at the index (or query) density.
@@ -276,10 +303,19 @@ def _peaks(
         raise ParameterError(f"audio must be mono (1-D), got shape {y.shape}")
     lo, hi = c.bin_range
     bg = max(int(round(c.background_s / c.hop_s)), 1)
-    kw = dict(f_radius=c.f_radius, t_radius=c.t_radius, background_frames=bg,
-              min_prominence_db=c.min_prominence_db, peaks_per_block=c.peaks_per_block(query),
-              block_frames=c.block_frames, min_bin=lo, max_bin=hi, level_weight=c.level_weight,
-              persist_frames=int(persist[0]), persist_weight=float(persist[1]))
+    kw = dict(
+        f_radius=c.f_radius,
+        t_radius=c.t_radius,
+        background_frames=bg,
+        min_prominence_db=c.min_prominence_db,
+        peaks_per_block=c.peaks_per_block(query),
+        block_frames=c.block_frames,
+        min_bin=lo,
+        max_bin=hi,
+        level_weight=c.level_weight,
+        persist_frames=int(persist[0]),
+        persist_weight=float(persist[1]),
+    )
     n_frames = 0 if y.shape[0] < c.n_fft else 1 + (y.shape[0] - c.n_fft) // c.hop_length
 
     n_bins = c.n_fft // 2 + 1
@@ -303,7 +339,7 @@ def _peaks(
     ts, fs, ds = [], [], []
     for start in range(0, n_frames, core):  # loop over chunks of a long file, not frames
         a, b = max(start - margin, 0), min(start + core + margin, n_frames)
-        seg = y[a * c.hop_length: (b - 1) * c.hop_length + c.n_fft]
+        seg = y[a * c.hop_length : (b - 1) * c.hop_length + c.n_fft]
         t, f, d = chunk(seg)
         t = t + a
         keep = (t >= start) & (t < start + core)
@@ -429,7 +465,10 @@ def pair_peaks(
 
 
 def fingerprint(
-    y: np.ndarray, config: FingerprintConfig = FingerprintConfig(), *, query: bool = False,
+    y: np.ndarray,
+    config: FingerprintConfig = FingerprintConfig(),
+    *,
+    query: bool = False,
     persist: tuple[int, float] = (0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Landmark hashes of mono audio.
@@ -460,6 +499,7 @@ def fingerprint(
     with stage("fingerprint"):
         t, f = landmark_peaks(y, config, query=query, persist=persist)
         c = config
-        t1, f1, df, dt = pair_peaks(t, f, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max,
-                                    fan_out=c.query_fan_out if query else c.fan_out)
+        t1, f1, df, dt = pair_peaks(
+            t, f, dt_min=c.dt_min, dt_max=c.dt_max, df_max=c.df_max, fan_out=c.query_fan_out if query else c.fan_out
+        )
         return pack_hashes(f1, df, dt), t1.astype(np.uint32)

@@ -62,7 +62,7 @@ class MemoryIndex:
         config: FingerprintConfig = FingerprintConfig(),
         *,
         progress: Callable[[int, int], None] | None = None,
-    ) -> "MemoryIndex":
+    ) -> MemoryIndex:
         """Decode and fingerprint ``paths`` (files or folders); unreadable files go to ``skipped``."""
         files = list(iter_audio_files(paths))
         idx = cls(config)
@@ -79,8 +79,9 @@ class MemoryIndex:
                 progress(i + 1, len(files))
         return idx
 
-    def add(self, y: np.ndarray, *, path: str, title: str | None = None, artist: str | None = None,
-            album: str | None = None) -> int:
+    def add(
+        self, y: np.ndarray, *, path: str, title: str | None = None, artist: str | None = None, album: str | None = None
+    ) -> int:
         """Fingerprint ``y`` (mono float32 at ``config.sr``) and add it; returns its track id."""
         tid = len(self._tracks)
         h, t = fingerprint(y, self.config)

@@ -131,9 +131,13 @@ def window_name(recording: str, start_s: float, end_s: float) -> str:
     return f"{recording}@{start_s:.3f}-{end_s:.3f}"
 
 
-def timeline(windows: Sequence[WindowResult], *, window_s: float,
-             duration_of: Callable[[int], float | None] = lambda track_id: None,
-             recording_s: float | None = None) -> list[Played]:
+def timeline(
+    windows: Sequence[WindowResult],
+    *,
+    window_s: float,
+    duration_of: Callable[[int], float | None] = lambda track_id: None,
+    recording_s: float | None = None,
+) -> list[Played]:
     """Join consecutive windows that heard the same track at the same alignment (see the module doc).
 
     Parameters
@@ -165,19 +169,32 @@ def timeline(windows: Sequence[WindowResult], *, window_s: float,
             end = min(end, recording_s)
         end = max(end, start)
         m = cur["m"]
-        out.append(Played(
-            track_id=m.track_id, path=m.path, title=m.title, artist=m.artist, album=m.album,
-            start_s=round(start, 3), end_s=round(end, 3), track_start_s=round(start - anchor, 3),
-            windows=cur["n"], confidence=cur["conf"],
-        ))
+        out.append(
+            Played(
+                track_id=m.track_id,
+                path=m.path,
+                title=m.title,
+                artist=m.artist,
+                album=m.album,
+                start_s=round(start, 3),
+                end_s=round(end, 3),
+                track_start_s=round(start - anchor, 3),
+                windows=cur["n"],
+                confidence=cur["conf"],
+            )
+        )
 
     for w in windows:
         if not w.result.matches:
             continue
         m = w.result.matches[0]
         anchor = w.start_s - m.offset_s
-        if (cur is not None and m.track_id == cur["m"].track_id and abs(anchor - cur["anchor"]) <= window_s
-                and w.start_s - cur["end"] <= window_s):
+        if (
+            cur is not None
+            and m.track_id == cur["m"].track_id
+            and abs(anchor - cur["anchor"]) <= window_s
+            and w.start_s - cur["end"] <= window_s
+        ):
             cur["end"] = max(cur["end"], w.end_s)
             cur["n"] += 1
             cur["conf"] = max(cur["conf"], m.confidence)
@@ -197,8 +214,16 @@ def cut(y: np.ndarray, sr: int, window_s: float, hop_s: float) -> list[tuple[flo
     return [(a / sr, b / sr, y[a:b]) for a, b in window_spans(y.shape[0], sr, window_s, hop_s)]
 
 
-def identify_recording(index, recording: str, *, window_s: float, hop_s: float | None = None, top: int = 3,
-                       config=None, max_duration_s: float = MAX_RECORDING_S) -> RecordingResult:
+def identify_recording(
+    index,
+    recording: str,
+    *,
+    window_s: float,
+    hop_s: float | None = None,
+    top: int = 3,
+    config=None,
+    max_duration_s: float = MAX_RECORDING_S,
+) -> RecordingResult:
     """Decode ``recording``, identify each window against ``index``, and draw its timeline.
 
     A recording that cannot be decoded gives a :class:`RecordingResult` with
@@ -211,8 +236,10 @@ def identify_recording(index, recording: str, *, window_s: float, hop_s: float |
         y = load(recording, sr=sr, max_duration=max_duration_s)
     except DecodeError as exc:
         return RecordingResult(recording=str(recording), error=one_line(exc))
-    wins = [WindowResult(a, b, identify(index, part, top=top, name=window_name(str(recording), a, b), config=config))
-            for a, b, part in cut(y, sr, window_s, hop)]  # loop over windows
+    wins = [
+        WindowResult(a, b, identify(index, part, top=top, name=window_name(str(recording), a, b), config=config))
+        for a, b, part in cut(y, sr, window_s, hop)
+    ]  # loop over windows
     return finish(str(recording), y.shape[0] / sr, wins, window_s=window_s, index=index)
 
 
@@ -226,6 +253,9 @@ def finish(recording: str, duration_s: float, wins: list[WindowResult], *, windo
             return None
 
     wins = sorted(wins, key=lambda w: w.start_s)
-    return RecordingResult(recording=recording, duration_s=round(duration_s, 3),
-                           played=timeline(wins, window_s=window_s, duration_of=duration_of, recording_s=duration_s),
-                           windows=wins)
+    return RecordingResult(
+        recording=recording,
+        duration_s=round(duration_s, 3),
+        played=timeline(wins, window_s=window_s, duration_of=duration_of, recording_s=duration_s),
+        windows=wins,
+    )

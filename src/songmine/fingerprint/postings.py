@@ -37,7 +37,7 @@ class Postings:
     times: np.ndarray
 
     @classmethod
-    def from_unsorted(cls, hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> "Postings":
+    def from_unsorted(cls, hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> Postings:
         """Sort by hash (stable, so equal hashes keep their insertion order)."""
         h = np.asarray(hashes, dtype=np.uint32)
         tr = np.asarray(tracks, dtype=np.uint32)
@@ -48,12 +48,12 @@ class Postings:
         return cls(h[order], tr[order], t[order])
 
     @classmethod
-    def empty(cls) -> "Postings":
+    def empty(cls) -> Postings:
         z = np.zeros(0, dtype=np.uint32)
         return cls(z, z, z)
 
     @classmethod
-    def concat(cls, parts: Sequence["Postings"]) -> "Postings":
+    def concat(cls, parts: Sequence[Postings]) -> Postings:
         """Merge several sorted tables into one sorted table."""
         parts = [p for p in parts if len(p)]
         if not parts:
@@ -114,7 +114,7 @@ class Postings:
         idx = np.repeat(lo, counts) + within
         return query_pos, self.tracks[idx], self.times[idx]
 
-    def without_tracks(self, track_ids: np.ndarray) -> "Postings":
+    def without_tracks(self, track_ids: np.ndarray) -> Postings:
         """A copy with every posting of ``track_ids`` removed (order kept)."""
         keep = ~np.isin(self.tracks, np.asarray(track_ids, dtype=np.uint32))
         return Postings(self.hashes[keep], self.tracks[keep], self.times[keep])

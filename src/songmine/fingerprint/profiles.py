@@ -68,7 +68,7 @@ class Profile:
         return self.bits.astype("<u8").tobytes() + nib.tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes, n_bands: int) -> "Profile":
+    def from_bytes(cls, data: bytes, n_bands: int) -> Profile:
         if len(data) % _BYTES_PER_FRAME:
             raise IndexFormatError(f"a stored profile of {len(data)} bytes is not whole frames of {_BYTES_PER_FRAME}")
         n = len(data) // _BYTES_PER_FRAME
@@ -79,7 +79,7 @@ class Profile:
         chroma[:, 1::2] = (nib & 15).astype(np.int8) - 8
         return cls(bits, chroma, n_bands)
 
-    def window(self, start: int, n: int) -> "Profile":
+    def window(self, start: int, n: int) -> Profile:
         """Frames ``[start, start + n)`` clipped to the profile (may be shorter than ``n``)."""
         a, b = max(start, 0), max(min(start + n, len(self)), 0)
         return Profile(self.bits[a:b], self.chroma[a:b], self.n_bands)
@@ -153,20 +153,20 @@ def profile(y: np.ndarray, sr: int = PROFILE_SR) -> Profile:
     import scipy.fft
 
     for a in range(0, n, _CHUNK):  # chunks of frames
-        spec = scipy.fft.rfft(frames[a:a + _CHUNK] * win, axis=1)[:, lo:hi]  # float32 in, complex64 out
-        power = spec.real ** 2 + spec.imag ** 2
+        spec = scipy.fft.rfft(frames[a : a + _CHUNK] * win, axis=1)[:, lo:hi]  # float32 in, complex64 out
+        power = spec.real**2 + spec.imag**2
         band = np.add.reduceat(power, starts, axis=1)  # [frames, semitone bands]
         # log power over the frame's median band: a level- and noise-floor-independent scale
         e = np.log1p(band / (np.median(band) + 1e-20))
         d = np.diff(e, axis=0, prepend=e[:1] if prev is None else prev[None])
         prev = e[-1]
         d -= d.mean(axis=1, keepdims=True)
-        bits[a:a + _CHUNK] = ((d > 0).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+        bits[a : a + _CHUNK] = ((d > 0).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
         c = band @ to_pc  # the 12 pitch classes
         c = np.log1p(c / (np.median(c) + 1e-20))
         c -= c.mean(axis=1, keepdims=True)
         c /= np.linalg.norm(c, axis=1, keepdims=True) + 1e-9
-        chroma[a:a + _CHUNK] = np.clip(np.round(c * _CHROMA_SCALE), -CHROMA_LEVELS, CHROMA_LEVELS)
+        chroma[a : a + _CHUNK] = np.clip(np.round(c * _CHROMA_SCALE), -CHROMA_LEVELS, CHROMA_LEVELS)
     return Profile(bits, chroma, int(starts.size))
 
 
@@ -204,9 +204,9 @@ def similarity(query: Profile, ref: Profile, start: int, *, slack: int = 1) -> t
         if b - a < max(nq // 2, 1):
             continue
         n = b - a
-        flips = int(np.bitwise_count(query.bits[a - s:b - s] ^ rbits[a - w0:b - w0]).sum())
+        flips = int(np.bitwise_count(query.bits[a - s : b - s] ^ rbits[a - w0 : b - w0]).sum())
         r = 1.0 - 2.0 * flips / (nb * n)
-        cos = (qc[a - s:b - s] * rc[a - w0:b - w0]).sum(1) / (qn[a - s:b - s] * rn[a - w0:b - w0] + 1e-9)
+        cos = (qc[a - s : b - s] * rc[a - w0 : b - w0]).sum(1) / (qn[a - s : b - s] * rn[a - w0 : b - w0] + 1e-9)
         c = float(np.clip(cos.mean(), -0.999, 0.999))
         zb, zc = r * np.sqrt(n), float(np.arctanh(c)) * np.sqrt(n)
         best = (max(best[0], zb), max(best[1], zc), n if zb >= best[0] else best[2])

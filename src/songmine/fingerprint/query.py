@@ -79,7 +79,10 @@ def identify(
         if y.ndim != 1:
             raise ParameterError(f"clip array must be mono (1-D), got shape {y.shape}")
         if max_duration_s is not None and y.shape[0] > (max_duration_s + 0.5) * fc.sr:
-            return QueryResult(query=qname, error=f"clip is {y.shape[0] / fc.sr:.1f} s long, more than the limit of {max_duration_s:g} s")
+            return QueryResult(
+                query=qname,
+                error=f"clip is {y.shape[0] / fc.sr:.1f} s long, more than the limit of {max_duration_s:g} s",
+            )
     else:
         try:
             y = load(clip, sr=fc.sr, max_duration=max_duration_s)
@@ -97,10 +100,18 @@ def matches_of(index: IndexLike, cands: list[Candidate], config: SearchConfig) -
         if c.confidence < config.min_confidence:
             continue
         tr = known_track(index, c.track_id)
-        matches.append(Match(
-            track_id=int(tr.track_id), path=str(tr.path), title=tr.title, artist=tr.artist, album=tr.album,
-            offset_s=round(float(c.offset * fc.hop_s), 3), score=float(c.votes),
-            confidence=float(min(max(c.confidence, 0.0), 1.0)),
-            tempo=round(float(c.rate[0]), 4), pitch=round(float(c.rate[1]), 4),
-        ))
+        matches.append(
+            Match(
+                track_id=int(tr.track_id),
+                path=str(tr.path),
+                title=tr.title,
+                artist=tr.artist,
+                album=tr.album,
+                offset_s=round(float(c.offset * fc.hop_s), 3),
+                score=float(c.votes),
+                confidence=float(min(max(c.confidence, 0.0), 1.0)),
+                tempo=round(float(c.rate[0]), 4),
+                pitch=round(float(c.rate[1]), 4),
+            )
+        )
     return matches

@@ -141,12 +141,20 @@ def margin_confidence(v1: float, v2: float, *, alpha: float, n_tests: float, flo
     r = float(v1) / float(max(v2, floor, 1e-12))
     if r <= 1.0:
         return 0.0
-    return float(np.exp(-n_tests * r ** -alpha))
+    return float(np.exp(-n_tests * r**-alpha))
 
 
 def other_offsets(
-    t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
-    tracks: np.ndarray, offsets: np.ndarray, *, n: int, sep: int, tolerance: int = 1,
+    t: np.ndarray,
+    qpos: np.ndarray,
+    hit_tracks: np.ndarray,
+    hit_times: np.ndarray,
+    tracks: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    n: int,
+    sep: int,
+    tolerance: int = 1,
 ) -> list[tuple[int, ...]]:
     """For each candidate ``(tracks[i], offsets[i])``: the ``n`` next best offsets of that track.
 
@@ -177,8 +185,15 @@ def other_offsets(
 
 
 def distinct_votes(
-    h: np.ndarray, t: np.ndarray, qpos: np.ndarray, hit_tracks: np.ndarray, hit_times: np.ndarray,
-    tracks: np.ndarray, offsets: np.ndarray, *, tolerance: int = 1,
+    h: np.ndarray,
+    t: np.ndarray,
+    qpos: np.ndarray,
+    hit_tracks: np.ndarray,
+    hit_times: np.ndarray,
+    tracks: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    tolerance: int = 1,
 ) -> np.ndarray:
     """For each candidate ``(tracks[i], offsets[i])``: distinct hash *values* among its votes.
 

@@ -41,10 +41,18 @@ from .scoring import (
 )
 
 __all__ = [
-    "SearchConfig", "Candidate", "IndexLike", "search", "known_track", "rank", "candidates", "at_speed",
-    "dense_query", "expand_query", "one_pass",
+    "SearchConfig",
+    "Candidate",
+    "IndexLike",
+    "search",
+    "known_track",
+    "rank",
+    "candidates",
+    "at_speed",
+    "dense_query",
+    "expand_query",
+    "one_pass",
 ]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +237,11 @@ class SearchConfig:
         """Every ``(time factor, frequency factor)`` searched, in order: the speeds ``(s, s)``, then the
         tempos ``(t, 1)``, then the pitches ``(1, p)`` (each once)."""
         out: list[tuple[float, float]] = []
-        for r in ([(float(v), float(v)) for v in self.speeds] + [(float(v), 1.0) for v in self.tempos]
-                  + [(1.0, float(v)) for v in self.pitches]):
+        for r in (
+            [(float(v), float(v)) for v in self.speeds]
+            + [(float(v), 1.0) for v in self.tempos]
+            + [(1.0, float(v)) for v in self.pitches]
+        ):
             if r not in out:
                 out.append(r)
         return tuple(out)
@@ -243,7 +254,8 @@ class SearchConfig:
                 raise ParameterError(f"{name}={getattr(self, name)!r} must be a tuple of factors in [0.5, 2]")
         if not 0.0 <= self.min_confidence <= 1.0 or not 0.0 <= self.stop_confidence <= 1.0:
             raise ParameterError(
-                f"min_confidence={self.min_confidence} and stop_confidence={self.stop_confidence} must be in [0, 1]")
+                f"min_confidence={self.min_confidence} and stop_confidence={self.stop_confidence} must be in [0, 1]"
+            )
         if not isinstance(self.tolerance, int) or self.tolerance < 0:
             raise ParameterError(f"tolerance={self.tolerance!r} must be an integer >= 0")
         if self.max_per_hash is not None and self.max_per_hash < 1:
@@ -291,11 +303,13 @@ class SearchConfig:
             raise ParameterError(f"talk_margin_tests={self.talk_margin_tests} must be a finite number >= 1")
         if not self.boost_overdispersion >= 1.0:
             raise ParameterError(f"boost_overdispersion={self.boost_overdispersion} must be >= 1")
-        if isinstance(self.verify_candidates, bool) or not isinstance(self.verify_candidates, int) \
-                or self.verify_candidates < 0:
+        if (
+            isinstance(self.verify_candidates, bool)
+            or not isinstance(self.verify_candidates, int)
+            or self.verify_candidates < 0
+        ):
             raise ParameterError(f"verify_candidates={self.verify_candidates!r} must be an integer >= 0")
-        if isinstance(self.verify_offsets, bool) or not isinstance(self.verify_offsets, int) \
-                or self.verify_offsets < 1:
+        if isinstance(self.verify_offsets, bool) or not isinstance(self.verify_offsets, int) or self.verify_offsets < 1:
             raise ParameterError(f"verify_offsets={self.verify_offsets!r} must be an integer >= 1")
         for name in ("verify_bands_at", "verify_chroma_at"):
             if np.isnan(getattr(self, name)):
@@ -351,8 +365,9 @@ def one_pass(config: SearchConfig | None = None) -> SearchConfig:
     """``config`` as a one-pass search: no coarse stage, no boosted pass, no profile stage, turntable
     speeds only — the dense landmarks at each speed in order until one is certain, then the runner-up
     tests (``identify --one-pass``; what the distributed vote of :mod:`songmine.spark.vote` computes)."""
-    return dataclasses.replace(config or SearchConfig(), coarse=False, verify_candidates=0, tempos=(), pitches=(),
-                               boost_peaks=1.0)
+    return dataclasses.replace(
+        config or SearchConfig(), coarse=False, verify_candidates=0, tempos=(), pitches=(), boost_peaks=1.0
+    )
 
 
 def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfig = SearchConfig()) -> list[Candidate]:
@@ -384,8 +399,12 @@ def search(index: IndexLike, y: np.ndarray, *, top: int = 5, config: SearchConfi
         run.dense_passes()
         if config.boost_peaks > 1 and not _accepted(run.best, run.dense_best, config):
             run.boosted()
-        if (config.talk_peaks and config.talk_margin_alpha > 0 and index.n_tracks >= config.margin_min_tracks
-                and not _accepted(run.best, run.dense_best, config)):
+        if (
+            config.talk_peaks
+            and config.talk_margin_alpha > 0
+            and index.n_tracks >= config.margin_min_tracks
+            and not _accepted(run.best, run.dense_best, config)
+        ):
             run.talk_over()  # its runner-up test needs margin_min_tracks tracks hit: not on a smaller index
     return run.answers(margin_tests=not done)[:top]
 
@@ -418,8 +437,9 @@ class _Search:
         self.evidence: dict[Rate, int] = {}  # most votes of a track, per rate probed
         self.lead: dict[Rate, float] = {}  # how far the most-voted track leads the runner-up, per rate probed
         self.truncated: dict[Rate, bool] = {}  # did the coarse hit budget cut the lookup at this rate?
-        self.steps = {axis: 1.5 * _grid_step([_along(r, axis) for r in self.rates if _on_axis(r, axis)])
-                      for axis in _AXES}
+        self.steps = {
+            axis: 1.5 * _grid_step([_along(r, axis) for r in self.rates if _on_axis(r, axis)]) for axis in _AXES
+        }
 
     def prints(self, r: Rate) -> tuple[np.ndarray, np.ndarray]:
         """The clip's index-density landmarks at rate ``r``: its peaks moved (``warp``, and always for a
@@ -451,9 +471,19 @@ class _Search:
         else:
             h, t = expand_query(*self._dense_warp(r[0], pitch=r[1]), self.config.dt_jitter)
             q_frames = 1 + int(round(self.y.shape[0] * r[0]) / fc.hop_length)
-        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=q_frames,
-                       n_speeds=self.n_speeds, top=self.top, config=self.config, durations=self.durations,
-                       others=True)
+        cands = _score(
+            self.index,
+            h,
+            t,
+            speed=r[0],
+            pitch=r[1],
+            q_frames=q_frames,
+            n_speeds=self.n_speeds,
+            top=self.top,
+            config=self.config,
+            durations=self.durations,
+            others=True,
+        )
         self.best.extend(cands)
         self.dense_best.extend(cands)
         return self.certain(cands)
@@ -463,26 +493,42 @@ class _Search:
         config, fc = self.config, self.fc
         h, t = expand_query(*self.prints(r), config.dt_jitter)
         n = round(self.y.shape[0] * r[0]) if (config.warp or r[0] != r[1]) else self.at_speed(r[0]).shape[0]
-        cands = _score(self.counter, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(n / fc.hop_length),
-                       n_speeds=self.n_speeds, top=self.top, config=self.coarse_config if budget else config,
-                       durations=self.durations)
+        cands = _score(
+            self.counter,
+            h,
+            t,
+            speed=r[0],
+            pitch=r[1],
+            q_frames=1 + int(n / fc.hop_length),
+            n_speeds=self.n_speeds,
+            top=self.top,
+            config=self.coarse_config if budget else config,
+            durations=self.durations,
+        )
         if r[0] != r[1]:  # off the speed grid a coarse answer must be certain, or confirmed by a dense pass
-            cands = [c if c.confidence >= config.stop_confidence else dataclasses.replace(c, confidence=0.0)
-                     for c in cands]
+            cands = [
+                c if c.confidence >= config.stop_confidence else dataclasses.replace(c, confidence=0.0) for c in cands
+            ]
         self.best.extend(cands)
         limit = self.coarse_config.max_hits
         # a hash left out had <= max_per_hash postings: a cut lookup is within that of the budget
-        self.truncated[r] = (budget and limit is not None
-                             and self.counter.hits > limit - min(config.max_per_hash or limit, limit // 2))
+        self.truncated[r] = (
+            budget and limit is not None and self.counter.hits > limit - min(config.max_per_hash or limit, limit // 2)
+        )
         self.evidence[r] = max((c.votes for c in cands), default=0)
         self.lead[r] = _lead_ratio(cands, config.margin_floor)
         return self.certain(cands)
 
     def neighbours(self, r: Rate, pending: list[Rate]) -> list[Rate]:
         """The pending rates next to ``r`` on a grid axis through it (speed, tempo or pitch)."""
-        return [u for u in pending
-                if any(_on_axis(r, ax) and _on_axis(u, ax) and abs(_along(u, ax) - _along(r, ax)) <= self.steps[ax]
-                       for ax in _AXES)]
+        return [
+            u
+            for u in pending
+            if any(
+                _on_axis(r, ax) and _on_axis(u, ax) and abs(_along(u, ax) - _along(r, ax)) <= self.steps[ax]
+                for ax in _AXES
+            )
+        ]
 
     def coarse_probes(self) -> tuple[bool, bool]:
         """Stage 1: the index's own sparse landmarks, every rate, until certain; ``(done, found)``.
@@ -519,8 +565,10 @@ class _Search:
         """Stage 1b: a rate where a track leads (by refine_margin) but whose lookup the coarse budget
         cut short is looked up again in full (on a big index the right votes may sit in common hashes)."""
         config = self.config
-        led = sorted((r for r in self.rates if self.lead.get(r, 0.0) >= config.refine_margin),
-                     key=lambda r: -self.evidence.get(r, 0))
+        led = sorted(
+            (r for r in self.rates if self.lead.get(r, 0.0) >= config.refine_margin),
+            key=lambda r: -self.evidence.get(r, 0),
+        )
         for r in led[: config.refine_speeds]:  # loop over a handful of rates
             if self.truncated.get(r) and self.probe(r, budget=False):
                 return True
@@ -552,8 +600,11 @@ class _Search:
         is then the runner-up sample that may veto it; when nothing would be accepted it has nothing to veto.
         """
         config = self.config
-        led = [r for r in self.rates
-               if self.lead.get(r, 0.0) >= (config.refine_margin if r[0] == r[1] else config.rate_refine_margin)]
+        led = [
+            r
+            for r in self.rates
+            if self.lead.get(r, 0.0) >= (config.refine_margin if r[0] == r[1] else config.rate_refine_margin)
+        ]
         if config.coarse and config.refine_speeds is not None:
             led = sorted(led, key=lambda r: -self.evidence.get(r, 0))  # stable: the configured order on ties
             # the first configured rate (1.0: most clips are not sped up) first, then the led ones
@@ -577,10 +628,19 @@ class _Search:
         r = self.rates[0]
         ys = self.at_speed(r[0]) if r[0] == r[1] else self.y
         h, t = expand_query(*fingerprint(ys, fc, query=True), config.dt_jitter)
-        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(ys.shape[0] / fc.hop_length),
-                       n_speeds=self.n_speeds + 1, top=self.top,
-                       config=dataclasses.replace(config, overdispersion=config.boost_overdispersion),
-                       durations=self.durations, others=True)
+        cands = _score(
+            self.index,
+            h,
+            t,
+            speed=r[0],
+            pitch=r[1],
+            q_frames=1 + int(ys.shape[0] / fc.hop_length),
+            n_speeds=self.n_speeds + 1,
+            top=self.top,
+            config=dataclasses.replace(config, overdispersion=config.boost_overdispersion),
+            durations=self.durations,
+            others=True,
+        )
         self.best.extend(cands)
         if cands and config.speed_margin_alpha > 0:
             self.best.extend(_with_margin(cands, dataclasses.replace(config, margin_alpha=0.0)))
@@ -592,20 +652,32 @@ class _Search:
         on a scale of their own: only its most-voted track, and only if it passes this pass's
         runner-up test, joins the candidates (otherwise the later stages see what they saw before)."""
         config = self.config
-        fc = dataclasses.replace(self.fc, query_peaks_per_s=self.fc.query_peaks_per_s * config.talk_peaks,
-                                 f_radius=config.talk_f_radius)
+        fc = dataclasses.replace(
+            self.fc, query_peaks_per_s=self.fc.query_peaks_per_s * config.talk_peaks, f_radius=config.talk_f_radius
+        )
         r = self.rates[0]
         ys = self.at_speed(r[0]) if r[0] == r[1] else self.y
         persist = (config.talk_persist_frames, config.talk_persist_weight)
-        h, t = _expand(*fingerprint(ys, fc, query=True, persist=persist), config.dt_jitter)
-        cands = _score(self.index, h, t, speed=r[0], pitch=r[1], q_frames=1 + int(ys.shape[0] / fc.hop_length),
-                       n_speeds=self.n_speeds + 2, top=self.top, config=config, durations=self.durations)
+        h, t = expand_query(*fingerprint(ys, fc, query=True, persist=persist), config.dt_jitter)
+        cands = _score(
+            self.index,
+            h,
+            t,
+            speed=r[0],
+            pitch=r[1],
+            q_frames=1 + int(ys.shape[0] / fc.hop_length),
+            n_speeds=self.n_speeds + 2,
+            top=self.top,
+            config=config,
+            durations=self.durations,
+        )
         if not cands or max(c.n_tracks_hit for c in cands) < config.margin_min_tracks:
             return
         top = max(cands, key=lambda c: c.votes)
         v2 = max((c.votes for c in cands if c.track_id != top.track_id), default=0)
-        conf = margin_confidence(top.votes, v2, alpha=config.talk_margin_alpha, n_tests=config.talk_margin_tests,
-                                 floor=config.margin_floor)
+        conf = margin_confidence(
+            top.votes, v2, alpha=config.talk_margin_alpha, n_tests=config.talk_margin_tests, floor=config.margin_floor
+        )
         if conf >= config.min_confidence:
             self.best.append(dataclasses.replace(top, confidence=conf))
 
@@ -624,8 +696,9 @@ class _Search:
         return out
 
 
-def rank(best: list[Candidate], dense_best: list[Candidate], config: SearchConfig, *,
-         margin_tests: bool = True) -> list[Candidate]:
+def rank(
+    best: list[Candidate], dense_best: list[Candidate], config: SearchConfig, *, margin_tests: bool = True
+) -> list[Candidate]:
     """Stage 3: the runner-up tests over the dense candidates (with ``margin_tests``), then one
     candidate per track (its most confident), best first. ``best`` holds every candidate of the
     search in the order they were found (extended and sorted here), ``dense_best`` those of the dense passes."""
@@ -654,8 +727,13 @@ def _along(r: Rate, axis: str) -> float:
     return r[1] if axis == "pitch" else r[0]
 
 
-def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float], np.ndarray],
-            config: SearchConfig, on_grid: dict[int, Candidate] | None = None) -> list[Candidate]:
+def _verify(
+    index: IndexLike,
+    cands: list[Candidate],
+    at_speed: Callable[[float], np.ndarray],
+    config: SearchConfig,
+    on_grid: dict[int, Candidate] | None = None,
+) -> list[Candidate]:
     """Compare the first ``verify_candidates`` candidates with their track's stored profile.
 
     Each gets ``z_bands``/``z_chroma``: the largest :func:`songmine.fingerprint.profiles.similarity`
@@ -689,11 +767,13 @@ def _verify(index: IndexLike, cands: list[Candidate], at_speed: Callable[[float]
             first = -(-start // hop)  # the clip's first whole profile frame of the track
             key = (c.speed, first * hop - start)
             if key not in clips:
-                clips[key] = profiles.profile(at_speed(c.speed)[key[1]:], fc.sr)
+                clips[key] = profiles.profile(at_speed(c.speed)[key[1] :], fc.sr)
             zb, zc, _ = profiles.similarity(clips[key], ref, first)
             zb_max, zc_max = max(zb_max, zb), max(zc_max, zc)
-            here = max(_verify_confidence(zb, config.verify_bands_at, config.verify_bands_scale),
-                       _verify_confidence(zc, config.verify_chroma_at, config.verify_chroma_scale))
+            here = max(
+                _verify_confidence(zb, config.verify_bands_at, config.verify_bands_scale),
+                _verify_confidence(zc, config.verify_chroma_at, config.verify_chroma_scale),
+            )
             if here > conf:
                 conf, at = here, offset
         if conf > c.confidence:  # the profiles answer: report the offset where they agree
@@ -786,20 +866,39 @@ def _with_margin(best: list[Candidate], config: SearchConfig) -> list[Candidate]
     conf = 0.0
     if config.margin_alpha > 0:
         v2 = max((c.votes for c in best if c.track_id != top.track_id), default=0)
-        conf = margin_confidence(top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests,
-                                 floor=config.margin_floor)
+        conf = margin_confidence(
+            top.votes, v2, alpha=config.margin_alpha, n_tests=config.margin_tests, floor=config.margin_floor
+        )
     if config.speed_margin_alpha > 0 and top.n_tracks_hit >= config.margin_min_tracks:
         v2 = max((c.votes for c in best if c.rate == top.rate and c.track_id != top.track_id), default=0)
-        conf = max(conf, margin_confidence(top.votes, v2, alpha=config.speed_margin_alpha,
-                                           n_tests=config.speed_margin_tests, floor=config.margin_floor))
+        conf = max(
+            conf,
+            margin_confidence(
+                top.votes,
+                v2,
+                alpha=config.speed_margin_alpha,
+                n_tests=config.speed_margin_tests,
+                floor=config.margin_floor,
+            ),
+        )
     if conf <= top.confidence:
         return best
     return [dataclasses.replace(c, confidence=conf) if c is top else c for c in best]
 
 
 def _score(
-    index: IndexLike, h: np.ndarray, t: np.ndarray, *, speed: float, q_frames: int, n_speeds: int, top: int,
-    config: SearchConfig, durations: dict[int, float], others: bool = False, pitch: float | None = None,
+    index: IndexLike,
+    h: np.ndarray,
+    t: np.ndarray,
+    *,
+    speed: float,
+    q_frames: int,
+    n_speeds: int,
+    top: int,
+    config: SearchConfig,
+    durations: dict[int, float],
+    others: bool = False,
+    pitch: float | None = None,
 ) -> list[Candidate]:
     """Look up one set of query hashes, vote, rescore and attach the null-model confidence.
 
@@ -820,20 +919,55 @@ def _score(
         votes[:k] = distinct_votes(h, t, qpos, tr, tt, tracks[:k], offsets[:k], tolerance=config.tolerance)
         order = np.argsort(-votes[:k], kind="stable")
         tracks, offsets, votes, track_hits = (a[:k][order] for a in (tracks, offsets, votes, track_hits))
-    cands = candidates(index, tracks[:k], offsets[:k], votes[:k], track_hits[:k], n_hit, speed=speed, pitch=pitch,
-                       q_frames=q_frames, n_speeds=n_speeds, config=config, durations=durations)
+    cands = candidates(
+        index,
+        tracks[:k],
+        offsets[:k],
+        votes[:k],
+        track_hits[:k],
+        n_hit,
+        speed=speed,
+        pitch=pitch,
+        q_frames=q_frames,
+        n_speeds=n_speeds,
+        config=config,
+        durations=durations,
+    )
     # stage 4 runs only when no candidate anywhere reached min_confidence: a lookup with one never needs them
-    if (others and config.verify_candidates and config.verify_offsets > 1
-            and max(c.confidence for c in cands) < config.min_confidence):
-        alts = other_offsets(t, qpos, tr, tt, tracks[:k], offsets[:k], n=config.verify_offsets - 1, sep=q_frames,
-                             tolerance=config.tolerance)
+    if (
+        others
+        and config.verify_candidates
+        and config.verify_offsets > 1
+        and max(c.confidence for c in cands) < config.min_confidence
+    ):
+        alts = other_offsets(
+            t,
+            qpos,
+            tr,
+            tt,
+            tracks[:k],
+            offsets[:k],
+            n=config.verify_offsets - 1,
+            sep=q_frames,
+            tolerance=config.tolerance,
+        )
         cands = [dataclasses.replace(c, other_offsets=alt) for c, alt in zip(cands, alts)]
     return cands
 
 
 def candidates(
-    index: IndexLike, tracks: np.ndarray, offsets: np.ndarray, votes: np.ndarray, track_hits: np.ndarray,
-    n_hit: int, *, speed: float, q_frames: int, n_speeds: int, config: SearchConfig, durations: dict[int, float],
+    index: IndexLike,
+    tracks: np.ndarray,
+    offsets: np.ndarray,
+    votes: np.ndarray,
+    track_hits: np.ndarray,
+    n_hit: int,
+    *,
+    speed: float,
+    q_frames: int,
+    n_speeds: int,
+    config: SearchConfig,
+    durations: dict[int, float],
     pitch: float | None = None,
 ) -> list[Candidate]:
     """What one lookup's votes are worth: the null-model confidence of each voted ``(track, offset)``.
@@ -855,8 +989,10 @@ def candidates(
     lam = expected_votes(votes, track_hits, span, width=width, min_rate=width / mean_span)
     conf = confidence_from(votes, lam, n_tests=n_tests, overdispersion=config.overdispersion)
     p = float(speed if pitch is None else pitch)
-    return [Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit), pitch=p)
-            for a, b, c, d, e, lm in zip(tracks, offsets, votes, track_hits, conf, lam)]
+    return [
+        Candidate(int(a), int(b), int(c), int(d), float(speed), float(e), float(lm), n_tests, int(n_hit), pitch=p)
+        for a, b, c, d, e, lm in zip(tracks, offsets, votes, track_hits, conf, lam)
+    ]
 
 
 def at_speed(y: np.ndarray, s: float) -> np.ndarray:
@@ -864,7 +1000,9 @@ def at_speed(y: np.ndarray, s: float) -> np.ndarray:
     return y if s == 1.0 else soxr.resample(y, 1.0, float(s), quality="LQ").astype(np.float32)
 
 
-def dense_query(y: np.ndarray, s: float, fc: FingerprintConfig, config: SearchConfig) -> tuple[np.ndarray, np.ndarray, int]:
+def dense_query(
+    y: np.ndarray, s: float, fc: FingerprintConfig, config: SearchConfig
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The dense query landmarks of clip ``y`` at speed ``s`` (dt-jittered) and the clip's length in frames."""
     ys = at_speed(y, s)
     h, t = expand_query(*fingerprint(ys, fc, query=True), config.dt_jitter)

@@ -163,8 +163,11 @@ def _window_max(x: np.ndarray, r: int, axis: int, lo: int = 0, hi: int | None = 
         k = x.size
         np.maximum(cur[: k - 2 * r], cur[2 * r - s + 1 : k - s + 1], out=out.reshape(-1)[r : k - r])
     elif i1 > i0:
-        np.maximum(cut(cur, first + i0 - r, first + i1 - r), cut(cur, first + i0 + r - s + 1, first + i1 + r - s + 1),
-                   out=cut(out, i0, i1))
+        np.maximum(
+            cut(cur, first + i0 - r, first + i1 - r),
+            cut(cur, first + i0 + r - s + 1, first + i1 + r - s + 1),
+            out=cut(out, i0, i1),
+        )
     if i0 > 0:  # out[i] = max(x[0 : first + i + r + 1]), a prefix maximum
         ends = np.minimum(np.arange(first, first + i0) + r, m - 1)
         prefix = np.maximum.accumulate(cut(x, 0, int(ends[-1]) + 1), axis=axis)
@@ -252,18 +255,41 @@ def find_peaks(
     # rows, and only on the bins a peak may use plus the max filter's reach.
     b0, b1 = max(min_bin - f_radius, 0), min(hi + f_radius + 1, n_bins)
     return band_peaks(
-        np.ascontiguousarray(S[:, b0:b1].T), b0=b0, n_bins=n_bins, s_max=S.max() if level_weight else None,
-        f_radius=f_radius, t_radius=t_radius, background_frames=background_frames,
-        min_prominence_db=min_prominence_db, peaks_per_block=peaks_per_block, block_frames=block_frames,
-        min_bin=min_bin, max_bin=hi, level_weight=level_weight, persist_frames=persist_frames,
+        np.ascontiguousarray(S[:, b0:b1].T),
+        b0=b0,
+        n_bins=n_bins,
+        s_max=S.max() if level_weight else None,
+        f_radius=f_radius,
+        t_radius=t_radius,
+        background_frames=background_frames,
+        min_prominence_db=min_prominence_db,
+        peaks_per_block=peaks_per_block,
+        block_frames=block_frames,
+        min_bin=min_bin,
+        max_bin=hi,
+        level_weight=level_weight,
+        persist_frames=persist_frames,
         persist_weight=persist_weight,
     )
 
 
 def band_peaks(
-    ST: np.ndarray, *, b0: int, n_bins: int, s_max, f_radius: int, t_radius: int, background_frames: int,
-    min_prominence_db: float, peaks_per_block: int, block_frames: int, min_bin: int, max_bin: int,
-    level_weight: float, persist_frames: int = 0, persist_weight: float = 0.0,
+    ST: np.ndarray,
+    *,
+    b0: int,
+    n_bins: int,
+    s_max,
+    f_radius: int,
+    t_radius: int,
+    background_frames: int,
+    min_prominence_db: float,
+    peaks_per_block: int,
+    block_frames: int,
+    min_bin: int,
+    max_bin: int,
+    level_weight: float,
+    persist_frames: int = 0,
+    persist_weight: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`find_peaks` of a bins-major band ``ST = S[:, b0:b0 + len(ST)].T`` (no input validation).
 

@@ -247,7 +247,7 @@ def fingerprint_file(path, *, config: DedupeConfig = DedupeConfig(), fp_config=N
     p = os.fspath(path)
     meta = audio.info(p)
     y = audio.load(p, sr=fpc.sr, mono=True, max_duration=config.max_duration_s)
-    parts = [fingerprint(y[int(s):], fpc) for s in config.shifts]  # loop over a few phase shifts
+    parts = [fingerprint(y[int(s) :], fpc) for s in config.shifts]  # loop over a few phase shifts
     h = np.concatenate([ph for ph, _ in parts])
     t = np.concatenate([pt for _, pt in parts])
     duration = y.shape[0] / fpc.sr
@@ -338,10 +338,16 @@ def choose_keeper(prints: Sequence[TrackPrint], *, tolerance_hz: float = BANDWID
     k = prints[best]
     if measured and len(idx) == 1:
         rest = max(b for i, b in enumerate(bws) if i != best)
-        return best, (f"widest effective bandwidth, {_khz(k.bandwidth_hz)} against {_khz(rest)} or less: "
-                      f"the others are cut lower by an encoder's low-pass (transcodes or lower-quality encodes)")
-    equal = (f"bandwidths equal within {tolerance_hz:.0f} Hz ({_khz(min(bws[i] for i in idx))}–"
-             f"{_khz(max(bws[i] for i in idx))})" if measured else "bandwidth not measured")
+        return best, (
+            f"widest effective bandwidth, {_khz(k.bandwidth_hz)} against {_khz(rest)} or less: "
+            f"the others are cut lower by an encoder's low-pass (transcodes or lower-quality encodes)"
+        )
+    equal = (
+        f"bandwidths equal within {tolerance_hz:.0f} Hz ({_khz(min(bws[i] for i in idx))}–"
+        f"{_khz(max(bws[i] for i in idx))})"
+        if measured
+        else "bandwidth not measured"
+    )
     others = [prints[i] for i in idx if i != best]
     if not others:
         return best, f"the only copy ({equal})"
@@ -445,8 +451,11 @@ def find_duplicates(
             _measure_bandwidths(prints, idx)
         pick, reason = choose_keeper([prints[k] for k in idx])
         keeper = idx[pick]
-        offsets = {k: offset_vote(prints[keeper], prints[k], tolerance_frames=config.tolerance_frames)[1]
-                   for k in idx if k != keeper}
+        offsets = {
+            k: offset_vote(prints[keeper], prints[k], tolerance_frames=config.tolerance_frames)[1]
+            for k in idx
+            if k != keeper
+        }
         groups.append(assemble_group(prints, idx, keeper, reason, offsets, hop_s=hop_s))
     groups.sort(key=lambda g: g.keeper)
     return DedupeReport(
@@ -475,16 +484,27 @@ def duplicate_components(n: int, edges: Sequence[tuple[int, int]]) -> list[np.nd
     return [np.flatnonzero(labels == comp) for comp in np.flatnonzero(sizes > 1)]
 
 
-def assemble_group(prints, idx: Sequence[int], keeper: int, reason: str, offsets: dict[int, int], *,
-                   hop_s: float) -> DuplicateGroup:
+def assemble_group(
+    prints, idx: Sequence[int], keeper: int, reason: str, offsets: dict[int, int], *, hop_s: float
+) -> DuplicateGroup:
     """A group's record: the keeper first, the others by path, each with where it starts in the keeper
     (``offsets[k]``: frames, from :func:`offset_vote` of the keeper and ``k``)."""
     members = []
     for k in sorted(idx, key=lambda k: (k != keeper, prints[k].path)):
         off_s = 0.0 if k == keeper else float(offsets[k] * hop_s)
         p = prints[k]
-        members.append(GroupMember(p.path, p.codec, round(p.bitrate_kbps, 1), p.lossless, round(p.duration_s, 3),
-                                   round(off_s, 3), k == keeper, p.bandwidth_hz))
+        members.append(
+            GroupMember(
+                p.path,
+                p.codec,
+                round(p.bitrate_kbps, 1),
+                p.lossless,
+                round(p.duration_s, 3),
+                round(off_s, 3),
+                k == keeper,
+                p.bandwidth_hz,
+            )
+        )
     return DuplicateGroup(prints[keeper].path, members, reason)
 
 
@@ -602,12 +622,20 @@ def dedupe_index(
         h, t = stored.get(r.track_id, (np.zeros(0, np.uint32), np.zeros(0, np.uint32)))
         codec = (meta.codec or "").lower()
         size = os.stat(r.path).st_size
-        prints.append(prints_from_arrays(
-            r.path, h, t, duration_s=float(r.duration_s), codec=codec,
-            bitrate_kbps=float(size * 8 / 1000 / r.duration_s) if r.duration_s > 0 else 0.0,
-            lossless=bool(codec in LOSSLESS_CODECS or codec.startswith("pcm_")),
-            sr=int(meta.sr), channels=int(meta.channels), track_id=r.track_id,
-        ))
+        prints.append(
+            prints_from_arrays(
+                r.path,
+                h,
+                t,
+                duration_s=float(r.duration_s),
+                codec=codec,
+                bitrate_kbps=float(size * 8 / 1000 / r.duration_s) if r.duration_s > 0 else 0.0,
+                lossless=bool(codec in LOSSLESS_CODECS or codec.startswith("pcm_")),
+                sr=int(meta.sr),
+                channels=int(meta.channels),
+                track_id=r.track_id,
+            )
+        )
         if progress:
             progress(len(prints) + len(skipped), len(records))
     n_from_index = len(prints)

@@ -191,7 +191,11 @@ class MinHasher:
             self.a = self.b = None
 
     def __repr__(self) -> str:
-        extra = f", universe={self.universe}" if self.variant == "permutation" else f", prime=2**{self.prime.bit_length()}-1"
+        extra = (
+            f", universe={self.universe}"
+            if self.variant == "permutation"
+            else f", prime=2**{self.prime.bit_length()}-1"
+        )
         return f"MinHasher(n_perm={self.n_perm}, variant={self.variant!r}{extra})"
 
     # -- hash values -----------------------------------------------------

@@ -165,7 +165,7 @@ class LSHIndex:
     def config(self) -> LSHConfig:
         return LSHConfig(self.n_bands, self.n_rows)
 
-    def fit(self, sigs: np.ndarray, ids: np.ndarray | None = None) -> "LSHIndex":
+    def fit(self, sigs: np.ndarray, ids: np.ndarray | None = None) -> LSHIndex:
         """Build the band tables for signatures ``sigs`` (rows) with item ``ids`` (default row numbers).
 
         All-EMPTY signatures (empty sets) are not inserted: they would all collide.
@@ -190,7 +190,7 @@ class LSHIndex:
         return self
 
     @classmethod
-    def from_arrays(cls, keys: np.ndarray, ids: np.ndarray, n_rows: int) -> "LSHIndex":
+    def from_arrays(cls, keys: np.ndarray, ids: np.ndarray, n_rows: int) -> LSHIndex:
         """Rebuild from saved ``keys_`` / ``ids_`` arrays (e.g. memory-mapped .npy)."""
         obj = cls(keys.shape[0], n_rows)
         obj.keys_, obj.ids_ = keys, ids
@@ -212,7 +212,9 @@ class LSHIndex:
         self._check_fitted()
         q = np.asarray(sig, dtype=np.uint64)
         if q.ndim != 1 or q.shape[0] != self.n_perm_:
-            raise ParameterError(f"signature length mismatch: query has {q.shape[-1] if q.ndim else 0}, index has n_perm={self.n_perm_}")
+            raise ParameterError(
+                f"signature length mismatch: query has {q.shape[-1] if q.ndim else 0}, index has n_perm={self.n_perm_}"
+            )
         if np.all(q == EMPTY):
             z = np.zeros(0, np.int64)
             return z, z

@@ -56,9 +56,9 @@ from ..atomic import atomic_path
 from ..audio import info, load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from ..extras import require
+from ..records import Match, QueryResult
 from .hashing import EMPTY, MinHasher, estimate_jaccard_many
 from .lsh import LSHConfig, LSHIndex, check_threshold
-from ..records import Match, QueryResult
 
 __all__ = [
     "SeedConfig",
@@ -146,7 +146,7 @@ class SeedConfig:
         return self.signature_key()
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SeedConfig":
+    def from_dict(cls, d: dict) -> SeedConfig:
         return cls(**d)
 
 
@@ -328,7 +328,7 @@ class SeedIndex:
         self.skipped: list[tuple[str, str]] = []
 
     @classmethod
-    def from_store(cls, index, *, config: SeedConfig | None = None) -> "SeedIndex":
+    def from_store(cls, index, *, config: SeedConfig | None = None) -> SeedIndex:
         """The seed index held by the store ``index`` (an open :class:`~songmine.fingerprint.index.Index`).
 
         ``config`` (if given) must match the stored one but for the query-side
@@ -346,8 +346,11 @@ class SeedIndex:
             raise IndexFormatError(f"{index.path} is an index of the {index.method} method, not seed")
         if config is not None:
             if config.signature_key() != stored.signature_key():
-                diff = {k: (v, stored.signature_key()[k]) for k, v in config.signature_key().items()
-                        if stored.signature_key()[k] != v}
+                diff = {
+                    k: (v, stored.signature_key()[k])
+                    for k, v in config.signature_key().items()
+                    if stored.signature_key()[k] != v
+                }
                 raise IndexFormatError(f"seed index was built with another config (query vs index): {diff}")
             stored = config
         obj = cls(stored)
@@ -461,8 +464,14 @@ class SeedIndex:
         j = estimate_jaccard_many(sig, self.signatures[ids]) if ids.size else np.zeros(0)
         order = np.lexsort((-bands, -j)) if ids.size else np.zeros(0, np.int64)
         cands = [
-            SeedCandidate(self._tracks[ids[k]].track_id, self._tracks[ids[k]].path, float(j[k]), int(bands[k]),
-                          self._tracks[ids[k]].title, self._tracks[ids[k]].artist)
+            SeedCandidate(
+                self._tracks[ids[k]].track_id,
+                self._tracks[ids[k]].path,
+                float(j[k]),
+                int(bands[k]),
+                self._tracks[ids[k]].title,
+                self._tracks[ids[k]].artist,
+            )
             for k in order
         ]
         row_of = {t.track_id: k for k, t in enumerate(self._tracks)}
@@ -497,11 +506,13 @@ class SeedIndex:
     def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1, threshold: float | None = None):
         """Query decoded mono audio at ``config.sr`` (used by the eval harness)."""
         n_q = 1 + min(len(y), int(self.config.duration_s * self.config.sr)) // self.config.hop_length
-        return self.query_peaks(onset_peak_frames(y, self.config), query=query, top=top, threshold=threshold,
-                                n_query_frames=n_q)
+        return self.query_peaks(
+            onset_peak_frames(y, self.config), query=query, top=top, threshold=threshold, n_query_frames=n_q
+        )
 
-    def query_file(self, source, *, top: int = 1, threshold: float | None = None,
-                   max_duration_s: float | None = None) -> SeedQueryResult:
+    def query_file(
+        self, source, *, top: int = 1, threshold: float | None = None, max_duration_s: float | None = None
+    ) -> SeedQueryResult:
         """Query a clip file; a decode failure goes into the record's ``error``.
 
         Only ``duration_s`` seconds from ``query_offset_s`` are decoded, whatever the
@@ -536,25 +547,33 @@ class SeedIndex:
         return folder
 
     @classmethod
-    def load(cls, folder, *, config: SeedConfig | None = None) -> "SeedIndex":
+    def load(cls, folder, *, config: SeedConfig | None = None) -> SeedIndex:
         """Open a saved seed index; ``config`` (if given) must match the stored one."""
         folder = Path(folder)
         meta_path = folder / "meta.json"
         if not meta_path.exists():
-            raise IndexFormatError(f"{folder}: no seed index here (missing meta.json); build it with `songmine index --method seed`")
+            raise IndexFormatError(
+                f"{folder}: no seed index here (missing meta.json); build it with `songmine index --method seed`"
+            )
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != "songmine-seed" or meta.get("version") != _FORMAT_VERSION:
             raise IndexFormatError(f"{folder}: not a seed index of version {_FORMAT_VERSION}")
         stored = SeedConfig(**meta["config"])
         if config is not None and config.signature_key() != stored.signature_key():
-            diff = {k: (v, stored.signature_key()[k]) for k, v in config.signature_key().items() if stored.signature_key()[k] != v}
+            diff = {
+                k: (v, stored.signature_key()[k])
+                for k, v in config.signature_key().items()
+                if stored.signature_key()[k] != v
+            }
             raise IndexFormatError(f"seed index was built with another config (query vs index): {diff}")
         if config is not None:
             stored = config
         obj = cls(stored)
         sigs = np.load(folder / "signatures.npy")
         if sigs.ndim != 2 or sigs.shape[1] != stored.n_perm:
-            raise IndexFormatError(f"signature length mismatch: index has {sigs.shape[-1]}, config n_perm={stored.n_perm}")
+            raise IndexFormatError(
+                f"signature length mismatch: index has {sigs.shape[-1]}, config n_perm={stored.n_perm}"
+            )
         obj._tracks = [_Track(**t) for t in meta["tracks"]]
         obj._sigs = list(sigs)
         obj._n_peaks = list(meta.get("n_peaks", [0] * len(obj._tracks)))

@@ -48,9 +48,9 @@ from ..atomic import atomic_path
 from ..audio import load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from ..fingerprint.landmarks import FingerprintConfig, fingerprint
+from ..records import Match, QueryResult
 from .hashing import EMPTY, MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold
-from ..records import Match, QueryResult
 
 __all__ = ["SketchConfig", "SketchIndex", "window_signatures", "sketch_payload"]
 
@@ -80,7 +80,9 @@ class SketchConfig:
 
     def __post_init__(self) -> None:
         if not (self.window_s > 0 and self.hop_s > 0 and self.query_hop_s > 0):
-            raise ParameterError(f"window_s={self.window_s}, hop_s={self.hop_s}, query_hop_s={self.query_hop_s} must be > 0")
+            raise ParameterError(
+                f"window_s={self.window_s}, hop_s={self.hop_s}, query_hop_s={self.query_hop_s} must be > 0"
+            )
         for name, v in (("window_s", self.window_s), ("hop_s", self.hop_s)):
             if abs(v / self.query_hop_s - round(v / self.query_hop_s)) > 1e-9:
                 raise ParameterError(f"{name}={v} must be a multiple of query_hop_s={self.query_hop_s}")
@@ -102,7 +104,7 @@ class SketchConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SketchConfig":
+    def from_dict(cls, d: dict) -> SketchConfig:
         return cls(**{**d, "shifts": tuple(d["shifts"])})
 
 
@@ -118,8 +120,12 @@ def _signatures(y: np.ndarray, config: SketchConfig, fp_config, hasher: MinHashe
     h, t = _landmarks(np.asarray(y, np.float32), config.shifts, fp_config)
     n_frames = int(np.ceil(y.shape[0] / fp_config.hop_length)) + 1
     sigs = window_signatures(
-        h, t, hasher=hasher, block_frames=config.hop_s / fp_config.hop_s,
-        blocks_per_window=int(round(config.window_s / config.hop_s)), n_frames=n_frames,
+        h,
+        t,
+        hasher=hasher,
+        block_frames=config.hop_s / fp_config.hop_s,
+        blocks_per_window=int(round(config.window_s / config.hop_s)),
+        n_frames=n_frames,
     )
     return np.where(sigs == EMPTY, _EMPTY32, sigs).astype(np.uint32)
 
@@ -141,7 +147,7 @@ def sketch_payload(path, config: SketchConfig) -> tuple[float, bytes]:
 
 def _landmarks(y: np.ndarray, shifts: Sequence[int], fp_config) -> tuple[np.ndarray, np.ndarray]:
     """Hashes and anchor frames at each phase shift, united, sorted by time."""
-    parts = [fingerprint(y[int(s):], fp_config) for s in shifts]  # a couple of phases
+    parts = [fingerprint(y[int(s) :], fp_config) for s in shifts]  # a couple of phases
     h = np.concatenate([p[0] for p in parts])
     t = np.concatenate([p[1] for p in parts])
     order = np.argsort(t, kind="stable")
@@ -217,7 +223,7 @@ class SketchIndex:
         return 1.0 / self.fp_config.hop_s
 
     @classmethod
-    def from_store(cls, index, *, config: SketchConfig | None = None) -> "SketchIndex":
+    def from_store(cls, index, *, config: SketchConfig | None = None) -> SketchIndex:
         """The sketch index held by the store ``index`` (an open :class:`~songmine.fingerprint.index.Index`).
 
         ``config`` (if given) must match the stored one but for its query-side
@@ -242,7 +248,9 @@ class SketchIndex:
         n_perm = stored.n_perm
         for tid, (version, data) in sorted(index.payloads().items()):  # loop over tracks
             if version != 1 or len(data) % (4 * n_perm):
-                raise IndexFormatError(f"{index.path}: the sketch payload of track {tid} is not one this songmine reads")
+                raise IndexFormatError(
+                    f"{index.path}: the sketch payload of track {tid} is not one this songmine reads"
+                )
             t = index.track(tid)
             obj._tracks.append(_Track(tid, t.path, float(t.duration_s), t.title, t.artist, t.album))
             obj._sigs.append(np.frombuffer(data, dtype="<u4").reshape(-1, n_perm).astype(np.uint32))
@@ -250,8 +258,14 @@ class SketchIndex:
 
     # -- building ----------------------------------------------------------
     def add_audio(self, track_id: int, path: str, y: np.ndarray, **tags) -> None:
-        self._tracks.append(_Track(int(track_id), str(path), float(y.shape[0] / self.fp_config.sr),
-                                   **{k: tags.get(k) for k in ("title", "artist", "album")}))
+        self._tracks.append(
+            _Track(
+                int(track_id),
+                str(path),
+                float(y.shape[0] / self.fp_config.sr),
+                **{k: tags.get(k) for k in ("title", "artist", "album")},
+            )
+        )
         self._sigs.append(_signatures(y, self.config, self.fp_config, self.hasher))
         self._lsh = None
 
@@ -286,8 +300,9 @@ class SketchIndex:
             self.p0_ = _chance_agreement(allsig, self._win_track)
 
     # -- querying ----------------------------------------------------------
-    def query_audio(self, y: np.ndarray, *, query: str = "<clip>", top: int = 1,
-                    threshold: float | None = None) -> QueryResult:
+    def query_audio(
+        self, y: np.ndarray, *, query: str = "<clip>", top: int = 1, threshold: float | None = None
+    ) -> QueryResult:
         """Answer one mono clip at ``fp_config.sr`` with the contract's record.
 
         ``threshold``: the confidence a match needs (default ``config.min_confidence``).
@@ -301,8 +316,12 @@ class SketchIndex:
         h, t = _landmarks(y, c.shifts, self.fp_config)
         n_frames = int(np.ceil(y.shape[0] / self.fp_config.hop_length)) + 1
         qsig = window_signatures(
-            h, t, hasher=self.hasher, block_frames=c.query_hop_s * self.frames_per_s,
-            blocks_per_window=int(round(c.window_s / c.query_hop_s)), n_frames=n_frames,
+            h,
+            t,
+            hasher=self.hasher,
+            block_frames=c.query_hop_s * self.frames_per_s,
+            blocks_per_window=int(round(c.window_s / c.query_hop_s)),
+            n_frames=n_frames,
         )
         qsig = np.where(qsig == EMPTY, _EMPTY32, qsig).astype(np.uint32)
         qi, wi = [], []
@@ -353,12 +372,23 @@ class SketchIndex:
                 break
             off_s = float((int(uk[b] & 0xFFFFFFFF) - (1 << 31)) * c.query_hop_s)
             t = self._tracks[track]
-            matches.append(Match(track_id=t.track_id, path=t.path, title=t.title, artist=t.artist, album=t.album,
-                                 offset_s=max(0.0, off_s), score=float(score[b]) / c.n_perm, confidence=conf))
+            matches.append(
+                Match(
+                    track_id=t.track_id,
+                    path=t.path,
+                    title=t.title,
+                    artist=t.artist,
+                    album=t.album,
+                    offset_s=max(0.0, off_s),
+                    score=float(score[b]) / c.n_perm,
+                    confidence=conf,
+                )
+            )
         return QueryResult(query=query, matches=matches)
 
-    def query_file(self, source, *, top: int = 1, threshold: float | None = None,
-                   max_duration_s: float | None = None) -> QueryResult:
+    def query_file(
+        self, source, *, top: int = 1, threshold: float | None = None, max_duration_s: float | None = None
+    ) -> QueryResult:
         """Answer a clip file; a decode failure (or a clip longer than ``max_duration_s``) goes into ``error``."""
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<clip>")
         try:
@@ -385,15 +415,21 @@ class SketchIndex:
         for name, arr in arrays.items():
             with atomic_path(folder / f"{name}.npy") as tmp:
                 np.save(tmp, arr)
-        meta = {"format": "songmine-sketch", "version": _FORMAT_VERSION, "config": asdict(self.config),
-                "fingerprint": self.fp_config.to_dict(), "p0": self.p0_,
-                "tracks": [asdict(t) for t in self._tracks], "n_windows": [int(s.shape[0]) for s in self._sigs]}
+        meta = {
+            "format": "songmine-sketch",
+            "version": _FORMAT_VERSION,
+            "config": asdict(self.config),
+            "fingerprint": self.fp_config.to_dict(),
+            "p0": self.p0_,
+            "tracks": [asdict(t) for t in self._tracks],
+            "n_windows": [int(s.shape[0]) for s in self._sigs],
+        }
         with atomic_path(folder / "meta.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
         return folder
 
     @classmethod
-    def load(cls, folder) -> "SketchIndex":
+    def load(cls, folder) -> SketchIndex:
         folder = Path(folder)
         if not (folder / "meta.json").exists():
             raise IndexFormatError(f"{folder}: no sketch index here (missing meta.json); build it with --method sketch")
@@ -405,15 +441,20 @@ class SketchIndex:
         obj = cls(SketchConfig(**cfg), FingerprintConfig.from_dict(meta["fingerprint"]))
         allsig = np.load(folder / "signatures.npy", mmap_mode="r")
         if allsig.ndim != 2 or allsig.shape[1] != obj.config.n_perm:
-            raise IndexFormatError(f"signature length mismatch: index has {allsig.shape[-1]}, config n_perm={obj.config.n_perm}")
+            raise IndexFormatError(
+                f"signature length mismatch: index has {allsig.shape[-1]}, config n_perm={obj.config.n_perm}"
+            )
         obj._tracks = [_Track(**t) for t in meta["tracks"]]
         bounds = np.cumsum([0] + meta["n_windows"])
         obj._sigs = [allsig[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         obj._all = allsig
         obj._win_track = np.load(folder / "window_track.npy")
         obj._win_start = np.concatenate([np.arange(n, dtype=np.int32) for n in meta["n_windows"]])
-        lsh = LSHIndex.from_arrays(np.load(folder / "lsh_keys.npy", mmap_mode="r"),
-                                   np.load(folder / "lsh_ids.npy", mmap_mode="r"), obj.config.n_rows)
+        lsh = LSHIndex.from_arrays(
+            np.load(folder / "lsh_keys.npy", mmap_mode="r"),
+            np.load(folder / "lsh_ids.npy", mmap_mode="r"),
+            obj.config.n_rows,
+        )
         obj._lsh = lsh
         obj.p0_ = float(meta["p0"])
         return obj
@@ -436,5 +477,3 @@ def _chance_agreement(sigs: np.ndarray, win_track: np.ndarray) -> float:
         return 0.01
     eq = (sigs[i[keep]] == sigs[j[keep]]) & (sigs[i[keep]] != _EMPTY32)
     return float(min(max(eq.mean(), 1e-4), 0.5))
-
-

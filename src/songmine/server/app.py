@@ -31,7 +31,7 @@ from fastapi_offline import FastAPIOffline
 from .. import __version__
 from ..fingerprint.heap import keep_heap
 from ..fingerprint.index import Index
-from ..fingerprint.query import identify
+from ..fingerprint.query import identify as identify_clip
 from . import trackstore
 from .balance import Peers
 from .deps import QuerySlots
@@ -123,7 +123,7 @@ def _warm_up(holder: IndexHolder) -> None:
     index = holder.snapshot()
     noise = np.random.default_rng(0).standard_normal(2 * index.config.sr).astype(np.float32) * 0.1
     try:
-        identify(index, noise, top=1)
+        identify_clip(index, noise, top=1)
     except Exception:  # serving does not depend on it
         log.debug("warm-up identification failed", exc_info=True)
 

@@ -18,7 +18,13 @@ from .state import IndexHolder
 from .uploads import ReceivedUpload, receive_upload
 
 __all__ = [
-    "QuerySlots", "SettingsDep", "IndexDep", "HolderDep", "require_token", "query_upload", "track_upload",
+    "QuerySlots",
+    "SettingsDep",
+    "IndexDep",
+    "HolderDep",
+    "require_token",
+    "query_upload",
+    "track_upload",
 ]
 
 
@@ -81,21 +87,21 @@ async def require_token(
     """Editing needs ``Authorization: Bearer <SONGMINE_TOKEN>``; refused when none is configured."""
     if settings.token is None:
         raise HTTPException(
-            403, "track editing is disabled: start the server with SONGMINE_TOKEN set to enable it",
+            403,
+            "track editing is disabled: start the server with SONGMINE_TOKEN set to enable it",
             headers=reason_header("editing-disabled"),
         )
     if creds is None or not hmac.compare_digest(creds.credentials.encode(), settings.token.encode()):
         raise HTTPException(
-            401, "missing or wrong bearer token",
+            401,
+            "missing or wrong bearer token",
             headers=reason_header("unauthorized", **{"WWW-Authenticate": 'Bearer realm="songmine"'}),
         )
 
 
 async def query_upload(request: Request, settings: SettingsDep) -> AsyncIterator[ReceivedUpload]:
     """The query body, streamed into a temp file within the query limits; removed afterwards."""
-    up = await receive_upload(
-        request, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s
-    )
+    up = await receive_upload(request, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
     try:
         yield up
     finally:
@@ -113,8 +119,13 @@ async def track_upload(
     folder = settings.track_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     up = await receive_upload(
-        request, max_bytes=settings.max_track_upload_bytes, timeout_s=settings.upload_timeout_s * 10,
-        tmp_dir=folder, prefix=trackstore.STAGE_PREFIX, suffix=trackstore.PART_SUFFIX, locked=True,
+        request,
+        max_bytes=settings.max_track_upload_bytes,
+        timeout_s=settings.upload_timeout_s * 10,
+        tmp_dir=folder,
+        prefix=trackstore.STAGE_PREFIX,
+        suffix=trackstore.PART_SUFFIX,
+        locked=True,
     )
     try:
         yield up

@@ -21,7 +21,11 @@ from ..fingerprint.index import IndexLockedError
 from .models import ErrorOut
 
 __all__ = [
-    "ServerFault", "decode_error", "install_error_handlers", "reason_header", "ERROR_RESPONSES",
+    "ServerFault",
+    "decode_error",
+    "install_error_handlers",
+    "reason_header",
+    "ERROR_RESPONSES",
     "AUTH_ERROR_RESPONSES",
 ]
 
@@ -127,7 +131,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": h.detail, "reason": exc.reason}, status_code=h.status_code)
         line = one_line(exc)
         if isinstance(exc, IndexLockedError):  # another process holds the index's write lock
-            return JSONResponse({"detail": line, "reason": "index-locked"}, status_code=503, headers={"Retry-After": "5"})
+            return JSONResponse(
+                {"detail": line, "reason": "index-locked"}, status_code=503, headers={"Retry-After": "5"}
+            )
         if isinstance(exc, (IndexFormatError, ServerFault)):  # the server's data, not the request: never a 4xx
             log.error("server-side failure on %s %s: %s", request.method, request.url.path, line, exc_info=exc)
             reason = "index-damaged" if isinstance(exc, IndexFormatError) else exc.reason

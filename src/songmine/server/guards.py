@@ -136,12 +136,21 @@ class RequestGuard:
         host = _header(scope, b"host")
         if not self.hosts.allows(host):
             shown = (host or "")[:100]
-            await _json(send, 400, f"Host {shown!r} is not served here (allow it with `songmine serve --allow-host`)",
-                        "host-not-allowed")
+            await _json(
+                send,
+                400,
+                f"Host {shown!r} is not served here (allow it with `songmine serve --allow-host`)",
+                "host-not-allowed",
+            )
             return
         if self.active >= self.max_requests:
-            await _json(send, 503, f"server busy: {self.max_requests} requests in progress, retry shortly", "busy",
-                        [(b"retry-after", b"1")])
+            await _json(
+                send,
+                503,
+                f"server busy: {self.max_requests} requests in progress, retry shortly",
+                "busy",
+                [(b"retry-after", b"1")],
+            )
             return
         self.active += 1
         if self.peers is not None:

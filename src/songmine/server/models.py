@@ -21,8 +21,9 @@ def shown_record(rec: QueryResult, expose: bool) -> QueryResult:
     """The match record with its paths whole or reduced to file names (``ServerSettings.expose_paths``)."""
     if expose:
         return rec
-    return rec.model_copy(update={"matches": [m.model_copy(update={"path": shown_path(m.path, False)})
-                                              for m in rec.matches]})
+    return rec.model_copy(
+        update={"matches": [m.model_copy(update={"path": shown_path(m.path, False)}) for m in rec.matches]}
+    )
 
 
 class ErrorOut(BaseModel):
@@ -43,10 +44,16 @@ class TrackOut(BaseModel):
     duration_s: float | None = None
 
     @classmethod
-    def of(cls, t: TrackRecord, *, expose_paths: bool = True) -> "TrackOut":
+    def of(cls, t: TrackRecord, *, expose_paths: bool = True) -> TrackOut:
         """The HTTP view of a catalogue record (its path whole, or its file name: :func:`shown_path`)."""
-        return cls(id=t.track_id, path=shown_path(t.path, expose_paths), title=t.title, artist=t.artist,
-                   album=t.album, duration_s=t.duration_s)
+        return cls(
+            id=t.track_id,
+            path=shown_path(t.path, expose_paths),
+            title=t.title,
+            artist=t.artist,
+            album=t.album,
+            duration_s=t.duration_s,
+        )
 
 
 class TrackPage(BaseModel):

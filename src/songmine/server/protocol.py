@@ -114,13 +114,21 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.connections) > self.limits.max_connections:
             victim = self._longest_waiting()
             if victim is None:
-                log.warning("connection cap (%d) reached and every connection has a request in progress",
-                            self.limits.max_connections)
-                self._close_with(503, "server busy: too many open connections, retry shortly", "busy",
-                                 {"retry-after": "1"})
+                log.warning(
+                    "connection cap (%d) reached and every connection has a request in progress",
+                    self.limits.max_connections,
+                )
+                self._close_with(
+                    503, "server busy: too many open connections, retry shortly", "busy", {"retry-after": "1"}
+                )
                 return
-            victim._close_with(503, "connection closed to make room for another client", "busy",
-                               {"retry-after": "1"}, silent_if_idle=True)
+            victim._close_with(
+                503,
+                "connection closed to make room for another client",
+                "busy",
+                {"retry-after": "1"},
+                silent_if_idle=True,
+            )
         self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -166,7 +174,9 @@ class GuardedH11Protocol(H11Protocol):
         if self._waiting_since is None or self.transport.is_closing():
             return
         self._close_with(
-            408, f"request head not received within {self.limits.header_timeout_s:g} s", "timeout",
+            408,
+            f"request head not received within {self.limits.header_timeout_s:g} s",
+            "timeout",
             silent_if_idle=True,
         )
 
@@ -189,8 +199,13 @@ class GuardedH11Protocol(H11Protocol):
         return best
 
     def _close_with(
-        self, status: int, detail: str, reason: str, headers: dict[str, str] | None = None,
-        *, silent_if_idle: bool = False,
+        self,
+        status: int,
+        detail: str,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        *,
+        silent_if_idle: bool = False,
     ) -> None:
         """End the connection; say why in JSON unless it is idle between requests (nothing to answer)."""
         self._cancel_head_timer()

@@ -128,13 +128,27 @@ class ServerSettings:
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         if self.token is not None and not self.token.strip():
             object.__setattr__(self, "token", None)
-        for name in ("max_upload_bytes", "max_track_upload_bytes", "top", "max_concurrent_queries",
-                     "max_connections", "max_requests", "max_header_bytes"):
+        for name in (
+            "max_upload_bytes",
+            "max_track_upload_bytes",
+            "top",
+            "max_concurrent_queries",
+            "max_connections",
+            "max_requests",
+            "max_header_bytes",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ParameterError(f"{name}={v!r} must be an integer >= 1")
-        for name in ("max_query_s", "max_track_s", "upload_timeout_s", "queue_timeout_s",
-                     "header_timeout_s", "keep_alive_s", "send_timeout_s"):
+        for name in (
+            "max_query_s",
+            "max_track_s",
+            "upload_timeout_s",
+            "queue_timeout_s",
+            "header_timeout_s",
+            "keep_alive_s",
+            "send_timeout_s",
+        ):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0 or v == float("inf"):
                 raise ParameterError(f"{name}={v!r} must be a finite number > 0")

@@ -117,8 +117,10 @@ class IndexHolder:
                 raise
             except Exception:
                 self._retry_at = time.monotonic() + RETRY_S
-                log.warning("index changed on disk but a fresh reader could not be opened; "
-                            "still serving the previous snapshot", exc_info=True)
+                log.warning(
+                    "index changed on disk but a fresh reader could not be opened; still serving the previous snapshot",
+                    exc_info=True,
+                )
             return self._reader
 
     def live_tracks(self, reader: Any) -> list[Any]:

@@ -106,8 +106,9 @@ def serve_workers(settings: Any, config_options: dict[str, Any], workers: int) -
 
 
 def _start(ctx: Any, settings: Any, options: dict[str, Any], sock: socket.socket, table: Any, slot: int) -> Any:
-    p = ctx.Process(target=_worker, args=(settings, options, sock, table, slot, os.getpid()),
-                    name=f"songmine-worker-{slot}")
+    p = ctx.Process(
+        target=_worker, args=(settings, options, sock, table, slot, os.getpid()), name=f"songmine-worker-{slot}"
+    )
     p.start()
     return p
 

@@ -33,7 +33,14 @@ from ..fingerprint.index import index_files
 from ..fingerprint.index.segments import fsync_dir
 
 __all__ = [
-    "STAGE_PREFIX", "PART_SUFFIX", "Recovery", "extension_for", "publish", "recover", "stage", "stored_name",
+    "STAGE_PREFIX",
+    "PART_SUFFIX",
+    "Recovery",
+    "extension_for",
+    "publish",
+    "recover",
+    "stage",
+    "stored_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,8 +146,10 @@ def recover(holder: Any, folder: Path) -> Recovery:
                 elif kind == "stored" and str(p) in live:
                     continue
                 elif kind == "stored" and any(
-                    t.sha256[:24] == p.stem and Path(t.path).parent == folder
-                    and Path(t.path).name.startswith(STAGE_PREFIX) and not os.path.exists(t.path)
+                    t.sha256[:24] == p.stem
+                    and Path(t.path).parent == folder
+                    and Path(t.path).name.startswith(STAGE_PREFIX)
+                    and not os.path.exists(t.path)
                     for t in live.values()
                 ):  # renamed, path update lost
                     index_files(writer, [p], jobs=1)
@@ -151,6 +160,10 @@ def recover(holder: Any, folder: Path) -> Recovery:
             finally:
                 os.close(fd)
     if out.removed or out.published:
-        log.info("upload folder %s: removed %d leftover file(s) of interrupted adds, finished %d add(s)",
-                 folder, out.removed, out.published)
+        log.info(
+            "upload folder %s: removed %d leftover file(s) of interrupted adds, finished %d add(s)",
+            folder,
+            out.removed,
+            out.published,
+        )
     return out

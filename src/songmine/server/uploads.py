@@ -49,9 +49,7 @@ UPLOAD_BODY = {
 }
 
 #: Raw-body content types accepted as audio (besides every ``audio/*``).
-RAW_AUDIO_TYPES = frozenset(
-    {"video/webm", "video/ogg", "video/mp4", "application/ogg", "application/octet-stream"}
-)
+RAW_AUDIO_TYPES = frozenset({"video/webm", "video/ogg", "video/mp4", "application/ogg", "application/octet-stream"})
 
 _MULTIPART_SLACK = 64 * 1024  # envelope + text fields allowed on top of the file limit
 _MAX_FIELDS = 16
@@ -114,9 +112,7 @@ def _error(status: int, detail: str, reason: str) -> HTTPException:
 
 
 def _too_large(limit: int) -> HTTPException:
-    return _error(
-        413, f"upload too large: the limit is {limit / (1 << 20):.0f} MB ({limit} bytes)", "too-large"
-    )
+    return _error(413, f"upload too large: the limit is {limit / (1 << 20):.0f} MB ({limit} bytes)", "too-large")
 
 
 def _malformed(detail: str) -> HTTPException:

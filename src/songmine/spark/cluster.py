@@ -102,15 +102,20 @@ def _to_block(features: list[str], id_column: str | None, meta: list[str], meta_
         if not batches:
             return
         t = pa.Table.from_batches(batches)
-        X = np.column_stack([t.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in features]) \
-            if features else np.zeros((t.num_rows, 0))
+        X = (
+            np.column_stack([t.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in features])
+            if features
+            else np.zeros((t.num_rows, 0))
+        )
         block = {
             "X": np.ascontiguousarray(X),
             "ids": t.column(id_column).to_numpy(zero_copy_only=False) if id_column else None,
             "meta": t.select(meta).rename_columns(meta_names).to_pandas() if meta else None,
         }
-        yield pa.RecordBatch.from_pydict({"part": [part], "block": [pickle.dumps(block, protocol=5)]},
-                                         schema=pa.schema([("part", pa.int64()), ("block", pa.binary())]))
+        yield pa.RecordBatch.from_pydict(
+            {"part": [part], "block": [pickle.dumps(block, protocol=5)]},
+            schema=pa.schema([("part", pa.int64()), ("block", pa.binary())]),
+        )
 
     return fn
 
@@ -123,8 +128,14 @@ def _first_pass(item):
     bad = ~np.isfinite(X)
     bad_rows = bad.any(axis=1)
     ok = X[~bad_rows] if bad_rows.any() else X
-    return (X.shape[0], bad.sum(axis=0).astype(np.int64), int(bad_rows.sum()), {part: ok.shape[0]},
-            ok.sum(axis=0), np.abs(ok).max(axis=0, initial=0.0))
+    return (
+        X.shape[0],
+        bad.sum(axis=0).astype(np.int64),
+        int(bad_rows.sum()),
+        {part: ok.shape[0]},
+        ok.sum(axis=0),
+        np.abs(ok).max(axis=0, initial=0.0),
+    )
 
 
 def _merge_first(a, b):
@@ -179,26 +190,41 @@ def _read(run: _Run, path: str, config: RunConfig, n_partitions: int | None):
     columns = [c for c in df.columns]
     id_column = "track_id" if "track_id" in types else None
     data_columns = [c for c in columns if c != id_column and not c.startswith("__index_level")]
-    cols, feats, echo, generic = input_columns(data_columns, echonest=config.echonest,
-                                               numeric=lambda c: types.get(c) in _NUMERIC)
+    cols, feats, echo, generic = input_columns(
+        data_columns, echonest=config.echonest, numeric=lambda c: types.get(c) in _NUMERIC
+    )
     # interpretation variables: found by name, coverage from one aggregate
-    variables = find_variables(_Columns(data_columns), genre_column=config.genre_column,
-                               max_variables=config.max_variables,
-                               coverage=lambda c: _coverage(run, df, c))
+    variables = find_variables(
+        _Columns(data_columns),
+        genre_column=config.genre_column,
+        max_variables=config.max_variables,
+        coverage=lambda c: _coverage(run, df, c),
+    )
     meta = list(dict.fromkeys(v.column for v in variables))
     # plain names inside Spark (mapInArrow resolves columns by name, and FMA names hold dots)
     fname = {c: f"f{i}" for i, c in enumerate(cols)}
     mname = {c: fname.get(c, f"m{j}") for j, c in enumerate(meta)}
-    ordered = (df.select(F.col("_metadata.file_path").alias("__file"), F.col("_metadata.row_index").alias("__row"),
-                         *([_col(id_column).alias("__id")] if id_column else []),
-                         *[_col(c).cast("double").alias(fname[c]) for c in cols],
-                         *[_col(c).alias(mname[c]) for c in meta if c not in fname])
-               .repartitionByRange(n_partitions or max(2 * run.sc.defaultParallelism, df.rdd.getNumPartitions()),
-                                   "__file", "__row")
-               .sortWithinPartitions("__file", "__row"))
-    blocks = (ordered.mapInArrow(_to_block([fname[c] for c in cols], "__id" if id_column else None,
-                                           [mname[c] for c in meta], meta), "part long, block binary").rdd
-              .map(lambda r: (int(r["part"]), pickle.loads(r["block"]))).cache())
+    ordered = (
+        df.select(
+            F.col("_metadata.file_path").alias("__file"),
+            F.col("_metadata.row_index").alias("__row"),
+            *([_col(id_column).alias("__id")] if id_column else []),
+            *[_col(c).cast("double").alias(fname[c]) for c in cols],
+            *[_col(c).alias(mname[c]) for c in meta if c not in fname],
+        )
+        .repartitionByRange(
+            n_partitions or max(2 * run.sc.defaultParallelism, df.rdd.getNumPartitions()), "__file", "__row"
+        )
+        .sortWithinPartitions("__file", "__row")
+    )
+    blocks = (
+        ordered.mapInArrow(
+            _to_block([fname[c] for c in cols], "__id" if id_column else None, [mname[c] for c in meta], meta),
+            "part long, block binary",
+        )
+        .rdd.map(lambda r: (int(r["part"]), pickle.loads(r["block"])))
+        .cache()
+    )
     return blocks, (cols, feats, echo, generic), variables
 
 
@@ -219,8 +245,10 @@ class _Columns:
 def _coverage(run: _Run, df, column: str) -> float:
     from pyspark.sql import functions as F
 
-    row = run.job(lambda: df.select(F.count(_col(column)).alias("n"), F.count(F.lit(1)).alias("all")).first(),
-                  f"coverage of {column}")
+    row = run.job(
+        lambda: df.select(F.count(_col(column)).alias("n"), F.count(F.lit(1)).alias("all")).first(),
+        f"coverage of {column}",
+    )
     return row["n"] / row["all"] if row["all"] else 0.0
 
 
@@ -228,12 +256,15 @@ def _nonfinite(run: _Run, blocks, cols: list[str], policy: str):
     """Count non-finite features; raise (error), drop the rows (drop). One job, which also gives what the
     standardisation needs first: ``(blocks, n_in, cells, rows, rows kept per block, column sums, max |x|)``."""
     n_in, per_col, bad_rows, sizes, s1, amax = run.job(
-        lambda: blocks.map(_first_pass).treeReduce(_merge_first, 2), "counting NaN/inf, column sums")
+        lambda: blocks.map(_first_pass).treeReduce(_merge_first, 2), "counting NaN/inf, column sums"
+    )
     n_bad = int(per_col.sum())
     if n_bad:
         worst = [cols[i] for i in np.argsort(-per_col)[:3] if per_col[i]]
-        msg = (f"{n_bad} NaN/±inf feature values in {int(bad_rows)} of {int(n_in)} rows "
-               f"(most in {', '.join(map(str, worst))})")
+        msg = (
+            f"{n_bad} NaN/±inf feature values in {int(bad_rows)} of {int(n_in)} rows "
+            f"(most in {', '.join(map(str, worst))})"
+        )
         if policy == "error":
             raise DataError(msg + "; rerun with --nonfinite drop or --nonfinite impute")
         log.warning("%s: dropping those rows", msg)
@@ -254,8 +285,17 @@ def _positions(sizes: dict[int, int]):
     return first, at
 
 
-def _reduce(run: _Run, blocks, n: int, names: list[str], config: RunConfig, first: dict[int, int],
-            s1: np.ndarray, amax: np.ndarray, variables: list[Variable]):
+def _reduce(
+    run: _Run,
+    blocks,
+    n: int,
+    names: list[str],
+    config: RunConfig,
+    first: dict[int, int],
+    s1: np.ndarray,
+    amax: np.ndarray,
+    variables: list[Variable],
+):
     """Standardise + PCA/SVD as MapReduce (module doc, steps 3–4): the blocks with ``Z``, the reduction,
     warnings, the column means and variances of ``Z`` and what the blocks say of each interpretation variable."""
     cfg = config.reduce
@@ -263,8 +303,10 @@ def _reduce(run: _Run, blocks, n: int, names: list[str], config: RunConfig, firs
     if n < 2:
         raise DataError(f"need a 2-D table with at least 2 rows and 1 column, got shape=({n}, {d})")
     mean_x = s1 / n
-    ss = run.job(lambda: blocks.map(lambda kv: ((kv[1]["X"] - mean_x) ** 2).sum(axis=0)).treeReduce(np.add, 2),
-                 "feature variances")
+    ss = run.job(
+        lambda: blocks.map(lambda kv: ((kv[1]["X"] - mean_x) ** 2).sum(axis=0)).treeReduce(np.add, 2),
+        "feature variances",
+    )
     var = ss / n
     std = np.sqrt(var)
     const = std <= 1e-12 * np.maximum(1.0, amax)
@@ -281,8 +323,9 @@ def _reduce(run: _Run, blocks, n: int, names: list[str], config: RunConfig, firs
     mean = mean_x[keep] if center else np.zeros(d)
     scale = std[keep] if cfg.standardize else np.ones(d)
     if cfg.method == "svd" and cfg.standardize:
-        rms2 = run.job(lambda: blocks.map(lambda kv: (kv[1]["X"][:, keep] ** 2).sum(axis=0)).treeReduce(np.add, 2),
-                       "feature RMS")
+        rms2 = run.job(
+            lambda: blocks.map(lambda kv: (kv[1]["X"][:, keep] ** 2).sum(axis=0)).treeReduce(np.add, 2), "feature RMS"
+        )
         scale = np.sqrt(rms2 / n)
     bc = run.sc.broadcast((keep, mean, scale))
 
@@ -291,8 +334,12 @@ def _reduce(run: _Run, blocks, n: int, names: list[str], config: RunConfig, firs
         return (kv[1]["X"][:, k_] - m_) / s_
 
     # one pass: Σ z, Σ z², Gram
-    sz, sz2, G = run.job(lambda: blocks.map(lambda kv: (lambda Z: (Z.sum(axis=0), (Z ** 2).sum(axis=0), Z.T @ Z))(
-        standard(kv))).treeReduce(_add3, 2), "covariance")
+    sz, sz2, G = run.job(
+        lambda: blocks.map(
+            lambda kv: (lambda Z: (Z.sum(axis=0), (Z**2).sum(axis=0), Z.T @ Z))(standard(kv))
+        ).treeReduce(_add3, 2),
+        "covariance",
+    )
     if cfg.method == "none":
         zvar = sz2 / n - (sz / n) ** 2
         ratios = zvar / zvar.sum()
@@ -302,8 +349,10 @@ def _reduce(run: _Run, blocks, n: int, names: list[str], config: RunConfig, firs
         rank = min(n - 1, d) if center else min(n, d)
         want = cfg.n_components
         if want is not None and want > rank:
-            raise ParameterError(f"n_components={want} must be <= {'n_samples − 1' if center else 'n_samples'} "
-                                 f"and <= n_features: at most {rank} here")
+            raise ParameterError(
+                f"n_components={want} must be <= {'n_samples − 1' if center else 'n_samples'} "
+                f"and <= n_features: at most {rank} here"
+            )
         if center:  # scikit-learn's PCA(svd_solver="covariance_eigh"), step by step
             mu = sz / n
             C = G - n * np.outer(mu, mu)
@@ -340,18 +389,29 @@ def _reduce(run: _Run, blocks, n: int, names: list[str], config: RunConfig, firs
 
     def moments(kv):
         Z = kv[1]
-        return Z.sum(axis=0), (Z ** 2).sum(axis=0), _block_stats(kv, variables) if variables else []
+        return Z.sum(axis=0), (Z**2).sum(axis=0), _block_stats(kv, variables) if variables else []
 
     # cached before the feature blocks go; the k-means tolerance and the variables' stats on the way
-    zs, zs2, stats = run.job(lambda: zblocks.map(moments).treeReduce(
-        lambda a, b: (a[0] + b[0], a[1] + b[1], _merge_stats(a[2], b[2])), 2), "projecting the rows")
+    zs, zs2, stats = run.job(
+        lambda: zblocks.map(moments).treeReduce(lambda a, b: (a[0] + b[0], a[1] + b[1], _merge_stats(a[2], b[2])), 2),
+        "projecting the rows",
+    )
     zmean = zs / n
-    return zblocks, red, notes, zmean, np.maximum(zs2 / n - zmean ** 2, 0.0), stats
+    return zblocks, red, notes, zmean, np.maximum(zs2 / n - zmean**2, 0.0), stats
 
 
-def run_spark(path: str, *, config: RunConfig = RunConfig(), master: str | None = None, session=None,
-              assignments: str | None = None, n_partitions: int | None = None, choose_sample: int = CHOOSE_SAMPLE,
-              job_timeout_s: float | None = None, progress=None) -> ClusterAnalysis:
+def run_spark(
+    path: str,
+    *,
+    config: RunConfig = RunConfig(),
+    master: str | None = None,
+    session=None,
+    assignments: str | None = None,
+    n_partitions: int | None = None,
+    choose_sample: int = CHOOSE_SAMPLE,
+    job_timeout_s: float | None = None,
+    progress=None,
+) -> ClusterAnalysis:
     """The ``cluster run`` analysis of a parquet table, computed by Spark (see the module doc).
 
     Parameters
@@ -376,8 +436,10 @@ def run_spark(path: str, *, config: RunConfig = RunConfig(), master: str | None 
     DataError, ParameterError, EngineError
     """
     if config.nonfinite == "impute":
-        raise ParameterError("--nonfinite impute needs exact column medians and runs with --engine local only; "
-                             "use --nonfinite drop, or impute the table first")
+        raise ParameterError(
+            "--nonfinite impute needs exact column medians and runs with --engine local only; "
+            "use --nonfinite drop, or impute the table first"
+        )
     session = session or get_session(master)
     run = _Run(session, job_timeout_s, progress)
     t_start = time.perf_counter()
@@ -396,8 +458,9 @@ def run_spark(path: str, *, config: RunConfig = RunConfig(), master: str | None 
         if config.k is not None and config.k > n:
             raise ParameterError(f"k={config.k} must be <= the number of rows ({n})")
         run.step(f"reducing {n:,} × {len(cols)} features")
-        zblocks, red, notes, zmean, zvar, stats = _reduce(run, blocks, n, [str(c) for c in cols], config, first,
-                                                          s1, amax, variables)
+        zblocks, red, notes, zmean, zvar, stats = _reduce(
+            run, blocks, n, [str(c) for c in cols], config, first, s1, amax, variables
+        )
         blocks.unpersist()
         variables, dropped_vars, by_key = _informative(variables, stats)
         warn_msgs += dropped_vars + notes  # (the local run's order)
@@ -420,13 +483,22 @@ def run_spark(path: str, *, config: RunConfig = RunConfig(), master: str | None 
         secs = time.perf_counter() - t0
         bc = run.sc.broadcast(res.centers)
         labelled = zblocks.map(lambda kv, c=bc: _label(kv, c.value)).cache()
-        counts_by = run.job(lambda: labelled.map(lambda kv: np.bincount(kv[2]["labels"], minlength=k))
-                            .treeReduce(np.add, 2), "labelling the rows, cluster sizes")
+        counts_by = run.job(
+            lambda: labelled.map(lambda kv: np.bincount(kv[2]["labels"], minlength=k)).treeReduce(np.add, 2),
+            "labelling the rows, cluster sizes",
+        )
         zblocks.unpersist()
         zblocks = labelled
-        model = {"engine": "spark", "init": "given centres" if not isinstance(config.init, str) else
-                 "k-means|| (Spark)", "n_init": n_init, "inertia": res.inertia, "n_iter": res.n_iter,
-                 "converged": res.converged, "seconds": secs, "seed": config.seed}
+        model = {
+            "engine": "spark",
+            "init": "given centres" if not isinstance(config.init, str) else "k-means|| (Spark)",
+            "n_init": n_init,
+            "inertia": res.inertia,
+            "n_iter": res.n_iter,
+            "converged": res.converged,
+            "seconds": secs,
+            "seed": config.seed,
+        }
         run.step("interpreting clusters")
         cluster_sizes = counts_by.astype(np.int64).tolist()
         tables = _tables(run, zblocks, variables, by_key, k)
@@ -449,22 +521,49 @@ def run_spark(path: str, *, config: RunConfig = RunConfig(), master: str | None 
             warn_msgs.append("no genre column: representative genres not computed")
             rep = [{"cluster": c, "genre": None, "unknown_share": None} for c in range(k)]
         descriptions = [describe_cluster(c, cluster_sizes[c], n, rep[c], within, variables) for c in range(k)]
-        warn_msgs.append("with --engine spark the comparisons with scikit-learn and with/without echonest are not "
-                         "run (they refit on the whole table in memory)")
+        warn_msgs.append(
+            "with --engine spark the comparisons with scikit-learn and with/without echonest are not "
+            "run (they refit on the whole table in memory)"
+        )
         rng = np.random.default_rng(config.seed)
         pick = np.sort(rng.choice(n, min(n, config.projection_sample), replace=False))
         got = _sample_rows(run, zblocks, pick)
         Z2 = got["Z"]
-        proj = {"xy": Z2[:, :2] if Z2.shape[1] >= 2 else np.c_[Z2[:, :1], np.zeros(len(Z2))],
-                "labels": got["labels"], "centers": res.centers[:, :2] if Z2.shape[1] >= 2 else None}
+        proj = {
+            "xy": Z2[:, :2] if Z2.shape[1] >= 2 else np.c_[Z2[:, :1], np.zeros(len(Z2))],
+            "labels": got["labels"],
+            "centers": res.centers[:, :2] if Z2.shape[1] >= 2 else None,
+        }
         if assignments is not None:
             run.step(f"writing the assignments to {assignments}")
             _write_assignments(run, zblocks, assignments)
         log.info("cluster run on Spark: %.1f s", time.perf_counter() - t_start)
         empty = np.zeros(0)
-        return ClusterAnalysis(str(path), config, n, plan, red, chooser, k, empty.astype(np.int64), empty, empty,
-                               model, cluster_sizes, variables, pivots, counts, within, rep, descriptions, None,
-                               None, proj, None, warn_msgs)
+        return ClusterAnalysis(
+            str(path),
+            config,
+            n,
+            plan,
+            red,
+            chooser,
+            k,
+            empty.astype(np.int64),
+            empty,
+            empty,
+            model,
+            cluster_sizes,
+            variables,
+            pivots,
+            counts,
+            within,
+            rep,
+            descriptions,
+            None,
+            None,
+            proj,
+            None,
+            warn_msgs,
+        )
     finally:
         for rdd in (blocks, zblocks):
             if rdd is not None:
@@ -526,13 +625,14 @@ def _write_assignments(run: _Run, zblocks, path: str) -> None:
     def rows(kv):
         _, _, extra = kv
         ids = extra["ids"] if extra["ids"] is not None else extra["pos"]
-        for i, c, dd in zip(ids.tolist(), extra["labels"].tolist(), extra["dist"].tolist()):
-            yield i, c, dd
+        yield from zip(ids.tolist(), extra["labels"].tolist(), extra["dist"].tolist())
 
     df = run.session.createDataFrame(zblocks.flatMap(rows), "track_id long, cluster long, distance double")
     writer = df.write.mode("overwrite")
-    run.job(lambda: writer.option("header", True).csv(path) if str(path).endswith(".csv") else writer.parquet(path),
-            f"writing {path}")
+    run.job(
+        lambda: writer.option("header", True).csv(path) if str(path).endswith(".csv") else writer.parquet(path),
+        f"writing {path}",
+    )
 
 
 # --------------------------------------------------------------------------- variables from aggregates
@@ -549,8 +649,9 @@ def _values(meta, v: Variable):
             dt = dt.dt.tz_convert("UTC").dt.tz_localize(None)
         return "date", dt
     if v.kind in ("numeric", "year"):
-        return "number", pd.to_numeric(pd.Series(np.asarray(s, dtype=float) if v.kind == "year" else s),
-                                       errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return "number", pd.to_numeric(
+            pd.Series(np.asarray(s, dtype=float) if v.kind == "year" else s), errors="coerce"
+        ).to_numpy(dtype=np.float64, na_value=np.nan)
     s = s.astype("object").where(s.notna(), UNKNOWN).astype(str)
     return "text", s.where(s.str.strip() != "", UNKNOWN)
 
@@ -585,7 +686,7 @@ def _block_stats(kv, variables: list[Variable]) -> list:
 
 def _merge_stats(a: list, b: list) -> list:
     out = []
-    for (ka, fa, pa, ca), (kb, fb, pb, cb) in zip(a, b):
+    for (ka, fa, pa, ca), (_kb, fb, pb, cb) in zip(a, b):
         few = None if fa is None or fb is None else (fa + fb if pa <= pb else fb + fa)
         few = None if few is None else list(dict.fromkeys(few))[:2]
         counts = None
@@ -632,8 +733,10 @@ def _tables(run: _Run, zblocks, variables: list[Variable], by_key: dict, k: int)
     for v in ranked:
         plans[v.key] = cuts[v.key]
     kinds = {v.key: by_key[v.key][0] for v in variables}
-    parts = run.job(lambda: zblocks.map(lambda kv: _block_tables(kv, variables, kinds, plans, k))
-                    .treeReduce(_merge_tables, 2), "cluster × category counts")
+    parts = run.job(
+        lambda: zblocks.map(lambda kv: _block_tables(kv, variables, kinds, plans, k)).treeReduce(_merge_tables, 2),
+        "cluster × category counts",
+    )
     tables = {}
     for v in variables:
         kind, plan = kinds[v.key], plans[v.key]
@@ -648,8 +751,9 @@ def _tables(run: _Run, zblocks, variables: list[Variable], by_key: dict, k: int)
         if plan[1] == 0:  # no known value
             tables[v.key] = _frame(tab[:, 4:], [UNKNOWN], v)
         elif kind == "date":
-            ranges = [(pd.Timestamp(int(lo[i])), pd.Timestamp(int(hi[i]))) if np.isfinite(lo[i]) else None
-                      for i in range(4)]
+            ranges = [
+                (pd.Timestamp(int(lo[i])), pd.Timestamp(int(hi[i]))) if np.isfinite(lo[i]) else None for i in range(4)
+            ]
             known = [r for r in ranges if r is not None]
             span = (max(r[1] for r in known) - min(r[0] for r in known)) / pd.Timedelta(days=1)
             tables[v.key] = _frame(tab, date_labels(ranges, n_years=len(years), span_days=span) + [UNKNOWN], v)
@@ -668,8 +772,9 @@ def _block_tables(kv, variables: list[Variable], kinds: dict, plans: dict, k: in
         _, vals = _values(meta, v)
         if kind == "text":
             idx = {c: i for i, c in enumerate(plan)}
-            code = np.array([len(plan) + 1 if x == UNKNOWN else idx.get(x, len(plan)) for x in vals.tolist()],
-                            dtype=np.int64)
+            code = np.array(
+                [len(plan) + 1 if x == UNKNOWN else idx.get(x, len(plan)) for x in vals.tolist()], dtype=np.int64
+            )
             tab = np.zeros((k, len(plan) + 2), dtype=np.int64)
             np.add.at(tab, (labels, code), 1)
             out[v.key] = tab
@@ -696,8 +801,11 @@ def _merge_tables(a: dict, b: dict) -> dict:
     out = {}
     for key, x in a.items():
         y = b[key]
-        out[key] = x + y if isinstance(x, np.ndarray) else (x[0] + y[0], np.minimum(x[1], y[1]),
-                                                             np.maximum(x[2], y[2]), x[3] | y[3])
+        out[key] = (
+            x + y
+            if isinstance(x, np.ndarray)
+            else (x[0] + y[0], np.minimum(x[1], y[1]), np.maximum(x[2], y[2]), x[3] | y[3])
+        )
     return out
 
 
@@ -729,14 +837,25 @@ def _cut_points(run: _Run, zblocks, variables: list[Variable]) -> dict[str, tupl
 
     known = zblocks.flatMap(triples).cache()
     try:
-        counts = dict(run.job(lambda: known.map(lambda t: (t[0], 1)).reduceByKey(lambda a, b: a + b).collect(),
-                              "known values"))
+        counts = dict(
+            run.job(lambda: known.map(lambda t: (t[0], 1)).reduceByKey(lambda a, b: a + b).collect(), "known values")
+        )
         m = [counts.get(j, 0) for j in range(len(variables))]
         start = np.concatenate([[0], np.cumsum(m)[:-1]]).astype(int).tolist()
-        want = {start[j] + math.ceil(i * m[j] / 4): j for j in range(len(variables)) for i in (1, 2, 3)
-                if math.ceil(i * m[j] / 4) < m[j]}
-        picked = run.job(lambda: known.sortBy(lambda t: t).zipWithIndex()
-                         .filter(lambda t, w=set(want): t[1] in w).collect(), "quartile cuts") if want else []
+        want = {
+            start[j] + math.ceil(i * m[j] / 4): j
+            for j in range(len(variables))
+            for i in (1, 2, 3)
+            if math.ceil(i * m[j] / 4) < m[j]
+        }
+        picked = (
+            run.job(
+                lambda: known.sortBy(lambda t: t).zipWithIndex().filter(lambda t, w=set(want): t[1] in w).collect(),
+                "quartile cuts",
+            )
+            if want
+            else []
+        )
     finally:
         known.unpersist()
     cuts: dict[int, list] = {j: [] for j in range(len(variables))}
@@ -749,6 +868,9 @@ def _frame(tab: np.ndarray, names: list[str], v: Variable):
     """A count table as the local ``pd.crosstab`` gives it: clusters × categories."""
     import pandas as pd
 
-    out = pd.DataFrame(np.asarray(tab, dtype=np.int64), index=pd.RangeIndex(tab.shape[0], name="cluster"),
-                       columns=pd.Index(names, name=v.key))
+    out = pd.DataFrame(
+        np.asarray(tab, dtype=np.int64),
+        index=pd.RangeIndex(tab.shape[0], name="cluster"),
+        columns=pd.Index(names, name=v.key),
+    )
     return out

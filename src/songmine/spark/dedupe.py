@@ -92,8 +92,9 @@ def _bucket_pairs(members: Iterable[int]) -> Iterator[tuple[int, int]]:
 def _meta(p: TrackPrint) -> TrackPrint:
     """A print's metadata without its hashes (what the driver keeps)."""
     z = np.zeros(0, np.uint32)
-    return TrackPrint(p.path, z, z, p.duration_s, p.codec, p.bitrate_kbps, p.lossless, p.sr, p.channels,
-                      p.track_id, p.bandwidth_hz)
+    return TrackPrint(
+        p.path, z, z, p.duration_s, p.codec, p.bitrate_kbps, p.lossless, p.sr, p.channels, p.track_id, p.bandwidth_hz
+    )
 
 
 def _bandwidth(path: str) -> float | None:
@@ -105,8 +106,16 @@ def _bandwidth(path: str) -> float | None:
         return None
 
 
-def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, master: str | None = None, session=None,
-                 fp_config=None, n_partitions: int | None = None, job_timeout_s: float | None = None) -> DedupeReport:
+def dedupe_spark(
+    paths: Iterable,
+    config: DedupeConfig = DedupeConfig(),
+    *,
+    master: str | None = None,
+    session=None,
+    fp_config=None,
+    n_partitions: int | None = None,
+    job_timeout_s: float | None = None,
+) -> DedupeReport:
     """:func:`songmine.minhash.dedupe.dedupe` with every step on Spark (see the module doc).
 
     Executors need the files at the same paths as the driver.
@@ -125,9 +134,17 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
     t0 = time.perf_counter()
     parts = max(1, min(len(files), n_partitions or 4 * sc.defaultParallelism))
     items = list(enumerate(files))
-    prints = (sc.parallelize([items[k::parts] for k in range(parts)], parts).flatMap(lambda s: s)
-              .mapPartitions(lambda it: _print_task(it, config, fpc))
-              .filter(lambda kv: isinstance(kv[1], TrackPrint)).cache()) if files else None
+    prints = (
+        (
+            sc.parallelize([items[k::parts] for k in range(parts)], parts)
+            .flatMap(lambda s: s)
+            .mapPartitions(lambda it: _print_task(it, config, fpc))
+            .filter(lambda kv: isinstance(kv[1], TrackPrint))
+            .cache()
+        )
+        if files
+        else None
+    )
     try:
         if prints is None:
             got, skipped_rows = [], []
@@ -136,9 +153,18 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
             got = job(lambda: prints.map(lambda kv: (kv[0], _meta(kv[1]))).collect(), "fingerprinting for dedupe")
             ok = {i for i, _ in got}
             bad = [(i, f) for i, f in items if i not in ok]
-            skipped_rows = job(lambda: sc.parallelize(bad, max(1, min(len(bad), parts)))
-                               .mapPartitions(lambda it: _print_task(it, config, fpc)).collect(),
-                               "reading the unreadable files' reasons") if bad else []
+            skipped_rows = (
+                job(
+                    lambda: (
+                        sc.parallelize(bad, max(1, min(len(bad), parts)))
+                        .mapPartitions(lambda it: _print_task(it, config, fpc))
+                        .collect()
+                    ),
+                    "reading the unreadable files' reasons",
+                )
+                if bad
+                else []
+            )
         meta = dict(got)
         skipped = [v for _, v in sorted(skipped_rows, key=lambda kv: kv[0])]
         timings["fingerprint"] = time.perf_counter() - t0
@@ -152,19 +178,37 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
         if n:
             n_perm, seed = config.n_perm, config.random_state
             sigs = prints.map(lambda kv: (kv[0], _signature(kv[1], n_perm, seed))).cache()
-            cand = (sigs.flatMap(lambda kv: _band_records(kv, b, r)).groupByKey()
-                    .flatMap(lambda kv: _bucket_pairs(kv[1])).distinct().cache())
+            cand = (
+                sigs.flatMap(lambda kv: _band_records(kv, b, r))
+                .groupByKey()
+                .flatMap(lambda kv: _bucket_pairs(kv[1]))
+                .distinct()
+                .cache()
+            )
             n_candidates = job(cand.count, "LSH candidate pairs")
             timings["lsh"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            thr, tol, min_votes, min_frac = (config.threshold, config.tolerance_frames, config.min_votes,
-                                             config.min_vote_fraction)
-            est = (cand.join(sigs).map(lambda kv: (kv[1][0], (kv[0], kv[1][1])))
-                   .join(sigs).map(lambda kv: ((kv[1][0][0], kv[0]), float(np.mean(kv[1][0][1] == kv[1][1]))))
-                   .filter(lambda kv: kv[1] >= thr))
-            confirmed = (est.map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))).join(prints)
-                         .map(lambda kv: (kv[1][0][0], (kv[0], kv[1][0][1], kv[1][1]))).join(prints)
-                         .map(lambda kv: _confirm(kv, tol, min_votes, min_frac)).filter(lambda x: x is not None))
+            thr, tol, min_votes, min_frac = (
+                config.threshold,
+                config.tolerance_frames,
+                config.min_votes,
+                config.min_vote_fraction,
+            )
+            est = (
+                cand.join(sigs)
+                .map(lambda kv: (kv[1][0], (kv[0], kv[1][1])))
+                .join(sigs)
+                .map(lambda kv: ((kv[1][0][0], kv[0]), float(np.mean(kv[1][0][1] == kv[1][1]))))
+                .filter(lambda kv: kv[1] >= thr)
+            )
+            confirmed = (
+                est.map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+                .join(prints)
+                .map(lambda kv: (kv[1][0][0], (kv[0], kv[1][0][1], kv[1][1])))
+                .join(prints)
+                .map(lambda kv: _confirm(kv, tol, min_votes, min_frac))
+                .filter(lambda x: x is not None)
+            )
             found = sorted(job(confirmed.collect, "confirming candidate pairs"))
             for i, j, jac, votes, off in found:  # in the local order: candidate pairs sorted by index
                 pairs_out.append(DuplicatePair(meta[i].path, meta[j].path, jac, votes, float(off * hop_s)))
@@ -177,9 +221,16 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
         comps = duplicate_components(n, edges)
         if comps and config.bandwidth:
             members = sorted({int(k) for idx in comps for k in idx})
-            measured = dict(job(lambda: sc.parallelize([(k, plist[k].path) for k in members],
-                                                       max(1, min(len(members), parts)))
-                                .map(lambda kv: (kv[0], _bandwidth(kv[1]))).collect(), "measuring bandwidths"))
+            measured = dict(
+                job(
+                    lambda: (
+                        sc.parallelize([(k, plist[k].path) for k in members], max(1, min(len(members), parts)))
+                        .map(lambda kv: (kv[0], _bandwidth(kv[1])))
+                        .collect()
+                    ),
+                    "measuring bandwidths",
+                )
+            )
             for k in members:
                 if plist[k].bandwidth_hz is None:
                     plist[k].bandwidth_hz = measured[k]
@@ -190,11 +241,24 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
         want = [(order[keeper], order[int(k)]) for idx, keeper, _ in chosen for k in idx if k != keeper]
         offsets: dict[tuple[int, int], int] = {}
         if want:
-            offsets = dict(job(lambda: sc.parallelize(want, max(1, min(len(want), parts)))
-                               .join(prints).map(lambda kv: (kv[1][0], (kv[0], kv[1][1]))).join(prints)
-                               .map(lambda kv: ((kv[1][0][0], kv[0]),
-                                                offset_vote(kv[1][0][1], kv[1][1], tolerance_frames=tol)[1]))
-                               .collect(), "aligning group members"))
+            offsets = dict(
+                job(
+                    lambda: (
+                        sc.parallelize(want, max(1, min(len(want), parts)))
+                        .join(prints)
+                        .map(lambda kv: (kv[1][0], (kv[0], kv[1][1])))
+                        .join(prints)
+                        .map(
+                            lambda kv: (
+                                (kv[1][0][0], kv[0]),
+                                offset_vote(kv[1][0][1], kv[1][1], tolerance_frames=tol)[1],
+                            )
+                        )
+                        .collect()
+                    ),
+                    "aligning group members",
+                )
+            )
         for idx, keeper, reason in chosen:
             offs = {int(k): offsets[(order[keeper], order[int(k)])] for k in idx if k != keeper}
             groups.append(assemble_group(plist, idx, keeper, reason, offs, hop_s=hop_s))
@@ -202,8 +266,15 @@ def dedupe_spark(paths: Iterable, config: DedupeConfig = DedupeConfig(), *, mast
     finally:
         if prints is not None:
             prints.unpersist()
-    return DedupeReport(groups=groups, pairs=pairs_out, n_files=n, n_candidates=int(n_candidates), skipped=skipped,
-                        bands=(b, r), timings_s={k: round(v, 4) for k, v in timings.items()})
+    return DedupeReport(
+        groups=groups,
+        pairs=pairs_out,
+        n_files=n,
+        n_candidates=int(n_candidates),
+        skipped=skipped,
+        bands=(b, r),
+        timings_s={k: round(v, 4) for k, v in timings.items()},
+    )
 
 
 def _confirm(kv, tol: int, min_votes: int, min_frac: float):

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ParameterError
 from ..catalog.batch import Failure, extract_one, file_result, results_frame
 from ..catalog.decoding import DECODERS
+from ..errors import ParameterError
 from .session import get_session, run_job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,12 +43,12 @@ def extract_folder_spark(
     *,
     master: str | None = None,
     n_partitions: int | None = None,
-    resume_from: "pd.DataFrame | None" = None,
+    resume_from: pd.DataFrame | None = None,
     with_tags: bool = False,
     progress: Callable[[int, int], None] | None = None,
     job_timeout_s: float | None = None,
     decoder: str = "pyav",
-) -> tuple["pd.DataFrame", list[Failure]]:
+) -> tuple[pd.DataFrame, list[Failure]]:
     """Features of many files computed by a Spark job; same contract as ``extract_folder``.
 
     Parameters
@@ -96,8 +96,12 @@ def extract_folder_spark(
         todo.sort(key=lambda it: -_size(it[1]))
         slices = [todo[i::parts] for i in range(parts)]
         rdd = sc.parallelize(slices, parts).flatMap(lambda s: s)
-        results = run_job(session, lambda: rdd.mapPartitions(_work_partition).collect(),
-                          timeout_s=job_timeout_s, what=f"feature extraction of {len(todo)} files")
+        results = run_job(
+            session,
+            lambda: rdd.mapPartitions(_work_partition).collect(),
+            timeout_s=job_timeout_s,
+            what=f"feature extraction of {len(todo)} files",
+        )
     failures: dict[str, Failure] = {}
     where = dict(items)
     for res in results:

@@ -43,7 +43,15 @@ import numpy as np
 from ..audio import load
 from ..errors import IndexFormatError, ParameterError, SongmineError, one_line
 from ..fingerprint.index import Index
-from ..fingerprint.monitor import MAX_RECORDING_S, RecordingResult, WindowResult, check_windows, cut, finish, window_name
+from ..fingerprint.monitor import (
+    MAX_RECORDING_S,
+    RecordingResult,
+    WindowResult,
+    check_windows,
+    cut,
+    finish,
+    window_name,
+)
 from ..fingerprint.query import identify
 from ..fingerprint.search import SearchConfig
 from ..records import QueryResult
@@ -84,8 +92,9 @@ def safe_identify(index, clip: Any, **kw) -> ClipOutcome:
     except SongmineError as exc:
         return ClipOutcome(QueryResult(query=name, error=one_line(exc)), "clip")
     except Exception as exc:  # noqa: BLE001  (a bug: report the clip, go on)
-        return ClipOutcome(QueryResult(query=name, error=f"internal error: {type(exc).__name__}: {one_line(exc)}"),
-                           "internal")
+        return ClipOutcome(
+            QueryResult(query=name, error=f"internal error: {type(exc).__name__}: {one_line(exc)}"), "internal"
+        )
 
 
 def _single_threaded() -> None:
@@ -114,10 +123,18 @@ def _partitions(sc, n_items: int, n_partitions: int | None) -> int:
     return max(1, min(n_items, 4 * sc.defaultParallelism))
 
 
-def identify_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str | os.PathLike[str]], *,
-                         top: int = 3, config=None, master: str | None = None, session=None,
-                         n_partitions: int | None = None, job_timeout_s: float | None = None,
-                         max_duration_s: float | None = 60.0) -> list[ClipOutcome]:
+def identify_clips_spark(
+    index_path: str | os.PathLike[str],
+    clips: Sequence[str | os.PathLike[str]],
+    *,
+    top: int = 3,
+    config=None,
+    master: str | None = None,
+    session=None,
+    n_partitions: int | None = None,
+    job_timeout_s: float | None = None,
+    max_duration_s: float | None = 60.0,
+) -> list[ClipOutcome]:
     """Identify many clips on Spark's executors; one :class:`ClipOutcome` per clip, in the given order.
 
     Each record equals what :func:`songmine.fingerprint.query.identify` answers
@@ -135,8 +152,12 @@ def identify_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str
     parts = _partitions(sc, len(items), n_partitions)
     slices = [items[i::parts] for i in range(parts)]  # round-robin: neighbours in a list are often alike
     rdd = sc.parallelize(slices, parts).flatMap(lambda s: s)
-    got = run_job(session, lambda: rdd.mapPartitions(lambda it: _clip_task(it, path, kw)).collect(),
-                  timeout_s=job_timeout_s, what=f"identifying {len(items)} clips")
+    got = run_job(
+        session,
+        lambda: rdd.mapPartitions(lambda it: _clip_task(it, path, kw)).collect(),
+        timeout_s=job_timeout_s,
+        what=f"identifying {len(items)} clips",
+    )
     got.sort(key=lambda r: r[0])
     return [o for _, o in got]
 
@@ -144,8 +165,9 @@ def identify_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str
 # --------------------------------------------------------------------------- recordings
 
 
-def _decode_task(items: Iterable[tuple[int, str]], sr: int, window_s: float, hop_s: float,
-                 max_duration_s: float) -> Iterator[tuple]:
+def _decode_task(
+    items: Iterable[tuple[int, str]], sr: int, window_s: float, hop_s: float, max_duration_s: float
+) -> Iterator[tuple]:
     """Decode each recording once and cut it: ``("win", rec, (start, end, samples))`` per window,
     ``("dur", rec, seconds)`` per recording, ``("err", rec, reason)`` when it cannot be decoded."""
     _single_threaded()
@@ -183,8 +205,9 @@ def _search_task(records: Iterable[tuple], index_path: str, names: dict[int, str
         yield "win", rec, (WindowResult(a, b, out.result), out.kind)
 
 
-def _finish_task(groups: Iterable[tuple[int, Iterable[tuple]]], index_path: str, names: dict[int, str],
-                 window_s: float) -> Iterator[tuple[int, Any, list[str]]]:
+def _finish_task(
+    groups: Iterable[tuple[int, Iterable[tuple]]], index_path: str, names: dict[int, str], window_s: float
+) -> Iterator[tuple[int, Any, list[str]]]:
     """A recording's windows → its :class:`~songmine.fingerprint.monitor.RecordingResult` (timeline here)."""
     for rec, values in groups:
         wins, kinds, duration, error = [], [], 0.0, None
@@ -206,11 +229,20 @@ def _finish_task(groups: Iterable[tuple[int, Iterable[tuple]]], index_path: str,
         yield rec, finish(names[rec], duration, wins, window_s=window_s, index=ix), kinds
 
 
-def identify_recordings_spark(index_path: str | os.PathLike[str], recordings: Sequence[str | os.PathLike[str]], *,
-                              window_s: float, hop_s: float | None = None, top: int = 3, config=None,
-                              master: str | None = None, session=None, n_partitions: int | None = None,
-                              max_duration_s: float | None = None, job_timeout_s: float | None = None,
-                              ) -> list[tuple[Any, list[str]]]:
+def identify_recordings_spark(
+    index_path: str | os.PathLike[str],
+    recordings: Sequence[str | os.PathLike[str]],
+    *,
+    window_s: float,
+    hop_s: float | None = None,
+    top: int = 3,
+    config=None,
+    master: str | None = None,
+    session=None,
+    n_partitions: int | None = None,
+    max_duration_s: float | None = None,
+    job_timeout_s: float | None = None,
+) -> list[tuple[Any, list[str]]]:
     """What played when in each recording, its windows searched on Spark's executors.
 
     Returns per recording (in the given order) its
@@ -236,14 +268,16 @@ def identify_recordings_spark(index_path: str | os.PathLike[str], recordings: Se
     slices = [list(names.items())[i::parts_in] for i in range(parts_in)]
     # windows per recording are unknown before decoding: aim at ~4 tasks per core for the search
     parts = n_partitions or 4 * sc.defaultParallelism
-    pipeline = (sc.parallelize(slices, parts_in).flatMap(lambda s: s)
-                .mapPartitions(lambda it: _decode_task(it, sr, window_s, hop, limit))
-                .repartition(parts)
-                .mapPartitions(lambda it: _search_task(it, path, names, kw))
-                .map(lambda r: (r[1], (r[0], r[2])))
-                .groupByKey(numPartitions=max(1, min(n_rec, parts)))
-                .mapPartitions(lambda it: _finish_task(it, path, names, window_s)))
-    got = run_job(session, pipeline.collect, timeout_s=job_timeout_s,
-                  what=f"monitoring {n_rec} recording(s)")
+    pipeline = (
+        sc.parallelize(slices, parts_in)
+        .flatMap(lambda s: s)
+        .mapPartitions(lambda it: _decode_task(it, sr, window_s, hop, limit))
+        .repartition(parts)
+        .mapPartitions(lambda it: _search_task(it, path, names, kw))
+        .map(lambda r: (r[1], (r[0], r[2])))
+        .groupByKey(numPartitions=max(1, min(n_rec, parts)))
+        .mapPartitions(lambda it: _finish_task(it, path, names, window_s))
+    )
+    got = run_job(session, pipeline.collect, timeout_s=job_timeout_s, what=f"monitoring {n_rec} recording(s)")
     got.sort(key=lambda r: r[0])
     return [(res, kinds) for _, res, kinds in got]

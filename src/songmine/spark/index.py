@@ -76,8 +76,14 @@ class SparkRunner:
         are retried one by one (each with the same bound).
     """
 
-    def __init__(self, session, *, files_per_task: int | None = None, inflight: int | None = None,
-                 job_timeout_s: float | None = None):
+    def __init__(
+        self,
+        session,
+        *,
+        files_per_task: int | None = None,
+        inflight: int | None = None,
+        job_timeout_s: float | None = None,
+    ):
         if files_per_task is not None and files_per_task < 1:
             raise ParameterError(f"files_per_task={files_per_task} must be >= 1")
         if inflight is not None and inflight < 1:
@@ -94,14 +100,18 @@ class SparkRunner:
         sc = self.session.sparkContext
         cores = max(1, sc.defaultParallelism)
         per = self.files_per_task or max(1, min(8, math.ceil(len(todo) / (4 * cores))))
-        tasks = [list(todo[i:i + per]) for i in range(0, len(todo), per)]
+        tasks = [list(todo[i : i + per]) for i in range(0, len(todo), per)]
         bc = sc.broadcast(known)
         self.n_jobs = 0
         try:
             retry: list[str] = []
-            for i, got in run_jobs(self.session, (self._job(t, config, extractor, bc) for t in tasks),
-                                   inflight=self.inflight or 2 * cores, timeout_s=self.job_timeout_s,
-                                   what=f"indexing {len(todo)} files"):
+            for i, got in run_jobs(
+                self.session,
+                (self._job(t, config, extractor, bc) for t in tasks),
+                inflight=self.inflight or 2 * cores,
+                timeout_s=self.job_timeout_s,
+                what=f"indexing {len(todo)} files",
+            ):
                 self.n_jobs += 1
                 if isinstance(got, EngineError):
                     self._check_alive(got)
@@ -112,9 +122,13 @@ class SparkRunner:
                 for path, kind, value in got:
                     yield kind, path, value
             if retry:  # alone, so that only the file that kills its worker is reported
-                for i, got in run_jobs(self.session, (self._job([p], config, extractor, bc) for p in retry),
-                                       inflight=self.inflight or 2 * cores, timeout_s=self.job_timeout_s,
-                                       what="indexing again, file by file"):
+                for i, got in run_jobs(
+                    self.session,
+                    (self._job([p], config, extractor, bc) for p in retry),
+                    inflight=self.inflight or 2 * cores,
+                    timeout_s=self.job_timeout_s,
+                    what="indexing again, file by file",
+                ):
                     self.n_jobs += 1
                     if isinstance(got, EngineError):
                         self._check_alive(got)
@@ -130,9 +144,9 @@ class SparkRunner:
 
     def _job(self, paths: list[str], config, extractor, bc) -> Callable[[], list]:
         sc = self.session.sparkContext
-        return lambda: (sc.parallelize(paths, 1)
-                        .mapPartitions(lambda it: _index_task(it, config, extractor, bc.value))
-                        .collect())
+        return lambda: (
+            sc.parallelize(paths, 1).mapPartitions(lambda it: _index_task(it, config, extractor, bc.value)).collect()
+        )
 
     def _check_alive(self, exc: EngineError) -> None:
         """A failed job is the file's fault unless the Spark context itself is gone."""
@@ -177,7 +191,15 @@ def index_files_spark(
     EngineError
         Spark cannot start, or stops during the run (what arrived is committed).
     """
-    runner = SparkRunner(session or get_session(master), files_per_task=files_per_task,
-                         job_timeout_s=job_timeout_s)
-    return index_files(index, paths, prune=prune, progress=progress, extractor=extractor,
-                       batch_tracks=batch_tracks, batch_postings=batch_postings, merge=merge, runner=runner)
+    runner = SparkRunner(session or get_session(master), files_per_task=files_per_task, job_timeout_s=job_timeout_s)
+    return index_files(
+        index,
+        paths,
+        prune=prune,
+        progress=progress,
+        extractor=extractor,
+        batch_tracks=batch_tracks,
+        batch_postings=batch_postings,
+        merge=merge,
+        runner=runner,
+    )

@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, ParameterError
 from ..cluster.engines import LloydResult, assign, center_sums, inertia_of, warn_empty_clusters
+from ..errors import DataError, ParameterError
 from ..random_state import check_random_state
 from .session import describe_failure, get_session, run_job
 
@@ -179,7 +179,7 @@ def blocks_from_array(sc, X: np.ndarray, n_partitions: int) -> SparkBlocks:
     n = X.shape[0]
     n_partitions = max(1, min(n_partitions, n))
     bounds = np.linspace(0, n, n_partitions + 1).astype(np.int64)
-    items = [(i, np.ascontiguousarray(X[bounds[i]:bounds[i + 1]])) for i in range(n_partitions)]
+    items = [(i, np.ascontiguousarray(X[bounds[i] : bounds[i + 1]])) for i in range(n_partitions)]
     rdd = sc.parallelize(items, n_partitions).cache()
     sizes = {i: int(bounds[i + 1] - bounds[i]) for i in range(n_partitions)}
     return SparkBlocks(rdd, n, X.shape[1], X.dtype, sizes)
@@ -219,8 +219,15 @@ def _decode_block(row):
     return int(row["part"]), np.load(io.BytesIO(row["x"]), allow_pickle=False), bytes(row["ids"])
 
 
-def blocks_from_dataframe(session, df, *, columns: list[str] | None = None, id_column: str | None = None,
-                          dtype: str = "float64", n_partitions: int | None = None) -> SparkBlocks:
+def blocks_from_dataframe(
+    session,
+    df,
+    *,
+    columns: list[str] | None = None,
+    id_column: str | None = None,
+    dtype: str = "float64",
+    n_partitions: int | None = None,
+) -> SparkBlocks:
     """Numeric ``columns`` of a Spark DataFrame as cached numpy blocks (one per partition).
 
     Columns default to every numeric column except ``id_column``. Rows with
@@ -270,12 +277,24 @@ def _block_stats(block):
     key, X, ids = block
     bad = ~np.isfinite(X).all(axis=1)
     Xf = X[~bad] if bad.any() else X
-    return (key, X.shape[0], int(bad.sum()), Xf.sum(axis=0, dtype=np.float64),
-            np.einsum("ij,ij->j", Xf, Xf, dtype=np.float64), ids)
+    return (
+        key,
+        X.shape[0],
+        int(bad.sum()),
+        Xf.sum(axis=0, dtype=np.float64),
+        np.einsum("ij,ij->j", Xf, Xf, dtype=np.float64),
+        ids,
+    )
 
 
-def read_parquet_blocks(session, path: str, *, columns: list[str] | None = None,
-                        id_column: str | None = None, n_partitions: int | None = None) -> SparkBlocks:
+def read_parquet_blocks(
+    session,
+    path: str,
+    *,
+    columns: list[str] | None = None,
+    id_column: str | None = None,
+    n_partitions: int | None = None,
+) -> SparkBlocks:
     """Read a parquet table (file or folder, any Hadoop URL) with Spark, in parallel."""
     try:
         df = session.read.parquet(str(path))
@@ -315,8 +334,16 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, master: str | None = None, *, n_partitions: int | None = None,
-                 reducer: str = "tree", job_timeout_s: float | None = None, session=None, settings=None):
+    def __init__(
+        self,
+        master: str | None = None,
+        *,
+        n_partitions: int | None = None,
+        reducer: str = "tree",
+        job_timeout_s: float | None = None,
+        session=None,
+        settings=None,
+    ):
         if reducer not in ("tree", "by-key"):
             raise ParameterError(f"reducer={reducer!r} must be 'tree' or 'by-key'")
         self.reducer = reducer
@@ -394,19 +421,20 @@ class SparkEngine:
             if owned:
                 data.unpersist()
 
-    def lloyd_blocks(self, data: SparkBlocks, centers, *, max_iter: int, tol: float,
-                     labels: bool = True) -> LloydResult:
+    def lloyd_blocks(
+        self, data: SparkBlocks, centers, *, max_iter: int, tol: float, labels: bool = True
+    ) -> LloydResult:
         """Lloyd iterations over blocks already in Spark; with ``labels=False`` the final assignment
         stays on the executors (the result's ``labels`` is empty, its inertia summed there): nothing
         proportional to the rows reaches the driver."""
         return self._lloyd(data, centers, int(max_iter), float(tol), collect_labels=labels)
 
-    def _lloyd(self, data: SparkBlocks, centers, max_iter: int, tol: float, *,
-               collect_labels: bool = True) -> LloydResult:
+    def _lloyd(
+        self, data: SparkBlocks, centers, max_iter: int, tol: float, *, collect_labels: bool = True
+    ) -> LloydResult:
         centers = np.array(centers, dtype=data.dtype, order="C", copy=True)
         if centers.ndim != 2 or centers.shape[1] != data.n_features:
-            raise ParameterError(
-                f"centers shape={centers.shape} does not match X with {data.n_features} features")
+            raise ParameterError(f"centers shape={centers.shape} does not match X with {data.n_features} features")
         sc = self.session.sparkContext
         k = centers.shape[0]
         converged = False
@@ -437,44 +465,69 @@ class SparkEngine:
         bc = sc.broadcast(centers)
         try:
             if not collect_labels:
-                inertia = self._run(lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value))
-                                    .map(lambda r: r[2]).sum(), "k-means final inertia")
-                return LloydResult(centers=centers, labels=np.empty(0, dtype=np.int64), inertia=float(inertia),
-                                   n_iter=n_iter, converged=converged)
-            out = self._run(lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value)).collect(),
-                            "k-means final assignment")
+                inertia = self._run(
+                    lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value)).map(lambda r: r[2]).sum(),
+                    "k-means final inertia",
+                )
+                return LloydResult(
+                    centers=centers,
+                    labels=np.empty(0, dtype=np.int64),
+                    inertia=float(inertia),
+                    n_iter=n_iter,
+                    converged=converged,
+                )
+            out = self._run(
+                lambda: data.rdd.mapPartitions(lambda b, c=bc: _final_labels(b, c.value)).collect(),
+                "k-means final assignment",
+            )
         finally:
             bc.unpersist()
         out.sort(key=lambda r: r[0])
         labels = np.concatenate([r[1] for r in out]) if out else np.empty(0, dtype=np.int64)
         inertia = float(sum(r[2] for r in out))
-        return LloydResult(centers=centers, labels=labels.astype(np.int64, copy=False), inertia=inertia,
-                           n_iter=n_iter, converged=converged)
+        return LloydResult(
+            centers=centers,
+            labels=labels.astype(np.int64, copy=False),
+            inertia=inertia,
+            n_iter=n_iter,
+            converged=converged,
+        )
 
     def _reduce(self, data: SparkBlocks, bc) -> dict:
         """One map/reduce pass: {cluster: (sum of rows, count, sse)} for the non-empty clusters."""
         if self.reducer == "by-key":
-            return (data.rdd.mapPartitions(lambda b: _partials(b, bc.value))
-                    .reduceByKey(_add3, numPartitions=self.session.sparkContext.defaultParallelism)
-                    .collectAsMap())
+            return (
+                data.rdd.mapPartitions(lambda b: _partials(b, bc.value))
+                .reduceByKey(_add3, numPartitions=self.session.sparkContext.defaultParallelism)
+                .collectAsMap()
+            )
         sums, counts, sse = data.rdd.mapPartitions(lambda b: _partials_dense(b, bc.value)).treeReduce(_add3, 2)
         return {int(j): (sums[j], int(counts[j]), float(sse[j])) for j in np.flatnonzero(counts)}
 
     # -- k-means|| ----------------------------------------------------------------------------
-    def init_centers(self, X, n_clusters: int, *, random_state=None, oversampling: float = 2.0,
-                     n_rounds: int = 2) -> np.ndarray:
+    def init_centers(
+        self, X, n_clusters: int, *, random_state=None, oversampling: float = 2.0, n_rounds: int = 2
+    ) -> np.ndarray:
         """k-means|| initial centres (distributed); see the module doc."""
         data, owned = self.blocks(X)
         try:
-            return kmeans_parallel_init(self, data, n_clusters, random_state=random_state,
-                                        oversampling=oversampling, n_rounds=n_rounds)
+            return kmeans_parallel_init(
+                self, data, n_clusters, random_state=random_state, oversampling=oversampling, n_rounds=n_rounds
+            )
         finally:
             if owned:
                 data.unpersist()
 
 
-def kmeans_parallel_init(engine: SparkEngine, data: SparkBlocks, n_clusters: int, *, random_state=None,
-                         oversampling: float = 2.0, n_rounds: int = 2) -> np.ndarray:
+def kmeans_parallel_init(
+    engine: SparkEngine,
+    data: SparkBlocks,
+    n_clusters: int,
+    *,
+    random_state=None,
+    oversampling: float = 2.0,
+    n_rounds: int = 2,
+) -> np.ndarray:
     """k-means|| (Bahmani et al. 2012) over Spark blocks → ``(n_clusters, d)`` centres."""
     k = int(n_clusters)
     if not 1 <= k <= data.n_rows:
@@ -491,21 +544,26 @@ def kmeans_parallel_init(engine: SparkEngine, data: SparkBlocks, n_clusters: int
     b = int(np.searchsorted(np.cumsum(counts), r, side="right"))
     row = r - int(counts[:b].sum())
     wanted = {keys[b]: [row]}
-    first = engine._run(lambda: data.rdd.mapPartitions(lambda it, w=wanted: _rows(it, w)).collect(),
-                        "k-means|| first centre")
+    first = engine._run(
+        lambda: data.rdd.mapPartitions(lambda it, w=wanted: _rows(it, w)).collect(), "k-means|| first centre"
+    )
     cand = np.asarray(first[0][1], dtype=data.dtype)
     ell = oversampling * k
     for round_no in range(n_rounds):
         bc = sc.broadcast(cand)
         try:
-            phi = engine._run(lambda: data.rdd.mapPartitions(lambda it, c=bc: _cost(it, c.value)).sum(),
-                              f"k-means|| cost, round {round_no + 1}")
+            phi = engine._run(
+                lambda: data.rdd.mapPartitions(lambda it, c=bc: _cost(it, c.value)).sum(),
+                f"k-means|| cost, round {round_no + 1}",
+            )
             if phi <= 0:
                 break
             new = engine._run(
                 lambda: data.rdd.mapPartitions(
-                    lambda it, c=bc, p=phi, rn=round_no: _sample(it, c.value, ell, p, seed, rn)).collect(),
-                f"k-means|| sampling, round {round_no + 1}")
+                    lambda it, c=bc, p=phi, rn=round_no: _sample(it, c.value, ell, p, seed, rn)
+                ).collect(),
+                f"k-means|| sampling, round {round_no + 1}",
+            )
         finally:
             bc.unpersist()
         if new:
@@ -513,8 +571,10 @@ def kmeans_parallel_init(engine: SparkEngine, data: SparkBlocks, n_clusters: int
     cand = np.unique(cand, axis=0)
     bc = sc.broadcast(cand)
     try:
-        w = engine._run(lambda: data.rdd.mapPartitions(lambda it, c=bc: _weights(it, c.value))
-                        .reduce(lambda a, b2: a + b2), "k-means|| candidate weights")
+        w = engine._run(
+            lambda: data.rdd.mapPartitions(lambda it, c=bc: _weights(it, c.value)).reduce(lambda a, b2: a + b2),
+            "k-means|| candidate weights",
+        )
     finally:
         bc.unpersist()
     if cand.shape[0] <= k:
@@ -525,8 +585,7 @@ def kmeans_parallel_init(engine: SparkEngine, data: SparkBlocks, n_clusters: int
     return _weighted_kmeans(cand.astype(np.float64), w.astype(np.float64), k, rng).astype(data.dtype)
 
 
-def _weighted_kmeans(C: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator,
-                     max_iter: int = 30) -> np.ndarray:
+def _weighted_kmeans(C: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 30) -> np.ndarray:
     """Reduce weighted candidates to k centres on the driver (small): greedy weighted
     k-means++ (best of ``2 + ln k`` draws per step, by weighted potential), then weighted Lloyd."""
     m = C.shape[0]
@@ -564,9 +623,19 @@ def _weighted_kmeans(C: np.ndarray, w: np.ndarray, k: int, rng: np.random.Genera
     return centers
 
 
-def fit_parquet(path: str, n_clusters: int, *, columns: list[str] | None = None, id_column: str | None = None,
-                init="k-means++", max_iter: int = 300, tol: float = 1e-4, random_state=None,
-                master: str | None = None, n_partitions: int | None = None):
+def fit_parquet(
+    path: str,
+    n_clusters: int,
+    *,
+    columns: list[str] | None = None,
+    id_column: str | None = None,
+    init="k-means++",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state=None,
+    master: str | None = None,
+    n_partitions: int | None = None,
+):
     """k-means of a parquet table, read and clustered by Spark end to end.
 
     ``init``: ``"k-means++"`` (→ k-means|| on Spark), ``"random"`` (k rows drawn
@@ -579,8 +648,7 @@ def fit_parquet(path: str, n_clusters: int, *, columns: list[str] | None = None,
     (LloydResult, ids) — ``ids`` from ``id_column`` in label order (None without one).
     """
     engine = SparkEngine(master, n_partitions=n_partitions)
-    data = read_parquet_blocks(engine.session, path, columns=columns, id_column=id_column,
-                               n_partitions=n_partitions)
+    data = read_parquet_blocks(engine.session, path, columns=columns, id_column=id_column, n_partitions=n_partitions)
     try:
         rng = check_random_state(random_state)
         s1, s2 = data.col_sums
@@ -597,14 +665,16 @@ def fit_parquet(path: str, n_clusters: int, *, columns: list[str] | None = None,
             for r in rows:
                 b = int(np.searchsorted(starts, r, side="right") - 1)
                 wanted.setdefault(keys[b], []).append(int(r - starts[b]))
-            got = engine._run(lambda: data.rdd.mapPartitions(lambda it, w=wanted: _rows(it, w)).collect(),
-                              "random initial centres")
+            got = engine._run(
+                lambda: data.rdd.mapPartitions(lambda it, w=wanted: _rows(it, w)).collect(), "random initial centres"
+            )
             centers = np.concatenate([x for _, x in sorted(got, key=lambda t: t[0])])
         else:
             centers = np.asarray(init, dtype=data.dtype)
             if centers.shape != (n_clusters, data.n_features):
-                raise ParameterError(f"init array has shape={centers.shape}, expected "
-                                     f"({n_clusters}, {data.n_features})")
+                raise ParameterError(
+                    f"init array has shape={centers.shape}, expected ({n_clusters}, {data.n_features})"
+                )
         res = engine._lloyd(data, centers, int(max_iter), abs_tol)
         return res, data.ids
     finally:

@@ -44,7 +44,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
 __all__ = [
-    "SparkSettings", "get_session", "stop_session", "run_job", "run_jobs", "find_java", "is_local_master",
+    "SparkSettings",
+    "get_session",
+    "stop_session",
+    "run_job",
+    "run_jobs",
+    "find_java",
+    "is_local_master",
     "describe_failure",
 ]
 
@@ -150,7 +156,7 @@ def find_java() -> str:
 
 def _probe_standalone(master: str, timeout_s: float) -> None:
     """Fail fast when no ``spark://`` master address accepts a TCP connection."""
-    hosts = master[len("spark://"):].split(",")
+    hosts = master[len("spark://") :].split(",")
     errors = []
     for hp in hosts:
         host, _, port = hp.strip().rpartition(":")
@@ -164,8 +170,9 @@ def _probe_standalone(master: str, timeout_s: float) -> None:
     raise EngineError(f"Spark master {master} not reachable within {timeout_s:g} s ({'; '.join(errors)})")
 
 
-def get_session(master: str | None = None, *, settings: SparkSettings | None = None,
-                conf: Mapping[str, str] | None = None) -> "SparkSession":
+def get_session(
+    master: str | None = None, *, settings: SparkSettings | None = None, conf: Mapping[str, str] | None = None
+) -> SparkSession:
     """The shared SparkSession for ``master``, started on first use.
 
     Parameters
@@ -192,9 +199,12 @@ def get_session(master: str | None = None, *, settings: SparkSettings | None = N
     settings = settings or SparkSettings()
     if master is not None or conf:
         settings = SparkSettings(
-            master=master or settings.master, app_name=settings.app_name,
-            shuffle_partitions=settings.shuffle_partitions, driver_memory=settings.driver_memory,
-            connect_timeout_s=settings.connect_timeout_s, start_timeout_s=settings.start_timeout_s,
+            master=master or settings.master,
+            app_name=settings.app_name,
+            shuffle_partitions=settings.shuffle_partitions,
+            driver_memory=settings.driver_memory,
+            connect_timeout_s=settings.connect_timeout_s,
+            start_timeout_s=settings.start_timeout_s,
             conf=settings.conf + tuple((conf or {}).items()),
         )
     with _LOCK:
@@ -227,11 +237,12 @@ def _precheck(settings: SparkSettings) -> None:
         _probe_standalone(settings.master, settings.connect_timeout_s)
 
 
-def _start(settings: SparkSettings) -> "SparkSession":
+def _start(settings: SparkSettings) -> SparkSession:
     # pyspark warns on every DataFrame→pandas path that pandas 3 is "not fully supported";
     # songmine's Spark code moves data through Arrow/numpy, not pandas.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     from pyspark.sql import SparkSession
+
     if is_local_master(settings.master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -252,17 +263,21 @@ def _start(settings: SparkSettings) -> "SparkSession":
     thread.start()
     thread.join(settings.start_timeout_s)
     if thread.is_alive():
-        raise EngineError(
-            f"Spark did not start on master {settings.master} within {settings.start_timeout_s:g} s"
-        )
+        raise EngineError(f"Spark did not start on master {settings.master} within {settings.start_timeout_s:g} s")
     if "error" in box:
-        raise EngineError(f"Spark could not start on master {settings.master}: {describe_failure(box['error'])}") from None
+        raise EngineError(
+            f"Spark could not start on master {settings.master}: {describe_failure(box['error'])}"
+        ) from None
     session = box["session"]
     session.sparkContext.setLogLevel("ERROR")
     # A one-task job proves that executors exist and run our Python.
     try:
-        run_job(session, lambda: session.sparkContext.parallelize([1], 1).map(lambda x: x + 1).collect(),
-                timeout_s=settings.start_timeout_s, what="the start-up probe job")
+        run_job(
+            session,
+            lambda: session.sparkContext.parallelize([1], 1).map(lambda x: x + 1).collect(),
+            timeout_s=settings.start_timeout_s,
+            what="the start-up probe job",
+        )
     except EngineError:
         _stop_quietly(session)
         raise
@@ -270,8 +285,9 @@ def _start(settings: SparkSettings) -> "SparkSession":
     return session
 
 
-def run_job(session, action: Callable[[], T], *, timeout_s: float | None, what: str = "a Spark job",
-            group: str | None = None) -> T:
+def run_job(
+    session, action: Callable[[], T], *, timeout_s: float | None, what: str = "a Spark job", group: str | None = None
+) -> T:
     """Run ``action`` (something that triggers Spark jobs) with a time bound and clear errors.
 
     The action runs in its own thread under a job group (``group``, default a
@@ -307,8 +323,9 @@ def run_job(session, action: Callable[[], T], *, timeout_s: float | None, what: 
     return box["result"]
 
 
-def run_jobs(session, actions: Iterable[Callable[[], T]], *, inflight: int, timeout_s: float | None,
-             what: str = "a Spark job") -> Iterator[tuple[int, "T | EngineError"]]:
+def run_jobs(
+    session, actions: Iterable[Callable[[], T]], *, inflight: int, timeout_s: float | None, what: str = "a Spark job"
+) -> Iterator[tuple[int, T | EngineError]]:
     """Run many small jobs, at most ``inflight`` at once; yield ``(i, result)`` as each finishes.
 
     For work whose results must stream back to the driver in bounded memory
@@ -325,7 +342,7 @@ def run_jobs(session, actions: Iterable[Callable[[], T]], *, inflight: int, time
     pending = iter(enumerate(actions))
     futures: dict[cf.Future, int] = {}
 
-    def one(i: int, action: Callable[[], T]) -> "T | EngineError":
+    def one(i: int, action: Callable[[], T]) -> T | EngineError:
         try:
             return run_job(session, action, timeout_s=timeout_s, what=f"{what} (job {i + 1})", group=f"{run}-{i}")
         except EngineError as exc:

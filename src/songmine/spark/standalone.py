@@ -74,8 +74,16 @@ class LocalCluster:
     start_timeout_s, stop_timeout_s : float
     """
 
-    def __init__(self, workers: int = 2, *, cores: int = 1, memory: str = "1536m", work_dir: str | os.PathLike | None = None,
-                 start_timeout_s: float = 240.0, stop_timeout_s: float = 20.0):
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        cores: int = 1,
+        memory: str = "1536m",
+        work_dir: str | os.PathLike | None = None,
+        start_timeout_s: float = 240.0,
+        stop_timeout_s: float = 20.0,
+    ):
         if workers < 1 or cores < 1:
             raise ParameterError(f"workers={workers} and cores={cores} must be >= 1")
         self.n_workers, self.cores, self.memory = workers, cores, memory
@@ -91,7 +99,7 @@ class LocalCluster:
         return f"spark://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ start
-    def start(self) -> "LocalCluster":
+    def start(self) -> LocalCluster:
         """Start the master, then the workers; return once all workers registered (else EngineError)."""
         java = find_java()
         cls = spark_home() / "bin" / "spark-class"
@@ -100,24 +108,60 @@ class LocalCluster:
         if self.work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="songmine-spark-cluster-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
-               "SPARK_LOCAL_HOSTNAME": "127.0.0.1", "SPARK_LOG_DIR": str(self.work_dir / "logs"),
-               "SPARK_WORKER_DIR": str(self.work_dir / "work"), "PYSPARK_PYTHON": sys.executable,
-               "JAVA_HOME": os.environ.get("JAVA_HOME") or str(Path(java).resolve().parents[1])}
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_LOCAL_HOSTNAME": "127.0.0.1",
+            "SPARK_LOG_DIR": str(self.work_dir / "logs"),
+            "SPARK_WORKER_DIR": str(self.work_dir / "work"),
+            "PYSPARK_PYTHON": sys.executable,
+            "JAVA_HOME": os.environ.get("JAVA_HOME") or str(Path(java).resolve().parents[1]),
+        }
         atexit.register(self.stop)
         deadline = time.monotonic() + self.start_timeout_s
         try:
             self.port, self.ui_port = _free_port(), _free_port()
-            self._spawn("master", [str(cls), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                                   "--port", str(self.port), "--webui-port", str(self.ui_port)], env)
+            self._spawn(
+                "master",
+                [
+                    str(cls),
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--webui-port",
+                    str(self.ui_port),
+                ],
+                env,
+            )
             self._wait(lambda s: s.get("status") == "ALIVE", deadline, "the master")
             for i in range(self.n_workers):
-                self._spawn(f"worker-{i}", [str(cls), "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                                            "--cores", str(self.cores), "--memory", self.memory,
-                                            "--webui-port", str(_free_port()),
-                                            "--work-dir", str(self.work_dir / "work" / f"w{i}"), self.master_url], env)
-            self._wait(lambda s: s.get("aliveworkers", len(s.get("workers", []))) >= self.n_workers,
-                       deadline, f"{self.n_workers} workers")
+                self._spawn(
+                    f"worker-{i}",
+                    [
+                        str(cls),
+                        "org.apache.spark.deploy.worker.Worker",
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        str(self.cores),
+                        "--memory",
+                        self.memory,
+                        "--webui-port",
+                        str(_free_port()),
+                        "--work-dir",
+                        str(self.work_dir / "work" / f"w{i}"),
+                        self.master_url,
+                    ],
+                    env,
+                )
+            self._wait(
+                lambda s: s.get("aliveworkers", len(s.get("workers", []))) >= self.n_workers,
+                deadline,
+                f"{self.n_workers} workers",
+            )
         except BaseException:
             self.stop()
             raise
@@ -126,8 +170,15 @@ class LocalCluster:
     def _spawn(self, name: str, cmd: list[str], env: dict) -> None:
         log = self.work_dir / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.work_dir)
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.work_dir,
+            )
         self.procs.append(proc)
         self.logs.append(log)
 
@@ -147,8 +198,10 @@ class LocalCluster:
             except (OSError, ValueError):
                 pass  # not listening yet
             if time.monotonic() > deadline:
-                raise EngineError(f"{what} not up within {self.start_timeout_s:g} s "
-                                  f"({'; '.join(f'{lg.stem}: {self._tail(lg)}' for lg in self.logs)})")
+                raise EngineError(
+                    f"{what} not up within {self.start_timeout_s:g} s "
+                    f"({'; '.join(f'{lg.stem}: {self._tail(lg)}' for lg in self.logs)})"
+                )
             time.sleep(0.5)
 
     @staticmethod
@@ -201,7 +254,7 @@ class LocalCluster:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -73,8 +73,7 @@ __all__ = ["vote_clips_spark", "vote_recordings_spark"]
 #: Windows per recording that the ``q`` numbering leaves room for.
 _MAX_WINDOWS = 1 << 20
 
-_FP_SCHEMA = ("q long, pos int, hash long, qtime long, qframes int, a long, b long, dur double, "
-              "err string, kind string")
+_FP_SCHEMA = "q long, pos int, hash long, qtime long, qframes int, a long, b long, dur double, err string, kind string"
 
 
 def _speeds(config) -> list[tuple[int, float]]:
@@ -103,12 +102,20 @@ def _fingerprint_fn(fc, config, window: tuple[float, float] | None, max_duration
             n = 1 if pos is None else len(pos)
             col = lambda v, typ: pa.array(v if isinstance(v, (list, np.ndarray)) else [v] * n, type=typ)  # noqa: E731
             return pa.RecordBatch.from_arrays(
-                [col(q, pa.int64()), col(-1 if pos is None else pos, pa.int32()),
-                 col(None if h is None else h.astype(np.int64), pa.int64()),
-                 col(None if t is None else t.astype(np.int64), pa.int64()), col(qframes, pa.int32()),
-                 col(a, pa.int64()), col(b, pa.int64()), col(dur, pa.float64()), col(err, pa.string()),
-                 col(kind, pa.string())],
-                names=["q", "pos", "hash", "qtime", "qframes", "a", "b", "dur", "err", "kind"])
+                [
+                    col(q, pa.int64()),
+                    col(-1 if pos is None else pos, pa.int32()),
+                    col(None if h is None else h.astype(np.int64), pa.int64()),
+                    col(None if t is None else t.astype(np.int64), pa.int64()),
+                    col(qframes, pa.int32()),
+                    col(a, pa.int64()),
+                    col(b, pa.int64()),
+                    col(dur, pa.float64()),
+                    col(err, pa.string()),
+                    col(kind, pa.string()),
+                ],
+                names=["q", "pos", "hash", "qtime", "qframes", "a", "b", "dur", "err", "kind"],
+            )
 
         for batch in batches:
             for src, path, pending in zip(*(batch.column(i).to_pylist() for i in range(3))):
@@ -122,7 +129,7 @@ def _fingerprint_fn(fc, config, window: tuple[float, float] | None, max_duration
                     yield rows(base, err=f"internal error: {type(exc).__name__}: {one_line(exc)}", kind="internal")
                     continue
                 spans = [(0, y.shape[0])] if window is None else window_spans(y.shape[0], fc.sr, *window)
-                for w in (range(len(spans)) if pending is None else pending):
+                for w in range(len(spans)) if pending is None else pending:
                     a, b = spans[w]
                     part = np.asarray(y[a:b], dtype=np.float32)
                     if not np.all(np.isfinite(part)):
@@ -143,7 +150,9 @@ def _counts_fn(index_path: str):
         ix = open_index(index_path)
         for b in batches:
             h = b.column(0).to_numpy().astype(np.uint32)
-            yield pa.RecordBatch.from_arrays([pa.array(h.astype(np.int64)), pa.array(ix.counts(h))], names=["hash", "n"])
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(h.astype(np.int64)), pa.array(ix.counts(h))], names=["hash", "n"]
+            )
 
     return fn
 
@@ -157,15 +166,30 @@ def _lookup_fn(index_path: str):
             h = b.column(0).to_numpy().astype(np.uint32)
             qpos, tracks, times = ix.lookup(h)
             yield pa.RecordBatch.from_arrays(
-                [pa.array(h[qpos].astype(np.int64)), pa.array(tracks.astype(np.int64)), pa.array(times.astype(np.int64))],
-                names=["hash", "track", "ptime"])
+                [
+                    pa.array(h[qpos].astype(np.int64)),
+                    pa.array(tracks.astype(np.int64)),
+                    pa.array(times.astype(np.int64)),
+                ],
+                names=["hash", "track", "ptime"],
+            )
 
     return fn
 
 
-def _votes(session, sources: list[tuple[int, str, list[int] | None]], index_path: str, fc, config, *, top: int,
-           window: tuple[float, float] | None, max_duration_s: float, n_partitions: int,
-           speed: tuple[int, float]) -> tuple[list, list]:
+def _votes(
+    session,
+    sources: list[tuple[int, str, list[int] | None]],
+    index_path: str,
+    fc,
+    config,
+    *,
+    top: int,
+    window: tuple[float, float] | None,
+    max_duration_s: float,
+    n_partitions: int,
+    speed: tuple[int, float],
+) -> tuple[list, list]:
     """The relational pipeline at one speed (module doc, steps 1–4): ``(meta rows, best-track rows)``."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -178,11 +202,18 @@ def _votes(session, sources: list[tuple[int, str, list[int] | None]], index_path
         meta = fp.filter(F.col("pos") < 0).select("q", "qframes", "a", "b", "dur", "err", "kind").collect()
         Q = fp.filter(F.col("pos") >= 0).select("q", "pos", "hash", "qtime")
         # 2. the hit budget
-        counts = (Q.select("hash").distinct().repartitionByRange(n_partitions, "hash")
-                  .mapInArrow(_counts_fn(index_path), "hash long, n long"))
+        counts = (
+            Q.select("hash")
+            .distinct()
+            .repartitionByRange(n_partitions, "hash")
+            .mapInArrow(_counts_fn(index_path), "hash long, n long")
+        )
         U = Q.groupBy("q", "hash").agg(F.count("*").alias("mult")).join(counts, "hash")
-        per_u = F.col("n") if config.max_per_hash is None else \
-            F.when(F.col("n") > config.max_per_hash, F.lit(0)).otherwise(F.col("n"))
+        per_u = (
+            F.col("n")
+            if config.max_per_hash is None
+            else F.when(F.col("n") > config.max_per_hash, F.lit(0)).otherwise(F.col("n"))
+        )
         U = U.withColumn("per_u", per_u).withColumn("cost", F.col("per_u") * F.col("mult"))
         keep = F.col("per_u") > 0
         if config.max_hits is not None:
@@ -192,27 +223,42 @@ def _votes(session, sources: list[tuple[int, str, list[int] | None]], index_path
             keep = keep & ((F.col("total") <= config.max_hits) | (F.col("cum") <= config.max_hits))
         QK = Q.join(U.filter(keep).select("q", "hash"), ["q", "hash"])
         # 3. the join with the posting table
-        postings = (QK.select("hash").distinct().repartitionByRange(n_partitions, "hash")
-                    .mapInArrow(_lookup_fn(index_path), "hash long, track long, ptime long"))
-        hits = (QK.join(postings, "hash")
-                .select("q", "hash", "track", (F.col("ptime") - F.col("qtime")).alias("offset")).persist())
+        postings = (
+            QK.select("hash")
+            .distinct()
+            .repartitionByRange(n_partitions, "hash")
+            .mapInArrow(_lookup_fn(index_path), "hash long, track long, ptime long")
+        )
+        hits = (
+            QK.join(postings, "hash")
+            .select("q", "hash", "track", (F.col("ptime") - F.col("qtime")).alias("offset"))
+            .persist()
+        )
         try:
             # 4. the vote
             per_track = Window.partitionBy("q", "track")
-            bins = (hits.groupBy("q", "track", "offset").agg(F.count("*").alias("c"))
-                    .withColumn("score", F.sum("c").over(per_track.orderBy("offset").rangeBetween(-tol, tol)))
-                    .withColumn("track_hits", F.sum("c").over(per_track))
-                    .withColumn("rn", F.row_number().over(per_track.orderBy(F.desc("score"), F.asc("offset")))))
+            bins = (
+                hits.groupBy("q", "track", "offset")
+                .agg(F.count("*").alias("c"))
+                .withColumn("score", F.sum("c").over(per_track.orderBy("offset").rangeBetween(-tol, tol)))
+                .withColumn("track_hits", F.sum("c").over(per_track))
+                .withColumn("rn", F.row_number().over(per_track.orderBy(F.desc("score"), F.asc("offset"))))
+            )
             by_q = Window.partitionBy("q")
-            best = (bins.filter(F.col("rn") == 1)
-                    .select("q", "track", "offset", F.col("score").alias("votes"), "track_hits")
-                    .withColumn("n_hit", F.count("*").over(by_q))
-                    .withColumn("rk", F.row_number().over(by_q.orderBy(F.desc("votes"), F.asc("track"))))
-                    .filter(F.col("rk") <= k))
+            best = (
+                bins.filter(F.col("rn") == 1)
+                .select("q", "track", "offset", F.col("score").alias("votes"), "track_hits")
+                .withColumn("n_hit", F.count("*").over(by_q))
+                .withColumn("rk", F.row_number().over(by_q.orderBy(F.desc("votes"), F.asc("track"))))
+                .filter(F.col("rk") <= k)
+            )
             if config.distinct:
-                near = (hits.join(best.select("q", "track", F.col("offset").alias("best")), ["q", "track"])
-                        .filter(F.abs(F.col("offset") - F.col("best")) <= tol)
-                        .groupBy("q", "track").agg(F.countDistinct("hash").alias("distinct")))
+                near = (
+                    hits.join(best.select("q", "track", F.col("offset").alias("best")), ["q", "track"])
+                    .filter(F.abs(F.col("offset") - F.col("best")) <= tol)
+                    .groupBy("q", "track")
+                    .agg(F.countDistinct("hash").alias("distinct"))
+                )
                 best = best.join(near, ["q", "track"], "left")
             else:
                 best = best.withColumn("distinct", F.col("votes"))
@@ -224,8 +270,19 @@ def _votes(session, sources: list[tuple[int, str, list[int] | None]], index_path
     return meta, rows
 
 
-def _search(session, ix, names: list[str], path: str, config, *, top: int, window: tuple[float, float] | None,
-            max_duration_s: float, n_partitions: int, job_timeout_s: float | None) -> list:
+def _search(
+    session,
+    ix,
+    names: list[str],
+    path: str,
+    config,
+    *,
+    top: int,
+    window: tuple[float, float] | None,
+    max_duration_s: float,
+    n_partitions: int,
+    job_timeout_s: float | None,
+) -> list:
     """The one-pass search of every clip (window), a speed per round: the clips (windows) still without
     a certain answer go on to the next speed, as the local search goes on. Per source: an error meta
     row, or ``[(a, b, duration, matches)]`` per window."""
@@ -238,10 +295,23 @@ def _search(session, ix, names: list[str], path: str, config, *, top: int, windo
         if not pending:
             break
         sources = [(i, names[i], w) for i, w in sorted(pending.items())]
-        meta, rows = run_job(session, lambda: _votes(session, sources, path, ix.config, config, top=top,
-                                                     window=window, max_duration_s=max_duration_s,
-                                                     n_partitions=n_partitions, speed=(si, s)),
-                             timeout_s=job_timeout_s, what=f"the one-pass vote at speed {s:g} ({len(sources)} sources)")
+        meta, rows = run_job(
+            session,
+            lambda: _votes(
+                session,
+                sources,
+                path,
+                ix.config,
+                config,
+                top=top,
+                window=window,
+                max_duration_s=max_duration_s,
+                n_partitions=n_partitions,
+                speed=(si, s),
+            ),
+            timeout_s=job_timeout_s,
+            what=f"the one-pass vote at speed {s:g} ({len(sources)} sources)",
+        )
         by_q: dict[int, list] = {}
         for r in rows:
             by_q.setdefault(int(r["q"]), []).append(r)
@@ -256,14 +326,27 @@ def _search(session, ix, names: list[str], path: str, config, *, top: int, windo
             got = sorted(by_q.get(q, []), key=lambda r: r["rk"])
             cands = []
             if got:
-                tracks, offsets, raw, dv, hits = (np.array([r[c] for r in got], dtype=np.int64)
-                                                  for c in ("track", "offset", "votes", "distinct", "track_hits"))
+                tracks, offsets, raw, dv, hits = (
+                    np.array([r[c] for r in got], dtype=np.int64)
+                    for c in ("track", "offset", "votes", "distinct", "track_hits")
+                )
                 votes = raw
                 if config.distinct:
                     order = np.argsort(-dv, kind="stable")
                     tracks, offsets, votes, hits = (a[order] for a in (tracks, offsets, dv, hits))
-                cands = candidates(ix, tracks, offsets, votes, hits, int(got[0]["n_hit"]), speed=s,
-                                   q_frames=int(m["qframes"]), n_speeds=n_speeds, config=config, durations=durations)
+                cands = candidates(
+                    ix,
+                    tracks,
+                    offsets,
+                    votes,
+                    hits,
+                    int(got[0]["n_hit"]),
+                    speed=s,
+                    q_frames=int(m["qframes"]),
+                    n_speeds=n_speeds,
+                    config=config,
+                    durations=durations,
+                )
             state["best"].extend(cands)
             state["done"] = bool(cands) and max(c.confidence for c in cands) >= config.stop_confidence
         pending = {}
@@ -276,9 +359,17 @@ def _search(session, ix, names: list[str], path: str, config, *, top: int, windo
             out.append(errors[i])
             continue
         mine = sorted((w, st) for (src, w), st in wins.items() if src == i)
-        out.append([(st["a"], st["b"], st["dur"],
-                     matches_of(ix, rank(list(st["best"]), list(st["best"]), config, margin_tests=True)[:top], config))
-                    for _, st in mine])
+        out.append(
+            [
+                (
+                    st["a"],
+                    st["b"],
+                    st["dur"],
+                    matches_of(ix, rank(list(st["best"]), list(st["best"]), config, margin_tests=True)[:top], config),
+                )
+                for _, st in mine
+            ]
+        )
     return out
 
 
@@ -294,9 +385,18 @@ def _prepare(index_path, top, config, n_partitions, session, master):
     return path, ix, session, one_pass(config), parts
 
 
-def vote_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str | os.PathLike[str]], *, top: int = 3,
-                     config=None, master: str | None = None, session=None, n_partitions: int | None = None,
-                     max_duration_s: float | None = 60.0, job_timeout_s: float | None = None) -> list[ClipOutcome]:
+def vote_clips_spark(
+    index_path: str | os.PathLike[str],
+    clips: Sequence[str | os.PathLike[str]],
+    *,
+    top: int = 3,
+    config=None,
+    master: str | None = None,
+    session=None,
+    n_partitions: int | None = None,
+    max_duration_s: float | None = 60.0,
+    job_timeout_s: float | None = None,
+) -> list[ClipOutcome]:
     """The one-pass search of many clips as a distributed join and vote; one outcome per clip, in order.
 
     Each record equals ``identify(index, clip, top=top, config=one_pass(config))``
@@ -307,8 +407,18 @@ def vote_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str | o
         return []
     path, ix, session, cfg, parts = _prepare(index_path, top, config, n_partitions, session, master)
     try:
-        res = _search(session, ix, names, path, cfg, top=top, window=None, max_duration_s=max_duration_s,
-                      n_partitions=parts, job_timeout_s=job_timeout_s)
+        res = _search(
+            session,
+            ix,
+            names,
+            path,
+            cfg,
+            top=top,
+            window=None,
+            max_duration_s=max_duration_s,
+            n_partitions=parts,
+            job_timeout_s=job_timeout_s,
+        )
     finally:
         ix.close()
     out = []
@@ -321,10 +431,20 @@ def vote_clips_spark(index_path: str | os.PathLike[str], clips: Sequence[str | o
     return out
 
 
-def vote_recordings_spark(index_path: str | os.PathLike[str], recordings: Sequence[str | os.PathLike[str]], *,
-                          window_s: float, hop_s: float | None = None, top: int = 3, config=None,
-                          master: str | None = None, session=None, n_partitions: int | None = None,
-                          max_duration_s: float | None = None, job_timeout_s: float | None = None) -> list:
+def vote_recordings_spark(
+    index_path: str | os.PathLike[str],
+    recordings: Sequence[str | os.PathLike[str]],
+    *,
+    window_s: float,
+    hop_s: float | None = None,
+    top: int = 3,
+    config=None,
+    master: str | None = None,
+    session=None,
+    n_partitions: int | None = None,
+    max_duration_s: float | None = None,
+    job_timeout_s: float | None = None,
+) -> list:
     """What played when, every window of every recording searched in one distributed pass.
 
     Returns a :class:`~songmine.fingerprint.monitor.RecordingResult` per
@@ -338,8 +458,18 @@ def vote_recordings_spark(index_path: str | os.PathLike[str], recordings: Sequen
     path, ix, session, cfg, parts = _prepare(index_path, top, config, n_partitions, session, master)
     limit = MAX_RECORDING_S if max_duration_s is None else max_duration_s
     try:
-        res = _search(session, ix, names, path, cfg, top=top, window=(window_s, hop), max_duration_s=limit,
-                      n_partitions=parts, job_timeout_s=job_timeout_s)
+        res = _search(
+            session,
+            ix,
+            names,
+            path,
+            cfg,
+            top=top,
+            window=(window_s, hop),
+            max_duration_s=limit,
+            n_partitions=parts,
+            job_timeout_s=job_timeout_s,
+        )
         sr = ix.config.sr
         out = []
         for i, name in enumerate(names):
@@ -347,8 +477,10 @@ def vote_recordings_spark(index_path: str | os.PathLike[str], recordings: Sequen
             if not isinstance(r, list):
                 out.append(RecordingResult(recording=name, error=r["err"]))
                 continue
-            wins = [WindowResult(a / sr, b / sr, QueryResult(query=window_name(name, a / sr, b / sr), matches=m))
-                    for a, b, _, m in r]
+            wins = [
+                WindowResult(a / sr, b / sr, QueryResult(query=window_name(name, a / sr, b / sr), matches=m))
+                for a, b, _, m in r
+            ]
             out.append(finish(name, r[0][2] if r else 0.0, wins, window_s=window_s, index=ix))
     finally:
         ix.close()

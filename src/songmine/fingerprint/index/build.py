@@ -43,7 +43,13 @@ from ..profiles import profile, supported
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
 __all__ = [
-    "IndexReport", "IndexingInterrupted", "index_files", "fingerprint_file", "process_file", "add_file", "AddedFile",
+    "IndexReport",
+    "IndexingInterrupted",
+    "index_files",
+    "fingerprint_file",
+    "process_file",
+    "add_file",
+    "AddedFile",
     "Runner",
 ]
 
@@ -103,8 +109,9 @@ class IndexingInterrupted(KeyboardInterrupt):
 _W: dict[str, Any] = {}
 
 
-def _init_worker(config: Any, extractor: Extractor | None, known: frozenset[str],
-                 payload: PayloadFunction | None = None) -> None:
+def _init_worker(
+    config: Any, extractor: Extractor | None, known: frozenset[str], payload: PayloadFunction | None = None
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     _W.update(config=config, extractor=extractor, known=known, payload=payload)
 
@@ -139,9 +146,17 @@ def _with_payload(path, sha, st, config, payload: PayloadFunction) -> NewTrack:
     tags = info(path).tags
     empty = np.zeros(0, dtype=np.uint32)
     return NewTrack(
-        path=path, sha256=sha, size=st.st_size, mtime_ns=st.st_mtime_ns, duration_s=float(duration_s),
-        title=tags.get("title") or None, artist=tags.get("artist") or None, album=tags.get("album") or None,
-        hashes=empty, times=empty, payload=bytes(data),
+        path=path,
+        sha256=sha,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        duration_s=float(duration_s),
+        title=tags.get("title") or None,
+        artist=tags.get("artist") or None,
+        album=tags.get("album") or None,
+        hashes=empty,
+        times=empty,
+        payload=bytes(data),
     )
 
 
@@ -152,7 +167,9 @@ def _fingerprint(path, sha, st, config, extractor, payload: PayloadFunction | No
     hashes, times = extractor(y, config)
     tags = info(path).tags
     prof = None
-    if isinstance(config, FingerprintConfig) and supported(config.sr):  # landmark indexes keep a profile to verify uncertain answers
+    if isinstance(config, FingerprintConfig) and supported(
+        config.sr
+    ):  # landmark indexes keep a profile to verify uncertain answers
         prof = profile(y, config.sr).to_bytes()
     return NewTrack(
         path=path,
@@ -174,8 +191,13 @@ def _work(path: str) -> tuple[str, Any]:
     return process_file(path, _W["config"], _W["extractor"], _W["known"], _W.get("payload"))
 
 
-def process_file(path: str, config: Any, extractor: Extractor | None = None,
-                 known: Container[str] = frozenset(), payload: PayloadFunction | None = None) -> tuple[str, Any]:
+def process_file(
+    path: str,
+    config: Any,
+    extractor: Extractor | None = None,
+    known: Container[str] = frozenset(),
+    payload: PayloadFunction | None = None,
+) -> tuple[str, Any]:
     """The per-file work of an indexing run, whatever runs it (a pool worker, a Spark task).
 
     Returns ``("known", (sha, size, mtime_ns))`` when the content (sha256) is in
@@ -307,8 +329,11 @@ def index_files(
 
     try:
         known = frozenset(run.known)
-        gen = iter(runner(todo, config, extractor, known) if runner is not None
-                   else _results(todo, jobs, config, extractor, known, payload_function(config)))
+        gen = iter(
+            runner(todo, config, extractor, known)
+            if runner is not None
+            else _results(todo, jobs, config, extractor, known, payload_function(config))
+        )
         for kind, path, value in gen:
             run.take(kind, path, value)
             done += 1
@@ -453,8 +478,14 @@ def _preload(extractor: Callable | None) -> None:
             warm()
 
 
-def _results(todo: Sequence[str], jobs: int, config: Any, extractor: Extractor | None, known: frozenset[str],
-             payload: PayloadFunction | None = None):
+def _results(
+    todo: Sequence[str],
+    jobs: int,
+    config: Any,
+    extractor: Extractor | None,
+    known: frozenset[str],
+    payload: PayloadFunction | None = None,
+):
     """Yield ``(kind, path, value)`` per file, in completion order, with at most 2×jobs in flight."""
     if not todo:
         return

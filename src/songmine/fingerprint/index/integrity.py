@@ -66,8 +66,14 @@ def verify_index(path: str | os.PathLike[str], *, repair: bool = False) -> Integ
     try:
         ix = Index(path, _salvage=True)
     except IndexCorruptError as exc:  # the catalogue cannot even be read
-        return IntegrityReport(str(path), False, [_catalogue_problem(path, exc)], recovery=_rebuild(path),
-                               repairable=False, seconds=time.perf_counter() - t0)
+        return IntegrityReport(
+            str(path),
+            False,
+            [_catalogue_problem(path, exc)],
+            recovery=_rebuild(path),
+            repairable=False,
+            seconds=time.perf_counter() - t0,
+        )
     with ix:
         try:
             with ix._writing():
@@ -79,8 +85,9 @@ def verify_index(path: str | os.PathLike[str], *, repair: bool = False) -> Integ
                     report.repaired = True
                     report.recovery = _after_repair(path, report)
         except IndexCorruptError as exc:  # a damaged catalogue page met on the way
-            report = IntegrityReport(str(path), False, [_catalogue_problem(path, exc)], recovery=_rebuild(path),
-                                     repairable=False)
+            report = IntegrityReport(
+                str(path), False, [_catalogue_problem(path, exc)], recovery=_rebuild(path), repairable=False
+            )
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -93,11 +100,14 @@ def _catalogue_problem(path: Path, exc: IndexCorruptError) -> dict:
 def _report(ix: Index, findings: list[Finding]) -> IntegrityReport:
     segs = ix._segments
     rep = IntegrityReport(
-        str(ix.path), not findings,
+        str(ix.path),
+        not findings,
         problems=[{"part": f.part, "problem": f.problem} for f in findings],
         n_segments=len(segs) + len(ix.damaged),
         n_tracks=ix.n_tracks,
-        bytes_checked=sum(_size(ix.path / "segments" / f) for f in [*(s.file for s in segs if s.data.sums), *ix.damaged]),
+        bytes_checked=sum(
+            _size(ix.path / "segments" / f) for f in [*(s.file for s in segs if s.data.sums), *ix.damaged]
+        ),
     )
     rep.unchecked = [f"segments/{s.file}" for s in segs if s.data.sums is None]
     n_old = ix._conn.execute("SELECT COUNT(*) FROM profiles WHERE checksum IS NULL").fetchone()[0]
@@ -109,8 +119,10 @@ def _report(ix: Index, findings: list[Finding]) -> IntegrityReport:
         rep.repairable = False
         rep.recovery = _rebuild(ix.path)
     elif findings:
-        rep.recovery = (f"run `songmine verify --index {ix.path} --repair`: it drops the damaged parts and "
-                        f"indexes the files of the {len(rep.affected)} affected track(s) again")
+        rep.recovery = (
+            f"run `songmine verify --index {ix.path} --repair`: it drops the damaged parts and "
+            f"indexes the files of the {len(rep.affected)} affected track(s) again"
+        )
     return rep
 
 
@@ -125,8 +137,10 @@ def _repair(ix: Index, findings: list[Finding]) -> None:
         conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(t,) for t in lost])
         conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(t,) for t in lost | tombstone])
         conn.executemany("DELETE FROM payloads WHERE track_id = ?", [(t,) for t in lost | tombstone])
-        conn.executemany("UPDATE tracks SET status = ? WHERE track_id = ? AND status = ?",
-                         [(STATUS_REMOVED, t, STATUS_OK) for t in tombstone])
+        conn.executemany(
+            "UPDATE tracks SET status = ? WHERE track_id = ? AND status = ?",
+            [(STATUS_REMOVED, t, STATUS_OK) for t in tombstone],
+        )
     for f in damaged_files:
         (ix.path / "segments" / f).unlink(missing_ok=True)
     fsync_dir(ix.path / "segments")
@@ -141,12 +155,16 @@ def _size(path: Path) -> int:
 
 
 def _rebuild(path: Path) -> str:
-    return (f"the catalogue cannot be repaired in place: move {path} away and rebuild the index with "
-            f"`songmine index <music folders> --index {path}`")
+    return (
+        f"the catalogue cannot be repaired in place: move {path} away and rebuild the index with "
+        f"`songmine index <music folders> --index {path}`"
+    )
 
 
 def _after_repair(path: Path, rep: IntegrityReport) -> str | None:
     if not rep.affected:
         return None
-    return (f"index the {len(rep.affected)} affected file(s) again: `songmine index <music folders> --index {path}` "
-            "(only what is missing is added)")
+    return (
+        f"index the {len(rep.affected)} affected file(s) again: `songmine index <music folders> --index {path}` "
+        "(only what is missing is added)"
+    )

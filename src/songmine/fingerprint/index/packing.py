@@ -80,8 +80,9 @@ class Layout:
         dt = np.uint32 if self.record == 4 else np.uint64
         cls = [tuple(int(v) for v in row) for row in self.classes]
         hb = self.hash_bits
-        contiguous = (len(cls) == 1 and self.ids.shape[0] > 0
-                      and int(self.ids[-1]) - int(self.ids[0]) == self.ids.shape[0] - 1)
+        contiguous = (
+            len(cls) == 1 and self.ids.shape[0] > 0 and int(self.ids[-1]) - int(self.ids[0]) == self.ids.shape[0] - 1
+        )
         # the decoder's constants, in the record's dtype (a numpy scalar shift keeps the array's dtype)
         object.__setattr__(self, "_dt", dt)
         object.__setattr__(self, "_hb", dt(hb))
@@ -125,8 +126,9 @@ class Layout:
             if t and int(ids[-1]) < max(1 << 20, 8 * t):
                 where = np.full(int(ids[-1]) + 1, t, dtype=np.int64)
                 where[ids] = np.arange(t)
-            object.__setattr__(self, "_sorted", (ids, start[order], np.asarray(self.time_bits)[order].astype(np.uint64),
-                                                 where))
+            object.__setattr__(
+                self, "_sorted", (ids, start[order], np.asarray(self.time_bits)[order].astype(np.uint64), where)
+            )
         return self._sorted
 
     def encode(self, hashes: np.ndarray, tracks: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -219,8 +221,9 @@ def plan_layout(ids: np.ndarray, time_bits: np.ndarray) -> Layout:
     return Layout(ids, time_bits, np.asarray(classes, dtype=np.uint64).reshape(-1, 3), record, hash_bits)
 
 
-def layout_problem(ids: np.ndarray, time_bits: np.ndarray, classes: np.ndarray, record: int,
-                   hash_bits: int) -> str | None:
+def layout_problem(
+    ids: np.ndarray, time_bits: np.ndarray, classes: np.ndarray, record: int, hash_bits: int
+) -> str | None:
     """What makes a stored layout impossible (None when it is sound): decoding it could not index its tables.
 
     Classes must start at track 0 and at position 0, follow each other

@@ -118,7 +118,14 @@ SEGMENT_MAGIC_V2 = b"SMSEGv02"
 SEGMENT_HEADER_V2 = struct.Struct("<8sQIII36x")
 SEGMENT_MAGIC_V3 = b"SMSEGv03"
 SEGMENT_HEADER_V3 = struct.Struct("<8sQII40x")
-assert SEGMENT_HEADER_SIZE == SEGMENT_HEADER_V4.size == SEGMENT_HEADER_V1.size == SEGMENT_HEADER_V2.size == SEGMENT_HEADER_V3.size == 64
+assert (
+    SEGMENT_HEADER_SIZE
+    == SEGMENT_HEADER_V4.size
+    == SEGMENT_HEADER_V1.size
+    == SEGMENT_HEADER_V2.size
+    == SEGMENT_HEADER_V3.size
+    == 64
+)
 
 #: A track whose postings are live.
 STATUS_OK = "ok"

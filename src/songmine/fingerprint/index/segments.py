@@ -109,8 +109,16 @@ class BlockSums:
     shared by the threads that use the segment.
     """
 
-    def __init__(self, path: Path, raw: np.ndarray, table: np.ndarray, block: int, end: int, checksum: int,
-                 regions: Sequence[tuple[str, int]]):
+    def __init__(
+        self,
+        path: Path,
+        raw: np.ndarray,
+        table: np.ndarray,
+        block: int,
+        end: int,
+        checksum: int,
+        regions: Sequence[tuple[str, int]],
+    ):
         self.path = path
         self.raw = raw  # the whole file, memory-mapped (uint8)
         self.table = table
@@ -174,7 +182,7 @@ class BlockSums:
         mv = memoryview(buf).cast("B")
         n = -(-len(mv) // self.block)
         for i in range(n):  # loop over blocks
-            if zlib.crc32(mv[i * self.block:(i + 1) * self.block]) != int(self.table[first + i]):
+            if zlib.crc32(mv[i * self.block : (i + 1) * self.block]) != int(self.table[first + i]):
                 raise self.damage(first + i)
         self._mark(np.arange(first, first + n))
 
@@ -291,7 +299,9 @@ class FlatSegment:
 
     def track_counts(self) -> dict[int, int]:
         """Postings per track (reads the tracks, checked, in bounded memory)."""
-        return _count_tracks(_read(self, 1, a, min(a + MERGE_CHUNK, len(self))) for a in range(0, len(self), MERGE_CHUNK))
+        return _count_tracks(
+            _read(self, 1, a, min(a + MERGE_CHUNK, len(self))) for a in range(0, len(self), MERGE_CHUNK)
+        )
 
     def track_bits(self) -> tuple[np.ndarray, np.ndarray]:
         """The tracks inside (ascending) and each one's time bits (reads the tracks and times, checked)."""
@@ -368,7 +378,9 @@ class PackedSegment:
             return
         c = self.cap
         edges = np.concatenate([lo, hi])
-        _check_spans(self.sums, self._rec_bytes(np.maximum(edges - c, 0)), self._rec_bytes(np.minimum(edges + c, self.n)))
+        _check_spans(
+            self.sums, self._rec_bytes(np.maximum(edges - c, 0)), self._rec_bytes(np.minimum(edges + c, self.n))
+        )
 
     def check_runs(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """Check the blocks of ``records[lo:hi]`` for each run (what a lookup reads)."""
@@ -382,8 +394,9 @@ class PackedSegment:
     def hashes_at(self, rows: np.ndarray) -> np.ndarray:
         """The hashes at ``rows``: their window's high bits and their records' low bits."""
         rows = np.asarray(rows, dtype=np.int64)
-        return _join_hashes(self.wkeys[window_of(self.wstarts, rows)], self.layout.low_hashes(self.records[rows]),
-                            self.layout.hash_bits)
+        return _join_hashes(
+            self.wkeys[window_of(self.wstarts, rows)], self.layout.low_hashes(self.records[rows]), self.layout.hash_bits
+        )
 
     def lower_bound(self, keys: np.ndarray) -> np.ndarray:
         """``searchsorted(hashes, keys, 'left')`` (unchecked: what a merge uses to cut hash ranges)."""
@@ -399,12 +412,12 @@ class PackedSegment:
         a = s.span(first)[0]
         buf = np.fromfile(self.path, dtype=np.uint8, count=s.span(last)[1] - a, offset=a)
         s.check_buffer(first, buf)
-        rec = buf[start - a:stop - a].view(self.layout.dtype)
+        rec = buf[start - a : stop - a].view(self.layout.dtype)
         tracks, times = self.layout.decode(rec)
         # the windows overlapping [lo, hi), each clipped to it
         w0, w1 = window_of(self.wstarts, np.array([lo, hi - 1])).tolist()
-        edges = np.clip(self.wstarts[w0:w1 + 2].astype(np.int64), lo, hi)
-        keys = np.repeat(self.wkeys[w0:w1 + 1], np.diff(edges))
+        edges = np.clip(self.wstarts[w0 : w1 + 2].astype(np.int64), lo, hi)
+        keys = np.repeat(self.wkeys[w0 : w1 + 1], np.diff(edges))
         return Postings(_join_hashes(keys, self.layout.low_hashes(rec), self.layout.hash_bits), tracks, times)
 
     def decode(self) -> Postings:
@@ -440,8 +453,12 @@ def _edges(lo: np.ndarray, hi: np.ndarray, n: int) -> np.ndarray:
 def _bounds_hold(h, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray, n: int) -> bool:
     """``hashes[lo - 1] < key <= hashes[lo]`` and ``hashes[hi - 1] <= key < hashes[hi]`` wherever they exist."""
     keys = np.asarray(keys, dtype=np.uint32)
-    return bool(np.all(h[lo[lo > 0] - 1] < keys[lo > 0]) and np.all(h[lo[lo < n]] >= keys[lo < n])
-                and np.all(h[hi[hi > 0] - 1] <= keys[hi > 0]) and np.all(h[hi[hi < n]] > keys[hi < n]))
+    return bool(
+        np.all(h[lo[lo > 0] - 1] < keys[lo > 0])
+        and np.all(h[lo[lo < n]] >= keys[lo < n])
+        and np.all(h[hi[hi > 0] - 1] <= keys[hi > 0])
+        and np.all(h[hi[hi < n]] > keys[hi < n])
+    )
 
 
 def _check_spans(sums: BlockSums, start: np.ndarray, stop: np.ndarray) -> None:
@@ -722,7 +739,7 @@ class _Summer:
             self.sums.append(self.crc)
             self.crc = self.fill = 0
         whole = len(mv) // B * B
-        self.sums += [zlib.crc32(mv[i:i + B]) for i in range(0, whole, B)]
+        self.sums += [zlib.crc32(mv[i : i + B]) for i in range(0, whole, B)]
         if whole < len(mv):
             self.crc = zlib.crc32(mv[whole:])
             self.fill = len(mv) - whole
@@ -742,8 +759,21 @@ def _header_v4(n: int, n_tracks: int, step: int, checksum: int) -> bytes:
 
 
 def _header(n: int, layout: Layout, n_windows: int, checksum: int) -> bytes:
-    return _sealed(SEGMENT_HEADER.pack(SEGMENT_MAGIC, n, layout.ids.shape[0], n_windows, BLOCK_SIZE, checksum,
-                                       layout.record, layout.hash_bits, layout.classes.shape[0], WINDOW_CAP, 0))
+    return _sealed(
+        SEGMENT_HEADER.pack(
+            SEGMENT_MAGIC,
+            n,
+            layout.ids.shape[0],
+            n_windows,
+            BLOCK_SIZE,
+            checksum,
+            layout.record,
+            layout.hash_bits,
+            layout.classes.shape[0],
+            WINDOW_CAP,
+            0,
+        )
+    )
 
 
 def _tail(table: np.ndarray) -> tuple[bytes, int]:
@@ -765,7 +795,7 @@ class _Offsets:
     end: int  # of the body
 
     @classmethod
-    def of(cls, n: int, n_tracks: int, n_classes: int, record: int, n_windows: int) -> "_Offsets":
+    def of(cls, n: int, n_tracks: int, n_classes: int, record: int, n_windows: int) -> _Offsets:
         bits = SEGMENT_HEADER_SIZE + 4 * n_tracks
         classes = -(-(bits + n_tracks) // 8) * 8
         records = classes + 24 * n_classes
@@ -774,16 +804,25 @@ class _Offsets:
         return cls(bits, classes, records, wkeys, wstarts, wstarts + 4 * (n_windows + 1))
 
     def regions(self) -> list[tuple[str, int]]:
-        return [("tracks", SEGMENT_HEADER_SIZE), ("time bits", self.time_bits), ("slot classes", self.classes),
-                ("records", self.records), ("window keys", self.wkeys), ("window starts", self.wstarts)]
+        return [
+            ("tracks", SEGMENT_HEADER_SIZE),
+            ("time bits", self.time_bits),
+            ("slot classes", self.classes),
+            ("records", self.records),
+            ("window keys", self.wkeys),
+            ("window starts", self.wstarts),
+        ]
 
 
 def _tables(layout: Layout, at: _Offsets) -> bytes:
     """The tracks, time bits (padded) and slot classes of a layout: the bytes from offset 64 to the records."""
     pad = at.classes - at.time_bits - layout.ids.shape[0]
-    return (np.ascontiguousarray(layout.ids, dtype="<u4").tobytes()
-            + np.ascontiguousarray(layout.time_bits, dtype=np.uint8).tobytes() + bytes(pad)
-            + np.ascontiguousarray(layout.classes, dtype="<u8").tobytes())
+    return (
+        np.ascontiguousarray(layout.ids, dtype="<u4").tobytes()
+        + np.ascontiguousarray(layout.time_bits, dtype=np.uint8).tobytes()
+        + bytes(pad)
+        + np.ascontiguousarray(layout.classes, dtype="<u8").tobytes()
+    )
 
 
 def _windows(h: np.ndarray, layout: Layout, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -813,8 +852,12 @@ def write_segment(dest: Path, postings: Postings, *, version: int = SEGMENT_VERS
         wkeys, wstarts = _windows(h, layout, 0)
         at = _Offsets.of(n, layout.ids.shape[0], layout.classes.shape[0], layout.record, wkeys.shape[0])
         records = layout.encode(h, postings.tracks, postings.times).astype(np.dtype(layout.dtype).newbyteorder("<"))
-        body = [np.frombuffer(_tables(layout, at), dtype=np.uint8), records, wkeys,
-                np.append(wstarts, np.uint32(n)).astype("<u4")]
+        body = [
+            np.frombuffer(_tables(layout, at), dtype=np.uint8),
+            records,
+            wkeys,
+            np.append(wstarts, np.uint32(n)).astype("<u4"),
+        ]
         head = lambda checksum: _header(n, layout, wkeys.shape[0], checksum)  # noqa: E731
     else:
         raise ValueError(f"segment version {version} cannot be written (4 or {SEGMENT_VERSION})")
@@ -893,7 +936,8 @@ def open_segment(path: Path) -> Segment:
         raise IndexTooNewError(
             f"{path}: segment format version {int(magic[6:])} is newer than this songmine, which reads versions "
             f"1-{SEGMENT_VERSION}: upgrade songmine, or rebuild the index with this version (move "
-            f"{path.parent.parent} away and run songmine index <music folders> --index {path.parent.parent})")
+            f"{path.parent.parent} away and run songmine index <music folders> --index {path.parent.parent})"
+        )
     else:
         raise IndexFormatError(f"{path}: not a songmine segment (magic {magic!r}, expected {SEGMENT_MAGIC!r})")
     expected = data_off + 12 * n
@@ -901,9 +945,7 @@ def open_segment(path: Path) -> Segment:
         raise IndexCorruptError(f"{path}: segment is {size} bytes, header says {expected}", part=str(path))
     fences = None
     if step and n:
-        fences = np.asarray(
-            np.memmap(path, dtype="<u4", mode="r", offset=SEGMENT_HEADER_SIZE, shape=(-(-n // step),))
-        )
+        fences = np.asarray(np.memmap(path, dtype="<u4", mode="r", offset=SEGMENT_HEADER_SIZE, shape=(-(-n // step),)))
     if n == 0:
         return FlatSegment(path, Postings.empty(), fences, step, data_off, version=version)
     m = np.asarray(np.memmap(path, dtype="<u4", mode="r", offset=data_off, shape=(3, n)))
@@ -914,16 +956,17 @@ def _damaged(path: Path, what: str) -> IndexCorruptError:
     return IndexCorruptError(f"{path}: segment is damaged: {what}", part=str(path))
 
 
-def _map_checked(path: Path, size: int, end: int, block: int, checksum: int,
-                 regions: list[tuple[str, int]]) -> BlockSums:
+def _map_checked(
+    path: Path, size: int, end: int, block: int, checksum: int, regions: list[tuple[str, int]]
+) -> BlockSums:
     """Map a version 4/5 file and check its footer and block table (the body ends at byte ``end``)."""
     n_blocks = _n_blocks(end, block)
     expected = end + 4 * n_blocks + SEGMENT_FOOTER.size
     if size != expected:
         raise _damaged(path, f"it is {size} bytes, its header says {expected}")
     raw = np.asarray(np.memmap(path, dtype=np.uint8, mode="r"))
-    k, foot_sum, foot_magic = SEGMENT_FOOTER.unpack(bytes(raw[size - SEGMENT_FOOTER.size:]))
-    table = raw[end:end + 4 * n_blocks].view("<u4")
+    k, foot_sum, foot_magic = SEGMENT_FOOTER.unpack(bytes(raw[size - SEGMENT_FOOTER.size :]))
+    table = raw[end : end + 4 * n_blocks].view("<u4")
     if foot_magic != SEGMENT_FOOTER_MAGIC or k != n_blocks or foot_sum != checksum or zlib.crc32(table) != checksum:
         raise _damaged(path, "its footer or block table fails its checksum")
     return BlockSums(path, raw, table, block, end, checksum, regions)
@@ -937,8 +980,12 @@ def _open_v4(path: Path, head: bytes, size: int) -> FlatSegment:
         raise _damaged(path, f"fence step {step}, block size {block}")
     data_off = _data_offset(n, step)
     end = data_off + 12 * n
-    regions = [("fences", SEGMENT_HEADER_SIZE), ("hashes", data_off), ("tracks", data_off + 4 * n),
-               ("times", data_off + 8 * n)]
+    regions = [
+        ("fences", SEGMENT_HEADER_SIZE),
+        ("hashes", data_off),
+        ("tracks", data_off + 4 * n),
+        ("times", data_off + 8 * n),
+    ]
     sums = _map_checked(path, size, end, block, checksum, regions)
     raw = sums.raw
     sums.check_range(SEGMENT_HEADER_SIZE, data_off)  # the fences steer every lookup: checked now
@@ -955,10 +1002,22 @@ def _open_v5(path: Path, head: bytes, size: int) -> PackedSegment:
     if zlib.crc32(head[:-4]) != int.from_bytes(head[-4:], "little"):
         raise _damaged(path, "its header fails its checksum")
     _, n, n_tracks, n_windows, block, checksum, record, hash_bits, n_classes, cap, _ = SEGMENT_HEADER.unpack(head)
-    if (record not in (4, 8) or hash_bits > min(8 * record - 1, 32) or block < 8 or block % 8 or cap < 1
-            or n_windows > n or (n and not n_windows) or (n_tracks and not n_classes) or n_classes > n_tracks):
-        raise _damaged(path, f"impossible header (record {record} bytes, {hash_bits} hash bits, block {block}, "
-                             f"{n_windows} windows of {n}, {n_classes} classes of {n_tracks} tracks)")
+    if (
+        record not in (4, 8)
+        or hash_bits > min(8 * record - 1, 32)
+        or block < 8
+        or block % 8
+        or cap < 1
+        or n_windows > n
+        or (n and not n_windows)
+        or (n_tracks and not n_classes)
+        or n_classes > n_tracks
+    ):
+        raise _damaged(
+            path,
+            f"impossible header (record {record} bytes, {hash_bits} hash bits, block {block}, "
+            f"{n_windows} windows of {n}, {n_classes} classes of {n_tracks} tracks)",
+        )
     at = _Offsets.of(n, n_tracks, n_classes, record, n_windows)
     sums = _map_checked(path, size, at.end, block, checksum, at.regions())
     raw = sums.raw
@@ -967,10 +1026,10 @@ def _open_v5(path: Path, head: bytes, size: int) -> PackedSegment:
     else:  # the tables and the directory steer every lookup: checked now, by reads (not mapped)
         sums.check_range_read(SEGMENT_HEADER_SIZE, at.records)
         sums.check_range_read(at.wkeys, at.end)
-    ids = raw[SEGMENT_HEADER_SIZE:at.time_bits].view("<u4")
-    bits = raw[at.time_bits:at.time_bits + n_tracks]
-    classes = raw[at.classes:at.records].view("<u8").reshape(n_classes, 3)
-    wstarts = raw[at.wstarts:at.end].view("<u4")
+    ids = raw[SEGMENT_HEADER_SIZE : at.time_bits].view("<u4")
+    bits = raw[at.time_bits : at.time_bits + n_tracks]
+    classes = raw[at.classes : at.records].view("<u8").reshape(n_classes, 3)
+    wstarts = raw[at.wstarts : at.end].view("<u4")
     problem = layout_problem(ids, bits, classes, record, hash_bits)
     if problem is None and (wstarts[0] != 0 or wstarts[-1] != n):
         problem = "its window directory does not span its postings"
@@ -978,8 +1037,17 @@ def _open_v5(path: Path, head: bytes, size: int) -> PackedSegment:
         raise _damaged(path, problem)
     layout = Layout(ids, bits, classes, record, hash_bits)
     dtype = np.dtype("<u4" if record == 4 else "<u8")
-    return PackedSegment(path, n, layout, raw[at.records:at.wkeys].view(dtype), raw[at.wkeys:at.wstarts].view("<u4"),
-                         wstarts, at.records, cap, sums)
+    return PackedSegment(
+        path,
+        n,
+        layout,
+        raw[at.records : at.wkeys].view(dtype),
+        raw[at.wkeys : at.wstarts].view("<u4"),
+        wstarts,
+        at.records,
+        cap,
+        sums,
+    )
 
 
 def _read(seg: FlatSegment, row: int, lo: int, hi: int) -> np.ndarray:
@@ -996,7 +1064,7 @@ def _read(seg: FlatSegment, row: int, lo: int, hi: int) -> np.ndarray:
     a = s.span(first)[0]
     buf = np.fromfile(seg.path, dtype=np.uint8, count=s.span(last)[1] - a, offset=a)
     s.check_buffer(first, buf)
-    return buf[start - a:stop - a].view("<u4")
+    return buf[start - a : stop - a].view("<u4")
 
 
 def _pwrite(fd: int, a, offset: int) -> None:
@@ -1094,8 +1162,11 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
                     h, tr, t = h[keep], tr[keep], t[keep]
                 order = np.argsort(h, kind="stable")
                 h, tr, t = h[order], tr[order], t[order]
-                _pwrite(fd, layout.encode(h, tr, t).astype(np.dtype(layout.dtype).newbyteorder("<")),
-                        at.records + layout.record * pos)
+                _pwrite(
+                    fd,
+                    layout.encode(h, tr, t).astype(np.dtype(layout.dtype).newbyteorder("<")),
+                    at.records + layout.record * pos,
+                )
                 wkeys, wstarts = _windows(h, layout, pos)
                 _pwrite(fd, wkeys, at.wkeys + 4 * n_windows)
                 starts_fh.write(memoryview(wstarts).cast("B"))

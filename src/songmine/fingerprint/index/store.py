@@ -50,11 +50,11 @@ from .schema import (
     FORMAT_VERSION,
     LOCK_NAME,
     SEGMENT_DIR,
+    SEGMENT_VERSION,
     STATUS_OK,
     STATUS_REMOVED,
     migrate,
 )
-from .schema import SEGMENT_VERSION
 from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, segment_checksum, write_segment
 
 __all__ = [
@@ -132,9 +132,9 @@ def _guarded(fn):
         except sqlite3.DatabaseError as exc:
             if not _catalogue_damaged(exc):
                 raise
-            raise self._advise(IndexCorruptError(
-                f"{self._db_path}: the catalogue is damaged ({exc})", part=str(self._db_path)
-            )) from exc
+            raise self._advise(
+                IndexCorruptError(f"{self._db_path}: the catalogue is damaged ({exc})", part=str(self._db_path))
+            ) from exc
 
     return wrapper
 
@@ -300,8 +300,9 @@ class Index:
     """
 
     @_guarded
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None,
-                 _salvage: bool = False):
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = False, config: Any = None, _salvage: bool = False
+    ):
         self.path = Path(path).expanduser()
         # salvage (songmine verify): damaged segments are left out of the snapshot and listed here
         self._salvage = _salvage
@@ -324,7 +325,9 @@ class Index:
         if not exists and not create:
             if self.path.exists() and not self.path.is_dir():
                 raise IndexFormatError(f"{self.path}: not an index directory")
-            raise IndexFormatError(f"{self.path}: no index here (create one with `songmine index DIR --index {self.path}`)")
+            raise IndexFormatError(
+                f"{self.path}: no index here (create one with `songmine index DIR --index {self.path}`)"
+            )
         if not exists:
             self._create(config)
             self.created = True
@@ -408,11 +411,15 @@ class Index:
     def _advise(self, exc: IndexCorruptError) -> IndexCorruptError:
         """``exc`` with how to recover appended (marked, so that it is appended once)."""
         if exc.part == str(self._db_path):
-            how = (f"rebuild the index: move {self.path} away and run `songmine index <music folders> --index "
-                   f"{self.path}` (`songmine verify --index {self.path}` shows what is damaged)")
+            how = (
+                f"rebuild the index: move {self.path} away and run `songmine index <music folders> --index "
+                f"{self.path}` (`songmine verify --index {self.path}` shows what is damaged)"
+            )
         else:
-            how = (f"run `songmine verify --index {self.path} --repair`, then `songmine index <music folders> "
-                   f"--index {self.path}` to index again what the damaged part held (or rebuild the index)")
+            how = (
+                f"run `songmine verify --index {self.path} --repair`, then `songmine index <music folders> "
+                f"--index {self.path}` to index again what the damaged part held (or rebuild the index)"
+            )
         new = IndexCorruptError(f"{exc}; to recover, {how}", part=exc.part)
         new.advised = True
         return new
@@ -516,7 +523,8 @@ class Index:
         """
         with self._mutex:
             row = self._conn.execute(
-                "SELECT data, checksum FROM profiles WHERE track_id = ? AND version = ?", (int(track_id), PROFILE_VERSION)
+                "SELECT data, checksum FROM profiles WHERE track_id = ? AND version = ?",
+                (int(track_id), PROFILE_VERSION),
             ).fetchone()
         if row is None:
             return None
@@ -575,8 +583,9 @@ class Index:
         ids, starts = np.unique(tr, return_index=True)
         ends = np.append(starts[1:], tr.shape[0])
         live = {k for k, r in snap.tracks.items() if r.status == STATUS_OK}
-        return {int(i): (h[a:b], t[a:b]) for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist())
-                if i in live}  # loop over tracks
+        return {
+            int(i): (h[a:b], t[a:b]) for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()) if i in live
+        }  # loop over tracks
 
     # ----------------------------------------------------------------- lookup
     @_guarded
@@ -735,8 +744,11 @@ class Index:
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
                 self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
-                self._stats = {p: st for p in [self._db_path, *(self._seg_dir / g.file for g in segs)]
-                               if (st := _stat(p)) is not None}
+                self._stats = {
+                    p: st
+                    for p in [self._db_path, *(self._seg_dir / g.file for g in segs)]
+                    if (st := _stat(p)) is not None
+                }
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
 
@@ -810,8 +822,12 @@ class Index:
                 continue
             if data.sums is None and str(path) not in _WARNED_UNCHECKED:
                 _WARNED_UNCHECKED.add(str(path))
-                log.warning("%s: written by an older songmine, without checksums (read unchecked); "
-                            "`songmine compact --index %s` rewrites it with them", path, self.path)
+                log.warning(
+                    "%s: written by an older songmine, without checksums (read unchecked); "
+                    "`songmine compact --index %s` rewrites it with them",
+                    path,
+                    self.path,
+                )
             segs.append(_Segment(sid, f, n, data))
         return segs
 
@@ -942,20 +958,38 @@ class Index:
                         "INSERT INTO tracks(track_id, path, sha256, size, mtime_ns, duration_s, title, artist,"
                         " album, n_hashes, status, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         [
-                            (i, t.path, t.sha256, t.size, t.mtime_ns, float(t.duration_s), t.title, t.artist,
-                             t.album, int(t.hashes.shape[0]), STATUS_OK, now)
+                            (
+                                i,
+                                t.path,
+                                t.sha256,
+                                t.size,
+                                t.mtime_ns,
+                                float(t.duration_s),
+                                t.title,
+                                t.artist,
+                                t.album,
+                                int(t.hashes.shape[0]),
+                                STATUS_OK,
+                                now,
+                            )
                             for i, t in zip(ids, new)
                         ],
                     )
                     conn.executemany(
                         "INSERT INTO profiles(track_id, version, data, checksum) VALUES (?,?,?,?)",
-                        [(i, PROFILE_VERSION, t.profile, zlib.crc32(t.profile))
-                         for i, t in zip(ids, new) if t.profile is not None],
+                        [
+                            (i, PROFILE_VERSION, t.profile, zlib.crc32(t.profile))
+                            for i, t in zip(ids, new)
+                            if t.profile is not None
+                        ],
                     )
                     conn.executemany(
                         "INSERT INTO payloads(track_id, version, data, checksum) VALUES (?,?,?,?)",
-                        [(i, t.payload_version, t.payload, zlib.crc32(t.payload))
-                         for i, t in zip(ids, new) if t.payload is not None],
+                        [
+                            (i, t.payload_version, t.payload, zlib.crc32(t.payload))
+                            for i, t in zip(ids, new)
+                            if t.payload is not None
+                        ],
                     )
                     self._next("next_track_id", len(new))
                     if seg_file is not None:
@@ -1058,8 +1092,10 @@ class Index:
         rows = self._conn.execute("SELECT track_id, data FROM profiles WHERE checksum IS NULL").fetchall()
         if rows:
             with self._transaction() as conn:
-                conn.executemany("UPDATE profiles SET checksum = ? WHERE track_id = ?",
-                                 [(zlib.crc32(data), tid) for tid, data in rows])
+                conn.executemany(
+                    "UPDATE profiles SET checksum = ? WHERE track_id = ?",
+                    [(zlib.crc32(data), tid) for tid, data in rows],
+                )
 
     def _merge(self, segs: Sequence[_Segment], *, purge: Sequence[int] = (), force: bool = False) -> int:
         """Replace ``segs`` by one merged segment (dropping ``purge`` tracks); caller holds the lock.
@@ -1159,7 +1195,9 @@ class Index:
             try:
                 s.data.check_all()
             except IndexCorruptError as exc:
-                findings.append(Finding(f"{SEGMENT_DIR}/{s.file}", _detail(str(exc), self._seg_dir / s.file), "segment"))
+                findings.append(
+                    Finding(f"{SEGMENT_DIR}/{s.file}", _detail(str(exc), self._seg_dir / s.file), "segment")
+                )
                 bad.add(s.file)
                 continue
             if s.data.sums is None:  # files without checksums: at least their order
@@ -1189,15 +1227,28 @@ class Index:
             if got == 0 and bad:  # its postings were in a damaged segment (a track's postings share one)
                 lost.append(tid)
             else:
-                findings.append(Finding(f"track {tid}", f"({r.path}): catalogue says {r.n_hashes} postings, "
-                                        f"segments hold {got}", "track", (tid,)))
+                findings.append(
+                    Finding(
+                        f"track {tid}",
+                        f"({r.path}): catalogue says {r.n_hashes} postings, segments hold {got}",
+                        "track",
+                        (tid,),
+                    )
+                )
         if lost:
             ids = ", ".join(map(str, lost[:20])) + (", …" if len(lost) > 20 else "")
-            findings.append(Finding("tracks", f"{len(lost)} track(s) had their postings in the damaged "
-                                    f"segment(s): {ids}", "lost", tuple(lost)))
+            findings.append(
+                Finding(
+                    "tracks",
+                    f"{len(lost)} track(s) had their postings in the damaged segment(s): {ids}",
+                    "lost",
+                    tuple(lost),
+                )
+            )
         for tid, k in counts.items():
-            findings.append(Finding(f"track {tid}", f"segments hold {k} postings of it, the catalogue does not "
-                                    "know it", "track"))
+            findings.append(
+                Finding(f"track {tid}", f"segments hold {k} postings of it, the catalogue does not know it", "track")
+            )
         known = {s.file for s in self._segments} | bad
         for p in self._seg_dir.iterdir():
             if p.name not in known and not p.name.startswith("."):
@@ -1244,7 +1295,7 @@ class Index:
                 self._conn = None
             self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
 
-    def __enter__(self) -> "Index":
+    def __enter__(self) -> Index:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1265,7 +1316,7 @@ class _DemoConfig:
         return {}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "_DemoConfig":
+    def from_dict(cls, d: dict) -> _DemoConfig:
         return cls()
 
 

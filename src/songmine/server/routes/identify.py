@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from ...audio import load
 from ...errors import DecodeError, IndexFormatError, SongmineError
-from ...fingerprint.query import identify
 from ...fingerprint.index import UnknownTrackError
+from ...fingerprint.query import identify
 from ...records import QueryResult
 from ...stages import StageClock, measuring, stage
 from ..deps import HolderDep, SettingsDep, SlotsDep, query_upload

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import Path as PathParam
 
 from ...audio import info
 from ...errors import DecodeError
@@ -74,8 +75,7 @@ def add_track(
     if meta.duration_s == meta.duration_s and meta.duration_s > settings.max_track_s:
         raise HTTPException(
             422,
-            f"{upload.label}: track is {meta.duration_s:.0f} s long, more than the limit of "
-            f"{settings.max_track_s:g} s",
+            f"{upload.label}: track is {meta.duration_s:.0f} s long, more than the limit of {settings.max_track_s:g} s",
             headers=reason_header("too-long"),
         )
     staged = upload.path = trackstore.stage(upload.path, trackstore.extension_for(meta.codec), upload.lock_fd)
