@@ -17,6 +17,26 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+#: Packages only an extra may bring: never in the core install.
+HEAVY_PACKAGES = frozenset(
+    {
+        "librosa",
+        "numba",
+        "llvmlite",
+        "resampy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "matplotlib",
+        "jinja2",
+        "pyspark",
+        "fastapi",
+        "uvicorn",
+        "pedalboard",
+        "pyroomacoustics",
+    }
+)
+
 
 def need(condition: bool, reason: str) -> None:
     """Skip (locally) or fail (under CI=true) unless ``condition`` holds."""

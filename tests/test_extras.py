@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import HEAVY_PACKAGES
 
 from songmine.errors import MissingExtraError, SongmineError
 from songmine.extras import DISTRIBUTIONS, EXTRAS, as_missing_extra, install_hint, missing, require
@@ -69,23 +70,7 @@ def cli_without(modules, *argv: str, cwd: Path | None = None) -> subprocess.Comp
 def test_the_core_dependencies_are_the_light_ones():
     core = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert core == CORE
-    heavy = {
-        "librosa",
-        "numba",
-        "llvmlite",
-        "resampy",
-        "pandas",
-        "pyarrow",
-        "scikit-learn",
-        "matplotlib",
-        "jinja2",
-        "pyspark",
-        "fastapi",
-        "uvicorn",
-        "pedalboard",
-        "pyroomacoustics",
-    }
-    assert core & heavy == set()
+    assert core & HEAVY_PACKAGES == set()
 
 
 @pytest.mark.parametrize("extra", sorted(EXTRAS))

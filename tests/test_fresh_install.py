@@ -19,27 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
+from conftest import HEAVY_PACKAGES, require
 from docblocks import BlockFailed, blocks, install_from, run_block, venv_env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-HEAVY = {
-    "librosa",
-    "numba",
-    "llvmlite",
-    "resampy",
-    "pandas",
-    "pyarrow",
-    "scikit-learn",
-    "matplotlib",
-    "jinja2",
-    "pyspark",
-    "fastapi",
-    "uvicorn",
-    "pedalboard",
-    "pyroomacoustics",
-}
 
 
 # ------------------------------------------------------------------ the extractor (fast)
@@ -115,7 +99,7 @@ def installed(v: Path) -> set[str]:
 @pytest.mark.slow
 @pytest.mark.corpus
 def test_the_core_install_is_light_and_identifies_a_clip(venv, real_cuts, tmp_path):
-    assert installed(venv).isdisjoint(HEAVY), installed(venv) & HEAVY
+    assert installed(venv).isdisjoint(HEAVY_PACKAGES), installed(venv) & HEAVY_PACKAGES
     songmine = str(venv / "bin" / "songmine")
     ix = tmp_path / "ix"
     r = subprocess.run(
