@@ -26,11 +26,18 @@ $(BIN)/python:
 #  the dev extra has every extra: songmine[all])
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[eval]'
+	$(NUMBA_WARM_UP)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	$(NUMBA_WARM_UP)
 	touch $(VENV)/.installed $@
+
+# librosa compiles its numba kernels when imported and caches them inside the venv; two
+# processes writing that cache at once can leave a mismatched pair of files that crashes every
+# later call of the kernel. One import right after install writes the cache once, alone.
+NUMBA_WARM_UP = $(BIN)/python -c "import importlib.util as u; u.find_spec('librosa') and __import__('librosa.onset')"
 
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev

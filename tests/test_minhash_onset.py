@@ -8,7 +8,7 @@ import soundfile as sf
 
 from songmine.errors import IndexFormatError, ParameterError
 from songmine.minhash import EMPTY
-from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames, peak_vector
+from songmine.minhash.onset import SeedConfig, SeedIndex, onset_peak_frames, peak_pick, peak_vector
 
 
 def test_default_config_is_the_originals():
@@ -47,6 +47,70 @@ def test_peaks_match_a_direct_librosa_pipeline(synth_music):
     assert got.size > 5  # synthetic notes every 0.25 s give onsets
     v = peak_vector(y)
     assert v.shape == (431,) and v.dtype == bool and np.flatnonzero(v).tolist() == got.tolist()
+
+
+def _random_picker_case(rng: np.random.Generator):
+    """An envelope and picker parameters; a third of the envelopes are coarsely quantised so that
+    values tie with the window maximum and with the mean + delta threshold."""
+    n = int(rng.integers(1, 300))
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        x = rng.standard_normal(n).astype(np.float32)
+    elif kind == 1:
+        x = (rng.integers(0, 4, n) * 0.5).astype(np.float32)
+    elif kind == 2:
+        x = (rng.integers(0, 7, n) / 3).astype(np.float32)
+    else:
+        x = np.abs(rng.standard_normal(n))  # float64
+    params = dict(
+        pre_max=int(rng.integers(0, 12)),
+        post_max=int(rng.integers(1, 12)),
+        pre_avg=int(rng.integers(0, 12)),
+        post_avg=int(rng.integers(1, 12)),
+        delta=float(rng.choice([0.0, 0.5, 1 / 3, 0.1])),
+        wait=float(rng.choice([0.0, 0.5, 1.0, 3.0])),
+    )
+    return x, params
+
+
+def test_peak_pick_picks_librosas_frames_ties_included():
+    import librosa
+
+    rng = np.random.default_rng(11)
+    picked = 0
+    for _ in range(1500):
+        x, params = _random_picker_case(rng)
+        want = librosa.util.peak_pick(x, **params)
+        got = peak_pick(x, **params)
+        np.testing.assert_array_equal(got, want, err_msg=str(params))
+        picked += got.size
+    assert picked > 10_000  # the cases pick peaks, not only empty sets
+
+
+@pytest.mark.corpus
+def test_peak_pick_on_real_music_envelopes(real_cuts):
+    import librosa
+
+    from songmine.audio import load
+
+    for path in real_cuts[:6]:
+        y = load(path, sr=22050, mono=True, duration=30.0)
+        env = librosa.onset.onset_strength(y=y, sr=22050, hop_length=512)
+        params = dict(pre_max=10, post_max=10, pre_avg=10, post_avg=10, delta=0.5, wait=0.5)
+        want = librosa.util.peak_pick(env, **params)
+        assert want.size > 10
+        np.testing.assert_array_equal(peak_pick(env, **params), want)
+
+
+def test_peak_pick_rejects_what_librosa_rejects():
+    x = np.ones(10, np.float32)
+    with pytest.raises(ParameterError):
+        peak_pick(x, pre_max=1, post_max=0, pre_avg=1, post_avg=1, delta=0.0, wait=0)
+    with pytest.raises(ParameterError):
+        peak_pick(x, pre_max=-1, post_max=1, pre_avg=1, post_avg=1, delta=0.0, wait=0)
+    with pytest.raises(ParameterError):
+        peak_pick(x.reshape(2, 5), pre_max=1, post_max=1, pre_avg=1, post_avg=1, delta=0.0, wait=0)
+    assert peak_pick(np.zeros(0, np.float32), pre_max=1, post_max=1, pre_avg=1, post_avg=1, delta=0, wait=0).size == 0
 
 
 def test_silence_and_tiny_input_give_empty_sets_and_no_match(tmp_path, synth_music):

@@ -7,7 +7,7 @@ Pipeline, per track (the original notebook's parameters are the defaults of
    :func:`songmine.audio.load`), from ``offset_s=1`` s in, ``duration_s=10`` s long;
 2. onset strength (``librosa.onset.onset_strength``, hop 512) — 10 s give
    ``1 + ⌊10·22050/512⌋ = 431`` frames;
-3. peak picking (``librosa.util.peak_pick`` with pre/post max 10, pre/post
+3. peak picking (``librosa.util.peak_pick``'s rule, in numpy: :func:`peak_pick`, with pre/post max 10, pre/post
    avg 10, delta 0.5, wait 0.5 — librosa rounds ``wait`` up to 1 frame);
 4. a binary vector over the 431 frames, 1 at the peak frames; its set is the
    set of peak frame indices;
@@ -185,7 +185,7 @@ def onset_peak_frames(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.nd
     env = librosa.onset.onset_strength(y=y, sr=config.sr, hop_length=config.hop_length, n_fft=n_fft)
     if env.shape[0] <= config.post_max or not np.any(env > 0):
         return np.zeros(0, dtype=np.int64)
-    peaks = librosa.util.peak_pick(
+    peaks = peak_pick(
         env,
         pre_max=config.pre_max,
         post_max=config.post_max,
@@ -196,6 +196,56 @@ def onset_peak_frames(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.nd
     )
     peaks = np.asarray(peaks, dtype=np.int64)
     return peaks[peaks < config.n_frames]
+
+
+def peak_pick(
+    x: np.ndarray, *, pre_max: int, post_max: int, pre_avg: int, post_avg: int, delta: float, wait: float
+) -> np.ndarray:
+    """``librosa.util.peak_pick`` of a 1-D array, the same frames, in numpy.
+
+    librosa's picker is a numba ``guvectorize`` kernel cached on disk; that
+    cache is written as two files per kernel with no lock between them, so two
+    processes compiling at once (a fresh install, parallel jobs) can leave a
+    mismatched pair, and every later call segfaults. Nothing here compiles.
+
+    Frame ``n`` is a peak when it equals the maximum of ``x[n-pre_max : n+post_max]``
+    and reaches the mean of ``x[n-pre_avg : n+post_avg]`` plus ``delta``
+    (windows cut at the ends); a peak hides the next ``wait`` frames. The mean
+    is a running sum in window order and the arithmetic stays in ``x``'s float
+    type (``delta`` rounded to float32 first), as librosa's kernel computes, so
+    ties at the threshold fall the same way.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_peaks,), dtype=int64], increasing.
+    """
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ParameterError(f"x must be 1-D, got shape {x.shape}")
+    if min(pre_max, pre_avg, delta, wait) < 0 or min(post_max, post_avg) <= 0:
+        raise ParameterError("pre_max, pre_avg, delta and wait must be >= 0; post_max and post_avg > 0")
+    pre_max, post_max, pre_avg, post_avg, wait = (int(np.ceil(v)) for v in (pre_max, post_max, pre_avg, post_avg, wait))
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    acc_type = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    lows, neg = np.arange(n), np.array(-np.inf, dtype=acc_type)
+    padded = np.concatenate([np.full(pre_max, neg), x.astype(acc_type), np.full(post_max, neg)])
+    local_max = np.lib.stride_tricks.sliding_window_view(padded, pre_max + post_max)[:n].max(axis=1)
+    # the mean window [n - pre_avg, n + post_avg) summed left to right; zeros outside add nothing
+    padded = np.concatenate([np.zeros(pre_avg, acc_type), x.astype(acc_type), np.zeros(post_avg, acc_type)])
+    total = np.zeros(n, dtype=acc_type)
+    for k in range(pre_avg + post_avg):
+        total += padded[k : k + n]
+    count = np.minimum(lows + post_avg, n) - np.maximum(lows - pre_avg, 0)
+    threshold = total / count.astype(acc_type) + np.asarray(np.float32(delta), dtype=acc_type)
+    candidates = np.flatnonzero((x == local_max) & (x >= threshold))
+    picked, free_from = [], 0
+    for c in candidates.tolist():
+        if c >= free_from:
+            picked.append(c)
+            free_from = c + wait + 1
+    return np.asarray(picked, dtype=np.int64)
 
 
 def peak_vector(y: np.ndarray, config: SeedConfig = SeedConfig()) -> np.ndarray:
@@ -244,8 +294,8 @@ def seed_payload(path, config: SeedConfig) -> tuple[float, bytes]:
 
 
 def _warm_up() -> None:
-    """Compile librosa's numba kernels here once, so forked indexing workers inherit them (instead of
-    each compiling them, and racing to write numba's on-disk cache)."""
+    """Import librosa (its import compiles or loads numba kernels, ≈2–16 s) once here, so forked
+    indexing workers inherit it instead of each importing it, and racing to write numba's cache."""
     onset_peak_frames(np.random.default_rng(0).standard_normal(SeedConfig().sr).astype(np.float32))
 
 
