@@ -7,7 +7,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 MUSIC  ?=
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# A worker that crashes ends the run, naming its test: pytest-xdist 3.8 with --dist loadfile can
+# wait forever for a replacement worker that is never given work.
+PYTEST_ARGS ?= -n 2 --dist loadfile --max-worker-restart 0
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
