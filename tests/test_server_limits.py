@@ -500,6 +500,27 @@ def test_index_format_error_is_a_500(server_index, tagged_cuts, tmp_path):
     assert r.json()["reason"] == "index-damaged" and "segment" in r.json()["detail"]
 
 
+def test_a_segment_from_a_newer_songmine_is_a_500_index_too_new(server_index, tagged_cuts, tmp_path):
+    """Not damage: the JSON 500 says the index is too new (upgrade songmine), not that it is broken."""
+    import shutil
+
+    from songmine.fingerprint.index.schema import SEGMENT_MAGIC
+
+    index = tmp_path / "index"
+    shutil.copytree(server_index, index)
+    s = _settings(index, token="t0ken-0123456789")
+    with run_uvicorn(create_app(s)) as url, httpx.Client(timeout=60) as c:
+        with open(_segments(index)[0], "r+b") as fh:  # what a later format's writer would have put there
+            fh.write(SEGMENT_MAGIC[:6] + b"99")
+        r = c.post(
+            url + "/api/tracks",
+            files={"file": ("new.flac", tagged_cuts[5].read_bytes())},
+            headers={"Authorization": "Bearer t0ken-0123456789"},
+        )
+    assert r.status_code == 500, r.text
+    assert r.json()["reason"] == "index-too-new" and "newer" in r.json()["detail"], r.text
+
+
 @pytest.mark.parametrize("kind", ["hashes", "catalogue"])
 def test_damage_under_a_running_server_is_a_500_at_the_next_refresh(server_index, tagged_cuts, tmp_path, kind):
     """Damage written in place after the server checked and opened the index (its memory maps and

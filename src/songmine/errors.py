@@ -48,7 +48,13 @@ class DecodeError(SongmineError):
 
 
 class IndexFormatError(SongmineError):
-    """An index is missing, of another version, or was built with another config."""
+    """An index is missing, of another version, or was built with another config.
+
+    ``reason`` is the machine-friendly reason of an error body: ``"index-format"``
+    here, ``"index-damaged"`` and ``"index-too-new"`` for the subclasses.
+    """
+
+    reason = "index-format"
 
 
 class IndexCorruptError(IndexFormatError):

@@ -136,7 +136,7 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         if isinstance(exc, (IndexFormatError, ServerFault)):  # the server's data, not the request: never a 4xx
             log.error("server-side failure on %s %s: %s", request.method, request.url.path, line, exc_info=exc)
-            reason = "index-damaged" if isinstance(exc, IndexFormatError) else exc.reason
+            reason = exc.reason  # index-damaged, index-too-new, index-format, or the fault's own
             settings = getattr(request.app.state, "settings", None)
             if settings is not None and not settings.expose_paths:  # the message names server files
                 line = f"{reason} (details in the server's log)"
