@@ -145,6 +145,20 @@ def test_cluster_run_on_spark_bad_input_is_one_line(spark, table, capsys, args, 
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_cluster_run_on_spark_refuses_duplicate_track_ids_as_local_does(spark, table, tmp_path, capsys):
+    from songmine.cli._app import main
+
+    df = pd.read_parquet(table)
+    twice = pd.concat([df, df.iloc[[7]]])
+    bad = tmp_path / "twice.parquet"
+    twice.to_parquet(bad)
+    dup = int(twice.index[7])
+    for engine in (["--engine", "local"], ["--engine", "spark", "--master", "local[2]"]):
+        code = main(["cluster", "run", str(bad), *engine, "--k", "3"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"duplicate track_id {dup}" in err and "Traceback" not in err, (engine, err)
+
+
 def test_cluster_run_on_spark_missing_table(spark, tmp_path, capsys):
     from songmine.cli._app import main
 

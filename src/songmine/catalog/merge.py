@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..atomic import atomic_path
 from ..errors import DataError, ParameterError
 from ..extras import require
@@ -100,7 +102,7 @@ def merge(
     for t in names:
         idx = tables[t].index
         if idx.has_duplicates:
-            dup = idx[idx.duplicated()][0]
+            dup = np.asarray(idx[idx.duplicated()][0]).item()  # 656, not np.int64(656)
             raise DataError(f"{t}: duplicate track_id {dup!r}: refusing an ambiguous join")
         kinds[t] = "int" if pd.api.types.is_integer_dtype(idx.dtype) else "str"
     if len(set(kinds.values())) > 1:

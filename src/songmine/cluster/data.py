@@ -166,7 +166,7 @@ def read_table(path) -> pd.DataFrame:
         except Exception as exc:  # noqa: BLE001
             log.warning("could not read %s for metadata: %s", tracks, exc)
     if df.index.has_duplicates:
-        raise DataError(f"{p}: duplicate track_id {df.index[df.index.duplicated()][0]!r}")
+        raise DataError(f"{p}: duplicate track_id {np.asarray(df.index[df.index.duplicated()][0]).item()!r}")
     return df
 
 

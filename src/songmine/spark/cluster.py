@@ -200,6 +200,13 @@ def _read(run: _Run, path: str, config: RunConfig, n_partitions: int | None):
         max_variables=config.max_variables,
         coverage=lambda c: _coverage(run, df, c),
     )
+    if id_column is not None:  # a join or a label by track_id would be ambiguous: refused, as the local engine does
+        dup = run.job(
+            lambda: df.groupBy(_col(id_column)).count().filter(F.col("count") > 1).limit(1).collect(),
+            "checking that track ids are unique",
+        )
+        if dup:
+            raise DataError(f"{path}: duplicate track_id {dup[0][0]!r}")
     meta = list(dict.fromkeys(v.column for v in variables))
     # plain names inside Spark (mapInArrow resolves columns by name, and FMA names hold dots)
     fname = {c: f"f{i}" for i, c in enumerate(cols)}
