@@ -225,6 +225,12 @@ def test_cli_index_and_identify_with_the_spark_engine(spark, music, local_index,
     local = json.loads(capsys.readouterr().out)
     assert main([*args, "--engine", "spark", "--master", "local[2]"]) == 0
     assert json.loads(capsys.readouterr().out) == local
+    # the threshold and the first 2 s only: the executors apply them as the local search does
+    strict = [*args, "--threshold", "0.9999", "--max-duration", "2"]
+    main(strict)
+    local_strict = json.loads(capsys.readouterr().out)
+    main([*strict, "--engine", "spark", "--master", "local[2]"])
+    assert json.loads(capsys.readouterr().out) == local_strict != local
     path, _ = recording
     args = ["identify", str(path), "--index", str(local_index), "--window", "8", "--hop", "4", "--json"]
     assert main(args) == 0
