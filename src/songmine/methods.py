@@ -6,8 +6,8 @@
 * ``sketch`` — MinHash sketches of landmark windows → LSH.
 
 Entries name their parts by ``"module:attribute"`` strings, imported only when
-used, so this module imports none of them (and none of them need import it
-back): the store reads :attr:`Method.config`, the indexer :attr:`Method.payload`,
+used, so this module imports none of them (they may import it: there is no
+cycle): the store reads :attr:`Method.config`, the indexer :attr:`Method.payload`,
 the evaluation harness :attr:`Method.identifier`, the CLI :attr:`Method.folder_index`.
 
 Every indexable method keeps its index in the same store
@@ -24,7 +24,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError
+from .errors import IndexFormatError, ParameterError
 from .extras import require
 
 __all__ = [
@@ -188,6 +188,30 @@ def method_of_config(config: Any) -> Method:
         if m.config is not None and reference(m.config) == ref:
             return m
     raise ParameterError(f"config of type {ref} belongs to no registered method (known: {', '.join(METHODS)})")
+
+
+def stored_config(index: Any, method: str, config: Any, key: Callable[[Any], dict]) -> Any:
+    """The config to query the payload index ``index`` (an open store) of ``method`` with.
+
+    ``config`` (if given) must equal the stored one in ``key(config)`` — what the
+    payloads were computed with — and is returned (its query-side fields set); else
+    the stored config is.
+
+    Raises
+    ------
+    IndexFormatError
+        The store holds another method's index, or was built with another config.
+    """
+    stored = index.config
+    if method_of_config(stored).name != method:
+        raise IndexFormatError(f"{index.path} is an index of the {index.method} method, not {method}")
+    if config is None:
+        return stored
+    want, have = key(config), key(stored)
+    if want != have:
+        diff = {k: (v, have.get(k)) for k, v in want.items() if have.get(k) != v}
+        raise IndexFormatError(f"{method} index was built with another config (query vs index): {diff}")
+    return config
 
 
 def make_identifier(name: str, *, index_path: Path | None = None, options: Mapping[str, str] | None = None):

@@ -56,6 +56,7 @@ from ..atomic import atomic_path
 from ..audio import info, load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from ..extras import require
+from ..methods import stored_config
 from ..records import Match, QueryResult
 from .hashing import EMPTY, MinHasher, estimate_jaccard_many
 from .lsh import LSHConfig, LSHIndex, check_threshold
@@ -391,18 +392,7 @@ class SeedIndex:
         IndexCorruptError
             A payload fails its checksum.
         """
-        stored = index.config
-        if not isinstance(stored, SeedConfig):
-            raise IndexFormatError(f"{index.path} is an index of the {index.method} method, not seed")
-        if config is not None:
-            if config.signature_key() != stored.signature_key():
-                diff = {
-                    k: (v, stored.signature_key()[k])
-                    for k, v in config.signature_key().items()
-                    if stored.signature_key()[k] != v
-                }
-                raise IndexFormatError(f"seed index was built with another config (query vs index): {diff}")
-            stored = config
+        stored = stored_config(index, "seed", config, SeedConfig.signature_key)
         obj = cls(stored)
         for tid, (version, data) in sorted(index.payloads().items()):  # loop over tracks
             if version != 1:

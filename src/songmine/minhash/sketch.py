@@ -48,6 +48,7 @@ from ..atomic import atomic_path
 from ..audio import load
 from ..errors import DecodeError, IndexFormatError, ParameterError, SongmineError
 from ..fingerprint.landmarks import FingerprintConfig, fingerprint
+from ..methods import stored_config
 from ..records import Match, QueryResult
 from .hashing import EMPTY, MinHasher
 from .lsh import LSHConfig, LSHIndex, check_threshold
@@ -236,14 +237,7 @@ class SketchIndex:
         IndexCorruptError
             A payload fails its checksum.
         """
-        stored = index.config
-        if not isinstance(stored, SketchConfig):
-            raise IndexFormatError(f"{index.path} is an index of the {index.method} method, not sketch")
-        if config is not None:
-            if config.to_dict() != stored.to_dict():
-                diff = {k: (v, stored.to_dict()[k]) for k, v in config.to_dict().items() if stored.to_dict()[k] != v}
-                raise IndexFormatError(f"sketch index was built with another config (query vs index): {diff}")
-            stored = config
+        stored = stored_config(index, "sketch", config, SketchConfig.to_dict)
         obj = cls(stored)
         n_perm = stored.n_perm
         for tid, (version, data) in sorted(index.payloads().items()):  # loop over tracks
