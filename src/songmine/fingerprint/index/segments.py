@@ -174,6 +174,8 @@ class BlockSums:
         lo, hi = self.blocks_of([start, stop - 1]).tolist()
         for b in range(lo, hi + 1, _READ_BLOCKS):  # loop over chunks of blocks
             e = min(b + _READ_BLOCKS, hi + 1) - 1
+            if self.checked[b : e + 1].all():
+                continue
             a = self.span(b)[0]
             self.check_buffer(b, np.fromfile(self.path, dtype=np.uint8, count=self.span(e)[1] - a, offset=a))
 
@@ -187,9 +189,11 @@ class BlockSums:
         self._mark(np.arange(first, first + n))
 
     def check_all(self) -> None:
-        """Check every block not checked yet."""
-        if not self.complete:
-            self.check(np.nonzero(~self.checked)[0])
+        """Check every block not checked yet, by plain reads: a segment checked whole (at open when
+        small, on a refresh that finds it changed, by ``verify``) is not thereby mapped into this
+        process's memory, which stays what its lookups touch (a build that checks each segment it
+        opens keeps a memory independent of the index's size)."""
+        self.check_range_read(SEGMENT_HEADER_SIZE, self.end)
 
     def _mark(self, blocks: np.ndarray) -> None:
         with self._lock:
@@ -1082,8 +1086,10 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
     """Merge sorted segments (any version) into one version-5 segment at ``dest``, dropping ``dead`` tracks.
 
     Works hash range by hash range with plain reads and writes (at most
-    :data:`MERGE_CHUNK` postings in memory, no growing memory maps), so merging
-    a 10,000-hour index needs well under 200 MB. Every block read from a part is
+    :data:`MERGE_CHUNK` postings in memory), each part read front to back and
+    none through its memory map (whose pages would count in this process's
+    memory: a share of the index's size), so merging a 10,000-hour index
+    needs well under 200 MB. Every block read from a part is
     checked against its checksum first (damage is never copied into a segment
     with fresh checksums); the output's block sums are computed from the file
     as written, read back.
@@ -1127,20 +1133,16 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
         keep = live(ids)
         ids, bits = ids[keep], bits[keep]
     layout = plan_layout(ids, bits)
-    # chunk boundaries (hash values) and the slice of each part inside each chunk
+    # chunk boundaries (hash values); each part is then read front to back, a chunk at a time
     bounds = _hash_bounds(parts, sum(len(p) for p in parts))
-    inner = np.asarray(bounds[1:-1], dtype=np.uint32)
-    cuts = [[0, *p.lower_bound(inner).tolist(), len(p)] for p in parts]
-    ranges = [[(c[k], c[k + 1]) for c in cuts] for k in range(len(bounds) - 1)]
     # pass 1: postings that survive (reads the parts, when something is dropped)
     if dead is None:
         n_live = sum(len(p) for p in parts)
     else:
         n_live = 0
-        for rr in ranges:
-            for p, (lo, hi) in zip(parts, rr):
-                for a in range(lo, hi, MERGE_CHUNK):
-                    n_live += int(live(p.read(a, min(hi, a + MERGE_CHUNK)).tracks).sum())
+        for p in parts:
+            for a in range(0, len(p), MERGE_CHUNK):
+                n_live += int(live(p.read(a, min(len(p), a + MERGE_CHUNK)).tracks).sum())
     at = _Offsets.of(n_live, layout.ids.shape[0], layout.classes.shape[0], layout.record, 0)  # windows: not yet
 
     tmp = _tmp_name(dest)
@@ -1150,8 +1152,9 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
         with open(side, "w+b") as starts_fh:
             _pwrite(fd, np.frombuffer(_tables(layout, at), dtype=np.uint8), SEGMENT_HEADER_SIZE)
             pos = n_windows = 0
-            for rr in ranges:
-                pieces = [p.read(lo, hi) for p, (lo, hi) in zip(parts, rr) if hi > lo]
+            readers = [_PartReader(p, max(1, MERGE_CHUNK // len(parts))) for p in parts]
+            for bound in bounds[1:]:
+                pieces = [x for r in readers if len(x := r.below(bound))]
                 if not pieces:
                     continue
                 h = np.concatenate([x.hashes for x in pieces])
@@ -1202,6 +1205,35 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
     return n_live, int(layout.ids.shape[0])
 
 
+class _PartReader:
+    """A merge's reader of one part: front to back with plain reads, a hash range at a time.
+
+    Nothing of the part is touched through its memory map (whose pages would
+    count in the merging process's memory, a share of the index's size).
+    """
+
+    def __init__(self, part: Segment, step: int):
+        self.part, self.step, self.pos = part, step, 0
+        self.rest = Postings.empty()  # read past the last bound
+
+    def below(self, bound: int) -> Postings:
+        """The part's next postings whose hash is below ``bound`` (``2**32``: all the rest)."""
+        buf, n = self.rest, len(self.part)
+        while self.pos < n and (len(buf) == 0 or int(buf.hashes[-1]) < bound):
+            more = self.part.read(self.pos, min(n, self.pos + self.step))
+            self.pos += len(more)
+            if len(buf):
+                more = Postings(
+                    np.concatenate([buf.hashes, more.hashes]),
+                    np.concatenate([buf.tracks, more.tracks]),
+                    np.concatenate([buf.times, more.times]),
+                )
+            buf = more
+        cut = len(buf) if bound >= 1 << 32 else int(np.searchsorted(buf.hashes, np.uint32(bound), side="left"))
+        self.rest = Postings(buf.hashes[cut:], buf.tracks[cut:], buf.times[cut:])
+        return Postings(buf.hashes[:cut], buf.tracks[:cut], buf.times[:cut])
+
+
 def _hash_bounds(parts: Sequence[Segment], total: int) -> list[int]:
     """Hash values splitting the merged table into chunks of about MERGE_CHUNK postings.
 
@@ -1213,5 +1245,6 @@ def _hash_bounds(parts: Sequence[Segment], total: int) -> list[int]:
         return [0, 1 << 32]
     big = max(parts, key=len)
     qs = (np.arange(1, n_chunks) * len(big)) // n_chunks
-    cuts = np.unique(np.asarray(big.hashes_at(qs), dtype=np.int64)).tolist()
+    at = [int(big.read(q, q + 1).hashes[0]) for q in qs.tolist()]  # plain reads, not the memory map
+    cuts = np.unique(np.asarray(at, dtype=np.int64)).tolist()
     return [0, *[c for c in cuts if c > 0], 1 << 32]
