@@ -30,6 +30,7 @@ data.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 import zlib
@@ -118,9 +119,11 @@ class BlockSums:
         end: int,
         checksum: int,
         regions: Sequence[tuple[str, int]],
+        mapping: mmap.mmap,
     ):
         self.path = path
         self.raw = raw  # the whole file, memory-mapped (uint8)
+        self.mapping = mapping  # that map
         self.table = table
         self.block = block
         self.end = end  # the body is raw[SEGMENT_HEADER_SIZE:end]
@@ -132,6 +135,13 @@ class BlockSums:
 
     def __len__(self) -> int:
         return self.table.shape[0]
+
+    def drop_pages(self) -> None:
+        """Unmap the pages of the file this process touched (they stay in the page cache: a later
+        access maps them again). A merge that reads a big part calls it as it goes, so that the
+        part's pages faulted in by its directory look-ups do not pile up in the process's memory."""
+        if hasattr(mmap, "MADV_DONTNEED"):  # not on Windows
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
     def span(self, b: int) -> tuple[int, int]:
         """Bytes ``[start, stop)`` of block ``b``."""
@@ -968,12 +978,14 @@ def _map_checked(
     expected = end + 4 * n_blocks + SEGMENT_FOOTER.size
     if size != expected:
         raise _damaged(path, f"it is {size} bytes, its header says {expected}")
-    raw = np.asarray(np.memmap(path, dtype=np.uint8, mode="r"))
+    with open(path, "rb") as fh:
+        mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    raw = np.frombuffer(mapping, dtype=np.uint8)
     k, foot_sum, foot_magic = SEGMENT_FOOTER.unpack(bytes(raw[size - SEGMENT_FOOTER.size :]))
     table = raw[end : end + 4 * n_blocks].view("<u4")
     if foot_magic != SEGMENT_FOOTER_MAGIC or k != n_blocks or foot_sum != checksum or zlib.crc32(table) != checksum:
         raise _damaged(path, "its footer or block table fails its checksum")
-    return BlockSums(path, raw, table, block, end, checksum, regions)
+    return BlockSums(path, raw, table, block, end, checksum, regions, mapping)
 
 
 def _open_v4(path: Path, head: bytes, size: int) -> FlatSegment:
@@ -1229,6 +1241,8 @@ class _PartReader:
                     np.concatenate([buf.times, more.times]),
                 )
             buf = more
+        if self.part.sums is not None:
+            self.part.sums.drop_pages()
         cut = len(buf) if bound >= 1 << 32 else int(np.searchsorted(buf.hashes, np.uint32(bound), side="left"))
         self.rest = Postings(buf.hashes[cut:], buf.tracks[cut:], buf.times[cut:])
         return Postings(buf.hashes[:cut], buf.tracks[:cut], buf.times[:cut])
