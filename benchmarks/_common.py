@@ -74,6 +74,52 @@ def fresh_clip_specs(library, seed: int, qid_bases, per_cell: int, *, tracks: st
     return cfg, specs, indexed, durs
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (from /proc)."""
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (those gone count 0)."""
+    total = 0.0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
+def process_memory(pid: int) -> tuple[float, float, float]:
+    """``(pss, rss, anonymous)`` of a process, MB (0 when it is gone). PSS shares each shared page
+    among the processes mapping it, so a sum over processes counts it once."""
+    pss = rss = anon = 0.0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1]) / 1024
+                elif line.startswith("Rss:"):
+                    rss = int(line.split()[1]) / 1024
+                elif line.startswith("Anonymous:"):
+                    anon = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return pss, rss, anon
+
+
 class TreeMemory:
     """Samples the memory of this process and all its descendants (Linux /proc)."""
 
@@ -84,45 +130,13 @@ class TreeMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _tree(self) -> list[int]:
-        parent: dict[int, int] = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open(f"/proc/{d}/stat") as fh:
-                        parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    pass
-        out, frontier = [], [os.getpid()]
-        while frontier:
-            p = frontier.pop()
-            out.append(p)
-            frontier.extend(c for c, pp in parent.items() if pp == p)
-        return out
-
-    @staticmethod
-    def _mem(pid: int) -> tuple[float, float, float]:
-        pss = rss = anon = 0.0
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as fh:
-                for line in fh:
-                    if line.startswith("Pss:"):
-                        pss = int(line.split()[1]) / 1024
-                    elif line.startswith("Rss:"):
-                        rss = int(line.split()[1]) / 1024
-                    elif line.startswith("Anonymous:"):
-                        anon = int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return pss, rss, anon
-
     def _run(self) -> None:
         t0 = time.perf_counter()
         c0 = time.thread_time()
         while not self._stop.is_set():
             pss = rss = anon = 0.0
-            for pid in self._tree():
-                a, b, c = self._mem(pid)
+            for pid in process_tree(os.getpid()):
+                a, b, c = process_memory(pid)
                 pss += a
                 rss += b
                 anon += c

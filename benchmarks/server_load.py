@@ -66,7 +66,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from _common import git_commit, library_or_demo, markdown_table
+from _common import cpu_seconds, git_commit, library_or_demo, markdown_table, process_tree
 
 STAGES = ("receive", "decode", "resample", "fingerprint", "search", "respond")
 BOUNDARY = "songmine-load-7d1e"
@@ -191,33 +191,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (from /proc)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as fh:
-                    todo += [int(c) for c in fh.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def _cpu_s(pids: list[int]) -> float:
-    total = 0.0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as fh:
-                f = fh.read().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError):
-            pass
-    return total
-
-
 def _rss_mb(pid: int) -> tuple[float, float, float]:
     """RSS of ``pid`` in MB: total, anonymous (the heaps) and file-backed (the mapped index, libraries)."""
     out = {"VmRSS:": float("nan"), "RssAnon:": float("nan"), "RssFile:": float("nan")}
@@ -234,7 +207,7 @@ def _rss_mb(pid: int) -> tuple[float, float, float]:
 
 def _workers(pid: int) -> list[int]:
     """The server's worker processes: the supervisor's children running songmine (or the server itself)."""
-    kids = [p for p in _tree(pid) if p != pid]
+    kids = [p for p in process_tree(pid) if p != pid]
     out = []
     for p in kids:
         try:
@@ -290,7 +263,7 @@ class Server:
         time.sleep(1.0)  # every worker up (the first answer came from one of them)
 
     def cpu_s(self) -> float:
-        return _cpu_s(_tree(self.proc.pid))
+        return cpu_seconds(process_tree(self.proc.pid))
 
     def stop(self) -> None:
         if self.proc.poll() is None:

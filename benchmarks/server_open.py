@@ -3,11 +3,13 @@
 Each round starts ``songmine serve --index P`` on 127.0.0.1 (a free port)
 as a fresh process, polls ``GET /api/health`` every 10 ms and records the
 wall time from the spawn to the first 200 and the server's CPU seconds by
-then (imports included: the first ``--index`` given, e.g. a small index,
-is the reference for what the imports and the web stack cost). Then it
-reads the server's ``/proc/PID/status`` (``VmRSS``, ``RssAnon``: private
-memory; ``RssFile``: pages of the memory-mapped segments it touched, shared
-with every process mapping them and dropped by the kernel under pressure),
+then, its workers' included (imports included: the first ``--index`` given,
+e.g. a small index, is the reference for what the imports and the web stack
+cost). Then it reads the memory of the server's processes (the supervisor and
+its workers, ``/proc/PID/smaps_rollup``): PSS summed (a page several of them
+map counts once: the memory-mapped segments, shared with every process
+mapping them and dropped by the kernel under pressure), anonymous (private)
+memory summed, and how many processes; it
 POSTs ``--clips`` 10-s WAV clips of the library to ``/api/identify`` (each
 must answer 200), and reads the memory again. The segment files are read
 once first (a warm page cache: a server restarting, not a cold disk)::
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import git_commit, markdown_table
+from _common import cpu_seconds, git_commit, markdown_table, process_memory, process_tree
 
 
 def _free_port() -> int:
@@ -39,21 +41,16 @@ def _free_port() -> int:
 
 
 def _status(pid: int) -> dict[str, float]:
-    """VmRSS, RssAnon, RssFile of a process, MB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            key = line.split(":", 1)[0]
-            if key in ("VmRSS", "RssAnon", "RssFile"):
-                out[key] = int(line.split()[1]) / 1024
-    return out
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The server's memory, MB: the supervisor and its workers together (PSS: a page shared by
+    several counts once), their private (anonymous) memory, and how many processes."""
+    pids = process_tree(pid)
+    mem = [process_memory(p) for p in pids]
+    return {
+        "PSS": sum(m[0] for m in mem),
+        "RSS": sum(m[1] for m in mem),
+        "anon": sum(m[2] for m in mem),
+        "processes": float(len([m for m in mem if m[1] > 0])),
+    }
 
 
 def _warm(path: Path) -> None:
@@ -113,7 +110,11 @@ def one_round(index: Path, clips: list[bytes]) -> dict:
                     log.seek(0)
                     raise SystemExit(f"server on {index} did not start: " + log.read().decode(errors="replace")[-2000:])
                 time.sleep(0.01)
-        out = {"ready_s": time.perf_counter() - t0, "ready_cpu_s": _cpu_s(proc.pid), "ready": _status(proc.pid)}
+        out = {
+            "ready_s": time.perf_counter() - t0,
+            "ready_cpu_s": cpu_seconds(process_tree(proc.pid)),
+            "ready": _status(proc.pid),
+        }
         ms = []
         with httpx.Client(timeout=120) as c:
             for body in clips:  # loop over clips
@@ -164,13 +165,13 @@ def main() -> None:
                 desc,
                 f"{med(lambda r: r['ready_s']):.2f}",
                 f"{med(lambda r: r['ready_cpu_s']):.2f}",
-                f"{med(lambda r: r['ready']['VmRSS']):.0f}",
-                f"{med(lambda r: r['ready']['RssAnon']):.0f}",
-                f"{med(lambda r: r['ready']['RssFile']):.0f}",
+                f"{med(lambda r: r['ready']['processes']):.0f}",
+                f"{med(lambda r: r['ready']['PSS']):.0f}",
+                f"{med(lambda r: r['ready']['anon']):.0f}",
                 f"{med(lambda r: r['query_ms']):.0f}",
-                f"{med(lambda r: r['queried']['VmRSS']):.0f}",
-                f"{med(lambda r: r['queried']['RssAnon']):.0f}",
-                f"{med(lambda r: r['queried']['RssFile']):.0f}",
+                f"{med(lambda r: r['queried']['processes']):.0f}",
+                f"{med(lambda r: r['queried']['PSS']):.0f}",
+                f"{med(lambda r: r['queried']['anon']):.0f}",
             ]
         )
     markdown_table(
@@ -181,13 +182,13 @@ def main() -> None:
             "index",
             "ready s (wall)",
             "ready CPU s",
-            "RSS MB",
+            "processes",
+            "PSS MB",
             "anon MB",
-            "file MB",
             "query ms (wall)",
-            "RSS after MB",
+            "processes after",
+            "PSS after MB",
             "anon after MB",
-            "file after MB",
         ],
         rows,
     )
