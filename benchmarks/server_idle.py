@@ -41,7 +41,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _common import git_commit
+from _common import cpu_seconds, git_commit, process_tree
 
 
 def _free_port() -> int:
@@ -56,23 +56,6 @@ def _wav(y: np.ndarray, sr: int) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds so far of a process and its descendants (a server's workers)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as fh:
-                    todo += [int(c) for c in fh.read().split()]
-        except OSError:
-            pass
-    return total
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -247,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = [identify(c, k) for k in range(args.ref_requests)]
         ref_ms = [ms for ms, st in ref if st == "200 right"]
 
-        cpu0 = _cpu_s(proc.pid)
+        cpu0 = cpu_seconds(process_tree(proc.pid))
         attackers = Attackers(("127.0.0.1", port), args.idle, args.slow, args.slow_every, args.reopen)
         t_attack = time.monotonic() - attackers.t0
         results: list[tuple[float, float, str]] = []
@@ -263,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 open_counts.append(attackers.n_open())
                 k += 1
         still_open = attackers.n_open()
-        server_cpu = _cpu_s(proc.pid) - cpu0
+        server_cpu = cpu_seconds(process_tree(proc.pid)) - cpu0
         attackers.close()
         drops = attackers.drops
         statuses = Counter(st for _, _, st in results)
