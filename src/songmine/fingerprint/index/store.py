@@ -56,6 +56,7 @@ from .schema import (
     migrate,
 )
 from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, segment_checksum, write_segment
+from .tracktable import TrackRecord, TrackTable
 
 __all__ = [
     "Index",
@@ -155,21 +156,6 @@ class IndexLockedError(SongmineError):
 
 
 @dataclass(frozen=True, slots=True)
-class TrackRecord:
-    """One indexed file, as the catalogue knows it."""
-
-    track_id: int
-    path: str
-    sha256: str
-    duration_s: float
-    title: str | None
-    artist: str | None
-    album: str | None
-    n_hashes: int
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
 class CompactReport:
     """What :meth:`Index.compact` did."""
 
@@ -245,7 +231,7 @@ class _Snapshot:
 
     generation: int
     segments: tuple[_Segment, ...]
-    tracks: dict[int, TrackRecord]
+    tracks: TrackTable
     dead: np.ndarray  # dead[track_id] is True for removed tracks (shorter arrays: the rest live)
 
 
@@ -313,7 +299,7 @@ class Index:
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._conn: sqlite3.Connection | None = None
-        self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
+        self._snap = _Snapshot(-1, (), TrackTable(()), np.zeros(0, dtype=bool))
         self._config: Any = None
         #: (size, mtime, inode) of each file as it was checked: a change means it was written since
         self._stats: dict[Path, tuple[int, int, int]] = {}
@@ -430,7 +416,7 @@ class Index:
         return self._snap.segments
 
     @property
-    def _tracks(self) -> dict[int, TrackRecord]:
+    def _tracks(self) -> TrackTable:
         return self._snap.tracks
 
     @property
@@ -464,7 +450,7 @@ class Index:
     @property
     def n_tracks(self) -> int:
         """Live tracks (removed ones excluded)."""
-        return sum(1 for r in self._tracks.values() if r.status == STATUS_OK)
+        return self._tracks.n_live
 
     @property
     def n_postings(self) -> int:
@@ -478,7 +464,7 @@ class Index:
     @property
     def duration_s(self) -> float:
         """Total audio of the live tracks, in seconds."""
-        return float(sum(r.duration_s for r in self._tracks.values() if r.status == STATUS_OK))
+        return self._tracks.live_duration_s
 
     @property
     def size_bytes(self) -> int:
@@ -507,7 +493,7 @@ class Index:
 
     def tracks(self) -> list[TrackRecord]:
         """Live tracks, by id."""
-        return [r for _, r in sorted(self._tracks.items()) if r.status == STATUS_OK]
+        return [self._tracks[i] for i in self._tracks.ids_where(live=True)]
 
     @_guarded
     def profile(self, track_id: int) -> Any:
@@ -739,8 +725,9 @@ class Index:
                         time.sleep(0.05)
                         continue
                     raise
-                tracks = {r[0]: TrackRecord(*r) for r in track_rows}
-                removed = [tid for tid, r in tracks.items() if r.status != STATUS_OK]
+                tracks = TrackTable(track_rows)
+                del track_rows
+                removed = tracks.ids_where(live=False)
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
                 self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
@@ -783,7 +770,7 @@ class Index:
     def _reload(self) -> None:
         """Forget the snapshot (and the damage noted) and take a fresh one, every segment opened again."""
         with self._mutex:
-            self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
+            self._snap = _Snapshot(-1, (), TrackTable(()), np.zeros(0, dtype=bool))
             self.damaged = {}
             self.refresh()
 
@@ -1072,7 +1059,7 @@ class Index:
             self.refresh()
             before = list(self._segments)
             bytes_before = self.size_bytes
-            removed = [tid for tid, r in self._tracks.items() if r.status != STATUS_OK]
+            removed = self._tracks.ids_where(live=False)
             n_after = self._merge(before, purge=removed, force=any(s.data.version < SEGMENT_VERSION for s in before))
             self._sum_old_profiles()
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1217,7 +1204,7 @@ class Index:
             if zlib.crc32(data) != checksum:
                 findings.append(Finding(f"payload of track {tid}", "fails its checksum", "payload", (tid,)))
         if _keeps_payloads(self.method):
-            for tid in sorted(t for t, r in self._tracks.items() if r.status == STATUS_OK and t not in with_payload):
+            for tid in (t for t in self._tracks.ids_where(live=True) if t not in with_payload):
                 findings.append(Finding(f"payload of track {tid}", "is missing", "payload", (tid,)))
         lost = []
         for tid, r in sorted(self._tracks.items()):
@@ -1293,7 +1280,7 @@ class Index:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            self._snap = _Snapshot(-1, (), {}, np.zeros(0, dtype=bool))
+            self._snap = _Snapshot(-1, (), TrackTable(()), np.zeros(0, dtype=bool))
 
     def __enter__(self) -> Index:
         return self
