@@ -76,3 +76,21 @@ def test_the_table_holds_less_than_half_the_dicts_memory():
     as_dict = allocated(lambda rows: {r[0]: TrackRecord(*r) for r in rows})
     as_table = allocated(TrackTable)
     assert as_table < 0.5 * as_dict, (as_table, as_dict)
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [
+        [],
+        [""],
+        ["", "", "a"],
+        ["/música/Ünïcode ♫.flac", "/plain.ogg", ""],
+        ["/bad-\udcff-bytes.ogg", "/ok.ogg"],  # a file name that was not UTF-8, as os.fsdecode gives it
+        ["with\x00nul", "x", "\x00"],  # not a path, but kept whole too
+    ],
+)
+def test_packed_strings_round_trip(strings):
+    from songmine.fingerprint.index.tracktable import _Strings
+
+    packed = _Strings(strings)
+    assert [packed[i] for i in range(len(strings))] == strings

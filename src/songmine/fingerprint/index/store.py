@@ -711,7 +711,7 @@ class Index:
                     seg_rows = conn.execute(
                         "SELECT segment_id, file, n_postings, checksum FROM segments ORDER BY segment_id"
                     ).fetchall()
-                    track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks").fetchall()
+                    track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks ORDER BY track_id").fetchall()
                 finally:
                     conn.execute("COMMIT")
                     if unchanged:

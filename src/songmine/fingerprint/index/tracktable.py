@@ -34,20 +34,28 @@ class TrackRecord:
 
 
 class _Strings:
-    """Many strings in one UTF-8 buffer and an offset each (~8 bytes a string instead of ~57 of
+    """Many strings in one UTF-8 buffer and their bounds (16 bytes a string instead of the ~57 of
     a ``str`` in a list); a string is decoded when asked for. Lone surrogates (file names that
     were not valid UTF-8) round-trip."""
 
-    __slots__ = ("_blob", "_ends")
+    __slots__ = ("_blob", "_starts", "_ends")
 
     def __init__(self, strings: Sequence[str]):
-        parts = [x.encode("utf-8", "surrogatepass") for x in strings]
-        self._blob = b"".join(parts)
-        self._ends = np.cumsum(np.fromiter((len(x) for x in parts), dtype=np.int64, count=len(parts)))
+        n = len(strings)
+        joined = "\0".join(strings).encode("utf-8", "surrogatepass")
+        if joined.count(b"\0") == max(n - 1, 0):  # no string holds a NUL (no path can): one scan finds the cuts
+            cuts = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == 0)
+            self._blob = joined
+            self._starts = np.concatenate([[0], cuts + 1]).astype(np.int64) if n else np.zeros(0, np.int64)
+            self._ends = np.concatenate([cuts, [len(joined)]]).astype(np.int64) if n else np.zeros(0, np.int64)
+        else:
+            parts = [x.encode("utf-8", "surrogatepass") for x in strings]
+            self._blob = b"".join(parts)
+            self._ends = np.cumsum(np.fromiter((len(x) for x in parts), dtype=np.int64, count=n))
+            self._starts = self._ends - np.fromiter((len(x) for x in parts), dtype=np.int64, count=n)
 
     def __getitem__(self, i: int) -> str:
-        start = int(self._ends[i - 1]) if i else 0
-        return self._blob[start : int(self._ends[i])].decode("utf-8", "surrogatepass")
+        return self._blob[int(self._starts[i]) : int(self._ends[i])].decode("utf-8", "surrogatepass")
 
 
 class TrackTable(Mapping[int, TrackRecord]):
@@ -61,7 +69,8 @@ class TrackTable(Mapping[int, TrackRecord]):
     __slots__ = ("_ids", "_paths", "_sha", "_dur", "_tags", "_n_hashes", "_status", "_codes", "_live")
 
     def __init__(self, rows: Sequence[tuple]):
-        rows = sorted(rows, key=lambda r: r[0])
+        if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
+            rows = sorted(rows, key=lambda r: r[0])
         self._ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self._paths = _Strings([r[1] for r in rows])
         self._sha = _Strings([r[2] for r in rows])
