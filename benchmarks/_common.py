@@ -97,7 +97,7 @@ def cpu_seconds(pids: list[int]) -> float:
             with open(f"/proc/{p}/stat") as fh:
                 f = fh.read().rsplit(")", 1)[1].split()
             total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
+        except (OSError, IndexError):  # gone, or caught while exiting (an empty stat)
             pass
     return total
 
