@@ -1230,9 +1230,9 @@ class _PartReader:
 
     def below(self, bound: int) -> Postings:
         """The part's next postings whose hash is below ``bound`` (``2**32``: all the rest)."""
-        buf, n, read = self.rest, len(self.part), False
+        buf, n = self.rest, len(self.part)
         while self.pos < n and (len(buf) == 0 or int(buf.hashes[-1]) < bound):
-            more, read = self.part.read(self.pos, min(n, self.pos + self.step)), True
+            more = self.part.read(self.pos, min(n, self.pos + self.step))
             self.pos += len(more)
             if len(buf):
                 more = Postings(
@@ -1241,7 +1241,7 @@ class _PartReader:
                     np.concatenate([buf.times, more.times]),
                 )
             buf = more
-        if read and self.part.sums is not None:  # the reads' directory look-ups mapped pages: let them go
+        if self.part.sums is not None:
             self.part.sums.drop_pages()
         cut = len(buf) if bound >= 1 << 32 else int(np.searchsorted(buf.hashes, np.uint32(bound), side="left"))
         self.rest = Postings(buf.hashes[cut:], buf.tracks[cut:], buf.times[cut:])
