@@ -29,13 +29,14 @@ SR = 22050
 
 def _left_behind(groups: list[int], port: int) -> list[str]:
     """Processes still alive in the cluster's process groups (master, workers, executors, Python
-    workers), or Spark deploy processes naming its master's port."""
+    workers), or a master or worker naming its master's port (not this process's own driver JVM,
+    which names it too and lives as long as this process)."""
     out = []
     for pgid in groups:
         r = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
         out += r.stdout.split()
     r = subprocess.run(
-        ["pgrep", "-f", f"org[.]apache[.]spark[.]deploy.*(--port {port}|127[.]0[.]0[.]1:{port})"],
+        ["pgrep", "-f", f"org[.]apache[.]spark[.]deploy[.](master|worker)[.].*(--port {port}|127[.]0[.]0[.]1:{port})"],
         capture_output=True,
         text=True,
     )
