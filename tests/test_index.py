@@ -359,6 +359,60 @@ def test_reader_ignores_crash_debris_and_writer_cleans_it(tmp_path, library):
         assert writer.verify() == []
 
 
+def _die_in(window: str, path, files) -> None:
+    """Open the index and write to it, SIGKILLed at ``window`` (between a segment file and its transaction)."""
+    import signal
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if window == "segment written":
+        real = store_mod.write_segment
+        store_mod.write_segment = lambda *a, **k: (real(*a, **k), die())
+    elif window == "merge written":
+        real = store_mod.merge_segments
+        store_mod.merge_segments = lambda *a, **k: (real(*a, **k), die())
+    else:  # "merge committed": the replaced files are about to be deleted
+        real_unlink = Path.unlink
+        Path.unlink = lambda p, *a, **k: die() if p.name.startswith("seg-") else real_unlink(p, *a, **k)
+    with Index(path) as ix:
+        if window == "segment written":
+            index_files(ix, files, jobs=1, extractor=toy_fp)
+        else:
+            ix.compact()
+
+
+@pytest.mark.parametrize("window", ["segment written", "merge written", "merge committed"])
+def test_a_writer_killed_between_a_segment_file_and_its_transaction_leaves_a_clean_index(tmp_path, library, window):
+    """kill -9 at each point where a segment file and the catalogue disagree: readers see a clean index."""
+    import multiprocessing as mp
+
+    files = sorted(library.rglob("*.*"))
+    with new_index(tmp_path) as ix:
+        if window != "segment written":  # two segments, for compact to merge
+            index_files(ix, files[:3], jobs=1, extractor=toy_fp)
+            index_files(ix, files[3:], jobs=1, extractor=toy_fp)
+            assert ix.n_segments == 2
+        before = (ix.n_tracks, ix.n_postings)
+    proc = mp.get_context("fork").Process(target=_die_in, args=(window, tmp_path / "ix", files))
+    proc.start()
+    proc.join()
+    assert proc.exitcode == -9
+    seg_dir = tmp_path / "ix" / SEGMENT_DIR
+    with Index(tmp_path / "ix") as reader:
+        assert (reader.n_tracks, reader.n_postings) == before  # what was committed, no more, no less
+        assert reader.verify() == []  # the file left behind is known to the catalogue, not damage
+        on_disk = {p.name for p in seg_dir.glob("seg-*.sgm")}
+        registered = {s.file for s in reader._segments}
+        assert on_disk > registered and on_disk == registered | reader._transient_files()  # a reader leaves it
+    with Index(tmp_path / "ix") as writer:
+        index_files(writer, files, jobs=1, extractor=toy_fp)  # taking the lock cleans up; the run completes
+        assert writer.n_tracks == 6 and writer.verify() == []
+        writer.compact()
+        assert sorted(p.name for p in seg_dir.iterdir()) == [s.file for s in writer._segments]
+        assert writer.verify() == []
+
+
 def test_concurrent_reader_never_sees_partial_state(tmp_path, library):
     """A reader refreshing in a loop while another process writes batches: every snapshot is consistent."""
     import multiprocessing as mp

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ...errors import IndexCorruptError
 from .schema import CATALOG_NAME, STATUS_OK, STATUS_REMOVED
-from .segments import fsync_dir
 from .store import Finding, Index
 
 __all__ = ["IntegrityReport", "verify_index"]
@@ -141,9 +140,8 @@ def _repair(ix: Index, findings: list[Finding]) -> None:
             "UPDATE tracks SET status = ? WHERE track_id = ? AND status = ?",
             [(STATUS_REMOVED, t, STATUS_OK) for t in tombstone],
         )
-    for f in damaged_files:
-        (ix.path / "segments" / f).unlink(missing_ok=True)
-    fsync_dir(ix.path / "segments")
+        ix._mark_transient(conn, damaged_files, "retired")
+    ix._delete_retired(sorted(damaged_files))
     ix._reload()
 
 

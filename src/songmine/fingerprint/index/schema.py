@@ -84,6 +84,7 @@ __all__ = [
     "BLOCK_SIZE",
     "STATUS_OK",
     "STATUS_REMOVED",
+    "TRANSIENT_SEGMENTS_DDL",
     "migrate",
 ]
 
@@ -191,6 +192,19 @@ CREATE TABLE IF NOT EXISTS payloads (
     data     BLOB NOT NULL,
     checksum INTEGER NOT NULL
 );
+"""
+
+# Segment files on disk that no snapshot lists, and why: ``writing`` (the writer holding the lock
+# is writing it; the transaction that registers it in ``segments`` deletes the row) or ``retired``
+# (a merge or a repair replaced it; the row goes once the file is deleted). A writer killed between
+# a file and its transaction leaves the row: ``verify`` then knows the file for what it is, not for
+# unexplained damage, and the next writer deletes both. A table older songmine ignore, so it is
+# made by the first writer that needs it rather than by a format version.
+TRANSIENT_SEGMENTS_DDL = """
+CREATE TABLE IF NOT EXISTS transient_segments (
+    file  TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('writing', 'retired'))
+)
 """
 
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}

@@ -53,6 +53,7 @@ from .schema import (
     SEGMENT_VERSION,
     STATUS_OK,
     STATUS_REMOVED,
+    TRANSIENT_SEGMENTS_DDL,
     migrate,
 )
 from .segments import Segment, fsync_dir, merge_segments, open_segment, run_bounds, segment_checksum, write_segment
@@ -842,7 +843,7 @@ class Index:
                         time.sleep(0.1)
                 self._lock_fd = fd
                 try:
-                    self._remove_orphans()
+                    self._clean_up_after_crashes()
                 except BaseException:
                     self._unlock()
                     raise
@@ -860,9 +861,13 @@ class Index:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _remove_orphans(self) -> None:
-        """Delete segment files no committed transaction refers to (crash leftovers)."""
-        known = {r[0] for r in self._conn.execute("SELECT file FROM segments")}
+    def _clean_up_after_crashes(self) -> None:
+        """Delete segment files no committed transaction refers to (crash leftovers), and their rows.
+
+        Runs as the write lock is taken: no other writer is between a file and its transaction.
+        """
+        conn = self._conn
+        known = {r[0] for r in conn.execute("SELECT file FROM segments")}
         removed = 0
         for p in self._seg_dir.iterdir():
             if p.name not in known:
@@ -871,6 +876,32 @@ class Index:
         if removed:
             log.info("removed %d unregistered segment file(s) from %s", removed, self._seg_dir)
             fsync_dir(self._seg_dir)
+        if self._transient_files() is None:
+            conn.execute(TRANSIENT_SEGMENTS_DDL)
+        elif conn.execute("SELECT 1 FROM transient_segments LIMIT 1").fetchone():
+            conn.execute("DELETE FROM transient_segments")
+
+    def _transient_files(self) -> set[str] | None:
+        """The segment files a writer is writing or has retired (None: no writer has made the table yet)."""
+        try:
+            return {r[0] for r in self._conn.execute("SELECT file FROM transient_segments")}
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+
+    def _mark_transient(self, conn: sqlite3.Connection, files: Iterable[str], state: str) -> None:
+        """Record that ``files`` are on disk outside any snapshot (``writing`` or ``retired``); lock held."""
+        conn.executemany(
+            "INSERT OR REPLACE INTO transient_segments(file, state) VALUES (?, ?)", [(f, state) for f in files]
+        )
+
+    def _delete_retired(self, files: Sequence[str]) -> None:
+        """Delete segment files a committed transaction retired, then their rows (a crash between: next writer)."""
+        for f in files:  # readers that mapped them keep their maps; new snapshots don't list them
+            (self._seg_dir / f).unlink(missing_ok=True)
+        fsync_dir(self._seg_dir)
+        self._conn.executemany("DELETE FROM transient_segments WHERE file = ?", [(f,) for f in files])
 
     def _next(self, key: str, n: int = 1) -> int:
         """Allocate ``n`` ids from a monotonic counter (inside a write transaction)."""
@@ -932,6 +963,7 @@ class Index:
                 if n_post:
                     seg_id = int(self._setting("next_segment_id"))
                     seg_file = f"seg-{seg_id:06d}.sgm"
+                    self._mark_transient(self._conn, [seg_file], "writing")
                     write_segment(self._seg_dir / seg_file, postings)
             try:
                 with self._transaction() as conn:
@@ -986,6 +1018,7 @@ class Index:
                             " VALUES (?,?,?,?,?,?)",
                             (seg_id, seg_file, n_post, len(new), now, segment_checksum(self._seg_dir / seg_file)),
                         )
+                        conn.execute("DELETE FROM transient_segments WHERE file = ?", (seg_file,))
             except BaseException:
                 if seg_file is not None:
                     (self._seg_dir / seg_file).unlink(missing_ok=True)
@@ -1094,7 +1127,11 @@ class Index:
         dead = self._dead if len(purge) else None
         seg_id = int(self._setting("next_segment_id"))
         seg_file = f"seg-{seg_id:06d}.sgm"
-        n, n_tr = merge_segments(self._seg_dir / seg_file, [s.data for s in segs], dead=dead) if segs else (0, 0)
+        n, n_tr = 0, 0
+        if segs:
+            self._mark_transient(self._conn, [seg_file], "writing")
+            n, n_tr = merge_segments(self._seg_dir / seg_file, [s.data for s in segs], dead=dead)
+        retired = [s.file for s in segs] + ([] if n else [seg_file])
         try:
             with self._transaction() as conn:
                 self._next("next_segment_id")
@@ -1109,14 +1146,12 @@ class Index:
                     conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
                     conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(int(i),) for i in purge])
                     conn.executemany("DELETE FROM payloads WHERE track_id = ?", [(int(i),) for i in purge])
+                conn.execute("DELETE FROM transient_segments WHERE file = ?", (seg_file,))
+                self._mark_transient(conn, retired, "retired")
         except BaseException:
             (self._seg_dir / seg_file).unlink(missing_ok=True)
             raise
-        if not n:
-            (self._seg_dir / seg_file).unlink(missing_ok=True)
-        for s in segs:  # readers that mapped them keep their maps; new snapshots don't list them
-            (self._seg_dir / s.file).unlink(missing_ok=True)
-        fsync_dir(self._seg_dir)
+        self._delete_retired(retired)
         self.refresh()
         return n
 
@@ -1236,11 +1271,22 @@ class Index:
             findings.append(
                 Finding(f"track {tid}", f"segments hold {k} postings of it, the catalogue does not know it", "track")
             )
-        known = {s.file for s in self._segments} | bad
-        for p in self._seg_dir.iterdir():
-            if p.name not in known and not p.name.startswith("."):
+        on_disk = [p for p in self._seg_dir.iterdir() if not p.name.startswith(".")]  # temp files: "."
+        # listed before the catalogue is read: a file on disk then was, when read, being written,
+        # registered (perhaps after this snapshot), or retired (deleted before its row goes)
+        known = {s.file for s in self._segments} | bad | self._catalogued_files()
+        for p in on_disk:
+            if p.name not in known and p.exists():
                 findings.append(Finding(f"{SEGMENT_DIR}/{p.name}", "segment file not in the catalogue", "orphan"))
         return findings
+
+    def _catalogued_files(self) -> set[str]:
+        """Every segment file the catalogue knows now: registered, being written or retired."""
+        with self._mutex:  # one statement, one read of the catalogue: a commit between two would hide a file
+            if self._transient_files() is None:
+                return {r[0] for r in self._conn.execute("SELECT file FROM segments")}
+            rows = self._conn.execute("SELECT file FROM segments UNION SELECT file FROM transient_segments")
+            return {r[0] for r in rows}
 
     # -------------------------------------------------------------- lifecycle
     @_guarded
