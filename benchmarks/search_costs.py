@@ -1,4 +1,4 @@
-"""The three exact costs under the search control, each against its reference in the same run.
+"""Exact costs under the search control, each against its reference in the same run.
 
 Reproduces the figures of docs/benchmarks.md ("The search at 1,000 hours", "Costs
 outside the control"; the design in docs/identify.md, "Search stages and scale") on a big index (e.g. the compacted
@@ -9,6 +9,10 @@ outside the control"; the design in docs/identify.md, "Search stages and scale")
   unique hashes of one dense 10-s query;
 * **distinct_votes**: the track-id table vs the binary search per hit it
   replaced (``scoring._LUT_MAX_TRACK = 0`` takes that branch), same hits;
+* **vote's sort**: the ``(track, offset)`` keys of one lookup's hits sorted by
+  numpy's stable sort (which merges the sorted run of hits each hash brings)
+  vs quicksort (``scoring._KEY_SORT = "quicksort"``), for the dense lookup and
+  for one within the coarse hit budget;
 * **heap**: one dense lookup + ``vote`` in a process that called
   ``keep_heap()`` vs one that did not (``SONGMINE_KEEP_HEAP=0``);
   each in its own child process, since the setting is process-wide.
@@ -53,6 +57,16 @@ def _query(index, clip: str, offset: float, seconds: float):
     return fingerprint(y, index.config, query=True)
 
 
+def _coarse_query(index, clip: str, offset: float, seconds: float):
+    """The clip's landmarks at the index's density, time-jittered: what a coarse probe looks up."""
+    from songmine import audio
+    from songmine.fingerprint.landmarks import fingerprint
+    from songmine.fingerprint.search import SearchConfig, expand_query
+
+    y = audio.load(clip, sr=index.config.sr, offset=offset, duration=seconds)
+    return expand_query(*fingerprint(y, index.config), SearchConfig().dt_jitter)
+
+
 def _lookup_and_vote(index, h, t, max_hits: int):
     from songmine.fingerprint.scoring import vote
 
@@ -83,6 +97,17 @@ def main() -> None:
     ap.add_argument(
         "--max-hits", type=int, default=500_000, help="the dense lookup's hit budget (SearchConfig.max_hits)"
     )
+    ap.add_argument(
+        "--coarse-max-hits",
+        type=int,
+        default=50_000,
+        help="the coarse probes' hit budget (SearchConfig.coarse_max_hits)",
+    )
+    ap.add_argument(
+        "--no-fence",
+        action="store_true",
+        help="leave out the fence search (its reference decodes the largest segment whole: 12 bytes a posting)",
+    )
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -92,20 +117,27 @@ def main() -> None:
     from songmine.fingerprint import scoring
     from songmine.fingerprint.index import Index
     from songmine.fingerprint.scoring import distinct_votes, vote
+    from songmine.fingerprint.search import SearchConfig
 
     rows = []
     with Index(args.index) as index:
         h, t = _query(index, args.clip, args.offset, args.seconds)
         seg = max((s.data for s in index._segments), key=len)  # the largest segment
-        keys = np.unique(h)
-        hashes = seg.decode().hashes
-        plain = lambda: (np.searchsorted(hashes, keys, "left"), np.searchsorted(hashes, keys, "right"))  # noqa: E731
-        for a, b in zip(seg.bounds(keys), plain()):
-            assert np.array_equal(a, b), "fenced bounds differ from np.searchsorted"
-        ref, new = _median_ms(plain, args.repeats), _median_ms(lambda: seg.bounds(keys), args.repeats)
-        rows.append(
-            [f"fence search, {keys.size:,} keys, {len(seg):,} postings", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"]
-        )
+        if not args.no_fence:
+            keys = np.unique(h)
+            hashes = seg.decode().hashes
+            plain = lambda: (np.searchsorted(hashes, keys, "left"), np.searchsorted(hashes, keys, "right"))  # noqa: E731
+            for a, b in zip(seg.bounds(keys), plain()):
+                assert np.array_equal(a, b), "fenced bounds differ from np.searchsorted"
+            ref, new = _median_ms(plain, args.repeats), _median_ms(lambda: seg.bounds(keys), args.repeats)
+            rows.append(
+                [
+                    f"fence search, {keys.size:,} keys, {len(seg):,} postings",
+                    f"{ref:.2f}",
+                    f"{new:.2f}",
+                    f"{new / ref:.2f}",
+                ]
+            )
 
         qpos, tr, tt = index.lookup(h, max_hits=args.max_hits)
         tracks, offsets, votes, _, _ = vote(t, qpos, tr, tt)
@@ -123,6 +155,25 @@ def main() -> None:
         rows.append(
             [f"distinct_votes, {qpos.size:,} hits, 10 candidates", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"]
         )
+
+        ch, ct = _coarse_query(index, args.clip, args.offset, args.seconds)
+        cfg = SearchConfig()
+        for what, (qh, qt, budget) in {
+            "dense": (h, t, args.max_hits),
+            "coarse": (ch, ct, args.coarse_max_hits),
+        }.items():
+            qpos, tr, tt = index.lookup(qh, max_per_hash=cfg.max_per_hash, max_hits=budget)
+            once = lambda: vote(qt, qpos, tr, tt)  # noqa: E731
+            got = once()
+            saved = scoring._KEY_SORT
+            scoring._KEY_SORT = "quicksort"
+            try:
+                assert all(np.array_equal(a, b) for a, b in zip(once(), got)), "vote differs between sorts"
+                ref = _median_ms(once, args.repeats)
+            finally:
+                scoring._KEY_SORT = saved
+            new = _median_ms(once, args.repeats)
+            rows.append([f"vote, {what} lookup, {qpos.size:,} hits", f"{ref:.2f}", f"{new:.2f}", f"{new / ref:.2f}"])
 
     cmd = [
         sys.executable,
