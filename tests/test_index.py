@@ -413,6 +413,90 @@ def test_a_writer_killed_between_a_segment_file_and_its_transaction_leaves_a_cle
         assert writer.verify() == []
 
 
+def _statements(index: Index) -> list[str]:
+    """The SQL ``index``'s catalogue connection runs from now on (a list that grows)."""
+    seen: list[str] = []
+    index._conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_refresh_after_commits_reads_only_the_tracks_committed_since(tmp_path, library):
+    files = sorted(library.rglob("*.*"))
+    with new_index(tmp_path) as writer, Index(tmp_path / "ix") as reader:
+        index_files(writer, files[:2], jobs=1, extractor=toy_fp)
+        reader.refresh()
+        for f in files[2:]:
+            index_files(writer, [f], jobs=1, extractor=toy_fp)
+            sql = _statements(reader)
+            assert reader.refresh()
+            reads = [q for q in sql if "FROM tracks" in q]
+            assert len(reads) == 1 and "WHERE track_id >" in reads[0], reads
+            assert dict(reader._tracks.items()) == dict(Index(tmp_path / "ix")._tracks.items())
+
+
+@pytest.mark.parametrize("change", ["remove", "move", "compact", "foreign update", "foreign delete"])
+def test_a_refresh_sees_every_change_to_a_track(tmp_path, library, change):
+    """Changes other than a new track (by any writer, an older songmine's raw SQL too) make a refresh read all."""
+    files = sorted(library.rglob("*.*"))
+    with new_index(tmp_path) as writer, Index(tmp_path / "ix") as reader:
+        index_files(writer, files, jobs=1, extractor=toy_fp)
+        reader.refresh()
+        tid = writer.tracks()[2].track_id
+        if change == "remove":
+            writer.remove([tid])
+        elif change == "move":
+            writer._update_paths([(tid, "/elsewhere/t.flac", 1, 2)])
+        elif change == "compact":
+            writer.remove([tid])
+            reader.refresh()
+            writer.compact()  # forgets the removed track
+        else:
+            with sqlite3.connect(tmp_path / "ix" / CATALOG_NAME) as raw:
+                if change == "foreign update":
+                    raw.execute("UPDATE tracks SET title = 'renamed' WHERE track_id = ?", (tid,))
+                else:
+                    raw.execute("DELETE FROM tracks WHERE track_id = ?", (tid,))
+                raw.execute("UPDATE settings SET value = value + 1 WHERE key = 'generation'")
+        sql = _statements(reader)
+        assert reader.refresh()
+        assert not any("WHERE track_id >" in q for q in sql)
+        assert dict(reader._tracks.items()) == dict(Index(tmp_path / "ix")._tracks.items())
+        want = {
+            "remove": lambda r: r.status == "removed",
+            "move": lambda r: r.path == "/elsewhere/t.flac",
+            "foreign update": lambda r: r.title == "renamed",
+        }
+        if change in want:
+            assert want[change](reader.track(tid))
+        else:
+            assert tid not in reader._tracks
+
+
+def test_a_catalogue_of_an_older_songmine_is_read_whole_until_a_writer_adds_the_counter(tmp_path, library):
+    files = sorted(library.rglob("*.*"))
+    with new_index(tmp_path) as writer:
+        index_files(writer, files[:3], jobs=1, extractor=toy_fp)
+    with sqlite3.connect(tmp_path / "ix" / CATALOG_NAME) as raw:  # as a songmine without the counter made it
+        for name in ("tracks_rewritten_by_update", "tracks_rewritten_by_delete", "tracks_rewritten_by_insert"):
+            raw.execute(f"DROP TRIGGER {name}")
+        raw.execute("DROP TABLE transient_segments")
+        raw.execute("DELETE FROM settings WHERE key = 'tracks_rewrites'")
+    with Index(tmp_path / "ix") as reader:
+        assert reader._snap.tracks_rewrites is None and reader.n_tracks == 3 and reader.verify() == []
+        with sqlite3.connect(tmp_path / "ix" / CATALOG_NAME) as raw:  # an older writer's change
+            raw.execute("UPDATE tracks SET title = 'older' WHERE track_id = 1")
+            raw.execute("UPDATE settings SET value = value + 1 WHERE key = 'generation'")
+        assert reader.refresh() and reader.track(1).title == "older"
+        with Index(tmp_path / "ix") as writer:
+            index_files(writer, files[3:], jobs=1, extractor=toy_fp)  # this writer adds the counter
+        sql = _statements(reader)
+        assert reader.refresh() and reader._snap.tracks_rewrites == 0 and reader.n_tracks == 6
+        assert any("FROM tracks ORDER BY" in q for q in sql)  # read whole once, by the new count
+        with Index(tmp_path / "ix") as writer:
+            writer.remove([1])
+        assert reader.refresh() and reader.track(1).status == "removed"
+
+
 def test_concurrent_reader_never_sees_partial_state(tmp_path, library):
     """A reader refreshing in a loop while another process writes batches: every snapshot is consistent."""
     import multiprocessing as mp

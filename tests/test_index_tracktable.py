@@ -94,3 +94,25 @@ def test_packed_strings_round_trip(strings):
 
     packed = _Strings(strings)
     assert [packed[i] for i in range(len(strings))] == strings
+
+
+def test_tables_joined_are_the_table_of_all_their_rows():
+    rows = sorted(_rows(3000, seed=3))
+    rows[5] = (rows[5][0], "/odd\udcff name\0with a NUL", *rows[5][2:])  # a part that takes the slow string path
+    whole = TrackTable(rows)
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        cuts = sorted(rng.choice(len(rows) + 1, int(rng.integers(0, 8)), replace=True).tolist())
+        parts = [TrackTable(rows[a:b]) for a, b in zip([0, *cuts], [*cuts, len(rows)])]
+        got = TrackTable.concat(parts)
+        assert list(got) == list(whole) and dict(got.items()) == dict(whole.items())
+        assert got.ids_where(live=True) == whole.ids_where(live=True) and got.n_live == whole.n_live
+        assert got.last_id == rows[-1][0]
+    rem = [r for r in rows if r[8] == STATUS_REMOVED][:5]  # a part of removed tracks only: its statuses coded apart
+    rest = [r for r in rows if r[0] > rem[-1][0]]
+    got = TrackTable.concat([TrackTable(rem), TrackTable(rest)])
+    assert dict(got.items()) == {r[0]: TrackRecord(*r) for r in rem + rest}
+    assert got.ids_where(live=False) == sorted(r[0] for r in rem + rest if r[8] == STATUS_REMOVED)
+    assert len(TrackTable.concat([])) == 0 and TrackTable(()).last_id == 0
+    with pytest.raises(ValueError, match="do not ascend"):
+        TrackTable.concat([TrackTable(rows[10:20]), TrackTable(rows[:10])])

@@ -85,6 +85,7 @@ __all__ = [
     "STATUS_OK",
     "STATUS_REMOVED",
     "TRANSIENT_SEGMENTS_DDL",
+    "TRACKS_REWRITES_DDL",
     "migrate",
 ]
 
@@ -205,6 +206,24 @@ CREATE TABLE IF NOT EXISTS transient_segments (
     file  TEXT PRIMARY KEY,
     state TEXT NOT NULL CHECK (state IN ('writing', 'retired'))
 )
+"""
+
+# Counts the changes to the tracks table other than appending a track with a higher id (a status, a
+# path changed; a track deleted; an id inserted below the highest). A snapshot taken at the same
+# count needs only the rows with ids above its own to be current: ``Index.refresh`` reads those
+# alone. Triggers, so that every writer counts, older songmine too; made with the table above.
+TRACKS_REWRITES_DDL = """
+INSERT OR IGNORE INTO settings(key, value) VALUES ('tracks_rewrites', '0');
+CREATE TRIGGER IF NOT EXISTS tracks_rewritten_by_update AFTER UPDATE ON tracks BEGIN
+    UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'tracks_rewrites';
+END;
+CREATE TRIGGER IF NOT EXISTS tracks_rewritten_by_delete AFTER DELETE ON tracks BEGIN
+    UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'tracks_rewrites';
+END;
+CREATE TRIGGER IF NOT EXISTS tracks_rewritten_by_insert AFTER INSERT ON tracks
+WHEN NEW.track_id < (SELECT max(track_id) FROM tracks) BEGIN
+    UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'tracks_rewrites';
+END;
 """
 
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}

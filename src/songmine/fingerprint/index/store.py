@@ -53,6 +53,7 @@ from .schema import (
     SEGMENT_VERSION,
     STATUS_OK,
     STATUS_REMOVED,
+    TRACKS_REWRITES_DDL,
     TRANSIENT_SEGMENTS_DDL,
     migrate,
 )
@@ -234,6 +235,7 @@ class _Snapshot:
     segments: tuple[_Segment, ...]
     tracks: TrackTable
     dead: np.ndarray  # dead[track_id] is True for removed tracks (shorter arrays: the rest live)
+    tracks_rewrites: int | None = None  # the catalogue's count of track rewrites when read (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,15 @@ class NewTrack:
 
 
 _TRACK_COLS = "track_id, path, sha256, duration_s, title, artist, album, n_hashes, status"
+#: Catalogue rows turned into a track table at a time (bounds what a refresh holds as Python tuples).
+_TRACK_CHUNK = 8192
+#: What a writer adds to a catalogue made before them (``schema.py``): the table and the triggers.
+_ADDITIONS = (
+    "transient_segments",
+    "tracks_rewritten_by_update",
+    "tracks_rewritten_by_delete",
+    "tracks_rewritten_by_insert",
+)
 
 
 class Index:
@@ -712,7 +723,7 @@ class Index:
                     seg_rows = conn.execute(
                         "SELECT segment_id, file, n_postings, checksum FROM segments ORDER BY segment_id"
                     ).fetchall()
-                    track_rows = conn.execute(f"SELECT {_TRACK_COLS} FROM tracks ORDER BY track_id").fetchall()
+                    tracks, rewrites = self._read_tracks()
                 finally:
                     conn.execute("COMMIT")
                     if unchanged:
@@ -726,12 +737,10 @@ class Index:
                         time.sleep(0.05)
                         continue
                     raise
-                tracks = TrackTable(track_rows)
-                del track_rows
                 removed = tracks.ids_where(live=False)
                 dead = np.zeros(max(removed) + 1 if removed else 0, dtype=bool)
                 dead[removed] = True
-                self._snap = _Snapshot(gen, tuple(segs), tracks, dead)  # one assignment: threads see old or new
+                self._snap = _Snapshot(gen, tuple(segs), tracks, dead, rewrites)  # one assignment: old or new
                 self._stats = {
                     p: st
                     for p in [self._db_path, *(self._seg_dir / g.file for g in segs)]
@@ -739,6 +748,28 @@ class Index:
                 }
                 return True
             raise IndexFormatError(f"{self.path}: could not take a consistent snapshot")  # pragma: no cover
+
+    def _read_tracks(self) -> tuple[TrackTable, int | None]:
+        """The catalogue's tracks (inside refresh's read transaction) and its count of track rewrites.
+
+        When no track row was changed or deleted since this snapshot was read (the count is the
+        same), the tracks committed since are the rows with higher ids: only those are read. Rows
+        are read a chunk at a time either way.
+        """
+        row = self._conn.execute("SELECT value FROM settings WHERE key = 'tracks_rewrites'").fetchone()
+        rewrites = None if row is None else int(row[0])
+        old = self._snap.tracks
+        if rewrites is not None and rewrites == self._snap.tracks_rewrites:
+            parts = [old]
+            cur = self._conn.execute(
+                f"SELECT {_TRACK_COLS} FROM tracks WHERE track_id > ? ORDER BY track_id", (old.last_id,)
+            )
+        else:
+            parts = []
+            cur = self._conn.execute(f"SELECT {_TRACK_COLS} FROM tracks ORDER BY track_id")
+        while chunk := cur.fetchmany(_TRACK_CHUNK):
+            parts.append(TrackTable(chunk))
+        return TrackTable.concat(parts), rewrites
 
     def _recheck_written(self) -> None:
         """Check again the files of the snapshot written since they were checked (no commit did it).
@@ -861,11 +892,25 @@ class Index:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _add_to_old_catalogue(self) -> None:
+        """Give a catalogue made by an older songmine what this one's writers keep up (``schema.py``)."""
+        conn = self._conn
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN (?, ?, ?, ?)", _ADDITIONS)}
+        if len(names) == len(_ADDITIONS):
+            return
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {TRANSIENT_SEGMENTS_DDL}; {TRACKS_REWRITES_DDL} COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
     def _clean_up_after_crashes(self) -> None:
         """Delete segment files no committed transaction refers to (crash leftovers), and their rows.
 
         Runs as the write lock is taken: no other writer is between a file and its transaction.
         """
+        self._add_to_old_catalogue()
         conn = self._conn
         known = {r[0] for r in conn.execute("SELECT file FROM segments")}
         removed = 0
@@ -876,9 +921,7 @@ class Index:
         if removed:
             log.info("removed %d unregistered segment file(s) from %s", removed, self._seg_dir)
             fsync_dir(self._seg_dir)
-        if self._transient_files() is None:
-            conn.execute(TRANSIENT_SEGMENTS_DDL)
-        elif conn.execute("SELECT 1 FROM transient_segments LIMIT 1").fetchone():
+        if conn.execute("SELECT 1 FROM transient_segments LIMIT 1").fetchone():
             conn.execute("DELETE FROM transient_segments")
 
     def _transient_files(self) -> set[str] | None:
@@ -939,7 +982,7 @@ class Index:
         if not new and not replace:
             return []
         with self._writing():
-            live = self._live_shas()
+            live = self._live_ids_of([t.sha256 for t in new])
             out: list[tuple[int, bool]] = []
             fresh: list[NewTrack] = []
             first_id = int(self._setting("next_track_id"))
@@ -1046,6 +1089,16 @@ class Index:
             "SELECT path, track_id, size, mtime_ns, sha256 FROM tracks WHERE status = ?", (STATUS_OK,)
         ).fetchall()
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def _live_ids_of(self, shas: Sequence[str]) -> dict[str, int]:
+        """sha256 -> track_id of the live tracks with these contents (the catalogue's, not a snapshot's)."""
+        out: dict[str, int] = {}
+        for i in range(0, len(shas), 500):  # (SQLite binds at most 32,766 parameters)
+            part = shas[i : i + 500]
+            marks = ",".join("?" * len(part))
+            q = f"SELECT sha256, track_id FROM tracks WHERE status = ? AND sha256 IN ({marks})"
+            out.update(self._conn.execute(q, (STATUS_OK, *part)).fetchall())
+        return out
 
     @_guarded
     def _live_shas(self) -> dict[str, int]:

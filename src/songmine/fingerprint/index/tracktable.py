@@ -57,6 +57,16 @@ class _Strings:
     def __getitem__(self, i: int) -> str:
         return self._blob[int(self._starts[i]) : int(self._ends[i])].decode("utf-8", "surrogatepass")
 
+    @classmethod
+    def concat(cls, parts: Sequence[_Strings]) -> _Strings:
+        """The strings of ``parts``, in order, in one buffer."""
+        out = cls.__new__(cls)
+        shift = np.cumsum([0] + [len(p._blob) for p in parts[:-1]]).astype(np.int64)
+        out._blob = b"".join(p._blob for p in parts)
+        out._starts = np.concatenate([np.zeros(0, np.int64)] + [p._starts + d for p, d in zip(parts, shift)])
+        out._ends = np.concatenate([np.zeros(0, np.int64)] + [p._ends + d for p, d in zip(parts, shift)])
+        return out
+
 
 class TrackTable(Mapping[int, TrackRecord]):
     """``{track_id: TrackRecord}`` of a snapshot, read-only, stored by column.
@@ -84,6 +94,36 @@ class TrackTable(Mapping[int, TrackRecord]):
         code = {s: i for i, s in enumerate(names)}
         self._codes = np.fromiter((code[r[8]] for r in rows), dtype=np.uint8, count=len(rows))
         self._live = self._codes == code[STATUS_OK] if STATUS_OK in code else np.zeros(len(rows), dtype=bool)
+
+    @classmethod
+    def concat(cls, parts: Sequence[TrackTable]) -> TrackTable:
+        """One table of the tracks of ``parts``, whose ids ascend from one part to the next.
+
+        What a snapshot is built from in pieces: the catalogue read a chunk of rows at a time (the
+        rows of a whole catalogue as Python tuples would take ~0.6 KB a track at once), or the last
+        snapshot's table followed by the tracks committed since.
+        """
+        parts = [p for p in parts if len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        for a, b in zip(parts, parts[1:]):
+            if a._ids[-1] >= b._ids[0]:
+                raise ValueError(f"track ids do not ascend across the parts ({a._ids[-1]} then {b._ids[0]})")
+        out = cls(())
+        if not parts:
+            return out
+        names = sorted({n for p in parts for n in p._status})
+        code = {n: i for i, n in enumerate(names)}
+        out._ids = np.concatenate([p._ids for p in parts])
+        out._paths = _Strings.concat([p._paths for p in parts])
+        out._sha = _Strings.concat([p._sha for p in parts])
+        out._dur = np.concatenate([p._dur for p in parts])
+        out._tags = [t for p in parts for t in p._tags]
+        out._n_hashes = np.concatenate([p._n_hashes for p in parts])
+        out._status = names
+        out._codes = np.concatenate([np.array([code[n] for n in p._status], dtype=np.uint8)[p._codes] for p in parts])
+        out._live = out._codes == code[STATUS_OK] if STATUS_OK in code else np.zeros(len(out._ids), dtype=bool)
+        return out
 
     def _row(self, track_id: object) -> int:
         if isinstance(track_id, bool) or not isinstance(track_id, int | np.integer):
@@ -116,6 +156,11 @@ class TrackTable(Mapping[int, TrackRecord]):
 
     def __len__(self) -> int:
         return int(self._ids.shape[0])
+
+    @property
+    def last_id(self) -> int:
+        """The highest track id (0 when empty): tracks committed later have higher ones."""
+        return int(self._ids[-1]) if self._ids.shape[0] else 0
 
     @property
     def n_live(self) -> int:
