@@ -944,7 +944,9 @@ class Index:
         for f in files:  # readers that mapped them keep their maps; new snapshots don't list them
             (self._seg_dir / f).unlink(missing_ok=True)
         fsync_dir(self._seg_dir)
-        self._conn.executemany("DELETE FROM transient_segments WHERE file = ?", [(f,) for f in files])
+        if files:  # one statement: one commit
+            marks = ",".join("?" * len(files))
+            self._conn.execute(f"DELETE FROM transient_segments WHERE file IN ({marks})", tuple(files))
 
     def _next(self, key: str, n: int = 1) -> int:
         """Allocate ``n`` ids from a monotonic counter (inside a write transaction)."""
