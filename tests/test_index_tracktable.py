@@ -113,6 +113,10 @@ def test_tables_joined_are_the_table_of_all_their_rows():
     got = TrackTable.concat([TrackTable(rem), TrackTable(rest)])
     assert dict(got.items()) == {r[0]: TrackRecord(*r) for r in rem + rest}
     assert got.ids_where(live=False) == sorted(r[0] for r in rem + rest if r[8] == STATUS_REMOVED)
+    odd = [(r[0], r[1], r[2].upper() if i % 2 else "not a digest", *r[3:]) for i, r in enumerate(rest[:6])]
+    tail = rest[6:]  # content hashes that are not lowercase hex: kept as they were given, joined with digests
+    got = TrackTable.concat([TrackTable(rem), TrackTable(odd), TrackTable(tail)])
+    assert dict(got.items()) == {r[0]: TrackRecord(*r) for r in rem + odd + tail}
     assert len(TrackTable.concat([])) == 0 and TrackTable(()).last_id == 0
     with pytest.raises(ValueError, match="do not ascend"):
         TrackTable.concat([TrackTable(rows[10:20]), TrackTable(rows[:10])])

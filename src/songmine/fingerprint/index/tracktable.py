@@ -34,38 +34,76 @@ class TrackRecord:
 
 
 class _Strings:
-    """Many strings in one UTF-8 buffer and their bounds (16 bytes a string instead of the ~57 of
-    a ``str`` in a list); a string is decoded when asked for. Lone surrogates (file names that
+    """Many strings in one UTF-8 buffer and where each starts (8 bytes a string instead of the ~57
+    of a ``str`` in a list); a string is decoded when asked for. Lone surrogates (file names that
     were not valid UTF-8) round-trip."""
 
-    __slots__ = ("_blob", "_starts", "_ends")
+    __slots__ = ("_blob", "_bounds")
 
     def __init__(self, strings: Sequence[str]):
         n = len(strings)
         joined = "\0".join(strings).encode("utf-8", "surrogatepass")
         if joined.count(b"\0") == max(n - 1, 0):  # no string holds a NUL (no path can): one scan finds the cuts
             cuts = np.flatnonzero(np.frombuffer(joined, dtype=np.uint8) == 0)
-            self._blob = joined
-            self._starts = np.concatenate([[0], cuts + 1]).astype(np.int64) if n else np.zeros(0, np.int64)
-            self._ends = np.concatenate([cuts, [len(joined)]]).astype(np.int64) if n else np.zeros(0, np.int64)
+            self._blob = joined.replace(b"\0", b"")
+            # string i starts at byte cuts[i - 1] + 1 of joined, i.e. cuts[i - 1] + 1 - i without the NULs
+            self._bounds = np.concatenate([[0], cuts + 1 - np.arange(1, n), [len(self._blob)]]).astype(np.int64)
         else:
             parts = [x.encode("utf-8", "surrogatepass") for x in strings]
             self._blob = b"".join(parts)
-            self._ends = np.cumsum(np.fromiter((len(x) for x in parts), dtype=np.int64, count=n))
-            self._starts = self._ends - np.fromiter((len(x) for x in parts), dtype=np.int64, count=n)
+            lengths = np.fromiter((len(x) for x in parts), dtype=np.int64, count=n)
+            self._bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if n == 0:
+            self._bounds = np.zeros(1, np.int64)
 
     def __getitem__(self, i: int) -> str:
-        return self._blob[int(self._starts[i]) : int(self._ends[i])].decode("utf-8", "surrogatepass")
+        return self._blob[int(self._bounds[i]) : int(self._bounds[i + 1])].decode("utf-8", "surrogatepass")
 
     @classmethod
     def concat(cls, parts: Sequence[_Strings]) -> _Strings:
         """The strings of ``parts``, in order, in one buffer."""
         out = cls.__new__(cls)
-        shift = np.cumsum([0] + [len(p._blob) for p in parts[:-1]]).astype(np.int64)
+        shift = np.cumsum([0] + [len(p._blob) for p in parts]).astype(np.int64)
         out._blob = b"".join(p._blob for p in parts)
-        out._starts = np.concatenate([np.zeros(0, np.int64)] + [p._starts + d for p, d in zip(parts, shift)])
-        out._ends = np.concatenate([np.zeros(0, np.int64)] + [p._ends + d for p, d in zip(parts, shift)])
+        out._bounds = np.concatenate([p._bounds[:-1] + d for p, d in zip(parts, shift)] + [shift[-1:]])
         return out
+
+
+class _Digests:
+    """Content hashes kept as the 32 bytes they spell (a SHA-256 in lowercase hex: 64 characters),
+    fixed width, so no bounds either: 32 bytes a track instead of 72."""
+
+    __slots__ = ("_blob",)
+
+    def __init__(self, blob: bytes):
+        self._blob = blob
+
+    @classmethod
+    def of(cls, strings: Sequence[str]) -> _Digests | None:
+        """The digests of ``strings``, or None unless every one is 64 characters of lowercase hex."""
+        if not all(len(x) == 64 for x in strings):
+            return None
+        joined = "".join(strings)
+        try:
+            blob = bytes.fromhex(joined)
+        except ValueError:
+            return None
+        return cls(blob) if blob.hex() == joined else None  # (fromhex also takes capitals and spaces)
+
+    def __getitem__(self, i: int) -> str:
+        return self._blob[32 * i : 32 * i + 32].hex()
+
+
+def _hashes(strings: Sequence[str]) -> _Digests | _Strings:
+    return _Digests.of(strings) or _Strings(strings)
+
+
+def _joined_hashes(parts: Sequence[_Digests | _Strings], sizes: Sequence[int]) -> _Digests | _Strings:
+    if all(isinstance(p, _Digests) for p in parts):
+        return _Digests(b"".join(p._blob for p in parts))
+    return _Strings.concat(
+        [p if isinstance(p, _Strings) else _Strings([p[i] for i in range(n)]) for p, n in zip(parts, sizes)]
+    )
 
 
 class TrackTable(Mapping[int, TrackRecord]):
@@ -83,7 +121,7 @@ class TrackTable(Mapping[int, TrackRecord]):
             rows = sorted(rows, key=lambda r: r[0])
         self._ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self._paths = _Strings([r[1] for r in rows])
-        self._sha = _Strings([r[2] for r in rows])
+        self._sha = _hashes([r[2] for r in rows])
         self._dur = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
         self._tags = [
             (r[4], r[5], r[6]) if r[4] is not None or r[5] is not None or r[6] is not None else None for r in rows
@@ -116,7 +154,7 @@ class TrackTable(Mapping[int, TrackRecord]):
         code = {n: i for i, n in enumerate(names)}
         out._ids = np.concatenate([p._ids for p in parts])
         out._paths = _Strings.concat([p._paths for p in parts])
-        out._sha = _Strings.concat([p._sha for p in parts])
+        out._sha = _joined_hashes([p._sha for p in parts], [len(p) for p in parts])
         out._dur = np.concatenate([p._dur for p in parts])
         out._tags = [t for p in parts for t in p._tags]
         out._n_hashes = np.concatenate([p._n_hashes for p in parts])
