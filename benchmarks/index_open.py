@@ -53,6 +53,7 @@ def child(index: Path, library: Path | None, clips: int, seed: int) -> dict:
     out["open_cpu_ms"] = 1e3 * (time.process_time() - c0)
     out["opened"] = _status()
     out["segments"], out["tracks"], out["hours"] = ix.n_segments, ix.n_tracks, ix.duration_s / 3600
+    out["table_mb"] = ix._tracks.nbytes / 1e6
     if library is not None and clips:
         from songmine import audio
         from songmine.library import iter_audio_files
@@ -121,6 +122,7 @@ def main() -> None:
             f"{med(lambda r: r['opened']['RssAnon'] - r['imported']['RssAnon']):.0f}",
             f"{med(lambda r: r['opened']['RssFile'] - r['imported']['RssFile']):.0f}",
             f"{med(lambda r: r['opened']['VmRSS']):.0f}",
+            f"{med(lambda r: r['table_mb']):.1f}",
         ]
         if "queried" in r0:
             row += [
@@ -142,6 +144,7 @@ def main() -> None:
             "+anon after open",
             "+file after open",
             "RSS after open",
+            "track table",
             "+anon after clips",
             "+file after clips",
             "RSS after clips",
