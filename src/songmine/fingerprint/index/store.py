@@ -939,14 +939,18 @@ class Index:
             "INSERT OR REPLACE INTO transient_segments(file, state) VALUES (?, ?)", [(f, state) for f in files]
         )
 
+    def _unmark_transient(self, conn: sqlite3.Connection, files: Sequence[str]) -> None:
+        """Forget that ``files`` are transient (registered now, or deleted): one statement, one commit."""
+        if files:
+            marks = ",".join("?" * len(files))
+            conn.execute(f"DELETE FROM transient_segments WHERE file IN ({marks})", tuple(files))
+
     def _delete_retired(self, files: Sequence[str]) -> None:
         """Delete segment files a committed transaction retired, then their rows (a crash between: next writer)."""
         for f in files:  # readers that mapped them keep their maps; new snapshots don't list them
             (self._seg_dir / f).unlink(missing_ok=True)
         fsync_dir(self._seg_dir)
-        if files:  # one statement: one commit
-            marks = ",".join("?" * len(files))
-            self._conn.execute(f"DELETE FROM transient_segments WHERE file IN ({marks})", tuple(files))
+        self._unmark_transient(self._conn, files)
 
     def _next(self, key: str, n: int = 1) -> int:
         """Allocate ``n`` ids from a monotonic counter (inside a write transaction)."""
@@ -1063,7 +1067,7 @@ class Index:
                             " VALUES (?,?,?,?,?,?)",
                             (seg_id, seg_file, n_post, len(new), now, segment_checksum(self._seg_dir / seg_file)),
                         )
-                        conn.execute("DELETE FROM transient_segments WHERE file = ?", (seg_file,))
+                        self._unmark_transient(conn, [seg_file])
             except BaseException:
                 if seg_file is not None:
                     (self._seg_dir / seg_file).unlink(missing_ok=True)
@@ -1201,7 +1205,7 @@ class Index:
                     conn.executemany("DELETE FROM tracks WHERE track_id = ?", [(int(i),) for i in purge])
                     conn.executemany("DELETE FROM profiles WHERE track_id = ?", [(int(i),) for i in purge])
                     conn.executemany("DELETE FROM payloads WHERE track_id = ?", [(int(i),) for i in purge])
-                conn.execute("DELETE FROM transient_segments WHERE file = ?", (seg_file,))
+                self._unmark_transient(conn, [seg_file])
                 self._mark_transient(conn, retired, "retired")
         except BaseException:
             (self._seg_dir / seg_file).unlink(missing_ok=True)

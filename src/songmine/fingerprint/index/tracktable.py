@@ -95,17 +95,18 @@ class _Digests:
     def __getitem__(self, i: int) -> str:
         return self._blob[32 * i : 32 * i + 32].hex()
 
+    def __len__(self) -> int:
+        return len(self._blob) // 32
+
 
 def _hashes(strings: Sequence[str]) -> _Digests | _Strings:
     return _Digests.of(strings) or _Strings(strings)
 
 
-def _joined_hashes(parts: Sequence[_Digests | _Strings], sizes: Sequence[int]) -> _Digests | _Strings:
+def _joined_hashes(parts: Sequence[_Digests | _Strings]) -> _Digests | _Strings:
     if all(isinstance(p, _Digests) for p in parts):
         return _Digests(b"".join(p._blob for p in parts))
-    return _Strings.concat(
-        [p if isinstance(p, _Strings) else _Strings([p[i] for i in range(n)]) for p, n in zip(parts, sizes)]
-    )
+    return _Strings.concat([p if isinstance(p, _Strings) else _Strings([p[i] for i in range(len(p))]) for p in parts])
 
 
 class TrackTable(Mapping[int, TrackRecord]):
@@ -156,7 +157,7 @@ class TrackTable(Mapping[int, TrackRecord]):
         code = {n: i for i, n in enumerate(names)}
         out._ids = np.concatenate([p._ids for p in parts])
         out._paths = _Strings.concat([p._paths for p in parts])
-        out._sha = _joined_hashes([p._sha for p in parts], [len(p) for p in parts])
+        out._sha = _joined_hashes([p._sha for p in parts])
         out._dur = np.concatenate([p._dur for p in parts])
         out._tags = [t for p in parts for t in p._tags]
         out._n_hashes = np.concatenate([p._n_hashes for p in parts])
