@@ -434,6 +434,19 @@ def test_a_refresh_after_commits_reads_only_the_tracks_committed_since(tmp_path,
             assert dict(reader._tracks.items()) == dict(Index(tmp_path / "ix")._tracks.items())
 
 
+def test_a_run_asks_the_catalogue_of_its_own_files_only(tmp_path, library):
+    """A run never reads every track's path or content hash: beside 160,000 tracks that was ~80 MB a run."""
+    files = sorted(library.rglob("*.*"))
+    with new_index(tmp_path) as ix:
+        index_files(ix, files[:3], jobs=1, extractor=toy_fp)
+        for run in (files, files):  # three new files, then all unchanged
+            sql = _statements(ix)
+            index_files(ix, run, jobs=2, extractor=toy_fp)
+            reads = [q for q in sql if "FROM tracks" in q and q.lstrip().startswith("SELECT")]
+            assert reads and all(" IN (" in q or "WHERE track_id >" in q for q in reads), reads
+        assert ix.n_tracks == 6 and ix.verify() == []
+
+
 @pytest.mark.parametrize("change", ["remove", "move", "compact", "foreign update", "foreign delete"])
 def test_a_refresh_sees_every_change_to_a_track(tmp_path, library, change):
     """Changes other than a new track (by any writer, an older songmine's raw SQL too) make a refresh read all."""

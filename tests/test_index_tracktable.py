@@ -122,3 +122,29 @@ def test_tables_joined_are_the_table_of_all_their_rows():
     assert len(TrackTable.concat([])) == 0 and TrackTable(()).last_id == 0
     with pytest.raises(ValueError, match="do not ascend"):
         TrackTable.concat([TrackTable(rows[10:20]), TrackTable(rows[:10])])
+
+
+def test_the_live_contents_are_the_set_of_the_live_hashes():
+    rows = _rows(3000, seed=3)
+    rows[5] = (*rows[5][:2], "not-a-digest", *rows[5][3:])  # a hash songmine did not write: kept as text
+    table = TrackTable(rows)
+    for t in (table, TrackTable([r for r in rows if r[2] != "not-a-digest"])):  # text and digest columns
+        contents = t.live_contents()
+        live = {t[i].sha256 for i in t.ids_where(live=True)}
+        dead = {t[i].sha256 for i in t.ids_where(live=False)} - live
+        assert len(contents) == len(live) and all(h in contents for h in live)
+        assert not any(h in contents for h in dead)
+        rng = np.random.default_rng(4)
+        others = [bytes(rng.integers(0, 256, 32, dtype=np.uint8)).hex() for _ in range(500)]
+        near = [h[:-1] + ("0" if h[-1] != "0" else "1") for h in list(live)[:500]]  # same first 8 bytes
+        assert not any(h in contents for h in others + near + [h.upper() for h in live] + [None, 3, ""])
+
+
+def test_contents_sharing_their_first_eight_bytes_are_told_apart():
+    from songmine.fingerprint.index.contents import ContentSet
+
+    a = "ab" * 8 + "00" * 24
+    twins = [a[:16] + f"{i:048x}" for i in range(50)]  # one sort key, 50 digests
+    s = ContentSet.of(twins[::2])
+    assert [h in s for h in twins] == [i % 2 == 0 for i in range(50)]
+    assert len(ContentSet.of([])) == 0 and a not in ContentSet.of([])

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import EngineError, ParameterError, one_line
@@ -94,7 +94,9 @@ class SparkRunner:
         self.job_timeout_s = job_timeout_s
         self.n_jobs = 0  # jobs run by the last call (tasks plus file-by-file retries)
 
-    def __call__(self, todo: Sequence[str], config: Any, extractor, known: frozenset) -> Iterator[tuple[str, str, Any]]:
+    def __call__(
+        self, todo: Sequence[str], config: Any, extractor, known: Container[str]
+    ) -> Iterator[tuple[str, str, Any]]:
         if not todo:
             return
         sc = self.session.sparkContext

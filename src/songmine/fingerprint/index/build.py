@@ -12,8 +12,11 @@ skips content it already has, collects results and commits a new segment every
   :class:`IndexingInterrupted` (a ``KeyboardInterrupt``) carrying the report;
 * one bad file is a line in ``IndexReport.failed``, never an abort — a worker
   that dies (e.g. killed by the OOM killer) fails only its in-flight files;
-* memory is flat in library size: at most ``2 × jobs`` files in flight and
-  one batch of postings in the parent;
+* memory is flat in library size but for 40 bytes a track: at most
+  ``2 × jobs`` files in flight, one batch of postings in the parent, the
+  catalogue's rows asked for by path and content hash (indexed look-ups) and
+  the content every worker may skip as sorted digests
+  (:class:`~songmine.fingerprint.index.contents.ContentSet`);
 * workers die with the parent, even one killed with ``kill -9``
   (:func:`songmine.workers.pool`).
 """
@@ -55,6 +58,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Files whose catalogue rows are asked for in one go when a run decides what to skip.
+_STAT_CHUNK = 2000
 #: Default batch size: a new segment every this many new tracks...
 BATCH_TRACKS = 50
 #: ...or this many postings, whichever comes first.
@@ -66,7 +71,7 @@ PayloadFunction = Callable[[str, Any], tuple[float, bytes]]
 #: Who processes the files of a run: ``runner(todo, config, extractor, known)`` yields
 #: ``(kind, path, value)`` per file, in any order (what :func:`process_file` returns, with the path).
 #: The default is the local process pool; ``songmine.spark.index`` runs the files as Spark tasks.
-Runner = Callable[[Sequence[str], Any, "Extractor | None", frozenset], Iterable[tuple[str, str, Any]]]
+Runner = Callable[[Sequence[str], Any, "Extractor | None", Container[str]], Iterable[tuple[str, str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,7 @@ _W: dict[str, Any] = {}
 
 
 def _init_worker(
-    config: Any, extractor: Extractor | None, known: frozenset[str], payload: PayloadFunction | None = None
+    config: Any, extractor: Extractor | None, known: Container[str], payload: PayloadFunction | None = None
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     _W.update(config=config, extractor=extractor, known=known, payload=payload)
@@ -302,21 +307,25 @@ def index_files(
     with index._mutex:
         first_segment = int(index._setting("next_segment_id"))  # this run's segments get ids from here on
     files = [str(Path(p).resolve()) for p in iter_audio_files(paths)]
-    by_path = index._file_table()
     todo: list[str] = []
     sizes: dict[str, int] = {}
-    for f in files:
-        row = by_path.get(f)
-        try:
-            st = os.stat(f)
-        except OSError as exc:
-            run.failed.append((f, f"{f}: {exc.strerror or exc}"))
-            continue
-        if row is not None and row[1] == st.st_size and row[2] == st.st_mtime_ns:
-            run.unchanged += 1
-        else:
-            todo.append(f)
-            sizes[f] = st.st_size
+    for lo in range(0, len(files), _STAT_CHUNK):  # loop over chunks of files: the catalogue's rows of each
+        part = files[lo : lo + _STAT_CHUNK]
+        rows = index._files_at(part)
+        for f in part:
+            row = rows.get(f)
+            try:
+                st = os.stat(f)
+            except OSError as exc:
+                run.failed.append((f, f"{f}: {exc.strerror or exc}"))
+                continue
+            if row is not None and row[1] == st.st_size and row[2] == st.st_mtime_ns:
+                run.unchanged += 1
+            else:
+                todo.append(f)
+                sizes[f] = st.st_size
+                if row is not None:
+                    run.previous[f] = row[0]
     if jobs > 1 or runner is not None:
         # largest files first (size as a proxy for duration): the run does not end with
         # one worker busy on a long track while the others are idle
@@ -324,11 +333,9 @@ def index_files(
     done = len(files) - len(todo)
     if progress is not None:
         progress(done, len(files))
-    run.known = index._live_shas()
-    run.by_path = by_path
 
     try:
-        known = frozenset(run.known)
+        known = index._tracks.live_contents()  # (the snapshot refreshed above)
         gen = iter(
             runner(todo, config, extractor, known)
             if runner is not None
@@ -342,7 +349,8 @@ def index_files(
         _close(gen)
         run.flush()
         if prune:
-            gone = [r.track_id for r in index.tracks() if not os.path.exists(r.path)]
+            live = index._tracks.ids_where(live=True)
+            gone = [t for t in live if not os.path.exists(index.track(t).path)]
             run.removed = index.remove(gone) if gone else 0
         if merge and run.commits > 1:  # (one commit: nothing of ours to merge, maybe another writer's)
             index._merge_run(first_segment)
@@ -367,13 +375,17 @@ def _close(gen: Any) -> None:
 
 
 class _Run:
-    """Parent-side bookkeeping of one run: dedup by sha256, batching, commits."""
+    """Parent-side bookkeeping of one run: dedup by sha256, batching, commits.
+
+    It holds the run's own files only: what the catalogue knows of content and paths is asked
+    of SQLite (indexed look-ups), so a run beside 160,000 tracks holds what it holds beside none.
+    """
 
     def __init__(self, index: Index, batch_tracks: int, batch_postings: int):
         self.index = index
         self.batch_tracks, self.batch_postings = batch_tracks, batch_postings
-        self.known: dict[str, int] = {}
-        self.by_path: dict[str, tuple[int, int, int, str]] = {}
+        #: path -> the track id of the content a changed file held (replaced when its new content commits)
+        self.previous: dict[str, int] = {}
         self.batch: list[NewTrack] = []
         self.batch_shas: set[str] = set()
         self.replace: list[int] = []
@@ -390,13 +402,13 @@ class _Run:
         ix = self.index
         if kind == "known":
             sha, size, mtime_ns = value
-            tid = self.known.get(sha)
-            if tid is None:  # committed earlier in this run by another path: a duplicate file
+            tid = ix._live_ids_of([sha]).get(sha)
+            if tid is None:  # removed by another writer since the run began
                 self.unchanged += 1
                 return
             try:
                 old = ix.track(tid).path
-            except UnknownTrackError:  # purged by another writer meanwhile
+            except UnknownTrackError:  # committed by another writer, not in this snapshot yet
                 self.unchanged += 1
                 return
             if old == path or not os.path.exists(old):  # touched, or moved/renamed: same content
@@ -404,12 +416,12 @@ class _Run:
             self.unchanged += 1
             return
         t: NewTrack = value
-        if t.sha256 in self.known or t.sha256 in self.batch_shas:  # same content twice in this run
+        if t.sha256 in self.batch_shas or ix._live_ids_of([t.sha256]):  # same content twice in this run
             self.unchanged += 1
             return
-        prev = self.by_path.get(path)  # this path held other content before: replace it
+        prev = self.previous.pop(path, None)  # this path held other content before: replace it
         if prev is not None:
-            self.replace.append(prev[0])
+            self.replace.append(prev)
         self.batch.append(t)
         self.batch_shas.add(t.sha256)
         self.n_batch_postings += t.hashes.shape[0]
@@ -421,8 +433,7 @@ class _Run:
             return
         ids = self.index._add_tracks(self.batch, replace=self.replace)
         self.commits += 1
-        for (tid, created), t in zip(ids, self.batch):
-            self.known[t.sha256] = tid
+        for (_, created), t in zip(ids, self.batch):
             if created:
                 self.added += 1
                 self.audio_seconds += t.duration_s
@@ -483,7 +494,7 @@ def _results(
     jobs: int,
     config: Any,
     extractor: Extractor | None,
-    known: frozenset[str],
+    known: Container[str],
     payload: PayloadFunction | None = None,
 ):
     """Yield ``(kind, path, value)`` per file, in completion order, with at most 2×jobs in flight."""

@@ -1089,27 +1089,22 @@ class Index:
         self.refresh()
 
     @_guarded
-    def _file_table(self) -> dict[str, tuple[int, int, int, str]]:
-        """path -> (track_id, size, mtime_ns, sha256) of live tracks (for skipping unchanged files)."""
-        rows = self._conn.execute(
-            "SELECT path, track_id, size, mtime_ns, sha256 FROM tracks WHERE status = ?", (STATUS_OK,)
-        ).fetchall()
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+    def _files_at(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """path -> (track_id, size, mtime_ns) of the live tracks at these paths (the catalogue's)."""
+        return {r[0]: r[1:] for r in self._live_rows_where("path", paths, "path, track_id, size, mtime_ns")}
 
     def _live_ids_of(self, shas: Sequence[str]) -> dict[str, int]:
         """sha256 -> track_id of the live tracks with these contents (the catalogue's, not a snapshot's)."""
-        out: dict[str, int] = {}
-        for i in range(0, len(shas), 500):  # (SQLite binds at most 32,766 parameters)
-            part = shas[i : i + 500]
-            marks = ",".join("?" * len(part))
-            q = f"SELECT sha256, track_id FROM tracks WHERE status = ? AND sha256 IN ({marks})"
-            out.update(self._conn.execute(q, (STATUS_OK, *part)).fetchall())
-        return out
+        return dict(self._live_rows_where("sha256", shas, "sha256, track_id"))
 
-    @_guarded
-    def _live_shas(self) -> dict[str, int]:
-        rows = self._conn.execute("SELECT sha256, track_id FROM tracks WHERE status = ?", (STATUS_OK,))
-        return {r[0]: r[1] for r in rows}
+    def _live_rows_where(self, column: str, values: Sequence[str], columns: str) -> Iterator[tuple]:
+        """``columns`` of the live tracks whose ``column`` is one of ``values`` (indexed columns only),
+        500 values a statement (SQLite binds at most 32,766 parameters)."""
+        for i in range(0, len(values), 500):  # loop over statements
+            part = values[i : i + 500]
+            marks = ",".join("?" * len(part))
+            q = f"SELECT {columns} FROM tracks WHERE status = ? AND {column} IN ({marks})"
+            yield from self._conn.execute(q, (STATUS_OK, *part))
 
     @_guarded
     def remove(self, track_ids: Iterable[int]) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .contents import ContentSet
 from .schema import STATUS_OK
 
 __all__ = ["TrackRecord", "TrackTable"]
@@ -224,6 +225,13 @@ class TrackTable(Mapping[int, TrackRecord]):
     def live_duration_s(self) -> float:
         """Seconds of audio of the tracks whose status is ``ok``."""
         return float(self._dur[self._live].sum())
+
+    def live_contents(self) -> ContentSet:
+        """The content hashes of the tracks whose status is ``ok`` (what an indexing run skips)."""
+        if isinstance(self._sha, _Digests):
+            digests = np.frombuffer(self._sha._blob, dtype=np.uint8).reshape(-1, 32)
+            return ContentSet(digests[self._live])
+        return ContentSet.of(self._sha[i] for i in np.flatnonzero(self._live).tolist())
 
     def ids_where(self, *, live: bool) -> list[int]:
         """Track ids whose status is ``ok`` (``live``) or not, ascending."""
