@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from songmine.fingerprint.index.schema import STATUS_OK, STATUS_REMOVED
-from songmine.fingerprint.index.tracktable import TrackRecord, TrackTable
+from songmine.fingerprint.index.tracktable import PART_ROWS, TrackRecord, TrackTable
 
 
 def _rows(n: int, seed: int = 0) -> list[tuple]:
@@ -148,3 +148,22 @@ def test_contents_sharing_their_first_eight_bytes_are_told_apart():
     s = ContentSet.of(twins[::2])
     assert [h in s for h in twins] == [i % 2 == 0 for i in range(50)]
     assert len(ContentSet.of([])) == 0 and a not in ContentSet.of([])
+
+
+def test_joining_new_rows_to_a_table_copies_at_most_one_part():
+    """A refresh after a commit joins the new tracks to the snapshot's table: the old parts are shared."""
+    rows = sorted(_rows(60_000, seed=5))
+    big = TrackTable.concat([TrackTable(rows[i : min(i + 8192, 50_000)]) for i in range(0, 50_000, 8192)])
+    assert all(len(p) <= PART_ROWS for p in big._parts) and len(big._parts) <= 50_000 // PART_ROWS + 1
+    table = big
+    for lo in range(50_000, 60_000, 500):  # loop over commits of 500 tracks
+        tracemalloc.start()
+        joined = TrackTable.concat([table, TrackTable(rows[lo : lo + 500])])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert all(a is b for a, b in zip(table._parts[:-1], joined._parts))  # every part but the last shared
+        assert peak < 0.3 * big.nbytes, (peak, big.nbytes)  # (a whole copy would be ~1×)
+        table = joined
+    whole = TrackTable(rows)
+    assert dict(table.items()) == dict(whole.items()) and table.live_duration_s == whole.live_duration_s
+    assert len(table._parts) <= 60_000 // PART_ROWS + 2

@@ -21,10 +21,13 @@ class ContentSet(Container[str]):
 
     Parameters
     ----------
-    digests : ndarray [shape=(n, 32), dtype=uint8]
-        The digests, in any order.
+    digests : iterable of ndarray [shape=(k, 32), dtype=uint8]
+        The digests, in pieces, in any order (copied into one array, sorted there).
     others : iterable of str
         Hashes that are not lowercase hex SHA-256s (none in a catalogue songmine wrote).
+    count : int or None
+        How many digests the pieces hold together, when ``digests`` is a generator: each piece is
+        then copied as it comes, and the pieces are never all held at once.
 
     Examples
     --------
@@ -37,12 +40,21 @@ class ContentSet(Container[str]):
 
     __slots__ = ("_keys", "_digests", "_others")
 
-    def __init__(self, digests: np.ndarray, others: Iterable[str] = ()):
-        d = np.ascontiguousarray(digests, dtype=np.uint8).reshape(-1, 32)
-        keys = d[:, :8].copy().view(">u8").ravel().astype(np.uint64)  # the first 8 bytes, as a number
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._digests = d[order]
+    def __init__(self, digests: Iterable[np.ndarray] = (), others: Iterable[str] = (), *, count: int | None = None):
+        if count is None:
+            digests = [np.asarray(d, dtype=np.uint8).reshape(-1, 32) for d in digests]
+            count = sum(d.shape[0] for d in digests)
+        d = np.empty((count, 32), dtype=np.uint8)
+        at = 0
+        for piece in digests:  # loop over pieces
+            piece = np.asarray(piece, dtype=np.uint8).reshape(-1, 32)
+            d[at : at + piece.shape[0]] = piece
+            at += piece.shape[0]
+        if at != count:
+            raise ValueError(f"count={count} but the pieces hold {at} digests")
+        d.view("V32").sort(axis=0)  # byte by byte, in place: no second copy
+        self._digests = d
+        self._keys = np.ascontiguousarray(d[:, :8]).view(">u8").ravel().astype(np.uint64)  # first 8 bytes
         self._others = frozenset(others)
 
     @classmethod
@@ -56,7 +68,7 @@ class ContentSet(Container[str]):
                 others.append(h)
             else:
                 blobs.append(b)
-        return cls(np.frombuffer(b"".join(blobs), dtype=np.uint8), others)
+        return cls([np.frombuffer(b"".join(blobs), dtype=np.uint8)], others)
 
     def __contains__(self, h: object) -> bool:
         if not isinstance(h, str):

@@ -9,6 +9,7 @@ live tracks come from the arrays.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,19 +111,12 @@ def _joined_hashes(parts: Sequence[_Digests | _Strings]) -> _Digests | _Strings:
     return _Strings.concat([p if isinstance(p, _Strings) else _Strings([p[i] for i in range(len(p))]) for p in parts])
 
 
-class TrackTable(Mapping[int, TrackRecord]):
-    """``{track_id: TrackRecord}`` of a snapshot, read-only, stored by column.
-
-    Built from the catalogue's rows ``(track_id, path, sha256, duration_s,
-    title, artist, album, n_hashes, status)`` in any order; iterates in
-    ascending track id.
-    """
+class _Part:
+    """The columns of a run of tracks with ascending ids (a table is a list of parts)."""
 
     __slots__ = ("_ids", "_paths", "_sha", "_dur", "_tags", "_n_hashes", "_status", "_codes", "_live")
 
     def __init__(self, rows: Sequence[tuple]):
-        if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
-            rows = sorted(rows, key=lambda r: r[0])
         self._ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self._paths = _Strings([r[1] for r in rows])
         self._sha = _hashes([r[2] for r in rows])
@@ -138,22 +132,9 @@ class TrackTable(Mapping[int, TrackRecord]):
         self._live = self._codes == code[STATUS_OK] if STATUS_OK in code else np.zeros(len(rows), dtype=bool)
 
     @classmethod
-    def concat(cls, parts: Sequence[TrackTable]) -> TrackTable:
-        """One table of the tracks of ``parts``, whose ids ascend from one part to the next.
-
-        What a snapshot is built from in pieces: the catalogue read a chunk of rows at a time (the
-        rows of a whole catalogue as Python tuples would take ~0.6 KB a track at once), or the last
-        snapshot's table followed by the tracks committed since.
-        """
-        parts = [p for p in parts if len(p)]
-        if len(parts) == 1:
-            return parts[0]
-        for a, b in zip(parts, parts[1:]):
-            if a._ids[-1] >= b._ids[0]:
-                raise ValueError(f"track ids do not ascend across the parts ({a._ids[-1]} then {b._ids[0]})")
+    def joined(cls, parts: Sequence[_Part]) -> _Part:
+        """One part of the tracks of ``parts`` (ids ascending from one to the next)."""
         out = cls(())
-        if not parts:
-            return out
         names = sorted({n for p in parts for n in p._status})
         code = {n: i for i, n in enumerate(names)}
         out._ids = np.concatenate([p._ids for p in parts])
@@ -167,16 +148,14 @@ class TrackTable(Mapping[int, TrackRecord]):
         out._live = out._codes == code[STATUS_OK] if STATUS_OK in code else np.zeros(len(out._ids), dtype=bool)
         return out
 
-    def _row(self, track_id: object) -> int:
-        if isinstance(track_id, bool) or not isinstance(track_id, int | np.integer):
-            return -1
+    def __len__(self) -> int:
+        return int(self._ids.shape[0])
+
+    def row(self, track_id: int) -> int:
         i = int(np.searchsorted(self._ids, track_id))
         return i if i < self._ids.shape[0] and self._ids[i] == track_id else -1
 
-    def __getitem__(self, track_id: int) -> TrackRecord:
-        i = self._row(track_id)
-        if i < 0:
-            raise KeyError(track_id)
+    def record(self, i: int) -> TrackRecord:
         title, artist, album = self._tags[i] or (None, None, None)
         return TrackRecord(
             int(self._ids[i]),
@@ -190,18 +169,8 @@ class TrackTable(Mapping[int, TrackRecord]):
             self._status[self._codes[i]],
         )
 
-    def __contains__(self, track_id: object) -> bool:
-        return self._row(track_id) >= 0
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._ids.tolist())
-
-    def __len__(self) -> int:
-        return int(self._ids.shape[0])
-
     @property
     def nbytes(self) -> int:
-        """Bytes the columns hold: arrays, string buffers, and the tags (Python objects, as ``sys.getsizeof``)."""
         strings = sum(
             len(c._blob) + (c._bounds.nbytes if isinstance(c, _Strings) else 0) for c in (self._paths, self._sha)
         )
@@ -211,28 +180,117 @@ class TrackTable(Mapping[int, TrackRecord]):
         )
         return strings + arrays + tags
 
+    def live_digests(self) -> np.ndarray:
+        """The live tracks' content hashes as rows of 32 bytes (a part whose hashes are digests)."""
+        assert isinstance(self._sha, _Digests)
+        return np.frombuffer(self._sha._blob, dtype=np.uint8).reshape(-1, 32)[self._live]
+
+    def live_hashes(self) -> list[str]:
+        return [self._sha[i] for i in np.flatnonzero(self._live).tolist()]
+
+
+#: Rows of a part up to which a table joins a new part to its last one (~1.5 MB): a refresh copies at
+#: most one part's worth, never the whole table, and a table of N tracks has about N / this parts.
+PART_ROWS = 16_384
+
+
+class TrackTable(Mapping[int, TrackRecord]):
+    """``{track_id: TrackRecord}`` of a snapshot, read-only, stored by column.
+
+    Built from the catalogue's rows ``(track_id, path, sha256, duration_s,
+    title, artist, album, n_hashes, status)`` in any order; iterates in
+    ascending track id. Kept in parts of consecutive tracks, so that joining
+    the tracks committed since a snapshot to its table shares the old parts
+    instead of copying them: a writer's table grows by its new rows alone.
+    """
+
+    __slots__ = ("_parts", "_firsts", "_n", "_n_live")
+
+    def __init__(self, rows: Sequence[tuple]):
+        if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
+            rows = sorted(rows, key=lambda r: r[0])
+        self._set_parts([_Part(rows)] if len(rows) else [])
+
+    def _set_parts(self, parts: list[_Part]) -> None:
+        self._parts = parts
+        self._firsts = np.array([p._ids[0] for p in parts], dtype=np.int64)
+        self._n = sum(len(p) for p in parts)
+        self._n_live = sum(int(p._live.sum()) for p in parts)
+
+    @classmethod
+    def concat(cls, tables: Sequence[TrackTable]) -> TrackTable:
+        """One table of the tracks of ``tables``, whose ids ascend from one table to the next.
+
+        What a snapshot is built from in pieces: the catalogue read a chunk of rows at a time (the
+        rows of a whole catalogue as Python tuples would take ~0.6 KB a track at once), or the last
+        snapshot's table followed by the tracks committed since. Parts are shared, not copied; a
+        part is joined to the one before it while both together hold at most :data:`PART_ROWS`.
+        """
+        parts: list[_Part] = []
+        for p in (p for t in tables for p in t._parts):  # loop over parts
+            if parts and parts[-1]._ids[-1] >= p._ids[0]:
+                raise ValueError(f"track ids do not ascend across the parts ({parts[-1]._ids[-1]} then {p._ids[0]})")
+            if parts and len(parts[-1]) + len(p) <= PART_ROWS:
+                parts[-1] = _Part.joined([parts[-1], p])
+            else:
+                parts.append(p)
+        out = cls(())
+        out._set_parts(parts)
+        return out
+
+    def _find(self, track_id: object) -> tuple[_Part, int] | None:
+        if isinstance(track_id, bool) or not isinstance(track_id, int | np.integer):
+            return None
+        k = int(np.searchsorted(self._firsts, track_id, side="right")) - 1
+        if k < 0:
+            return None
+        part = self._parts[k]
+        i = part.row(track_id)
+        return (part, i) if i >= 0 else None
+
+    def __getitem__(self, track_id: int) -> TrackRecord:
+        found = self._find(track_id)
+        if found is None:
+            raise KeyError(track_id)
+        part, i = found
+        return part.record(i)
+
+    def __contains__(self, track_id: object) -> bool:
+        return self._find(track_id) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        for p in self._parts:  # loop over parts
+            yield from p._ids.tolist()
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the columns hold: arrays, string buffers, and the tags (Python objects, as ``sys.getsizeof``)."""
+        return sum(p.nbytes for p in self._parts) + self._firsts.nbytes
+
     @property
     def last_id(self) -> int:
         """The highest track id (0 when empty): tracks committed later have higher ones."""
-        return int(self._ids[-1]) if self._ids.shape[0] else 0
+        return int(self._parts[-1]._ids[-1]) if self._parts else 0
 
     @property
     def n_live(self) -> int:
         """Tracks whose status is ``ok``."""
-        return int(self._live.sum())
+        return self._n_live
 
     @property
     def live_duration_s(self) -> float:
         """Seconds of audio of the tracks whose status is ``ok``."""
-        return float(self._dur[self._live].sum())
+        return math.fsum(np.concatenate([p._dur[p._live] for p in self._parts]).tolist()) if self._parts else 0.0
 
     def live_contents(self) -> ContentSet:
         """The content hashes of the tracks whose status is ``ok`` (what an indexing run skips)."""
-        if isinstance(self._sha, _Digests):
-            digests = np.frombuffer(self._sha._blob, dtype=np.uint8).reshape(-1, 32)
-            return ContentSet(digests[self._live])
-        return ContentSet.of(self._sha[i] for i in np.flatnonzero(self._live).tolist())
+        if all(isinstance(p._sha, _Digests) for p in self._parts):
+            return ContentSet((p.live_digests() for p in self._parts), count=self._n_live)
+        return ContentSet.of(h for p in self._parts for h in p.live_hashes())
 
     def ids_where(self, *, live: bool) -> list[int]:
         """Track ids whose status is ``ok`` (``live``) or not, ascending."""
-        return self._ids[self._live if live else ~self._live].tolist()
+        return [i for p in self._parts for i in p._ids[p._live if live else ~p._live].tolist()]
