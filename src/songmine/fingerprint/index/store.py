@@ -1093,6 +1093,7 @@ class Index:
         """path -> (track_id, size, mtime_ns) of the live tracks at these paths (the catalogue's)."""
         return {r[0]: r[1:] for r in self._live_rows_where("path", paths, "path, track_id, size, mtime_ns")}
 
+    @_guarded
     def _live_ids_of(self, shas: Sequence[str]) -> dict[str, int]:
         """sha256 -> track_id of the live tracks with these contents (the catalogue's, not a snapshot's)."""
         return dict(self._live_rows_where("sha256", shas, "sha256, track_id"))
