@@ -7,10 +7,12 @@ tests (through the CLI) and on the real-music cuts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sqlite3
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from songmine.errors import IndexFormatError, ParameterError
 from songmine.fingerprint.index import Index, UnknownTrackError, index_files
 from songmine.fingerprint.index import store as store_mod
 from songmine.fingerprint.index.schema import CATALOG_NAME, SEGMENT_DIR
+from songmine.fingerprint.index.store import NewTrack
 from songmine.fingerprint.postings import Postings
 from songmine.methods import Method, register_method
 
@@ -445,6 +448,29 @@ def test_a_run_asks_the_catalogue_of_its_own_files_only(tmp_path, library):
             reads = [q for q in sql if "FROM tracks" in q and q.lstrip().startswith("SELECT")]
             assert reads and all(" IN (" in q or "WHERE track_id >" in q for q in reads), reads
         assert ix.n_tracks == 6 and ix.verify() == []
+
+
+def test_a_rerun_with_nothing_to_do_holds_nothing_per_indexed_track(tmp_path, library):
+    """Beside 50,000 indexed tracks, a run whose files are all unchanged builds no table of them."""
+    files = sorted(library.rglob("*.*"))
+    empty = np.zeros(0, np.uint32)
+    with new_index(tmp_path) as ix:
+        ix._add_tracks(
+            [
+                NewTrack(
+                    f"/elsewhere/{i}.ogg", hashlib.sha256(b"%d" % i).hexdigest(), 0, 0, 1.0, *[None] * 3, empty, empty
+                )
+                for i in range(50_000)
+            ]
+        )
+        index_files(ix, files, jobs=2, extractor=toy_fp)
+        for jobs in (1, 2):
+            tracemalloc.start()
+            rep = index_files(ix, files, jobs=jobs, extractor=toy_fp)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert (rep.added, rep.unchanged, rep.failed) == (0, len(files), [])
+            assert peak < 500_000, peak  # the live hashes as digests alone: 2 MB
 
 
 @pytest.mark.parametrize("change", ["remove", "move", "compact", "foreign update", "foreign delete"])

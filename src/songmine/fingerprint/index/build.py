@@ -43,6 +43,7 @@ from ...methods import method_of_config, resolve
 from ...workers import default_jobs, pool
 from ..landmarks import FingerprintConfig, fingerprint
 from ..profiles import profile, supported
+from .contents import ContentSet
 from .store import Index, NewTrack, TrackRecord, UnknownTrackError
 
 __all__ = [
@@ -335,7 +336,7 @@ def index_files(
         progress(done, len(files))
 
     try:
-        known = index._tracks.live_contents()  # (the snapshot refreshed above)
+        known = _known_contents(index, todo, jobs, runner)
         gen = iter(
             runner(todo, config, extractor, known)
             if runner is not None
@@ -365,6 +366,30 @@ def index_files(
         run.flush()
         raise
     return run.report(t0)
+
+
+def _known_contents(index: Index, todo: Sequence[str], jobs: int, runner: Runner | None) -> Container[str]:
+    """The content hashes the files of ``todo`` are skipped for (already in the index).
+
+    Nothing to do, nothing to hold; in this process (one job, no runner: the server adding a file)
+    the catalogue is asked per file; other processes get the live tracks' hashes of the snapshot
+    refreshed as the run began, as sorted digests.
+    """
+    if not todo:
+        return ContentSet()
+    if jobs == 1 and runner is None:
+        return _CatalogueContents(index)
+    return index._tracks.live_contents()
+
+
+class _CatalogueContents(Container[str]):
+    """The live tracks' content hashes, asked of the catalogue one at a time (its live-hash index)."""
+
+    def __init__(self, index: Index):
+        self.index = index
+
+    def __contains__(self, sha: object) -> bool:
+        return isinstance(sha, str) and bool(self.index._live_ids_of([sha]))
 
 
 def _close(gen: Any) -> None:
