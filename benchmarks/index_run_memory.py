@@ -145,7 +145,7 @@ def main() -> None:
                 f"{r['unchanged']['unchanged']} unchanged",
                 f"{r['unchanged']['peak_mb']:.1f}",
                 f"{r['unchanged']['peak_mb'] / ref['adds']['peak_mb']:.2f}",
-                f"{r['worker_max_rss_mb']:.0f}",
+                f"{r['worker_max_rss_mb']:.0f}" if args.jobs > 1 else "– (one job: in this process)",
             ]
         )
     markdown_table(
