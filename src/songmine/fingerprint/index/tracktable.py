@@ -4,7 +4,9 @@ A dict of record objects costs ~0.65 KB per track in every process that opens
 the index (103 MB at 160,000 tracks, in each server worker); columns cost the
 paths' bytes, 32 bytes a content hash and a few more (15 MB), and a
 :class:`TrackRecord` is made when one is asked for. Counts and totals over the
-live tracks come from the arrays.
+live tracks come from the arrays. The columns come in parts of consecutive
+tracks that successive snapshots share: a refresh appends the tracks
+committed since without copying the rest.
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ class _Part:
 
     def live_digests(self) -> np.ndarray:
         """The live tracks' content hashes as rows of 32 bytes (a part whose hashes are digests)."""
-        assert isinstance(self._sha, _Digests)
+        if not isinstance(self._sha, _Digests):
+            raise TypeError("this part's content hashes are not all digests")
         return np.frombuffer(self._sha._blob, dtype=np.uint8).reshape(-1, 32)[self._live]
 
     def live_hashes(self) -> list[str]:
