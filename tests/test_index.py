@@ -473,6 +473,44 @@ def test_a_rerun_with_nothing_to_do_holds_nothing_per_indexed_track(tmp_path, li
             assert peak < 500_000, peak  # the live hashes as digests alone: 2 MB
 
 
+def test_adding_a_file_beside_many_tracks_costs_what_it_costs_beside_none(tmp_path, synth_music):
+    """``add_file`` (the server's add) asks the catalogue for its content, it does not list every track."""
+    from songmine.fingerprint.index import add_file
+
+    empty = np.zeros(0, np.uint32)
+    song = tmp_path / "song.wav"
+    sf.write(song, synth_music(sr=11025, seconds=5.0, seed=9), 11025)
+    peaks = {}
+    for n in (0, 50_000):
+        with Index(tmp_path / f"ix{n}", create=True) as ix:
+            ix._add_tracks(
+                [
+                    NewTrack(
+                        f"/elsewhere/{i}.ogg",
+                        hashlib.sha256(b"%d" % i).hexdigest(),
+                        0,
+                        0,
+                        1.0,
+                        *[None] * 3,
+                        empty,
+                        empty,
+                    )
+                    for i in range(n)
+                ]
+            )
+            add_file(ix, song)  # (imports, caches: not what is measured)
+            ix.remove([ix.track_ids()[-1]])
+            tracemalloc.start()
+            added = add_file(ix, song)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert added.created and added.track.path == str(song.resolve()) and added.error is None
+            again = add_file(ix, song)
+            assert (again.created, again.track) == (False, added.track)
+            assert ix.n_tracks == n + 1 and list(ix.track_ids()) == [t.track_id for t in ix.tracks()]
+    assert peaks[50_000] < peaks[0] + 2_000_000, peaks  # a record of every track, listed twice: 17 MB more
+
+
 @pytest.mark.parametrize("change", ["remove", "move", "compact", "foreign update", "foreign delete"])
 def test_a_refresh_sees_every_change_to_a_track(tmp_path, library, change):
     """Changes other than a new track (by any writer, an older songmine's raw SQL too) make a refresh read all."""

@@ -211,6 +211,8 @@ def test_add_identify_and_remove_a_track(writable, tagged_cuts):
     stored = Path(added["track"]["path"])
     assert stored.parent == s.track_dir.resolve() and stored.suffix == ".flac" and "new" not in stored.name
     assert c.get("/api/health").json()["n_tracks"] == 6
+    listed = c.get("/api/tracks", params={"limit": 500}).json()  # the list follows the snapshot
+    assert listed["total"] == 6 and listed["tracks"][-1] == added["track"]
 
     best = c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"][0]
     assert best["track_id"] == added["track"]["id"] and abs(best["offset_s"] - 4.0) < 0.3
@@ -230,6 +232,7 @@ def test_add_identify_and_remove_a_track(writable, tagged_cuts):
     assert c.delete(f"/api/tracks/{tid}", headers=auth).status_code == 404
     assert c.post("/api/identify", files={"file": ("p.webm", probe)}).json()["matches"] == []
     assert c.get("/api/health").json()["n_tracks"] == 5
+    assert tid not in [t["id"] for t in c.get("/api/tracks", params={"limit": 500}).json()["tracks"]]
 
 
 def test_queries_during_a_write_see_the_old_or_the_new_library_never_a_mix(writable, tagged_cuts):
@@ -446,7 +449,7 @@ def test_a_replaced_snapshot_is_let_go(writable, tagged_cuts):
 
     c, _ = writable
     holder = c.app.state.holder
-    assert c.get("/api/health").json()["n_tracks"] == 5  # lists the tracks of the current reader
+    assert c.get("/api/tracks").json()["total"] == 5  # lists the tracks of the current reader
     old = weakref.ref(holder.snapshot())
     r = c.post(
         "/api/tracks",

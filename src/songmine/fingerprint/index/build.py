@@ -590,9 +590,10 @@ def add_file(index: Index, path: str | os.PathLike[str]) -> AddedFile:
     ``track=None`` and the reason.
     """
     sha = file_sha256(os.fspath(path))
-    before = {t.track_id for t in index.tracks() if t.sha256 == sha}
+    before = index._live_ids_of([sha]).get(sha)  # (the catalogue's live-hash index: not every track listed)
     report = index_files(index, [path], jobs=1)
-    after = [t for t in index.tracks() if t.sha256 == sha]
-    if not after:
+    after = index._live_ids_of([sha]).get(sha)
+    if after is None:
         return AddedFile(None, False, report.failed[0][1] if report.failed else "the file could not be indexed")
-    return AddedFile(after[0], after[0].track_id not in before)
+    index.refresh()  # (a track another writer committed since the run's own refresh)
+    return AddedFile(index.track(after), after != before)

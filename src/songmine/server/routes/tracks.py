@@ -37,9 +37,9 @@ def list_tracks(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TrackPage:
     """The library's tracks in id order, ``limit`` at a time from ``offset``."""
-    tracks = holder.live_tracks(index)  # live tracks, by id (listed once per snapshot)
-    page = [TrackOut.of(t, expose_paths=settings.expose_paths) for t in tracks[offset : offset + limit]]
-    return TrackPage(total=len(tracks), offset=offset, limit=limit, tracks=page)
+    ids = holder.live_track_ids(index)  # live tracks' ids, ascending (listed once per snapshot)
+    page = [TrackOut.of(index.track(int(i)), expose_paths=settings.expose_paths) for i in ids[offset : offset + limit]]
+    return TrackPage(total=int(ids.shape[0]), offset=offset, limit=limit, tracks=page)
 
 
 @router.get("/api/tracks/{track_id}", response_model=TrackOut, responses={404: {"model": ErrorOut}})
