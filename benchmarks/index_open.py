@@ -5,7 +5,7 @@ songmine, open the index (``Index(path)``: the catalogue snapshot, every
 segment mapped, its header, block table and lookup tables checked), then
 identify ``--clips`` real clips. It reports the open's wall and CPU time and
 the process's memory (``/proc/self/status``) after the import, after the open
-and after the clips: ``RssAnon`` (private memory: the track table, the
+and after the clips (and, last, what listing a page of tracks costs): ``RssAnon`` (private memory: the track table, the
 decoded hashes of small segments, numpy's buffers) and ``RssFile`` (pages of
 the memory-mapped segments the process touched: shared with every other
 process mapping them, and dropped by the kernel under pressure). The segment
@@ -69,7 +69,31 @@ def child(index: Path, library: Path | None, clips: int, seed: int) -> dict:
             cpu.append(time.process_time() - c)
         out["queried"] = _status()
         out["query_cpu_ms"] = 1e3 * float(np.median(cpu))
+    out["listing"] = _listing(ix)
     ix.close()
+    return out
+
+
+def _listing(ix) -> dict[str, tuple[float, float]]:
+    """A page of 50 tracks as the server lists them (the ids, then the page's records) against
+    every live track's record (the reference): CPU ms (mean of 3) and traced peak MB, each."""
+    import tracemalloc
+
+    ways = {
+        "page": lambda: [ix.track(int(i)) for i in ix.track_ids()[:50]],
+        "every record": lambda: ix.tracks()[:50],
+    }
+    out = {}
+    for name, make in ways.items():  # loop over the two ways
+        make()
+        tracemalloc.start()
+        make()
+        peak = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+        c = time.process_time()
+        for _ in range(3):  # loop over repeats
+            make()
+        out[name] = (1e3 * (time.process_time() - c) / 3, peak)
     return out
 
 
@@ -94,7 +118,7 @@ def main() -> None:
         print(json.dumps(child(args.index[0], args.library, args.clips, args.seed)))
         return
 
-    rows = []
+    rows, lists = [], []
     for path in args.index:  # loop over indexes
         warm(path)
         runs = []
@@ -134,6 +158,17 @@ def main() -> None:
         else:
             row += ["–"] * 4
         rows.append(row)
+        lists.append(
+            [
+                row[0],
+                *(
+                    f"{med(lambda r, w=w, i=i: r['listing'][w][i]):.1f}"
+                    for w in ("page", "every record")
+                    for i in (0, 1)
+                ),
+                f"{med(lambda r: r['listing']['page'][0] / r['listing']['every record'][0]):.4f}",
+            ]
+        )
     markdown_table(
         f"opening an index in a fresh process (medians of {args.rounds}; warm page cache; MB; "
         f"{args.clips} clips of 10 s after opening); songmine {git_commit()}, load {os.getloadavg()[0]:.1f}",
@@ -151,6 +186,12 @@ def main() -> None:
             "CPU ms per clip (median)",
         ],
         rows,
+    )
+    markdown_table(
+        "a page of 50 tracks as the server lists them (the live ids, then the page's records) against "
+        "every live track's record (reference); CPU ms (mean of 3), traced peak MB; medians over the processes",
+        ["index", "page CPU ms", "page peak MB", "every record CPU ms", "every record peak MB", "CPU ratio"],
+        lists,
     )
 
 
