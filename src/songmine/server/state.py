@@ -129,7 +129,7 @@ class IndexHolder:
         """``reader.track_ids()`` (live tracks by id), computed once per snapshot rather than per request.
 
         Ids, not records: a page's records are made when it is asked for (a list of every record
-        would hold ~0.2 KB a track in each worker, 30 MB at 160,000 tracks).
+        would hold ~0.4 KB a track in each worker, 68 MB at 160,000 tracks).
         """
         cached = self._tracks
         if cached is not None and cached[0] is reader and cached[1] == reader.generation:
