@@ -282,6 +282,20 @@ def test_a_compressed_codec_in_a_wav_file_is_probed_as_usual(tmp_path, tone):
     assert abs(len(y) / 22050 - 3.0) < 0.1 and abs(dominant_hz(y, 22050) - 440.0) < 5
 
 
+def test_a_wav_header_no_decoder_takes_is_refused_as_not_audio(tmp_path):
+    """A PCM header with 0 bits a sample (and 0 bytes a second) at 34 Hz: FFmpeg opens the stream but
+    has no decoder for it. Read by its header alone, it is refused like any other file that is not audio."""
+    head = b"RIFF\xf0\x04\x02\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x22\x00\x00\x00" + bytes(8)
+    body = head + b"data\xcc\x04\x02\x00" + np.arange(66_000, dtype="<i2").tobytes()
+    path = tmp_path / "zero-bits.wav"
+    path.write_bytes(body)
+    for source in (path, body, io.BytesIO(body)):
+        for read in (audio.info, lambda s: audio.load(s, sr=11025)):
+            with pytest.raises(DecodeError, match="not a readable audio file") as err:
+                read(source)
+            assert err.value.reason == "not-audio"
+
+
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_samples_convert_to_float_exactly_as_ffmpeg_does(tmp_path, rng, subtype, channels):

@@ -152,7 +152,8 @@ def _open(source: Source):
     start = target.tell() if short and not isinstance(target, str) else 0
     try:
         container = av.open(target, mode="r", metadata_errors="ignore", options=_SHORT_PROBE if short else None)
-        if short and container.streams.audio and not container.streams.audio[0].codec_context.name.startswith("pcm_"):
+        ctx = container.streams.audio[0].codec_context if short and container.streams.audio else None
+        if ctx is not None and not ctx.name.startswith("pcm_"):  # (None: no decoder, refused below)
             container.close()  # a compressed codec in a WAVE/AIFF file: probe it as usual
             if not isinstance(target, str):
                 target.seek(start)
