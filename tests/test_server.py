@@ -460,3 +460,54 @@ def test_a_replaced_snapshot_is_let_go(writable, tagged_cuts):
     gc.collect()
     assert old() is None
     assert c.get("/api/health").json()["n_tracks"] == 6
+
+
+def test_start_up_recovery_beside_many_tracks_asks_about_each_stored_file_only(tmp_path):
+    """Each worker's start checks every stored upload: beside 50,000 tracks, 20 uploads cost what they
+    cost beside none (but for opening the fresh reader swapped in after); a stored file no track uses goes."""
+    import hashlib
+    import tracemalloc
+
+    from songmine.fingerprint.index import Index
+    from songmine.fingerprint.index.store import NewTrack
+    from songmine.server import trackstore
+    from songmine.server.state import IndexHolder
+
+    empty = np.zeros(0, np.uint32)
+    peaks, opens = {}, {}
+    for n in (0, 50_000):
+        folder = tmp_path / f"uploads{n}"
+        folder.mkdir()
+        stored = []
+        for i in range(20):  # loop over uploads
+            sha = hashlib.sha256(b"upload %d" % i).hexdigest()
+            (folder / f"{sha[:24]}.flac").write_bytes(b"x")
+            stored.append(
+                NewTrack(str(folder.resolve() / f"{sha[:24]}.flac"), sha, 1, 0, 1.0, *[None] * 3, empty, empty)
+            )
+        orphan = folder / f"{'0' * 24}.flac"  # a stored file no track uses (a delete that died)
+        orphan.write_bytes(b"y")
+        path = tmp_path / f"ix{n}"
+        others = [
+            NewTrack(f"/elsewhere/{i}.ogg", hashlib.sha256(b"%d" % i).hexdigest(), 0, 0, 1.0, *[None] * 3, empty, empty)
+            for i in range(n)
+        ]
+        with Index(path, create=True) as ix:
+            ix._add_tracks(others + stored)
+        holder = IndexHolder(lambda path=path: Index(path))
+        try:
+            with holder.writing():  # (the writer opened: not what is measured)
+                pass
+            tracemalloc.start()
+            rec = trackstore.recover(holder, folder)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        finally:
+            holder.close()
+        tracemalloc.start()
+        Index(path).close()  # what the fresh reader swapped in after the clean-up costs to open
+        opens[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert (rec.removed, rec.published, rec.busy) == (1, 0, 0) and not orphan.exists()
+        assert sorted(p.name for p in folder.iterdir()) == sorted(Path(t.path).name for t in stored)
+    assert peaks[50_000] < peaks[0] + opens[50_000] + 2_000_000, (peaks, opens)  # a list of every track: 17 MB each

@@ -1094,9 +1094,17 @@ class Index:
         self.refresh()
 
     @_guarded
-    def _files_at(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-        """path -> (track_id, size, mtime_ns) of the live tracks at these paths (the catalogue's)."""
-        return {r[0]: r[1:] for r in self._live_rows_where("path", paths, "path, track_id, size, mtime_ns")}
+    def _files_at(self, paths: Sequence[str]) -> dict[str, tuple[int, int, int, str]]:
+        """path -> (track_id, size, mtime_ns, sha256) of the live tracks at these paths (the catalogue's)."""
+        return {r[0]: r[1:] for r in self._live_rows_where("path", paths, "path, track_id, size, mtime_ns, sha256")}
+
+    @_guarded
+    def _live_paths_with_content(self, prefix: str) -> list[str]:
+        """Paths of the live tracks whose content hash starts with ``prefix`` (a range of the live-hash index)."""
+        if not prefix:
+            raise ValueError("the prefix of a content hash must not be empty")
+        q = "SELECT path FROM tracks WHERE status = ? AND sha256 >= ? AND sha256 < ?"
+        return [r[0] for r in self._conn.execute(q, (STATUS_OK, prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)))]
 
     @_guarded
     def _live_ids_of(self, shas: Sequence[str]) -> dict[str, int]:
