@@ -350,8 +350,7 @@ def index_files(
         _close(gen)
         run.flush()
         if prune:
-            live = index._tracks.ids_where(live=True)
-            gone = [t for t in live if not os.path.exists(index.track(t).path)]
+            gone = [t for t in index.track_ids().tolist() if not os.path.exists(index.track(t).path)]
             run.removed = index.remove(gone) if gone else 0
         if merge and run.commits > 1:  # (one commit: nothing of ours to merge, maybe another writer's)
             index._merge_run(first_segment)
@@ -389,7 +388,7 @@ class _CatalogueContents(Container[str]):
         self.index = index
 
     def __contains__(self, sha: object) -> bool:
-        return isinstance(sha, str) and bool(self.index._live_ids_of([sha]))
+        return isinstance(sha, str) and self.index._live_id_of(sha) is not None
 
 
 def _close(gen: Any) -> None:
@@ -427,7 +426,7 @@ class _Run:
         ix = self.index
         if kind == "known":
             sha, size, mtime_ns = value
-            tid = ix._live_ids_of([sha]).get(sha)
+            tid = ix._live_id_of(sha)
             if tid is None:  # removed by another writer since the run began
                 self.unchanged += 1
                 return
@@ -441,7 +440,8 @@ class _Run:
             self.unchanged += 1
             return
         t: NewTrack = value
-        if t.sha256 in self.batch_shas or ix._live_ids_of([t.sha256]):  # same content twice in this run
+        # the same content twice in this run, or already in the index (a copy, or another writer's)
+        if t.sha256 in self.batch_shas or ix._live_id_of(t.sha256) is not None:
             self.unchanged += 1
             return
         prev = self.previous.pop(path, None)  # this path held other content before: replace it
@@ -590,9 +590,9 @@ def add_file(index: Index, path: str | os.PathLike[str]) -> AddedFile:
     ``track=None`` and the reason.
     """
     sha = file_sha256(os.fspath(path))
-    before = index._live_ids_of([sha]).get(sha)  # (the catalogue's live-hash index: not every track listed)
+    before = index._live_id_of(sha)  # (the catalogue's live-hash index: not every track listed)
     report = index_files(index, [path], jobs=1)
-    after = index._live_ids_of([sha]).get(sha)
+    after = index._live_id_of(sha)
     if after is None:
         return AddedFile(None, False, report.failed[0][1] if report.failed else "the file could not be indexed")
     index.refresh()  # (a track another writer committed since the run's own refresh)

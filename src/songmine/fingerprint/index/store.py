@@ -900,7 +900,8 @@ class Index:
     def _add_to_old_catalogue(self) -> None:
         """Give a catalogue made by an older songmine what this one's writers keep up (``schema.py``)."""
         conn = self._conn
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN (?, ?, ?, ?)", _ADDITIONS)}
+        marks = ",".join("?" * len(_ADDITIONS))
+        names = {r[0] for r in conn.execute(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", _ADDITIONS)}
         if len(names) == len(_ADDITIONS):
             return
         try:
@@ -1105,6 +1106,10 @@ class Index:
             raise ValueError("the prefix of a content hash must not be empty")
         q = "SELECT path FROM tracks WHERE status = ? AND sha256 >= ? AND sha256 < ?"
         return [r[0] for r in self._conn.execute(q, (STATUS_OK, prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)))]
+
+    def _live_id_of(self, sha: str) -> int | None:
+        """The live track holding content ``sha``, if any (the catalogue's, not a snapshot's)."""
+        return self._live_ids_of([sha]).get(sha)
 
     @_guarded
     def _live_ids_of(self, shas: Sequence[str]) -> dict[str, int]:
