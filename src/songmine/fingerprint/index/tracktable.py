@@ -296,8 +296,13 @@ class TrackTable(Mapping[int, TrackRecord]):
 
     def live_ids(self) -> np.ndarray:
         """Ids of the tracks whose status is ``ok``, ascending (int64; 8 bytes a track, no records made)."""
-        return np.concatenate([p._ids[p._live] for p in self._parts]) if self._parts else np.zeros(0, np.int64)
+        return self._ids_with(live=True)
 
     def ids_where(self, *, live: bool) -> list[int]:
         """Track ids whose status is ``ok`` (``live``) or not, ascending."""
-        return [i for p in self._parts for i in p._ids[p._live if live else ~p._live].tolist()]
+        return self._ids_with(live=live).tolist()
+
+    def _ids_with(self, *, live: bool) -> np.ndarray:
+        if not self._parts:
+            return np.zeros(0, np.int64)
+        return np.concatenate([p._ids[p._live if live else ~p._live] for p in self._parts])
