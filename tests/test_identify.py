@@ -31,6 +31,38 @@ def test_vote_toy_counts_by_hand():
     assert votes0[0] == 4  # the offset-101 vote no longer counts
 
 
+@pytest.mark.parametrize("tolerance", [0, 1, 2])
+def test_vote_equals_its_definition(rng, tolerance):
+    """Every track's best bin (most hits within ±tolerance of an occupied offset; the lowest such
+    offset on ties), its hits, and the ranking (most votes first, then lower track id), against a
+    count by hand over lone chance hits and clusters of agreeing ones, as a big lookup brings."""
+    from collections import Counter
+
+    n_q = 200
+    qt = np.sort(rng.integers(0, 400, n_q)).astype(np.uint32)
+    hits = []  # (query position, track, track time)
+    for q in rng.integers(0, n_q, 3000).tolist():  # chance: lone hits spread over the tracks and offsets
+        hits.append((q, int(rng.integers(0, 500)), int(qt[q]) + int(rng.integers(0, 20_000))))
+    for trk in rng.integers(0, 500, 60).tolist():  # clusters: a few hits agreeing on an offset (±2)
+        off = int(rng.integers(0, 20_000))
+        for q in rng.integers(0, n_q, int(rng.integers(2, 12))).tolist():
+            hits.append((q, trk, int(qt[q]) + off + int(rng.integers(-2, 3))))
+    qpos, tracks, times = (np.array(col, dtype) for col, dtype in zip(zip(*hits), (np.int64, np.uint32, np.uint32)))
+    bins: dict[int, Counter] = {}
+    for q, trk, tm in zip(qpos.tolist(), tracks.tolist(), times.tolist()):
+        bins.setdefault(trk, Counter())[tm - int(qt[q])] += 1
+    want = []
+    for trk, c in bins.items():
+        scores = {o: sum(c.get(o + d, 0) for d in range(-tolerance, tolerance + 1)) for o in c}
+        top = max(scores.values())
+        want.append((-top, trk, min(o for o, v in scores.items() if v == top), sum(c.values())))
+    want.sort()
+    got_tracks, got_offsets, got_votes, got_hits, n = vote(qt, qpos, tracks, times, tolerance=tolerance)
+    assert int(n) == len(bins)
+    assert list(zip((-got_votes).tolist(), got_tracks.tolist(), got_offsets.tolist(), got_hits.tolist())) == want
+    assert want[0][0] <= -3  # the clusters lead
+
+
 def test_vote_empty():
     z = np.zeros(0, np.uint32)
     tr, off, votes, hits, n = vote(z, np.zeros(0, np.int64), z, z)

@@ -48,7 +48,8 @@ def vote(
     -------
     tracks, offsets, votes, track_hits : np.ndarray [shape=(k,)]
         Per track with hits: its best offset (frames), the hits within
-        ±tolerance of it, and all its hits; sorted by ``votes`` descending.
+        ±tolerance of it, and all its hits; sorted by ``votes`` descending
+        (ties: lower track id first).
     n_tracks_hit : np.ndarray
         Scalar array, number of distinct tracks with hits.
     """
@@ -59,21 +60,45 @@ def vote(
     key = (hit_tracks.astype(np.int64) << 32) | (offs + _OFFSET_BIAS)
     key.sort(kind=_KEY_SORT)
     # distinct (track, offset) bins and their hits: sorted by track, then offset
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    starts = _run_starts(key)
     uniq = key[starts]
-    counts = np.diff(np.append(starts, key.shape[0]))
+    counts = np.diff(starts, append=key.shape[0])
     score = _window_scores(uniq, counts, tolerance)
     tr = uniq >> 32
-    first = np.flatnonzero(np.concatenate(([True], tr[1:] != tr[:-1])))
-    # best bin per track in one pass: the highest score, then the lowest offset
-    low = np.int64(0xFFFFFFFF)
-    best = np.maximum.reduceat((score << 32) | (low - (uniq & low)), first)
+    first = _run_starts(tr)
     tracks = tr[first]
-    offsets = (low - (best & low)) - _OFFSET_BIAS
-    votes = best >> 32
-    track_hits = np.add.reduceat(counts, first)
+    track_hits = np.diff(starts[first], append=key.shape[0])
+    votes, offsets = _best_bins(uniq, score, first)
     rank = np.argsort(-votes, kind="stable")
     return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(first.size)
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal values begins in ``sorted_keys`` (non-empty)."""
+    new = np.empty(sorted_keys.shape[0], dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new[1:])
+    return np.flatnonzero(new)
+
+
+def _best_bins(uniq: np.ndarray, score: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each track's best bin: the highest score, then the lowest offset; ``(votes, offsets)``.
+
+    Chance hits land alone: almost every bin of a big lookup scores 1, and a track
+    whose bins all do has its first (lowest) offset as best. Only the bins scoring
+    more are reduced per track, a few percent of them instead of every one.
+    """
+    low = np.int64(0xFFFFFFFF)
+    votes = np.ones(first.size, dtype=np.int64)
+    offsets = (uniq[first] & low) - _OFFSET_BIAS
+    rich = np.flatnonzero(score > 1)
+    if rich.size:
+        owner = np.searchsorted(first, rich, side="right") - 1  # the track of each such bin
+        group = _run_starts(owner)
+        best = np.maximum.reduceat((score[rich] << 32) | (low - (uniq[rich] & low)), group)
+        votes[owner[group]] = best >> 32
+        offsets[owner[group]] = (low - (best & low)) - _OFFSET_BIAS
+    return votes, offsets
 
 
 def _window_scores(keys: np.ndarray, counts: np.ndarray, tolerance: int) -> np.ndarray:
