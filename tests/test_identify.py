@@ -31,17 +31,19 @@ def test_vote_toy_counts_by_hand():
     assert votes0[0] == 4  # the offset-101 vote no longer counts
 
 
+@pytest.mark.parametrize("lone", [30, 3000])
 @pytest.mark.parametrize("tolerance", [0, 1, 2])
-def test_vote_equals_its_definition(rng, tolerance):
+def test_vote_equals_its_definition(rng, tolerance, lone):
     """Every track's best bin (most hits within ±tolerance of an occupied offset; the lowest such
     offset on ties), its hits, and the ranking (most votes first, then lower track id), against a
-    count by hand over lone chance hits and clusters of agreeing ones, as a big lookup brings."""
+    count by hand over clusters of agreeing hits among a few lone chance hits (a small index) or
+    many (a big one)."""
     from collections import Counter
 
     n_q = 200
     qt = np.sort(rng.integers(0, 400, n_q)).astype(np.uint32)
     hits = []  # (query position, track, track time)
-    for q in rng.integers(0, n_q, 3000).tolist():  # chance: lone hits spread over the tracks and offsets
+    for q in rng.integers(0, n_q, lone).tolist():  # chance: lone hits spread over the tracks and offsets
         hits.append((q, int(rng.integers(0, 500)), int(qt[q]) + int(rng.integers(0, 20_000))))
     for trk in rng.integers(0, 500, 60).tolist():  # clusters: a few hits agreeing on an offset (±2)
         off = int(rng.integers(0, 20_000))

@@ -89,9 +89,12 @@ def _best_bins(uniq: np.ndarray, score: np.ndarray, first: np.ndarray) -> tuple[
     more are reduced per track, a few percent of them instead of every one.
     """
     low = np.int64(0xFFFFFFFF)
+    rich = np.flatnonzero(score > 1)
+    if 4 * rich.size > score.size:  # a small index: the votes are mostly the clip's own; one pass over all
+        best = np.maximum.reduceat((score << 32) | (low - (uniq & low)), first)
+        return best >> 32, (low - (best & low)) - _OFFSET_BIAS
     votes = np.ones(first.size, dtype=np.int64)
     offsets = (uniq[first] & low) - _OFFSET_BIAS
-    rich = np.flatnonzero(score > 1)
     if rich.size:
         owner = np.searchsorted(first, rich, side="right") - 1  # the track of each such bin
         group = _run_starts(owner)
