@@ -31,14 +31,20 @@ def test_vote_toy_counts_by_hand():
     assert votes0[0] == 4  # the offset-101 vote no longer counts
 
 
+@pytest.mark.parametrize("whole", [True, False])
 @pytest.mark.parametrize("lone", [30, 3000])
 @pytest.mark.parametrize("tolerance", [0, 1, 2])
-def test_vote_equals_its_definition(rng, tolerance, lone):
+def test_vote_equals_its_definition(rng, monkeypatch, tolerance, lone, whole):
     """Every track's best bin (most hits within ±tolerance of an occupied offset; the lowest such
     offset on ties), its hits, and the ranking (most votes first, then lower track id), against a
     count by hand over clusters of agreeing hits among a few lone chance hits (a small index) or
-    many (a big one)."""
+    many (a big one); with the bins reduced whole, and (as on a big lookup) only those scoring more
+    than one hit."""
     from collections import Counter
+
+    from songmine.fingerprint import scoring
+
+    monkeypatch.setattr(scoring, "_SPARSE_MIN_BINS", 10**9 if whole else 0)
 
     n_q = 200
     qt = np.sort(rng.integers(0, 400, n_q)).astype(np.uint32)

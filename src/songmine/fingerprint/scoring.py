@@ -62,13 +62,12 @@ def vote(
     # distinct (track, offset) bins and their hits: sorted by track, then offset
     starts = _run_starts(key)
     uniq = key[starts]
-    counts = np.diff(starts, append=key.shape[0])
+    counts = np.diff(np.append(starts, key.shape[0]))
     score = _window_scores(uniq, counts, tolerance)
     tr = uniq >> 32
     first = _run_starts(tr)
     tracks = tr[first]
-    track_hits = np.diff(starts[first], append=key.shape[0])
-    votes, offsets = _best_bins(uniq, score, first)
+    votes, offsets, track_hits = _best_bins(uniq, counts, score, first, starts, key.shape[0])
     rank = np.argsort(-votes, kind="stable")
     return tracks[rank], offsets[rank], votes[rank], track_hits[rank], np.int64(first.size)
 
@@ -81,27 +80,35 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(new)
 
 
-def _best_bins(uniq: np.ndarray, score: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each track's best bin: the highest score, then the lowest offset; ``(votes, offsets)``.
+#: Below this many offset bins :func:`_best_bins` reduces every bin: fewer array calls.
+_SPARSE_MIN_BINS = 16_384
+
+
+def _best_bins(
+    uniq: np.ndarray, counts: np.ndarray, score: np.ndarray, first: np.ndarray, starts: np.ndarray, n_hits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each track's best bin (the highest score, then the lowest offset) and its hits: ``(votes, offsets, hits)``.
 
     Chance hits land alone: almost every bin of a big lookup scores 1, and a track
-    whose bins all do has its first (lowest) offset as best. Only the bins scoring
-    more are reduced per track, a few percent of them instead of every one.
+    whose bins all do has its first (lowest) offset as best. There only the bins
+    scoring more are reduced per track, a few percent of them instead of every one;
+    a small lookup, or one made mostly of the clip's own votes, is reduced whole.
     """
     low = np.int64(0xFFFFFFFF)
-    rich = np.flatnonzero(score > 1)
-    if 4 * rich.size > score.size:  # a small index: the votes are mostly the clip's own; one pass over all
+    is_rich = score > 1
+    if score.size < _SPARSE_MIN_BINS or 4 * np.count_nonzero(is_rich) > score.size:
         best = np.maximum.reduceat((score << 32) | (low - (uniq & low)), first)
-        return best >> 32, (low - (best & low)) - _OFFSET_BIAS
+        return best >> 32, (low - (best & low)) - _OFFSET_BIAS, np.add.reduceat(counts, first)
     votes = np.ones(first.size, dtype=np.int64)
     offsets = (uniq[first] & low) - _OFFSET_BIAS
+    rich = np.flatnonzero(is_rich)
     if rich.size:
         owner = np.searchsorted(first, rich, side="right") - 1  # the track of each such bin
         group = _run_starts(owner)
         best = np.maximum.reduceat((score[rich] << 32) | (low - (uniq[rich] & low)), group)
         votes[owner[group]] = best >> 32
         offsets[owner[group]] = (low - (best & low)) - _OFFSET_BIAS
-    return votes, offsets
+    return votes, offsets, np.diff(np.append(starts[first], n_hits))
 
 
 def _window_scores(keys: np.ndarray, counts: np.ndarray, tolerance: int) -> np.ndarray:
