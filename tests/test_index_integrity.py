@@ -8,7 +8,9 @@ window directory) and version 4 (hashes, tracks and times).
 
 from __future__ import annotations
 
+import os
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -90,6 +92,47 @@ def test_block_sums_do_not_depend_on_how_the_stream_is_cut(rng):
         for a, b in zip([0, *cuts], [*cuts, len(data)]):
             s.feed(data[a:b])
         assert s.table().tolist() == ref
+
+
+def test_block_sums_take_four_bytes_a_block_and_a_merge_writes_them_as_it_sums(rng, tmp_path):
+    """A merge sums every 4-KB block of the segment it wrote (2 million of them at 10,000 hours):
+    the sums are kept 4 bytes each, not as Python ints (~40 bytes), and the merge writes each chunk's
+    sums into the table as it goes, so its memory does not grow with the segment."""
+    piece = rng.integers(0, 256, 4 << 20, dtype=np.uint8).tobytes()  # 1,024 blocks
+    tracemalloc.start()
+    s = _Summer()
+    for _ in range(16):  # a 64-MB stream: 16,384 blocks
+        s.feed(piece)
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert s.table().shape[0] == 16 * 1024
+    assert kept < 100_000 and peak < 200_000, (kept, peak)  # 64 KB of sums (as ints: ~650 KB)
+
+    peaks = {}
+    for mb in (4, 64):
+        path = tmp_path / f"{mb}.body"
+        end = seg_mod.SEGMENT_HEADER_SIZE + (mb << 20) + 123  # a partial last block
+        with open(path, "wb") as fh:
+            fh.write(bytes(seg_mod.SEGMENT_HEADER_SIZE))
+            for _ in range(mb // 4):
+                fh.write(piece)
+            fh.write(piece[:123])
+        fd = os.open(path, os.O_RDWR)
+        try:
+            tracemalloc.start()
+            n, checksum = seg_mod._write_block_table(fd, end)
+            peaks[mb] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        finally:
+            os.close(fd)
+        data = path.read_bytes()
+        table = np.frombuffer(data[end:], dtype="<u4")
+        assert n == table.shape[0] == -(-(end - seg_mod.SEGMENT_HEADER_SIZE) // BLOCK_SIZE)
+        want = [
+            zlib.crc32(data[a : min(a + BLOCK_SIZE, end)]) for a in range(seg_mod.SEGMENT_HEADER_SIZE, end, BLOCK_SIZE)
+        ]
+        assert table.tolist() == want and checksum == zlib.crc32(table.tobytes())
+    assert peaks[64] < peaks[4] + 50_000, peaks  # one chunk at a time, whatever the size
 
 
 def test_an_intact_segment_opens_checked(seg):
