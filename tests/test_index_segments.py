@@ -3,6 +3,8 @@ what was written; merges equal an in-memory concat."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -200,6 +202,47 @@ def test_merge_equals_in_memory_concat(tmp_path, rng, monkeypatch, with_dead):
     assert np.array_equal(lo, np.searchsorted(ref.hashes, keys))
     assert np.array_equal(hi, np.searchsorted(ref.hashes, keys, "right"))
     assert not list(tmp_path.glob(".*"))  # no temporary file left (the window starts' side file neither)
+
+
+@pytest.mark.parametrize("hash_bits, top", [(0, 1 << 20), (5, 1 << 32), (12, 1 << 32), (31, 1 << 32)])
+def test_windows_cut_a_step_at_a_time_are_the_windows_cut_whole(rng, hash_bits, top):
+    """Cut ``step`` postings at a time (each step extended to the end of its run of equal high bits),
+    the windows are those of the whole array: runs longer than a step, the last run reaching 2**32."""
+    h = np.sort(np.concatenate([rng.integers(0, top, 20_000), np.full(700, top - 1), np.full(300, 77)]))
+    h = h.astype(np.uint32)
+    layout = plan_layout(*track_time_bits(np.zeros(1, np.uint32), np.zeros(1, np.uint32)))
+    layout = dataclasses.replace(layout, hash_bits=hash_bits)
+    whole = seg_mod._windows(h, layout, 1000)
+    for step in (1, 50, 999, 4096, 19_999, 10**6):
+        keys, starts = seg_mod._windows(h, layout, 1000, step)
+        assert np.array_equal(keys, whole[0]) and np.array_equal(starts, whole[1]), step
+
+
+def test_a_merge_holds_one_chunk_at_a_time(tmp_path, rng, monkeypatch):
+    """A merge's memory is its chunk's: joined, sorted and written before the next is read, and
+    encoded and cut into windows a step at a time. Traced over merges of 150,000 and 600,000
+    postings in chunks of 30,000: under 75 bytes a chunk's posting (it was 90-115: the parts'
+    pieces and the previous chunk held beside the next, and the temporaries of encoding and
+    cutting a whole chunk at once), whatever the merge's size."""
+    import tracemalloc
+
+    chunk = 30_000
+    monkeypatch.setattr(seg_mod, "MERGE_CHUNK", chunk)
+    monkeypatch.setattr(seg_mod, "_WRITE_STEP", 4096, raising=False)
+    monkeypatch.setattr(seg_mod, "_SUM_CHUNK", 16 * seg_mod.BLOCK_SIZE)  # the blocks read back to be summed
+    peaks = {}
+    for n in (150_000, 600_000):
+        parts = [random_postings(rng, n // 3, skew=False, n_tracks=2000) for _ in range(3)]
+        segs = []
+        for i, p in enumerate(parts):
+            write_segment(tmp_path / f"{n}-{i}.sgm", p)
+            segs.append(open_segment(tmp_path / f"{n}-{i}.sgm"))
+        tracemalloc.start()
+        merge_segments(tmp_path / f"{n}.sgm", segs)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert same(open_segment(tmp_path / f"{n}.sgm").decode(), Postings.concat(parts))
+    assert max(peaks.values()) < 75 * chunk and peaks[600_000] < peaks[150_000] + 200_000, peaks
 
 
 def test_truncated_and_foreign_files_are_format_errors(tmp_path, rng):

@@ -77,7 +77,7 @@ __all__ = [
     "run_bounds",
 ]
 
-#: Postings handled at a time while merging (x ~40 bytes while sorting: ~80 MB).
+#: Postings handled at a time while merging (~40 bytes each while joined and sorted: ~80 MB).
 MERGE_CHUNK = 2_000_000
 #: One fence every this many postings.
 FENCE_STEP = 32
@@ -848,10 +848,28 @@ def _tables(layout: Layout, at: _Offsets) -> bytes:
     )
 
 
-def _windows(h: np.ndarray, layout: Layout, first: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keys and starts of the windows of sorted hashes ``h`` (postings ``first, first + 1, ...``)."""
-    starts = cut_windows(h, layout.hash_bits, WINDOW_CAP)
-    return np.ascontiguousarray(h[starts], dtype="<u4"), (starts + first).astype("<u4")
+def _windows(h: np.ndarray, layout: Layout, first: int, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and starts of the windows of sorted hashes ``h`` (postings ``first, first + 1, ...``).
+
+    With ``step``, cut about ``step`` postings at a time (each piece ends where a run of equal
+    high bits does, so the windows are the same): the cutting's temporaries (~40 bytes a
+    posting) stay those of a step, not of a merge's chunk.
+    """
+    n, bits = h.shape[0], layout.hash_bits
+    keys, starts = [], []
+    a = 0
+    while a < n:  # loop over steps (one without step)
+        b = n if step is None or a + step >= n else a + step
+        if b < n:  # to the end of the run holding posting b - 1
+            end = ((int(h[b - 1]) >> bits) + 1) << bits
+            b = n if end >= 1 << 32 else int(np.searchsorted(h, np.uint32(end), side="left"))
+        s = cut_windows(h[a:b], bits, WINDOW_CAP) + a
+        keys.append(np.ascontiguousarray(h[s], dtype="<u4"))
+        starts.append((s + first).astype("<u4"))
+        a = b
+    if len(keys) == 1:
+        return keys[0], starts[0]
+    return np.concatenate(keys or [np.zeros(0, "<u4")]), np.concatenate(starts or [np.zeros(0, "<u4")])
 
 
 def write_segment(dest: Path, postings: Postings, *, version: int = SEGMENT_VERSION) -> int:
@@ -1200,28 +1218,11 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
             _pwrite(fd, np.frombuffer(_tables(layout, at), dtype=np.uint8), SEGMENT_HEADER_SIZE)
             pos = n_windows = 0
             readers = [_PartReader(p, max(1, MERGE_CHUNK // len(parts))) for p in parts]
-            for bound in bounds[1:]:
-                pieces = [x for r in readers if len(x := r.below(bound))]
-                if not pieces:
-                    continue
-                h = np.concatenate([x.hashes for x in pieces])
-                tr = np.concatenate([x.tracks for x in pieces])
-                t = np.concatenate([x.times for x in pieces])
-                if dead is not None:
-                    keep = live(tr)
-                    h, tr, t = h[keep], tr[keep], t[keep]
-                order = np.argsort(h, kind="stable")
-                h, tr, t = h[order], tr[order], t[order]
-                _pwrite(
-                    fd,
-                    layout.encode(h, tr, t).astype(np.dtype(layout.dtype).newbyteorder("<")),
-                    at.records + layout.record * pos,
-                )
-                wkeys, wstarts = _windows(h, layout, pos)
-                _pwrite(fd, wkeys, at.wkeys + 4 * n_windows)
-                starts_fh.write(memoryview(wstarts).cast("B"))
-                n_windows += wkeys.shape[0]
-                pos += h.shape[0]
+            live_only = live if dead is not None else None
+            for bound in bounds[1:]:  # loop over chunks: nothing of one is held while the next is read
+                chunk = _sorted_chunk([x for r in readers if len(x := r.below(bound))], live_only)
+                n, w = _write_chunk(fd, starts_fh, layout, at, chunk, pos, n_windows)
+                pos, n_windows, chunk = pos + n, n_windows + w, None
             assert pos == n_live, (pos, n_live)
             starts_fh.write(np.uint32(n_live).astype("<u4").tobytes())
             at = _Offsets.of(n_live, layout.ids.shape[0], layout.classes.shape[0], layout.record, n_windows)
@@ -1246,6 +1247,48 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
     finally:
         side.unlink(missing_ok=True)
     return n_live, int(layout.ids.shape[0])
+
+
+#: Postings encoded (and cut into windows) at a time while merging: the temporaries (~70 and ~40
+#: bytes a posting) stay a few MB instead of growing with the merge's chunk.
+_WRITE_STEP = 1 << 18
+
+
+def _sorted_chunk(pieces: list[Postings], live) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One merge chunk: the parts' pieces of a hash range joined (live postings only, when ``live`` is
+    given) and sorted by hash; None when there are none. The pieces are let go on return."""
+    if not pieces:
+        return None
+    h = np.concatenate([x.hashes for x in pieces])
+    tr = np.concatenate([x.tracks for x in pieces])
+    t = np.concatenate([x.times for x in pieces])
+    pieces.clear()
+    if live is not None:
+        keep = live(tr)
+        h, tr, t = h[keep], tr[keep], t[keep]
+    order = np.argsort(h, kind="stable")
+    return h[order], tr[order], t[order]
+
+
+def _write_chunk(fd: int, starts_fh, layout: Layout, at: _Offsets, chunk, pos: int, n_windows: int) -> tuple[int, int]:
+    """Write a sorted chunk's records and window keys (its window starts to ``starts_fh``), after the
+    ``pos`` postings and ``n_windows`` windows before it: ``(postings, windows)`` written."""
+    if chunk is None:
+        return 0, 0
+    h, tr, t = chunk
+    _write_records(fd, layout, h, tr, t, at.records + layout.record * pos)
+    wkeys, wstarts = _windows(h, layout, pos, _WRITE_STEP)
+    _pwrite(fd, wkeys, at.wkeys + 4 * n_windows)
+    starts_fh.write(memoryview(wstarts).cast("B"))
+    return h.shape[0], wkeys.shape[0]
+
+
+def _write_records(fd: int, layout: Layout, h: np.ndarray, tr: np.ndarray, t: np.ndarray, offset: int) -> None:
+    """Encode sorted postings as ``layout``'s records and write them at ``offset``, a step at a time."""
+    dtype = np.dtype(layout.dtype).newbyteorder("<")
+    for a in range(0, h.shape[0], _WRITE_STEP):  # loop over steps of a chunk
+        b = min(a + _WRITE_STEP, h.shape[0])
+        _pwrite(fd, layout.encode(h[a:b], tr[a:b], t[a:b]).astype(dtype), offset + layout.record * a)
 
 
 class _PartReader:
