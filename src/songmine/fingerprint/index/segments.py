@@ -804,7 +804,12 @@ def _tail(table: np.ndarray) -> tuple[bytes, int]:
     """The block table and footer as written after the body, and the segment's checksum."""
     raw = np.ascontiguousarray(table, dtype="<u4").tobytes()
     checksum = zlib.crc32(raw)
-    return raw + SEGMENT_FOOTER.pack(table.shape[0], checksum, SEGMENT_FOOTER_MAGIC), checksum
+    return raw + _footer(table.shape[0], checksum), checksum
+
+
+def _footer(n_blocks: int, checksum: int) -> bytes:
+    """The footer after the block table: its length, its CRC-32 (the segment's checksum), the magic."""
+    return SEGMENT_FOOTER.pack(n_blocks, checksum, SEGMENT_FOOTER_MAGIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1220,10 +1225,10 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
             pos = n_windows = 0
             readers = [_PartReader(p, max(1, MERGE_CHUNK // len(parts))) for p in parts]
             live_only = live if dead is not None else None
-            for bound in bounds[1:]:  # loop over chunks: nothing of one is held while the next is read
-                chunk = _sorted_chunk([x for r in readers if len(x := r.below(bound))], live_only)
-                n, w = _write_chunk(fd, starts_fh, layout, at, chunk, pos, n_windows)
-                pos, n_windows, chunk = pos + n, n_windows + w, None
+            for bound in bounds[1:]:  # loop over chunks: no name holds one while the next is read
+                pieces = [x for r in readers if len(x := r.below(bound))]
+                n, w = _write_chunk(fd, starts_fh, layout, at, _sorted_chunk(pieces, live_only), pos, n_windows)
+                pos, n_windows = pos + n, n_windows + w
             assert pos == n_live, (pos, n_live)
             starts_fh.write(np.uint32(n_live).astype("<u4").tobytes())
             at = _Offsets.of(n_live, layout.ids.shape[0], layout.classes.shape[0], layout.record, n_windows)
@@ -1234,7 +1239,7 @@ def merge_segments(dest: Path, parts: Sequence[Segment], *, dead: np.ndarray | N
                 off += len(chunk)
         end = at.end
         n_blocks, checksum = _write_block_table(fd, end)
-        os.pwrite(fd, SEGMENT_FOOTER.pack(n_blocks, checksum, SEGMENT_FOOTER_MAGIC), end + 4 * n_blocks)
+        os.pwrite(fd, _footer(n_blocks, checksum), end + 4 * n_blocks)
         os.pwrite(fd, _header(n_live, layout, n_windows, checksum), 0)
         os.fsync(fd)
         os.close(fd)
